@@ -1,0 +1,2 @@
+/// Placeholder module replaced by the F# layer.
+namespace Fusion.Dsl.FSharp

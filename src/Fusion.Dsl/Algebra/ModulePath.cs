@@ -1,0 +1,91 @@
+namespace Fusion.Dsl.Algebra;
+
+/// <summary>The problem of a path that does not resolve, naming the missing segment and what exists there.</summary>
+public sealed class ModulePathException : KeyNotFoundException
+{
+    /// <summary>Creates the error.</summary>
+    public ModulePathException(string path, string missingSegment, string parentPath, IReadOnlyList<string> existing, string message)
+        : base(message)
+    {
+        Path = path; MissingSegment = missingSegment; ParentPath = parentPath; ExistingChildren = existing;
+    }
+
+    /// <summary>The whole dotted path asked for.</summary>
+    public string Path { get; }
+    /// <summary>The first segment that does not exist.</summary>
+    public string MissingSegment { get; }
+    /// <summary>The path of the module that lacks it (<c>""</c> for the root).</summary>
+    public string ParentPath { get; }
+    /// <summary>The children that module does have.</summary>
+    public IReadOnlyList<string> ExistingChildren { get; }
+}
+
+/// <summary>
+/// Dotted paths into a module tree (<c>layer1.0.conv1</c>, <c>features.3</c>), as PyTorch names submodules.
+/// <see cref="Replace"/> rebuilds only the modules on the path; every other subtree is shared.
+/// </summary>
+public static class ModulePath
+{
+    /// <summary>Splits a dotted path; the empty path is the root.</summary>
+    public static string[] Split(string path) => path.Length == 0 ? [] : path.Split('.');
+
+    /// <summary>The module at <paramref name="path"/>.</summary>
+    /// <exception cref="ModulePathException">A segment does not exist; the message names it and the children that do.</exception>
+    public static Module Get(Module root, string path)
+    {
+        var m = root;
+        var segs = Split(path);
+        for (var i = 0; i < segs.Length; i++)
+        {
+            if (!m.Children.TryGet(segs[i], out var next)) throw Missing(path, segs, i, m);
+            m = next;
+        }
+        return m;
+    }
+
+    /// <summary>Looks <paramref name="path"/> up without throwing.</summary>
+    public static bool TryGet(Module root, string path, out Module module)
+    {
+        module = root;
+        foreach (var s in Split(path))
+            if (!module.Children.TryGet(s, out module)) { module = null!; return false; }
+        return true;
+    }
+
+    /// <summary>
+    /// A new tree with the module at <paramref name="path"/> replaced by <paramref name="replacement"/>. Modules off the path
+    /// are the same objects as before; when the replacement is the module already there, <paramref name="root"/> itself is returned.
+    /// </summary>
+    /// <exception cref="ModulePathException">A segment does not exist.</exception>
+    /// <exception cref="ArgumentException">The path is empty (replace the root by using the replacement itself).</exception>
+    public static Module Replace(Module root, string path, Module replacement)
+    {
+        var segs = Split(path);
+        if (segs.Length == 0) throw new ArgumentException("cannot replace the root by path; use the replacement itself");
+        return ReplaceAt(root, path, segs, 0, replacement);
+    }
+
+    private static Module ReplaceAt(Module m, string path, string[] segs, int i, Module replacement)
+    {
+        if (!m.Children.TryGet(segs[i], out var child)) throw Missing(path, segs, i, m);
+        var updated = i == segs.Length - 1 ? replacement : ReplaceAt(child, path, segs, i + 1, replacement);
+        return m.WithChild(segs[i], updated);
+    }
+
+    /// <summary>Explains why <paramref name="path"/> does not resolve (or that it does).</summary>
+    public static string Describe(Module root, string path)
+    {
+        try { Get(root, path); return "it exists"; }
+        catch (ModulePathException e) { return e.Message; }
+    }
+
+    private static ModulePathException Missing(string path, string[] segs, int i, Module parent)
+    {
+        var parentPath = string.Join('.', segs.Take(i));
+        var existing = parent.Children.Names.ToArray();
+        var where = parentPath.Length == 0 ? $"the root {parent.TypeName}" : $"'{parentPath}' ({parent.TypeName})";
+        var has = existing.Length == 0 ? "it has no children" : "its children are: " + string.Join(", ", existing);
+        return new ModulePathException(path, segs[i], parentPath, existing,
+            $"'{path}': {where} has no child '{segs[i]}'; {has}");
+    }
+}

@@ -1,0 +1,57 @@
+using System.Collections.Immutable;
+
+namespace Fusion.Dsl.Graphs;
+
+/// <summary>
+/// A container's forward as a torch.fx-style dataflow graph: nodes in execution order, one placeholder per input,
+/// exactly one output. Module calls name dotted paths relative to the container, so a fusion that swaps a module
+/// keeps the graph as it is: the call reaches the fused module or an <c>Identity</c>.
+/// </summary>
+public sealed class Graph : IEquatable<Graph>
+{
+    /// <summary>The functions a <see cref="NodeOp.CallFunction"/> node may name.</summary>
+    public static readonly ImmutableHashSet<string> Functions =
+        ["add", "mul", "relu", "flatten", "cat", "adaptive_avg_pool2d", "reshape", "hardsigmoid"];
+
+    /// <summary>The tensor methods a <see cref="NodeOp.CallMethod"/> node may name.</summary>
+    public static readonly ImmutableHashSet<string> Methods =
+        ["squeeze", "unsqueeze", "reshape", "view", "contiguous", "flatten", "add", "mul", "relu"];
+
+    /// <summary>Builds and checks a graph.</summary>
+    /// <exception cref="ArgumentException">A name repeats, a reference points forward or nowhere, an unknown function or
+    /// method is named, or there is not exactly one output.</exception>
+    public Graph(IEnumerable<GraphNode> nodes)
+    {
+        Nodes = nodes.ToImmutableArray();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var outputs = 0;
+        foreach (var n in Nodes)
+        {
+            foreach (var r in n.Inputs)
+                if (!seen.Contains(r)) throw new ArgumentException($"graph node '{n.Name}' reads '{r}', which is not an earlier node");
+            if (!seen.Add(n.Name)) throw new ArgumentException($"graph node name '{n.Name}' appears twice");
+            if (n.Op == NodeOp.CallFunction && !Functions.Contains(n.Target!))
+                throw new ArgumentException($"graph node '{n.Name}' calls unsupported function '{n.Target}'; supported: {string.Join(", ", Functions.Order())}");
+            if (n.Op == NodeOp.CallMethod && !Methods.Contains(n.Target!))
+                throw new ArgumentException($"graph node '{n.Name}' calls unsupported method '{n.Target}'; supported: {string.Join(", ", Methods.Order())}");
+            if (n.Op == NodeOp.Output) outputs++;
+        }
+        if (outputs != 1) throw new ArgumentException($"a graph needs exactly one output node, found {outputs}");
+    }
+
+    /// <summary>The nodes in execution order.</summary>
+    public ImmutableArray<GraphNode> Nodes { get; }
+
+    /// <summary>The module paths called, in order (with repeats).</summary>
+    public IEnumerable<string> ModuleCalls => Nodes.Where(n => n.Op == NodeOp.CallModule).Select(n => n.Target!);
+
+    /// <summary>The nodes that read the value of <paramref name="nodeName"/>.</summary>
+    public IEnumerable<GraphNode> Consumers(string nodeName) => Nodes.Where(n => n.Inputs.Contains(nodeName));
+
+    /// <inheritdoc />
+    public bool Equals(Graph? other) => other is not null && (ReferenceEquals(this, other) || other.Nodes.SequenceEqual(Nodes));
+    /// <inheritdoc />
+    public override bool Equals(object? obj) => Equals(obj as Graph);
+    /// <inheritdoc />
+    public override int GetHashCode() => Nodes.Length;
+}

@@ -1,0 +1,59 @@
+using Fusion.Dsl.Algebra;
+
+namespace Fusion.Dsl.Layers;
+
+/// <summary>The element-wise activations this project knows.</summary>
+public enum ActivationKind
+{
+    /// <summary><c>ReLU</c>: max(x, 0).</summary>
+    ReLU,
+    /// <summary><c>ReLU6</c>: min(max(x, 0), 6).</summary>
+    ReLU6,
+    /// <summary><c>Hardswish</c>: x · relu6(x + 3) / 6.</summary>
+    Hardswish,
+    /// <summary><c>Hardsigmoid</c>: relu6(x + 3) / 6.</summary>
+    Hardsigmoid,
+    /// <summary><c>SiLU</c>: x · sigmoid(x).</summary>
+    SiLU,
+}
+
+/// <summary>PyTorch's stateless element-wise activation modules (<c>ReLU</c>, <c>ReLU6</c>, <c>Hardswish</c>, <c>Hardsigmoid</c>, <c>SiLU</c>).
+/// <c>inplace</c> is recorded for fidelity but has no effect on immutable tensors.</summary>
+public sealed class Activation : Module
+{
+    private Activation(ModuleParts parts, ActivationKind kind, bool inplace) : base(parts)
+    {
+        Kind = kind; Inplace = inplace;
+        RequireNoChildren(parts, TypeName);
+        RequireStateNames(parts, TypeName);
+    }
+
+    /// <summary>Which activation.</summary>
+    public ActivationKind Kind { get; }
+    /// <summary>PyTorch's <c>inplace</c> flag (kept for round trips; results are never written in place).</summary>
+    public bool Inplace { get; }
+
+    /// <inheritdoc />
+    public override string TypeName => Kind.ToString();
+
+    /// <summary>Creates an activation module.</summary>
+    public static Activation Create(ActivationKind kind, bool inplace = false, bool training = false)
+        => new(ModuleParts.Leaf(training), kind, inplace);
+
+    /// <summary>Applies the activation to one value (the engine's kernels use the same formulas vectorised).</summary>
+    public static float Apply(ActivationKind kind, float x) => kind switch
+    {
+        ActivationKind.ReLU => x > 0 ? x : 0,
+        ActivationKind.ReLU6 => Math.Min(Math.Max(x, 0f), 6f),
+        ActivationKind.Hardswish => x * Math.Min(Math.Max(x + 3f, 0f), 6f) / 6f,
+        ActivationKind.Hardsigmoid => Math.Min(Math.Max(x + 3f, 0f), 6f) / 6f,
+        ActivationKind.SiLU => x / (1f + MathF.Exp(-x)),
+        _ => throw new ArgumentOutOfRangeException(nameof(kind)),
+    };
+
+    private protected override Module Rebuild(ModuleParts parts) => new Activation(parts, Kind, Inplace);
+    private protected override bool HyperparametersEqual(Module other) => other is Activation a && a.Kind == Kind && a.Inplace == Inplace;
+
+    /// <inheritdoc />
+    public override IReadOnlyList<KeyValuePair<string, object?>> Arguments => [new("inplace", Inplace)];
+}

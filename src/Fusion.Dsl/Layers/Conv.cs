@@ -1,0 +1,161 @@
+using System.Collections.Immutable;
+using Fusion.Dsl.Algebra;
+using Fusion.Dsl.Tensors;
+
+namespace Fusion.Dsl.Layers;
+
+/// <summary>
+/// PyTorch's <c>Conv1d/2d/3d</c> and <c>ConvTranspose1d/2d/3d</c> as one N-dimensional family
+/// (<see cref="Rank"/> spatial dimensions, <see cref="Transposed"/>). The weight is
+/// <c>[out, in/groups, *kernel]</c>, or <c>[in, out/groups, *kernel]</c> when transposed; the bias is <c>[out]</c>.
+/// </summary>
+public sealed class Conv : Module
+{
+    private Conv(ModuleParts parts, int rank, bool transposed, int inChannels, int outChannels, ImmutableArray<int> kernelSize,
+        ImmutableArray<int> stride, ConvPadding padding, ImmutableArray<int> dilation, int groups, bool hasBias,
+        PaddingMode paddingMode, ImmutableArray<int> outputPadding) : base(parts)
+    {
+        Rank = rank; Transposed = transposed; InChannels = inChannels; OutChannels = outChannels; KernelSize = kernelSize;
+        Stride = stride; Padding = padding; Dilation = dilation; Groups = groups; HasBias = hasBias; PaddingMode = paddingMode;
+        OutputPadding = outputPadding;
+        Validate();
+    }
+
+    /// <summary>Number of spatial dimensions: 1, 2 or 3.</summary>
+    public int Rank { get; }
+    /// <summary>True for <c>ConvTranspose*d</c>.</summary>
+    public bool Transposed { get; }
+    /// <summary><c>in_channels</c>.</summary>
+    public int InChannels { get; }
+    /// <summary><c>out_channels</c>.</summary>
+    public int OutChannels { get; }
+    /// <summary><c>kernel_size</c>, one entry per spatial dimension.</summary>
+    public ImmutableArray<int> KernelSize { get; }
+    /// <summary><c>stride</c>.</summary>
+    public ImmutableArray<int> Stride { get; }
+    /// <summary><c>padding</c>: amounts, <c>same</c> or <c>valid</c>.</summary>
+    public ConvPadding Padding { get; }
+    /// <summary><c>dilation</c>.</summary>
+    public ImmutableArray<int> Dilation { get; }
+    /// <summary><c>groups</c>.</summary>
+    public int Groups { get; }
+    /// <summary><c>bias</c>: whether the module has a bias parameter.</summary>
+    public bool HasBias { get; }
+    /// <summary><c>padding_mode</c>.</summary>
+    public PaddingMode PaddingMode { get; }
+    /// <summary><c>output_padding</c> (transposed only; zeros otherwise).</summary>
+    public ImmutableArray<int> OutputPadding { get; }
+
+    /// <summary>The weight tensor.</summary>
+    public Tensor Weight => State["weight"];
+    /// <summary>The bias tensor, or null when <see cref="HasBias"/> is false.</summary>
+    public Tensor? Bias => State.TryGet("bias");
+
+    /// <inheritdoc />
+    public override string TypeName => (Transposed ? "ConvTranspose" : "Conv") + Rank + "d";
+
+    /// <summary>Shape PyTorch gives the weight for these hyperparameters.</summary>
+    public int[] WeightShape => Transposed
+        ? [InChannels, OutChannels / Groups, .. KernelSize]
+        : [OutChannels, InChannels / Groups, .. KernelSize];
+
+    /// <summary>
+    /// Creates a convolution. Scalars passed as one-element arrays broadcast to every spatial dimension, as PyTorch's
+    /// <c>_ntuple</c> does. Missing weight and bias are drawn with PyTorch's default initialisation from <paramref name="seed"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The arguments are inconsistent (channels not divisible by groups, wrong tensor shape, <c>same</c> with stride, ...).</exception>
+    public static Conv Create(int rank, int inChannels, int outChannels, int[] kernelSize, int[]? stride = null,
+        ConvPadding? padding = null, int[]? dilation = null, int groups = 1, bool bias = true,
+        PaddingMode paddingMode = PaddingMode.Zeros, bool transposed = false, int[]? outputPadding = null,
+        Tensor? weight = null, Tensor? biasTensor = null, bool training = false, int seed = 0)
+    {
+        if (rank is < 1 or > 3) throw new ArgumentException($"convolution rank must be 1, 2 or 3, got {rank}");
+        var k = Expand(kernelSize, rank, "kernel_size");
+        var s = Expand(stride ?? [1], rank, "stride");
+        var d = Expand(dilation ?? [1], rank, "dilation");
+        var op = Expand(outputPadding ?? [0], rank, "output_padding");
+        var p = padding ?? ConvPadding.Explicit(0);
+        if (p.Kind == PaddingKind.Explicit) p = ConvPadding.Explicit([.. Expand([.. p.Amounts], rank, "padding")]);
+        if (groups <= 0) throw new ArgumentException($"groups must be positive, got {groups}");
+        if (weight is null || (bias && biasTensor is null))
+        {
+            var rng = new Random(seed);
+            var fanIn = (transposed ? outChannels : inChannels) / Math.Max(groups, 1) * k.Aggregate(1, (a, b) => a * b);
+            var bound = fanIn > 0 ? 1.0 / Math.Sqrt(fanIn) : 0;
+            int[] wShape = transposed ? [inChannels, outChannels / groups, .. k] : [outChannels, inChannels / groups, .. k];
+            weight ??= Init.Uniform(rng, bound, wShape);
+            if (bias) biasTensor ??= Init.Uniform(rng, bound, outChannels);
+        }
+        var parts = ModuleParts.Leaf(training, TensorDict.Create(("weight", weight), ("bias", bias ? biasTensor : null)));
+        return new Conv(parts, rank, transposed, inChannels, outChannels, k, s, p, d, groups, bias, paddingMode, op);
+    }
+
+    /// <summary>This convolution with another weight and bias (a null bias removes it); hyperparameters follow the bias.</summary>
+    public Conv WithParameters(Tensor weight, Tensor? bias)
+    {
+        if (ReferenceEquals(weight, Weight) && ReferenceEquals(bias, Bias)) return this;
+        var parts = Parts with { State = TensorDict.Create(("weight", weight), ("bias", bias)) };
+        return new Conv(parts, Rank, Transposed, InChannels, OutChannels, KernelSize, Stride, Padding, Dilation, Groups,
+            bias is not null, PaddingMode, OutputPadding);
+    }
+
+    private protected override Module Rebuild(ModuleParts parts)
+        => new Conv(parts, Rank, Transposed, InChannels, OutChannels, KernelSize, Stride, Padding, Dilation, Groups, HasBias, PaddingMode, OutputPadding);
+
+    private protected override bool HyperparametersEqual(Module other)
+        => other is Conv c && c.Rank == Rank && c.Transposed == Transposed && c.InChannels == InChannels && c.OutChannels == OutChannels
+           && c.KernelSize.SequenceEqual(KernelSize) && c.Stride.SequenceEqual(Stride) && c.Padding.Equals(Padding)
+           && c.Dilation.SequenceEqual(Dilation) && c.Groups == Groups && c.HasBias == HasBias && c.PaddingMode == PaddingMode
+           && c.OutputPadding.SequenceEqual(OutputPadding);
+
+    /// <inheritdoc />
+    public override IReadOnlyList<KeyValuePair<string, object?>> Arguments
+    {
+        get
+        {
+            var a = new List<KeyValuePair<string, object?>>
+            {
+                new("in_channels", InChannels), new("out_channels", OutChannels), new("kernel_size", KernelSize),
+                new("stride", Stride), new("padding", Padding.ToArgument()), new("dilation", Dilation), new("groups", Groups),
+                new("bias", HasBias), new("padding_mode", PaddingMode.ToString().ToLowerInvariant()),
+            };
+            if (Transposed) a.Add(new("output_padding", OutputPadding));
+            return a;
+        }
+    }
+
+    private void Validate()
+    {
+        var t = TypeName;
+        RequireNoChildren(Parts, t);
+        RequireStateNames(Parts, t, "weight", "bias");
+        if (InChannels <= 0 || OutChannels <= 0) throw new ArgumentException($"{t}: channels must be positive, got in={InChannels}, out={OutChannels}");
+        if (InChannels % Groups != 0) throw new ArgumentException($"{t}: in_channels ({InChannels}) must be divisible by groups ({Groups})");
+        if (OutChannels % Groups != 0) throw new ArgumentException($"{t}: out_channels ({OutChannels}) must be divisible by groups ({Groups})");
+        if (KernelSize.Any(x => x <= 0) || Stride.Any(x => x <= 0) || Dilation.Any(x => x <= 0))
+            throw new ArgumentException($"{t}: kernel_size, stride and dilation must be positive");
+        if (Padding.Kind == PaddingKind.Explicit && Padding.Amounts.Length != Rank)
+            throw new ArgumentException($"{t}: padding needs {Rank} entries, got {Padding.Amounts.Length}");
+        if (Padding.Kind == PaddingKind.Same && Stride.Any(x => x != 1))
+            throw new ArgumentException($"{t}: padding='same' is not supported for strided convolutions");
+        if (Transposed)
+        {
+            if (PaddingMode != PaddingMode.Zeros) throw new ArgumentException($"{t}: only padding_mode 'zeros' is supported");
+            if (Padding.Kind != PaddingKind.Explicit) throw new ArgumentException($"{t}: padding must be explicit amounts");
+            for (var i = 0; i < Rank; i++)
+                if (OutputPadding[i] >= Math.Max(Stride[i], Dilation[i]))
+                    throw new ArgumentException($"{t}: output_padding ({OutputPadding[i]}) must be smaller than either stride or dilation");
+        }
+        else if (OutputPadding.Any(x => x != 0)) throw new ArgumentException($"{t}: output_padding applies to transposed convolutions only");
+        RequireShape(State.TryGet("weight"), t, "weight", WeightShape);
+        if (HasBias) RequireShape(State.TryGet("bias"), t, "bias", OutChannels);
+        else if (State.TryGet("bias") is not null) throw new ArgumentException($"{t}: bias=False but a bias tensor was given");
+    }
+
+    private static ImmutableArray<int> Expand(int[] values, int rank, string name)
+    {
+        if (values.Length == 1) return Enumerable.Repeat(values[0], rank).ToImmutableArray();
+        if (values.Length != rank) throw new ArgumentException($"{name} needs 1 or {rank} entries, got {values.Length}");
+        return values.ToImmutableArray();
+    }
+}

@@ -1,0 +1,29 @@
+using Fusion.Dsl.Algebra;
+
+namespace Fusion.Dsl.Layers;
+
+/// <summary>PyTorch's <c>Flatten(start_dim=1, end_dim=-1)</c>.</summary>
+public sealed class Flatten : Module
+{
+    private Flatten(ModuleParts parts, int startDim, int endDim) : base(parts)
+    {
+        StartDim = startDim; EndDim = endDim;
+        RequireNoChildren(parts, TypeName);
+        RequireStateNames(parts, TypeName);
+    }
+
+    /// <summary><c>start_dim</c>.</summary>
+    public int StartDim { get; }
+    /// <summary><c>end_dim</c> (negative counts from the end).</summary>
+    public int EndDim { get; }
+    /// <inheritdoc />
+    public override string TypeName => "Flatten";
+
+    /// <summary>Creates a Flatten module.</summary>
+    public static Flatten Create(int startDim = 1, int endDim = -1, bool training = false) => new(ModuleParts.Leaf(training), startDim, endDim);
+
+    private protected override Module Rebuild(ModuleParts parts) => new Flatten(parts, StartDim, EndDim);
+    private protected override bool HyperparametersEqual(Module other) => other is Flatten f && f.StartDim == StartDim && f.EndDim == EndDim;
+    /// <inheritdoc />
+    public override IReadOnlyList<KeyValuePair<string, object?>> Arguments => [new("start_dim", StartDim), new("end_dim", EndDim)];
+}

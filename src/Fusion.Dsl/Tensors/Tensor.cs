@@ -1,0 +1,229 @@
+using System.Collections.Immutable;
+using System.Runtime.InteropServices;
+
+namespace Fusion.Dsl.Tensors;
+
+/// <summary>Element type of a <see cref="Tensor"/>: PyTorch's <c>float32</c> for weights and activations,
+/// <c>int64</c> for counters such as <c>num_batches_tracked</c>.</summary>
+public enum DType
+{
+    /// <summary>32-bit IEEE float (safetensors <c>F32</c>).</summary>
+    Float32,
+    /// <summary>64-bit signed integer (safetensors <c>I64</c>).</summary>
+    Int64,
+}
+
+/// <summary>
+/// A dense, row-major, immutable tensor. Callers never receive a writable view of the storage:
+/// factories copy their input, accessors hand out read-only spans. Equality is structural and
+/// bit-exact (same dtype, same shape, same bits), so <c>NaN</c> equals itself and <c>-0</c> differs from <c>0</c>.
+/// </summary>
+public sealed class Tensor : IEquatable<Tensor>
+{
+    private readonly float[]? _f32;
+    private readonly long[]? _i64;
+    private readonly int[] _shape;
+
+    private Tensor(DType dtype, int[] shape, float[]? f32, long[]? i64)
+    {
+        DType = dtype;
+        _shape = shape;
+        _f32 = f32;
+        _i64 = i64;
+    }
+
+    /// <summary>The element type.</summary>
+    public DType DType { get; }
+
+    /// <summary>The dimensions, outermost first; empty for a scalar.</summary>
+    public ReadOnlySpan<int> Shape => _shape;
+
+    /// <summary>The dimensions as an immutable array (a copy; prefer <see cref="Shape"/> in hot code).</summary>
+    public ImmutableArray<int> Dimensions => ImmutableArray.Create(_shape);
+
+    /// <summary>Number of dimensions.</summary>
+    public int Rank => _shape.Length;
+
+    /// <summary>Number of elements (the product of the dimensions; 1 for a scalar).</summary>
+    public int Count => DType == DType.Float32 ? _f32!.Length : _i64!.Length;
+
+    /// <summary>The float32 elements in row-major order. Throws when the tensor is <c>int64</c>.</summary>
+    public ReadOnlySpan<float> Float32 => _f32 ?? throw new InvalidOperationException($"tensor of dtype {DType} read as Float32");
+
+    /// <summary>The int64 elements in row-major order. Throws when the tensor is <c>float32</c>.</summary>
+    public ReadOnlySpan<long> Int64 => _i64 ?? throw new InvalidOperationException($"tensor of dtype {DType} read as Int64");
+
+    /// <summary>Size of dimension <paramref name="dim"/>; negative values count from the end, as in PyTorch.</summary>
+    public int Size(int dim) => _shape[dim < 0 ? dim + _shape.Length : dim];
+
+    /// <summary>Creates a float32 tensor from a copy of <paramref name="data"/>.</summary>
+    /// <exception cref="ArgumentException">The element count does not match the shape, or a dimension is negative.</exception>
+    public static Tensor FromFloat32(ReadOnlySpan<float> data, params int[] shape)
+        => new(DType.Float32, CheckShape(shape, data.Length), data.ToArray(), null);
+
+    /// <summary>Creates an int64 tensor from a copy of <paramref name="data"/>.</summary>
+    /// <exception cref="ArgumentException">The element count does not match the shape, or a dimension is negative.</exception>
+    public static Tensor FromInt64(ReadOnlySpan<long> data, params int[] shape)
+        => new(DType.Int64, CheckShape(shape, data.Length), null, data.ToArray());
+
+    /// <summary>A float32 tensor of the given shape filled with <paramref name="value"/>.</summary>
+    public static Tensor Full(float value, params int[] shape)
+    {
+        var data = new float[Product(shape)];
+        if (value != 0f) Array.Fill(data, value);
+        return new(DType.Float32, (int[])shape.Clone(), data, null);
+    }
+
+    /// <summary>A float32 tensor of zeros.</summary>
+    public static Tensor Zeros(params int[] shape) => Full(0f, shape);
+
+    /// <summary>An int64 scalar, the shape PyTorch gives <c>num_batches_tracked</c>.</summary>
+    public static Tensor ScalarInt64(long value) => new(DType.Int64, Array.Empty<int>(), null, new[] { value });
+
+    /// <summary>A float32 tensor filled by <paramref name="fill"/> (called once per element, in row-major order).</summary>
+    public static Tensor Generate(Func<int, float> fill, params int[] shape)
+    {
+        var data = new float[Product(shape)];
+        for (var i = 0; i < data.Length; i++) data[i] = fill(i);
+        return new(DType.Float32, (int[])shape.Clone(), data, null);
+    }
+
+    /// <summary>
+    /// Takes ownership of <paramref name="data"/> without copying. Only for code that has just allocated
+    /// the array and never touches it again (the engine, the folding kernels, the readers).
+    /// </summary>
+    internal static Tensor Adopt(float[] data, int[] shape) => new(DType.Float32, CheckShape(shape, data.Length), data, null);
+
+    /// <summary>Int64 counterpart of <see cref="Adopt(float[], int[])"/>.</summary>
+    internal static Tensor Adopt(long[] data, int[] shape) => new(DType.Int64, CheckShape(shape, data.Length), null, data);
+
+    /// <summary>The storage, for internal kernels that only read it.</summary>
+    internal float[] RawFloat32 => _f32 ?? throw new InvalidOperationException($"tensor of dtype {DType} read as Float32");
+
+    /// <summary>The same elements viewed with another shape of the same element count (no copy: storage is immutable).</summary>
+    /// <exception cref="ArgumentException">The element counts differ.</exception>
+    public Tensor Reshape(params int[] shape)
+    {
+        var resolved = ResolveShape(shape, Count);
+        if (resolved.AsSpan().SequenceEqual(_shape)) return this;
+        return new(DType, resolved, _f32, _i64);
+    }
+
+    /// <summary>Copies the elements into a new array (float32 only).</summary>
+    public float[] ToArray() => Float32.ToArray();
+
+    /// <summary>Element at a row-major flat index as a double (either dtype).</summary>
+    public double this[int flatIndex] => _f32 is not null ? _f32[flatIndex] : _i64![flatIndex];
+
+    /// <summary>True when both tensors have the same dtype, shape and the same bits in every element.</summary>
+    public bool Equals(Tensor? other)
+    {
+        if (ReferenceEquals(this, other)) return true;
+        if (other is null || other.DType != DType || !other.Shape.SequenceEqual(Shape)) return false;
+        return _f32 is not null
+            ? MemoryMarshal.AsBytes(_f32.AsSpan()).SequenceEqual(MemoryMarshal.AsBytes(other._f32.AsSpan()))
+            : _i64.AsSpan().SequenceEqual(other._i64);
+    }
+
+    /// <inheritdoc />
+    public override bool Equals(object? obj) => Equals(obj as Tensor);
+
+    /// <inheritdoc />
+    public override int GetHashCode()
+    {
+        var h = new HashCode();
+        h.Add(DType);
+        foreach (var d in _shape) h.Add(d);
+        // A few elements suffice for a hash; equality compares all of them.
+        var n = Math.Min(Count, 8);
+        for (var i = 0; i < n; i++) h.Add(this[i]);
+        return h.ToHashCode();
+    }
+
+    /// <summary>Largest absolute element-wise difference to <paramref name="other"/> (same shape required).</summary>
+    /// <exception cref="ArgumentException">The shapes differ.</exception>
+    public double MaxAbsDiff(Tensor other)
+    {
+        if (!other.Shape.SequenceEqual(Shape))
+            throw new ArgumentException($"shape {ShapeString(Shape)} compared with {ShapeString(other.Shape)}");
+        double m = 0;
+        for (var i = 0; i < Count; i++)
+        {
+            var d = Math.Abs(this[i] - other[i]);
+            if (double.IsNaN(d)) return double.NaN;
+            if (d > m) m = d;
+        }
+        return m;
+    }
+
+    /// <summary>Largest absolute element.</summary>
+    public double MaxAbs()
+    {
+        double m = 0;
+        for (var i = 0; i < Count; i++) m = Math.Max(m, Math.Abs(this[i]));
+        return m;
+    }
+
+    /// <summary>
+    /// PyTorch-style closeness used by the fixtures: <c>max|a-b| &lt;= atol + rtol * max|b|</c>
+    /// where <c>b</c> is <paramref name="expected"/>.
+    /// </summary>
+    public bool IsCloseTo(Tensor expected, double rtol, double atol)
+    {
+        if (!expected.Shape.SequenceEqual(Shape)) return false;
+        var d = MaxAbsDiff(expected);
+        return !double.IsNaN(d) && d <= atol + rtol * expected.MaxAbs();
+    }
+
+    /// <summary>Formats a shape as PyTorch prints it, e.g. <c>[2, 3, 8, 8]</c>.</summary>
+    public static string ShapeString(ReadOnlySpan<int> shape) => "[" + string.Join(", ", shape.ToArray()) + "]";
+
+    /// <inheritdoc />
+    public override string ToString() => $"Tensor({DType}, {ShapeString(Shape)})";
+
+    internal static int Product(ReadOnlySpan<int> shape)
+    {
+        long n = 1;
+        foreach (var d in shape)
+        {
+            if (d < 0) throw new ArgumentException($"negative dimension in shape {ShapeString(shape)}");
+            n *= d;
+            if (n > int.MaxValue) throw new ArgumentException($"shape {ShapeString(shape)} has more than {int.MaxValue} elements");
+        }
+        return (int)n;
+    }
+
+    private static int[] CheckShape(int[] shape, int count)
+    {
+        var n = Product(shape);
+        if (n != count) throw new ArgumentException($"shape {ShapeString(shape)} holds {n} elements but {count} were given");
+        return (int[])shape.Clone();
+    }
+
+    /// <summary>Resolves one <c>-1</c> entry the way <c>torch.reshape</c> does.</summary>
+    internal static int[] ResolveShape(ReadOnlySpan<int> shape, int count)
+    {
+        var result = shape.ToArray();
+        var infer = -1;
+        long known = 1;
+        for (var i = 0; i < result.Length; i++)
+        {
+            if (result[i] == -1)
+            {
+                if (infer >= 0) throw new ArgumentException($"only one dimension can be inferred in {ShapeString(shape)}");
+                infer = i;
+            }
+            else if (result[i] < 0) throw new ArgumentException($"invalid dimension {result[i]} in {ShapeString(shape)}");
+            else known *= result[i];
+        }
+        if (infer >= 0)
+        {
+            if (known == 0 || count % known != 0)
+                throw new ArgumentException($"shape {ShapeString(shape)} is invalid for input of size {count}");
+            result[infer] = (int)(count / known);
+        }
+        else if (known != count)
+            throw new ArgumentException($"shape {ShapeString(shape)} is invalid for input of size {count}");
+        return result;
+    }
+}

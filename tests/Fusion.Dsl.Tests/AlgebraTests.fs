@@ -1,0 +1,54 @@
+module Fusion.Dsl.Tests.AlgebraTests
+
+open Expecto
+open Fusion.Dsl.Algebra
+open Fusion.Dsl.Layers
+open Fusion.Dsl.Tensors
+
+let private convBnRelu seed =
+    Sequential.Create(
+        Conv.Create(2, 3, 4, [| 3 |], seed = seed) :> Module,
+        BatchNorm.Create(2, 4),
+        Activation.Create(ActivationKind.ReLU))
+
+[<Tests>]
+let tests =
+    testList "Algebra" [
+        test "replacing a module with itself returns the same root" {
+            let m = convBnRelu 1
+            let same = ModulePath.Replace(m, "1", ModulePath.Get(m, "1"))
+            Expect.isTrue (obj.ReferenceEquals(m, same)) "identity rewrite must return the same object"
+        }
+        test "replace shares every subtree off the path" {
+            let inner = convBnRelu 1
+            let root = Sequential.Create(inner :> Module, convBnRelu 2)
+            let r = ModulePath.Replace(root, "0.2", Identity.Create())
+            Expect.isFalse (obj.ReferenceEquals(root, r)) "a change makes a new root"
+            Expect.isTrue (obj.ReferenceEquals(ModulePath.Get(root, "1"), ModulePath.Get(r, "1"))) "sibling subtree shared"
+            Expect.isTrue (obj.ReferenceEquals(ModulePath.Get(root, "0.0"), ModulePath.Get(r, "0.0"))) "untouched leaf shared"
+            Expect.equal (ModulePath.Get(r, "0.2").TypeName) "Identity" "replacement in place"
+            Expect.equal (ModulePath.Get(root, "0.2").TypeName) "ReLU" "input unchanged"
+        }
+        test "a missing path names the segment and the children that exist" {
+            let m = convBnRelu 1
+            let e = Support.throwsOf<ModulePathException> (fun () -> ModulePath.Get(m, "7") |> ignore)
+            Expect.equal e.MissingSegment "7" "missing segment"
+            Expect.sequenceEqual e.ExistingChildren [ "0"; "1"; "2" ] "existing children"
+            Expect.stringContains e.Message "no child '7'" "message names the segment"
+        }
+        test "structural equality is by value, not by reference" {
+            Expect.equal (convBnRelu 3) (convBnRelu 3) "same construction, same value"
+            Expect.notEqual (convBnRelu 3) (convBnRelu 4) "different weights differ"
+        }
+        test "train() shares subtrees already in the requested mode" {
+            let m = convBnRelu 1
+            Expect.isTrue (obj.ReferenceEquals(m, m.Eval())) "eval of an eval model is a no-op"
+            let t = m.Train()
+            Expect.isTrue (t.NamedModules() |> Seq.forall (fun kv -> kv.Value.Training)) "all in training mode"
+        }
+        test "a wrongly shaped weight is refused with its expected shape" {
+            let w = Tensor.Zeros(4, 3, 2, 2)
+            let e = Support.throwsOf<System.ArgumentException> (fun () -> Conv.Create(2, 3, 4, [| 3 |], weight = w) |> ignore)
+            Expect.stringContains e.Message "[4, 3, 3, 3]" "names the expected shape"
+        }
+    ]

@@ -1,0 +1,26 @@
+/// Test entry point: runs every [<Tests>] value in this assembly with Expecto, then prints the plain
+/// closing line `N passed, M failed` (Expecto's own summary is coloured) and exits non-zero on any failure.
+module Fusion.Dsl.Tests.Main
+
+open Expecto
+open Expecto.Impl
+
+[<EntryPoint>]
+let main argv =
+    let mutable counts = None
+    let printer =
+        { TestPrinters.defaultPrinter with
+            summary = fun cfg summary ->
+                async {
+                    do! TestPrinters.defaultPrinter.summary cfg summary
+                    counts <- Some (summary.passed.Length, summary.failed.Length + summary.errored.Length, summary.ignored.Length) } }
+    let rc = runTestsInAssemblyWithCLIArgs [ CLIArguments.Printer printer ] argv
+    match counts with
+    | Some (p, f, s) ->
+        // Expecto does not count a skipped test as failed; this project treats a skip as a defect.
+        if s > 0 then printfn "%d passed, %d failed, %d skipped" p (f + s) s
+        else printfn "%d passed, %d failed" p f
+        if f + s > 0 && rc = 0 then 1 else rc
+    | None ->
+        printfn "0 passed, 1 failed"
+        if rc = 0 then 1 else rc

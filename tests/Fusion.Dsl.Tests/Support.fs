@@ -1,0 +1,50 @@
+/// Shared test helpers: where the PyTorch fixtures are, named tolerances, tiny builders.
+module Fusion.Dsl.Tests.Support
+
+open System
+open System.IO
+open Expecto
+
+/// The repository root: the nearest ancestor of the working directory or of the test assembly holding Fusion.Dsl.sln.
+let repoRoot =
+    let rec up (d: DirectoryInfo | null) =
+        match d with
+        | null -> None
+        | d when File.Exists(Path.Combine(d.FullName, "Fusion.Dsl.sln")) -> Some d.FullName
+        | d -> up d.Parent
+    match up (DirectoryInfo(Environment.CurrentDirectory)) with
+    | Some r -> r
+    | None ->
+        match up (DirectoryInfo(AppContext.BaseDirectory)) with
+        | Some r -> r
+        | None -> failwith "cannot find the repository root (Fusion.Dsl.sln) above the working directory or the test assembly"
+
+/// The PyTorch conformance fixtures: FUSION_FIXTURES if set, else ../shared/fixtures/pytorch beside the repository.
+/// A missing folder fails the tests that need it (never a silent skip).
+let fixturesDir =
+    match Environment.GetEnvironmentVariable "FUSION_FIXTURES" with
+    | null | "" -> Path.GetFullPath(Path.Combine(repoRoot, "..", "shared", "fixtures", "pytorch"))
+    | d -> d
+
+/// Every fixture case's JSON file, sorted; fails when the folder is missing or empty.
+let fixtureCases () =
+    if not (Directory.Exists fixturesDir) then failwithf "fixture folder %s does not exist" fixturesDir
+    let files = Directory.GetFiles(fixturesDir, "*.json") |> Array.sort
+    if files.Length = 0 then failwithf "no fixture cases in %s" fixturesDir
+    files
+
+/// Tolerances, named for what they cover.
+module Tol =
+    /// Two float32 computations of the same formula in a different order (relative to the output magnitude).
+    let reorderRel = 1e-5
+    /// Absolute floor for reordered float32 sums near zero.
+    let reorderAbs = 1e-6
+
+/// Runs f, expecting an exception of type 'E; returns it so the test can check what it says.
+let throwsOf<'E when 'E :> exn> (f: unit -> unit) : 'E =
+    try
+        f ()
+        failtestf "expected %s, but nothing was thrown" typeof<'E>.Name
+    with
+    | :? 'E as e -> e
+    | e -> failtestf "expected %s, got %s: %s" typeof<'E>.Name (e.GetType().Name) e.Message
