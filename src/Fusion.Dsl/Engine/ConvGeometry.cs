@@ -34,6 +34,7 @@ internal sealed class ConvGeometry
         var (left, right) = conv.Padding.Resolve(conv.KernelSize.AsSpan(), conv.Dilation.AsSpan());
         for (var i = 0; i < Rank; i++) { PadLeft[off + i] = left[i]; PadRight[off + i] = right[i]; }
 
+        for (var i = 0; i < Dims; i++) Padded[i] = Transposed ? In[i] : In[i] + PadLeft[i] + PadRight[i];
         for (var i = 0; i < Dims; i++)
         {
             var span = Dilation[i] * (Kernel[i] - 1);
@@ -45,7 +46,6 @@ internal sealed class ConvGeometry
             }
             else
             {
-                Padded[i] = In[i] + PadLeft[i] + PadRight[i];
                 if (Padded[i] < span + 1)
                     throw new EngineInputException(
                         $"calculated padded input size per channel {Tensor.ShapeString(SpatialPadded)} is smaller than the (dilated) kernel size {Tensor.ShapeString(SpatialOf(DilatedKernel()))}");
