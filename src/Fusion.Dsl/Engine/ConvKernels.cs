@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 using System.Runtime.Intrinsics;
 using Fusion.Dsl.Layers;
@@ -53,13 +54,14 @@ internal static unsafe class ConvKernels
     private static void Pad(float[] src, float[] dst, ConvGeometry geo, int threads)
     {
         var planes = geo.Batch * geo.InChannels;
-        Par.For(planes, threads, geo.PaddedVolume, plane =>
+        Par.For(planes, threads, geo.PaddedVolume, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int plane) =>
         {
             fixed (float* s0 = src, d0 = dst)
                 PadPlane(s0 + (long)plane * geo.InVolume, d0 + (long)plane * geo.PaddedVolume, geo);
         });
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PadPlane(float* src, float* dst, ConvGeometry geo)
     {
         int[] n = geo.In, p = geo.Padded, l = geo.PadLeft;
@@ -148,7 +150,7 @@ internal static unsafe class ConvKernels
     {
         var coutG = geo.OutGroupChannels;
         var planes = geo.Batch * geo.OutChannels;
-        Par.For(planes, threads, (long)geo.OutVolume * geo.KernelVolume, idx =>
+        Par.For(planes, threads, (long)geo.OutVolume * geo.KernelVolume, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int idx) =>
         {
             var n = idx / geo.OutChannels;
             var co = idx - n * geo.OutChannels;
@@ -160,6 +162,7 @@ internal static unsafe class ConvKernels
         });
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void DepthwisePlane(float* src, float* w, float* dst, ConvGeometry geo, float scale, float shift, bool hasScale, Act act)
     {
         int[] p = geo.Padded, kern = geo.Kernel, dil = geo.Dilation, s = geo.Stride, o = geo.Out;
@@ -225,7 +228,7 @@ internal static unsafe class ConvKernels
                 var c = new CTarget(cols, 0, 0, (long)mG * inVol, inVol, 1, null);
                 Gemm.Run(packedA, mG, cinG, b, c, Epilogue.None, 1, geo.Groups, threads);
                 var image = n;
-                Par.For(geo.OutChannels, threads, (long)kvol * inVol, co =>
+                Par.For(geo.OutChannels, threads, (long)kvol * inVol, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int co) =>
                 {
                     var (scale, shift) = ep.At(co);
                     fixed (float* colp = cols, outp = output)
@@ -245,6 +248,7 @@ internal static unsafe class ConvKernels
     }
 
     /// <summary>Adds every tap's column row into the (zeroed) output plane at <c>o = i·stride − padding + tap·dilation</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Col2Im(float* col, float* dst, ConvGeometry geo)
     {
         int[] n = geo.In, o = geo.Out, kern = geo.Kernel, s = geo.Stride, dil = geo.Dilation, pad = geo.PadLeft;

@@ -50,6 +50,7 @@ internal readonly struct Epilogue
     /// Applies <c>act(x·scale + shift)</c> to <paramref name="count"/> contiguous values in place.
     /// Used by every kernel's write-out, so all paths round identically.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static unsafe void ApplyRun(float* src, float* dst, int count, float scale, float shift, bool hasScale, Act act)
     {
         var i = 0;

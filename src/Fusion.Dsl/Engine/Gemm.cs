@@ -119,6 +119,7 @@ internal static unsafe class Gemm
     private sealed class Job(float[] packedA, int m, int k, BSource b, CTarget c, Epilogue ep, int groups, int strips, int stripPanels,
         int mBlocks, int mBlockPanels, int nPanels, long aGroupStride)
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Execute(int t)
         {
             var strip = t % strips; t /= strips;
@@ -167,6 +168,7 @@ internal static unsafe class Gemm
     }
 
     /// <summary>Packs columns <c>[v0, v0+nc)</c> of B into one K×NR panel (zero beyond <paramref name="nc"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackPanel(float* src, int* koff, int* colBase, int v0, int nc, int k, float* dst)
     {
         if (colBase == null)
@@ -253,6 +255,7 @@ internal static unsafe class Gemm
     }
 
     /// <summary>Writes the valid <paramref name="mr"/>×<paramref name="nc"/> part of a tile through the epilogue.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Store(float* tile, int mr, int nc, int v0, int m0, int channel0, float* c, int rs, int cs, int* colMap, Epilogue ep)
     {
         var scales = ep.Scale;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Fusion.Dsl.Layers;
 using Fusion.Dsl.Tensors;
@@ -29,7 +30,7 @@ internal static unsafe class LinearKernels
         {
             var xs = x.RawFloat32;
             var w = weight.RawFloat32;
-            Par.For(outF, threads, (long)rows * inF, o =>
+            Par.For(outF, threads, (long)rows * inF, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int o) =>
             {
                 var (scale, shift) = ep.At(o);
                 fixed (float* wp = w, xp = xs, yp = output)
@@ -58,6 +59,7 @@ internal static unsafe class LinearKernels
         return r;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Dot(float* a, float* b, int n)
     {
         var i = 0;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Fusion.Dsl.Layers;
 using Fusion.Dsl.Tensors;
 
@@ -48,7 +49,7 @@ internal static unsafe class NormKernels
         var scale = new float[c];
         var shift = new float[c];
         var data = x.RawFloat32;
-        Par.For(c, threads, 2 * count, ch =>
+        Par.For(c, threads, 2 * count, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int ch) =>
         {
             double sum = 0;
             for (var i = 0; i < n; i++)
@@ -86,7 +87,7 @@ internal static unsafe class NormKernels
         var inner = x.Count / Math.Max(1, n * c);
         var output = GC.AllocateUninitializedArray<float>(x.Count);
         var src = x.RawFloat32;
-        Par.For(n * c, threads, inner, plane =>
+        Par.For(n * c, threads, inner, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int plane) =>
         {
             var (scale, shift) = ep.At(plane % c);
             fixed (float* s = src, d = output)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Fusion.Dsl.Layers;
 using Fusion.Dsl.Tensors;
 
@@ -23,7 +24,7 @@ internal static unsafe class PoolKernels
         var ow = OutSize(w, kw, sw, pw, dw, m.CeilMode, "MaxPool2d");
         var output = GC.AllocateUninitializedArray<float>(checked(n * c * oh * ow));
         var src = x.RawFloat32;
-        Par.For(n * c, threads, (long)oh * ow * kh * kw, plane =>
+        Par.For(n * c, threads, (long)oh * ow * kh * kw, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int plane) =>
         {
             fixed (float* s0 = src, d0 = output)
             {
@@ -68,7 +69,7 @@ internal static unsafe class PoolKernels
         var output = GC.AllocateUninitializedArray<float>(checked(n * c * oh * ow));
         var src = x.RawFloat32;
         var includePad = m.CountIncludePad;
-        Par.For(n * c, threads, (long)oh * ow * kh * kw, plane =>
+        Par.For(n * c, threads, (long)oh * ow * kh * kw, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int plane) =>
         {
             fixed (float* s0 = src, d0 = output)
             {
@@ -113,7 +114,7 @@ internal static unsafe class PoolKernels
         if (oh <= 0 || ow <= 0) throw new EngineInputException($"adaptive_avg_pool2d: output size ({oh}, {ow}) must be positive");
         var output = GC.AllocateUninitializedArray<float>(checked(n * c * oh * ow));
         var src = x.RawFloat32;
-        Par.For(n * c, threads, (long)h * w, plane =>
+        Par.For(n * c, threads, (long)h * w, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int plane) =>
         {
             fixed (float* s0 = src, d0 = output)
             {

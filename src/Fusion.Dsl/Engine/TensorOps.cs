@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Fusion.Dsl.Tensors;
 
@@ -13,7 +14,7 @@ internal static unsafe class TensorOps
         var src = x.RawFloat32;
         const int chunk = 1 << 14;
         var chunks = (x.Count + chunk - 1) / chunk;
-        Par.For(chunks, threads, chunk, i =>
+        Par.For(chunks, threads, chunk, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int i) =>
         {
             var start = i * chunk;
             var len = Math.Min(chunk, src.Length - start);
@@ -26,6 +27,7 @@ internal static unsafe class TensorOps
     public enum Binary { Add, Mul }
 
     /// <summary><c>a op b</c> with PyTorch's broadcasting (trailing dimensions aligned; size 1 stretches).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Tensor Apply(Binary op, Tensor a, Tensor b)
     {
         var shape = BroadcastShape(a.Shape, b.Shape);
@@ -61,6 +63,7 @@ internal static unsafe class TensorOps
         return Tensor.Adopt(output, shape);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Same(Binary op, float* x, float* y, float* d, int count)
     {
         var i = 0;
