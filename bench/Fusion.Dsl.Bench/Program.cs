@@ -38,6 +38,37 @@ switch (mode)
         var tf = Median(() => Forward.Run(fusedNet, x, options));
         Console.WriteLine($"resnet18 1x3x224x224: unfused {tu:F2} ms, fused {tf:F2} ms ({tu / tf:F2}x)");
         break;
+    case "profile":
+    {
+        // Times every module the graph calls, through forward hooks (hooks on a fused group keep it fused).
+        var input = Random(new Random(1), 1, 3, 224, 224);
+        foreach (var fusedFlag in new[] { false, true })
+        {
+            var net = ResNet18(fusedFlag);
+            var times = new Dictionary<string, double>();
+            var started = new Dictionary<string, long>();
+            foreach (var path in ((UserModule)net).Forward!.ModuleCalls.Distinct())
+            {
+                var p = path;
+                var pre = new ForwardPreHook("t0", (_, _) => { started[p] = Stopwatch.GetTimestamp(); return null; });
+                var post = new ForwardHook("t1", (m, _, _) =>
+                {
+                    var ms = (Stopwatch.GetTimestamp() - started[p]) * 1000.0 / Stopwatch.Frequency;
+                    var key = m.TypeName;
+                    times[key] = times.GetValueOrDefault(key) + ms;
+                    return null;
+                });
+                net = ModulePath.Replace(net, p, ModulePath.Get(net, p).AddPreHook(pre).AddHook(post));
+            }
+            for (var i = 0; i < 10; i++) Forward.Run(net, input, options);
+            times.Clear();
+            var sw = Stopwatch.StartNew();
+            for (var i = 0; i < 20; i++) Forward.Run(net, input, options);
+            Console.WriteLine($"{(fusedFlag ? "fused" : "unfused")}: {sw.Elapsed.TotalMilliseconds / 20:F2} ms per pass");
+            foreach (var kv in times.OrderByDescending(kv => kv.Value)) Console.WriteLine($"  {kv.Key,-20} {kv.Value / 20:F2} ms");
+        }
+        break;
+    }
     default:
         Console.Error.WriteLine($"unknown benchmark '{mode}' (conv, layers, resnet18)");
         return 2;
