@@ -62,9 +62,12 @@ switch (mode)
             }
             for (var i = 0; i < 10; i++) Forward.Run(net, input, options);
             times.Clear();
+            var pause0 = GC.GetTotalPauseDuration();
+            var gc0 = GC.CollectionCount(2);
             var sw = Stopwatch.StartNew();
             for (var i = 0; i < 20; i++) Forward.Run(net, input, options);
-            Console.WriteLine($"{(fusedFlag ? "fused" : "unfused")}: {sw.Elapsed.TotalMilliseconds / 20:F2} ms per pass");
+            Console.WriteLine($"{(fusedFlag ? "fused" : "unfused")}: {sw.Elapsed.TotalMilliseconds / 20:F2} ms per pass, " +
+                              $"{(GC.CollectionCount(2) - gc0) / 20.0:F1} gen2 GCs and {(GC.GetTotalPauseDuration() - pause0).TotalMilliseconds / 20:F2} ms GC pause per pass");
             foreach (var kv in times.OrderByDescending(kv => kv.Value)) Console.WriteLine($"  {kv.Key,-20} {kv.Value / 20:F2} ms");
         }
         break;

@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 using Fusion.Dsl.Layers;
 using Fusion.Dsl.Tensors;
 
@@ -80,7 +79,7 @@ internal static unsafe class PoolKernels
             else
             {
                 phase = phases;
-                Deinterleave(padded, phases, phaseLen, g.SW);
+                RowOps.Deinterleave(padded, phases, phaseLen, g.SW, phaseLen);
             }
             var hrow = rows + (long)y * g.OW;
             for (var j = 0; j < g.KW; j++)
@@ -114,29 +113,6 @@ internal static unsafe class PoolKernels
         var i = 0;
         for (; i <= n - 8; i += 8) Vector256.Store(Vector256.Max(Vector256.Load(acc + i), Vector256.Load(x + i)), acc + i);
         for (; i < n; i++) acc[i] = MathF.Max(acc[i], x[i]);
-    }
-
-    /// <summary>Splits <c>s·len</c> values into <paramref name="s"/> phases: phase r, index q is element <c>q·s + r</c>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Deinterleave(float* src, float* dst, int len, int s)
-    {
-        var q = 0;
-        if (s == 2 && Avx2.IsSupported)
-        {
-            for (; q <= len - 8; q += 8)
-            {
-                var a = Vector256.Load(src + 2 * q);
-                var b = Vector256.Load(src + 2 * q + 8);
-                // [a0 a2 b0 b2 | a4 a6 b4 b6] then reorder the 64-bit pairs to [a0 a2 a4 a6 b0 b2 b4 b6].
-                var even = Avx.Shuffle(a, b, 0b10_00_10_00);
-                var odd = Avx.Shuffle(a, b, 0b11_01_11_01);
-                Vector256.Store(Avx2.Permute4x64(even.AsDouble(), 0b11_01_10_00).AsSingle(), dst + q);
-                Vector256.Store(Avx2.Permute4x64(odd.AsDouble(), 0b11_01_10_00).AsSingle(), dst + len + q);
-            }
-        }
-        for (; q < len; q++)
-            for (var r = 0; r < s; r++)
-                dst[r * len + q] = src[q * s + r];
     }
 
     public static Tensor AvgPool(AvgPool2d m, Tensor x, int threads)
