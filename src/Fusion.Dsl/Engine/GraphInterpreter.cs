@@ -74,7 +74,7 @@ internal static class GraphInterpreter
             {
                 var a = new Args(node, values, ["input", "other"]);
                 a.Expect(2);
-                return BinaryOp(node, node.Target == "add" ? TensorOps.Binary.Add : TensorOps.Binary.Mul, a.Value(0, "input"), a.Value(1, "other"));
+                return BinaryOp(node, node.Target == "add" ? TensorOps.Binary.Add : TensorOps.Binary.Mul, a.Value(0, "input"), a.Value(1, "other"), t);
             }
             case "relu":
             case "hardsigmoid":
@@ -166,7 +166,7 @@ internal static class GraphInterpreter
             {
                 var a = new Args(node, values, ["self", "other"]);
                 a.Expect(2);
-                return BinaryOp(node, node.Target == "add" ? TensorOps.Binary.Add : TensorOps.Binary.Mul, a.Value(0, "self"), a.Value(1, "other"));
+                return BinaryOp(node, node.Target == "add" ? TensorOps.Binary.Add : TensorOps.Binary.Mul, a.Value(0, "self"), a.Value(1, "other"), ev.Threads);
             }
             case "relu":
             {
@@ -179,9 +179,9 @@ internal static class GraphInterpreter
         }
     }
 
-    private static object BinaryOp(GraphNode node, TensorOps.Binary op, object? a, object? b) => (a, b) switch
+    private static object BinaryOp(GraphNode node, TensorOps.Binary op, object? a, object? b, int threads) => (a, b) switch
     {
-        (Tensor x, Tensor y) => TensorOps.Apply(op, x, y),
+        (Tensor x, Tensor y) => TensorOps.Apply(op, x, y, threads),
         (Tensor x, long or double) => TensorOps.Apply(op, x, Convert.ToDouble(b, System.Globalization.CultureInfo.InvariantCulture)),
         (long or double, Tensor y) => TensorOps.Apply(op, y, Convert.ToDouble(a, System.Globalization.CultureInfo.InvariantCulture)),
         (long x, long y) => op == TensorOps.Binary.Add ? x + y : x * y,
