@@ -32,6 +32,11 @@ internal sealed class JsonSource(string fileName)
     /// <summary>Parses JSON text (UTF-8 bytes), reporting syntax errors against <paramref name="fileName"/>.</summary>
     public static JsonDocument Parse(ReadOnlyMemory<byte> utf8, string fileName)
     {
+        // Editors on Windows may prepend a byte-order mark, which the JSON parser does not accept.
+        if (utf8.Span.StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF])) utf8 = utf8[3..];
+        // The JSON reader checks string contents only when they are read; check the encoding once, up front.
+        if (!System.Text.Unicode.Utf8.IsValid(utf8.Span))
+            throw new ModelFormatException(fileName, null, "not valid UTF-8 text");
         try
         {
             return JsonDocument.Parse(utf8, new JsonDocumentOptions { MaxDepth = MaxDepth, CommentHandling = JsonCommentHandling.Disallow });
@@ -74,8 +79,9 @@ internal sealed class JsonSource(string fileName)
     public static bool TryGetNonNull(JsonElement obj, string name, out JsonElement value)
         => obj.TryGetProperty(name, out value) && value.ValueKind != JsonValueKind.Null;
 
+    /// <summary>The field <paramref name="name"/>; its absence is reported at <c>location.name</c>.</summary>
     public JsonElement Required(JsonElement obj, string name, string? location, string what)
-        => obj.TryGetProperty(name, out var v) ? v : throw Fail(location, $"{what} has no field '{name}'");
+        => obj.TryGetProperty(name, out var v) ? v : throw Fail(location is null ? name : location + "." + name, $"{what} has no field '{name}'");
 
     public string String(JsonElement e, string? location, string what)
         => e.ValueKind == JsonValueKind.String ? e.GetString()! : throw Fail(location, $"{what} must be a string, got {Describe(e)}");

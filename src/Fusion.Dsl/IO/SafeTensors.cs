@@ -221,6 +221,9 @@ public static class SafeTensors
 
     private static List<Entry> ParseHeader(ReadOnlySpan<byte> header, string source, out IReadOnlyDictionary<string, string> metadata)
     {
+        // The JSON reader checks string contents only when they are read; check the encoding once, up front.
+        if (!System.Text.Unicode.Utf8.IsValid(header))
+            throw new ModelFormatException(source, null, "the header is not valid UTF-8 text");
         JsonDocument doc;
         try
         {

@@ -121,6 +121,26 @@ let tests =
             Expect.isFalse (ModulePath.Get(f, "0")).Training "its conv"
         }
 
+        test "any truncation or byte flip of a case's JSON either loads or fails with a format error" {
+            use dir = new TempDir()
+            let json = copyFixture dir "suite_fuse_module_eval" "case"
+            let original = File.ReadAllBytes json
+            let rng = Random 99
+            for i in 1 .. 300 do
+                let b = Array.copy original
+                let bytes =
+                    if i % 2 = 0 then b[.. rng.Next b.Length]
+                    else b[rng.Next b.Length] <- byte (rng.Next(32, 127)); b
+                File.WriteAllBytes(json, bytes)
+                try FixtureCase.Load json |> ignore
+                with :? ModelFormatException as e -> Expect.equal e.FileName json "names the JSON file"
+        }
+        test "a JSON file starting with a UTF-8 byte-order mark loads" {
+            use dir = new TempDir()
+            let json = copyFixture dir "conv2d_bn" "case"
+            File.WriteAllBytes(json, Array.append [| 0xEFuy; 0xBBuy; 0xBFuy |] (File.ReadAllBytes json))
+            Expect.equal (FixtureCase.Load json).Model (FixtureCase.Load(fixture "conv2d_bn")).Model "same model"
+        }
         test "a wrong format string is refused" {
             let e = caseFails "conv2d_bn" (fun j -> editJson j (fun o -> o["format"] <- jstr "fusion-fixture/2")) [ "fusion-fixture/2"; "format" ]
             Expect.equal e.Key "format" "key"

@@ -147,6 +147,24 @@ let tests =
         test "metadata must be strings" {
             readFails [ "__metadata__" ] (fun p -> editHeader p (fun o -> o["__metadata__"] <- JsonObject(dict [ "case", JsonValue.Create 3 :> JsonNode ]))) |> ignore
         }
+        test "random corruption of a real file either reads or fails with a format error, never anything else" {
+            let original = File.ReadAllBytes(tensorsOf (fixture someCase))
+            let rng = Random 1234
+            let mutable refused = 0
+            for i in 1 .. 2000 do
+                let b = Array.copy original
+                // Corrupt the length field, the header or the data: flips, truncation, or random bytes.
+                match i % 3 with
+                | 0 -> for _ in 1 .. 1 + rng.Next 3 do b[rng.Next(0, 8 + 400)] <- byte (rng.Next 256)
+                | 1 -> b[rng.Next b.Length] <- b[rng.Next b.Length] ^^^ (1uy <<< rng.Next 8)
+                | _ -> ()
+                let bytes = if i % 3 = 2 then b[.. rng.Next b.Length] else b
+                try SafeTensors.Read(ReadOnlySpan bytes, "fuzz") |> ignore
+                with :? ModelFormatException as e ->
+                    Expect.stringStarts e.Message "fuzz: " "the message starts with the source"
+                    refused <- refused + 1
+            Expect.isGreaterThan refused 500 "most corruptions are detected"
+        }
         test "a missing file is a format error naming the file" {
             use dir = new TempDir()
             let path = dir.File "absent.safetensors"
