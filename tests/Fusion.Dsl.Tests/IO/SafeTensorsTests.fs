@@ -120,7 +120,7 @@ let tests =
                     let second = (o |> Seq.item 1).Key
                     let size = at second 1 - at second 0
                     (child o second).["data_offsets"] <- JsonArray(JsonValue.Create(b + 4L), JsonValue.Create(b + 4L + size))))
-            Expect.isNotNull e.Key "names a key"
+            Expect.equal e.Key "model.0.weight" "names the tensor that overlaps"
         }
         test "an unsupported dtype is refused by name" {
             let e = readFails [ "F16"; "model.0.weight"; "supported: F32, I64" ] (fun p ->
