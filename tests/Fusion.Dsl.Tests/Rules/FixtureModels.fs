@@ -124,4 +124,5 @@ let errorMessage (c: Case) = str (prop (prop c.Json "expect") "error_message")
 let tolerance (c: Case) = let e = prop c.Json "expect" in (prop e "rtol").GetDouble(), (prop e "atol").GetDouble()
 
 /// Every case name in the fixture folder.
-let caseNames () = Support.fixtureCases () |> Array.map Path.GetFileNameWithoutExtension
+let caseNames () : string[] =
+    Support.fixtureCases () |> Array.map (fun f -> match Path.GetFileNameWithoutExtension f with | null -> f | n -> n)
