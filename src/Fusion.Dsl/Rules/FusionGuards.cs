@@ -20,7 +20,7 @@ public static class FusionGuards
                 var training = Enumerable.Range(0, m.Modules.Count).Where(i => m.Modules[i].Training).Select(m.Describe).ToArray();
                 return training.Length == 0
                     ? null
-                    : $"Fusion only for eval! Folding the BatchNorm into the layer uses its running statistics, but {string.Join(" and ", training)} " +
+                    : $"Fusion only for eval! Folding the BatchNorm into the layer uses its running statistics, but {JoinAnd(training)} " +
                       $"{(training.Length == 1 ? "is" : "are")} in training mode";
             },
             qatForm is null
@@ -78,4 +78,8 @@ public static class FusionGuards
         => FusionGuard.Create("qat-form", FusionErrorKind.NoQatForm,
             m => m.IsQat ? $"{pattern} has no QAT fused module, so fuse_modules_qat cannot keep the group trainable" : null,
             "fuse this group with FuseModules on an eval-mode model (folding the BatchNorm), or leave it out of the QAT fusion");
+
+    /// <summary>"a", "a and b", "a, b and c".</summary>
+    private static string JoinAnd(IReadOnlyList<string> items)
+        => items.Count <= 1 ? string.Join("", items) : string.Join(", ", items.Take(items.Count - 1)) + " and " + items[^1];
 }

@@ -64,6 +64,7 @@ public sealed class FusionPlan
     /// returns <paramref name="model"/> itself. On any error a <see cref="FusionException"/> is thrown and no model is produced.
     /// </summary>
     /// <exception cref="FusionException">A group cannot be fused; its <see cref="FusionException.Kind"/> says why.</exception>
+    /// <remarks>An exception thrown by a custom <see cref="Fuser"/>, rule applier or guard propagates unchanged (still producing no model).</remarks>
     public Module Apply(Module model)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -116,7 +117,7 @@ public sealed class FusionPlan
                     ? $"{parent} has no children; check the name"
                     : $"use one of the children of {parent}: {string.Join(", ", e.ExistingChildren)}";
                 throw FusionException.Create(FusionErrorKind.MissingName, index, paths, found,
-                    $"'{paths[k]}' does not exist: {e.Message}", remedy, inner: e);
+                    e.Message, remedy, inner: e);
             }
         }
         return modules;
