@@ -39,6 +39,14 @@ module Tol =
     let reorderRel = 1e-5
     /// Absolute floor for reordered float32 sums near zero.
     let reorderAbs = 1e-6
+    /// BatchNorm folding computed in float64 and rounded once to float32, against the float64 formula: half an ulp
+    /// is 2^-24 ≈ 6e-8 relative, with headroom.
+    let foldRoundRel = 1e-6
+    /// Absolute floor added to the magnitude in the relative fold comparison, for elements at or near zero.
+    let foldAbsFloor = 1e-12
+    /// A float64 forward through folded (float32-rounded) parameters against the float64 forward of conv then BatchNorm,
+    /// relative to the output magnitude: the folded parameters carry one float32 rounding each.
+    let foldForwardRel = 1e-6
 
 /// Runs f, expecting an exception of type 'E; returns it so the test can check what it says.
 let throwsOf<'E when 'E :> exn> (f: unit -> unit) : 'E =
