@@ -26,7 +26,7 @@ internal static class FuseCommand
             return 1;
         }
         Console.Out.WriteLine($"fused {Fuser.ParseModulesToFuse(groups).Count} group(s) of {src.Label} with {(qat ? "fuse_modules_qat" : "fuse_modules")}");
-        if (src.Probe is { } x)
+        if (src.ProbeInput is { } x)
         {
             var before = Forward.Run(src.Model, x);
             var after = Forward.Run(fused, x);
@@ -36,7 +36,7 @@ internal static class FuseCommand
         else Console.Out.WriteLine("verification skipped: the model file holds no input; give --input-shape to probe it");
         if (a.Option("out") is { } outPath)
         {
-            ModelFile.Write(outPath, fused, src.Probe, src.Probe is { } p ? Forward.Run(fused, p) : null, $"{src.Label} fused by fusion fuse");
+            ModelFile.Write(outPath, fused, src.ProbeInput, src.ProbeInput is { } p ? Forward.Run(fused, p) : null, $"{src.Label} fused by fusion fuse");
             Console.Out.WriteLine($"wrote {outPath}");
         }
         return 0;

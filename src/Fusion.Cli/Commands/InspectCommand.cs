@@ -3,7 +3,7 @@ using Fusion.Dsl.Algebra;
 
 namespace Fusion.Cli.Commands;
 
-/// <summary><c>fusion inspect</c>: prints a model's tree with parameter and buffer element counts.</summary>
+/// <summary><c>fusion inspect</c>: prints a model's tree with the parameter count of every subtree.</summary>
 internal static class InspectCommand
 {
     public static int Run(string[] args)
@@ -11,7 +11,7 @@ internal static class InspectCommand
         var a = CliArgs.Parse(args, ModelSource.Options, []);
         var src = ModelSource.From(a);
         var m = src.Model;
-        Console.Out.WriteLine($"{src.Label}: {m.TypeName}, {Count(m.StateElementCount())} parameter and buffer elements, {m.NamedModules().Count()} modules");
+        Console.Out.WriteLine($"{src.Label}: {m.TypeName}, {Count(m.ParameterCount())} parameters, {Count(m.StateElementCount() - m.ParameterCount())} buffer elements, {m.NamedModules().Count()} modules");
         Print(m, "", "", Console.Out);
         return 0;
     }
@@ -21,7 +21,7 @@ internal static class InspectCommand
     {
         var label = name.Length == 0 ? "" : name + ": ";
         var mode = m.Training ? " [train]" : "";
-        var n = m.StateElementCount();
+        var n = m.ParameterCount();
         w.WriteLine($"{indent}{label}{m}{mode}{(n > 0 ? "  " + Count(n) : "")}");
         foreach (var c in m.Children) Print(c.Module, c.Name, indent + "  ", w);
     }

@@ -7,7 +7,7 @@ namespace Fusion.Cli.Commands;
 
 /// <summary>A model named on the command line: a <c>fusion-fixture/1</c> file or <c>--model NAME</c> from the zoo,
 /// with a probe input for verification and, for zoo models, torchvision's fusion groups.</summary>
-internal sealed record ModelSource(string Label, Module Model, Tensor? Probe, IReadOnlyList<IReadOnlyList<string>>? ZooGroups)
+internal sealed record ModelSource(string Label, Module Model, Tensor? ProbeInput, IReadOnlyList<IReadOnlyList<string>>? ZooGroups)
 {
     public static readonly string[] Options = ["model", "seed", "input-shape"];
 
