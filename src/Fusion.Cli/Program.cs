@@ -1,12 +1,59 @@
+using Fusion.Cli.Commands;
+
 namespace Fusion.Cli;
 
 /// <summary>The <c>fusion</c> command: dispatches to its subcommands.</summary>
 public static class Program
 {
-    /// <summary>Entry point; returns 0 on success, 1 on a refused operation, 2 on a usage error.</summary>
+    private const string Usage = """
+        usage: fusion <command> [arguments]
+
+        commands:
+          inspect MODEL.json | --model NAME      print a model's tree with parameter counts
+          fuse MODEL.json | --model NAME (--groups "a,b;c,d" | --groups-file F) [--qat] [--out FILE]
+                                                 fuse groups as PyTorch's fuse_modules does, verify, optionally write
+          conformance PATH...                    run fusion-fixture/1 cases (files or folders) against PyTorch's results
+          demo [--model NAME]                    fuse a zoo network with torchvision's groups and report
+          bench --model NAME [--threads N] [--json]   time fusion and forward passes
+          auto MODEL.json | --model NAME [--json] [--rules default|extended]   find every fusable group
+        """;
+
+    /// <summary>Entry point; returns 0 on success, 1 when the operation is refused or fails, 2 on a usage error.</summary>
     public static int Main(string[] args)
     {
-        Console.Error.WriteLine("usage: fusion <inspect|fuse|conformance|demo|bench|auto> ...");
-        return 2;
+        if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+        {
+            Console.Out.WriteLine(Usage);
+            return args.Length == 0 ? 2 : 0;
+        }
+        var rest = args.Skip(1).ToArray();
+        try
+        {
+            return args[0] switch
+            {
+                "inspect" => InspectCommand.Run(rest),
+                "fuse" => FuseCommand.Run(rest),
+                "conformance" => ConformanceCommand.Run(rest),
+                "demo" => DemoCommand.Run(rest),
+                "bench" => BenchCommand.Run(rest),
+                _ => throw new UsageException($"unknown command '{args[0]}'"),
+            };
+        }
+        catch (Fusion.Dsl.IO.ModelFormatException e)
+        {
+            Console.Error.WriteLine($"fusion: {e.Message}");
+            return 1;
+        }
+        catch (Fusion.Dsl.Engine.ForwardException e)
+        {
+            Console.Error.WriteLine($"fusion: forward failed: {e.Message}");
+            return 1;
+        }
+        catch (UsageException e)
+        {
+            Console.Error.WriteLine($"fusion: {e.Message}");
+            Console.Error.WriteLine(Usage);
+            return 2;
+        }
     }
 }

@@ -14,13 +14,20 @@ let main argv =
                 async {
                     do! TestPrinters.defaultPrinter.summary cfg summary
                     counts <- Some (summary.passed.Length, summary.failed.Length + summary.errored.Length, summary.ignored.Length) } }
-    let rc = runTestsInAssemblyWithCLIArgs [ CLIArguments.Printer printer ] argv
+    // No spinner: CI logs are files, and the spinner's clearing sequences would land on the closing line.
+    let rc = runTestsInAssemblyWithCLIArgs [ CLIArguments.Printer printer; CLIArguments.No_Spinner ] argv
+    // Expecto wraps Console.Out in a writer that pads lines with spaces and leaves a colour reset without a
+    // newline; the closing line goes straight to the raw stdout stream, on a line of its own.
+    stdout.Flush()
+    let closing (line: string) =
+        use raw = new System.IO.StreamWriter(System.Console.OpenStandardOutput())
+        raw.Write("\n" + line + "\n")
     match counts with
     | Some (p, f, s) ->
         // Expecto does not count a skipped test as failed; this project treats a skip as a defect.
-        if s > 0 then printfn "%d passed, %d failed, %d skipped" p (f + s) s
-        else printfn "%d passed, %d failed" p f
+        if s > 0 then closing (sprintf "%d passed, %d failed, %d skipped" p (f + s) s)
+        else closing (sprintf "%d passed, %d failed" p f)
         if f + s > 0 && rc = 0 then 1 else rc
     | None ->
-        printfn "0 passed, 1 failed"
+        closing "0 passed, 1 failed"
         if rc = 0 then 1 else rc

@@ -51,6 +51,22 @@ public sealed class ConvPadding : IEquatable<ConvPadding>
         return new(PaddingKind.Explicit, amounts.ToImmutableArray());
     }
 
+    /// <summary>The same amount on every spatial dimension, as PyTorch's <c>padding=1</c>.</summary>
+    public static implicit operator ConvPadding(int amount) => Explicit(amount);
+
+    /// <summary><c>"same"</c> or <c>"valid"</c>, as PyTorch's string form of <c>padding</c>.</summary>
+    /// <exception cref="ArgumentException">Any other string.</exception>
+    public static implicit operator ConvPadding(string mode) => Parse(mode);
+
+    /// <summary>Parses PyTorch's string padding: <c>same</c> or <c>valid</c>.</summary>
+    /// <exception cref="ArgumentException">Any other string.</exception>
+    public static ConvPadding Parse(string mode) => mode switch
+    {
+        "same" => Same,
+        "valid" => Valid,
+        _ => throw new ArgumentException($"padding must be 'same', 'valid' or amounts, got '{mode}'"),
+    };
+
     /// <summary>The amount before (and after) each spatial dimension for a kernel, dilation and stride;
     /// for <c>same</c> the left side of PyTorch's split (total // 2; the extra goes right).</summary>
     public (int[] Left, int[] Right) Resolve(ReadOnlySpan<int> kernel, ReadOnlySpan<int> dilation)

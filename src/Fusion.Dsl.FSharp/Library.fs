@@ -1,2 +1,0 @@
-/// Placeholder module replaced by the F# layer.
-namespace Fusion.Dsl.FSharp

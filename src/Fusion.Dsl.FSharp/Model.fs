@@ -1,0 +1,34 @@
+[<RequireQualifiedAccess>]
+module Fusion.Dsl.FSharp.Model
+
+open Fusion.Dsl.Algebra
+
+[<CompiledName("Get")>]
+let inline get (path: string) (model: Module) = ModulePath.Get(model, path)
+
+[<CompiledName("TryGet")>]
+let tryGet (path: string) (model: Module) =
+    match ModulePath.TryGet(model, path) with
+    | true, m -> Some m
+    | _ -> None
+
+[<CompiledName("Replace")>]
+let inline replace (path: string) (replacement: Module) (model: Module) = ModulePath.Replace(model, path, replacement)
+
+[<CompiledName("NamedModules")>]
+let namedModules (model: Module) = [ for kv in model.NamedModules() -> kv.Key, kv.Value ]
+
+[<CompiledName("StateDict")>]
+let stateDict (model: Module) = [ for kv in model.StateDict() -> kv.Key, kv.Value ]
+
+[<CompiledName("ParameterCount")>]
+let inline parameterCount (model: Module) = model.StateElementCount()
+
+[<CompiledName("Train")>]
+let inline train (model: Module) = model.Train(true)
+
+[<CompiledName("Forward")>]
+let inline forward (input: Fusion.Dsl.Tensors.Tensor) (model: Module) = Fusion.Dsl.Engine.Forward.Run(model, input)
+
+[<CompiledName("Eval")>]
+let inline eval (model: Module) = model.Eval()

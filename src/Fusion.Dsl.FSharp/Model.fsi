@@ -1,0 +1,34 @@
+/// Functions over module trees, pipeline-friendly: `model |> Model.get "layer1.0.conv1"`.
+[<RequireQualifiedAccess>]
+module Fusion.Dsl.FSharp.Model
+
+open Fusion.Dsl.Algebra
+open Fusion.Dsl.Tensors
+
+/// The module at a dotted path; raises ModulePathException naming the missing segment.
+[<CompiledName("Get")>]
+val inline get: path: string -> model: Module -> Module
+/// The module at a dotted path, or None.
+[<CompiledName("TryGet")>]
+val tryGet: path: string -> model: Module -> Module option
+/// A new tree with the module at `path` replaced; every other subtree shared, the same tree when nothing changes.
+[<CompiledName("Replace")>]
+val inline replace: path: string -> replacement: Module -> model: Module -> Module
+/// Every module with its dotted path (the root at "").
+[<CompiledName("NamedModules")>]
+val namedModules: model: Module -> (string * Module) list
+/// Every tensor under PyTorch's state_dict key names.
+[<CompiledName("StateDict")>]
+val stateDict: model: Module -> (string * Tensor) list
+/// Number of elements in every parameter and buffer.
+[<CompiledName("ParameterCount")>]
+val inline parameterCount: model: Module -> int64
+/// The tree in training mode (subtrees already in that mode shared).
+[<CompiledName("Train")>]
+val inline train: model: Module -> Module
+/// Runs the model's forward pass on a batch (`model |> Model.forward x`); the model is not changed.
+[<CompiledName("Forward")>]
+val inline forward: input: Tensor -> model: Module -> Tensor
+/// The tree in eval mode (subtrees already in that mode shared).
+[<CompiledName("Eval")>]
+val inline eval: model: Module -> Module

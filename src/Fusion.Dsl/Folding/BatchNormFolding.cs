@@ -1,0 +1,156 @@
+using Fusion.Dsl.Layers;
+using Fusion.Dsl.Tensors;
+using MathNet.Numerics.LinearAlgebra;
+
+namespace Fusion.Dsl.Folding;
+
+/// <summary>
+/// Folds an eval-mode BatchNorm into the layer before it, as PyTorch's <c>torch.nn.utils.fusion</c> does:
+/// per output channel <c>c</c>, with <c>s[c] = gamma[c] / sqrt(running_var[c] + eps)</c>,
+/// <c>W'[c] = W[c] · s[c]</c> and <c>b'[c] = (b[c] - running_mean[c]) · s[c] + beta[c]</c>.
+/// A layer without bias is treated as bias 0 and gains one; a non-affine BatchNorm acts as gamma 1, beta 0.
+/// The per-channel scale is computed in float64 and the results are rounded to float32 once, so only the folded
+/// tensors are allocated. The inputs are never changed; hyperparameters, training flag and hooks of the layer are kept.
+/// </summary>
+public static class BatchNormFolding
+{
+    /// <summary>
+    /// Folds <paramref name="bn"/> into a (non-transposed) convolution: the output channel is weight dimension 0.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Either module is in training mode (PyTorch: "Fusion only for eval!").</exception>
+    /// <exception cref="ArgumentException">The convolution is transposed, the BatchNorm has no running statistics,
+    /// or its <c>num_features</c> differs from <c>out_channels</c>.</exception>
+    public static Conv FoldConvBn(Conv conv, BatchNorm bn)
+    {
+        ArgumentNullException.ThrowIfNull(conv);
+        ArgumentNullException.ThrowIfNull(bn);
+        if (conv.Transposed)
+            throw new ArgumentException($"{conv.TypeName} is transposed: its output channel is weight dimension 1; use {nameof(FoldConvTransposeBn)}");
+        var f = Factors(conv.TypeName, conv.Training, conv.OutChannels, bn, allowSingleFeature: false);
+        var w = conv.Weight.RawFloat32;
+        var scaled = new float[w.Length];
+        // Weight [out, in/groups, *kernel]: each output channel owns one contiguous block.
+        var block = w.Length / conv.OutChannels;
+        for (var c = 0; c < conv.OutChannels; c++)
+            ScaleBlock(w, scaled, c * block, block, f.Scale[c]);
+        return conv.WithParameters(Tensor.Adopt(scaled, [.. conv.Weight.Shape]), FoldBias(conv.Bias, f, conv.OutChannels));
+    }
+
+    /// <summary>
+    /// Folds <paramref name="bn"/> into a transposed convolution. Its weight is <c>[in, out/groups, *kernel]</c>: the
+    /// output channel of entry <c>(i, j, ...)</c> is <c>(i / (in/groups)) · (out/groups) + j</c>, i.e. dimension 1 taken
+    /// per group. (PyTorch 1.13 scales dimension 1 by all <c>out</c> channels and fails for <c>groups &gt; 1</c>.)
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Either module is in training mode.</exception>
+    /// <exception cref="ArgumentException">The convolution is not transposed, the BatchNorm has no running statistics,
+    /// or its <c>num_features</c> differs from <c>out_channels</c>.</exception>
+    public static Conv FoldConvTransposeBn(Conv convTranspose, BatchNorm bn)
+    {
+        ArgumentNullException.ThrowIfNull(convTranspose);
+        ArgumentNullException.ThrowIfNull(bn);
+        var conv = convTranspose;
+        if (!conv.Transposed)
+            throw new ArgumentException($"{conv.TypeName} is not transposed: its output channel is weight dimension 0; use {nameof(FoldConvBn)}");
+        var f = Factors(conv.TypeName, conv.Training, conv.OutChannels, bn, allowSingleFeature: false);
+        var w = conv.Weight.RawFloat32;
+        var scaled = new float[w.Length];
+        var outPerGroup = conv.OutChannels / conv.Groups;
+        var inPerGroup = conv.InChannels / conv.Groups;
+        var kernel = w.Length / (conv.InChannels * outPerGroup);
+        for (var i = 0; i < conv.InChannels; i++)
+        {
+            var firstChannel = i / inPerGroup * outPerGroup;
+            for (var j = 0; j < outPerGroup; j++)
+                ScaleBlock(w, scaled, (i * outPerGroup + j) * kernel, kernel, f.Scale[firstChannel + j]);
+        }
+        return conv.WithParameters(Tensor.Adopt(scaled, [.. conv.Weight.Shape]), FoldBias(conv.Bias, f, conv.OutChannels));
+    }
+
+    /// <summary>
+    /// Folds <paramref name="bn"/> (a BatchNorm1d after the layer) into a Linear layer: the output feature is weight
+    /// dimension 0. As in PyTorch, a BatchNorm with a single feature broadcasts over every output feature
+    /// (it normalises inputs shaped <c>[N, 1, out]</c>).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Either module is in training mode.</exception>
+    /// <exception cref="ArgumentException">The BatchNorm has no running statistics, or <c>num_features</c> is
+    /// neither <c>out_features</c> nor 1.</exception>
+    public static Linear FoldLinearBn(Linear linear, BatchNorm bn)
+    {
+        ArgumentNullException.ThrowIfNull(linear);
+        ArgumentNullException.ThrowIfNull(bn);
+        var f = Factors(linear.TypeName, linear.Training, linear.OutFeatures, bn, allowSingleFeature: true);
+        var w = linear.Weight.RawFloat32;
+        var scaled = new float[w.Length];
+        var broadcast = bn.NumFeatures == 1;
+        for (var o = 0; o < linear.OutFeatures; o++)
+            ScaleBlock(w, scaled, o * linear.InFeatures, linear.InFeatures, f.Scale[broadcast ? 0 : o]);
+        return linear.WithParameters(Tensor.Adopt(scaled, [.. linear.Weight.Shape]), FoldBias(linear.Bias, f, linear.OutFeatures));
+    }
+
+    /// <summary>
+    /// The per-channel scale <c>gamma / sqrt(running_var + eps)</c> of an eval-mode BatchNorm, in float64
+    /// (gamma is 1 when the BatchNorm is not affine).
+    /// </summary>
+    /// <exception cref="ArgumentException">The BatchNorm does not track running statistics.</exception>
+    public static Vector<double> Scale(BatchNorm bn)
+    {
+        ArgumentNullException.ThrowIfNull(bn);
+        var n = bn.NumFeatures;
+        var variance = bn.RunningVar ?? throw NoStats(bn);
+        var std = ToVector(variance, n).Add(bn.Eps).PointwiseSqrt();
+        var gamma = bn.Weight is { } g ? ToVector(g, n) : Vector<double>.Build.Dense(n, 1.0);
+        return gamma.PointwiseDivide(std);
+    }
+
+    /// <summary>The float64 factors of one fold: scale, running mean and beta per BatchNorm channel.</summary>
+    private readonly record struct FoldFactors(Vector<double> Scale, Vector<double> Mean, Vector<double> Beta);
+
+    private static FoldFactors Factors(string layer, bool layerTraining, int outChannels, BatchNorm bn, bool allowSingleFeature)
+    {
+        if (layerTraining || bn.Training)
+            throw new InvalidOperationException(
+                $"Fusion only for eval! {layer} is in {Mode(layerTraining)} mode and {bn.TypeName} in {Mode(bn.Training)} mode; " +
+                "folding uses the running statistics, which only eval mode applies");
+        if (bn.NumFeatures != outChannels && !(allowSingleFeature && bn.NumFeatures == 1))
+            throw new ArgumentException(
+                $"{bn.TypeName} has num_features={bn.NumFeatures} but {layer} produces {outChannels} output channels" +
+                (allowSingleFeature ? " (only equal counts or a single feature fold)" : ""));
+        var n = bn.NumFeatures;
+        var mean = bn.RunningMean ?? throw NoStats(bn);
+        var beta = bn.Bias is { } b ? ToVector(b, n) : Vector<double>.Build.Dense(n);
+        return new FoldFactors(Scale(bn), ToVector(mean, n), beta);
+    }
+
+    private static string Mode(bool training) => training ? "training" : "eval";
+
+    private static ArgumentException NoStats(BatchNorm bn)
+        => new($"{bn.TypeName} has track_running_stats=False, so it has no running_mean/running_var to fold");
+
+    private static Vector<double> ToVector(Tensor t, int n)
+    {
+        var data = t.Float32;
+        var v = new double[n];
+        for (var i = 0; i < n; i++) v[i] = data[i];
+        return Vector<double>.Build.Dense(v);
+    }
+
+    private static void ScaleBlock(float[] source, float[] target, int start, int length, double scale)
+    {
+        for (var k = start; k < start + length; k++) target[k] = (float)(source[k] * scale);
+    }
+
+    /// <summary><c>b' = (b - mean) · s + beta</c> per output channel; a missing bias is 0, a single BN feature broadcasts.</summary>
+    private static Tensor FoldBias(Tensor? bias, FoldFactors f, int outChannels)
+    {
+        var b = bias?.RawFloat32;
+        var result = new float[outChannels];
+        var broadcast = f.Scale.Count == 1 && outChannels != 1;
+        for (var c = 0; c < outChannels; c++)
+        {
+            var k = broadcast ? 0 : c;
+            var bc = b is null ? 0.0 : b[c];
+            result[c] = (float)((bc - f.Mean[k]) * f.Scale[k] + f.Beta[k]);
+        }
+        return Tensor.Adopt(result, [outChannels]);
+    }
+}

@@ -1,0 +1,437 @@
+using System.Collections.Immutable;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Fusion.Dsl.Algebra;
+using Fusion.Dsl.Graphs;
+using Fusion.Dsl.Layers;
+using Fusion.Dsl.Tensors;
+
+namespace Fusion.Dsl.IO;
+
+/// <summary>
+/// A module tree as <c>fusion-fixture/1</c> JSON ⇄ <see cref="Module"/>. A module is
+/// <c>{"type", "namespace", "training", "args"?, "state"?, "children"?}</c>: <c>args</c> holds PyTorch's constructor
+/// arguments under PyTorch's names (as <see cref="Module.Arguments"/> lists them), <c>state</c> the names of the module's
+/// own tensors, which are looked up in a state dictionary under <c>prefix + path + "." + name</c>
+/// (<c>model.features.0.1.weight</c>). Reading is strict: an unknown type or argument, a tensor named but missing, a
+/// tensor not named by any module, a tensor of the wrong shape are each a <see cref="ModelFormatException"/> naming
+/// the file and the module's location (<c>model.features.0.1</c>) or the tensor key.
+/// </summary>
+public static class ModuleJson
+{
+    /// <summary>
+    /// Builds a module tree from JSON text, taking its tensors from <paramref name="tensors"/> under
+    /// <paramref name="prefix"/> (<c>"model."</c>, <c>"fused."</c>, or <c>""</c> for a plain state_dict). Every key that starts
+    /// with the prefix must belong to some module.
+    /// </summary>
+    /// <exception cref="ModelFormatException">The JSON is invalid, or the tensors do not match it.</exception>
+    public static Module Read(string json, IReadOnlyDictionary<string, Tensor> tensors, string prefix = "", string sourceName = "<module>")
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        ArgumentNullException.ThrowIfNull(prefix);
+        using var doc = JsonSource.Parse(json, sourceName);
+        var src = new JsonSource(sourceName);
+        var state = new TensorSource(tensors, prefix, src);
+        var m = Read(doc.RootElement, state, src, TreeName(prefix));
+        state.RequireAllUsed();
+        return m;
+    }
+
+    /// <summary>The module tree as indented JSON (its tensors are not included: see <see cref="Module.StateDict"/>).</summary>
+    /// <exception cref="ModelFormatException">The tree cannot be represented: it has hooks, or a forward graph below the root.</exception>
+    public static string Write(Module module)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms, JsonOut.Indented)) Write(w, module, "<module>", "model");
+        return SafeTensors.Utf8.GetString(ms.ToArray());
+    }
+
+    internal static string TreeName(string prefix) => prefix.Length == 0 ? "model" : prefix.TrimEnd('.');
+
+    internal static string Location(string tree, string path) => path.Length == 0 ? tree : tree + "." + path;
+
+    /// <summary>Reads a module tree; <paramref name="tree"/> names its root in locations (<c>model</c>, <c>fused</c>).</summary>
+    internal static Module Read(JsonElement e, TensorSource tensors, JsonSource src, string tree) => ReadModule(e, "", tensors, src, tree);
+
+    /// <summary>Attaches a root graph: the root must be a user container, the graph's calls must resolve.</summary>
+    internal static Module AttachForward(Module root, Graph? forward, JsonSource src, string tree)
+    {
+        if (forward is null) return root;
+        if (root is not UserModule u)
+            throw src.Fail("forward", $"a forward graph needs a user-defined root container (namespace '{Namespaces.User}'), but the {tree} root is {root.Namespace}.{root.TypeName}");
+        try { return u.WithForward(forward); }
+        catch (ArgumentException e) { throw src.Fail("forward", $"does not fit the {tree} tree: {e.Message}", e); }
+    }
+
+    private static Module ReadModule(JsonElement e, string path, TensorSource tensors, JsonSource src, string tree)
+    {
+        var loc = Location(tree, path);
+        src.RequireObject(e, loc, "a module", "type", "namespace", "training", "args", "state", "children");
+        var type = src.String(src.Required(e, "type", loc, "a module"), loc, "'type'");
+        var ns = src.String(src.Required(e, "namespace", loc, "a module"), loc, "'namespace'");
+        var training = src.Bool(src.Required(e, "training", loc, "a module"), loc, "'training'");
+
+        // Own state: every listed name must exist in the dictionary.
+        var stateNames = new List<string>();
+        if (JsonSource.TryGetNonNull(e, "state", out var st))
+        {
+            if (st.ValueKind != JsonValueKind.Array) throw src.Fail(loc, $"'state' must be a list of names, got {JsonSource.Describe(st)}");
+            foreach (var s in st.EnumerateArray())
+            {
+                var name = src.String(s, loc, "a 'state' entry");
+                if (stateNames.Contains(name)) throw src.Fail(loc, $"'state' lists '{name}' twice");
+                stateNames.Add(name);
+            }
+        }
+        var state = TensorDict.Create(stateNames.Select(n => (n, (Tensor?)tensors.Take(path, n, loc))).ToArray());
+
+        var children = new List<NamedModule>();
+        if (JsonSource.TryGetNonNull(e, "children", out var ch))
+        {
+            if (ch.ValueKind != JsonValueKind.Array) throw src.Fail(loc, $"'children' must be a list, got {JsonSource.Describe(ch)}");
+            foreach (var c in ch.EnumerateArray())
+            {
+                src.RequireObject(c, loc, "a child entry", "name", "module");
+                var name = src.String(src.Required(c, "name", loc, "a child entry"), loc, "a child's 'name'");
+                if (name.Length == 0 || name.Contains('.')) throw src.Fail(loc, $"child name '{name}' must be non-empty and contain no '.'");
+                var childPath = path.Length == 0 ? name : path + "." + name;
+                children.Add(new NamedModule(name, ReadModule(src.Required(c, "module", loc, "a child entry"), childPath, tensors, src, tree)));
+            }
+        }
+
+        var args = new ArgReader(JsonSource.TryGetNonNull(e, "args", out var a) ? a : null, src, loc, type);
+        Module m;
+        try
+        {
+            m = Build(type, ns, training, args, state, children, src, loc);
+        }
+        catch (ArgumentException ex)
+        {
+            throw src.Fail(loc, $"{ns}.{type}: {ex.Message}", ex);
+        }
+        args.RequireAllUsed();
+
+        if (m.Namespace != ns)
+            throw src.Fail(loc, $"{type} belongs to namespace '{m.Namespace}', but the file says '{ns}'");
+        // The factories fill absent tensors with defaults; the file must have named exactly what the module holds.
+        var built = m.State.Names.ToList();
+        var unlisted = built.Where(n => !stateNames.Contains(n)).ToList();
+        if (unlisted.Count > 0)
+            throw src.Fail(loc, $"{type} needs state {string.Join(", ", unlisted.Select(n => $"'{n}'"))} (tensor {string.Join(", ", unlisted.Select(n => $"'{tensors.Key(path, n)}'"))}), but its 'state' list does not name it");
+        var extra = stateNames.Where(n => !built.Contains(n)).ToList();
+        if (extra.Count > 0)
+            throw src.Fail(loc, $"'state' lists {string.Join(", ", extra.Select(n => $"'{n}'"))}, which a {type} with these arguments does not have (it has: {(built.Count == 0 ? "none" : string.Join(", ", built))})");
+        return m;
+    }
+
+    private static readonly Regex ConvType = new(@"^(Conv|ConvTranspose)([123])d$", RegexOptions.CultureInvariant);
+    private static readonly Regex BatchNormType = new(@"^BatchNorm([123])d$", RegexOptions.CultureInvariant);
+
+    private static Module Build(string type, string ns, bool training, ArgReader args, TensorDict state, List<NamedModule> children,
+        JsonSource src, string loc)
+    {
+        switch (ns)
+        {
+            case Namespaces.User:
+                return UserModule.Create(type, ModuleChildren.Create(children), null, training, state);
+            case Namespaces.Intrinsic or Namespaces.FusionDsl:
+            {
+                RequireNoState(state, type, src, loc);
+                for (var i = 0; i < children.Count; i++)
+                    if (children[i].Name != i.ToString(System.Globalization.CultureInfo.InvariantCulture))
+                        throw src.Fail(loc, $"{type}: the children of a fused module are named 0, 1, 2 in order, got '{children[i].Name}' at position {i}");
+                var fused = FusedModule.Create(type, children.Select(c => c.Module).ToArray());
+                // PyTorch's fused containers carry their own training flag (often true after an eval fusion).
+                return fused.WithTraining(training);
+            }
+            case Namespaces.TorchNn:
+                break;
+            default:
+                throw src.Fail(loc, $"unknown namespace '{ns}' for type '{type}' (known: {Namespaces.TorchNn}, {Namespaces.Intrinsic}, {Namespaces.FusionDsl}, {Namespaces.User})");
+        }
+
+        if (type == "Sequential")
+        {
+            RequireNoState(state, type, src, loc);
+            return Sequential.Create(ModuleChildren.Create(children), training);
+        }
+        if (children.Count > 0)
+            throw src.Fail(loc, $"{type} is a leaf layer but the file gives it children ({string.Join(", ", children.Select(c => c.Name))})");
+
+        var conv = ConvType.Match(type);
+        if (conv.Success)
+        {
+            var rank = conv.Groups[2].Value[0] - '0';
+            var transposed = conv.Groups[1].Value == "ConvTranspose";
+            return Conv.Create(rank,
+                args.Int("in_channels"), args.Int("out_channels"), args.IntList("kernel_size"),
+                stride: args.IntList("stride", [1]), padding: args.Padding("padding"), dilation: args.IntList("dilation", [1]),
+                groups: args.Int("groups", 1), bias: args.Bool("bias", true), paddingMode: args.PaddingMode("padding_mode"),
+                transposed: transposed, outputPadding: transposed ? args.IntList("output_padding", [0]) : null,
+                // A weight the file does not list is caught after building (the factory would draw a random one).
+                weight: state.TryGet("weight"),
+                biasTensor: state.TryGet("bias"), training: training);
+        }
+        var bn = BatchNormType.Match(type);
+        if (bn.Success)
+            return BatchNorm.Create(bn.Groups[1].Value[0] - '0', args.Int("num_features"), args.Double("eps", 1e-5),
+                args.NullableDouble("momentum", 0.1), args.Bool("affine", true), args.Bool("track_running_stats", true),
+                state.TryGet("weight"), state.TryGet("bias"), state.TryGet("running_mean"), state.TryGet("running_var"),
+                state.TryGet("num_batches_tracked"), training);
+
+        if (Enum.TryParse<ActivationKind>(type, ignoreCase: false, out var act) && Enum.IsDefined(act) && act.ToString() == type)
+        {
+            RequireNoState(state, type, src, loc);
+            return Activation.Create(act, args.Bool("inplace", false), training);
+        }
+
+        switch (type)
+        {
+            case "Linear":
+                return Linear.Create(args.Int("in_features"), args.Int("out_features"), args.Bool("bias", true),
+                    state.TryGet("weight"),
+                    state.TryGet("bias"), training);
+            case "Identity":
+                RequireNoState(state, type, src, loc);
+                return Identity.Create(training);
+            case "Dropout":
+                RequireNoState(state, type, src, loc);
+                return Dropout.Create(args.Double("p", 0.5), args.Bool("inplace", false), training);
+            case "Flatten":
+                RequireNoState(state, type, src, loc);
+                return Flatten.Create(args.Int("start_dim", 1), args.Int("end_dim", -1), training);
+            case "MaxPool2d":
+            {
+                RequireNoState(state, type, src, loc);
+                var kernel = args.IntList("kernel_size");
+                var stride = args.IntListOrNull("stride");
+                var padding = args.IntList("padding", [0]);
+                var dilation = args.IntList("dilation", [1]);
+                args.RequireValue("return_indices", false, "return_indices=True (pooling indices) is not supported");
+                return MaxPool2d.Create(kernel, stride, padding, dilation, args.Bool("ceil_mode", false), training);
+            }
+            case "AvgPool2d":
+            {
+                RequireNoState(state, type, src, loc);
+                var kernel = args.IntList("kernel_size");
+                var stride = args.IntListOrNull("stride");
+                var padding = args.IntList("padding", [0]);
+                var ceil = args.Bool("ceil_mode", false);
+                var includePad = args.Bool("count_include_pad", true);
+                args.RequireNull("divisor_override", "divisor_override is not supported");
+                return AvgPool2d.Create(kernel, stride, padding, ceil, includePad, training);
+            }
+            case "AdaptiveAvgPool2d":
+                RequireNoState(state, type, src, loc);
+                return AdaptiveAvgPool2d.Create(args.IntList("output_size"), training);
+            default:
+                throw src.Fail(loc, $"unknown module type '{type}' in namespace {Namespaces.TorchNn} (supported: {string.Join(", ", SupportedTorchNnTypes)})");
+        }
+    }
+
+    /// <summary>The <c>torch.nn</c> types this reader knows.</summary>
+    public static IReadOnlyList<string> SupportedTorchNnTypes { get; } =
+    [
+        "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
+        "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Linear", .. Enum.GetNames<ActivationKind>(),
+        "Identity", "Dropout", "Flatten", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Sequential",
+    ];
+
+    private static void RequireNoState(TensorDict state, string type, JsonSource src, string loc)
+    {
+        if (state.Count > 0)
+            throw src.Fail(loc, $"{type} has no own tensors, but 'state' lists {string.Join(", ", state.Names.Select(n => $"'{n}'"))}");
+    }
+
+    /// <summary>Writes a module tree; a forward graph is allowed on the root only (the caller writes it separately).</summary>
+    internal static void Write(Utf8JsonWriter w, Module root, string fileName, string tree) => WriteModule(w, root, "", fileName, tree);
+
+    private static void WriteModule(Utf8JsonWriter w, Module m, string path, string fileName, string tree)
+    {
+        var loc = Location(tree, path);
+        if (m.PreHooks.Length > 0 || m.Hooks.Length > 0)
+            throw new ModelFormatException(fileName, loc, $"{m.TypeName} has forward hooks ({string.Join(", ", m.PreHooks.Select(h => h.Name).Concat(m.Hooks.Select(h => h.Name)))}), which a file cannot hold; remove them before writing");
+        if (path.Length > 0 && m is UserModule { Forward: not null })
+            throw new ModelFormatException(fileName, loc, $"{m.TypeName} has its own forward graph; fusion-fixture/1 stores the root's graph only");
+
+        w.WriteStartObject();
+        w.WriteString("type", m.TypeName);
+        w.WriteString("namespace", m.Namespace);
+        w.WriteBoolean("training", m.Training);
+        var args = m.Arguments;
+        if (args.Count > 0)
+        {
+            w.WriteStartObject("args");
+            foreach (var (k, v) in args)
+            {
+                w.WritePropertyName(k);
+                JsonOut.Value(w, PyTorchForm(m, v), fileName, loc);
+            }
+            w.WriteEndObject();
+        }
+        if (m.State.Count > 0)
+        {
+            w.WriteStartArray("state");
+            foreach (var n in m.State.Names) w.WriteStringValue(n);
+            w.WriteEndArray();
+        }
+        if (m.Children.Count > 0)
+        {
+            w.WriteStartArray("children");
+            foreach (var c in m.Children)
+            {
+                w.WriteStartObject();
+                w.WriteString("name", c.Name);
+                w.WritePropertyName("module");
+                WriteModule(w, c.Module, path.Length == 0 ? c.Name : path + "." + c.Name, fileName, tree);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+        }
+        w.WriteEndObject();
+    }
+
+    /// <summary>
+    /// The form PyTorch keeps an argument in. Convolutions normalise sizes to tuples (<c>_pair</c> in their constructors), but
+    /// the pooling layers store what they were given, which is a single integer for a square window in practice
+    /// (<c>MaxPool2d(3, 2)</c>, <c>AdaptiveAvgPool2d(1)</c>); so a pooling size with equal entries is written as that integer.
+    /// Both forms read back to the same module.
+    /// </summary>
+    private static object? PyTorchForm(Module m, object? value)
+        => m is MaxPool2d or AvgPool2d or AdaptiveAvgPool2d && value is ImmutableArray<int> { Length: > 0 } a && a.All(x => x == a[0]) ? a[0] : value;
+
+    /// <summary>Reads one module's <c>args</c> object, tracking which arguments were used so unknown ones are reported.</summary>
+    private sealed class ArgReader(JsonElement? args, JsonSource src, string loc, string type)
+    {
+        private readonly HashSet<string> _used = new(StringComparer.Ordinal);
+        private bool _checked;
+
+        private bool TryGet(string name, out JsonElement value)
+        {
+            if (!_checked)
+            {
+                if (args is { } a) src.RequireObject(a, loc, $"the args of {type}", a.ValueKind == JsonValueKind.Object ? a.EnumerateObject().Select(p => p.Name).ToArray() : []);
+                _checked = true;
+            }
+            _used.Add(name);
+            value = default;
+            return args is { } obj && obj.TryGetProperty(name, out value);
+        }
+
+        private string What(string name) => $"{type} argument '{name}'";
+
+        public int Int(string name, int? fallback = null)
+        {
+            if (TryGet(name, out var v)) return src.Int(v, loc, What(name));
+            return fallback ?? throw src.Fail(loc, $"{type} needs the argument '{name}'");
+        }
+
+        public bool Bool(string name, bool fallback) => TryGet(name, out var v) ? src.Bool(v, loc, What(name)) : fallback;
+
+        public double Double(string name, double fallback) => TryGet(name, out var v) ? src.Double(v, loc, What(name)) : fallback;
+
+        public double? NullableDouble(string name, double? fallback)
+        {
+            if (!TryGet(name, out var v)) return fallback;
+            return v.ValueKind == JsonValueKind.Null ? null : src.Double(v, loc, What(name));
+        }
+
+        /// <summary>An integer or a list of integers (PyTorch's <c>_ntuple</c> arguments).</summary>
+        public int[] IntList(string name, int[]? fallback = null)
+        {
+            if (!TryGet(name, out var v))
+                return fallback ?? throw src.Fail(loc, $"{type} needs the argument '{name}'");
+            return ToIntList(v, name);
+        }
+
+        public int[]? IntListOrNull(string name)
+            => TryGet(name, out var v) && v.ValueKind != JsonValueKind.Null ? ToIntList(v, name) : null;
+
+        private int[] ToIntList(JsonElement v, string name)
+        {
+            if (v.ValueKind == JsonValueKind.Number) return [src.Int(v, loc, What(name))];
+            if (v.ValueKind != JsonValueKind.Array || v.GetArrayLength() == 0)
+                throw src.Fail(loc, $"{What(name)} must be an integer or a non-empty list of integers, got {JsonSource.Describe(v)}");
+            return v.EnumerateArray().Select(x => src.Int(x, loc, $"an entry of {What(name)}")).ToArray();
+        }
+
+        public ConvPadding Padding(string name)
+        {
+            if (!TryGet(name, out var v)) return ConvPadding.Explicit(0);
+            if (v.ValueKind == JsonValueKind.String)
+                return v.GetString() switch
+                {
+                    "same" => ConvPadding.Same,
+                    "valid" => ConvPadding.Valid,
+                    var s => throw src.Fail(loc, $"{What(name)} must be a list of integers, \"same\" or \"valid\", got \"{s}\""),
+                };
+            return ConvPadding.Explicit(ToIntList(v, name));
+        }
+
+        public PaddingMode PaddingMode(string name)
+        {
+            if (!TryGet(name, out var v)) return Layers.PaddingMode.Zeros;
+            return src.String(v, loc, What(name)) switch
+            {
+                "zeros" => Layers.PaddingMode.Zeros,
+                "reflect" => Layers.PaddingMode.Reflect,
+                "replicate" => Layers.PaddingMode.Replicate,
+                "circular" => Layers.PaddingMode.Circular,
+                var s => throw src.Fail(loc, $"{What(name)} must be zeros, reflect, replicate or circular, got \"{s}\""),
+            };
+        }
+
+        /// <summary>Accepts the argument only with the given value (an option this project does not implement otherwise).</summary>
+        public void RequireValue(string name, bool only, string problem)
+        {
+            if (TryGet(name, out var v) && src.Bool(v, loc, What(name)) != only) throw src.Fail(loc, $"{type}: {problem}");
+        }
+
+        /// <summary>Accepts the argument only when absent or null.</summary>
+        public void RequireNull(string name, string problem)
+        {
+            if (TryGet(name, out var v) && v.ValueKind != JsonValueKind.Null) throw src.Fail(loc, $"{type}: {problem}");
+        }
+
+        /// <summary>Reports arguments the layer does not take (checked after building, so all used ones are known).</summary>
+        public void RequireAllUsed()
+        {
+            if (args is not { } a || a.ValueKind != JsonValueKind.Object) return;
+            var unknown = a.EnumerateObject().Select(p => p.Name).Where(n => !_used.Contains(n)).ToList();
+            if (unknown.Count > 0)
+                throw src.Fail(loc, $"{type} takes no argument {string.Join(", ", unknown.Select(n => $"'{n}'"))}" +
+                                    (_used.Count > 0 ? $" (it takes: {string.Join(", ", _used)})" : " (it takes none)"));
+        }
+    }
+}
+
+/// <summary>
+/// The tensors of one tree in a state dictionary: keys are <c>prefix + module path + "." + name</c>. Records which keys
+/// were taken so that tensors no module names are reported.
+/// </summary>
+internal sealed class TensorSource(IReadOnlyDictionary<string, Tensor> tensors, string prefix, JsonSource src, string tensorFile = "the state dictionary")
+{
+    private readonly HashSet<string> _used = new(StringComparer.Ordinal);
+
+    public string Prefix => prefix;
+
+    public string Key(string path, string name) => prefix + (path.Length == 0 ? name : path + "." + name);
+
+    public Tensor Take(string path, string name, string location)
+    {
+        var key = Key(path, name);
+        if (!tensors.TryGetValue(key, out var t))
+            throw src.Fail(key, $"missing tensor: the module at {location} lists state '{name}', but {tensorFile} has no key '{key}'");
+        _used.Add(key);
+        return t;
+    }
+
+    /// <summary>Throws when a key under the prefix was not taken by any module.</summary>
+    public void RequireAllUsed()
+    {
+        var unused = tensors.Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal) && !_used.Contains(k)).Order(StringComparer.Ordinal).ToList();
+        if (unused.Count > 0)
+            throw src.Fail(unused[0], $"unexpected tensor{(unused.Count > 1 ? "s" : "")}: {string.Join(", ", unused.Select(k => $"'{k}'"))} belong{(unused.Count > 1 ? "" : "s")} to no module of the '{ModuleJson.TreeName(prefix)}' tree (no module lists {(unused.Count > 1 ? "them" : "it")} in its 'state')");
+    }
+}

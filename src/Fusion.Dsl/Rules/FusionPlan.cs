@@ -1,0 +1,215 @@
+using System.Collections.Immutable;
+using Fusion.Dsl.Algebra;
+using Fusion.Dsl.Layers;
+
+namespace Fusion.Dsl.Rules;
+
+/// <summary>
+/// What to fuse and how: the groups of dotted names (PyTorch's <c>modules_to_fuse</c> as a list of lists), the form
+/// (<see cref="IsQat"/>), and what computes each group's result — the <see cref="Rules"/>, or a custom <see cref="Fuser"/>.
+/// A plan is a value; <see cref="Apply"/> rewrites a model without changing it.
+/// </summary>
+public sealed class FusionPlan
+{
+    private FusionPlan(ImmutableArray<ImmutableArray<string>> groups, bool isQat, RuleSet rules,
+        Func<IReadOnlyList<Module>, bool, IReadOnlyList<Module>>? fuser)
+    {
+        Groups = groups; IsQat = isQat; Rules = rules; Fuser = fuser;
+    }
+
+    /// <summary>The plan with no groups: applying it returns the model itself.</summary>
+    public static FusionPlan Empty { get; } = new([], false, RuleSet.Default, null);
+
+    /// <summary>The groups of dotted names, applied in order; a later group sees the results of the earlier ones.</summary>
+    public ImmutableArray<ImmutableArray<string>> Groups { get; }
+
+    /// <summary>True for <c>fuse_modules_qat</c> (BatchNorm kept for training), false for <c>fuse_modules</c> (BatchNorm folded).</summary>
+    public bool IsQat { get; }
+
+    /// <summary>The rules that compute each group's result when there is no <see cref="Fuser"/>.</summary>
+    public RuleSet Rules { get; }
+
+    /// <summary>
+    /// A custom fuser (PyTorch's <c>fuser_func</c>): <c>(modules, isQat) → same number of modules</c> that replace the group
+    /// position by position; when set it is used instead of <see cref="Rules"/>. Null for the rule-based fuser.
+    /// </summary>
+    public Func<IReadOnlyList<Module>, bool, IReadOnlyList<Module>>? Fuser { get; }
+
+    /// <summary>Creates a plan, checking the shape of <paramref name="groups"/> (not yet the model).</summary>
+    /// <param name="groups">The groups of dotted names; none is allowed (the plan then does nothing).</param>
+    /// <param name="isQat">Whether QAT forms are produced.</param>
+    /// <param name="rules">The rules; <see cref="RuleSet.Default"/> when null.</param>
+    /// <param name="fuser">A custom fuser used instead of the rules, or null.</param>
+    /// <exception cref="FusionException"><see cref="FusionErrorKind.InvalidGroups"/>: a group is null or empty, or a name in it is
+    /// null, empty, has an empty segment, repeats, or lies inside another name of the same group.</exception>
+    public static FusionPlan Create(IEnumerable<IEnumerable<string>> groups, bool isQat, RuleSet? rules = null,
+        Func<IReadOnlyList<Module>, bool, IReadOnlyList<Module>>? fuser = null)
+    {
+        ArgumentNullException.ThrowIfNull(groups);
+        var b = ImmutableArray.CreateBuilder<ImmutableArray<string>>();
+        var index = 0;
+        foreach (var g in groups)
+        {
+            b.Add(CheckGroup(index, g));
+            index++;
+        }
+        return new FusionPlan(b.ToImmutable(), isQat, rules ?? RuleSet.Default, fuser);
+    }
+
+    /// <summary>
+    /// Fuses every group in order and returns the new model. Per group: resolve every path, check modes, hooks, the rule and its
+    /// guards, compute the result, and only then replace the group's positions — the first with the fused module (carrying the first
+    /// module's pre-hooks and the last module's forward hooks), the others with <see cref="Identity"/> in the first module's mode.
+    /// Subtrees outside the groups are shared with <paramref name="model"/>, which is never changed; a plan that changes nothing
+    /// returns <paramref name="model"/> itself. On any error a <see cref="FusionException"/> is thrown and no model is produced.
+    /// </summary>
+    /// <exception cref="FusionException">A group cannot be fused; its <see cref="FusionException.Kind"/> says why.</exception>
+    /// <remarks>An exception thrown by a custom <see cref="Fuser"/>, rule applier or guard propagates unchanged (still producing no model).</remarks>
+    public Module Apply(Module model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var tree = model;
+        for (var i = 0; i < Groups.Length; i++) tree = FuseGroup(tree, i, Groups[i]);
+        return tree;
+    }
+
+    private Module FuseGroup(Module tree, int index, ImmutableArray<string> paths)
+    {
+        var modules = Resolve(tree, index, paths);
+        var kinds = modules.Select(m => m.TypeName).ToArray();
+        FusionException Fail(FusionErrorKind kind, string problem, string remedy, string? rule = null, string? guard = null)
+            => FusionException.Create(kind, index, paths, kinds, problem, remedy, rule, guard);
+
+        // PyTorch looks the fuser method up before it checks anything else.
+        var rule = Fuser is null ? FindRule(kinds, Fail) : null;
+        if (modules.Any(m => m.Training != modules[0].Training))
+            throw Fail(FusionErrorKind.MixedModes,
+                "its modules must be in the same mode (train or eval), but " +
+                string.Join(", ", paths.Select((p, k) => $"'{p}' is in {(modules[k].Training ? "training" : "eval")} mode")),
+                "call Train() or Eval() on the whole model before fusing");
+        CheckHooks(paths, modules, Fail);
+        // Rules and fusers see the modules without hooks, so a hook can never end up both copied and moved.
+        var bare = modules.Select(m => m.PreHooks.Length == 0 && m.Hooks.Length == 0
+            ? m
+            : m.WithHooks(ImmutableArray<ForwardPreHook>.Empty, ImmutableArray<ForwardHook>.Empty)).ToArray();
+        var fused = rule is not null ? ApplyRule(rule, index, paths, bare, Fail) : ApplyFuser(paths, bare, Fail);
+
+        // Hooks move exactly once: the fused module keeps the first module's pre-hooks and the last module's forward hooks.
+        var first = fused[0];
+        if (modules[0].PreHooks.Length > 0 || modules[^1].Hooks.Length > 0)
+            fused[0] = first.WithHooks(first.PreHooks.AddRange(modules[0].PreHooks), first.Hooks.AddRange(modules[^1].Hooks));
+
+        for (var k = 0; k < paths.Length; k++) tree = ModulePath.Replace(tree, paths[k], fused[k]);
+        return tree;
+    }
+
+    private static Module[] Resolve(Module tree, int index, ImmutableArray<string> paths)
+    {
+        var modules = new Module[paths.Length];
+        for (var k = 0; k < paths.Length; k++)
+        {
+            try { modules[k] = ModulePath.Get(tree, paths[k]); }
+            catch (ModulePathException e)
+            {
+                var found = modules.Take(k).Select(m => m.TypeName).ToArray();
+                var parent = e.ParentPath.Length == 0 ? "the root" : $"'{e.ParentPath}'";
+                var remedy = e.ExistingChildren.Count == 0
+                    ? $"{parent} has no children; check the name"
+                    : $"use one of the children of {parent}: {string.Join(", ", e.ExistingChildren)}";
+                throw FusionException.Create(FusionErrorKind.MissingName, index, paths, found,
+                    e.Message, remedy, inner: e);
+            }
+        }
+        return modules;
+    }
+
+    private static void CheckHooks(ImmutableArray<string> paths, Module[] modules, Func<FusionErrorKind, string, string, string?, string?, FusionException> fail)
+    {
+        var lost = new List<string>();
+        for (var k = 0; k < modules.Length; k++)
+        {
+            var where = $"'{paths[k]}' ({modules[k].TypeName}, position {k} of {modules.Length})";
+            if (k > 0)
+                lost.AddRange(modules[k].PreHooks.Select(h => $"forward pre-hook '{h.Name}' on {where}"));
+            if (k < modules.Length - 1)
+                lost.AddRange(modules[k].Hooks.Select(h => $"forward hook '{h.Name}' on {where}"));
+        }
+        if (lost.Count == 0) return;
+        throw fail(FusionErrorKind.HookNotKept,
+            $"{string.Join("; ", lost)} cannot be kept: after fusion the module at '{paths[0]}' computes the whole group and the " +
+            "other positions are Identity, so only the first module's pre-hooks and the last module's forward hooks can move to it " +
+            "(PyTorch drops the others silently)",
+            $"remove {(lost.Count == 1 ? "that hook" : "those hooks")} before fusing and register the equivalent on the fused module at " +
+            $"'{paths[0]}' afterwards, or leave the hooked module out of the group", null, null);
+    }
+
+    private FusionRule FindRule(string[] kinds, Func<FusionErrorKind, string, string, string?, string?, FusionException> fail)
+    {
+        var rule = Rules.Find(kinds);
+        if (rule is not null) return rule;
+        var near = Rules.StartingWith(kinds[0]).Select(r => r.Pattern.ToString()).ToArray();
+        throw fail(FusionErrorKind.NoRule,
+            $"no fusion rule for ({string.Join(", ", kinds)}) (PyTorch: did not find fuser method); " +
+            (near.Length == 0 ? $"no rule starts with {kinds[0]}" : $"rules starting with {kinds[0]}: {string.Join(", ", near)}"),
+            "fuse a sequence some rule matches, or add a rule for this pattern (FuseOptions.AdditionalRules or " +
+            "AdditionalFuserMethodMapping)", null, null);
+    }
+
+    private Module[] ApplyRule(FusionRule rule, int index, ImmutableArray<string> paths, Module[] modules,
+        Func<FusionErrorKind, string, string, string?, string?, FusionException> fail)
+    {
+        var match = new FusionMatch(index, paths, modules, IsQat);
+        if (rule.FirstViolation(match) is { } v)
+            throw fail(v.Guard.Kind, $"rule '{rule.Name}' guard '{v.Guard.Name}' failed: {v.Problem}", v.Guard.Remedy, rule.Name, v.Guard.Name);
+        var fused = rule.Applier(IsQat, modules)
+            ?? throw fail(FusionErrorKind.FuserResult, $"rule '{rule.Name}' returned null instead of a module",
+                "make the rule's applier return the fused module", rule.Name, null);
+        var result = new Module[modules.Length];
+        result[0] = fused;
+        for (var k = 1; k < result.Length; k++) result[k] = Identity.Create(training: modules[0].Training);
+        return result;
+    }
+
+    private Module[] ApplyFuser(ImmutableArray<string> paths, Module[] modules,
+        Func<FusionErrorKind, string, string, string?, string?, FusionException> fail)
+    {
+        var result = Fuser!(modules, IsQat);
+        const string remedy = "make the fuser function return one module per input module (Identity for the positions it absorbs)";
+        if (result is null) throw fail(FusionErrorKind.FuserResult, "the custom fuser function returned null", remedy, null, null);
+        if (result.Count != modules.Length)
+            throw fail(FusionErrorKind.FuserResult,
+                $"the custom fuser function returned {result.Count} module(s) for a group of {modules.Length}", remedy, null, null);
+        for (var k = 0; k < result.Count; k++)
+            if (result[k] is null)
+                throw fail(FusionErrorKind.FuserResult, $"the custom fuser function returned null at position {k} ('{paths[k]}')", remedy, null, null);
+        return [.. result];
+    }
+
+    private static ImmutableArray<string> CheckGroup(int index, IEnumerable<string>? group)
+    {
+        FusionException Invalid(string[] paths, string problem, string remedy)
+            => FusionException.Create(FusionErrorKind.InvalidGroups, index, paths, [], problem, remedy);
+        if (group is null) throw Invalid([], "the group is null", "give a list of dotted module names");
+        var paths = group.ToArray();
+        if (paths.Length == 0)
+            throw Invalid(paths, "the group is empty", "give at least one dotted module name per group, or drop the empty group");
+        for (var k = 0; k < paths.Length; k++)
+        {
+            var p = paths[k];
+            if (string.IsNullOrEmpty(p))
+                throw Invalid(paths.Select(x => x ?? "").ToArray(), $"name {k} is {(p is null ? "null" : "empty")}",
+                    "give the dotted name of a submodule such as 'features.0' (the root itself cannot be fused)");
+            if (p.Split('.').Any(s => s.Length == 0))
+                throw Invalid(paths, $"'{p}' has an empty segment", "write dotted names without leading, trailing or doubled dots");
+            for (var j = 0; j < k; j++)
+            {
+                if (paths[j] == p)
+                    throw Invalid(paths, $"'{p}' appears twice", "name each module of a group once");
+                var (outer, inner) = paths[j].Length < p.Length ? (paths[j], p) : (p, paths[j]);
+                if (inner.StartsWith(outer + ".", StringComparison.Ordinal))
+                    throw Invalid(paths, $"'{inner}' lies inside '{outer}'", "a group lists sibling-like modules run one after another, not a module and its child");
+            }
+        }
+        return [.. paths];
+    }
+}

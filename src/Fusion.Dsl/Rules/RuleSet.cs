@@ -1,0 +1,91 @@
+using System.Collections;
+using System.Collections.Immutable;
+
+namespace Fusion.Dsl.Rules;
+
+/// <summary>
+/// An ordered, immutable collection of <see cref="FusionRule"/>s with at most one rule per pattern, looked up by a group's
+/// sequence of module kinds. <see cref="Default"/> holds PyTorch's 16 default patterns in PyTorch's order;
+/// <see cref="With"/> and <see cref="Override"/> add rules, a rule for an existing pattern replacing the old one in place
+/// (PyTorch's <c>additional_fuser_method_mapping</c> winning over the defaults).
+/// </summary>
+public sealed class RuleSet : IReadOnlyList<FusionRule>
+{
+    private readonly ImmutableArray<FusionRule> _rules;
+    private readonly ImmutableDictionary<FusionPattern, FusionRule> _byPattern;
+
+    private RuleSet(ImmutableArray<FusionRule> rules)
+    {
+        _rules = rules;
+        _byPattern = rules.ToImmutableDictionary(r => r.Pattern);
+    }
+
+    /// <summary>No rules: every group is refused with <see cref="FusionErrorKind.NoRule"/>.</summary>
+    public static RuleSet Empty { get; } = new(ImmutableArray<FusionRule>.Empty);
+
+    /// <summary>
+    /// PyTorch's default mapping (<c>_DEFAULT_OP_LIST_TO_FUSER_METHOD</c>), in its order: (ConvNd, BatchNormNd),
+    /// (ConvNd, BatchNormNd, ReLU) for N = 1, 2, 3; (ConvNd, ReLU); (Linear, BatchNorm1d); (Linear, ReLU);
+    /// (BatchNorm2d|3d, ReLU); (ConvTransposeNd, BatchNormNd).
+    /// </summary>
+    public static RuleSet Default { get; } = Create(DefaultRules.Build());
+
+    /// <summary>Creates a rule set from rules in order.</summary>
+    /// <exception cref="ArgumentException">A rule is null or two rules have the same pattern.</exception>
+    public static RuleSet Create(IEnumerable<FusionRule> rules)
+    {
+        ArgumentNullException.ThrowIfNull(rules);
+        var list = rules.ToImmutableArray();
+        for (var i = 0; i < list.Length; i++)
+        {
+            if (list[i] is null) throw new ArgumentException($"rule {i} is null");
+            for (var j = 0; j < i; j++)
+                if (list[j].Pattern.Equals(list[i].Pattern))
+                    throw new ArgumentException(
+                        $"rules '{list[j].Name}' and '{list[i].Name}' both match {list[i].Pattern}; use With/Override to replace a rule");
+        }
+        return new RuleSet(list);
+    }
+
+    /// <summary>This set with <paramref name="rule"/>: it replaces, in place, a rule with the same pattern, or is added last.</summary>
+    public RuleSet With(FusionRule rule)
+    {
+        ArgumentNullException.ThrowIfNull(rule);
+        for (var i = 0; i < _rules.Length; i++)
+            if (_rules[i].Pattern.Equals(rule.Pattern))
+                return ReferenceEquals(_rules[i], rule) ? this : new RuleSet(_rules.SetItem(i, rule));
+        return new RuleSet(_rules.Add(rule));
+    }
+
+    /// <summary>This set with every rule of <paramref name="rules"/> applied by <see cref="With"/> in order (later ones win);
+    /// the same instance when there are none.</summary>
+    public RuleSet Override(IEnumerable<FusionRule> rules)
+    {
+        ArgumentNullException.ThrowIfNull(rules);
+        var result = this;
+        foreach (var r in rules) result = result.With(r);
+        return result;
+    }
+
+    /// <summary>The rule whose pattern is exactly <paramref name="kinds"/>, or null.</summary>
+    public FusionRule? Find(IReadOnlyList<string> kinds)
+    {
+        ArgumentNullException.ThrowIfNull(kinds);
+        if (kinds.Count == 0) return null;
+        return _byPattern.TryGetValue(FusionPattern.Of(kinds), out var r) ? r : null;
+    }
+
+    /// <summary>The rules whose pattern starts with <paramref name="kind"/>, in order (used to suggest alternatives).</summary>
+    public IEnumerable<FusionRule> StartingWith(string kind) => _rules.Where(r => r.Pattern.Kinds[0] == kind);
+
+    /// <inheritdoc />
+    public int Count => _rules.Length;
+
+    /// <inheritdoc />
+    public FusionRule this[int index] => _rules[index];
+
+    /// <inheritdoc />
+    public IEnumerator<FusionRule> GetEnumerator() => ((IEnumerable<FusionRule>)_rules).GetEnumerator();
+
+    IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
+}

@@ -1,0 +1,47 @@
+"""Side-by-side reference for `fusion bench`: PyTorch's own fuse_modules(inplace=False) and forward times on the
+same machine, for torchvision's quantizable resnet18 / resnet50 / mobilenet_v2 with the groups of their fuse_model().
+Run: /usr/bin/python3 tools/bench/pytorch_bench.py --model resnet18 [--threads 2] [--runs 5]
+(needs Debian's python3-torch and python3-torchvision). Prints one JSON object with the keys `fusion bench --json` uses."""
+import argparse, json, statistics, sys, time, os
+import torch
+import torchvision.models.quantization as qm
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "tools", "pytorch-fixtures"))
+from netcases import fuse_list_of
+from torch.ao.quantization import fuse_modules
+
+CTORS = {
+    "resnet18": lambda: qm.resnet18(weights=None, quantize=False),
+    "resnet50": lambda: qm.resnet50(weights=None, quantize=False),
+    "mobilenet_v2": lambda: qm.mobilenet_v2(weights=None, quantize=False),
+}
+
+def median_ms(fn, runs, warmup=2):
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter(); fn(); ts.append((time.perf_counter() - t) * 1000)
+    return statistics.median(ts)
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True, choices=sorted(CTORS))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=5)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    groups = fuse_list_of(CTORS[a.model]().eval())
+    model = CTORS[a.model]().eval()
+    x = torch.randn(1, 3, 224, 224)
+    fuse_ms = median_ms(lambda: fuse_modules(model, groups, inplace=False), a.runs, warmup=1)
+    fused = fuse_modules(model, groups, inplace=False)
+    with torch.no_grad():
+        fwd_unfused = median_ms(lambda: model(x), a.runs)
+        fwd_fused = median_ms(lambda: fused(x), a.runs)
+    print(json.dumps({"engine": "pytorch " + torch.__version__, "model": a.model, "fuse_ms": round(fuse_ms, 3),
+                      "forward_unfused_ms": round(fwd_unfused, 3), "forward_fused_ms": round(fwd_fused, 3),
+                      "threads": a.threads, "groups": len(groups), "runs": a.runs}))
+
+if __name__ == "__main__":
+    main()
