@@ -5,13 +5,9 @@ module Fusion.Dsl.Tests.Engine.ForwardFixtureTests
 open System.IO
 open Expecto
 open Fusion.Dsl.Engine
+open Fusion.Dsl.IO
 open Fusion.Dsl.Tests
-
-let private close (what: string) (actual: Fusion.Dsl.Tensors.Tensor) (expected: Fusion.Dsl.Tensors.Tensor) rtol atol =
-    Expect.sequenceEqual (actual.Dimensions) (expected.Dimensions) $"{what}: shape"
-    let diff = actual.MaxAbsDiff expected
-    let bound = atol + rtol * expected.MaxAbs()
-    Expect.isTrue (diff <= bound) $"{what}: max|a-b| = {diff} exceeds atol + rtol*max|b| = {bound}"
+open Fusion.Dsl.Tests.Engine.EngineSupport
 
 [<Tests>]
 let tests =
@@ -19,12 +15,14 @@ let tests =
         for json in Support.fixtureCases () do
             let name = Path.GetFileNameWithoutExtension json
             test $"{name}: the unfused model reproduces PyTorch's output" {
-                let c = FixtureLite.load json
-                close "unfused" (Forward.Run(c.Model, c.Input)) c.ReferenceOutput c.Rtol c.Atol
+                let c = FixtureCase.Load json
+                expectClose "unfused" c.Rtol c.Atol (Forward.Run(c.Model, c.Input)) c.ReferenceOutput
             }
-            if (FixtureLite.load json).Outcome = "fused" then
+            if (FixtureCase.Load json).Outcome = FixtureOutcome.Fused then
                 test $"{name}: PyTorch's fused model reproduces PyTorch's fused output" {
-                    let c = FixtureLite.load json
-                    close "fused" (Forward.Run(c.FusedModel.Value, c.Input)) c.FusedOutput.Value c.Rtol c.Atol
+                    let c = FixtureCase.Load json
+                    match c.FusedModel, c.FusedOutput with
+                    | null, _ | _, null -> failtest "a fused case without its fused model or output"
+                    | fused, expected -> expectClose "fused" c.Rtol c.Atol (Forward.Run(fused, c.Input)) expected
                 }
     ]
