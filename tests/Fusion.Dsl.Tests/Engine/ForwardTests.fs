@@ -133,11 +133,14 @@ let tests =
             Expect.stringContains e.Message "[3, 3]" "padded input"
             Expect.stringContains e.Message "[5, 5]" "kernel"
         }
-        test "Dropout is the identity in eval mode and refused in training mode" {
+        test "Dropout is the identity in eval mode and refused in training mode unless p is 0 or 1" {
             let x = randomTensor (Random 4) [| 3; 4 |]
             Expect.isTrue (obj.ReferenceEquals(Forward.Run(Dropout.Create(0.3), x), x)) "eval: identity"
             let e = Support.throwsOf<ForwardException> (fun () -> Forward.Run(Dropout.Create(0.3, training = true), x) |> ignore)
             Expect.stringContains e.Message "random" "explains why"
+            // ATen: p = 0 keeps every element, p = 1 returns zeros_like(input); neither is random.
+            Expect.isTrue (obj.ReferenceEquals(Forward.Run(Dropout.Create(0.0, training = true), x), x)) "training, p = 0"
+            Expect.sequenceEqual ((Forward.Run(Dropout.Create(1.0, training = true), x)).ToArray()) (Array.zeroCreate 12) "training, p = 1"
         }
         test "a graph-less user container is refused with its name; QuantStub and DeQuantStub are the identity" {
             let x = randomTensor (Random 5) [| 2; 2 |]
