@@ -224,52 +224,78 @@ internal static unsafe class ConvKernels
             for (var kh = 0; kh < geo.Kernel[1]; kh++)
                 for (var kw = 0; kw < geo.Kernel[2]; kw++)
                     taps[t++] = geo.TapOffset(kd, kh, kw);
+        var columns = ToeplitzColumns(geo);
         Par.For(planes, threads, (long)geo.OutVolume * geo.KernelVolume, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int idx) =>
         {
             var n = idx / geo.OutChannels;
             var co = idx - n * geo.OutChannels;
             var ci = co / coutG;
             var (scale, shift) = ep.At(co);
-            fixed (float* w = weight, s = src, d = output)
-            fixed (int* tapOff = taps)
-                DepthwisePlane(s + ((long)n * geo.InChannels + ci) * geo.LayoutPlane, w + (long)co * geo.KernelVolume, tapOff,
-                    d + (long)idx * geo.OutVolume, geo, scale, shift, ep.Scale is not null, ep.Activation);
+            var acc = ArrayPool<float>.Shared.Rent(columns);
+            try
+            {
+                fixed (float* w = weight, s = src, d = output, tmp = acc)
+                fixed (int* tapOff = taps)
+                {
+                    DepthwisePlane(s + ((long)n * geo.InChannels + ci) * geo.LayoutPlane, w + (long)co * geo.KernelVolume, tapOff,
+                        geo.KernelVolume, tmp, columns);
+                    // Only the Toeplitz columns inside each output row are written, through the epilogue.
+                    int[] sub = geo.Sub, o = geo.Out;
+                    var plane = d + (long)idx * geo.OutVolume;
+                    for (var od = 0; od < o[0]; od++)
+                        for (var oh = 0; oh < o[1]; oh++)
+                            Epilogue.ApplyRun(tmp + ((long)od * sub[1] + oh) * sub[2], plane + ((long)od * o[1] + oh) * o[2], o[2],
+                                scale, shift, ep.Scale is not null, ep.Activation);
+                }
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(acc);
+            }
         });
     }
 
     /// <summary>
-    /// One output plane: every tap reads a contiguous run of the phase layout, so the output width is vectorised for
-    /// any stride; taps accumulate in registers and the epilogue is applied once per vector.
+    /// One channel as a Toeplitz view of its phase layout: column v is sub-grid position v, and tap t reads the
+    /// contiguous run starting at <c>tapOff[t]</c>, so any stride and any output width vectorise (columns past an
+    /// output row's end are computed and dropped by the caller). Four vectors in flight hide the FMA latency.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DepthwisePlane(float* src, float* w, int* tapOff, float* dst, ConvGeometry geo, float scale, float shift, bool hasScale, Act act)
+    private static void DepthwisePlane(float* src, float* w, int* tapOff, int taps, float* acc, int columns)
     {
-        int[] sub = geo.Sub, o = geo.Out;
-        var taps = geo.KernelVolume;
-        var vs = Vector256.Create(scale);
-        var vb = Vector256.Create(shift);
-        for (var od = 0; od < o[0]; od++)
-            for (var oh = 0; oh < o[1]; oh++)
+        var v = 0;
+        for (; v <= columns - 32; v += 32)
+        {
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            var b = src + v;
+            for (var t = 0; t < taps; t++)
             {
-                var baseRow = src + ((long)od * sub[1] + oh) * sub[2];
-                var drow = dst + ((long)od * o[1] + oh) * o[2];
-                var ow = 0;
-                for (; ow <= o[2] - 8; ow += 8)
-                {
-                    var acc = Vector256<float>.Zero;
-                    var b = baseRow + ow;
-                    for (var t = 0; t < taps; t++)
-                        acc = Vector256.FusedMultiplyAdd(Vector256.Create(w[t]), Vector256.Load(b + tapOff[t]), acc);
-                    Vector256.Store(Epilogue.Apply(acc, vs, vb, hasScale, act), drow + ow);
-                }
-                for (; ow < o[2]; ow++)
-                {
-                    var acc = 0f;
-                    var b = baseRow + ow;
-                    for (var t = 0; t < taps; t++) acc = MathF.FusedMultiplyAdd(w[t], b[tapOff[t]], acc);
-                    drow[ow] = Epilogue.Apply(acc, scale, shift, hasScale, act);
-                }
+                var wt = Vector256.Create(w[t]);
+                var p = b + tapOff[t];
+                a0 = Vector256.FusedMultiplyAdd(wt, Vector256.Load(p), a0);
+                a1 = Vector256.FusedMultiplyAdd(wt, Vector256.Load(p + 8), a1);
+                a2 = Vector256.FusedMultiplyAdd(wt, Vector256.Load(p + 16), a2);
+                a3 = Vector256.FusedMultiplyAdd(wt, Vector256.Load(p + 24), a3);
             }
+            Vector256.Store(a0, acc + v);
+            Vector256.Store(a1, acc + v + 8);
+            Vector256.Store(a2, acc + v + 16);
+            Vector256.Store(a3, acc + v + 24);
+        }
+        for (; v <= columns - 8; v += 8)
+        {
+            var a0 = Vector256<float>.Zero;
+            var b = src + v;
+            for (var t = 0; t < taps; t++) a0 = Vector256.FusedMultiplyAdd(Vector256.Create(w[t]), Vector256.Load(b + tapOff[t]), a0);
+            Vector256.Store(a0, acc + v);
+        }
+        for (; v < columns; v++)
+        {
+            var a0 = 0f;
+            var b = src + v;
+            for (var t = 0; t < taps; t++) a0 = MathF.FusedMultiplyAdd(w[t], b[tapOff[t]], a0);
+            acc[v] = a0;
+        }
     }
 
     /// <summary>
