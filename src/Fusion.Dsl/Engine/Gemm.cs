@@ -146,16 +146,17 @@ internal static unsafe class Gemm
                     var cBase = cData + c.Offset + n * c.ImageStride + g * c.GroupStride;
                     var a = aBase + g * aGroupStride;
                     var tile = stackalloc float[MR * NR];
-                    for (var p = p0; p < p1; p++)
+                    // Row panel outer, column panels inner: each A panel stays in L1 while the tile rows of C are
+                    // written as six sequential streams (column-outer order scatters every tile over M rows).
+                    for (var q = q0; q < q1; q++)
                     {
-                        var v0 = p * NR;
-                        var nc = Math.Min(NR, b.Columns - v0);
-                        var bPanel = bp + (long)(p - p0) * panelFloats;
-                        for (var q = q0; q < q1; q++)
+                        var m0 = q * MR;
+                        var aPanel = a + (long)q * k * MR;
+                        for (var p = p0; p < p1; p++)
                         {
-                            Kernel(a + (long)q * k * MR, bPanel, k, tile);
-                            var m0 = q * MR;
-                            Store(tile, Math.Min(MR, m - m0), nc, v0, m0, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
+                            var v0 = p * NR;
+                            Kernel(aPanel, bp + (long)(p - p0) * panelFloats, k, tile);
+                            Store(tile, Math.Min(MR, m - m0), Math.Min(NR, b.Columns - v0), v0, m0, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
                         }
                     }
                 }
