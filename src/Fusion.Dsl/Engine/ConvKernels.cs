@@ -56,7 +56,7 @@ internal static unsafe class ConvKernels
 
     private static Tensor Direct(Conv conv, ConvGeometry geo, Tensor input, Epilogue ep, int threads)
     {
-        var output = GC.AllocateUninitializedArray<float>(checked(geo.Batch * geo.OutChannels * geo.OutVolume));
+        var output = Buffers.Output(checked(geo.Batch * geo.OutChannels * geo.OutVolume));
         var depthwise = geo.InGroupChannels == 1 && geo.Groups > 1;
         var plan = depthwise ? Plan.Toeplitz : ChoosePlan(geo);
         float[]? rented = null;
@@ -314,7 +314,7 @@ internal static unsafe class ConvKernels
             () => Gemm.PackA(weight.Float32, geo.Groups, mG, cinG, (long)cinG * mG, 1, mG));
         var koff = new int[cinG];
         for (var c = 0; c < cinG; c++) koff[c] = c * inVol;
-        var output = new float[checked(geo.Batch * geo.OutChannels * outVol)];
+        var output = Buffers.Zeroed(checked(geo.Batch * geo.OutChannels * outVol));
         var cols = ArrayPool<float>.Shared.Rent(checked(geo.Groups * mG * inVol));
         try
         {

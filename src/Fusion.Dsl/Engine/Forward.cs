@@ -37,6 +37,7 @@ public static class Forward
         if (input.DType != DType.Float32)
             throw new ArgumentException($"the forward input must be float32, got {input.DType} of shape {Tensor.ShapeString(input.Shape)}", nameof(input));
         var threads = (options ?? ForwardOptions.Default).ResolvedThreads;
+        using var recycling = Buffers.Enter(module);
         return new Evaluator(threads).Call(module, input, "");
     }
 }

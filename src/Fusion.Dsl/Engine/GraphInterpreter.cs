@@ -15,32 +15,42 @@ internal static class GraphInterpreter
     public static Tensor Run(Evaluator ev, UserModule owner, Graph graph, Tensor input, string path)
     {
         var values = new Dictionary<string, object?>(StringComparer.Ordinal);
+        // Remaining reads of each node's value; when the last one has run, the value is dead and its storage can be
+        // recycled (unless another live value shares it, or it is the graph's input, which the caller owns).
+        var uses = new Dictionary<string, int>(StringComparer.Ordinal);
+        var recycling = Buffers.Recycling;
+        if (recycling)
+            foreach (var node in graph.Nodes)
+                foreach (var r in node.Inputs)
+                    uses[r] = uses.GetValueOrDefault(r) + 1;
+        var live = new Dictionary<float[], int>(ReferenceEqualityComparer.Instance);
         var inputs = 0;
         foreach (var node in graph.Nodes)
         {
+            object? value = null;
             switch (node.Op)
             {
                 case NodeOp.Placeholder:
                     if (inputs++ > 0)
                         throw new EngineInputException($"graph node '{node.Name}': the graph takes more than one input, but a forward pass passes one tensor");
-                    values[node.Name] = input;
+                    value = input;
                     break;
                 case NodeOp.GetAttr:
-                    values[node.Name] = Attribute(owner, node);
+                    value = Attribute(owner, node);
                     break;
                 case NodeOp.CallModule:
                 {
                     var args = new Args(node, values, ["input"]);
                     args.Expect(1);
                     var x = args.Tensor(0, "input");
-                    values[node.Name] = ev.Call(ModulePath.Get(owner, node.Target!), x, Evaluator.Join(path, node.Target!));
+                    value = ev.Call(ModulePath.Get(owner, node.Target!), x, Evaluator.Join(path, node.Target!));
                     break;
                 }
                 case NodeOp.CallFunction:
-                    values[node.Name] = Function(ev, node, values);
+                    value = Function(ev, node, values);
                     break;
                 case NodeOp.CallMethod:
-                    values[node.Name] = Method(ev, node, values);
+                    value = Method(ev, node, values);
                     break;
                 case NodeOp.Output:
                 {
@@ -50,8 +60,24 @@ internal static class GraphInterpreter
                            ?? throw new EngineInputException($"graph output '{node.Name}' is not a tensor (got {Describe(Resolve(node.Args[0], values))}); a forward pass returns one tensor");
                 }
             }
+            values[node.Name] = value;
+            if (!recycling) continue;
+            if (value is Tensor produced && produced.DType == DType.Float32)
+            {
+                live[produced.RawFloat32] = live.GetValueOrDefault(produced.RawFloat32) + 1;
+                if (uses.GetValueOrDefault(node.Name) == 0) Drop(produced, live, input);
+            }
+            foreach (var r in node.Inputs)
+                if (--uses[r] == 0 && values[r] is Tensor dead && dead.DType == DType.Float32) Drop(dead, live, input);
         }
         throw new EngineInputException("the graph has no output node");
+    }
+
+    /// <summary>One value died: when no live value shares its storage any more, the storage is recycled.</summary>
+    private static void Drop(Tensor dead, Dictionary<float[], int> live, Tensor input)
+    {
+        var storage = dead.RawFloat32;
+        if (--live[storage] == 0) Buffers.Release(dead, input);
     }
 
     private static Tensor Attribute(UserModule owner, GraphNode node)

@@ -24,7 +24,7 @@ internal static unsafe class PoolKernels
         int ph = m.Padding[0], pw = m.Padding[1], dh = m.Dilation[0], dw = m.Dilation[1];
         var oh = OutSize(h, kh, sh, ph, dh, m.CeilMode, "MaxPool2d");
         var ow = OutSize(w, kw, sw, pw, dw, m.CeilMode, "MaxPool2d");
-        var output = GC.AllocateUninitializedArray<float>(checked(n * c * oh * ow));
+        var output = Buffers.Output(checked(n * c * oh * ow));
         var src = x.RawFloat32;
         var g = new MaxGeometry(h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw);
         Par.For(n * c, threads, (long)h * w * (kw + 2), (int plane) =>
@@ -122,7 +122,7 @@ internal static unsafe class PoolKernels
         int ph = m.Padding[0], pw = m.Padding[1];
         var oh = OutSize(h, kh, sh, ph, 1, m.CeilMode, "AvgPool2d");
         var ow = OutSize(w, kw, sw, pw, 1, m.CeilMode, "AvgPool2d");
-        var output = GC.AllocateUninitializedArray<float>(checked(n * c * oh * ow));
+        var output = Buffers.Output(checked(n * c * oh * ow));
         var src = x.RawFloat32;
         var includePad = m.CountIncludePad;
         Par.For(n * c, threads, (long)oh * ow * kh * kw, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int plane) =>
@@ -168,7 +168,7 @@ internal static unsafe class PoolKernels
         var oh = outH ?? h;
         var ow = outW ?? w;
         if (oh <= 0 || ow <= 0) throw new EngineInputException($"adaptive_avg_pool2d: output size ({oh}, {ow}) must be positive");
-        var output = GC.AllocateUninitializedArray<float>(checked(n * c * oh * ow));
+        var output = Buffers.Output(checked(n * c * oh * ow));
         var src = x.RawFloat32;
         Par.For(n * c, threads, (long)h * w, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int plane) =>
         {

@@ -13,7 +13,7 @@ internal static unsafe class TensorOps
     /// <summary>An activation over every element.</summary>
     public static Tensor Activation(Tensor x, Act act, int threads)
     {
-        var output = GC.AllocateUninitializedArray<float>(x.Count);
+        var output = Buffers.Output(x.Count);
         var src = x.RawFloat32;
         var chunks = (x.Count + Chunk - 1) / Chunk;
         Par.For(chunks, threads, Chunk, (int i) =>
@@ -34,7 +34,7 @@ internal static unsafe class TensorOps
     {
         var shape = BroadcastShape(a.Shape, b.Shape);
         var count = Tensor.Product(shape);
-        var output = GC.AllocateUninitializedArray<float>(count);
+        var output = Buffers.Output(count);
         float[] x = a.RawFloat32, y = b.RawFloat32;
         if (a.Shape.SequenceEqual(b.Shape))
         {
@@ -88,7 +88,7 @@ internal static unsafe class TensorOps
     {
         var s = (float)scalar;
         var src = a.RawFloat32;
-        var output = GC.AllocateUninitializedArray<float>(src.Length);
+        var output = Buffers.Output(src.Length);
         for (var i = 0; i < src.Length; i++) output[i] = op == Binary.Add ? src[i] + s : src[i] * s;
         return Tensor.Adopt(output, a.Shape.ToArray());
     }
@@ -194,7 +194,7 @@ internal static unsafe class TensorOps
         for (var i = 0; i < d; i++) outer *= shape[i];
         var inner = 1;
         for (var i = d + 1; i < shape.Length; i++) inner *= shape[i];
-        var output = new float[Tensor.Product(shape)];
+        var output = Buffers.Output(Tensor.Product(shape));
         var offset = 0;
         foreach (var p in parts)
         {
