@@ -22,8 +22,8 @@ internal static class Buffers
     /// <summary>Arrays kept per exact length (a tensor's storage must match its element count).</summary>
     private const int PerLength = 8;
 
-    /// <summary>Upper bound on the floats the pool keeps alive between passes (1 GiB).</summary>
-    private const long MaxPooledFloats = 1L << 28;
+    /// <summary>Upper bound on the floats the pool keeps alive between passes (256 MiB).</summary>
+    private const long MaxPooledFloats = 1L << 26;
 
     private static readonly ConcurrentDictionary<int, ConcurrentStack<float[]>> Pool = new();
     private static long _pooledFloats;

@@ -18,6 +18,11 @@ namespace Fusion.Dsl.Engine;
 /// single pass whose write-out adds the bias, applies the BatchNorm's scale and shift and the activation; a
 /// <c>BNReLU</c> is one pass too. A plain <c>Sequential</c> of the same layers runs layer by layer.
 /// </para>
+/// <para>
+/// When no module of the model has hooks (so no intermediate tensor can be observed), the storage of intermediates
+/// is recycled as soon as they are dead, within the pass and across passes; up to 256 MiB of such buffers stay
+/// pooled between passes. Tensors returned to the caller are never reused.
+/// </para>
 /// </summary>
 public static class Forward
 {
