@@ -9,6 +9,9 @@ namespace Fusion.Dsl.Engine;
 /// Runs a user container's torch.fx-style graph: every node in order (as torch.fx's generated code does, including
 /// nodes whose value is unused), module calls through <see cref="Evaluator.Call"/> at their dotted path, and the free
 /// functions and tensor methods with PyTorch's argument conventions (positional or keyword, torch's defaults).
+/// In-place activations are honoured within the graph (values sharing the overwritten tensor read the result); a
+/// container module that overwrites its own input inside (a Sequential starting with <c>ReLU(inplace=True)</c>) is not
+/// seen from the calling graph, since tensors are immutable values.
 /// </summary>
 internal static class GraphInterpreter
 {
@@ -28,6 +31,7 @@ internal static class GraphInterpreter
         foreach (var node in graph.Nodes)
         {
             object? value = null;
+            Tensor? mutated = null;
             switch (node.Op)
             {
                 case NodeOp.Placeholder:
@@ -43,11 +47,18 @@ internal static class GraphInterpreter
                     var args = new Args(node, values, ["input"]);
                     args.Expect(1);
                     var x = args.Tensor(0, "input");
-                    value = ev.Call(ModulePath.Get(owner, node.Target!), x, Evaluator.Join(path, node.Target!));
+                    var module = ModulePath.Get(owner, node.Target!);
+                    value = ev.Call(module, x, Evaluator.Join(path, node.Target!));
+                    if (module is Activation { Inplace: true } or Dropout { Inplace: true }) mutated = x;
                     break;
                 }
                 case NodeOp.CallFunction:
                     value = Function(ev, node, values);
+                    if (node.Target is "relu" or "hardsigmoid")
+                    {
+                        var fa = new Args(node, values, ["input", "inplace"]);
+                        if (fa.Flag(1, "inplace")) mutated = fa.Tensor(0, "input");
+                    }
                     break;
                 case NodeOp.CallMethod:
                     value = Method(ev, node, values);
@@ -61,16 +72,37 @@ internal static class GraphInterpreter
                 }
             }
             values[node.Name] = value;
-            if (!recycling) continue;
-            if (value is Tensor produced && produced.DType == DType.Float32)
-            {
+            if (recycling && value is Tensor produced && produced.DType == DType.Float32)
                 live[produced.RawFloat32] = live.GetValueOrDefault(produced.RawFloat32) + 1;
-                if (uses.GetValueOrDefault(node.Name) == 0) Drop(produced, live, input);
-            }
+            if (mutated is not null && value is Tensor result) Rebind(values, mutated, result, node.Name, recycling ? live : null, input);
+            if (!recycling) continue;
+            if (value is Tensor unused && unused.DType == DType.Float32 && uses.GetValueOrDefault(node.Name) == 0) Drop(unused, live, input);
             foreach (var r in node.Inputs)
                 if (--uses[r] == 0 && values[r] is Tensor dead && dead.DType == DType.Float32) Drop(dead, live, input);
         }
         throw new EngineInputException("the graph has no output node");
+    }
+
+    /// <summary>
+    /// PyTorch's in-place operations (<c>ReLU(inplace=True)</c>, <c>F.relu(x, inplace=True)</c>) overwrite their input, so
+    /// every value sharing its storage (the input node and its views) reads the result afterwards. Tensors here are
+    /// immutable, so those values are rebound to the result instead (viewed in each value's own shape). The graph's
+    /// own input is rebound too; the caller's tensor is not changed.
+    /// </summary>
+    private static void Rebind(Dictionary<string, object?> values, Tensor mutated, Tensor result, string producer,
+        Dictionary<float[], int>? live, Tensor input)
+    {
+        if (mutated.DType != DType.Float32 || ReferenceEquals(mutated.RawFloat32, result.RawFloat32) || mutated.Count != result.Count) return;
+        var storage = mutated.RawFloat32;
+        foreach (var name in values.Keys.ToArray())
+        {
+            if (name == producer || values[name] is not Tensor t || t.DType != DType.Float32 || !ReferenceEquals(t.RawFloat32, storage)) continue;
+            var rebound = result.Reshape(t.Dimensions.ToArray());
+            values[name] = rebound;
+            if (live is null || !live.ContainsKey(storage)) continue;
+            live[result.RawFloat32] = live.GetValueOrDefault(result.RawFloat32) + 1;
+            Drop(t, live, input);
+        }
     }
 
     /// <summary>One value died: when no live value shares its storage any more, the storage is recycled.</summary>
@@ -281,6 +313,13 @@ internal static class GraphInterpreter
         {
             if (!Has(i, name)) return fallback;
             return Value(i, name) is long l ? l : throw Error(name, "an integer");
+        }
+
+        /// <summary>A boolean argument (absent means false).</summary>
+        public bool Flag(int i, string name)
+        {
+            if (!Has(i, name)) return false;
+            return Value(i, name) is bool b ? b : throw Error(name, "True or False");
         }
 
         public long? OptionalLong(int i, string name)
