@@ -51,8 +51,15 @@ internal static unsafe class Gemm
     public const int MR = 6;
     public const int NR = 16;
 
-    /// <summary>Bytes of packed B a task aims to keep in L2 while it sweeps the row panels.</summary>
-    private const int StripBytes = 96 * 1024;
+    /// <summary>Bytes of packed B (one depth chunk of a strip) a task keeps in L2 while it sweeps the row panels.</summary>
+    private const int StripBytes = 128 * 1024;
+
+    /// <summary>
+    /// Depth chunk: deeper products run chunk by chunk so a chunk of an A panel (KC·MR floats) and of a B panel
+    /// (KC·NR) stay in L1 and every A panel is read once per strip, not once per column panel. Accumulators are
+    /// carried across chunks in the same order, so chunking changes no bit of the result.
+    /// </summary>
+    private const int KC = 256;
 
     public static int Panels(int m) => (m + MR - 1) / MR;
 
@@ -100,7 +107,7 @@ internal static unsafe class Gemm
         var nPanels = (n + NR - 1) / NR;
         var mPanels = Panels(m);
         var problems = (long)batch * groups;
-        var stripPanels = Math.Clamp(StripBytes / Math.Max(1, k * NR * sizeof(float)), 1, nPanels);
+        var stripPanels = Math.Clamp(StripBytes / Math.Max(1, Math.Min(k, KC) * NR * sizeof(float)), 1, nPanels);
         // Enough tasks to keep every core busy with room for imbalance; split columns first, then rows.
         var want = threads <= 1 ? 1 : 4 * threads;
         while (stripPanels > 1 && problems * ((nPanels + stripPanels - 1) / stripPanels) < want) stripPanels = (stripPanels + 1) / 2;
@@ -130,33 +137,66 @@ internal static unsafe class Gemm
             var p1 = Math.Min(nPanels, p0 + stripPanels);
             var q0 = mb * mBlockPanels;
             var q1 = Math.Min(Panels(m), q0 + mBlockPanels);
-            var panelFloats = k * NR;
-            var buf = ArrayPool<float>.Shared.Rent(panelFloats * (p1 - p0));
+            var chunk = Math.Min(k, KC);
+            var panelFloats = chunk * NR;
+            var pCount = p1 - p0;
+            var buf = ArrayPool<float>.Shared.Rent(panelFloats * pCount);
+            // Accumulator tiles for every (row panel, column panel) of the task when the depth is chunked.
+            var acc = k > KC ? ArrayPool<float>.Shared.Rent((q1 - q0) * pCount * MR * NR) : null;
             try
             {
-                fixed (float* aBase = packedA, bData = b.Data, cData = c.Data, bp = buf)
+                fixed (float* aBase = packedA, bData = b.Data, cData = c.Data, bp = buf, accBase = acc)
                 fixed (int* koff = b.KOff, colBase = b.ColBase, colMap = c.ColMap)
                 {
                     var src = bData + b.Offset + n * b.ImageStride + g * b.GroupStride;
-                    for (var p = p0; p < p1; p++)
-                    {
-                        var v0 = p * NR;
-                        PackPanel(src, koff, colBase, v0, Math.Min(NR, b.Columns - v0), k, bp + (long)(p - p0) * panelFloats);
-                    }
                     var cBase = cData + c.Offset + n * c.ImageStride + g * c.GroupStride;
                     var a = aBase + g * aGroupStride;
-                    var tile = stackalloc float[MR * NR];
-                    // Row panel outer, column panels inner: each A panel stays in L1 while the tile rows of C are
-                    // written as six sequential streams (column-outer order scatters every tile over M rows).
-                    for (var q = q0; q < q1; q++)
+                    if (acc is null)
                     {
-                        var m0 = q * MR;
-                        var aPanel = a + (long)q * k * MR;
                         for (var p = p0; p < p1; p++)
                         {
                             var v0 = p * NR;
-                            Kernel(aPanel, bp + (long)(p - p0) * panelFloats, k, tile);
-                            Store(tile, Math.Min(MR, m - m0), Math.Min(NR, b.Columns - v0), v0, m0, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
+                            PackPanel(src, koff, colBase, v0, Math.Min(NR, b.Columns - v0), k, bp + (long)(p - p0) * panelFloats);
+                        }
+                        var tile = stackalloc float[MR * NR];
+                        // Row panel outer, column panels inner: each A panel stays in L1 while the tile rows of C are
+                        // written as six sequential streams (column-outer order scatters every tile over M rows).
+                        for (var q = q0; q < q1; q++)
+                        {
+                            var m0 = q * MR;
+                            var aPanel = a + (long)q * k * MR;
+                            for (var p = p0; p < p1; p++)
+                            {
+                                var v0 = p * NR;
+                                Kernel(aPanel, bp + (long)(p - p0) * panelFloats, k, tile, false);
+                                Store(tile, Math.Min(MR, m - m0), Math.Min(NR, b.Columns - v0), v0, m0, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
+                            }
+                        }
+                        return;
+                    }
+                    for (var k0 = 0; k0 < k; k0 += KC)
+                    {
+                        var kLen = Math.Min(KC, k - k0);
+                        for (var p = p0; p < p1; p++)
+                        {
+                            var v0 = p * NR;
+                            PackPanel(src, koff + k0, colBase, v0, Math.Min(NR, b.Columns - v0), kLen, bp + (long)(p - p0) * panelFloats);
+                        }
+                        for (var q = q0; q < q1; q++)
+                        {
+                            var aChunk = a + (long)q * k * MR + (long)k0 * MR;
+                            var tiles = accBase + (long)(q - q0) * pCount * MR * NR;
+                            for (var p = 0; p < pCount; p++) Kernel(aChunk, bp + (long)p * panelFloats, kLen, tiles + p * MR * NR, k0 > 0);
+                        }
+                    }
+                    for (var q = q0; q < q1; q++)
+                    {
+                        var m0 = q * MR;
+                        var tiles = accBase + (long)(q - q0) * pCount * MR * NR;
+                        for (var p = p0; p < p1; p++)
+                        {
+                            var v0 = p * NR;
+                            Store(tiles + (p - p0) * MR * NR, Math.Min(MR, m - m0), Math.Min(NR, b.Columns - v0), v0, m0, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
                         }
                     }
                 }
@@ -164,6 +204,7 @@ internal static unsafe class Gemm
             finally
             {
                 ArrayPool<float>.Shared.Return(buf);
+                if (acc is not null) ArrayPool<float>.Shared.Return(acc);
             }
         }
     }
@@ -222,12 +263,24 @@ internal static unsafe class Gemm
         }
     }
 
-    /// <summary>The 6×16 micro-kernel: <c>tile = A-panel · B-panel</c> over the whole depth, in 12 vector accumulators.</summary>
+    /// <summary>
+    /// The 6×16 micro-kernel: <c>tile = A-panel · B-panel</c> over <paramref name="k"/> depth steps in 12 vector
+    /// accumulators, starting from zero or, when <paramref name="accumulate"/>, from the tile (the previous chunk).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel(float* a, float* b, int k, float* tile)
+    private static void Kernel(float* a, float* b, int k, float* tile, bool accumulate)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        if (accumulate)
+        {
+            c00 = Vector256.Load(tile); c01 = Vector256.Load(tile + 8);
+            c10 = Vector256.Load(tile + 16); c11 = Vector256.Load(tile + 24);
+            c20 = Vector256.Load(tile + 32); c21 = Vector256.Load(tile + 40);
+            c30 = Vector256.Load(tile + 48); c31 = Vector256.Load(tile + 56);
+            c40 = Vector256.Load(tile + 64); c41 = Vector256.Load(tile + 72);
+            c50 = Vector256.Load(tile + 80); c51 = Vector256.Load(tile + 88);
+        }
         for (var p = 0; p < k; p++)
         {
             var b0 = Vector256.Load(b);
