@@ -3,6 +3,8 @@
 //   dotnet run -c Release --project bench/Fusion.Dsl.Bench -- net NAME [threads]  a zoo network (resnet18, resnet50, mobilenet_v2)
 //                                                                     at 1x3x224x224, unfused vs fused by Fuser.FuseModules
 //   dotnet run -c Release --project bench/Fusion.Dsl.Bench -- profile NAME [threads]  time per module type, through hooks
+//                                                                     (BENCH_DETAIL=1: per conv shape; hooks turn buffer recycling off)
+//   BENCH_NORECYCLE=1 with `net`: a no-op hook on both models turns intermediate buffer recycling off, for comparison
 //   dotnet run -c Release --project bench/Fusion.Dsl.Bench -- layers [threads]    resnet18/mobilenet conv shapes (GFLOP/s each)
 using System.Diagnostics;
 using Fusion.Dsl;
@@ -151,6 +153,12 @@ static (Module Model, Module Fused, Tensor Input) Zoo(string name)
 {
     var z = ModelZoo.Create(name, seed: 1, randomizeBatchNorm: true);
     var fused = Fuser.FuseModules(z.Model, z.FuseGroups.Select(g => (IEnumerable<string>)g));
+    if (Environment.GetEnvironmentVariable("BENCH_NORECYCLE") == "1")
+    {
+        // A hook anywhere turns buffer recycling off (for comparing its effect).
+        var noop = new ForwardHook("no-op", (_, _, _) => null);
+        return (z.Model.AddHook(noop), fused.AddHook(noop), Random(new Random(1), z.InputShape));
+    }
     return (z.Model, fused, Random(new Random(1), z.InputShape));
 }
 
