@@ -37,17 +37,21 @@ internal static unsafe class ConvKernels
     }
 
     /// <summary>
-    /// The cheapest plan by a cycle estimate: every column costs its rows' FMAs (rows/16 vector FMAs per depth step)
-    /// plus its packing (an eighth of a cycle per element for a vector copy, about one for a gather), and building the
-    /// layout costs about half a cycle per element written.
+    /// The cheapest plan by a cycle estimate: every computed column costs its rows' FMAs (rows/16 vector FMAs per depth
+    /// step) plus its packing, repeated for each row block the GEMM splits into (an eighth of a cycle per element for a
+    /// vector copy, about one for a gather), and building the layout costs about half a cycle per element written.
     /// </summary>
-    private static Plan ChoosePlan(ConvGeometry geo)
+    private static Plan ChoosePlan(ConvGeometry geo, int threads)
     {
-        var k = (double)geo.InGroupChannels * geo.KernelVolume * geo.Groups;
+        var kg = geo.InGroupChannels * geo.KernelVolume;
+        var k = (double)kg * geo.Groups;
         var rows = Gemm.Panels(geo.OutGroupChannels) * Gemm.MR / 16.0;
+        var problems = (long)geo.Batch * geo.Groups;
         var layout = geo.NeedsLayout ? 0.5 * geo.InChannels * geo.LayoutPlane : 0;
-        var toeplitz = k * RoundUp(ToeplitzColumns(geo), Gemm.NR) * (rows + 0.125) + layout;
-        var gather = k * RoundUp(geo.OutVolume, Gemm.NR) * (rows + 1.0);
+        double Cost(int columns, double pack)
+            => k * Gemm.ComputedColumns(columns) * (rows + pack * Gemm.Split(geo.OutGroupChannels, kg, columns, problems, threads).RowBlocks);
+        var toeplitz = Cost(ToeplitzColumns(geo), 0.125) + layout;
+        var gather = Cost(geo.OutVolume, 1.0);
         if (!geo.NeedsPadding && geo.NeedsLayout && gather < toeplitz) return Plan.GatherInput;
         return toeplitz <= gather + layout ? Plan.Toeplitz : Plan.GatherLayout;
     }
@@ -58,7 +62,7 @@ internal static unsafe class ConvKernels
     {
         var output = Buffers.Output(checked(geo.Batch * geo.OutChannels * geo.OutVolume));
         var depthwise = geo.InGroupChannels == 1 && geo.Groups > 1;
-        var plan = depthwise ? Plan.Toeplitz : ChoosePlan(geo);
+        var plan = depthwise ? Plan.Toeplitz : ChoosePlan(geo, threads);
         float[]? rented = null;
         try
         {
@@ -211,8 +215,6 @@ internal static unsafe class ConvKernels
         var c = new CTarget(output, 0, (long)geo.OutChannels * outVol, (long)coutG * outVol, outVol, 1, colMap);
         Gemm.Run(packedA, coutG, k, b, c, ep, geo.Batch, geo.Groups, threads);
     }
-
-    private static long RoundUp(long x, int m) => (x + m - 1) / m * m;
 
     /// <summary>One input channel per group (depthwise, possibly with a channel multiplier): a direct kernel per output plane.</summary>
     private static void Depthwise(float[] weight, float[] src, float[] output, ConvGeometry geo, Epilogue ep, int threads)

@@ -107,6 +107,23 @@ internal static unsafe class Gemm
         var nPanels = (n + NR - 1) / NR;
         var mPanels = Panels(m);
         var problems = (long)batch * groups;
+        var (stripPanels, strips, mBlocks, mBlockPanels) = Split(m, k, n, problems, threads);
+        var tasks = checked((int)(problems * strips * mBlocks));
+        var aGroupStride = (long)mPanels * k * MR;
+
+        var job = new Job(packedA, m, k, b, c, ep, groups, strips, stripPanels, mBlocks, mBlockPanels, nPanels, aGroupStride);
+        Par.For(tasks, threads, (long)mBlockPanels * MR * k * stripPanels * NR, job.Execute);
+    }
+
+    /// <summary>
+    /// How <see cref="Run"/> cuts the work: column strips whose packed depth chunk fits L2, then, if that leaves too few
+    /// tasks for the cores, row blocks. Each row block packs its strip again, so callers weighing packing costs multiply
+    /// them by <c>RowBlocks</c>.
+    /// </summary>
+    public static (int StripPanels, int Strips, int RowBlocks, int RowBlockPanels) Split(int m, int k, int n, long problems, int threads)
+    {
+        var nPanels = (n + NR - 1) / NR;
+        var mPanels = Panels(m);
         var stripPanels = Math.Clamp(StripBytes / Math.Max(1, Math.Min(k, KC) * NR * sizeof(float)), 1, nPanels);
         // Enough tasks to keep every core busy with room for imbalance; split columns first, then rows.
         var want = threads <= 1 ? 1 : 4 * threads;
@@ -115,12 +132,7 @@ internal static unsafe class Gemm
         var mBlocks = 1;
         while (problems * strips * mBlocks < want && (mPanels + mBlocks * 2 - 1) / (mBlocks * 2) >= 2) mBlocks *= 2;
         var mBlockPanels = (mPanels + mBlocks - 1) / mBlocks;
-        mBlocks = (mPanels + mBlockPanels - 1) / mBlockPanels;
-        var tasks = checked((int)(problems * strips * mBlocks));
-        var aGroupStride = (long)mPanels * k * MR;
-
-        var job = new Job(packedA, m, k, b, c, ep, groups, strips, stripPanels, mBlocks, mBlockPanels, nPanels, aGroupStride);
-        Par.For(tasks, threads, (long)mBlockPanels * MR * k * stripPanels * NR, job.Execute);
+        return (stripPanels, strips, (mPanels + mBlockPanels - 1) / mBlockPanels, mBlockPanels);
     }
 
     private sealed class Job(float[] packedA, int m, int k, BSource b, CTarget c, Epilogue ep, int groups, int strips, int stripPanels,
@@ -168,8 +180,10 @@ internal static unsafe class Gemm
                             for (var p = p0; p < p1; p++)
                             {
                                 var v0 = p * NR;
-                                Kernel(aPanel, bp + (long)(p - p0) * panelFloats, k, tile, false);
-                                Store(tile, Math.Min(MR, m - m0), Math.Min(NR, b.Columns - v0), v0, m0, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
+                                var nc = Math.Min(NR, b.Columns - v0);
+                                if (nc <= NR / 2) KernelHalf(aPanel, bp + (long)(p - p0) * panelFloats, k, tile, false);
+                                else Kernel(aPanel, bp + (long)(p - p0) * panelFloats, k, tile, false);
+                                Store(tile, Math.Min(MR, m - m0), nc, v0, m0, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
                             }
                         }
                         return;
@@ -186,7 +200,11 @@ internal static unsafe class Gemm
                         {
                             var aChunk = a + (long)q * k * MR + (long)k0 * MR;
                             var tiles = accBase + (long)(q - q0) * pCount * MR * NR;
-                            for (var p = 0; p < pCount; p++) Kernel(aChunk, bp + (long)p * panelFloats, kLen, tiles + p * MR * NR, k0 > 0);
+                            for (var p = 0; p < pCount; p++)
+                            {
+                                if (b.Columns - (p0 + p) * NR <= NR / 2) KernelHalf(aChunk, bp + (long)p * panelFloats, kLen, tiles + p * MR * NR, k0 > 0);
+                                else Kernel(aChunk, bp + (long)p * panelFloats, kLen, tiles + p * MR * NR, k0 > 0);
+                            }
                         }
                     }
                     for (var q = q0; q < q1; q++)
@@ -306,6 +324,42 @@ internal static unsafe class Gemm
         Vector256.Store(c30, tile + 48); Vector256.Store(c31, tile + 56);
         Vector256.Store(c40, tile + 64); Vector256.Store(c41, tile + 72);
         Vector256.Store(c50, tile + 80); Vector256.Store(c51, tile + 88);
+    }
+
+    /// <summary>
+    /// The 6×8 variant for a last column panel with at most 8 valid columns (a 7×7 map has 49 = 3·16 + 1): half the
+    /// work of the full kernel. It reads the first half of each packed B row and fills the first half of each tile row.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void KernelHalf(float* a, float* b, int k, float* tile, bool accumulate)
+    {
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default;
+        if (accumulate)
+        {
+            c0 = Vector256.Load(tile); c1 = Vector256.Load(tile + 16); c2 = Vector256.Load(tile + 32);
+            c3 = Vector256.Load(tile + 48); c4 = Vector256.Load(tile + 64); c5 = Vector256.Load(tile + 80);
+        }
+        for (var p = 0; p < k; p++)
+        {
+            var b0 = Vector256.Load(b);
+            c0 = Vector256.FusedMultiplyAdd(Vector256.Create(a[0]), b0, c0);
+            c1 = Vector256.FusedMultiplyAdd(Vector256.Create(a[1]), b0, c1);
+            c2 = Vector256.FusedMultiplyAdd(Vector256.Create(a[2]), b0, c2);
+            c3 = Vector256.FusedMultiplyAdd(Vector256.Create(a[3]), b0, c3);
+            c4 = Vector256.FusedMultiplyAdd(Vector256.Create(a[4]), b0, c4);
+            c5 = Vector256.FusedMultiplyAdd(Vector256.Create(a[5]), b0, c5);
+            a += MR;
+            b += NR;
+        }
+        Vector256.Store(c0, tile); Vector256.Store(c1, tile + 16); Vector256.Store(c2, tile + 32);
+        Vector256.Store(c3, tile + 48); Vector256.Store(c4, tile + 64); Vector256.Store(c5, tile + 80);
+    }
+
+    /// <summary>Columns the kernels compute for <paramref name="n"/> output columns (full panels, a half panel for a short remainder).</summary>
+    public static long ComputedColumns(long n)
+    {
+        var rem = n % NR;
+        return n - rem + (rem == 0 ? 0 : rem <= NR / 2 ? NR / 2 : NR);
     }
 
     /// <summary>

@@ -54,7 +54,7 @@ let randomConv (rng: Random) : Conv * Tensor =
 let private pathCases : (string * Conv * int[]) list =
     [ "3x3 pad 1 unit stride (Toeplitz, dropped columns)", Conv.Create(2, 16, 24, [| 3 |], padding = ConvPadding.Explicit 1, seed = 1), [| 2; 16; 19; 23 |]
       "3x3 stride 2 (gather path, row remainder)", Conv.Create(2, 8, 13, [| 3 |], [| 2 |], ConvPadding.Explicit 1, seed = 2), [| 1; 8; 21; 17 |]
-      "5x5 on a 6x6 map (dropped columns outweigh a gather: gather path)", Conv.Create(2, 32, 48, [| 5 |], padding = ConvPadding.Explicit 2, seed = 13), [| 1; 32; 6; 6 |]
+      "5x5 on a 6x6 map (gather plan on one thread, Toeplitz on two: same bits)", Conv.Create(2, 32, 48, [| 5 |], padding = ConvPadding.Explicit 2, seed = 13), [| 1; 32; 6; 6 |]
       "stride 2 with circular padding (phase layout of a mode-padded input)", Conv.Create(2, 6, 10, [| 3 |], [| 2 |], ConvPadding.Explicit 1, paddingMode = PaddingMode.Circular, seed = 14), [| 2; 6; 11; 12 |]
       "7x7 stride 2 stem", Conv.Create(2, 3, 16, [| 7 |], [| 2 |], ConvPadding.Explicit 3, seed = 15), [| 1; 3; 37; 30 |]
       "1x1 (plain GEMM)", Conv.Create(2, 32, 32, [| 1 |], seed = 3), [| 1; 32; 9; 9 |]
