@@ -26,9 +26,11 @@ internal static class GroupDiscovery
         for (var e = 0; e < flow.ExecutionOrder.Length; e++)
         {
             var start = flow.ExecutionOrder[e];
-            if (start.Length == 0 || used.Contains(start) || !flow.IsKnown(start) || flow.CallSites(start).Count != 1) continue;
+            if (start.Length == 0 || used.Contains(start) || !flow.IsKnown(start) || flow.CallSites(start).Count != 1
+                || InsideFused(model, start)) continue;
             var run = new List<string> { start };
-            while (run.Count < longest && flow.SafeSuccessor(run[^1]) is { } next && !used.Contains(next) && !run.Contains(next))
+            while (run.Count < longest && flow.SafeSuccessor(run[^1]) is { } next && !used.Contains(next) && !run.Contains(next)
+                   && !InsideFused(model, next))
                 run.Add(next);
             for (var length = run.Count; length >= 1; length--)
             {
@@ -57,6 +59,13 @@ internal static class GroupDiscovery
         if (FusionPlan.LostHooks(paths, modules).Count > 0) return false;
         var bare = modules.Select(m => m.WithHooks(ImmutableArray<ForwardPreHook>.Empty, ImmutableArray<ForwardHook>.Empty)).ToArray();
         return rule.FirstViolation(new FusionMatch(index, paths, bare, isQat)) is null;
+    }
+
+    /// <summary>Whether <paramref name="path"/> is a part of an already fused module, which is never fused again.</summary>
+    private static bool InsideFused(Module model, string path)
+    {
+        var segments = ModulePath.Split(path);
+        return segments.Length > 1 && ModulePath.Get(model, string.Join('.', segments[..^1])) is Layers.FusedModule;
     }
 
     /// <summary>The longest common parent path of the group's members (<c>""</c> for the root).</summary>
