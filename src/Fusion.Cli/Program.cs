@@ -1,3 +1,5 @@
+using Fusion.Cli.Commands;
+
 namespace Fusion.Cli;
 
 /// <summary>The <c>fusion</c> command: dispatches to its subcommands.</summary>
@@ -29,8 +31,23 @@ public static class Program
         {
             return args[0] switch
             {
+                "inspect" => InspectCommand.Run(rest),
+                "fuse" => FuseCommand.Run(rest),
+                "conformance" => ConformanceCommand.Run(rest),
+                "demo" => DemoCommand.Run(rest),
+                "bench" => BenchCommand.Run(rest),
                 _ => throw new UsageException($"unknown command '{args[0]}'"),
             };
+        }
+        catch (Fusion.Dsl.IO.ModelFormatException e)
+        {
+            Console.Error.WriteLine($"fusion: {e.Message}");
+            return 1;
+        }
+        catch (Fusion.Dsl.Engine.ForwardException e)
+        {
+            Console.Error.WriteLine($"fusion: forward failed: {e.Message}");
+            return 1;
         }
         catch (UsageException e)
         {

@@ -27,5 +27,8 @@ let inline parameterCount (model: Module) = model.StateElementCount()
 [<CompiledName("Train")>]
 let inline train (model: Module) = model.Train(true)
 
+[<CompiledName("Forward")>]
+let inline forward (input: Fusion.Dsl.Tensors.Tensor) (model: Module) = Fusion.Dsl.Engine.Forward.Run(model, input)
+
 [<CompiledName("Eval")>]
 let inline eval (model: Module) = model.Eval()

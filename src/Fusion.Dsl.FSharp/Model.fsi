@@ -26,6 +26,9 @@ val inline parameterCount: model: Module -> int64
 /// The tree in training mode (subtrees already in that mode shared).
 [<CompiledName("Train")>]
 val inline train: model: Module -> Module
+/// Runs the model's forward pass on a batch (`model |> Model.forward x`); the model is not changed.
+[<CompiledName("Forward")>]
+val inline forward: input: Tensor -> model: Module -> Tensor
 /// The tree in eval mode (subtrees already in that mode shared).
 [<CompiledName("Eval")>]
 val inline eval: model: Module -> Module

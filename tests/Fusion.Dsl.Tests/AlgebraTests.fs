@@ -52,3 +52,13 @@ let tests =
             Expect.stringContains e.Message "[4, 3, 3, 3]" "names the expected shape"
         }
     ]
+
+[<Tests>]
+let parameterCounts =
+    testList "Algebra.ParameterCount" [
+        test "parameters exclude BatchNorm's running statistics, as PyTorch's parameters() does" {
+            let bn = BatchNorm.Create(2, 4) :> Module
+            Expect.equal (bn.ParameterCount()) 8L "weight and bias only"
+            Expect.equal (bn.StateElementCount()) 17L "plus mean, var and the batch counter"
+        }
+    ]

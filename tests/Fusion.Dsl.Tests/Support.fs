@@ -39,6 +39,11 @@ module Tol =
     let reorderRel = 1e-5
     /// Absolute floor for reordered float32 sums near zero.
     let reorderAbs = 1e-6
+    /// Eval fusion: a float32 forward through folded weights against the unfused float32 forward, relative to the
+    /// output magnitude (each folded weight carries one extra rounding; PyTorch's own fixtures allow 1e-4).
+    let equivRel = 1e-5
+    /// Absolute floor for the fused-vs-unfused comparison.
+    let equivAbs = 1e-6
     /// BatchNorm folding computed in float64 and rounded once to float32, against the float64 formula: half an ulp
     /// is 2^-24 ≈ 6e-8 relative, with headroom.
     let foldRoundRel = 1e-6
@@ -47,6 +52,15 @@ module Tol =
     /// A float64 forward through folded (float32-rounded) parameters against the float64 forward of conv then BatchNorm,
     /// relative to the output magnitude: the folded parameters carry one float32 rounding each.
     let foldForwardRel = 1e-6
+    /// A float32 kernel (FMA, blocked sums of up to a few thousand terms) against the float64 reference,
+    /// relative to the largest reference magnitude.
+    let kernelRel = 2e-5
+    /// Absolute floor for the float32-vs-float64 kernel comparison.
+    let kernelAbs = 1e-5
+    /// A BatchNorm folded into a conv/linear epilogue against BatchNorm as its own pass (scale and shift rounded once).
+    let foldRel = 1e-5
+    /// Absolute floor for the folded-vs-separate BatchNorm comparison.
+    let foldAbs = 1e-5
 
 /// Runs f, expecting an exception of type 'E; returns it so the test can check what it says.
 let throwsOf<'E when 'E :> exn> (f: unit -> unit) : 'E =

@@ -93,6 +93,21 @@ public abstract class Module : IEquatable<Module>
     /// <summary>Like PyTorch's <c>module.eval()</c>: <c>Train(false)</c>.</summary>
     public Module Eval() => Train(false);
 
+    /// <summary>The names in <see cref="State"/> that are buffers (PyTorch's <c>register_buffer</c>) rather than parameters,
+    /// such as BatchNorm's running statistics.</summary>
+    public virtual IReadOnlyCollection<string> BufferNames => [];
+
+    /// <summary>Number of parameter elements in this module and every descendant, as PyTorch's
+    /// <c>sum(p.numel() for p in m.parameters())</c> counts them (buffers excluded).</summary>
+    public long ParameterCount()
+    {
+        long n = 0;
+        foreach (var kv in State)
+            if (!BufferNames.Contains(kv.Key)) n += kv.Value.Count;
+        foreach (var c in Children) n += c.Module.ParameterCount();
+        return n;
+    }
+
     /// <summary>Number of elements in this module's own state and every descendant's (parameters and buffers).</summary>
     public long StateElementCount()
     {

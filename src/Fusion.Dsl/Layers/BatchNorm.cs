@@ -43,6 +43,11 @@ public sealed class BatchNorm : Module
     /// <inheritdoc />
     public override string TypeName => $"BatchNorm{Rank}d";
 
+    private static readonly string[] Buffers = ["running_mean", "running_var", "num_batches_tracked"];
+
+    /// <inheritdoc />
+    public override IReadOnlyCollection<string> BufferNames => Buffers;
+
     /// <summary>
     /// Creates a BatchNorm with PyTorch's defaults: weight 1, bias 0, running mean 0, variance 1, 0 batches, unless given.
     /// </summary>

@@ -1,0 +1,28 @@
+/// PyTorch's fuse_modules as pipeline functions:
+/// `model |> Fuse.modules [ ["conv1"; "bn1"; "relu1"]; ["sub.conv"; "sub.relu"] ]`.
+/// Fusion is pure: the input is never changed, untouched subtrees are shared, and a refusal raises
+/// FusionException (or returns Error from the `try` forms) without producing any model.
+[<RequireQualifiedAccess>]
+module Fusion.Dsl.FSharp.Fuse
+
+open Fusion.Dsl.Algebra
+open Fusion.Dsl.Rules
+
+/// `fuse_modules`: eval fusion with PyTorch's default rules (BatchNorm folded, activations grouped).
+[<CompiledName("Modules")>]
+val modules: groups: string list list -> model: Module -> Module
+/// `fuse_modules_qat`: QAT fusion with PyTorch's default rules (BatchNorm kept in ConvBn / LinearBn groups).
+[<CompiledName("ModulesQat")>]
+val modulesQat: groups: string list list -> model: Module -> Module
+/// Eval fusion driven by the given rule set (e.g. `Rules.defaults |> Rules.add myRule`).
+[<CompiledName("ModulesWith")>]
+val modulesWith: rules: RuleSet -> groups: string list list -> model: Module -> Module
+/// QAT fusion driven by the given rule set.
+[<CompiledName("ModulesQatWith")>]
+val modulesQatWith: rules: RuleSet -> groups: string list list -> model: Module -> Module
+/// Eval fusion returning the refusal as a value.
+[<CompiledName("TryModules")>]
+val tryModules: groups: string list list -> model: Module -> Result<Module, FusionException>
+/// QAT fusion returning the refusal as a value.
+[<CompiledName("TryModulesQat")>]
+val tryModulesQat: groups: string list list -> model: Module -> Result<Module, FusionException>

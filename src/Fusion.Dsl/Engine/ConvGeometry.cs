@@ -1,0 +1,123 @@
+using Fusion.Dsl.Layers;
+using Fusion.Dsl.Tensors;
+
+namespace Fusion.Dsl.Engine;
+
+/// <summary>
+/// The sizes of one convolution call, rank-generic: spatial dimensions are normalised to three (depth, height,
+/// width) with leading unit dimensions, so Conv1d is a 1×1×L problem and one set of kernels serves every rank.
+/// For a forward convolution <see cref="PadLeft"/>/<see cref="PadRight"/> are the total padding applied before a
+/// valid convolution (zeros, or the <c>padding_mode</c>, as PyTorch does); for a transposed one both hold <c>padding</c>.
+/// </summary>
+internal sealed class ConvGeometry
+{
+    public const int Dims = 3;
+
+    private ConvGeometry(Conv conv, ReadOnlySpan<int> shape)
+    {
+        Rank = conv.Rank;
+        Transposed = conv.Transposed;
+        Batch = shape[0];
+        InChannels = conv.InChannels;
+        OutChannels = conv.OutChannels;
+        Groups = conv.Groups;
+        Mode = conv.PaddingMode;
+        var off = Dims - Rank;
+        for (var i = 0; i < Rank; i++)
+        {
+            In[off + i] = shape[2 + i];
+            Kernel[off + i] = conv.KernelSize[i];
+            Stride[off + i] = conv.Stride[i];
+            Dilation[off + i] = conv.Dilation[i];
+            OutputPadding[off + i] = conv.OutputPadding[i];
+        }
+        var (left, right) = conv.Padding.Resolve(conv.KernelSize.AsSpan(), conv.Dilation.AsSpan());
+        for (var i = 0; i < Rank; i++) { PadLeft[off + i] = left[i]; PadRight[off + i] = right[i]; }
+
+        for (var i = 0; i < Dims; i++) Padded[i] = Transposed ? In[i] : In[i] + PadLeft[i] + PadRight[i];
+        for (var i = 0; i < Dims; i++)
+        {
+            var span = Dilation[i] * (Kernel[i] - 1);
+            if (Transposed)
+            {
+                Out[i] = (In[i] - 1) * Stride[i] - PadLeft[i] - PadRight[i] + span + OutputPadding[i] + 1;
+                if (Out[i] <= 0)
+                    throw new EngineInputException($"input spatial size {Tensor.ShapeString(SpatialIn)} gives a non-positive output size");
+            }
+            else
+            {
+                if (Padded[i] < span + 1)
+                    throw new EngineInputException(
+                        $"calculated padded input size per channel {Tensor.ShapeString(SpatialPadded)} is smaller than the (dilated) kernel size {Tensor.ShapeString(SpatialOf(DilatedKernel()))}");
+                Out[i] = (Padded[i] - span - 1) / Stride[i] + 1;
+            }
+        }
+        if (!Transposed && Mode != PaddingMode.Zeros) CheckModePadding();
+    }
+
+    public int Rank { get; }
+    public bool Transposed { get; }
+    public int Batch { get; }
+    public int InChannels { get; }
+    public int OutChannels { get; }
+    public int Groups { get; }
+    public PaddingMode Mode { get; }
+    public int[] In { get; } = [1, 1, 1];
+    public int[] Out { get; } = [1, 1, 1];
+    public int[] Padded { get; } = [1, 1, 1];
+    public int[] Kernel { get; } = [1, 1, 1];
+    public int[] Stride { get; } = [1, 1, 1];
+    public int[] Dilation { get; } = [1, 1, 1];
+    public int[] PadLeft { get; } = [0, 0, 0];
+    public int[] PadRight { get; } = [0, 0, 0];
+    public int[] OutputPadding { get; } = [0, 0, 0];
+
+    public int InGroupChannels => InChannels / Groups;
+    public int OutGroupChannels => OutChannels / Groups;
+    public int KernelVolume => Kernel[0] * Kernel[1] * Kernel[2];
+    public int InVolume => In[0] * In[1] * In[2];
+    public int OutVolume => Out[0] * Out[1] * Out[2];
+    public int PaddedVolume => Padded[0] * Padded[1] * Padded[2];
+    public bool NeedsPadding => PadLeft.Any(p => p != 0) || PadRight.Any(p => p != 0);
+    public bool UnitStride => Stride.All(s => s == 1);
+
+    /// <summary>The output shape <c>[N, C_out, *spatial]</c> in the module's own rank.</summary>
+    public int[] OutputShape => [Batch, OutChannels, .. SpatialOf(Out)];
+
+    private int[] SpatialIn => SpatialOf(In);
+    private int[] SpatialPadded => SpatialOf(Padded);
+    private int[] SpatialOf(int[] v) => v[(Dims - Rank)..];
+    private int[] DilatedKernel() => [.. Enumerable.Range(0, Dims).Select(i => Dilation[i] * (Kernel[i] - 1) + 1)];
+
+    /// <summary>Geometry of <paramref name="conv"/> applied to a batched input of <paramref name="shape"/> (already checked).</summary>
+    /// <exception cref="EngineInputException">The input is too small for the kernel, or a padding mode cannot pad it.</exception>
+    public static ConvGeometry Create(Conv conv, ReadOnlySpan<int> shape) => new(conv, shape);
+
+    private void CheckModePadding()
+    {
+        for (var i = Dims - Rank; i < Dims; i++)
+        {
+            var pad = Math.Max(PadLeft[i], PadRight[i]);
+            if (Mode == PaddingMode.Reflect && pad >= In[i])
+                throw new EngineInputException($"padding_mode='reflect' needs padding ({pad}) smaller than the input size ({In[i]}) in every dimension");
+            if (Mode == PaddingMode.Circular && pad > In[i])
+                throw new EngineInputException($"padding_mode='circular' cannot wrap around more than once: padding {pad} > input size {In[i]}");
+        }
+    }
+
+    /// <summary>Source index for padded position <paramref name="i"/> of a dimension of size <paramref name="n"/>, or -1 for a zero.</summary>
+    public static int SourceIndex(int i, int n, PaddingMode mode)
+    {
+        if ((uint)i < (uint)n) return i;
+        return mode switch
+        {
+            PaddingMode.Zeros => -1,
+            PaddingMode.Reflect => i < 0 ? -i : 2 * (n - 1) - i,
+            PaddingMode.Replicate => i < 0 ? 0 : n - 1,
+            _ => ((i % n) + n) % n,
+        };
+    }
+}
+
+/// <summary>A problem with the input handed to a layer (shape, size); the engine adds the module's path and type.</summary>
+internal sealed class EngineInputException(string message) : Exception(message);

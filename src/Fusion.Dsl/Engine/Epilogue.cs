@@ -1,0 +1,112 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using Fusion.Dsl.Layers;
+
+namespace Fusion.Dsl.Engine;
+
+/// <summary>The activation an epilogue applies (<see cref="None"/> or one of <see cref="ActivationKind"/>).</summary>
+internal enum Act
+{
+    None,
+    ReLU,
+    ReLU6,
+    Hardswish,
+    Hardsigmoid,
+    SiLU,
+}
+
+/// <summary>
+/// What a kernel does to each accumulated value before storing it, per output channel <c>c</c>:
+/// <c>act(acc · Scale[c] + Shift[c])</c>. A plain bias is <c>Shift</c>; an eval BatchNorm folds into both;
+/// a fused ReLU/ReLU6/Hardswish becomes <see cref="Activation"/>. Null arrays mean 1 and 0.
+/// </summary>
+internal readonly struct Epilogue
+{
+    public Epilogue(float[]? scale, float[]? shift, Act act) { Scale = scale; Shift = shift; Activation = act; }
+
+    public float[]? Scale { get; }
+    public float[]? Shift { get; }
+    public Act Activation { get; }
+
+    public static Epilogue None => default;
+    public static Epilogue Bias(float[]? bias, Act act = Act.None) => new(null, bias, act);
+
+    /// <summary>This epilogue with an activation applied last.</summary>
+    public Epilogue Then(Act act) => new(Scale, Shift, act);
+
+    public bool IsIdentity => Scale is null && Shift is null && Activation == Act.None;
+
+    public static Act ActOf(ActivationKind kind) => kind switch
+    {
+        ActivationKind.ReLU => Act.ReLU,
+        ActivationKind.ReLU6 => Act.ReLU6,
+        ActivationKind.Hardswish => Act.Hardswish,
+        ActivationKind.Hardsigmoid => Act.Hardsigmoid,
+        ActivationKind.SiLU => Act.SiLU,
+        _ => throw new ArgumentOutOfRangeException(nameof(kind)),
+    };
+
+    /// <summary>
+    /// Applies <c>act(x·scale + shift)</c> to <paramref name="count"/> contiguous values in place.
+    /// Used by every kernel's write-out, so all paths round identically.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static unsafe void ApplyRun(float* src, float* dst, int count, float scale, float shift, bool hasScale, Act act)
+    {
+        var i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var vs = Vector256.Create(scale);
+            var vb = Vector256.Create(shift);
+            for (; i <= count - 8; i += 8)
+            {
+                var v = Vector256.Load(src + i);
+                v = hasScale ? Vector256.FusedMultiplyAdd(v, vs, vb) : v + vb;
+                Vector256.Store(Activate(v, act), dst + i);
+            }
+        }
+        for (; i < count; i++) dst[i] = Apply(src[i], scale, shift, hasScale, act);
+    }
+
+    /// <summary>One value through <c>act(x·scale + shift)</c>, rounded exactly as the vector path rounds it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Apply(float x, float scale, float shift, bool hasScale, Act act)
+        => Activate(hasScale ? MathF.FusedMultiplyAdd(x, scale, shift) : x + shift, act);
+
+    /// <summary>A vector through <c>act(x·scale + shift)</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Apply(Vector256<float> x, Vector256<float> scale, Vector256<float> shift, bool hasScale, Act act)
+        => Activate(hasScale ? Vector256.FusedMultiplyAdd(x, scale, shift) : x + shift, act);
+
+    /// <summary>Scale and shift of channel <paramref name="c"/> (1 and 0 where absent).</summary>
+    public (float Scale, float Shift) At(int c) => (Scale is null ? 1f : Scale[c], Shift is null ? 0f : Shift[c]);
+
+    /// <summary>The activation on a vector, with PyTorch's formulas (NaN propagates through ReLU/ReLU6 as in <c>clamp</c>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Activate(Vector256<float> v, Act act)
+    {
+        switch (act)
+        {
+            case Act.None: return v;
+            case Act.ReLU: return Vector256.Max(v, Vector256<float>.Zero);
+            case Act.ReLU6: return Vector256.Min(Vector256.Max(v, Vector256<float>.Zero), Vector256.Create(6f));
+            case Act.Hardswish:
+                return v * Vector256.Min(Vector256.Max(v + Vector256.Create(3f), Vector256<float>.Zero), Vector256.Create(6f)) / Vector256.Create(6f);
+            case Act.Hardsigmoid:
+                return Vector256.Min(Vector256.Max(v + Vector256.Create(3f), Vector256<float>.Zero), Vector256.Create(6f)) / Vector256.Create(6f);
+            default: return v / (Vector256<float>.One + Vector256.Exp(-v));
+        }
+    }
+
+    /// <summary>Scalar counterpart of <see cref="Activate(Vector256{float}, Act)"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Activate(float v, Act act) => act switch
+    {
+        Act.None => v,
+        Act.ReLU => MathF.Max(v, 0f),
+        Act.ReLU6 => MathF.Min(MathF.Max(v, 0f), 6f),
+        Act.Hardswish => v * MathF.Min(MathF.Max(v + 3f, 0f), 6f) / 6f,
+        Act.Hardsigmoid => MathF.Min(MathF.Max(v + 3f, 0f), 6f) / 6f,
+        _ => v / (1f + MathF.Exp(-v)),
+    };
+}

@@ -1,0 +1,204 @@
+using Fusion.Dsl.Algebra;
+using Fusion.Dsl.Layers;
+using Fusion.Dsl.Tensors;
+
+namespace Fusion.Dsl.Engine;
+
+/// <summary>
+/// One forward pass: dispatches each module to its kernel, runs hooks around every call, checks inputs, and turns a
+/// fused group into a single kernel with an epilogue. Where a rule applies (which kernel, whether a group folds) is
+/// decided here; what is computed lives in the kernel classes.
+/// </summary>
+internal sealed class Evaluator(int threads)
+{
+    public int Threads { get; } = threads;
+
+    /// <summary>PyTorch's <c>module(x)</c>: pre-hooks (each may replace the input), the forward, hooks (each may replace the output).</summary>
+    public Tensor Call(Module m, Tensor x, string path)
+    {
+        foreach (var pre in m.PreHooks) x = pre.Run(m, x) ?? x;
+        var y = Evaluate(m, x, path);
+        foreach (var hook in m.Hooks) y = hook.Run(m, x, y) ?? y;
+        return y;
+    }
+
+    public static string Join(string path, string name) => path.Length == 0 ? name : path + "." + name;
+
+    private Tensor Evaluate(Module m, Tensor x, string path)
+    {
+        if (x.DType != DType.Float32) throw new ForwardException(path, m.TypeName, $"expected a float32 input, got {x.DType}");
+        try
+        {
+            return m switch
+            {
+                Conv c => RunConv(c, x, path, Epilogue.Bias(c.Bias?.RawFloat32)),
+                BatchNorm bn => RunBatchNorm(bn, x, path, Act.None),
+                Linear l => RunLinear(l, x, path, Epilogue.Bias(l.Bias?.RawFloat32)),
+                Activation a => TensorOps.Activation(x, Epilogue.ActOf(a.Kind), Threads),
+                Identity => x,
+                Dropout d => RunDropout(d, x, path),
+                Flatten f => TensorOps.Flatten(x, f.StartDim, f.EndDim),
+                MaxPool2d p => Pool2d(p, x, path, t => PoolKernels.MaxPool(p, t, Threads)),
+                AvgPool2d p => Pool2d(p, x, path, t => PoolKernels.AvgPool(p, t, Threads)),
+                AdaptiveAvgPool2d p => Pool2d(p, x, path, t => PoolKernels.AdaptiveAvgPool(t, p.OutputSize[0], p.OutputSize[1], Threads)),
+                Sequential s => RunChildren(s, x, path),
+                FusedModule f => RunFused(f, x, path),
+                UserModule u => RunUser(u, x, path),
+                _ => throw new ForwardException(path, m.TypeName, "the engine has no forward for this kind of module"),
+            };
+        }
+        catch (EngineInputException e)
+        {
+            throw new ForwardException(path, m.TypeName, e.Message);
+        }
+    }
+
+    private Tensor RunChildren(Module m, Tensor x, string path)
+    {
+        foreach (var child in m.Children) x = Call(child.Module, x, Join(path, child.Name));
+        return x;
+    }
+
+    // ---- layers -------------------------------------------------------------------------------------------
+
+    private static readonly string[] SpatialNames = ["L", "H, W", "D, H, W"];
+
+    /// <summary>A convolution (batched or unbatched input) through <paramref name="ep"/>.</summary>
+    private Tensor RunConv(Conv c, Tensor x, string path, Epilogue ep)
+    {
+        var batched = x.Rank == c.Rank + 2;
+        if (!batched && x.Rank != c.Rank + 1 || x.Size(batched ? 1 : 0) != c.InChannels || x.Shape[(batched ? 2 : 1)..].Contains(0))
+        {
+            var dims = SpatialNames[c.Rank - 1];
+            throw new ForwardException(path, c.TypeName,
+                $"expected input of shape [N, {c.InChannels}, {dims}] (or unbatched [{c.InChannels}, {dims}]) with {c.InChannels} input channels, got {Tensor.ShapeString(x.Shape)}");
+        }
+        try
+        {
+            var input = batched ? x : x.Reshape([1, .. x.Shape]);
+            var y = ConvKernels.Forward(c, input, ep, Threads);
+            return batched ? y : y.Reshape(y.Shape[1..].ToArray());
+        }
+        catch (EngineInputException e)
+        {
+            throw new ForwardException(path, c.TypeName, e.Message);
+        }
+    }
+
+    private static void CheckBatchNormInput(BatchNorm bn, Tensor x, string path)
+    {
+        var ok = bn.Rank == 1 ? x.Rank is 2 or 3 : x.Rank == bn.Rank + 2;
+        if (!ok || x.Size(1) != bn.NumFeatures)
+        {
+            var want = bn.Rank switch
+            {
+                1 => $"[N, {bn.NumFeatures}] or [N, {bn.NumFeatures}, L]",
+                2 => $"[N, {bn.NumFeatures}, H, W]",
+                _ => $"[N, {bn.NumFeatures}, D, H, W]",
+            };
+            throw new ForwardException(path, bn.TypeName, $"expected input of shape {want} ({bn.NumFeatures} channels), got {Tensor.ShapeString(x.Shape)}");
+        }
+    }
+
+    private Tensor RunBatchNorm(BatchNorm bn, Tensor x, string path, Act act)
+    {
+        CheckBatchNormInput(bn, x, path);
+        try { return NormKernels.BatchNorm(bn, x, act, Threads); }
+        catch (EngineInputException e) { throw new ForwardException(path, bn.TypeName, e.Message); }
+    }
+
+    private static void CheckLinearInput(Linear l, Tensor x, string path)
+    {
+        if (x.Rank == 0 || x.Size(-1) != l.InFeatures)
+            throw new ForwardException(path, l.TypeName,
+                $"expected input of shape [*, {l.InFeatures}] (last dimension = in_features {l.InFeatures}), got {Tensor.ShapeString(x.Shape)}");
+    }
+
+    private Tensor RunLinear(Linear l, Tensor x, string path, Epilogue ep)
+    {
+        CheckLinearInput(l, x, path);
+        return LinearKernels.Forward(l, x, ep, Threads);
+    }
+
+    private static Tensor RunDropout(Dropout d, Tensor x, string path)
+    {
+        if (!d.Training || d.P == 0) return x;
+        if (d.P == 1) return Tensor.Zeros(x.Shape.ToArray());
+        throw new ForwardException(path, d.TypeName,
+            $"Dropout(p={d.P}) in training mode has a random result in PyTorch; put the model in eval mode (module.Eval()) to evaluate it");
+    }
+
+    private static Tensor Pool2d(Module m, Tensor x, string path, Func<Tensor, Tensor> run)
+    {
+        if (x.Rank is not (3 or 4) || x.Shape[(x.Rank - 2)..].Contains(0))
+            throw new ForwardException(path, m.TypeName, $"expected input of shape [N, C, H, W] or unbatched [C, H, W] with non-empty H and W, got {Tensor.ShapeString(x.Shape)}");
+        if (x.Rank == 4) return run(x);
+        var y = run(x.Reshape([1, .. x.Shape]));
+        return y.Reshape(y.Shape[1..].ToArray());
+    }
+
+    // ---- fused groups -------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// A fused group as one kernel where the rule allows it: (Conv | Linear)[, BatchNorm][, activation] with no hooks on
+    /// the children. An eval BatchNorm with running statistics folds into the epilogue; one that needs batch statistics
+    /// runs as its own pass (with the activation). Anything else runs child by child, as PyTorch's Sequential does.
+    /// </summary>
+    private Tensor RunFused(FusedModule f, Tensor x, string path)
+    {
+        var kids = f.Children;
+        foreach (var k in kids)
+            if (k.Module.PreHooks.Length != 0 || k.Module.Hooks.Length != 0) return RunChildren(f, x, path);
+        var i = 1;
+        BatchNorm? bn = null;
+        Activation? act = null;
+        if (i < kids.Count && kids[i].Module is BatchNorm b) { bn = b; i++; }
+        if (i < kids.Count && kids[i].Module is Activation a) { act = a; i++; }
+        if (i != kids.Count) return RunChildren(f, x, path);
+        var actKind = act is null ? Act.None : Epilogue.ActOf(act.Kind);
+        var headPath = Join(path, kids[0].Name);
+        var bnPath = bn is null ? "" : Join(path, kids[1].Name);
+
+        switch (kids[0].Module)
+        {
+            case Conv c:
+            {
+                if (bn is null) return RunConv(c, x, headPath, Epilogue.Bias(c.Bias?.RawFloat32, actKind));
+                if (!NormKernels.UsesBatchStatistics(bn) && bn.NumFeatures == c.OutChannels)
+                {
+                    var (scale, shift) = NormKernels.RunningAffine(bn, c.Bias is null ? default : c.Bias.Float32);
+                    return RunConv(c, x, headPath, new Epilogue(scale, shift, actKind));
+                }
+                var y = RunConv(c, x, headPath, Epilogue.Bias(c.Bias?.RawFloat32));
+                return RunBatchNorm(bn, y, bnPath, actKind);
+            }
+            case Linear l:
+            {
+                if (bn is null) return RunLinear(l, x, headPath, Epilogue.Bias(l.Bias?.RawFloat32, actKind));
+                // BatchNorm1d after Linear normalises the features only for a [N, in] input (a 3-d one has channels on axis 1).
+                if (!NormKernels.UsesBatchStatistics(bn) && bn.NumFeatures == l.OutFeatures && x.Rank == 2)
+                {
+                    var (scale, shift) = NormKernels.RunningAffine(bn, l.Bias is null ? default : l.Bias.Float32);
+                    return RunLinear(l, x, headPath, new Epilogue(scale, shift, actKind));
+                }
+                var y = RunLinear(l, x, headPath, Epilogue.Bias(l.Bias?.RawFloat32));
+                return RunBatchNorm(bn, y, bnPath, actKind);
+            }
+            case BatchNorm first when bn is null:
+                return RunBatchNorm(first, x, headPath, actKind);
+            default:
+                return RunChildren(f, x, path);
+        }
+    }
+
+    // ---- user containers ----------------------------------------------------------------------------------
+
+    private Tensor RunUser(UserModule u, Tensor x, string path)
+    {
+        if (u.Forward is not null) return GraphInterpreter.Run(this, u, u.Forward, x, path);
+        if (u.IsIdentityStub) return x;
+        var children = u.Children.Count == 0 ? "it has no children" : "its children are " + string.Join(", ", u.Children.Names);
+        throw new ForwardException(path, u.TypeName,
+            $"a user container without a forward graph cannot be called ({children}); its behaviour is only known through a forward graph, so give it one or call its children from an ancestor's graph");
+    }
+}

@@ -1,0 +1,304 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using Fusion.Dsl.Tensors;
+
+namespace Fusion.Dsl.Engine;
+
+/// <summary>
+/// The right-hand matrix of a GEMM, never materialised: element <c>(k, j)</c> of problem <c>(n, g)</c> is
+/// <c>Data[Offset + n·ImageStride + g·GroupStride + KOff[k] + col(j)]</c> with <c>col(j) = j</c> when
+/// <see cref="ColBase"/> is null (a Toeplitz view: stride-1 convolution over a padded input, a plain matrix) and
+/// <c>ColBase[j]</c> otherwise (strided convolution, a transposed read). It is packed strip by strip, straight from
+/// the input, so im2col never exists as a whole.
+/// </summary>
+internal readonly struct BSource(float[] data, long offset, long imageStride, long groupStride, int[] kOff, int[]? colBase, int columns)
+{
+    public float[] Data { get; } = data;
+    public long Offset { get; } = offset;
+    public long ImageStride { get; } = imageStride;
+    public long GroupStride { get; } = groupStride;
+    public int[] KOff { get; } = kOff;
+    public int[]? ColBase { get; } = colBase;
+    public int Columns { get; } = columns;
+}
+
+/// <summary>
+/// Where a GEMM result goes: row <c>m</c>, column <c>j</c> of problem <c>(n, g)</c> lands at
+/// <c>Data[Offset + n·ImageStride + g·GroupStride + m·RowStride + map(j)·ColStride]</c>, where <c>map</c> is
+/// <see cref="ColMap"/> (entries of -1 are padding columns of a Toeplitz view and are dropped) or the identity.
+/// </summary>
+internal readonly struct CTarget(float[] data, long offset, long imageStride, long groupStride, int rowStride, int colStride, int[]? colMap)
+{
+    public float[] Data { get; } = data;
+    public long Offset { get; } = offset;
+    public long ImageStride { get; } = imageStride;
+    public long GroupStride { get; } = groupStride;
+    public int RowStride { get; } = rowStride;
+    public int ColStride { get; } = colStride;
+    public int[]? ColMap { get; } = colMap;
+}
+
+/// <summary>
+/// Single-precision GEMM <c>C = epilogue(A·B)</c> for batches of grouped problems: A (weights) packed once into
+/// <see cref="MR"/>-row panels and cached per weight tensor, B packed per task into <see cref="NR"/>-column panels,
+/// a 6×16 register-blocked FMA micro-kernel, and bias/BatchNorm/activation applied while the tile is written out.
+/// Tasks are (image, group, row block, column strip) and run on up to <c>threads</c> cores.
+/// </summary>
+internal static unsafe class Gemm
+{
+    public const int MR = 6;
+    public const int NR = 16;
+
+    /// <summary>Bytes of packed B a task aims to keep in L2 while it sweeps the row panels.</summary>
+    private const int StripBytes = 96 * 1024;
+
+    public static int Panels(int m) => (m + MR - 1) / MR;
+
+    /// <summary>
+    /// Packs A for <paramref name="groups"/> problems: element (m, k) of group g is
+    /// <c>src[g·groupStride + m·rowStride + k·colStride]</c>. Layout: per group, per MR-row panel, per k, MR values (zero-padded).
+    /// </summary>
+    public static float[] PackA(ReadOnlySpan<float> src, int groups, int m, int k, long groupStride, long rowStride, long colStride)
+    {
+        var panels = Panels(m);
+        var packed = new float[(long)groups * panels * k * MR];
+        for (var g = 0; g < groups; g++)
+            for (var p = 0; p < panels; p++)
+            {
+                var dst = ((long)g * panels + p) * k * MR;
+                for (var r = 0; r < MR; r++)
+                {
+                    var row = p * MR + r;
+                    if (row >= m) break;
+                    var s = g * groupStride + row * rowStride;
+                    for (var kk = 0; kk < k; kk++) packed[dst + (long)kk * MR + r] = src[(int)(s + kk * colStride)];
+                }
+            }
+        return packed;
+    }
+
+    private static readonly ConditionalWeakTable<Tensor, ConcurrentDictionary<(int, int, int), float[]>> Cache = new();
+
+    /// <summary>
+    /// The packed form of a weight tensor for one layout, computed once per tensor (tensors are immutable, so the
+    /// pack can never go stale; it lives as long as the tensor).
+    /// </summary>
+    public static float[] CachedPack(Tensor weight, (int Kind, int Groups, int Extra) layout, Func<float[]> pack)
+        => Cache.GetValue(weight, _ => new()).GetOrAdd(layout, _ => pack());
+
+    /// <summary>
+    /// Runs <c>batch·groups</c> GEMMs of <paramref name="m"/>×<paramref name="k"/> by <paramref name="k"/>×<c>b.Columns</c>.
+    /// <paramref name="packedA"/> comes from <see cref="PackA"/>; the epilogue's channel for row <c>r</c> of group <c>g</c>
+    /// is <c>g·m + r</c>.
+    /// </summary>
+    public static void Run(float[] packedA, int m, int k, BSource b, CTarget c, Epilogue ep, int batch, int groups, int threads)
+    {
+        var n = b.Columns;
+        if (n == 0 || m == 0) return;
+        var nPanels = (n + NR - 1) / NR;
+        var mPanels = Panels(m);
+        var problems = (long)batch * groups;
+        var stripPanels = Math.Clamp(StripBytes / Math.Max(1, k * NR * sizeof(float)), 1, nPanels);
+        // Enough tasks to keep every core busy with room for imbalance; split columns first, then rows.
+        var want = threads <= 1 ? 1 : 4 * threads;
+        while (stripPanels > 1 && problems * ((nPanels + stripPanels - 1) / stripPanels) < want) stripPanels = (stripPanels + 1) / 2;
+        var strips = (nPanels + stripPanels - 1) / stripPanels;
+        var mBlocks = 1;
+        while (problems * strips * mBlocks < want && (mPanels + mBlocks * 2 - 1) / (mBlocks * 2) >= 2) mBlocks *= 2;
+        var mBlockPanels = (mPanels + mBlocks - 1) / mBlocks;
+        mBlocks = (mPanels + mBlockPanels - 1) / mBlockPanels;
+        var tasks = checked((int)(problems * strips * mBlocks));
+        var aGroupStride = (long)mPanels * k * MR;
+
+        var job = new Job(packedA, m, k, b, c, ep, groups, strips, stripPanels, mBlocks, mBlockPanels, nPanels, aGroupStride);
+        Par.For(tasks, threads, (long)mBlockPanels * MR * k * stripPanels * NR, job.Execute);
+    }
+
+    private sealed class Job(float[] packedA, int m, int k, BSource b, CTarget c, Epilogue ep, int groups, int strips, int stripPanels,
+        int mBlocks, int mBlockPanels, int nPanels, long aGroupStride)
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Execute(int t)
+        {
+            var strip = t % strips; t /= strips;
+            var mb = t % mBlocks; t /= mBlocks;
+            var g = t % groups;
+            var n = t / groups;
+            var p0 = strip * stripPanels;
+            var p1 = Math.Min(nPanels, p0 + stripPanels);
+            var q0 = mb * mBlockPanels;
+            var q1 = Math.Min(Panels(m), q0 + mBlockPanels);
+            var panelFloats = k * NR;
+            var buf = ArrayPool<float>.Shared.Rent(panelFloats * (p1 - p0));
+            try
+            {
+                fixed (float* aBase = packedA, bData = b.Data, cData = c.Data, bp = buf)
+                fixed (int* koff = b.KOff, colBase = b.ColBase, colMap = c.ColMap)
+                {
+                    var src = bData + b.Offset + n * b.ImageStride + g * b.GroupStride;
+                    for (var p = p0; p < p1; p++)
+                    {
+                        var v0 = p * NR;
+                        PackPanel(src, koff, colBase, v0, Math.Min(NR, b.Columns - v0), k, bp + (long)(p - p0) * panelFloats);
+                    }
+                    var cBase = cData + c.Offset + n * c.ImageStride + g * c.GroupStride;
+                    var a = aBase + g * aGroupStride;
+                    var tile = stackalloc float[MR * NR];
+                    for (var p = p0; p < p1; p++)
+                    {
+                        var v0 = p * NR;
+                        var nc = Math.Min(NR, b.Columns - v0);
+                        var bPanel = bp + (long)(p - p0) * panelFloats;
+                        for (var q = q0; q < q1; q++)
+                        {
+                            Kernel(a + (long)q * k * MR, bPanel, k, tile);
+                            var m0 = q * MR;
+                            Store(tile, Math.Min(MR, m - m0), nc, v0, m0, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
+                        }
+                    }
+                }
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(buf);
+            }
+        }
+    }
+
+    /// <summary>Packs columns <c>[v0, v0+nc)</c> of B into one K×NR panel (zero beyond <paramref name="nc"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackPanel(float* src, int* koff, int* colBase, int v0, int nc, int k, float* dst)
+    {
+        if (colBase == null)
+        {
+            var s = src + v0;
+            if (nc == NR)
+            {
+                for (var kk = 0; kk < k; kk++, dst += NR)
+                {
+                    var p = s + koff[kk];
+                    Vector256.Store(Vector256.Load(p), dst);
+                    Vector256.Store(Vector256.Load(p + 8), dst + 8);
+                }
+            }
+            else
+            {
+                for (var kk = 0; kk < k; kk++, dst += NR)
+                {
+                    var p = s + koff[kk];
+                    var j = 0;
+                    for (; j < nc; j++) dst[j] = p[j];
+                    for (; j < NR; j++) dst[j] = 0f;
+                }
+            }
+        }
+        else
+        {
+            var cb = colBase + v0;
+            if (nc == NR && Vector256.IsHardwareAccelerated && System.Runtime.Intrinsics.X86.Avx2.IsSupported)
+            {
+                var i0 = Vector256.Load(cb);
+                var i1 = Vector256.Load(cb + 8);
+                for (var kk = 0; kk < k; kk++, dst += NR)
+                {
+                    var p = src + koff[kk];
+                    Vector256.Store(System.Runtime.Intrinsics.X86.Avx2.GatherVector256(p, i0, 4), dst);
+                    Vector256.Store(System.Runtime.Intrinsics.X86.Avx2.GatherVector256(p, i1, 4), dst + 8);
+                }
+            }
+            else
+            {
+                for (var kk = 0; kk < k; kk++, dst += NR)
+                {
+                    var p = src + koff[kk];
+                    var j = 0;
+                    for (; j < nc; j++) dst[j] = p[cb[j]];
+                    for (; j < NR; j++) dst[j] = 0f;
+                }
+            }
+        }
+    }
+
+    /// <summary>The 6×16 micro-kernel: <c>tile = A-panel · B-panel</c> over the whole depth, in 12 vector accumulators.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel(float* a, float* b, int k, float* tile)
+    {
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (var p = 0; p < k; p++)
+        {
+            var b0 = Vector256.Load(b);
+            var b1 = Vector256.Load(b + 8);
+            var a0 = Vector256.Create(a[0]);
+            c00 = Vector256.FusedMultiplyAdd(a0, b0, c00); c01 = Vector256.FusedMultiplyAdd(a0, b1, c01);
+            var a1 = Vector256.Create(a[1]);
+            c10 = Vector256.FusedMultiplyAdd(a1, b0, c10); c11 = Vector256.FusedMultiplyAdd(a1, b1, c11);
+            var a2 = Vector256.Create(a[2]);
+            c20 = Vector256.FusedMultiplyAdd(a2, b0, c20); c21 = Vector256.FusedMultiplyAdd(a2, b1, c21);
+            var a3 = Vector256.Create(a[3]);
+            c30 = Vector256.FusedMultiplyAdd(a3, b0, c30); c31 = Vector256.FusedMultiplyAdd(a3, b1, c31);
+            var a4 = Vector256.Create(a[4]);
+            c40 = Vector256.FusedMultiplyAdd(a4, b0, c40); c41 = Vector256.FusedMultiplyAdd(a4, b1, c41);
+            var a5 = Vector256.Create(a[5]);
+            c50 = Vector256.FusedMultiplyAdd(a5, b0, c50); c51 = Vector256.FusedMultiplyAdd(a5, b1, c51);
+            a += MR;
+            b += NR;
+        }
+        Vector256.Store(c00, tile); Vector256.Store(c01, tile + 8);
+        Vector256.Store(c10, tile + 16); Vector256.Store(c11, tile + 24);
+        Vector256.Store(c20, tile + 32); Vector256.Store(c21, tile + 40);
+        Vector256.Store(c30, tile + 48); Vector256.Store(c31, tile + 56);
+        Vector256.Store(c40, tile + 64); Vector256.Store(c41, tile + 72);
+        Vector256.Store(c50, tile + 80); Vector256.Store(c51, tile + 88);
+    }
+
+    /// <summary>Writes the valid <paramref name="mr"/>×<paramref name="nc"/> part of a tile through the epilogue.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Store(float* tile, int mr, int nc, int v0, int m0, int channel0, float* c, int rs, int cs, int* colMap, Epilogue ep)
+    {
+        var scales = ep.Scale;
+        var shifts = ep.Shift;
+        var act = ep.Activation;
+        var contiguous = cs == 1 && (colMap == null || (colMap[v0] >= 0 && colMap[v0 + nc - 1] == colMap[v0] + nc - 1));
+        for (var r = 0; r < mr; r++)
+        {
+            var ch = channel0 + m0 + r;
+            var scale = scales is null ? 1f : scales[ch];
+            var shift = shifts is null ? 0f : shifts[ch];
+            var hasScale = scales is not null;
+            var src = tile + r * NR;
+            var row = c + (long)(m0 + r) * rs;
+            if (contiguous)
+            {
+                var dst = row + (colMap == null ? v0 : colMap[v0]);
+                if (nc == NR)
+                {
+                    var vs = Vector256.Create(scale);
+                    var vb = Vector256.Create(shift);
+                    var x0 = Vector256.Load(src);
+                    var x1 = Vector256.Load(src + 8);
+                    x0 = hasScale ? Vector256.FusedMultiplyAdd(x0, vs, vb) : x0 + vb;
+                    x1 = hasScale ? Vector256.FusedMultiplyAdd(x1, vs, vb) : x1 + vb;
+                    Vector256.Store(Epilogue.Activate(x0, act), dst);
+                    Vector256.Store(Epilogue.Activate(x1, act), dst + 8);
+                }
+                else
+                {
+                    for (var j = 0; j < nc; j++)
+                        dst[j] = Epilogue.Activate(hasScale ? MathF.FusedMultiplyAdd(src[j], scale, shift) : src[j] + shift, act);
+                }
+            }
+            else
+            {
+                for (var j = 0; j < nc; j++)
+                {
+                    var col = colMap == null ? v0 + j : colMap[v0 + j];
+                    if (col < 0) continue;
+                    row[(long)col * cs] = Epilogue.Activate(hasScale ? MathF.FusedMultiplyAdd(src[j], scale, shift) : src[j] + shift, act);
+                }
+            }
+        }
+    }
+}

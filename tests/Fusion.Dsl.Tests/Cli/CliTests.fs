@@ -1,0 +1,91 @@
+module Fusion.Dsl.Tests.CliTests
+
+open System
+open System.Diagnostics
+open System.IO
+open Expecto
+open Fusion.Dsl.Tests
+open Fusion.Dsl
+open Fusion.Dsl.IO
+
+/// Runs the real `fusion` program (built beside the tests) in a child process: exit code, stdout, stderr.
+let run (args: string list) =
+    let psi = ProcessStartInfo("dotnet")
+    psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "fusion.dll"))
+    for a in args do psi.ArgumentList.Add a
+    psi.RedirectStandardOutput <- true
+    psi.RedirectStandardError <- true
+    psi.WorkingDirectory <- Support.repoRoot
+    use p = nonNull (Process.Start psi)
+    let out = p.StandardOutput.ReadToEndAsync()
+    let err = p.StandardError.ReadToEndAsync()
+    p.WaitForExit()
+    p.ExitCode, out.Result, err.Result
+
+let private lastLine (s: string) = s.TrimEnd().Split('\n') |> Array.last |> fun l -> l.TrimEnd('\r')
+
+let private temp () = Directory.CreateTempSubdirectory("fusion-cli-").FullName
+
+let private case name = Path.Combine(Support.fixturesDir, name + ".json")
+
+[<Tests>]
+let tests =
+    testList "Cli" [
+        test "conformance over the shared fixtures passes every case and ends with the count line" {
+            let code, out, _ = run [ "conformance"; Support.fixturesDir ]
+            let n = Support.fixtureCases().Length
+            Expect.equal (lastLine out) (sprintf "%d passed, 0 failed" n) "closing line"
+            Expect.equal code 0 "exit code"
+            Expect.equal (out.Split('\n') |> Array.filter (fun l -> l.StartsWith "PASS") |> Array.length) n "one line per case"
+        }
+        test "conformance exits non-zero when a case fails" {
+            let dir = temp ()
+            File.WriteAllText(Path.Combine(dir, "bad.json"), "{}")
+            let code, out, _ = run [ "conformance"; dir ]
+            Expect.equal (lastLine out) "0 passed, 1 failed" "closing line"
+            Expect.equal code 1 "exit code"
+        }
+        test "fuse writes the fused model, which reads back equal to the library's own fusion" {
+            let dir = temp ()
+            let outPath = Path.Combine(dir, "fused.json")
+            let code, out, err = run [ "fuse"; case "doc_example_list_of_lists"; "--groups"; "conv1,bn1,relu1;submodule.conv,submodule.relu;fc,relu2"; "--out"; outPath ]
+            Expect.equal code 0 (out + err)
+            Expect.stringContains out "max |fused - unfused|" "prints a verification"
+            let model = ModelFile.Read(case "doc_example_list_of_lists")
+            let expected = Fuser.FuseModules(model, [ [ "conv1"; "bn1"; "relu1" ]; [ "submodule.conv"; "submodule.relu" ]; [ "fc"; "relu2" ] ] |> Seq.map Seq.ofList)
+            Expect.equal (ModelFile.Read outPath) expected "written model equals the fused model"
+        }
+        test "fuse refuses a missing name with exit code 1 and names the segment" {
+            let code, _, err = run [ "fuse"; case "doc_example_list_of_lists"; "--groups"; "conv1,bn9" ]
+            Expect.equal code 1 "refused"
+            Expect.stringContains err "bn9" "names the missing child"
+            Expect.stringContains err "MissingName" "names the kind"
+        }
+        test "fuse refuses a mixed groups file as malformed" {
+            let dir = temp ()
+            let f = Path.Combine(dir, "groups.json")
+            File.WriteAllText(f, """["conv1", ["bn1", "relu1"]]""")
+            let code, _, err = run [ "fuse"; case "doc_example_list_of_lists"; "--groups-file"; f ]
+            Expect.equal code 1 "refused"
+            Expect.stringContains err "InvalidGroups" "names the kind"
+        }
+        test "a corrupt model file is a clear error naming the file" {
+            let dir = temp ()
+            let f = Path.Combine(dir, "m.json")
+            File.WriteAllText(f, """{"format": "something-else/9"}""")
+            let code, _, err = run [ "inspect"; f ]
+            Expect.equal code 1 "refused"
+            Expect.stringContains err "m.json" "names the file"
+        }
+        test "an unknown option is a usage error listing the known ones" {
+            let code, _, err = run [ "bench"; "--modle"; "resnet18" ]
+            Expect.equal code 2 "usage error"
+            Expect.stringContains err "--model" "lists the known options"
+        }
+        test "inspect prints torchvision's parameter count for resnet18" {
+            let code, out, _ = run [ "inspect"; "--model"; "resnet18" ]
+            Expect.equal code 0 "exit code"
+            Expect.stringContains out "11,689,512 parameters" "torchvision's count"
+            Expect.stringContains out "layer1: Sequential" "prints the tree"
+        }
+    ]

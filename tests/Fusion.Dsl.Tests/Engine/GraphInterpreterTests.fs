@@ -1,0 +1,126 @@
+/// Laws of graph evaluation: the argument forms torch.fx records (positional, keyword, varargs or tuple shapes) mean
+/// what torch means, calls reach modules by dotted path with their hooks, and mistakes are named.
+module Fusion.Dsl.Tests.Engine.GraphInterpreterTests
+
+open System
+open System.Collections.Generic
+open Expecto
+open Fusion.Dsl.Algebra
+open Fusion.Dsl.Engine
+open Fusion.Dsl.Graphs
+open Fusion.Dsl.Layers
+open Fusion.Dsl.Tensors
+open Fusion.Dsl.Tests
+open Fusion.Dsl.Tests.Engine.EngineSupport
+
+let private r (name: string) = GraphArg.Ref name
+let private c (v: objnull) = GraphArg.Const v
+let private ints (xs: int list) = GraphArg.List([| for x in xs -> c (box (int64 x)) |])
+let private input = GraphNode(NodeOp.Placeholder, "x")
+let private output (name: string) = GraphNode(NodeOp.Output, "output", args = [ r name ])
+let private fn (name: string) (target: string) (args: GraphArg list) (kwargs: (string * GraphArg) list) =
+    GraphNode(NodeOp.CallFunction, name, target, args, [ for k, v in kwargs -> KeyValuePair(k, v) ])
+let private meth (name: string) (target: string) (args: GraphArg list) (kwargs: (string * GraphArg) list) =
+    GraphNode(NodeOp.CallMethod, name, target, args, [ for k, v in kwargs -> KeyValuePair(k, v) ])
+let private callModule (name: string) (target: string) (arg: string) = GraphNode(NodeOp.CallModule, name, target, [ r arg ])
+
+/// Runs a one-input graph over a container with the given children.
+let private run (children: (string * Module) list) (nodes: GraphNode list) (x: Tensor) =
+    let m = UserModule.Create("Net", ModuleChildren.Create([| for n, m in children -> struct (n, m) |]), Graph(input :: nodes))
+    Forward.Run(m, x)
+
+let private shape (t: Tensor) = Seq.toList t.Dimensions
+
+[<Tests>]
+let tests =
+    testList "Engine.GraphInterpreter" [
+        test "reshape/view with varargs, with a tuple, and torch.reshape agree and infer -1" {
+            let x = randomTensor (Random 1) [| 2; 4; 3; 3 |]
+            let forms =
+                [ meth "y" "reshape" [ r "x"; c (box -1L); c (box 36L) ] []
+                  meth "y" "view" [ r "x"; ints [ -1; 36 ] ] []
+                  fn "y" "reshape" [ r "x"; ints [ -1; 36 ] ] [] ]
+            for node in forms do
+                let y = run [] [ node; output "y" ] x
+                Expect.equal (shape y) [ 2; 36 ] $"{node}"
+                Expect.sequenceEqual (y.ToArray()) (x.ToArray()) "same elements in order"
+        }
+        test "squeeze, unsqueeze and flatten follow torch's dimension rules and defaults" {
+            let x = randomTensor (Random 2) [| 2; 1; 3; 1 |]
+            let shapeOf node = shape (run [] [ node; output "y" ] x)
+            Expect.equal (shapeOf (meth "y" "squeeze" [ r "x" ] [])) [ 2; 3 ] "squeeze(): every size-1 dim"
+            Expect.equal (shapeOf (meth "y" "squeeze" [ r "x"; c (box 1L) ] [])) [ 2; 3; 1 ] "squeeze(1)"
+            Expect.equal (shapeOf (meth "y" "squeeze" [ r "x"; c (box 0L) ] [])) [ 2; 1; 3; 1 ] "squeeze of a non-1 dim is a no-op"
+            Expect.equal (shapeOf (meth "y" "squeeze" [ r "x" ] [ "dim", c (box -1L) ])) [ 2; 1; 3 ] "squeeze(dim=-1)"
+            Expect.equal (shapeOf (meth "y" "unsqueeze" [ r "x"; c (box -1L) ] [])) [ 2; 1; 3; 1; 1 ] "unsqueeze(-1) appends"
+            Expect.equal (shapeOf (meth "y" "unsqueeze" [ r "x"; c (box 0L) ] [])) [ 1; 2; 1; 3; 1 ] "unsqueeze(0)"
+            Expect.equal (shapeOf (fn "y" "flatten" [ r "x" ] [])) [ 6 ] "torch.flatten defaults to start_dim=0"
+            Expect.equal (shapeOf (fn "y" "flatten" [ r "x"; c (box 1L) ] [])) [ 2; 3 ] "flatten(x, 1)"
+            Expect.equal (shapeOf (meth "y" "flatten" [ r "x" ] [ "start_dim", c (box 1L); "end_dim", c (box 2L) ])) [ 2; 3; 1 ] "keywords"
+        }
+        test "add broadcasts tensors and scalars; mul too; contiguous is the identity" {
+            let x = randomTensor (Random 3) [| 2; 3; 1 |]
+            let b = randomTensor (Random 4) [| 4 |]
+            let m = UserModule.Create("Net", ModuleChildren.Empty, Graph([ input; output "x" ]), state = TensorDict.Create(struct ("b", b)))
+            let net =
+                UserModule.Create("Net", ModuleChildren.Empty,
+                    Graph([ input
+                            GraphNode(NodeOp.GetAttr, "b", "b")
+                            fn "s" "add" [ r "x"; r "b" ] []
+                            meth "t" "mul" [ r "s"; c (box 2.5) ] []
+                            meth "u" "contiguous" [ r "t" ] []
+                            output "u" ]),
+                    state = m.State)
+            let y = Forward.Run(net, x)
+            Expect.equal (shape y) [ 2; 3; 4 ] "broadcast shape"
+            let xs, bs, ys = x.ToArray(), b.ToArray(), y.ToArray()
+            for i in 0 .. 5 do
+                for k in 0 .. 3 do
+                    Expect.equal ys.[i * 4 + k] ((xs.[i] + bs.[k]) * 2.5f) $"element {i},{k}"
+        }
+        test "cat joins along dim (positional or keyword) and keeps each part's elements" {
+            let x = randomTensor (Random 5) [| 2; 3; 2 |]
+            for node in [ fn "y" "cat" [ GraphArg.List([| r "x"; r "r" |]); c (box 1L) ] []
+                          fn "y" "cat" [ GraphArg.List([| r "x"; r "r" |]) ] [ "dim", c (box -2L) ] ] do
+                let y = run [] [ meth "r" "relu" [ r "x" ] []; node; output "y" ] x
+                Expect.equal (shape y) [ 2; 6; 2 ] "shape"
+                let xs, ys = x.ToArray(), y.ToArray()
+                for n in 0 .. 1 do
+                    for j in 0 .. 5 do
+                        for k in 0 .. 1 do
+                            let src = xs.[(n * 3 + j % 3) * 2 + k]
+                            let expected = if j < 3 then src else max src 0f
+                            Expect.equal ys.[(n * 6 + j) * 2 + k] expected $"element {n},{j},{k}"
+        }
+        test "adaptive_avg_pool2d(x, [1, 1]) is the spatial mean and relu/hardsigmoid match their formulas" {
+            let x = randomTensor (Random 6) [| 2; 3; 4; 5 |]
+            let y = run [] [ fn "p" "adaptive_avg_pool2d" [ r "x"; ints [ 1; 1 ] ] []; output "p" ] x
+            Expect.equal (shape y) [ 2; 3; 1; 1 ] "shape"
+            let xs = x.ToArray()
+            for p in 0 .. 5 do
+                let mean = (Array.sub xs (p * 20) 20 |> Array.sumBy float) / 20.0
+                Expect.floatClose Accuracy.medium (float (y.ToArray().[p])) mean $"plane {p}"
+            let h = run [] [ fn "h" "hardsigmoid" [ r "x" ] []; output "h" ] x
+            expectClose "hardsigmoid" Support.Tol.kernelRel Support.Tol.kernelAbs h (NaiveReference.Activation(ActivationKind.Hardsigmoid, x))
+        }
+        test "call_module reaches a nested module by dotted path and runs its hooks; nodes with unused values still run" {
+            let log = List<string>()
+            let conv = Conv.Create(2, 2, 2, [| 1 |], seed = 1)
+            let relu = Activation.Create(ActivationKind.ReLU).AddHook(ForwardHook("seen", Func<Module, Tensor, Tensor, Tensor | null>(fun _ _ _ -> log.Add "relu"; null)))
+            let block = UserModule.Create("Block", ModuleChildren.Create([| struct ("conv", conv :> Module); struct ("act", relu) |]))
+            let x = randomTensor (Random 7) [| 1; 2; 3; 3 |]
+            let y = run [ "block", block ] [ callModule "a" "block.conv" "x"; callModule "dead" "block.act" "x"; output "a" ] x
+            expectSameBits "block.conv" y (Forward.Run(conv, x))
+            Expect.sequenceEqual log [ "relu" ] "the unused call ran once, as torch.fx's code does"
+        }
+        test "an unknown keyword and a wrong argument kind are named" {
+            let x = randomTensor (Random 8) [| 2; 3 |]
+            let e1 = Support.throwsOf<ForwardException> (fun () -> run [] [ fn "y" "flatten" [ r "x" ] [ "start", c (box 1L) ]; output "y" ] x |> ignore)
+            Expect.stringContains e1.Message "'start'" "unknown keyword named"
+            let e2 = Support.throwsOf<ForwardException> (fun () -> run [] [ meth "y" "unsqueeze" [ r "x"; c (box "a") ] []; output "y" ] x |> ignore)
+            Expect.stringContains e2.Message "'dim'" "argument named"
+            Expect.equal e2.ModuleType "Net" "the container is named"
+            let e3 = Support.throwsOf<ForwardException> (fun () -> run [] [ meth "y" "reshape" [ r "x"; ints [ 4; -1 ] ] []; output "y" ] x |> ignore)
+            Expect.stringContains e3.Message "[4, -1]" "impossible shape named"
+        }
+    ]
