@@ -71,10 +71,11 @@ public sealed class Dataflow
     private readonly Dictionary<string, List<CallSite>> _sites;
     private readonly HashSet<string> _opaque;
     private readonly ImmutableArray<string> _order;
+    private readonly HashSet<string> _identities;
 
-    private Dataflow(Dictionary<string, List<CallSite>> sites, HashSet<string> opaque, ImmutableArray<string> order)
+    private Dataflow(Dictionary<string, List<CallSite>> sites, HashSet<string> opaque, ImmutableArray<string> order, HashSet<string> identities)
     {
-        _sites = sites; _opaque = opaque; _order = order;
+        _sites = sites; _opaque = opaque; _order = order; _identities = identities;
     }
 
     /// <summary>The module paths that run, in the order they first run (a container before the modules it calls).</summary>
@@ -118,12 +119,16 @@ public sealed class Dataflow
     /// <paramref name="path"/> has exactly one call site, that call's output has exactly one reader, the reader is a call of another
     /// module, and that module has exactly one call site. Null otherwise (or when either is not known).
     /// </summary>
+    /// <remarks>An <see cref="Identity"/> run from one place (such as a position an earlier fusion emptied) passes its input on
+    /// unchanged, so it is looked through: its readers count as the readers.</remarks>
     public string? SafeSuccessor(string path)
     {
         if (!IsKnown(path)) return null;
         var sites = CallSites(path);
-        if (sites.Count != 1 || sites[0].Consumers.Length != 1) return null;
-        var c = sites[0].Consumers[0];
+        if (sites.Count != 1) return null;
+        var readers = Readers(sites[0], null);
+        if (readers.Length != 1) return null;
+        var c = readers[0];
         if (c.Kind != ConsumerKind.Module || c.ModulePath is not { } next || !IsKnown(next)) return null;
         return CallSites(next).Count == 1 ? next : null;
     }
@@ -133,6 +138,7 @@ public sealed class Dataflow
     /// of some member is not known (then nothing can be proven, and the group is accepted as PyTorch accepts it). Safe means:
     /// every member but the last has exactly one call site whose only reader is the next member, and every member has exactly one
     /// call site (a module run from two places must never become an <see cref="Identity"/>, nor compute the whole group twice).
+    /// An <see cref="Identity"/> outside the group run from one place is looked through (it passes its input on unchanged).
     /// </summary>
     public string? GroupViolation(IReadOnlyList<string> group)
     {
@@ -155,7 +161,7 @@ public sealed class Dataflow
                 continue;
             }
             if (k == group.Count - 1) continue;
-            var readers = sites[0].Consumers;
+            var readers = Readers(sites[0], group);
             var next = group[k + 1];
             if (readers.Length == 1 && readers[0].Kind == ConsumerKind.Module && readers[0].ModulePath == next) continue;
             var others = readers.Where(r => r.ModulePath != next).Select(r => r.Description).ToArray();
@@ -166,6 +172,26 @@ public sealed class Dataflow
                     : $"the output of '{p}' ({sites[0]}) is read by {JoinAnd(others)}, not by the next member '{next}'");
         }
         return problems.Count == 0 ? null : string.Join("; ", problems);
+    }
+
+    /// <summary>The readers of a call, looking through each <see cref="Identity"/> run from one place that is not in
+    /// <paramref name="members"/>.</summary>
+    private ImmutableArray<Consumer> Readers(CallSite site, IReadOnlyList<string>? members)
+    {
+        var result = new List<Consumer>();
+        void Add(IEnumerable<Consumer> readers)
+        {
+            foreach (var r in readers)
+            {
+                if (r is { Kind: ConsumerKind.Module, ModulePath: { } p } && _identities.Contains(p) && members?.Contains(p) != true
+                    && CallSites(p) is { Count: 1 } through)
+                    Add(through[0].Consumers);   // the dataflow is acyclic, so this ends
+                else if (!result.Contains(r))
+                    result.Add(r);
+            }
+        }
+        Add(site.Consumers);
+        return [.. result];
     }
 
     /// <summary>"the root" or <c>'layer1.0'</c>.</summary>
@@ -192,6 +218,7 @@ public sealed class Dataflow
     {
         private readonly Dictionary<string, List<RawSite>> _raw = new(StringComparer.Ordinal);
         private readonly HashSet<string> _opaque = new(StringComparer.Ordinal);
+        private readonly HashSet<string> _identities = new(StringComparer.Ordinal);
         private readonly List<string> _order = [];
         private readonly Dictionary<string, ImmutableArray<Consumer>> _resolved = new(StringComparer.Ordinal);
 
@@ -208,6 +235,9 @@ public sealed class Dataflow
             if (list.Count > 1) return;   // the insides were read at the first call
             switch (module)
             {
+                case Identity:
+                    _identities.Add(path);
+                    break;
                 case Sequential or FusedModule:
                     for (var i = 0; i < module.Children.Count; i++)
                     {
@@ -248,7 +278,7 @@ public sealed class Dataflow
                 // Inside an opaque container nothing is known; its calls seen from a graph above are not all the calls.
                 sites[path] = raw.Select(s => new CallSite(s.Kind, s.Container, s.Location, Resolve(s.Consumers))).ToList();
             }
-            return new Dataflow(sites, _opaque, [.. _order]);
+            return new Dataflow(sites, _opaque, [.. _order], _identities);
         }
 
         /// <summary>Replaces "the output of container C" by whatever reads C's calls, up to the model output.</summary>

@@ -170,6 +170,18 @@ let tests =
             Fuser.FuseModules(model, [ "conv1"; "bn1"; "relu1" ]) |> ignore
         }
 
+        test "an Identity run from one place is looked through; one run from two places is not" {
+            let chain = seq false [ conv 2 3 4 1 1 false; Identity.Create(); relu false ]
+            let flow = Dataflow.Of chain
+            Expect.equal (flow.SafeSuccessor "0") "2" "conv -> (Identity) -> relu"
+            Expect.isNull (flow.GroupViolation [ "0"; "2" ]) "conv and relu around an Identity fuse safely"
+            Expect.isNotNull (flow.GroupViolation [ "0"; "2"; "1" ]) "a member Identity is not looked through"
+            let twice =
+                graphModel "IdTwice" [ "conv", conv3 1; "id", Identity.Create(); "relu", relu false ]
+                    (fun g x -> g.AddValues(g.Call("relu", g.Call("id", g.Call("conv", x))), g.Call("id", x)))
+            Expect.isNotNull (Dataflow.Of(twice).GroupViolation [ "conv"; "relu" ]) "a shared Identity is a reader of its own"
+        }
+
         test "refusing leaves the input model unchanged" {
             let model = basicBlock ()
             let before = basicBlock ()
