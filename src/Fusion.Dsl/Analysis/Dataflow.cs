@@ -68,12 +68,12 @@ public sealed record CallSite(CallSiteKind Kind, string Container, string Locati
 /// <remarks>Pure: the analysis reads the model and keeps no reference to anything the caller could change.</remarks>
 public sealed class Dataflow
 {
-    private readonly Dictionary<string, List<CallSite>> _sites;
+    private readonly Dictionary<string, ImmutableArray<CallSite>> _sites;
     private readonly HashSet<string> _opaque;
     private readonly ImmutableArray<string> _order;
     private readonly HashSet<string> _identities;
 
-    private Dataflow(Dictionary<string, List<CallSite>> sites, HashSet<string> opaque, ImmutableArray<string> order, HashSet<string> identities)
+    private Dataflow(Dictionary<string, ImmutableArray<CallSite>> sites, HashSet<string> opaque, ImmutableArray<string> order, HashSet<string> identities)
     {
         _sites = sites; _opaque = opaque; _order = order; _identities = identities;
     }
@@ -95,7 +95,7 @@ public sealed class Dataflow
 
     /// <summary>The call sites of the module at <paramref name="path"/>; empty when it never runs or is not <see cref="IsKnown"/>.</summary>
     public IReadOnlyList<CallSite> CallSites(string path)
-        => _sites.TryGetValue(path ?? throw new ArgumentNullException(nameof(path)), out var s) ? s : [];
+        => _sites.TryGetValue(path ?? throw new ArgumentNullException(nameof(path)), out var s) ? s : ImmutableArray<CallSite>.Empty;
 
     /// <summary>
     /// Whether every call of the module at <paramref name="path"/> is visible: false when it lies inside a graph-less user container
@@ -272,11 +272,11 @@ public sealed class Dataflow
 
         public Dataflow Finish()
         {
-            var sites = new Dictionary<string, List<CallSite>>(StringComparer.Ordinal);
+            var sites = new Dictionary<string, ImmutableArray<CallSite>>(StringComparer.Ordinal);
             foreach (var (path, raw) in _raw)
             {
                 // Inside an opaque container nothing is known; its calls seen from a graph above are not all the calls.
-                sites[path] = raw.Select(s => new CallSite(s.Kind, s.Container, s.Location, Resolve(s.Consumers))).ToList();
+                sites[path] = raw.Select(s => new CallSite(s.Kind, s.Container, s.Location, Resolve(s.Consumers))).ToImmutableArray();
             }
             return new Dataflow(sites, _opaque, [.. _order], _identities);
         }
