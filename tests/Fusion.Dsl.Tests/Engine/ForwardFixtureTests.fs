@@ -1,10 +1,13 @@
-/// The engine against real PyTorch: every fixture case's unfused model reproduces `output.unfused`, and every fused
-/// case's fused model (PyTorch's own fuse result) reproduces `output.fused`, within the case's rtol/atol.
+/// The engine against real PyTorch: every fixture case's unfused model reproduces `output.unfused` (or, where PyTorch's
+/// unfused forward itself failed, fails too), and every fused case's fused model (PyTorch's own fuse result) reproduces
+/// `output.fused`, within the case's rtol/atol.
 module Fusion.Dsl.Tests.Engine.ForwardFixtureTests
 
 open System.IO
+open System.Text.Json
 open Expecto
 open Fusion.Dsl.Engine
+open Fusion.Dsl.IO
 open Fusion.Dsl.Tests
 
 let private close (what: string) (actual: Fusion.Dsl.Tensors.Tensor) (expected: Fusion.Dsl.Tensors.Tensor) rtol atol =
@@ -13,18 +16,27 @@ let private close (what: string) (actual: Fusion.Dsl.Tensors.Tensor) (expected: 
     let bound = atol + rtol * expected.MaxAbs()
     Expect.isTrue (diff <= bound) $"{what}: max|a-b| = {diff} exceeds atol + rtol*max|b| = {bound}"
 
+/// The case's `expect.outcome`, read from the JSON alone so that listing the tests does not load every tensor file.
+let private outcomeOf (json: string) =
+    use d = JsonDocument.Parse(File.ReadAllText json)
+    d.RootElement.GetProperty("expect").GetProperty("outcome").GetString()
+
 [<Tests>]
 let tests =
     testList "Engine.Fixtures" [
         for json in Support.fixtureCases () do
             let name = Path.GetFileNameWithoutExtension json
-            test $"{name}: the unfused model reproduces PyTorch's output" {
-                let c = FixtureLite.load json
-                close "unfused" (Forward.Run(c.Model, c.Input)) c.ReferenceOutput c.Rtol c.Atol
+            test $"{name}: the unfused model reproduces PyTorch's output, or fails where PyTorch's failed" {
+                let c = FixtureCase.Load json
+                match c.ReferenceOutput with
+                | null ->
+                    let e = Support.throwsOf<ForwardException> (fun () -> Forward.Run(c.Model, c.Input) |> ignore)
+                    Expect.isNotEmpty e.ModulePath $"names the module that cannot run (PyTorch: {c.ReferenceError})"
+                | expected -> close "unfused" (Forward.Run(c.Model, c.Input)) expected c.Rtol c.Atol
             }
-            if (FixtureLite.load json).Outcome = "fused" then
+            if outcomeOf json = "fused" then
                 test $"{name}: PyTorch's fused model reproduces PyTorch's fused output" {
-                    let c = FixtureLite.load json
-                    close "fused" (Forward.Run(c.FusedModel.Value, c.Input)) c.FusedOutput.Value c.Rtol c.Atol
+                    let c = FixtureCase.Load json
+                    close "fused" (Forward.Run(nonNull c.FusedModel, c.Input)) (nonNull c.FusedOutput) c.Rtol c.Atol
                 }
     ]
