@@ -15,7 +15,8 @@ public static class Program
           conformance PATH...                    run fusion-fixture/1 cases (files or folders) against PyTorch's results
           demo [--model NAME]                    fuse a zoo network with torchvision's groups and report
           bench --model NAME [--threads N] [--json]   time fusion and forward passes
-          auto MODEL.json | --model NAME [--json] [--rules default|extended]   find every fusable group
+          auto MODEL.json | --model NAME [--json] [--rules default|extended] [--qat]
+                                                 find every group the rules can fuse safely
         """;
 
     /// <summary>Entry point; returns 0 on success, 1 when the operation is refused or fails, 2 on a usage error.</summary>
@@ -36,6 +37,7 @@ public static class Program
                 "conformance" => ConformanceCommand.Run(rest),
                 "demo" => DemoCommand.Run(rest),
                 "bench" => BenchCommand.Run(rest),
+                "auto" => AutoCommand.Run(rest),
                 _ => throw new UsageException($"unknown command '{args[0]}'"),
             };
         }

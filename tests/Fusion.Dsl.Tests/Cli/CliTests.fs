@@ -89,3 +89,25 @@ let tests =
             Expect.stringContains out "layer1: Sequential" "prints the tree"
         }
     ]
+
+[<Tests>]
+let autoTests =
+    testList "Cli.Auto" [
+        test "auto --json prints torchvision's own groups for the mobilenet fixture, usable as a groups file" {
+            let code, out, err = run [ "auto"; case "net_mobilenet_v2_w035"; "--json" ]
+            Expect.equal code 0 err
+            let groups = System.Text.Json.JsonSerializer.Deserialize<string[][]>(out)
+            let expected = FixtureCase.Load(case "net_mobilenet_v2_w035").Fuse.Groups |> Seq.map Seq.toArray |> Seq.toArray
+            Expect.equal groups expected "same groups, same order"
+            let dir = temp ()
+            let f = Path.Combine(dir, "groups.json")
+            File.WriteAllText(f, out)
+            let code2, out2, err2 = run [ "fuse"; case "net_mobilenet_v2_w035"; "--groups-file"; f ]
+            Expect.equal code2 0 (out2 + err2)
+        }
+        test "auto refuses an unknown rule set by name" {
+            let code, _, err = run [ "auto"; "--model"; "resnet18"; "--rules"; "fancy" ]
+            Expect.equal code 2 "usage error"
+            Expect.stringContains err "extended" "lists the choices"
+        }
+    ]
