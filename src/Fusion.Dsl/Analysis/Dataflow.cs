@@ -174,6 +174,24 @@ public sealed class Dataflow
         return problems.Count == 0 ? null : string.Join("; ", problems);
     }
 
+    /// <summary>
+    /// Whether this analysis may be stale for <paramref name="group"/> after the modules at <paramref name="rewritten"/> were
+    /// replaced: a member, or a reader of a member, is at, inside or above a rewritten path. Fusion never edits a graph, so
+    /// call sites and readers elsewhere are unchanged.
+    /// </summary>
+    internal bool Touches(IReadOnlyList<string> group, IReadOnlySet<string> rewritten)
+    {
+        if (rewritten.Count == 0) return false;
+        bool Near(string p) => rewritten.Any(r => r == p || p.StartsWith(r + ".", StringComparison.Ordinal) || r.StartsWith(p + ".", StringComparison.Ordinal));
+        foreach (var p in group)
+        {
+            if (Near(p)) return true;
+            foreach (var site in CallSites(p))
+                if (Readers(site, group).Any(r => r.ModulePath is { } m && Near(m))) return true;
+        }
+        return false;
+    }
+
     /// <summary>The readers of a call, looking through each <see cref="Identity"/> run from one place that is not in
     /// <paramref name="members"/>.</summary>
     private ImmutableArray<Consumer> Readers(CallSite site, IReadOnlyList<string>? members)
