@@ -34,7 +34,7 @@ let tests =
                     Support.Tol.equivAbs
                     + Support.Tol.generatedEquivRelPerLayer * float (max 1 (ModelSpec.size spec)) * expected.MaxAbs()
                 let err = actual.MaxAbsDiff expected
-                Expect.isTrue (err <= tol) (sprintf "max |fused - unfused| = %g exceeds %g\n%s" err tol (describe spec groups))
+                check (err <= tol) (fun () -> sprintf "max |fused - unfused| = %g exceeds %g\n%s" err tol (describe spec groups))
             law "QAT fusion in training mode: the fused forward equals the unfused one bit for bit" ModelGen.arbFuseCase <| fun case ->
                 let spec = case.Model
                 let model = (ModelSpec.build spec).Train(true)
@@ -43,7 +43,7 @@ let tests =
                 expectRewritten groups fused
                 let x = ModelSpec.input spec
                 let expected, actual = forward model x, forward fused x
-                Expect.isTrue (actual.Equals expected)
-                    (sprintf "outputs differ (max %g)\n%s" (actual.MaxAbsDiff expected) (describe spec groups))
+                check (actual.Equals expected)
+                    (fun () -> sprintf "outputs differ (max %g)\n%s" (actual.MaxAbsDiff expected) (describe spec groups))
         ]
     ]

@@ -23,12 +23,14 @@ let runs =
         | _ -> failwithf "FUSION_PROPERTY_RUNS must be a positive number of generated models, got '%s'" s
 
 /// FUSION_PROPERTY_REPLAY="seed,gamma" (or "seed,gamma,size"): replays the run FsCheck reported for a failure
-/// (same models, same shrinking).
+/// (same models, same shrinking). The tuple Expecto prints after "Focus on error", such as
+/// `(8424310354456274810UL, 10928847317855962811UL, Some 1)`, can be pasted as it is.
 let replay =
     match Environment.GetEnvironmentVariable "FUSION_PROPERTY_REPLAY" with
     | null | "" -> None
     | s ->
-        let parts = s.Trim([| '('; ')'; ' ' |]).Split(',') |> Array.map (fun p -> p.Trim())
+        let cleaned = s.Replace("UL", "").Replace("Some", "").Replace("None", "")
+        let parts = cleaned.Trim([| '('; ')'; ' ' |]).Split(',') |> Array.map (fun p -> p.Trim()) |> Array.filter ((<>) "")
         let number (p: string) = match UInt64.TryParse p with | true, v -> Some v | _ -> None
         match parts |> Array.map number with
         | [| Some seed; Some gamma |] -> Some(seed, gamma, None)
@@ -65,6 +67,9 @@ let snapshot (model: Module) =
         |> Seq.map (fun kv -> sprintf "%s %s %b %O" kv.Key kv.Value.TypeName kv.Value.Training kv.Value)
         |> String.concat "\n"
     bytes, tree
+
+/// Fails with the message only when the condition is false (the messages print whole model descriptions, which is slow).
+let check (condition: bool) (message: unit -> string) = if not condition then failtest (message ())
 
 /// Describes a case for failure messages: the model description and the groups.
 let describe (spec: ModelSpec) (groups: string list list) = sprintf "groups %A\nmodel %A" groups spec

@@ -25,7 +25,7 @@ let tests =
                     let before = snapshot model
                     let groups = FuseLists.valid isQat isQat case.Pick case.Model
                     fuse isQat groups model |> ignore
-                    Expect.equal (snapshot model) before (sprintf "snapshot unchanged\n%s" (describe case.Model groups))
+                    check (snapshot model = before) (fun () -> sprintf "snapshot changed\n%s" (describe case.Model groups))
                     Expect.isTrue (model.Equals(prepared isQat case.Model)) "structurally equal to a fresh build"
             law "every subtree outside the fused groups is the same object in the fused model" ModelGen.arbFuseCase <| fun case ->
                 for isQat in [ false; true ] do
@@ -38,8 +38,8 @@ let tests =
                         path = "" || grouped |> List.exists (fun g -> g = path || g.StartsWith(path + ".", StringComparison.Ordinal))
                     for KeyValue(path, m) in model.NamedModules() do
                         if not (touched path) then
-                            Expect.isTrue (Object.ReferenceEquals(Fusion.Dsl.FSharp.Model.get path fused, m))
-                                (sprintf "'%s' shared\n%s" path (describe case.Model groups))
+                            check (Object.ReferenceEquals(Fusion.Dsl.FSharp.Model.get path fused, m))
+                                (fun () -> sprintf "'%s' is not shared\n%s" path (describe case.Model groups))
             law "an empty plan returns the very same model" ModelGen.arbModelSpec <| fun spec ->
                 let model = ModelSpec.build spec
                 Expect.isTrue (Object.ReferenceEquals(FusionPlan.Empty.Apply model, model)) "FusionPlan.Empty"

@@ -37,7 +37,7 @@ let tests =
                 for name, m in forms do
                     let y = forward m x
                     let back = roundTrip m x y
-                    Expect.isTrue (back.Model.Equals m) (sprintf "%s read back equal\n%A" name spec)
+                    check (back.Model.Equals m) (fun () -> sprintf "%s read back differs\n%A" name spec)
                     Expect.isTrue (back.Input |> Option.ofObj |> Option.exists x.Equals) (sprintf "%s: input read back" name)
                     Expect.isTrue (back.Output |> Option.ofObj |> Option.exists y.Equals) (sprintf "%s: output read back" name)
         ]
