@@ -330,6 +330,15 @@ module ModelSpec =
                     else None
                 | _ -> None
 
+    let mapBatchNorms f spec =
+        let rec map layer =
+            match layer with
+            | LayerSpec.BatchNorm b -> LayerSpec.BatchNorm(f b)
+            | LayerSpec.Sequential layers -> LayerSpec.Sequential(List.map map layers)
+            | LayerSpec.Residual(body, shortcut, relu) -> LayerSpec.Residual(List.map map body, List.map map shortcut, relu)
+            | other -> other
+        { spec with Layers = List.map map spec.Layers }
+
     // ---- shrinking --------------------------------------------------------------------------------------------
 
     let private ones (l: int list) = List.map (fun _ -> 1) l

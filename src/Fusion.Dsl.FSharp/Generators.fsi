@@ -133,6 +133,9 @@ module ModelSpec =
     /// How PyTorch's default rules refuse fusing the chain at `paths` (QAT or eval, model in training mode or not),
     /// or None when they fuse it; computed from the description alone.
     val refusal: isQat: bool -> training: bool -> spec: ModelSpec -> paths: string list -> FusionErrorKind option
+    /// The description with every BatchNorm replaced by `f` of it (channels must stay the same to keep it valid),
+    /// e.g. `ModelSpec.mapBatchNorms (fun b -> { b with TrackRunningStats = true })`.
+    val mapBatchNorms: f: (BatchNormSpec -> BatchNormSpec) -> spec: ModelSpec -> ModelSpec
     /// Smaller valid descriptions: layers removed, containers replaced by their contents, hyperparameters moved to
     /// their defaults, the input made smaller. Every candidate is valid.
     val shrink: spec: ModelSpec -> ModelSpec seq

@@ -21,9 +21,13 @@ let private expectRewritten (groups: string list list) (fused: Module) =
 let tests =
     testList "Properties" [
         testList "Equivalence" [
+            // A BatchNorm without running statistics normalises with the batch's own statistics (here as few as 2 values per
+            // channel): it divides by their spread, so it amplifies any rounding difference before it without bound and no
+            // output-relative tolerance can hold. It is not what fusion changes, so this law runs on models whose BatchNorms
+            // track statistics; the QAT, purity, round-trip and error laws keep the others.
             law "eval fusion: the fused forward matches the unfused one within the per-layer tolerance of the output magnitude"
                 ModelGen.arbFuseCase <| fun case ->
-                let spec = case.Model
+                let spec = case.Model |> ModelSpec.mapBatchNorms (fun b -> { b with TrackRunningStats = true })
                 let model = ModelSpec.build spec
                 let groups = FuseLists.valid false false case.Pick spec
                 let fused = fuse false groups model
