@@ -471,7 +471,10 @@ module FuseLists =
                       make (sprintf "a group in mixed modes (%s flipped)" flipped) (item chain) chain [ flipped ]
                           FusionErrorKind.MixedModes
                   match ModelSpec.refusal isQat training spec chain with
-                  | Some kind -> yield fun () -> make (sprintf "a chain the rule guards refuse (%A)" kind) (item chain) chain [] kind
+                  | Some kind ->
+                      // Weighted up: guard refusals need a particular chain, so they would be rare among the other cases.
+                      for _ in 1..6 do
+                          yield fun () -> make (sprintf "a chain the rule guards refuse (%A)" kind) (item chain) chain [] kind
                   | None -> () ]
         candidates.[rng.Next candidates.Length] ()
 
