@@ -1,16 +1,21 @@
 // Forward-engine benchmarks. Usage (Release; every timing is the median of 5 runs after warm-up):
 //   dotnet run -c Release --project bench/Fusion.Dsl.Bench -- conv [threads]      3x3 conv 64->64 at 1x64x56x56 (GFLOP/s)
-//   dotnet run -c Release --project bench/Fusion.Dsl.Bench -- resnet18 [threads]  resnet18 at 1x3x224x224, unfused vs fused
-//   dotnet run -c Release --project bench/Fusion.Dsl.Bench -- layers [threads]    resnet18's distinct conv shapes (GFLOP/s each)
+//   dotnet run -c Release --project bench/Fusion.Dsl.Bench -- net NAME [threads]  a zoo network (resnet18, resnet50, mobilenet_v2)
+//                                                                     at 1x3x224x224, unfused vs fused by Fuser.FuseModules
+//   dotnet run -c Release --project bench/Fusion.Dsl.Bench -- profile NAME [threads]  time per module type, through hooks
+//   dotnet run -c Release --project bench/Fusion.Dsl.Bench -- layers [threads]    resnet18/mobilenet conv shapes (GFLOP/s each)
 using System.Diagnostics;
+using Fusion.Dsl;
 using Fusion.Dsl.Algebra;
 using Fusion.Dsl.Engine;
-using Fusion.Dsl.Graphs;
 using Fusion.Dsl.Layers;
 using Fusion.Dsl.Tensors;
+using Fusion.Dsl.Zoo;
 
 var mode = args.Length > 0 ? args[0] : "conv";
-var threads = args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : Environment.ProcessorCount;
+var netName = mode is "net" or "profile" ? (args.Length > 1 ? args[1] : "resnet18") : "";
+var rest = mode is "net" or "profile" ? args.Skip(2).ToArray() : args.Skip(1).ToArray();
+var threads = rest.Length > 0 ? int.Parse(rest[0], System.Globalization.CultureInfo.InvariantCulture) : Environment.ProcessorCount;
 var options = new ForwardOptions { Threads = threads };
 Console.WriteLine($"{mode}, threads={threads}, cores={Environment.ProcessorCount}");
 
@@ -30,16 +35,57 @@ switch (mode)
         ConvBench(96, 96, 56, 3, 1, 1, 96);
         ConvBench(96, 96, 112, 3, 2, 1, 96);
         break;
-    case "resnet18":
-        var x = Random(new Random(1), 1, 3, 224, 224);
-        var unfused = ResNet18(fused: false);
-        var fusedNet = ResNet18(fused: true);
-        var tu = Median(() => Forward.Run(unfused, x, options));
+    case "net":
+    {
+        var (model, fusedNet, x) = Zoo(netName);
+        var tu = Median(() => Forward.Run(model, x, options));
         var tf = Median(() => Forward.Run(fusedNet, x, options));
-        Console.WriteLine($"resnet18 1x3x224x224: unfused {tu:F2} ms, fused {tf:F2} ms ({tu / tf:F2}x)");
+        var flt0 = MinorFaults();
+        for (var i = 0; i < 20; i++) Forward.Run(fusedNet, x, options);
+        var faults = (MinorFaults() - flt0) / 20;
+        Console.WriteLine($"{netName} {Tensor.ShapeString(x.Shape)}: unfused {tu:F2} ms, fused {tf:F2} ms ({tu / tf:F2}x); fused pass: {faults} page faults");
         break;
+    }
+    case "profile":
+    {
+        // Times every module the graph calls, through forward hooks (hooks on a fused group keep it fused).
+        var (unfusedNet, fusedModel, input) = Zoo(netName);
+        var detail = Environment.GetEnvironmentVariable("BENCH_DETAIL") == "1";
+        foreach (var fusedFlag in new[] { false, true })
+        {
+            var net = fusedFlag ? fusedModel : unfusedNet;
+            var times = new Dictionary<string, double>();
+            var started = new Dictionary<string, long>();
+            foreach (var path in ((UserModule)net).Forward!.ModuleCalls.Distinct())
+            {
+                var p = path;
+                var pre = new ForwardPreHook("t0", (_, _) => { started[p] = Stopwatch.GetTimestamp(); return null; });
+                var post = new ForwardHook("t1", (m, xin, _) =>
+                {
+                    var ms = (Stopwatch.GetTimestamp() - started[p]) * 1000.0 / Stopwatch.Frequency;
+                    var conv = m as Conv ?? (m.Children.Count > 0 ? m.Children[0].Module as Conv : null);
+                    var key = detail && conv is not null
+                        ? $"{m.TypeName} {conv.InChannels}->{conv.OutChannels} k{conv.KernelSize[0]} s{conv.Stride[0]} g{conv.Groups} on {Tensor.ShapeString(xin.Shape)}"
+                        : m.TypeName;
+                    times[key] = times.GetValueOrDefault(key) + ms;
+                    return null;
+                });
+                net = ModulePath.Replace(net, p, ModulePath.Get(net, p).AddPreHook(pre).AddHook(post));
+            }
+            for (var i = 0; i < 10; i++) Forward.Run(net, input, options);
+            times.Clear();
+            var pause0 = GC.GetTotalPauseDuration();
+            var gc0 = GC.CollectionCount(2);
+            var sw = Stopwatch.StartNew();
+            for (var i = 0; i < 20; i++) Forward.Run(net, input, options);
+            Console.WriteLine($"{(fusedFlag ? "fused" : "unfused")}: {sw.Elapsed.TotalMilliseconds / 20:F2} ms per pass, " +
+                              $"{(GC.CollectionCount(2) - gc0) / 20.0:F1} gen2 GCs and {(GC.GetTotalPauseDuration() - pause0).TotalMilliseconds / 20:F2} ms GC pause per pass");
+            foreach (var kv in times.OrderByDescending(kv => kv.Value).Take(detail ? 25 : 100)) Console.WriteLine($"  {kv.Key,-20} {kv.Value / 20:F2} ms");
+        }
+        break;
+    }
     default:
-        Console.Error.WriteLine($"unknown benchmark '{mode}' (conv, layers, resnet18)");
+        Console.Error.WriteLine($"unknown benchmark '{mode}' (conv, layers, net NAME, profile NAME)");
         return 2;
 }
 return 0;
@@ -91,94 +137,21 @@ static double Median(Func<Tensor> run)
     return samples[2];
 }
 
+// Minor page faults of this process so far (Linux; -1 elsewhere): first touches of freshly allocated memory.
+static long MinorFaults()
+{
+    try { return long.Parse(File.ReadAllText("/proc/self/stat").Split(')')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[7], System.Globalization.CultureInfo.InvariantCulture); }
+    catch (IOException) { return -1; }
+}
+
 static Tensor Random(Random rng, params int[] shape) => Tensor.Generate(_ => (float)(rng.NextDouble() * 2 - 1), shape);
 
-// torchvision's resnet18 as a traced graph over leaf paths (as the fixtures record networks). Fused: PyTorch's eval
-// fusion result, ConvReLU2d / Conv with the BatchNorm folded (random weights stand in), Identity where BN/ReLU were.
-static Module ResNet18(bool fused)
+// A zoo network with randomised BatchNorm statistics, and its fusion by torchvision's own fuse groups.
+static (Module Model, Module Fused, Tensor Input) Zoo(string name)
 {
-    var rng = new Random(3);
-    var seed = 0;
-    var children = new List<(string, Module)>();
-    var nodes = new List<GraphNode> { new(NodeOp.Placeholder, "x") };
-    string last = "x";
-    string Call(string path, string input)
-    {
-        var name = path.Replace('.', '_');
-        nodes.Add(new GraphNode(NodeOp.CallModule, name, path, [GraphArg.Ref(input)]));
-        return name;
-    }
-    Module Bn(int c) => BatchNorm.Create(2, c, runningMean: Random(rng, c), runningVar: Tensor.Generate(_ => (float)(0.5 + rng.NextDouble()), c));
-    // conv [+ bn] [+ relu] as modules of a container (returns the container's children in order)
-    List<(string, Module)> ConvBnRelu(int cin, int cout, int k, int s, int p, bool relu)
-    {
-        var conv = Conv.Create(2, cin, cout, [k], [s], ConvPadding.Explicit(p), bias: fused, seed: ++seed);
-        var list = new List<(string, Module)>();
-        if (fused)
-        {
-            list.Add(("conv", relu ? FusedModule.Create("ConvReLU2d", conv, Activation.Create(ActivationKind.ReLU)) : conv));
-            list.Add(("bn", Identity.Create()));
-            if (relu) list.Add(("relu", Identity.Create()));
-        }
-        else
-        {
-            list.Add(("conv", conv));
-            list.Add(("bn", Bn(cout)));
-            if (relu) list.Add(("relu", Activation.Create(ActivationKind.ReLU)));
-        }
-        return list;
-    }
-    // stem
-    var stem = ConvBnRelu(3, 64, 7, 2, 3, true);
-    children.Add(("conv1", stem[0].Item2)); children.Add(("bn1", stem[1].Item2)); children.Add(("relu", stem[2].Item2));
-    last = Call("relu", Call("bn1", Call("conv1", last)));
-    children.Add(("maxpool", MaxPool2d.Create([3], [2], [1])));
-    last = Call("maxpool", last);
-    var cin = 64;
-    foreach (var (layer, cout, stride) in new[] { ("layer1", 64, 1), ("layer2", 128, 2), ("layer3", 256, 2), ("layer4", 512, 2) })
-    {
-        var blocks = new List<Module>();
-        for (var b = 0; b < 2; b++)
-        {
-            var s = b == 0 ? stride : 1;
-            var p = $"{layer}.{b}";
-            var a = ConvBnRelu(cin, cout, 3, s, 1, true);
-            var c = ConvBnRelu(cout, cout, 3, 1, 1, false);
-            var blockChildren = new List<(string, Module)>
-            {
-                ("conv1", a[0].Item2), ("bn1", a[1].Item2), ("relu", Activation.Create(ActivationKind.ReLU)),
-                ("conv2", c[0].Item2), ("bn2", c[1].Item2),
-            };
-            var input = last;
-            var h = Call($"{p}.conv1", input);
-            h = Call($"{p}.bn1", h);
-            if (fused) blockChildren[2] = ("relu", Identity.Create());
-            h = Call($"{p}.relu", h);
-            h = Call($"{p}.bn2", Call($"{p}.conv2", h));
-            var identity = input;
-            if (s != 1 || cin != cout)
-            {
-                var d = ConvBnRelu(cin, cout, 1, s, 0, false);
-                blockChildren.Add(("downsample", Sequential.Create(d[0].Item2, d[1].Item2)));
-                identity = Call($"{p}.downsample.1", Call($"{p}.downsample.0", input));
-            }
-            var sum = $"add_{layer}_{b}";
-            nodes.Add(new GraphNode(NodeOp.CallFunction, sum, "add", [GraphArg.Ref(h), GraphArg.Ref(identity)]));
-            // The block's closing ReLU (after the residual add) is not fused by PyTorch's eager fusion.
-            nodes.Add(new GraphNode(NodeOp.CallFunction, sum + "_relu", "relu", [GraphArg.Ref(sum)]));
-            last = sum + "_relu";
-            blocks.Add(UserModule.Create("BasicBlock", ModuleChildren.Create(blockChildren.Select(t => (t.Item1, t.Item2)).ToArray())));
-            cin = cout;
-        }
-        children.Add((layer, Sequential.Create(blocks.ToArray())));
-    }
-    children.Add(("avgpool", AdaptiveAvgPool2d.Create([1])));
-    last = Call("avgpool", last);
-    nodes.Add(new GraphNode(NodeOp.CallFunction, "flatten", "flatten", [GraphArg.Ref(last), GraphArg.Const(1)]));
-    children.Add(("fc", Linear.Create(512, 1000, seed: ++seed)));
-    last = Call("fc", "flatten");
-    nodes.Add(new GraphNode(NodeOp.Output, "output", null, [GraphArg.Ref(last)]));
-    return UserModule.Create("ResNet", ModuleChildren.Create(children.ToArray()), new Graph(nodes));
+    var z = ModelZoo.Create(name, seed: 1, randomizeBatchNorm: true);
+    var fused = Fuser.FuseModules(z.Model, z.FuseGroups.Select(g => (IEnumerable<string>)g));
+    return (z.Model, fused, Random(new Random(1), z.InputShape));
 }
 
 partial class Program

@@ -8,6 +8,12 @@ namespace Fusion.Dsl.Engine;
 /// width) with leading unit dimensions, so Conv1d is a 1×1×L problem and one set of kernels serves every rank.
 /// For a forward convolution <see cref="PadLeft"/>/<see cref="PadRight"/> are the total padding applied before a
 /// valid convolution (zeros, or the <c>padding_mode</c>, as PyTorch does); for a transposed one both hold <c>padding</c>.
+/// <para>
+/// A forward convolution reads its input in the <em>phase layout</em>: each channel of the padded input split by stride
+/// phase (space-to-depth), sub-image <c>(a, b, c)</c> holding padded positions <c>(i·s₀+a, j·s₁+b, l·s₂+c)</c>. Every tap
+/// then reads a contiguous run along the output width whatever the stride, so strided convolutions are unit-stride
+/// problems over <see cref="Sub"/>-sized sub-images. With unit stride and no padding the layout is the input itself.
+/// </para>
 /// </summary>
 internal sealed class ConvGeometry
 {
@@ -53,6 +59,7 @@ internal sealed class ConvGeometry
             }
         }
         if (!Transposed && Mode != PaddingMode.Zeros) CheckModePadding();
+        for (var i = 0; i < Dims; i++) Sub[i] = Transposed ? In[i] : (Padded[i] + Stride[i] - 1) / Stride[i];
     }
 
     public int Rank { get; }
@@ -71,6 +78,8 @@ internal sealed class ConvGeometry
     public int[] PadLeft { get; } = [0, 0, 0];
     public int[] PadRight { get; } = [0, 0, 0];
     public int[] OutputPadding { get; } = [0, 0, 0];
+    /// <summary>Size of one stride-phase sub-image of the padded input (the padded size itself for unit stride).</summary>
+    public int[] Sub { get; } = [1, 1, 1];
 
     public int InGroupChannels => InChannels / Groups;
     public int OutGroupChannels => OutChannels / Groups;
@@ -80,6 +89,20 @@ internal sealed class ConvGeometry
     public int PaddedVolume => Padded[0] * Padded[1] * Padded[2];
     public bool NeedsPadding => PadLeft.Any(p => p != 0) || PadRight.Any(p => p != 0);
     public bool UnitStride => Stride.All(s => s == 1);
+    public int SubVolume => Sub[0] * Sub[1] * Sub[2];
+    public int PhaseCount => Stride[0] * Stride[1] * Stride[2];
+    /// <summary>Floats per channel in the phase layout.</summary>
+    public int LayoutPlane => PhaseCount * SubVolume;
+    /// <summary>Whether the phase layout must be built (otherwise it is the input as given).</summary>
+    public bool NeedsLayout => NeedsPadding || !UnitStride;
+
+    /// <summary>Offset, in the phase layout of one channel, of the element tap <c>(kd, kh, kw)</c> reads for output (0, 0, 0).</summary>
+    public int TapOffset(int kd, int kh, int kw)
+    {
+        int td = kd * Dilation[0], th = kh * Dilation[1], tw = kw * Dilation[2];
+        var phase = ((td % Stride[0]) * Stride[1] + th % Stride[1]) * Stride[2] + tw % Stride[2];
+        return phase * SubVolume + ((td / Stride[0]) * Sub[1] + th / Stride[1]) * Sub[2] + tw / Stride[2];
+    }
 
     /// <summary>The output shape <c>[N, C_out, *spatial]</c> in the module's own rank.</summary>
     public int[] OutputShape => [Batch, OutChannels, .. SpatialOf(Out)];

@@ -8,10 +8,10 @@ namespace Fusion.Dsl.Engine;
 
 /// <summary>
 /// Convolution and transposed convolution of every rank on batched inputs, with an epilogue fused into the write-out.
-/// Forward convolutions pad the input once (zeros or the padding mode) and then run a valid convolution:
-/// a grouped GEMM whose B operand is read straight from the padded input (a Toeplitz view for unit stride, so 1×1
-/// convolutions are a plain GEMM; a gather for other strides), or a direct kernel when each group has one input
-/// channel (depthwise). Transposed convolutions are a GEMM into columns followed by a scatter (col2im).
+/// Forward convolutions lay the input out once (padded with zeros or the padding mode, split by stride phase; see
+/// <see cref="ConvGeometry"/>) and then run a valid unit-stride convolution over it: a grouped GEMM whose B operand is
+/// read straight from the layout (a Toeplitz view, so 1×1 convolutions are a plain GEMM; a gather when the view would
+/// waste too many columns), or a direct vectorised kernel when each group has one input channel (depthwise). Transposed convolutions are a GEMM into columns followed by a scatter (col2im).
 /// </summary>
 internal static unsafe class ConvKernels
 {
@@ -25,23 +25,52 @@ internal static unsafe class ConvKernels
         return geo.Transposed ? Transposed(conv, geo, input, ep, threads) : Direct(conv, geo, input, ep, threads);
     }
 
+    /// <summary>How a forward convolution's GEMM reads its B operand.</summary>
+    private enum Plan
+    {
+        /// <summary>Toeplitz view of the phase layout (dropped columns past each output row).</summary>
+        Toeplitz,
+        /// <summary>Gathered columns of the phase layout.</summary>
+        GatherLayout,
+        /// <summary>Gathered columns of the input as given (no padding: the layout would only split phases).</summary>
+        GatherInput,
+    }
+
+    /// <summary>
+    /// The cheapest plan by a cycle estimate: every column costs its rows' FMAs (rows/16 vector FMAs per depth step)
+    /// plus its packing (an eighth of a cycle per element for a vector copy, about one for a gather), and building the
+    /// layout costs about half a cycle per element written.
+    /// </summary>
+    private static Plan ChoosePlan(ConvGeometry geo)
+    {
+        var k = (double)geo.InGroupChannels * geo.KernelVolume * geo.Groups;
+        var rows = Gemm.Panels(geo.OutGroupChannels) * Gemm.MR / 16.0;
+        var layout = geo.NeedsLayout ? 0.5 * geo.InChannels * geo.LayoutPlane : 0;
+        var toeplitz = k * RoundUp(ToeplitzColumns(geo), Gemm.NR) * (rows + 0.125) + layout;
+        var gather = k * RoundUp(geo.OutVolume, Gemm.NR) * (rows + 1.0);
+        if (!geo.NeedsPadding && geo.NeedsLayout && gather < toeplitz) return Plan.GatherInput;
+        return toeplitz <= gather + layout ? Plan.Toeplitz : Plan.GatherLayout;
+    }
+
+    private static int ToeplitzColumns(ConvGeometry geo) => ((geo.Out[0] - 1) * geo.Sub[1] + (geo.Out[1] - 1)) * geo.Sub[2] + geo.Out[2];
+
     private static Tensor Direct(Conv conv, ConvGeometry geo, Tensor input, Epilogue ep, int threads)
     {
-        var output = GC.AllocateUninitializedArray<float>(checked(geo.Batch * geo.OutChannels * geo.OutVolume));
+        var output = Buffers.Output(checked(geo.Batch * geo.OutChannels * geo.OutVolume));
+        var depthwise = geo.InGroupChannels == 1 && geo.Groups > 1;
+        var plan = depthwise ? Plan.Toeplitz : ChoosePlan(geo);
         float[]? rented = null;
         try
         {
-            float[] src;
-            if (geo.NeedsPadding)
+            var src = input.RawFloat32;
+            if (geo.NeedsLayout && plan != Plan.GatherInput)
             {
-                rented = ArrayPool<float>.Shared.Rent(checked(geo.Batch * geo.InChannels * geo.PaddedVolume));
-                Pad(input.RawFloat32, rented, geo, threads);
+                rented = ArrayPool<float>.Shared.Rent(checked(geo.Batch * geo.InChannels * geo.LayoutPlane));
+                BuildLayout(input.RawFloat32, rented, geo, threads);
                 src = rented;
             }
-            else src = input.RawFloat32;
-
-            if (geo.InGroupChannels == 1 && geo.Groups > 1) Depthwise(conv.Weight.RawFloat32, src, output, geo, ep, threads);
-            else ConvGemm(conv, geo, src, output, ep, threads);
+            if (depthwise) Depthwise(conv.Weight.RawFloat32, src, output, geo, ep, threads);
+            else ConvGemm(conv, geo, plan, src, output, ep, threads);
         }
         finally
         {
@@ -50,156 +79,223 @@ internal static unsafe class ConvKernels
         return Tensor.Adopt(output, geo.OutputShape);
     }
 
-    /// <summary>Copies every channel into <paramref name="dst"/> with the geometry's padding, filled per the padding mode.</summary>
-    private static void Pad(float[] src, float[] dst, ConvGeometry geo, int threads)
+    /// <summary>Writes every channel in the phase layout (padding filled per the padding mode; past the padded extent, zeros).</summary>
+    private static void BuildLayout(float[] src, float[] dst, ConvGeometry geo, int threads)
     {
         var planes = geo.Batch * geo.InChannels;
-        Par.For(planes, threads, geo.PaddedVolume, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int plane) =>
+        Par.For(planes, threads, geo.LayoutPlane, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int plane) =>
         {
             fixed (float* s0 = src, d0 = dst)
-                PadPlane(s0 + (long)plane * geo.InVolume, d0 + (long)plane * geo.PaddedVolume, geo);
+                LayoutPlane(s0 + (long)plane * geo.InVolume, d0 + (long)plane * geo.LayoutPlane, geo);
         });
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PadPlane(float* src, float* dst, ConvGeometry geo)
+    private static void LayoutPlane(float* src, float* dst, ConvGeometry geo)
     {
-        int[] n = geo.In, p = geo.Padded, l = geo.PadLeft;
+        int[] n = geo.In, p = geo.Padded, l = geo.PadLeft, st = geo.Stride, sub = geo.Sub;
         var mode = geo.Mode;
-        for (var d = 0; d < p[0]; d++)
+        var rowLen = sub[2] * st[2];
+        // A padded row before its split into width phases (only needed for a strided width).
+        var scratch = st[2] == 1 ? null : ArrayPool<float>.Shared.Rent(rowLen);
+        try
         {
-            var sd = ConvGeometry.SourceIndex(d - l[0], n[0], mode);
-            for (var h = 0; h < p[1]; h++)
-            {
-                var sh = ConvGeometry.SourceIndex(h - l[1], n[1], mode);
-                var row = dst + ((long)d * p[1] + h) * p[2];
-                if (sd < 0 || sh < 0)
-                {
-                    new Span<float>(row, p[2]).Clear();
-                    continue;
-                }
-                var srow = src + ((long)sd * n[1] + sh) * n[2];
-                for (var w = 0; w < l[2]; w++)
-                {
-                    var sw = ConvGeometry.SourceIndex(w - l[2], n[2], mode);
-                    row[w] = sw < 0 ? 0f : srow[sw];
-                }
-                new ReadOnlySpan<float>(srow, n[2]).CopyTo(new Span<float>(row + l[2], n[2]));
-                for (var w = l[2] + n[2]; w < p[2]; w++)
-                {
-                    var sw = ConvGeometry.SourceIndex(w - l[2], n[2], mode);
-                    row[w] = sw < 0 ? 0f : srow[sw];
-                }
-            }
+            fixed (float* padded = scratch)
+                for (var a = 0; a < st[0]; a++)
+                    for (var b = 0; b < st[1]; b++)
+                    {
+                        var phase = dst + (long)((a * st[1] + b) * st[2]) * geo.SubVolume;
+                        for (var i = 0; i < sub[0]; i++)
+                        {
+                            var pd = i * st[0] + a;
+                            var sd = pd < p[0] ? ConvGeometry.SourceIndex(pd - l[0], n[0], mode) : -1;
+                            for (var j = 0; j < sub[1]; j++)
+                            {
+                                var ph = j * st[1] + b;
+                                var sh = ph < p[1] ? ConvGeometry.SourceIndex(ph - l[1], n[1], mode) : -1;
+                                var row = phase + ((long)i * sub[1] + j) * sub[2];
+                                if (sd < 0 || sh < 0)
+                                {
+                                    for (var c = 0; c < st[2]; c++) new Span<float>(row + (long)c * geo.SubVolume, sub[2]).Clear();
+                                    continue;
+                                }
+                                var srow = src + ((long)sd * n[1] + sh) * n[2];
+                                if (st[2] == 1) PadRow(srow, row, n[2], p[2], l[2], sub[2], mode);
+                                else
+                                {
+                                    PadRow(srow, padded, n[2], p[2], l[2], rowLen, mode);
+                                    RowOps.Deinterleave(padded, row, sub[2], st[2], geo.SubVolume);
+                                }
+                            }
+                        }
+                    }
+        }
+        finally
+        {
+            if (scratch is not null) ArrayPool<float>.Shared.Return(scratch);
         }
     }
 
-    /// <summary>Valid convolution of the padded input as one GEMM per (image, group).</summary>
-    private static void ConvGemm(Conv conv, ConvGeometry geo, float[] src, float[] output, Epilogue ep, int threads)
+    /// <summary>
+    /// <paramref name="dst"/>[q] = padded input column q for q &lt; <paramref name="len"/>: the left border and the right
+    /// border per the padding mode, the row itself in between, zeros past the padded width.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PadRow(float* srow, float* dst, int n, int padded, int left, int len, PaddingMode mode)
+    {
+        for (var q = 0; q < left; q++)
+        {
+            var sw = ConvGeometry.SourceIndex(q - left, n, mode);
+            dst[q] = sw < 0 ? 0f : srow[sw];
+        }
+        var copy = Math.Min(n, len - left);
+        new ReadOnlySpan<float>(srow, copy).CopyTo(new Span<float>(dst + left, copy));
+        for (var q = left + copy; q < len; q++)
+        {
+            var sw = q < padded ? ConvGeometry.SourceIndex(q - left, n, mode) : -1;
+            dst[q] = sw < 0 ? 0f : srow[sw];
+        }
+    }
+
+    /// <summary>
+    /// Valid convolution as one GEMM per (image, group), B read per <paramref name="plan"/>: column v of the Toeplitz
+    /// view is sub-grid position v of the phase layout (positions past an output row's end are computed and dropped);
+    /// the gather plans read exactly the output positions.
+    /// </summary>
+    private static void ConvGemm(Conv conv, ConvGeometry geo, Plan plan, float[] src, float[] output, Epilogue ep, int threads)
     {
         int cinG = geo.InGroupChannels, coutG = geo.OutGroupChannels, kvol = geo.KernelVolume, k = cinG * kvol;
         var weight = conv.Weight;
         var packedA = Gemm.CachedPack(weight, (PackConv, geo.Groups, 0),
             () => Gemm.PackA(weight.Float32, geo.Groups, coutG, k, (long)coutG * k, k, 1));
 
-        int[] p = geo.Padded, kern = geo.Kernel, dil = geo.Dilation, s = geo.Stride, o = geo.Out;
-        var plane = geo.PaddedVolume;
+        int[] kern = geo.Kernel, sub = geo.Sub, o = geo.Out, n = geo.In, s = geo.Stride, dil = geo.Dilation;
+        var raw = plan == Plan.GatherInput;
+        var plane = raw ? geo.InVolume : geo.LayoutPlane;
         var koff = new int[k];
         for (int ci = 0, i = 0; ci < cinG; ci++)
             for (var kd = 0; kd < kern[0]; kd++)
                 for (var kh = 0; kh < kern[1]; kh++)
                     for (var kw = 0; kw < kern[2]; kw++)
-                        koff[i++] = ci * plane + (kd * dil[0] * p[1] + kh * dil[1]) * p[2] + kw * dil[2];
+                        koff[i++] = ci * plane + (raw ? (kd * dil[0] * n[1] + kh * dil[1]) * n[2] + kw * dil[2] : geo.TapOffset(kd, kh, kw));
 
+        var outVol = geo.OutVolume;
         int columns;
         int[]? colBase = null, colMap = null;
-        if (geo.UnitStride)
+        if (plan == Plan.Toeplitz)
         {
-            // Toeplitz view: column v is padded position v; positions past an output row's end are computed and dropped.
-            columns = ((o[0] - 1) * p[1] + (o[1] - 1)) * p[2] + o[2];
-            if (p[1] != o[1] || p[2] != o[2])
+            columns = ToeplitzColumns(geo);
+            if (sub[1] != o[1] || sub[2] != o[2])
             {
                 colMap = new int[columns];
                 for (var v = 0; v < columns; v++)
                 {
-                    var od = v / (p[1] * p[2]);
-                    var r = v - od * p[1] * p[2];
-                    var oh = r / p[2];
-                    var ow = r - oh * p[2];
+                    var od = v / (sub[1] * sub[2]);
+                    var r = v - od * sub[1] * sub[2];
+                    var oh = r / sub[2];
+                    var ow = r - oh * sub[2];
                     colMap[v] = oh < o[1] && ow < o[2] ? (od * o[1] + oh) * o[2] + ow : -1;
                 }
             }
         }
         else
         {
-            columns = geo.OutVolume;
+            columns = outVol;
             colBase = new int[columns];
             for (int od = 0, j = 0; od < o[0]; od++)
                 for (var oh = 0; oh < o[1]; oh++)
                     for (var ow = 0; ow < o[2]; ow++)
-                        colBase[j++] = (od * s[0] * p[1] + oh * s[1]) * p[2] + ow * s[2];
+                        colBase[j++] = raw ? (od * s[0] * n[1] + oh * s[1]) * n[2] + ow * s[2] : (od * sub[1] + oh) * sub[2] + ow;
         }
-        var outVol = geo.OutVolume;
         var b = new BSource(src, 0, (long)geo.InChannels * plane, (long)cinG * plane, koff, colBase, columns);
         var c = new CTarget(output, 0, (long)geo.OutChannels * outVol, (long)coutG * outVol, outVol, 1, colMap);
         Gemm.Run(packedA, coutG, k, b, c, ep, geo.Batch, geo.Groups, threads);
     }
+
+    private static long RoundUp(long x, int m) => (x + m - 1) / m * m;
 
     /// <summary>One input channel per group (depthwise, possibly with a channel multiplier): a direct kernel per output plane.</summary>
     private static void Depthwise(float[] weight, float[] src, float[] output, ConvGeometry geo, Epilogue ep, int threads)
     {
         var coutG = geo.OutGroupChannels;
         var planes = geo.Batch * geo.OutChannels;
+        var taps = new int[geo.KernelVolume];
+        for (int kd = 0, t = 0; kd < geo.Kernel[0]; kd++)
+            for (var kh = 0; kh < geo.Kernel[1]; kh++)
+                for (var kw = 0; kw < geo.Kernel[2]; kw++)
+                    taps[t++] = geo.TapOffset(kd, kh, kw);
+        var columns = ToeplitzColumns(geo);
         Par.For(planes, threads, (long)geo.OutVolume * geo.KernelVolume, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int idx) =>
         {
             var n = idx / geo.OutChannels;
             var co = idx - n * geo.OutChannels;
             var ci = co / coutG;
             var (scale, shift) = ep.At(co);
-            fixed (float* w = weight, s = src, d = output)
-                DepthwisePlane(s + ((long)n * geo.InChannels + ci) * geo.PaddedVolume, w + (long)co * geo.KernelVolume,
-                    d + (long)idx * geo.OutVolume, geo, scale, shift, ep.Scale is not null, ep.Activation);
+            var acc = ArrayPool<float>.Shared.Rent(columns);
+            try
+            {
+                fixed (float* w = weight, s = src, d = output, tmp = acc)
+                fixed (int* tapOff = taps)
+                {
+                    DepthwisePlane(s + ((long)n * geo.InChannels + ci) * geo.LayoutPlane, w + (long)co * geo.KernelVolume, tapOff,
+                        geo.KernelVolume, tmp, columns);
+                    // Only the Toeplitz columns inside each output row are written, through the epilogue.
+                    int[] sub = geo.Sub, o = geo.Out;
+                    var plane = d + (long)idx * geo.OutVolume;
+                    for (var od = 0; od < o[0]; od++)
+                        for (var oh = 0; oh < o[1]; oh++)
+                            Epilogue.ApplyRun(tmp + ((long)od * sub[1] + oh) * sub[2], plane + ((long)od * o[1] + oh) * o[2], o[2],
+                                scale, shift, ep.Scale is not null, ep.Activation);
+                }
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(acc);
+            }
         });
     }
 
+    /// <summary>
+    /// One channel as a Toeplitz view of its phase layout: column v is sub-grid position v, and tap t reads the
+    /// contiguous run starting at <c>tapOff[t]</c>, so any stride and any output width vectorise (columns past an
+    /// output row's end are computed and dropped by the caller). Four vectors in flight hide the FMA latency.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DepthwisePlane(float* src, float* w, float* dst, ConvGeometry geo, float scale, float shift, bool hasScale, Act act)
+    private static void DepthwisePlane(float* src, float* w, int* tapOff, int taps, float* acc, int columns)
     {
-        int[] p = geo.Padded, kern = geo.Kernel, dil = geo.Dilation, s = geo.Stride, o = geo.Out;
-        var taps = geo.KernelVolume;
-        var tapOff = stackalloc int[taps];
-        for (int kd = 0, t = 0; kd < kern[0]; kd++)
-            for (var kh = 0; kh < kern[1]; kh++)
-                for (var kw = 0; kw < kern[2]; kw++)
-                    tapOff[t++] = (kd * dil[0] * p[1] + kh * dil[1]) * p[2] + kw * dil[2];
-        var vs = Vector256.Create(scale);
-        var vb = Vector256.Create(shift);
-        var sw = s[2];
-        for (var od = 0; od < o[0]; od++)
-            for (var oh = 0; oh < o[1]; oh++)
+        var v = 0;
+        for (; v <= columns - 32; v += 32)
+        {
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            var b = src + v;
+            for (var t = 0; t < taps; t++)
             {
-                var baseRow = src + ((long)od * s[0] * p[1] + (long)oh * s[1]) * p[2];
-                var drow = dst + ((long)od * o[1] + oh) * o[2];
-                var ow = 0;
-                if (sw == 1)
-                {
-                    for (; ow <= o[2] - 8; ow += 8)
-                    {
-                        var acc = Vector256<float>.Zero;
-                        var b = baseRow + ow;
-                        for (var t = 0; t < taps; t++)
-                            acc = Vector256.FusedMultiplyAdd(Vector256.Create(w[t]), Vector256.Load(b + tapOff[t]), acc);
-                        Vector256.Store(Epilogue.Apply(acc, vs, vb, hasScale, act), drow + ow);
-                    }
-                }
-                for (; ow < o[2]; ow++)
-                {
-                    var acc = 0f;
-                    var b = baseRow + (long)ow * sw;
-                    for (var t = 0; t < taps; t++) acc = MathF.FusedMultiplyAdd(w[t], b[tapOff[t]], acc);
-                    drow[ow] = Epilogue.Apply(acc, scale, shift, hasScale, act);
-                }
+                var wt = Vector256.Create(w[t]);
+                var p = b + tapOff[t];
+                a0 = Vector256.FusedMultiplyAdd(wt, Vector256.Load(p), a0);
+                a1 = Vector256.FusedMultiplyAdd(wt, Vector256.Load(p + 8), a1);
+                a2 = Vector256.FusedMultiplyAdd(wt, Vector256.Load(p + 16), a2);
+                a3 = Vector256.FusedMultiplyAdd(wt, Vector256.Load(p + 24), a3);
             }
+            Vector256.Store(a0, acc + v);
+            Vector256.Store(a1, acc + v + 8);
+            Vector256.Store(a2, acc + v + 16);
+            Vector256.Store(a3, acc + v + 24);
+        }
+        for (; v <= columns - 8; v += 8)
+        {
+            var a0 = Vector256<float>.Zero;
+            var b = src + v;
+            for (var t = 0; t < taps; t++) a0 = Vector256.FusedMultiplyAdd(Vector256.Create(w[t]), Vector256.Load(b + tapOff[t]), a0);
+            Vector256.Store(a0, acc + v);
+        }
+        for (; v < columns; v++)
+        {
+            var a0 = 0f;
+            var b = src + v;
+            for (var t = 0; t < taps; t++) a0 = MathF.FusedMultiplyAdd(w[t], b[tapOff[t]], a0);
+            acc[v] = a0;
+        }
     }
 
     /// <summary>
@@ -218,7 +314,7 @@ internal static unsafe class ConvKernels
             () => Gemm.PackA(weight.Float32, geo.Groups, mG, cinG, (long)cinG * mG, 1, mG));
         var koff = new int[cinG];
         for (var c = 0; c < cinG; c++) koff[c] = c * inVol;
-        var output = new float[checked(geo.Batch * geo.OutChannels * outVol)];
+        var output = Buffers.Zeroed(checked(geo.Batch * geo.OutChannels * outVol));
         var cols = ArrayPool<float>.Shared.Rent(checked(geo.Groups * mG * inVol));
         try
         {

@@ -53,10 +53,17 @@ internal sealed class Evaluator(int threads)
         }
     }
 
+    /// <summary>Children in order; each intermediate is released once the next child has consumed it (never the input).</summary>
     private Tensor RunChildren(Module m, Tensor x, string path)
     {
-        foreach (var child in m.Children) x = Call(child.Module, x, Join(path, child.Name));
-        return x;
+        var current = x;
+        foreach (var child in m.Children)
+        {
+            var next = Call(child.Module, current, Join(path, child.Name));
+            if (!ReferenceEquals(current, x)) Buffers.Release(current, x, next);
+            current = next;
+        }
+        return current;
     }
 
     // ---- layers -------------------------------------------------------------------------------------------
@@ -170,7 +177,9 @@ internal sealed class Evaluator(int threads)
                     return RunConv(c, x, headPath, new Epilogue(scale, shift, actKind));
                 }
                 var y = RunConv(c, x, headPath, Epilogue.Bias(c.Bias?.RawFloat32));
-                return RunBatchNorm(bn, y, bnPath, actKind);
+                var z = RunBatchNorm(bn, y, bnPath, actKind);
+                Buffers.Release(y, x, z);
+                return z;
             }
             case Linear l:
             {
@@ -182,7 +191,9 @@ internal sealed class Evaluator(int threads)
                     return RunLinear(l, x, headPath, new Epilogue(scale, shift, actKind));
                 }
                 var y = RunLinear(l, x, headPath, Epilogue.Bias(l.Bias?.RawFloat32));
-                return RunBatchNorm(bn, y, bnPath, actKind);
+                var z = RunBatchNorm(bn, y, bnPath, actKind);
+                Buffers.Release(y, x, z);
+                return z;
             }
             case BatchNorm first when bn is null:
                 return RunBatchNorm(first, x, headPath, actKind);

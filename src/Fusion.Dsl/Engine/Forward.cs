@@ -18,6 +18,11 @@ namespace Fusion.Dsl.Engine;
 /// single pass whose write-out adds the bias, applies the BatchNorm's scale and shift and the activation; a
 /// <c>BNReLU</c> is one pass too. A plain <c>Sequential</c> of the same layers runs layer by layer.
 /// </para>
+/// <para>
+/// When no module of the model has hooks (so no intermediate tensor can be observed), the storage of intermediates
+/// is recycled as soon as they are dead, within the pass and across passes; up to 256 MiB of such buffers stay
+/// pooled between passes. Tensors returned to the caller are never reused.
+/// </para>
 /// </summary>
 public static class Forward
 {
@@ -37,6 +42,7 @@ public static class Forward
         if (input.DType != DType.Float32)
             throw new ArgumentException($"the forward input must be float32, got {input.DType} of shape {Tensor.ShapeString(input.Shape)}", nameof(input));
         var threads = (options ?? ForwardOptions.Default).ResolvedThreads;
+        using var recycling = Buffers.Enter(module);
         return new Evaluator(threads).Call(module, input, "");
     }
 }

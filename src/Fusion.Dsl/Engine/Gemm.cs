@@ -146,16 +146,17 @@ internal static unsafe class Gemm
                     var cBase = cData + c.Offset + n * c.ImageStride + g * c.GroupStride;
                     var a = aBase + g * aGroupStride;
                     var tile = stackalloc float[MR * NR];
-                    for (var p = p0; p < p1; p++)
+                    // Row panel outer, column panels inner: each A panel stays in L1 while the tile rows of C are
+                    // written as six sequential streams (column-outer order scatters every tile over M rows).
+                    for (var q = q0; q < q1; q++)
                     {
-                        var v0 = p * NR;
-                        var nc = Math.Min(NR, b.Columns - v0);
-                        var bPanel = bp + (long)(p - p0) * panelFloats;
-                        for (var q = q0; q < q1; q++)
+                        var m0 = q * MR;
+                        var aPanel = a + (long)q * k * MR;
+                        for (var p = p0; p < p1; p++)
                         {
-                            Kernel(a + (long)q * k * MR, bPanel, k, tile);
-                            var m0 = q * MR;
-                            Store(tile, Math.Min(MR, m - m0), nc, v0, m0, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
+                            var v0 = p * NR;
+                            Kernel(aPanel, bp + (long)(p - p0) * panelFloats, k, tile);
+                            Store(tile, Math.Min(MR, m - m0), Math.Min(NR, b.Columns - v0), v0, m0, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
                         }
                     }
                 }
@@ -254,51 +255,69 @@ internal static unsafe class Gemm
         Vector256.Store(c50, tile + 80); Vector256.Store(c51, tile + 88);
     }
 
-    /// <summary>Writes the valid <paramref name="mr"/>×<paramref name="nc"/> part of a tile through the epilogue.</summary>
+    /// <summary>
+    /// Writes the valid <paramref name="mr"/>×<paramref name="nc"/> part of a tile through the epilogue: the epilogue runs
+    /// on whole tile rows in vectors (lanes past <paramref name="nc"/> are never stored), then each run of consecutive
+    /// output columns is copied out (one run unless a Toeplitz view drops columns inside the tile).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Store(float* tile, int mr, int nc, int v0, int m0, int channel0, float* c, int rs, int cs, int* colMap, Epilogue ep)
     {
         var scales = ep.Scale;
         var shifts = ep.Shift;
         var act = ep.Activation;
-        var contiguous = cs == 1 && (colMap == null || (colMap[v0] >= 0 && colMap[v0 + nc - 1] == colMap[v0] + nc - 1));
+        var hasScale = scales is not null;
         for (var r = 0; r < mr; r++)
         {
             var ch = channel0 + m0 + r;
-            var scale = scales is null ? 1f : scales[ch];
-            var shift = shifts is null ? 0f : shifts[ch];
-            var hasScale = scales is not null;
-            var src = tile + r * NR;
-            var row = c + (long)(m0 + r) * rs;
-            if (contiguous)
+            var vs = Vector256.Create(scales is null ? 1f : scales[ch]);
+            var vb = Vector256.Create(shifts is null ? 0f : shifts[ch]);
+            var t = tile + r * NR;
+            Vector256.Store(Epilogue.Apply(Vector256.Load(t), vs, vb, hasScale, act), t);
+            Vector256.Store(Epilogue.Apply(Vector256.Load(t + 8), vs, vb, hasScale, act), t + 8);
+        }
+        if (cs != 1)
+        {
+            // A transposed destination (Linear's [rows, features]): element by element.
+            for (var r = 0; r < mr; r++)
             {
-                var dst = row + (colMap == null ? v0 : colMap[v0]);
-                if (nc == NR)
-                {
-                    var vs = Vector256.Create(scale);
-                    var vb = Vector256.Create(shift);
-                    var x0 = Vector256.Load(src);
-                    var x1 = Vector256.Load(src + 8);
-                    x0 = hasScale ? Vector256.FusedMultiplyAdd(x0, vs, vb) : x0 + vb;
-                    x1 = hasScale ? Vector256.FusedMultiplyAdd(x1, vs, vb) : x1 + vb;
-                    Vector256.Store(Epilogue.Activate(x0, act), dst);
-                    Vector256.Store(Epilogue.Activate(x1, act), dst + 8);
-                }
-                else
-                {
-                    for (var j = 0; j < nc; j++)
-                        dst[j] = Epilogue.Activate(hasScale ? MathF.FusedMultiplyAdd(src[j], scale, shift) : src[j] + shift, act);
-                }
-            }
-            else
-            {
+                var row = c + (long)(m0 + r) * rs;
                 for (var j = 0; j < nc; j++)
                 {
                     var col = colMap == null ? v0 + j : colMap[v0 + j];
-                    if (col < 0) continue;
-                    row[(long)col * cs] = Epilogue.Activate(hasScale ? MathF.FusedMultiplyAdd(src[j], scale, shift) : src[j] + shift, act);
+                    if (col >= 0) row[(long)col * cs] = tile[r * NR + j];
                 }
             }
+            return;
         }
+        if (colMap == null || (colMap[v0] >= 0 && colMap[v0 + nc - 1] == colMap[v0] + nc - 1))
+        {
+            var first = colMap == null ? v0 : colMap[v0];
+            for (var r = 0; r < mr; r++) CopyRun(tile + r * NR, c + (long)(m0 + r) * rs + first, nc);
+            return;
+        }
+        for (var j = 0; j < nc;)
+        {
+            if (colMap[v0 + j] < 0) { j++; continue; }
+            var start = j;
+            while (j + 1 < nc && colMap[v0 + j + 1] == colMap[v0 + j] + 1) j++;
+            j++;
+            var dst = colMap[v0 + start];
+            for (var r = 0; r < mr; r++) CopyRun(tile + r * NR + start, c + (long)(m0 + r) * rs + dst, j - start);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CopyRun(float* src, float* dst, int n)
+    {
+        if (n == NR)
+        {
+            Vector256.Store(Vector256.Load(src), dst);
+            Vector256.Store(Vector256.Load(src + 8), dst + 8);
+            return;
+        }
+        var i = 0;
+        if (n >= 8) { Vector256.Store(Vector256.Load(src), dst); i = 8; }
+        for (; i < n; i++) dst[i] = src[i];
     }
 }

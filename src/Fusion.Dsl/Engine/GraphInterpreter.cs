@@ -9,38 +9,59 @@ namespace Fusion.Dsl.Engine;
 /// Runs a user container's torch.fx-style graph: every node in order (as torch.fx's generated code does, including
 /// nodes whose value is unused), module calls through <see cref="Evaluator.Call"/> at their dotted path, and the free
 /// functions and tensor methods with PyTorch's argument conventions (positional or keyword, torch's defaults).
+/// In-place activations are honoured within the graph (values sharing the overwritten tensor read the result); a
+/// container module that overwrites its own input inside (a Sequential starting with <c>ReLU(inplace=True)</c>) is not
+/// seen from the calling graph, since tensors are immutable values.
 /// </summary>
 internal static class GraphInterpreter
 {
     public static Tensor Run(Evaluator ev, UserModule owner, Graph graph, Tensor input, string path)
     {
         var values = new Dictionary<string, object?>(StringComparer.Ordinal);
+        // Remaining reads of each node's value; when the last one has run, the value is dead and its storage can be
+        // recycled (unless another live value shares it, or it is the graph's input, which the caller owns).
+        var uses = new Dictionary<string, int>(StringComparer.Ordinal);
+        var recycling = Buffers.Recycling;
+        if (recycling)
+            foreach (var node in graph.Nodes)
+                foreach (var r in node.Inputs)
+                    uses[r] = uses.GetValueOrDefault(r) + 1;
+        var live = new Dictionary<float[], int>(ReferenceEqualityComparer.Instance);
         var inputs = 0;
         foreach (var node in graph.Nodes)
         {
+            object? value = null;
+            Tensor? mutated = null;
             switch (node.Op)
             {
                 case NodeOp.Placeholder:
                     if (inputs++ > 0)
                         throw new EngineInputException($"graph node '{node.Name}': the graph takes more than one input, but a forward pass passes one tensor");
-                    values[node.Name] = input;
+                    value = input;
                     break;
                 case NodeOp.GetAttr:
-                    values[node.Name] = Attribute(owner, node);
+                    value = Attribute(owner, node);
                     break;
                 case NodeOp.CallModule:
                 {
                     var args = new Args(node, values, ["input"]);
                     args.Expect(1);
                     var x = args.Tensor(0, "input");
-                    values[node.Name] = ev.Call(ModulePath.Get(owner, node.Target!), x, Evaluator.Join(path, node.Target!));
+                    var module = ModulePath.Get(owner, node.Target!);
+                    value = ev.Call(module, x, Evaluator.Join(path, node.Target!));
+                    if (module is Activation { Inplace: true } or Dropout { Inplace: true }) mutated = x;
                     break;
                 }
                 case NodeOp.CallFunction:
-                    values[node.Name] = Function(ev, node, values);
+                    value = Function(ev, node, values);
+                    if (node.Target is "relu" or "hardsigmoid")
+                    {
+                        var fa = new Args(node, values, ["input", "inplace"]);
+                        if (fa.Flag(1, "inplace")) mutated = fa.Tensor(0, "input");
+                    }
                     break;
                 case NodeOp.CallMethod:
-                    values[node.Name] = Method(ev, node, values);
+                    value = Method(ev, node, values);
                     break;
                 case NodeOp.Output:
                 {
@@ -50,8 +71,45 @@ internal static class GraphInterpreter
                            ?? throw new EngineInputException($"graph output '{node.Name}' is not a tensor (got {Describe(Resolve(node.Args[0], values))}); a forward pass returns one tensor");
                 }
             }
+            values[node.Name] = value;
+            if (recycling && value is Tensor produced && produced.DType == DType.Float32)
+                live[produced.RawFloat32] = live.GetValueOrDefault(produced.RawFloat32) + 1;
+            if (mutated is not null && value is Tensor result) Rebind(values, mutated, result, node.Name, recycling ? live : null, input);
+            if (!recycling) continue;
+            if (value is Tensor unused && unused.DType == DType.Float32 && uses.GetValueOrDefault(node.Name) == 0) Drop(unused, live, input);
+            foreach (var r in node.Inputs)
+                if (--uses[r] == 0 && values[r] is Tensor dead && dead.DType == DType.Float32) Drop(dead, live, input);
         }
         throw new EngineInputException("the graph has no output node");
+    }
+
+    /// <summary>
+    /// PyTorch's in-place operations (<c>ReLU(inplace=True)</c>, <c>F.relu(x, inplace=True)</c>) overwrite their input, so
+    /// every value sharing its storage (the input node and its views) reads the result afterwards. Tensors here are
+    /// immutable, so those values are rebound to the result instead (viewed in each value's own shape). The graph's
+    /// own input is rebound too; the caller's tensor is not changed.
+    /// </summary>
+    private static void Rebind(Dictionary<string, object?> values, Tensor mutated, Tensor result, string producer,
+        Dictionary<float[], int>? live, Tensor input)
+    {
+        if (mutated.DType != DType.Float32 || ReferenceEquals(mutated.RawFloat32, result.RawFloat32) || mutated.Count != result.Count) return;
+        var storage = mutated.RawFloat32;
+        foreach (var name in values.Keys.ToArray())
+        {
+            if (name == producer || values[name] is not Tensor t || t.DType != DType.Float32 || !ReferenceEquals(t.RawFloat32, storage)) continue;
+            var rebound = result.Reshape(t.Dimensions.ToArray());
+            values[name] = rebound;
+            if (live is null || !live.ContainsKey(storage)) continue;
+            live[result.RawFloat32] = live.GetValueOrDefault(result.RawFloat32) + 1;
+            Drop(t, live, input);
+        }
+    }
+
+    /// <summary>One value died: when no live value shares its storage any more, the storage is recycled.</summary>
+    private static void Drop(Tensor dead, Dictionary<float[], int> live, Tensor input)
+    {
+        var storage = dead.RawFloat32;
+        if (--live[storage] == 0) Buffers.Release(dead, input);
     }
 
     private static Tensor Attribute(UserModule owner, GraphNode node)
@@ -74,7 +132,7 @@ internal static class GraphInterpreter
             {
                 var a = new Args(node, values, ["input", "other"]);
                 a.Expect(2);
-                return BinaryOp(node, node.Target == "add" ? TensorOps.Binary.Add : TensorOps.Binary.Mul, a.Value(0, "input"), a.Value(1, "other"));
+                return BinaryOp(node, node.Target == "add" ? TensorOps.Binary.Add : TensorOps.Binary.Mul, a.Value(0, "input"), a.Value(1, "other"), t);
             }
             case "relu":
             case "hardsigmoid":
@@ -166,7 +224,7 @@ internal static class GraphInterpreter
             {
                 var a = new Args(node, values, ["self", "other"]);
                 a.Expect(2);
-                return BinaryOp(node, node.Target == "add" ? TensorOps.Binary.Add : TensorOps.Binary.Mul, a.Value(0, "self"), a.Value(1, "other"));
+                return BinaryOp(node, node.Target == "add" ? TensorOps.Binary.Add : TensorOps.Binary.Mul, a.Value(0, "self"), a.Value(1, "other"), ev.Threads);
             }
             case "relu":
             {
@@ -179,9 +237,9 @@ internal static class GraphInterpreter
         }
     }
 
-    private static object BinaryOp(GraphNode node, TensorOps.Binary op, object? a, object? b) => (a, b) switch
+    private static object BinaryOp(GraphNode node, TensorOps.Binary op, object? a, object? b, int threads) => (a, b) switch
     {
-        (Tensor x, Tensor y) => TensorOps.Apply(op, x, y),
+        (Tensor x, Tensor y) => TensorOps.Apply(op, x, y, threads),
         (Tensor x, long or double) => TensorOps.Apply(op, x, Convert.ToDouble(b, System.Globalization.CultureInfo.InvariantCulture)),
         (long or double, Tensor y) => TensorOps.Apply(op, y, Convert.ToDouble(a, System.Globalization.CultureInfo.InvariantCulture)),
         (long x, long y) => op == TensorOps.Binary.Add ? x + y : x * y,
@@ -255,6 +313,13 @@ internal static class GraphInterpreter
         {
             if (!Has(i, name)) return fallback;
             return Value(i, name) is long l ? l : throw Error(name, "an integer");
+        }
+
+        /// <summary>A boolean argument (absent means false).</summary>
+        public bool Flag(int i, string name)
+        {
+            if (!Has(i, name)) return false;
+            return Value(i, name) is bool b ? b : throw Error(name, "True or False");
         }
 
         public long? OptionalLong(int i, string name)

@@ -24,7 +24,7 @@ internal static unsafe class LinearKernels
         var outF = linear.OutFeatures;
         var rows = ShapeRows(x.Shape);
         int[] shape = [.. x.Shape[..^1], outF];
-        var output = GC.AllocateUninitializedArray<float>(checked(rows * outF));
+        var output = Buffers.Output(checked(rows * outF));
         var weight = linear.Weight;
         if (rows < GemvRows || inF == 0)
         {

@@ -85,7 +85,7 @@ internal static unsafe class NormKernels
         var n = x.Rank == 0 ? 1 : x.Size(0);
         var c = x.Rank < 2 ? 1 : x.Size(1);
         var inner = x.Count / Math.Max(1, n * c);
-        var output = GC.AllocateUninitializedArray<float>(x.Count);
+        var output = Buffers.Output(x.Count);
         var src = x.RawFloat32;
         Par.For(n * c, threads, inner, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int plane) =>
         {

@@ -6,8 +6,6 @@ internal static class Par
     /// <summary>Below this many element operations in total, a job runs on the calling thread.</summary>
     private const long MinParallelWork = 1 << 15;
 
-    public static void For(int count, int threads, Action<int> body) => For(count, threads, long.MaxValue / int.MaxValue, body);
-
     /// <summary>Runs <paramref name="body"/> for 0..count-1; <paramref name="workPerItem"/> estimates each item's cost.</summary>
     public static void For(int count, int threads, long workPerItem, Action<int> body)
     {

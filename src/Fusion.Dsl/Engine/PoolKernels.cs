@@ -1,4 +1,6 @@
+using System.Buffers;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using Fusion.Dsl.Layers;
 using Fusion.Dsl.Tensors;
 
@@ -22,41 +24,95 @@ internal static unsafe class PoolKernels
         int ph = m.Padding[0], pw = m.Padding[1], dh = m.Dilation[0], dw = m.Dilation[1];
         var oh = OutSize(h, kh, sh, ph, dh, m.CeilMode, "MaxPool2d");
         var ow = OutSize(w, kw, sw, pw, dw, m.CeilMode, "MaxPool2d");
-        var output = GC.AllocateUninitializedArray<float>(checked(n * c * oh * ow));
+        var output = Buffers.Output(checked(n * c * oh * ow));
         var src = x.RawFloat32;
-        Par.For(n * c, threads, (long)oh * ow * kh * kw, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int plane) =>
+        var g = new MaxGeometry(h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw);
+        Par.For(n * c, threads, (long)h * w * (kw + 2), (int plane) =>
         {
-            fixed (float* s0 = src, d0 = output)
+            var scratch = ArrayPool<float>.Shared.Rent(g.ScratchFloats);
+            try
             {
-                var s = s0 + (long)plane * h * w;
-                var d = d0 + (long)plane * oh * ow;
-                for (var y = 0; y < oh; y++)
-                {
-                    var y0 = y * sh - ph;
-                    for (var xo = 0; xo < ow; xo++)
-                    {
-                        var x0 = xo * sw - pw;
-                        var best = float.NegativeInfinity;
-                        for (var i = 0; i < kh; i++)
-                        {
-                            var yy = y0 + i * dh;
-                            if ((uint)yy >= (uint)h) continue;
-                            var row = s + (long)yy * w;
-                            for (var j = 0; j < kw; j++)
-                            {
-                                var xx = x0 + j * dw;
-                                if ((uint)xx >= (uint)w) continue;
-                                var v = row[xx];
-                                // PyTorch: a NaN in the window wins.
-                                if (v > best || float.IsNaN(v)) best = v;
-                            }
-                        }
-                        d[(long)y * ow + xo] = best;
-                    }
-                }
+                fixed (float* s0 = src, d0 = output, sc = scratch)
+                    MaxPlane(s0 + (long)plane * h * w, d0 + (long)plane * oh * ow, sc, g);
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(scratch);
             }
         });
         return Tensor.Adopt(output, [n, c, oh, ow]);
+    }
+
+    /// <summary>The sizes of one max-pool call, and the scratch one plane needs.</summary>
+    private sealed record MaxGeometry(int H, int W, int OH, int OW, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW)
+    {
+        /// <summary>Length of one stride phase of a padded row: every <c>ox + tap/SW</c> a window reads.</summary>
+        public int PhaseLength => OW + (KW - 1) * DW / SW + 1;
+        /// <summary>The padded row (-inf outside the input) covering every window, ceil_mode included.</summary>
+        public int PaddedLength => PhaseLength * SW;
+        public int ScratchFloats => PaddedLength + PhaseLength * SW + H * OW + 8;
+    }
+
+    /// <summary>
+    /// One plane, separably (max is associative, and IEEE maximum lets a NaN win as PyTorch's does): each input row is
+    /// padded with -inf and split into its stride phases so every tap reads a contiguous run, reduced over the kernel
+    /// width with vector maxima; then output rows take the maximum of their kernel's rows.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MaxPlane(float* src, float* dst, float* scratch, MaxGeometry g)
+    {
+        var padded = scratch;
+        var phases = padded + g.PaddedLength;
+        var rows = phases + g.PhaseLength * g.SW;
+        var phaseLen = g.PhaseLength;
+        for (var y = 0; y < g.H; y++)
+        {
+            // Padded position q holds input column q - PW.
+            var row = src + (long)y * g.W;
+            var left = Math.Min(g.PW, g.PaddedLength);
+            var copy = Math.Clamp(g.PaddedLength - g.PW, 0, g.W);
+            new Span<float>(padded, left).Fill(float.NegativeInfinity);
+            new ReadOnlySpan<float>(row, copy).CopyTo(new Span<float>(padded + left, copy));
+            new Span<float>(padded + left + copy, g.PaddedLength - left - copy).Fill(float.NegativeInfinity);
+            float* phase;
+            if (g.SW == 1) phase = padded;
+            else
+            {
+                phase = phases;
+                RowOps.Deinterleave(padded, phases, phaseLen, g.SW, phaseLen);
+            }
+            var hrow = rows + (long)y * g.OW;
+            for (var j = 0; j < g.KW; j++)
+            {
+                var t = j * g.DW;
+                var run = phase + (t % g.SW) * phaseLen + t / g.SW;
+                if (j == 0) new ReadOnlySpan<float>(run, g.OW).CopyTo(new Span<float>(hrow, g.OW));
+                else MaxInto(hrow, run, g.OW);
+            }
+        }
+        for (var oy = 0; oy < g.OH; oy++)
+        {
+            var drow = dst + (long)oy * g.OW;
+            var first = true;
+            for (var i = 0; i < g.KH; i++)
+            {
+                var yy = oy * g.SH - g.PH + i * g.DH;
+                if ((uint)yy >= (uint)g.H) continue;
+                if (first) new ReadOnlySpan<float>(rows + (long)yy * g.OW, g.OW).CopyTo(new Span<float>(drow, g.OW));
+                else MaxInto(drow, rows + (long)yy * g.OW, g.OW);
+                first = false;
+            }
+            if (first) new Span<float>(drow, g.OW).Fill(float.NegativeInfinity);
+        }
+    }
+
+    /// <summary><c>acc[i] = max(acc[i], x[i])</c>, NaN-propagating.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MaxInto(float* acc, float* x, int n)
+    {
+        var i = 0;
+        for (; i <= n - 8; i += 8) Vector256.Store(Vector256.Max(Vector256.Load(acc + i), Vector256.Load(x + i)), acc + i);
+        for (; i < n; i++) acc[i] = MathF.Max(acc[i], x[i]);
     }
 
     public static Tensor AvgPool(AvgPool2d m, Tensor x, int threads)
@@ -66,7 +122,7 @@ internal static unsafe class PoolKernels
         int ph = m.Padding[0], pw = m.Padding[1];
         var oh = OutSize(h, kh, sh, ph, 1, m.CeilMode, "AvgPool2d");
         var ow = OutSize(w, kw, sw, pw, 1, m.CeilMode, "AvgPool2d");
-        var output = GC.AllocateUninitializedArray<float>(checked(n * c * oh * ow));
+        var output = Buffers.Output(checked(n * c * oh * ow));
         var src = x.RawFloat32;
         var includePad = m.CountIncludePad;
         Par.For(n * c, threads, (long)oh * ow * kh * kw, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int plane) =>
@@ -112,7 +168,7 @@ internal static unsafe class PoolKernels
         var oh = outH ?? h;
         var ow = outW ?? w;
         if (oh <= 0 || ow <= 0) throw new EngineInputException($"adaptive_avg_pool2d: output size ({oh}, {ow}) must be positive");
-        var output = GC.AllocateUninitializedArray<float>(checked(n * c * oh * ow));
+        var output = Buffers.Output(checked(n * c * oh * ow));
         var src = x.RawFloat32;
         Par.For(n * c, threads, (long)h * w, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int plane) =>
         {

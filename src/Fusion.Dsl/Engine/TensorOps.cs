@@ -7,17 +7,19 @@ namespace Fusion.Dsl.Engine;
 /// <summary>The element-wise and shape operations the forward graphs use, with PyTorch's broadcasting and dimension rules.</summary>
 internal static unsafe class TensorOps
 {
+    /// <summary>Elements per work item of the element-wise operations (64 KiB of floats: cache-sized, enough to amortise a task).</summary>
+    private const int Chunk = 1 << 14;
+
     /// <summary>An activation over every element.</summary>
     public static Tensor Activation(Tensor x, Act act, int threads)
     {
-        var output = GC.AllocateUninitializedArray<float>(x.Count);
+        var output = Buffers.Output(x.Count);
         var src = x.RawFloat32;
-        const int chunk = 1 << 14;
-        var chunks = (x.Count + chunk - 1) / chunk;
-        Par.For(chunks, threads, chunk, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int i) =>
+        var chunks = (x.Count + Chunk - 1) / Chunk;
+        Par.For(chunks, threads, Chunk, (int i) =>
         {
-            var start = i * chunk;
-            var len = Math.Min(chunk, src.Length - start);
+            var start = i * Chunk;
+            var len = Math.Min(Chunk, src.Length - start);
             fixed (float* s = src, d = output) Epilogue.ApplyRun(s + start, d + start, len, 1f, 0f, false, act);
         });
         return Tensor.Adopt(output, x.Shape.ToArray());
@@ -28,15 +30,20 @@ internal static unsafe class TensorOps
 
     /// <summary><c>a op b</c> with PyTorch's broadcasting (trailing dimensions aligned; size 1 stretches).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static Tensor Apply(Binary op, Tensor a, Tensor b)
+    public static Tensor Apply(Binary op, Tensor a, Tensor b, int threads)
     {
         var shape = BroadcastShape(a.Shape, b.Shape);
         var count = Tensor.Product(shape);
-        var output = GC.AllocateUninitializedArray<float>(count);
+        var output = Buffers.Output(count);
         float[] x = a.RawFloat32, y = b.RawFloat32;
         if (a.Shape.SequenceEqual(b.Shape))
         {
-            fixed (float* px = x, py = y, pd = output) Same(op, px, py, pd, count);
+            var chunks = (count + Chunk - 1) / Chunk;
+            Par.For(chunks, threads, Chunk, (int i) =>
+            {
+                var start = i * Chunk;
+                fixed (float* px = x, py = y, pd = output) Same(op, px + start, py + start, pd + start, Math.Min(Chunk, count - start));
+            });
         }
         else
         {
@@ -81,7 +88,7 @@ internal static unsafe class TensorOps
     {
         var s = (float)scalar;
         var src = a.RawFloat32;
-        var output = GC.AllocateUninitializedArray<float>(src.Length);
+        var output = Buffers.Output(src.Length);
         for (var i = 0; i < src.Length; i++) output[i] = op == Binary.Add ? src[i] + s : src[i] * s;
         return Tensor.Adopt(output, a.Shape.ToArray());
     }
@@ -187,7 +194,7 @@ internal static unsafe class TensorOps
         for (var i = 0; i < d; i++) outer *= shape[i];
         var inner = 1;
         for (var i = d + 1; i < shape.Length; i++) inner *= shape[i];
-        var output = new float[Tensor.Product(shape)];
+        var output = Buffers.Output(Tensor.Product(shape));
         var offset = 0;
         foreach (var p in parts)
         {

@@ -9,12 +9,7 @@ open Expecto
 open Fusion.Dsl.Engine
 open Fusion.Dsl.IO
 open Fusion.Dsl.Tests
-
-let private close (what: string) (actual: Fusion.Dsl.Tensors.Tensor) (expected: Fusion.Dsl.Tensors.Tensor) rtol atol =
-    Expect.sequenceEqual (actual.Dimensions) (expected.Dimensions) $"{what}: shape"
-    let diff = actual.MaxAbsDiff expected
-    let bound = atol + rtol * expected.MaxAbs()
-    Expect.isTrue (diff <= bound) $"{what}: max|a-b| = {diff} exceeds atol + rtol*max|b| = {bound}"
+open Fusion.Dsl.Tests.Engine.EngineSupport
 
 /// The case's `expect.outcome`, read from the JSON alone so that listing the tests does not load every tensor file.
 let private outcomeOf (json: string) =
@@ -32,11 +27,13 @@ let tests =
                 | null ->
                     let e = Support.throwsOf<ForwardException> (fun () -> Forward.Run(c.Model, c.Input) |> ignore)
                     Expect.isNotEmpty e.ModulePath $"names the module that cannot run (PyTorch: {c.ReferenceError})"
-                | expected -> close "unfused" (Forward.Run(c.Model, c.Input)) expected c.Rtol c.Atol
+                | expected -> expectClose "unfused" c.Rtol c.Atol (Forward.Run(c.Model, c.Input)) expected
             }
             if outcomeOf json = "fused" then
                 test $"{name}: PyTorch's fused model reproduces PyTorch's fused output" {
                     let c = FixtureCase.Load json
-                    close "fused" (Forward.Run(nonNull c.FusedModel, c.Input)) (nonNull c.FusedOutput) c.Rtol c.Atol
+                    match c.FusedModel, c.FusedOutput with
+                    | null, _ | _, null -> failtest "a fused case without its fused model or output"
+                    | fused, expected -> expectClose "fused" c.Rtol c.Atol (Forward.Run(fused, c.Input)) expected
                 }
     ]

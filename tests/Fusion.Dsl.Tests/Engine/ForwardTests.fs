@@ -7,6 +7,7 @@ open System.Collections.Generic
 open Expecto
 open Fusion.Dsl.Algebra
 open Fusion.Dsl.Engine
+open Fusion.Dsl.Graphs
 open Fusion.Dsl.Layers
 open Fusion.Dsl.Tensors
 open Fusion.Dsl.Tests
@@ -133,11 +134,14 @@ let tests =
             Expect.stringContains e.Message "[3, 3]" "padded input"
             Expect.stringContains e.Message "[5, 5]" "kernel"
         }
-        test "Dropout is the identity in eval mode and refused in training mode" {
+        test "Dropout is the identity in eval mode and refused in training mode unless p is 0 or 1" {
             let x = randomTensor (Random 4) [| 3; 4 |]
             Expect.isTrue (obj.ReferenceEquals(Forward.Run(Dropout.Create(0.3), x), x)) "eval: identity"
             let e = Support.throwsOf<ForwardException> (fun () -> Forward.Run(Dropout.Create(0.3, training = true), x) |> ignore)
             Expect.stringContains e.Message "random" "explains why"
+            // ATen: p = 0 keeps every element, p = 1 returns zeros_like(input); neither is random.
+            Expect.isTrue (obj.ReferenceEquals(Forward.Run(Dropout.Create(0.0, training = true), x), x)) "training, p = 0"
+            Expect.sequenceEqual ((Forward.Run(Dropout.Create(1.0, training = true), x)).ToArray()) (Array.zeroCreate 12) "training, p = 1"
         }
         test "a graph-less user container is refused with its name; QuantStub and DeQuantStub are the identity" {
             let x = randomTensor (Random 5) [| 2; 2 |]
@@ -157,6 +161,48 @@ let tests =
                     Conv.Create(2, 4, 4, [| 3 |], groups = 4, seed = 2), act ActivationKind.Hardswish, MaxPool2d.Create([| 2 |]))
             Forward.Run(model, x) |> ignore
             Expect.sequenceEqual (x.ToArray()) copy "input bits unchanged"
+        }
+        test "recycled intermediate buffers change nothing: results equal a hooked (non-recycling) pass bit for bit, and earlier results stay intact" {
+            let noop = ForwardHook("no-op", Func<Module, Tensor, Tensor, Tensor | null>(fun _ _ _ -> null))
+            for name in [ "resnet18"; "mobilenet_v2" ] do
+                let z = Fusion.Dsl.Zoo.ModelZoo.Create(name, seed = 3, randomizeBatchNorm = true)
+                let fused = Fusion.Dsl.Fuser.FuseModules(z.Model, z.FuseGroups |> Seq.map (fun g -> g :> seq<string>))
+                for model in [ z.Model; fused ] do
+                    let x1 = randomTensor (Random 1) [| 2; 3; 48; 48 |]
+                    let x2 = randomTensor (Random 2) [| 2; 3; 48; 48 |]
+                    let y1 = Forward.Run(model, x1)
+                    let y1Bits = y1.ToArray()
+                    let y2 = Forward.Run(model, x2)
+                    // A hook anywhere turns recycling off for the whole pass.
+                    let hooked = model.AddHook noop
+                    expectSameBits $"{name}: recycled vs fresh buffers" (Forward.Run(model, x1)) (Forward.Run(hooked, x1))
+                    expectSameBits $"{name}: second input" y2 (Forward.Run(hooked, x2))
+                    Expect.sequenceEqual (y1.ToArray()) y1Bits $"{name}: an earlier result is never overwritten"
+        }
+        test "a graph whose values are views, reused, and unused keeps every live value intact while buffers are recycled" {
+            // a = conv x; an unused conv a; f = flatten a (a view); b = conv a (a's last direct use); c = conv b (the first
+            // allocation after a's node is dead, while its view f is still live); r = relu f; s = reshape r + c.
+            let conv = Conv.Create(2, 2, 2, [| 3 |], padding = ConvPadding.Explicit 1, seed = 4)
+            let ref' (n: string) = GraphArg.Ref n
+            let k (v: int64) = GraphArg.Const(box v)
+            let g =
+                Graph(
+                    [ GraphNode(NodeOp.Placeholder, "x")
+                      GraphNode(NodeOp.CallModule, "a", "conv", [ ref' "x" ])
+                      GraphNode(NodeOp.CallModule, "unused", "conv", [ ref' "a" ])
+                      GraphNode(NodeOp.CallFunction, "f", "flatten", [ ref' "a"; k 1L ])
+                      GraphNode(NodeOp.CallModule, "b", "conv", [ ref' "a" ])
+                      GraphNode(NodeOp.CallModule, "c", "conv", [ ref' "b" ])
+                      GraphNode(NodeOp.CallFunction, "r", "relu", [ ref' "f" ])
+                      GraphNode(NodeOp.CallMethod, "rb", "reshape", [ ref' "r"; k -1L; k 2L; k 48L; k 48L ])
+                      GraphNode(NodeOp.CallFunction, "s", "add", [ ref' "rb"; ref' "c" ])
+                      GraphNode(NodeOp.Output, "out", args = [ ref' "s" ]) ])
+            let net = UserModule.Create("Net", ModuleChildren.Create([| struct ("conv", conv :> Module) |]), g)
+            let x = randomTensor (Random 5) [| 1; 2; 48; 48 |]
+            let a = Forward.Run(conv, x)
+            let c = Forward.Run(conv, Forward.Run(conv, a))
+            let expected = tensorOf (Array.map2 (fun av cv -> max av 0f + cv) (a.ToArray()) (c.ToArray())) [| 1; 2; 48; 48 |]
+            for _ in 1 .. 3 do expectSameBits "graph" (Forward.Run(net, x)) expected
         }
         test "a non-positive thread count is refused" {
             let e = Support.throwsOf<ArgumentOutOfRangeException> (fun () -> Forward.Run(Identity.Create(), Tensor.Zeros(1), ForwardOptions(Threads = Nullable 0)) |> ignore)

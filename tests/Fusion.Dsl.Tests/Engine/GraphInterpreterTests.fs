@@ -113,6 +113,29 @@ let tests =
             expectSameBits "block.conv" y (Forward.Run(conv, x))
             Expect.sequenceEqual log [ "relu" ] "the unused call ran once, as torch.fx's code does"
         }
+        test "an in-place activation is seen by every value sharing its input, as PyTorch's aliasing makes it" {
+            // a = conv x; v = a.flatten(1) (a view of a); r = ReLU(inplace=True)(a); s = a + r; t = s + v.reshape(a's shape)
+            // PyTorch: a, v and r all read relu(conv x) after the in-place call, so t = 3 relu(conv x).
+            let conv = Conv.Create(2, 2, 2, [| 3 |], padding = ConvPadding.Explicit 1, seed = 6)
+            let x = randomTensor (Random 9) [| 1; 2; 48; 48 |]
+            let relu = (Forward.Run(conv, x)).ToArray() |> Array.map (fun v -> max v 0f)
+            let expected = tensorOf (relu |> Array.map (fun v -> v + v + v)) [| 1; 2; 48; 48 |]
+            let graphWith (inplaceCall: GraphNode) =
+                [ callModule "a" "conv" "x"
+                  fn "v" "flatten" [ r "a"; c (box 1L) ] []
+                  inplaceCall
+                  fn "s" "add" [ r "a"; r "r" ] []
+                  meth "vb" "reshape" [ r "v"; ints [ 1; 2; 48; 48 ] ] []
+                  fn "t" "add" [ r "s"; r "vb" ] []
+                  output "t" ]
+            let children = [ "conv", conv :> Module; "relu", Activation.Create(ActivationKind.ReLU, inplace = true) :> Module ]
+            expectSameBits "ReLU(inplace=True) module" (run children (graphWith (callModule "r" "relu" "a")) x) expected
+            expectSameBits "F.relu(x, inplace=True)" (run children (graphWith (fn "r" "relu" [ r "a" ] [ "inplace", c (box true) ])) x) expected
+            // Without inplace, a keeps its value: t = (a + relu a) + a.
+            let plain = run children (graphWith (fn "r" "relu" [ r "a" ] [])) x
+            let a = (Forward.Run(conv, x)).ToArray()
+            expectSameBits "F.relu(x)" plain (tensorOf (Array.map2 (fun av rv -> av + rv + av) a relu) [| 1; 2; 48; 48 |])
+        }
         test "an unknown keyword and a wrong argument kind are named" {
             let x = randomTensor (Random 8) [| 2; 3 |]
             let e1 = Support.throwsOf<ForwardException> (fun () -> run [] [ fn "y" "flatten" [ r "x" ] [ "start", c (box 1L) ]; output "y" ] x |> ignore)
