@@ -9,7 +9,8 @@ public static class Program
         usage: fusion <command> [arguments]
 
         commands:
-          inspect MODEL.json | --model NAME      print a model's tree with parameter counts
+          inspect MODEL.json | --model NAME [--weights STATE_DICT.safetensors]
+                                                 print a model's tree with parameter counts
           fuse MODEL.json | --model NAME (--groups "a,b;c,d" | --groups-file F) [--qat] [--out FILE]
                                                  fuse groups as PyTorch's fuse_modules does, verify, optionally write
           conformance PATH...                    run fusion-fixture/1 cases (files or folders) against PyTorch's results
@@ -42,6 +43,11 @@ public static class Program
             };
         }
         catch (Fusion.Dsl.IO.ModelFormatException e)
+        {
+            Console.Error.WriteLine($"fusion: {e.Message}");
+            return 1;
+        }
+        catch (Fusion.Dsl.IO.StateDictException e)
         {
             Console.Error.WriteLine($"fusion: {e.Message}");
             return 1;

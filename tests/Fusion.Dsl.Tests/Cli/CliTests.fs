@@ -111,3 +111,24 @@ let autoTests =
             Expect.stringContains err "extended" "lists the choices"
         }
     ]
+
+[<Tests>]
+let weightsTests =
+    testList "Cli.Weights" [
+        test "--weights loads a safetensors state_dict into a zoo model, and a wrong one is refused by key" {
+            let dir = temp ()
+            let z = Fusion.Dsl.Zoo.ModelZoo.Create("resnet18", seed = 5)
+            let f = Path.Combine(dir, "resnet18.safetensors")
+            SafeTensors.Write(f, z.Model.StateDict(), null)
+            let outPath = Path.Combine(dir, "fused.json")
+            let code, out, err = run [ "fuse"; "--model"; "resnet18"; "--weights"; f; "--out"; outPath ]
+            Expect.equal code 0 (out + err)
+            let expected = Fuser.FuseModules(z.Model, z.FuseGroups |> Seq.map (fun g -> g :> seq<string>))
+            Expect.equal (ModelFile.Read outPath) expected "the fused model carries the loaded weights"
+            let bad = Path.Combine(dir, "bad.safetensors")
+            SafeTensors.Write(bad, z.Model.StateDict() |> Seq.filter (fun kv -> kv.Key <> "fc.bias"), null)
+            let code2, _, err2 = run [ "inspect"; "--model"; "resnet18"; "--weights"; bad ]
+            Expect.equal code2 1 "refused"
+            Expect.stringContains err2 "fc.bias" "names the missing key"
+        }
+    ]
