@@ -9,13 +9,15 @@ public static class Program
         usage: fusion <command> [arguments]
 
         commands:
-          inspect MODEL.json | --model NAME      print a model's tree with parameter counts
+          inspect MODEL.json | --model NAME [--weights STATE_DICT.safetensors]
+                                                 print a model's tree with parameter counts
           fuse MODEL.json | --model NAME (--groups "a,b;c,d" | --groups-file F) [--qat] [--out FILE]
                                                  fuse groups as PyTorch's fuse_modules does, verify, optionally write
           conformance PATH...                    run fusion-fixture/1 cases (files or folders) against PyTorch's results
           demo [--model NAME]                    fuse a zoo network with torchvision's groups and report
           bench --model NAME [--threads N] [--json]   time fusion and forward passes
-          auto MODEL.json | --model NAME [--json] [--rules default|extended]   find every fusable group
+          auto MODEL.json | --model NAME [--json] [--rules default|extended] [--qat]
+                                                 find every group the rules can fuse safely
         """;
 
     /// <summary>Entry point; returns 0 on success, 1 when the operation is refused or fails, 2 on a usage error.</summary>
@@ -36,10 +38,16 @@ public static class Program
                 "conformance" => ConformanceCommand.Run(rest),
                 "demo" => DemoCommand.Run(rest),
                 "bench" => BenchCommand.Run(rest),
+                "auto" => AutoCommand.Run(rest),
                 _ => throw new UsageException($"unknown command '{args[0]}'"),
             };
         }
         catch (Fusion.Dsl.IO.ModelFormatException e)
+        {
+            Console.Error.WriteLine($"fusion: {e.Message}");
+            return 1;
+        }
+        catch (Fusion.Dsl.IO.StateDictException e)
         {
             Console.Error.WriteLine($"fusion: {e.Message}");
             return 1;

@@ -31,3 +31,12 @@ let tryModules groups model = attempt (fun () -> modules groups model)
 
 [<CompiledName("TryModulesQat")>]
 let tryModulesQat groups model = attempt (fun () -> modulesQat groups model)
+
+let private toLists (groups: System.Collections.Generic.IReadOnlyList<System.Collections.Generic.IReadOnlyList<string>>) =
+    [ for g in groups -> List.ofSeq g ]
+
+[<CompiledName("Auto")>]
+let auto (model: Module) = toLists (Fuser.FindFusableGroups(model, RuleSet.Default))
+
+[<CompiledName("AutoWith")>]
+let autoWith (rules: RuleSet) (model: Module) = toLists (Fuser.FindFusableGroups(model, rules))

@@ -26,3 +26,10 @@ val tryModules: groups: string list list -> model: Module -> Result<Module, Fusi
 /// QAT fusion returning the refusal as a value.
 [<CompiledName("TryModulesQat")>]
 val tryModulesQat: groups: string list list -> model: Module -> Result<Module, FusionException>
+/// Every group the default rules can fuse, honouring the dataflow safety check, in the list-of-lists form
+/// `modules` takes (on torchvision's quantizable networks: exactly the groups their own fuse_model() fuses).
+[<CompiledName("Auto")>]
+val auto: model: Module -> string list list
+/// Every group the given rules can fuse (e.g. `RuleSet.Extended` for this project's extra patterns).
+[<CompiledName("AutoWith")>]
+val autoWith: rules: RuleSet -> model: Module -> string list list

@@ -2,6 +2,7 @@ using System.Collections;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Fusion.Dsl.Algebra;
+using Fusion.Dsl.Analysis;
 using Fusion.Dsl.Rules;
 
 namespace Fusion.Dsl;
@@ -28,8 +29,16 @@ public sealed class FuseOptions
     /// <summary>Further rules (with guards) applied over <see cref="Rules"/> before the mapping; a rule for an existing pattern wins.</summary>
     public IReadOnlyList<FusionRule>? AdditionalRules { get; init; }
 
-    /// <summary>The base rules; PyTorch's defaults unless replaced.</summary>
+    /// <summary>The base rules; PyTorch's defaults unless replaced (<see cref="RuleSet.Extended"/> adds this project's patterns).</summary>
     public RuleSet Rules { get; init; } = RuleSet.Default;
+
+    /// <summary>
+    /// Force PyTorch's behaviour: fuse a group even when the model's dataflow shows it is unsafe (a member's output also read
+    /// elsewhere, or a member called from several places, such as torchvision's non-quantizable <c>BasicBlock</c> reusing
+    /// <c>self.relu</c> after the residual add). False by default: such a group is refused with
+    /// <see cref="FusionErrorKind.UnsafeDataflow"/>, naming the other call sites and readers.
+    /// </summary>
+    public bool AllowUnsafeDataflow { get; init; }
 
     /// <summary>The rules in effect: <see cref="Rules"/> overridden by <see cref="AdditionalRules"/>, then by the mapping.</summary>
     /// <exception cref="ArgumentException"><see cref="Rules"/> is null, or a mapping entry has a null key or function.</exception>
@@ -138,8 +147,42 @@ public static class Fuser
                 "FuseOptions: a custom FuserFunc replaces the rules, so AdditionalRules / AdditionalFuserMethodMapping would be ignored; " +
                 "give either the fuser function or the additional rules");
         var plan = FusionPlan.Create(list, isQat, options.FuserFunc is null ? options.EffectiveRules() : options.Rules ?? RuleSet.Default,
-            options.FuserFunc);
+            options.FuserFunc, options.AllowUnsafeDataflow);
         return plan.Apply(model);
+    }
+
+    /// <summary>
+    /// Finds the groups <paramref name="rules"/> can fuse in <paramref name="model"/>, in the list-of-lists form
+    /// <see cref="FuseModules(Module, IEnumerable{IEnumerable{string}}, FuseOptions?)"/> takes: runs of modules where each one's
+    /// output is read by the next alone and no member runs from two places (the dataflow check always holds for them), that a rule
+    /// matches, in one mode, whose hooks fusion can keep and whose rule guards hold for the requested form. At each module the longest
+    /// fusable run wins (Conv+BN+ReLU over Conv+BN). Groups are ordered as torchvision's <c>fuse_model()</c> lists them: by the
+    /// <c>named_modules()</c> position of the innermost container holding the group, then by execution order. Only modules whose
+    /// dataflow is known are considered (see <see cref="Dataflow"/>): a graph-less user container that runs as a whole is skipped.
+    /// </summary>
+    /// <param name="model">The model; unchanged.</param>
+    /// <param name="rules">The rules to match; PyTorch's defaults (<see cref="RuleSet.Default"/>) when null.</param>
+    /// <param name="isQat">Find groups for <c>fuse_modules_qat</c> (guards checked for the QAT forms) instead of <c>fuse_modules</c>.</param>
+    public static IReadOnlyList<IReadOnlyList<string>> FindFusableGroups(Module model, RuleSet? rules = null, bool isQat = false)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return GroupDiscovery.Find(model, rules ?? RuleSet.Default, isQat);
+    }
+
+    /// <summary>
+    /// <see cref="FindFusableGroups(Module, RuleSet?, bool)"/> with the rules in effect for <paramref name="options"/>
+    /// (<see cref="FuseOptions.EffectiveRules"/>), so that the groups found are the ones
+    /// <c>FuseModules(model, groups, options)</c> fuses.
+    /// </summary>
+    /// <exception cref="ArgumentException">The options carry a custom <see cref="FuseOptions.FuserFunc"/>: it has no patterns to find.</exception>
+    public static IReadOnlyList<IReadOnlyList<string>> FindFusableGroups(Module model, FuseOptions options, bool isQat = false)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.FuserFunc is not null)
+            throw new ArgumentException("FuseOptions: a custom FuserFunc has no patterns, so no groups can be found for it; " +
+                                        "pass rules (FuseOptions.Rules / AdditionalRules) instead");
+        return GroupDiscovery.Find(model, options.EffectiveRules(), isQat);
     }
 
     private static T CheckNotNull<T>(T? value) where T : class

@@ -9,7 +9,7 @@ namespace Fusion.Cli.Commands;
 /// with a probe input for verification and, for zoo models, torchvision's fusion groups.</summary>
 internal sealed record ModelSource(string Label, Module Model, Tensor? ProbeInput, IReadOnlyList<IReadOnlyList<string>>? ZooGroups)
 {
-    public static readonly string[] Options = ["model", "seed", "input-shape"];
+    public static readonly string[] Options = ["model", "seed", "input-shape", "weights"];
 
     /// <summary>Loads the model from the first positional argument or <c>--model</c>.</summary>
     /// <exception cref="UsageException">Neither or both were given, or the zoo name is unknown.</exception>
@@ -25,8 +25,12 @@ internal sealed record ModelSource(string Label, Module Model, Tensor? ProbeInpu
             if (!ModelZoo.Names.Contains(name)) throw new UsageException($"unknown model '{name}'; the zoo has {string.Join(", ", ModelZoo.Names)}");
             // Random BatchNorm statistics make the folding non-trivial, as the PyTorch fixtures do.
             var z = ModelZoo.Create(name, seed: seed, randomizeBatchNorm: true);
-            return new ModelSource(name, z.Model, Probe(shape ?? z.InputShape, seed), z.FuseGroups);
+            var model = z.Model;
+            // Real weights: a safetensors state_dict under torchvision's key names (e.g. saved with safetensors.torch.save_file).
+            if (a.Option("weights") is { } weights) model = StateDict.Load(model, SafeTensors.Read(weights));
+            return new ModelSource(name, model, Probe(shape ?? z.InputShape, seed), z.FuseGroups);
         }
+        if (a.Option("weights") is not null) throw new UsageException("--weights goes with --model NAME; a model file carries its own tensors");
         var content = ModelFile.ReadContent(file!);
         var probe = shape is not null ? Probe(shape, seed) : content.Input;
         return new ModelSource(file!, content.Model, probe, null);

@@ -28,11 +28,12 @@ public static class BatchNormFolding
             throw new ArgumentException($"{conv.TypeName} is transposed: its output channel is weight dimension 1; use {nameof(FoldConvTransposeBn)}");
         var f = Factors(conv.TypeName, conv.Training, conv.OutChannels, bn, allowSingleFeature: false);
         var w = conv.Weight.RawFloat32;
-        var scaled = new float[w.Length];
+        // Every element is written below, so the array need not be zeroed first.
+        var scaled = GC.AllocateUninitializedArray<float>(w.Length);
         // Weight [out, in/groups, *kernel]: each output channel owns one contiguous block.
         var block = w.Length / conv.OutChannels;
-        for (var c = 0; c < conv.OutChannels; c++)
-            ScaleBlock(w, scaled, c * block, block, f.Scale[c]);
+        var scale = f.Scale.AsArray() ?? f.Scale.ToArray();
+        ForBlocks(conv.OutChannels, w.Length, c => ScaleBlock(w, scaled, c * block, block, scale[c]));
         return conv.WithParameters(Tensor.Adopt(scaled, [.. conv.Weight.Shape]), FoldBias(conv.Bias, f, conv.OutChannels));
     }
 
@@ -53,16 +54,17 @@ public static class BatchNormFolding
             throw new ArgumentException($"{conv.TypeName} is not transposed: its output channel is weight dimension 0; use {nameof(FoldConvBn)}");
         var f = Factors(conv.TypeName, conv.Training, conv.OutChannels, bn, allowSingleFeature: false);
         var w = conv.Weight.RawFloat32;
-        var scaled = new float[w.Length];
+        var scaled = GC.AllocateUninitializedArray<float>(w.Length);
         var outPerGroup = conv.OutChannels / conv.Groups;
         var inPerGroup = conv.InChannels / conv.Groups;
         var kernel = w.Length / (conv.InChannels * outPerGroup);
-        for (var i = 0; i < conv.InChannels; i++)
+        var scale = f.Scale.AsArray() ?? f.Scale.ToArray();
+        ForBlocks(conv.InChannels, w.Length, i =>
         {
             var firstChannel = i / inPerGroup * outPerGroup;
             for (var j = 0; j < outPerGroup; j++)
-                ScaleBlock(w, scaled, (i * outPerGroup + j) * kernel, kernel, f.Scale[firstChannel + j]);
-        }
+                ScaleBlock(w, scaled, (i * outPerGroup + j) * kernel, kernel, scale[firstChannel + j]);
+        });
         return conv.WithParameters(Tensor.Adopt(scaled, [.. conv.Weight.Shape]), FoldBias(conv.Bias, f, conv.OutChannels));
     }
 
@@ -80,10 +82,10 @@ public static class BatchNormFolding
         ArgumentNullException.ThrowIfNull(bn);
         var f = Factors(linear.TypeName, linear.Training, linear.OutFeatures, bn, allowSingleFeature: true);
         var w = linear.Weight.RawFloat32;
-        var scaled = new float[w.Length];
+        var scaled = GC.AllocateUninitializedArray<float>(w.Length);
         var broadcast = bn.NumFeatures == 1;
-        for (var o = 0; o < linear.OutFeatures; o++)
-            ScaleBlock(w, scaled, o * linear.InFeatures, linear.InFeatures, f.Scale[broadcast ? 0 : o]);
+        var scale = f.Scale.AsArray() ?? f.Scale.ToArray();
+        ForBlocks(linear.OutFeatures, w.Length, o => ScaleBlock(w, scaled, o * linear.InFeatures, linear.InFeatures, scale[broadcast ? 0 : o]));
         return linear.WithParameters(Tensor.Adopt(scaled, [.. linear.Weight.Shape]), FoldBias(linear.Bias, f, linear.OutFeatures));
     }
 
@@ -134,10 +136,39 @@ public static class BatchNormFolding
         return Vector<double>.Build.Dense(v);
     }
 
+    /// <summary>target[k] = (float)(source[k] * scale) over one block, vectorised: widening to double, multiplying and
+    /// narrowing rounds exactly as the scalar cast does, so the result is bit-identical to the scalar formula.</summary>
     private static void ScaleBlock(float[] source, float[] target, int start, int length, double scale)
     {
-        for (var k = start; k < start + length; k++) target[k] = (float)(source[k] * scale);
+        var src = source.AsSpan(start, length);
+        var dst = target.AsSpan(start, length);
+        var k = 0;
+        if (System.Numerics.Vector.IsHardwareAccelerated && length >= System.Numerics.Vector<float>.Count)
+        {
+            var s = new System.Numerics.Vector<double>(scale);
+            var n = System.Numerics.Vector<float>.Count;
+            for (; k <= length - n; k += n)
+            {
+                System.Numerics.Vector.Widen(new System.Numerics.Vector<float>(src[k..]), out var lo, out var hi);
+                System.Numerics.Vector.Narrow(lo * s, hi * s).CopyTo(dst[k..]);
+            }
+        }
+        for (; k < length; k++) dst[k] = (float)(src[k] * scale);
     }
+
+    /// <summary>Runs <paramref name="scaleBlock"/> for blocks 0..count-1, on both cores when the weight is large enough
+    /// for the split to pay (folding resnet50 touches 94 MB).</summary>
+    private static void ForBlocks(int count, long elements, Action<int> scaleBlock)
+    {
+        if (elements < ParallelThreshold || count < 2)
+        {
+            for (var c = 0; c < count; c++) scaleBlock(c);
+            return;
+        }
+        Parallel.For(0, count, scaleBlock);
+    }
+
+    private const long ParallelThreshold = 1 << 18;
 
     /// <summary><c>b' = (b - mean) · s + beta</c> per output channel; a missing bias is 0, a single BN feature broadcasts.</summary>
     private static Tensor FoldBias(Tensor? bias, FoldFactors f, int outChannels)

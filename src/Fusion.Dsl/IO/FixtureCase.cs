@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using System.Text.Json;
 using Fusion.Dsl.Algebra;
 using Fusion.Dsl.Graphs;
@@ -15,11 +16,22 @@ public enum FixtureOutcome
     Error,
 }
 
+/// <summary>An exception PyTorch raised while producing a case (its class and text, for orientation only).</summary>
+/// <param name="Type">The exception class, e.g. <c>RuntimeError</c>.</param>
+/// <param name="Message">The exception text.</param>
+public sealed record PyTorchError(string Type, string Message)
+{
+    /// <inheritdoc />
+    public override string ToString() => $"{Type}: {Message}";
+}
+
 /// <summary>
 /// One <c>fusion-fixture/1</c> conformance case: a model, a fuse list and what PyTorch did with them (see the fixtures'
 /// README). <see cref="Load"/> reads <c>name.json</c> and the tensors of <c>name.safetensors</c> beside it, checking
-/// everything (format string, module types and arguments, every tensor present with the right shape, no tensor left
-/// over); <see cref="Save"/> writes the same pair back. Immutable.
+/// everything it knows (format string, module types and arguments, every tensor present with the right shape, no tensor
+/// under <c>model.</c> — or <c>fused.</c> in a fused case — that no module names); fields it does not know, at the top level
+/// and in <c>expect</c>, are ignored, so that cases from a newer generator still load. <see cref="Save"/> writes the pair
+/// back (without the ignored fields). Immutable.
 /// </summary>
 public sealed class FixtureCase
 {
@@ -31,17 +43,36 @@ public sealed class FixtureCase
     public const string FusedOutputKey = "output.fused";
 
     /// <summary>Creates a case (for writing new fixtures, or from <see cref="Load"/>).</summary>
+    /// <param name="name">The case name.</param>
+    /// <param name="model">The unfused model.</param>
+    /// <param name="input">The input tensor.</param>
+    /// <param name="referenceOutput">The unfused model's output, or null when PyTorch's unfused forward failed (see <paramref name="referenceError"/>).</param>
+    /// <param name="fuse">The fuse list as given to PyTorch.</param>
+    /// <param name="outcome">Whether PyTorch fused or refused.</param>
+    /// <param name="description">What the case exercises.</param>
+    /// <param name="qat">Whether <c>fuse_modules_qat</c> was called.</param>
+    /// <param name="fusedModel">PyTorch's fused model (fused outcome only).</param>
+    /// <param name="fusedOutput">PyTorch's fused output (fused outcome only).</param>
+    /// <param name="rtol">Relative tolerance.</param>
+    /// <param name="atol">Absolute tolerance.</param>
+    /// <param name="errorType">PyTorch's exception class (error outcome).</param>
+    /// <param name="errorMessage">PyTorch's exception text (error outcome).</param>
+    /// <param name="note">Where PyTorch itself is wrong, what a correct implementation does.</param>
+    /// <param name="torchVersion">The PyTorch version that produced the case.</param>
+    /// <param name="maxAbsDiffTorch">PyTorch's largest difference between fused and unfused outputs.</param>
+    /// <param name="referenceError">Why PyTorch's unfused forward failed, when it did.</param>
+    /// <param name="extraTensors">Tensors of the file the case does not interpret (see <see cref="ExtraTensors"/>).</param>
     /// <exception cref="ArgumentException">A fused outcome lacks its fused model or output, the fused model's root graph differs
-    /// from the model's, or a tolerance is negative or not finite.</exception>
-    public FixtureCase(string name, Module model, Tensor input, Tensor referenceOutput, FuseSpec fuse, FixtureOutcome outcome,
+    /// from the model's, a tolerance is negative or not finite, or an extra tensor's key is one <see cref="Save"/> writes itself
+    /// (<c>input</c>, <c>output.unfused</c>, <c>output.fused</c>, <c>model.*</c>, <c>fused.*</c> of a fused case) or is repeated.</exception>
+    public FixtureCase(string name, Module model, Tensor input, Tensor? referenceOutput, FuseSpec fuse, FixtureOutcome outcome,
         string description = "", bool qat = false, Module? fusedModel = null, Tensor? fusedOutput = null, double rtol = 1e-4,
         double atol = 1e-5, string? errorType = null, string? errorMessage = null, string? note = null, string? torchVersion = null,
-        double? maxAbsDiffTorch = null)
+        double? maxAbsDiffTorch = null, PyTorchError? referenceError = null, IEnumerable<KeyValuePair<string, Tensor>>? extraTensors = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(input);
-        ArgumentNullException.ThrowIfNull(referenceOutput);
         ArgumentNullException.ThrowIfNull(fuse);
         ArgumentNullException.ThrowIfNull(description);
         if (outcome == FixtureOutcome.Fused && (fusedModel is null || fusedOutput is null))
@@ -52,10 +83,25 @@ public sealed class FixtureCase
             throw new ArgumentException($"case '{name}': tolerances must be finite and non-negative, got rtol={rtol}, atol={atol}");
         if (fusedModel is not null && !Equals((model as UserModule)?.Forward, (fusedModel as UserModule)?.Forward))
             throw new ArgumentException($"case '{name}': the fused model's root graph differs from the model's; a case has one forward graph");
+        var extra = (extraTensors ?? []).ToImmutableArray();
+        var keys = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (k, t) in extra)
+        {
+            ArgumentNullException.ThrowIfNull(t, $"extraTensors[{k}]");
+            if (!keys.Add(k)) throw new ArgumentException($"case '{name}': the extra tensor '{k}' is given twice");
+            if (IsStandardKey(k, fusedModel is not null))
+                throw new ArgumentException($"case '{name}': the extra tensor '{k}' has a key the case writes itself; give it another name");
+        }
         Name = name; Model = model; Input = input; ReferenceOutput = referenceOutput; Fuse = fuse; Outcome = outcome;
         Description = description; Qat = qat; FusedModel = fusedModel; FusedOutput = fusedOutput; Rtol = rtol; Atol = atol;
         ErrorType = errorType; ErrorMessage = errorMessage; Note = note; TorchVersion = torchVersion; MaxAbsDiffTorch = maxAbsDiffTorch;
+        ReferenceError = referenceError; ExtraTensors = extra;
     }
+
+    /// <summary>Whether <see cref="Save"/> writes a tensor under <paramref name="key"/> itself.</summary>
+    private static bool IsStandardKey(string key, bool hasFusedModel)
+        => key is InputKey or ReferenceOutputKey or FusedOutputKey || key.StartsWith("model.", StringComparison.Ordinal)
+           || (hasFusedModel && key.StartsWith("fused.", StringComparison.Ordinal));
 
     /// <summary>The case name (the file stem).</summary>
     public string Name { get; }
@@ -79,8 +125,20 @@ public sealed class FixtureCase
     public Module? FusedModel { get; }
     /// <summary>PyTorch's output of the fused model (fused outcome only).</summary>
     public Tensor? FusedOutput { get; }
-    /// <summary>PyTorch's output of the unfused model.</summary>
-    public Tensor ReferenceOutput { get; }
+    /// <summary>
+    /// PyTorch's output of the unfused model, or null when PyTorch's unfused forward itself failed (the file's
+    /// <c>expect.reference_output</c> is <c>null</c>; <see cref="ReferenceError"/> then says why). This happens in error
+    /// cases whose model cannot run, such as a BatchNorm whose <c>num_features</c> does not match the convolution before it.
+    /// </summary>
+    public Tensor? ReferenceOutput { get; }
+    /// <summary>The exception PyTorch's unfused forward raised (<c>expect.reference_error</c>), or null when it ran.</summary>
+    public PyTorchError? ReferenceError { get; }
+    /// <summary>
+    /// Tensors of the <c>.safetensors</c> file the case does not interpret, in file order: for example the <c>fused.*</c>
+    /// tensors of an error case where PyTorch built the fused model but its forward then failed
+    /// (<c>convtranspose2d_depthwise_bn</c>). Kept as raw entries so that <see cref="Save"/> writes them back.
+    /// </summary>
+    public ImmutableArray<KeyValuePair<string, Tensor>> ExtraTensors { get; }
     /// <summary>Relative tolerance: <c>a</c> matches <c>b</c> when <c>max|a-b| &lt;= Atol + Rtol * max|b|</c>.</summary>
     public double Rtol { get; }
     /// <summary>Absolute tolerance (see <see cref="Rtol"/>).</summary>
@@ -105,7 +163,8 @@ public sealed class FixtureCase
         const string what = "a fusion-fixture case";
         // The outcome first: a model file (no outcome) is told apart before anything else is checked.
         var expect = src.Required(root, "expect", null, what);
-        src.RequireObject(expect, "expect", "'expect'", FixtureFormat.ExpectFields);
+        // Unknown fields are ignored (a newer generator may record more); known ones are checked where read.
+        src.RequireOpenObject(expect, "expect", "'expect'");
         if (!expect.TryGetProperty("outcome", out var oc))
             throw src.Fail("expect.outcome", "is missing; a file without an outcome holds a model, not a test case (read it with ModelFile.Read)");
         var outcome = src.String(oc, "expect.outcome", "'outcome'") switch
@@ -121,32 +180,57 @@ public sealed class FixtureCase
         var fuse = FixtureFormat.ReadFuse(src.Required(root, "fuse", null, what), src);
         var forward = f.Forward();
         var model = f.Tree(src.Required(root, "model", null, what), "model.", forward);
-        var input = f.Named(src.String(src.Required(root, "input", null, what), "input", "'input'"), "input");
+        var input = f.NamedEntry(src.String(src.Required(root, "input", null, what), "input", "'input'"), "input");
 
-        var reference = f.Named(src.String(src.Required(expect, "reference_output", "expect", "'expect'"), "expect.reference_output", "'reference_output'"),
-            "expect.reference_output");
+        // Null when PyTorch's unfused forward failed; the field itself must be there.
+        var referenceField = src.Required(expect, "reference_output", "expect", "'expect'");
+        KeyValuePair<string, Tensor>? reference = referenceField.ValueKind == JsonValueKind.Null ? null
+            : f.NamedEntry(src.String(referenceField, "expect.reference_output", "'reference_output' (a tensor name, or null)"), "expect.reference_output");
+        var referenceError = JsonSource.TryGetNonNull(expect, "reference_error", out var re) ? ReadError(re, src, "expect.reference_error") : null;
         var rtol = Tolerance(expect, "rtol", src);
         var atol = Tolerance(expect, "atol", src);
         double? maxDiff = JsonSource.TryGetNonNull(expect, "max_abs_diff_torch", out var md) ? src.Double(md, "expect.max_abs_diff_torch", "'max_abs_diff_torch'") : null;
         string? Text(string field) => JsonSource.TryGetNonNull(expect, field, out var v) ? src.String(v, "expect." + field, $"'{field}'") : null;
 
         Module? fused = null;
-        Tensor? fusedOutput = null;
+        KeyValuePair<string, Tensor>? fusedOutput = null;
         if (outcome == FixtureOutcome.Fused)
         {
             fused = f.Tree(src.Required(expect, "fused_model", "expect", "a fused outcome's 'expect'"), "fused.", forward);
-            fusedOutput = f.Named(src.String(src.Required(expect, "output", "expect", "a fused outcome's 'expect'"), "expect.output", "'output'"), "expect.output");
+            fusedOutput = f.NamedEntry(src.String(src.Required(expect, "output", "expect", "a fused outcome's 'expect'"), "expect.output", "'output'"), "expect.output");
         }
         else
         {
             if (JsonSource.TryGetNonNull(expect, "fused_model", out _)) throw src.Fail("expect.fused_model", "an error outcome has no fused model");
             if (JsonSource.TryGetNonNull(expect, "output", out _)) throw src.Fail("expect.output", "an error outcome has no fused output");
-            var stray = f.Tensors.Keys.FirstOrDefault(k => k.StartsWith("fused.", StringComparison.Ordinal));
-            if (stray is not null) throw src.Fail(stray, $"an error outcome has no fused model, but {Path.GetFileName(f.TensorPath)} holds fused tensors");
+            // fused.* tensors may still be there: PyTorch built the fused model, then its forward failed. They are not part
+            // of an error case's expectations and are kept as extra tensors below.
         }
 
-        return new FixtureCase(name, model, input, reference, fuse, outcome, description, qat, fused, fusedOutput, rtol, atol,
-            Text("error_type"), Text("error_message"), Text("note"), torchVersion, maxDiff);
+        // Every tensor the case did not take: model.* and (fused case) fused.* were all taken by the trees above.
+        var taken = new HashSet<string>(StringComparer.Ordinal) { input.Key };
+        if (reference is not null) taken.Add(reference.Value.Key);
+        if (fusedOutput is not null) taken.Add(fusedOutput.Value.Key);
+        var extra = f.InFileOrder.Where(kv => !taken.Contains(kv.Key) && !kv.Key.StartsWith("model.", StringComparison.Ordinal)
+                                         && !(fused is not null && kv.Key.StartsWith("fused.", StringComparison.Ordinal))).ToList();
+        try
+        {
+            return new FixtureCase(name, model, input.Value, reference?.Value, fuse, outcome, description, qat, fused, fusedOutput?.Value, rtol, atol,
+                Text("error_type"), Text("error_message"), Text("note"), torchVersion, maxDiff, referenceError, extra);
+        }
+        catch (ArgumentException e)
+        {
+            throw src.Fail(null, e.Message, e);
+        }
+    }
+
+    /// <summary>Reads <c>{"error_type": ..., "error_message": ...}</c>; further fields are ignored, as elsewhere in <c>expect</c>.</summary>
+    private static PyTorchError ReadError(JsonElement e, JsonSource src, string location)
+    {
+        src.RequireOpenObject(e, location, $"'{location}'");
+        var type = src.String(src.Required(e, "error_type", location, $"'{location}'"), location + ".error_type", "'error_type'");
+        var message = src.String(src.Required(e, "error_message", location, $"'{location}'"), location + ".error_message", "'error_message'");
+        return new PyTorchError(type, message);
     }
 
     private static double Tolerance(JsonElement expect, string field, JsonSource src)
@@ -164,22 +248,32 @@ public sealed class FixtureCase
     {
         var tensors = new List<KeyValuePair<string, Tensor>> { new(InputKey, Input) };
         tensors.AddRange(Model.StateDict("model."));
-        tensors.Add(new(ReferenceOutputKey, ReferenceOutput));
+        if (ReferenceOutput is not null) tensors.Add(new(ReferenceOutputKey, ReferenceOutput));
         if (FusedModel is not null)
         {
             tensors.AddRange(FusedModel.StateDict("fused."));
             tensors.Add(new(FusedOutputKey, FusedOutput!));
         }
+        tensors.AddRange(ExtraTensors);
         FixtureFormat.Write(jsonPath, new FixtureFormat.Document(Name, Description, TorchVersion, Qat, Fuse, Model, InputKey, WriteExpect, tensors));
     }
 
     private void WriteExpect(Utf8JsonWriter w, string fileName)
     {
-        w.WriteString("reference_output", ReferenceOutputKey);
+        if (ReferenceOutput is null) w.WriteNull("reference_output");
+        else w.WriteString("reference_output", ReferenceOutputKey);
         w.WritePropertyName("rtol");
         JsonOut.Double(w, Rtol, fileName, "expect.rtol");
         w.WritePropertyName("atol");
         JsonOut.Double(w, Atol, fileName, "expect.atol");
+        if (ReferenceError is not null)
+        {
+            // The generator's order: reference_error follows the tolerances.
+            w.WriteStartObject("reference_error");
+            w.WriteString("error_type", ReferenceError.Type);
+            w.WriteString("error_message", ReferenceError.Message);
+            w.WriteEndObject();
+        }
         w.WriteString("outcome", Outcome == FixtureOutcome.Fused ? "fused" : "error");
         if (FusedModel is not null)
         {

@@ -75,6 +75,18 @@ internal sealed class JsonSource(string fileName)
         }
     }
 
+    /// <summary>
+    /// Checks that <paramref name="obj"/> is an object with no field given twice, accepting any field names: for the parts
+    /// of a document where fields may be added by newer generators (the top level, <c>expect</c>), which readers ignore.
+    /// </summary>
+    public void RequireOpenObject(JsonElement obj, string? location, string what)
+    {
+        if (obj.ValueKind != JsonValueKind.Object) throw Fail(location, $"{what} must be an object, got {Describe(obj)}");
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var p in obj.EnumerateObject())
+            if (!seen.Add(p.Name)) throw Fail(location, $"{what} has the field '{p.Name}' twice");
+    }
+
     /// <summary>The field <paramref name="name"/>, absent or null giving false.</summary>
     public static bool TryGetNonNull(JsonElement obj, string name, out JsonElement value)
         => obj.TryGetProperty(name, out value) && value.ValueKind != JsonValueKind.Null;

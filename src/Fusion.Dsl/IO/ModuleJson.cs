@@ -266,7 +266,7 @@ public static class ModuleJson
             foreach (var (k, v) in args)
             {
                 w.WritePropertyName(k);
-                JsonOut.Value(w, PyTorchForm(m, v), fileName, loc);
+                JsonOut.Value(w, PyTorchForm(m, k, v), fileName, loc);
             }
             w.WriteEndObject();
         }
@@ -294,12 +294,20 @@ public static class ModuleJson
 
     /// <summary>
     /// The form PyTorch keeps an argument in. Convolutions normalise sizes to tuples (<c>_pair</c> in their constructors), but
-    /// the pooling layers store what they were given, which is a single integer for a square window in practice
-    /// (<c>MaxPool2d(3, 2)</c>, <c>AdaptiveAvgPool2d(1)</c>); so a pooling size with equal entries is written as that integer.
-    /// Both forms read back to the same module.
+    /// the pooling layers store what they were given (<c>MaxPool2d(3)</c> keeps <c>3</c>, <c>MaxPool2d((3, 3))</c> keeps
+    /// <c>(3, 3)</c>); the pooling modules remember which sizes were integers, and those are written as integers.
     /// </summary>
-    private static object? PyTorchForm(Module m, object? value)
-        => m is MaxPool2d or AvgPool2d or AdaptiveAvgPool2d && value is ImmutableArray<int> { Length: > 0 } a && a.All(x => x == a[0]) ? a[0] : value;
+    private static object? PyTorchForm(Module m, string name, object? value)
+    {
+        var scalars = m switch
+        {
+            MaxPool2d p => p.ScalarArguments,
+            AvgPool2d p => p.ScalarArguments,
+            AdaptiveAvgPool2d p => p.ScalarArguments,
+            _ => [],
+        };
+        return scalars.Contains(name) && value is ImmutableArray<int> { Length: > 0 } a ? a[0] : value;
+    }
 
     /// <summary>Reads one module's <c>args</c> object, tracking which arguments were used so unknown ones are reported.</summary>
     private sealed class ArgReader(JsonElement? args, JsonSource src, string loc, string type)

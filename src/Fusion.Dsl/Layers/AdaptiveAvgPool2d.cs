@@ -6,9 +6,9 @@ namespace Fusion.Dsl.Layers;
 /// <summary>PyTorch's <c>AdaptiveAvgPool2d(output_size)</c>: window <c>i</c> spans <c>[floor(i·in/out), ceil((i+1)·in/out))</c>.</summary>
 public sealed class AdaptiveAvgPool2d : Module
 {
-    private AdaptiveAvgPool2d(ModuleParts parts, ImmutableArray<int> outputSize) : base(parts)
+    private AdaptiveAvgPool2d(ModuleParts parts, ImmutableArray<int> outputSize, bool isScalar) : base(parts)
     {
-        OutputSize = outputSize;
+        OutputSize = outputSize; OutputSizeIsScalar = isScalar;
         RequireNoChildren(parts, TypeName);
         RequireStateNames(parts, TypeName);
         if (outputSize.Any(x => x <= 0)) throw new ArgumentException($"AdaptiveAvgPool2d: output_size must be positive, got ({string.Join(", ", outputSize)})");
@@ -16,15 +16,30 @@ public sealed class AdaptiveAvgPool2d : Module
 
     /// <summary><c>output_size</c> (height, width).</summary>
     public ImmutableArray<int> OutputSize { get; }
+    /// <summary>
+    /// Whether <c>output_size</c> was given as one integer: <c>AdaptiveAvgPool2d(1)</c> (torchvision's MobileNets) rather
+    /// than <c>AdaptiveAvgPool2d((1, 1))</c> (its ResNets). PyTorch keeps the form as given (so do its fixtures: <c>1</c> vs
+    /// <c>[1, 1]</c>), and the JSON writer reproduces it. Part of equality, as in PyTorch, where the two forms are different
+    /// attributes; <see cref="OutputSize"/> and <see cref="Module.Arguments"/> always hold the pair.
+    /// </summary>
+    public bool OutputSizeIsScalar { get; }
+    /// <summary>The size arguments given as one integer: <c>output_size</c> or none (see <see cref="OutputSizeIsScalar"/>);
+    /// the same view as <see cref="MaxPool2d.ScalarArguments"/>.</summary>
+    public ImmutableArray<string> ScalarArguments => OutputSizeIsScalar ? ["output_size"] : [];
     /// <inheritdoc />
     public override string TypeName => "AdaptiveAvgPool2d";
 
-    /// <summary>Creates an AdaptiveAvgPool2d; one entry means a square output.</summary>
-    /// <exception cref="ArgumentException">An entry is not positive.</exception>
-    public static AdaptiveAvgPool2d Create(int[] outputSize, bool training = false) => new(ModuleParts.Leaf(training), PoolArgs.Pair(outputSize));
+    /// <summary>Creates an AdaptiveAvgPool2d; one entry means a square output, kept as an integer (see <see cref="OutputSizeIsScalar"/>).</summary>
+    /// <exception cref="ArgumentException">An entry is not positive, or there are not 1 or 2 entries.</exception>
+    public static AdaptiveAvgPool2d Create(int[] outputSize, bool training = false)
+    {
+        ArgumentNullException.ThrowIfNull(outputSize);
+        return new(ModuleParts.Leaf(training), PoolArgs.Pair(outputSize), outputSize.Length == 1);
+    }
 
-    private protected override Module Rebuild(ModuleParts parts) => new AdaptiveAvgPool2d(parts, OutputSize);
-    private protected override bool HyperparametersEqual(Module other) => other is AdaptiveAvgPool2d a && a.OutputSize.SequenceEqual(OutputSize);
+    private protected override Module Rebuild(ModuleParts parts) => new AdaptiveAvgPool2d(parts, OutputSize, OutputSizeIsScalar);
+    private protected override bool HyperparametersEqual(Module other)
+        => other is AdaptiveAvgPool2d a && a.OutputSize.SequenceEqual(OutputSize) && a.OutputSizeIsScalar == OutputSizeIsScalar;
     /// <inheritdoc />
     public override IReadOnlyList<KeyValuePair<string, object?>> Arguments => [new("output_size", OutputSize)];
 }

@@ -7,9 +7,10 @@ namespace Fusion.Dsl.Layers;
 public sealed class AvgPool2d : Module
 {
     private AvgPool2d(ModuleParts parts, ImmutableArray<int> kernelSize, ImmutableArray<int> stride, ImmutableArray<int> padding,
-        bool ceilMode, bool countIncludePad) : base(parts)
+        bool ceilMode, bool countIncludePad, ImmutableArray<string> scalarArguments) : base(parts)
     {
         KernelSize = kernelSize; Stride = stride; Padding = padding; CeilMode = ceilMode; CountIncludePad = countIncludePad;
+        ScalarArguments = scalarArguments;
         RequireNoChildren(parts, TypeName);
         RequireStateNames(parts, TypeName);
         PoolArgs.Check(TypeName, kernelSize, stride, padding);
@@ -25,20 +26,35 @@ public sealed class AvgPool2d : Module
     public bool CeilMode { get; }
     /// <summary><c>count_include_pad</c>: whether zero padding counts in the divisor.</summary>
     public bool CountIncludePad { get; }
+    /// <summary>
+    /// The size arguments (<c>kernel_size</c>, <c>stride</c>, <c>padding</c>) that were given as one integer, in argument
+    /// order: <c>AvgPool2d(2)</c> rather than <c>AvgPool2d((2, 2))</c>. PyTorch keeps each form as given (so do its fixtures:
+    /// <c>2</c> vs <c>[2, 2]</c>), and the JSON writer reproduces it. Part of equality, as in PyTorch, where the two forms
+    /// are different attributes; <see cref="Module.Arguments"/> always lists pairs.
+    /// </summary>
+    public ImmutableArray<string> ScalarArguments { get; }
     /// <inheritdoc />
     public override string TypeName => "AvgPool2d";
 
-    /// <summary>Creates an AvgPool2d; <paramref name="stride"/> defaults to the kernel size as in PyTorch.</summary>
+    /// <summary>
+    /// Creates an AvgPool2d; <paramref name="stride"/> defaults to the kernel size as in PyTorch. Each size takes one entry
+    /// (a square window, kept as an integer: see <see cref="ScalarArguments"/>) or two (height, width).
+    /// </summary>
     /// <exception cref="ArgumentException">The arguments are invalid.</exception>
     public static AvgPool2d Create(int[] kernelSize, int[]? stride = null, int[]? padding = null, bool ceilMode = false,
         bool countIncludePad = true, bool training = false)
-        => new(ModuleParts.Leaf(training), PoolArgs.Pair(kernelSize), PoolArgs.Pair(stride ?? kernelSize), PoolArgs.Pair(padding ?? [0]),
-            ceilMode, countIncludePad);
+    {
+        ArgumentNullException.ThrowIfNull(kernelSize);
+        // PyTorch's defaults are stride=kernel_size (same form) and padding=0 (an integer).
+        stride ??= kernelSize; padding ??= [0];
+        return new(ModuleParts.Leaf(training), PoolArgs.Pair(kernelSize), PoolArgs.Pair(stride), PoolArgs.Pair(padding), ceilMode, countIncludePad,
+            PoolArgs.Scalars(("kernel_size", kernelSize), ("stride", stride), ("padding", padding)));
+    }
 
-    private protected override Module Rebuild(ModuleParts parts) => new AvgPool2d(parts, KernelSize, Stride, Padding, CeilMode, CountIncludePad);
+    private protected override Module Rebuild(ModuleParts parts) => new AvgPool2d(parts, KernelSize, Stride, Padding, CeilMode, CountIncludePad, ScalarArguments);
     private protected override bool HyperparametersEqual(Module other)
         => other is AvgPool2d m && m.KernelSize.SequenceEqual(KernelSize) && m.Stride.SequenceEqual(Stride) && m.Padding.SequenceEqual(Padding)
-           && m.CeilMode == CeilMode && m.CountIncludePad == CountIncludePad;
+           && m.CeilMode == CeilMode && m.CountIncludePad == CountIncludePad && m.ScalarArguments.SequenceEqual(ScalarArguments);
     /// <inheritdoc />
     public override IReadOnlyList<KeyValuePair<string, object?>> Arguments =>
         [new("kernel_size", KernelSize), new("stride", Stride), new("padding", Padding), new("ceil_mode", CeilMode), new("count_include_pad", CountIncludePad)];

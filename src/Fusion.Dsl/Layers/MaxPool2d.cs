@@ -7,9 +7,9 @@ namespace Fusion.Dsl.Layers;
 public sealed class MaxPool2d : Module
 {
     private MaxPool2d(ModuleParts parts, ImmutableArray<int> kernelSize, ImmutableArray<int> stride, ImmutableArray<int> padding,
-        ImmutableArray<int> dilation, bool ceilMode) : base(parts)
+        ImmutableArray<int> dilation, bool ceilMode, ImmutableArray<string> scalarArguments) : base(parts)
     {
-        KernelSize = kernelSize; Stride = stride; Padding = padding; Dilation = dilation; CeilMode = ceilMode;
+        KernelSize = kernelSize; Stride = stride; Padding = padding; Dilation = dilation; CeilMode = ceilMode; ScalarArguments = scalarArguments;
         RequireNoChildren(parts, TypeName);
         RequireStateNames(parts, TypeName);
         PoolArgs.Check(TypeName, kernelSize, stride, padding);
@@ -25,20 +25,36 @@ public sealed class MaxPool2d : Module
     public ImmutableArray<int> Dilation { get; }
     /// <summary><c>ceil_mode</c>.</summary>
     public bool CeilMode { get; }
+    /// <summary>
+    /// The size arguments (<c>kernel_size</c>, <c>stride</c>, <c>padding</c>, <c>dilation</c>) that were given as one integer, in
+    /// argument order: <c>MaxPool2d(3)</c> rather than <c>MaxPool2d((3, 3))</c>. PyTorch keeps each form as given (so do its
+    /// fixtures: <c>3</c> vs <c>[3, 3]</c>), and the JSON writer reproduces it. Part of equality, as in PyTorch, where
+    /// <c>kernel_size == 3</c> and <c>kernel_size == (3, 3)</c> are different attributes; <see cref="Module.Arguments"/>
+    /// always lists pairs.
+    /// </summary>
+    public ImmutableArray<string> ScalarArguments { get; }
     /// <inheritdoc />
     public override string TypeName => "MaxPool2d";
 
-    /// <summary>Creates a MaxPool2d; <paramref name="stride"/> defaults to the kernel size as in PyTorch.</summary>
+    /// <summary>
+    /// Creates a MaxPool2d; <paramref name="stride"/> defaults to the kernel size as in PyTorch. Each size takes one entry
+    /// (a square window, kept as an integer: see <see cref="ScalarArguments"/>) or two (height, width).
+    /// </summary>
     /// <exception cref="ArgumentException">The arguments are invalid (padding more than half the kernel, ...).</exception>
     public static MaxPool2d Create(int[] kernelSize, int[]? stride = null, int[]? padding = null, int[]? dilation = null,
         bool ceilMode = false, bool training = false)
-        => new(ModuleParts.Leaf(training), PoolArgs.Pair(kernelSize), PoolArgs.Pair(stride ?? kernelSize), PoolArgs.Pair(padding ?? [0]),
-            PoolArgs.Pair(dilation ?? [1]), ceilMode);
+    {
+        ArgumentNullException.ThrowIfNull(kernelSize);
+        // PyTorch's defaults are stride=kernel_size (same form), padding=0 and dilation=1 (integers).
+        stride ??= kernelSize; padding ??= [0]; dilation ??= [1];
+        return new(ModuleParts.Leaf(training), PoolArgs.Pair(kernelSize), PoolArgs.Pair(stride), PoolArgs.Pair(padding), PoolArgs.Pair(dilation),
+            ceilMode, PoolArgs.Scalars(("kernel_size", kernelSize), ("stride", stride), ("padding", padding), ("dilation", dilation)));
+    }
 
-    private protected override Module Rebuild(ModuleParts parts) => new MaxPool2d(parts, KernelSize, Stride, Padding, Dilation, CeilMode);
+    private protected override Module Rebuild(ModuleParts parts) => new MaxPool2d(parts, KernelSize, Stride, Padding, Dilation, CeilMode, ScalarArguments);
     private protected override bool HyperparametersEqual(Module other)
         => other is MaxPool2d m && m.KernelSize.SequenceEqual(KernelSize) && m.Stride.SequenceEqual(Stride) && m.Padding.SequenceEqual(Padding)
-           && m.Dilation.SequenceEqual(Dilation) && m.CeilMode == CeilMode;
+           && m.Dilation.SequenceEqual(Dilation) && m.CeilMode == CeilMode && m.ScalarArguments.SequenceEqual(ScalarArguments);
     /// <inheritdoc />
     public override IReadOnlyList<KeyValuePair<string, object?>> Arguments =>
         [new("kernel_size", KernelSize), new("stride", Stride), new("padding", Padding), new("dilation", Dilation), new("ceil_mode", CeilMode)];
@@ -53,6 +69,10 @@ internal static class PoolArgs
         2 => [v[0], v[1]],
         _ => throw new ArgumentException($"pooling arguments take 1 or 2 entries, got {v.Length}"),
     };
+
+    /// <summary>The names of the arguments given as one entry (PyTorch's integer form), in the order given.</summary>
+    public static ImmutableArray<string> Scalars(params (string Name, int[] Given)[] args)
+        => args.Where(a => a.Given.Length == 1).Select(a => a.Name).ToImmutableArray();
 
     public static void Check(string type, ImmutableArray<int> kernel, ImmutableArray<int> stride, ImmutableArray<int> padding)
     {

@@ -27,6 +27,13 @@ public enum FusionErrorKind
     HookNotKept,
     /// <summary>A custom fuser function or rule applier returned null, a list of the wrong length, or a null entry.</summary>
     FuserResult,
+    /// <summary>Fusing the group would change what the model computes: a member's output is read by something other than the
+    /// next member, or a member runs from more than one place (PyTorch fuses such groups silently; see
+    /// <see cref="Analysis.Dataflow.GroupViolation"/>).</summary>
+    UnsafeDataflow,
+    /// <summary>A BatchNorm before a convolution cannot be folded into it because the convolution zero-pads its input (the border
+    /// outputs would differ).</summary>
+    PaddingNotFoldable,
 }
 
 /// <summary>

@@ -30,6 +30,15 @@ public sealed class RuleSet : IReadOnlyList<FusionRule>
     /// </summary>
     public static RuleSet Default { get; } = Create(DefaultRules.Build());
 
+    /// <summary>
+    /// <see cref="Default"/> (unchanged, first) plus patterns PyTorch lacks, fused into this project's own <c>fusion.dsl</c> kinds:
+    /// (ConvNd, ReLU6), (ConvNd, Hardswish), (ConvNd, BatchNormNd, ReLU6 | Hardswish), (ConvTransposeNd, ReLU),
+    /// (ConvTransposeNd, BatchNormNd, ReLU), (BatchNormNd, ConvNd) for a convolution that does not zero-pad, for N = 1, 2, 3;
+    /// (Linear, ReLU6), (Linear, BatchNorm1d, ReLU), (BatchNorm1d, ReLU), (BatchNorm1d, Linear). A model fused with them is no
+    /// longer loadable by PyTorch's <c>torch.ao.nn.intrinsic</c>.
+    /// </summary>
+    public static RuleSet Extended { get; } = Default.Override(ExtendedRules.Build());
+
     /// <summary>Creates a rule set from rules in order.</summary>
     /// <exception cref="ArgumentException">A rule is null or two rules have the same pattern.</exception>
     public static RuleSet Create(IEnumerable<FusionRule> rules)

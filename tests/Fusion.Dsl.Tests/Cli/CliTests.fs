@@ -89,3 +89,46 @@ let tests =
             Expect.stringContains out "layer1: Sequential" "prints the tree"
         }
     ]
+
+[<Tests>]
+let autoTests =
+    testList "Cli.Auto" [
+        test "auto --json prints torchvision's own groups for the mobilenet fixture, usable as a groups file" {
+            let code, out, err = run [ "auto"; case "net_mobilenet_v2_w035"; "--json" ]
+            Expect.equal code 0 err
+            let groups = System.Text.Json.JsonSerializer.Deserialize<string[][]>(out)
+            let expected = FixtureCase.Load(case "net_mobilenet_v2_w035").Fuse.Groups |> Seq.map Seq.toArray |> Seq.toArray
+            Expect.equal groups expected "same groups, same order"
+            let dir = temp ()
+            let f = Path.Combine(dir, "groups.json")
+            File.WriteAllText(f, out)
+            let code2, out2, err2 = run [ "fuse"; case "net_mobilenet_v2_w035"; "--groups-file"; f ]
+            Expect.equal code2 0 (out2 + err2)
+        }
+        test "auto refuses an unknown rule set by name" {
+            let code, _, err = run [ "auto"; "--model"; "resnet18"; "--rules"; "fancy" ]
+            Expect.equal code 2 "usage error"
+            Expect.stringContains err "extended" "lists the choices"
+        }
+    ]
+
+[<Tests>]
+let weightsTests =
+    testList "Cli.Weights" [
+        test "--weights loads a safetensors state_dict into a zoo model, and a wrong one is refused by key" {
+            let dir = temp ()
+            let z = Fusion.Dsl.Zoo.ModelZoo.Create("resnet18", seed = 5)
+            let f = Path.Combine(dir, "resnet18.safetensors")
+            SafeTensors.Write(f, z.Model.StateDict(), null)
+            let outPath = Path.Combine(dir, "fused.json")
+            let code, out, err = run [ "fuse"; "--model"; "resnet18"; "--weights"; f; "--out"; outPath ]
+            Expect.equal code 0 (out + err)
+            let expected = Fuser.FuseModules(z.Model, z.FuseGroups |> Seq.map (fun g -> g :> seq<string>))
+            Expect.equal (ModelFile.Read outPath) expected "the fused model carries the loaded weights"
+            let bad = Path.Combine(dir, "bad.safetensors")
+            SafeTensors.Write(bad, z.Model.StateDict() |> Seq.filter (fun kv -> kv.Key <> "fc.bias"), null)
+            let code2, _, err2 = run [ "inspect"; "--model"; "resnet18"; "--weights"; bad ]
+            Expect.equal code2 1 "refused"
+            Expect.stringContains err2 "fc.bias" "names the missing key"
+        }
+    ]

@@ -89,3 +89,20 @@ let tests =
             Expect.equal m (model ()) "input unchanged"
         }
     ]
+
+[<Tests>]
+let autoTests =
+    testList "FSharp.Fuse.auto" [
+        test "auto finds the groups torchvision's fuse_model() fuses, and they fuse" {
+            let z = Fusion.Dsl.Zoo.ModelZoo.Create("mobilenet_v2", widthMult = 0.35, numClasses = 10)
+            let found = Fuse.auto z.Model
+            Expect.equal found [ for g in z.FuseGroups -> List.ofSeq g ] "torchvision's groups, in order"
+            let fused = z.Model |> Fuse.modules found
+            Expect.isEmpty (Fuse.auto fused) "nothing left to fuse"
+        }
+        test "autoWith the extended rules also finds the patterns PyTorch lacks" {
+            let m = Nn.Conv2d(3, 4, 3) >-> Nn.BatchNorm2d 4 >-> Nn.ReLU6()
+            Expect.equal (Fuse.auto m) [ [ "0"; "1" ] ] "PyTorch's defaults stop at Conv+BN"
+            Expect.equal (Fuse.autoWith RuleSet.Extended m) [ [ "0"; "1"; "2" ] ] "Conv+BN+ReLU6"
+        }
+    ]

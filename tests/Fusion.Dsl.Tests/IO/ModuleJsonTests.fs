@@ -107,6 +107,42 @@ let tests =
             Expect.stringContains json "\"eps\": 0.001" "eps as a float"
             Expect.stringContains json "\"namespace\": \"fusion.dsl\"" "project-specific fused kind"
         }
+        test "pooling sizes keep the form PyTorch recorded, integer or pair, through read and write" {
+            // As torchvision's networks record them: ResNet's MaxPool2d(kernel_size=3, stride=2, padding=1) and
+            // AdaptiveAvgPool2d((1, 1)), MobileNetV3's AdaptiveAvgPool2d(1); and mixed forms in one module.
+            let forms =
+                [ """{"type":"MaxPool2d","namespace":"torch.nn","training":false,"args":{"kernel_size":3,"stride":2,"padding":1,"dilation":1,"ceil_mode":false}}"""
+                  """{"type":"MaxPool2d","namespace":"torch.nn","training":false,"args":{"kernel_size":[3,3],"stride":[2,1],"padding":1,"dilation":[1,1],"ceil_mode":true}}"""
+                  """{"type":"AvgPool2d","namespace":"torch.nn","training":false,"args":{"kernel_size":2,"stride":[2,2],"padding":0,"ceil_mode":false,"count_include_pad":true}}"""
+                  """{"type":"AvgPool2d","namespace":"torch.nn","training":false,"args":{"kernel_size":[2,2],"stride":2,"padding":[0,1],"ceil_mode":false,"count_include_pad":false}}"""
+                  """{"type":"AdaptiveAvgPool2d","namespace":"torch.nn","training":false,"args":{"output_size":[1,1]}}"""
+                  """{"type":"AdaptiveAvgPool2d","namespace":"torch.nn","training":false,"args":{"output_size":1}}""" ]
+            for json in forms do
+                let m = ModuleJson.Read(json, Dictionary<string, Tensor>(), "", src)
+                let written = ModuleJson.Write m
+                Expect.equal (canonical (JsonDocument.Parse(written).RootElement)) (canonical (JsonDocument.Parse(json).RootElement)) (sprintf "written as read: %s" json)
+                Expect.equal (ModuleJson.Read(written, Dictionary<string, Tensor>(), "", src)) m "reads back equal"
+        }
+        test "the integer and pair forms of a pooling size are the same window but different modules, as in PyTorch" {
+            let scalar = MaxPool2d.Create([| 3 |], [| 2 |], [| 1 |])
+            let pair = MaxPool2d.Create([| 3; 3 |], [| 2; 2 |], [| 1; 1 |], [| 1; 1 |])
+            Expect.equal scalar.KernelSize pair.KernelSize "same kernel"
+            let args (m: Module) = [ for kv in m.Arguments -> kv.Key, (match kv.Value with :? seq<int> as xs -> List.ofSeq xs | v -> [ unbox<bool> v |> fun b -> if b then 1 else 0 ]) ]
+            Expect.equal (args scalar) (args pair) "Arguments list pairs for both"
+            Expect.equal (args scalar |> List.head) ("kernel_size", [ 3; 3 ]) "a pair"
+            Expect.sequenceEqual scalar.ScalarArguments [ "kernel_size"; "stride"; "padding"; "dilation" ] "defaults padding=0, dilation=1 are integers"
+            Expect.isEmpty pair.ScalarArguments "every size given as a pair"
+            Expect.notEqual (scalar :> Module) (pair :> Module) "MaxPool2d(3) differs from MaxPool2d((3, 3))"
+            Expect.sequenceEqual (MaxPool2d.Create([| 3; 3 |])).ScalarArguments [ "padding"; "dilation" ] "stride defaults to the kernel's form"
+            Expect.sequenceEqual (AvgPool2d.Create([| 2 |], [| 2; 1 |])).ScalarArguments [ "kernel_size"; "padding" ] "each size on its own"
+            Expect.isTrue (AdaptiveAvgPool2d.Create([| 1 |])).OutputSizeIsScalar "AdaptiveAvgPool2d(1)"
+            Expect.isFalse (AdaptiveAvgPool2d.Create([| 1; 1 |])).OutputSizeIsScalar "AdaptiveAvgPool2d((1, 1))"
+            Expect.notEqual (AdaptiveAvgPool2d.Create([| 1 |]) :> Module) (AdaptiveAvgPool2d.Create([| 1; 1 |])) "unequal modules"
+            Expect.equal (scalar.WithTraining(true).WithTraining(false)) (scalar :> Module) "the form survives rebuilding"
+            let json = ModuleJson.Write(Sequential.Create(scalar, pair, AdaptiveAvgPool2d.Create([| 1 |])))
+            Expect.stringContains json "\"kernel_size\": 3," "integer form written as an integer"
+            Expect.stringContains json "\"output_size\": 1" "AdaptiveAvgPool2d(1) written as 1"
+        }
         test "an integral float stays a float in JSON" {
             let m = Dropout.Create(1.0) :> Module
             Expect.stringContains (ModuleJson.Write m) "\"p\": 1.0" "written with a fraction"

@@ -1,0 +1,56 @@
+// Fusion.Dsl quickstart: run with `dotnet fsi docs/quickstart.fsx` after
+// `dotnet build src/Fusion.Dsl.FSharp -c Release` (the README's test command builds it too).
+#r "../src/Fusion.Dsl.FSharp/bin/Release/net10.0/MathNet.Numerics.dll"
+#r "../src/Fusion.Dsl.FSharp/bin/Release/net10.0/Fusion.Dsl.dll"
+#r "../src/Fusion.Dsl.FSharp/bin/Release/net10.0/Fusion.Dsl.FSharp.dll"
+
+open Fusion.Dsl.Algebra
+open Fusion.Dsl.Layers
+open Fusion.Dsl.Folding
+open Fusion.Dsl.Rules
+open Fusion.Dsl.FSharp
+
+// 1. Build a model the way you would in PyTorch: PyTorch's argument names, a chain with >->.
+//    A BatchNorm with non-trivial running statistics makes the folding visible.
+let rng = System.Random 42
+let bn n =
+    BatchNorm.Create(2, n, weight = Init.Uniform(rng, 1.0, n), runningMean = Init.Uniform(rng, 0.5, n),
+                     runningVar = Fusion.Dsl.Tensors.Tensor.Full(0.7f, n)) :> Module
+
+let model =
+    Nn.Sequential [ "conv1", Nn.Conv2d(3, 16, 3, padding = 1, bias = false)
+                    "bn1", bn 16
+                    "relu1", Nn.ReLU()
+                    "conv2", Nn.Conv2d(16, 16, 3, padding = 1, groups = 16)
+                    "bn2", bn 16
+                    "act2", Nn.ReLU6() ]
+
+// 2. fuse_modules, as a pipeline. The input model is never changed; untouched modules are shared.
+let fused = model |> Fuse.modules [ [ "conv1"; "bn1"; "relu1" ] ]
+printfn "conv1 is now %s, bn1 is %s" (fused |> Model.get "conv1").TypeName (fused |> Model.get "bn1").TypeName
+printfn "conv2 shared, not copied: %b" (obj.ReferenceEquals(model |> Model.get "conv2", fused |> Model.get "conv2"))
+
+// 3. Same function, fewer passes.
+let x = Init.Normal(System.Random 7, 1.0, 1, 3, 32, 32)
+let diff = (fused |> Model.forward x).MaxAbsDiff(model |> Model.forward x)
+printfn "max |fused - unfused| = %.3g" diff
+
+// 4. PyTorch has no rule for Conv+BN+ReLU6; write one as an F# match and add it to the defaults.
+let convBnRelu6 =
+    Rule.ofMatch "conv-bn-relu6" [ "Conv2d"; "BatchNorm2d"; "ReLU6" ] (fun isQat modules ->
+        match modules with
+        | [ Conv2d conv; BatchNorm2d norm; ReLU6 act ] when not isQat ->
+            Some(Nn.Sequential [ BatchNormFolding.FoldConvBn(conv, norm) :> Module; act :> Module ])
+        | _ -> None)
+
+match model |> Fuse.tryModules [ [ "conv2"; "bn2"; "act2" ] ] with
+| Error e -> printfn "defaults refuse it (%O)" e.Kind
+| Ok _ -> failwith "PyTorch's defaults should not fuse Conv+BN+ReLU6"
+
+let rules = Rules.defaults |> Rules.add convBnRelu6
+let fusedAll = model |> Fuse.modulesWith rules [ [ "conv1"; "bn1"; "relu1" ]; [ "conv2"; "bn2"; "act2" ] ]
+let diffAll = (fusedAll |> Model.forward x).MaxAbsDiff(model |> Model.forward x)
+printfn "with the custom rule: conv2 is %s, max |diff| = %.3g" (fusedAll |> Model.get "conv2").TypeName diffAll
+
+if diff > 1e-4 || diffAll > 1e-4 then failwith "fusion changed the model's function"
+printfn "quickstart: ok"
