@@ -33,7 +33,7 @@ public sealed record ConstantFold(string Container, string ConvPath, string Node
 /// <remarks>
 /// <para>A site is left alone when folding could change what the model computes: the convolution's output has another reader
 /// (by its graph node), the convolution runs from more than one place or inside a container whose dataflow is not known
-/// (<see cref="Dataflow"/>), it has a forward hook (which would see the folded output), the operation reads the convolution's
+/// (<see cref="Dataflow"/>), it has a forward hook (which would see the folded output), a <c>get_attr</c> in some graph reads its weight or bias, the operation reads the convolution's
 /// value twice, the constant is not per-channel (a <c>[C]</c> tensor broadcasts along the last spatial dimension, not the
 /// channels), not float32 (a float64 tensor promotes the result), or not finite.</para>
 /// <para>A constant of rank <c>N + 2</c> (<c>[1, C, 1, 1]</c> for a Conv2d) is folded assuming a batched input, the form a
@@ -73,23 +73,30 @@ public static class GraphConstantFolding
         var containers = model.NamedModules()
             .Where(kv => kv.Value is UserModule { Forward: not null } && (kv.Key.Length == 0 || (flow.IsKnown(kv.Key) && flow.CallSites(kv.Key).Count > 0)))
             .Select(kv => kv.Key).Distinct(StringComparer.Ordinal).ToArray();
+        // A get_attr of the conv's own weight or bias would read the folded values afterwards. Nodes are only ever removed,
+        // so the reads of the original model cover every later state of the graphs.
+        var attributeReads = containers
+            .SelectMany(c => ((UserModule)(c.Length == 0 ? model : ModulePath.Get(model, c))).Forward!.Nodes
+                .Where(n => n.Op == NodeOp.GetAttr).Select(n => Join(c, n.Target!)))
+            .ToHashSet(StringComparer.Ordinal);
         var tree = model;
         foreach (var path in containers)
         {
             // Re-read from the tree: an earlier container may have folded a conv below this one.
             var container = (UserModule)(path.Length == 0 ? tree : ModulePath.Get(tree, path));
-            var folded = FoldContainer(container, path, flow, log);
+            var folded = FoldContainer(container, path, flow, attributeReads, log);
             if (ReferenceEquals(folded, container)) continue;
             tree = path.Length == 0 ? folded : ModulePath.Replace(tree, path, folded);
         }
         return tree;
     }
 
-    private static UserModule FoldContainer(UserModule container, string path, Dataflow flow, List<ConstantFold>? log)
+    private static UserModule FoldContainer(UserModule container, string path, Dataflow flow, HashSet<string> attributeReads,
+        List<ConstantFold>? log)
     {
         var graph = container.Forward!;
         var current = container;
-        while (NextSite(current, graph, path, flow) is { } site)
+        while (NextSite(current, graph, path, flow, attributeReads) is { } site)
         {
             var conv = (Conv)ModulePath.Get(current, site.ConvNode.Target!);
             var isMul = site.Operation.Target == "mul";
@@ -104,13 +111,14 @@ public static class GraphConstantFolding
     private sealed record Site(GraphNode ConvNode, GraphNode Operation, double[] Factors);
 
     /// <summary>The first conv node of <paramref name="graph"/> whose only reader is a foldable constant mul/add.</summary>
-    private static Site? NextSite(UserModule container, Graph graph, string path, Dataflow flow)
+    private static Site? NextSite(UserModule container, Graph graph, string path, Dataflow flow, HashSet<string> attributeReads)
     {
         foreach (var node in graph.Nodes)
         {
             if (node.Op != NodeOp.CallModule || ModulePath.Get(container, node.Target!) is not Conv conv || conv.Hooks.Length > 0) continue;
             var full = Join(path, node.Target!);
-            if (!flow.IsKnown(full) || flow.CallSites(full).Count != 1) continue;
+            if (!flow.IsKnown(full) || flow.CallSites(full).Count != 1
+                || attributeReads.Any(a => a.StartsWith(full + ".", StringComparison.Ordinal))) continue;
             var readers = graph.Consumers(node.Name).ToArray();
             if (readers.Length != 1) continue;
             var op = readers[0];

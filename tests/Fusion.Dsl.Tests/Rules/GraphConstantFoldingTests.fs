@@ -114,13 +114,17 @@ let tests =
             Expect.equal [ for f in GraphConstantFolding.Find model -> f.Container, f.ConvPath ] [ "block", "block.conv" ] "where it folded"
         }
 
-        test "a conv output also read elsewhere, a conv run twice, or a conv with a forward hook is left alone" {
+        test "a conv output also read elsewhere, a conv run twice, with a forward hook or whose bias a get_attr reads is left alone" {
             unchanged "other reader"
                 (net [ "conv", conv2d 3 3 1 true 1 ] [] (fun g x -> let y = g.Call("conv", x) in g.AddValues(g.Function("mul", y, 2.0), y)))
             unchanged "called twice"
                 (net [ "conv", conv2d 3 3 1 true 1 ] [] (fun g x -> g.Function("mul", g.Call("conv", g.Call("conv", x)), 2.0)))
             let hooked = (conv2d 3 3 1 true 1).AddHook(ForwardHook("watch", Func<Module, Tensor, Tensor, Tensor | null>(fun _ _ _ -> null)))
             unchanged "forward hook" (net [ "conv", hooked ] [] (fun g x -> g.Function("mul", g.Call("conv", x), 2.0)))
+            unchanged "get_attr of the conv's bias"
+                (net [ "conv", conv2d 3 4 1 true 1 ] [] (fun g x ->
+                    let y = g.Function("mul", g.Call("conv", x), 2.0)
+                    g.AddValues(y, g.Method("reshape", g.GetAttr "conv.bias", [| 1; 4; 1; 1 |]))))
             unchanged "conv times itself" (net [ "conv", conv2d 3 3 1 true 1 ] [] (fun g x -> let y = g.Call("conv", x) in g.Function("mul", y, y)))
         }
 
