@@ -81,6 +81,13 @@ let tests =
             Expect.isTrue (obj.ReferenceEquals(folded.State.["scale"], model.State.["scale"])) "the state tensors are kept"
         }
 
+        test "the F# Fuse.foldConstants folds as Fuser.FoldGraphConstants does" {
+            let model = net [ "conv", conv2d 3 4 1 true 1 ] [] (fun g x -> g.Function("mul", g.Call("conv", x), 0.5))
+            let folded = Fusion.Dsl.FSharp.Fuse.foldConstants model
+            Expect.isEmpty (operations folded) "the mul is gone"
+            Expect.equal folded (Fuser.FoldGraphConstants model) "same result as the C# entry point"
+        }
+
         test "an add before a mul (constant first, method call) folds as (conv + t) * s" {
             let model =
                 net [ "conv", conv2d 3 4 1 true 3 ] [ "shift", perChannel shiftOf [| 4; 1; 1 |] ]
