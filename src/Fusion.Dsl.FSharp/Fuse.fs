@@ -40,3 +40,6 @@ let auto (model: Module) = toLists (Fuser.FindFusableGroups(model, RuleSet.Defau
 
 [<CompiledName("AutoWith")>]
 let autoWith (rules: RuleSet) (model: Module) = toLists (Fuser.FindFusableGroups(model, rules))
+
+[<CompiledName("FoldConstants")>]
+let foldConstants (model: Module) = Fuser.FoldGraphConstants model

@@ -33,3 +33,7 @@ val auto: model: Module -> string list list
 /// Every group the given rules can fuse (e.g. `RuleSet.Extended` for this project's extra patterns).
 [<CompiledName("AutoWith")>]
 val autoWith: rules: RuleSet -> model: Module -> string list list
+/// Folds every per-channel constant `mul`/`add` after a Conv in the forward graphs into the Conv's weights and bias
+/// (see GraphConstantFolding); the model itself when there is nothing to fold.
+[<CompiledName("FoldConstants")>]
+val foldConstants: model: Module -> Module

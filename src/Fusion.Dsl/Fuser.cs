@@ -185,6 +185,14 @@ public static class Fuser
         return GroupDiscovery.Find(model, options.EffectiveRules(), isQat);
     }
 
+    /// <summary>
+    /// Folds every per-channel constant <c>mul</c>/<c>add</c> that follows a convolution in the model's forward graphs into that
+    /// convolution's weights and bias, removing the operation's graph node (a pattern PyTorch's <c>fuse_modules</c> lacks; see
+    /// <see cref="GraphConstantFolding"/> for what is folded and what is left alone). Returns a new model sharing every untouched
+    /// module with <paramref name="model"/>, or <paramref name="model"/> itself when there is nothing to fold.
+    /// </summary>
+    public static Module FoldGraphConstants(Module model) => GraphConstantFolding.Apply(model);
+
     private static T CheckNotNull<T>(T? value) where T : class
         => value ?? throw FusionException.Create(FusionErrorKind.InvalidGroups, -1, [], [], "modules_to_fuse is null",
             "give a list of dotted module names or a list of such lists");

@@ -35,6 +35,10 @@ public sealed class GraphBuilder
     public GraphValue Method(string name, GraphValue self, params object?[] args)
         => Add(new GraphNode(NodeOp.CallMethod, Fresh(name), name, [self.Arg, .. args.Select(ToArg)]));
 
+    /// <summary>Reads the parameter or buffer at dotted path <paramref name="target"/> (relative to the container), as
+    /// torch.fx's <c>get_attr</c> does for <c>self.scale</c>.</summary>
+    public GraphValue GetAttr(string target) => Add(new GraphNode(NodeOp.GetAttr, Fresh(target.Replace('.', '_')), target));
+
     /// <summary><c>a + b</c> (the <c>add</c> function).</summary>
     public GraphValue AddValues(GraphValue a, GraphValue b) => Function("add", a, b);
 
