@@ -1,11 +1,11 @@
 // Forward-engine benchmarks. Usage (Release; every timing is the median of 5 runs after warm-up):
-//   dotnet run -c Release --project bench/Fusion.Dsl.Bench -- conv [threads]      3x3 conv 64->64 at 1x64x56x56 (GFLOP/s)
-//   dotnet run -c Release --project bench/Fusion.Dsl.Bench -- net NAME [threads]  a zoo network (resnet18, resnet50, mobilenet_v2)
+//   dotnet run -c Release --project tools/engine-bench -- conv [threads]      3x3 conv 64->64 at 1x64x56x56 (GFLOP/s)
+//   dotnet run -c Release --project tools/engine-bench -- net NAME [threads]  a zoo network (resnet18, resnet50, mobilenet_v2)
 //                                                                     at 1x3x224x224, unfused vs fused by Fuser.FuseModules
-//   dotnet run -c Release --project bench/Fusion.Dsl.Bench -- profile NAME [threads]  time per module type, through hooks
+//   dotnet run -c Release --project tools/engine-bench -- profile NAME [threads]  time per module type, through hooks
 //                                                                     (BENCH_DETAIL=1: per conv shape; hooks turn buffer recycling off)
 //   BENCH_NORECYCLE=1 with `net`: a no-op hook on both models turns intermediate buffer recycling off, for comparison
-//   dotnet run -c Release --project bench/Fusion.Dsl.Bench -- layers [threads]    resnet18/mobilenet conv shapes (GFLOP/s each)
+//   dotnet run -c Release --project tools/engine-bench -- layers [threads]    resnet18/mobilenet conv shapes (GFLOP/s each)
 using System.Diagnostics;
 using Fusion.Dsl;
 using Fusion.Dsl.Algebra;
