@@ -176,18 +176,26 @@ public sealed class Dataflow
 
     /// <summary>
     /// Whether this analysis may be stale for <paramref name="group"/> after the modules at <paramref name="rewritten"/> were
-    /// replaced: a member, or a reader of a member, is at, inside or above a rewritten path. Fusion never edits a graph, so
-    /// call sites and readers elsewhere are unchanged.
+    /// replaced: a member is at, inside or above a rewritten path, or a reader of a member is inside or above one or became an
+    /// <see cref="Identity"/> (<paramref name="newIdentities"/>), which the analysis looks through. A reader replaced by a
+    /// fused module at the same path reads as before. Fusion never edits a graph, so call sites elsewhere are unchanged.
     /// </summary>
-    internal bool Touches(IReadOnlyList<string> group, IReadOnlySet<string> rewritten)
+    internal bool Touches(IReadOnlyList<string> group, IReadOnlySet<string> rewritten, IReadOnlySet<string> newIdentities)
     {
         if (rewritten.Count == 0) return false;
-        bool Near(string p) => rewritten.Any(r => r == p || p.StartsWith(r + ".", StringComparison.Ordinal) || r.StartsWith(p + ".", StringComparison.Ordinal));
+        static bool Under(string inner, string outer)
+            => inner.Length > outer.Length && inner[outer.Length] == '.' && inner.StartsWith(outer, StringComparison.Ordinal);
+        bool Nested(string p)
+        {
+            foreach (var r in rewritten)
+                if (Under(p, r) || Under(r, p)) return true;
+            return false;
+        }
         foreach (var p in group)
         {
-            if (Near(p)) return true;
+            if (rewritten.Contains(p) || Nested(p)) return true;
             foreach (var site in CallSites(p))
-                if (Readers(site, group).Any(r => r.ModulePath is { } m && Near(m))) return true;
+                if (Readers(site, group).Any(r => r.ModulePath is { } m && (newIdentities.Contains(m) || Nested(m)))) return true;
         }
         return false;
     }

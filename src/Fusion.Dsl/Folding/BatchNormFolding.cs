@@ -138,6 +138,9 @@ public static class BatchNormFolding
 
     /// <summary>target[k] = (float)(source[k] * scale) over one block, vectorised: widening to double, multiplying and
     /// narrowing rounds exactly as the scalar cast does, so the result is bit-identical to the scalar formula.</summary>
+    // Fully optimised from the first call: tier-0 code for the vector loop is several times slower, and a fusion
+    // runs each fold only once, so tiered compilation never gets to promote it.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static void ScaleBlock(float[] source, float[] target, int start, int length, double scale)
     {
         var src = source.AsSpan(start, length);

@@ -93,19 +93,26 @@ public sealed class FusionPlan
     private sealed class FlowCache
     {
         private readonly HashSet<string> _rewritten = new(StringComparer.Ordinal);
+        private readonly HashSet<string> _newIdentities = new(StringComparer.Ordinal);
         private Dataflow? _flow;
 
         public Dataflow For(Module tree, IReadOnlyList<string> group)
         {
-            if (_flow is null || _flow.Touches(group, _rewritten))
+            if (_flow is null || _flow.Touches(group, _rewritten, _newIdentities))
             {
                 _flow = Dataflow.Of(tree);
                 _rewritten.Clear();
+                _newIdentities.Clear();
             }
             return _flow;
         }
 
-        public void Rewrote(IEnumerable<string> paths) => _rewritten.UnionWith(paths);
+        public void Rewrote(IReadOnlyList<string> paths, IReadOnlyList<Module> replacements)
+        {
+            _rewritten.UnionWith(paths);
+            for (var k = 0; k < paths.Count; k++)
+                if (replacements[k] is Identity) _newIdentities.Add(paths[k]);
+        }
     }
 
     private Module FuseGroup(Module tree, int index, ImmutableArray<string> paths, FlowCache flow)
@@ -141,7 +148,7 @@ public sealed class FusionPlan
             fused[0] = first.WithHooks(first.PreHooks.AddRange(modules[0].PreHooks), first.Hooks.AddRange(modules[^1].Hooks));
 
         for (var k = 0; k < paths.Length; k++) tree = ModulePath.Replace(tree, paths[k], fused[k]);
-        flow.Rewrote(paths);
+        flow.Rewrote(paths, fused);
         return tree;
     }
 
