@@ -42,19 +42,10 @@ public static class Program
                 _ => throw new UsageException($"unknown command '{args[0]}'"),
             };
         }
-        catch (Fusion.Dsl.IO.ModelFormatException e)
+        // A file, a state_dict or a forward pass that is refused: the message names the file, key or module.
+        catch (Exception e) when (e is Fusion.Dsl.IO.ModelFormatException or Fusion.Dsl.IO.StateDictException or Fusion.Dsl.Engine.ForwardException)
         {
-            Console.Error.WriteLine($"fusion: {e.Message}");
-            return 1;
-        }
-        catch (Fusion.Dsl.IO.StateDictException e)
-        {
-            Console.Error.WriteLine($"fusion: {e.Message}");
-            return 1;
-        }
-        catch (Fusion.Dsl.Engine.ForwardException e)
-        {
-            Console.Error.WriteLine($"fusion: forward failed: {e.Message}");
+            Console.Error.WriteLine($"fusion: {(e is Fusion.Dsl.Engine.ForwardException ? "forward failed: " : "")}{e.Message}");
             return 1;
         }
         catch (UsageException e)

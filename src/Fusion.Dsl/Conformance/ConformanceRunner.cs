@@ -98,7 +98,7 @@ public static class ConformanceRunner
         var call = c.Qat ? "fuse_modules_qat" : "fuse_modules";
         Module? fused = null;
         FusionException? refusal = null;
-        try { fused = Fuser.FuseModulesRaw(c.Model, ToRaw(c.Fuse), c.Qat); }
+        try { fused = Fuser.FuseModulesRaw(c.Model, c.Fuse.ToModulesToFuse(), c.Qat); }
         catch (FusionException e) { refusal = e; }
 
         // Immutability makes this hold by construction; check it anyway against a fresh load of the same file.
@@ -150,7 +150,4 @@ public static class ConformanceRunner
     private static string Outcome(FixtureCase c) => c.Outcome == FixtureOutcome.Fused ? "fused" : $"{c.ErrorType}: {c.ErrorMessage}";
 
     private static string Got(Module? fused, FusionException? e) => e is not null ? $"{e.Kind}: {e.Message}" : fused is not null ? "a fused model" : "nothing";
-
-    /// <summary>The fuse list as PyTorch received it: names stay strings, lists become string arrays.</summary>
-    private static object ToRaw(FuseSpec spec) => spec.Entries.Select(e => e.IsGroup ? (object)e.Group.ToArray() : e.Name!).ToList();
 }

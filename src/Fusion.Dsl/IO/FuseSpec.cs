@@ -92,6 +92,10 @@ public sealed class FuseSpec : IEquatable<FuseSpec>
         _ => Entries.Select(e => (IReadOnlyList<string>)(e.IsGroup ? e.Group : [e.Name!])).ToList(),
     };
 
+    /// <summary>The list exactly as PyTorch received it, for <c>Fuser.FuseModulesRaw</c>: names stay strings, lists become
+    /// string arrays, so a mixed or empty list reaches fusion as given and is refused there.</summary>
+    public object ToModulesToFuse() => Entries.Select(e => e.IsGroup ? (object)e.Group.ToArray() : e.Name!).ToList();
+
     /// <inheritdoc />
     public bool Equals(FuseSpec? other) => other is not null && other.Entries.SequenceEqual(Entries);
     /// <inheritdoc />

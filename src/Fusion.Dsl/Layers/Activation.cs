@@ -40,17 +40,6 @@ public sealed class Activation : Module
     public static Activation Create(ActivationKind kind, bool inplace = false, bool training = false)
         => new(ModuleParts.Leaf(training), kind, inplace);
 
-    /// <summary>Applies the activation to one value (the engine's kernels use the same formulas vectorised).</summary>
-    public static float Apply(ActivationKind kind, float x) => kind switch
-    {
-        ActivationKind.ReLU => x > 0 ? x : 0,
-        ActivationKind.ReLU6 => Math.Min(Math.Max(x, 0f), 6f),
-        ActivationKind.Hardswish => x * Math.Min(Math.Max(x + 3f, 0f), 6f) / 6f,
-        ActivationKind.Hardsigmoid => Math.Min(Math.Max(x + 3f, 0f), 6f) / 6f,
-        ActivationKind.SiLU => x / (1f + MathF.Exp(-x)),
-        _ => throw new ArgumentOutOfRangeException(nameof(kind)),
-    };
-
     private protected override Module Rebuild(ModuleParts parts) => new Activation(parts, Kind, Inplace);
     private protected override bool HyperparametersEqual(Module other) => other is Activation a && a.Kind == Kind && a.Inplace == Inplace;
 

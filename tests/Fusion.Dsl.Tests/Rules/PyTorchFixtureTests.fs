@@ -19,7 +19,7 @@ open Fusion.Dsl.Tests.Folding
 let private runNoteCase (json: string) =
     let case = FixtureCase.Load json
     let input = case.Model
-    let fused = Fuser.FuseModulesRaw(input, [ for e in case.Fuse.Entries -> (match e.Name with null -> box (Seq.toArray e.Group) | n -> box n) ] |> ResizeArray, case.Qat)
+    let fused = Fuser.FuseModulesRaw(input, case.Fuse.ToModulesToFuse(), case.Qat)
     let c = ModulePath.Get(input, "0") :?> Conv
     let n = ModulePath.Get(input, "1") :?> BatchNorm
     let folded = ModulePath.Get(fused, "0") :?> Conv
