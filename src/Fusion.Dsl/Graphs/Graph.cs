@@ -46,7 +46,28 @@ public sealed class Graph : IEquatable<Graph>
     public IEnumerable<string> ModuleCalls => Nodes.Where(n => n.Op == NodeOp.CallModule).Select(n => n.Target!);
 
     /// <summary>The nodes that read the value of <paramref name="nodeName"/>.</summary>
-    public IEnumerable<GraphNode> Consumers(string nodeName) => Nodes.Where(n => n.Inputs.Contains(nodeName));
+    /// <remarks>In execution order, each reader once; the index is built on first use (the graph is immutable).</remarks>
+    public ImmutableArray<GraphNode> Consumers(string nodeName)
+    {
+        ArgumentNullException.ThrowIfNull(nodeName);
+        var index = _consumers ??= BuildConsumerIndex();
+        return index.TryGetValue(nodeName, out var readers) ? readers : [];
+    }
+
+    private Dictionary<string, ImmutableArray<GraphNode>>? _consumers;
+
+    // A benign race: two threads may both build the index, and either result is the same.
+    private Dictionary<string, ImmutableArray<GraphNode>> BuildConsumerIndex()
+    {
+        var lists = new Dictionary<string, List<GraphNode>>(StringComparer.Ordinal);
+        foreach (var n in Nodes)
+            foreach (var r in n.Inputs)
+            {
+                if (!lists.TryGetValue(r, out var list)) lists[r] = list = [];
+                if (list.Count == 0 || !ReferenceEquals(list[^1], n)) list.Add(n);
+            }
+        return lists.ToDictionary(kv => kv.Key, kv => kv.Value.ToImmutableArray(), StringComparer.Ordinal);
+    }
 
     /// <inheritdoc />
     public bool Equals(Graph? other) => other is not null && (ReferenceEquals(this, other) || other.Nodes.SequenceEqual(Nodes));

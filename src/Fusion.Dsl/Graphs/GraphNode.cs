@@ -33,6 +33,8 @@ public sealed class GraphNode : IEquatable<GraphNode>
         Op = op; Name = name; Target = target;
         Args = args?.ToImmutableArray() ?? ImmutableArray<GraphArg>.Empty;
         Kwargs = kwargs?.ToImmutableArray() ?? ImmutableArray<KeyValuePair<string, GraphArg>>.Empty;
+        // Computed once: graph checks, the interpreter and the dataflow analysis all walk the inputs of every node.
+        Inputs = [.. Args.SelectMany(a => a.References).Concat(Kwargs.SelectMany(k => k.Value.References))];
     }
 
     /// <summary>What the node does.</summary>
@@ -46,8 +48,9 @@ public sealed class GraphNode : IEquatable<GraphNode>
     /// <summary>Keyword arguments.</summary>
     public ImmutableArray<KeyValuePair<string, GraphArg>> Kwargs { get; }
 
-    /// <summary>Names of the nodes whose values this node reads.</summary>
-    public IEnumerable<string> Inputs => Args.SelectMany(a => a.References).Concat(Kwargs.SelectMany(k => k.Value.References));
+    /// <summary>Names of the nodes whose values this node reads: the references in <see cref="Args"/>, then those in
+    /// <see cref="Kwargs"/>, in order and with repeats.</summary>
+    public ImmutableArray<string> Inputs { get; }
 
     /// <summary>The keyword argument <paramref name="key"/>, or null.</summary>
     public GraphArg? Kwarg(string key)
