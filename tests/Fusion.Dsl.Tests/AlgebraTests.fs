@@ -4,6 +4,7 @@ open Expecto
 open Fusion.Dsl.Algebra
 open Fusion.Dsl.Layers
 open Fusion.Dsl.Tensors
+open System.Collections.Generic
 
 let private convBnRelu seed =
     Sequential.Create(
@@ -28,6 +29,27 @@ let tests =
             Expect.isTrue (obj.ReferenceEquals(ModulePath.Get(root, "0.0"), ModulePath.Get(r, "0.0"))) "untouched leaf shared"
             Expect.equal (ModulePath.Get(r, "0.2").TypeName) "Identity" "replacement in place"
             Expect.equal (ModulePath.Get(root, "0.2").TypeName) "ReLU" "input unchanged"
+        }
+        test "ReplaceAll rebuilds each module on the changed paths once and shares the rest" {
+            let root = Sequential.Create(convBnRelu 1 :> Module, convBnRelu 2, convBnRelu 3)
+            let r = ModulePath.ReplaceAll(root, [ KeyValuePair("0.1", Identity.Create() :> Module); KeyValuePair("0.2", Identity.Create()) ])
+            Expect.isTrue (obj.ReferenceEquals(ModulePath.Get(root, "1"), ModulePath.Get(r, "1"))) "sibling subtree shared"
+            Expect.isTrue (obj.ReferenceEquals(ModulePath.Get(root, "0.0"), ModulePath.Get(r, "0.0"))) "untouched leaf shared"
+            Expect.equal [ for c in ModulePath.Get(r, "0").Children -> c.Module.TypeName ] [ "Conv2d"; "Identity"; "Identity" ] "both replaced"
+            Expect.equal (ModulePath.Get(root, "0.2").TypeName) "ReLU" "input unchanged"
+        }
+        test "ReplaceAll sees earlier replacements: a later path may lie inside an earlier one" {
+            let root = Sequential.Create(convBnRelu 1 :> Module, convBnRelu 2)
+            let r = ModulePath.ReplaceAll(root, [ KeyValuePair("1", convBnRelu 5 :> Module); KeyValuePair("1.2", Identity.Create()) ])
+            Expect.equal (ModulePath.Get(r, "1.0")) (ModulePath.Get(convBnRelu 5, "0")) "inside the earlier replacement"
+            Expect.equal (ModulePath.Get(r, "1.2").TypeName) "Identity" "then replaced inside it"
+        }
+        test "ReplaceAll names the whole path that is missing after the earlier replacements" {
+            let root = Sequential.Create(convBnRelu 1 :> Module, convBnRelu 2)
+            let e = Support.throwsOf<ModulePathException> (fun () ->
+                ModulePath.ReplaceAll(root, [ KeyValuePair("1", Identity.Create() :> Module); KeyValuePair("1.2", Identity.Create()) ]) |> ignore)
+            Expect.equal e.Path "1.2" "the whole path"
+            Expect.equal e.MissingSegment "2" "the segment the Identity lacks"
         }
         test "a missing path names the segment and the children that exist" {
             let m = convBnRelu 1

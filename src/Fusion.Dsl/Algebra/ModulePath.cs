@@ -65,6 +65,29 @@ public static class ModulePath
         return ReplaceAt(root, path, segs, 0, replacement);
     }
 
+    /// <summary>
+    /// A new tree with every replacement applied in order, as successive <see cref="Replace"/> calls would apply them
+    /// (a later path may lie inside or above an earlier one), but rebuilding each module on the changed paths once instead
+    /// of once per replacement. Modules off the paths are shared; when nothing changes, <paramref name="root"/> itself is returned.
+    /// Only the final tree is built, so only its containers' graphs are checked: an intermediate tree that a single
+    /// <see cref="Replace"/> would refuse is fine when a later replacement repairs it.
+    /// </summary>
+    /// <exception cref="ModulePathException">A segment does not exist in the tree as the earlier replacements left it.</exception>
+    /// <exception cref="ArgumentException">A path is empty, or a container's graph in the final tree calls a module that no longer exists.</exception>
+    public static Module ReplaceAll(Module root, IEnumerable<KeyValuePair<string, Module>> replacements)
+    {
+        ArgumentNullException.ThrowIfNull(root);
+        ArgumentNullException.ThrowIfNull(replacements);
+        var edits = new TreeEdits(root);
+        foreach (var (path, module) in replacements)
+        {
+            ArgumentNullException.ThrowIfNull(path);
+            if (path.Length == 0) throw new ArgumentException("cannot replace the root by path; use the replacement itself");
+            edits.Set(path, module);
+        }
+        return edits.Build();
+    }
+
     private static Module ReplaceAt(Module m, string path, string[] segs, int i, Module replacement)
     {
         if (!m.Children.TryGet(segs[i], out var child)) throw Missing(path, segs, i, m);

@@ -78,10 +78,11 @@ public sealed class FusionPlan
     public Module Apply(Module model)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var tree = model;
+        // Replacements stay pending until the end, so each module on a changed path is rebuilt once, not once per group.
+        var tree = new TreeEdits(model);
         var flow = new FlowCache();
-        for (var i = 0; i < Groups.Length; i++) tree = FuseGroup(tree, i, Groups[i], flow);
-        return tree;
+        for (var i = 0; i < Groups.Length; i++) FuseGroup(tree, i, Groups[i], flow);
+        return tree.Build();
     }
 
     /// <summary>
@@ -96,11 +97,11 @@ public sealed class FusionPlan
         private readonly HashSet<string> _newIdentities = new(StringComparer.Ordinal);
         private Dataflow? _flow;
 
-        public Dataflow For(Module tree, IReadOnlyList<string> group)
+        public Dataflow For(TreeEdits tree, IReadOnlyList<string> group)
         {
             if (_flow is null || _flow.Touches(group, _rewritten, _newIdentities))
             {
-                _flow = Dataflow.Of(tree);
+                _flow = Dataflow.Of(tree.Build());
                 _rewritten.Clear();
                 _newIdentities.Clear();
             }
@@ -115,7 +116,7 @@ public sealed class FusionPlan
         }
     }
 
-    private Module FuseGroup(Module tree, int index, ImmutableArray<string> paths, FlowCache flow)
+    private void FuseGroup(TreeEdits tree, int index, ImmutableArray<string> paths, FlowCache flow)
     {
         var modules = Resolve(tree, index, paths);
         var kinds = modules.Select(m => m.TypeName).ToArray();
@@ -147,17 +148,40 @@ public sealed class FusionPlan
         if (modules[0].PreHooks.Length > 0 || modules[^1].Hooks.Length > 0)
             fused[0] = first.WithHooks(first.PreHooks.AddRange(modules[0].PreHooks), first.Hooks.AddRange(modules[^1].Hooks));
 
-        for (var k = 0; k < paths.Length; k++) tree = ModulePath.Replace(tree, paths[k], fused[k]);
+        for (var k = 0; k < paths.Length; k++)
+            if (modules[k].Children.Count > 0) CheckGraphCalls(tree, paths[k], fused[k], Fail);
+        for (var k = 0; k < paths.Length; k++) tree.Set(paths[k], fused[k]);
         flow.Rewrote(paths, fused);
-        return tree;
     }
 
-    private static Module[] Resolve(Module tree, int index, ImmutableArray<string> paths)
+    /// <summary>
+    /// Refuses a result that drops a submodule some container's graph calls: replacing a container (only a custom fuser or
+    /// rule does that) must keep every path a graph above it reaches into. Leaves, the usual members, have nothing to check.
+    /// </summary>
+    private static void CheckGraphCalls(TreeEdits tree, string path, Module replacement,
+        Func<FusionErrorKind, string, string, string?, string?, FusionException> fail)
+    {
+        var segs = ModulePath.Split(path);
+        for (var i = 0; i < segs.Length; i++)
+        {
+            var ownerPath = string.Join('.', segs.Take(i));
+            if (tree.Get(ownerPath) is not UserModule { Forward: { } graph } owner) continue;
+            var below = string.Join('.', segs.Skip(i)) + ".";
+            foreach (var call in graph.ModuleCalls)
+                if (call.StartsWith(below, StringComparison.Ordinal) && !ModulePath.TryGet(replacement, call[below.Length..], out _))
+                    throw fail(FusionErrorKind.FuserResult,
+                        $"the result for '{path}' ({replacement.TypeName}) has no submodule '{call[below.Length..]}', which the forward " +
+                        $"graph of {Dataflow.Name(ownerPath)} ({owner.TypeName}) calls as '{call}'",
+                        "keep the submodules a graph calls in the result, or fuse the called modules themselves", null, null);
+        }
+    }
+
+    private static Module[] Resolve(TreeEdits tree, int index, ImmutableArray<string> paths)
     {
         var modules = new Module[paths.Length];
         for (var k = 0; k < paths.Length; k++)
         {
-            try { modules[k] = ModulePath.Get(tree, paths[k]); }
+            try { modules[k] = tree.Get(paths[k]); }
             catch (ModulePathException e)
             {
                 var found = modules.Take(k).Select(m => m.TypeName).ToArray();

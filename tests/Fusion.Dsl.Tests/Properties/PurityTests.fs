@@ -40,6 +40,37 @@ let tests =
                         if not (touched path) then
                             check (Object.ReferenceEquals(Fusion.Dsl.FSharp.Model.get path fused, m))
                                 (fun () -> sprintf "'%s' is not shared\n%s" path (describe case.Model groups))
+            law "ModulePath.ReplaceAll equals the same replacements made one by one, nested and missing paths included" ModelGen.arbFuseCase <| fun case ->
+                let model = ModelSpec.build case.Model
+                let paths = model.NamedModules() |> Seq.map (fun kv -> kv.Key) |> Seq.filter (fun p -> p <> "") |> Array.ofSeq
+                // A pseudo-random walk over the paths (repeats, parents after children, children after parents),
+                // replacing with Identity, an empty Sequential, or the module that is there.
+                let rng = Random(case.Pick)
+                let edits =
+                    [ for _ in 1 .. (if paths.Length = 0 then 0 else rng.Next(1, 8)) ->
+                        let p = paths.[rng.Next paths.Length]
+                        let r =
+                            match rng.Next 3 with
+                            | 0 -> Fusion.Dsl.Layers.Identity.Create() :> Module
+                            | 1 -> Fusion.Dsl.Layers.Sequential.Create() :> Module
+                            | _ -> ModulePath.Get(model, p)
+                        Collections.Generic.KeyValuePair(p, r) ]
+                let attempt f =
+                    try Ok(f ()) with
+                    | :? ModulePathException as e -> Error("missing " + e.Path)
+                    | :? ArgumentException as e -> Error("graph check: " + e.Message)
+                let oneByOne = attempt (fun () -> edits |> List.fold (fun m (KeyValue(p, r)) -> ModulePath.Replace(m, p, r)) model)
+                let together = attempt (fun () -> ModulePath.ReplaceAll(model, edits))
+                match oneByOne, together with
+                | Ok a, Ok b ->
+                    check (a.Equals b) (fun () -> sprintf "different trees for %A" [ for KeyValue(p, r) in edits -> p, r.TypeName ])
+                    let unchanged = edits |> List.forall (fun (KeyValue(p, r)) -> obj.ReferenceEquals(ModulePath.Get(model, p), r))
+                    if unchanged then check (obj.ReferenceEquals(b, model)) (fun () -> "replacing modules by themselves must return the root")
+                | Error a, Error b when a.StartsWith "missing" -> check (a = b) (fun () -> sprintf "'%s' one by one, '%s' together" a b)
+                // One by one, every intermediate tree's graphs are checked; ReplaceAll checks only the final tree, which
+                // later replacements may have repaired (putting the original module back).
+                | Error a, _ when a.StartsWith "graph check" -> ()
+                | a, b -> failtestf "one by one gave %A, together %A" (Result.map (fun _ -> "a tree") a) (Result.map (fun _ -> "a tree") b)
             law "an empty plan returns the very same model" ModelGen.arbModelSpec <| fun spec ->
                 let model = ModelSpec.build spec
                 Expect.isTrue (Object.ReferenceEquals(FusionPlan.Empty.Apply model, model)) "FusionPlan.Empty"

@@ -185,6 +185,25 @@ let tests =
             let e3 = refused FusionErrorKind.FuserResult (rebuild ()) rebuild (fun m -> Fuser.FuseModules(m, [ "0"; "1" ], bad [| Identity.Create(); Unchecked.defaultof<Module> |]))
             Expect.stringContains e3.Message "null at position 1 ('1')" "null entry"
         }
+        test "a fuser result that drops a submodule a graph calls is refused as FuserResult, naming the call" {
+            // The root's graph calls into 'block' (block.conv, block.relu): replacing the container by an Identity would leave
+            // the graph calling modules that no longer exist.
+            let build () =
+                let g = Fusion.Dsl.Graphs.GraphBuilder()
+                let x = g.Input()
+                let y = g.Call("relu", g.Call("block.relu", g.Call("block.conv", x)))
+                let block = user "Block" false [ "conv", conv 2 3 4 3 1 false; "relu", relu false ]
+                UserModule.Create("Net", ModuleChildren.Create([ NamedModule("block", block); NamedModule("relu", relu false) ]), g.Output y) :> Module
+            let dropBlock =
+                FuseOptions(FuserFunc = Func<IReadOnlyList<Module>, bool, IReadOnlyList<Module>>(fun ms _ ->
+                    [| Identity.Create() :> Module; ms.[1] |] :> IReadOnlyList<Module>),
+                           // 'block' itself never runs (the graph calls into it), which the dataflow check would refuse first.
+                           AllowUnsafeDataflow = true)
+            let e = refused FusionErrorKind.FuserResult (build ()) build (fun m -> Fuser.FuseModules(m, [ "block"; "relu" ], dropBlock))
+            Expect.stringContains e.Message "the result for 'block' (Identity) has no submodule 'conv'" "what is missing"
+            Expect.stringContains e.Message "graph of the root (Net) calls as 'block.conv'" "who calls it"
+            Expect.equal e.GroupIndex 0 "the group"
+        }
         test "an additional fuser mapping overrides the default for its pattern" {
             let keepBn = Func<bool, IReadOnlyList<Module>, Module>(fun _ ms -> FusedModule.Create("ConvBn2d", ms.[0], ms.[1]) :> Module)
             let options = FuseOptions(AdditionalFuserMethodMapping = readOnlyDict [ FusionPattern.Of("Conv2d", "BatchNorm2d"), keepBn ])
