@@ -99,13 +99,18 @@ public static class BatchNormFolding
         ArgumentNullException.ThrowIfNull(bn);
         var n = bn.NumFeatures;
         var variance = bn.RunningVar ?? throw NoStats(bn);
-        var std = ToVector(variance, n).Add(bn.Eps).PointwiseSqrt();
-        var gamma = bn.Weight is { } g ? ToVector(g, n) : Vector<double>.Build.Dense(n, 1.0);
-        return gamma.PointwiseDivide(std);
+        // In place on one vector (plus gamma's): a fold should allocate little beyond the folded tensors.
+        var scale = ToVector(variance, n);
+        scale.Add(bn.Eps, scale);
+        scale.PointwiseSqrt(scale);
+        if (bn.Weight is { } g) ToVector(g, n).PointwiseDivide(scale, scale);
+        else scale.DivideByThis(1.0, scale);
+        return scale;
     }
 
-    /// <summary>The float64 factors of one fold: scale, running mean and beta per BatchNorm channel.</summary>
-    private readonly record struct FoldFactors(Vector<double> Scale, Vector<double> Mean, Vector<double> Beta);
+    /// <summary>The factors of one fold per BatchNorm channel: the float64 scale, and the running mean and beta as stored
+    /// (beta null for a non-affine BatchNorm, meaning 0).</summary>
+    private readonly record struct FoldFactors(Vector<double> Scale, float[] Mean, float[]? Beta);
 
     private static FoldFactors Factors(string layer, bool layerTraining, int outChannels, BatchNorm bn, bool allowSingleFeature)
     {
@@ -117,10 +122,8 @@ public static class BatchNormFolding
             throw new ArgumentException(
                 $"{bn.TypeName} has num_features={bn.NumFeatures} but {layer} produces {outChannels} output channels" +
                 (allowSingleFeature ? " (only equal counts or a single feature fold)" : ""));
-        var n = bn.NumFeatures;
         var mean = bn.RunningMean ?? throw NoStats(bn);
-        var beta = bn.Bias is { } b ? ToVector(b, n) : Vector<double>.Build.Dense(n);
-        return new FoldFactors(Scale(bn), ToVector(mean, n), beta);
+        return new FoldFactors(Scale(bn), mean.RawFloat32, bn.Bias?.RawFloat32);
     }
 
     private static string Mode(bool training) => training ? "training" : "eval";
@@ -183,7 +186,8 @@ public static class BatchNormFolding
         {
             var k = broadcast ? 0 : c;
             var bc = b is null ? 0.0 : b[c];
-            result[c] = (float)((bc - f.Mean[k]) * f.Scale[k] + f.Beta[k]);
+            var beta = f.Beta is null ? 0.0 : f.Beta[k];
+            result[c] = (float)((bc - f.Mean[k]) * f.Scale[k] + beta);
         }
         return Tensor.Adopt(result, [outChannels]);
     }
