@@ -15,7 +15,9 @@ public static class Program
                                                  fuse groups as PyTorch's fuse_modules does, verify, optionally write
           conformance PATH...                    run fusion-fixture/1 cases (files or folders) against PyTorch's results
           demo [--model NAME]                    fuse a zoo network with torchvision's groups and report
-          bench --model NAME [--threads N] [--json]   time fusion and forward passes
+          bench --model NAME [--threads N] [--runs N] [--json] [--memory]
+                                                 time fusion and forward passes (medians after warm-up),
+                                                 or with --memory the peak working set of the forward pass
           auto MODEL.json | --model NAME [--json] [--rules default|extended] [--qat]
                                                  find every group the rules can fuse safely
         """;

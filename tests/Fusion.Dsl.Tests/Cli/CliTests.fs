@@ -132,3 +132,41 @@ let weightsTests =
             Expect.stringContains err2 "fc.bias" "names the missing key"
         }
     ]
+
+/// The bench command's report (no speed is asserted: targets live in benchmarks, not in timed tests).
+[<Tests>]
+let benchTests =
+    let json (out: string) = System.Text.Json.JsonDocument.Parse(out).RootElement
+    let int64 (e: System.Text.Json.JsonElement) (key: string) = e.GetProperty(key).GetInt64()
+    /// Fusion's own bookkeeping (modules, names, per-channel factors) beside the folded tensors it must allocate.
+    let bookkeepingSlack = 1.05
+    testList "Cli.Bench" [
+        test "bench --json reports the issue's keys; fusion allocates about the folded tensors and not a copy of the model" {
+            let code, out, err = run [ "bench"; "--model"; "resnet18"; "--threads"; "1"; "--runs"; "5"; "--json" ]
+            Expect.equal code 0 err
+            let r = json out
+            for key in [ "fuse_ms"; "forward_unfused_ms"; "forward_fused_ms"; "fuse_alloc_bytes"; "threads"; "groups"; "folded_bytes"; "copy_floor_ms" ] do
+                Expect.isTrue (fst (r.TryGetProperty key)) $"key {key}"
+            Expect.equal (int64 r "groups") 20L "torchvision's 20 groups"
+            Expect.equal (int64 r "threads") 1L "the thread count asked for"
+            // resnet18's 20 folded convolutions: 11,166,912 weights (torchvision's parameter count minus fc and BatchNorm) and
+            // 4,800 new biases, as float32.
+            Expect.equal (int64 r "folded_bytes") ((11_166_912L + 4_800L) * 4L) "exactly the folded weights and biases"
+            let alloc, folded = int64 r "fuse_alloc_bytes", int64 r "folded_bytes"
+            Expect.isGreaterThanOrEqual alloc folded "the folded tensors are allocated"
+            Expect.isLessThan (float alloc / float folded) bookkeepingSlack "bookkeeping stays within 5% of them: nothing is copied"
+        }
+        test "bench --memory --json reports the peak working set beside weights and activations" {
+            let code, out, err = run [ "bench"; "--model"; "resnet18"; "--threads"; "1"; "--memory"; "--json" ]
+            Expect.equal code 0 err
+            let r = json out
+            // torchvision's resnet18 has 11,689,512 parameters; the state adds BatchNorm buffers.
+            Expect.isGreaterThan (int64 r "weights_unfused_bytes") (11_689_512L * 4L) "parameters and buffers"
+            // Layer outputs at 1x3x224x224 are at least the stem's conv/bn/relu outputs (3 x 64x112x112) and the input.
+            Expect.isGreaterThan (int64 r "activation_bytes") ((3L * 64L * 112L * 112L + 3L * 224L * 224L) * 4L) "activations"
+            for form in [ "unfused"; "fused" ] do
+                let before, peak = int64 r $"rss_before_{form}_bytes", int64 r $"peak_rss_{form}_bytes"
+                Expect.isGreaterThanOrEqual peak before $"{form}: the peak covers the resident size before the pass"
+                Expect.isGreaterThan before (int64 r $"weights_{form}_bytes") $"{form}: the weights are resident"
+        }
+    ]
