@@ -6,6 +6,7 @@
 //                                                                     (BENCH_DETAIL=1: per conv shape; hooks turn buffer recycling off)
 //   BENCH_NORECYCLE=1 with `net`: a no-op hook on both models turns intermediate buffer recycling off, for comparison
 //   dotnet run -c Release --project tools/engine-bench -- layers [threads]    resnet18/mobilenet conv shapes (GFLOP/s each)
+//   dotnet run -c Release --project tools/engine-bench -- layers50 [threads]  resnet50's bottleneck conv shapes (GFLOP/s each)
 using System.Diagnostics;
 using Fusion.Dsl;
 using Fusion.Dsl.Algebra;
@@ -36,6 +37,20 @@ switch (mode)
         ConvBench(512, 512, 7, 3, 1, 1, 1);
         ConvBench(96, 96, 56, 3, 1, 1, 96);
         ConvBench(96, 96, 112, 3, 2, 1, 96);
+        break;
+    case "layers50":
+        // resnet50's bottleneck shapes: 1x1 reductions and expansions and the 3x3 in between, at 56, 28, 14 and 7.
+        ConvBench(64, 256, 56, 1, 1, 0, 1);
+        ConvBench(256, 64, 56, 1, 1, 0, 1);
+        ConvBench(128, 128, 28, 3, 1, 1, 1);
+        ConvBench(512, 128, 28, 1, 1, 0, 1);
+        ConvBench(128, 512, 28, 1, 1, 0, 1);
+        ConvBench(256, 256, 14, 3, 1, 1, 1);
+        ConvBench(1024, 256, 14, 1, 1, 0, 1);
+        ConvBench(256, 1024, 14, 1, 1, 0, 1);
+        ConvBench(512, 512, 7, 3, 1, 1, 1);
+        ConvBench(2048, 512, 7, 1, 1, 0, 1);
+        ConvBench(512, 2048, 7, 1, 1, 0, 1);
         break;
     case "net":
     {

@@ -63,17 +63,20 @@ internal static unsafe class ConvKernels
         var output = Buffers.Output(checked(geo.Batch * geo.OutChannels * geo.OutVolume));
         var depthwise = geo.InGroupChannels == 1 && geo.Groups > 1;
         var plan = depthwise ? Plan.Toeplitz : ChoosePlan(geo, threads);
+        // A depthwise plane is read by its own output plane only (no channel multiplier): lay it out inside that task,
+        // into a buffer that stays in L2, instead of writing the whole laid-out input to memory and reading it back.
+        var layoutPerPlane = depthwise && geo.NeedsLayout && geo.OutGroupChannels == 1;
         float[]? rented = null;
         try
         {
             var src = input.RawFloat32;
-            if (geo.NeedsLayout && plan != Plan.GatherInput)
+            if (geo.NeedsLayout && plan != Plan.GatherInput && !layoutPerPlane)
             {
                 rented = ArrayPool<float>.Shared.Rent(checked(geo.Batch * geo.InChannels * geo.LayoutPlane));
                 BuildLayout(input.RawFloat32, rented, geo, threads);
                 src = rented;
             }
-            if (depthwise) Depthwise(conv.Weight.RawFloat32, src, output, geo, ep, threads);
+            if (depthwise) Depthwise(conv.Weight.RawFloat32, src, output, geo, ep, threads, layoutPerPlane);
             else ConvGemm(conv, geo, plan, src, output, ep, threads);
         }
         finally
@@ -216,8 +219,12 @@ internal static unsafe class ConvKernels
         Gemm.Run(packedA, coutG, k, b, c, ep, geo.Batch, geo.Groups, threads);
     }
 
-    /// <summary>One input channel per group (depthwise, possibly with a channel multiplier): a direct kernel per output plane.</summary>
-    private static void Depthwise(float[] weight, float[] src, float[] output, ConvGeometry geo, Epilogue ep, int threads)
+    /// <summary>
+    /// One input channel per group (depthwise, possibly with a channel multiplier): a direct kernel per output plane.
+    /// <paramref name="src"/> is the phase layout, or with <paramref name="layoutPerPlane"/> the raw input, each plane of which
+    /// is laid out by the task that reads it.
+    /// </summary>
+    private static void Depthwise(float[] weight, float[] src, float[] output, ConvGeometry geo, Epilogue ep, int threads, bool layoutPerPlane)
     {
         var coutG = geo.OutGroupChannels;
         var planes = geo.Batch * geo.OutChannels;
@@ -234,13 +241,20 @@ internal static unsafe class ConvKernels
             var ci = co / coutG;
             var (scale, shift) = ep.At(co);
             var acc = ArrayPool<float>.Shared.Rent(columns);
+            var laid = layoutPerPlane ? ArrayPool<float>.Shared.Rent(geo.LayoutPlane) : null;
             try
             {
-                fixed (float* w = weight, s = src, d = output, tmp = acc)
+                fixed (float* w = weight, s = src, d = output, tmp = acc, lay = laid)
                 fixed (int* tapOff = taps)
                 {
-                    DepthwisePlane(s + ((long)n * geo.InChannels + ci) * geo.LayoutPlane, w + (long)co * geo.KernelVolume, tapOff,
-                        geo.KernelVolume, tmp, columns);
+                    var plane0 = (long)n * geo.InChannels + ci;
+                    var inPlane = s + plane0 * geo.LayoutPlane;
+                    if (layoutPerPlane)
+                    {
+                        LayoutPlane(s + plane0 * geo.InVolume, lay, geo);
+                        inPlane = lay;
+                    }
+                    DepthwisePlane(inPlane, w + (long)co * geo.KernelVolume, tapOff, geo.KernelVolume, tmp, columns);
                     // Only the Toeplitz columns inside each output row are written, through the epilogue.
                     int[] sub = geo.Sub, o = geo.Out;
                     var plane = d + (long)idx * geo.OutVolume;
@@ -253,6 +267,7 @@ internal static unsafe class ConvKernels
             finally
             {
                 ArrayPool<float>.Shared.Return(acc);
+                if (laid is not null) ArrayPool<float>.Shared.Return(laid);
             }
         });
     }
