@@ -28,29 +28,16 @@ switch (mode)
         ConvBench(64, 64, 56, 3, 1, 1, 1);
         break;
     case "layers":
-        ConvBench(3, 64, 224, 7, 2, 3, 1);
-        ConvBench(64, 64, 56, 3, 1, 1, 1);
-        ConvBench(64, 128, 56, 3, 2, 1, 1);
-        ConvBench(64, 128, 56, 1, 2, 0, 1);
-        ConvBench(128, 128, 28, 3, 1, 1, 1);
-        ConvBench(256, 256, 14, 3, 1, 1, 1);
-        ConvBench(512, 512, 7, 3, 1, 1, 1);
-        ConvBench(96, 96, 56, 3, 1, 1, 96);
-        ConvBench(96, 96, 112, 3, 2, 1, 96);
+        // (in, out, size, kernel, stride, padding, groups): resnet18's and mobilenet's characteristic convolutions.
+        ConvShapes([(3, 64, 224, 7, 2, 3, 1), (64, 64, 56, 3, 1, 1, 1), (64, 128, 56, 3, 2, 1, 1), (64, 128, 56, 1, 2, 0, 1),
+                    (128, 128, 28, 3, 1, 1, 1), (256, 256, 14, 3, 1, 1, 1), (512, 512, 7, 3, 1, 1, 1), (96, 96, 56, 3, 1, 1, 96),
+                    (96, 96, 112, 3, 2, 1, 96)]);
         break;
     case "layers50":
         // resnet50's bottleneck shapes: 1x1 reductions and expansions and the 3x3 in between, at 56, 28, 14 and 7.
-        ConvBench(64, 256, 56, 1, 1, 0, 1);
-        ConvBench(256, 64, 56, 1, 1, 0, 1);
-        ConvBench(128, 128, 28, 3, 1, 1, 1);
-        ConvBench(512, 128, 28, 1, 1, 0, 1);
-        ConvBench(128, 512, 28, 1, 1, 0, 1);
-        ConvBench(256, 256, 14, 3, 1, 1, 1);
-        ConvBench(1024, 256, 14, 1, 1, 0, 1);
-        ConvBench(256, 1024, 14, 1, 1, 0, 1);
-        ConvBench(512, 512, 7, 3, 1, 1, 1);
-        ConvBench(2048, 512, 7, 1, 1, 0, 1);
-        ConvBench(512, 2048, 7, 1, 1, 0, 1);
+        ConvShapes([(64, 256, 56, 1, 1, 0, 1), (256, 64, 56, 1, 1, 0, 1), (128, 128, 28, 3, 1, 1, 1), (512, 128, 28, 1, 1, 0, 1),
+                    (128, 512, 28, 1, 1, 0, 1), (256, 256, 14, 3, 1, 1, 1), (1024, 256, 14, 1, 1, 0, 1), (256, 1024, 14, 1, 1, 0, 1),
+                    (512, 512, 7, 3, 1, 1, 1), (2048, 512, 7, 1, 1, 0, 1), (512, 2048, 7, 1, 1, 0, 1)]);
         break;
     case "net":
     {
@@ -106,6 +93,11 @@ switch (mode)
         return 2;
 }
 return 0;
+
+void ConvShapes((int In, int Out, int Size, int K, int Stride, int Pad, int Groups)[] shapes)
+{
+    foreach (var c in shapes) ConvBench(c.In, c.Out, c.Size, c.K, c.Stride, c.Pad, c.Groups);
+}
 
 void ConvBench(int cin, int cout, int size, int k, int stride, int pad, int groups)
 {
