@@ -15,6 +15,10 @@ let tryGet (path: string) (model: Module) =
 [<CompiledName("Replace")>]
 let inline replace (path: string) (replacement: Module) (model: Module) = ModulePath.Replace(model, path, replacement)
 
+[<CompiledName("ReplaceAll")>]
+let replaceAll (replacements: (string * Module) list) (model: Module) =
+    ModulePath.ReplaceAll(model, [ for p, m in replacements -> System.Collections.Generic.KeyValuePair(p, m) ])
+
 [<CompiledName("NamedModules")>]
 let namedModules (model: Module) = [ for kv in model.NamedModules() -> kv.Key, kv.Value ]
 

@@ -14,6 +14,10 @@ val tryGet: path: string -> model: Module -> Module option
 /// A new tree with the module at `path` replaced; every other subtree shared, the same tree when nothing changes.
 [<CompiledName("Replace")>]
 val inline replace: path: string -> replacement: Module -> model: Module -> Module
+/// A new tree with every (path, replacement) applied in order, as successive `replace` calls would, but rebuilding each
+/// module on the changed paths once; the same tree when nothing changes.
+[<CompiledName("ReplaceAll")>]
+val replaceAll: replacements: (string * Module) list -> model: Module -> Module
 /// Every module with its dotted path (the root at "").
 [<CompiledName("NamedModules")>]
 val namedModules: model: Module -> (string * Module) list

@@ -1,0 +1,28 @@
+module Fusion.Dsl.Tests.FSharp.ModelTests
+
+open Expecto
+open Fusion.Dsl.Algebra
+open Fusion.Dsl.FSharp
+
+let private model () =
+    Nn.Sequential [ "conv1", Nn.Conv2d(3, 4, 3, padding = 1, seed = 1); "relu1", Nn.ReLU()
+                    "block", Nn.Sequential [ "conv", Nn.Conv2d(4, 4, 1, seed = 2); "relu", Nn.ReLU() ] ]
+
+[<Tests>]
+let tests =
+    testList "FSharp.Model" [
+        test "replaceAll in a pipeline equals the same replace calls chained, and shares the rest" {
+            let m = model ()
+            let edits = [ "relu1", Nn.Identity(); "block.relu", Nn.ReLU6() ]
+            let together = m |> Model.replaceAll edits
+            let chained = m |> Model.replace "relu1" (Nn.Identity()) |> Model.replace "block.relu" (Nn.ReLU6())
+            Expect.equal together chained "same tree"
+            Expect.isTrue (obj.ReferenceEquals(Model.get "conv1" m, Model.get "conv1" together)) "untouched module shared"
+            Expect.isTrue (obj.ReferenceEquals(Model.get "block.conv" m, Model.get "block.conv" together)) "untouched leaf under a changed parent shared"
+        }
+        test "replaceAll with nothing to change returns the same tree" {
+            let m = model ()
+            Expect.isTrue (obj.ReferenceEquals(m |> Model.replaceAll [], m)) "no replacement"
+            Expect.isTrue (obj.ReferenceEquals(m |> Model.replaceAll [ "block.conv", Model.get "block.conv" m ], m)) "a module by itself"
+        }
+    ]
