@@ -1,0 +1,68 @@
+"""Side-by-side rounds of `fusion bench` and PyTorch (tools/bench/pytorch_bench.py) on this machine, and one
+`fusion bench --memory` per network; prints the README's performance table (medians over the rounds, every round's
+value beside it so the spread shows).
+
+Run from the repository root, after `dotnet build src/Fusion.Cli -c Release`:
+    /usr/bin/python3 tools/bench/compare.py [--rounds 3] [--runs 7] [--threads 2] [--models resnet18,resnet50,mobilenet_v2]
+Needs Debian's python3-torch and python3-torchvision for the PyTorch side."""
+import argparse, json, os, statistics, subprocess, sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+FUSION = os.path.join(ROOT, "src", "Fusion.Cli", "bin", "Release", "net10.0", "fusion.dll")
+
+
+def run_json(cmd):
+    out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def cell(values, fmt="{:.1f}"):
+    """The median, then every round's value in brackets."""
+    return fmt.format(statistics.median(values)) + " (" + ", ".join(fmt.format(v) for v in values) + ")"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--models", default="resnet18,resnet50,mobilenet_v2")
+    a = ap.parse_args()
+    if not os.path.exists(FUSION):
+        sys.exit(f"{FUSION} is missing: run `dotnet build src/Fusion.Cli -c Release` first")
+    models = a.models.split(",")
+    ours = {m: [] for m in models}
+    torch = {m: [] for m in models}
+    for r in range(a.rounds):
+        for m in models:
+            print(f"round {r + 1}/{a.rounds}: {m}", file=sys.stderr)
+            ours[m].append(run_json(["dotnet", FUSION, "bench", "--model", m, "--threads", str(a.threads),
+                                     "--runs", str(a.runs), "--json"]))
+            torch[m].append(run_json([sys.executable, os.path.join(HERE, "pytorch_bench.py"), "--model", m,
+                                      "--threads", str(a.threads), "--runs", str(a.runs)]))
+    memory = {m: run_json(["dotnet", FUSION, "bench", "--model", m, "--threads", str(a.threads), "--memory", "--json"])
+              for m in models}
+
+    print(f"| {a.threads} threads, ms | fuse: ours | fuse: PyTorch | copy floor | fwd unfused: ours | fwd unfused: PyTorch "
+          f"| fwd fused: ours | fwd fused: PyTorch |")
+    print("|---|---|---|---|---|---|---|---|")
+    for m in models:
+        o, t = ours[m], torch[m]
+        print(f"| {m} ({o[0]['groups']} groups) | {cell([x['fuse_ms'] for x in o])} | {cell([x['fuse_ms'] for x in t])} "
+              f"| {cell([x['copy_floor_ms'] for x in o])} "
+              f"| {cell([x['forward_unfused_ms'] for x in o])} | {cell([x['forward_unfused_ms'] for x in t])} "
+              f"| {cell([x['forward_fused_ms'] for x in o])} | {cell([x['forward_fused_ms'] for x in t])} |")
+    print()
+    print("| | fusion allocates | folded tensors | peak working set, fused forward | weights + activations | ratio |")
+    print("|---|---|---|---|---|---|")
+    mib = 1024 * 1024
+    for m in models:
+        o, mem = ours[m][0], memory[m]
+        print(f"| {m} | {o['fuse_alloc_bytes'] / mib:.1f} MiB | {o['folded_bytes'] / mib:.1f} MiB "
+              f"| {mem['peak_rss_fused_bytes'] / mib:.0f} MiB "
+              f"| {(mem['weights_fused_bytes'] + mem['activation_bytes']) / mib:.0f} MiB | {mem['peak_ratio_fused']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
