@@ -374,6 +374,23 @@ internal static unsafe class Gemm
         var shifts = ep.Shift;
         var act = ep.Activation;
         var hasScale = scales is not null;
+        if (nc == NR && cs == 1 && (colMap == null || (colMap[v0] >= 0 && colMap[v0 + NR - 1] == colMap[v0] + NR - 1)))
+        {
+            // A full tile bound for one run of each output row: through the epilogue straight into C, without writing
+            // the tile back first (with small depths, as in mobilenet's 1x1 convolutions, the write-out is a large share).
+            var first = colMap == null ? v0 : colMap[v0];
+            for (var r = 0; r < mr; r++)
+            {
+                var ch = channel0 + m0 + r;
+                var vs = Vector256.Create(scales is null ? 1f : scales[ch]);
+                var vb = Vector256.Create(shifts is null ? 0f : shifts[ch]);
+                var t = tile + r * NR;
+                var d = c + (long)(m0 + r) * rs + first;
+                Vector256.Store(Epilogue.Apply(Vector256.Load(t), vs, vb, hasScale, act), d);
+                Vector256.Store(Epilogue.Apply(Vector256.Load(t + 8), vs, vb, hasScale, act), d + 8);
+            }
+            return;
+        }
         for (var r = 0; r < mr; r++)
         {
             var ch = channel0 + m0 + r;
