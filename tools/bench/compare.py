@@ -4,12 +4,16 @@ value beside it so the spread shows).
 
 Run from the repository root, after `dotnet build src/Fusion.Cli -c Release`:
     /usr/bin/python3 tools/bench/compare.py [--rounds 3] [--runs 7] [--threads 2] [--models resnet18,resnet50,mobilenet_v2]
-Needs Debian's python3-torch and python3-torchvision for the PyTorch side."""
+                                            [--onnx DIR]
+Needs Debian's python3-torch and python3-torchvision for the PyTorch side. With --onnx DIR (the exports of
+tools/bench/export_onnx.py) each round also times ONNX Runtime through tools/ort-bench (build it with
+`dotnet build tools/ort-bench -c Release`)."""
 import argparse, json, os, statistics, subprocess, sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 FUSION = os.path.join(ROOT, "src", "Fusion.Cli", "bin", "Release", "net10.0", "fusion.dll")
+ORT = os.path.join(ROOT, "tools", "ort-bench", "bin", "Release", "net10.0", "Fusion.Dsl.OrtBench.dll")
 
 
 def run_json(cmd):
@@ -28,12 +32,16 @@ def main():
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", default="resnet18,resnet50,mobilenet_v2")
+    ap.add_argument("--onnx", help="folder of tools/bench/export_onnx.py's exports: also time ONNX Runtime")
     a = ap.parse_args()
+    if a.onnx and not os.path.exists(ORT):
+        sys.exit(f"{ORT} is missing: run `dotnet build tools/ort-bench -c Release` first")
     if not os.path.exists(FUSION):
         sys.exit(f"{FUSION} is missing: run `dotnet build src/Fusion.Cli -c Release` first")
     models = a.models.split(",")
     ours = {m: [] for m in models}
     torch = {m: [] for m in models}
+    ort = {m: [] for m in models}
     for r in range(a.rounds):
         for m in models:
             print(f"round {r + 1}/{a.rounds}: {m}", file=sys.stderr)
@@ -41,18 +49,21 @@ def main():
                                      "--runs", str(a.runs), "--json"]))
             torch[m].append(run_json([sys.executable, os.path.join(HERE, "pytorch_bench.py"), "--model", m,
                                       "--threads", str(a.threads), "--runs", str(a.runs)]))
+            if a.onnx:
+                ort[m].append(run_json(["dotnet", ORT, os.path.join(a.onnx, m + ".onnx"), "--threads", str(a.threads),
+                                        "--runs", str(a.runs)]))
     memory = {m: run_json(["dotnet", FUSION, "bench", "--model", m, "--threads", str(a.threads), "--memory", "--json"])
               for m in models}
 
-    print(f"| {a.threads} threads, ms | fuse: ours | fuse: PyTorch | copy floor | fwd unfused: ours | fwd unfused: PyTorch "
-          f"| fwd fused: ours | fwd fused: PyTorch |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"| {a.threads} threads, ms | fuse: ours | fuse: PyTorch | fwd unfused: ours | fwd unfused: PyTorch "
+          f"| fwd fused: ours | fwd fused: PyTorch |" + (" fwd: ONNX Runtime |" if a.onnx else ""))
+    print("|---|---|---|---|---|---|---|" + ("---|" if a.onnx else ""))
     for m in models:
         o, t = ours[m], torch[m]
         print(f"| {m} ({o[0]['groups']} groups) | {cell([x['fuse_ms'] for x in o])} | {cell([x['fuse_ms'] for x in t])} "
-              f"| {cell([x['copy_floor_ms'] for x in o])} "
               f"| {cell([x['forward_unfused_ms'] for x in o])} | {cell([x['forward_unfused_ms'] for x in t])} "
-              f"| {cell([x['forward_fused_ms'] for x in o])} | {cell([x['forward_fused_ms'] for x in t])} |")
+              f"| {cell([x['forward_fused_ms'] for x in o])} | {cell([x['forward_fused_ms'] for x in t])} |"
+              + (f" {cell([x['forward_ms'] for x in ort[m]])} |" if a.onnx else ""))
     print()
     print("| | fusion allocates | folded tensors | peak working set, fused forward | weights + activations | ratio |")
     print("|---|---|---|---|---|---|")
