@@ -32,17 +32,14 @@ internal static class BenchCommand
         var options = new ForwardOptions { Threads = threads };
         var groups = z.FuseGroups.Select(g => (IEnumerable<string>)g).ToList();
 
-        // The forward passes first, each block after a full collection: garbage left by an earlier block (fusion makes
-        // 94 MB of it per run for resnet50) otherwise triggers background collections that run on the other core
-        // during the next block's timings.
+        // Each timed block starts after a full collection: garbage left by an earlier block (fusion makes 94 MB of it per
+        // run for resnet50) otherwise sets off background collections on the other core during the next block's timings.
+        // Fusion is timed first, before the forward passes make the runtime tier up hundreds of methods: while that
+        // background work runs, page faults on the fresh memory fusion writes were measured five times slower.
         var fused = Fuser.FuseModules(z.Model, groups);
         Settle();
-        Progress($"forward unfused, {runs} runs after warm-up...");
-        var unfusedMs = Timing.MedianMs(() => Forward.Run(z.Model, x, options), runs, warmup: 3);
-        Settle();
-        Progress($"forward fused, {runs} runs after warm-up...");
-        var fusedMs = Timing.MedianMs(() => Forward.Run(fused, x, options), runs, warmup: 3);
-
+        Progress($"fusing {name} ({groups.Count} groups), {runs} runs after warm-up...");
+        var fuseMs = Timing.MedianMs(() => Fuser.FuseModules(z.Model, groups), runs, warmup: 2);
         Settle();
         // Counted for the whole process: folding large weights runs on both cores. Nothing else runs meanwhile.
         var before = GC.GetTotalAllocatedBytes(precise: true);
@@ -51,10 +48,13 @@ internal static class BenchCommand
         var originals = new HashSet<Tensor>(z.Model.StateDict().Select(kv => kv.Value), ReferenceEqualityComparer.Instance);
         var folded = fused.StateDict().Select(kv => kv.Value).Where(t => !originals.Contains(t)).ToArray();
         var foldedBytes = folded.Sum(t => (long)t.Count * (t.DType == DType.Float32 ? sizeof(float) : sizeof(long)));
-        Settle();
-        Progress($"fusing {name} ({groups.Count} groups), {runs} runs after warm-up...");
-        var fuseMs = Timing.MedianMs(() => Fuser.FuseModules(z.Model, groups), runs, warmup: 2);
 
+        Settle();
+        Progress($"forward unfused, {runs} runs after warm-up...");
+        var unfusedMs = Timing.MedianMs(() => Forward.Run(z.Model, x, options), runs, warmup: 3);
+        Settle();
+        Progress($"forward fused, {runs} runs after warm-up...");
+        var fusedMs = Timing.MedianMs(() => Forward.Run(fused, x, options), runs, warmup: 3);
         var diff = Forward.Run(fused, x, options).MaxAbsDiff(Forward.Run(z.Model, x, options));
 
         if (json)
