@@ -174,8 +174,8 @@ public static class BatchNormFolding
 
     /// <summary>
     /// Runs <paramref name="scaleBlocks"/> over blocks 0..count-1, split into one contiguous range per core when the weight
-    /// is large enough for the split to pay (folding resnet50 touches 94 MB). Ranges, not one call per block: a delegate
-    /// call per channel ran as call-counted tier-0 code and, while the runtime tiered it up, made fusing five times slower.
+    /// is large enough for the split to pay (folding resnet50 touches 94 MB). Ranges, not one delegate call per channel:
+    /// the loop over channels then runs as fully optimised code from the first fusion.
     /// </summary>
     private static void ForBlocks(int count, long elements, Action<int, int> scaleBlocks)
     {
