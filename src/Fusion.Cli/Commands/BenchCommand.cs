@@ -34,8 +34,9 @@ internal static class BenchCommand
 
         // Each timed block starts after a full collection: garbage left by an earlier block (fusion makes 94 MB of it per
         // run for resnet50) otherwise sets off background collections on the other core during the next block's timings.
-        // Fusion is timed first, before the forward passes make the runtime tier up hundreds of methods: while that
-        // background work runs, page faults on the fresh memory fusion writes were measured five times slower.
+        // Fusion is timed first: right after forward passes, a series of 25 fusions of resnet50 ran up to five times
+        // slower for a second or two with the same number of page faults (cause not pinned down; the runtime was still
+        // settling after the passes).
         var fused = Fuser.FuseModules(z.Model, groups);
         Settle();
         Progress($"fusing {name} ({groups.Count} groups), {runs} runs after warm-up...");
