@@ -7,6 +7,10 @@
 //   BENCH_NORECYCLE=1 with `net`: a no-op hook on both models turns intermediate buffer recycling off, for comparison
 //   dotnet run -c Release --project tools/engine-bench -- layers [threads]    resnet18/mobilenet conv shapes (GFLOP/s each)
 //   dotnet run -c Release --project tools/engine-bench -- layers50 [threads]  resnet50's bottleneck conv shapes (GFLOP/s each)
+//   dotnet run -c Release --project tools/engine-bench -- fuse NAME [threads]  fusion's parts (medians: whole fusion, without
+//                                                                     the dataflow check, the dataflow analysis alone) and a
+//                                                                     series of 25 fusions (ms / page faults / gen2 collections);
+//                                                                     BENCH_AFTER_FORWARD=1 runs 10 forward passes first
 using System.Diagnostics;
 using Fusion.Dsl;
 using Fusion.Dsl.Algebra;
@@ -16,8 +20,8 @@ using Fusion.Dsl.Tensors;
 using Fusion.Dsl.Zoo;
 
 var mode = args.Length > 0 ? args[0] : "conv";
-var netName = mode is "net" or "profile" ? (args.Length > 1 ? args[1] : "resnet18") : "";
-var rest = mode is "net" or "profile" ? args.Skip(2).ToArray() : args.Skip(1).ToArray();
+var netName = mode is "net" or "profile" or "fuse" ? (args.Length > 1 ? args[1] : "resnet18") : "";
+var rest = mode is "net" or "profile" or "fuse" ? args.Skip(2).ToArray() : args.Skip(1).ToArray();
 var threads = rest.Length > 0 ? int.Parse(rest[0], System.Globalization.CultureInfo.InvariantCulture) : Environment.ProcessorCount;
 var options = new ForwardOptions { Threads = threads };
 Console.WriteLine($"{mode}, threads={threads}, cores={Environment.ProcessorCount}");
@@ -39,6 +43,36 @@ switch (mode)
                     (128, 512, 28, 1, 1, 0, 1), (256, 256, 14, 3, 1, 1, 1), (1024, 256, 14, 1, 1, 0, 1), (256, 1024, 14, 1, 1, 0, 1),
                     (512, 512, 7, 3, 1, 1, 1), (2048, 512, 7, 1, 1, 0, 1), (512, 2048, 7, 1, 1, 0, 1)]);
         break;
+    case "fuse":
+    {
+        var z = ModelZoo.Create(netName, seed: 1, randomizeBatchNorm: true);
+        var groups = z.FuseGroups.Select(g => (IEnumerable<string>)g).ToList();
+        if (Environment.GetEnvironmentVariable("BENCH_AFTER_FORWARD") == "1")
+        {
+            var x = Random(new Random(1), z.InputShape);
+            var f = Fuser.FuseModules(z.Model, groups);
+            for (var i = 0; i < 10; i++) { Forward.Run(z.Model, x, options); Forward.Run(f, x, options); }
+        }
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        var series = new List<string>();
+        for (var i = 0; i < 25; i++)
+        {
+            var f0 = MinorFaults();
+            var g0 = GC.CollectionCount(2);
+            var sw = Stopwatch.StartNew();
+            Fuser.FuseModules(z.Model, groups);
+            series.Add($"{sw.Elapsed.TotalMilliseconds:F0}/{MinorFaults() - f0}/{GC.CollectionCount(2) - g0}");
+        }
+        Console.WriteLine($"series of 25 fusions (ms/page faults/gen2): {string.Join(" ", series)}");
+        var noCheck = new FuseOptions { AllowUnsafeDataflow = true };
+        Console.WriteLine($"fusion {MedianMs(() => Fuser.FuseModules(z.Model, groups)):F2} ms, {Allocated(() => Fuser.FuseModules(z.Model, groups)) / 1e6:F1} MB; " +
+                          $"without the dataflow check {MedianMs(() => Fuser.FuseModules(z.Model, groups, noCheck)):F2} ms; " +
+                          $"dataflow analysis {MedianMs(() => Fusion.Dsl.Analysis.Dataflow.Of(z.Model)):F3} ms, {Allocated(() => Fusion.Dsl.Analysis.Dataflow.Of(z.Model)) / 1e6:F2} MB " +
+                          "(medians of 9 after 2 warm-ups; allocations process-wide)");
+        break;
+    }
     case "net":
     {
         var (model, fusedNet, x) = Zoo(netName);
@@ -147,6 +181,28 @@ static double Median(Func<Tensor> run)
 }
 
 // Minor page faults of this process so far (Linux; -1 elsewhere): first touches of freshly allocated memory.
+static double MedianMs(Action run)
+{
+    run();
+    run();
+    var t = new double[9];
+    for (var i = 0; i < t.Length; i++)
+    {
+        var sw = Stopwatch.StartNew();
+        run();
+        t[i] = sw.Elapsed.TotalMilliseconds;
+    }
+    Array.Sort(t);
+    return t[t.Length / 2];
+}
+
+static long Allocated(Action run)
+{
+    var before = GC.GetTotalAllocatedBytes(precise: true);
+    run();
+    return GC.GetTotalAllocatedBytes(precise: true) - before;
+}
+
 static long MinorFaults()
 {
     try { return long.Parse(File.ReadAllText("/proc/self/stat").Split(')')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[7], System.Globalization.CultureInfo.InvariantCulture); }
