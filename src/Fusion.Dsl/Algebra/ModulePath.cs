@@ -102,7 +102,8 @@ public static class ModulePath
         catch (ModulePathException e) { return e.Message; }
     }
 
-    private static ModulePathException Missing(string path, string[] segs, int i, Module parent)
+    /// <summary>The error for segment <paramref name="i"/> of <paramref name="path"/> missing under <paramref name="parent"/>.</summary>
+    internal static ModulePathException Missing(string path, string[] segs, int i, Module parent)
     {
         var parentPath = string.Join('.', segs.Take(i));
         var existing = parent.Children.Names.ToArray();

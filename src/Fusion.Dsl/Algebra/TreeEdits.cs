@@ -28,7 +28,15 @@ internal sealed class TreeEdits
         if (at is null) return ModulePath.Get(_root, path);
         if (rest.Length == 0) return _pending[at];
         try { return ModulePath.Get(_pending[at], rest); }
-        catch (ModulePathException) { return ModulePath.Get(Build(), path); }   // the error names the whole path
+        catch (ModulePathException e) { throw Rebase(e, at, path); }
+    }
+
+    /// <summary>An error found below the pending path <paramref name="at"/>, restated for the whole <paramref name="path"/>.</summary>
+    private ModulePathException Rebase(ModulePathException e, string at, string path)
+    {
+        var parentPath = e.ParentPath.Length == 0 ? at : at + "." + e.ParentPath;
+        var segs = ModulePath.Split(path);
+        return ModulePath.Missing(path, segs, ModulePath.Split(parentPath).Length, Get(parentPath));
     }
 
     /// <summary>Replaces the module at <paramref name="path"/>, as <see cref="ModulePath.Replace"/> on the current tree would.</summary>
@@ -40,7 +48,7 @@ internal sealed class TreeEdits
         if (at is not null && rest.Length > 0)
         {
             try { _pending[at] = ModulePath.Replace(_pending[at], rest, replacement); }
-            catch (ModulePathException) { ModulePath.Get(Build(), path); throw; }   // the first error names the whole path
+            catch (ModulePathException e) { throw Rebase(e, at, path); }
             return;
         }
         Get(path);   // the path must exist, as Replace requires

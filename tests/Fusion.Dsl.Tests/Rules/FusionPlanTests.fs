@@ -70,6 +70,16 @@ let tests =
             Expect.sequenceEqual e.ModuleKinds [ "Conv2d" ] "kinds resolved so far"
             Expect.isTrue (e.InnerException :? ModulePathException) "the path error is kept"
         }
+        test "MissingName inside an earlier group's result names the whole path and what that result holds" {
+            // Group 0 puts a ConvReLU2d (children 0 and 1) at '0.0'; group 1 then asks for '0.0.5' inside it.
+            let build () = seq false [ convBnRelu false; relu false ]
+            let e = refused FusionErrorKind.MissingName (build ()) build (eval [ [ "0.0"; "0.1"; "0.2" ]; [ "0.0.5"; "1" ] ])
+            Expect.equal e.GroupIndex 1 "the second group"
+            Expect.stringContains e.Message "'0.0.5': '0.0' (ConvReLU2d) has no child '5'; its children are: 0, 1" "the whole path, the fused result"
+            let inner = e.InnerException :?> ModulePathException
+            Expect.equal inner.Path "0.0.5" "the path as asked"
+            Expect.equal inner.ParentPath "0.0" "its parent in the rewritten tree"
+        }
         test "NoRule lists the rules that start with the first kind" {
             let model = seq false [ linear 4 3 1 false; relu6 false ]
             let e = refused FusionErrorKind.NoRule model (fun () -> seq false [ linear 4 3 1 false; relu6 false ]) (eval [ [ "0"; "1" ] ])
