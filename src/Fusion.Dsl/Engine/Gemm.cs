@@ -165,11 +165,7 @@ internal static unsafe class Gemm
                     var a = aBase + g * aGroupStride;
                     if (acc is null)
                     {
-                        for (var p = p0; p < p1; p++)
-                        {
-                            var v0 = p * NR;
-                            PackPanel(src, koff, colBase, v0, Math.Min(NR, b.Columns - v0), k, bp + (long)(p - p0) * panelFloats);
-                        }
+                        PackStrip(src, koff, colBase, p0, p1, k, bp, panelFloats);
                         var tile = stackalloc float[MR * NR];
                         // Row panel outer, column panels inner: each A panel stays in L1 while the tile rows of C are
                         // written as six sequential streams (column-outer order scatters every tile over M rows).
@@ -181,8 +177,7 @@ internal static unsafe class Gemm
                             {
                                 var v0 = p * NR;
                                 var nc = Math.Min(NR, b.Columns - v0);
-                                if (nc <= NR / 2) KernelHalf(aPanel, bp + (long)(p - p0) * panelFloats, k, tile, false);
-                                else Kernel(aPanel, bp + (long)(p - p0) * panelFloats, k, tile, false);
+                                MultiplyTile(aPanel, bp + (long)(p - p0) * panelFloats, k, tile, false, nc);
                                 Store(tile, Math.Min(MR, m - m0), nc, v0, m0, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
                             }
                         }
@@ -191,20 +186,13 @@ internal static unsafe class Gemm
                     for (var k0 = 0; k0 < k; k0 += KC)
                     {
                         var kLen = Math.Min(KC, k - k0);
-                        for (var p = p0; p < p1; p++)
-                        {
-                            var v0 = p * NR;
-                            PackPanel(src, koff + k0, colBase, v0, Math.Min(NR, b.Columns - v0), kLen, bp + (long)(p - p0) * panelFloats);
-                        }
+                        PackStrip(src, koff + k0, colBase, p0, p1, kLen, bp, panelFloats);
                         for (var q = q0; q < q1; q++)
                         {
                             var aChunk = a + (long)q * k * MR + (long)k0 * MR;
                             var tiles = accBase + (long)(q - q0) * pCount * MR * NR;
                             for (var p = 0; p < pCount; p++)
-                            {
-                                if (b.Columns - (p0 + p) * NR <= NR / 2) KernelHalf(aChunk, bp + (long)p * panelFloats, kLen, tiles + p * MR * NR, k0 > 0);
-                                else Kernel(aChunk, bp + (long)p * panelFloats, kLen, tiles + p * MR * NR, k0 > 0);
-                            }
+                                MultiplyTile(aChunk, bp + (long)p * panelFloats, kLen, tiles + p * MR * NR, k0 > 0, b.Columns - (p0 + p) * NR);
                         }
                     }
                     for (var q = q0; q < q1; q++)
@@ -225,6 +213,25 @@ internal static unsafe class Gemm
                 if (acc is not null) ArrayPool<float>.Shared.Return(acc);
             }
         }
+
+        /// <summary>Packs the strip's column panels <c>[p0, p1)</c> over <paramref name="kLen"/> depth steps into <paramref name="bp"/>.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void PackStrip(float* src, int* koff, int* colBase, int p0, int p1, int kLen, float* bp, int panelFloats)
+        {
+            for (var p = p0; p < p1; p++)
+            {
+                var v0 = p * NR;
+                PackPanel(src, koff, colBase, v0, Math.Min(NR, b.Columns - v0), kLen, bp + (long)(p - p0) * panelFloats);
+            }
+        }
+    }
+
+    /// <summary>One tile product: the half-width kernel when the column panel has at most <c>NR/2</c> valid columns.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MultiplyTile(float* a, float* b, int k, float* tile, bool accumulate, int validColumns)
+    {
+        if (validColumns <= NR / 2) KernelHalf(a, b, k, tile, accumulate);
+        else Kernel(a, b, k, tile, accumulate);
     }
 
     /// <summary>Packs columns <c>[v0, v0+nc)</c> of B into one K×NR panel (zero beyond <paramref name="nc"/>).</summary>
@@ -374,32 +381,23 @@ internal static unsafe class Gemm
         var shifts = ep.Shift;
         var act = ep.Activation;
         var hasScale = scales is not null;
-        if (nc == NR && cs == 1 && (colMap == null || (colMap[v0] >= 0 && colMap[v0 + NR - 1] == colMap[v0] + NR - 1)))
-        {
-            // A full tile bound for one run of each output row: through the epilogue straight into C, without writing
-            // the tile back first (with small depths, as in mobilenet's 1x1 convolutions, the write-out is a large share).
-            var first = colMap == null ? v0 : colMap[v0];
-            for (var r = 0; r < mr; r++)
-            {
-                var ch = channel0 + m0 + r;
-                var vs = Vector256.Create(scales is null ? 1f : scales[ch]);
-                var vb = Vector256.Create(shifts is null ? 0f : shifts[ch]);
-                var t = tile + r * NR;
-                var d = c + (long)(m0 + r) * rs + first;
-                Vector256.Store(Epilogue.Apply(Vector256.Load(t), vs, vb, hasScale, act), d);
-                Vector256.Store(Epilogue.Apply(Vector256.Load(t + 8), vs, vb, hasScale, act), d + 8);
-            }
-            return;
-        }
+        // One run of consecutive output columns per row (always so without a column map), starting at column `first`.
+        var oneRun = cs == 1 && (colMap == null || (colMap[v0] >= 0 && colMap[v0 + nc - 1] == colMap[v0] + nc - 1));
+        var first = colMap == null ? v0 : colMap[v0];
+        // A full tile bound for one run goes through the epilogue straight into C, without writing the tile back first
+        // (with small depths, as in mobilenet's 1x1 convolutions, the write-out is a large share); otherwise in place.
+        var direct = oneRun && nc == NR;
         for (var r = 0; r < mr; r++)
         {
             var ch = channel0 + m0 + r;
             var vs = Vector256.Create(scales is null ? 1f : scales[ch]);
             var vb = Vector256.Create(shifts is null ? 0f : shifts[ch]);
             var t = tile + r * NR;
-            Vector256.Store(Epilogue.Apply(Vector256.Load(t), vs, vb, hasScale, act), t);
-            Vector256.Store(Epilogue.Apply(Vector256.Load(t + 8), vs, vb, hasScale, act), t + 8);
+            var d = direct ? c + (long)(m0 + r) * rs + first : t;
+            Vector256.Store(Epilogue.Apply(Vector256.Load(t), vs, vb, hasScale, act), d);
+            Vector256.Store(Epilogue.Apply(Vector256.Load(t + 8), vs, vb, hasScale, act), d + 8);
         }
+        if (direct) return;
         if (cs != 1)
         {
             // A transposed destination (Linear's [rows, features]): element by element.
@@ -414,9 +412,8 @@ internal static unsafe class Gemm
             }
             return;
         }
-        if (colMap == null || (colMap[v0] >= 0 && colMap[v0 + nc - 1] == colMap[v0] + nc - 1))
+        if (oneRun)
         {
-            var first = colMap == null ? v0 : colMap[v0];
             for (var r = 0; r < mr; r++) CopyRun(tile + r * NR, c + (long)(m0 + r) * rs + first, nc);
             return;
         }
@@ -431,15 +428,10 @@ internal static unsafe class Gemm
         }
     }
 
+    /// <summary>Copies a run of at most <see cref="NR"/> values (a full tile row is written by the epilogue directly).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void CopyRun(float* src, float* dst, int n)
     {
-        if (n == NR)
-        {
-            Vector256.Store(Vector256.Load(src), dst);
-            Vector256.Store(Vector256.Load(src + 8), dst + 8);
-            return;
-        }
         var i = 0;
         if (n >= 8) { Vector256.Store(Vector256.Load(src), dst); i = 8; }
         for (; i < n; i++) dst[i] = src[i];
