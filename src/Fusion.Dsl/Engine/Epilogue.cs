@@ -58,20 +58,14 @@ internal readonly struct Epilogue
         {
             var vs = Vector256.Create(scale);
             var vb = Vector256.Create(shift);
-            for (; i <= count - 8; i += 8)
-            {
-                var v = Vector256.Load(src + i);
-                v = hasScale ? Vector256.FusedMultiplyAdd(v, vs, vb) : v + vb;
-                Vector256.Store(Activate(v, act), dst + i);
-            }
+            for (; i <= count - 8; i += 8) Vector256.Store(Apply(Vector256.Load(src + i), vs, vb, hasScale, act), dst + i);
             // The tail as one masked vector: depthwise rows of 7 or 14 values are mostly tail, and the scalar loop
             // cost more than the convolution itself on mobilenet's small maps. Masked-off lanes are neither read nor written.
             if (i < count && System.Runtime.Intrinsics.X86.Avx.IsSupported)
             {
                 var mask = TailMask(count - i);
                 var v = System.Runtime.Intrinsics.X86.Avx.MaskLoad(src + i, mask);
-                v = hasScale ? Vector256.FusedMultiplyAdd(v, vs, vb) : v + vb;
-                System.Runtime.Intrinsics.X86.Avx.MaskStore(dst + i, mask, Activate(v, act));
+                System.Runtime.Intrinsics.X86.Avx.MaskStore(dst + i, mask, Apply(v, vs, vb, hasScale, act));
                 return;
             }
         }
