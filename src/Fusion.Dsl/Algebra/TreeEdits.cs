@@ -16,9 +16,6 @@ internal sealed class TreeEdits
 
     public TreeEdits(Module root) => _root = root;
 
-    /// <summary>Whether any replacement is pending.</summary>
-    public bool HasPending => _pending.Count > 0;
-
     /// <summary>The module at <paramref name="path"/> as the pending replacements make it.</summary>
     /// <exception cref="ModulePathException">A segment does not exist.</exception>
     public Module Get(string path)
