@@ -48,7 +48,7 @@ internal static class BenchCommand
         var fuseAlloc = GC.GetTotalAllocatedBytes(precise: true) - before;
         var originals = new HashSet<Tensor>(z.Model.StateDict().Select(kv => kv.Value), ReferenceEqualityComparer.Instance);
         var folded = fused.StateDict().Select(kv => kv.Value).Where(t => !originals.Contains(t)).ToArray();
-        var foldedBytes = folded.Sum(t => (long)t.Count * (t.DType == DType.Float32 ? sizeof(float) : sizeof(long)));
+        var foldedBytes = folded.Sum(t => t.ByteCount);
 
         Settle();
         Progress($"forward unfused, {runs} runs after warm-up...");

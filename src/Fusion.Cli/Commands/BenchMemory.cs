@@ -103,7 +103,7 @@ internal static class BenchMemory
     }
 
     private static long StateBytes(Module model)
-        => model.StateDict().Sum(kv => (long)kv.Value.Count * (kv.Value.DType == DType.Float32 ? sizeof(float) : sizeof(long)));
+        => model.StateDict().Sum(kv => kv.Value.ByteCount);
 
     private static void Compact()
     {

@@ -153,7 +153,7 @@ public static class SafeTensors
             long offset = 0;
             foreach (var (key, t) in list)
             {
-                var size = (long)t.Count * ElementSize(t.DType);
+                var size = t.ByteCount;
                 w.WriteStartObject(key);
                 w.WriteString("dtype", DTypeName(t.DType));
                 w.WriteStartArray("shape");
@@ -177,7 +177,7 @@ public static class SafeTensors
         // Pad with spaces to a multiple of 8 like the Python writer, so the data section starts aligned.
         var headerLength = headerBuffer.Length;
         var padded = (headerLength + 7) / 8 * 8;
-        var dataLength = list.Sum(kv => (long)kv.Value.Count * ElementSize(kv.Value.DType));
+        var dataLength = list.Sum(kv => kv.Value.ByteCount);
         var total = 8 + padded + dataLength;
         if (total > Array.MaxLength) throw new ModelFormatException(sourceName, null, $"the file would be {total} bytes, more than one buffer can hold");
 
@@ -214,8 +214,6 @@ public static class SafeTensors
         DType.Int64 => "I64",
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown dtype"),
     };
-
-    private static int ElementSize(DType dtype) => dtype == DType.Float32 ? 4 : 8;
 
     private sealed record Entry(string Key, DType DType, int[] Shape, long Begin, long End);
 
@@ -306,7 +304,7 @@ public static class SafeTensors
         var end = Offset(off[1], key, source);
         if (end < begin)
             throw new ModelFormatException(source, key, $"data_offsets [{begin}, {end}] end before they begin");
-        var expected = count * ElementSize(dtype);
+        var expected = count * Tensor.ElementSize(dtype);
         if (end - begin != expected)
             throw new ModelFormatException(source, key,
                 $"data_offsets [{begin}, {end}] span {end - begin} bytes, but {dtypeName} shape {Tensor.ShapeString(shape)} needs {expected}");

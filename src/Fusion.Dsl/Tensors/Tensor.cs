@@ -47,6 +47,12 @@ public sealed class Tensor : IEquatable<Tensor>
     /// <summary>Number of elements (the product of the dimensions; 1 for a scalar).</summary>
     public int Count => DType == DType.Float32 ? _f32!.Length : _i64!.Length;
 
+    /// <summary>Bytes of one element of <paramref name="dtype"/>: 4 for float32, 8 for int64.</summary>
+    public static int ElementSize(DType dtype) => dtype == DType.Float32 ? sizeof(float) : sizeof(long);
+
+    /// <summary>Bytes of the elements (<see cref="Count"/> times <see cref="ElementSize"/> of the dtype), as safetensors stores them.</summary>
+    public long ByteCount => (long)Count * ElementSize(DType);
+
     /// <summary>The float32 elements in row-major order. Throws when the tensor is <c>int64</c>.</summary>
     public ReadOnlySpan<float> Float32 => _f32 ?? throw new InvalidOperationException($"tensor of dtype {DType} read as Float32");
 
