@@ -123,7 +123,7 @@ switch (mode)
         break;
     }
     default:
-        Console.Error.WriteLine($"unknown benchmark '{mode}' (conv, layers, net NAME, profile NAME)");
+        Console.Error.WriteLine($"unknown benchmark '{mode}' (conv, layers, layers50, net NAME, profile NAME, fuse NAME)");
         return 2;
 }
 return 0;
@@ -180,7 +180,7 @@ static double Median(Func<Tensor> run)
     return samples[2];
 }
 
-// Minor page faults of this process so far (Linux; -1 elsewhere): first touches of freshly allocated memory.
+// The median of 9 timed runs after 2 warm-ups (for one-shot work such as a fusion).
 static double MedianMs(Action run)
 {
     run();
@@ -203,6 +203,7 @@ static long Allocated(Action run)
     return GC.GetTotalAllocatedBytes(precise: true) - before;
 }
 
+// Minor page faults of this process so far (Linux; -1 elsewhere): first touches of freshly allocated memory.
 static long MinorFaults()
 {
     try { return long.Parse(File.ReadAllText("/proc/self/stat").Split(')')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[7], System.Globalization.CultureInfo.InvariantCulture); }

@@ -15,13 +15,7 @@ internal static class Timing
             action();
             times[i] = sw.Elapsed.TotalMilliseconds;
         }
-        return Median(times);
-    }
-
-    private static double Median(double[] times)
-    {
         Array.Sort(times);
-        var n = times.Length;
-        return n % 2 == 1 ? times[n / 2] : (times[n / 2 - 1] + times[n / 2]) / 2;
+        return runs % 2 == 1 ? times[runs / 2] : (times[runs / 2 - 1] + times[runs / 2]) / 2;
     }
 }
