@@ -174,7 +174,7 @@ internal static unsafe class ConvKernels
         int cinG = geo.InGroupChannels, coutG = geo.OutGroupChannels, kvol = geo.KernelVolume, k = cinG * kvol;
         var weight = conv.Weight;
         var packedA = Gemm.CachedPack(weight, (PackConv, geo.Groups, 0),
-            () => Gemm.PackA(weight.Float32, geo.Groups, coutG, k, (long)coutG * k, k, 1));
+            () => Gemm.PackWeight(weight, geo.Groups, coutG, k, (long)coutG * k, k, 1, threads));
 
         int[] kern = geo.Kernel, sub = geo.Sub, o = geo.Out, n = geo.In, s = geo.Stride, dil = geo.Dilation;
         var raw = plan == Plan.GatherInput;
@@ -328,7 +328,13 @@ internal static unsafe class ConvKernels
         var weight = conv.Weight;
         // Weight [C_in, C_out/g, *k]: row (c_out_g, tap), column c_in_g of group g sits at ((g·cinG + c)·mG + row).
         var packedA = Gemm.CachedPack(weight, (PackTransposed, geo.Groups, 0),
-            () => Gemm.PackA(weight.Float32, geo.Groups, mG, cinG, (long)cinG * mG, 1, mG));
+            () => Gemm.PackWeight(weight, geo.Groups, mG, cinG, (long)cinG * mG, 1, mG, threads, channelScale =>
+            {
+                // Row (c_out_g, tap) of group g belongs to output channel g·coutG + c_out_g.
+                var rows = new double[geo.Groups * mG];
+                for (var r = 0; r < rows.Length; r++) rows[r] = channelScale[r / mG * coutG + r % mG / kvol];
+                return rows;
+            }));
         var koff = new int[cinG];
         for (var c = 0; c < cinG; c++) koff[c] = c * inVol;
         var output = Buffers.Zeroed(checked(geo.Batch * geo.OutChannels * outVol));

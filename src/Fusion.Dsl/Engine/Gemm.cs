@@ -65,25 +65,56 @@ internal static unsafe class Gemm
 
     /// <summary>
     /// Packs A for <paramref name="groups"/> problems: element (m, k) of group g is
-    /// <c>src[g·groupStride + m·rowStride + k·colStride]</c>. Layout: per group, per MR-row panel, per k, MR values (zero-padded).
+    /// <c>src[g·groupStride + m·rowStride + k·colStride]</c>, times <c>rowScale[g·m + m]</c> rounded to float32 when
+    /// <paramref name="rowScale"/> is given. Layout: per group, per MR-row panel, per k, MR values (zero-padded).
+    /// Panels are packed on up to <paramref name="threads"/> cores.
     /// </summary>
-    public static float[] PackA(ReadOnlySpan<float> src, int groups, int m, int k, long groupStride, long rowStride, long colStride)
+    public static float[] PackA(float[] src, int groups, int m, int k, long groupStride, long rowStride, long colStride,
+                                double[]? rowScale = null, int threads = 1)
     {
         var panels = Panels(m);
-        var packed = new float[(long)groups * panels * k * MR];
-        for (var g = 0; g < groups; g++)
-            for (var p = 0; p < panels; p++)
+        var panelLength = (long)k * MR;
+        // Every element is written below, padding rows included, so the array need not be cleared first: a network's
+        // first pass packs all its weights, and clearing would write them all twice.
+        var packed = GC.AllocateUninitializedArray<float>(checked((int)(groups * panels * panelLength)));
+        Par.For(groups * panels, threads, panelLength, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int gp) =>
+        {
+            int g = gp / panels, p = gp % panels;
+            var dst = packed.AsSpan((int)(gp * panelLength), (int)panelLength);
+            for (var r = 0; r < MR; r++)
             {
-                var dst = ((long)g * panels + p) * k * MR;
-                for (var r = 0; r < MR; r++)
+                var row = p * MR + r;
+                if (row >= m)
                 {
-                    var row = p * MR + r;
-                    if (row >= m) break;
-                    var s = g * groupStride + row * rowStride;
-                    for (var kk = 0; kk < k; kk++) packed[dst + (long)kk * MR + r] = src[(int)(s + kk * colStride)];
+                    for (var kk = 0; kk < k; kk++) dst[kk * MR + r] = 0f;
+                    continue;
+                }
+                var s = g * groupStride + row * rowStride;
+                if (rowScale is null)
+                    for (var kk = 0; kk < k; kk++) dst[kk * MR + r] = src[s + kk * colStride];
+                else
+                {
+                    // The fold's own rounding (BatchNormFolding): the float64 product rounded once, so the pack holds
+                    // exactly the folded weight's bits.
+                    var scale = rowScale[g * m + row];
+                    for (var kk = 0; kk < k; kk++) dst[kk * MR + r] = (float)(src[s + kk * colStride] * scale);
                 }
             }
+        });
         return packed;
+    }
+
+    /// <summary>
+    /// <see cref="PackA"/> of a weight tensor. A fold whose elements are not computed yet is packed from its source
+    /// weight and scale (row r of group g scaled by <c>rowScale(channelScale)[g·m + r]</c>, the channel scale itself when
+    /// <paramref name="rowScale"/> is null), so a fused network's weights are read once and never copied before packing.
+    /// </summary>
+    public static float[] PackWeight(Tensor weight, int groups, int m, int k, long groupStride, long rowStride, long colStride,
+                                     int threads, Func<double[], double[]>? rowScale = null)
+    {
+        if (weight.Pending is not { } fold) return PackA(weight.RawFloat32, groups, m, k, groupStride, rowStride, colStride, null, threads);
+        var scale = rowScale is null ? fold.ChannelScale : rowScale(fold.ChannelScale);
+        return PackA(fold.Source.RawFloat32, groups, m, k, groupStride, rowStride, colStride, scale, threads);
     }
 
     private static readonly ConditionalWeakTable<Tensor, ConcurrentDictionary<(int, int, int), float[]>> Cache = new();

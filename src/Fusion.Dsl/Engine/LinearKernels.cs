@@ -40,7 +40,7 @@ internal static unsafe class LinearKernels
         }
         else
         {
-            var packedA = Gemm.CachedPack(weight, (PackLinear, 1, 0), () => Gemm.PackA(weight.Float32, 1, outF, inF, 0, inF, 1));
+            var packedA = Gemm.CachedPack(weight, (PackLinear, 1, 0), () => Gemm.PackWeight(weight, 1, outF, inF, 0, inF, 1, threads));
             var koff = new int[inF];
             for (var k = 0; k < inF; k++) koff[k] = k;
             var colBase = new int[rows];

@@ -10,8 +10,11 @@ namespace Fusion.Dsl.Folding;
 /// per output channel <c>c</c>, with <c>s[c] = gamma[c] / sqrt(running_var[c] + eps)</c>,
 /// <c>W'[c] = W[c] · s[c]</c> and <c>b'[c] = (b[c] - running_mean[c]) · s[c] + beta[c]</c>.
 /// A layer without bias is treated as bias 0 and gains one; a non-affine BatchNorm acts as gamma 1, beta 0.
-/// The per-channel scale is computed in float64 and the results are rounded to float32 once, so only the folded
-/// tensors are allocated. The inputs are never changed; hyperparameters, training flag and hooks of the layer are kept.
+/// The per-channel scale is computed in float64 and the results are rounded to float32 once. A fold computes the
+/// per-channel vectors (scale, bias) at once; the folded weight is a <see cref="Tensor"/> whose elements are computed
+/// on first read, or never, when the engine packs the weight straight from the original and the scale (see
+/// <see cref="Tensor"/>). Fusing a network therefore costs no pass over its weights and writes no copy of them. The inputs
+/// are never changed; hyperparameters, training flag and hooks of the layer are kept.
 /// </summary>
 public static class BatchNormFolding
 {
@@ -28,17 +31,22 @@ public static class BatchNormFolding
         if (conv.Transposed)
             throw new ArgumentException($"{conv.TypeName} is transposed: its output channel is weight dimension 1; use {nameof(FoldConvTransposeBn)}");
         var f = Factors(conv.TypeName, conv.Training, conv.OutChannels, bn, allowSingleFeature: false);
-        var w = conv.Weight.RawFloat32;
-        // Every element is written below, so the array need not be zeroed first.
-        var scaled = GC.AllocateUninitializedArray<float>(w.Length);
-        // Weight [out, in/groups, *kernel]: each output channel owns one contiguous block.
-        var block = w.Length / conv.OutChannels;
+        var source = conv.Weight;
         var scale = f.Scale.AsArray() ?? f.Scale.ToArray();
-        ForBlocks(conv.OutChannels, w.Length, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
+        var weight = Tensor.Folded(source, scale, () =>
         {
-            for (var c = first; c < end; c++) ScaleBlock(w, scaled, c * block, block, scale[c]);
+            var w = source.RawFloat32;
+            // Every element is written below, so the array need not be zeroed first.
+            var scaled = GC.AllocateUninitializedArray<float>(w.Length);
+            // Weight [out, in/groups, *kernel]: each output channel owns one contiguous block.
+            var block = w.Length / scale.Length;
+            ForBlocks(scale.Length, w.Length, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
+            {
+                for (var c = first; c < end; c++) ScaleBlock(w, scaled, c * block, block, scale[c]);
+            });
+            return scaled;
         });
-        return conv.WithParameters(Tensor.Adopt(scaled, [.. conv.Weight.Shape]), FoldBias(conv.Bias, f, conv.OutChannels));
+        return conv.WithParameters(weight, FoldBias(conv.Bias, f, conv.OutChannels));
     }
 
     /// <summary>
@@ -57,22 +65,28 @@ public static class BatchNormFolding
         if (!conv.Transposed)
             throw new ArgumentException($"{conv.TypeName} is not transposed: its output channel is weight dimension 0; use {nameof(FoldConvBn)}");
         var f = Factors(conv.TypeName, conv.Training, conv.OutChannels, bn, allowSingleFeature: false);
-        var w = conv.Weight.RawFloat32;
-        var scaled = GC.AllocateUninitializedArray<float>(w.Length);
+        var source = conv.Weight;
         var outPerGroup = conv.OutChannels / conv.Groups;
         var inPerGroup = conv.InChannels / conv.Groups;
-        var kernel = w.Length / (conv.InChannels * outPerGroup);
+        var inChannels = conv.InChannels;
         var scale = f.Scale.AsArray() ?? f.Scale.ToArray();
-        ForBlocks(conv.InChannels, w.Length, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
+        var weight = Tensor.Folded(source, scale, () =>
         {
-            for (var i = first; i < end; i++)
+            var w = source.RawFloat32;
+            var scaled = GC.AllocateUninitializedArray<float>(w.Length);
+            var kernel = w.Length / (inChannels * outPerGroup);
+            ForBlocks(inChannels, w.Length, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
             {
-                var firstChannel = i / inPerGroup * outPerGroup;
-                for (var j = 0; j < outPerGroup; j++)
-                    ScaleBlock(w, scaled, (i * outPerGroup + j) * kernel, kernel, scale[firstChannel + j]);
-            }
+                for (var i = first; i < end; i++)
+                {
+                    var firstChannel = i / inPerGroup * outPerGroup;
+                    for (var j = 0; j < outPerGroup; j++)
+                        ScaleBlock(w, scaled, (i * outPerGroup + j) * kernel, kernel, scale[firstChannel + j]);
+                }
+            });
+            return scaled;
         });
-        return conv.WithParameters(Tensor.Adopt(scaled, [.. conv.Weight.Shape]), FoldBias(conv.Bias, f, conv.OutChannels));
+        return conv.WithParameters(weight, FoldBias(conv.Bias, f, conv.OutChannels));
     }
 
     /// <summary>
@@ -88,15 +102,22 @@ public static class BatchNormFolding
         ArgumentNullException.ThrowIfNull(linear);
         ArgumentNullException.ThrowIfNull(bn);
         var f = Factors(linear.TypeName, linear.Training, linear.OutFeatures, bn, allowSingleFeature: true);
-        var w = linear.Weight.RawFloat32;
-        var scaled = GC.AllocateUninitializedArray<float>(w.Length);
-        var broadcast = bn.NumFeatures == 1;
-        var scale = f.Scale.AsArray() ?? f.Scale.ToArray();
-        ForBlocks(linear.OutFeatures, w.Length, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
+        var source = linear.Weight;
+        int outF = linear.OutFeatures, inF = linear.InFeatures;
+        var bnScale = f.Scale.AsArray() ?? f.Scale.ToArray();
+        // One factor per output feature, a single BatchNorm feature broadcast to all of them.
+        var scale = bn.NumFeatures == 1 && outF != 1 ? Enumerable.Repeat(bnScale[0], outF).ToArray() : bnScale;
+        var weight = Tensor.Folded(source, scale, () =>
         {
-            for (var o = first; o < end; o++) ScaleBlock(w, scaled, o * linear.InFeatures, linear.InFeatures, scale[broadcast ? 0 : o]);
+            var w = source.RawFloat32;
+            var scaled = GC.AllocateUninitializedArray<float>(w.Length);
+            ForBlocks(outF, w.Length, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
+            {
+                for (var o = first; o < end; o++) ScaleBlock(w, scaled, o * inF, inF, scale[o]);
+            });
+            return scaled;
         });
-        return linear.WithParameters(Tensor.Adopt(scaled, [.. linear.Weight.Shape]), FoldBias(linear.Bias, f, linear.OutFeatures));
+        return linear.WithParameters(weight, FoldBias(linear.Bias, f, linear.OutFeatures));
     }
 
     /// <summary>

@@ -17,12 +17,19 @@ public enum DType
 /// A dense, row-major, immutable tensor. Callers never receive a writable view of the storage:
 /// factories copy their input, accessors hand out read-only spans. Equality is structural and
 /// bit-exact (same dtype, same shape, same bits), so <c>NaN</c> equals itself and <c>-0</c> differs from <c>0</c>.
+/// A weight made by BatchNorm folding starts as a recipe (the original weight and one float64 scale per output channel)
+/// and computes its elements once, on first read, from any thread; the engine packs such a weight straight from the
+/// recipe, so fusion never writes a second copy of the model's weights. Values, shape and equality do not depend on
+/// whether the elements have been computed yet.
 /// </summary>
 public sealed class Tensor : IEquatable<Tensor>
 {
-    private readonly float[]? _f32;
+    private float[]? _f32;
     private readonly long[]? _i64;
     private readonly int[] _shape;
+    private readonly int _count;
+    // Set while the elements of a folded weight are not computed yet; cleared (and the source released) once they are.
+    private PendingFold? _pending;
 
     private Tensor(DType dtype, int[] shape, float[]? f32, long[]? i64)
     {
@@ -30,6 +37,15 @@ public sealed class Tensor : IEquatable<Tensor>
         _shape = shape;
         _f32 = f32;
         _i64 = i64;
+        _count = f32?.Length ?? i64!.Length;
+    }
+
+    private Tensor(int[] shape, PendingFold pending)
+    {
+        DType = DType.Float32;
+        _shape = shape;
+        _pending = pending;
+        _count = pending.Source.Count;
     }
 
     /// <summary>The element type.</summary>
@@ -45,7 +61,7 @@ public sealed class Tensor : IEquatable<Tensor>
     public int Rank => _shape.Length;
 
     /// <summary>Number of elements (the product of the dimensions; 1 for a scalar).</summary>
-    public int Count => DType == DType.Float32 ? _f32!.Length : _i64!.Length;
+    public int Count => _count;
 
     /// <summary>Bytes of one element of <paramref name="dtype"/>: 4 for float32, 8 for int64.</summary>
     public static int ElementSize(DType dtype) => dtype == DType.Float32 ? sizeof(float) : sizeof(long);
@@ -54,7 +70,7 @@ public sealed class Tensor : IEquatable<Tensor>
     public long ByteCount => (long)Count * ElementSize(DType);
 
     /// <summary>The float32 elements in row-major order. Throws when the tensor is <c>int64</c>.</summary>
-    public ReadOnlySpan<float> Float32 => _f32 ?? throw new InvalidOperationException($"tensor of dtype {DType} read as Float32");
+    public ReadOnlySpan<float> Float32 => RawFloat32;
 
     /// <summary>The int64 elements in row-major order. Throws when the tensor is <c>float32</c>.</summary>
     public ReadOnlySpan<long> Int64 => _i64 ?? throw new InvalidOperationException($"tensor of dtype {DType} read as Int64");
@@ -103,8 +119,44 @@ public sealed class Tensor : IEquatable<Tensor>
     /// <summary>Int64 counterpart of <see cref="Adopt(float[], int[])"/>.</summary>
     internal static Tensor Adopt(long[] data, int[] shape) => new(DType.Int64, CheckShape(shape, data.Length), null, data);
 
-    /// <summary>The storage, for internal kernels that only read it.</summary>
-    internal float[] RawFloat32 => _f32 ?? throw new InvalidOperationException($"tensor of dtype {DType} read as Float32");
+    /// <summary>The storage, for internal kernels that only read it (computed first if the tensor is a pending fold).</summary>
+    internal float[] RawFloat32 => F32 ?? throw new InvalidOperationException($"tensor of dtype {DType} read as Float32");
+
+    /// <summary>
+    /// A float32 tensor shaped like <paramref name="source"/> whose elements <paramref name="compute"/> returns when first
+    /// read: the BatchNorm fold of <paramref name="source"/> with <paramref name="channelScale"/> (one factor per output
+    /// channel of the layer the weight belongs to). <paramref name="compute"/> must be pure and return a new array of
+    /// <c>source.Count</c> elements; it runs at most once.
+    /// </summary>
+    internal static Tensor Folded(Tensor source, double[] channelScale, Func<float[]> compute)
+        => new([.. source.Shape], new PendingFold(source, channelScale, compute));
+
+    /// <summary>The recipe of a folded weight whose elements are not computed yet, or null (computed, or never a fold).
+    /// The engine packs from it instead of computing the elements.</summary>
+    internal PendingFold? Pending => Volatile.Read(ref _pending);
+
+    /// <summary>Whether the elements exist in memory (false only for a fold not read yet).</summary>
+    internal bool IsMaterialized => Pending is null;
+
+    private float[]? F32 => Volatile.Read(ref _f32) ?? (_i64 is null ? Materialize() : null);
+
+    private float[] Materialize()
+    {
+        var pending = Volatile.Read(ref _pending);
+        if (pending is null) return Volatile.Read(ref _f32)!;
+        lock (pending)
+        {
+            if (Volatile.Read(ref _f32) is null)
+            {
+                var data = pending.Compute();
+                if (data.Length != _count) throw new InvalidOperationException($"a fold computed {data.Length} elements for shape {ShapeString(_shape)}");
+                Volatile.Write(ref _f32, data);
+                // The source weight is no longer needed by this tensor.
+                Volatile.Write(ref _pending, null);
+            }
+        }
+        return _f32!;
+    }
 
     /// <summary>The same elements viewed with another shape of the same element count (no copy: storage is immutable).</summary>
     /// <exception cref="ArgumentException">The element counts differ.</exception>
@@ -112,22 +164,22 @@ public sealed class Tensor : IEquatable<Tensor>
     {
         var resolved = ResolveShape(shape, Count);
         if (resolved.AsSpan().SequenceEqual(_shape)) return this;
-        return new(DType, resolved, _f32, _i64);
+        return new(DType, resolved, F32, _i64);
     }
 
     /// <summary>Copies the elements into a new array (float32 only).</summary>
     public float[] ToArray() => Float32.ToArray();
 
     /// <summary>Element at a row-major flat index as a double (either dtype).</summary>
-    public double this[int flatIndex] => _f32 is not null ? _f32[flatIndex] : _i64![flatIndex];
+    public double this[int flatIndex] => _i64 is null ? RawFloat32[flatIndex] : _i64[flatIndex];
 
     /// <summary>True when both tensors have the same dtype, shape and the same bits in every element.</summary>
     public bool Equals(Tensor? other)
     {
         if (ReferenceEquals(this, other)) return true;
         if (other is null || other.DType != DType || !other.Shape.SequenceEqual(Shape)) return false;
-        return _f32 is not null
-            ? MemoryMarshal.AsBytes(_f32.AsSpan()).SequenceEqual(MemoryMarshal.AsBytes(other._f32.AsSpan()))
+        return _i64 is null
+            ? MemoryMarshal.AsBytes(RawFloat32.AsSpan()).SequenceEqual(MemoryMarshal.AsBytes(other.RawFloat32.AsSpan()))
             : _i64.AsSpan().SequenceEqual(other._i64);
     }
 
@@ -232,4 +284,18 @@ public sealed class Tensor : IEquatable<Tensor>
             throw new ArgumentException($"shape {ShapeString(shape)} is invalid for input of size {count}");
         return result;
     }
+}
+
+/// <summary>The recipe of a folded weight not computed yet: <see cref="Source"/> scaled per output channel by
+/// <see cref="ChannelScale"/> (float64, rounded to float32 once per element), and the function computing it.</summary>
+internal sealed class PendingFold(Tensor source, double[] channelScale, Func<float[]> compute)
+{
+    /// <summary>The weight before folding.</summary>
+    public Tensor Source { get; } = source;
+
+    /// <summary>One factor per output channel of the layer.</summary>
+    public double[] ChannelScale { get; } = channelScale;
+
+    /// <summary>Computes the folded elements (pure; a new array).</summary>
+    public Func<float[]> Compute { get; } = compute;
 }

@@ -138,10 +138,11 @@ let weightsTests =
 let benchTests =
     let json (out: string) = System.Text.Json.JsonDocument.Parse(out).RootElement
     let int64 (e: System.Text.Json.JsonElement) (key: string) = e.GetProperty(key).GetInt64()
-    /// Fusion's own bookkeeping (modules, names, per-channel factors) beside the folded tensors it must allocate.
-    let bookkeepingSlack = 1.05
+    /// Fusion's own allocations (modules, names, per-channel factors and biases) as a share of the bytes its folded weights
+    /// will hold: the weights are computed on first read or packed straight from the originals, so fusion writes none.
+    let bookkeepingShare = 0.02
     testList "Cli.Bench" [
-        test "bench --json reports the issue's keys; fusion allocates about the folded tensors and not a copy of the model" {
+        test "bench --json reports the issue's keys; fusion allocates bookkeeping only, neither folded weights nor a copy of the model" {
             let code, out, err = run [ "bench"; "--model"; "resnet18"; "--threads"; "1"; "--runs"; "5"; "--json" ]
             Expect.equal code 0 err
             let r = json out
@@ -153,8 +154,8 @@ let benchTests =
             // 4,800 new biases, as float32.
             Expect.equal (int64 r "folded_bytes") ((11_166_912L + 4_800L) * 4L) "exactly the folded weights and biases"
             let alloc, folded = int64 r "fuse_alloc_bytes", int64 r "folded_bytes"
-            Expect.isGreaterThanOrEqual alloc folded "the folded tensors are allocated"
-            Expect.isLessThan (float alloc / float folded) bookkeepingSlack "bookkeeping stays within 5% of them: nothing is copied"
+            Expect.isGreaterThan alloc 0L "fusion allocates its new modules"
+            Expect.isLessThan (float alloc / float folded) bookkeepingShare "under 2% of the folded bytes: no weight is written"
         }
         test "bench --memory --json reports the peak working set beside weights and activations" {
             let code, out, err = run [ "bench"; "--model"; "resnet18"; "--threads"; "1"; "--memory"; "--json" ]

@@ -44,6 +44,18 @@ let tests =
                 let n = bn rank 4 (20 + rank) false
                 expectConvFold c n (BatchNormFolding.FoldConvTransposeBn(c, n))
             }
+        test "a fold writes no weight: the folded weight is pending on the original itself until it is read" {
+            let c = conv 2 3 5 3 1 false
+            let l = linear 4 5 2 false
+            for folded, original in
+                [ BatchNormFolding.FoldConvBn(c, bn 2 5 3 false).Weight, c.Weight
+                  (let t = convT 2 5 3 3 4 false in BatchNormFolding.FoldConvTransposeBn(t, bn 2 3 5 false).Weight, t.Weight)
+                  BatchNormFolding.FoldLinearBn(l, bn 1 5 6 false).Weight, l.Weight ] do
+                Expect.isFalse folded.IsMaterialized "not computed by the fold"
+                match folded.Pending with
+                | null -> failtest "a pending recipe"
+                | p -> Expect.isTrue (obj.ReferenceEquals(p.Source, original)) "the recipe reads the original weight, not a copy"
+        }
         test "a convolution without bias gains the folded bias -mean·s+beta" {
             let c = convNoBias 2 3 4 3 1 false
             let n = bn 2 4 2 false
