@@ -65,6 +65,11 @@ def main():
               f"| {cell([x['forward_fused_ms'] for x in o])} | {cell([x['forward_fused_ms'] for x in t])} |"
               + (f" {cell([x['forward_ms'] for x in ort[m]])} |" if a.onnx else ""))
     print()
+    print("| ms | fuse + first fused forward: ours | PyTorch |")
+    print("|---|---|---|")
+    for m in models:
+        print(f"| {m} | {cell([x['fuse_then_forward_ms'] for x in ours[m]])} | {cell([x['fuse_then_forward_ms'] for x in torch[m]])} |")
+    print()
     print("| | fusion allocates | folded tensors | peak working set, fused forward | weights + activations | ratio |")
     print("|---|---|---|---|---|---|")
     mib = 1024 * 1024

@@ -146,7 +146,7 @@ let benchTests =
             let code, out, err = run [ "bench"; "--model"; "resnet18"; "--threads"; "1"; "--runs"; "5"; "--json" ]
             Expect.equal code 0 err
             let r = json out
-            for key in [ "fuse_ms"; "forward_unfused_ms"; "forward_fused_ms"; "fuse_alloc_bytes"; "threads"; "groups"; "folded_bytes" ] do
+            for key in [ "fuse_ms"; "forward_unfused_ms"; "forward_fused_ms"; "fuse_alloc_bytes"; "threads"; "groups"; "folded_bytes"; "fuse_then_forward_ms" ] do
                 Expect.isTrue (fst (r.TryGetProperty key)) $"key {key}"
             Expect.equal (int64 r "groups") 20L "torchvision's 20 groups"
             Expect.equal (int64 r "threads") 1L "the thread count asked for"
