@@ -60,6 +60,7 @@ internal static unsafe class ConvKernels
 
     private static Tensor Direct(Conv conv, ConvGeometry geo, Tensor input, Epilogue ep, int threads)
     {
+        if (Winograd.Applies(geo)) return Winograd.Forward(conv, geo, input, ep, threads);
         var output = Buffers.Output(checked(geo.Batch * geo.OutChannels * geo.OutVolume));
         var depthwise = geo.InGroupChannels == 1 && geo.Groups > 1;
         var plan = depthwise ? Plan.Toeplitz : ChoosePlan(geo, threads);
@@ -148,7 +149,7 @@ internal static unsafe class ConvKernels
     /// border per the padding mode, the row itself in between, zeros past the padded width.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void PadRow(float* srow, float* dst, int n, int padded, int left, int len, PaddingMode mode)
+    internal static void PadRow(float* srow, float* dst, int n, int padded, int left, int len, PaddingMode mode)
     {
         for (var q = 0; q < left; q++)
         {

@@ -114,7 +114,7 @@ internal static unsafe class Gemm
     {
         if (weight.Pending is not { } fold) return PackA(weight.RawFloat32, groups, m, k, groupStride, rowStride, colStride, null, threads);
         var scale = rowScale is null ? fold.ChannelScale : rowScale(fold.ChannelScale);
-        return PackA(fold.Source.RawFloat32, groups, m, k, groupStride, rowStride, colStride, scale, threads);
+        return PackA(fold.Source, groups, m, k, groupStride, rowStride, colStride, scale, threads);
     }
 
     private static readonly ConditionalWeakTable<Tensor, ConcurrentDictionary<(int, int, int), float[]>> Cache = new();

@@ -33,9 +33,10 @@ public static class BatchNormFolding
         var f = Factors(conv.TypeName, conv.Training, conv.OutChannels, bn, allowSingleFeature: false);
         var source = conv.Weight;
         var scale = f.Scale.AsArray() ?? f.Scale.ToArray();
+        // The closure holds the storage, not the source tensor (see Tensor.Folded).
+        var w = source.RawFloat32;
         var weight = Tensor.Folded(source, scale, () =>
         {
-            var w = source.RawFloat32;
             // Every element is written below, so the array need not be zeroed first.
             var scaled = GC.AllocateUninitializedArray<float>(w.Length);
             // Weight [out, in/groups, *kernel]: each output channel owns one contiguous block.
@@ -70,9 +71,10 @@ public static class BatchNormFolding
         var inPerGroup = conv.InChannels / conv.Groups;
         var inChannels = conv.InChannels;
         var scale = f.Scale.AsArray() ?? f.Scale.ToArray();
+        // The closure holds the storage, not the source tensor (see Tensor.Folded).
+        var w = source.RawFloat32;
         var weight = Tensor.Folded(source, scale, () =>
         {
-            var w = source.RawFloat32;
             var scaled = GC.AllocateUninitializedArray<float>(w.Length);
             var kernel = w.Length / (inChannels * outPerGroup);
             ForBlocks(inChannels, w.Length, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
@@ -107,9 +109,10 @@ public static class BatchNormFolding
         var bnScale = f.Scale.AsArray() ?? f.Scale.ToArray();
         // One factor per output feature, a single BatchNorm feature broadcast to all of them.
         var scale = bn.NumFeatures == 1 && outF != 1 ? Enumerable.Repeat(bnScale[0], outF).ToArray() : bnScale;
+        // The closure holds the storage, not the source tensor (see Tensor.Folded).
+        var w = source.RawFloat32;
         var weight = Tensor.Folded(source, scale, () =>
         {
-            var w = source.RawFloat32;
             var scaled = GC.AllocateUninitializedArray<float>(w.Length);
             ForBlocks(outF, w.Length, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
             {

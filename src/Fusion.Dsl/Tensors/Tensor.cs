@@ -45,7 +45,7 @@ public sealed class Tensor : IEquatable<Tensor>
         DType = DType.Float32;
         _shape = shape;
         _pending = pending;
-        _count = pending.Source.Count;
+        _count = pending.Source.Length;
     }
 
     /// <summary>The element type.</summary>
@@ -126,10 +126,11 @@ public sealed class Tensor : IEquatable<Tensor>
     /// A float32 tensor shaped like <paramref name="source"/> whose elements <paramref name="compute"/> returns when first
     /// read: the BatchNorm fold of <paramref name="source"/> with <paramref name="channelScale"/> (one factor per output
     /// channel of the layer the weight belongs to). <paramref name="compute"/> must be pure and return a new array of
-    /// <c>source.Count</c> elements; it runs at most once.
+    /// <c>source.Count</c> elements; it runs at most once. The recipe holds the source's storage, not the tensor, so
+    /// whatever is attached to the source tensor (the engine's packed copies) dies with the model that owns it.
     /// </summary>
     internal static Tensor Folded(Tensor source, double[] channelScale, Func<float[]> compute)
-        => new([.. source.Shape], new PendingFold(source, channelScale, compute));
+        => new([.. source.Shape], new PendingFold(source.RawFloat32, channelScale, compute));
 
     /// <summary>The recipe of a folded weight whose elements are not computed yet, or null (computed, or never a fold).
     /// The engine packs from it instead of computing the elements.</summary>
@@ -288,10 +289,10 @@ public sealed class Tensor : IEquatable<Tensor>
 
 /// <summary>The recipe of a folded weight not computed yet: <see cref="Source"/> scaled per output channel by
 /// <see cref="ChannelScale"/> (float64, rounded to float32 once per element), and the function computing it.</summary>
-internal sealed class PendingFold(Tensor source, double[] channelScale, Func<float[]> compute)
+internal sealed class PendingFold(float[] source, double[] channelScale, Func<float[]> compute)
 {
-    /// <summary>The weight before folding.</summary>
-    public Tensor Source { get; } = source;
+    /// <summary>The elements of the weight before folding (its storage, shared, never written).</summary>
+    public float[] Source { get; } = source;
 
     /// <summary>One factor per output channel of the layer.</summary>
     public double[] ChannelScale { get; } = channelScale;

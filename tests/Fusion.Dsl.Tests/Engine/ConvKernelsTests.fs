@@ -68,6 +68,13 @@ let private pathCases : (string * Conv * int[]) list =
       "transposed 4x4 stride 2 grouped", Conv.Create(2, 16, 12, [| 4 |], [| 2 |], ConvPadding.Explicit 1, groups = 2, transposed = true, seed = 11), [| 2; 16; 7; 9 |]
       "transposed 3d with output padding", Conv.Create(3, 3, 5, [| 3 |], [| 2 |], ConvPadding.Explicit 1, transposed = true, outputPadding = [| 1 |], seed = 12), [| 1; 3; 4; 3; 5 |] ]
 
+/// The kernels' law for one case: the two-thread result equals the float64 reference within the kernel tolerance, and
+/// one thread gives the same bits.
+let expectConvLaw (what: string) (conv: Conv) (x: Tensor) =
+    let fast = Forward.Run(conv, x, twoThreads)
+    expectClose what Support.Tol.kernelRel Support.Tol.kernelAbs fast (NaiveReference.Conv(conv, x))
+    expectSameBits (what + ", threads 1 vs 2") (Forward.Run(conv, x, oneThread)) fast
+
 [<Tests>]
 let tests =
     testList "Engine.ConvKernels" [
@@ -75,17 +82,11 @@ let tests =
             let rng = Random 20240601
             for i in 1 .. 300 do
                 let conv, x = randomConv rng
-                let what = $"case {i}: {conv} on {Tensor.ShapeString x.Shape}"
-                let fast = Forward.Run(conv, x, twoThreads)
-                expectClose what Support.Tol.kernelRel Support.Tol.kernelAbs fast (NaiveReference.Conv(conv, x))
-                expectSameBits (what + ", threads 1 vs 2") (Forward.Run(conv, x, oneThread)) fast
+                expectConvLaw $"case {i}: {conv} on {Tensor.ShapeString x.Shape}" conv x
         }
         for name, conv, shape in pathCases do
             test $"{name} equals the float64 reference" {
-                let x = randomTensor (Random 7) shape
-                let fast = Forward.Run(conv, x, twoThreads)
-                expectClose name Support.Tol.kernelRel Support.Tol.kernelAbs fast (NaiveReference.Conv(conv, x))
-                expectSameBits (name + ", threads 1 vs 2") (Forward.Run(conv, x, oneThread)) fast
+                expectConvLaw name conv (randomTensor (Random 7) shape)
             }
         test "an unbatched input gives the batched result without the batch dimension" {
             let conv = Conv.Create(2, 3, 5, [| 3 |], padding = ConvPadding.Explicit 1, seed = 3)

@@ -54,7 +54,7 @@ let tests =
                 Expect.isFalse folded.IsMaterialized "not computed by the fold"
                 match folded.Pending with
                 | null -> failtest "a pending recipe"
-                | p -> Expect.isTrue (obj.ReferenceEquals(p.Source, original)) "the recipe reads the original weight, not a copy"
+                | p -> Expect.isTrue (obj.ReferenceEquals(p.Source, original.RawFloat32)) "the recipe reads the original weight, not a copy"
         }
         test "a convolution without bias gains the folded bias -mean·s+beta" {
             let c = convNoBias 2 3 4 3 1 false

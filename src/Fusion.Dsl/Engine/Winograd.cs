@@ -1,0 +1,347 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Fusion.Dsl.Layers;
+using Fusion.Dsl.Tensors;
+
+namespace Fusion.Dsl.Engine;
+
+/// <summary>
+/// 3×3 unit-stride convolution by Winograd's minimal filtering F(2×2, 3×3) (Lavin and Gray, "Fast Algorithms for
+/// Convolutional Neural Networks", 2016): each 2×2 output tile comes from a 4×4 input tile with 16 products per pair of
+/// input and output channels instead of 36. With <c>V = Bᵀ d B</c> (input tiles), <c>U = G g Gᵀ</c> (weights, computed in
+/// float64 and packed once per weight tensor) and <c>Y = Aᵀ M A</c>, the products are 16 independent GEMMs
+/// <c>M[ξ] = U[ξ] · V[ξ]</c> of <c>C_out × C_in</c> by <c>C_in × tiles</c>, run by <see cref="Gemm"/> as 16 groups.
+/// The transforms are additions and halvings, so the result differs from the direct product by rounding only
+/// (checked against the float64 reference with the kernel tolerance); it does not depend on the thread count.
+/// </summary>
+internal static unsafe class Winograd
+{
+    private const int PackWinograd = 3;
+
+    /// <summary>The 16 positions ξ = 4·i + j of a transformed 4×4 tile.</summary>
+    private const int Xi = 16;
+
+    /// <summary>Fewer channels than this make the transforms cost more than the products they save.</summary>
+    private const int MinChannels = 16;
+
+    /// <summary>
+    /// Whether <paramref name="geo"/> is a convolution this path computes: 2-d (or 1×3×3 in 3-d with one depth position),
+    /// a 3×3 kernel, unit stride and dilation, one group, at least <see cref="MinChannels"/> channels in and out.
+    /// </summary>
+    public static bool Applies(ConvGeometry geo)
+        => !geo.Transposed && geo.Groups == 1 && geo.In[0] == 1 && geo.Kernel[0] == 1 && geo.Kernel[1] == 3 && geo.Kernel[2] == 3
+           && geo.UnitStride && geo.Dilation[1] == 1 && geo.Dilation[2] == 1
+           && geo.InChannels >= MinChannels && geo.OutChannels >= MinChannels;
+
+    /// <summary>The convolution of a batched input through <paramref name="ep"/> (the caller checked <see cref="Applies"/>).</summary>
+    public static Tensor Forward(Conv conv, ConvGeometry geo, Tensor input, Epilogue ep, int threads)
+    {
+        int cin = geo.InChannels, cout = geo.OutChannels, oh = geo.Out[1], ow = geo.Out[2];
+        int th = (oh + 1) / 2, tw = (ow + 1) / 2, tiles = th * tw;
+        var weight = conv.Weight;
+        var packedU = Gemm.CachedPack(weight, (PackWinograd, 1, 0), () => PackWeights(weight, cin, cout, threads));
+        var output = Buffers.Output(checked(geo.Batch * cout * oh * ow));
+        var v = ArrayPool<float>.Shared.Rent(checked(Xi * cin * tiles));
+        // Eight floats of slack: the output transform's vector loads of a row shorter than eight tiles run past its end.
+        var m = ArrayPool<float>.Shared.Rent(checked(Xi * cout * tiles + 8));
+        try
+        {
+            var koff = new int[cin];
+            for (var c = 0; c < cin; c++) koff[c] = c * tiles;
+            var b = new BSource(v, 0, 0, (long)cin * tiles, koff, null, tiles);
+            var target = new CTarget(m, 0, 0, (long)cout * tiles, tiles, 1, null);
+            var x = input.RawFloat32;
+            for (var n = 0; n < geo.Batch; n++)
+            {
+                var image = (long)n * cin * geo.InVolume;
+                Par.For(cin, threads, (long)tiles * 64, c => TransformInput(x, image + (long)c * geo.InVolume, v, c, cin, geo, th, tw));
+                Gemm.Run(packedU, cout, cin, b, target, Epilogue.None, 1, Xi, threads);
+                var outImage = (long)n * cout * oh * ow;
+                Par.For(cout, threads, (long)tiles * 48, co => TransformOutput(m, co, cout, output, outImage + (long)co * oh * ow, oh, ow, th, tw, ep));
+            }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(v);
+            ArrayPool<float>.Shared.Return(m);
+        }
+        return Tensor.Adopt(output, geo.OutputShape);
+    }
+
+    /// <summary>
+    /// <c>U = G g Gᵀ</c> for every (output, input) channel pair, with <c>G = [[1,0,0],[½,½,½],[½,-½,½],[0,0,1]]</c>, in
+    /// float64 rounded once, written straight into <see cref="Gemm.PackA"/>'s layout for 16 groups of <c>C_out × C_in</c>
+    /// (no unpacked copy: for resnet18 it would be 78 MB of garbage at the first pass). A pending BatchNorm fold is read
+    /// through its recipe, each weight rounded as the computed fold rounds it.
+    /// </summary>
+    private static float[] PackWeights(Tensor weight, int cin, int cout, int threads)
+    {
+        var fold = weight.Pending;
+        var w = fold is null ? weight.RawFloat32 : fold.Source;
+        var scale = fold?.ChannelScale;
+        const int mr = Gemm.MR;
+        var panels = Gemm.Panels(cout);
+        // Element (ξ, co, ci) of the packed operand: group ξ, row panel co / MR, depth ci, lane co % MR.
+        var groupLength = (long)panels * cin * mr;
+        var packed = GC.AllocateUninitializedArray<float>(checked((int)(Xi * groupLength)));
+        Par.For(panels, threads, (long)cin * mr * 64, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int p) =>
+        {
+            Span<double> g = stackalloc double[9];
+            Span<double> gg = stackalloc double[12];
+            for (var lane = 0; lane < mr; lane++)
+            {
+                var co = p * mr + lane;
+                for (var ci = 0; ci < cin; ci++)
+                {
+                    var at = ((long)p * cin + ci) * mr + lane;
+                    if (co >= cout)
+                    {
+                        // Padding rows of the last panel.
+                        for (var xi = 0; xi < Xi; xi++) packed[xi * groupLength + at] = 0f;
+                        continue;
+                    }
+                    var src = ((long)co * cin + ci) * 9;
+                    for (var t = 0; t < 9; t++) g[t] = scale is null ? w[src + t] : (float)(w[src + t] * scale[co]);
+                    // G·g: 4 rows of 3.
+                    for (var col = 0; col < 3; col++)
+                    {
+                        double g0 = g[col], g1 = g[3 + col], g2 = g[6 + col];
+                        gg[col] = g0;
+                        gg[3 + col] = (g0 + g1 + g2) / 2;
+                        gg[6 + col] = (g0 - g1 + g2) / 2;
+                        gg[9 + col] = g2;
+                    }
+                    // (G·g)·Gᵀ: each row [a, b, c] becomes [a, (a+b+c)/2, (a-b+c)/2, c].
+                    for (var i = 0; i < 4; i++)
+                    {
+                        double a = gg[3 * i], b = gg[3 * i + 1], c = gg[3 * i + 2];
+                        packed[4 * i * groupLength + at] = (float)a;
+                        packed[(4 * i + 1) * groupLength + at] = (float)((a + b + c) / 2);
+                        packed[(4 * i + 2) * groupLength + at] = (float)((a - b + c) / 2);
+                        packed[(4 * i + 3) * groupLength + at] = (float)c;
+                    }
+                }
+            }
+        });
+        return packed;
+    }
+
+    /// <summary>
+    /// <c>V = Bᵀ d B</c> of every tile of channel <paramref name="c"/>, with <c>Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]</c>,
+    /// into <c>v[ξ][c][tile]</c>. The padded channel is first split into even and odd columns (rows past the padded
+    /// extent are zeros), so the four columns of a tile row are unit-stride reads.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void TransformInput(float[] x, long channelStart, float[] v, int c, int cin, ConvGeometry geo, int th, int tw)
+    {
+        int rows = 2 * th + 2, half = tw + 1, tiles = th * tw;
+        var plane = (long)rows * half;
+        var scratch = ArrayPool<float>.Shared.Rent(checked((int)(2 * plane + 2 * half + 8)));
+        try
+        {
+            fixed (float* xs = x, vs = v, buf = scratch)
+            {
+                float* even = buf, padded = buf + 2 * plane;
+                var src = xs + channelStart;
+                for (var r = 0; r < rows; r++)
+                {
+                    var sr = r < geo.Padded[1] ? ConvGeometry.SourceIndex(r - geo.PadLeft[1], geo.In[1], geo.Mode) : -1;
+                    if (sr < 0)
+                    {
+                        new Span<float>(even + (long)r * half, half).Clear();
+                        new Span<float>(even + plane + (long)r * half, half).Clear();
+                        continue;
+                    }
+                    ConvKernels.PadRow(src + (long)sr * geo.In[2], padded, geo.In[2], geo.Padded[2], geo.PadLeft[2], 2 * half, geo.Mode);
+                    RowOps.Deinterleave(padded, even + (long)r * half, half, 2, plane);
+                }
+                var odd = even + plane;
+                var dst = vs + (long)c * tiles;
+                Span<float> t = stackalloc float[16];
+                var xiStride = (long)cin * tiles;
+                for (var ty = 0; ty < th; ty++)
+                {
+                    var tx = 0;
+                    // Blocks of eight tiles; a last partial block is moved back to end at the row's last tile, so
+                    // it recomputes (and rewrites with the same bits) a few tiles instead of leaving them to scalar code.
+                    // A row of fewer than eight tiles is one block whose surplus lanes read the next rows (inside the
+                    // scratch buffer) and are masked off when stored.
+                    if (Avx.IsSupported)
+                        for (; tx < tw; tx += 8)
+                        {
+                            tx = tw >= 8 ? Math.Min(tx, tw - 8) : 0;
+                            var mask = Epilogue.TailMask(Math.Min(8, tw));
+                            var at = (long)2 * ty * half + tx;
+                            Row(even + at, odd + at, out var t00, out var t01, out var t02, out var t03);
+                            Row(even + at + half, odd + at + half, out var t10, out var t11, out var t12, out var t13);
+                            Row(even + at + 2 * half, odd + at + 2 * half, out var t20, out var t21, out var t22, out var t23);
+                            Row(even + at + 3 * half, odd + at + 3 * half, out var t30, out var t31, out var t32, out var t33);
+                            var d = dst + (long)ty * tw + tx;
+                            Column(t00, t10, t20, t30, d, 0, xiStride, mask);
+                            Column(t01, t11, t21, t31, d, 1, xiStride, mask);
+                            Column(t02, t12, t22, t32, d, 2, xiStride, mask);
+                            Column(t03, t13, t23, t33, d, 3, xiStride, mask);
+                        }
+                    for (; tx < tw; tx++)
+                    {
+                        for (var i = 0; i < 4; i++)
+                        {
+                            var at = (long)(2 * ty + i) * half + tx;
+                            float e0 = even[at], o0 = odd[at], e1 = even[at + 1], o1 = odd[at + 1];
+                            t[4 * i] = e0 - e1; t[4 * i + 1] = o0 + e1; t[4 * i + 2] = e1 - o0; t[4 * i + 3] = o0 - o1;
+                        }
+                        var d = dst + (long)ty * tw + tx;
+                        for (var j = 0; j < 4; j++)
+                        {
+                            d[j * xiStride] = t[j] - t[8 + j];
+                            d[(4 + j) * xiStride] = t[4 + j] + t[8 + j];
+                            d[(8 + j) * xiStride] = t[8 + j] - t[4 + j];
+                            d[(12 + j) * xiStride] = t[4 + j] - t[12 + j];
+                        }
+                    }
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(scratch);
+        }
+    }
+
+    /// <summary>One tile row times B for eight tiles: columns (2t, 2t+1, 2t+2, 2t+3) are (even[t], odd[t], even[t+1], odd[t+1]).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Row(float* even, float* odd, out Vector256<float> r0, out Vector256<float> r1, out Vector256<float> r2, out Vector256<float> r3)
+    {
+        var e0 = Vector256.Load(even);
+        var o0 = Vector256.Load(odd);
+        var e1 = Vector256.Load(even + 1);
+        var o1 = Vector256.Load(odd + 1);
+        r0 = e0 - e1;
+        r1 = o0 + e1;
+        r2 = e1 - o0;
+        r3 = o0 - o1;
+    }
+
+    /// <summary>Bᵀ applied to column <paramref name="j"/> of eight tiles, the lanes of <paramref name="mask"/> stored at ξ = 4·i + j.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Column(Vector256<float> t0, Vector256<float> t1, Vector256<float> t2, Vector256<float> t3, float* d, int j, long xiStride, Vector256<float> mask)
+    {
+        Store(d + j * xiStride, t0 - t2, mask);
+        Store(d + (4 + j) * xiStride, t1 + t2, mask);
+        Store(d + (8 + j) * xiStride, t2 - t1, mask);
+        Store(d + (12 + j) * xiStride, t1 - t3, mask);
+    }
+
+    /// <summary>A plain store when every lane is kept (masked stores are slow on some cores), else a masked one.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store(float* d, Vector256<float> v, Vector256<float> mask)
+    {
+        if (Avx.MoveMask(mask) == 0xFF) Vector256.Store(v, d);
+        else Avx.MaskStore(d, mask, v);
+    }
+
+    /// <summary>
+    /// <c>Y = Aᵀ M A</c> of every tile of output channel <paramref name="co"/>, with <c>Aᵀ = [[1,1,1,0],[0,1,-1,-1]]</c>, through
+    /// the epilogue into the output plane (tiles past an odd height or width write only their valid half).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void TransformOutput(float[] m, int co, int cout, float[] output, long planeStart, int oh, int ow, int th, int tw, Epilogue ep)
+    {
+        var tiles = th * tw;
+        var xiStride = (long)cout * tiles;
+        var (scale, shift) = ep.At(co);
+        var hasScale = ep.Scale is not null;
+        var act = ep.Activation;
+        var vs = Vector256.Create(scale);
+        var vb = Vector256.Create(shift);
+        fixed (float* ms = m, os = output)
+        {
+            var src = ms + (long)co * tiles;
+            var plane = os + planeStart;
+            var y = stackalloc float[32];
+            for (var ty = 0; ty < th; ty++)
+            {
+                var oy = 2 * ty;
+                var tx = 0;
+                // As in TransformInput: a last partial block overlaps the one before it, and a row of fewer than eight
+                // tiles is one block whose surplus lanes (read past the row, inside the buffer) are never stored.
+                if (Avx2.IsSupported)
+                    for (; tx < tw; tx += 8)
+                    {
+                        tx = tw >= 8 ? Math.Min(tx, tw - 8) : 0;
+                        var s = src + (long)ty * tw + tx;
+                        RowSum(s, 0, xiStride, out var s00, out var s01);
+                        RowSum(s, 1, xiStride, out var s10, out var s11);
+                        RowSum(s, 2, xiStride, out var s20, out var s21);
+                        RowSum(s, 3, xiStride, out var s30, out var s31);
+                        var y00 = Epilogue.Apply(s00 + s10 + s20, vs, vb, hasScale, act);
+                        var y01 = Epilogue.Apply(s01 + s11 + s21, vs, vb, hasScale, act);
+                        var y10 = Epilogue.Apply(s10 - s20 - s30, vs, vb, hasScale, act);
+                        var y11 = Epilogue.Apply(s11 - s21 - s31, vs, vb, hasScale, act);
+                        var ox = 2 * tx;
+                        StoreInterleaved(y00, y01, plane + (long)oy * ow + ox, ow - ox, y);
+                        if (oy + 1 < oh) StoreInterleaved(y10, y11, plane + (long)(oy + 1) * ow + ox, ow - ox, y);
+                    }
+                for (; tx < tw; tx++)
+                {
+                    var s = src + (long)ty * tw + tx;
+                    float s00 = 0, s01 = 0, s10 = 0, s11 = 0, s20 = 0, s21 = 0, s30 = 0, s31 = 0;
+                    RowSum(s, 0, xiStride, ref s00, ref s01);
+                    RowSum(s, 1, xiStride, ref s10, ref s11);
+                    RowSum(s, 2, xiStride, ref s20, ref s21);
+                    RowSum(s, 3, xiStride, ref s30, ref s31);
+                    var ox = 2 * tx;
+                    var row0 = plane + (long)oy * ow + ox;
+                    row0[0] = Epilogue.Apply(s00 + s10 + s20, scale, shift, hasScale, act);
+                    if (ox + 1 < ow) row0[1] = Epilogue.Apply(s01 + s11 + s21, scale, shift, hasScale, act);
+                    if (oy + 1 >= oh) continue;
+                    var row1 = row0 + ow;
+                    row1[0] = Epilogue.Apply(s10 - s20 - s30, scale, shift, hasScale, act);
+                    if (ox + 1 < ow) row1[1] = Epilogue.Apply(s11 - s21 - s31, scale, shift, hasScale, act);
+                }
+            }
+        }
+    }
+
+    /// <summary>Row <paramref name="i"/> of eight tiles times A: <c>(m₀ + m₁ + m₂, m₁ - m₂ - m₃)</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void RowSum(float* s, int i, long xiStride, out Vector256<float> r0, out Vector256<float> r1)
+    {
+        var m0 = Vector256.Load(s + 4 * i * xiStride);
+        var m1 = Vector256.Load(s + (4 * i + 1) * xiStride);
+        var m2 = Vector256.Load(s + (4 * i + 2) * xiStride);
+        var m3 = Vector256.Load(s + (4 * i + 3) * xiStride);
+        r0 = m0 + m1 + m2;
+        r1 = m1 - m2 - m3;
+    }
+
+    /// <summary>Scalar counterpart of the vector <see cref="RowSum(float*, int, long, out Vector256{float}, out Vector256{float})"/>, same order of additions.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void RowSum(float* s, int i, long xiStride, ref float r0, ref float r1)
+    {
+        float m0 = s[4 * i * xiStride], m1 = s[(4 * i + 1) * xiStride], m2 = s[(4 * i + 2) * xiStride], m3 = s[(4 * i + 3) * xiStride];
+        r0 = m0 + m1 + m2;
+        r1 = m1 - m2 - m3;
+    }
+
+    /// <summary>Writes <c>a₀ b₀ a₁ b₁ … a₇ b₇</c> to <paramref name="dst"/>, at most <paramref name="room"/> of the 16 values.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreInterleaved(Vector256<float> a, Vector256<float> b, float* dst, int room, float* scratch)
+    {
+        var lo = Avx.UnpackLow(a, b);
+        var hi = Avx.UnpackHigh(a, b);
+        var first = Avx2.Permute2x128(lo, hi, 0x20);
+        var second = Avx2.Permute2x128(lo, hi, 0x31);
+        if (room >= 16)
+        {
+            Vector256.Store(first, dst);
+            Vector256.Store(second, dst + 8);
+            return;
+        }
+        Vector256.Store(first, scratch);
+        Vector256.Store(second, scratch + 8);
+        for (var q = 0; q < room; q++) dst[q] = scratch[q];
+    }
+}

@@ -1,0 +1,83 @@
+/// Laws of the F(2×2, 3×3) Winograd path for 3×3 unit-stride convolutions: it equals the float64 reference from the
+/// definition within the kernel tolerance over odd and even sizes, every padding amount and mode, batches and fused
+/// epilogues; the thread count changes no bit; it is taken exactly where it applies; and a pending BatchNorm fold is
+/// transformed with the bits of the computed fold.
+module Fusion.Dsl.Tests.Engine.WinogradTests
+
+open System
+open Expecto
+open Fusion.Dsl.Algebra
+open Fusion.Dsl.Engine
+open Fusion.Dsl.Folding
+open Fusion.Dsl.Layers
+open Fusion.Dsl.Tensors
+open Fusion.Dsl.Tests
+open Fusion.Dsl.Tests.Engine.EngineSupport
+open Fusion.Dsl.Tests.Rules.TestModels
+
+/// A random convolution the Winograd path computes (3×3, unit stride and dilation, one group, at least 16 channels
+/// each way), and an input for it: sizes from 1 to 20 (odd sizes leave half tiles), any padding amount and mode.
+let private randomCase (rng: Random) : Conv * Tensor =
+    let cin, cout = rng.Next(16, 41), rng.Next(16, 41)
+    let pad = rng.Next(0, 3)
+    let mode = [| PaddingMode.Zeros; PaddingMode.Zeros; PaddingMode.Reflect; PaddingMode.Replicate; PaddingMode.Circular |].[rng.Next 5]
+    let least = max (3 - 2 * pad) (if mode = PaddingMode.Zeros then 1 else pad + 1)
+    let h, w = rng.Next(max 1 least, 21), rng.Next(max 1 least, 21)
+    let conv = Conv.Create(2, cin, cout, [| 3 |], padding = ConvPadding.Explicit pad, bias = (rng.Next 3 > 0), paddingMode = mode, seed = rng.Next())
+    conv, randomTensor rng [| rng.Next(1, 3); cin; h; w |]
+
+let private applies (conv: Conv) (shape: int[]) = Winograd.Applies(ConvGeometry.Create(conv, ReadOnlySpan shape))
+
+[<Tests>]
+let tests =
+    testList "Engine.Winograd" [
+        test "120 random 3x3 convolutions equal the float64 reference, one thread and two giving the same bits" {
+            let rng = Random 20261127
+            for i in 1 .. 120 do
+                let conv, x = randomCase rng
+                Expect.isTrue (applies conv (x.Dimensions |> Seq.toArray)) "the case takes the Winograd path"
+                ConvKernelsTests.expectConvLaw $"case {i}: {conv} on {Tensor.ShapeString x.Shape}" conv x
+        }
+        for cin, cout, size in [ 64, 64, 56; 256, 256, 14; 512, 512, 7 ] do
+            test $"resnet's {cin}->{cout} 3x3 at {size}x{size} equals the float64 reference" {
+                let conv = Conv.Create(2, cin, cout, [| 3 |], padding = ConvPadding.Explicit 1, bias = false, seed = cin)
+                let x = randomTensor (Random size) [| 1; cin; size; size |]
+                expectClose $"{cin}->{cout}" Support.Tol.kernelRel Support.Tol.kernelAbs (Forward.Run(conv, x, twoThreads)) (NaiveReference.Conv(conv, x))
+            }
+        test "a fused ReLU6 epilogue equals the convolution then the activation, bit for bit" {
+            let conv = Conv.Create(2, 24, 20, [| 3 |], padding = ConvPadding.Explicit 1, seed = 3)
+            let x = randomTensor (Random 4) [| 2; 24; 17; 10 |]
+            let fused = FusedModule.Create("ConvReLU6_2d", conv, Activation.Create(ActivationKind.ReLU6))
+            expectSameBits "ReLU6" (Forward.Run(fused, x)) (Forward.Run(Sequential.Create(conv :> Module, Activation.Create(ActivationKind.ReLU6)), x))
+        }
+        test "a pending BatchNorm fold gives the bits of its computed weights and stays pending" {
+            let conv = Conv.Create(2, 32, 48, [| 3 |], padding = ConvPadding.Explicit 1, seed = 5)
+            let x = randomTensor (Random 6) [| 1; 32; 12; 9 |]
+            let fold () = BatchNormFolding.FoldConvBn(conv, bn 2 48 7 false)
+            let pending = fold ()
+            let y = Forward.Run(pending, x, twoThreads)
+            Expect.isFalse pending.Weight.IsMaterialized "transformed from the recipe"
+            let read = fold ()
+            let plain = read.WithParameters(Tensor.FromFloat32(read.Weight.Float32, 48, 32, 3, 3), read.Bias)
+            expectSameBits "fold" y (Forward.Run(plain, x, twoThreads))
+        }
+        test "the path is taken only for 3x3, unit stride and dilation, one group, 16 or more channels each way" {
+            let shape c = [| 1; c; 10; 10 |]
+            let make (cin: int) (cout: int) (k: int) (s: int) (d: int) (g: int) =
+                Conv.Create(2, cin, cout, [| k |], [| s |], ConvPadding.Explicit 1, [| d |], g, seed = 1)
+            Expect.isTrue (applies (make 16 16 3 1 1 1) (shape 16)) "3x3 unit stride"
+            for name, conv, c in
+                [ "stride 2", make 16 16 3 2 1 1, 16
+                  "dilation 2", make 16 16 3 1 2 1, 16
+                  "two groups", make 16 16 3 1 1 2, 16
+                  "5x5", make 16 16 5 1 1 1, 16
+                  "1x1", make 16 16 1 1 1 1, 16
+                  "15 input channels", make 15 16 3 1 1 1, 15
+                  "15 output channels", make 16 15 3 1 1 1, 16 ] do
+                Expect.isFalse (applies conv (shape c)) name
+            let conv1d = Conv.Create(1, 16, 16, [| 3 |], padding = ConvPadding.Explicit 1, seed = 1)
+            Expect.isFalse (applies conv1d [| 1; 16; 10 |]) "Conv1d"
+            let transposed = Conv.Create(2, 16, 16, [| 3 |], padding = ConvPadding.Explicit 1, transposed = true, seed = 1)
+            Expect.isFalse (applies transposed (shape 16)) "transposed"
+        }
+    ]
