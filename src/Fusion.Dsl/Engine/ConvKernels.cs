@@ -11,7 +11,9 @@ namespace Fusion.Dsl.Engine;
 /// Forward convolutions lay the input out once (padded with zeros or the padding mode, split by stride phase; see
 /// <see cref="ConvGeometry"/>) and then run a valid unit-stride convolution over it: a grouped GEMM whose B operand is
 /// read straight from the layout (a Toeplitz view, so 1×1 convolutions are a plain GEMM; a gather when the view would
-/// waste too many columns), or a direct vectorised kernel when each group has one input channel (depthwise). Transposed convolutions are a GEMM into columns followed by a scatter (col2im).
+/// waste too many columns), or a direct vectorised kernel when each group has one input channel (depthwise). 3×3
+/// unit-stride convolutions with enough channels go to <see cref="Winograd"/>. Transposed convolutions are a GEMM into
+/// columns followed by a scatter (col2im).
 /// </summary>
 internal static unsafe class ConvKernels
 {
