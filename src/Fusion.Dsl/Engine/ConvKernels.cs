@@ -309,6 +309,17 @@ internal static unsafe class ConvKernels
             for (var t = 0; t < taps; t++) a0 = Vector256.FusedMultiplyAdd(Vector256.Create(w[t]), Vector256.Load(b + tapOff[t]), a0);
             Vector256.Store(a0, acc + v);
         }
+        if (v < columns && columns >= 8)
+        {
+            // The last few columns as one vector ending at the last column: it recomputes some columns of the block
+            // before (same bits) instead of running the taps once per column in scalar code.
+            v = columns - 8;
+            var a0 = Vector256<float>.Zero;
+            var b = src + v;
+            for (var t = 0; t < taps; t++) a0 = Vector256.FusedMultiplyAdd(Vector256.Create(w[t]), Vector256.Load(b + tapOff[t]), a0);
+            Vector256.Store(a0, acc + v);
+            return;
+        }
         for (; v < columns; v++)
         {
             var a0 = 0f;
