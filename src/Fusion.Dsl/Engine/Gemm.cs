@@ -208,8 +208,16 @@ internal static unsafe class Gemm
                             {
                                 var v0 = p * NR;
                                 var nc = Math.Min(NR, b.Columns - v0);
+                                var mr = Math.Min(MR, m - m0);
+                                // A full tile bound for one run of C: the kernel writes it through the epilogue itself.
+                                var direct = mr == MR ? DirectTarget(nc, v0, m0, cBase, c.RowStride, c.ColStride, colMap) : null;
+                                if (direct != null)
+                                {
+                                    Kernel(aPanel, bp + (long)(p - p0) * panelFloats, k, tile, false, direct, c.RowStride, g * m + m0, ep);
+                                    continue;
+                                }
                                 MultiplyTile(aPanel, bp + (long)(p - p0) * panelFloats, k, tile, false, nc);
-                                Store(tile, Math.Min(MR, m - m0), nc, v0, m0, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
+                                Store(tile, mr, nc, v0, m0, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
                             }
                         }
                         return;
@@ -320,11 +328,27 @@ internal static unsafe class Gemm
     }
 
     /// <summary>
+    /// Where a full tile's first row starts in C when its 16 columns are one run of consecutive output columns (no
+    /// Toeplitz column dropped inside it, unit column stride), or null.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float* DirectTarget(int nc, int v0, int m0, float* c, int rs, int cs, int* colMap)
+    {
+        if (nc != NR || cs != 1) return null;
+        if (colMap == null) return c + (long)m0 * rs + v0;
+        return colMap[v0] >= 0 && colMap[v0 + NR - 1] == colMap[v0] + NR - 1 ? c + (long)m0 * rs + colMap[v0] : null;
+    }
+
+    /// <summary>
     /// The 6×16 micro-kernel: <c>tile = A-panel · B-panel</c> over <paramref name="k"/> depth steps in 12 vector
     /// accumulators, starting from zero or, when <paramref name="accumulate"/>, from the tile (the previous chunk).
+    /// With a <paramref name="direct"/> target the accumulators go through the epilogue (channels from
+    /// <paramref name="channel0"/>) straight into C's six rows, <paramref name="rowStride"/> apart, and the tile is not
+    /// written: for shallow products (mobilenet's 1x1 convolutions have depths of 16 to 160) storing the tile and
+    /// reading it back cost as much as the multiply-adds.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel(float* a, float* b, int k, float* tile, bool accumulate)
+    private static void Kernel(float* a, float* b, int k, float* tile, bool accumulate, float* direct = null, int rowStride = 0, int channel0 = 0, Epilogue ep = default)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
@@ -356,12 +380,32 @@ internal static unsafe class Gemm
             a += MR;
             b += NR;
         }
+        if (direct != null)
+        {
+            Row(c00, c01, direct, channel0, ep);
+            Row(c10, c11, direct + rowStride, channel0 + 1, ep);
+            Row(c20, c21, direct + 2L * rowStride, channel0 + 2, ep);
+            Row(c30, c31, direct + 3L * rowStride, channel0 + 3, ep);
+            Row(c40, c41, direct + 4L * rowStride, channel0 + 4, ep);
+            Row(c50, c51, direct + 5L * rowStride, channel0 + 5, ep);
+            return;
+        }
         Vector256.Store(c00, tile); Vector256.Store(c01, tile + 8);
         Vector256.Store(c10, tile + 16); Vector256.Store(c11, tile + 24);
         Vector256.Store(c20, tile + 32); Vector256.Store(c21, tile + 40);
         Vector256.Store(c30, tile + 48); Vector256.Store(c31, tile + 56);
         Vector256.Store(c40, tile + 64); Vector256.Store(c41, tile + 72);
         Vector256.Store(c50, tile + 80); Vector256.Store(c51, tile + 88);
+    }
+
+    /// <summary>One tile row through the epilogue of its channel into C, exactly as <see cref="Store"/> writes it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Row(Vector256<float> lo, Vector256<float> hi, float* dst, int channel, Epilogue ep)
+    {
+        var vs = Vector256.Create(ep.Scale is null ? 1f : ep.Scale[channel]);
+        var vb = Vector256.Create(ep.Shift is null ? 0f : ep.Shift[channel]);
+        Vector256.Store(Epilogue.Apply(lo, vs, vb, ep.Scale is not null, ep.Activation), dst);
+        Vector256.Store(Epilogue.Apply(hi, vs, vb, ep.Scale is not null, ep.Activation), dst + 8);
     }
 
     /// <summary>
@@ -408,27 +452,18 @@ internal static unsafe class Gemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Store(float* tile, int mr, int nc, int v0, int m0, int channel0, float* c, int rs, int cs, int* colMap, Epilogue ep)
     {
-        var scales = ep.Scale;
-        var shifts = ep.Shift;
-        var act = ep.Activation;
-        var hasScale = scales is not null;
         // One run of consecutive output columns per row (always so without a column map), starting at column `first`.
         var oneRun = cs == 1 && (colMap == null || (colMap[v0] >= 0 && colMap[v0 + nc - 1] == colMap[v0] + nc - 1));
         var first = colMap == null ? v0 : colMap[v0];
-        // A full tile bound for one run goes through the epilogue straight into C, without writing the tile back first
-        // (with small depths, as in mobilenet's 1x1 convolutions, the write-out is a large share); otherwise in place.
-        var direct = oneRun && nc == NR;
+        // A full tile bound for one run goes through the epilogue straight into C, without writing the tile back first;
+        // otherwise in place, then copied out.
+        var direct = DirectTarget(nc, v0, m0, c, rs, cs, colMap);
         for (var r = 0; r < mr; r++)
         {
-            var ch = channel0 + m0 + r;
-            var vs = Vector256.Create(scales is null ? 1f : scales[ch]);
-            var vb = Vector256.Create(shifts is null ? 0f : shifts[ch]);
             var t = tile + r * NR;
-            var d = direct ? c + (long)(m0 + r) * rs + first : t;
-            Vector256.Store(Epilogue.Apply(Vector256.Load(t), vs, vb, hasScale, act), d);
-            Vector256.Store(Epilogue.Apply(Vector256.Load(t + 8), vs, vb, hasScale, act), d + 8);
+            Row(Vector256.Load(t), Vector256.Load(t + 8), direct != null ? direct + (long)r * rs : t, channel0 + m0 + r, ep);
         }
-        if (direct) return;
+        if (direct != null) return;
         if (cs != 1)
         {
             // A transposed destination (Linear's [rows, features]): element by element.
