@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Fusion.Dsl.Tensors;
 
 namespace Fusion.Dsl.Engine;
@@ -265,12 +266,43 @@ internal static unsafe class Gemm
         }
     }
 
-    /// <summary>One tile product: the half-width kernel when the column panel has at most <c>NR/2</c> valid columns.</summary>
+    /// <summary>One tile product: the column kernel for one or two valid columns, the half-width kernel up to <c>NR/2</c>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void MultiplyTile(float* a, float* b, int k, float* tile, bool accumulate, int validColumns)
     {
-        if (validColumns <= NR / 2) KernelHalf(a, b, k, tile, accumulate);
+        if (validColumns <= 2) KernelColumns(a, b, k, tile, accumulate, validColumns);
+        else if (validColumns <= NR / 2) KernelHalf(a, b, k, tile, accumulate);
         else Kernel(a, b, k, tile, accumulate);
+    }
+
+    /// <summary>
+    /// The variant for a last column panel with one or two valid columns (a 7×7 map has 49 = 3·16 + 1 columns): a
+    /// column's six rows are one vector, so a depth step costs one FMA per column instead of the half kernel's six.
+    /// Four interleaved partial sums per column hide the FMA latency; they are added pairwise at the end, so the bits
+    /// differ from the other kernels' single chain by rounding only (the choice depends on the shape, never on threads).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void KernelColumns(float* a, float* b, int k, float* tile, bool accumulate, int columns)
+    {
+        var rows = Epilogue.TailMask(MR);
+        for (var j = 0; j < columns; j++)
+        {
+            Vector256<float> s0 = default, s1 = default, s2 = default, s3 = default;
+            if (accumulate)
+                s0 = Vector256.Create(tile[j], tile[NR + j], tile[2 * NR + j], tile[3 * NR + j], tile[4 * NR + j], tile[5 * NR + j], 0f, 0f);
+            float* ap = a, bp = b + j;
+            var p = 0;
+            for (; p <= k - 4; p += 4, ap += 4 * MR, bp += 4 * NR)
+            {
+                s0 = Vector256.FusedMultiplyAdd(Avx.MaskLoad(ap, rows), Vector256.Create(bp[0]), s0);
+                s1 = Vector256.FusedMultiplyAdd(Avx.MaskLoad(ap + MR, rows), Vector256.Create(bp[NR]), s1);
+                s2 = Vector256.FusedMultiplyAdd(Avx.MaskLoad(ap + 2 * MR, rows), Vector256.Create(bp[2 * NR]), s2);
+                s3 = Vector256.FusedMultiplyAdd(Avx.MaskLoad(ap + 3 * MR, rows), Vector256.Create(bp[3 * NR]), s3);
+            }
+            for (; p < k; p++, ap += MR, bp += NR) s0 = Vector256.FusedMultiplyAdd(Avx.MaskLoad(ap, rows), Vector256.Create(bp[0]), s0);
+            var sum = (s0 + s1) + (s2 + s3);
+            for (var r = 0; r < MR; r++) tile[r * NR + j] = sum.GetElement(r);
+        }
     }
 
     /// <summary>Packs columns <c>[v0, v0+nc)</c> of B into one K×NR panel (zero beyond <paramref name="nc"/>).</summary>
@@ -437,11 +469,12 @@ internal static unsafe class Gemm
         Vector256.Store(c3, tile + 48); Vector256.Store(c4, tile + 64); Vector256.Store(c5, tile + 80);
     }
 
-    /// <summary>Columns the kernels compute for <paramref name="n"/> output columns (full panels, a half panel for a short remainder).</summary>
+    /// <summary>Columns the kernels compute for <paramref name="n"/> output columns (full panels, a half panel for a short
+    /// remainder; one or two columns cost about two, see <see cref="KernelColumns"/>).</summary>
     public static long ComputedColumns(long n)
     {
         var rem = n % NR;
-        return n - rem + (rem == 0 ? 0 : rem <= NR / 2 ? NR / 2 : NR);
+        return n - rem + (rem == 0 ? 0 : rem <= 2 ? 2 : rem <= NR / 2 ? NR / 2 : NR);
     }
 
     /// <summary>

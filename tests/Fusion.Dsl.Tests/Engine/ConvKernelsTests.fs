@@ -65,6 +65,8 @@ let private pathCases : (string * Conv * int[]) list =
       "grouped 3x3 reflect", Conv.Create(2, 12, 18, [| 3 |], padding = ConvPadding.Explicit 2, groups = 3, paddingMode = PaddingMode.Reflect, dilation = [| 2 |], seed = 8), [| 2; 12; 9; 10 |]
       "3d 3x3x3 pad 1", Conv.Create(3, 4, 6, [| 3 |], padding = ConvPadding.Explicit 1, seed = 9), [| 1; 4; 6; 7; 8 |]
       "1d deep (K = 640: one panel per strip, split rows)", Conv.Create(1, 128, 70, [| 5 |], padding = ConvPadding.Same, seed = 10), [| 1; 128; 40 |]
+      "1x1 on 7x7 (49 = 3*16 + 1: the one-column kernel)", Conv.Create(2, 40, 20, [| 1 |], seed = 16), [| 2; 40; 7; 7 |]
+      "1x1 deep on 3x6 (K = 300 in two depth chunks, 18 = 16 + 2 columns)", Conv.Create(2, 300, 13, [| 1 |], seed = 17), [| 1; 300; 3; 6 |]
       "transposed 4x4 stride 2 grouped", Conv.Create(2, 16, 12, [| 4 |], [| 2 |], ConvPadding.Explicit 1, groups = 2, transposed = true, seed = 11), [| 2; 16; 7; 9 |]
       "transposed 3d with output padding", Conv.Create(3, 3, 5, [| 3 |], [| 2 |], ConvPadding.Explicit 1, transposed = true, outputPadding = [| 1 |], seed = 12), [| 1; 3; 4; 3; 5 |] ]
 
