@@ -26,6 +26,9 @@ internal static unsafe class Winograd
     /// <summary>Fewer channels than this make the transforms cost more than the products they save.</summary>
     private const int MinChannels = 16;
 
+    /// <summary>Floats of transformed input and output tiles one pass may hold (16 MiB).</summary>
+    internal const long ChunkFloats = 1 << 22;
+
     /// <summary>
     /// Whether <paramref name="geo"/> is a convolution this path computes: 2-d (or 1×3×3 in 3-d with one depth position),
     /// a 3×3 kernel, unit stride and dilation, one group, at least <see cref="MinChannels"/> channels in and out.
@@ -35,11 +38,17 @@ internal static unsafe class Winograd
            && geo.UnitStride && geo.Dilation[1] == 1 && geo.Dilation[2] == 1
            && geo.InChannels >= MinChannels && geo.OutChannels >= MinChannels;
 
-    /// <summary>The convolution of a batched input through <paramref name="ep"/> (the caller checked <see cref="Applies"/>).</summary>
-    public static Tensor Forward(Conv conv, ConvGeometry geo, Tensor input, Epilogue ep, int threads)
+    /// <summary>The convolution of a batched input through <paramref name="ep"/> (the caller checked <see cref="Applies"/>),
+    /// in passes over tile rows that hold at most <paramref name="chunkFloats"/> transformed values (tests pass less than
+    /// <see cref="ChunkFloats"/> to reach several passes on small inputs; the passes change no bit).</summary>
+    public static Tensor Forward(Conv conv, ConvGeometry geo, Tensor input, Epilogue ep, int threads, long chunkFloats = ChunkFloats)
     {
         int cin = geo.InChannels, cout = geo.OutChannels, oh = geo.Out[1], ow = geo.Out[2];
-        int th = (oh + 1) / 2, tw = (ow + 1) / 2, tiles = th * tw;
+        int th = (oh + 1) / 2, tw = (ow + 1) / 2;
+        // Tile rows per pass: the transformed tiles (16 per tile and channel, in and out) stay within ChunkFloats, so a
+        // large image costs bounded scratch memory (resnet's layers at 224x224 take one pass).
+        var chunkRows = (int)Math.Clamp(chunkFloats / ((long)Xi * (cin + cout) * tw), 1, th);
+        var tiles = chunkRows * tw;
         var weight = conv.Weight;
         var packedU = Gemm.CachedPack(weight, (PackWinograd, 1, 0), () => PackWeights(weight, cin, cout, threads));
         var output = Buffers.Output(checked(geo.Batch * cout * oh * ow));
@@ -48,18 +57,24 @@ internal static unsafe class Winograd
         var m = ArrayPool<float>.Shared.Rent(checked(Xi * cout * tiles + 8));
         try
         {
-            var koff = new int[cin];
-            for (var c = 0; c < cin; c++) koff[c] = c * tiles;
-            var b = new BSource(v, 0, 0, (long)cin * tiles, koff, null, tiles);
-            var target = new CTarget(m, 0, 0, (long)cout * tiles, tiles, 1, null);
             var x = input.RawFloat32;
             for (var n = 0; n < geo.Batch; n++)
             {
                 var image = (long)n * cin * geo.InVolume;
-                Par.For(cin, threads, (long)tiles * 64, c => TransformInput(x, image + (long)c * geo.InVolume, v, c, cin, geo, th, tw));
-                Gemm.Run(packedU, cout, cin, b, target, Epilogue.None, 1, Xi, threads);
                 var outImage = (long)n * cout * oh * ow;
-                Par.For(cout, threads, (long)tiles * 48, co => TransformOutput(m, co, cout, output, outImage + (long)co * oh * ow, oh, ow, th, tw, ep));
+                for (var ty0 = 0; ty0 < th; ty0 += chunkRows)
+                {
+                    var rows = Math.Min(chunkRows, th - ty0);
+                    var count = rows * tw;
+                    var koff = new int[cin];
+                    for (var c = 0; c < cin; c++) koff[c] = c * count;
+                    var b = new BSource(v, 0, 0, (long)cin * count, koff, null, count);
+                    var target = new CTarget(m, 0, 0, (long)cout * count, count, 1, null);
+                    var first = ty0;
+                    Par.For(cin, threads, (long)count * 64, c => TransformInput(x, image + (long)c * geo.InVolume, v, c, cin, geo, first, rows, tw));
+                    Gemm.Run(packedU, cout, cin, b, target, Epilogue.None, 1, Xi, threads);
+                    Par.For(cout, threads, (long)count * 48, co => TransformOutput(m, co, cout, output, outImage + (long)co * oh * ow, oh, ow, first, rows, tw, ep));
+                }
             }
         }
         finally
@@ -129,12 +144,13 @@ internal static unsafe class Winograd
     }
 
     /// <summary>
-    /// <c>V = Bᵀ d B</c> of every tile of channel <paramref name="c"/>, with <c>Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]</c>,
-    /// into <c>v[ξ][c][tile]</c>. The padded channel is first split into even and odd columns (rows past the padded
-    /// extent are zeros), so the four columns of a tile row are unit-stride reads.
+    /// <c>V = Bᵀ d B</c> of the tiles in tile rows <c>[ty0, ty0 + th)</c> of channel <paramref name="c"/>, with
+    /// <c>Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]</c>, into <c>v[ξ][c][tile]</c>. The padded rows they read are first
+    /// split into even and odd columns (rows past the padded extent are zeros), so the four columns of a tile row are
+    /// unit-stride reads.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void TransformInput(float[] x, long channelStart, float[] v, int c, int cin, ConvGeometry geo, int th, int tw)
+    private static void TransformInput(float[] x, long channelStart, float[] v, int c, int cin, ConvGeometry geo, int ty0, int th, int tw)
     {
         int rows = 2 * th + 2, half = tw + 1, tiles = th * tw;
         var plane = (long)rows * half;
@@ -147,7 +163,8 @@ internal static unsafe class Winograd
                 var src = xs + channelStart;
                 for (var r = 0; r < rows; r++)
                 {
-                    var sr = r < geo.Padded[1] ? ConvGeometry.SourceIndex(r - geo.PadLeft[1], geo.In[1], geo.Mode) : -1;
+                    var pr = 2 * ty0 + r;
+                    var sr = pr < geo.Padded[1] ? ConvGeometry.SourceIndex(pr - geo.PadLeft[1], geo.In[1], geo.Mode) : -1;
                     if (sr < 0)
                     {
                         new Span<float>(even + (long)r * half, half).Clear();
@@ -243,11 +260,12 @@ internal static unsafe class Winograd
     }
 
     /// <summary>
-    /// <c>Y = Aᵀ M A</c> of every tile of output channel <paramref name="co"/>, with <c>Aᵀ = [[1,1,1,0],[0,1,-1,-1]]</c>, through
-    /// the epilogue into the output plane (tiles past an odd height or width write only their valid half).
+    /// <c>Y = Aᵀ M A</c> of the tiles in tile rows <c>[ty0, ty0 + th)</c> of output channel <paramref name="co"/>, with
+    /// <c>Aᵀ = [[1,1,1,0],[0,1,-1,-1]]</c>, through the epilogue into the output plane (tiles past an odd height or width
+    /// write only their valid half).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void TransformOutput(float[] m, int co, int cout, float[] output, long planeStart, int oh, int ow, int th, int tw, Epilogue ep)
+    private static void TransformOutput(float[] m, int co, int cout, float[] output, long planeStart, int oh, int ow, int ty0, int th, int tw, Epilogue ep)
     {
         var tiles = th * tw;
         var xiStride = (long)cout * tiles;
@@ -263,7 +281,7 @@ internal static unsafe class Winograd
             var y = stackalloc float[32];
             for (var ty = 0; ty < th; ty++)
             {
-                var oy = 2 * ty;
+                var oy = 2 * (ty0 + ty);
                 var tx = 0;
                 // As in TransformInput: a last partial block overlaps the one before it, and a row of fewer than eight
                 // tiles is one block whose surplus lanes (read past the row, inside the buffer) are never stored.

@@ -44,6 +44,20 @@ let tests =
                 let x = randomTensor (Random size) [| 1; cin; size; size |]
                 expectClose $"{cin}->{cout}" Support.Tol.kernelRel Support.Tol.kernelAbs (Forward.Run(conv, x, twoThreads)) (NaiveReference.Conv(conv, x))
             }
+        test "passes over a few tile rows at a time give the bits of one pass" {
+            let rng = Random 11
+            for h, w in [ 9, 13; 16, 5; 3, 21 ] do
+                let conv = Conv.Create(2, 16, 24, [| 3 |], padding = ConvPadding.Explicit 1, bias = false, seed = h)
+                let x = randomTensor rng [| 2; 16; h; w |]
+                let geo = ConvGeometry.Create(conv, ReadOnlySpan(x.Dimensions |> Seq.toArray))
+                let tw = int64 ((w + 1) / 2)
+                // 16 transformed values per tile and channel (16 in, 24 out): one tile row per pass, then two.
+                let perRow = 16L * 40L * tw
+                let onePass = Winograd.Forward(conv, geo, x, Epilogue.None, 2)
+                for rows in [ 1L; 2L ] do
+                    expectSameBits $"{h}x{w}, {rows} tile row(s) per pass" (Winograd.Forward(conv, geo, x, Epilogue.None, 2, rows * perRow)) onePass
+                expectSameBits $"{h}x{w}: one pass is the engine's result" onePass (Forward.Run(conv, x, twoThreads))
+        }
         test "a fused ReLU6 epilogue equals the convolution then the activation, bit for bit" {
             let conv = Conv.Create(2, 24, 20, [| 3 |], padding = ConvPadding.Explicit 1, seed = 3)
             let x = randomTensor (Random 4) [| 2; 24; 17; 10 |]
