@@ -30,11 +30,12 @@ internal static unsafe class Winograd
     internal const long ChunkFloats = 1 << 22;
 
     /// <summary>
-    /// Whether <paramref name="geo"/> is a convolution this path computes: 2-d (or 1×3×3 in 3-d with one depth position),
-    /// a 3×3 kernel, unit stride and dilation, one group, at least <see cref="MinChannels"/> channels in and out.
+    /// Whether <paramref name="geo"/> is a convolution this path computes: 2-d, a 3×3 kernel, unit stride and dilation,
+    /// one group, at least <see cref="MinChannels"/> channels in and out. (A 3-d 1×3×3 kernel is left to the GEMM path:
+    /// depth padding would give it several output planes.)
     /// </summary>
     public static bool Applies(ConvGeometry geo)
-        => !geo.Transposed && geo.Groups == 1 && geo.In[0] == 1 && geo.Kernel[0] == 1 && geo.Kernel[1] == 3 && geo.Kernel[2] == 3
+        => !geo.Transposed && geo.Rank == 2 && geo.Groups == 1 && geo.Kernel[1] == 3 && geo.Kernel[2] == 3
            && geo.UnitStride && geo.Dilation[1] == 1 && geo.Dilation[2] == 1
            && geo.InChannels >= MinChannels && geo.OutChannels >= MinChannels;
 

@@ -93,5 +93,11 @@ let tests =
             Expect.isFalse (applies conv1d [| 1; 16; 10 |]) "Conv1d"
             let transposed = Conv.Create(2, 16, 16, [| 3 |], padding = ConvPadding.Explicit 1, transposed = true, seed = 1)
             Expect.isFalse (applies transposed (shape 16)) "transposed"
+            let conv3d = Conv.Create(3, 16, 16, [| 1; 3; 3 |], padding = ConvPadding.Explicit [| 1; 1; 1 |], seed = 1)
+            Expect.isFalse (applies conv3d [| 1; 16; 1; 10; 10 |]) "Conv3d with a 1x3x3 kernel"
+        }
+        test "a Conv3d with a 1x3x3 kernel and depth padding (three output planes from one) equals the reference" {
+            let conv3d = Conv.Create(3, 16, 16, [| 1; 3; 3 |], padding = ConvPadding.Explicit [| 1; 1; 1 |], seed = 2)
+            ConvKernelsTests.expectConvLaw "Conv3d 1x3x3" conv3d (randomTensor (Random 3) [| 1; 16; 1; 6; 7 |])
         }
     ]
