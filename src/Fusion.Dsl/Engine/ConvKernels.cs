@@ -62,7 +62,7 @@ internal static unsafe class ConvKernels
 
     private static Tensor Direct(Conv conv, ConvGeometry geo, Tensor input, Epilogue ep, int threads)
     {
-        if (Winograd.Applies(geo)) return Winograd.Forward(conv, geo, input, ep, threads);
+        if (Winograd.Applies(geo) && Winograd.TryForward(conv, geo, input, ep, threads) is { } fast) return fast;
         var output = Buffers.Output(checked(geo.Batch * geo.OutChannels * geo.OutVolume));
         var depthwise = geo.InGroupChannels == 1 && geo.Groups > 1;
         var plan = depthwise ? Plan.Toeplitz : ChoosePlan(geo, threads);

@@ -270,7 +270,7 @@ internal static unsafe class Gemm
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void MultiplyTile(float* a, float* b, int k, float* tile, bool accumulate, int validColumns)
     {
-        if (validColumns <= 2) KernelColumns(a, b, k, tile, accumulate, validColumns);
+        if (validColumns <= 2 && Avx.IsSupported) KernelColumns(a, b, k, tile, accumulate, validColumns);
         else if (validColumns <= NR / 2) KernelHalf(a, b, k, tile, accumulate);
         else Kernel(a, b, k, tile, accumulate);
     }

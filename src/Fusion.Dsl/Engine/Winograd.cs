@@ -37,13 +37,20 @@ internal static unsafe class Winograd
     public static bool Applies(ConvGeometry geo)
         => !geo.Transposed && geo.Rank == 2 && geo.Groups == 1 && geo.Kernel[1] == 3 && geo.Kernel[2] == 3
            && geo.UnitStride && geo.Dilation[1] == 1 && geo.Dilation[2] == 1
-           && geo.InChannels >= MinChannels && geo.OutChannels >= MinChannels;
+           && geo.InChannels >= MinChannels && geo.OutChannels >= MinChannels
+           // One tile row of transformed values must fit an array (the GEMM path takes wider images).
+           && (long)Xi * Math.Max(geo.InChannels, geo.OutChannels) * ((geo.Out[2] + 1) / 2) + 8 <= Array.MaxLength;
 
-    /// <summary>The convolution of a batched input through <paramref name="ep"/> (the caller checked <see cref="Applies"/>),
-    /// in passes over tile rows that hold at most <paramref name="chunkFloats"/> transformed values (tests pass less than
-    /// <see cref="ChunkFloats"/> to reach several passes on small inputs; the passes change no bit).</summary>
-    public static Tensor Forward(Conv conv, ConvGeometry geo, Tensor input, Epilogue ep, int threads, long chunkFloats = ChunkFloats)
+    /// <summary>
+    /// The convolution of a batched input through <paramref name="ep"/> (the caller checked <see cref="Applies"/>), or null
+    /// when the input or the weight holds an infinity or a NaN: the transforms add a value to itself with opposite signs,
+    /// so an infinity would come out as NaN where the direct product gives ±∞, and such layers go to the GEMM path.
+    /// Computed in passes over tile rows that hold at most <paramref name="chunkFloats"/> transformed values (tests pass
+    /// less than <see cref="ChunkFloats"/> to reach several passes on small inputs; the passes change no bit).
+    /// </summary>
+    public static Tensor? TryForward(Conv conv, ConvGeometry geo, Tensor input, Epilogue ep, int threads, long chunkFloats = ChunkFloats)
     {
+        var x = input.RawFloat32;
         int cin = geo.InChannels, cout = geo.OutChannels, oh = geo.Out[1], ow = geo.Out[2];
         int th = (oh + 1) / 2, tw = (ow + 1) / 2;
         // Tile rows per pass: the transformed tiles (16 per tile and channel, in and out) stay within ChunkFloats, so a
@@ -52,13 +59,13 @@ internal static unsafe class Winograd
         var tiles = chunkRows * tw;
         var weight = conv.Weight;
         var packedU = Gemm.CachedPack(weight, (PackWinograd, 1, 0), () => PackWeights(weight, cin, cout, threads));
+        if (packedU.Length == 0) return null;
         var output = Buffers.Output(checked(geo.Batch * cout * oh * ow));
         var v = ArrayPool<float>.Shared.Rent(checked(Xi * cin * tiles));
         // Eight floats of slack: the output transform's vector loads of a row shorter than eight tiles run past its end.
         var m = ArrayPool<float>.Shared.Rent(checked(Xi * cout * tiles + 8));
         try
         {
-            var x = input.RawFloat32;
             for (var n = 0; n < geo.Batch; n++)
             {
                 var image = (long)n * cin * geo.InVolume;
@@ -72,7 +79,13 @@ internal static unsafe class Winograd
                     var b = new BSource(v, 0, 0, (long)cin * count, koff, null, count);
                     var target = new CTarget(m, 0, 0, (long)cout * count, count, 1, null);
                     var first = ty0;
-                    Par.For(cin, threads, (long)count * 64, c => TransformInput(x, image + (long)c * geo.InVolume, v, c, cin, geo, first, rows, tw));
+                    var nonFinite = 0;
+                    Par.For(cin, threads, (long)count * 64, c =>
+                    {
+                        if (!TransformInput(x, image + (long)c * geo.InVolume, v, c, cin, geo, first, rows, tw)) Volatile.Write(ref nonFinite, 1);
+                    });
+                    // Checked before anything is written for these rows; the output array is simply dropped.
+                    if (nonFinite != 0) return null;
                     Gemm.Run(packedU, cout, cin, b, target, Epilogue.None, 1, Xi, threads);
                     Par.For(cout, threads, (long)count * 48, co => TransformOutput(m, co, cout, output, outImage + (long)co * oh * ow, oh, ow, first, rows, tw, ep));
                 }
@@ -90,13 +103,15 @@ internal static unsafe class Winograd
     /// <c>U = G g Gᵀ</c> for every (output, input) channel pair, with <c>G = [[1,0,0],[½,½,½],[½,-½,½],[0,0,1]]</c>, in
     /// float64 rounded once, written straight into <see cref="Gemm.PackA"/>'s layout for 16 groups of <c>C_out × C_in</c>
     /// (no unpacked copy: for resnet18 it would be 78 MB of garbage at the first pass). A pending BatchNorm fold is read
-    /// through its recipe, each weight rounded as the computed fold rounds it.
+    /// through its recipe, each weight rounded as the computed fold rounds it. A weight holding an infinity or a NaN gives
+    /// an empty array, which <see cref="TryForward"/> reads as "not for this path".
     /// </summary>
     private static float[] PackWeights(Tensor weight, int cin, int cout, int threads)
     {
         var fold = weight.Pending;
         var w = fold is null ? weight.RawFloat32 : fold.Source;
         var scale = fold?.ChannelScale;
+        if (!AllFinite(w) || (scale is not null && scale.Any(f => !double.IsFinite(f)))) return [];
         const int mr = Gemm.MR;
         var panels = Gemm.Panels(cout);
         // Element (ξ, co, ci) of the packed operand: group ξ, row panel co / MR, depth ci, lane co % MR.
@@ -144,14 +159,26 @@ internal static unsafe class Winograd
         return packed;
     }
 
+    /// <summary>Whether every value is finite (neither infinite nor NaN): <c>x·0</c> is 0 for those and NaN otherwise.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static bool AllFinite(ReadOnlySpan<float> values)
+    {
+        var i = 0;
+        var acc = Vector256<float>.Zero;
+        for (; i <= values.Length - 8; i += 8) acc += Vector256.Create(values.Slice(i, 8)) * Vector256<float>.Zero;
+        var rest = 0f;
+        for (; i < values.Length; i++) rest += values[i] * 0f;
+        return Vector256.Sum(acc) + rest == 0f;
+    }
+
     /// <summary>
     /// <c>V = Bᵀ d B</c> of the tiles in tile rows <c>[ty0, ty0 + th)</c> of channel <paramref name="c"/>, with
     /// <c>Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]</c>, into <c>v[ξ][c][tile]</c>. The padded rows they read are first
     /// split into even and odd columns (rows past the padded extent are zeros), so the four columns of a tile row are
-    /// unit-stride reads.
+    /// unit-stride reads. Returns false, leaving <paramref name="v"/> incomplete, when those rows hold an infinity or a NaN.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void TransformInput(float[] x, long channelStart, float[] v, int c, int cin, ConvGeometry geo, int ty0, int th, int tw)
+    private static bool TransformInput(float[] x, long channelStart, float[] v, int c, int cin, ConvGeometry geo, int ty0, int th, int tw)
     {
         int rows = 2 * th + 2, half = tw + 1, tiles = th * tw;
         var plane = (long)rows * half;
@@ -175,6 +202,8 @@ internal static unsafe class Winograd
                     ConvKernels.PadRow(src + (long)sr * geo.In[2], padded, geo.In[2], geo.Padded[2], geo.PadLeft[2], 2 * half, geo.Mode);
                     RowOps.Deinterleave(padded, even + (long)r * half, half, 2, plane);
                 }
+                // The even and odd planes hold every input value these tile rows read (padding values are copies).
+                if (!AllFinite(new ReadOnlySpan<float>(even, (int)(2 * plane)))) return false;
                 var odd = even + plane;
                 var dst = vs + (long)c * tiles;
                 Span<float> t = stackalloc float[16];
@@ -221,6 +250,7 @@ internal static unsafe class Winograd
                     }
                 }
             }
+            return true;
         }
         finally
         {

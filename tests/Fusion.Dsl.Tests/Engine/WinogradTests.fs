@@ -28,6 +28,22 @@ let private randomCase (rng: Random) : Conv * Tensor =
 
 let private applies (conv: Conv) (shape: int[]) = Winograd.Applies(ConvGeometry.Create(conv, ReadOnlySpan shape))
 
+/// The Winograd path's own result (failing the test when it declines the input).
+let private winograd (conv: Conv) (x: Tensor) (chunkFloats: int64) =
+    let geo = ConvGeometry.Create(conv, ReadOnlySpan(x.Dimensions |> Seq.toArray))
+    match Winograd.TryForward(conv, geo, x, Epilogue.None, 2, chunkFloats) with
+    | null -> failtest "the Winograd path declined the input"
+    | y -> y
+
+/// Infinities and NaNs where the float64 reference has them, the rest within the kernel tolerance.
+let private expectNonFiniteLike (what: string) (actual: Tensor) (expected: Tensor) =
+    let a, e = actual.ToArray(), expected.ToArray()
+    Expect.isGreaterThan (e |> Array.filter Single.IsInfinity |> Array.length) 0 $"{what}: the case produces infinities"
+    let bound = Support.Tol.kernelAbs + Support.Tol.kernelRel * (e |> Array.filter Single.IsFinite |> Array.map (fun v -> abs (float v)) |> Array.max)
+    for i in 0 .. e.Length - 1 do
+        if not (Single.IsFinite e.[i]) then Expect.equal (a.[i].ToString()) (e.[i].ToString()) $"{what}: element {i}"
+        else Expect.isLessThanOrEqual (abs (float a.[i] - float e.[i])) bound $"{what}: element {i}"
+
 [<Tests>]
 let tests =
     testList "Engine.Winograd" [
@@ -49,14 +65,30 @@ let tests =
             for h, w in [ 9, 13; 16, 5; 3, 21 ] do
                 let conv = Conv.Create(2, 16, 24, [| 3 |], padding = ConvPadding.Explicit 1, bias = false, seed = h)
                 let x = randomTensor rng [| 2; 16; h; w |]
-                let geo = ConvGeometry.Create(conv, ReadOnlySpan(x.Dimensions |> Seq.toArray))
                 let tw = int64 ((w + 1) / 2)
                 // 16 transformed values per tile and channel (16 in, 24 out): one tile row per pass, then two.
                 let perRow = 16L * 40L * tw
-                let onePass = Winograd.Forward(conv, geo, x, Epilogue.None, 2)
+                let onePass = winograd conv x Winograd.ChunkFloats
                 for rows in [ 1L; 2L ] do
-                    expectSameBits $"{h}x{w}, {rows} tile row(s) per pass" (Winograd.Forward(conv, geo, x, Epilogue.None, 2, rows * perRow)) onePass
+                    expectSameBits $"{h}x{w}, {rows} tile row(s) per pass" (winograd conv x (rows * perRow)) onePass
                 expectSameBits $"{h}x{w}: one pass is the engine's result" onePass (Forward.Run(conv, x, twoThreads))
+        }
+        test "an infinite input gives infinities where the direct product does, not the NaN of Inf - Inf" {
+            let conv = Conv.Create(2, 16, 16, [| 3 |], padding = ConvPadding.Explicit 1, bias = false, seed = 8)
+            let data = (randomTensor (Random 9) [| 1; 16; 6; 6 |]).ToArray()
+            data.[2 * 6 + 2] <- infinityf
+            let x = Tensor.FromFloat32(ReadOnlySpan data, 1, 16, 6, 6)
+            let geo = ConvGeometry.Create(conv, ReadOnlySpan [| 1; 16; 6; 6 |])
+            Expect.isNull (Winograd.TryForward(conv, geo, x, Epilogue.None, 2)) "declined"
+            expectNonFiniteLike "Inf input" (Forward.Run(conv, x, twoThreads)) (NaiveReference.Conv(conv, x))
+        }
+        test "an infinite weight gives infinities where the direct product does" {
+            let plain = Conv.Create(2, 16, 16, [| 3 |], padding = ConvPadding.Explicit 1, bias = false, seed = 10)
+            let w = plain.Weight.ToArray()
+            w.[4] <- -infinityf
+            let conv = plain.WithParameters(Tensor.FromFloat32(ReadOnlySpan w, 16, 16, 3, 3), null)
+            let x = randomTensor (Random 11) [| 1; 16; 5; 5 |]
+            expectNonFiniteLike "Inf weight" (Forward.Run(conv, x, twoThreads)) (NaiveReference.Conv(conv, x))
         }
         test "a fused ReLU6 epilogue equals the convolution then the activation, bit for bit" {
             let conv = Conv.Create(2, 24, 20, [| 3 |], padding = ConvPadding.Explicit 1, seed = 3)
