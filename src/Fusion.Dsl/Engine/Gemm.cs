@@ -95,10 +95,9 @@ internal static unsafe class Gemm
                     for (var kk = 0; kk < k; kk++) dst[kk * MR + r] = src[s + kk * colStride];
                 else
                 {
-                    // The fold's own rounding (BatchNormFolding): the float64 product rounded once, so the pack holds
-                    // exactly the folded weight's bits.
+                    // The fold's own rounding, so the pack holds exactly the folded weight's bits.
                     var scale = rowScale[g * m + row];
-                    for (var kk = 0; kk < k; kk++) dst[kk * MR + r] = (float)(src[s + kk * colStride] * scale);
+                    for (var kk = 0; kk < k; kk++) dst[kk * MR + r] = PendingFold.Element(src[s + kk * colStride], scale);
                 }
             }
         });
@@ -360,15 +359,23 @@ internal static unsafe class Gemm
     }
 
     /// <summary>
-    /// Where a full tile's first row starts in C when its 16 columns are one run of consecutive output columns (no
-    /// Toeplitz column dropped inside it, unit column stride), or null.
+    /// The output column where tile columns <c>[v0, v0+nc)</c> start when they are one run of consecutive output columns
+    /// (unit column stride, no Toeplitz column dropped inside), or -1.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int RunStart(int nc, int v0, int cs, int* colMap)
+    {
+        if (cs != 1) return -1;
+        if (colMap == null) return v0;
+        return colMap[v0] >= 0 && colMap[v0 + nc - 1] == colMap[v0] + nc - 1 ? colMap[v0] : -1;
+    }
+
+    /// <summary>Where a full tile's first row starts in C when its 16 columns are one run (<see cref="RunStart"/>), or null.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float* DirectTarget(int nc, int v0, int m0, float* c, int rs, int cs, int* colMap)
     {
-        if (nc != NR || cs != 1) return null;
-        if (colMap == null) return c + (long)m0 * rs + v0;
-        return colMap[v0] >= 0 && colMap[v0 + NR - 1] == colMap[v0] + NR - 1 ? c + (long)m0 * rs + colMap[v0] : null;
+        var first = nc == NR ? RunStart(nc, v0, cs, colMap) : -1;
+        return first < 0 ? null : c + (long)m0 * rs + first;
     }
 
     /// <summary>
@@ -485,9 +492,6 @@ internal static unsafe class Gemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Store(float* tile, int mr, int nc, int v0, int m0, int channel0, float* c, int rs, int cs, int* colMap, Epilogue ep)
     {
-        // One run of consecutive output columns per row (always so without a column map), starting at column `first`.
-        var oneRun = cs == 1 && (colMap == null || (colMap[v0] >= 0 && colMap[v0 + nc - 1] == colMap[v0] + nc - 1));
-        var first = colMap == null ? v0 : colMap[v0];
         // A full tile bound for one run goes through the epilogue straight into C, without writing the tile back first;
         // otherwise in place, then copied out.
         var direct = DirectTarget(nc, v0, m0, c, rs, cs, colMap);
@@ -511,7 +515,9 @@ internal static unsafe class Gemm
             }
             return;
         }
-        if (oneRun)
+        // One run of consecutive output columns per row (always so without a column map), starting at column `first`.
+        var first = RunStart(nc, v0, cs, colMap);
+        if (first >= 0)
         {
             for (var r = 0; r < mr; r++) CopyRun(tile + r * NR, c + (long)(m0 + r) * rs + first, nc);
             return;

@@ -66,19 +66,20 @@ internal static unsafe class Winograd
         var m = ArrayPool<float>.Shared.Rent(checked(Xi * cout * tiles + 8));
         try
         {
-            for (var n = 0; n < geo.Batch; n++)
+            for (var ty0 = 0; ty0 < th; ty0 += chunkRows)
             {
-                var image = (long)n * cin * geo.InVolume;
-                var outImage = (long)n * cout * oh * ow;
-                for (var ty0 = 0; ty0 < th; ty0 += chunkRows)
+                // The GEMM operands' layout depends on the pass's tile count only, not on the image.
+                var rows = Math.Min(chunkRows, th - ty0);
+                var count = rows * tw;
+                var koff = new int[cin];
+                for (var c = 0; c < cin; c++) koff[c] = c * count;
+                var b = new BSource(v, 0, 0, (long)cin * count, koff, null, count);
+                var target = new CTarget(m, 0, 0, (long)cout * count, count, 1, null);
+                var first = ty0;
+                for (var n = 0; n < geo.Batch; n++)
                 {
-                    var rows = Math.Min(chunkRows, th - ty0);
-                    var count = rows * tw;
-                    var koff = new int[cin];
-                    for (var c = 0; c < cin; c++) koff[c] = c * count;
-                    var b = new BSource(v, 0, 0, (long)cin * count, koff, null, count);
-                    var target = new CTarget(m, 0, 0, (long)cout * count, count, 1, null);
-                    var first = ty0;
+                    var image = (long)n * cin * geo.InVolume;
+                    var outImage = (long)n * cout * oh * ow;
                     var nonFinite = 0;
                     Par.For(cin, threads, (long)count * 64, c =>
                     {
@@ -134,7 +135,7 @@ internal static unsafe class Winograd
                         continue;
                     }
                     var src = ((long)co * cin + ci) * 9;
-                    for (var t = 0; t < 9; t++) g[t] = scale is null ? w[src + t] : (float)(w[src + t] * scale[co]);
+                    for (var t = 0; t < 9; t++) g[t] = scale is null ? w[src + t] : PendingFold.Element(w[src + t], scale[co]);
                     // G·g: 4 rows of 3.
                     for (var col = 0; col < 3; col++)
                     {

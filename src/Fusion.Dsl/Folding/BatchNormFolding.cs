@@ -31,23 +31,8 @@ public static class BatchNormFolding
         if (conv.Transposed)
             throw new ArgumentException($"{conv.TypeName} is transposed: its output channel is weight dimension 1; use {nameof(FoldConvTransposeBn)}");
         var f = Factors(conv.TypeName, conv.Training, conv.OutChannels, bn, allowSingleFeature: false);
-        var source = conv.Weight;
-        var scale = f.Scale.AsArray() ?? f.Scale.ToArray();
-        // The closure holds the storage, not the source tensor (see Tensor.Folded).
-        var w = source.RawFloat32;
-        var weight = Tensor.Folded(source, scale, () =>
-        {
-            // Every element is written below, so the array need not be zeroed first.
-            var scaled = GC.AllocateUninitializedArray<float>(w.Length);
-            // Weight [out, in/groups, *kernel]: each output channel owns one contiguous block.
-            var block = w.Length / scale.Length;
-            ForBlocks(scale.Length, w.Length, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
-            {
-                for (var c = first; c < end; c++) ScaleBlock(w, scaled, c * block, block, scale[c]);
-            });
-            return scaled;
-        });
-        return conv.WithParameters(weight, FoldBias(conv.Bias, f, conv.OutChannels));
+        // Weight [out, in/groups, *kernel]: each output channel owns one contiguous block.
+        return conv.WithParameters(ScaledRows(conv.Weight, f.Scale.AsArray() ?? f.Scale.ToArray()), FoldBias(conv.Bias, f, conv.OutChannels));
     }
 
     /// <summary>
@@ -104,23 +89,33 @@ public static class BatchNormFolding
         ArgumentNullException.ThrowIfNull(linear);
         ArgumentNullException.ThrowIfNull(bn);
         var f = Factors(linear.TypeName, linear.Training, linear.OutFeatures, bn, allowSingleFeature: true);
-        var source = linear.Weight;
-        int outF = linear.OutFeatures, inF = linear.InFeatures;
+        var outF = linear.OutFeatures;
         var bnScale = f.Scale.AsArray() ?? f.Scale.ToArray();
-        // One factor per output feature, a single BatchNorm feature broadcast to all of them.
+        // One factor per output feature, a single BatchNorm feature broadcast to all of them. Weight [out, in]: each
+        // output feature owns one row.
         var scale = bn.NumFeatures == 1 && outF != 1 ? Enumerable.Repeat(bnScale[0], outF).ToArray() : bnScale;
+        return linear.WithParameters(ScaledRows(linear.Weight, scale), FoldBias(linear.Bias, f, linear.OutFeatures));
+    }
+
+    /// <summary>
+    /// The lazy fold of a weight whose dimension 0 is the output channel (a convolution's or a Linear's): the contiguous
+    /// block of channel <c>c</c> scaled by <c>scale[c]</c>, computed on first read.
+    /// </summary>
+    private static Tensor ScaledRows(Tensor source, double[] scale)
+    {
         // The closure holds the storage, not the source tensor (see Tensor.Folded).
         var w = source.RawFloat32;
-        var weight = Tensor.Folded(source, scale, () =>
+        return Tensor.Folded(source, scale, () =>
         {
+            // Every element is written below, so the array need not be zeroed first.
             var scaled = GC.AllocateUninitializedArray<float>(w.Length);
-            ForBlocks(outF, w.Length, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
+            var block = scale.Length == 0 ? 0 : w.Length / scale.Length;
+            ForBlocks(scale.Length, w.Length, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
             {
-                for (var o = first; o < end; o++) ScaleBlock(w, scaled, o * inF, inF, scale[o]);
+                for (var c = first; c < end; c++) ScaleBlock(w, scaled, c * block, block, scale[c]);
             });
             return scaled;
         });
-        return linear.WithParameters(weight, FoldBias(linear.Bias, f, linear.OutFeatures));
     }
 
     /// <summary>
@@ -173,8 +168,8 @@ public static class BatchNormFolding
         return Vector<double>.Build.Dense(v);
     }
 
-    /// <summary>target[k] = (float)(source[k] * scale) over one block, vectorised: widening to double, multiplying and
-    /// narrowing rounds exactly as the scalar cast does, so the result is bit-identical to the scalar formula.</summary>
+    /// <summary>target[k] = <see cref="PendingFold.Element"/>(source[k], scale) over one block, vectorised: widening to
+    /// double, multiplying and narrowing rounds exactly as the scalar cast does, so the result is bit-identical to it.</summary>
     // Fully optimised from the first call: tier-0 code for the vector loop is several times slower, and a fusion
     // runs each fold only once, so tiered compilation never gets to promote it.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -193,7 +188,7 @@ public static class BatchNormFolding
                 System.Numerics.Vector.Narrow(lo * s, hi * s).CopyTo(dst[k..]);
             }
         }
-        for (; k < length; k++) dst[k] = (float)(src[k] * scale);
+        for (; k < length; k++) dst[k] = PendingFold.Element(src[k], scale);
     }
 
     /// <summary>

@@ -10,6 +10,11 @@ internal sealed class PendingFold(float[] source, double[] channelScale, Func<fl
     /// <summary>One factor per output channel of the layer.</summary>
     public double[] ChannelScale { get; } = channelScale;
 
+    /// <summary>One folded element: the float64 product rounded to float32 once, the fold's only rounding. Everything that
+    /// computes folded values (the fold itself, the engine packing from a recipe) goes through this formula.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public static float Element(float weight, double scale) => (float)(weight * scale);
+
     /// <summary>Computes the folded elements (pure; a new array).</summary>
     public Func<float[]> Compute { get; } = compute;
 }

@@ -13,12 +13,12 @@ open Fusion.Dsl.Tests.Engine.EngineSupport
 open Fusion.Dsl.Tests.Rules.TestModels
 
 /// The BatchNorm fold of a convolution of either direction.
-let private foldConv (conv: Conv) (seed: int) =
+let foldConv (conv: Conv) (seed: int) =
     let n = bn conv.Rank conv.OutChannels seed false
     if conv.Transposed then BatchNormFolding.FoldConvTransposeBn(conv, n) else BatchNormFolding.FoldConvBn(conv, n)
 
 /// The same layer with its weight as a plain tensor holding the computed fold's elements.
-let private computed (conv: Conv) =
+let computed (conv: Conv) =
     conv.WithParameters(Tensor.FromFloat32(conv.Weight.Float32, conv.Weight.Dimensions |> Seq.toArray), conv.Bias)
 
 [<Tests>]

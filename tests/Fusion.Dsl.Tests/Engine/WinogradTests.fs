@@ -8,12 +8,10 @@ open System
 open Expecto
 open Fusion.Dsl.Algebra
 open Fusion.Dsl.Engine
-open Fusion.Dsl.Folding
 open Fusion.Dsl.Layers
 open Fusion.Dsl.Tensors
 open Fusion.Dsl.Tests
 open Fusion.Dsl.Tests.Engine.EngineSupport
-open Fusion.Dsl.Tests.Rules.TestModels
 
 /// A random convolution the Winograd path computes (3×3, unit stride and dilation, one group, at least 16 channels
 /// each way), and an input for it: sizes from 1 to 20 (odd sizes leave half tiles), any padding amount and mode.
@@ -99,13 +97,10 @@ let tests =
         test "a pending BatchNorm fold gives the bits of its computed weights and stays pending" {
             let conv = Conv.Create(2, 32, 48, [| 3 |], padding = ConvPadding.Explicit 1, seed = 5)
             let x = randomTensor (Random 6) [| 1; 32; 12; 9 |]
-            let fold () = BatchNormFolding.FoldConvBn(conv, bn 2 48 7 false)
-            let pending = fold ()
+            let pending = GemmTests.foldConv conv 7
             let y = Forward.Run(pending, x, twoThreads)
             Expect.isFalse pending.Weight.IsMaterialized "transformed from the recipe"
-            let read = fold ()
-            let plain = read.WithParameters(Tensor.FromFloat32(read.Weight.Float32, 48, 32, 3, 3), read.Bias)
-            expectSameBits "fold" y (Forward.Run(plain, x, twoThreads))
+            expectSameBits "fold" y (Forward.Run(GemmTests.computed (GemmTests.foldConv conv 7), x, twoThreads))
         }
         test "the path is taken only for 3x3, unit stride and dilation, one group, 16 or more channels each way" {
             let shape c = [| 1; c; 10; 10 |]
