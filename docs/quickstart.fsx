@@ -2,6 +2,7 @@
 // `dotnet build src/Fusion.Dsl.FSharp -c Release` (the README's test command builds it too).
 #r "../src/Fusion.Dsl.FSharp/bin/Release/net10.0/MathNet.Numerics.dll"
 #r "../src/Fusion.Dsl.FSharp/bin/Release/net10.0/Fusion.Dsl.dll"
+#r "../src/Fusion.Dsl.FSharp/bin/Release/net10.0/Fusion.Dsl.Engine.dll"
 #r "../src/Fusion.Dsl.FSharp/bin/Release/net10.0/Fusion.Dsl.FSharp.dll"
 
 open Fusion.Dsl.Algebra

@@ -1,60 +1,78 @@
+using System.CommandLine;
 using Fusion.Cli.Commands;
+using Fusion.Dsl.Engine;
+using Fusion.Dsl.IO;
+using Fusion.Dsl.Rules;
 
 namespace Fusion.Cli;
 
-/// <summary>The <c>fusion</c> command: dispatches to its subcommands.</summary>
+/// <summary>
+/// The <c>fusion</c> command. Parsing, per-command help (<c>fusion COMMAND --help</c>) and <c>--version</c> come from
+/// System.CommandLine; the exit codes are this program's: 0 success, 1 an operation refused or failed (one line on standard
+/// error naming the file, key, module or group), 2 a usage error (the message and the command's own usage).
+/// </summary>
 public static class Program
 {
-    private const string Usage = """
-        usage: fusion <command> [arguments]
-
-        commands:
-          inspect MODEL.json | --model NAME [--weights STATE_DICT.safetensors]
-                                                 print a model's tree with parameter counts
-          fuse MODEL.json | --model NAME (--groups "a,b;c,d" | --groups-file F) [--qat] [--out FILE]
-                                                 fuse groups as PyTorch's fuse_modules does, verify, optionally write
-          conformance PATH...                    run fusion-fixture/1 cases (files or folders) against PyTorch's results
-          demo [--model NAME]                    fuse a zoo network with torchvision's groups and report
-          bench --model NAME [--threads N] [--runs N] [--json] [--memory]
-                                                 time fusion and forward passes (medians after warm-up),
-                                                 or with --memory the peak working set of the forward pass
-          auto MODEL.json | --model NAME [--json] [--rules default|extended] [--qat]
-                                                 find every group the rules can fuse safely
-        """;
-
     /// <summary>Entry point; returns 0 on success, 1 when the operation is refused or fails, 2 on a usage error.</summary>
     public static int Main(string[] args)
     {
-        if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
-        {
-            Console.Out.WriteLine(Usage);
-            return args.Length == 0 ? 2 : 0;
-        }
-        var rest = args.Skip(1).ToArray();
+        var root = Build();
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0) return Usage(root, parsed, parsed.Errors.Select(e => e.Message));
+        // A bare `fusion` asks for nothing: show what there is, as a usage error.
+        if (parsed.CommandResult.Command == root && parsed.Action is null) return Usage(root, parsed, []);
         try
         {
-            return args[0] switch
-            {
-                "inspect" => InspectCommand.Run(rest),
-                "fuse" => FuseCommand.Run(rest),
-                "conformance" => ConformanceCommand.Run(rest),
-                "demo" => DemoCommand.Run(rest),
-                "bench" => BenchCommand.Run(rest),
-                "auto" => AutoCommand.Run(rest),
-                _ => throw new UsageException($"unknown command '{args[0]}'"),
-            };
-        }
-        // A file, a state_dict or a forward pass that is refused: the message names the file, key or module.
-        catch (Exception e) when (e is Fusion.Dsl.IO.ModelFormatException or Fusion.Dsl.IO.StateDictException or Fusion.Dsl.Engine.ForwardException)
-        {
-            Console.Error.WriteLine($"fusion: {(e is Fusion.Dsl.Engine.ForwardException ? "forward failed: " : "")}{e.Message}");
-            return 1;
+            return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
         catch (UsageException e)
         {
-            Console.Error.WriteLine($"fusion: {e.Message}");
-            Console.Error.WriteLine(Usage);
-            return 2;
+            return Usage(root, parsed, [e.Message]);
         }
+        catch (FusionException e)
+        {
+            Console.Error.WriteLine($"fusion: fusion refused: {e.Message}");
+            return 1;
+        }
+        // A file, a state_dict or a forward pass that is refused: the message names the file, key or module.
+        catch (Exception e) when (e is ModelFormatException or StateDictException or ForwardException)
+        {
+            Console.Error.WriteLine($"fusion: {(e is ForwardException ? "forward failed: " : "")}{e.Message}");
+            return 1;
+        }
+        catch (IOException e)
+        {
+            Console.Error.WriteLine($"fusion: {e.Message}");
+            return 1;
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            Console.Error.WriteLine($"fusion: {e.Message}");
+            return 1;
+        }
+    }
+
+    /// <summary>The command tree.</summary>
+    public static RootCommand Build()
+    {
+        var root = new RootCommand("PyTorch's module fusion (fuse_modules, fuse_modules_qat) for .NET: inspect, fuse, verify and benchmark models.");
+        foreach (var c in new[]
+                 {
+                     InspectCommand.Create(), FuseCommand.Create(), AutoCommand.Create(), ConformanceCommand.Create(),
+                     DemoCommand.Create(), BenchCommand.Create(),
+                 })
+            root.Subcommands.Add(c);
+        return root;
+    }
+
+    /// <summary>Prints the problems and the usage of the command that was meant, and returns 2.</summary>
+    private static int Usage(RootCommand root, ParseResult parsed, IEnumerable<string> problems)
+    {
+        foreach (var p in problems) Console.Error.WriteLine($"fusion: {p}");
+        var path = new List<string>();
+        for (var c = parsed.CommandResult; c is not null && c.Command != root; c = c.Parent as System.CommandLine.Parsing.CommandResult)
+            path.Insert(0, c.Command.Name);
+        root.Parse([.. path, "--help"]).Invoke(new InvocationConfiguration { Output = Console.Error });
+        return 2;
     }
 }

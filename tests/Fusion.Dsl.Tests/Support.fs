@@ -75,3 +75,30 @@ let throwsOf<'E when 'E :> exn> (f: unit -> unit) : 'E =
     with
     | :? 'E as e -> e
     | e -> failtestf "expected %s, got %s: %s" typeof<'E>.Name (e.GetType().Name) e.Message
+
+/// Whether this is CI's run (CI=true): every tool a test needs must be installed there (.ci/run installs them).
+let isCi = String.Equals(Environment.GetEnvironmentVariable "CI", "true", StringComparison.OrdinalIgnoreCase)
+
+/// A test that needs a tool: skipped, in one line, when the tool is absent outside CI (and never counted as passed);
+/// failed under CI, where its absence is a broken install step.
+let requireTool (tool: string) (available: bool) =
+    if not available then
+        if isCi then failtestf "%s is required under CI=true but is not installed (see .ci/run)" tool
+        else skiptestf "%s is not installed: skipped (.ci/run installs it)" tool
+
+/// Debian's Python, which has python3-torch, python3-torchvision and python3-onnx when installed.
+let python3 = "/usr/bin/python3"
+
+/// Whether /usr/bin/python3 imports every module in <paramref name="modules"/> (checked once per set).
+let pythonHas =
+    let cache = System.Collections.Concurrent.ConcurrentDictionary<string, bool>()
+    fun (modules: string list) ->
+        let key = String.Join(",", modules)
+        cache.GetOrAdd(key, fun _ ->
+            File.Exists python3 &&
+            (let psi = Diagnostics.ProcessStartInfo(python3, [ "-c"; "import " + key ])
+             psi.RedirectStandardError <- true
+             psi.RedirectStandardOutput <- true
+             use p = nonNull (Diagnostics.Process.Start psi)
+             p.WaitForExit()
+             p.ExitCode = 0))

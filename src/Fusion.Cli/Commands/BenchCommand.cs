@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using Fusion.Dsl;
@@ -18,15 +19,26 @@ namespace Fusion.Cli.Commands;
 /// </summary>
 internal static class BenchCommand
 {
-    public static int Run(string[] args)
+    public static Command Create()
     {
-        var a = CliArgs.Parse(args, ["model", "threads", "runs"], ["json", "memory"]);
-        var name = a.Option("model") ?? throw new UsageException("bench needs --model NAME (" + string.Join(", ", ModelZoo.Names) + ")");
-        if (!ModelZoo.Names.Contains(name)) throw new UsageException($"unknown model '{name}'; the zoo has {string.Join(", ", ModelZoo.Names)}");
-        var threads = a.IntOption("threads", Environment.ProcessorCount);
-        var runs = Math.Max(5, a.IntOption("runs", 5));
-        var json = a.Flag("json");
-        if (a.Flag("memory")) return BenchMemory.Run(name, threads, json);
+        var model = new Option<string>("--model") { Description = "the zoo network: " + string.Join(", ", ModelZoo.Names), Required = true };
+        model.AcceptOnlyFromAmong([.. ModelZoo.Names]);
+        var threads = new Option<int>("--threads") { Description = "threads of the forward pass (default: the core count)", DefaultValueFactory = _ => Environment.ProcessorCount };
+        threads.Validators.Add(Validate.Positive);
+        var runs = new Option<int>("--runs") { Description = "timed runs per measurement after warm-up; the median is reported", DefaultValueFactory = _ => 5 };
+        runs.Validators.Add(Validate.Positive);
+        var json = new Option<bool>("--json") { Description = "print one JSON object (the keys of tools/bench/compare.py)" };
+        var memory = new Option<bool>("--memory") { Description = "measure the peak working set of the forward passes instead of times" };
+        var c = new Command("bench", "time fusion and forward passes (medians after warm-up), or the peak working set with --memory")
+            { model, threads, runs, json, memory };
+        c.SetAction(r => r.GetValue(memory)
+            ? BenchMemory.Run(r.GetValue(model)!, r.GetValue(threads), r.GetValue(json))
+            : Run(r.GetValue(model)!, r.GetValue(threads), r.GetValue(runs), r.GetValue(json)));
+        return c;
+    }
+
+    private static int Run(string name, int threads, int runs, bool json)
+    {
         void Progress(string s) { if (!json) Console.Error.WriteLine(s); }
 
         var z = ModelZoo.Create(name, seed: 1, randomizeBatchNorm: true);

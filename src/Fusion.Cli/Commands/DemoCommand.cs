@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using Fusion.Dsl;
 using Fusion.Dsl.Algebra;
@@ -14,12 +15,19 @@ namespace Fusion.Cli.Commands;
 /// </summary>
 internal static class DemoCommand
 {
-    public static int Run(string[] args)
+    public static Command Create()
     {
-        var a = CliArgs.Parse(args, ["model", "runs"], []);
-        var name = a.Option("model") ?? "resnet18";
-        if (!ModelZoo.Names.Contains(name)) throw new UsageException($"unknown model '{name}'; the zoo has {string.Join(", ", ModelZoo.Names)}");
-        var runs = a.IntOption("runs", 3);
+        var model = new Option<string>("--model") { Description = "the zoo network: " + string.Join(", ", ModelZoo.Names), DefaultValueFactory = _ => "resnet18" };
+        model.AcceptOnlyFromAmong([.. ModelZoo.Names]);
+        var runs = new Option<int>("--runs") { Description = "timed runs after warm-up (the median is printed)", DefaultValueFactory = _ => 3 };
+        runs.Validators.Add(Validate.Positive);
+        var c = new Command("demo", "fuse a zoo network with torchvision's groups, verify, and report") { model, runs };
+        c.SetAction(r => Run(r.GetValue(model)!, r.GetValue(runs)));
+        return c;
+    }
+
+    private static int Run(string name, int runs)
+    {
         var ci = CultureInfo.InvariantCulture;
         var w = Console.Out;
 

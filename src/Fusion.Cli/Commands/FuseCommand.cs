@@ -1,63 +1,76 @@
-using System.Text.Json.Nodes;
+using System.CommandLine;
 using Fusion.Dsl;
 using Fusion.Dsl.Engine;
 using Fusion.Dsl.IO;
 using Fusion.Dsl.Rules;
+using Fusion.Dsl.Tensors;
 
 namespace Fusion.Cli.Commands;
 
 /// <summary>
 /// <c>fusion fuse</c>: fuses the given groups as <c>fuse_modules</c> (or <c>fuse_modules_qat</c> with <c>--qat</c>) does,
-/// prints a verification on a probe input, and optionally writes the fused model in the fixture format.
+/// prints a verification on a probe input, and optionally writes the fused model in the <c>fusion-model/1</c> format.
 /// </summary>
 internal static class FuseCommand
 {
-    public static int Run(string[] args)
+    public static Command Create()
     {
-        var a = CliArgs.Parse(args, [.. ModelSource.Options, "groups", "groups-file", "out"], ["qat"]);
-        var src = ModelSource.From(a);
-        var groups = GroupsFrom(a, src);
-        var qat = a.Flag("qat");
-        Fusion.Dsl.Algebra.Module fused;
-        try { fused = Fuser.FuseModulesRaw(src.Model, groups, qat); }
-        catch (FusionException e)
+        var model = new ModelSource.Options();
+        var groups = new Option<string?>("--groups") { Description = "the groups, e.g. \"conv1,bn1,relu1;fc,relu2\" (default for a zoo network: torchvision's fuse_model() groups)" };
+        var groupsFile = new Option<string?>("--groups-file") { Description = "a JSON file holding modules_to_fuse as PyTorch takes it" };
+        var qat = new Option<bool>("--qat") { Description = "fuse_modules_qat: keep BatchNorm for quantization-aware training" };
+        var output = new Option<string?>("--out") { Description = "write the fused model: FILE.json (+ FILE.safetensors) or a directory (model.json + model.safetensors)" };
+        var c = model.AddTo(new Command("fuse", "fuse groups as PyTorch's fuse_modules does, verify on a probe input, optionally write the result"));
+        foreach (var o in new Option[] { groups, groupsFile, qat, output }) c.Options.Add(o);
+        c.SetAction(r =>
         {
-            Console.Error.WriteLine($"fusion refused ({e.Kind}): {e.Message}");
-            return 1;
-        }
-        Console.Out.WriteLine($"fused {Fuser.ParseModulesToFuse(groups).Count} group(s) of {src.Label} with {(qat ? "fuse_modules_qat" : "fuse_modules")}");
-        if (src.ProbeInput is { } x)
-        {
-            var before = Forward.Run(src.Model, x);
-            var after = Forward.Run(fused, x);
-            var diff = after.MaxAbsDiff(before);
-            Console.Out.WriteLine($"verification on a probe input {Fusion.Dsl.Tensors.Tensor.ShapeString(x.Shape)}: max |fused - unfused| = {diff:G4} (output max |y| = {before.MaxAbs():G4})");
-        }
-        else Console.Out.WriteLine("verification skipped: the model file holds no input; give --input-shape to probe it");
-        if (a.Option("out") is { } outPath)
-        {
-            ModelFile.Write(outPath, fused, src.ProbeInput, src.ProbeInput is { } p ? Forward.Run(fused, p) : null, $"{src.Label} fused by fusion fuse");
-            Console.Out.WriteLine($"wrote {outPath}");
-        }
-        return 0;
+            var outPath = r.GetValue(output);
+            var src = model.Load(r);
+            var spec = GroupsFrom(r.GetValue(groups), r.GetValue(groupsFile), src);
+            var isQat = r.GetValue(qat);
+            // Refused before fusing, so nothing is written and no time is spent.
+            if (outPath is not null && src.Path is not null) RefuseOverwritingInput(outPath, src.Path);
+            var fused = isQat ? Fuser.FuseModulesQat(src.Model, spec) : Fuser.FuseModules(src.Model, spec);
+            Console.Out.WriteLine($"fused {spec.FusionGroups().Count} group(s) of {src.Label} with {(isQat ? "fuse_modules_qat" : "fuse_modules")}");
+            if (src.ProbeInput is { } x)
+            {
+                var before = Forward.Run(src.Model, x);
+                var after = Forward.Run(fused, x);
+                var diff = after.MaxAbsDiff(before);
+                Console.Out.WriteLine($"verification on a probe input {Tensor.ShapeString(x.Shape)}: max |fused - unfused| = {diff:G4} (output max |y| = {before.MaxAbs():G4})");
+            }
+            else Console.Out.WriteLine("verification skipped: the model file holds no input shape; give --input-shape to probe it");
+            if (outPath is not null)
+            {
+                var written = ModelFile.Write(outPath, fused, src.InputShape.IsEmpty ? null : src.InputShape, $"{src.Label} fused by fusion fuse");
+                Console.Out.WriteLine($"wrote {written} and {ModelFile.TensorPathFor(written)}");
+            }
+            return 0;
+        });
+        return c;
     }
 
-    /// <summary>The groups from <c>--groups "a,b;c,d"</c>, <c>--groups-file F</c> (a JSON list as in a fixture's <c>fuse</c>),
-    /// or, for a zoo model without either, torchvision's own <c>fuse_model()</c> groups.</summary>
-    private static object GroupsFrom(CliArgs a, ModelSource src)
+    /// <summary>The groups from <c>--groups</c>, <c>--groups-file</c>, or, for a zoo model without either, torchvision's own
+    /// <c>fuse_model()</c> groups; parsed once, into the typed list the facade takes.</summary>
+    private static FuseSpec GroupsFrom(string? text, string? file, ModelSource src)
     {
-        var text = a.Option("groups");
-        var file = a.Option("groups-file");
         if (text is not null && file is not null) throw new UsageException("give --groups or --groups-file, not both");
         if (text is not null)
-            return text.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
-                .Select(g => g.Split(',', StringSplitOptions.TrimEntries)).ToList();
-        if (file is not null)
-        {
-            try { return JsonNode.Parse(File.ReadAllText(file)) ?? throw new UsageException($"{file}: holds null, expected a JSON list"); }
-            catch (System.Text.Json.JsonException e) { throw new UsageException($"{file}: not valid JSON: {e.Message}"); }
-            catch (IOException e) { throw new UsageException($"{file}: {e.Message}"); }
-        }
-        return src.ZooGroups ?? throw new UsageException("give the groups: --groups \"conv1,bn1,relu1;fc,relu2\" or --groups-file F");
+            return FuseSpec.OfGroups(text.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+                .Select(g => g.Split(',', StringSplitOptions.TrimEntries)));
+        if (file is not null) return FuseSpecJson.Read(file);
+        return src.ZooGroups is { } z ? FuseSpec.OfGroups(z)
+            : throw new UsageException("give the groups: --groups \"conv1,bn1,relu1;fc,relu2\" or --groups-file F");
+    }
+
+    /// <summary>Writing the fused model over the file it was read from would lose the input: refused before anything is written.</summary>
+    private static void RefuseOverwritingInput(string outPath, string inputPath)
+    {
+        var json = Path.GetFullPath(ModelFile.JsonPathFor(outPath));
+        var tensors = Path.GetFullPath(ModelFile.TensorPathFor(json));
+        var input = Path.GetFullPath(ModelFile.JsonPathFor(inputPath));
+        var inputs = new[] { input, Path.ChangeExtension(input, ".safetensors") };
+        if (inputs.Contains(json, StringComparer.Ordinal) || inputs.Contains(tensors, StringComparer.Ordinal))
+            throw new UsageException($"--out {outPath} would overwrite the input model {inputPath}; write the fused model elsewhere");
     }
 }

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using Fusion.Dsl.Algebra;
 
@@ -6,14 +7,19 @@ namespace Fusion.Cli.Commands;
 /// <summary><c>fusion inspect</c>: prints a model's tree with the parameter count of every subtree.</summary>
 internal static class InspectCommand
 {
-    public static int Run(string[] args)
+    public static Command Create()
     {
-        var a = CliArgs.Parse(args, ModelSource.Options, []);
-        var src = ModelSource.From(a);
-        var m = src.Model;
-        Console.Out.WriteLine($"{src.Label}: {m.TypeName}, {Count(m.ParameterCount())} parameters, {Count(m.StateElementCount() - m.ParameterCount())} buffer elements, {m.NamedModules().Count()} modules");
-        Print(m, "", "", Console.Out);
-        return 0;
+        var model = new ModelSource.Options();
+        var c = model.AddTo(new Command("inspect", "print a model's tree with parameter counts"));
+        c.SetAction(r =>
+        {
+            var src = model.Load(r);
+            var m = src.Model;
+            Console.Out.WriteLine($"{src.Label}: {m.TypeName}, {Count(m.ParameterCount())} parameters, {Count(m.StateElementCount() - m.ParameterCount())} buffer elements, {m.NamedModules().Count()} modules");
+            Print(m, "", "", Console.Out);
+            return 0;
+        });
+        return c;
     }
 
     /// <summary>Writes the tree: one line per module with its arguments, mode and subtree element count.</summary>

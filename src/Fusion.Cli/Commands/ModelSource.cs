@@ -1,53 +1,96 @@
+using System.Collections.Immutable;
+using System.CommandLine;
+using System.Globalization;
 using Fusion.Dsl.Algebra;
+using Fusion.Dsl.Conformance;
 using Fusion.Dsl.IO;
 using Fusion.Dsl.Tensors;
 using Fusion.Dsl.Zoo;
 
 namespace Fusion.Cli.Commands;
 
-/// <summary>A model named on the command line: a <c>fusion-fixture/1</c> file or <c>--model NAME</c> from the zoo,
-/// with a probe input for verification and, for zoo models, torchvision's fusion groups.</summary>
-internal sealed record ModelSource(string Label, Module Model, Tensor? ProbeInput, IReadOnlyList<IReadOnlyList<string>>? ZooGroups)
+/// <summary>A model named on the command line: a <c>fusion-model/1</c> file (or a directory holding <c>model.json</c>), a
+/// <c>fusion-fixture/1</c> case, or <c>--model NAME</c> from the zoo; with a probe input for verification and, for zoo
+/// models, torchvision's fusion groups.</summary>
+internal sealed record ModelSource(string Label, string? Path, Module Model, Tensor? ProbeInput, ImmutableArray<int> InputShape,
+    IReadOnlyList<IReadOnlyList<string>>? ZooGroups)
 {
-    public static readonly string[] Options = ["model", "seed", "input-shape", "weights"];
-
-    /// <summary>Loads the model from the first positional argument or <c>--model</c>.</summary>
-    /// <exception cref="UsageException">Neither or both were given, or the zoo name is unknown.</exception>
-    public static ModelSource From(CliArgs a)
+    /// <summary>The options every command that takes a model has.</summary>
+    public sealed class Options
     {
-        var name = a.Option("model");
-        var file = a.Positional.Count > 0 ? a.Positional[0] : null;
-        if ((name is null) == (file is null)) throw new UsageException("give a model file or --model NAME (one of " + string.Join(", ", ModelZoo.Names) + ")");
-        var seed = a.IntOption("seed", 1);
-        var shape = ParseShape(a.Option("input-shape"));
-        if (name is not null)
+        public Argument<string?> File { get; } = new("MODEL")
         {
-            if (!ModelZoo.Names.Contains(name)) throw new UsageException($"unknown model '{name}'; the zoo has {string.Join(", ", ModelZoo.Names)}");
-            // Random BatchNorm statistics make the folding non-trivial, as the PyTorch fixtures do.
-            var z = ModelZoo.Create(name, seed: seed, randomizeBatchNorm: true);
-            var model = z.Model;
-            // Real weights: a safetensors state_dict under torchvision's key names (e.g. saved with safetensors.torch.save_file).
-            if (a.Option("weights") is { } weights) model = StateDict.Load(model, SafeTensors.Read(weights));
-            return new ModelSource(name, model, Probe(shape ?? z.InputShape, seed), z.FuseGroups);
+            Description = "a model file: fusion-model/1 JSON (or a directory holding model.json), or a fusion-fixture/1 case",
+            Arity = ArgumentArity.ZeroOrOne,
+        };
+        public Option<string?> Zoo { get; } = new("--model") { Description = "a zoo network instead of a file: " + string.Join(", ", ModelZoo.Names) };
+        public Option<int> Seed { get; } = new("--seed") { Description = "seed of the zoo's random weights and of the probe input", DefaultValueFactory = _ => 1 };
+        public Option<string?> InputShape { get; } = new("--input-shape") { Description = "probe input shape, e.g. 1,3,224,224 (default: the model's own)" };
+        public Option<string?> Weights { get; } = new("--weights") { Description = "load a state_dict (safetensors, PyTorch's keys) into the model" };
+
+        /// <summary>Adds the argument and options to <paramref name="command"/>.</summary>
+        public Command AddTo(Command command)
+        {
+            command.Arguments.Add(File);
+            foreach (var o in new Option[] { Zoo, Seed, InputShape, Weights }) command.Options.Add(o);
+            return command;
         }
-        if (a.Option("weights") is not null) throw new UsageException("--weights goes with --model NAME; a model file carries its own tensors");
-        var content = ModelFile.ReadContent(file!);
-        var probe = shape is not null ? Probe(shape, seed) : content.Input;
-        return new ModelSource(file!, content.Model, probe, null);
+
+        /// <summary>Loads the model the command line names.</summary>
+        /// <exception cref="UsageException">Neither or both of a file and <c>--model</c> were given, or a value is malformed.</exception>
+        public ModelSource Load(ParseResult r)
+            => From(r.GetValue(File), r.GetValue(Zoo), r.GetValue(Seed), r.GetValue(InputShape), r.GetValue(Weights));
     }
 
-    /// <summary>A seeded standard-normal input of the given shape.</summary>
-    public static Tensor Probe(int[] shape, int seed)
-        => Fusion.Dsl.Layers.Init.Normal(new Random(seed), 1.0, shape);
+    /// <summary>Loads the model from a file or the zoo.</summary>
+    /// <exception cref="UsageException">Neither or both were given, or the zoo name or shape is malformed.</exception>
+    public static ModelSource From(string? file, string? zooName, int seed, string? inputShape, string? weights)
+    {
+        if ((zooName is null) == (file is null)) throw new UsageException("give a model file or --model NAME (one of " + string.Join(", ", ModelZoo.Names) + ")");
+        var shape = ParseShape(inputShape);
+        if (zooName is not null)
+        {
+            if (!ModelZoo.Names.Contains(zooName)) throw new UsageException($"unknown model '{zooName}'; the zoo has {string.Join(", ", ModelZoo.Names)}");
+            // Random BatchNorm statistics make the folding non-trivial, as the PyTorch fixtures do.
+            var z = ModelZoo.Create(zooName, seed: seed, randomizeBatchNorm: true);
+            var zs = shape ?? [.. z.InputShape];
+            return new ModelSource(zooName, null, WithWeights(z.Model, weights), Probe(zs, seed), zs, z.FuseGroups);
+        }
+        var (model, probe, own) = Read(file!);
+        var dims = shape ?? own;
+        var x = shape is not null || probe is null ? (dims.IsEmpty ? null : Probe(dims, seed)) : probe;
+        return new ModelSource(file!, System.IO.Path.GetFullPath(file!), WithWeights(model, weights), x, dims, null);
+    }
 
-    private static int[]? ParseShape(string? s)
+    /// <summary>The model of a file by its format field, with a stored probe input and the recorded input shape.</summary>
+    private static (Module Model, Tensor? Input, ImmutableArray<int> Shape) Read(string file)
+    {
+        var json = ModelFile.JsonPathFor(file);
+        if (ModelFile.FormatOf(json) == FixtureModel.Format)
+        {
+            var f = FixtureModel.Read(json);
+            return (f.Model, f.Input, f.Input is null ? [] : [.. f.Input.Shape]);
+        }
+        var m = ModelFile.ReadContent(json);
+        return (m.Model, null, m.InputShape);
+    }
+
+    private static Module WithWeights(Module model, string? weights)
+        // A state_dict under PyTorch's key names (e.g. saved with safetensors.torch.save_file).
+        => weights is null ? model : StateDict.Load(model, SafeTensors.Read(weights));
+
+    /// <summary>A seeded standard-normal input of the given shape.</summary>
+    public static Tensor Probe(IReadOnlyList<int> shape, int seed)
+        => Fusion.Dsl.Layers.Init.Normal(new Random(seed), 1.0, [.. shape]);
+
+    private static ImmutableArray<int>? ParseShape(string? s)
     {
         if (s is null) return null;
         var parts = s.Split(',', StringSplitOptions.TrimEntries);
         var dims = new int[parts.Length];
         for (var i = 0; i < parts.Length; i++)
-            if (!int.TryParse(parts[i], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out dims[i]) || dims[i] <= 0)
+            if (!int.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out dims[i]) || dims[i] <= 0)
                 throw new UsageException($"--input-shape takes positive integers separated by commas, e.g. 1,3,224,224; got '{s}'");
-        return dims;
+        return [.. dims];
     }
 }

@@ -1,69 +1,124 @@
+using System.Collections.Immutable;
 using System.Text.Json;
 using Fusion.Dsl.Algebra;
-using Fusion.Dsl.Tensors;
 
 namespace Fusion.Dsl.IO;
 
-/// <summary>A model read from a file, with the input and output stored beside it when there are any.</summary>
-/// <param name="Name">The <c>name</c> field.</param>
+/// <summary>A model read from a <c>fusion-model/1</c> file.</summary>
+/// <param name="Name">The <c>name</c> field (the file stem when absent).</param>
 /// <param name="Model">The module tree (a user-defined root carries the forward graph).</param>
-/// <param name="Input">The tensor named by <c>input</c>, or null.</param>
-/// <param name="Output">The tensor named by <c>expect.reference_output</c> (the model's own output for the input), or null.</param>
-public sealed record ModelFileContent(string Name, Module Model, Tensor? Input, Tensor? Output);
+/// <param name="InputShape">The <c>input_shape</c> field: an example input shape for probing and export, or empty.</param>
+public sealed record ModelFileContent(string Name, Module Model, ImmutableArray<int> InputShape);
 
 /// <summary>
-/// A single model as a <c>fusion-fixture/1</c> file pair, for tools (<c>fusion fuse --out</c>, <c>fusion inspect</c>).
-/// <see cref="Write"/> produces a valid fixture document with an empty fuse list and a minimal <c>expect</c> (only the
-/// output's name, and no outcome, so it is never mistaken for a test case); <see cref="Read"/> takes the <c>model</c>
-/// tree of any such file, including a full test case.
+/// The project's own model format, <c>fusion-model/1</c> (docs/model-format.md): <c>NAME.json</c> holds the module tree
+/// with PyTorch's type names and constructor arguments and the root's torch.fx graph, and <c>NAME.safetensors</c> beside
+/// it holds the <c>state_dict</c> under PyTorch's own keys and nothing else, so that PyTorch's
+/// <c>load_state_dict(..., strict=True)</c> takes it as it is. Written by <c>python -m fusion_torch export</c> and
+/// <c>fusion fuse --out</c>; read by every command that takes a model.
 /// </summary>
 public static class ModelFile
 {
-    /// <summary>Tensor key of the model's output in files this class writes.</summary>
-    public const string OutputKey = "output";
+    /// <summary>The <c>format</c> string of this format.</summary>
+    public const string Format = "fusion-model/1";
+
+    /// <summary>The JSON file name used when a directory is given.</summary>
+    public const string DefaultFileName = "model.json";
+
+    private const string What = "a fusion-model file";
 
     /// <summary>
-    /// Writes <paramref name="model"/> to <paramref name="jsonPath"/> and its tensors (under <c>model.</c>, plus
-    /// <c>input</c> and <c>output</c> when given) to the <c>.safetensors</c> beside it.
+    /// The JSON file that <paramref name="path"/> denotes: the path itself for a <c>.json</c> file, <c>DIR/model.json</c>
+    /// for an existing directory or a path ending in a directory separator.
     /// </summary>
-    /// <exception cref="ModelFormatException">The model cannot be represented (hooks, a forward graph below the root) or a file cannot be written.</exception>
-    public static void Write(string jsonPath, Module model, Tensor? input = null, Tensor? output = null, string? description = null)
+    public static string JsonPathFor(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        return Directory.Exists(path) || path.EndsWith(Path.DirectorySeparatorChar) || path.EndsWith(Path.AltDirectorySeparatorChar)
+            ? Path.Combine(path, DefaultFileName)
+            : path;
+    }
+
+    /// <summary>The safetensors file written beside <paramref name="jsonPath"/>.</summary>
+    public static string TensorPathFor(string jsonPath)
     {
         ArgumentNullException.ThrowIfNull(jsonPath);
-        ArgumentNullException.ThrowIfNull(model);
-        var tensors = new List<KeyValuePair<string, Tensor>>();
-        if (input is not null) tensors.Add(new(FixtureCase.InputKey, input));
-        tensors.AddRange(model.StateDict("model."));
-        if (output is not null) tensors.Add(new(OutputKey, output));
-        var name = Path.GetFileNameWithoutExtension(jsonPath);
-        FixtureFormat.Write(jsonPath, new FixtureFormat.Document(name, description ?? "a model written by Fusion.Dsl", null, false,
-            new FuseSpec([]), model, input is null ? null : FixtureCase.InputKey,
-            (w, _) => { if (output is not null) w.WriteString("reference_output", OutputKey); },
-            tensors));
+        if (jsonPath.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
+            throw new ModelFormatException(jsonPath, null, "give the .json file of the pair; its state_dict is read from the .safetensors file it names");
+        return Path.ChangeExtension(jsonPath, ".safetensors");
     }
 
-    /// <summary>Reads the <c>model</c> tree of a fusion-fixture file (a model file or a test case).</summary>
-    /// <exception cref="ModelFormatException">Either file is missing or invalid, or the tensors do not match the tree.</exception>
-    public static Module Read(string jsonPath) => ReadContent(jsonPath).Model;
-
-    /// <summary>Reads the model with its input and output, when the file has them.</summary>
-    /// <exception cref="ModelFormatException">Either file is missing or invalid, or the tensors do not match the tree.</exception>
-    public static ModelFileContent ReadContent(string jsonPath)
+    /// <summary>
+    /// Writes <paramref name="model"/> as <c>NAME.json</c> + <c>NAME.safetensors</c> (or <c>DIR/model.json</c> +
+    /// <c>DIR/model.safetensors</c> for a directory). Both files are serialised before either is written, and each is
+    /// written to a temporary file and renamed, so a failure leaves no partial file.
+    /// </summary>
+    /// <param name="path">The <c>.json</c> file or a directory.</param>
+    /// <param name="model">The model.</param>
+    /// <param name="inputShape">An example input shape to record, or null.</param>
+    /// <param name="description">Free text to record, or null.</param>
+    /// <returns>The JSON file written.</returns>
+    /// <exception cref="ModelFormatException">The model cannot be represented (hooks, a forward graph below the root) or a file cannot be written.</exception>
+    public static string Write(string path, Module model, IReadOnlyList<int>? inputShape = null, string? description = null)
     {
-        using var f = FixtureFormat.Open(jsonPath);
+        ArgumentNullException.ThrowIfNull(model);
+        var jsonPath = JsonPathFor(path);
+        var tensorPath = TensorPathFor(jsonPath);
+        var name = Path.GetFileNameWithoutExtension(jsonPath);
+        ModelDocument.WritePair(jsonPath, tensorPath, w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("format", Format);
+            w.WriteString("name", name);
+            if (description is not null) w.WriteString("description", description);
+            ModelDocument.WriteModel(w, model, jsonPath);
+            w.WriteString("state_dict", Path.GetFileName(tensorPath));
+            if (inputShape is not null)
+            {
+                w.WriteStartArray("input_shape");
+                foreach (var d in inputShape) w.WriteNumberValue(d);
+                w.WriteEndArray();
+            }
+            w.WriteEndObject();
+        }, model.StateDict(), new Dictionary<string, string> { ["format"] = "pt" });
+        return jsonPath;
+    }
+
+    /// <summary>The <c>format</c> field of a JSON model file (<c>fusion-model/1</c>, <c>fusion-fixture/1</c>, ...), or null when it
+    /// has none, so a tool can tell the formats apart before reading one (a directory means its <c>model.json</c>).</summary>
+    /// <exception cref="ModelFormatException">The file is missing or is not a JSON object.</exception>
+    public static string? FormatOf(string path) => ModelDocument.FormatOf(JsonPathFor(path));
+
+    /// <summary>Reads the model of a <c>fusion-model/1</c> file (the <c>.json</c> path or a directory holding <c>model.json</c>).</summary>
+    /// <exception cref="ModelFormatException">Either file is missing or invalid, or the state_dict does not match the tree.</exception>
+    public static Module Read(string path) => ReadContent(path).Model;
+
+    /// <summary>Reads the model with its name and example input shape.</summary>
+    /// <exception cref="ModelFormatException">Either file is missing or invalid, or the state_dict does not match the tree.</exception>
+    public static ModelFileContent ReadContent(string path)
+    {
+        var jsonPath = JsonPathFor(path);
+        using var f = ModelDocument.Open(jsonPath, Format, What, StateDictPath(jsonPath));
         var src = f.Src;
         var root = f.Root;
-        const string what = "a fusion-fixture file";
         var name = JsonSource.TryGetNonNull(root, "name", out var n) ? src.String(n, "name", "'name'") : Path.GetFileNameWithoutExtension(jsonPath);
-        var model = f.Tree(src.Required(root, "model", null, what), "model.", f.Forward());
-        var input = JsonSource.TryGetNonNull(root, "input", out var i) ? f.Named(src.String(i, "input", "'input'"), "input") : null;
-        Tensor? output = null;
-        if (JsonSource.TryGetNonNull(root, "expect", out var expect))
+        var model = f.Tree(src.Required(root, "model", null, What), "", f.Forward());
+        var shape = ImmutableArray<int>.Empty;
+        if (JsonSource.TryGetNonNull(root, "input_shape", out var s))
         {
-            if (expect.ValueKind != JsonValueKind.Object) throw src.Fail("expect", $"must be an object, got {JsonSource.Describe(expect)}");
-            if (JsonSource.TryGetNonNull(expect, "reference_output", out var r))
-                output = f.Named(src.String(r, "expect.reference_output", "'reference_output'"), "expect.reference_output");
+            if (s.ValueKind != JsonValueKind.Array) throw src.Fail("input_shape", $"must be a list of positive integers, got {JsonSource.Describe(s)}");
+            shape = s.EnumerateArray().Select((d, i) => src.Int(d, $"input_shape[{i}]", "a dimension") is var v && v > 0
+                ? v : throw src.Fail($"input_shape[{i}]", $"must be a positive integer, got {v}")).ToImmutableArray();
         }
-        return new ModelFileContent(name, model, input, output);
+        return new ModelFileContent(name, model, shape);
     }
+
+    /// <summary>The <c>state_dict</c> field: a file name beside the JSON, never a path elsewhere.</summary>
+    private static Func<JsonElement, JsonSource, string> StateDictPath(string jsonPath) => (root, src) =>
+    {
+        var file = src.String(src.Required(root, "state_dict", null, What), "state_dict", "'state_dict'");
+        if (file.Length == 0 || file != Path.GetFileName(file) || file is "." or "..")
+            throw src.Fail("state_dict", $"must name a file beside the JSON file (no directory part), got '{file}'");
+        return Path.Combine(Path.GetDirectoryName(Path.GetFullPath(jsonPath))!, file);
+    };
 }

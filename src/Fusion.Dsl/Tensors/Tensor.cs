@@ -102,6 +102,19 @@ public sealed class Tensor : IEquatable<Tensor>
     /// <summary>An int64 scalar, the shape PyTorch gives <c>num_batches_tracked</c>.</summary>
     public static Tensor ScalarInt64(long value) => new(DType.Int64, Array.Empty<int>(), null, new[] { value });
 
+    /// <summary>
+    /// A float32 tensor whose elements <paramref name="fill"/> writes into the tensor's own storage, with no copy: the way to
+    /// build a large tensor (random initialisation, a decoder) at the cost of one allocation.
+    /// </summary>
+    /// <exception cref="ArgumentException">A dimension is negative or the element count overflows.</exception>
+    public static Tensor Create(TensorFiller fill, params int[] shape)
+    {
+        ArgumentNullException.ThrowIfNull(fill);
+        var data = new float[Product(shape)];
+        fill(data);
+        return new(DType.Float32, (int[])shape.Clone(), data, null);
+    }
+
     /// <summary>A float32 tensor filled by <paramref name="fill"/> (called once per element, in row-major order).</summary>
     public static Tensor Generate(Func<int, float> fill, params int[] shape)
     {

@@ -13,7 +13,8 @@ open Fusion.Dsl.IO
 open Fusion.Dsl.Layers
 open Fusion.Dsl.Rules
 open Fusion.Dsl.Tests
-open Fusion.Dsl.Tests.Rules.TestModels
+open Fusion.Dsl.Tests.TestModels
+open Fusion.Dsl.Conformance
 
 let private graphModel (typeName: string) (children: (string * Module) list) (build: GraphBuilder -> GraphValue -> GraphValue) : Module =
     let g = GraphBuilder()

@@ -7,6 +7,7 @@ open Expecto
 open Fusion.Dsl.Tests
 open Fusion.Dsl
 open Fusion.Dsl.IO
+open Fusion.Dsl.Conformance
 
 /// Runs the real `fusion` program (built beside the tests) in a child process: exit code, stdout, stderr.
 let run (args: string list) =
@@ -51,7 +52,7 @@ let tests =
             let code, out, err = run [ "fuse"; case "doc_example_list_of_lists"; "--groups"; "conv1,bn1,relu1;submodule.conv,submodule.relu;fc,relu2"; "--out"; outPath ]
             Expect.equal code 0 (out + err)
             Expect.stringContains out "max |fused - unfused|" "prints a verification"
-            let model = ModelFile.Read(case "doc_example_list_of_lists")
+            let model = (FixtureModel.Read(case "doc_example_list_of_lists")).Model
             let expected = Fuser.FuseModules(model, [ [ "conv1"; "bn1"; "relu1" ]; [ "submodule.conv"; "submodule.relu" ]; [ "fc"; "relu2" ] ] |> Seq.map Seq.ofList)
             Expect.equal (ModelFile.Read outPath) expected "written model equals the fused model"
         }

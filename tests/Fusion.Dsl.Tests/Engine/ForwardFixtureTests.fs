@@ -10,6 +10,7 @@ open Fusion.Dsl.Engine
 open Fusion.Dsl.IO
 open Fusion.Dsl.Tests
 open Fusion.Dsl.Tests.Engine.EngineSupport
+open Fusion.Dsl.Conformance
 
 /// The case's `expect.outcome`, read from the JSON alone so that listing the tests does not load every tensor file.
 let private outcomeOf (json: string) =

@@ -10,7 +10,7 @@ open Fusion.Dsl.Folding
 open Fusion.Dsl.Layers
 open Fusion.Dsl.Tensors
 open Fusion.Dsl.Tests.Engine.EngineSupport
-open Fusion.Dsl.Tests.Rules.TestModels
+open Fusion.Dsl.Tests.TestModels
 
 /// The BatchNorm fold of a convolution of either direction.
 let foldConv (conv: Conv) (seed: int) =

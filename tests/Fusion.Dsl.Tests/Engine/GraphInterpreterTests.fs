@@ -7,6 +7,7 @@ open System.Collections.Generic
 open Expecto
 open Fusion.Dsl.Algebra
 open Fusion.Dsl.Engine
+open Fusion.Dsl.Reference
 open Fusion.Dsl.Graphs
 open Fusion.Dsl.Layers
 open Fusion.Dsl.Tensors

@@ -5,6 +5,7 @@ module Fusion.Dsl.Tests.Engine.LinearKernelsTests
 open System
 open Expecto
 open Fusion.Dsl.Engine
+open Fusion.Dsl.Reference
 open Fusion.Dsl.Layers
 open Fusion.Dsl.Tensors
 open Fusion.Dsl.Tests

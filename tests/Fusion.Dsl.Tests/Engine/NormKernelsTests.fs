@@ -6,6 +6,7 @@ open System
 open Expecto
 open Fusion.Dsl.Algebra
 open Fusion.Dsl.Engine
+open Fusion.Dsl.Reference
 open Fusion.Dsl.Layers
 open Fusion.Dsl.Tensors
 open Fusion.Dsl.Tests

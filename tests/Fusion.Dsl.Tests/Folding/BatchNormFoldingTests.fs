@@ -6,7 +6,7 @@ open Fusion.Dsl.Folding
 open Fusion.Dsl.Layers
 open Fusion.Dsl.Tensors
 open Fusion.Dsl.Tests
-open Fusion.Dsl.Tests.Rules.TestModels
+open Fusion.Dsl.Tests.TestModels
 
 /// Folded parameters must equal the float64 formula up to their single float32 rounding.
 let private expectFolded (what: string) (actual: Tensor) (expected: float[]) =

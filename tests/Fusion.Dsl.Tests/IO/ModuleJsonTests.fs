@@ -13,6 +13,7 @@ open Fusion.Dsl.IO
 open Fusion.Dsl.Layers
 open Fusion.Dsl.Tensors
 open Fusion.Dsl.Tests.IO.IOSupport
+open Fusion.Dsl.Conformance
 
 let private src = "<test>"
 

@@ -9,6 +9,7 @@ open Fusion.Dsl.IO
 open Fusion.Dsl.Layers
 open Fusion.Dsl.Tensors
 open Fusion.Dsl.Tests.IO.IOSupport
+open Fusion.Dsl.Conformance
 
 let private model () : Module =
     let block seed =

@@ -7,7 +7,7 @@ open Fusion.Dsl.Layers
 open Fusion.Dsl.Rules
 open Fusion.Dsl.Tests
 open Fusion.Dsl.Tests.Folding
-open Fusion.Dsl.Tests.Rules.TestModels
+open Fusion.Dsl.Tests.TestModels
 
 /// A module of the given kind with 4 output channels, in the given mode.
 let private build (training: bool) (seed: int) (kind: string) : Module =

@@ -12,7 +12,7 @@ open Fusion.Dsl.Layers
 open Fusion.Dsl.Rules
 open Fusion.Dsl.Tests
 open Fusion.Dsl.Tests.Engine.EngineSupport
-open Fusion.Dsl.Tests.Rules.TestModels
+open Fusion.Dsl.Tests.TestModels
 open Fusion.Dsl.Zoo
 
 let private extended = FuseOptions(Rules = RuleSet.Extended)

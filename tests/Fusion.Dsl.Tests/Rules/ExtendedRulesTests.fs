@@ -12,7 +12,7 @@ open Fusion.Dsl.Layers
 open Fusion.Dsl.Rules
 open Fusion.Dsl.Tests
 open Fusion.Dsl.Tests.Folding
-open Fusion.Dsl.Tests.Rules.TestModels
+open Fusion.Dsl.Tests.TestModels
 
 let private extended = FuseOptions(Rules = RuleSet.Extended)
 let private fuse (model: Module) (group: string list) = Fuser.FuseModules(model, group, extended)

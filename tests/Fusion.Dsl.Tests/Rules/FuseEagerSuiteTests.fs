@@ -9,7 +9,7 @@ open Fusion.Dsl
 open Fusion.Dsl.Algebra
 open Fusion.Dsl.Layers
 open Fusion.Dsl.Tests.Folding
-open Fusion.Dsl.Tests.Rules.TestModels
+open Fusion.Dsl.Tests.TestModels
 
 let private expectKinds (m: Module) (expected: (string * string) list) =
     for path, kind in expected do Expect.equal (kindAt path m) kind (sprintf "type of %s" path)

@@ -6,7 +6,7 @@ open Fusion.Dsl
 open Fusion.Dsl.Algebra
 open Fusion.Dsl.Rules
 open Fusion.Dsl.Tests
-open Fusion.Dsl.Tests.Rules.TestModels
+open Fusion.Dsl.Tests.TestModels
 
 let private json (s: string) = JsonDocument.Parse(s).RootElement
 
@@ -35,7 +35,7 @@ let tests =
             Expect.equal viaJson viaLists "JSON and lists agree"
             Expect.equal (signature viaJson) "Sequential-(ConvReLU2d+(Conv2d-,ReLU-),Identity-,Identity-,LinearReLU+(Linear-,ReLU-),Identity-)" "both groups"
             Expect.equal (kindAt "3" single) "LinearReLU" "one list is one group"
-            Expect.equal (Fuser.ParseModulesToFuse(json """["a.b", "c"]""") |> Seq.map List.ofSeq |> List.ofSeq) [ [ "a.b"; "c" ] ] "parsed"
+            Expect.equal (FuseSpec.FromObject(json """["a.b", "c"]""").FusionGroups() |> Seq.map List.ofSeq |> List.ofSeq) [ [ "a.b"; "c" ] ] "parsed"
         }
         test "a mixed list of names and lists is refused, naming both items" {
             let e = invalid (json """["0", ["1", "2"]]""")

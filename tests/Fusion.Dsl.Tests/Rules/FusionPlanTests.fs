@@ -8,7 +8,7 @@ open Fusion.Dsl.Algebra
 open Fusion.Dsl.Layers
 open Fusion.Dsl.Rules
 open Fusion.Dsl.Tests
-open Fusion.Dsl.Tests.Rules.TestModels
+open Fusion.Dsl.Tests.TestModels
 
 let private convBnRelu training = seq training [ conv 2 3 4 3 1 training; bn 2 4 2 training; relu training ]
 

@@ -19,7 +19,7 @@ open Fusion.Dsl.Tests.Folding
 let private runNoteCase (json: string) =
     let case = FixtureCase.Load json
     let input = case.Model
-    let fused = Fuser.FuseModulesRaw(input, case.Fuse.ToModulesToFuse(), case.Qat)
+    let fused = if case.Qat then Fuser.FuseModulesQat(input, case.Fuse) else Fuser.FuseModules(input, case.Fuse)
     let c = ModulePath.Get(input, "0") :?> Conv
     let n = ModulePath.Get(input, "1") :?> BatchNorm
     let folded = ModulePath.Get(fused, "0") :?> Conv

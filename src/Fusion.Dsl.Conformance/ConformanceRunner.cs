@@ -98,7 +98,7 @@ public static class ConformanceRunner
         var call = c.Qat ? "fuse_modules_qat" : "fuse_modules";
         Module? fused = null;
         FusionException? refusal = null;
-        try { fused = Fuser.FuseModulesRaw(c.Model, c.Fuse.ToModulesToFuse(), c.Qat); }
+        try { fused = c.Qat ? Fuser.FuseModulesQat(c.Model, c.Fuse) : Fuser.FuseModules(c.Model, c.Fuse); }
         catch (FusionException e) { refusal = e; }
 
         // Immutability makes this hold by construction; check it anyway against a fresh load of the same file.

@@ -1,58 +1,9 @@
-using System.Collections;
-using System.Text.Json;
-using System.Text.Json.Nodes;
 using Fusion.Dsl.Algebra;
 using Fusion.Dsl.Analysis;
+using Fusion.Dsl.Discovery;
 using Fusion.Dsl.Rules;
 
 namespace Fusion.Dsl;
-
-/// <summary>
-/// Options of <see cref="Fuser"/>, mirroring the optional arguments of PyTorch's <c>fuse_modules</c>. Unlike PyTorch 1.13,
-/// which silently ignores <c>fuser_func</c> and <c>fuse_custom_config_dict</c>, every option here is honoured.
-/// </summary>
-public sealed class FuseOptions
-{
-    /// <summary>
-    /// PyTorch's <c>fuser_func</c>: <c>(modules, isQat) → modules</c>, called once per group with the group's modules (hooks
-    /// detached; the engine moves them) and returning as many modules, which replace the group position by position.
-    /// When set, the rules are not consulted. Null: the rule-based fuser (PyTorch's <c>fuse_known_modules</c>).
-    /// </summary>
-    public Func<IReadOnlyList<Module>, bool, IReadOnlyList<Module>>? FuserFunc { get; init; }
-
-    /// <summary>
-    /// PyTorch's <c>fuse_custom_config_dict["additional_fuser_method_mapping"]</c>: pattern → <c>(isQat, modules) → fused module</c>.
-    /// Each entry becomes a guard-free rule that replaces the rule for the same pattern.
-    /// </summary>
-    public IReadOnlyDictionary<FusionPattern, Func<bool, IReadOnlyList<Module>, Module>>? AdditionalFuserMethodMapping { get; init; }
-
-    /// <summary>Further rules (with guards) applied over <see cref="Rules"/> before the mapping; a rule for an existing pattern wins.</summary>
-    public IReadOnlyList<FusionRule>? AdditionalRules { get; init; }
-
-    /// <summary>The base rules; PyTorch's defaults unless replaced (<see cref="RuleSet.Extended"/> adds this project's patterns).</summary>
-    public RuleSet Rules { get; init; } = RuleSet.Default;
-
-    /// <summary>
-    /// Force PyTorch's behaviour: fuse a group even when the model's dataflow shows it is unsafe (a member's output also read
-    /// elsewhere, or a member called from several places, such as torchvision's non-quantizable <c>BasicBlock</c> reusing
-    /// <c>self.relu</c> after the residual add). False by default: such a group is refused with
-    /// <see cref="FusionErrorKind.UnsafeDataflow"/>, naming the other call sites and readers.
-    /// </summary>
-    public bool AllowUnsafeDataflow { get; init; }
-
-    /// <summary>The rules in effect: <see cref="Rules"/> overridden by <see cref="AdditionalRules"/>, then by the mapping.</summary>
-    /// <exception cref="ArgumentException"><see cref="Rules"/> is null, or a mapping entry has a null key or function.</exception>
-    public RuleSet EffectiveRules()
-    {
-        var rules = (Rules ?? throw new ArgumentException("FuseOptions.Rules is null; leave it unset for PyTorch's defaults"))
-            .Override(AdditionalRules ?? []);
-        if (AdditionalFuserMethodMapping is null) return rules;
-        return rules.Override(AdditionalFuserMethodMapping.Select(kv => FusionRule.Create(
-            $"additional {kv.Key ?? throw new ArgumentException("additional_fuser_method_mapping has a null pattern")}",
-            kv.Key,
-            kv.Value ?? throw new ArgumentException($"additional_fuser_method_mapping maps {kv.Key} to null"))));
-    }
-}
 
 /// <summary>
 /// PyTorch's <c>torch.ao.quantization.fuse_modules</c> and <c>fuse_modules_qat</c> over the immutable module algebra.
@@ -89,49 +40,26 @@ public static class Fuser
     public static Module FuseModulesQat(Module model, IEnumerable<IEnumerable<string>> groups, FuseOptions? options = null)
         => Fuse(model, CheckNotNull(groups), isQat: true, options);
 
-    /// <summary>
-    /// The untyped form for callers that pass PyTorch's <c>modules_to_fuse</c> through unchanged (the conformance runner):
-    /// either a list of names (one group) or a list of lists of names. Items may be strings, non-string sequences, or
-    /// <see cref="JsonElement"/> / <see cref="JsonNode"/> values holding strings and arrays.
-    /// </summary>
-    /// <exception cref="FusionException"><see cref="FusionErrorKind.InvalidGroups"/> for an empty list, a mixed list of names and lists,
-    /// an empty group or a non-string name; otherwise as <see cref="FuseModules(Module, IEnumerable{IEnumerable{string}}, FuseOptions?)"/>.</exception>
-    public static Module FuseModulesRaw(Module model, object modulesToFuse, bool isQat, FuseOptions? options = null)
-        => Fuse(model, ParseModulesToFuse(modulesToFuse), isQat, options);
+    /// <summary><c>fuse_modules(model, modules_to_fuse)</c> with the list exactly as PyTorch received it (a flat list of
+    /// names is one group, a list of lists several); <see cref="FuseSpec.FusionGroups"/> refuses a malformed list.</summary>
+    /// <exception cref="FusionException"><see cref="FusionErrorKind.InvalidGroups"/> for an empty or mixed list or an empty group;
+    /// otherwise as <see cref="FuseModules(Module, IEnumerable{IEnumerable{string}}, FuseOptions?)"/>.</exception>
+    public static Module FuseModules(Module model, FuseSpec modulesToFuse, FuseOptions? options = null)
+        => Fuse(model, CheckNotNull(modulesToFuse).FusionGroups(), isQat: false, options);
+
+    /// <summary><c>fuse_modules_qat(model, modules_to_fuse)</c> with the list exactly as PyTorch received it.</summary>
+    /// <exception cref="FusionException">As <see cref="FuseModules(Module, FuseSpec, FuseOptions?)"/>.</exception>
+    public static Module FuseModulesQat(Module model, FuseSpec modulesToFuse, FuseOptions? options = null)
+        => Fuse(model, CheckNotNull(modulesToFuse).FusionGroups(), isQat: true, options);
 
     /// <summary>
-    /// Reads PyTorch's <c>modules_to_fuse</c> (a list of names, or a list of lists of names) into groups, as
-    /// <c>_fuse_modules</c> does: all names → one group; all lists → one group each.
+    /// The untyped form for callers holding PyTorch's <c>modules_to_fuse</c> as plain objects (strings and sequences, or
+    /// <c>JsonElement</c>/<c>JsonNode</c> values): read by <see cref="FuseSpec.FromObject"/>, then fused as given.
     /// </summary>
-    /// <exception cref="FusionException"><see cref="FusionErrorKind.InvalidGroups"/>: not a list, empty, mixed, an empty group,
-    /// or an item that is neither a name nor a list of names.</exception>
-    public static IReadOnlyList<IReadOnlyList<string>> ParseModulesToFuse(object modulesToFuse)
-    {
-        FusionException Invalid(int group, string problem, string remedy)
-            => FusionException.Create(FusionErrorKind.InvalidGroups, group, [], [], problem, remedy);
-        const string shape = "give either one list of dotted names (a single group) or a list of such lists";
-        var items = AsList(Normalize(modulesToFuse)) ?? throw Invalid(-1, $"expected a list, got {Describe(modulesToFuse)}", shape);
-        if (items.Count == 0) throw Invalid(-1, "the list is empty, so there is nothing to fuse", shape);
-        var names = items.Select((x, i) => (x, i)).Where(t => t.x is string).Select(t => t.i).ToArray();
-        if (names.Length == items.Count) return [items.Cast<string>().ToArray()];
-        if (names.Length > 0)
-        {
-            var list = Enumerable.Range(0, items.Count).First(i => items[i] is not string);
-            throw Invalid(-1,
-                $"the list mixes names and lists: item {names[0]} is the name '{items[names[0]]}' but item {list} is {Describe(items[list])}", shape);
-        }
-        var groups = new List<IReadOnlyList<string>>(items.Count);
-        for (var g = 0; g < items.Count; g++)
-        {
-            var inner = AsList(items[g]) ?? throw Invalid(g, $"item {g} is {Describe(items[g])}, neither a name nor a list of names", shape);
-            if (inner.Count == 0) throw Invalid(g, $"group {g} is empty", "give at least one dotted module name per group, or drop the empty group");
-            for (var k = 0; k < inner.Count; k++)
-                if (inner[k] is not string)
-                    throw Invalid(g, $"entry {k} of group {g} is {Describe(inner[k])}, not a name", "groups hold dotted module names only");
-            groups.Add(inner.Cast<string>().ToArray());
-        }
-        return groups;
-    }
+    /// <exception cref="FusionException"><see cref="FusionErrorKind.InvalidGroups"/> for a malformed list;
+    /// otherwise as <see cref="FuseModules(Module, IEnumerable{IEnumerable{string}}, FuseOptions?)"/>.</exception>
+    public static Module FuseModulesRaw(Module model, object modulesToFuse, bool isQat, FuseOptions? options = null)
+        => Fuse(model, FuseSpec.FromObject(modulesToFuse).FusionGroups(), isQat, options);
 
     private static Module Fuse(Module model, IEnumerable<IEnumerable<string>> groups, bool isQat, FuseOptions? options)
     {
@@ -196,31 +124,4 @@ public static class Fuser
     private static T CheckNotNull<T>(T? value) where T : class
         => value ?? throw FusionException.Create(FusionErrorKind.InvalidGroups, -1, [], [], "modules_to_fuse is null",
             "give a list of dotted module names or a list of such lists");
-
-    /// <summary>JSON values become strings and lists so both plain and JSON arguments parse alike.</summary>
-    private static object? Normalize(object? value) => value switch
-    {
-        JsonElement { ValueKind: JsonValueKind.String } e => e.GetString(),
-        JsonElement { ValueKind: JsonValueKind.Array } e => e.EnumerateArray().Select(x => Normalize(x)).ToList(),
-        JsonValue v when v.TryGetValue<string>(out var s) => s,
-        JsonArray a => a.Select(x => Normalize(x)).ToList(),
-        _ => value,
-    };
-
-    private static IReadOnlyList<object?>? AsList(object? value)
-        => Normalize(value) switch
-        {
-            string => null,
-            IEnumerable e => e.Cast<object?>().Select(Normalize).ToList(),
-            _ => null,
-        };
-
-    private static string Describe(object? value) => Normalize(value) switch
-    {
-        null => "null",
-        string s => $"the name '{s}'",
-        IEnumerable => "a list",
-        JsonElement e => $"a JSON {e.ValueKind.ToString().ToLowerInvariant()}",
-        var v => $"a {v.GetType().Name} ({v})",
-    };
 }

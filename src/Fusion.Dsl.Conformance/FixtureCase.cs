@@ -5,7 +5,10 @@ using Fusion.Dsl.Graphs;
 using Fusion.Dsl.Layers;
 using Fusion.Dsl.Tensors;
 
-namespace Fusion.Dsl.IO;
+using Fusion.Dsl.IO;
+using Fusion.Dsl.Rules;
+
+namespace Fusion.Dsl.Conformance;
 
 /// <summary>What PyTorch did with a fixture case.</summary>
 public enum FixtureOutcome
@@ -166,7 +169,7 @@ public sealed class FixtureCase
         // Unknown fields are ignored (a newer generator may record more); known ones are checked where read.
         src.RequireOpenObject(expect, "expect", "'expect'");
         if (!expect.TryGetProperty("outcome", out var oc))
-            throw src.Fail("expect.outcome", "is missing; a file without an outcome holds a model, not a test case (read it with ModelFile.Read)");
+            throw src.Fail("expect.outcome", "is missing; a file without an outcome holds a model, not a test case (read it with FixtureModel.Read)");
         var outcome = src.String(oc, "expect.outcome", "'outcome'") switch
         {
             "fused" => FixtureOutcome.Fused,

@@ -1,14 +1,14 @@
 using Fusion.Dsl.Layers;
 using Fusion.Dsl.Tensors;
 
-namespace Fusion.Dsl.Engine;
+namespace Fusion.Dsl.Reference;
 
 /// <summary>
 /// The definitions, written as plainly as possible with float64 accumulation and none of the engine's kernels,
 /// geometry or padding code: the independent oracle the tests compare the fast kernels against.
 /// Inputs are batched; slow by design.
 /// </summary>
-internal static class NaiveReference
+public static class NaiveReference
 {
     /// <summary>Every multi-index of <paramref name="shape"/> in row-major order.</summary>
     private static IEnumerable<int[]> Indices(int[] shape)
@@ -86,7 +86,7 @@ internal static class NaiveReference
                 ? (xs[i + 2] - 1) * s[i] - 2 * left[i] + d[i] * (k[i] - 1) + conv.OutputPadding[i] + 1
                 : (xs[i + 2] + left[i] + right[i] - d[i] * (k[i] - 1) - 1) / s[i] + 1;
         int[] os = [n, conv.OutChannels, .. outSp];
-        var acc = new double[Tensor.Product(os)];
+        var acc = new double[os.Aggregate(1, (a, b) => checked(a * b))];
         if (!conv.Transposed)
         {
             foreach (var o in Indices(os))

@@ -49,33 +49,33 @@ internal sealed class ZooRandom
     /// <summary>A float32 tensor of U(<paramref name="low"/>, <paramref name="high"/>) values.</summary>
     public Tensor Uniform(double low, double high, params int[] shape)
     {
-        var data = new float[Tensor.Product(shape)];
         var width = high - low;
-        for (var i = 0; i < data.Length; i++) data[i] = (float)(low + width * NextDouble());
-        return Tensor.Adopt(data, shape);
+        return Tensor.Create(data =>
+        {
+            for (var i = 0; i < data.Length; i++) data[i] = (float)(low + width * NextDouble());
+        }, shape);
     }
 
     /// <summary>A float32 tensor of N(<paramref name="mean"/>, <paramref name="std"/>²) values (Marsaglia's polar method:
     /// two normals per accepted pair, no trigonometry).</summary>
     public Tensor Normal(double mean, double std, params int[] shape)
-    {
-        var data = new float[Tensor.Product(shape)];
-        var i = 0;
-        while (i < data.Length)
+        => Tensor.Create(data =>
         {
-            double u, v, s;
-            do
+            var i = 0;
+            while (i < data.Length)
             {
-                u = 2 * NextDouble() - 1;
-                v = 2 * NextDouble() - 1;
-                s = u * u + v * v;
-            } while (s >= 1 || s == 0);
-            var f = Math.Sqrt(-2 * Math.Log(s) / s);
-            data[i++] = (float)(mean + std * u * f);
-            if (i < data.Length) data[i++] = (float)(mean + std * v * f);
-        }
-        return Tensor.Adopt(data, shape);
-    }
+                double u, v, s;
+                do
+                {
+                    u = 2 * NextDouble() - 1;
+                    v = 2 * NextDouble() - 1;
+                    s = u * u + v * v;
+                } while (s >= 1 || s == 0);
+                var f = Math.Sqrt(-2 * Math.Log(s) / s);
+                data[i++] = (float)(mean + std * u * f);
+                if (i < data.Length) data[i++] = (float)(mean + std * v * f);
+            }
+        }, shape);
 
     private static ulong SplitMix(ref ulong x)
     {

@@ -480,7 +480,7 @@ module FuseLists =
 
     let prepare invalid model =
         invalid.FlipModePaths
-        |> List.fold (fun (m: Module) path -> let target = Model.get path m in Model.replace path (target.WithTraining(not target.Training)) m) model
+        |> List.fold (fun (m: Module) path -> let target = ModulePath.Get(m, path) in ModulePath.Replace(m, path, target.WithTraining(not target.Training))) model
 
 [<RequireQualifiedAccess>]
 module ModelGen =

@@ -1,6 +1,6 @@
 /// Models built in code for the fusion tests: layers with non-trivial BatchNorm statistics, PyTorch's test models
 /// (ModelForFusion, ModelWithSequentialFusion, ModelForFusionWithBias, ModelForLinearBNFusion) and small helpers.
-module Fusion.Dsl.Tests.Rules.TestModels
+module Fusion.Dsl.Tests.TestModels
 
 open System
 open Expecto

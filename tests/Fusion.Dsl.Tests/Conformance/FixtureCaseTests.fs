@@ -11,6 +11,8 @@ open Fusion.Dsl.IO
 open Fusion.Dsl.Layers
 open Fusion.Dsl.Tensors
 open Fusion.Dsl.Tests.IO.IOSupport
+open Fusion.Dsl.Conformance
+open Fusion.Dsl.Rules
 
 /// Keys of a safetensors file under a prefix, prefix removed, sorted.
 let private keysUnder (prefix: string) (tensors: seq<Collections.Generic.KeyValuePair<string, Tensor>>) =
@@ -90,12 +92,14 @@ let private fixtureTests =
                let c = FixtureCase.Load json
                for label, m in [ yield "model", c.Model; match c.FusedModel with null -> () | f -> yield "fused", f ] do
                    let out = dir.File(label + ".json")
-                   ModelFile.Write(out, m, c.Input, c.ReferenceOutput)
+                   ModelFile.Write(out, m, c.Input.Dimensions) |> ignore
                    let back = ModelFile.ReadContent out
                    Expect.equal back.Model m (sprintf "%s equal (structure, bit-identical tensors, graph)" label)
                    Expect.sequenceEqual (back.Model.StateDict()) (m.StateDict()) (sprintf "%s tensors bit for bit" label)
-                   Expect.equal back.Input c.Input "input kept"
-                   Expect.equal back.Output c.ReferenceOutput "output kept"
+                   Expect.sequenceEqual back.InputShape (c.Input.Dimensions) "input shape kept"
+                   // The state_dict file holds PyTorch's keys and nothing else, so load_state_dict(strict=True) takes it.
+                   let keys = SafeTensors.Read(ModelFile.TensorPathFor out) |> Seq.map (fun kv -> kv.Key) |> List.ofSeq
+                   Expect.equal keys (m.StateDict() |> Seq.map (fun kv -> kv.Key) |> List.ofSeq) "exactly the state_dict keys, in order"
            } |])
     |> List.ofArray
 
@@ -307,22 +311,25 @@ let tests =
         test "a graph calling a module the tree lacks is refused" {
             caseFails "doc_example_single_list" (fun j -> File.WriteAllText(j, File.ReadAllText(j).Replace("\"target\": \"relu1\"", "\"target\": \"relu9\""))) [ "relu9" ] |> ignore
         }
-        test "a model file is not a test case, but ModelFile reads the model of a test case" {
+        test "a model file is not a test case, and a test case is not a model file, but FixtureModel reads a case's model" {
             use dir = new TempDir()
             let c = FixtureCase.Load(fixture "doc_example_single_list")
             let path = dir.File "m.json"
-            ModelFile.Write(path, c.Model)
-            expectFormatError path [ "expect.outcome"; "ModelFile" ] (fun () -> FixtureCase.Load path |> ignore) |> ignore
+            ModelFile.Write(path, c.Model) |> ignore
+            expectFormatError path [ "format"; "fusion-model/1" ] (fun () -> FixtureCase.Load path |> ignore) |> ignore
+            expectFormatError (fixture "doc_example_single_list") [ "format"; "fusion-fixture/1" ] (fun () -> ModelFile.Read(fixture "doc_example_single_list") |> ignore) |> ignore
             let content = ModelFile.ReadContent path
             Expect.equal content.Model c.Model "model read"
-            Expect.isNull content.Input "no input written"
-            Expect.equal (ModelFile.Read(fixture "doc_example_single_list")) c.Model "model of a full case"
+            Expect.isEmpty content.InputShape "no input shape written"
+            let m = FixtureModel.Read(fixture "doc_example_single_list")
+            Expect.equal m.Model c.Model "model of a full case"
+            Expect.equal m.Input c.Input "its input"
         }
         test "a model that cannot be written leaves no file behind" {
             use dir = new TempDir()
             let path = dir.File "h.json"
             let hooked = Sequential.Create(Identity.Create().AddHook(ForwardHook("h", fun _ _ _ -> null)))
-            Support.throwsOf<ModelFormatException> (fun () -> ModelFile.Write(path, hooked)) |> ignore
+            Support.throwsOf<ModelFormatException> (fun () -> ModelFile.Write(path, hooked) |> ignore) |> ignore
             Expect.isEmpty (Directory.GetFiles dir.Path) "no file written"
         }
         test "a case refuses a fused outcome without its fused model" {

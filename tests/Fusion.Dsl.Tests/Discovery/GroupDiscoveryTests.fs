@@ -11,8 +11,10 @@ open Fusion.Dsl.IO
 open Fusion.Dsl.Layers
 open Fusion.Dsl.Rules
 open Fusion.Dsl.Tests
-open Fusion.Dsl.Tests.Rules.TestModels
+open Fusion.Dsl.Tests.TestModels
 open Fusion.Dsl.Zoo
+open Fusion.Dsl.Conformance
+open Fusion.Dsl.Discovery
 
 let private asLists (groups: seq<#seq<string>>) = [ for g in groups -> List.ofSeq g ]
 

@@ -1,8 +1,9 @@
 using System.Collections.Immutable;
 using Fusion.Dsl.Algebra;
+using Fusion.Dsl.Analysis;
 using Fusion.Dsl.Rules;
 
-namespace Fusion.Dsl.Analysis;
+namespace Fusion.Dsl.Discovery;
 
 /// <summary>
 /// Finds the groups a rule set can fuse in a model: runs of modules where each feeds only the next (by <see cref="Dataflow"/>'s
