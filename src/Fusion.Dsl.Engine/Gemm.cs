@@ -3,6 +3,7 @@ using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Fusion.Dsl.Folding;
 using Fusion.Dsl.Tensors;
 
 namespace Fusion.Dsl.Engine;
@@ -112,7 +113,7 @@ internal static unsafe class Gemm
     public static float[] PackWeight(Tensor weight, int groups, int m, int k, long groupStride, long rowStride, long colStride,
                                      int threads, Func<double[], double[]>? rowScale = null)
     {
-        if (weight.Pending is not { } fold) return PackA(weight.RawFloat32, groups, m, k, groupStride, rowStride, colStride, null, threads);
+        if (weight.Pending is not PendingFold fold) return PackA(weight.RawFloat32, groups, m, k, groupStride, rowStride, colStride, null, threads);
         var scale = rowScale is null ? fold.ChannelScale : rowScale(fold.ChannelScale);
         return PackA(fold.Source, groups, m, k, groupStride, rowStride, colStride, scale, threads);
     }

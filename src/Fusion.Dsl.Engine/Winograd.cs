@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Fusion.Dsl.Layers;
+using Fusion.Dsl.Folding;
 using Fusion.Dsl.Tensors;
 
 namespace Fusion.Dsl.Engine;
@@ -109,7 +110,7 @@ internal static unsafe class Winograd
     /// </summary>
     private static float[] PackWeights(Tensor weight, int cin, int cout, int threads)
     {
-        var fold = weight.Pending;
+        var fold = weight.Pending as PendingFold;
         var w = fold is null ? weight.RawFloat32 : fold.Source;
         var scale = fold?.ChannelScale;
         if (!AllFinite(w) || (scale is not null && scale.Any(f => !double.IsFinite(f)))) return [];

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using Fusion.Dsl.Layers;
 using Fusion.Dsl.Tensors;
 using MathNet.Numerics.LinearAlgebra;
@@ -10,11 +9,11 @@ namespace Fusion.Dsl.Folding;
 /// per output channel <c>c</c>, with <c>s[c] = gamma[c] / sqrt(running_var[c] + eps)</c>,
 /// <c>W'[c] = W[c] · s[c]</c> and <c>b'[c] = (b[c] - running_mean[c]) · s[c] + beta[c]</c>.
 /// A layer without bias is treated as bias 0 and gains one; a non-affine BatchNorm acts as gamma 1, beta 0.
-/// The per-channel scale is computed in float64 and the results are rounded to float32 once. A fold computes the
-/// per-channel vectors (scale, bias) at once; the folded weight is a <see cref="Tensor"/> whose elements are computed
-/// on first read, or never, when the engine packs the weight straight from the original and the scale (see
-/// <see cref="Tensor"/>). Fusing a network therefore costs no pass over its weights and writes no copy of them. The inputs
-/// are never changed; hyperparameters, training flag and hooks of the layer are kept.
+/// The per-channel vectors are computed in float64 with MathNet and the results are rounded to float32 once. A fold
+/// computes the per-channel vectors (scale, bias) at once; the folded weight is a <see cref="Tensor"/> whose elements are
+/// computed on first read (<see cref="ChannelAxis.ScaleOutputs"/>), or never, when the engine packs the weight straight
+/// from the original and the scale. Fusing a network therefore costs no pass over its weights and writes no copy of
+/// them. The inputs are never changed; hyperparameters, training flag and hooks of the layer are kept.
 /// </summary>
 public static class BatchNormFolding
 {
@@ -30,15 +29,14 @@ public static class BatchNormFolding
         ArgumentNullException.ThrowIfNull(bn);
         if (conv.Transposed)
             throw new ArgumentException($"{conv.TypeName} is transposed: its output channel is weight dimension 1; use {nameof(FoldConvTransposeBn)}");
-        var f = Factors(conv.TypeName, conv.Training, conv.OutChannels, bn, allowSingleFeature: false);
-        // Weight [out, in/groups, *kernel]: each output channel owns one contiguous block.
-        return conv.WithParameters(ScaledRows(conv.Weight, f.Scale.AsArray() ?? f.Scale.ToArray()), FoldBias(conv.Bias, f, conv.OutChannels));
+        return FoldConv(conv, bn);
     }
 
     /// <summary>
     /// Folds <paramref name="bn"/> into a transposed convolution. Its weight is <c>[in, out/groups, *kernel]</c>: the
     /// output channel of entry <c>(i, j, ...)</c> is <c>(i / (in/groups)) · (out/groups) + j</c>, i.e. dimension 1 taken
-    /// per group. (PyTorch 1.13 scales dimension 1 by all <c>out</c> channels and fails for <c>groups &gt; 1</c>.)
+    /// per group (see <see cref="ChannelAxis"/>). (PyTorch 1.13 scales dimension 1 by all <c>out</c> channels and fails
+    /// for <c>groups &gt; 1</c>.)
     /// </summary>
     /// <exception cref="InvalidOperationException">Either module is in training mode.</exception>
     /// <exception cref="ArgumentException">The convolution is not transposed, the BatchNorm has no running statistics,
@@ -47,33 +45,9 @@ public static class BatchNormFolding
     {
         ArgumentNullException.ThrowIfNull(convTranspose);
         ArgumentNullException.ThrowIfNull(bn);
-        var conv = convTranspose;
-        if (!conv.Transposed)
-            throw new ArgumentException($"{conv.TypeName} is not transposed: its output channel is weight dimension 0; use {nameof(FoldConvBn)}");
-        var f = Factors(conv.TypeName, conv.Training, conv.OutChannels, bn, allowSingleFeature: false);
-        var source = conv.Weight;
-        var outPerGroup = conv.OutChannels / conv.Groups;
-        var inPerGroup = conv.InChannels / conv.Groups;
-        var inChannels = conv.InChannels;
-        var scale = f.Scale.AsArray() ?? f.Scale.ToArray();
-        // The closure holds the storage, not the source tensor (see Tensor.Folded).
-        var w = source.RawFloat32;
-        var weight = Tensor.Folded(source, scale, () =>
-        {
-            var scaled = GC.AllocateUninitializedArray<float>(w.Length);
-            var kernel = w.Length / (inChannels * outPerGroup);
-            ForBlocks(inChannels, w.Length, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
-            {
-                for (var i = first; i < end; i++)
-                {
-                    var firstChannel = i / inPerGroup * outPerGroup;
-                    for (var j = 0; j < outPerGroup; j++)
-                        ScaleBlock(w, scaled, (i * outPerGroup + j) * kernel, kernel, scale[firstChannel + j]);
-                }
-            });
-            return scaled;
-        });
-        return conv.WithParameters(weight, FoldBias(conv.Bias, f, conv.OutChannels));
+        if (!convTranspose.Transposed)
+            throw new ArgumentException($"{convTranspose.TypeName} is not transposed: its output channel is weight dimension 0; use {nameof(FoldConvBn)}");
+        return FoldConv(convTranspose, bn);
     }
 
     /// <summary>
@@ -88,34 +62,8 @@ public static class BatchNormFolding
     {
         ArgumentNullException.ThrowIfNull(linear);
         ArgumentNullException.ThrowIfNull(bn);
-        var f = Factors(linear.TypeName, linear.Training, linear.OutFeatures, bn, allowSingleFeature: true);
-        var outF = linear.OutFeatures;
-        var bnScale = f.Scale.AsArray() ?? f.Scale.ToArray();
-        // One factor per output feature, a single BatchNorm feature broadcast to all of them. Weight [out, in]: each
-        // output feature owns one row.
-        var scale = bn.NumFeatures == 1 && outF != 1 ? Enumerable.Repeat(bnScale[0], outF).ToArray() : bnScale;
-        return linear.WithParameters(ScaledRows(linear.Weight, scale), FoldBias(linear.Bias, f, linear.OutFeatures));
-    }
-
-    /// <summary>
-    /// The lazy fold of a weight whose dimension 0 is the output channel (a convolution's or a Linear's): the contiguous
-    /// block of channel <c>c</c> scaled by <c>scale[c]</c>, computed on first read.
-    /// </summary>
-    private static Tensor ScaledRows(Tensor source, double[] scale)
-    {
-        // The closure holds the storage, not the source tensor (see Tensor.Folded).
-        var w = source.RawFloat32;
-        return Tensor.Folded(source, scale, () =>
-        {
-            // Every element is written below, so the array need not be zeroed first.
-            var scaled = GC.AllocateUninitializedArray<float>(w.Length);
-            var block = scale.Length == 0 ? 0 : w.Length / scale.Length;
-            ForBlocks(scale.Length, w.Length, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (first, end) =>
-            {
-                for (var c = first; c < end; c++) ScaleBlock(w, scaled, c * block, block, scale[c]);
-            });
-            return scaled;
-        });
+        var (weight, bias) = Fold(ChannelAxis.Of(linear), linear.TypeName, linear.Training, linear.Weight, linear.Bias, bn, allowSingleFeature: true);
+        return linear.WithParameters(weight, bias);
     }
 
     /// <summary>
@@ -129,99 +77,68 @@ public static class BatchNormFolding
         var n = bn.NumFeatures;
         var variance = bn.RunningVar ?? throw NoStats(bn);
         // In place on one vector (plus gamma's): a fold should allocate little beyond the folded tensors.
-        var scale = ToVector(variance, n);
+        var scale = ToVector(variance);
         scale.Add(bn.Eps, scale);
         scale.PointwiseSqrt(scale);
-        if (bn.Weight is { } g) ToVector(g, n).PointwiseDivide(scale, scale);
+        if (bn.Weight is { } g) ToVector(g).PointwiseDivide(scale, scale);
         else scale.DivideByThis(1.0, scale);
         return scale;
     }
 
-    /// <summary>The factors of one fold per BatchNorm channel: the float64 scale, and the running mean and beta as stored
-    /// (beta null for a non-affine BatchNorm, meaning 0).</summary>
-    private readonly record struct FoldFactors(Vector<double> Scale, float[] Mean, float[]? Beta);
+    /// <summary>The running mean of a BatchNorm that tracks statistics, as a float64 vector.</summary>
+    /// <exception cref="ArgumentException">The BatchNorm does not track running statistics.</exception>
+    internal static Vector<double> Mean(BatchNorm bn) => ToVector(bn.RunningMean ?? throw NoStats(bn));
 
-    private static FoldFactors Factors(string layer, bool layerTraining, int outChannels, BatchNorm bn, bool allowSingleFeature)
-    {
-        if (layerTraining || bn.Training)
-            throw new InvalidOperationException(
-                $"Fusion only for eval! {layer} is in {Mode(layerTraining)} mode and {bn.TypeName} in {Mode(bn.Training)} mode; " +
-                "folding uses the running statistics, which only eval mode applies");
-        if (bn.NumFeatures != outChannels && !(allowSingleFeature && bn.NumFeatures == 1))
-            throw new ArgumentException(
-                $"{bn.TypeName} has num_features={bn.NumFeatures} but {layer} produces {outChannels} output channels" +
-                (allowSingleFeature ? " (only equal counts or a single feature fold)" : ""));
-        var mean = bn.RunningMean ?? throw NoStats(bn);
-        return new FoldFactors(Scale(bn), mean.RawFloat32, bn.Bias?.RawFloat32);
-    }
+    /// <summary>beta, or 0 for a non-affine BatchNorm, as a float64 vector.</summary>
+    internal static Vector<double> Shift(BatchNorm bn)
+        => bn.Bias is { } beta ? ToVector(beta) : Vector<double>.Build.Dense(bn.NumFeatures);
 
-    private static string Mode(bool training) => training ? "training" : "eval";
-
-    private static ArgumentException NoStats(BatchNorm bn)
-        => new($"{bn.TypeName} has track_running_stats=False, so it has no running_mean/running_var to fold");
-
-    private static Vector<double> ToVector(Tensor t, int n)
+    /// <summary>A float32 tensor's elements as a float64 vector.</summary>
+    internal static Vector<double> ToVector(Tensor t)
     {
         var data = t.Float32;
-        var v = new double[n];
-        for (var i = 0; i < n; i++) v[i] = data[i];
+        var v = new double[data.Length];
+        for (var i = 0; i < v.Length; i++) v[i] = data[i];
         return Vector<double>.Build.Dense(v);
     }
 
-    /// <summary>target[k] = <see cref="PendingFold.Element"/>(source[k], scale) over one block, vectorised: widening to
-    /// double, multiplying and narrowing rounds exactly as the scalar cast does, so the result is bit-identical to it.</summary>
-    // Fully optimised from the first call: tier-0 code for the vector loop is several times slower, and a fusion
-    // runs each fold only once, so tiered compilation never gets to promote it.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ScaleBlock(float[] source, float[] target, int start, int length, double scale)
+    private static Conv FoldConv(Conv conv, BatchNorm bn)
     {
-        var src = source.AsSpan(start, length);
-        var dst = target.AsSpan(start, length);
-        var k = 0;
-        if (System.Numerics.Vector.IsHardwareAccelerated && length >= System.Numerics.Vector<float>.Count)
-        {
-            var s = new System.Numerics.Vector<double>(scale);
-            var n = System.Numerics.Vector<float>.Count;
-            for (; k <= length - n; k += n)
-            {
-                System.Numerics.Vector.Widen(new System.Numerics.Vector<float>(src[k..]), out var lo, out var hi);
-                System.Numerics.Vector.Narrow(lo * s, hi * s).CopyTo(dst[k..]);
-            }
-        }
-        for (; k < length; k++) dst[k] = PendingFold.Element(src[k], scale);
+        var (weight, bias) = Fold(ChannelAxis.Of(conv), conv.TypeName, conv.Training, conv.Weight, conv.Bias, bn, allowSingleFeature: false);
+        return conv.WithParameters(weight, bias);
     }
 
-    /// <summary>
-    /// Runs <paramref name="scaleBlocks"/> over blocks 0..count-1, split into one contiguous range per core when the weight
-    /// is large enough for the split to pay (folding resnet50 touches 94 MB). Ranges, not one delegate call per channel:
-    /// the loop over channels then runs as fully optimised code from the first fusion.
-    /// </summary>
-    private static void ForBlocks(int count, long elements, Action<int, int> scaleBlocks)
+    /// <summary>The folded weight (lazy) and bias of a layer whose output channels <paramref name="axis"/> locates.</summary>
+    private static (Tensor Weight, Tensor Bias) Fold(ChannelAxis axis, string layer, bool layerTraining, Tensor weight, Tensor? bias,
+        BatchNorm bn, bool allowSingleFeature)
     {
-        var parts = elements < ParallelThreshold || count < 2 ? 1 : Math.Min(count, Environment.ProcessorCount);
-        if (parts == 1)
-        {
-            scaleBlocks(0, count);
-            return;
-        }
-        Parallel.For(0, parts, p => scaleBlocks((int)((long)count * p / parts), (int)((long)count * (p + 1) / parts)));
+        EvalOnly.Require(layer, layerTraining, bn);
+        var outChannels = axis.OutChannels;
+        var broadcast = allowSingleFeature && bn.NumFeatures == 1 && outChannels != 1;
+        if (bn.NumFeatures != outChannels && !broadcast)
+            throw new ArgumentException(
+                $"{bn.TypeName} has num_features={bn.NumFeatures} but {layer} produces {outChannels} output channels" +
+                (allowSingleFeature ? " (only equal counts or a single feature fold)" : ""));
+        // One factor per output channel; a single BatchNorm feature broadcasts to all of them.
+        Vector<double> PerChannel(Vector<double> v) => broadcast ? Vector<double>.Build.Dense(outChannels, v[0]) : v;
+        var scale = PerChannel(Scale(bn));
+        var b = bias is null ? Vector<double>.Build.Dense(outChannels) : ToVector(bias);
+        // b' = (b - mean) · s + beta, element by element in float64, rounded once.
+        var folded = (b - PerChannel(Mean(bn))).PointwiseMultiply(scale) + PerChannel(Shift(bn));
+        var s = scale.AsArray() ?? scale.ToArray();
+        // The closure holds the storage, not the source tensor (see PendingFold.Create).
+        var w = weight.RawFloat32;
+        return (PendingFold.Create(weight, s, () => axis.ScaleOutputs(w, s)), ToTensor(folded));
     }
 
-    private const long ParallelThreshold = 1 << 18;
-
-    /// <summary><c>b' = (b - mean) · s + beta</c> per output channel; a missing bias is 0, a single BN feature broadcasts.</summary>
-    private static Tensor FoldBias(Tensor? bias, FoldFactors f, int outChannels)
+    /// <summary>A float64 vector rounded to a float32 tensor, once per element.</summary>
+    internal static Tensor ToTensor(Vector<double> v)
     {
-        var b = bias?.RawFloat32;
-        var result = new float[outChannels];
-        var broadcast = f.Scale.Count == 1 && outChannels != 1;
-        for (var c = 0; c < outChannels; c++)
-        {
-            var k = broadcast ? 0 : c;
-            var bc = b is null ? 0.0 : b[c];
-            var beta = f.Beta is null ? 0.0 : f.Beta[k];
-            result[c] = (float)((bc - f.Mean[k]) * f.Scale[k] + beta);
-        }
-        return Tensor.Adopt(result, [outChannels]);
+        var result = new float[v.Count];
+        for (var i = 0; i < result.Length; i++) result[i] = (float)v[i];
+        return Tensor.Adopt(result, [result.Length]);
     }
+
+    internal static ArgumentException NoStats(BatchNorm bn)
+        => new($"{bn.TypeName} has track_running_stats=False, so it has no running_mean/running_var to fold");
 }

@@ -1,5 +1,6 @@
 using Fusion.Dsl.Layers;
 using Fusion.Dsl.Tensors;
+using MathNet.Numerics.LinearAlgebra;
 
 namespace Fusion.Dsl.Folding;
 
@@ -33,38 +34,14 @@ public static class ConstantFolding
         var t = Expand(shift, conv, "shift");
         if (s.All(x => x == 1.0) && t.All(x => x == 0.0)) return conv;
 
-        var w = conv.Weight.RawFloat32;
-        var scaled = GC.AllocateUninitializedArray<float>(w.Length);
-        if (!conv.Transposed)
-        {
-            // Weight [out, in/groups, *kernel]: each output channel owns one contiguous block.
-            var block = w.Length / conv.OutChannels;
-            for (var c = 0; c < conv.OutChannels; c++)
-                for (var k = c * block; k < (c + 1) * block; k++) scaled[k] = (float)(w[k] * s[c]);
-        }
-        else
-        {
-            var outPerGroup = conv.OutChannels / conv.Groups;
-            var inPerGroup = conv.InChannels / conv.Groups;
-            var kernel = w.Length / (conv.InChannels * outPerGroup);
-            for (var i = 0; i < conv.InChannels; i++)
-            {
-                var firstChannel = i / inPerGroup * outPerGroup;
-                for (var j = 0; j < outPerGroup; j++)
-                {
-                    var start = (i * outPerGroup + j) * kernel;
-                    for (var k = start; k < start + kernel; k++) scaled[k] = (float)(w[k] * s[firstChannel + j]);
-                }
-            }
-        }
-
-        var b = conv.Bias?.RawFloat32;
+        var scaled = ChannelAxis.Of(conv).ScaleOutputs(conv.Weight.RawFloat32, s);
         Tensor? bias = null;
-        if (b is not null || t.Any(x => x != 0.0))
+        if (conv.Bias is not null || t.Any(x => x != 0.0))
         {
-            var shifted = new float[conv.OutChannels];
-            for (var c = 0; c < conv.OutChannels; c++) shifted[c] = (float)((b is null ? 0.0 : b[c]) * s[c] + t[c]);
-            bias = Tensor.Adopt(shifted, [conv.OutChannels]);
+            var sv = Vector<double>.Build.Dense(s);
+            var b = conv.Bias is null ? Vector<double>.Build.Dense(conv.OutChannels) : BatchNormFolding.ToVector(conv.Bias);
+            // b' = b · s + t in float64, rounded once.
+            bias = BatchNormFolding.ToTensor(b.PointwiseMultiply(sv) + Vector<double>.Build.Dense(t));
         }
         return conv.WithParameters(Tensor.Adopt(scaled, [.. conv.Weight.Shape]), bias);
     }

@@ -25,8 +25,7 @@ public static class PrecedingBatchNormFolding
     {
         ArgumentNullException.ThrowIfNull(bn);
         ArgumentNullException.ThrowIfNull(linear);
-        var (a, t) = Affine(bn, linear.TypeName, linear.Training, linear.InFeatures, "in_features");
-        var (w, b) = Fold(linear.Weight, linear.Bias, linear.OutFeatures, linear.InFeatures, 1, _ => 0, a, t);
+        var (w, b) = Fold(ChannelAxis.Of(linear), bn, linear.TypeName, linear.Training, linear.Weight, linear.Bias, "in_features");
         return linear.WithParameters(w, b);
     }
 
@@ -51,12 +50,7 @@ public static class PrecedingBatchNormFolding
         if (conv.Transposed)
             throw new ArgumentException($"{conv.TypeName}: folding a preceding BatchNorm is implemented for non-transposed convolutions only");
         if (ZeroPaddingProblem(conv) is { } problem) throw new ArgumentException(problem);
-        var (a, t) = Affine(bn, conv.TypeName, conv.Training, conv.InChannels, "in_channels");
-        var inPerGroup = conv.InChannels / conv.Groups;
-        var outPerGroup = conv.OutChannels / conv.Groups;
-        var kernel = conv.Weight.Count / (conv.OutChannels * inPerGroup);
-        // A weight block (o, j) of `kernel` entries reads input channel (o / outPerGroup) · inPerGroup + j.
-        var (w, b) = Fold(conv.Weight, conv.Bias, conv.OutChannels, inPerGroup, kernel, o => o / outPerGroup * inPerGroup, a, t);
+        var (w, b) = Fold(ChannelAxis.Of(conv), bn, conv.TypeName, conv.Training, conv.Weight, conv.Bias, "in_channels");
         return conv.WithParameters(w, b);
     }
 
@@ -74,59 +68,23 @@ public static class PrecedingBatchNormFolding
                "the BatchNorm in the original but before its folded shift, so the outputs at the borders would differ";
     }
 
-    /// <summary>The per-input-channel scale <c>a</c> and shift <c>t</c> of an eval BatchNorm, in float64.</summary>
-    private static (double[] A, double[] T) Affine(BatchNorm bn, string layer, bool layerTraining, int inputs, string inputsName)
-    {
-        if (layerTraining || bn.Training)
-            throw new InvalidOperationException(
-                $"Fusion only for eval! {bn.TypeName} is in {Mode(bn.Training)} mode and {layer} in {Mode(layerTraining)} mode; " +
-                "folding uses the running statistics, which only eval mode applies");
-        if (bn.NumFeatures != inputs)
-            throw new ArgumentException($"{bn.TypeName} has num_features={bn.NumFeatures} but the following {layer} has {inputsName}={inputs}");
-        var mean = (bn.RunningMean ?? throw new ArgumentException(
-            $"{bn.TypeName} has track_running_stats=False, so it has no running_mean/running_var to fold")).Float32;
-        var scale = BatchNormFolding.Scale(bn);
-        var beta = bn.Bias is { } bias ? bias.Float32 : [];
-        var a = new double[inputs];
-        var t = new double[inputs];
-        for (var i = 0; i < inputs; i++)
-        {
-            a[i] = scale[i];
-            // A non-affine BatchNorm has beta 0.
-            t[i] = (beta.IsEmpty ? 0.0 : beta[i]) - mean[i] * scale[i];
-        }
-        return (a, t);
-    }
-
     /// <summary>
-    /// Scales weight blocks and accumulates the bias shift. The weight is <c>[rows, columns, block]</c> (Linear: block 1; conv:
-    /// the kernel); row <c>o</c>, column <c>j</c> reads input <c>firstInput(o) + j</c>.
+    /// The fold itself: with the BatchNorm as the per-input-channel map <c>x ↦ a·x + t</c> (<c>a</c> its scale,
+    /// <c>t = beta - running_mean · a</c>), the weight becomes <c>W·diag(a)</c> and the bias <c>c + W·t</c>, both in float64
+    /// (MathNet for the vectors and the product) and rounded once.
     /// </summary>
-    private static (Tensor Weight, Tensor Bias) Fold(Tensor weight, Tensor? bias, int rows, int columns, int block,
-        Func<int, int> firstInput, double[] a, double[] t)
+    private static (Tensor Weight, Tensor Bias) Fold(ChannelAxis axis, BatchNorm bn, string layer, bool layerTraining, Tensor weight,
+        Tensor? bias, string inputsName)
     {
+        EvalOnly.Require(layer, layerTraining, bn, bnFirst: true);
+        if (bn.NumFeatures != axis.InChannels)
+            throw new ArgumentException($"{bn.TypeName} has num_features={bn.NumFeatures} but the following {layer} has {inputsName}={axis.InChannels}");
+        var mean = BatchNormFolding.Mean(bn);
+        var a = BatchNormFolding.Scale(bn);
+        var t = BatchNormFolding.Shift(bn) - mean.PointwiseMultiply(a);
         var w = weight.RawFloat32;
-        var c = bias?.RawFloat32;
-        var scaled = new float[w.Length];
-        var shifted = new float[rows];
-        for (var o = 0; o < rows; o++)
-        {
-            var sum = c is null ? 0.0 : c[o];
-            var first = firstInput(o);
-            for (var j = 0; j < columns; j++)
-            {
-                var input = first + j;
-                var start = (o * columns + j) * block;
-                for (var k = start; k < start + block; k++)
-                {
-                    sum += w[k] * t[input];
-                    scaled[k] = (float)(w[k] * a[input]);
-                }
-            }
-            shifted[o] = (float)sum;
-        }
-        return (Tensor.Adopt(scaled, [.. weight.Shape]), Tensor.Adopt(shifted, [rows]));
+        var c = bias is null ? MathNet.Numerics.LinearAlgebra.Vector<double>.Build.Dense(axis.OutChannels) : BatchNormFolding.ToVector(bias);
+        var scaled = axis.ScaleInputs(w, a.AsArray() ?? a.ToArray());
+        return (Tensor.Adopt(scaled, [.. weight.Shape]), BatchNormFolding.ToTensor(c + axis.ApplyToInputs(w, t)));
     }
-
-    private static string Mode(bool training) => training ? "training" : "eval";
 }

@@ -28,8 +28,9 @@ public sealed class Tensor : IEquatable<Tensor>
     private readonly long[]? _i64;
     private readonly int[] _shape;
     private readonly int _count;
-    // Set while the elements of a folded weight are not computed yet; cleared (and the source released) once they are.
-    private PendingFold? _pending;
+    // Set while the elements of a deferred tensor (a folded weight) are not computed yet; cleared (and with it whatever
+    // the recipe holds, such as the source weight) once they are.
+    private DeferredElements? _pending;
 
     private Tensor(DType dtype, int[] shape, float[]? f32, long[]? i64)
     {
@@ -40,12 +41,12 @@ public sealed class Tensor : IEquatable<Tensor>
         _count = f32?.Length ?? i64!.Length;
     }
 
-    private Tensor(int[] shape, PendingFold pending)
+    private Tensor(int[] shape, DeferredElements pending)
     {
         DType = DType.Float32;
         _shape = shape;
         _pending = pending;
-        _count = pending.Source.Length;
+        _count = pending.Count;
     }
 
     /// <summary>The element type.</summary>
@@ -136,18 +137,16 @@ public sealed class Tensor : IEquatable<Tensor>
     internal float[] RawFloat32 => F32 ?? throw new InvalidOperationException($"tensor of dtype {DType} read as Float32");
 
     /// <summary>
-    /// A float32 tensor shaped like <paramref name="source"/> whose elements <paramref name="compute"/> returns when first
-    /// read: the BatchNorm fold of <paramref name="source"/> with <paramref name="channelScale"/> (one factor per output
-    /// channel of the layer the weight belongs to). <paramref name="compute"/> must be pure and return a new array of
-    /// <c>source.Count</c> elements; it runs at most once. The recipe holds the source's storage, not the tensor, so
-    /// whatever is attached to the source tensor (the engine's packed copies) dies with the model that owns it.
+    /// A float32 tensor of <paramref name="shape"/> whose elements <paramref name="elements"/> computes when first read
+    /// (at most once). Whatever the recipe holds is released once they are computed.
     /// </summary>
-    internal static Tensor Folded(Tensor source, double[] channelScale, Func<float[]> compute)
-        => new([.. source.Shape], new PendingFold(source.RawFloat32, channelScale, compute));
+    /// <exception cref="ArgumentException">The shape's element count differs from the recipe's.</exception>
+    internal static Tensor Deferred(int[] shape, DeferredElements elements)
+        => new(CheckShape(shape, elements.Count), elements);
 
-    /// <summary>The recipe of a folded weight whose elements are not computed yet, or null (computed, or never a fold).
-    /// The engine packs from it instead of computing the elements.</summary>
-    internal PendingFold? Pending => Volatile.Read(ref _pending);
+    /// <summary>The recipe of a tensor whose elements are not computed yet, or null (computed, or never deferred).
+    /// The engine packs a folded weight from its recipe instead of computing the elements.</summary>
+    internal DeferredElements? Pending => Volatile.Read(ref _pending);
 
     /// <summary>Whether the elements exist in memory (false only for a fold not read yet).</summary>
     internal bool IsMaterialized => Pending is null;
@@ -163,7 +162,7 @@ public sealed class Tensor : IEquatable<Tensor>
             if (Volatile.Read(ref _f32) is null)
             {
                 var data = pending.Compute();
-                if (data.Length != _count) throw new InvalidOperationException($"a fold computed {data.Length} elements for shape {ShapeString(_shape)}");
+                if (data.Length != _count) throw new InvalidOperationException($"a deferred tensor computed {data.Length} elements for shape {ShapeString(_shape)}");
                 Volatile.Write(ref _f32, data);
                 // The source weight is no longer needed by this tensor.
                 Volatile.Write(ref _pending, null);

@@ -53,8 +53,8 @@ let tests =
                   BatchNormFolding.FoldLinearBn(l, bn 1 5 6 false).Weight, l.Weight ] do
                 Expect.isFalse folded.IsMaterialized "not computed by the fold"
                 match folded.Pending with
-                | null -> failtest "a pending recipe"
-                | p -> Expect.isTrue (obj.ReferenceEquals(p.Source, original.RawFloat32)) "the recipe reads the original weight, not a copy"
+                | :? PendingFold as p -> Expect.isTrue (obj.ReferenceEquals(p.Source, original.RawFloat32)) "the recipe reads the original weight, not a copy"
+                | _ -> failtest "a pending recipe"
         }
         test "a convolution without bias gains the folded bias -mean·s+beta" {
             let c = convNoBias 2 3 4 3 1 false

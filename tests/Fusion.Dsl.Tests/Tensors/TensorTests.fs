@@ -4,6 +4,7 @@ open System
 open System.Threading
 open System.Threading.Tasks
 open Expecto
+open Fusion.Dsl.Folding
 open Fusion.Dsl.Tensors
 
 /// A pending fold of [2, 3] (rows scaled by 2 and -0.5) that counts how often its elements are computed.
@@ -12,7 +13,7 @@ let private countedFold () =
     let computed = ref 0
     let scale = [| 2.0; -0.5 |]
     let t =
-        Tensor.Folded(source, scale, Func<float32[]>(fun () ->
+        PendingFold.Create(source, scale, Func<float32[]>(fun () ->
             Interlocked.Increment(&computed.contents) |> ignore
             Array.init 6 (fun i -> float32 (float (source.Float32.[i]) * scale.[i / 3]))))
     t, source, computed
@@ -31,7 +32,7 @@ let tests =
             Expect.equal (t.Dimensions |> Seq.toList, t.Count, t.ByteCount, t.DType) ([ 2; 3 ], 6, 24L, DType.Float32) "metadata"
             Expect.isFalse t.IsMaterialized "not computed"
             Expect.equal computed.Value 0 "compute not called"
-            Expect.isTrue (obj.ReferenceEquals((Option.ofObj t.Pending).Value.Source, source.RawFloat32)) "the recipe holds the source itself, not a copy"
+            Expect.isTrue (obj.ReferenceEquals((t.Pending :?> PendingFold).Source, source.RawFloat32)) "the recipe holds the source itself, not a copy"
         }
         test "a pending fold computes its elements once, on first read, and then releases its recipe" {
             let t, _, computed = countedFold ()
