@@ -98,6 +98,8 @@ public static class ModelFile
     public static ModelFileContent ReadContent(string path)
     {
         var jsonPath = JsonPathFor(path);
+        if (!ReferenceEquals(jsonPath, path) && !File.Exists(jsonPath))
+            throw new ModelFormatException(path, null, $"is a directory holding no {DefaultFileName}; give a model's .json file or a directory with {DefaultFileName}");
         using var f = ModelDocument.Open(jsonPath, Format, What, StateDictPath(jsonPath));
         var src = f.Src;
         var root = f.Root;

@@ -119,7 +119,7 @@ public sealed class FusionPlan
     private void FuseGroup(TreeEdits tree, int index, ImmutableArray<string> paths, FlowCache flow)
     {
         var modules = Resolve(tree, index, paths);
-        var kinds = modules.Select(m => m.TypeName).ToArray();
+        var kinds = modules.Select(RuleSet.KindOf).ToArray();
         FusionException Fail(FusionErrorKind kind, string problem, string remedy, string? rule = null, string? guard = null)
             => FusionException.Create(kind, index, paths, kinds, problem, remedy, rule, guard);
 
@@ -191,6 +191,15 @@ public sealed class FusionPlan
                     : $"use one of the children of {parent}: {string.Join(", ", e.ExistingChildren)}";
                 throw FusionException.Create(FusionErrorKind.MissingName, index, paths, found,
                     e.Message, remedy, inner: e);
+            }
+            var segs = ModulePath.Split(paths[k]);
+            for (var i = 1; i < segs.Length; i++)
+            {
+                var ancestor = string.Join('.', segs.Take(i));
+                if (tree.Get(ancestor) is Layers.FusedModule f)
+                    throw FusionException.Create(FusionErrorKind.InsideFusedModule, index, paths, modules.Take(k + 1).Select(m => m.TypeName).ToArray(),
+                        $"'{paths[k]}' lies inside '{ancestor}', a {f.TypeName} that fusion produced; its children are fixed by its type",
+                        $"fuse the unfused model instead, or leave '{ancestor}' as it is", null);
             }
         }
         return modules;
