@@ -274,7 +274,7 @@ public static class TorchCheckpoint
     private static bool IsLegacy(ReadOnlySpan<byte> head)
     {
         // The legacy format pickles the magic number first (after PROTO and maybe FRAME); torch before 0.4 wrote a tar.
-        if (head.Length >= 2 && head[0] == 0x80 && head[1] is >= 2 and <= 5 && head[..Math.Min(head.Length, 16)].IndexOf(LegacyMagic) >= 0) return true;
+        if (head.Length >= 2 && head[0] == 0x80 && head[1] is >= 2 and <= 5 && head[..Math.Min(head.Length, 32)].IndexOf(LegacyMagic) >= 0) return true;
         return head.Length >= 262 && head.Slice(257, 5).SequenceEqual("ustar"u8);
     }
 

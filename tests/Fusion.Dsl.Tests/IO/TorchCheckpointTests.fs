@@ -130,8 +130,9 @@ let tests =
 
         test "a torchvision resnet18 checkpoint loads strictly into the zoo's resnet18" {
             requireTorch ()
-            let state = TorchCheckpoint.Read(Path.Combine(torchMade.Force(), "resnet18.pth"))
-            let loaded = Fusion.Dsl.IO.StateDict.Load(ModelZoo.Create("resnet18").Model, state)
+            let path = Path.Combine(torchMade.Force(), "resnet18.pth")
+            let state = TorchCheckpoint.Read path
+            let loaded = Fusion.Dsl.IO.StateDict.LoadFile(ModelZoo.Create("resnet18").Model, path)
             expectSameState (loaded.StateDict() |> List.ofSeq :> IReadOnlyList<_>) state
         }
 
@@ -175,12 +176,15 @@ let tests =
                 }
         ]
 
-        test "a legacy torch.save file gets the re-save hint" {
-            requireTorch ()
-            let e = refused (Path.Combine(legacyMade.Force(), "legacy.pth"))
-            expectMentions e "legacy torch.save file"
-            expectMentions e "_use_new_zipfile_serialization=True"
-        }
+        testList "a legacy torch.save file gets the re-save hint" [
+            for name in [ "legacy"; "legacy_protocol4" ] ->
+                test name {
+                    requireTorch ()
+                    let e = refused (Path.Combine(legacyMade.Force(), name + ".pth"))
+                    expectMentions e "legacy torch.save file"
+                    expectMentions e "_use_new_zipfile_serialization=True"
+                }
+        ]
 
         test "the legacy format's magic number alone is recognised (no torch needed)" {
             use dir = new TempDir()

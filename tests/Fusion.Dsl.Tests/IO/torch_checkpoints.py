@@ -3,7 +3,7 @@
   make DIR        torch.save files CASE.pth, each with CASE.ref.safetensors: the same tensors as torch holds them,
                   contiguous, floating types as float32 (t.float()) and integer/bool types as int64 (t.long()),
                   written by the small safetensors writer below (the reference never passes through the reader under test)
-  legacy DIR      legacy.pth in torch's pre-1.6 format (_use_new_zipfile_serialization=False)
+  legacy DIR      legacy.pth and legacy_protocol4.pth in torch's pre-1.6 format (_use_new_zipfile_serialization=False)
   check PTH REF   torch.load(PTH, weights_only=True) must be an OrderedDict with exactly REF's keys, in order, dtypes and values
   evil DIR SENTINEL   zips shaped like checkpoints whose data.pkl would run `touch SENTINEL` (os.system, builtins.eval);
                       made with the plain pickle module, no torch needed
@@ -100,7 +100,9 @@ def make(out):
 
 def legacy(out):
     import torch
-    torch.save(collections.OrderedDict([("w", torch.randn(3))]), os.path.join(out, "legacy.pth"), _use_new_zipfile_serialization=False)
+    state = collections.OrderedDict([("w", torch.randn(3))])
+    torch.save(state, os.path.join(out, "legacy.pth"), _use_new_zipfile_serialization=False)
+    torch.save(state, os.path.join(out, "legacy_protocol4.pth"), _use_new_zipfile_serialization=False, pickle_protocol=4)
 
 
 def check(pth, ref):
