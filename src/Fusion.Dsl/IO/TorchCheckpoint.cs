@@ -38,6 +38,15 @@ public static class TorchCheckpoint
     /// <summary>The dict entries a wrapped checkpoint may keep its state_dict under, in the order they are tried.</summary>
     public static readonly IReadOnlyList<string> WrapperKeys = ["state_dict", "model_state_dict", "model"];
 
+    /// <summary>
+    /// How many times the elements its storages hold a checkpoint's tensors may hold in all (tied weights view a storage
+    /// twice; a state_dict that expands a storage more is refused, so that a small file cannot claim a huge state).
+    /// </summary>
+    public const long MaxExpansion = 4;
+
+    /// <summary>Elements the tensors may hold beyond <see cref="MaxExpansion"/> times the storages (small expanded tensors).</summary>
+    public const long MaxExpansionSlack = 1 << 20;
+
     // torch.serialization.MAGIC_NUMBER (0x1950a86a20f9469cfc6c) as pickled by the legacy format: LONG1, 10 bytes.
     private static readonly byte[] LegacyMagic = [0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
     private const string ReSave = "re-save it with a current torch: torch.save(torch.load(f), g, _use_new_zipfile_serialization=True)";
@@ -122,6 +131,18 @@ public static class TorchCheckpoint
             }
             CheckView(view, path, key);
             views.Add((key, view, kind));
+        }
+
+        // Views may alias (tied weights) or repeat elements (zero strides), so a small file could describe a huge state;
+        // bound what is built by what is stored.
+        long stored = storages.Values.Sum(s => s.Numel), built = 0, limit = MaxExpansion * stored + MaxExpansionSlack;
+        foreach (var (key, view, _) in views)
+        {
+            built += view.Size.Aggregate(1L, (a, d) => a * d);   // each product was checked against Array.MaxLength
+            if (built > limit)
+                throw new ModelFormatException(path, key,
+                    $"the tensors up to this one hold {built} elements, more than {MaxExpansion} times the {stored} elements stored " +
+                    "(views repeating a storage through zero strides or many aliases); refused to bound memory");
         }
 
         // Read each storage once, and let it go after the last tensor that views it.

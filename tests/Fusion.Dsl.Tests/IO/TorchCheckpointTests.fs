@@ -203,6 +203,8 @@ let tests =
                   "absurd_numel", "w", "64 bits"
                   "absurd_stride", "w", "64-bit"
                   "negative_stride", "w", "negative"
+                  "zero_stride_blowup", "w", "refused to bound memory"
+                  "alias_blowup", "w20", "refused to bound memory"   // 21 x 2^16 > 4 x 2^16 + 2^20
                   "missing_storage", "w", "no entry archive/data/0"
                   "not_a_tensor", "epoch", "not a tensor" ] ->
                 test name {

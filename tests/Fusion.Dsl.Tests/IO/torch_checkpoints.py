@@ -192,6 +192,8 @@ def craft(out):
     write("absurd_dimension", [("w", View(s4, 0, (2 ** 40, 2 ** 40), (1, 1)))], {"0": 16})
     write("absurd_numel", [("w", View(Storage("0", 2 ** 62), 0, (1,), (1,)))], {"0": 16})
     write("absurd_stride", [("w", View(s4, 0, (3,), (2 ** 62,)))], {"0": 16})
+    write("zero_stride_blowup", [("w", View(s4, 0, (2 ** 30,), (0,)))], {"0": 16})
+    write("alias_blowup", [(f"w{i}", View(Storage("0", 2 ** 16), 0, (2 ** 16,), (1,))) for i in range(40)], {"0": 2 ** 18})
     write("negative_stride", [("w", View(s4, 3, (2,), (-1,)))], {"0": 16})
     write("missing_storage", [("w", View(s4, 0, (4,), (1,)))], {})
     write("not_a_tensor", [("w", View(s4, 0, (4,), (1,))), ("epoch", 3)], {"0": 16})
