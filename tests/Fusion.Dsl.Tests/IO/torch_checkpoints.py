@@ -5,6 +5,7 @@
                   written by the small safetensors writer below (the reference never passes through the reader under test)
   legacy DIR      legacy.pth and legacy_protocol4.pth in torch's pre-1.6 format (_use_new_zipfile_serialization=False)
   check PTH REF   torch.load(PTH, weights_only=True) must be an OrderedDict with exactly REF's keys, in order, dtypes and values
+  fused_resnet18 PT  torchvision's quantizable resnet18 after its fuse_model() must take PT with load_state_dict(strict=True)
   evil DIR SENTINEL   zips shaped like checkpoints whose data.pkl would run `touch SENTINEL` (os.system, builtins.eval);
                       made with the plain pickle module, no torch needed
   craft DIR       checkpoints with impossible sizes, made without torch through stand-in torch modules
@@ -123,6 +124,15 @@ def check(pth, ref):
     print(f"ok {len(expected)} tensors")
 
 
+def fused_resnet18(pt):
+    import torch
+    import torchvision
+    model = torchvision.models.quantization.resnet18(quantize=False)
+    model.eval()
+    model.fuse_model()
+    print(model.load_state_dict(torch.load(pt, weights_only=True), strict=True))
+
+
 class _Run:
     def __init__(self, fn, arg):
         self.fn, self.arg = fn, arg
@@ -201,4 +211,4 @@ def craft(out):
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"make": make, "legacy": legacy, "check": check, "evil": evil, "craft": craft}[cmd](*args)
+    {"make": make, "legacy": legacy, "check": check, "fused_resnet18": fused_resnet18, "evil": evil, "craft": craft}[cmd](*args)
