@@ -11,12 +11,13 @@ namespace Fusion.Dsl.IO;
 /// tensors, and <c>data/N</c>, the raw little-endian bytes of each storage the tensors view.
 /// <para>
 /// Reading never runs anything from the file. The pickle goes through <see cref="TorchUnpickler"/>, a small restricted
-/// unpickler, rather than Razorvine.Pickle: Razorvine resolves any global it does not know to a
-/// <c>ClassDictConstructor</c> and carries on (nothing is executed, but nothing is refused either, so a checkpoint naming
-/// <c>posix.system</c> loads without complaint), it keeps dicts in a <c>Hashtable</c> (the key order of a state_dict is
-/// lost, and SETITEMS on an OrderedDict fails with an InvalidCastException), its constructor registry is static and
-/// process-wide, and it bounds neither the stack nor the memo; a state_dict needs about forty opcodes and four globals,
-/// which an allowlist covers exactly.
+/// unpickler, rather than Razorvine.Pickle 1.5.0, for safety and fit (tried on the test checkpoints): Razorvine turns
+/// every global it does not know into a <c>ClassDictConstructor</c>, so a pickle calling <c>posix.getpid()</c> loads
+/// silently as a ClassDict and one calling <c>posix.system(cmd)</c> fails only because a ClassDict takes no arguments;
+/// nothing is refused by name. Its dicts are <c>Hashtable</c>s (a state_dict's key order is lost), an
+/// <c>OrderedDict</c> becomes a ClassDict on which SETITEMS throws InvalidCastException, the constructors a state_dict
+/// needs would go in a static, process-wide registry, and neither the stack nor the memo is bounded. A state_dict needs
+/// about forty opcodes and four globals, which an allowlist covers exactly.
 /// </para>
 /// <para>
 /// Tensors: <c>_rebuild_tensor_v2</c> views (storage offset, sizes, strides; a non-contiguous view is copied out) and

@@ -170,7 +170,7 @@ internal sealed class TorchUnpickler
         if (!AllowedGlobals.Contains(full))
             throw Fail($"the pickle asks for the global '{full}', which a state_dict does not need; refused without running anything " +
                        "(a torch.save(model.state_dict()) file only names collections.OrderedDict, torch._utils._rebuild_tensor_v2, " +
-                       "torch._utils._rebuild_parameter and torch.*Storage types)");
+                       "torch._utils._rebuild_parameter and torch.*Storage types; save model.state_dict(), not the model or other objects)");
         return new PickleGlobal(module, name);
     }
 

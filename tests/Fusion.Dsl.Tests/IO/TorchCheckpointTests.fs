@@ -166,7 +166,7 @@ let tests =
         }
 
         testList "a pickle that would run a command is refused naming the global, and nothing runs" [
-            for name, glob in [ "evil_system", "posix.system"; "evil_eval", "__builtin__.eval"; "evil_proto4", "posix.system" ] ->
+            for name, glob in [ "evil_system", "posix.system"; "evil_eval", "__builtin__.eval"; "evil_proto4", "posix.system"; "evil_getpid", "posix.getpid" ] ->
                 test name {
                     requirePython ()
                     let e = refused (Path.Combine(evilMade.Force(), name + ".pth"))
@@ -175,6 +175,12 @@ let tests =
                     Expect.isFalse (File.Exists sentinel) "the command never ran: the sentinel file does not exist"
                 }
         ]
+
+        test "a whole pickled module (torch.save(model)) is refused naming its class" {
+            requireTorch ()
+            let e = refused (Path.Combine(torchMade.Force(), "whole_module.pth"))
+            expectMentions e "'torch.nn.modules.linear.Linear'"
+        }
 
         testList "a legacy torch.save file gets the re-save hint" [
             for name in [ "legacy"; "legacy_protocol4" ] ->

@@ -1,6 +1,6 @@
 """Checkpoints for TorchCheckpointTests.fs, written and checked by PyTorch itself (run with /usr/bin/python3).
 
-  make DIR        torch.save files CASE.pth, each with CASE.ref.safetensors: the same tensors as torch holds them,
+  make DIR        whole_module.pth (torch.save of a module, not its state_dict) and torch.save files CASE.pth, each with CASE.ref.safetensors: the same tensors as torch holds them,
                   contiguous, floating types as float32 (t.float()) and integer/bool types as int64 (t.long()),
                   written by the small safetensors writer below (the reference never passes through the reader under test)
   legacy DIR      legacy.pth and legacy_protocol4.pth in torch's pre-1.6 format (_use_new_zipfile_serialization=False)
@@ -97,6 +97,7 @@ def make(out):
         obj = {"epoch": 3, "state_dict": state, "optimizer": {"lr": 0.1, "momentum": [0.9]}} if name == "wrapped" else state
         torch.save(obj, os.path.join(out, name + ".pth"))
         write_safetensors(os.path.join(out, name + ".ref.safetensors"), reference(state))
+    torch.save(torch.nn.Linear(2, 2), os.path.join(out, "whole_module.pth"))   # the module itself, not its state_dict
 
 
 def legacy(out):
@@ -141,6 +142,14 @@ class _Run:
         return (self.fn, (self.arg,))
 
 
+class _Call:
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __reduce__(self):
+        return (self.fn, ())
+
+
 def _zip_pickle(path, pickled):
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
         z.writestr("archive/data.pkl", pickled)
@@ -153,6 +162,8 @@ def evil(out, sentinel):
     _zip_pickle(os.path.join(out, "evil_system.pth"), pickle.dumps(state, protocol=2))
     _zip_pickle(os.path.join(out, "evil_eval.pth"), pickle.dumps(_Run(eval, f"__import__('os').system({cmd!r})"), protocol=2))
     _zip_pickle(os.path.join(out, "evil_proto4.pth"), pickle.dumps({"state_dict": _Run(os.system, cmd)}, protocol=4))
+    # A call without arguments, which an unpickler that turns unknown globals into empty objects would accept.
+    _zip_pickle(os.path.join(out, "evil_getpid.pth"), pickle.dumps({"w": _Call(os.getpid)}, protocol=2))
 
 
 def craft(out):
