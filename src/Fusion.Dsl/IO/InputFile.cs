@@ -23,20 +23,20 @@ internal sealed class InputFile : IDisposable
         ArgumentNullException.ThrowIfNull(path);
         try
         {
-            if (Directory.Exists(path)) throw new ModelFormatException(path, null, "is a directory, not a file");
+            if (Directory.Exists(path)) throw new ModelFormatException(path, null, "cannot read the file: it is a directory");
             FileSystemInfo info = new FileInfo(path);
-            if (!info.Exists) throw new ModelFormatException(path, null, "no such file");
+            if (!info.Exists) throw new ModelFormatException(path, null, "cannot read the file: no such file");
             // A symbolic link reports its own length; judge the file it leads to.
             if (info.LinkTarget is not null) info = info.ResolveLinkTarget(returnFinalTarget: true) ?? info;
             if (info is not FileInfo file || !file.Exists)
-                throw new ModelFormatException(path, null, "is a link to a directory or to nothing, not a file");
+                throw new ModelFormatException(path, null, "cannot read the file: it is a link to a directory or to nothing");
             if (file.Length == 0)
-                throw new ModelFormatException(path, null, "is empty or not a regular file (a device, a pipe or a /proc file has no size to bound the read)");
+                throw new ModelFormatException(path, null, "cannot read the file: it is empty or not a regular file (a device, a pipe or a /proc file has no size to bound the read)");
             var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1 << 16);
             if (!stream.CanSeek)
             {
                 stream.Dispose();
-                throw new ModelFormatException(path, null, "is not a regular file (it cannot be seeked)");
+                throw new ModelFormatException(path, null, "cannot read the file: it is not a regular file (it cannot be seeked)");
             }
             return new InputFile(stream, Math.Min(file.Length, stream.Length));
         }

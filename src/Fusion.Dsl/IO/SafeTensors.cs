@@ -44,13 +44,9 @@ public static class SafeTensors
     /// <exception cref="ModelFormatException">The file cannot be read or is not valid.</exception>
     public static SafeTensorsContent ReadContent(string path)
     {
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
-        {
-            throw new ModelFormatException(path, null, $"cannot read the file: {e.Message}", e);
-        }
-        return ReadContent(bytes, path);
+        // Bounded by the file's size: a directory, /dev/zero or a pipe is refused instead of read until memory runs out.
+        using var file = InputFile.Open(path);
+        return ReadContent(file.ReadAll(path), path);
     }
 
     /// <summary>Reads safetensors data with its metadata from a stream (read to its end).</summary>

@@ -17,7 +17,7 @@ namespace Fusion.Dsl.IO;
 /// nothing is refused by name. Its dicts are <c>Hashtable</c>s (a state_dict's key order is lost), an
 /// <c>OrderedDict</c> becomes a ClassDict on which SETITEMS throws InvalidCastException, the constructors a state_dict
 /// needs would go in a static, process-wide registry, and neither the stack nor the memo is bounded. A state_dict needs
-/// about forty opcodes and four globals, which an allowlist covers exactly.
+/// under fifty opcodes and four globals, which an allowlist covers exactly.
 /// </para>
 /// <para>
 /// Tensors: <c>_rebuild_tensor_v2</c> views (storage offset, sizes, strides; a non-contiguous view is copied out) and
