@@ -20,16 +20,25 @@ internal static class FuseCommand
         var groupsFile = new Option<string?>("--groups-file") { Description = "a JSON file holding modules_to_fuse as PyTorch takes it" };
         var qat = new Option<bool>("--qat") { Description = "fuse_modules_qat: keep BatchNorm for quantization-aware training" };
         var output = new Option<string?>("--out") { Description = "write the fused model: FILE.json (+ FILE.safetensors) or a directory (model.json + model.safetensors)" };
+        var format = new Option<string>("--format")
+        {
+            Description = "what --out writes: model (the fusion-model/1 pair) or pt (only the fused state_dict, as torch.save writes it: FILE.pt, or DIR/model.pt)",
+            DefaultValueFactory = _ => "model",
+        };
+        format.AcceptOnlyFromAmong("model", "pt");
         var c = model.AddTo(new Command("fuse", "fuse groups as PyTorch's fuse_modules does, verify on a probe input, optionally write the result"));
-        foreach (var o in new Option[] { groups, groupsFile, qat, output }) c.Options.Add(o);
+        foreach (var o in new Option[] { groups, groupsFile, qat, output, format }) c.Options.Add(o);
         c.SetAction(r =>
         {
             var outPath = r.GetValue(output);
+            var asPt = r.GetValue(format) == "pt";
+            if (asPt && outPath is null) throw new UsageException("--format pt needs --out FILE.pt");
+            if (asPt && Directory.Exists(outPath)) outPath = Path.Combine(outPath, "model.pt");
             var src = model.Load(r);
             var spec = GroupsFrom(r.GetValue(groups), r.GetValue(groupsFile), src);
             var isQat = r.GetValue(qat);
             // Refused before fusing, so nothing is written and no time is spent.
-            if (outPath is not null && src.Path is not null) RefuseOverwritingInput(outPath, src.Path);
+            if (outPath is not null) RefuseOverwritingInput(outPath, asPt, src.Path, r.GetValue(model.Weights));
             var fused = isQat ? Fuser.FuseModulesQat(src.Model, spec) : Fuser.FuseModules(src.Model, spec);
             Console.Out.WriteLine($"fused {spec.FusionGroups().Count} group(s) of {src.Label} with {(isQat ? "fuse_modules_qat" : "fuse_modules")}");
             if (src.ProbeInput is { } x)
@@ -40,7 +49,12 @@ internal static class FuseCommand
                 Console.Out.WriteLine($"verification on a probe input {Tensor.ShapeString(x.Shape)}: max |fused - unfused| = {diff:G4} (output max |y| = {before.MaxAbs():G4})");
             }
             else Console.Out.WriteLine("verification skipped: the model file holds no input shape; give --input-shape to probe it");
-            if (outPath is not null)
+            if (outPath is not null && asPt)
+            {
+                TorchCheckpoint.Write(outPath, fused.StateDict());
+                Console.Out.WriteLine($"wrote {outPath} (load it with fused.load_state_dict(torch.load(path)))");
+            }
+            else if (outPath is not null)
             {
                 var written = ModelFile.Write(outPath, fused, src.InputShape.IsEmpty ? null : src.InputShape, $"{src.Label} fused by fusion fuse");
                 Console.Out.WriteLine($"wrote {written} and {ModelFile.TensorPathFor(written)}");
@@ -63,14 +77,25 @@ internal static class FuseCommand
             : throw new UsageException("give the groups: --groups \"conv1,bn1,relu1;fc,relu2\" or --groups-file F");
     }
 
-    /// <summary>Writing the fused model over the file it was read from would lose the input: refused before anything is written.</summary>
-    private static void RefuseOverwritingInput(string outPath, string inputPath)
+    /// <summary>Writing the fused model over a file it was read from (the model pair or --weights) would lose the input:
+    /// refused before anything is written.</summary>
+    private static void RefuseOverwritingInput(string outPath, bool asPt, string? inputPath, string? weightsPath)
     {
-        var json = Path.GetFullPath(ModelFile.JsonPathFor(outPath));
-        var tensors = Path.GetFullPath(ModelFile.TensorPathFor(json));
-        var input = Path.GetFullPath(ModelFile.JsonPathFor(inputPath));
-        var inputs = new[] { input, Path.ChangeExtension(input, ".safetensors") };
-        if (inputs.Contains(json, StringComparer.Ordinal) || inputs.Contains(tensors, StringComparer.Ordinal))
-            throw new UsageException($"--out {outPath} would overwrite the input model {inputPath}; write the fused model elsewhere");
+        var outputs = new List<string>();
+        if (asPt) outputs.Add(Path.GetFullPath(outPath));
+        else
+        {
+            var json = Path.GetFullPath(ModelFile.JsonPathFor(outPath));
+            outputs.AddRange([json, Path.GetFullPath(ModelFile.TensorPathFor(json))]);
+        }
+        var inputs = new List<string>();
+        if (inputPath is not null)
+        {
+            var input = Path.GetFullPath(ModelFile.JsonPathFor(inputPath));
+            inputs.AddRange([input, Path.ChangeExtension(input, ".safetensors")]);
+        }
+        if (weightsPath is not null) inputs.Add(Path.GetFullPath(weightsPath));
+        if (outputs.Any(o => inputs.Contains(o, StringComparer.Ordinal)))
+            throw new UsageException($"--out {outPath} would overwrite an input ({string.Join(", ", new[] { inputPath, weightsPath }.OfType<string>())}); write the fused model elsewhere");
     }
 }

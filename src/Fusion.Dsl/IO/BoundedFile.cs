@@ -22,36 +22,10 @@ public static class BoundedFile
     /// limit, unreadable, or changed size while being read.</exception>
     public static byte[] ReadAllBytes(string path, long maxBytes, string what)
     {
-        ArgumentNullException.ThrowIfNull(path);
-        if (Directory.Exists(path)) throw new ModelFormatException(path, null, $"is a directory, not {what}");
-        FileInfo info;
-        try { info = new FileInfo(path); }
-        catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException(path, null, $"not a usable path: {e.Message}", e);
-        }
-        if (!info.Exists) throw new ModelFormatException(path, null, $"cannot read the file: no such file (expected {what})");
-        var length = info.Length;
-        if (length == 0)
-            throw new ModelFormatException(path, null, $"is empty or not a regular file (a device or pipe reports no size), so it cannot be {what}");
-        if (length > maxBytes)
-            throw new ModelFormatException(path, null, $"is {length:N0} bytes, over the limit of {maxBytes:N0} bytes for {what}");
-        try
-        {
-            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
-            var bytes = GC.AllocateUninitializedArray<byte>((int)length);
-            var read = 0;
-            while (read < bytes.Length)
-            {
-                var n = stream.Read(bytes, read, bytes.Length - read);
-                if (n == 0) throw new ModelFormatException(path, null, $"ended after {read:N0} of its {length:N0} bytes (it changed while being read)");
-                read += n;
-            }
-            return bytes;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException)
-        {
-            throw new ModelFormatException(path, null, $"cannot read the file: {e.Message}", e);
-        }
+        // InputFile refuses a directory, a missing file and anything without a size (a device, a pipe) before reading.
+        using var file = InputFile.Open(path);
+        if (file.Length > maxBytes)
+            throw new ModelFormatException(path, null, $"is {file.Length:N0} bytes, over the limit of {maxBytes:N0} bytes for {what}");
+        return file.ReadAll(path);
     }
 }

@@ -194,20 +194,7 @@ public static class SafeTensors
     }
 
     /// <summary>Writes <paramref name="bytes"/> to a temporary sibling of <paramref name="path"/> and moves it into place.</summary>
-    internal static void WriteAtomically(string path, byte[] bytes)
-    {
-        var tmp = path + ".tmp-" + Environment.ProcessId + "-" + Guid.NewGuid().ToString("N")[..8];
-        try
-        {
-            File.WriteAllBytes(tmp, bytes);
-            File.Move(tmp, path, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
-        {
-            try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            throw new ModelFormatException(path, null, $"cannot write the file: {e.Message}", e);
-        }
-    }
+    internal static void WriteAtomically(string path, byte[] bytes) => AtomicFile.Write(path, stream => stream.Write(bytes));
 
     /// <summary>The safetensors name of a dtype (<c>F32</c>, <c>I64</c>).</summary>
     public static string DTypeName(DType dtype) => dtype switch
