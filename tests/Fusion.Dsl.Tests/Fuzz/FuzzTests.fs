@@ -190,11 +190,9 @@ let private isFamily (e: exn) =
 /// How far the cases got: loaded, fused, run; printed so a run shows that mutations reach the kernels.
 let private reached = Array.zeroCreate<int> 3
 
-/// Loads, fuses and runs one mutated case; returns a failure description, or None.
-let private runCase (dir: string) (source: string) (rng: Random) =
-    let name = "case"
-    let json = Path.Combine(dir, name + ".json")
-    let tensors = Path.Combine(dir, name + ".safetensors")
+/// Writes a mutant of the fixture <paramref name="source"/> as <paramref name="json"/> and the safetensors beside it;
+/// returns what was mutated.
+let writeMutant (json: string) (source: string) (rng: Random) =
     let root = JsonNode.Parse(File.ReadAllText source) |> nonNull
     let mutable bytes = File.ReadAllBytes(Path.ChangeExtension(source, ".safetensors"))
     let what =
@@ -205,7 +203,17 @@ let private runCase (dir: string) (source: string) (rng: Random) =
         | 7 -> mutateJson rng root
         | _ -> let b, d = mutateBytes rng bytes in bytes <- b; d
     File.WriteAllText(json, root.ToJsonString())
-    File.WriteAllBytes(tensors, bytes)
+    File.WriteAllBytes(Path.ChangeExtension(json, ".safetensors"), bytes)
+    what
+
+/// The fixtures mutants are made from (the torchvision networks are left out: one forward of theirs costs more than a
+/// hundred small cases, and their layers are the small cases' layers).
+let mutantSources () = Support.fixtureCases () |> Array.filter (fun p -> not (Path.GetFileName(p).StartsWith "net_"))
+
+/// Loads, fuses and runs one mutated case; returns a failure description, or None.
+let private runCase (dir: string) (source: string) (rng: Random) =
+    let json = Path.Combine(dir, "case.json")
+    let what = writeMutant json source rng
     let before = GC.GetTotalAllocatedBytes true
     let sw = Stopwatch.StartNew()
     let failure =
@@ -235,7 +243,7 @@ let private runCase (dir: string) (source: string) (rng: Random) =
 let tests =
     testList "Fuzz" [
         test "mutated fixtures, weights and fuse lists end in the library's own errors, predicted shapes and bounded memory" {
-            let cases = Support.fixtureCases () |> Array.filter (fun p -> not (Path.GetFileName(p).StartsWith "net_"))
+            let cases = mutantSources ()
             let seed = envInt "FUSION_FUZZ_SEED" 12
             let count = envInt "FUSION_FUZZ_CASES" 300
             let rng = Random seed
