@@ -13,6 +13,9 @@ namespace Fusion.Cli.Commands;
 /// </summary>
 internal static class FuseCommand
 {
+    /// <summary>The verification's tolerance, the PyTorch fixtures': |fused - unfused| &lt;= atol + rtol x max |unfused|.</summary>
+    private const double VerifyRtol = 1e-4, VerifyAtol = 1e-5;
+
     public static Command Create()
     {
         var model = new ModelSource.Options();
@@ -46,7 +49,15 @@ internal static class FuseCommand
                 var before = Forward.Run(src.Model, x);
                 var after = Forward.Run(fused, x);
                 var diff = after.MaxAbsDiff(before);
-                Console.Out.WriteLine($"verification on a probe input {Tensor.ShapeString(x.Shape)}: max |fused - unfused| = {diff:G4} (output max |y| = {before.MaxAbs():G4})");
+                var scale = before.MaxAbs();
+                Console.Out.WriteLine($"verification on a probe input {Tensor.ShapeString(x.Shape)}: max |fused - unfused| = {diff:G4} (output max |y| = {scale:G4})");
+                // The fixtures' tolerance; NaN or an infinity in either output fails it (a comparison with NaN is false).
+                if (!(diff <= VerifyAtol + VerifyRtol * scale))
+                {
+                    Console.Error.WriteLine($"fusion: verification failed: the fused output differs from the unfused one by {diff:G4}, over {VerifyAtol:G2} + {VerifyRtol:G2} x {scale:G4}" +
+                                            (double.IsFinite(scale) && double.IsFinite(diff) ? "" : " (an output holds NaN or an infinity)") + "; nothing was written");
+                    return 1;
+                }
             }
             else Console.Out.WriteLine("verification skipped: the model file holds no input shape; give --input-shape to probe it");
             if (outPath is not null && asPt)
