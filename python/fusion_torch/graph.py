@@ -124,6 +124,9 @@ def trace(root):
                 _fail(n, "a layer is called with one tensor in Fusion.Dsl")
             args = n.args
         elif n.op == "call_function":
+            if n.target is getattr or n.target is operator.getitem:
+                _fail(n, "the graph reads a tensor's shape or indexes a value, which Fusion.Dsl does not evaluate; "
+                         "flatten with torch.flatten(x, 1) or reshape with constants (x.reshape(1, -1))")
             if n.target not in FUNCTIONS:
                 name = getattr(n.target, "__name__", repr(n.target))
                 _fail(n, f"the function {name} is not one Fusion.Dsl evaluates; {_HINT}")
@@ -131,6 +134,9 @@ def trace(root):
             _check_call(n, params, e["target"])
             args = n.args
         elif n.op == "call_method":
+            if n.target in ("size", "dim"):
+                _fail(n, "the graph reads a tensor's shape, which Fusion.Dsl does not evaluate; flatten with "
+                         "torch.flatten(x, 1) or reshape with constants (x.reshape(1, -1))")
             if n.target not in METHODS:
                 _fail(n, f"the tensor method .{n.target}() is not one Fusion.Dsl evaluates; {_HINT}")
             e["target"] = n.target

@@ -55,7 +55,9 @@ def export(model, path, input_shape=None, name=None, description=None):
     written. Returns the JSON path."""
     json_path, st_path = paths(path)
     folder = os.path.dirname(json_path) or "."
-    stem = os.path.splitext(os.path.basename(json_path))[0]
+    # A directory's name labels the model better than its model.json.
+    stem = os.path.splitext(os.path.basename(json_path))[0] if os.fspath(path).endswith(".json") else \
+        os.path.basename(os.path.normpath(os.fspath(path)))
     doc, state = document(model, name or stem, input_shape, description)
     doc["state_dict"] = os.path.basename(st_path)
     if input_shape is not None:
@@ -89,7 +91,7 @@ def export(model, path, input_shape=None, name=None, description=None):
 
 def read(path):
     """(document, state_dict) of a model-format file (`X.json` or a directory with model.json)."""
-    json_path = paths(path)[0] if not os.fspath(path).endswith(".json") else os.fspath(path)
+    json_path = paths(path)[0]
     try:
         with open(json_path, encoding="utf-8") as f:
             doc = json.load(f)

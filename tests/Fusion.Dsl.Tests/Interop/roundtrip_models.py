@@ -134,6 +134,12 @@ class QatNet(nn.Module):
         return self.relu2(self.fc(x))
 
 
+def sequential_root():
+    """A plain Sequential root: no graph, its children run in order."""
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(4 * 4 * 4, 3), nn.ReLU())
+
+
 # ---- models the exporter must refuse ----------------------------------------------------------------------------
 
 class UnknownLayer(nn.Module):
