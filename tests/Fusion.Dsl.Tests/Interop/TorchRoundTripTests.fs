@@ -35,14 +35,13 @@ let private userModels = [ "nested"; "reused"; "buffers"; "list_iterated"; "list
 let private tolOf (case: string) =
     if List.contains case networks then RoundTripTol.netRel, RoundTripTol.netAbs else RoundTripTol.rel, RoundTripTol.abs
 
-let private python = "/usr/bin/python3"
 let private interopDir = Path.Combine(Support.repoRoot, "tests", "Fusion.Dsl.Tests", "Interop")
 let private script = Path.Combine(interopDir, "torch_roundtrip.py")
 let private docsExampleDir = Path.Combine(Support.repoRoot, "docs", "examples", "torch")
 
 /// Runs /usr/bin/python3 with the repository's python/ and this folder on PYTHONPATH: exit code, stdout, stderr.
 let private runPython (args: string list) =
-    let psi = ProcessStartInfo(python)
+    let psi = ProcessStartInfo(Support.python3)
     for a in args do psi.ArgumentList.Add a
     psi.RedirectStandardOutput <- true
     psi.RedirectStandardError <- true
@@ -57,18 +56,8 @@ let private runPython (args: string list) =
         failwithf "python3 %s did not finish in 5 minutes" (String.Join(" ", args))
     p.ExitCode, out.Result, err.Result
 
-let private torchPresent =
-    lazy (File.Exists python && (let code, _, _ = runPython [ "-c"; "import torch, torchvision" ] in code = 0))
-
-// Interim until main's Support.requireTool lands with the architecture refactor (same contract): outside CI an absent
-// tool skips in one line, under CI=true it fails.
-let private requireTool (tool: string) (present: bool) =
-    if not present then
-        if String.Equals(Environment.GetEnvironmentVariable "CI", "true", StringComparison.OrdinalIgnoreCase) then
-            failtestf "%s is required under CI=true but is not installed" tool
-        else skiptestf "%s is not installed: skipped" tool
-
-let private needTorch () = requireTool "PyTorch (/usr/bin/python3 with python3-torch and python3-torchvision)" torchPresent.Value
+let private needTorch () =
+    Support.requireTool "PyTorch (/usr/bin/python3 with python3-torch and python3-torchvision)" (Support.pythonHas [ "torch"; "torchvision" ])
 
 /// One folder per test run, removed when the test program exits.
 let private workDir =
@@ -83,26 +72,9 @@ let private pythonStep (step: string) =
     let code, _, err = runPython [ script; step; workDir.Value ]
     if code <> 0 then failwithf "torch_roundtrip.py %s failed (exit %d):\n%s" step code err
 
-// ---- the model format (fusion-model/1) --------------------------------------------------------------------------
+let private readModel (path: string) : Module = ModelFile.Read path
 
-let private readModel (jsonPath: string) : Module =
-    use doc = JsonDocument.Parse(File.ReadAllText jsonPath)
-    let root = doc.RootElement
-    let stPath = Path.Combine(nonNull (Path.GetDirectoryName jsonPath), root.GetProperty("state_dict").GetString() |> nonNull)
-    let tensors = Dictionary<string, Tensor>()
-    for kv in SafeTensors.Read stPath do tensors[kv.Key] <- kv.Value
-    let m = ModuleJson.Read(root.GetProperty("model").GetRawText(), tensors, "", jsonPath)
-    match root.GetProperty "forward" with
-    | f when f.ValueKind = JsonValueKind.Null -> m
-    | f -> (m :?> UserModule).WithForward(GraphJson.Read(f.GetRawText(), jsonPath)) :> Module
-
-let private writeModel (jsonPath: string) (m: Module) =
-    let stPath = Path.ChangeExtension(jsonPath, ".safetensors")
-    SafeTensors.Write(stPath, m.StateDict())
-    let forward = match m with :? UserModule as u when not (isNull u.Forward) -> GraphJson.Write(nonNull u.Forward) | _ -> "null"
-    File.WriteAllText(jsonPath,
-        sprintf """{"format": "fusion-model/1", "name": "%s", "model": %s, "forward": %s, "state_dict": "%s"}"""
-            (Path.GetFileNameWithoutExtension jsonPath) (ModuleJson.Write m) forward (Path.GetFileName stPath))
+let private writeModel (jsonPath: string) (m: Module) = ModelFile.Write(jsonPath, m) |> ignore
 
 // ---- the run: export (PyTorch), fuse (ours), check (PyTorch) ----------------------------------------------------
 
@@ -141,8 +113,11 @@ let private fuseCase (case: string) =
 let private runs =
     lazy (
         pythonStep "prepare"
-        // A case that fails here fails its own tests, not the others'.
-        let results = networks @ userModels |> List.map (fun c -> c, (try Ok(fuseCase c) with e -> Error(sprintf "%s: %s" (e.GetType().Name) e.Message))) |> dict
+        // A case that fails here fails its own tests, not the others'. Two at a time: half of each case is waiting
+        // for a `fusion fuse` process.
+        let results = Collections.Concurrent.ConcurrentDictionary<string, Result<CaseRun, string>>()
+        Threading.Tasks.Parallel.ForEach(networks @ userModels, Threading.Tasks.ParallelOptions(MaxDegreeOfParallelism = 2), fun c ->
+            results[c] <- (try Ok(fuseCase c) with e -> Error(sprintf "%s: %s" (e.GetType().Name) e.Message))) |> ignore
         pythonStep "check"
         results)
 
@@ -251,15 +226,15 @@ let tests =
         test "docs/your-own-model.md: export, fusion auto, fusion fuse and load_back.py run as written" {
             needTorch ()
             let dir = Path.Combine(workDir.Value, "docs-example")
-            let tiny, fusedDir, groups = Path.Combine(dir, "tinynet"), Path.Combine(dir, "tinynet-fused"), Path.Combine(dir, "groups.json")
+            let tiny, fused, groups = Path.Combine(dir, "tinynet"), Path.Combine(dir, "tinynet-fused.json"), Path.Combine(dir, "groups.json")
             let code, _, err = runPython [ "-m"; "fusion_torch"; "export"; "tinynet:build"; "--input-shape"; "1,3,32,32"; "--out"; tiny ]
             Expect.equal code 0 (sprintf "export exits 0 (stderr: %s)" err)
             let code, out, err = Fusion.Dsl.Tests.CliTests.run [ "auto"; tiny; "--json" ]
             Expect.equal code 0 (sprintf "fusion auto exits 0 (stderr: %s)" err)
             File.WriteAllText(groups, out)
-            let code, _, err = Fusion.Dsl.Tests.CliTests.run [ "fuse"; tiny; "--groups-file"; groups; "--out"; fusedDir ]
+            let code, _, err = Fusion.Dsl.Tests.CliTests.run [ "fuse"; tiny; "--groups-file"; groups; "--out"; fused ]
             Expect.equal code 0 (sprintf "fusion fuse exits 0 (stderr: %s)" err)
-            let code, out, err = runPython [ Path.Combine(docsExampleDir, "load_back.py"); tiny; fusedDir ]
+            let code, out, err = runPython [ Path.Combine(docsExampleDir, "load_back.py"); tiny; fused ]
             Expect.equal code 0 (sprintf "load_back.py exits 0 (stdout: %s, stderr: %s)" out err)
             Expect.stringContains out "max |fused - original|" "it reports the comparison"
         }
