@@ -28,7 +28,10 @@ def _factory(spec, args):
         raise ExportError(f"--args must be a JSON object of keyword arguments: {e}") from None
     if not isinstance(kwargs, dict):
         raise ExportError("--args must be a JSON object of keyword arguments, e.g. '{\"num_classes\": 10}'")
-    return f(**kwargs)
+    try:
+        return f(**kwargs)
+    except Exception as e:  # the user's factory: any failure is reported as such, not as a crash of the exporter
+        raise ExportError(f"calling {spec}(**{kwargs}) failed: {type(e).__name__}: {e}") from None
 
 
 def _shape(s):
@@ -61,7 +64,10 @@ def main(argv=None):
     try:
         torch.manual_seed(a.seed)
         if a.pickled:
-            model = torch.load(a.pickled, map_location="cpu")
+            try:
+                model = torch.load(a.pickled, map_location="cpu")
+            except Exception as e:  # a corrupt file, or a class the unpickler cannot import
+                raise ExportError(f"{a.pickled}: cannot load the pickled model: {type(e).__name__}: {e}") from None
             if not isinstance(model, torch.nn.Module):
                 raise ExportError(f"{a.pickled} holds a {type(model).__name__}, not a module; for a state_dict give "
                                   "the model's factory and --weights FILE")
