@@ -135,13 +135,14 @@ def check(out):
         with open(os.path.join(d, "case.json")) as f:
             case = json.load(f)
         io = fusion_torch.load_state_dict(os.path.join(d, "io.safetensors"))
+        exported = build(spec, kwargs, qat)
+        exported.load_state_dict(fusion_torch.load_state_dict(os.path.join(d, "model.safetensors")), strict=True)
+        exported.train(qat)
         for variant in sorted(v[len("fused-"):-len(".json")] for v in os.listdir(d)
                               if v.startswith("fused-") and v.endswith(".json")):
             r = {}
             report[f"{name}/{variant}"] = r
-            model = build(spec, kwargs, qat)
-            model.load_state_dict(fusion_torch.load_state_dict(os.path.join(d, "model.safetensors")), strict=True)
-            model.train(qat)
+            model = copy.deepcopy(exported)
             fused = (fuse_modules_qat if qat else fuse_modules)(model, case["groups"], inplace=False)
             ours = fusion_torch.load_state_dict(os.path.join(d, f"fused-{variant}.safetensors"))
             r["missing"] = sorted(set(fused.state_dict()) - set(ours))
