@@ -74,6 +74,17 @@ let tests =
             Expect.equal (ModulePath.Get(back, "heads").GetType()) typeof<ModuleDict> "read back as a ModuleDict"
             Expect.equal (ModulePath.Get(back, "heads")) (ModulePath.Get(m, "heads")) "same children in the same order"
         }
+        test "a fusion-model/1 file keeps ModuleList, ModuleDict, the graph through them and PyTorch's keys" {
+            let m = net ()
+            let dir = IO.Directory.CreateTempSubdirectory("fusion-containers-").FullName
+            try
+                let json = ModelFile.Write(IO.Path.Combine(dir, "net.json"), m)
+                let keys = SafeTensors.Read(nonNull (IO.Path.ChangeExtension(json, ".safetensors"))) |> Seq.map (fun kv -> kv.Key) |> List.ofSeq
+                Expect.equal keys (m.StateDict() |> Seq.map (fun kv -> kv.Key) |> List.ofSeq) "the state_dict keys, unprefixed"
+                let back = ModelFile.Read json
+                Expect.equal back m "the same tree, state and graph"
+            finally IO.Directory.Delete(dir, true)
+        }
         test "a ModuleList in a file is a container, and its children must be numbered" {
             let ok = ModuleJson.Read(listJson [ "0"; "1" ], Dictionary<string, Tensor>(), "", "<test>")
             Expect.equal ok.Children.Count 2 "two children"
