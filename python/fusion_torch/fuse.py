@@ -4,7 +4,7 @@ import torch.fx as fx
 from torch.ao.quantization import fuse_modules, fuse_modules_qat
 
 from .errors import ExportError
-from .graph import _Tracer
+from .graph import LeafTracer
 from .model_file import read
 from .modules import INTRINSIC, TORCH_NN
 
@@ -33,7 +33,7 @@ def groups_of(model, fused_tree):
                               "have; fuse with PyTorch's rules to load the result into PyTorch")
         if node["type"] == "Identity" and type(original[path]).__name__ != "Identity":
             absorbed.add(path)
-    graph = _Tracer().trace(model)
+    graph = LeafTracer().trace(model)
     group_of, groups = {}, []
     for n in graph.nodes:
         if n.op != "call_module" or n.target not in absorbed or n.target in group_of:

@@ -34,7 +34,7 @@ _HINT = ("rewrite it with the operations Fusion.Dsl runs (modules of torch.nn it
          f"{', '.join(sorted(METHODS))}), or wrap the part in a traceable submodule and export that")
 
 
-class _Tracer(fx.Tracer):
+class LeafTracer(fx.Tracer):
     """Leaves are the layers the engine runs; remembers the module being traced so an error can name it."""
 
     def __init__(self):
@@ -92,7 +92,7 @@ def _check_call(node, params, what):
 
 def trace(root):
     """torch.fx's graph of `root` as the model format's node list; refuses what Fusion.Dsl does not evaluate."""
-    tracer = _Tracer()
+    tracer = LeafTracer()
     try:
         g = tracer.trace(root)
     except ExportError:
