@@ -168,6 +168,12 @@ public static class ModuleJson
             RequireNoState(state, type, src, loc);
             return Sequential.Create(ModuleChildren.Create(children), training);
         }
+        if (type is "ModuleList" or "ModuleDict")
+        {
+            RequireNoState(state, type, src, loc);
+            var kids = ModuleChildren.Create(children);
+            return type == "ModuleList" ? ModuleList.Create(kids, training) : ModuleDict.Create(kids, training);
+        }
         if (children.Count > 0)
             throw src.Fail(loc, $"{type} is a leaf layer but the file gives it children ({string.Join(", ", children.Select(c => c.Name))})");
 
@@ -254,7 +260,7 @@ public static class ModuleJson
     [
         "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
         "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Linear", .. Enum.GetNames<ActivationKind>(),
-        "Identity", "Dropout", "Flatten", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Sequential",
+        "Identity", "Dropout", "Flatten", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Sequential", "ModuleList", "ModuleDict",
     ];
 
     private static void RequireNoState(TensorDict state, string type, JsonSource src, string loc)
