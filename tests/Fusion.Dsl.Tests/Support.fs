@@ -102,3 +102,16 @@ let pythonHas =
              use p = nonNull (Diagnostics.Process.Start psi)
              p.WaitForExit()
              p.ExitCode = 0))
+
+/// Runs a program to completion in `cwd`: exit code, stdout, stderr (both read concurrently, so neither pipe fills).
+let exec (file: string) (args: string list) (cwd: string) =
+    let psi = Diagnostics.ProcessStartInfo(file)
+    for a in args do psi.ArgumentList.Add a
+    psi.RedirectStandardOutput <- true
+    psi.RedirectStandardError <- true
+    psi.WorkingDirectory <- cwd
+    use p = nonNull (Diagnostics.Process.Start psi)
+    let out = p.StandardOutput.ReadToEndAsync()
+    let err = p.StandardError.ReadToEndAsync()
+    p.WaitForExit()
+    p.ExitCode, out.Result, err.Result
