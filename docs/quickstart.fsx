@@ -1,5 +1,7 @@
-// Fusion.Dsl quickstart: run with `dotnet fsi docs/quickstart.fsx` after
+// Fusion.Dsl quickstart: run with `dotnet fsi docs/quickstart.fsx` (from any folder) after
 // `dotnet build src/Fusion.Dsl.FSharp -c Release` (the README's test command builds it too).
+// The references below resolve from this script's own folder, never from the working folder.
+#I __SOURCE_DIRECTORY__
 #r "../src/Fusion.Dsl.FSharp/bin/Release/net10.0/MathNet.Numerics.dll"
 #r "../src/Fusion.Dsl.FSharp/bin/Release/net10.0/Fusion.Dsl.dll"
 #r "../src/Fusion.Dsl.FSharp/bin/Release/net10.0/Fusion.Dsl.Engine.dll"

@@ -103,15 +103,23 @@ let pythonHas =
              p.WaitForExit()
              p.ExitCode = 0))
 
-/// Runs /usr/bin/python3 with the arguments; returns the exit code and the combined output. Fails the test after 10 minutes.
-let runPython (args: string list) : int * string =
-    let psi = Diagnostics.ProcessStartInfo(python3, args)
+/// Runs a program to completion in `cwd`: exit code, stdout, stderr (both read concurrently, so neither pipe fills).
+/// Fails the test when it has not finished after 10 minutes.
+let exec (file: string) (args: string list) (cwd: string) =
+    let psi = Diagnostics.ProcessStartInfo(file)
+    for a in args do psi.ArgumentList.Add a
     psi.RedirectStandardOutput <- true
     psi.RedirectStandardError <- true
+    psi.WorkingDirectory <- cwd
     use p = nonNull (Diagnostics.Process.Start psi)
     let out = p.StandardOutput.ReadToEndAsync()
     let err = p.StandardError.ReadToEndAsync()
     if not (p.WaitForExit(TimeSpan.FromMinutes 10.0)) then
         p.Kill true
-        failtestf "%s %s did not finish within 10 minutes" python3 (String.Join(" ", args))
-    p.ExitCode, out.Result + err.Result
+        failtestf "%s %s did not finish within 10 minutes" file (String.Join(" ", args))
+    p.ExitCode, out.Result, err.Result
+
+/// Runs /usr/bin/python3 with the arguments; returns the exit code and the combined output.
+let runPython (args: string list) : int * string =
+    let code, out, err = exec python3 args Environment.CurrentDirectory
+    code, out + err

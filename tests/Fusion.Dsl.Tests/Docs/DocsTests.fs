@@ -3,54 +3,69 @@
 module Fusion.Dsl.Tests.DocsTests
 
 open System
-open System.Diagnostics
 open System.IO
 open System.Text.Json
 open Expecto
 open Fusion.Dsl.Tests
 
-/// Runs a program to completion in `cwd`: exit code, stdout, stderr.
-let private exec (file: string) (args: string list) (cwd: string) =
-    let psi = ProcessStartInfo(file)
-    for a in args do psi.ArgumentList.Add a
-    psi.RedirectStandardOutput <- true
-    psi.RedirectStandardError <- true
-    psi.WorkingDirectory <- cwd
-    use p = nonNull (Process.Start psi)
-    let out = p.StandardOutput.ReadToEndAsync()
-    let err = p.StandardError.ReadToEndAsync()
-    p.WaitForExit()
-    p.ExitCode, out.Result, err.Result
-
 let private docs = Path.Combine(Support.repoRoot, "docs")
+
+/// A fresh folder outside the repository, to run the docs from somewhere that is not docs/.
+let private elsewhere prefix = Directory.CreateTempSubdirectory(prefix).FullName
+
+/// The dotnet-repl the tool manifest pins, as a program path: `dotnet dotnet-repl` only works below the manifest, so a
+/// run from outside the repository starts the restored tool's assembly from the NuGet global packages folder.
+let private dotnetReplDll () =
+    use manifest = JsonDocument.Parse(File.ReadAllText(Path.Combine(Support.repoRoot, ".config", "dotnet-tools.json")))
+    let version = manifest.RootElement.GetProperty("tools").GetProperty("dotnet-repl").GetProperty("version").GetString()
+    let code, out, err = Support.exec "dotnet" [ "nuget"; "locals"; "global-packages"; "--list" ] Support.repoRoot
+    if code <> 0 then failtestf "dotnet nuget locals failed: %s%s" out err
+    let packages = out.Trim().Substring(out.IndexOf(':') + 1).Trim()
+    let toolDir = Path.Combine(packages, "dotnet-repl", nonNull version, "tools")
+    match Directory.GetFiles(toolDir, "dotnet-repl.dll", SearchOption.AllDirectories) with
+    | [| dll |] -> dll
+    | found -> failtestf "expected one dotnet-repl.dll under %s (run `dotnet tool restore`), found %d" toolDir found.Length
+
+/// Runs the notebook headless with dotnet-repl from `cwd` and checks that every cell ran without error.
+let private runNotebook (replCommand: string list) (notebook: string) (cwd: string) =
+    let outPath = Path.Combine(elsewhere "fusion-nb-", "out.ipynb")
+    let code, out, err =
+        Support.exec "dotnet" (replCommand @ [ "--run"; notebook; "--exit-after-run"; "--output-path"; outPath ]) cwd
+    Expect.equal code 0 (out + err)
+    use nb = JsonDocument.Parse(File.ReadAllText outPath)
+    let outputs =
+        [ for c in nb.RootElement.GetProperty("cells").EnumerateArray() do
+            if c.GetProperty("cell_type").GetString() = "code" then
+                yield! c.GetProperty("outputs").EnumerateArray() ]
+    let errors = outputs |> List.filter (fun o -> o.GetProperty("output_type").GetString() = "error")
+    Expect.isEmpty errors "no cell failed"
+    Expect.isGreaterThanOrEqual outputs.Length 4 "the cells produced their results"
+
+/// Runs the quickstart script under dotnet fsi from `cwd` and checks that it reached its end.
+let private runScript (script: string) (cwd: string) =
+    let code, out, err = Support.exec "dotnet" [ "fsi"; "--quiet"; script ] cwd
+    Expect.equal code 0 (out + err)
+    Expect.stringContains out "quickstart: ok" "reached the end"
+    Expect.stringContains out "defaults refuse it (NoRule)" "the custom-rule section ran"
 
 [<Tests>]
 let tests =
     testList "Docs" [
-        test "quickstart.fsx runs under dotnet fsi and checks its own results" {
-            let code, out, err = exec "dotnet" [ "fsi"; "--quiet"; Path.Combine(docs, "quickstart.fsx") ] Support.repoRoot
-            Expect.equal code 0 (out + err)
-            Expect.stringContains out "quickstart: ok" "reached the end"
-            Expect.stringContains out "defaults refuse it (NoRule)" "the custom-rule section ran"
+        test "quickstart.fsx runs under dotnet fsi from the repository root and checks its own results" {
+            runScript (Path.Combine("docs", "quickstart.fsx")) Support.repoRoot
         }
-        test "the notebook runs headless with dotnet-repl, every cell without error" {
-            let outPath = Path.Combine(Directory.CreateTempSubdirectory("fusion-nb-").FullName, "out.ipynb")
-            // Relative #r paths in a notebook resolve from the current folder, so run from docs/.
-            let code, out, err =
-                exec "dotnet" [ "dotnet-repl"; "--run"; "quickstart.ipynb"; "--exit-after-run"; "--output-path"; outPath ] docs
-            Expect.equal code 0 (out + err)
-            use nb = JsonDocument.Parse(File.ReadAllText outPath)
-            let outputs =
-                [ for c in nb.RootElement.GetProperty("cells").EnumerateArray() do
-                    if c.GetProperty("cell_type").GetString() = "code" then
-                        yield! c.GetProperty("outputs").EnumerateArray() ]
-            let errors = outputs |> List.filter (fun o -> o.GetProperty("output_type").GetString() = "error")
-            Expect.isEmpty errors "no cell failed"
-            Expect.isGreaterThanOrEqual outputs.Length 4 "the cells produced their results"
+        test "quickstart.fsx runs from a folder outside the repository" {
+            runScript (Path.Combine(docs, "quickstart.fsx")) (elsewhere "fusion-fsx-")
+        }
+        test "the notebook runs headless with dotnet-repl from the repository root, every cell without error" {
+            runNotebook [ "dotnet-repl" ] (Path.Combine("docs", "quickstart.ipynb")) Support.repoRoot
+        }
+        test "the notebook runs headless from a folder outside the repository" {
+            runNotebook [ dotnetReplDll () ] (Path.Combine(docs, "quickstart.ipynb")) (elsewhere "fusion-nb-cwd-")
         }
         test "the C# example fuses, verifies and refuses as documented" {
             let dll = Path.Combine(AppContext.BaseDirectory, "CSharpExample.dll")
-            let code, out, err = exec "dotnet" [ dll ] Support.repoRoot
+            let code, out, err = Support.exec "dotnet" [ dll ] Support.repoRoot
             Expect.equal code 0 (out + err)
             Expect.stringContains out "fused: 0=ConvReLU2d, 1=Identity, 2=Identity, 3=ConvReLU2d, 4=Identity" "fused layout"
             Expect.stringContains out "refused (TrainingMode)" "typed refusal"
