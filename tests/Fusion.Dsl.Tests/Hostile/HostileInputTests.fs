@@ -76,6 +76,16 @@ let tests =
                     let y = Forward.Run(ModulePath.Get(c.Model, "conv1"), c.Input)
                     Expect.equal (y.Size 2, y.Size 3) (1, 1) "one output position")
             }
+            test "a convolution whose stride passes the input's end computes the float64 reference's single position" {
+                // Padded 5x7 input, kernel 3: one output row (stride 1000 > 5 - 3), three columns at stride 2.
+                for channels in [ 3; 32 ] do
+                    let conv = Conv.Create(2, channels, channels, [| 3 |], stride = [| 1000; 2 |], padding = ConvPadding.Explicit(1), seed = 4)
+                    let x = Fusion.Dsl.Layers.Init.Normal(Random 5, 1.0, 1, channels, 3, 5)
+                    let y = Forward.Run(conv, x)
+                    Expect.sequenceEqual y.Dimensions [ 1; channels; 1; 3 ] "PyTorch's output shape"
+                    let expected = Fusion.Dsl.Reference.NaiveReference.Conv(conv, x)
+                    Expect.isTrue (y.IsCloseTo(expected, Support.Tol.kernelRel, Support.Tol.kernelAbs)) "values of the reference"
+            }
             test "ConvTranspose2d with dilation 2^31-1 is refused, not given a wrapped output shape" {
                 Expect.throwsT<ArgumentException> (fun () ->
                     Conv.Create(2, 2, 2, [| 3 |], dilation = [| Int32.MaxValue |], transposed = true) |> ignore) "refused"
