@@ -81,12 +81,20 @@ def export(model, path, input_shape=None, name=None, description=None):
             tmps.append((tmp, final))
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
+            # mkstemp creates the file private (0600); a written model gets the permissions any new file would.
+            os.chmod(tmp, 0o666 & ~_umask())
         _replace_all(tmps)
     finally:
         for tmp, _ in tmps:
             if os.path.exists(tmp):
                 os.remove(tmp)
     return json_path
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read(path):
