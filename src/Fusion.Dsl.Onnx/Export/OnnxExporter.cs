@@ -94,15 +94,40 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
                 : ShapeRules.ConvOutput(x.Shape[2 + i], c.KernelSize[i], c.Stride[i], left[i], right[i], c.Dilation[i]);
             if (spatial[i] <= 0) throw Refuse(c, path, $"the input {x.ShapeText} is smaller than the kernel's reach");
         }
-        List<string> inputs = [x.Name, Writer.Initializer(path + ".weight", c.Weight)];
-        if (c.Bias is { } b) inputs.Add(Writer.Initializer(path + ".bias", b));
-        var attributes = new List<Onnx.Proto.AttributeProto>
+        var weight = Writer.Initializer(path + ".weight", c.Weight);
+        var bias = c.Bias is { } b ? Writer.Initializer(path + ".bias", b) : null;
+        int[] shape = [x.Shape[0], c.OutChannels, .. spatial];
+        OnnxValue y;
+        if (!c.Transposed)
         {
-            Ints("kernel_shape", c.KernelSize), Ints("strides", c.Stride), Ints("dilations", c.Dilation),
-            Int("group", c.Groups), Ints("pads", [.. left, .. right]),
-        };
-        if (c.Transposed) attributes.Add(Ints("output_padding", c.OutputPadding));
-        var y = Writer.Node(c.Transposed ? "ConvTranspose" : "Conv", path, inputs, [x.Shape[0], c.OutChannels, .. spatial], [.. attributes]);
+            y = Writer.Node("Conv", path, bias is null ? [x.Name, weight] : [x.Name, weight, bias], shape,
+                Ints("kernel_shape", c.KernelSize), Ints("strides", c.Stride), Ints("dilations", c.Dilation),
+                Int("group", c.Groups), Ints("pads", [.. left, .. right]));
+        }
+        else
+        {
+            // PyTorch's output_padding (< max(stride, dilation)) extends the end of the output. ONNX Runtime refuses an
+            // output_padding not below the stride, so it is written as less end padding (the same output) and, where it
+            // exceeds the padding, as zero rows padded on afterwards with the bias added after them.
+            var endPads = left.Select((p, i) => Math.Max(p - c.OutputPadding[i], 0)).ToArray();
+            var extra = left.Select((p, i) => Math.Max(c.OutputPadding[i] - p, 0)).ToArray();
+            var padAfter = extra.Any(e => e > 0);
+            int[] convShape = [.. shape[..2], .. spatial.Select((d, i) => d - extra[i])];
+            y = Writer.Node("ConvTranspose", path, bias is null || padAfter ? [x.Name, weight] : [x.Name, weight, bias], convShape,
+                Ints("kernel_shape", c.KernelSize), Ints("strides", c.Stride), Ints("dilations", c.Dilation),
+                Int("group", c.Groups), Ints("pads", [.. left, .. endPads]));
+            if (padAfter)
+            {
+                y = Pad(y, new int[c.Rank], extra, "constant", path);
+                if (bias is not null)
+                {
+                    // The bias [C] as [C, 1, ...] so that it broadcasts over the spatial axes.
+                    var axes = Enumerable.Range(1, c.Rank).Select(a => (long)a).ToArray();
+                    var column = Writer.Node("Unsqueeze", path + "/Unsqueeze", [bias, Writer.Int64s(axes)], [c.OutChannels, .. Enumerable.Repeat(1, c.Rank)]);
+                    y = Writer.Node("Add", path + "/Add", [y.Name, column.Name], shape);
+                }
+            }
+        }
         return batched ? y : Squeeze(y, 0, path);
     }
 

@@ -209,7 +209,7 @@ let tests =
             Expect.sequenceEqual [ for n in proto.Graph.Node -> n.OpType, n.Name ] [ "Conv", "0.0"; "Relu", "0.2" ] "one Conv and one Relu, named by path"
             verify [ "convbnrelu", model, randomInput 9 [| 2; 3; 8; 8 |], None ]
         }
-        test "padding modes and convolution kinds export with their meaning (reflect, replicate, circular, same, transposed, 1-d, 3-d)" {
+        test "padding modes and convolution kinds export with their meaning (reflect, replicate, circular, same, transposed with output padding, 1-d, 3-d)" {
             let x2 = randomInput 4 [| 2; 3; 9; 9 |]
             let conv pm pad = Conv.Create(2, 3, 4, [| 3 |], padding = pad, paddingMode = pm, seed = 2) :> Module
             verify [
@@ -217,6 +217,7 @@ let tests =
                 "replicate", conv PaddingMode.Replicate (ConvPadding.Explicit 2), x2, None
                 "same", Conv.Create(2, 3, 4, [| 4 |], padding = ConvPadding.Same, dilation = [| 2 |], seed = 2) :> Module, x2, None
                 "transposed", Sequential.Create(Conv.Create(2, 3, 4, [| 3 |], stride = [| 2 |], transposed = true, outputPadding = [| 1 |], padding = ConvPadding.Explicit 1, groups = 1, seed = 3), Activation.Create(ActivationKind.Hardswish), AvgPool2d.Create([| 3 |], [| 2 |], [| 1 |], ceilMode = false, countIncludePad = false)), x2, None
+                "transposed-output-padding-past-padding", Conv.Create(2, 3, 4, [| 3 |], stride = [| 2 |], transposed = true, outputPadding = [| 1 |], seed = 3) :> Module, x2, None
                 "conv1d", Sequential.Create(Conv.Create(1, 3, 6, [| 3 |], groups = 3, seed = 4), BatchNorm.Create(1, 6), Activation.Create(ActivationKind.SiLU), Flatten.Create(), Linear.Create(42, 5)), randomInput 5 [| 2; 3; 9 |], None
                 "conv3d", Sequential.Create(Conv.Create(3, 3, 4, [| 3 |], padding = ConvPadding.Explicit 1, seed = 5), Activation.Create(ActivationKind.Hardsigmoid), Activation.Create(ActivationKind.ReLU6)), randomInput 6 [| 1; 3; 4; 5; 6 |], None
                 "unbatched", Sequential.Create(Conv.Create(2, 3, 4, [| 3 |], seed = 6), MaxPool2d.Create([| 2 |]), Flatten.Create(0), Linear.Create(36, 3)), randomInput 7 [| 3; 8; 8 |], None
