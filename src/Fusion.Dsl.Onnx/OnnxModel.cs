@@ -8,7 +8,7 @@ namespace Fusion.Dsl.Onnx;
 /// <summary>
 /// ONNX as a way out of and into Fusion.Dsl. <see cref="Write(Module, int[], string, OnnxExportOptions?)"/> writes a
 /// model (fused or not) as a standard ONNX graph that ONNX Runtime and other consumers run with the engine's inference
-/// semantics; <c>Read</c> turns an ONNX graph of the same operators back into a module tree with a forward
+/// semantics; <see cref="Read(string)"/> turns an ONNX graph of the same operators back into a module tree with a forward
 /// graph that the DSL can fuse.
 /// </summary>
 public static class OnnxModel
@@ -39,6 +39,25 @@ public static class OnnxModel
         ArgumentNullException.ThrowIfNull(path);
         var proto = Build(model, inputShape, options ?? OnnxExportOptions.Default, out var initializers);
         OnnxFileWriter.Write(path, proto, initializers);
+    }
+
+    /// <summary>
+    /// Reads an ONNX model as a module tree plus forward graph (see <see cref="Load(string)"/>): operators with weights become
+    /// modules at the paths their initializer names give (<c>layer1.0.conv1.weight</c> → <c>layer1.0.conv1</c>), parameter-free
+    /// ones at the paths of their node names (<c>/layer1/layer1.0/relu/Relu</c> → <c>layer1.0.relu</c>), so that the DSL's
+    /// rules find the fusable groups. Every size read is bounded by the file's real length.
+    /// </summary>
+    /// <exception cref="IO.ModelFormatException">The file is truncated or corrupt, uses an operator outside the supported set,
+    /// an external-data file is missing, the graph has a cycle or a dangling input, or its opset is older than 13; the
+    /// message names the node or tensor.</exception>
+    public static Module Read(string path) => Load(path).Model;
+
+    /// <summary>Reads an ONNX model with its input shape and opset (see <see cref="Read(string)"/>).</summary>
+    /// <exception cref="IO.ModelFormatException">As for <see cref="Read(string)"/>.</exception>
+    public static OnnxImport Load(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        return Import.OnnxImporter.Read(path);
     }
 
     internal static ModelProto Build(Module model, int[] inputShape, OnnxExportOptions options,
