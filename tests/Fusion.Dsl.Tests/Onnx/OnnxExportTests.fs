@@ -10,6 +10,7 @@ open Fusion.Dsl
 open Fusion.Dsl.Algebra
 open Fusion.Dsl.Graphs
 open Fusion.Dsl.IO
+open Fusion.Dsl.Conformance
 open Fusion.Dsl.Layers
 open Fusion.Dsl.Onnx
 open Fusion.Dsl.Tests
@@ -158,7 +159,8 @@ let tests =
                 for name, model, path in exported do
                     if name = case.Name || name = case.Name + "-fused" then expectOrtMatches name path model case.Input
         }
-        test "exporting resnet50 takes well under a second" {
+        // Alone: a timing shares the machine with no sibling test.
+        testSequenced <| test "exporting resnet50 takes well under a second" {
             let zoo = ModelZoo.Create("resnet50")
             let fused = Fuser.FuseModules(zoo.Model, zoo.FuseGroups |> Seq.map (fun g -> g :> seq<string>))
             let dir, cleanup = tempDir ()
@@ -181,7 +183,7 @@ let tests =
                 Expect.equal (File.ReadAllText file) "previous" "the existing file is untouched"
                 Expect.equal (Directory.GetFiles dir).Length 1 "no temporary file is left"
             test "a module with a forward hook is refused by path" {
-                let conv = Conv.Create(2, 3, 4, [| 3 |]).AddHook(Fusion.Dsl.Tests.Rules.TestModels.fwdHook "probe")
+                let conv = Conv.Create(2, 3, 4, [| 3 |]).AddHook(Fusion.Dsl.Tests.TestModels.fwdHook "probe")
                 expectRefused (Sequential.Create(conv)) "0" "hooks (probe)"
             }
             test "a BatchNorm in training mode is refused by path" {
@@ -203,7 +205,7 @@ let tests =
             }
         ]
         test "a ConvBnReLU2d kept whole in eval mode exports as one Conv with the BatchNorm folded and one Relu" {
-            let cbr = FusedModule.Create("ConvBnReLU2d", Conv.Create(2, 3, 4, [| 3 |], seed = 8), Fusion.Dsl.Tests.Rules.TestModels.bn 2 4 9 false, Activation.Create(ActivationKind.ReLU))
+            let cbr = FusedModule.Create("ConvBnReLU2d", Conv.Create(2, 3, 4, [| 3 |], seed = 8), Fusion.Dsl.Tests.TestModels.bn 2 4 9 false, Activation.Create(ActivationKind.ReLU))
             let model = Sequential.Create(cbr)
             let proto, _ = OnnxModel.Build(model, [| 1; 3; 8; 8 |], OnnxExportOptions.Default)
             Expect.sequenceEqual [ for n in proto.Graph.Node -> n.OpType, n.Name ] [ "Conv", "0.0"; "Relu", "0.2" ] "one Conv and one Relu, named by path"
