@@ -19,7 +19,7 @@ internal static class FuseCommand
         var groups = new Option<string?>("--groups") { Description = "the groups, e.g. \"conv1,bn1,relu1;fc,relu2\" (default for a zoo network: torchvision's fuse_model() groups)" };
         var groupsFile = new Option<string?>("--groups-file") { Description = "a JSON file holding modules_to_fuse as PyTorch takes it" };
         var qat = new Option<bool>("--qat") { Description = "fuse_modules_qat: keep BatchNorm for quantization-aware training" };
-        var output = new Option<string?>("--out") { Description = "write the fused model: FILE.json (+ FILE.safetensors) or a directory (model.json + model.safetensors)" };
+        var output = new Option<string?>("--out") { Description = "write the fused model: FILE.onnx (ONNX), FILE.json (+ FILE.safetensors) or a directory (model.json + model.safetensors)" };
         var c = model.AddTo(new Command("fuse", "fuse groups as PyTorch's fuse_modules does, verify on a probe input, optionally write the result"));
         foreach (var o in new Option[] { groups, groupsFile, qat, output }) c.Options.Add(o);
         c.SetAction(r =>
@@ -40,11 +40,7 @@ internal static class FuseCommand
                 Console.Out.WriteLine($"verification on a probe input {Tensor.ShapeString(x.Shape)}: max |fused - unfused| = {diff:G4} (output max |y| = {before.MaxAbs():G4})");
             }
             else Console.Out.WriteLine("verification skipped: the model file holds no input shape; give --input-shape to probe it");
-            if (outPath is not null)
-            {
-                var written = ModelFile.Write(outPath, fused, src.InputShape.IsEmpty ? null : src.InputShape, $"{src.Label} fused by fusion fuse");
-                Console.Out.WriteLine($"wrote {written} and {ModelFile.TensorPathFor(written)}");
-            }
+            if (outPath is not null) ModelOutput.Write(outPath, fused, src, $"{src.Label} fused by fusion fuse");
             return 0;
         });
         return c;
@@ -66,6 +62,12 @@ internal static class FuseCommand
     /// <summary>Writing the fused model over the file it was read from would lose the input: refused before anything is written.</summary>
     private static void RefuseOverwritingInput(string outPath, string inputPath)
     {
+        if (ModelOutput.IsOnnx(outPath) || ModelOutput.IsOnnx(inputPath))
+        {
+            if (string.Equals(Path.GetFullPath(outPath), Path.GetFullPath(inputPath), StringComparison.Ordinal))
+                throw new UsageException($"--out {outPath} would overwrite the input model {inputPath}; write the fused model elsewhere");
+            return;
+        }
         var json = Path.GetFullPath(ModelFile.JsonPathFor(outPath));
         var tensors = Path.GetFullPath(ModelFile.TensorPathFor(json));
         var input = Path.GetFullPath(ModelFile.JsonPathFor(inputPath));
