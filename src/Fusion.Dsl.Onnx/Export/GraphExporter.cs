@@ -35,11 +35,16 @@ internal sealed class GraphExporter(OnnxExporter exporter, UserModule owner, str
                 {
                     var a = Args(node, ["input"]);
                     var target = node.Target!;
-                    value = exporter.Module(ModulePath.Get(owner, target), a.Tensor(0, "input"), OnnxExporter.Join(path, target));
+                    var module = ModulePath.Get(owner, target);
+                    var x = a.Tensor(0, "input");
+                    value = exporter.Module(module, x, OnnxExporter.Join(path, target));
+                    if (module is Activation { Inplace: true } or Dropout { Inplace: true }) Rebind(x, (OnnxValue)value);
                     break;
                 }
                 case NodeOp.CallFunction:
                     value = Function(node);
+                    if (node.Target is "relu" or "hardsigmoid" && Args(node, ["input", "inplace"]) is var fa && fa.Has(1, "inplace") && fa.Value(1, "inplace") is true)
+                        Rebind(fa.Tensor(0, "input"), (OnnxValue)value!);
                     break;
                 case NodeOp.CallMethod:
                     value = Method(node);
@@ -52,6 +57,14 @@ internal sealed class GraphExporter(OnnxExporter exporter, UserModule owner, str
             _values[node.Name] = value;
         }
         throw Refuse(null, "the graph has no output node");
+    }
+
+    /// <summary>PyTorch's in-place activations overwrite their input, so every later read of it sees the result (as the
+    /// engine's interpreter rebinds them); values that are views of it under another shape are not tracked.</summary>
+    private void Rebind(OnnxValue mutated, OnnxValue result)
+    {
+        foreach (var key in _values.Keys.ToArray())
+            if (_values[key] is OnnxValue v && v.Name == mutated.Name) _values[key] = result;
     }
 
     private OnnxExportException Refuse(GraphNode? node, string problem)

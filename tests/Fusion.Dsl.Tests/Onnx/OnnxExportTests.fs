@@ -129,6 +129,17 @@ let tests =
                      "googlenet-fused", fused, x, None
                      "googlenet-dynamic", model, x, Some(OnnxExportOptions(DynamicBatch = true)) ]
         }
+        test "an in-place ReLU in a forward graph overwrites its input for every later reader, in the export as in the engine" {
+            // y = relu(x, inplace) then x + y: PyTorch (and the engine) add relu(x) to itself.
+            let graph =
+                Graph [ node NodeOp.Placeholder "x" null []
+                        node NodeOp.CallModule "conv" "conv" [ r "x" ]
+                        node NodeOp.CallModule "relu" "relu" [ r "conv" ]
+                        node NodeOp.CallFunction "add" "add" [ r "conv"; r "relu" ]
+                        node NodeOp.Output "output" null [ r "add" ] ]
+            let children = ModuleChildren.Create([ NamedModule("conv", Conv.Create(2, 3, 4, [| 3 |], seed = 3)); NamedModule("relu", Activation.Create(ActivationKind.ReLU, inplace = true)) ])
+            verify [ "inplace", UserModule.Create("InPlace", children, graph), randomInput 8 [| 1; 3; 6; 6 |], None ]
+        }
         test "a dynamic-batch export runs in ONNX Runtime on another batch size" {
             let zoo = ModelZoo.Create("mobilenet_v2", seed = 1, widthMult = 0.25, numClasses = 10)
             let dir, cleanup = tempDir ()
@@ -145,7 +156,9 @@ let tests =
             for case in runnableFixtures () do
                 let candidates =
                     [ yield case.Name, case.Model
-                      if not (isNull case.FusedModel) && not (isNull case.FusedOutput) then yield case.Name + "-fused", case.FusedModel ]
+                      match case.FusedModel, case.FusedOutput with
+                      | null, _ | _, null -> ()
+                      | fused, _ -> yield case.Name + "-fused", fused ]
                 for name, model in candidates do
                     try
                         let path = export dir name model case.Input None

@@ -70,7 +70,7 @@ let private handMade (opset: int64) (nodes: NodeProto list) (initializers: Tenso
     m.OpsetImport.Add(OperatorSetIdProto(Domain = "", Version = opset))
     m
 
-let private expectRefused (dir: string) (model: ModelProto) (key: string) (fragment: string) =
+let private expectRefused (dir: string) (model: ModelProto) (key: string | null) (fragment: string) =
     let path = Path.Combine(dir, "bad.onnx")
     File.WriteAllBytes(path, model.ToByteArray())
     let e = Support.throwsOf<ModelFormatException> (fun () -> OnnxModel.Read path |> ignore)

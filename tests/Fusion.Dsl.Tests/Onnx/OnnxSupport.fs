@@ -18,7 +18,7 @@ let runPython (script: string) (args: string list) =
     psi.ArgumentList.Add "-c"
     psi.ArgumentList.Add script
     for a in args do psi.ArgumentList.Add a
-    use p = Process.Start psi
+    use p = nonNull (Process.Start psi)
     let out = p.StandardOutput.ReadToEndAsync()
     let err = p.StandardError.ReadToEnd()
     p.WaitForExit()
