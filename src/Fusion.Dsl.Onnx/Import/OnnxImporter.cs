@@ -25,7 +25,7 @@ internal sealed class OnnxImporter
     private static readonly string[] Supported =
     [
         "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant", "Conv", "ConvTranspose", "Dropout", "Flatten",
-        "Gemm", "GlobalAveragePool", "HardSigmoid", "HardSwish", "Identity", "MatMul", "MaxPool", "Mul", "Relu", "Reshape",
+        "Gemm", "GlobalAveragePool", "HardSigmoid", "HardSwish", "Identity", "MatMul", "MaxPool", "Mul", "Pad (before a Conv)", "Relu", "Reshape",
         "Sigmoid (with Mul: SiLU)", "Squeeze", "Unsqueeze",
     ];
 
@@ -40,6 +40,7 @@ internal sealed class OnnxImporter
     private readonly HashSet<string> _weightPaths = new(StringComparer.Ordinal);
     private readonly HashSet<NodeProto> _skipped = [];
     private readonly List<(string Name, Tensor Tensor)> _rootState = [];
+    private readonly Dictionary<NodeProto, (PaddingMode Mode, int[] Pads)> _padBefore = [];
 
     private OnnxImporter(OnnxFileReader file, GraphProto graph) { _file = file; _graph = graph; }
 
@@ -301,6 +302,7 @@ internal sealed class OnnxImporter
         if (n.Output.Count == 0 || n.Output[0].Length == 0) throw Error(n.Name, $"{NodeKey(n)} has no output");
         switch (n.OpType)
         {
+            case "Pad": Pad(n); break;
             case "Conv": Conv(n, transposed: false); break;
             case "ConvTranspose": Conv(n, transposed: true); break;
             case "BatchNormalization": BatchNormalization(n); break;
@@ -383,6 +385,7 @@ internal sealed class OnnxImporter
         var stride = Ints(n, "strides", rank, 1);
         var dilation = Ints(n, "dilations", rank, 1);
         int[] padding, outputPadding = new int[rank];
+        var paddingMode = PaddingMode.Zeros;
         if (!transposed) padding = SymmetricPads(n, rank);
         else
         {
@@ -397,6 +400,12 @@ internal sealed class OnnxImporter
                 outputPadding[i] = given[i] + pads[i] - pads[rank + i];
             }
         }
+        if (_padBefore.TryGetValue(n, out var before))
+        {
+            if (padding.Any(p => p != 0) || before.Pads.Length != rank)
+                throw Error(n.Name, $"{NodeKey(n)}: a Pad before a padding convolution has no PyTorch layer");
+            (paddingMode, padding) = (before.Mode, before.Pads);
+        }
         var outC = transposed ? w.Shape[1] * g : w.Shape[0];
         var inC = transposed ? w.Shape[0] : w.Shape[1] * g;
         var path = ModulePathFor(n, n.Input[1]);
@@ -404,10 +413,44 @@ internal sealed class OnnxImporter
         try
         {
             conv = Layers.Conv.Create(rank, inC, outC, kernel, stride, ConvPadding.Explicit(padding), dilation, g, b is not null,
-                transposed: transposed, outputPadding: outputPadding, weight: w, biasTensor: b);
+                paddingMode, transposed: transposed, outputPadding: outputPadding, weight: w, biasTensor: b);
         }
         catch (ArgumentException e) { throw Error(n.Name, $"{NodeKey(n)}: {e.Message}"); }
         CallModule(n, path, conv, x, x.Rank);
+    }
+
+    /// <summary>
+    /// A Pad feeding one unpadded Conv is that convolution's <c>padding_mode</c> (PyTorch pads with F.pad in that mode and
+    /// convolves without padding; the exporter writes it so): reflect → reflect, edge → replicate, constant 0 → zeros.
+    /// </summary>
+    private void Pad(NodeProto n)
+    {
+        var x = Value(n, 0);
+        var mode = Attr(n, "mode")?.S.ToStringUtf8() ?? "constant";
+        var pads = Int64Constant(n, 1, "pads");
+        var consumers = _graph.Node.Where(c => c.Input.Contains(n.Output[0])).ToArray();
+        var rank = x.Rank - 2;
+        if (consumers.Length != 1 || consumers[0].OpType != "Conv" || _uses.GetValueOrDefault(n.Output[0]) != 1 || rank < 1 || pads.Length != 2 * x.Rank)
+            throw Error(n.Name, $"{NodeKey(n)}: a Pad is read only as the padding of the one Conv it feeds");
+        if (n.Input.Count > 2 && n.Input[2].Length > 0 && Constant(n.Input[2]) is { } v && v.Count == 1 && v[0] != 0)
+            throw Error(n.Name, $"{NodeKey(n)}: padding with {v[0]} instead of zeros has no PyTorch convolution");
+        var spatial = new int[rank];
+        for (var i = 0; i < x.Rank; i++)
+        {
+            var (begin, end) = (pads[i], pads[x.Rank + i]);
+            if (i < 2 ? begin != 0 || end != 0 : begin != end || begin < 0 || begin > int.MaxValue)
+                throw Error(n.Name, $"{NodeKey(n)}: pads [{string.Join(", ", pads)}] are not the same on both sides of each spatial axis");
+            if (i >= 2) spatial[i - 2] = (int)begin;
+        }
+        var paddingMode = mode switch
+        {
+            "reflect" => PaddingMode.Reflect,
+            "edge" => PaddingMode.Replicate,
+            "constant" => PaddingMode.Zeros,
+            _ => throw Error(n.Name, $"{NodeKey(n)}: Pad mode '{mode}' has no PyTorch padding_mode"),
+        };
+        _padBefore[consumers[0]] = (paddingMode, spatial);
+        _values[n.Output[0]] = x;
     }
 
     private void BatchNormalization(NodeProto n)

@@ -140,6 +140,20 @@ let tests =
             let actual = Fusion.Dsl.Engine.Forward.Run(model, x)
             Expect.isLessThanOrEqual (actual.MaxAbsDiff expected) (Support.Tol.reorderAbs + Support.Tol.reorderRel * expected.MaxAbs()) "same output"
         }
+        test "a Pad before a Conv reads back as the convolution's padding mode (reflect, replicate)" {
+            let dir, cleanup = tempDir ()
+            use _ = cleanup
+            let x = randomInput 6 [| 1; 3; 7; 7 |]
+            for mode in [ PaddingMode.Reflect; PaddingMode.Replicate ] do
+                let model = Sequential.Create(Conv.Create(2, 3, 4, [| 3 |], padding = ConvPadding.Explicit 2, paddingMode = mode, seed = 1), Activation.Create(ActivationKind.ReLU))
+                let path = export dir (string mode) model x None
+                let back = OnnxModel.Read path
+                let conv = ModulePath.Get(back, "0") :?> Conv
+                Expect.equal conv.PaddingMode mode "the padding mode comes back"
+                Expect.sequenceEqual conv.Padding.Amounts [ 2; 2 ] "and its amounts"
+                let expected = Fusion.Dsl.Engine.Forward.Run(model, x)
+                Expect.isLessThanOrEqual ((Fusion.Dsl.Engine.Forward.Run(back, x)).MaxAbsDiff expected) (Support.Tol.reorderAbs + Support.Tol.reorderRel * expected.MaxAbs()) "same output"
+        }
         testList "refusals" [
             let relu = onnxNode "Relu" "act" [ "x" ] [ "y" ]
             test "a truncated file" {
