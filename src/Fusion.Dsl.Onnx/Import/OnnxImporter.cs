@@ -26,7 +26,7 @@ internal sealed class OnnxImporter
     [
         "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant", "Conv", "ConvTranspose", "Dropout", "Flatten",
         "Gemm", "GlobalAveragePool", "HardSigmoid", "HardSwish", "Identity", "MatMul", "MaxPool", "Mul", "Pad (before a Conv)", "Relu", "Reshape",
-        "Sigmoid (with Mul: SiLU)", "Squeeze", "Unsqueeze",
+        "Sigmoid (with Mul: SiLU)", "Squeeze", "Transpose (of a weight)", "Unsqueeze",
     ];
 
     private readonly OnnxFileReader _file;
@@ -40,7 +40,8 @@ internal sealed class OnnxImporter
     private readonly HashSet<string> _weightPaths = new(StringComparer.Ordinal);
     private readonly HashSet<NodeProto> _skipped = [];
     private readonly List<(string Name, Tensor Tensor)> _rootState = [];
-    private readonly Dictionary<NodeProto, (PaddingMode Mode, int[] Pads)> _padBefore = [];
+    private readonly Dictionary<NodeProto, (PaddingMode Mode, int[] Pads)> _padBefore = [];  // begins then ends, spatial axes
+    private readonly Dictionary<string, string> _aliases = new(StringComparer.Ordinal);
 
     private OnnxImporter(OnnxFileReader file, GraphProto graph) { _file = file; _graph = graph; }
 
@@ -246,17 +247,37 @@ internal sealed class OnnxImporter
         return v.Select(x => (int)x).ToArray();
     }
 
-    /// <summary>Symmetric pads (begin = end) per spatial axis; ONNX allows asymmetric ones, PyTorch's layers do not.</summary>
+    /// <summary>Symmetric pads (begin = end) per spatial axis; ONNX allows asymmetric ones, PyTorch's layers do not
+    /// (except <c>padding='same'</c>, see <see cref="ConvPads"/>).</summary>
     private int[] SymmetricPads(NodeProto n, int rank)
     {
-        var autoPad = Attr(n, "auto_pad")?.S.ToStringUtf8() ?? "NOTSET";
-        if (autoPad is not ("NOTSET" or "VALID" or ""))
-            throw Error(n.Name, $"{NodeKey(n)}: auto_pad {autoPad} is not supported; write explicit pads");
-        var pads = Ints(n, "pads", 2 * rank, 0);
+        var pads = RawPads(n, rank);
         for (var i = 0; i < rank; i++)
             if (pads[i] != pads[rank + i])
                 throw Error(n.Name, $"{NodeKey(n)}: asymmetric pads [{string.Join(", ", pads)}] have no PyTorch layer");
         return pads[..rank];
+    }
+
+    private int[] RawPads(NodeProto n, int rank)
+    {
+        var autoPad = Attr(n, "auto_pad")?.S.ToStringUtf8() ?? "NOTSET";
+        if (autoPad is not ("NOTSET" or "VALID" or ""))
+            throw Error(n.Name, $"{NodeKey(n)}: auto_pad {autoPad} is not supported; write explicit pads");
+        return Ints(n, "pads", 2 * rank, 0);
+    }
+
+    /// <summary>A convolution's padding: symmetric amounts, or PyTorch's <c>padding='same'</c> where the pads are its uneven
+    /// split (stride 1, total dilation·(kernel−1), the extra on the end).</summary>
+    private ConvPadding ConvPads(NodeProto n, int rank, int[] kernel, int[] stride, int[] dilation, int[]? given = null)
+    {
+        var pads = given ?? RawPads(n, rank);
+        if (Enumerable.Range(0, rank).All(i => pads[i] == pads[rank + i])) return ConvPadding.Explicit(pads[..rank]);
+        var same = stride.All(s => s == 1) && Enumerable.Range(0, rank).All(i =>
+        {
+            var total = dilation[i] * (kernel[i] - 1);
+            return pads[i] == total / 2 && pads[rank + i] == total - total / 2;
+        });
+        return same ? ConvPadding.Same : throw Error(n.Name, $"{NodeKey(n)}: asymmetric pads [{string.Join(", ", pads)}] have no PyTorch layer");
     }
 
     /// <summary>The path for a module of node <paramref name="n"/>: from its weight's name, else from its node name, else
@@ -269,6 +290,8 @@ internal sealed class OnnxImporter
         // A stateless module called again (a shared ReLU) is the same module; anything else gets its own path.
         var used = _tree.Get(path) is { } existing && existing.Equals(module) && existing.State.Count == 0 ? path : _tree.Add(path, module);
         Add(new GraphNode(NodeOp.CallModule, UniqueNode(used.Replace('.', '_')), used, [GraphArg.Ref(input.Node)]), n.Output[0], rank);
+        foreach (var (alias, of) in _aliases)
+            if (of == n.Output[0]) _values[alias] = _values[of];
     }
 
     /// <summary>A parameter-free operator as a module at its node's path, or as a free function when that path is a
@@ -340,6 +363,11 @@ internal sealed class OnnxImporter
             case "Identity":
             case "Dropout": Alias(n); break;
             case "Constant": ConstantNode(n); break;
+            case "Transpose" when n.Input.Count == 1 && Constant(n.Input[0]) is { Rank: 2, DType: DType.Float32 } m
+                                  && (AttrInts(n, "perm") is null or [1, 0]):
+                // A transposed weight (Linear on inputs that are not matrices is written as x · Wᵀ), folded here.
+                _constants[n.Output[0]] = Transpose(m);
+                break;
             default:
                 throw Error(n.Name, $"{NodeKey(n)}: operator {n.OpType} is not supported; supported: {string.Join(", ", Supported)}");
         }
@@ -384,27 +412,31 @@ internal sealed class OnnxImporter
             throw Error(n.Name, $"{NodeKey(n)}: kernel_shape [{string.Join(", ", ks)}] differs from the weight's {Tensor.ShapeString(w.Shape)}");
         var stride = Ints(n, "strides", rank, 1);
         var dilation = Ints(n, "dilations", rank, 1);
-        int[] padding, outputPadding = new int[rank];
+        int[] outputPadding = new int[rank];
         var paddingMode = PaddingMode.Zeros;
-        if (!transposed) padding = SymmetricPads(n, rank);
+        ConvPadding padding;
+        if (!transposed) padding = ConvPads(n, rank, kernel, stride, dilation);
         else
         {
             // This exporter writes PyTorch's output_padding as less padding at the end; read it back.
             if (AttrInts(n, "output_shape") is not null) throw Error(n.Name, $"{NodeKey(n)}: output_shape is not supported; write pads and output_padding");
             var pads = Ints(n, "pads", 2 * rank, 0);
             var given = Ints(n, "output_padding", rank, 0);
-            padding = pads[..rank];
+            padding = ConvPadding.Explicit(pads[..rank]);
             for (var i = 0; i < rank; i++)
             {
                 if (pads[rank + i] > pads[i]) throw Error(n.Name, $"{NodeKey(n)}: more end than begin padding has no PyTorch layer");
                 outputPadding[i] = given[i] + pads[i] - pads[rank + i];
             }
+            // This exporter writes an output_padding beyond the padding as zeros padded on afterwards (the bias added after).
+            if (b is null && TrailingZeroPad(n, x.Rank) is { } extra)
+                for (var i = 0; i < rank; i++) outputPadding[i] += extra[i];
         }
         if (_padBefore.TryGetValue(n, out var before))
         {
-            if (padding.Any(p => p != 0) || before.Pads.Length != rank)
+            if (padding.Kind != PaddingKind.Explicit || padding.Amounts.Any(p => p != 0) || before.Pads.Length != 2 * rank)
                 throw Error(n.Name, $"{NodeKey(n)}: a Pad before a padding convolution has no PyTorch layer");
-            (paddingMode, padding) = (before.Mode, before.Pads);
+            (paddingMode, padding) = (before.Mode, ConvPads(n, rank, kernel, stride, dilation, before.Pads));
         }
         var outC = transposed ? w.Shape[1] * g : w.Shape[0];
         var inC = transposed ? w.Shape[0] : w.Shape[1] * g;
@@ -412,7 +444,7 @@ internal sealed class OnnxImporter
         Conv conv;
         try
         {
-            conv = Layers.Conv.Create(rank, inC, outC, kernel, stride, ConvPadding.Explicit(padding), dilation, g, b is not null,
+            conv = Layers.Conv.Create(rank, inC, outC, kernel, stride, padding, dilation, g, b is not null,
                 paddingMode, transposed: transposed, outputPadding: outputPadding, weight: w, biasTensor: b);
         }
         catch (ArgumentException e) { throw Error(n.Name, $"{NodeKey(n)}: {e.Message}"); }
@@ -434,13 +466,13 @@ internal sealed class OnnxImporter
             throw Error(n.Name, $"{NodeKey(n)}: a Pad is read only as the padding of the one Conv it feeds");
         if (n.Input.Count > 2 && n.Input[2].Length > 0 && Constant(n.Input[2]) is { } v && v.Count == 1 && v[0] != 0)
             throw Error(n.Name, $"{NodeKey(n)}: padding with {v[0]} instead of zeros has no PyTorch convolution");
-        var spatial = new int[rank];
+        var spatial = new int[2 * rank];
         for (var i = 0; i < x.Rank; i++)
         {
             var (begin, end) = (pads[i], pads[x.Rank + i]);
-            if (i < 2 ? begin != 0 || end != 0 : begin != end || begin < 0 || begin > int.MaxValue)
-                throw Error(n.Name, $"{NodeKey(n)}: pads [{string.Join(", ", pads)}] are not the same on both sides of each spatial axis");
-            if (i >= 2) spatial[i - 2] = (int)begin;
+            if (i < 2 ? begin != 0 || end != 0 : begin < 0 || end < 0 || begin > int.MaxValue || end > int.MaxValue)
+                throw Error(n.Name, $"{NodeKey(n)}: pads [{string.Join(", ", pads)}] pad the batch or channel axis, or are negative");
+            if (i >= 2) (spatial[i - 2], spatial[rank + i - 2]) = ((int)begin, (int)end);
         }
         var paddingMode = mode switch
         {
@@ -451,6 +483,22 @@ internal sealed class OnnxImporter
         };
         _padBefore[consumers[0]] = (paddingMode, spatial);
         _values[n.Output[0]] = x;
+    }
+
+    /// <summary>The end amounts of a constant-zero Pad that is the only reader of <paramref name="n"/>'s output and pads
+    /// nothing else (then its output becomes an alias of the convolution's), or null.</summary>
+    private int[]? TrailingZeroPad(NodeProto n, int rank)
+    {
+        var readers = _graph.Node.Where(c => c.Input.Contains(n.Output[0])).ToArray();
+        if (readers is not [{ OpType: "Pad" } pad] || _uses.GetValueOrDefault(n.Output[0]) != 1) return null;
+        if ((Attr(pad, "mode")?.S.ToStringUtf8() ?? "constant") != "constant") return null;
+        if (pad.Input.Count > 2 && pad.Input[2].Length > 0 && (Constant(pad.Input[2]) is not { Count: 1 } v || v[0] != 0)) return null;
+        if (pad.Input.Count < 2 || Constant(pad.Input[1]) is not { DType: DType.Int64 } p || p.Count != 2 * rank) return null;
+        var pads = p.Int64.ToArray();
+        if (pads[..(rank + 2)].Any(a => a != 0) || pads.Any(a => a < 0 || a > int.MaxValue)) return null;
+        _skipped.Add(pad);
+        _aliases[pad.Output[0]] = n.Output[0];
+        return [.. pads[(rank + 2)..].Select(a => (int)a)];
     }
 
     private void BatchNormalization(NodeProto n)
@@ -594,6 +642,19 @@ internal sealed class OnnxImporter
 
     private void Axes(NodeProto n)
     {
+        if (n.Input.Count > 1 && Constant(n.Input[0]) is { } c)
+        {
+            // A constant reshaped (a bias [C] as [C, 1, 1] to broadcast), folded here.
+            var axesOf = Int64Constant(n, 1, "axes");
+            var dims = c.Shape.ToArray().ToList();
+            if (n.OpType == "Unsqueeze")
+                foreach (var a in axesOf.Select(a => a < 0 ? a + dims.Count + axesOf.Length : a).Order()) dims.Insert((int)Math.Clamp(a, 0, dims.Count), 1);
+            else
+                foreach (var a in axesOf.Select(a => a < 0 ? a + dims.Count : a).OrderDescending())
+                    if (a >= 0 && a < dims.Count && dims[(int)a] == 1) dims.RemoveAt((int)a);
+            _constants[n.Output[0]] = c.Reshape([.. dims]);
+            return;
+        }
         var x = Value(n, 0);
         var squeeze = n.OpType == "Squeeze";
         long[]? axes = n.Input.Count > 1 && n.Input[1].Length > 0 ? Int64Constant(n, 1, "axes") : null;

@@ -46,4 +46,21 @@ let tests =
                 let layers = ModelSpec.size spec
                 expectSame dir "model" model x layers (fun () -> describe spec [])
                 expectSame dir "fused" fused x layers (fun () -> describe spec groups)))
+        // Circular padding is exported as slices and a concatenation, which the importer does not read back (a known gap);
+        // those models are left out of this law (the export law above covers them).
+        testPropertyWithConfig config "export then import gives a model with the engine's forward (models without circular padding)"
+            (Prop.forAll ModelGen.arbModelSpec (fun spec0 ->
+              not ((sprintf "%A" spec0).Contains "Circular") ==> lazy (
+                let spec = spec0 |> ModelSpec.mapBatchNorms (fun b -> { b with TrackRunningStats = true })
+                let model = ModelSpec.build spec
+                let x = ModelSpec.input spec
+                let dir, cleanup = tempDir ()
+                use _ = cleanup
+                let path = Path.Combine(dir, "m.onnx")
+                OnnxModel.Write(model, x.Shape.ToArray(), path)
+                let back = OnnxModel.Read path
+                let expected = forward model x
+                let err = (forward back x).MaxAbsDiff expected
+                let tol = Support.Tol.reorderAbs + Support.Tol.reorderRel * float (max 1 (ModelSpec.size spec)) * expected.MaxAbs()
+                check (err <= tol) (fun () -> sprintf "max |imported - original| = %g exceeds %g\n%s" err tol (describe spec [])))))
     ]
