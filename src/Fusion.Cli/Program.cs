@@ -31,7 +31,8 @@ public static class Program
         }
         catch (FusionException e)
         {
-            Console.Error.WriteLine($"fusion: fusion refused: {e.Message}");
+            // The message starts with the kind (NoRule: cannot fuse group 1 ...): printed once.
+            Console.Error.WriteLine($"fusion: {e.Message}");
             return 1;
         }
         // A file, a state_dict or a forward pass that is refused: the message names the file, key or module.

@@ -31,6 +31,9 @@ internal static class Buffers
     /// <summary>An array for a kernel's output; its contents are unspecified (every kernel writes all of it).</summary>
     public static float[] Output(int length)
     {
+        // Every kernel's result comes through here: the one place an output's size is held to the tensor limit.
+        if ((uint)length > Limits.MaxElements)
+            throw new EngineInputException($"the output would hold {length} elements, over the limit of {Limits.MaxElements} per tensor");
         var arena = _current;
         if (arena is null || length < MinPooledLength) return GC.AllocateUninitializedArray<float>(length);
         if (Pool.TryGetValue(length, out var stack) && stack.TryPop(out var array))

@@ -40,27 +40,58 @@ internal sealed class ConvGeometry
         var (left, right) = conv.Padding.Resolve(conv.KernelSize.AsSpan(), conv.Dilation.AsSpan());
         for (var i = 0; i < Rank; i++) { PadLeft[off + i] = left[i]; PadRight[off + i] = right[i]; }
 
-        for (var i = 0; i < Dims; i++) Padded[i] = Transposed ? In[i] : In[i] + PadLeft[i] + PadRight[i];
+        // Every size is computed in 64 bits and checked before it is stored: the kernels index with 32-bit offsets, so each
+        // size they derive must fit, and an absurd argument (a padding of 2^31-1, a dilation of 2^30) must be an error,
+        // never a wrapped size.
         for (var i = 0; i < Dims; i++)
         {
-            var span = Dilation[i] * (Kernel[i] - 1);
+            long padded = Transposed ? In[i] : (long)In[i] + PadLeft[i] + PadRight[i];
+            var span = (long)Dilation[i] * (Kernel[i] - 1);
+            long output;
             if (Transposed)
             {
-                Out[i] = (In[i] - 1) * Stride[i] - PadLeft[i] - PadRight[i] + span + OutputPadding[i] + 1;
-                if (Out[i] <= 0)
+                output = ((long)In[i] - 1) * Stride[i] - PadLeft[i] - PadRight[i] + span + OutputPadding[i] + 1;
+                if (output <= 0)
                     throw new EngineInputException($"input spatial size {Tensor.ShapeString(SpatialIn)} gives a non-positive output size");
             }
             else
             {
-                if (Padded[i] < span + 1)
+                if (padded < span + 1)
                     throw new EngineInputException(
-                        $"calculated padded input size per channel {Tensor.ShapeString(SpatialPadded)} is smaller than the (dilated) kernel size {Tensor.ShapeString(SpatialOf(DilatedKernel()))}");
-                Out[i] = (Padded[i] - span - 1) / Stride[i] + 1;
+                        $"calculated padded input size per channel {Tensor.ShapeString(SpatialOf(In))} plus padding is smaller than the (dilated) kernel size {Tensor.ShapeString(SpatialOf(DilatedKernel()))}");
+                output = (padded - span - 1) / Stride[i] + 1;
+                // One output position reads the same taps whatever the stride; unit stride keeps the phase layout small.
+                if (output == 1) Stride[i] = 1;
             }
+            Padded[i] = Size(padded, "padded input size");
+            Out[i] = Size(output, "output size");
         }
         if (!Transposed && Mode != PaddingMode.Zeros) CheckModePadding();
-        for (var i = 0; i < Dims; i++) Sub[i] = Transposed ? In[i] : (Padded[i] + Stride[i] - 1) / Stride[i];
+        for (var i = 0; i < Dims; i++) Sub[i] = Transposed ? In[i] : (int)(((long)Padded[i] + Stride[i] - 1) / Stride[i]);
+        // The buffers a call uses: the phase layout of the input, the output, and taps reaching across the layout.
+        // (The weight's own size, kernel volume times channels, is bounded by the tensor limit already.)
+        Size(SaturatingProduct(Batch, InChannels, Padded[0], Padded[1], Padded[2]), "batch x channels x padded input size");
+        Size(SaturatingProduct(Batch, OutChannels, Out[0], Out[1], Out[2]), "batch x channels x output size");
+        Size(SaturatingProduct(Batch, InChannels, Stride[0], Stride[1], Stride[2], Sub[0], Sub[1], Sub[2]), "the strided input layout");
     }
+
+    /// <summary>The product of non-negative factors, or <see cref="long.MaxValue"/> when it does not fit.</summary>
+    private static long SaturatingProduct(params long[] factors)
+    {
+        long p = 1;
+        foreach (var f in factors)
+        {
+            if (f != 0 && p > long.MaxValue / f) return long.MaxValue;
+            p *= f;
+        }
+        return p;
+    }
+
+    /// <summary>A size checked against <see cref="Limits.MaxElements"/>.</summary>
+    private static int Size(long value, string what)
+        => value <= Limits.MaxElements
+            ? (int)value
+            : throw new EngineInputException($"{what} would be {value}, over the engine's limit of {Limits.MaxElements} elements");
 
     public int Rank { get; }
     public bool Transposed { get; }

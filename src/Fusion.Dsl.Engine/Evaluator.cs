@@ -51,6 +51,16 @@ internal sealed class Evaluator(int threads)
         {
             throw new ForwardException(path, m.TypeName, e.Message);
         }
+        // Checked size arithmetic and the tensor limit (Tensor's shape checks) end a pass that would be out of range: the
+        // module that asked for it is named.
+        catch (OverflowException e)
+        {
+            throw new ForwardException(path, m.TypeName, $"a size overflows: {e.Message}", e);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ForwardException(path, m.TypeName, e.Message, e);
+        }
     }
 
     /// <summary>Children in order; each intermediate is released once the next child has consumed it (never the input).</summary>

@@ -27,20 +27,20 @@ namespace Fusion.Dsl.Engine;
 public static class Forward
 {
     /// <summary>Runs <paramref name="module"/> on <paramref name="input"/> using every core.</summary>
-    /// <exception cref="ForwardException">The input does not fit a module, or a module cannot run (see the message for the path).</exception>
-    /// <exception cref="ArgumentException">The input is not float32.</exception>
+    /// <exception cref="ForwardException">The input is not float32 or does not fit a module, a size would pass the limits, or a
+    /// module cannot run (see the message for the path).</exception>
     public static Tensor Run(Module module, Tensor input) => Run(module, input, null);
 
     /// <summary>Runs <paramref name="module"/> on <paramref name="input"/> with <paramref name="options"/>.</summary>
-    /// <exception cref="ForwardException">The input does not fit a module, or a module cannot run (see the message for the path).</exception>
-    /// <exception cref="ArgumentException">The input is not float32.</exception>
+    /// <exception cref="ForwardException">The input is not float32 or does not fit a module, a size would pass the limits, or a
+    /// module cannot run (see the message for the path).</exception>
     /// <exception cref="ArgumentOutOfRangeException"><see cref="ForwardOptions.Threads"/> is not positive.</exception>
     public static Tensor Run(Module module, Tensor input, ForwardOptions? options)
     {
         ArgumentNullException.ThrowIfNull(module);
         ArgumentNullException.ThrowIfNull(input);
         if (input.DType != DType.Float32)
-            throw new ArgumentException($"the forward input must be float32, got {input.DType} of shape {Tensor.ShapeString(input.Shape)}", nameof(input));
+            throw new ForwardException("", module.TypeName, $"the input must be float32, got {input.DType} of shape {Tensor.ShapeString(input.Shape)}");
         var threads = (options ?? ForwardOptions.Default).ResolvedThreads;
         using var recycling = Buffers.Enter(module);
         return new Evaluator(threads).Call(module, input, "");

@@ -116,7 +116,8 @@ internal static class GraphInterpreter
     {
         var target = node.Target!;
         var dot = target.LastIndexOf('.');
-        var module = dot < 0 ? owner : ModulePath.Get(owner, target[..dot]);
+        if (!ModulePath.TryGet(owner, dot < 0 ? "" : target[..dot], out var module))
+            throw new EngineInputException($"graph node '{node.Name}' reads attribute '{target}' of a module that does not exist");
         var name = dot < 0 ? target : target[(dot + 1)..];
         return module.State.TryGet(name)
                ?? throw new EngineInputException($"graph node '{node.Name}' reads attribute '{target}', which is not a parameter or buffer (entries there: {string.Join(", ", module.State.Names)})");

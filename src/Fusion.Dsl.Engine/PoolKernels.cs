@@ -14,7 +14,10 @@ internal static unsafe class PoolKernels
     {
         var o = PoolArgs.OutputSize(input, kernel, stride, pad, dilation, ceil);
         if (o <= 0) throw new EngineInputException($"{what}: input size {input} is too small for kernel {kernel} (dilation {dilation}, padding {pad}): output size would be {o}");
-        return o;
+        // The window's reach and the scratch rows are sized from these values in 32-bit arithmetic: bounded here.
+        if (o > Limits.MaxElements || (long)dilation * (kernel - 1) + 2L * pad + input > Limits.MaxElements)
+            throw new EngineInputException($"{what}: kernel {kernel}, dilation {dilation} and padding {pad} reach over the engine's limit of {Limits.MaxElements} elements per row");
+        return (int)o;
     }
 
     public static Tensor MaxPool(MaxPool2d m, Tensor x, int threads)

@@ -25,6 +25,9 @@ let namedModules (model: Module) = [ for kv in model.NamedModules() -> kv.Key, k
 [<CompiledName("StateDict")>]
 let stateDict (model: Module) = [ for kv in model.StateDict() -> kv.Key, kv.Value ]
 
+[<CompiledName("LoadStateDict")>]
+let loadStateDict (path: string) (model: Module) = Fusion.Dsl.IO.StateDict.LoadFile(model, path)
+
 [<CompiledName("ParameterCount")>]
 let inline parameterCount (model: Module) = model.StateElementCount()
 

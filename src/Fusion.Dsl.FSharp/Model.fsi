@@ -24,6 +24,11 @@ val namedModules: model: Module -> (string * Module) list
 /// Every tensor under PyTorch's state_dict key names.
 [<CompiledName("StateDict")>]
 val stateDict: model: Module -> (string * Tensor) list
+/// The model with the state_dict of a file loaded as `load_state_dict(..., strict=True)` does: a torch.save `.pt`/`.pth`
+/// checkpoint or a safetensors file, told apart by content (`model |> Model.loadStateDict "resnet18.pth"`). Raises
+/// ModelFormatException for a file that is neither, StateDictException for keys or shapes that do not fit.
+[<CompiledName("LoadStateDict")>]
+val loadStateDict: path: string -> model: Module -> Module
 /// Number of elements in every parameter and buffer.
 [<CompiledName("ParameterCount")>]
 val inline parameterCount: model: Module -> int64

@@ -14,8 +14,20 @@ let main argv =
                 async {
                     do! TestPrinters.defaultPrinter.summary cfg summary
                     counts <- Some (summary.passed.Length, summary.failed.Length + summary.errored.Length, summary.ignored.Length) } }
+    // The fixtures are read while the test lists are built: a missing folder is one named failure, not an abort.
+    let fixturesMissing = not (System.IO.Directory.Exists Support.fixturesDir)
+    if fixturesMissing then
+        eprintfn "FAIL: the PyTorch fixture folder %s does not exist (put ../shared/fixtures/pytorch beside the repository or set FUSION_FIXTURES)" Support.fixturesDir
     // No spinner: CI logs are files, and the spinner's clearing sequences would land on the closing line.
-    let rc = runTestsInAssemblyWithCLIArgs [ CLIArguments.Printer printer; CLIArguments.No_Spinner ] argv
+    let rc =
+        if fixturesMissing then 1
+        else
+            try runTestsInAssemblyWithCLIArgs [ CLIArguments.Printer printer; CLIArguments.No_Spinner ] argv
+            with e ->
+                // A test list that cannot even be built (a missing file read at discovery) is one failure, named.
+                let rec inner (e: exn) = match e.InnerException with null -> e | i -> inner i
+                eprintfn "FAIL: the tests could not be discovered: %s" (inner e).Message
+                1
     // Expecto wraps Console.Out in a writer that pads lines with spaces and leaves a colour reset without a
     // newline; the closing line goes straight to the raw stdout stream, on a line of its own.
     stdout.Flush()

@@ -102,3 +102,16 @@ let pythonHas =
              use p = nonNull (Diagnostics.Process.Start psi)
              p.WaitForExit()
              p.ExitCode = 0))
+
+/// Runs /usr/bin/python3 with the arguments; returns the exit code and the combined output. Fails the test after 10 minutes.
+let runPython (args: string list) : int * string =
+    let psi = Diagnostics.ProcessStartInfo(python3, args)
+    psi.RedirectStandardOutput <- true
+    psi.RedirectStandardError <- true
+    use p = nonNull (Diagnostics.Process.Start psi)
+    let out = p.StandardOutput.ReadToEndAsync()
+    let err = p.StandardError.ReadToEndAsync()
+    if not (p.WaitForExit(TimeSpan.FromMinutes 10.0)) then
+        p.Kill true
+        failtestf "%s %s did not finish within 10 minutes" python3 (String.Join(" ", args))
+    p.ExitCode, out.Result + err.Result

@@ -13,6 +13,9 @@ namespace Fusion.Cli.Commands;
 /// </summary>
 internal static class FuseCommand
 {
+    /// <summary>The verification's tolerance, the PyTorch fixtures': |fused - unfused| &lt;= atol + rtol x max |unfused|.</summary>
+    private const double VerifyRtol = 1e-4, VerifyAtol = 1e-5;
+
     public static Command Create()
     {
         var model = new ModelSource.Options();
@@ -20,16 +23,25 @@ internal static class FuseCommand
         var groupsFile = new Option<string?>("--groups-file") { Description = "a JSON file holding modules_to_fuse as PyTorch takes it" };
         var qat = new Option<bool>("--qat") { Description = "fuse_modules_qat: keep BatchNorm for quantization-aware training" };
         var output = new Option<string?>("--out") { Description = "write the fused model: FILE.onnx (ONNX), FILE.json (+ FILE.safetensors) or a directory (model.json + model.safetensors)" };
+        var format = new Option<string>("--format")
+        {
+            Description = "what --out writes: model (the fusion-model/1 pair) or pt (only the fused state_dict, as torch.save writes it: FILE.pt, or DIR/model.pt)",
+            DefaultValueFactory = _ => "model",
+        };
+        format.AcceptOnlyFromAmong("model", "pt");
         var c = model.AddTo(new Command("fuse", "fuse groups as PyTorch's fuse_modules does, verify on a probe input, optionally write the result"));
-        foreach (var o in new Option[] { groups, groupsFile, qat, output }) c.Options.Add(o);
+        foreach (var o in new Option[] { groups, groupsFile, qat, output, format }) c.Options.Add(o);
         c.SetAction(r =>
         {
             var outPath = r.GetValue(output);
+            var asPt = r.GetValue(format) == "pt";
+            if (asPt && outPath is null) throw new UsageException("--format pt needs --out FILE.pt");
+            if (asPt && Directory.Exists(outPath)) outPath = Path.Combine(outPath, "model.pt");
             var src = model.Load(r);
             var spec = GroupsFrom(r.GetValue(groups), r.GetValue(groupsFile), src);
             var isQat = r.GetValue(qat);
             // Refused before fusing, so nothing is written and no time is spent.
-            if (outPath is not null && src.Path is not null) RefuseOverwritingInput(outPath, src.Path);
+            if (outPath is not null) RefuseOverwritingInput(outPath, asPt, src.Path, r.GetValue(model.Weights));
             var fused = isQat ? Fuser.FuseModulesQat(src.Model, spec) : Fuser.FuseModules(src.Model, spec);
             Console.Out.WriteLine($"fused {spec.FusionGroups().Count} group(s) of {src.Label} with {(isQat ? "fuse_modules_qat" : "fuse_modules")}");
             if (src.ProbeInput is { } x)
@@ -37,10 +49,23 @@ internal static class FuseCommand
                 var before = Forward.Run(src.Model, x);
                 var after = Forward.Run(fused, x);
                 var diff = after.MaxAbsDiff(before);
-                Console.Out.WriteLine($"verification on a probe input {Tensor.ShapeString(x.Shape)}: max |fused - unfused| = {diff:G4} (output max |y| = {before.MaxAbs():G4})");
+                var scale = before.MaxAbs();
+                Console.Out.WriteLine($"verification on a probe input {Tensor.ShapeString(x.Shape)}: max |fused - unfused| = {diff:G4} (output max |y| = {scale:G4})");
+                // The fixtures' tolerance; NaN or an infinity in either output fails it (a comparison with NaN is false).
+                if (!(diff <= VerifyAtol + VerifyRtol * scale))
+                {
+                    Console.Error.WriteLine($"fusion: verification failed: the fused output differs from the unfused one by {diff:G4}, over {VerifyAtol:G2} + {VerifyRtol:G2} x {scale:G4}" +
+                                            (double.IsFinite(scale) && double.IsFinite(diff) ? "" : " (an output holds NaN or an infinity)") + "; nothing was written");
+                    return 1;
+                }
             }
             else Console.Out.WriteLine("verification skipped: the model file holds no input shape; give --input-shape to probe it");
-            if (outPath is not null) ModelOutput.Write(outPath, fused, src, $"{src.Label} fused by fusion fuse");
+            if (outPath is not null && asPt)
+            {
+                TorchCheckpoint.Write(outPath, fused.StateDict());
+                Console.Out.WriteLine($"wrote {outPath} (load it with fused.load_state_dict(torch.load(path)))");
+            }
+            else if (outPath is not null) ModelOutput.Write(outPath, fused, src, $"{src.Label} fused by fusion fuse");
             return 0;
         });
         return c;
@@ -59,20 +84,26 @@ internal static class FuseCommand
             : throw new UsageException("give the groups: --groups \"conv1,bn1,relu1;fc,relu2\" or --groups-file F");
     }
 
-    /// <summary>Writing the fused model over the file it was read from would lose the input: refused before anything is written.</summary>
-    private static void RefuseOverwritingInput(string outPath, string inputPath)
+    /// <summary>Writing the fused model over a file it was read from (the model pair or --weights) would lose the input:
+    /// refused before anything is written.</summary>
+    private static void RefuseOverwritingInput(string outPath, bool asPt, string? inputPath, string? weightsPath)
     {
-        if (ModelOutput.IsOnnx(outPath) || ModelOutput.IsOnnx(inputPath))
+        var outputs = new List<string>();
+        if (asPt || ModelOutput.IsOnnx(outPath)) outputs.Add(Path.GetFullPath(outPath));
+        else
         {
-            if (string.Equals(Path.GetFullPath(outPath), Path.GetFullPath(inputPath), StringComparison.Ordinal))
-                throw new UsageException($"--out {outPath} would overwrite the input model {inputPath}; write the fused model elsewhere");
-            return;
+            var json = Path.GetFullPath(ModelFile.JsonPathFor(outPath));
+            outputs.AddRange([json, Path.GetFullPath(ModelFile.TensorPathFor(json))]);
         }
-        var json = Path.GetFullPath(ModelFile.JsonPathFor(outPath));
-        var tensors = Path.GetFullPath(ModelFile.TensorPathFor(json));
-        var input = Path.GetFullPath(ModelFile.JsonPathFor(inputPath));
-        var inputs = new[] { input, Path.ChangeExtension(input, ".safetensors") };
-        if (inputs.Contains(json, StringComparer.Ordinal) || inputs.Contains(tensors, StringComparer.Ordinal))
-            throw new UsageException($"--out {outPath} would overwrite the input model {inputPath}; write the fused model elsewhere");
+        var inputs = new List<string>();
+        if (inputPath is not null && ModelOutput.IsOnnx(inputPath)) inputs.Add(Path.GetFullPath(inputPath));
+        else if (inputPath is not null)
+        {
+            var input = Path.GetFullPath(ModelFile.JsonPathFor(inputPath));
+            inputs.AddRange([input, Path.ChangeExtension(input, ".safetensors")]);
+        }
+        if (weightsPath is not null) inputs.Add(Path.GetFullPath(weightsPath));
+        if (outputs.Any(o => inputs.Contains(o, StringComparer.Ordinal)))
+            throw new UsageException($"--out {outPath} would overwrite an input ({string.Join(", ", new[] { inputPath, weightsPath }.OfType<string>())}); write the fused model elsewhere");
     }
 }

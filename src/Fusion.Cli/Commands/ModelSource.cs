@@ -29,7 +29,7 @@ internal sealed record ModelSource(string Label, string? Path, Module Model, Ten
         public Option<string?> Zoo { get; } = new("--model") { Description = "a zoo network instead of a file: " + string.Join(", ", ModelZoo.Names) };
         public Option<int> Seed { get; } = new("--seed") { Description = "seed of the zoo's random weights and of the probe input", DefaultValueFactory = _ => 1 };
         public Option<string?> InputShape { get; } = new("--input-shape") { Description = "probe input shape, e.g. 1,3,224,224 (default: the model's own)" };
-        public Option<string?> Weights { get; } = new("--weights") { Description = "load a state_dict (safetensors, PyTorch's keys) into the model" };
+        public Option<string?> Weights { get; } = new("--weights") { Description = "load a state_dict (a torch.save .pt/.pth or a safetensors file, PyTorch's keys) into the model" };
 
         /// <summary>Adds the argument and options to <paramref name="command"/>.</summary>
         public Command AddTo(Command command)
@@ -84,8 +84,8 @@ internal sealed record ModelSource(string Label, string? Path, Module Model, Ten
     }
 
     private static Module WithWeights(Module model, string? weights)
-        // A state_dict under PyTorch's key names (e.g. saved with safetensors.torch.save_file).
-        => weights is null ? model : StateDict.Load(model, SafeTensors.Read(weights));
+        // A state_dict under PyTorch's key names: torch.save(model.state_dict(), f) or safetensors, told apart by content.
+        => weights is null ? model : StateDict.LoadFile(model, weights);
 
     /// <summary>A seeded standard-normal input of the given shape.</summary>
     public static Tensor Probe(IReadOnlyList<int> shape, int seed)

@@ -53,7 +53,7 @@ public sealed record CallSite(CallSiteKind Kind, string Container, string Locati
     {
         CallSiteKind.Root => "the model's caller",
         CallSiteKind.GraphNode => $"graph node '{Location}' of {Dataflow.Name(Container)}",
-        _ => $"position '{Location}' of the chain {Dataflow.Name(Container)}",
+        _ => $"position '{Location}' in the chain of {Dataflow.Name(Container)}",
     };
 }
 

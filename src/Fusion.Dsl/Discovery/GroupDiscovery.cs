@@ -55,7 +55,7 @@ internal static class GroupDiscovery
     private static bool Fusable(Module model, string[] paths, int index, RuleSet rules, bool isQat)
     {
         var modules = paths.Select(p => ModulePath.Get(model, p)).ToArray();
-        var rule = rules.Find(modules.Select(m => m.TypeName).ToArray());
+        var rule = rules.Find(modules.Select(RuleSet.KindOf).ToArray());
         if (rule is null || modules.Any(m => m.Training != modules[0].Training)) return false;
         if (FusionPlan.LostHooks(paths, modules).Count > 0) return false;
         var bare = modules.Select(m => m.WithHooks(ImmutableArray<ForwardPreHook>.Empty, ImmutableArray<ForwardHook>.Empty)).ToArray();

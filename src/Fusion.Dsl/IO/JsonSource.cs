@@ -20,13 +20,7 @@ internal sealed class JsonSource(string fileName)
     /// <summary>Reads and parses a JSON file, reporting I/O and syntax errors against the file.</summary>
     public static JsonDocument ParseFile(string path)
     {
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
-        {
-            throw new ModelFormatException(path, null, $"cannot read the file: {e.Message}", e);
-        }
-        return Parse(bytes, path);
+        return Parse(BoundedFile.ReadAllBytes(path, BoundedFile.MaxJsonBytes, "a JSON file"), path);
     }
 
     /// <summary>Parses JSON text (UTF-8 bytes), reporting syntax errors against <paramref name="fileName"/>.</summary>
@@ -37,13 +31,50 @@ internal sealed class JsonSource(string fileName)
         // The JSON reader checks string contents only when they are read; check the encoding once, up front.
         if (!System.Text.Unicode.Utf8.IsValid(utf8.Span))
             throw new ModelFormatException(fileName, null, "not valid UTF-8 text");
+        JsonDocument doc;
         try
         {
-            return JsonDocument.Parse(utf8, new JsonDocumentOptions { MaxDepth = MaxDepth, CommentHandling = JsonCommentHandling.Disallow });
+            doc = JsonDocument.Parse(utf8, new JsonDocumentOptions { MaxDepth = MaxDepth, CommentHandling = JsonCommentHandling.Disallow });
         }
         catch (JsonException e)
         {
             throw new ModelFormatException(fileName, null, $"not valid JSON: {e.Message}", e);
+        }
+        // An escape such as "\ud800" (a lone surrogate) is valid JSON syntax but no string: the reader throws only when the
+        // value is read. Every string and name is decoded once here, so that no later read can fail that way.
+        if (FirstUndecodable(doc.RootElement, "") is { } where)
+        {
+            doc.Dispose();
+            throw new ModelFormatException(fileName, where.Length == 0 ? null : where, "holds a string escape that is not valid Unicode (a lone surrogate such as \\ud800)");
+        }
+        return doc;
+    }
+
+    /// <summary>The location of the first string or property name that does not decode, or null.</summary>
+    private static string? FirstUndecodable(JsonElement e, string location)
+    {
+        switch (e.ValueKind)
+        {
+            case JsonValueKind.String:
+                try { e.GetString(); }
+                catch (InvalidOperationException) { return location; }
+                return null;
+            case JsonValueKind.Array:
+                var i = 0;
+                foreach (var x in e.EnumerateArray())
+                    if (FirstUndecodable(x, $"{location}[{i++}]") is { } bad) return bad;
+                return null;
+            case JsonValueKind.Object:
+                foreach (var p in e.EnumerateObject())
+                {
+                    string name;
+                    try { name = p.Name; }
+                    catch (InvalidOperationException) { return location; }
+                    if (FirstUndecodable(p.Value, location.Length == 0 ? name : location + "." + name) is { } bad) return bad;
+                }
+                return null;
+            default:
+                return null;
         }
     }
 

@@ -28,15 +28,14 @@ public static class ModelFile
     private const string What = "a fusion-model file";
 
     /// <summary>
-    /// The JSON file that <paramref name="path"/> denotes: the path itself for a <c>.json</c> file, <c>DIR/model.json</c>
-    /// for an existing directory or a path ending in a directory separator.
+    /// The JSON file that <paramref name="path"/> denotes: the path itself for a <c>.json</c> file or an existing file,
+    /// <c>DIR/model.json</c> for anything else (a directory, existing or to be created, as the Python exporter reads it).
     /// </summary>
     public static string JsonPathFor(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
-        return Directory.Exists(path) || path.EndsWith(Path.DirectorySeparatorChar) || path.EndsWith(Path.AltDirectorySeparatorChar)
-            ? Path.Combine(path, DefaultFileName)
-            : path;
+        var isFile = !Directory.Exists(path) && (path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) || File.Exists(path));
+        return isFile ? path : Path.Combine(path, DefaultFileName);
     }
 
     /// <summary>The safetensors file written beside <paramref name="jsonPath"/>.</summary>
@@ -65,6 +64,14 @@ public static class ModelFile
         var jsonPath = JsonPathFor(path);
         var tensorPath = TensorPathFor(jsonPath);
         var name = Path.GetFileNameWithoutExtension(jsonPath);
+        if (Path.GetDirectoryName(Path.GetFullPath(jsonPath)) is { } folder && !Directory.Exists(folder))
+        {
+            try { Directory.CreateDirectory(folder); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
+            {
+                throw new ModelFormatException(jsonPath, null, $"cannot create the folder {folder}: {e.Message}", e);
+            }
+        }
         ModelDocument.WritePair(jsonPath, tensorPath, w =>
         {
             w.WriteStartObject();
@@ -98,6 +105,8 @@ public static class ModelFile
     public static ModelFileContent ReadContent(string path)
     {
         var jsonPath = JsonPathFor(path);
+        if (!ReferenceEquals(jsonPath, path) && !File.Exists(jsonPath))
+            throw new ModelFormatException(path, null, $"is a directory holding no {DefaultFileName}; give a model's .json file or a directory with {DefaultFileName}");
         using var f = ModelDocument.Open(jsonPath, Format, What, StateDictPath(jsonPath));
         var src = f.Src;
         var root = f.Root;

@@ -125,6 +125,18 @@ public static class ModuleJson
         return m;
     }
 
+    /// <summary>
+    /// Refuses a layer whose arguments imply tensors its <c>state</c> list does not name, before the layer is built: a factory
+    /// would otherwise allocate default or random tensors of the declared size (a hostile <c>num_features</c> of 2e9, a
+    /// 40000x40000 convolution) before the mismatch is found.
+    /// </summary>
+    private static void RequireListed(TensorDict state, string type, JsonSource src, string loc, params string?[] needed)
+    {
+        var missing = needed.Where(n => n is not null && state.TryGet(n) is null).ToList();
+        if (missing.Count > 0)
+            throw src.Fail(loc, $"{type} needs state {string.Join(", ", missing.Select(n => $"'{n}'"))} for its arguments, but its 'state' list does not name it");
+    }
+
     private static readonly Regex ConvType = new(@"^(Conv|ConvTranspose)([123])d$", RegexOptions.CultureInvariant);
     private static readonly Regex BatchNormType = new(@"^BatchNorm([123])d$", RegexOptions.CultureInvariant);
 
@@ -156,6 +168,12 @@ public static class ModuleJson
             RequireNoState(state, type, src, loc);
             return Sequential.Create(ModuleChildren.Create(children), training);
         }
+        if (type is "ModuleList" or "ModuleDict")
+        {
+            RequireNoState(state, type, src, loc);
+            var kids = ModuleChildren.Create(children);
+            return type == "ModuleList" ? ModuleList.Create(kids, training) : ModuleDict.Create(kids, training);
+        }
         if (children.Count > 0)
             throw src.Fail(loc, $"{type} is a leaf layer but the file gives it children ({string.Join(", ", children.Select(c => c.Name))})");
 
@@ -164,21 +182,27 @@ public static class ModuleJson
         {
             var rank = conv.Groups[2].Value[0] - '0';
             var transposed = conv.Groups[1].Value == "ConvTranspose";
+            RequireListed(state, type, src, loc, "weight", args.Bool("bias", true) ? "bias" : null);
             return Conv.Create(rank,
                 args.Int("in_channels"), args.Int("out_channels"), args.IntList("kernel_size"),
                 stride: args.IntList("stride", [1]), padding: args.Padding("padding"), dilation: args.IntList("dilation", [1]),
                 groups: args.Int("groups", 1), bias: args.Bool("bias", true), paddingMode: args.PaddingMode("padding_mode"),
                 transposed: transposed, outputPadding: transposed ? args.IntList("output_padding", [0]) : null,
-                // A weight the file does not list is caught after building (the factory would draw a random one).
                 weight: state.TryGet("weight"),
                 biasTensor: state.TryGet("bias"), training: training);
         }
         var bn = BatchNormType.Match(type);
         if (bn.Success)
+        {
+            var affine = args.Bool("affine", true);
+            var stats = args.Bool("track_running_stats", true);
+            RequireListed(state, type, src, loc, affine ? "weight" : null, affine ? "bias" : null, stats ? "running_mean" : null,
+                stats ? "running_var" : null, stats ? "num_batches_tracked" : null);
             return BatchNorm.Create(bn.Groups[1].Value[0] - '0', args.Int("num_features"), args.Double("eps", 1e-5),
                 args.NullableDouble("momentum", 0.1), args.Bool("affine", true), args.Bool("track_running_stats", true),
                 state.TryGet("weight"), state.TryGet("bias"), state.TryGet("running_mean"), state.TryGet("running_var"),
                 state.TryGet("num_batches_tracked"), training);
+        }
 
         if (Enum.TryParse<ActivationKind>(type, ignoreCase: false, out var act) && Enum.IsDefined(act) && act.ToString() == type)
         {
@@ -189,6 +213,7 @@ public static class ModuleJson
         switch (type)
         {
             case "Linear":
+                RequireListed(state, type, src, loc, "weight", args.Bool("bias", true) ? "bias" : null);
                 return Linear.Create(args.Int("in_features"), args.Int("out_features"), args.Bool("bias", true),
                     state.TryGet("weight"),
                     state.TryGet("bias"), training);
@@ -235,7 +260,7 @@ public static class ModuleJson
     [
         "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
         "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Linear", .. Enum.GetNames<ActivationKind>(),
-        "Identity", "Dropout", "Flatten", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Sequential",
+        "Identity", "Dropout", "Flatten", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Sequential", "ModuleList", "ModuleDict",
     ];
 
     private static void RequireNoState(TensorDict state, string type, JsonSource src, string loc)

@@ -44,13 +44,7 @@ public static class SafeTensors
     /// <exception cref="ModelFormatException">The file cannot be read or is not valid.</exception>
     public static SafeTensorsContent ReadContent(string path)
     {
-        byte[] bytes;
-        try { bytes = File.ReadAllBytes(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
-        {
-            throw new ModelFormatException(path, null, $"cannot read the file: {e.Message}", e);
-        }
-        return ReadContent(bytes, path);
+        return ReadContent(BoundedFile.ReadAllBytes(path, BoundedFile.MaxTensorFileBytes, "a safetensors file"), path);
     }
 
     /// <summary>Reads safetensors data with its metadata from a stream (read to its end).</summary>
@@ -61,8 +55,16 @@ public static class SafeTensors
         byte[] bytes;
         try
         {
+            // Bounded like a file: an endless stream is refused once it passes the limit, not read until memory runs out.
             using var ms = new MemoryStream();
-            stream.CopyTo(ms);
+            var buffer = new byte[1 << 16];
+            int n;
+            while ((n = stream.Read(buffer, 0, buffer.Length)) > 0)
+            {
+                if (ms.Length + n > BoundedFile.MaxTensorFileBytes)
+                    throw new ModelFormatException(sourceName, null, $"the stream holds more than the limit of {BoundedFile.MaxTensorFileBytes:N0} bytes");
+                ms.Write(buffer, 0, n);
+            }
             bytes = ms.ToArray();
         }
         catch (Exception e) when (e is IOException or NotSupportedException or ObjectDisposedException)
@@ -192,20 +194,7 @@ public static class SafeTensors
     }
 
     /// <summary>Writes <paramref name="bytes"/> to a temporary sibling of <paramref name="path"/> and moves it into place.</summary>
-    internal static void WriteAtomically(string path, byte[] bytes)
-    {
-        var tmp = path + ".tmp-" + Environment.ProcessId + "-" + Guid.NewGuid().ToString("N")[..8];
-        try
-        {
-            File.WriteAllBytes(tmp, bytes);
-            File.Move(tmp, path, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
-        {
-            try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            throw new ModelFormatException(path, null, $"cannot write the file: {e.Message}", e);
-        }
-    }
+    internal static void WriteAtomically(string path, byte[] bytes) => AtomicFile.Write(path, stream => stream.Write(bytes));
 
     /// <summary>The safetensors name of a dtype (<c>F32</c>, <c>I64</c>).</summary>
     public static string DTypeName(DType dtype) => dtype switch

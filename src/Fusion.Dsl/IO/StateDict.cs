@@ -93,6 +93,14 @@ public static class StateDict
         return Rebuild(model, "", given, model.TypeName);
     }
 
+    /// <summary>
+    /// Loads the state dictionary in the file at <paramref name="path"/>, a <c>torch.save</c> checkpoint (<c>.pt</c>,
+    /// <c>.pth</c>) or a safetensors file, told apart by content (<see cref="StateDictFile.Read"/>).
+    /// </summary>
+    /// <exception cref="ModelFormatException">The file cannot be read as either kind.</exception>
+    /// <exception cref="StateDictException">Its keys or tensors do not fit the model (as for <see cref="Load"/>).</exception>
+    public static Module LoadFile(Module model, string path, bool strict = true) => Load(model, StateDictFile.Read(path), strict);
+
     private static Module Rebuild(Module m, string prefix, Dictionary<string, Tensor> given, string rootType)
     {
         var state = m.State;

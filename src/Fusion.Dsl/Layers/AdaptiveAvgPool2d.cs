@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using Fusion.Dsl.Algebra;
+using Fusion.Dsl.Tensors;
 
 namespace Fusion.Dsl.Layers;
 
@@ -11,7 +12,7 @@ public sealed class AdaptiveAvgPool2d : Module
         OutputSize = outputSize; OutputSizeIsScalar = isScalar;
         RequireNoChildren(parts, TypeName);
         RequireStateNames(parts, TypeName);
-        if (outputSize.Any(x => x <= 0)) throw new ArgumentException($"AdaptiveAvgPool2d: output_size must be positive, got ({string.Join(", ", outputSize)})");
+        Limits.RequireArguments(TypeName, "output_size", outputSize, 1);
     }
 
     /// <summary><c>output_size</c> (height, width).</summary>

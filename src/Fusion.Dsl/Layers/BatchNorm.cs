@@ -57,7 +57,7 @@ public sealed class BatchNorm : Module
         Tensor? runningVar = null, Tensor? numBatchesTracked = null, bool training = false)
     {
         if (rank is < 1 or > 3) throw new ArgumentException($"BatchNorm rank must be 1, 2 or 3, got {rank}");
-        if (numFeatures <= 0) throw new ArgumentException($"BatchNorm{rank}d: num_features must be positive, got {numFeatures}");
+        Limits.RequireArgument($"BatchNorm{rank}d", "num_features", numFeatures, 1);
         if (affine) { weight ??= Tensor.Full(1f, numFeatures); bias ??= Tensor.Zeros(numFeatures); }
         if (trackRunningStats)
         {

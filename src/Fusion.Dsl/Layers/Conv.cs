@@ -129,7 +129,14 @@ public sealed class Conv : Module
         var t = TypeName;
         RequireNoChildren(Parts, t);
         RequireStateNames(Parts, t, "weight", "bias");
-        if (InChannels <= 0 || OutChannels <= 0) throw new ArgumentException($"{t}: channels must be positive, got in={InChannels}, out={OutChannels}");
+        Limits.RequireArgument(t, "in_channels", InChannels, 1);
+        Limits.RequireArgument(t, "out_channels", OutChannels, 1);
+        Limits.RequireArgument(t, "groups", Groups, 1);
+        Limits.RequireArguments(t, "kernel_size", KernelSize, 1);
+        Limits.RequireArguments(t, "stride", Stride, 1);
+        Limits.RequireArguments(t, "dilation", Dilation, 1);
+        Limits.RequireArguments(t, "output_padding", OutputPadding, 0);
+        if (Padding.Kind == PaddingKind.Explicit) Limits.RequireArguments(t, "padding", Padding.Amounts, 0);
         if (InChannels % Groups != 0) throw new ArgumentException($"{t}: in_channels ({InChannels}) must be divisible by groups ({Groups})");
         if (OutChannels % Groups != 0) throw new ArgumentException($"{t}: out_channels ({OutChannels}) must be divisible by groups ({Groups})");
         if (KernelSize.Any(x => x <= 0) || Stride.Any(x => x <= 0) || Dilation.Any(x => x <= 0))

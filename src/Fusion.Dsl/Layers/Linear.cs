@@ -11,7 +11,8 @@ public sealed class Linear : Module
         InFeatures = inFeatures; OutFeatures = outFeatures; HasBias = hasBias;
         RequireNoChildren(parts, TypeName);
         RequireStateNames(parts, TypeName, "weight", "bias");
-        if (inFeatures < 0 || outFeatures <= 0) throw new ArgumentException($"Linear: features must be positive, got in={inFeatures}, out={outFeatures}");
+        Limits.RequireArgument("Linear", "in_features", inFeatures, 0);
+        Limits.RequireArgument("Linear", "out_features", outFeatures, 1);
         RequireShape(State.TryGet("weight"), TypeName, "weight", outFeatures, inFeatures);
         if (hasBias) RequireShape(State.TryGet("bias"), TypeName, "bias", outFeatures);
         else if (State.TryGet("bias") is not null) throw new ArgumentException("Linear: bias=False but a bias tensor was given");

@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using Fusion.Dsl.Algebra;
+using Fusion.Dsl.Tensors;
 
 namespace Fusion.Dsl.Layers;
 
@@ -13,6 +14,7 @@ public sealed class MaxPool2d : Module
         RequireNoChildren(parts, TypeName);
         RequireStateNames(parts, TypeName);
         PoolArgs.Check(TypeName, kernelSize, stride, padding);
+        Limits.RequireArguments(TypeName, "dilation", dilation, 1);
     }
 
     /// <summary><c>kernel_size</c> (height, width).</summary>
@@ -78,17 +80,23 @@ internal static class PoolArgs
     {
         for (var i = 0; i < 2; i++)
         {
-            if (kernel[i] <= 0 || stride[i] <= 0) throw new ArgumentException($"{type}: kernel_size and stride must be positive");
-            if (padding[i] < 0 || padding[i] * 2 > kernel[i])
+            Limits.RequireArgument(type, "kernel_size", kernel[i], 1);
+            Limits.RequireArgument(type, "stride", stride[i], 1);
+            if (padding[i] < 0 || (long)padding[i] * 2 > kernel[i])
                 throw new ArgumentException($"{type}: pad should be at most half of effective kernel size, got padding {padding[i]} for kernel {kernel[i]}");
         }
     }
 
     /// <summary>Output length of a pooling window along one dimension, PyTorch's formula including the ceil_mode rule.</summary>
-    public static int OutputSize(int input, int kernel, int stride, int pad, int dilation, bool ceilMode)
+    /// <remarks>In 64-bit arithmetic: with every argument up to <see cref="Limits.MaxArgument"/> no step overflows, and a
+    /// result outside 1..<see cref="Limits.MaxElements"/> is for the caller to refuse.</remarks>
+    public static long OutputSize(long input, long kernel, long stride, long pad, long dilation, bool ceilMode)
     {
         var span = input + 2 * pad - dilation * (kernel - 1) - 1;
-        var o = (ceilMode ? (span + stride - 1) / stride : span / stride) + 1;
+        // Floor division, as PyTorch's div_rtn: a window larger than the padded input gives a size below 1.
+        var o = Math.DivRem(ceilMode ? span + stride - 1 : span, stride, out var rem);
+        if (rem < 0) o--;
+        o++;
         // PyTorch: the last window must start inside the input or left padding.
         if (ceilMode && (o - 1) * stride >= input + pad) o--;
         return o;

@@ -44,6 +44,16 @@ public sealed class UserModule : Module
         foreach (var path in g.ModuleCalls)
             if (!ModulePath.TryGet(this, path, out _))
                 throw new ArgumentException($"{TypeName}: graph calls module '{path}', which does not exist ({ModulePath.Describe(this, path)})");
+        foreach (var node in g.Nodes.Where(n => n.Op == NodeOp.GetAttr))
+        {
+            var target = node.Target!;
+            var dot = target.LastIndexOf('.');
+            var owner = dot < 0 ? "" : target[..dot];
+            if (!ModulePath.TryGet(this, owner, out var m))
+                throw new ArgumentException($"{TypeName}: graph node '{node.Name}' reads '{target}', but module '{owner}' does not exist ({ModulePath.Describe(this, owner)})");
+            if (m.State.TryGet(target[(dot + 1)..]) is null)
+                throw new ArgumentException($"{TypeName}: graph node '{node.Name}' reads '{target}', which is not a parameter or buffer of '{owner}' (it has: {string.Join(", ", m.State.Names)})");
+        }
     }
 
     private protected override Module Rebuild(ModuleParts parts) => new UserModule(parts, TypeName, Forward);

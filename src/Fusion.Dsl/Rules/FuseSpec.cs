@@ -121,13 +121,15 @@ public sealed class FuseSpec : IEquatable<FuseSpec>
             _ => null,
         };
 
+    private static string Shorten(string? s) => s is null ? "null" : s.Length <= 40 ? s : s[..40] + "...";
+
     private static string Describe(object? value) => Normalize(value) switch
     {
         null => "null",
         string s => $"the name '{s}'",
         IEnumerable => "a list",
         JsonElement e => $"a JSON {e.ValueKind.ToString().ToLowerInvariant()}",
-        var v => v.GetType().IsPrimitive ? $"the {v.GetType().Name.ToLowerInvariant()} {v}" : $"a {v.GetType().Name}",
+        var v => v.GetType().IsPrimitive ? $"the number {v}" : $"the value {Shorten(v.ToString())}",
     };
 
     /// <inheritdoc />

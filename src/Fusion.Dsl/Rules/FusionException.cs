@@ -34,6 +34,10 @@ public enum FusionErrorKind
     /// <summary>A BatchNorm before a convolution cannot be folded into it because the convolution zero-pads its input (the border
     /// outputs would differ).</summary>
     PaddingNotFoldable,
+    /// <summary>A member lies inside a module fusion produced (<c>ConvReLU2d</c>, <c>ConvBn2d</c>, ...), whose children are
+    /// fixed by its type. PyTorch fuses such a group into a malformed module (a <c>ConvReLU2d</c> holding a
+    /// <c>ConvReLU2d</c>); this project refuses it.</summary>
+    InsideFusedModule,
 }
 
 /// <summary>

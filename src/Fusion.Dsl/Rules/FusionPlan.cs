@@ -81,7 +81,13 @@ public sealed class FusionPlan
         // Replacements stay pending until the end, so each module on a changed path is rebuilt once, not once per group.
         var tree = new TreeEdits(model);
         var flow = new FlowCache();
-        for (var i = 0; i < Groups.Length; i++) FuseGroup(tree, i, Groups[i], flow);
+        // Which earlier group fused each path, so a refusal can say why a member is an Identity now.
+        var fusedBy = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var i = 0; i < Groups.Length; i++)
+        {
+            FuseGroup(tree, i, Groups[i], flow, fusedBy);
+            foreach (var p in Groups[i]) fusedBy.TryAdd(p, i);
+        }
         return tree.Build();
     }
 
@@ -116,12 +122,17 @@ public sealed class FusionPlan
         }
     }
 
-    private void FuseGroup(TreeEdits tree, int index, ImmutableArray<string> paths, FlowCache flow)
+    private void FuseGroup(TreeEdits tree, int index, ImmutableArray<string> paths, FlowCache flow, IReadOnlyDictionary<string, int> fusedBy)
     {
         var modules = Resolve(tree, index, paths);
-        var kinds = modules.Select(m => m.TypeName).ToArray();
+        var kinds = modules.Select(RuleSet.KindOf).ToArray();
+        // A member an earlier group took is that group's result now (its fused module or an Identity): say so.
+        var taken = paths.Where(fusedBy.ContainsKey)
+            .Select(p => $"'{p}' was fused by group {fusedBy[p]} {FusionException.FormatPaths(Groups[fusedBy[p]])} and is {Article(tree.Get(p).TypeName)} now")
+            .ToArray();
         FusionException Fail(FusionErrorKind kind, string problem, string remedy, string? rule = null, string? guard = null)
-            => FusionException.Create(kind, index, paths, kinds, problem, remedy, rule, guard);
+            => FusionException.Create(kind, index, paths, kinds, taken.Length == 0 ? problem : $"{problem} ({string.Join("; ", taken)})",
+                taken.Length == 0 ? remedy : "list each module in one group only; " + remedy, rule, guard);
 
         // PyTorch looks the fuser method up before it checks anything else.
         var rule = Fuser is null ? FindRule(kinds, Fail) : null;
@@ -176,6 +187,8 @@ public sealed class FusionPlan
         }
     }
 
+    private static string Article(string typeName) => ("AEIOU".Contains(typeName[0]) ? "an " : "a ") + typeName;
+
     private static Module[] Resolve(TreeEdits tree, int index, ImmutableArray<string> paths)
     {
         var modules = new Module[paths.Length];
@@ -191,6 +204,15 @@ public sealed class FusionPlan
                     : $"use one of the children of {parent}: {string.Join(", ", e.ExistingChildren)}";
                 throw FusionException.Create(FusionErrorKind.MissingName, index, paths, found,
                     e.Message, remedy, inner: e);
+            }
+            var segs = ModulePath.Split(paths[k]);
+            for (var i = 1; i < segs.Length; i++)
+            {
+                var ancestor = string.Join('.', segs.Take(i));
+                if (tree.Get(ancestor) is Layers.FusedModule f)
+                    throw FusionException.Create(FusionErrorKind.InsideFusedModule, index, paths, modules.Take(k + 1).Select(m => m.TypeName).ToArray(),
+                        $"'{paths[k]}' lies inside '{ancestor}', a {f.TypeName} that fusion produced; its children are fixed by its type",
+                        $"fuse the unfused model instead, or leave '{ancestor}' as it is", null);
             }
         }
         return modules;

@@ -39,6 +39,20 @@ public sealed class RuleSet : IReadOnlyList<FusionRule>
     /// </summary>
     public static RuleSet Extended { get; } = Default.Override(ExtendedRules.Build());
 
+    /// <summary>
+    /// The kind a module has for rule matching: its type name, except that a user-defined module (namespace
+    /// <c>user</c>) whose class name is one the built-in rules fuse (a user class called <c>BatchNorm2d</c>) gets
+    /// <c>user:</c> before it, since it is not that layer: no built-in rule then matches it by name, while a custom rule may
+    /// still name it so.
+    /// </summary>
+    public static string KindOf(Algebra.Module module)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        return module.Namespace == Algebra.Namespaces.User && BuiltInKinds.Contains(module.TypeName) ? "user:" + module.TypeName : module.TypeName;
+    }
+
+    private static readonly HashSet<string> BuiltInKinds = Extended.SelectMany(r => r.Pattern.Kinds).ToHashSet(StringComparer.Ordinal);
+
     /// <summary>Creates a rule set from rules in order.</summary>
     /// <exception cref="ArgumentException">A rule is null or two rules have the same pattern.</exception>
     public static RuleSet Create(IEnumerable<FusionRule> rules)

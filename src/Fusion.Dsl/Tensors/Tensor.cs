@@ -259,7 +259,7 @@ public sealed class Tensor : IEquatable<Tensor>
         {
             if (d < 0) throw new ArgumentException($"negative dimension in shape {ShapeString(shape)}");
             n *= d;
-            if (n > int.MaxValue) throw new ArgumentException($"shape {ShapeString(shape)} has more than {int.MaxValue} elements");
+            if (n > Limits.MaxElements) throw new ArgumentException($"shape {ShapeString(shape)} has more than the limit of {Limits.MaxElements} elements per tensor");
         }
         return (int)n;
     }

@@ -99,7 +99,7 @@ let tests =
             Expect.equal (Dataflow.Of(model).CallSites "body.1").Count 2 "chain position and graph node"
             let e = refused model [ "body.0"; "body.1" ]
             Expect.stringContains e.Message "graph node 'body_1' of the root" "names the other call site"
-            Expect.stringContains e.Message "position '1' of the chain 'body'" "and the chain position"
+            Expect.stringContains e.Message "position '1' in the chain of 'body'" "and the chain position"
         }
 
         test "a user container with its own graph inside a running Sequential: call targets are relative to it" {

@@ -132,6 +132,34 @@ let weightsTests =
             Expect.equal code2 1 "refused"
             Expect.stringContains err2 "fc.bias" "names the missing key"
         }
+        test "--weights takes a torch.save checkpoint, and fuse --format pt writes the fused state_dict as one, never over an input" {
+            let dir = temp ()
+            let z = Fusion.Dsl.Zoo.ModelZoo.Create("resnet18", seed = 5)
+            let f = Path.Combine(dir, "resnet18.pth")
+            TorchCheckpoint.Write(f, z.Model.StateDict())
+            let outPath = Path.Combine(dir, "fused.pt")
+            let code, out, err = run [ "fuse"; "--model"; "resnet18"; "--weights"; f; "--out"; outPath; "--format"; "pt" ]
+            Expect.equal code 0 (out + err)
+            let expected = Fuser.FuseModules(z.Model, z.FuseGroups |> Seq.map (fun g -> g :> seq<string>)).StateDict() |> List.ofSeq
+            let written = TorchCheckpoint.Read outPath |> List.ofSeq
+            Expect.sequenceEqual (written |> List.map (fun kv -> kv.Key)) (expected |> List.map (fun kv -> kv.Key)) "exactly the fused model's keys, in order"
+            for w, e in List.zip written expected do Expect.isTrue (w.Value.Equals e.Value) $"{w.Key} bit for bit"
+            let before = File.ReadAllBytes f
+            let code2, _, err2 = run [ "fuse"; "--model"; "resnet18"; "--weights"; f; "--out"; f; "--format"; "pt" ]
+            Expect.notEqual code2 0 "refused"
+            Expect.stringContains err2 "would overwrite an input" "says why"
+            Expect.sequenceEqual (File.ReadAllBytes f) before "the input is untouched"
+        }
+        test "torchvision's fused resnet18 takes fuse --format pt's file with load_state_dict(strict=True)" {
+            Support.requireTool (Support.python3 + " with torch and torchvision") (Support.pythonHas [ "torch"; "torchvision" ])
+            let outPath = Path.Combine(temp (), "fused.pt")
+            let code, out, err = run [ "fuse"; "--model"; "resnet18"; "--out"; outPath; "--format"; "pt" ]
+            Expect.equal code 0 (out + err)
+            let script = Path.Combine(Support.repoRoot, "tests", "Fusion.Dsl.Tests", "IO", "torch_checkpoints.py")
+            let pyCode, pyOut = Support.runPython [ script; "fused_resnet18"; outPath ]
+            Expect.equal pyCode 0 pyOut
+            Expect.stringContains pyOut "All keys matched successfully" "strict load in PyTorch"
+        }
     ]
 
 /// The bench command's report (no speed is asserted: targets live in benchmarks, not in timed tests).

@@ -20,6 +20,18 @@ let tests =
             Expect.isTrue (obj.ReferenceEquals(Model.get "conv1" m, Model.get "conv1" together)) "untouched module shared"
             Expect.isTrue (obj.ReferenceEquals(Model.get "block.conv" m, Model.get "block.conv" together)) "untouched leaf under a changed parent shared"
         }
+        test "loadStateDict loads a torch.save checkpoint in a pipeline" {
+            let m = model ()
+            let weight = Fusion.Dsl.Tensors.Tensor.Full(0.5f, 4, 3, 3, 3)
+            let path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"fusion-fsharp-{System.Guid.NewGuid():N}.pth")
+            try
+                let state = [ for k, t in Model.stateDict m -> System.Collections.Generic.KeyValuePair(k, (if k = "conv1.weight" then weight else t)) ]
+                Fusion.Dsl.IO.TorchCheckpoint.Write(path, state)
+                let loaded = m |> Model.loadStateDict path
+                Expect.equal (Model.stateDict loaded) [ for kv in state -> kv.Key, kv.Value ] "the file's tensors, under the same keys"
+            finally
+                System.IO.File.Delete path
+        }
         test "replaceAll with nothing to change returns the same tree" {
             let m = model ()
             Expect.isTrue (obj.ReferenceEquals(m |> Model.replaceAll [], m)) "no replacement"

@@ -170,6 +170,11 @@ let tests =
             let path = dir.File "absent.safetensors"
             expectFormatError path [ "cannot read" ] (fun () -> SafeTensors.Read path |> ignore) |> ignore
         }
+        test "an endless or non-regular file and a directory are refused without being read" {
+            use dir = new TempDir()
+            for path in [ "/dev/zero"; dir.Path ] do
+                expectFormatError path [ "cannot read the file" ] (fun () -> SafeTensors.Read path |> ignore) |> ignore
+        }
         test "writing refuses repeated and reserved keys and leaves no file" {
             use dir = new TempDir()
             let path = dir.File "w.safetensors"

@@ -1,0 +1,92 @@
+"""python3 -m fusion_torch export PACKAGE.MODULE:FACTORY [--args JSON] [--input-shape 1,3,224,224] --out PATH
+   python3 -m fusion_torch export --pickled model.pt --out PATH"""
+import argparse
+import importlib
+import json
+import sys
+
+import torch
+
+from . import export
+from .errors import ExportError
+from .safetensors import SafetensorsError, load_file
+
+
+def _factory(spec, args):
+    mod, sep, name = spec.partition(":")
+    if not sep or not mod or not name:
+        raise ExportError(f"'{spec}' is not PACKAGE.MODULE:FACTORY (e.g. torchvision.models.quantization:resnet18)")
+    try:
+        f = importlib.import_module(mod)
+        for part in name.split("."):
+            f = getattr(f, part)
+    except (ImportError, AttributeError) as e:
+        raise ExportError(f"cannot find {spec}: {e}") from None
+    try:
+        kwargs = json.loads(args) if args else {}
+    except ValueError as e:
+        raise ExportError(f"--args must be a JSON object of keyword arguments: {e}") from None
+    if not isinstance(kwargs, dict):
+        raise ExportError("--args must be a JSON object of keyword arguments, e.g. '{\"num_classes\": 10}'")
+    try:
+        return f(**kwargs)
+    except Exception as e:  # the user's factory: any failure is reported as such, not as a crash of the exporter
+        raise ExportError(f"calling {spec}(**{kwargs}) failed: {type(e).__name__}: {e}") from None
+
+
+def _shape(s):
+    try:
+        dims = [int(d) for d in s.split(",")]
+    except ValueError:
+        dims = []
+    if not dims or any(d <= 0 for d in dims):
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, e.g. 1,3,224,224; got '{s}'")
+    return dims
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python3 -m fusion_torch", description="PyTorch models to Fusion.Dsl's model format")
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("export", help="write a model as fusion-model/1 (X.json + X.safetensors, or DIR/model.*)")
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("factory", nargs="?", help="PACKAGE.MODULE:FACTORY, called with --args as keyword arguments")
+    src.add_argument("--pickled", metavar="FILE", help="a whole model saved with torch.save(model, FILE) "
+                                                       "(unpickling runs code from the file: only files you trust)")
+    e.add_argument("--args", metavar="JSON", help="keyword arguments for the factory, e.g. '{\"weights\": null}'")
+    e.add_argument("--weights", metavar="FILE", help="load this state_dict first (.safetensors, or .pt/.pth from "
+                                                     "torch.save(model.state_dict()))")
+    e.add_argument("--input-shape", type=_shape, metavar="N,C,H,W", help="an example input shape: recorded, and "
+                                                                         "the model is run once on it")
+    e.add_argument("--seed", type=int, default=0, help="torch.manual_seed before building (random weights), default 0")
+    e.add_argument("--train", action="store_true", help="keep training mode (for QAT fusion); default is eval()")
+    e.add_argument("--out", required=True, help="X.json, or a directory for model.json")
+    a = p.parse_args(argv)
+    try:
+        torch.manual_seed(a.seed)
+        if a.pickled:
+            try:
+                model = torch.load(a.pickled, map_location="cpu")
+            except Exception as e:  # a corrupt file, or a class the unpickler cannot import
+                raise ExportError(f"{a.pickled}: cannot load the pickled model: {type(e).__name__}: {e}") from None
+            if not isinstance(model, torch.nn.Module):
+                raise ExportError(f"{a.pickled} holds a {type(model).__name__}, not a module; for a state_dict give "
+                                  "the model's factory and --weights FILE")
+        else:
+            model = _factory(a.factory, a.args)
+            if not isinstance(model, torch.nn.Module):
+                raise ExportError(f"{a.factory} returned a {type(model).__name__}, not a torch.nn.Module")
+        if a.weights:
+            state = load_file(a.weights) if a.weights.endswith(".safetensors") else \
+                torch.load(a.weights, map_location="cpu", weights_only=True)
+            model.load_state_dict(state, strict=True)
+        model.train(a.train)
+        path = export(model, a.out, input_shape=a.input_shape)
+    except (ExportError, SafetensorsError, RuntimeError, OSError) as err:
+        print(f"fusion_torch: {err}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

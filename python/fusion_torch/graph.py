@@ -1,0 +1,181 @@
+"""The root's torch.fx graph (`forward`): symbolic_trace with the layers and PyTorch's fused modules as leaves, so
+calls into user modules, Sequential, ModuleList and ModuleDict are inlined and call leaf paths (`layers.0.conv`).
+Every function, method and argument is checked against what Fusion.Dsl's graph interpreter evaluates
+(src/Fusion.Dsl/Engine/GraphInterpreter.cs)."""
+import math
+import operator
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+
+from .errors import ExportError
+from .modules import is_leaf, kind
+
+# Python callables -> the engine's function name and its parameter names (positional order, keywords allowed).
+_ADD = ("add", ("input", "other"))
+_MUL = ("mul", ("input", "other"))
+FUNCTIONS = {
+    operator.add: _ADD, torch.add: _ADD, operator.mul: _MUL, torch.mul: _MUL,
+    torch.relu: ("relu", ("input", "inplace")), F.relu: ("relu", ("input", "inplace")),
+    F.hardsigmoid: ("hardsigmoid", ("input", "inplace")),
+    torch.flatten: ("flatten", ("input", "start_dim", "end_dim")),
+    torch.cat: ("cat", ("tensors", "dim")),
+    F.adaptive_avg_pool2d: ("adaptive_avg_pool2d", ("input", "output_size")),
+    torch.reshape: ("reshape", ("input", "shape")),
+}
+# Tensor methods the engine evaluates and their parameter names after self (None: varargs, as reshape(2, -1)).
+METHODS = {
+    "contiguous": ("memory_format",), "squeeze": ("dim",), "unsqueeze": ("dim",), "reshape": None, "view": None,
+    "flatten": ("start_dim", "end_dim"), "add": ("other",), "mul": ("other",), "relu": (),
+}
+_HINT = ("rewrite it with the operations Fusion.Dsl runs (modules of torch.nn it supports, torch.add/mul/cat/flatten/"
+         "reshape, F.relu, F.hardsigmoid, F.adaptive_avg_pool2d, and the tensor methods "
+         f"{', '.join(sorted(METHODS))}), or wrap the part in a traceable submodule and export that")
+
+
+class LeafTracer(fx.Tracer):
+    """Leaves are the layers the engine runs; remembers the module being traced so an error can name it."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack = []
+        self.failed_in = None   # the innermost module whose forward raised
+
+    def is_leaf_module(self, m, qualname):
+        return is_leaf(m)
+
+    def call_module(self, m, forward, args, kwargs):
+        self.stack.append(self.path_of_module(m))
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            if self.failed_in is None:
+                self.failed_in = self.stack[-1]
+            raise
+        finally:
+            self.stack.pop()
+
+
+def _fail(node, what):
+    target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", repr(node.target))
+    raise ExportError(f"graph node '{node.name}' ({node.op} {target}): {what}")
+
+
+def _arg(node, a):
+    if isinstance(a, fx.Node):
+        return {"ref": a.name}
+    if isinstance(a, (list, tuple)):
+        return [_arg(node, x) for x in a]
+    if a is None or isinstance(a, (bool, int, str)):
+        return a
+    if isinstance(a, float):
+        if not math.isfinite(a):
+            _fail(node, f"the constant {a} cannot be stored in JSON")
+        return a
+    if a is torch.contiguous_format:
+        return None  # contiguous(memory_format=torch.contiguous_format) is contiguous()
+    _fail(node, f"the argument {a!r} ({type(a).__name__}) is not a constant the model format holds; {_HINT}")
+
+
+def _check_call(node, params, what):
+    if params is None:
+        if node.kwargs:
+            _fail(node, f"{what} takes its sizes positionally here, got keywords {', '.join(node.kwargs)}")
+        return
+    if len(node.args) > len(params):
+        _fail(node, f"{what} takes at most {len(params)} arguments ({', '.join(params)}), got {len(node.args)}")
+    extra = [k for k in node.kwargs if k not in params]
+    if extra:
+        _fail(node, f"{what}: Fusion.Dsl does not take the argument(s) {', '.join(extra)} (it takes {', '.join(params)})")
+
+
+def trace(root):
+    """torch.fx's graph of `root` as the model format's node list; refuses what Fusion.Dsl does not evaluate."""
+    tracer = LeafTracer()
+    try:
+        g = tracer.trace(root)
+    except ExportError:
+        raise
+    except Exception as e:  # fx raises TraceError, TypeError, NotImplementedError, ... for untraceable Python
+        where = f"module '{tracer.failed_in}'" if tracer.failed_in else f"the root {type(root).__name__}"
+        raise ExportError(f"torch.fx cannot trace {where}: {type(e).__name__}: {e}. Data-dependent control flow "
+                          "and Python operations on tensor values cannot be recorded; make that forward traceable "
+                          "(e.g. move the branch into a module argument), or export a traceable submodule "
+                          "and fuse inside it") from None
+    modules = dict(root.named_modules(remove_duplicate=False))
+    state = root.state_dict(keep_vars=True)
+    nodes, inputs = [], 0
+    for n in g.nodes:
+        e = {"op": n.op, "name": n.name}
+        if n.op == "placeholder":
+            inputs += 1
+            if inputs > 1:
+                _fail(n, "the forward takes more than one input; Fusion.Dsl runs a model on one tensor "
+                         "(wrap it in a module whose forward takes one)")
+            if n.args:
+                _fail(n, "an input with a default value is not supported; give forward a single tensor argument")
+            args = ()
+        elif n.op == "call_module":
+            e["target"] = n.target
+            if n.target not in modules or not is_leaf(modules[n.target]):
+                _fail(n, "calls a module that is not a layer Fusion.Dsl runs")
+            if len(n.args) + len(n.kwargs) != 1:
+                _fail(n, "a layer is called with one tensor in Fusion.Dsl")
+            args = n.args
+        elif n.op == "call_function":
+            if n.target is getattr or n.target is operator.getitem:
+                _fail(n, "the graph reads a tensor's shape or indexes a value, which Fusion.Dsl does not evaluate; "
+                         "flatten with torch.flatten(x, 1) or reshape with constants (x.reshape(1, -1))")
+            if n.target not in FUNCTIONS:
+                name = getattr(n.target, "__name__", repr(n.target))
+                _fail(n, f"the function {name} is not one Fusion.Dsl evaluates; {_HINT}")
+            e["target"], params = FUNCTIONS[n.target]
+            _check_call(n, params, e["target"])
+            args = n.args
+        elif n.op == "call_method":
+            if n.target in ("size", "dim"):
+                _fail(n, "the graph reads a tensor's shape, which Fusion.Dsl does not evaluate; flatten with "
+                         "torch.flatten(x, 1) or reshape with constants (x.reshape(1, -1))")
+            if n.target not in METHODS:
+                _fail(n, f"the tensor method .{n.target}() is not one Fusion.Dsl evaluates; {_HINT}")
+            e["target"] = n.target
+            params = METHODS[n.target]
+            _check_call(n, None if params is None else ("self",) + params, n.target)
+            args = n.args
+        elif n.op == "get_attr":
+            if n.target not in state:
+                _fail(n, "reads an attribute that is not a parameter or persistent buffer in the state_dict "
+                         "(register it with register_buffer or nn.Parameter)")
+            e["target"] = n.target
+            args = ()
+        elif n.op == "output":
+            if len(n.args) != 1 or not isinstance(n.args[0], fx.Node):
+                _fail(n, "the forward must return one tensor (not a tuple, list or dict)")
+            args = n.args
+        else:
+            _fail(n, "an fx node kind Fusion.Dsl does not know")
+        if args:
+            e["args"] = [_arg(n, a) for a in args]
+        kwargs = {k: _arg(n, v) for k, v in n.kwargs.items()}
+        if n.op == "call_method" and n.target == "contiguous":
+            kwargs.pop("memory_format", None)
+        if kwargs:
+            e["kwargs"] = kwargs
+        nodes.append(e)
+    if inputs == 0:
+        raise ExportError(f"the forward of {type(root).__name__} takes no input")
+    return nodes
+
+
+def needs_graph(root):
+    """A torch.nn Sequential root, a layer or a fused module runs without a graph; anything else needs one."""
+    k = kind(root)
+    if k is None:
+        return True
+    if k[0] == "container":
+        if type(root).__name__ != "Sequential":
+            raise ExportError(f"the root is a {type(root).__name__}, which has no forward; export the module that "
+                              "uses it")
+        return False
+    return k[0] == "user"

@@ -1,0 +1,130 @@
+"""The module tree of the model format (`model`): PyTorch's type names, namespaces and constructor arguments, exactly
+the layers Fusion.Dsl reads (src/Fusion.Dsl/IO/ModuleJson.cs) and runs."""
+import torch.nn as nn
+
+from .errors import ExportError
+
+TORCH_NN, INTRINSIC, USER = "torch.nn", "torch.ao.nn.intrinsic", "user"
+
+# torch.nn layers Fusion.Dsl reads and runs, by class name (the class must be torch's own, not a subclass).
+LAYERS = {
+    "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
+    "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Linear", "ReLU", "ReLU6", "Hardswish", "Hardsigmoid", "SiLU",
+    "Identity", "Dropout", "Flatten", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
+}
+# torch.nn containers: Sequential runs its children in order; ModuleList and ModuleDict only hold them.
+CONTAINERS = {"Sequential", "ModuleList", "ModuleDict"}
+# PyTorch's fused modules (torch.ao.nn.intrinsic, also re-exported as torch.nn.intrinsic).
+FUSED = {f"{p}{n}d" for n in (1, 2, 3) for p in ("ConvReLU", "ConvBn", "ConvBnReLU")} | \
+        {"BNReLU2d", "BNReLU3d", "LinearReLU", "LinearBn1d"}
+# Quantization helpers that are plain containers or the identity in a float model.
+STUBS = {"FloatFunctional", "QuantStub", "DeQuantStub"}
+
+
+def _module_of(m):
+    return type(m).__module__ or ""
+
+
+def kind(m):
+    """How a module is described: ('layer'|'container'|'fused'|'user', namespace), or None for a library module
+    (torch.nn, torch.ao, torchvision.ops) that Fusion.Dsl does not run."""
+    name, mod = type(m).__name__, _module_of(m)
+    if mod.startswith(("torch.nn.intrinsic", "torch.ao.nn.intrinsic")):
+        if ".qat" in mod or name not in FUSED:
+            return None
+        return "fused", INTRINSIC
+    if mod.startswith("torch.nn.") or mod == "torch.nn":
+        if name in LAYERS:
+            return "layer", TORCH_NN
+        if name in CONTAINERS:
+            return "container", TORCH_NN
+        return None
+    if mod.startswith(("torch.ao.", "torch.quantization", "torch.nn.quantized")):
+        return ("user", USER) if name in STUBS else None
+    return "user", USER  # a user class (also torchvision's blocks and Sequential subclasses): a container
+
+
+def is_leaf(m):
+    """torch.fx leaves: the layers and fused modules the engine calls as a whole."""
+    k = kind(m)
+    return k is not None and k[0] in ("layer", "fused")
+
+
+def _t(v):
+    return list(v) if isinstance(v, (tuple, list)) else v
+
+
+def _refuse(path, m, what):
+    raise ExportError(f"module '{path or '<root>'}' ({type(m).__name__}): {what}")
+
+
+def args_of(m, path):
+    """PyTorch's constructor arguments under PyTorch's names, as Fusion.Dsl reads them."""
+    if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+        a = dict(in_channels=m.in_channels, out_channels=m.out_channels, kernel_size=_t(m.kernel_size),
+                 stride=_t(m.stride), padding=_t(m.padding), dilation=_t(m.dilation), groups=m.groups,
+                 bias=m.bias is not None, padding_mode=m.padding_mode)
+        if isinstance(m, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+            a["output_padding"] = _t(m.output_padding)
+        return a
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        return dict(num_features=m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
+                    track_running_stats=m.track_running_stats)
+    if isinstance(m, nn.Linear):
+        return dict(in_features=m.in_features, out_features=m.out_features, bias=m.bias is not None)
+    if isinstance(m, (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU)):
+        return dict(inplace=m.inplace)
+    if isinstance(m, nn.MaxPool2d):
+        if m.return_indices:
+            _refuse(path, m, "return_indices=True is not supported; use a MaxPool2d that returns the values only")
+        return dict(kernel_size=_t(m.kernel_size), stride=_t(m.stride), padding=_t(m.padding),
+                    dilation=_t(m.dilation), ceil_mode=m.ceil_mode)
+    if isinstance(m, nn.AvgPool2d):
+        if m.divisor_override is not None:
+            _refuse(path, m, "divisor_override is not supported")
+        return dict(kernel_size=_t(m.kernel_size), stride=_t(m.stride), padding=_t(m.padding),
+                    ceil_mode=m.ceil_mode, count_include_pad=m.count_include_pad)
+    if isinstance(m, nn.AdaptiveAvgPool2d):
+        if any(s is None for s in (m.output_size if isinstance(m.output_size, (tuple, list)) else [m.output_size])):
+            _refuse(path, m, "an output_size with None is not supported; give both sizes")
+        return dict(output_size=_t(m.output_size))
+    if isinstance(m, nn.Flatten):
+        return dict(start_dim=m.start_dim, end_dim=m.end_dim)
+    if isinstance(m, nn.Dropout):
+        return dict(p=m.p, inplace=m.inplace)
+    return {}
+
+
+def own_state(m):
+    """The module's own state_dict entries (parameters, then persistent buffers), in state_dict order."""
+    skip = getattr(m, "_non_persistent_buffers_set", set())
+    return [k for k, v in m._parameters.items() if v is not None] + \
+           [k for k, v in m._buffers.items() if v is not None and k not in skip]
+
+
+def describe(m, path=""):
+    """The `model` object of the format for `m` and its subtree; refuses what Fusion.Dsl cannot read."""
+    k = kind(m)
+    if k is None:
+        _refuse(path, m, f"{_module_of(m)}.{type(m).__name__} is a library module Fusion.Dsl does not run "
+                         f"(it runs torch.nn {', '.join(sorted(LAYERS | CONTAINERS))} and PyTorch's fused "
+                         "torch.ao.nn.intrinsic modules); replace it, or export a submodule without it")
+    what, ns = k
+    d = {"type": type(m).__name__, "namespace": ns, "training": m.training}
+    if what == "layer":
+        a = args_of(m, path)
+        if a:
+            d["args"] = a
+    state = own_state(m)
+    if state:
+        if what in ("container", "fused"):
+            _refuse(path, m, f"a {type(m).__name__} holds no tensors of its own in Fusion.Dsl, but this one has "
+                             f"{', '.join(state)}; move them into a submodule")
+        d["state"] = state
+    # _modules, not named_children(): a module registered under two names appears twice in state_dict, so twice here.
+    kids = [{"name": n, "module": describe(c, f"{path}.{n}" if path else n)} for n, c in m._modules.items() if c is not None]
+    if kids:
+        if what == "layer":
+            _refuse(path, m, "a layer with child modules is not supported")
+        d["children"] = kids
+    return d

@@ -1,0 +1,22 @@
+using Fusion.Dsl.Tensors;
+
+namespace Fusion.Dsl.IO;
+
+/// <summary>
+/// A state_dict file of either kind this library reads, told apart by its content rather than its name: a zip (or a
+/// legacy torch.save file, which is refused with a hint) is read by <see cref="TorchCheckpoint"/>, anything else by
+/// <see cref="SafeTensors"/>. So <c>model.pth</c>, <c>model.pt</c>, <c>model.bin</c> and <c>model.safetensors</c> all work
+/// wherever weights are loaded from a path (<c>StateDict.Load(model, StateDictFile.Read(path))</c>, the CLI's <c>--weights</c>).
+/// </summary>
+public static class StateDictFile
+{
+    /// <summary>Reads the tensors of a torch.save checkpoint or a safetensors file, in the file's key order.</summary>
+    /// <exception cref="ModelFormatException">The file is missing, a directory, not a regular file, or not a valid checkpoint of either kind.</exception>
+    public static IReadOnlyList<KeyValuePair<string, Tensor>> Read(string path)
+    {
+        using var file = InputFile.Open(path);
+        return TorchCheckpoint.Claims(file.Peek(512))
+            ? TorchCheckpoint.Read(file, path)
+            : SafeTensors.Read(file.ReadAll(path), path);
+    }
+}

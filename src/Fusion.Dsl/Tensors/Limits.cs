@@ -1,0 +1,34 @@
+namespace Fusion.Dsl.Tensors;
+
+/// <summary>
+/// The sizes this library accepts, stated once (docs/guide.md, "Limits") and checked where a value enters: a tensor's
+/// shape, a layer's arguments, a forward pass's intermediate results. They keep every size the kernels compute inside
+/// 32-bit arithmetic, and an absurd size from a file or a command line a clear error instead of gigabytes of memory.
+/// </summary>
+public static class Limits
+{
+    /// <summary>The most elements one tensor may hold: 2^28 (1 GiB of float32), far above any layer of the
+    /// torchvision networks (VGG's largest weight has about 2^27).</summary>
+    public const int MaxElements = 1 << 28;
+
+    /// <summary>The largest value of a size-like layer argument (channels, features, kernel size, stride, padding,
+    /// dilation, output padding, output size): 2^24.</summary>
+    public const int MaxArgument = 1 << 24;
+
+    /// <summary>Throws unless <paramref name="value"/> lies in [<paramref name="min"/>, <see cref="MaxArgument"/>].</summary>
+    /// <exception cref="ArgumentException">It does not; the message names the layer and the argument.</exception>
+    public static void RequireArgument(string layer, string name, long value, long min)
+    {
+        if (value < min || value > MaxArgument)
+            throw new ArgumentException(value < min
+                ? $"{layer}: {name} must be at least {min}, got {value}"
+                : $"{layer}: {name} is {value}, over the limit of {MaxArgument} for a size-like argument");
+    }
+
+    /// <summary><see cref="RequireArgument"/> for every entry.</summary>
+    /// <exception cref="ArgumentException">An entry is out of range.</exception>
+    public static void RequireArguments(string layer, string name, IEnumerable<int> values, long min)
+    {
+        foreach (var v in values) RequireArgument(layer, name, v, min);
+    }
+}
