@@ -41,6 +41,11 @@ public static class Program
             Console.Error.WriteLine($"fusion: {(e is ForwardException ? "forward failed: " : "")}{e.Message}");
             return 1;
         }
+        catch (Fusion.Dsl.Onnx.OnnxExportException e)
+        {
+            Console.Error.WriteLine($"fusion: {e.Message}");
+            return 1;
+        }
         catch (IOException e)
         {
             Console.Error.WriteLine($"fusion: {e.Message}");
@@ -60,7 +65,7 @@ public static class Program
         foreach (var c in new[]
                  {
                      InspectCommand.Create(), FuseCommand.Create(), AutoCommand.Create(), ConformanceCommand.Create(),
-                     DemoCommand.Create(), BenchCommand.Create(),
+                     DemoCommand.Create(), BenchCommand.Create(), ExportCommand.Create(),
                  })
             root.Subcommands.Add(c);
         return root;

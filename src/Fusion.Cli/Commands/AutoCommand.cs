@@ -18,24 +18,39 @@ internal static class AutoCommand
         var rulesOption = new Option<string>("--rules") { Description = "default (PyTorch's patterns) or extended (plus this project's)", DefaultValueFactory = _ => "default" };
         rulesOption.AcceptOnlyFromAmong("default", "extended");
         var qat = new Option<bool>("--qat") { Description = "find groups for fuse_modules_qat" };
+        var output = new Option<string?>("--out") { Description = "fuse the groups found and write the result: FILE.onnx (ONNX) or a fusion-model/1 file" };
         var c = model.AddTo(new Command("auto", "find every group the rules can fuse safely"));
         c.Options.Add(json);
         c.Options.Add(rulesOption);
         c.Options.Add(qat);
+        c.Options.Add(output);
         c.SetAction(r =>
         {
             var src = model.Load(r);
             var rulesName = r.GetValue(rulesOption)!;
             var rules = rulesName == "extended" ? RuleSet.Extended : RuleSet.Default;
-            var groups = Fuser.FindFusableGroups(src.Model, rules, r.GetValue(qat));
-            if (r.GetValue(json))
+            var isQat = r.GetValue(qat);
+            var groups = Fuser.FindFusableGroups(src.Model, rules, isQat);
+            if (r.GetValue(json)) Console.Out.WriteLine(JsonSerializer.Serialize(groups));
+            else
             {
-                Console.Out.WriteLine(JsonSerializer.Serialize(groups));
-                return 0;
+                Console.Out.WriteLine($"{src.Label}: {groups.Count} fusable group(s) with the {rulesName} rules");
+                foreach (var g in groups)
+                    Console.Out.WriteLine("  " + string.Join(", ", g) + "   (" + string.Join(" + ", g.Select(p => Fusion.Dsl.Algebra.ModulePath.Get(src.Model, p).TypeName)) + ")");
             }
-            Console.Out.WriteLine($"{src.Label}: {groups.Count} fusable group(s) with the {rulesName} rules");
-            foreach (var g in groups)
-                Console.Out.WriteLine("  " + string.Join(", ", g) + "   (" + string.Join(" + ", g.Select(p => Fusion.Dsl.Algebra.ModulePath.Get(src.Model, p).TypeName)) + ")");
+            if (r.GetValue(output) is { } outPath)
+            {
+                if (src.Path is not null && string.Equals(Path.GetFullPath(outPath), src.Path, StringComparison.Ordinal))
+                    throw new UsageException($"--out {outPath} would overwrite the input model; write the fused model elsewhere");
+                var options = new FuseOptions { Rules = rules };
+                var fused = isQat ? Fuser.FuseModulesQat(src.Model, groups.Select(g => (IEnumerable<string>)g), options)
+                                  : Fuser.FuseModules(src.Model, groups.Select(g => (IEnumerable<string>)g), options);
+                // With --json the standard output is the JSON alone; the note goes to standard error.
+                var previous = Console.Out;
+                if (r.GetValue(json)) Console.SetOut(Console.Error);
+                try { ModelOutput.Write(outPath, fused, src, $"{src.Label} fused by fusion auto"); }
+                finally { Console.SetOut(previous); }
+            }
             return 0;
         });
         return c;

@@ -22,7 +22,7 @@ internal static class FuseCommand
         var groups = new Option<string?>("--groups") { Description = "the groups, e.g. \"conv1,bn1,relu1;fc,relu2\" (default for a zoo network: torchvision's fuse_model() groups)" };
         var groupsFile = new Option<string?>("--groups-file") { Description = "a JSON file holding modules_to_fuse as PyTorch takes it" };
         var qat = new Option<bool>("--qat") { Description = "fuse_modules_qat: keep BatchNorm for quantization-aware training" };
-        var output = new Option<string?>("--out") { Description = "write the fused model: FILE.json (+ FILE.safetensors) or a directory (model.json + model.safetensors)" };
+        var output = new Option<string?>("--out") { Description = "write the fused model: FILE.onnx (ONNX), FILE.json (+ FILE.safetensors) or a directory (model.json + model.safetensors)" };
         var format = new Option<string>("--format")
         {
             Description = "what --out writes: model (the fusion-model/1 pair) or pt (only the fused state_dict, as torch.save writes it: FILE.pt, or DIR/model.pt)",
@@ -65,11 +65,7 @@ internal static class FuseCommand
                 TorchCheckpoint.Write(outPath, fused.StateDict());
                 Console.Out.WriteLine($"wrote {outPath} (load it with fused.load_state_dict(torch.load(path)))");
             }
-            else if (outPath is not null)
-            {
-                var written = ModelFile.Write(outPath, fused, src.InputShape.IsEmpty ? null : src.InputShape, $"{src.Label} fused by fusion fuse");
-                Console.Out.WriteLine($"wrote {written} and {ModelFile.TensorPathFor(written)}");
-            }
+            else if (outPath is not null) ModelOutput.Write(outPath, fused, src, $"{src.Label} fused by fusion fuse");
             return 0;
         });
         return c;
@@ -93,14 +89,15 @@ internal static class FuseCommand
     private static void RefuseOverwritingInput(string outPath, bool asPt, string? inputPath, string? weightsPath)
     {
         var outputs = new List<string>();
-        if (asPt) outputs.Add(Path.GetFullPath(outPath));
+        if (asPt || ModelOutput.IsOnnx(outPath)) outputs.Add(Path.GetFullPath(outPath));
         else
         {
             var json = Path.GetFullPath(ModelFile.JsonPathFor(outPath));
             outputs.AddRange([json, Path.GetFullPath(ModelFile.TensorPathFor(json))]);
         }
         var inputs = new List<string>();
-        if (inputPath is not null)
+        if (inputPath is not null && ModelOutput.IsOnnx(inputPath)) inputs.Add(Path.GetFullPath(inputPath));
+        else if (inputPath is not null)
         {
             var input = Path.GetFullPath(ModelFile.JsonPathFor(inputPath));
             inputs.AddRange([input, Path.ChangeExtension(input, ".safetensors")]);

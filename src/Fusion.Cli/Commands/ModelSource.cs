@@ -15,12 +15,15 @@ namespace Fusion.Cli.Commands;
 internal sealed record ModelSource(string Label, string? Path, Module Model, Tensor? ProbeInput, ImmutableArray<int> InputShape,
     IReadOnlyList<IReadOnlyList<string>>? ZooGroups)
 {
+    /// <summary>Whether the model came from an ONNX file whose batch dimension is symbolic (kept when it is written as ONNX again).</summary>
+    public bool DynamicBatch { get; init; }
+
     /// <summary>The options every command that takes a model has.</summary>
     public sealed class Options
     {
         public Argument<string?> File { get; } = new("MODEL")
         {
-            Description = "a model file: fusion-model/1 JSON (or a directory holding model.json), or a fusion-fixture/1 case",
+            Description = "a model file: fusion-model/1 JSON (or a directory holding model.json), a fusion-fixture/1 case, or an ONNX file (.onnx)",
             Arity = ArgumentArity.ZeroOrOne,
         };
         public Option<string?> Zoo { get; } = new("--model") { Description = "a zoo network instead of a file: " + string.Join(", ", ModelZoo.Names) };
@@ -56,23 +59,28 @@ internal sealed record ModelSource(string Label, string? Path, Module Model, Ten
             var zs = shape ?? [.. z.InputShape];
             return new ModelSource(zooName, null, WithWeights(z.Model, weights), Probe(zs, seed), zs, z.FuseGroups);
         }
-        var (model, probe, own) = Read(file!);
+        var (model, probe, own, dynamic) = Read(file!);
         var dims = shape ?? own;
         var x = shape is not null || probe is null ? (dims.IsEmpty ? null : Probe(dims, seed)) : probe;
-        return new ModelSource(file!, System.IO.Path.GetFullPath(file!), WithWeights(model, weights), x, dims, null);
+        return new ModelSource(file!, System.IO.Path.GetFullPath(file!), WithWeights(model, weights), x, dims, null) { DynamicBatch = dynamic };
     }
 
     /// <summary>The model of a file by its format field, with a stored probe input and the recorded input shape.</summary>
-    private static (Module Model, Tensor? Input, ImmutableArray<int> Shape) Read(string file)
+    private static (Module Model, Tensor? Input, ImmutableArray<int> Shape, bool DynamicBatch) Read(string file)
     {
+        if (ModelOutput.IsOnnx(file))
+        {
+            var onnx = Fusion.Dsl.Onnx.OnnxModel.Load(file);
+            return (onnx.Model, null, [.. onnx.InputShape], onnx.DynamicBatch);
+        }
         var json = ModelFile.JsonPathFor(file);
         if (ModelFile.FormatOf(json) == FixtureModel.Format)
         {
             var f = FixtureModel.Read(json);
-            return (f.Model, f.Input, f.Input is null ? [] : [.. f.Input.Shape]);
+            return (f.Model, f.Input, f.Input is null ? [] : [.. f.Input.Shape], false);
         }
         var m = ModelFile.ReadContent(json);
-        return (m.Model, null, m.InputShape);
+        return (m.Model, null, m.InputShape, false);
     }
 
     private static Module WithWeights(Module model, string? weights)

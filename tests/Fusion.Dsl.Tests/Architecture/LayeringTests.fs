@@ -14,9 +14,10 @@ let private assemblies =
       "Fusion.Dsl.Engine", ([ "Fusion.Dsl" ], [])
       "Fusion.Dsl.Zoo", ([ "Fusion.Dsl" ], [])
       "Fusion.Dsl.Conformance", ([ "Fusion.Dsl"; "Fusion.Dsl.Engine" ], [])
-      "Fusion.Dsl.FSharp", ([ "Fusion.Dsl"; "Fusion.Dsl.Engine" ], [ "FSharp.Core" ])
+      "Fusion.Dsl.Onnx", ([ "Fusion.Dsl" ], [ "Google.Protobuf"; "Grpc.Tools" ])
+      "Fusion.Dsl.FSharp", ([ "Fusion.Dsl"; "Fusion.Dsl.Engine"; "Fusion.Dsl.Onnx" ], [ "FSharp.Core" ])
       "Fusion.Dsl.FSharp.Testing", ([ "Fusion.Dsl" ], [ "FSharp.Core"; "FsCheck" ])
-      "Fusion.Cli", ([ "Fusion.Dsl"; "Fusion.Dsl.Engine"; "Fusion.Dsl.Zoo"; "Fusion.Dsl.Conformance" ], [ "System.CommandLine" ]) ]
+      "Fusion.Cli", ([ "Fusion.Dsl"; "Fusion.Dsl.Engine"; "Fusion.Dsl.Zoo"; "Fusion.Dsl.Conformance"; "Fusion.Dsl.Onnx" ], [ "System.CommandLine" ]) ]
 
 /// The core's folders from the bottom up; a folder may use its own namespace and those listed before it.
 let private coreFolders =
@@ -55,7 +56,7 @@ let tests =
                 if not (file.Contains $"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}") then
                     let text = File.ReadAllText file
                     Expect.isFalse (Regex.IsMatch(text, @"\bunsafe\b\s*(\{|static|void|class|struct|[A-Za-z<>\[\]*]+\s+[A-Za-z]+\s*\()")) (sprintf "%s has unsafe code" file)
-                    for upper in [ "Engine"; "Zoo"; "Conformance"; "Cli"; "FSharp" ] do
+                    for upper in [ "Engine"; "Zoo"; "Conformance"; "Cli"; "FSharp"; "Onnx" ] do
                         Expect.isFalse (text.Contains $"Fusion.Dsl.{upper}") (sprintf "%s names Fusion.Dsl.%s" file upper)
         }
         for i, folder in List.indexed coreFolders do

@@ -1,0 +1,82 @@
+using System.Runtime.InteropServices;
+using Fusion.Dsl.Onnx.Proto;
+using Fusion.Dsl.Tensors;
+using Google.Protobuf;
+
+namespace Fusion.Dsl.Onnx.Export;
+
+/// <summary>
+/// Writes a model to an <c>.onnx</c> file atomically (a temporary file beside the target, renamed over it when complete),
+/// streaming the initializers: the graph's nodes go through the generated <see cref="ModelProto"/>, and each tensor's
+/// elements are copied straight from the model's storage into the file as the <c>raw_data</c> of its <c>TensorProto</c>,
+/// so no second copy of the weights is built in memory (protobuf fields may come in any order, and repeated fields
+/// concatenate, so the initializers can follow the rest of the graph).
+/// </summary>
+internal static class OnnxFileWriter
+{
+    private const int GraphField = 7;
+    private const int InitializerField = 5;
+    private const int RawDataField = 9;
+
+    /// <summary>Writes <paramref name="model"/> (whose graph has no initializers yet) plus <paramref name="initializers"/>.</summary>
+    /// <exception cref="OnnxExportException">The model would exceed protobuf's 2 GiB message limit.</exception>
+    public static void Write(string path, ModelProto model, IReadOnlyList<KeyValuePair<string, Tensor>> initializers)
+    {
+        if (!BitConverter.IsLittleEndian)
+            throw new PlatformNotSupportedException("ONNX raw_data is little-endian; this exporter writes it from memory as is");
+        var graph = model.Graph;
+        model.Graph = null;
+        var headers = new List<(TensorProto Header, int Size, Tensor Tensor)>(initializers.Count);
+        long graphSize = graph.CalculateSize();
+        foreach (var (name, tensor) in initializers)
+        {
+            var header = new TensorProto
+            {
+                Name = name,
+                DataType = (int)(tensor.DType == DType.Float32 ? TensorProto.Types.DataType.Float : TensorProto.Types.DataType.Int64),
+            };
+            foreach (var d in tensor.Shape) header.Dims.Add(d);
+            var bytes = tensor.ByteCount;
+            var size = header.CalculateSize() + CodedOutputStream.ComputeTagSize(RawDataField) + CodedOutputStream.ComputeLengthSize((int)Math.Min(bytes, int.MaxValue)) + bytes;
+            if (size > int.MaxValue) throw new OnnxExportException("", "model", $"tensor '{name}' alone exceeds protobuf's 2 GiB limit");
+            headers.Add((header, (int)size, tensor));
+            graphSize += CodedOutputStream.ComputeTagSize(InitializerField) + CodedOutputStream.ComputeLengthSize((int)size) + size;
+        }
+        if (graphSize + model.CalculateSize() + 16 > int.MaxValue)
+            throw new OnnxExportException("", "model", $"the model needs {graphSize} bytes, over protobuf's 2 GiB limit for one file (external data is not written)");
+
+        var full = Path.GetFullPath(path);
+        var dir = Path.GetDirectoryName(full) ?? ".";
+        var temp = Path.Combine(dir, "." + Path.GetFileName(full) + "." + Guid.NewGuid().ToString("N") + ".tmp");
+        try
+        {
+            using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
+            {
+                using (var output = new CodedOutputStream(file, leaveOpen: true))
+                {
+                    model.WriteTo(output);
+                    output.WriteTag(GraphField, WireFormat.WireType.LengthDelimited);
+                    output.WriteLength((int)graphSize);
+                    graph.WriteTo(output);
+                    foreach (var (header, size, tensor) in headers)
+                    {
+                        output.WriteTag(InitializerField, WireFormat.WireType.LengthDelimited);
+                        output.WriteLength(size);
+                        header.WriteTo(output);
+                        output.WriteTag(RawDataField, WireFormat.WireType.LengthDelimited);
+                        output.WriteLength((int)tensor.ByteCount);
+                        output.Flush();
+                        file.Write(tensor.DType == DType.Float32 ? MemoryMarshal.AsBytes(tensor.Float32) : MemoryMarshal.AsBytes(tensor.Int64));
+                    }
+                }
+                file.Flush(flushToDisk: false);
+            }
+            File.Move(temp, full, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(temp)) File.Delete(temp);
+            model.Graph = graph;
+        }
+    }
+}

@@ -1,0 +1,29 @@
+using Fusion.Dsl.Algebra;
+
+namespace Fusion.Dsl.Onnx;
+
+/// <summary>What <see cref="OnnxModel.Load(string)"/> reads from an ONNX file.</summary>
+public sealed class OnnxImport
+{
+    private readonly int[] _inputShape;
+
+    internal OnnxImport(Module model, int[] inputShape, bool dynamicBatch, long opset)
+    {
+        Model = model;
+        _inputShape = inputShape;
+        DynamicBatch = dynamicBatch;
+        Opset = opset;
+    }
+
+    /// <summary>The model: a root container whose forward graph calls the imported modules by their paths.</summary>
+    public Module Model { get; }
+
+    /// <summary>The graph input's shape (a symbolic first dimension reads as 1; see <see cref="DynamicBatch"/>).</summary>
+    public int[] InputShape => (int[])_inputShape.Clone();
+
+    /// <summary>Whether the input's first dimension is symbolic in the file.</summary>
+    public bool DynamicBatch { get; }
+
+    /// <summary>The file's opset (default domain).</summary>
+    public long Opset { get; }
+}

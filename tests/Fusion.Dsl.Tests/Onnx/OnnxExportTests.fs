@@ -1,0 +1,242 @@
+/// Export to ONNX checked by real consumers: ONNX's checker accepts every exported file, and ONNX Runtime running it
+/// gives the engine's output, for the zoo networks (unfused and fused), a GoogLeNet-shaped graph and the PyTorch fixtures.
+/// Bad models are refused with the module's path and nothing is written.
+module Fusion.Dsl.Tests.Onnx.OnnxExportTests
+
+open System.Diagnostics
+open System.IO
+open Expecto
+open Fusion.Dsl
+open Fusion.Dsl.Algebra
+open Fusion.Dsl.Graphs
+open Fusion.Dsl.IO
+open Fusion.Dsl.Conformance
+open Fusion.Dsl.Layers
+open Fusion.Dsl.Onnx
+open Fusion.Dsl.Tests
+open Fusion.Dsl.Tests.Onnx.OnnxSupport
+open Fusion.Dsl.Zoo
+
+let private node op name target (args: GraphArg list) = GraphNode(op, name, target, args)
+let private r = GraphArg.Ref
+let private c (v: obj) = GraphArg.Const v
+
+/// torchvision's GoogLeNet BasicConv2d: conv (no bias), BatchNorm, then F.relu in its forward graph.
+let private basicConv (inC: int) (outC: int) (k: int) (pad: int) (seed: int) : Module =
+    let conv = Conv.Create(2, inC, outC, [| k |], padding = ConvPadding.Explicit(pad), bias = false, seed = seed)
+    let rng = System.Random(seed)
+    let vec lo hi = Fusion.Dsl.Tensors.Tensor.Generate((fun _ -> float32 (lo + (hi - lo) * rng.NextDouble())), outC)
+    let bn = BatchNorm.Create(2, outC, eps = 1e-3, weight = vec 0.5 1.5, bias = vec -0.2 0.2, runningMean = vec -0.1 0.1, runningVar = vec 0.5 2.0)
+    let graph =
+        Graph [ node NodeOp.Placeholder "x" null []
+                node NodeOp.CallModule "conv" "conv" [ r "x" ]
+                node NodeOp.CallModule "bn" "bn" [ r "conv" ]
+                GraphNode(NodeOp.CallFunction, "relu", "relu", [ r "bn" ], [ System.Collections.Generic.KeyValuePair("inplace", c true) ])
+                node NodeOp.Output "output" null [ r "relu" ] ]
+    UserModule.Create("BasicConv2d", ModuleChildren.Create([ NamedModule("conv", conv); NamedModule("bn", bn) ]), graph)
+
+/// A GoogLeNet-shaped network: a stem, one Inception block (four branches concatenated on channels, one through a
+/// max-pool), then adaptive average pooling, flatten, dropout and the classifier, with a scalar multiply and add between.
+let googlenetShaped () : Module =
+    let inception =
+        let children : (string * Module) list =
+            [ "branch1", basicConv 8 4 1 0 11
+              "branch2", Sequential.Create(basicConv 8 4 1 0 12, basicConv 4 6 3 1 13)
+              "branch3", Sequential.Create(basicConv 8 2 1 0 14, basicConv 2 4 3 1 15)
+              "branch4", Sequential.Create(MaxPool2d.Create([| 3 |], [| 1 |], [| 1 |], ceilMode = true), basicConv 8 4 1 0 16) ]
+        let graph =
+            Graph [ node NodeOp.Placeholder "x" null []
+                    node NodeOp.CallModule "branch1" "branch1" [ r "x" ]
+                    node NodeOp.CallModule "branch2" "branch2" [ r "x" ]
+                    node NodeOp.CallModule "branch3" "branch3" [ r "x" ]
+                    node NodeOp.CallModule "branch4" "branch4" [ r "x" ]
+                    node NodeOp.CallFunction "cat" "cat" [ GraphArg.List(r "branch1", r "branch2", r "branch3", r "branch4"); c 1L ]
+                    node NodeOp.Output "output" null [ r "cat" ] ]
+        UserModule.Create("Inception", ModuleChildren.Create(children |> List.map NamedModule), graph)
+    let children : (string * Module) list =
+        [ "conv1", basicConv 3 8 3 1 1
+          "maxpool1", MaxPool2d.Create([| 3 |], [| 2 |], ceilMode = true)
+          "inception3a", inception
+          "dropout", Dropout.Create(0.2)
+          "fc", Linear.Create(18, 10, seed = 5) ]
+    let graph =
+        Graph [ node NodeOp.Placeholder "x" null []
+                node NodeOp.CallModule "conv1" "conv1" [ r "x" ]
+                node NodeOp.CallModule "maxpool1" "maxpool1" [ r "conv1" ]
+                node NodeOp.CallModule "inception3a" "inception3a" [ r "maxpool1" ]
+                node NodeOp.CallMethod "mul" "mul" [ r "inception3a"; c 0.5 ]
+                node NodeOp.CallFunction "add" "add" [ r "mul"; c 1L ]
+                node NodeOp.CallFunction "adaptive_avg_pool2d" "adaptive_avg_pool2d" [ r "add"; GraphArg.List(c 1L, c 1L) ]
+                node NodeOp.CallFunction "flatten" "flatten" [ r "adaptive_avg_pool2d"; c 1L ]
+                node NodeOp.CallModule "dropout" "dropout" [ r "flatten" ]
+                node NodeOp.CallModule "fc" "fc" [ r "dropout" ]
+                node NodeOp.Output "output" null [ r "fc" ] ]
+    UserModule.Create("GoogLeNet", ModuleChildren.Create(children |> List.map NamedModule), graph)
+
+/// Exports, checks with ONNX's checker, and compares ONNX Runtime with the engine, for each (name, model, input).
+let private verify (cases: (string * Module * Fusion.Dsl.Tensors.Tensor * OnnxExportOptions option) list) =
+    requireChecker ()
+    let dir, cleanup = tempDir ()
+    use _ = cleanup
+    let paths = [ for name, model, x, options in cases -> name, model, x, export dir name model x options ]
+    checkModels [ for _, _, _, p in paths -> p ]
+    for name, model, x, p in paths do expectOrtMatches name p model x
+
+let private fuseDiscovered (m: Module) = Fuser.FuseModules(m, Fuser.FindFusableGroups m |> Seq.map (fun g -> g :> seq<string>))
+
+/// The fixture cases whose unfused model the engine runs (PyTorch's forward ran too).
+let private runnableFixtures () =
+    [ for json in Support.fixtureCases () do
+        let case = FixtureCase.Load json
+        if not (isNull case.ReferenceOutput) then yield case ]
+
+/// A BatchNorm (alone or in a fused group) or a dropout that a training-mode forward runs with batch statistics or at
+/// random: the reason an export may be refused.
+let rec private needsTrainingMode (m: Module) =
+    match m with
+    | :? BatchNorm as b -> b.Training || isNull b.RunningMean
+    | :? Dropout as d -> d.Training && d.P > 0.0
+    | _ -> m.Children |> Seq.exists (fun c -> needsTrainingMode c.Module)
+
+[<Tests>]
+let tests =
+    testList "Onnx.Export" [
+        testList "zoo" [
+            for name in [ "resnet18"; "mobilenet_v2"; "resnet50" ] ->
+                test $"{name}: unfused and fused exports pass ONNX's checker and ONNX Runtime gives the engine's output" {
+                    let zoo = ModelZoo.Create(name, seed = 3, randomizeBatchNorm = true)
+                    let fused = Fuser.FuseModules(zoo.Model, zoo.FuseGroups |> Seq.map (fun g -> g :> seq<string>))
+                    let x = randomInput 7 zoo.InputShape
+                    verify [ name, zoo.Model, x, None; name + "-fused", fused, x, None ]
+                }
+        ]
+        test "an eval-fused conv1+bn1+relu (ConvReLU2d holding the folded Conv) becomes one Conv under the group's key and one Relu" {
+            let zoo = ModelZoo.Create("resnet18", seed = 3, randomizeBatchNorm = true)
+            let fused = Fuser.FuseModules(zoo.Model, zoo.FuseGroups |> Seq.map (fun g -> g :> seq<string>))
+            let proto, _ = OnnxModel.Build(fused, zoo.InputShape, OnnxExportOptions.Default)
+            let names = proto.Graph.Node |> Seq.map (fun n -> n.Name, n.OpType) |> Map.ofSeq
+            Expect.equal (names.TryFind "layer1.0.conv1.0") (Some "Conv") "the fused conv1's Conv is named by its path"
+            Expect.equal (names.TryFind "layer1.0.conv1.1") (Some "Relu") "its ReLU follows under its own path"
+            let inits = proto.Graph.Node |> Seq.find (fun n -> n.Name = "layer1.0.conv1.0") |> fun n -> List.ofSeq n.Input
+            Expect.equal inits.Tail [ "layer1.0.conv1.0.weight"; "layer1.0.conv1.0.bias" ] "the folded weight and bias are named by the fused model's state_dict keys"
+            Expect.isFalse (proto.Graph.Node |> Seq.exists (fun n -> n.OpType = "BatchNormalization")) "no BatchNorm is left in a fully fused resnet18"
+        }
+        test "GoogLeNet-shaped graphs (Inception concatenation, pooling, scalars, flatten) export and run in ONNX Runtime, unfused and fused" {
+            let model = googlenetShaped ()
+            let fused = fuseDiscovered model
+            let x = randomInput 3 [| 2; 3; 17; 17 |]
+            verify [ "googlenet", model, x, None
+                     "googlenet-fused", fused, x, None
+                     "googlenet-dynamic", model, x, Some(OnnxExportOptions(DynamicBatch = true)) ]
+        }
+        test "an in-place ReLU in a forward graph overwrites its input for every later reader, in the export as in the engine" {
+            // y = relu(x, inplace) then x + y: PyTorch (and the engine) add relu(x) to itself.
+            let graph =
+                Graph [ node NodeOp.Placeholder "x" null []
+                        node NodeOp.CallModule "conv" "conv" [ r "x" ]
+                        node NodeOp.CallModule "relu" "relu" [ r "conv" ]
+                        node NodeOp.CallFunction "add" "add" [ r "conv"; r "relu" ]
+                        node NodeOp.Output "output" null [ r "add" ] ]
+            let children = ModuleChildren.Create([ NamedModule("conv", Conv.Create(2, 3, 4, [| 3 |], seed = 3)); NamedModule("relu", Activation.Create(ActivationKind.ReLU, inplace = true)) ])
+            verify [ "inplace", UserModule.Create("InPlace", children, graph), randomInput 8 [| 1; 3; 6; 6 |], None ]
+        }
+        test "a dynamic-batch export runs in ONNX Runtime on another batch size" {
+            let zoo = ModelZoo.Create("mobilenet_v2", seed = 1, widthMult = 0.25, numClasses = 10)
+            let dir, cleanup = tempDir ()
+            use _ = cleanup
+            let path = export dir "m" zoo.Model (randomInput 1 [| 1; 3; 64; 64 |]) (Some(OnnxExportOptions(DynamicBatch = true)))
+            let x = randomInput 2 [| 3; 3; 64; 64 |]
+            expectOrtMatches "batch 3" path zoo.Model x
+        }
+        test "every PyTorch fixture model the engine runs exports and runs in ONNX Runtime, unfused and fused, or is refused for its training mode" {
+            requireChecker ()
+            let dir, cleanup = tempDir ()
+            use _ = cleanup
+            let mutable exported = []
+            for case in runnableFixtures () do
+                let candidates =
+                    [ yield case.Name, case.Model
+                      match case.FusedModel, case.FusedOutput with
+                      | null, _ | _, null -> ()
+                      | fused, _ -> yield case.Name + "-fused", fused ]
+                for name, model in candidates do
+                    try
+                        let path = export dir name model case.Input None
+                        exported <- (name, model, path) :: exported
+                    with :? OnnxExportException as e ->
+                        Expect.isTrue (needsTrainingMode model) $"{name} was refused though nothing in it needs training mode: {e.Message}"
+                        Expect.isFalse (File.Exists(Path.Combine(dir, name + ".onnx"))) $"{name}: nothing is written on refusal"
+            Expect.isGreaterThan exported.Length 40 "most fixture models export"
+            checkModels [ for _, _, p in exported -> p ]
+            for case in runnableFixtures () do
+                for name, model, path in exported do
+                    if name = case.Name || name = case.Name + "-fused" then expectOrtMatches name path model case.Input
+        }
+        // Alone: a timing shares the machine with no sibling test.
+        testSequenced <| test "exporting resnet50 takes well under a second" {
+            let zoo = ModelZoo.Create("resnet50")
+            let fused = Fuser.FuseModules(zoo.Model, zoo.FuseGroups |> Seq.map (fun g -> g :> seq<string>))
+            let dir, cleanup = tempDir ()
+            use _ = cleanup
+            OnnxModel.Write(zoo.Model, zoo.InputShape, Path.Combine(dir, "warm.onnx"))
+            let sw = Stopwatch.StartNew()
+            OnnxModel.Write(fused, zoo.InputShape, Path.Combine(dir, "r50.onnx"))
+            sw.Stop()
+            Expect.isLessThan sw.Elapsed.TotalSeconds 1.0 $"export took {sw.Elapsed.TotalMilliseconds} ms"
+        }
+        testList "refusals" [
+            let expectRefused (model: Module) (path: string) (fragment: string) =
+                let dir, cleanup = tempDir ()
+                use _ = cleanup
+                let file = Path.Combine(dir, "m.onnx")
+                File.WriteAllText(file, "previous")
+                let e = Support.throwsOf<OnnxExportException> (fun () -> OnnxModel.Write(model, [| 1; 3; 8; 8 |], file))
+                Expect.equal e.ModulePath path "names the module"
+                Expect.stringContains e.Message fragment "says why"
+                Expect.equal (File.ReadAllText file) "previous" "the existing file is untouched"
+                Expect.equal (Directory.GetFiles dir).Length 1 "no temporary file is left"
+            test "a module with a forward hook is refused by path" {
+                let conv = Conv.Create(2, 3, 4, [| 3 |]).AddHook(Fusion.Dsl.Tests.TestModels.fwdHook "probe")
+                expectRefused (Sequential.Create(conv)) "0" "hooks (probe)"
+            }
+            test "a BatchNorm in training mode is refused by path" {
+                expectRefused (Sequential.Create(Conv.Create(2, 3, 4, [| 3 |]), BatchNorm.Create(2, 4, training = true))) "1" "training mode"
+            }
+            test "a QAT-fused ConvBn in training mode is refused by path" {
+                let model = Sequential.Create(Conv.Create(2, 3, 4, [| 3 |]), BatchNorm.Create(2, 4), Activation.Create(ActivationKind.ReLU)).Train(true)
+                let fused = Fuser.FuseModulesQat(model, [ "0"; "1"; "2" ])
+                expectRefused fused "0" "batch statistics"
+            }
+            test "a model that does not fit the input shape is refused by path" {
+                expectRefused (Sequential.Create(Conv.Create(2, 5, 4, [| 3 |]))) "0" "5 channels"
+            }
+            test "reflect padding wider than the input is refused by path" {
+                expectRefused (Sequential.Create(Conv.Create(2, 3, 4, [| 3 |], padding = ConvPadding.Explicit(8), paddingMode = PaddingMode.Reflect))) "0" "does not fit"
+            }
+            test "uneven adaptive pooling is refused by path" {
+                expectRefused (Sequential.Create(AdaptiveAvgPool2d.Create([| 3 |]))) "0" "windows of different sizes"
+            }
+        ]
+        test "a ConvBnReLU2d kept whole in eval mode exports as one Conv with the BatchNorm folded and one Relu" {
+            let cbr = FusedModule.Create("ConvBnReLU2d", Conv.Create(2, 3, 4, [| 3 |], seed = 8), Fusion.Dsl.Tests.TestModels.bn 2 4 9 false, Activation.Create(ActivationKind.ReLU))
+            let model = Sequential.Create(cbr)
+            let proto, _ = OnnxModel.Build(model, [| 1; 3; 8; 8 |], OnnxExportOptions.Default)
+            Expect.sequenceEqual [ for n in proto.Graph.Node -> n.OpType, n.Name ] [ "Conv", "0.0"; "Relu", "0.2" ] "one Conv and one Relu, named by path"
+            verify [ "convbnrelu", model, randomInput 9 [| 2; 3; 8; 8 |], None ]
+        }
+        test "padding modes and convolution kinds export with their meaning (reflect, replicate, circular, same, transposed with output padding, 1-d, 3-d)" {
+            let x2 = randomInput 4 [| 2; 3; 9; 9 |]
+            let conv pm pad = Conv.Create(2, 3, 4, [| 3 |], padding = pad, paddingMode = pm, seed = 2) :> Module
+            verify [
+                "reflect", conv PaddingMode.Reflect (ConvPadding.Explicit 1), x2, None
+                "replicate", conv PaddingMode.Replicate (ConvPadding.Explicit 2), x2, None
+                "same", Conv.Create(2, 3, 4, [| 4 |], padding = ConvPadding.Same, dilation = [| 2 |], seed = 2) :> Module, x2, None
+                "transposed", Sequential.Create(Conv.Create(2, 3, 4, [| 3 |], stride = [| 2 |], transposed = true, outputPadding = [| 1 |], padding = ConvPadding.Explicit 1, groups = 1, seed = 3), Activation.Create(ActivationKind.Hardswish), AvgPool2d.Create([| 3 |], [| 2 |], [| 1 |], ceilMode = false, countIncludePad = false)), x2, None
+                "transposed-output-padding-past-padding", Conv.Create(2, 3, 4, [| 3 |], stride = [| 2 |], transposed = true, outputPadding = [| 1 |], seed = 3) :> Module, x2, None
+                "conv1d", Sequential.Create(Conv.Create(1, 3, 6, [| 3 |], groups = 3, seed = 4), BatchNorm.Create(1, 6), Activation.Create(ActivationKind.SiLU), Flatten.Create(), Linear.Create(42, 5)), randomInput 5 [| 2; 3; 9 |], None
+                "conv3d", Sequential.Create(Conv.Create(3, 3, 4, [| 3 |], padding = ConvPadding.Explicit 1, seed = 5), Activation.Create(ActivationKind.Hardsigmoid), Activation.Create(ActivationKind.ReLU6)), randomInput 6 [| 1; 3; 4; 5; 6 |], None
+                "unbatched", Sequential.Create(Conv.Create(2, 3, 4, [| 3 |], seed = 6), MaxPool2d.Create([| 2 |]), Flatten.Create(0), Linear.Create(36, 3)), randomInput 7 [| 3; 8; 8 |], None
+                "circular", conv PaddingMode.Circular (ConvPadding.Explicit 1), x2, None
+                "circular-uneven", conv PaddingMode.Circular (ConvPadding.Explicit [| 2; 1 |]), x2, None ]
+        }
+    ]
