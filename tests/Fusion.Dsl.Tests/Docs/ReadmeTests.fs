@@ -42,16 +42,16 @@ let private runFSharp (snippet: string) (checks: string list) =
     Expect.equal code 0 (out + err)
     out
 
-/// Builds and runs a C# snippet followed by the check lines as a fresh console program referencing the core library
-/// (and MathNet.Numerics, its one dependency); returns its output.
-let private runCSharp (snippet: string) (checks: string list) =
+/// Builds and runs a C# snippet followed by the check lines as a fresh console program referencing the given built
+/// assemblies and NuGet packages; returns its output.
+let private runCSharpWith (assemblies: string list) (packages: (string * string) list) (snippet: string) (checks: string list) =
     let dir = Directory.CreateTempSubdirectory("fusion-readme-cs-").FullName
     // Stop MSBuild's upward search for Directory.Build.* files at this folder.
     File.WriteAllText(Path.Combine(dir, "Directory.Build.props"), "<Project />")
     File.WriteAllText(Path.Combine(dir, "Directory.Build.targets"), "<Project />")
     let references =
-        [ "MathNet.Numerics"; "Fusion.Dsl" ]
-        |> List.map (fun a -> sprintf "    <Reference Include=\"%s\"><HintPath>%s</HintPath></Reference>" a (built a))
+        (assemblies |> List.map (fun a -> sprintf "    <Reference Include=\"%s\"><HintPath>%s</HintPath></Reference>" a (built a)))
+        @ (packages |> List.map (fun (id, version) -> sprintf "    <PackageReference Include=\"%s\" Version=\"%s\" />" id version))
         |> String.concat "\n"
     File.WriteAllText(Path.Combine(dir, "Snippet.csproj"),
                       "<Project Sdk=\"Microsoft.NET.Sdk\">\n  <PropertyGroup>\n    <OutputType>Exe</OutputType>\n"
@@ -62,6 +62,19 @@ let private runCSharp (snippet: string) (checks: string list) =
     let code, out, err = Support.exec "dotnet" [ "run"; "-nologo" ] dir
     Expect.equal code 0 (out + err)
     out
+
+/// A C# snippet against the core library (and MathNet.Numerics, its one dependency).
+let private runCSharp snippet checks = runCSharpWith [ "MathNet.Numerics"; "Fusion.Dsl" ] [] snippet checks
+
+/// The README's "Deploy with ONNX Runtime" section.
+let private deploySection () =
+    let m = Regex.Match(markdown "README.md", @"\n## Deploy with ONNX Runtime\n(.*?)(\n## |\z)", RegexOptions.Singleline)
+    if not m.Success then failtest "README.md has no \"## Deploy with ONNX Runtime\" section"
+    m.Groups[1].Value
+
+/// How far ONNX Runtime's logits may be from the engine's in the deployment snippet: the ONNX tests' relative
+/// tolerance (1e-4) on resnet18's logits, whose magnitude stays below 10 with the zoo's seeded weights.
+let deployTolerance = 1e-3
 
 /// Prints the fused model's children as name=type, in order.
 let private layoutFs = "printfn \"layout: %s\" (fused.Children |> Seq.map (fun c -> c.Name + \"=\" + c.Module.TypeName) |> String.concat \" \")"
@@ -93,6 +106,19 @@ let tests =
             // fuse_modules_qat keeps the BatchNorm for training: conv+bn+relu becomes ConvBnReLU2d.
             Expect.stringContains out "qat: ConvBnReLU2d" "QAT fusion"
             Expect.stringContains out "found: conv1,bn1,relu1" "discovery found the conv group"
+        }
+        test "the Deploy with ONNX Runtime snippet fuses, exports and runs in ONNX Runtime, matching the engine" {
+            let version =
+                let props = File.ReadAllText(Path.Combine(Support.repoRoot, "Directory.Packages.props"))
+                Regex.Match(props, "Include=\"Microsoft.ML.OnnxRuntime\" Version=\"([^\"]+)\"").Groups[1].Value
+            let out =
+                runCSharpWith [ "MathNet.Numerics"; "Fusion.Dsl"; "Fusion.Dsl.Engine"; "Fusion.Dsl.Zoo"; "Fusion.Dsl.Onnx"; "Google.Protobuf" ]
+                    [ "Microsoft.ML.OnnxRuntime", version ] (block "csharp" (deploySection ())) []
+            let m = Regex.Match(out, @"ONNX Runtime: (\d+) logits, max \|ORT - engine\| = (\S+)")
+            Expect.isTrue m.Success out
+            Expect.equal m.Groups[1].Value "2000" "two images of 1000 logits"
+            let diff = Double.Parse(m.Groups[2].Value, Globalization.CultureInfo.InvariantCulture)
+            Expect.isLessThanOrEqual diff deployTolerance "ONNX Runtime computes what the engine computes"
         }
         test "the package readme's F# and C# snippets run as shown" {
             let readme = packageReadme ()
