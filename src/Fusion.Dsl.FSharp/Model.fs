@@ -39,3 +39,9 @@ let inline forward (input: Fusion.Dsl.Tensors.Tensor) (model: Module) = Fusion.D
 
 [<CompiledName("Eval")>]
 let inline eval (model: Module) = model.Eval()
+
+[<CompiledName("Diff")>]
+let diff (before: Module) (after: Module) = Fusion.Dsl.Analysis.ModelDiff.Compare(before, after)
+
+[<CompiledName("Print")>]
+let print (model: Module) = Fusion.Dsl.Display.ModuleRepr.Print model

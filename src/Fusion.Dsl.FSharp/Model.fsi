@@ -4,6 +4,7 @@ module Fusion.Dsl.FSharp.Model
 
 open Fusion.Dsl.Algebra
 open Fusion.Dsl.Tensors
+open Fusion.Dsl.Analysis
 
 /// The module at a dotted path; raises ModulePathException naming the missing segment.
 [<CompiledName("Get")>]
@@ -41,3 +42,10 @@ val inline forward: input: Tensor -> model: Module -> Tensor
 /// The tree in eval mode (subtrees already in that mode shared).
 [<CompiledName("Eval")>]
 val inline eval: model: Module -> Module
+/// What fusion changed from `before` to `after` (groups replaced, modules turned into Identity, parameters folded away);
+/// `printfn "%O"` shows the report.
+[<CompiledName("Diff")>]
+val diff: before: Module -> after: Module -> ModelDiff
+/// The tree as PyTorch's `print(model)` shows it.
+[<CompiledName("Print")>]
+val print: model: Module -> string

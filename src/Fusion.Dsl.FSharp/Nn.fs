@@ -5,67 +5,56 @@ open Fusion.Dsl.Algebra
 open Fusion.Dsl.Layers
 open Fusion.Dsl.Graphs
 
+// Each member forwards to the C# factory; optional arguments map to its nullable defaults, so defaults live in one place.
 [<AbstractClass; Sealed>]
 type Nn =
-    static member private Mode(name: string) =
-        match name with
-        | "zeros" -> PaddingMode.Zeros
-        | "reflect" -> PaddingMode.Reflect
-        | "replicate" -> PaddingMode.Replicate
-        | "circular" -> PaddingMode.Circular
-        | other -> invalidArg "padding_mode" (sprintf "padding_mode must be zeros, reflect, replicate or circular; got '%s'" other)
+    static member private Opt(v: 'T option) : Nullable<'T> = Option.toNullable v
+    static member private Pad(v: ConvPadding option) : ConvPadding | null = Option.toObj v
 
-    static member private Conv(rank, i, o, k, stride, padding, dilation, groups, bias, mode, seed) : Module =
-        Conv.Create(rank, i, o, [| k |], [| defaultArg stride 1 |], defaultArg padding (ConvPadding.Explicit 0),
-                    [| defaultArg dilation 1 |], defaultArg groups 1, defaultArg bias true,
-                    Nn.Mode(defaultArg mode "zeros"), seed = defaultArg seed 0)
-
-    static member private ConvT(rank, i, o, k, stride, padding, outputPadding, groups, bias, dilation, seed) : Module =
-        Conv.Create(rank, i, o, [| k |], [| defaultArg stride 1 |], ConvPadding.Explicit(defaultArg padding 0),
-                    [| defaultArg dilation 1 |], defaultArg groups 1, defaultArg bias true, PaddingMode.Zeros,
-                    transposed = true, outputPadding = [| defaultArg outputPadding 0 |], seed = defaultArg seed 0)
-
-    static member private Bn(rank, n, eps, momentum: float option option, affine, track) : Module =
-        let momentum = match momentum with Some m -> Option.toNullable m | None -> Nullable 0.1
-        BatchNorm.Create(rank, n, defaultArg eps 1e-5, momentum, defaultArg affine true, defaultArg track true)
-
-    static member Conv1d(in_channels, out_channels, kernel_size, ?stride, ?padding, ?dilation, ?groups, ?bias, ?padding_mode, ?seed) =
-        Nn.Conv(1, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, seed)
-    static member Conv2d(in_channels, out_channels, kernel_size, ?stride, ?padding, ?dilation, ?groups, ?bias, ?padding_mode, ?seed) =
-        Nn.Conv(2, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, seed)
-    static member Conv3d(in_channels, out_channels, kernel_size, ?stride, ?padding, ?dilation, ?groups, ?bias, ?padding_mode, ?seed) =
-        Nn.Conv(3, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, seed)
-    static member ConvTranspose1d(in_channels, out_channels, kernel_size, ?stride, ?padding, ?output_padding, ?groups, ?bias, ?dilation, ?seed) =
-        Nn.ConvT(1, in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias, dilation, seed)
-    static member ConvTranspose2d(in_channels, out_channels, kernel_size, ?stride, ?padding, ?output_padding, ?groups, ?bias, ?dilation, ?seed) =
-        Nn.ConvT(2, in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias, dilation, seed)
-    static member ConvTranspose3d(in_channels, out_channels, kernel_size, ?stride, ?padding, ?output_padding, ?groups, ?bias, ?dilation, ?seed) =
-        Nn.ConvT(3, in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias, dilation, seed)
-    static member BatchNorm1d(num_features, ?eps, ?momentum, ?affine, ?track_running_stats) =
-        Nn.Bn(1, num_features, eps, momentum, affine, track_running_stats)
-    static member BatchNorm2d(num_features, ?eps, ?momentum, ?affine, ?track_running_stats) =
-        Nn.Bn(2, num_features, eps, momentum, affine, track_running_stats)
-    static member BatchNorm3d(num_features, ?eps, ?momentum, ?affine, ?track_running_stats) =
-        Nn.Bn(3, num_features, eps, momentum, affine, track_running_stats)
+    static member Conv1d(in_channels, out_channels, kernel_size, ?stride, ?padding, ?dilation, ?groups, ?bias, ?padding_mode, ?seed) : Module =
+        Fusion.Dsl.Nn.Conv1d(in_channels, out_channels, kernel_size, Nn.Opt stride, Nn.Pad padding, Nn.Opt dilation, defaultArg groups 1,
+                             defaultArg bias true, defaultArg padding_mode "zeros", defaultArg seed 0)
+    static member Conv2d(in_channels, out_channels, kernel_size, ?stride, ?padding, ?dilation, ?groups, ?bias, ?padding_mode, ?seed) : Module =
+        Fusion.Dsl.Nn.Conv2d(in_channels, out_channels, kernel_size, Nn.Opt stride, Nn.Pad padding, Nn.Opt dilation, defaultArg groups 1,
+                             defaultArg bias true, defaultArg padding_mode "zeros", defaultArg seed 0)
+    static member Conv3d(in_channels, out_channels, kernel_size, ?stride, ?padding, ?dilation, ?groups, ?bias, ?padding_mode, ?seed) : Module =
+        Fusion.Dsl.Nn.Conv3d(in_channels, out_channels, kernel_size, Nn.Opt stride, Nn.Pad padding, Nn.Opt dilation, defaultArg groups 1,
+                             defaultArg bias true, defaultArg padding_mode "zeros", defaultArg seed 0)
+    static member ConvTranspose1d(in_channels, out_channels, kernel_size, ?stride, ?padding, ?output_padding, ?groups, ?bias, ?dilation, ?seed) : Module =
+        Fusion.Dsl.Nn.ConvTranspose1d(in_channels, out_channels, kernel_size, Nn.Opt stride, Nn.Opt padding, Nn.Opt output_padding,
+                                      defaultArg groups 1, defaultArg bias true, Nn.Opt dilation, seed = defaultArg seed 0)
+    static member ConvTranspose2d(in_channels, out_channels, kernel_size, ?stride, ?padding, ?output_padding, ?groups, ?bias, ?dilation, ?seed) : Module =
+        Fusion.Dsl.Nn.ConvTranspose2d(in_channels, out_channels, kernel_size, Nn.Opt stride, Nn.Opt padding, Nn.Opt output_padding,
+                                      defaultArg groups 1, defaultArg bias true, Nn.Opt dilation, seed = defaultArg seed 0)
+    static member ConvTranspose3d(in_channels, out_channels, kernel_size, ?stride, ?padding, ?output_padding, ?groups, ?bias, ?dilation, ?seed) : Module =
+        Fusion.Dsl.Nn.ConvTranspose3d(in_channels, out_channels, kernel_size, Nn.Opt stride, Nn.Opt padding, Nn.Opt output_padding,
+                                      defaultArg groups 1, defaultArg bias true, Nn.Opt dilation, seed = defaultArg seed 0)
+    static member private Momentum(momentum: float option option) =
+        match momentum with Some m -> Option.toNullable m | None -> Nullable 0.1
+    static member BatchNorm1d(num_features, ?eps, ?momentum, ?affine, ?track_running_stats) : Module =
+        Fusion.Dsl.Nn.BatchNorm1d(num_features, defaultArg eps 1e-5, Nn.Momentum momentum, defaultArg affine true, defaultArg track_running_stats true)
+    static member BatchNorm2d(num_features, ?eps, ?momentum, ?affine, ?track_running_stats) : Module =
+        Fusion.Dsl.Nn.BatchNorm2d(num_features, defaultArg eps 1e-5, Nn.Momentum momentum, defaultArg affine true, defaultArg track_running_stats true)
+    static member BatchNorm3d(num_features, ?eps, ?momentum, ?affine, ?track_running_stats) : Module =
+        Fusion.Dsl.Nn.BatchNorm3d(num_features, defaultArg eps 1e-5, Nn.Momentum momentum, defaultArg affine true, defaultArg track_running_stats true)
     static member Linear(in_features, out_features, ?bias, ?seed) : Module =
-        Linear.Create(in_features, out_features, defaultArg bias true, seed = defaultArg seed 0)
-    static member ReLU(?inplace) : Module = Activation.Create(ActivationKind.ReLU, defaultArg inplace false)
-    static member ReLU6(?inplace) : Module = Activation.Create(ActivationKind.ReLU6, defaultArg inplace false)
-    static member Hardswish(?inplace) : Module = Activation.Create(ActivationKind.Hardswish, defaultArg inplace false)
-    static member Hardsigmoid(?inplace) : Module = Activation.Create(ActivationKind.Hardsigmoid, defaultArg inplace false)
-    static member Identity() : Module = Identity.Create()
-    static member Dropout(?p) : Module = Dropout.Create(defaultArg p 0.5)
-    static member Flatten(?start_dim, ?end_dim) : Module = Flatten.Create(defaultArg start_dim 1, defaultArg end_dim -1)
+        Fusion.Dsl.Nn.Linear(in_features, out_features, defaultArg bias true, defaultArg seed 0)
+    static member ReLU(?inplace) : Module = Fusion.Dsl.Nn.ReLU(defaultArg inplace false)
+    static member ReLU6(?inplace) : Module = Fusion.Dsl.Nn.ReLU6(defaultArg inplace false)
+    static member Hardswish(?inplace) : Module = Fusion.Dsl.Nn.Hardswish(defaultArg inplace false)
+    static member Hardsigmoid(?inplace) : Module = Fusion.Dsl.Nn.Hardsigmoid(defaultArg inplace false)
+    static member SiLU(?inplace) : Module = Fusion.Dsl.Nn.SiLU(defaultArg inplace false)
+    static member Identity() : Module = Fusion.Dsl.Nn.Identity()
+    static member Dropout(?p, ?inplace) : Module = Fusion.Dsl.Nn.Dropout(defaultArg p 0.5, defaultArg inplace false)
+    static member Flatten(?start_dim, ?end_dim) : Module = Fusion.Dsl.Nn.Flatten(defaultArg start_dim 1, defaultArg end_dim -1)
     static member MaxPool2d(kernel_size, ?stride, ?padding, ?dilation, ?ceil_mode) : Module =
-        MaxPool2d.Create([| kernel_size |], [| defaultArg stride kernel_size |], [| defaultArg padding 0 |],
-                         [| defaultArg dilation 1 |], defaultArg ceil_mode false)
+        Fusion.Dsl.Nn.MaxPool2d(kernel_size, Nn.Opt stride, Nn.Opt padding, Nn.Opt dilation, defaultArg ceil_mode false)
     static member AvgPool2d(kernel_size, ?stride, ?padding, ?ceil_mode, ?count_include_pad) : Module =
-        AvgPool2d.Create([| kernel_size |], [| defaultArg stride kernel_size |], [| defaultArg padding 0 |],
-                         defaultArg ceil_mode false, defaultArg count_include_pad true)
-    static member AdaptiveAvgPool2d(output_size) : Module = AdaptiveAvgPool2d.Create([| output_size |])
-    static member Sequential(modules: Module list) : Module = Sequential.Create(Array.ofList modules)
+        Fusion.Dsl.Nn.AvgPool2d(kernel_size, Nn.Opt stride, Nn.Opt padding, defaultArg ceil_mode false, defaultArg count_include_pad true)
+    static member AdaptiveAvgPool2d(output_size) : Module = Fusion.Dsl.Nn.AdaptiveAvgPool2d(output_size)
+    static member Sequential(modules: Module list) : Module = Fusion.Dsl.Nn.Sequential(Array.ofList modules)
     static member Sequential(named: (string * Module) list) : Module =
-        Sequential.Create(ModuleChildren.Create [ for n, m in named -> NamedModule(n, m) ])
+        Fusion.Dsl.Nn.Sequential([| for n, m in named -> struct (n, m) |])
     static member Module(typeName, children: (string * Module) list, forward: GraphBuilder -> Graph) : Module =
         let kids = ModuleChildren.Create [ for n, m in children -> NamedModule(n, m) ]
         UserModule.Create(typeName, kids, forward (GraphBuilder()))

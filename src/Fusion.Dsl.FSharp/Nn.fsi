@@ -6,35 +6,38 @@ open Fusion.Dsl.Graphs
 
 /// PyTorch-style constructors with PyTorch's argument names and defaults, so that
 /// `nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False)` reads `Nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=false)`.
+/// A thin layer over the C# `Fusion.Dsl.Nn`: every argument check is the layer's own.
+/// Size arguments (`kernel_size`, `stride`, `padding`, `dilation`, `output_size`) take an int or a tuple
+/// (`kernel_size = (3, 1)`); a convolution's `padding` also takes "same" or "valid".
 /// Weights are drawn with PyTorch's default initialisation from `seed` (default 0), deterministically.
-/// `padding` takes an int or the strings "same" / "valid".
+/// New modules start in eval mode (see docs/guide.md); `Model.train` switches.
 [<AbstractClass; Sealed>]
 type Nn =
     /// `nn.Conv1d`.
     static member Conv1d:
-        in_channels: int * out_channels: int * kernel_size: int * ?stride: int * ?padding: ConvPadding * ?dilation: int *
-        ?groups: int * ?bias: bool * ?padding_mode: string * ?seed: int -> Module
+        in_channels: int * out_channels: int * kernel_size: IntOrTuple * ?stride: IntOrTuple * ?padding: ConvPadding *
+        ?dilation: IntOrTuple * ?groups: int * ?bias: bool * ?padding_mode: string * ?seed: int -> Module
     /// `nn.Conv2d`.
     static member Conv2d:
-        in_channels: int * out_channels: int * kernel_size: int * ?stride: int * ?padding: ConvPadding * ?dilation: int *
-        ?groups: int * ?bias: bool * ?padding_mode: string * ?seed: int -> Module
+        in_channels: int * out_channels: int * kernel_size: IntOrTuple * ?stride: IntOrTuple * ?padding: ConvPadding *
+        ?dilation: IntOrTuple * ?groups: int * ?bias: bool * ?padding_mode: string * ?seed: int -> Module
     /// `nn.Conv3d`.
     static member Conv3d:
-        in_channels: int * out_channels: int * kernel_size: int * ?stride: int * ?padding: ConvPadding * ?dilation: int *
-        ?groups: int * ?bias: bool * ?padding_mode: string * ?seed: int -> Module
+        in_channels: int * out_channels: int * kernel_size: IntOrTuple * ?stride: IntOrTuple * ?padding: ConvPadding *
+        ?dilation: IntOrTuple * ?groups: int * ?bias: bool * ?padding_mode: string * ?seed: int -> Module
     /// `nn.ConvTranspose1d`.
     static member ConvTranspose1d:
-        in_channels: int * out_channels: int * kernel_size: int * ?stride: int * ?padding: int * ?output_padding: int *
-        ?groups: int * ?bias: bool * ?dilation: int * ?seed: int -> Module
+        in_channels: int * out_channels: int * kernel_size: IntOrTuple * ?stride: IntOrTuple * ?padding: IntOrTuple *
+        ?output_padding: IntOrTuple * ?groups: int * ?bias: bool * ?dilation: IntOrTuple * ?seed: int -> Module
     /// `nn.ConvTranspose2d`.
     static member ConvTranspose2d:
-        in_channels: int * out_channels: int * kernel_size: int * ?stride: int * ?padding: int * ?output_padding: int *
-        ?groups: int * ?bias: bool * ?dilation: int * ?seed: int -> Module
+        in_channels: int * out_channels: int * kernel_size: IntOrTuple * ?stride: IntOrTuple * ?padding: IntOrTuple *
+        ?output_padding: IntOrTuple * ?groups: int * ?bias: bool * ?dilation: IntOrTuple * ?seed: int -> Module
     /// `nn.ConvTranspose3d`.
     static member ConvTranspose3d:
-        in_channels: int * out_channels: int * kernel_size: int * ?stride: int * ?padding: int * ?output_padding: int *
-        ?groups: int * ?bias: bool * ?dilation: int * ?seed: int -> Module
-    /// `nn.BatchNorm1d` (weight 1, bias 0, running mean 0, variance 1).
+        in_channels: int * out_channels: int * kernel_size: IntOrTuple * ?stride: IntOrTuple * ?padding: IntOrTuple *
+        ?output_padding: IntOrTuple * ?groups: int * ?bias: bool * ?dilation: IntOrTuple * ?seed: int -> Module
+    /// `nn.BatchNorm1d` (weight 1, bias 0, running mean 0, variance 1); `momentum = None` is PyTorch's `momentum=None`.
     static member BatchNorm1d:
         num_features: int * ?eps: float * ?momentum: float option * ?affine: bool * ?track_running_stats: bool -> Module
     /// `nn.BatchNorm2d`.
@@ -53,18 +56,22 @@ type Nn =
     static member Hardswish: ?inplace: bool -> Module
     /// `nn.Hardsigmoid`.
     static member Hardsigmoid: ?inplace: bool -> Module
+    /// `nn.SiLU`.
+    static member SiLU: ?inplace: bool -> Module
     /// `nn.Identity`.
     static member Identity: unit -> Module
     /// `nn.Dropout`.
-    static member Dropout: ?p: float -> Module
+    static member Dropout: ?p: float * ?inplace: bool -> Module
     /// `nn.Flatten`.
     static member Flatten: ?start_dim: int * ?end_dim: int -> Module
-    /// `nn.MaxPool2d`.
-    static member MaxPool2d: kernel_size: int * ?stride: int * ?padding: int * ?dilation: int * ?ceil_mode: bool -> Module
-    /// `nn.AvgPool2d`.
-    static member AvgPool2d: kernel_size: int * ?stride: int * ?padding: int * ?ceil_mode: bool * ?count_include_pad: bool -> Module
-    /// `nn.AdaptiveAvgPool2d`.
-    static member AdaptiveAvgPool2d: output_size: int -> Module
+    /// `nn.MaxPool2d`; `stride` defaults to the kernel size. Sizes keep the form given, as PyTorch prints them.
+    static member MaxPool2d:
+        kernel_size: IntOrTuple * ?stride: IntOrTuple * ?padding: IntOrTuple * ?dilation: IntOrTuple * ?ceil_mode: bool -> Module
+    /// `nn.AvgPool2d`; `stride` defaults to the kernel size.
+    static member AvgPool2d:
+        kernel_size: IntOrTuple * ?stride: IntOrTuple * ?padding: IntOrTuple * ?ceil_mode: bool * ?count_include_pad: bool -> Module
+    /// `nn.AdaptiveAvgPool2d`: `1` or `(1, 1)`.
+    static member AdaptiveAvgPool2d: output_size: IntOrTuple -> Module
     /// `nn.Sequential(*modules)`: children named "0", "1", ...
     static member Sequential: modules: Module list -> Module
     /// `nn.Sequential(OrderedDict(...))`: children with the given names, run in order.

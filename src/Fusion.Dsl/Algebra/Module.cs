@@ -38,6 +38,13 @@ public abstract class Module : IEquatable<Module>
     /// <summary>Own parameters and buffers (not the children's), in <c>state_dict</c> order.</summary>
     public TensorDict State => Parts.State;
 
+    /// <summary>
+    /// Whether the module's forward runs in training mode: its own <see cref="Training"/> flag, except for a fused container
+    /// (<see cref="Layers.FusedModule"/>), whose own flag PyTorch leaves at <c>True</c> when fusion builds it and which runs its
+    /// children with their own flags; for it, whether any child runs in training mode. Printers show this, not the raw flag.
+    /// </summary>
+    public bool RunsInTraining => this is Layers.FusedModule ? Children.Any(c => c.Module.RunsInTraining) : Training;
+
     /// <summary>Forward pre-hooks.</summary>
     public ImmutableArray<ForwardPreHook> PreHooks => Parts.PreHooks;
 
@@ -158,23 +165,8 @@ public abstract class Module : IEquatable<Module>
     /// <inheritdoc />
     public override int GetHashCode() => HashCode.Combine(TypeName, Parts);
 
-    /// <summary>PyTorch-like one-line summary: the type name and its arguments.</summary>
-    public override string ToString()
-    {
-        var args = string.Join(", ", Arguments.Select(a => $"{a.Key}={Format(a.Value)}"));
-        return $"{TypeName}({args})";
-    }
-
-    private static string Format(object? v) => v switch
-    {
-        null => "None",
-        bool b => b ? "True" : "False",
-        string s => $"'{s}'",
-        ImmutableArray<int> a => "(" + string.Join(", ", a) + ")",
-        IEnumerable<int> a => "(" + string.Join(", ", a) + ")",
-        double d => d.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
-        _ => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture) ?? "",
-    };
+    /// <summary>The tree as PyTorch's <c>print(model)</c> shows it (see <see cref="Display.ModuleRepr"/>).</summary>
+    public override string ToString() => Display.ModuleRepr.Print(this);
 
     /// <summary>Throws unless this module has no children (for leaf layers).</summary>
     private protected static void RequireNoChildren(ModuleParts parts, string typeName)

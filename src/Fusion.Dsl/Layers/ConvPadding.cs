@@ -54,6 +54,22 @@ public sealed class ConvPadding : IEquatable<ConvPadding>
     /// <summary>The same amount on every spatial dimension, as PyTorch's <c>padding=1</c>.</summary>
     public static implicit operator ConvPadding(int amount) => Explicit(amount);
 
+    /// <summary>Per-dimension amounts, as PyTorch's <c>padding=(0, 1)</c>.</summary>
+    public static implicit operator ConvPadding((int, int) amounts) => Explicit(amounts.Item1, amounts.Item2);
+
+    /// <summary>Per-dimension amounts for a 3-d convolution, as PyTorch's <c>padding=(0, 1, 1)</c>.</summary>
+    public static implicit operator ConvPadding((int, int, int) amounts) => Explicit(amounts.Item1, amounts.Item2, amounts.Item3);
+
+    // F# writes (0, 1) as a System.Tuple; these let an F# tuple convert at a method argument too.
+    /// <summary>Per-dimension amounts given as a reference tuple (F#'s <c>(0, 1)</c>).</summary>
+    public static implicit operator ConvPadding(Tuple<int, int> amounts) => Explicit(amounts.Item1, amounts.Item2);
+
+    /// <summary>Per-dimension amounts given as a reference tuple (F#'s <c>(0, 1, 1)</c>).</summary>
+    public static implicit operator ConvPadding(Tuple<int, int, int> amounts) => Explicit(amounts.Item1, amounts.Item2, amounts.Item3);
+
+    /// <summary>Explicit amounts from an int-or-tuple argument.</summary>
+    public static implicit operator ConvPadding(IntOrTuple amounts) => Explicit(amounts.ToArray());
+
     /// <summary><c>"same"</c> or <c>"valid"</c>, as PyTorch's string form of <c>padding</c>.</summary>
     /// <exception cref="ArgumentException">Any other string.</exception>
     public static implicit operator ConvPadding(string mode) => Parse(mode);
