@@ -24,8 +24,9 @@ public static class FusionGuards
                       $"{(training.Length == 1 ? "is" : "are")} in training mode";
             },
             qatForm is null
-                ? "call Eval() on the model before fusing"
-                : $"call Eval() on the model before fusing, or fuse with FuseModulesQat to get {qatForm}, which keeps the BatchNorm for training");
+                ? "call Eval() on the model before fusing (F#: Model.eval)"
+                : $"call Eval() on the model before fusing (F#: Model.eval), or fuse with FuseModulesQat (F#: Fuse.modulesQat) to get {qatForm}, " +
+                  "which keeps the BatchNorm for training");
 
     /// <summary><c>running-stats</c>: the BatchNorm at <paramref name="bnPosition"/> tracks running statistics
     /// (needed to fold it, and asserted by PyTorch's QAT forms).</summary>

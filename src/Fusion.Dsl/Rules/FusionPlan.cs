@@ -140,7 +140,7 @@ public sealed class FusionPlan
             throw Fail(FusionErrorKind.MixedModes,
                 "its modules must be in the same mode (train or eval), but " +
                 string.Join(", ", paths.Select((p, k) => $"'{p}' is in {(modules[k].Training ? "training" : "eval")} mode")),
-                "call Train() or Eval() on the whole model before fusing");
+                "call Train() or Eval() on the whole model before fusing (F#: Model.train or Model.eval)");
         CheckHooks(paths, modules, Fail);
         // Rules and fusers see the modules without hooks, so a hook can never end up both copied and moved.
         var bare = modules.Select(m => m.PreHooks.Length == 0 && m.Hooks.Length == 0
@@ -152,7 +152,8 @@ public sealed class FusionPlan
             throw Fail(FusionErrorKind.UnsafeDataflow,
                 $"fusing would change what the model computes: {unsafeFlow}",
                 "fuse only modules that run one after another with nothing else reading the values between them (give a reused " +
-                "module its own copy per call site), or set FuseOptions.AllowUnsafeDataflow to force PyTorch's behaviour", rule?.Name, null);
+                "module its own copy per call site), or set FuseOptions.AllowUnsafeDataflow to force PyTorch's behaviour (from F# too: " +
+                "Fuser.FuseModules(model, groups, FuseOptions(AllowUnsafeDataflow = true)))", rule?.Name, null);
 
         // Hooks move exactly once: the fused module keeps the first module's pre-hooks and the last module's forward hooks.
         var first = fused[0];
@@ -253,8 +254,8 @@ public sealed class FusionPlan
         throw fail(FusionErrorKind.NoRule,
             $"no fusion rule for ({string.Join(", ", kinds)}) (PyTorch: did not find fuser method); " +
             (near.Length == 0 ? $"no rule starts with {kinds[0]}" : $"rules starting with {kinds[0]}: {string.Join(", ", near)}"),
-            "fuse a sequence some rule matches, or add a rule for this pattern (FuseOptions.AdditionalRules or " +
-            "AdditionalFuserMethodMapping)", null, null);
+            "fuse a sequence some rule matches, or add a rule for this pattern (C#: FuseOptions.AdditionalRules or " +
+            "AdditionalFuserMethodMapping; F#: Fuse.modulesWith (Rules.defaults |> Rules.add rule))", null, null);
     }
 
     private Module[] ApplyRule(FusionRule rule, int index, ImmutableArray<string> paths, Module[] modules,

@@ -37,4 +37,11 @@ let tests =
             Expect.isTrue (obj.ReferenceEquals(m |> Model.replaceAll [], m)) "no replacement"
             Expect.isTrue (obj.ReferenceEquals(m |> Model.replaceAll [ "block.conv", Model.get "block.conv" m ], m)) "a module by itself"
         }
+        test "diff names the fused group and print is PyTorch's layout" {
+            let m = model ()
+            let d = m |> Fuse.modules [ [ "conv1"; "relu1" ] ] |> Model.diff m
+            Expect.equal [ for r in d.Replaced -> r.Path, r.AfterType ] [ "conv1", "ConvReLU2d" ] "the group"
+            Expect.equal [ for kv in d.Identities -> kv.Key ] [ "relu1" ] "Identity"
+            Expect.stringStarts (Model.print m) "Sequential(\n  (conv1): Conv2d(3, 4, kernel_size=(3, 3)" "print(model)"
+        }
     ]

@@ -23,6 +23,23 @@ let tests =
             let e = Support.throwsOf<System.ArgumentException> (fun () -> Nn.Conv1d(2, 2, 5, padding = "full") |> ignore)
             Expect.stringContains e.Message "'full'" "names the bad value"
         }
+        test "kernel, stride, padding and dilation take PyTorch's tuple forms" {
+            let c = Nn.Conv2d(3, 8, (3, 1), stride = (2, 1), padding = (0, 1), dilation = (1, 2)) :?> Conv
+            Expect.sequenceEqual c.KernelSize [ 3; 1 ] "kernel"
+            Expect.sequenceEqual c.Stride [ 2; 1 ] "stride"
+            Expect.sequenceEqual c.Padding.Amounts [ 0; 1 ] "padding"
+            Expect.sequenceEqual c.Dilation [ 1; 2 ] "dilation"
+            let t = Nn.ConvTranspose3d(2, 2, (3, 1, 1), stride = (2, 1, 1), output_padding = (1, 0, 0)) :?> Conv
+            Expect.sequenceEqual t.OutputPadding [ 1; 0; 0 ] "output_padding"
+            let p = Nn.MaxPool2d((3, 2), stride = (2, 1), padding = 1) :?> MaxPool2d
+            Expect.sequenceEqual p.KernelSize [ 3; 2 ] "pool kernel"
+            Expect.sequenceEqual p.ScalarArguments [ "padding"; "dilation" ] "the int forms kept as PyTorch keeps them"
+            Expect.isFalse ((Nn.AdaptiveAvgPool2d((1, 1)) :?> AdaptiveAvgPool2d).OutputSizeIsScalar) "tuple output_size"
+        }
+        test "the F# Nn is the C# factory: the same arguments give equal modules" {
+            Expect.equal (Nn.Conv2d(3, 4, 3, padding = 1, seed = 2)) (Fusion.Dsl.Nn.Conv2d(3, 4, 3, padding = 1, seed = 2) :> Module) "Conv2d"
+            Expect.equal (Nn.Linear(3, 4, seed = 2)) (Fusion.Dsl.Nn.Linear(3, 4, seed = 2) :> Module) "Linear"
+        }
         test "the same seed gives bit-identical weights, another seed different ones" {
             Expect.equal (Nn.Linear(4, 3, seed = 7)) (Nn.Linear(4, 3, seed = 7)) "same seed"
             Expect.notEqual (Nn.Linear(4, 3, seed = 7)) (Nn.Linear(4, 3, seed = 8)) "other seed"
