@@ -24,7 +24,19 @@ let repoRoot =
 let fixturesDir =
     match Environment.GetEnvironmentVariable "FUSION_FIXTURES" with
     | null | "" -> Path.GetFullPath(Path.Combine(repoRoot, "..", "shared", "fixtures", "pytorch"))
-    | d -> d
+    // A relative folder is taken from the working directory once, so child processes started elsewhere see the same one.
+    | d -> Path.GetFullPath d
+
+/// The shared PyTorch fixture folder beside the repository, whatever FUSION_FIXTURES says: tests that name a particular
+/// case find it there, while the tests over every case run over `fixturesDir` (which may point at another set, such as
+/// the extra fixtures of tools/pytorch-fixtures-extra).
+let sharedFixturesDir = Path.GetFullPath(Path.Combine(repoRoot, "..", "shared", "fixtures", "pytorch"))
+
+/// The JSON path of the shared fixture case called `name`; fails the test when it is missing.
+let sharedFixture (name: string) =
+    let path = Path.Combine(sharedFixturesDir, name + ".json")
+    if not (File.Exists path) then failtestf "the shared fixture %s is missing" path
+    path
 
 /// Every fixture case's JSON file, sorted; fails when the folder is missing or empty.
 let fixtureCases () =

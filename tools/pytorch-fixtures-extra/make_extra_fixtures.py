@@ -5,12 +5,15 @@ through the shared fixturelib.make_case (one hand-adapted variant, make_case_nor
 models whose unfused forward itself fails).
 
 Run (Debian python3-torch 1.13 + python3-torchvision 0.14):
-    /usr/bin/python3 tools/pytorch-fixtures-extra/make_extra_fixtures.py OUTDIR [--full-nets] [--only SUBSTR]
-The shared library is imported from $FIXTURELIB_DIR (default /work/shared/tools/pytorch-fixtures).
+    /usr/bin/python3 tools/pytorch-fixtures-extra/make_extra_fixtures.py [OUTDIR] [--full-nets] [--only SUBSTR]
+OUTDIR defaults to ../extra-fixtures beside the repository (next to ../shared, where the shared fixtures live).
+The shared library is imported from $FIXTURELIB_DIR (default ../shared/tools/pytorch-fixtures beside the repository).
 Default run: ~150 MB. --full-nets adds the full-width networks that do not fit that budget
 (~550 MB more): net_resnet50, net_mobilenet_v3_large and the QAT cases of all four networks."""
 import sys, os, json, copy, argparse, functools, traceback
-LIB = os.environ.get("FIXTURELIB_DIR", "/work/shared/tools/pytorch-fixtures")
+# Paths default relative to the repository (two folders up from this script), not to the caller's folder or one machine.
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LIB = os.environ.get("FIXTURELIB_DIR", os.path.join(REPO, "..", "shared", "tools", "pytorch-fixtures"))
 sys.path.insert(0, LIB)
 import warnings
 warnings.filterwarnings("ignore")
@@ -23,7 +26,8 @@ import netcases
 from netcases import net_case, fuse_list_of
 
 ap = argparse.ArgumentParser()
-ap.add_argument("outdir")
+ap.add_argument("outdir", nargs="?", default=os.path.join(REPO, "..", "extra-fixtures"),
+                help="output folder (default: ../extra-fixtures beside the repository)")
 ap.add_argument("--full-nets", action="store_true", help="also the full-width networks over the size budget")
 ap.add_argument("--only", default=None, help="only cases whose name contains this")
 args = ap.parse_args()

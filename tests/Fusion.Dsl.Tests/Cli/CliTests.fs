@@ -27,7 +27,7 @@ let private lastLine (s: string) = s.TrimEnd().Split('\n') |> Array.last |> fun 
 
 let private temp () = Directory.CreateTempSubdirectory("fusion-cli-").FullName
 
-let private case name = Path.Combine(Support.fixturesDir, name + ".json")
+let private case name = Support.sharedFixture name
 
 [<Tests>]
 let tests =

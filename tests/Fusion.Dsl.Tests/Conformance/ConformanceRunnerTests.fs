@@ -19,13 +19,13 @@ let private perCase =
 /// A copy of a real case with its fused output shifted, so the runner must notice.
 let private tamperedCopy (name: string) =
     let dir = Directory.CreateTempSubdirectory("fusion-conf-").FullName
-    let c = FixtureCase.Load(Path.Combine(Support.fixturesDir, name + ".json"))
+    let c = FixtureCase.Load(Support.sharedFixture name)
     let fusedOut = nonNull c.FusedOutput
     let shifted = Tensor.FromFloat32(fusedOut.ToArray() |> Array.map (fun v -> v + 1.0f), Seq.toArray fusedOut.Dimensions)
     let entries =
-        SafeTensors.Read(Path.Combine(Support.fixturesDir, name + ".safetensors"))
+        SafeTensors.Read(Path.ChangeExtension(Support.sharedFixture name, ".safetensors"))
         |> Seq.map (fun kv -> if kv.Key = "output.fused" then System.Collections.Generic.KeyValuePair(kv.Key, shifted) else kv)
-    File.Copy(Path.Combine(Support.fixturesDir, name + ".json"), Path.Combine(dir, name + ".json"))
+    File.Copy(Support.sharedFixture name, Path.Combine(dir, name + ".json"))
     SafeTensors.Write(Path.Combine(dir, name + ".safetensors"), entries, null)
     Path.Combine(dir, name + ".json")
 
@@ -62,7 +62,7 @@ let tests =
             Expect.isNone (ConformanceRunner.MapPyTorchError("ValueError", "something else") |> Option.ofNullable) "unknown text maps to nothing"
         }
         test "malformed fuse lists are expected to be refused whatever PyTorch did" {
-            let c = FixtureCase.Load(Path.Combine(Support.fixturesDir, "conv2d_bn.json"))
+            let c = FixtureCase.Load(Support.sharedFixture "conv2d_bn")
             let withFuse spec =
                 FixtureCase(c.Name, c.Model, c.Input, c.ReferenceOutput, spec, c.Outcome, fusedModel = c.FusedModel, fusedOutput = c.FusedOutput)
             let mixed = FuseSpec([ FuseEntry.OfName "0"; FuseEntry.OfGroup [ "1" ] ])

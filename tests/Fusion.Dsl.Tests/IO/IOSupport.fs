@@ -20,15 +20,8 @@ type TempDir() =
     interface IDisposable with
         member _.Dispose() = try Directory.Delete(path, true) with _ -> ()
 
-/// The shared PyTorch fixture folder beside the repository, whatever FUSION_FIXTURES says: tests that name a particular
-/// case find it there, while the tests over every case run over `Support.fixturesDir`.
-let sharedFixturesDir = Path.GetFullPath(Path.Combine(Support.repoRoot, "..", "shared", "fixtures", "pytorch"))
-
 /// The shared fixture case called `name` (JSON path); fails the test when it is missing.
-let fixture (name: string) =
-    let path = Path.Combine(sharedFixturesDir, name + ".json")
-    if not (File.Exists path) then failtestf "the shared fixture %s is missing" path
-    path
+let fixture (name: string) = Support.sharedFixture name
 
 /// The .safetensors beside a fixture JSON path.
 let tensorsOf (jsonPath: string) : string = nonNull (Path.ChangeExtension(jsonPath, ".safetensors"))

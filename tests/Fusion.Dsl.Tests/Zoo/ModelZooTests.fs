@@ -231,7 +231,7 @@ let tests =
         perNetwork "mobilenet_v2"
 
         testList "mobilenet_v2 width 0.35, 10 classes, against the fuse fixture" [
-            let fixture () = loadJson (Path.Combine(Support.fixturesDir, "net_mobilenet_v2_w035.json"))
+            let fixture () = loadJson (Support.sharedFixture "net_mobilenet_v2_w035")
             let small = lazy (ModelZoo.Create("mobilenet_v2", seed = 7, numClasses = 10, widthMult = 0.35))
             test "module tree" { expectNoDiffs "fixture" (treeDiffs "" (fixture().GetProperty "model") small.Value.Model) }
             test "forward graph" { expectNoDiffs "fixture" (graphDiffs (fixture().GetProperty "forward") (forwardOf small.Value.Model)) }
