@@ -44,4 +44,4 @@ let inline eval (model: Module) = model.Eval()
 let diff (before: Module) (after: Module) = Fusion.Dsl.Analysis.ModelDiff.Compare(before, after)
 
 [<CompiledName("Print")>]
-let print (model: Module) = Fusion.Dsl.Display.ModuleRepr.Print model
+let print (model: Module) = ModuleRepr.Print model

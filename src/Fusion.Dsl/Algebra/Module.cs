@@ -39,11 +39,11 @@ public abstract class Module : IEquatable<Module>
     public TensorDict State => Parts.State;
 
     /// <summary>
-    /// Whether the module's forward runs in training mode: its own <see cref="Training"/> flag, except for a fused container
-    /// (<see cref="Layers.FusedModule"/>), whose own flag PyTorch leaves at <c>True</c> when fusion builds it and which runs its
-    /// children with their own flags; for it, whether any child runs in training mode. Printers show this, not the raw flag.
+    /// Whether the module's forward runs in training mode: its own <see cref="Training"/> flag, except for a fused container,
+    /// whose own flag PyTorch leaves at <c>True</c> when fusion builds it and which runs its children with their own flags;
+    /// there it is whether any child runs in training mode. Printers show this, not the raw flag.
     /// </summary>
-    public bool RunsInTraining => this is Layers.FusedModule ? Children.Any(c => c.Module.RunsInTraining) : Training;
+    public virtual bool RunsInTraining => Training;
 
     /// <summary>Forward pre-hooks.</summary>
     public ImmutableArray<ForwardPreHook> PreHooks => Parts.PreHooks;
@@ -165,8 +165,12 @@ public abstract class Module : IEquatable<Module>
     /// <inheritdoc />
     public override int GetHashCode() => HashCode.Combine(TypeName, Parts);
 
-    /// <summary>The tree as PyTorch's <c>print(model)</c> shows it (see <see cref="Display.ModuleRepr"/>).</summary>
-    public override string ToString() => Display.ModuleRepr.Print(this);
+    /// <summary>PyTorch's <c>extra_repr()</c>: the arguments <c>print(model)</c> shows after the type name, as torch 1.13 writes
+    /// them for this kind (<c>3, 16, kernel_size=(3, 3), stride=(1, 1)</c>); empty for containers.</summary>
+    public virtual string ExtraRepr => "";
+
+    /// <summary>The tree as PyTorch's <c>print(model)</c> shows it (see <see cref="ModuleRepr"/>).</summary>
+    public override string ToString() => ModuleRepr.Print(this);
 
     /// <summary>Throws unless this module has no children (for leaf layers).</summary>
     private protected static void RequireNoChildren(ModuleParts parts, string typeName)

@@ -45,4 +45,8 @@ public sealed class Activation : Module
 
     /// <inheritdoc />
     public override IReadOnlyList<KeyValuePair<string, object?>> Arguments => [new("inplace", Inplace)];
+
+    // Hardswish and Hardsigmoid have no extra_repr in torch 1.13, so their inplace flag never shows.
+    /// <inheritdoc />
+    public override string ExtraRepr => Inplace && Kind is not (ActivationKind.Hardswish or ActivationKind.Hardsigmoid) ? "inplace=True" : "";
 }

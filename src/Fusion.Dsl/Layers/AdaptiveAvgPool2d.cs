@@ -43,4 +43,6 @@ public sealed class AdaptiveAvgPool2d : Module
         => other is AdaptiveAvgPool2d a && a.OutputSize.SequenceEqual(OutputSize) && a.OutputSizeIsScalar == OutputSizeIsScalar;
     /// <inheritdoc />
     public override IReadOnlyList<KeyValuePair<string, object?>> Arguments => [new("output_size", OutputSize)];
+    /// <inheritdoc />
+    public override string ExtraRepr => $"output_size={ModuleRepr.Size(OutputSize, OutputSizeIsScalar)}";
 }

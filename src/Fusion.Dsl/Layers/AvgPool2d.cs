@@ -56,6 +56,13 @@ public sealed class AvgPool2d : Module
         => other is AvgPool2d m && m.KernelSize.SequenceEqual(KernelSize) && m.Stride.SequenceEqual(Stride) && m.Padding.SequenceEqual(Padding)
            && m.CeilMode == CeilMode && m.CountIncludePad == CountIncludePad && m.ScalarArguments.SequenceEqual(ScalarArguments);
     /// <inheritdoc />
+    public override string ExtraRepr =>
+        $"kernel_size={S(KernelSize, "kernel_size")}, stride={S(Stride, "stride")}, padding={S(Padding, "padding")}";
+
+    // Each size as PyTorch kept it: the int form or the pair.
+    private string S(ImmutableArray<int> values, string name) => ModuleRepr.Size(values, ScalarArguments.Contains(name));
+
+    /// <inheritdoc />
     public override IReadOnlyList<KeyValuePair<string, object?>> Arguments =>
         [new("kernel_size", KernelSize), new("stride", Stride), new("padding", Padding), new("ceil_mode", CeilMode), new("count_include_pad", CountIncludePad)];
 }

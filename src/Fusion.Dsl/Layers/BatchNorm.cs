@@ -83,6 +83,11 @@ public sealed class BatchNorm : Module
         new("track_running_stats", TrackRunningStats),
     ];
 
+    /// <inheritdoc />
+    public override string ExtraRepr =>
+        $"{NumFeatures}, eps={ModuleRepr.Float(Eps)}, momentum={(Momentum is { } m ? ModuleRepr.Float(m) : "None")}, " +
+        $"affine={ModuleRepr.Bool(Affine)}, track_running_stats={ModuleRepr.Bool(TrackRunningStats)}";
+
     private void Validate()
     {
         var t = TypeName;

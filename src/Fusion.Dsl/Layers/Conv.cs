@@ -124,6 +124,25 @@ public sealed class Conv : Module
         }
     }
 
+    /// <inheritdoc />
+    public override string ExtraRepr
+    {
+        get
+        {
+            // torch's _ConvNd.extra_repr: the optional parts only when they differ from their defaults.
+            var s = new System.Text.StringBuilder(
+                $"{InChannels}, {OutChannels}, kernel_size={ModuleRepr.Tuple(KernelSize)}, stride={ModuleRepr.Tuple(Stride)}");
+            if (Padding.Kind != PaddingKind.Explicit) s.Append(", padding=").Append(Padding.Kind.ToString().ToLowerInvariant());
+            else if (Padding.Amounts.Any(x => x != 0)) s.Append(", padding=").Append(ModuleRepr.Tuple(Padding.Amounts));
+            if (Dilation.Any(x => x != 1)) s.Append(", dilation=").Append(ModuleRepr.Tuple(Dilation));
+            if (OutputPadding.Any(x => x != 0)) s.Append(", output_padding=").Append(ModuleRepr.Tuple(OutputPadding));
+            if (Groups != 1) s.Append(", groups=").Append(Groups);
+            if (!HasBias) s.Append(", bias=False");
+            if (PaddingMode != PaddingMode.Zeros) s.Append(", padding_mode=").Append(PaddingMode.ToString().ToLowerInvariant());
+            return s.ToString();
+        }
+    }
+
     private void Validate()
     {
         var t = TypeName;

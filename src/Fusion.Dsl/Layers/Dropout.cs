@@ -29,4 +29,6 @@ public sealed class Dropout : Module
     private protected override bool HyperparametersEqual(Module other) => other is Dropout d && d.P.Equals(P) && d.Inplace == Inplace;
     /// <inheritdoc />
     public override IReadOnlyList<KeyValuePair<string, object?>> Arguments => [new("p", P), new("inplace", Inplace)];
+    /// <inheritdoc />
+    public override string ExtraRepr => $"p={ModuleRepr.Float(P)}, inplace={ModuleRepr.Bool(Inplace)}";
 }

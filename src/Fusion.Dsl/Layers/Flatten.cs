@@ -26,4 +26,6 @@ public sealed class Flatten : Module
     private protected override bool HyperparametersEqual(Module other) => other is Flatten f && f.StartDim == StartDim && f.EndDim == EndDim;
     /// <inheritdoc />
     public override IReadOnlyList<KeyValuePair<string, object?>> Arguments => [new("start_dim", StartDim), new("end_dim", EndDim)];
+    /// <inheritdoc />
+    public override string ExtraRepr => $"start_dim={StartDim}, end_dim={EndDim}";
 }

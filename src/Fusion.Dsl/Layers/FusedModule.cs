@@ -91,4 +91,7 @@ public sealed class FusedModule : Module
     private protected override bool HyperparametersEqual(Module other) => other is FusedModule f && f.TypeName == TypeName;
     /// <inheritdoc />
     public override IReadOnlyList<KeyValuePair<string, object?>> Arguments => [];
+
+    /// <inheritdoc />
+    public override bool RunsInTraining => Children.Any(c => c.Module.RunsInTraining);
 }

@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using Fusion.Dsl.Algebra;
 
 namespace Fusion.Dsl.Layers;
 
@@ -50,12 +51,5 @@ public readonly struct IntOrTuple : IEquatable<IntOrTuple>
     public static bool operator !=(IntOrTuple a, IntOrTuple b) => !a.Equals(b);
 
     /// <summary>As Python prints it: <c>3</c>, <c>(3, 1)</c>, <c>(3,)</c>.</summary>
-    public override string ToString() => IsScalar ? Values[0].ToString(System.Globalization.CultureInfo.InvariantCulture) : PyTuple(Values);
-
-    /// <summary>Python's tuple text: <c>(3, 1)</c>, and <c>(3,)</c> for one element.</summary>
-    internal static string PyTuple(IEnumerable<int> values)
-    {
-        var v = values.ToArray();
-        return v.Length == 1 ? $"({v[0]},)" : "(" + string.Join(", ", v) + ")";
-    }
+    public override string ToString() => IsScalar ? Values[0].ToString(System.Globalization.CultureInfo.InvariantCulture) : ModuleRepr.Tuple(Values);
 }

@@ -60,6 +60,9 @@ public sealed class Linear : Module
         => other is Linear l && l.InFeatures == InFeatures && l.OutFeatures == OutFeatures && l.HasBias == HasBias;
 
     /// <inheritdoc />
+    public override string ExtraRepr => $"in_features={InFeatures}, out_features={OutFeatures}, bias={ModuleRepr.Bool(HasBias)}";
+
+    /// <inheritdoc />
     public override IReadOnlyList<KeyValuePair<string, object?>> Arguments =>
         [new("in_features", InFeatures), new("out_features", OutFeatures), new("bias", HasBias)];
 }

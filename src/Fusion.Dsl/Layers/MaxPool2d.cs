@@ -58,6 +58,14 @@ public sealed class MaxPool2d : Module
         => other is MaxPool2d m && m.KernelSize.SequenceEqual(KernelSize) && m.Stride.SequenceEqual(Stride) && m.Padding.SequenceEqual(Padding)
            && m.Dilation.SequenceEqual(Dilation) && m.CeilMode == CeilMode && m.ScalarArguments.SequenceEqual(ScalarArguments);
     /// <inheritdoc />
+    public override string ExtraRepr =>
+        $"kernel_size={S(KernelSize, "kernel_size")}, stride={S(Stride, "stride")}, padding={S(Padding, "padding")}, " +
+        $"dilation={S(Dilation, "dilation")}, ceil_mode={ModuleRepr.Bool(CeilMode)}";
+
+    // Each size as PyTorch kept it: the int form or the pair.
+    private string S(ImmutableArray<int> values, string name) => ModuleRepr.Size(values, ScalarArguments.Contains(name));
+
+    /// <inheritdoc />
     public override IReadOnlyList<KeyValuePair<string, object?>> Arguments =>
         [new("kernel_size", KernelSize), new("stride", Stride), new("padding", Padding), new("dilation", Dilation), new("ceil_mode", CeilMode)];
 }

@@ -21,7 +21,7 @@ let private assemblies =
 
 /// The core's folders from the bottom up; a folder may use its own namespace and those listed before it.
 let private coreFolders =
-    [ "Tensors"; "Graphs"; "Algebra"; "Layers"; "Folding"; "Analysis"; "Rules"; "Discovery"; "IO"; "Facade" ]
+    [ "Tensors"; "Graphs"; "Algebra"; "Layers"; "Folding"; "Analysis"; "Display"; "Rules"; "Discovery"; "IO"; "Facade" ]
 
 let private projectFile name =
     let dir = Path.Combine(Support.repoRoot, "src", name)

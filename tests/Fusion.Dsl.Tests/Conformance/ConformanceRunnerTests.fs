@@ -23,7 +23,7 @@ let private tamperedCopy (name: string) =
     let fusedOut = nonNull c.FusedOutput
     let shifted = Tensor.FromFloat32(fusedOut.ToArray() |> Array.map (fun v -> v + 1.0f), Seq.toArray fusedOut.Dimensions)
     let entries =
-        SafeTensors.Read(Path.ChangeExtension(Support.sharedFixture name, ".safetensors"))
+        SafeTensors.Read(nonNull (Path.ChangeExtension(Support.sharedFixture name, ".safetensors")))
         |> Seq.map (fun kv -> if kv.Key = "output.fused" then System.Collections.Generic.KeyValuePair(kv.Key, shifted) else kv)
     File.Copy(Support.sharedFixture name, Path.Combine(dir, name + ".json"))
     SafeTensors.Write(Path.Combine(dir, name + ".safetensors"), entries, null)

@@ -1,10 +1,9 @@
 /// ModuleRepr: Module.ToString() in PyTorch's print(model) layout, compared with torch's own print of the same models.
-module Fusion.Dsl.Tests.Display.ModuleReprTests
+module Fusion.Dsl.Tests.Algebra.ModuleReprTests
 
 open Expecto
 open Fusion.Dsl
 open Fusion.Dsl.Algebra
-open Fusion.Dsl.Display
 open Fusion.Dsl.Tests
 open Fusion.Dsl.Zoo
 open Fusion.Dsl.FSharp
@@ -71,7 +70,7 @@ f = q.mobilenet_v2(); f.eval(); f.fuse_model(); print(f)
 
 [<Tests>]
 let tests =
-    testList "Display.ModuleRepr" [
+    testList "Algebra.ModuleRepr" [
         test "prints every layer kind, a resnet18 and a fused mobilenet_v2 exactly as torch 1.13's print(model)" {
             Support.requireTool "python3-torch and python3-torchvision" (Support.pythonHas [ "torch"; "torchvision" ])
             let code, output = Support.runPython [ "-c"; torchScript ]
