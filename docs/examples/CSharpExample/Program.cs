@@ -7,21 +7,24 @@ using Fusion.Dsl.Rules;
 using Fusion.Dsl.Tensors;
 using Fusion.Dsl.Zoo;
 
-// 1. A small model built in code: Conv2d -> BatchNorm2d -> ReLU -> Conv2d -> ReLU.
+// 1. A small model built as in PyTorch: Nn mirrors torch.nn with its parameter names in C# casing; sizes take an int or a
+//    tuple, padding also "same". The BatchNorm gets trained-looking statistics so that folding changes the weights.
 var rng = new Random(42);
-Module model = Sequential.Create(
-    Conv.Create(rank: 2, inChannels: 3, outChannels: 8, kernelSize: [3], padding: 1, seed: 1),
+Module model = Nn.Sequential(
+    Nn.Conv2d(3, 8, kernelSize: 3, padding: 1, seed: 1),
     BatchNorm.Create(rank: 2, numFeatures: 8,
         weight: Init.Uniform(rng, 1.0, 8), bias: Init.Uniform(rng, 1.0, 8),
         runningMean: Init.Uniform(rng, 0.5, 8), runningVar: Tensor.Full(0.8f, 8)),
-    Activation.Create(ActivationKind.ReLU),
-    Conv.Create(rank: 2, inChannels: 8, outChannels: 4, kernelSize: [1], seed: 2),
-    Activation.Create(ActivationKind.ReLU));
+    Nn.ReLU(),
+    Nn.Conv2d(8, 4, kernelSize: (3, 1), padding: (1, 0), seed: 2),
+    Nn.ReLU());
+Console.WriteLine(model); // PyTorch's print(model) layout
 
 // 2. Fuse, exactly like fuse_modules(model, [["0", "1", "2"], ["3", "4"]]).
 var fused = Fuser.FuseModules(model, [["0", "1", "2"], ["3", "4"]]);
 Console.WriteLine($"fused: {string.Join(", ", fused.Children.Select(c => $"{c.Name}={c.Module.TypeName}"))}");
 Console.WriteLine($"input unchanged: {model.Children[0].Module.TypeName}, {model.Children[1].Module.TypeName}");
+Console.WriteLine(Fusion.Dsl.Analysis.ModelDiff.Compare(model, fused)); // groups replaced, Identity, parameters folded away
 
 // 3. The fused model computes the same function.
 var x = Init.Normal(new Random(7), 1.0, 2, 3, 16, 16);

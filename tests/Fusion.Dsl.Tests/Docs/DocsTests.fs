@@ -40,6 +40,19 @@ let private runNotebook (replCommand: string list) (notebook: string) (cwd: stri
     let errors = outputs |> List.filter (fun o -> o.GetProperty("output_type").GetString() = "error")
     Expect.isEmpty errors "no cell failed"
     Expect.isGreaterThanOrEqual outputs.Length 4 "the cells produced their results"
+    let html =
+        [ for o in outputs do
+            match o.TryGetProperty "data" with
+            | true, d ->
+                match d.TryGetProperty "text/html" with
+                | true, h ->
+                    // nbformat stores text as a string or as a list of lines.
+                    let parts = if h.ValueKind = JsonValueKind.Array then [ for l in h.EnumerateArray() -> l.GetString() ] else [ h.GetString() ]
+                    yield String.Join("", [ for p in parts -> match p with null -> "" | p -> p ])
+                | _ -> ()
+            | _ -> () ]
+    Expect.exists html (fun h -> h.Contains "class=\"fusion-module\"") "the notebook's formatter shows a model as the collapsible tree"
+    Expect.exists html (fun h -> h.Contains "fusion-side-by-side") "the unfused and fused trees side by side"
 
 /// Runs the quickstart script under dotnet fsi from `cwd` and checks that it reached its end.
 let private runScript (script: string) (cwd: string) =
