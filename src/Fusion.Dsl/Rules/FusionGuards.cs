@@ -50,7 +50,7 @@ public static class FusionGuards
                 var bn = m.At<BatchNorm>(bnPosition, "affine");
                 return bn.Affine ? null : $"{m.Describe(bnPosition)} has affine=False, which the QAT fused modules do not support";
             },
-            "use an affine BatchNorm, or fuse with FuseModules (eval) which folds a non-affine BatchNorm as weight 1, bias 0");
+            "use an affine BatchNorm, or fuse with FuseModules (F#: Fuse.modules) in eval mode, which folds a non-affine BatchNorm as weight 1, bias 0");
 
     /// <summary>
     /// <c>channels</c>: the BatchNorm at <paramref name="bnPosition"/> normalises the output channels of the layer
@@ -78,7 +78,7 @@ public static class FusionGuards
     public static FusionGuard NoQatForm(string pattern)
         => FusionGuard.Create("qat-form", FusionErrorKind.NoQatForm,
             m => m.IsQat ? $"{pattern} has no QAT fused module, so fuse_modules_qat cannot keep the group trainable" : null,
-            "fuse this group with FuseModules on an eval-mode model (folding the BatchNorm), or leave it out of the QAT fusion");
+            "fuse this group with FuseModules (F#: Fuse.modules) on an eval-mode model (folding the BatchNorm), or leave it out of the QAT fusion");
 
     /// <summary>"a", "a and b", "a, b and c".</summary>
     private static string JoinAnd(IReadOnlyList<string> items)

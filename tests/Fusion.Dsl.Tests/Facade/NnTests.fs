@@ -1,5 +1,5 @@
 /// The C# Nn factory (src/Fusion.Dsl/Nn.cs): torch.nn's constructors, names and defaults.
-module Fusion.Dsl.Tests.NnTests
+module Fusion.Dsl.Tests.Facade.NnTests
 
 open System
 open Expecto
@@ -16,7 +16,7 @@ type private A =
 
 [<Tests>]
 let tests =
-    testList "Nn" [
+    testList "Facade.Nn" [
         test "Conv2d broadcasts an int kernel, stride and padding like PyTorch's _pair" {
             let c = N.Conv2d(3, 16, 3, stride = A.S 2, padding = 1, bias = false)
             Expect.sequenceEqual c.KernelSize [ 3; 3 ] "kernel"
