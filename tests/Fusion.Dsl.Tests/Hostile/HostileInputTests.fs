@@ -24,7 +24,7 @@ let refusalAllocationBound = 64L <<< 20
 let private withEditedFixture (edit: JsonNode -> unit) (run: string -> unit) =
     let dir = Directory.CreateTempSubdirectory("fusion-hostile-").FullName
     try
-        let src = Path.Combine(Support.fixturesDir, "doc_example_list_of_lists.json")
+        let src = Support.sharedFixture "doc_example_list_of_lists"
         let root = JsonNode.Parse(File.ReadAllText src) |> nonNull
         edit root
         let json = Path.Combine(dir, "case.json")
@@ -182,7 +182,7 @@ let tests =
                 Expect.equal e.Kind FusionErrorKind.NoRule "no rule for a user module, whatever its type name"
             }
             test "fusing inside an already fused module is refused with a typed error" {
-                let c = FixtureCase.Load(Path.Combine(Support.fixturesDir, "doc_example_list_of_lists.json"))
+                let c = FixtureCase.Load(Support.sharedFixture "doc_example_list_of_lists")
                 let fused = Fuser.FuseModules(c.Model, c.Fuse)
                 let e = Support.throwsOf<FusionException> (fun () -> Fuser.FuseModules(fused, [ [ "conv1.0"; "conv1.1" ] |> Seq.ofList ]) |> ignore)
                 Expect.stringContains e.Message "conv1" "names the fused module"
