@@ -54,7 +54,7 @@ let tests =
             Expect.stringContains err2 "cut.onnx" "names the file"
             Expect.stringContains err2 "truncated or corrupt" "says why"
             // A QAT case of the PyTorch fixtures: a training-mode BatchNorm normalises with batch statistics.
-            let qat = Path.Combine(Support.fixturesDir, "qat_conv2d_bn_relu.json")
+            let qat = Support.sharedFixture "qat_conv2d_bn_relu"
             let code3, _, err3 = run [ "export"; qat; "--onnx"; Path.Combine(dir, "tiny.onnx") ]
             Expect.equal code3 1 "refused"
             Expect.stringContains err3 "cannot export module" "names the module"
