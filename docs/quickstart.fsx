@@ -64,5 +64,15 @@ let fusedAll = model |> Fuse.modulesWith rules [ [ "conv1"; "bn1"; "relu1" ]; [ 
 let diffAll = Tensor.maxAbsDiff (fusedAll |> Model.forward x) y
 printfn "with the custom rule: conv2 is %s, max |diff| = %.3g" (fusedAll |> Model.get "conv2").TypeName diffAll
 
-if diff > 1e-4 || diffAll > 1e-4 then failwith "fusion changed the model's function"
+// 5. Your own PyTorch model: this one was written by the Python exporter (docs/your-own-model.md),
+//    `python3 -m fusion_torch export tinynet:build --input-shape 1,3,32,32 --out docs/examples/torch/tinynet-exported/`.
+//    Read it, find what fuses, fuse it; `fusion fuse ... --out` writes the result back for PyTorch's load_state_dict.
+let tiny = Fusion.Dsl.IO.ModelFile.ReadContent(System.IO.Path.Combine(__SOURCE_DIRECTORY__, "examples", "torch", "tinynet-exported"))
+let tinyGroups = Fuse.auto tiny.Model
+let tinyFused = tiny.Model |> Fuse.modules tinyGroups
+let tx = Tensor.randn 3 (List.ofSeq tiny.InputShape)
+let tinyDiff = Tensor.maxAbsDiff (tinyFused |> Model.forward tx) (tiny.Model |> Model.forward tx)
+printfn "exported %s: %d groups fused (%A), max |diff| = %.3g" tiny.Name tinyGroups.Length tinyGroups tinyDiff
+
+if diff > 1e-4 || diffAll > 1e-4 || tinyDiff > 1e-4 || tinyGroups.IsEmpty then failwith "fusion changed the model's function"
 printfn "quickstart: ok"
