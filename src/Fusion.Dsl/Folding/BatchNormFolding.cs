@@ -122,9 +122,12 @@ public static class BatchNormFolding
         // One factor per output channel; a single BatchNorm feature broadcasts to all of them.
         Vector<double> PerChannel(Vector<double> v) => broadcast ? Vector<double>.Build.Dense(outChannels, v[0]) : v;
         var scale = PerChannel(Scale(bn));
-        var b = bias is null ? Vector<double>.Build.Dense(outChannels) : ToVector(bias);
-        // b' = (b - mean) · s + beta, element by element in float64, rounded once.
-        var folded = (b - PerChannel(Mean(bn))).PointwiseMultiply(scale) + PerChannel(Shift(bn));
+        // b' = (b - mean) · s + beta, element by element in float64, rounded once; in place on b's vector, since a fold
+        // should allocate little beyond the folded tensors.
+        var folded = bias is null ? Vector<double>.Build.Dense(outChannels) : ToVector(bias);
+        folded.Subtract(PerChannel(Mean(bn)), folded);
+        folded.PointwiseMultiply(scale, folded);
+        folded.Add(PerChannel(Shift(bn)), folded);
         var s = scale.AsArray() ?? scale.ToArray();
         // The closure holds the storage, not the source tensor (see PendingFold.Create).
         var w = weight.RawFloat32;

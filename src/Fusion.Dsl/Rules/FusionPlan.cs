@@ -206,14 +206,15 @@ public sealed class FusionPlan
                 throw FusionException.Create(FusionErrorKind.MissingName, index, paths, found,
                     e.Message, remedy, inner: e);
             }
-            var segs = ModulePath.Split(paths[k]);
-            for (var i = 1; i < segs.Length; i++)
+            // A fused module holds only leaf layers, named "0", "1", "2": a member inside one is its direct child, so the
+            // parent of a path ending so is the one module to look at (not every ancestor of every member).
+            var dot = paths[k].LastIndexOf('.');
+            if (dot > 0 && paths[k][(dot + 1)..] is "0" or "1" or "2" && tree.Get(paths[k][..dot]) is Layers.FusedModule f)
             {
-                var ancestor = string.Join('.', segs.Take(i));
-                if (tree.Get(ancestor) is Layers.FusedModule f)
-                    throw FusionException.Create(FusionErrorKind.InsideFusedModule, index, paths, modules.Take(k + 1).Select(m => m.TypeName).ToArray(),
-                        $"'{paths[k]}' lies inside '{ancestor}', a {f.TypeName} that fusion produced; its children are fixed by its type",
-                        $"fuse the unfused model instead, or leave '{ancestor}' as it is", null);
+                var parent = paths[k][..dot];
+                throw FusionException.Create(FusionErrorKind.InsideFusedModule, index, paths, modules.Take(k + 1).Select(m => m.TypeName).ToArray(),
+                    $"'{paths[k]}' lies inside '{parent}', a {f.TypeName} that fusion produced; its children are fixed by its type",
+                    $"fuse the unfused model instead, or leave '{parent}' as it is", null);
             }
         }
         return modules;
