@@ -22,9 +22,22 @@ let private dotnetReplDll () =
     if code <> 0 then failtestf "dotnet nuget locals failed: %s%s" out err
     let packages = out.Trim().Substring(out.IndexOf(':') + 1).Trim()
     let toolDir = Path.Combine(packages, "dotnet-repl", nonNull version, "tools")
-    match Directory.GetFiles(toolDir, "dotnet-repl.dll", SearchOption.AllDirectories) with
+    // `dotnet tool restore` records where it found each tool in its resolver cache; a tool restored before
+    // NUGET_PACKAGES pointed elsewhere stays where it was, so the cache is asked when the packages folder lacks it.
+    let fromCache () =
+        let cache = Path.Combine(Environment.GetFolderPath Environment.SpecialFolder.UserProfile, ".dotnet", "toolResolverCache")
+        if not (Directory.Exists cache) then [||]
+        else
+            [| for f in Directory.GetFiles(cache, "dotnet-repl", SearchOption.AllDirectories) do
+                 use doc = JsonDocument.Parse(File.ReadAllText f)
+                 for e in doc.RootElement.EnumerateArray() do
+                     if e.GetProperty("Version").GetString() = version then
+                         let dll = e.GetProperty("PathToExecutable").GetString() |> nonNull
+                         if File.Exists dll then yield dll |] |> Array.distinct
+    let inPackages = if Directory.Exists toolDir then Directory.GetFiles(toolDir, "dotnet-repl.dll", SearchOption.AllDirectories) else [||]
+    match (if inPackages.Length > 0 then inPackages else fromCache ()) with
     | [| dll |] -> dll
-    | found -> failtestf "expected one dotnet-repl.dll under %s (run `dotnet tool restore`), found %d" toolDir found.Length
+    | found -> failtestf "expected one dotnet-repl.dll under %s or in the tool resolver cache (run `dotnet tool restore`), found %d" toolDir found.Length
 
 /// Runs the notebook headless with dotnet-repl from `cwd` and checks that every cell ran without error.
 let private runNotebook (replCommand: string list) (notebook: string) (cwd: string) =
