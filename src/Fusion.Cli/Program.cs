@@ -35,15 +35,10 @@ public static class Program
             Console.Error.WriteLine($"fusion: {e.Message}");
             return 1;
         }
-        // A file, a state_dict or a forward pass that is refused: the message names the file, key or module.
-        catch (Exception e) when (e is ModelFormatException or StateDictException or ForwardException)
+        // A file, a state_dict, a forward pass or an export that is refused: the message names the file, key or module.
+        catch (Exception e) when (e is ModelFormatException or StateDictException or Fusion.Dsl.Algebra.ModuleException)
         {
             Console.Error.WriteLine($"fusion: {(e is ForwardException ? "forward failed: " : "")}{e.Message}");
-            return 1;
-        }
-        catch (Fusion.Dsl.Onnx.OnnxExportException e)
-        {
-            Console.Error.WriteLine($"fusion: {e.Message}");
             return 1;
         }
         catch (IOException e)
