@@ -66,15 +66,6 @@ internal static class FixtureFormat
         }, d.Tensors, new Dictionary<string, string> { ["case"] = d.Name });
     }
 
-    /// <summary>The root graph a second tree must share with the model, since the format stores one forward.</summary>
-    public static void RequireSameForward(Module model, Module other, string fileName, string what)
-    {
-        var g1 = (model as UserModule)?.Forward;
-        var g2 = (other as UserModule)?.Forward;
-        if (!Equals(g1, g2))
-            throw new ModelFormatException(fileName, what, "its root forward graph differs from the model's; the format stores one graph for both trees");
-    }
-
     private static void WriteFuse(Utf8JsonWriter w, FuseSpec fuse)
     {
         w.WriteStartArray();

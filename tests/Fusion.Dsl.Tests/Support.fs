@@ -115,14 +115,15 @@ let pythonHas =
              p.WaitForExit()
              p.ExitCode = 0))
 
-/// Runs a program to completion in `cwd`: exit code, stdout, stderr (both read concurrently, so neither pipe fills).
-/// Fails the test when it has not finished after 10 minutes.
-let exec (file: string) (args: string list) (cwd: string) =
+/// Runs a program to completion in `cwd` with extra environment variables: exit code, stdout, stderr (both read
+/// concurrently, so neither pipe fills). Fails the test when it has not finished after 10 minutes.
+let execWith (environment: (string * string) list) (file: string) (args: string list) (cwd: string) =
     let psi = Diagnostics.ProcessStartInfo(file)
     for a in args do psi.ArgumentList.Add a
     psi.RedirectStandardOutput <- true
     psi.RedirectStandardError <- true
     psi.WorkingDirectory <- cwd
+    for name, value in environment do psi.Environment[name] <- value
     use p = nonNull (Diagnostics.Process.Start psi)
     let out = p.StandardOutput.ReadToEndAsync()
     let err = p.StandardError.ReadToEndAsync()
@@ -130,6 +131,9 @@ let exec (file: string) (args: string list) (cwd: string) =
         p.Kill true
         failtestf "%s %s did not finish within 10 minutes" file (String.Join(" ", args))
     p.ExitCode, out.Result, err.Result
+
+/// <see cref="execWith"/> with the inherited environment only.
+let exec (file: string) (args: string list) (cwd: string) = execWith [] file args cwd
 
 /// Runs /usr/bin/python3 with the arguments; returns the exit code and the combined output.
 let runPython (args: string list) : int * string =

@@ -10,18 +10,7 @@ open Fusion.Dsl.IO
 open Fusion.Dsl.Conformance
 
 /// Runs the real `fusion` program (built beside the tests) in a child process: exit code, stdout, stderr.
-let run (args: string list) =
-    let psi = ProcessStartInfo("dotnet")
-    psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "fusion.dll"))
-    for a in args do psi.ArgumentList.Add a
-    psi.RedirectStandardOutput <- true
-    psi.RedirectStandardError <- true
-    psi.WorkingDirectory <- Support.repoRoot
-    use p = nonNull (Process.Start psi)
-    let out = p.StandardOutput.ReadToEndAsync()
-    let err = p.StandardError.ReadToEndAsync()
-    p.WaitForExit()
-    p.ExitCode, out.Result, err.Result
+let run (args: string list) = Support.exec "dotnet" (Path.Combine(AppContext.BaseDirectory, "fusion.dll") :: args) Support.repoRoot
 
 let private lastLine (s: string) = s.TrimEnd().Split('\n') |> Array.last |> fun l -> l.TrimEnd('\r')
 

@@ -69,7 +69,7 @@ let tests =
                 | None -> failures.Add "conformance over all mutants: killed after the timeout"
                 // A sample through the other commands, one process each.
                 for json, what in described |> List.truncate (max 1 (count / 6)) do
-                    let out = Path.Combine(dir, "out", Path.GetFileNameWithoutExtension json + ".json")
+                    let out = Path.Combine(dir, "out", nonNull (Path.GetFileNameWithoutExtension json) + ".json")
                     for args in [ [ "inspect"; json ]; [ "fuse"; json; "--groups-file"; json; "--out"; out ]; [ "auto"; json; "--json" ] ] do
                         judge (sprintf "%s on %s [%s]" (List.head args) (Path.GetFileName json) what) (runCapped args) |> Option.iter failures.Add
                     // Written whole or not at all: a model file never appears without its tensors.

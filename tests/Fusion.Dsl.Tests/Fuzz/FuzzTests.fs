@@ -194,7 +194,7 @@ let private reached = Array.zeroCreate<int> 3
 /// returns what was mutated.
 let writeMutant (json: string) (source: string) (rng: Random) =
     let root = JsonNode.Parse(File.ReadAllText source) |> nonNull
-    let mutable bytes = File.ReadAllBytes(Path.ChangeExtension(source, ".safetensors"))
+    let mutable bytes = File.ReadAllBytes(nonNull (Path.ChangeExtension(source, ".safetensors")))
     let what =
         match rng.Next 10 with
         | 0 | 1 | 2 | 3 -> mutateArgument rng root
@@ -203,12 +203,12 @@ let writeMutant (json: string) (source: string) (rng: Random) =
         | 7 -> mutateJson rng root
         | _ -> let b, d = mutateBytes rng bytes in bytes <- b; d
     File.WriteAllText(json, root.ToJsonString())
-    File.WriteAllBytes(Path.ChangeExtension(json, ".safetensors"), bytes)
+    File.WriteAllBytes(nonNull (Path.ChangeExtension(json, ".safetensors")), bytes)
     what
 
 /// The fixtures mutants are made from (the torchvision networks are left out: one forward of theirs costs more than a
 /// hundred small cases, and their layers are the small cases' layers).
-let mutantSources () = Support.fixtureCases () |> Array.filter (fun p -> not (Path.GetFileName(p).StartsWith "net_"))
+let mutantSources () = Support.fixtureCases () |> Array.filter (fun p -> not ((nonNull (Path.GetFileName p)).StartsWith "net_"))
 
 /// Loads, fuses and runs one mutated case; returns a failure description, or None.
 let private runCase (dir: string) (source: string) (rng: Random) =

@@ -29,7 +29,7 @@ let private withEditedFixture (edit: JsonNode -> unit) (run: string -> unit) =
         edit root
         let json = Path.Combine(dir, "case.json")
         File.WriteAllText(json, root.ToJsonString())
-        File.Copy(Path.ChangeExtension(src, ".safetensors"), Path.Combine(dir, "case.safetensors"))
+        File.Copy(nonNull (Path.ChangeExtension(src, ".safetensors")), Path.Combine(dir, "case.safetensors"))
         run json
     finally
         Directory.Delete(dir, true)

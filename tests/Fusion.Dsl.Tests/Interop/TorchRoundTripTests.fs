@@ -42,20 +42,8 @@ let private docsExampleDir = Path.Combine(Support.repoRoot, "docs", "examples", 
 
 /// Runs /usr/bin/python3 with the repository's python/ and this folder on PYTHONPATH: exit code, stdout, stderr.
 let private runPython (args: string list) =
-    let psi = ProcessStartInfo(Support.python3)
-    for a in args do psi.ArgumentList.Add a
-    psi.RedirectStandardOutput <- true
-    psi.RedirectStandardError <- true
-    psi.WorkingDirectory <- Support.repoRoot
-    psi.Environment["PYTHONPATH"] <-
-        String.Join(string Path.PathSeparator, [ Path.Combine(Support.repoRoot, "python"); interopDir; docsExampleDir ])
-    use p = nonNull (Process.Start psi)
-    let out = p.StandardOutput.ReadToEndAsync()
-    let err = p.StandardError.ReadToEndAsync()
-    if not (p.WaitForExit(TimeSpan.FromMinutes 5.0)) then
-        p.Kill true
-        failwithf "python3 %s did not finish in 5 minutes" (String.Join(" ", args))
-    p.ExitCode, out.Result, err.Result
+    let path = String.Join(string Path.PathSeparator, [ Path.Combine(Support.repoRoot, "python"); interopDir; docsExampleDir ])
+    Support.execWith [ "PYTHONPATH", path ] Support.python3 args Support.repoRoot
 
 let private needTorch () =
     Support.requireTool "PyTorch (/usr/bin/python3 with python3-torch and python3-torchvision)" (Support.pythonHas [ "torch"; "torchvision" ])

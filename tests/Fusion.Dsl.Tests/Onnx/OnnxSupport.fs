@@ -13,16 +13,7 @@ open Fusion.Dsl.Onnx
 open Fusion.Dsl.Tests
 
 /// Runs /usr/bin/python3 with a script and arguments; returns the exit code and what it printed.
-let runPython (script: string) (args: string list) =
-    let psi = ProcessStartInfo(Support.python3, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false)
-    psi.ArgumentList.Add "-c"
-    psi.ArgumentList.Add script
-    for a in args do psi.ArgumentList.Add a
-    use p = nonNull (Process.Start psi)
-    let out = p.StandardOutput.ReadToEndAsync()
-    let err = p.StandardError.ReadToEnd()
-    p.WaitForExit()
-    p.ExitCode, out.Result + err
+let runPython (script: string) (args: string list) = Support.runPython ("-c" :: script :: args)
 
 /// Skips (outside CI) or fails (under CI) unless ONNX's checker (python3-onnx) can run.
 let requireChecker () = Support.requireTool "python3-onnx (ONNX's checker)" (Support.pythonHas [ "onnx" ])

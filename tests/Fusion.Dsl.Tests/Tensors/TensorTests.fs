@@ -32,7 +32,7 @@ let tests =
             Expect.equal (t.Dimensions |> Seq.toList, t.Count, t.ByteCount, t.DType) ([ 2; 3 ], 6, 24L, DType.Float32) "metadata"
             Expect.isFalse t.IsMaterialized "not computed"
             Expect.equal computed.Value 0 "compute not called"
-            Expect.isTrue (obj.ReferenceEquals((t.Pending :?> PendingFold).Source, source.RawFloat32)) "the recipe holds the source itself, not a copy"
+            Expect.isTrue (obj.ReferenceEquals((nonNull t.Pending :?> PendingFold).Source, source.RawFloat32)) "the recipe holds the source itself, not a copy"
         }
         test "a pending fold computes its elements once, on first read, and then releases its recipe" {
             let t, _, computed = countedFold ()
