@@ -54,6 +54,12 @@ internal readonly struct Epilogue
     public static unsafe void ApplyRun(float* src, float* dst, int count, float scale, float shift, bool hasScale, Act act)
     {
         var i = 0;
+        if (Vector512.IsHardwareAccelerated && count >= 16)
+        {
+            var ws = Vector512.Create(scale);
+            var wb = Vector512.Create(shift);
+            for (; i <= count - 16; i += 16) Vector512.Store(Apply(Vector512.Load(src + i), ws, wb, hasScale, act), dst + i);
+        }
         if (Vector256.IsHardwareAccelerated)
         {
             var vs = Vector256.Create(scale);
@@ -87,6 +93,11 @@ internal readonly struct Epilogue
     public static Vector256<float> Apply(Vector256<float> x, Vector256<float> scale, Vector256<float> shift, bool hasScale, Act act)
         => Activate(hasScale ? Vector256.FusedMultiplyAdd(x, scale, shift) : x + shift, act);
 
+    /// <summary>A 512-bit vector through <c>act(x·scale + shift)</c>, the same operations as the 256-bit path, lane by lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Apply(Vector512<float> x, Vector512<float> scale, Vector512<float> shift, bool hasScale, Act act)
+        => Activate(hasScale ? Vector512.FusedMultiplyAdd(x, scale, shift) : x + shift, act);
+
     /// <summary>Scale and shift of channel <paramref name="c"/> (1 and 0 where absent).</summary>
     public (float Scale, float Shift) At(int c) => (Scale is null ? 1f : Scale[c], Shift is null ? 0f : Shift[c]);
 
@@ -105,6 +116,25 @@ internal readonly struct Epilogue
                 return Vector256.Min(Vector256.Max(v + Vector256.Create(3f), Vector256<float>.Zero), Vector256.Create(6f)) / Vector256.Create(6f);
             default: return v / (Vector256<float>.One + Vector256.Exp(-v));
         }
+    }
+
+    /// <summary>
+    /// <see cref="Activate(Vector256{float}, Act)"/> on 512-bit vectors. Written out again because .NET 10 keeps the
+    /// interface that would let one generic body serve both widths (<c>ISimdVector</c>) internal.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Activate(Vector512<float> v, Act act)
+    {
+        var six = Vector512.Create(6f);
+        return act switch
+        {
+            Act.None => v,
+            Act.ReLU => Vector512.Max(v, Vector512<float>.Zero),
+            Act.ReLU6 => Vector512.Min(Vector512.Max(v, Vector512<float>.Zero), six),
+            Act.Hardswish => v * Vector512.Min(Vector512.Max(v + Vector512.Create(3f), Vector512<float>.Zero), six) / six,
+            Act.Hardsigmoid => Vector512.Min(Vector512.Max(v + Vector512.Create(3f), Vector512<float>.Zero), six) / six,
+            _ => v / (Vector512<float>.One + Vector512.Exp(-v)),
+        };
     }
 
     /// <summary>Scalar counterpart of <see cref="Activate(Vector256{float}, Act)"/>.</summary>

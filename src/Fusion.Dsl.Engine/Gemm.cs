@@ -198,28 +198,18 @@ internal static unsafe class Gemm
                     if (acc is null)
                     {
                         PackStrip(src, koff, colBase, p0, p1, k, bp, panelFloats);
-                        var tile = stackalloc float[MR * NR];
+                        var tile = stackalloc float[4 * MR * NR];
                         // Row panel outer, column panels inner: each A panel stays in L1 while the tile rows of C are
                         // written as six sequential streams (column-outer order scatters every tile over M rows).
                         for (var q = q0; q < q1; q++)
                         {
-                            var m0 = q * MR;
-                            var aPanel = a + (long)q * k * MR;
-                            for (var p = p0; p < p1; p++)
+                            if (GemmKernel512.IsSupported && q + 1 < q1)
                             {
-                                var v0 = p * NR;
-                                var nc = Math.Min(NR, b.Columns - v0);
-                                var mr = Math.Min(MR, m - m0);
-                                // A full tile bound for one run of C: the kernel writes it through the epilogue itself.
-                                var direct = mr == MR ? DirectTarget(nc, v0, m0, cBase, c.RowStride, c.ColStride, colMap) : null;
-                                if (direct != null)
-                                {
-                                    Kernel(aPanel, bp + (long)(p - p0) * panelFloats, k, tile, false, direct, c.RowStride, g * m + m0, ep);
-                                    continue;
-                                }
-                                MultiplyTile(aPanel, bp + (long)(p - p0) * panelFloats, k, tile, false, nc);
-                                Store(tile, mr, nc, v0, m0, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
+                                PanelPair(a, q, p0, p1, bp, panelFloats, tile, cBase, colMap, g);
+                                q++;
+                                continue;
                             }
+                            for (var p = p0; p < p1; p++) Panel(a, q, p, bp + (long)(p - p0) * panelFloats, tile, cBase, colMap, g);
                         }
                         return;
                     }
@@ -231,6 +221,13 @@ internal static unsafe class Gemm
                         {
                             var aChunk = a + (long)q * k * MR + (long)k0 * MR;
                             var tiles = accBase + (long)(q - q0) * pCount * MR * NR;
+                            if (GemmKernel512.IsSupported && q + 1 < q1)
+                            {
+                                // The next row panel's tiles follow this one's; its chunk is one whole A panel further.
+                                ChunkPair(aChunk, aChunk + (long)k * MR, bp, panelFloats, kLen, tiles, tiles + (long)pCount * MR * NR, k0 > 0, p0, pCount);
+                                q++;
+                                continue;
+                            }
                             for (var p = 0; p < pCount; p++)
                                 MultiplyTile(aChunk, bp + (long)p * panelFloats, kLen, tiles + p * MR * NR, k0 > 0, b.Columns - (p0 + p) * NR);
                         }
@@ -251,6 +248,77 @@ internal static unsafe class Gemm
             {
                 ArrayPool<float>.Shared.Return(buf);
                 if (acc is not null) ArrayPool<float>.Shared.Return(acc);
+            }
+        }
+
+        /// <summary>
+        /// The tile of row panel <paramref name="q"/> and column panel <paramref name="p"/> (packed at
+        /// <paramref name="bPanel"/>) over the whole depth, written to C through the epilogue.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void Panel(float* a, int q, int p, float* bPanel, float* tile, float* cBase, int* colMap, int g)
+        {
+            var m0 = q * MR;
+            var v0 = p * NR;
+            var nc = Math.Min(NR, b.Columns - v0);
+            var mr = Math.Min(MR, m - m0);
+            MultiplyTile(a + (long)q * k * MR, bPanel, k, tile, false, nc);
+            Store(tile, mr, nc, v0, m0, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
+        }
+
+        /// <summary>
+        /// Row panels <paramref name="q"/> and <c>q+1</c> against column panels <c>[p0, p1)</c>: 12×32 blocks on the
+        /// AVX-512 kernel wherever the second column panel has more than <c>NR/2</c> valid columns (where the 256-bit path
+        /// runs its full kernel too, so the bits agree), single tiles elsewhere.
+        /// </summary>
+        private void PanelPair(float* a, int q, int p0, int p1, float* bp, int panelFloats, float* tile, float* cBase, int* colMap, int g)
+        {
+            var m0 = q * MR;
+            var aPanel = a + (long)q * k * MR;
+            for (var p = p0; p < p1; p++)
+            {
+                var bPanel = bp + (long)(p - p0) * panelFloats;
+                var v0 = p * NR;
+                var nc1 = p + 1 < p1 ? Math.Min(NR, b.Columns - v0 - NR) : 0;
+                if (nc1 <= NR / 2)
+                {
+                    Panel(a, q, p, bPanel, tile, cBase, colMap, g);
+                    Panel(a, q + 1, p, bPanel, tile, cBase, colMap, g);
+                    continue;
+                }
+                const int t = MR * NR;
+                GemmKernel512.Kernel(aPanel, aPanel + (long)k * MR, bPanel, bPanel + panelFloats, k, tile, tile + t, tile + 2 * t, tile + 3 * t, false);
+                var mr0 = Math.Min(MR, m - m0);
+                var mr1 = Math.Min(MR, m - m0 - MR);
+                Store(tile, mr0, NR, v0, m0, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
+                Store(tile + t, mr0, nc1, v0 + NR, m0, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
+                Store(tile + 2 * t, mr1, NR, v0, m0 + MR, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
+                Store(tile + 3 * t, mr1, nc1, v0 + NR, m0 + MR, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
+                p++;
+            }
+        }
+
+        /// <summary>
+        /// One depth chunk of two row panels (A chunks <paramref name="a0"/>, <paramref name="a1"/>; accumulator tiles
+        /// <paramref name="tiles0"/>, <paramref name="tiles1"/>) against the strip's <paramref name="pCount"/> column
+        /// panels, on the AVX-512 kernel where <see cref="PanelPair"/> would use it.
+        /// </summary>
+        private void ChunkPair(float* a0, float* a1, float* bp, int panelFloats, int kLen, float* tiles0, float* tiles1, bool accumulate, int p0, int pCount)
+        {
+            const int t = MR * NR;
+            for (var p = 0; p < pCount; p++)
+            {
+                var bPanel = bp + (long)p * panelFloats;
+                var valid = b.Columns - (p0 + p) * NR;
+                if (p + 1 < pCount && valid - NR > NR / 2)
+                {
+                    GemmKernel512.Kernel(a0, a1, bPanel, bPanel + panelFloats, kLen, tiles0 + p * t, tiles0 + (p + 1) * t,
+                        tiles1 + p * t, tiles1 + (p + 1) * t, accumulate);
+                    p++;
+                    continue;
+                }
+                MultiplyTile(a0, bPanel, kLen, tiles0 + p * t, accumulate, valid);
+                MultiplyTile(a1, bPanel, kLen, tiles1 + p * t, accumulate, valid);
             }
         }
 
@@ -382,13 +450,13 @@ internal static unsafe class Gemm
     /// <summary>
     /// The 6×16 micro-kernel: <c>tile = A-panel · B-panel</c> over <paramref name="k"/> depth steps in 12 vector
     /// accumulators, starting from zero or, when <paramref name="accumulate"/>, from the tile (the previous chunk).
-    /// With a <paramref name="direct"/> target the accumulators go through the epilogue (channels from
-    /// <paramref name="channel0"/>) straight into C's six rows, <paramref name="rowStride"/> apart, and the tile is not
-    /// written: for shallow products (mobilenet's 1x1 convolutions have depths of 16 to 160) storing the tile and
-    /// reading it back cost as much as the multiply-adds.
+    /// The epilogue runs afterwards from the tile (<see cref="Store"/>), never in here: the JIT keeps a vector that is
+    /// live across a call in a stack slot, written at every definition, so an epilogue after the loop (SiLU calls
+    /// <c>Exp</c>) made it store and reload all 12 accumulators on every depth step (seen in the JIT's disassembly);
+    /// one tile store and reload per product costs far less.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Kernel(float* a, float* b, int k, float* tile, bool accumulate, float* direct = null, int rowStride = 0, int channel0 = 0, Epilogue ep = default)
+    private static void Kernel(float* a, float* b, int k, float* tile, bool accumulate)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
@@ -420,16 +488,6 @@ internal static unsafe class Gemm
             a += MR;
             b += NR;
         }
-        if (direct != null)
-        {
-            Row(c00, c01, direct, channel0, ep);
-            Row(c10, c11, direct + rowStride, channel0 + 1, ep);
-            Row(c20, c21, direct + 2L * rowStride, channel0 + 2, ep);
-            Row(c30, c31, direct + 3L * rowStride, channel0 + 3, ep);
-            Row(c40, c41, direct + 4L * rowStride, channel0 + 4, ep);
-            Row(c50, c51, direct + 5L * rowStride, channel0 + 5, ep);
-            return;
-        }
         Vector256.Store(c00, tile); Vector256.Store(c01, tile + 8);
         Vector256.Store(c10, tile + 16); Vector256.Store(c11, tile + 24);
         Vector256.Store(c20, tile + 32); Vector256.Store(c21, tile + 40);
@@ -438,10 +496,19 @@ internal static unsafe class Gemm
         Vector256.Store(c50, tile + 80); Vector256.Store(c51, tile + 88);
     }
 
-    /// <summary>One tile row through the epilogue of its channel into C, exactly as <see cref="Store"/> writes it.</summary>
+    /// <summary>One 16-value tile row through the epilogue of its channel into <paramref name="dst"/>: one 512-bit vector where the hardware has them, two 256-bit ones otherwise (the same bits).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Row(Vector256<float> lo, Vector256<float> hi, float* dst, int channel, Epilogue ep)
+    private static void Row(float* src, float* dst, int channel, Epilogue ep)
     {
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var ws = Vector512.Create(ep.Scale is null ? 1f : ep.Scale[channel]);
+            var wb = Vector512.Create(ep.Shift is null ? 0f : ep.Shift[channel]);
+            Vector512.Store(Epilogue.Apply(Vector512.Load(src), ws, wb, ep.Scale is not null, ep.Activation), dst);
+            return;
+        }
+        var lo = Vector256.Load(src);
+        var hi = Vector256.Load(src + 8);
         var vs = Vector256.Create(ep.Scale is null ? 1f : ep.Scale[channel]);
         var vb = Vector256.Create(ep.Shift is null ? 0f : ep.Shift[channel]);
         Vector256.Store(Epilogue.Apply(lo, vs, vb, ep.Scale is not null, ep.Activation), dst);
@@ -499,7 +566,7 @@ internal static unsafe class Gemm
         for (var r = 0; r < mr; r++)
         {
             var t = tile + r * NR;
-            Row(Vector256.Load(t), Vector256.Load(t + 8), direct != null ? direct + (long)r * rs : t, channel0 + m0 + r, ep);
+            Row(t, direct != null ? direct + (long)r * rs : t, channel0 + m0 + r, ep);
         }
         if (direct != null) return;
         if (cs != 1)

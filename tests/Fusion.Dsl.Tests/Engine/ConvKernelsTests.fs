@@ -68,6 +68,8 @@ let private pathCases : (string * Conv * int[]) list =
       "1d deep (K = 640: one panel per strip, split rows)", Conv.Create(1, 128, 70, [| 5 |], padding = ConvPadding.Same, seed = 10), [| 1; 128; 40 |]
       "1x1 on 7x7 (49 = 3*16 + 1: the one-column kernel)", Conv.Create(2, 40, 20, [| 1 |], seed = 16), [| 2; 40; 7; 7 |]
       "1x1 deep on 3x6 (K = 300 in two depth chunks, 18 = 16 + 2 columns)", Conv.Create(2, 300, 13, [| 1 |], seed = 17), [| 1; 300; 3; 6 |]
+      "1x1 deep, 30 rows by 40 columns over K = 600 (12x32 AVX-512 blocks across three depth chunks, a lone row panel, a half column panel)", Conv.Create(2, 600, 30, [| 1 |], seed = 18), [| 1; 600; 5; 8 |]
+      "1x1 with 25 columns (a 12x32 block whose second column panel has 9 valid columns)", Conv.Create(2, 40, 26, [| 1 |], seed = 19), [| 2; 40; 5; 5 |]
       "transposed 4x4 stride 2 grouped", Conv.Create(2, 16, 12, [| 4 |], [| 2 |], ConvPadding.Explicit 1, groups = 2, transposed = true, seed = 11), [| 2; 16; 7; 9 |]
       "transposed 3d with output padding", Conv.Create(3, 3, 5, [| 3 |], [| 2 |], ConvPadding.Explicit 1, transposed = true, outputPadding = [| 1 |], seed = 12), [| 1; 3; 4; 3; 5 |] ]
 

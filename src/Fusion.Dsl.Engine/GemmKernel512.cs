@@ -1,0 +1,102 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Fusion.Dsl.Engine;
+
+/// <summary>
+/// The AVX-512 micro-kernel of <see cref="Gemm"/>: a 12×32 tile (two <see cref="Gemm.MR"/>-row A panels by two
+/// <see cref="Gemm.NR"/>-column B panels) in 24 of the 32 zmm registers, over the packed layouts the 256-bit kernels use,
+/// so nothing is packed differently on either path. A packed B row of one panel is exactly one zmm vector, and each depth
+/// step costs 2 vector loads and 12 broadcasts for 24 FMAs (the 6×16 AVX2 kernel needs 8 for 12), which is what lets
+/// a core with two full-width 512-bit FMA pipes (Zen 5) run at twice the AVX2 rate. Every output element is the same
+/// chain of FMAs over the depth as in <see cref="Gemm"/>'s 6×16 kernel, so both paths give the same bits.
+/// </summary>
+internal static unsafe class GemmKernel512
+{
+    /// <summary>
+    /// Whether the 512-bit path runs: decided once at start-up from the hardware (and the runtime's
+    /// <c>DOTNET_EnableAVX512</c> switch), so a machine without AVX-512 takes the AVX2 kernels.
+    /// </summary>
+    public static readonly bool IsSupported = Vector512.IsHardwareAccelerated;
+
+    /// <summary>Rows of the tile: two A panels.</summary>
+    public const int Rows = 2 * Gemm.MR;
+
+    /// <summary>
+    /// <c>A(12×k)·B(k×32)</c> for the A panels <paramref name="a0"/> and <paramref name="a1"/> (rows 0-5 and 6-11) and the
+    /// B panels <paramref name="b0"/> and <paramref name="b1"/> (columns 0-15 and 16-31) into the four 6×16 tiles
+    /// <c>t00, t01</c> (rows 0-5) and <c>t10, t11</c> (rows 6-11), starting from their contents when
+    /// <paramref name="accumulate"/> is set. The epilogue runs afterwards from the tiles, for the reason given on the
+    /// 256-bit kernel: nothing after the loop may call out, or the JIT keeps the accumulators in memory.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Kernel(float* a0, float* a1, float* b0, float* b1, int k,
+                              float* t00, float* t01, float* t10, float* t11, bool accumulate)
+    {
+        const int nr = Gemm.NR, mr = Gemm.MR;
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
+        Vector512<float> c90 = default, c91 = default, cA0 = default, cA1 = default, cB0 = default, cB1 = default;
+        if (accumulate)
+        {
+            c00 = Vector512.Load(t00); c01 = Vector512.Load(t01);
+            c10 = Vector512.Load(t00 + nr); c11 = Vector512.Load(t01 + nr);
+            c20 = Vector512.Load(t00 + 2 * nr); c21 = Vector512.Load(t01 + 2 * nr);
+            c30 = Vector512.Load(t00 + 3 * nr); c31 = Vector512.Load(t01 + 3 * nr);
+            c40 = Vector512.Load(t00 + 4 * nr); c41 = Vector512.Load(t01 + 4 * nr);
+            c50 = Vector512.Load(t00 + 5 * nr); c51 = Vector512.Load(t01 + 5 * nr);
+            c60 = Vector512.Load(t10); c61 = Vector512.Load(t11);
+            c70 = Vector512.Load(t10 + nr); c71 = Vector512.Load(t11 + nr);
+            c80 = Vector512.Load(t10 + 2 * nr); c81 = Vector512.Load(t11 + 2 * nr);
+            c90 = Vector512.Load(t10 + 3 * nr); c91 = Vector512.Load(t11 + 3 * nr);
+            cA0 = Vector512.Load(t10 + 4 * nr); cA1 = Vector512.Load(t11 + 4 * nr);
+            cB0 = Vector512.Load(t10 + 5 * nr); cB1 = Vector512.Load(t11 + 5 * nr);
+        }
+        for (var p = 0; p < k; p++)
+        {
+            var x = Vector512.Load(b0);
+            var y = Vector512.Load(b1);
+            var a = Vector512.Create(a0[0]);
+            c00 = Vector512.FusedMultiplyAdd(a, x, c00); c01 = Vector512.FusedMultiplyAdd(a, y, c01);
+            a = Vector512.Create(a0[1]);
+            c10 = Vector512.FusedMultiplyAdd(a, x, c10); c11 = Vector512.FusedMultiplyAdd(a, y, c11);
+            a = Vector512.Create(a0[2]);
+            c20 = Vector512.FusedMultiplyAdd(a, x, c20); c21 = Vector512.FusedMultiplyAdd(a, y, c21);
+            a = Vector512.Create(a0[3]);
+            c30 = Vector512.FusedMultiplyAdd(a, x, c30); c31 = Vector512.FusedMultiplyAdd(a, y, c31);
+            a = Vector512.Create(a0[4]);
+            c40 = Vector512.FusedMultiplyAdd(a, x, c40); c41 = Vector512.FusedMultiplyAdd(a, y, c41);
+            a = Vector512.Create(a0[5]);
+            c50 = Vector512.FusedMultiplyAdd(a, x, c50); c51 = Vector512.FusedMultiplyAdd(a, y, c51);
+            a = Vector512.Create(a1[0]);
+            c60 = Vector512.FusedMultiplyAdd(a, x, c60); c61 = Vector512.FusedMultiplyAdd(a, y, c61);
+            a = Vector512.Create(a1[1]);
+            c70 = Vector512.FusedMultiplyAdd(a, x, c70); c71 = Vector512.FusedMultiplyAdd(a, y, c71);
+            a = Vector512.Create(a1[2]);
+            c80 = Vector512.FusedMultiplyAdd(a, x, c80); c81 = Vector512.FusedMultiplyAdd(a, y, c81);
+            a = Vector512.Create(a1[3]);
+            c90 = Vector512.FusedMultiplyAdd(a, x, c90); c91 = Vector512.FusedMultiplyAdd(a, y, c91);
+            a = Vector512.Create(a1[4]);
+            cA0 = Vector512.FusedMultiplyAdd(a, x, cA0); cA1 = Vector512.FusedMultiplyAdd(a, y, cA1);
+            a = Vector512.Create(a1[5]);
+            cB0 = Vector512.FusedMultiplyAdd(a, x, cB0); cB1 = Vector512.FusedMultiplyAdd(a, y, cB1);
+            a0 += mr;
+            a1 += mr;
+            b0 += nr;
+            b1 += nr;
+        }
+        Vector512.Store(c00, t00); Vector512.Store(c01, t01);
+        Vector512.Store(c10, t00 + nr); Vector512.Store(c11, t01 + nr);
+        Vector512.Store(c20, t00 + 2 * nr); Vector512.Store(c21, t01 + 2 * nr);
+        Vector512.Store(c30, t00 + 3 * nr); Vector512.Store(c31, t01 + 3 * nr);
+        Vector512.Store(c40, t00 + 4 * nr); Vector512.Store(c41, t01 + 4 * nr);
+        Vector512.Store(c50, t00 + 5 * nr); Vector512.Store(c51, t01 + 5 * nr);
+        Vector512.Store(c60, t10); Vector512.Store(c61, t11);
+        Vector512.Store(c70, t10 + nr); Vector512.Store(c71, t11 + nr);
+        Vector512.Store(c80, t10 + 2 * nr); Vector512.Store(c81, t11 + 2 * nr);
+        Vector512.Store(c90, t10 + 3 * nr); Vector512.Store(c91, t11 + 3 * nr);
+        Vector512.Store(cA0, t10 + 4 * nr); Vector512.Store(cA1, t11 + 4 * nr);
+        Vector512.Store(cB0, t10 + 5 * nr); Vector512.Store(cB1, t11 + 5 * nr);
+    }
+}
