@@ -213,6 +213,24 @@ internal static unsafe class Winograd
                 for (var ty = 0; ty < th; ty++)
                 {
                     var tx = 0;
+                    // Sixteen tiles per block in zmm vectors where AVX-512 runs and the row has sixteen (the last block
+                    // overlaps the one before it, as below); the transform only adds and subtracts, lane by lane, so the
+                    // width changes no bit.
+                    if (Vector512.IsHardwareAccelerated && tw >= 16)
+                        for (; tx < tw; tx += 16)
+                        {
+                            tx = Math.Min(tx, tw - 16);
+                            var at = (long)2 * ty * half + tx;
+                            var d = dst + (long)ty * tw + tx;
+                            Row(even + at, odd + at, out Vector512<float> t00, out var t01, out var t02, out var t03);
+                            Row(even + at + half, odd + at + half, out Vector512<float> t10, out var t11, out var t12, out var t13);
+                            Row(even + at + 2 * half, odd + at + 2 * half, out Vector512<float> t20, out var t21, out var t22, out var t23);
+                            Row(even + at + 3 * half, odd + at + 3 * half, out Vector512<float> t30, out var t31, out var t32, out var t33);
+                            Column(t00, t10, t20, t30, d, 0, xiStride);
+                            Column(t01, t11, t21, t31, d, 1, xiStride);
+                            Column(t02, t12, t22, t32, d, 2, xiStride);
+                            Column(t03, t13, t23, t33, d, 3, xiStride);
+                        }
                     // Blocks of eight tiles; a last partial block is moved back to end at the row's last tile, so
                     // it recomputes (and rewrites with the same bits) a few tiles instead of leaving them to scalar code.
                     // A row of fewer than eight tiles is one block whose surplus lanes read the next rows (inside the
@@ -223,10 +241,10 @@ internal static unsafe class Winograd
                             tx = tw >= 8 ? Math.Min(tx, tw - 8) : 0;
                             var mask = Epilogue.TailMask(Math.Min(8, tw));
                             var at = (long)2 * ty * half + tx;
-                            Row(even + at, odd + at, out var t00, out var t01, out var t02, out var t03);
-                            Row(even + at + half, odd + at + half, out var t10, out var t11, out var t12, out var t13);
-                            Row(even + at + 2 * half, odd + at + 2 * half, out var t20, out var t21, out var t22, out var t23);
-                            Row(even + at + 3 * half, odd + at + 3 * half, out var t30, out var t31, out var t32, out var t33);
+                            Row(even + at, odd + at, out Vector256<float> t00, out var t01, out var t02, out var t03);
+                            Row(even + at + half, odd + at + half, out Vector256<float> t10, out var t11, out var t12, out var t13);
+                            Row(even + at + 2 * half, odd + at + 2 * half, out Vector256<float> t20, out var t21, out var t22, out var t23);
+                            Row(even + at + 3 * half, odd + at + 3 * half, out Vector256<float> t30, out var t31, out var t32, out var t33);
                             var d = dst + (long)ty * tw + tx;
                             Column(t00, t10, t20, t30, d, 0, xiStride, mask);
                             Column(t01, t11, t21, t31, d, 1, xiStride, mask);
@@ -274,6 +292,30 @@ internal static unsafe class Winograd
         r3 = o0 - o1;
     }
 
+    /// <summary>The 512-bit <see cref="Row(float*, float*, out Vector256{float}, out Vector256{float}, out Vector256{float}, out Vector256{float})"/>: sixteen tiles.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Row(float* even, float* odd, out Vector512<float> r0, out Vector512<float> r1, out Vector512<float> r2, out Vector512<float> r3)
+    {
+        var e0 = Vector512.Load(even);
+        var o0 = Vector512.Load(odd);
+        var e1 = Vector512.Load(even + 1);
+        var o1 = Vector512.Load(odd + 1);
+        r0 = e0 - e1;
+        r1 = o0 + e1;
+        r2 = e1 - o0;
+        r3 = o0 - o1;
+    }
+
+    /// <summary>Bᵀ applied to column <paramref name="j"/> of sixteen tiles, stored whole at ξ = 4·i + j.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Column(Vector512<float> t0, Vector512<float> t1, Vector512<float> t2, Vector512<float> t3, float* d, int j, long xiStride)
+    {
+        Vector512.Store(t0 - t2, d + j * xiStride);
+        Vector512.Store(t1 + t2, d + (4 + j) * xiStride);
+        Vector512.Store(t2 - t1, d + (8 + j) * xiStride);
+        Vector512.Store(t1 - t3, d + (12 + j) * xiStride);
+    }
+
     /// <summary>Bᵀ applied to column <paramref name="j"/> of eight tiles, the lanes of <paramref name="mask"/> stored at ξ = 4·i + j.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Column(Vector256<float> t0, Vector256<float> t1, Vector256<float> t2, Vector256<float> t3, float* d, int j, long xiStride, Vector256<float> mask)
@@ -311,11 +353,32 @@ internal static unsafe class Winograd
         {
             var src = ms + (long)co * tiles;
             var plane = os + planeStart;
-            var y = stackalloc float[32];
+            var y = stackalloc float[32];  // room for one interleaved 512-bit block pair
             for (var ty = 0; ty < th; ty++)
             {
                 var oy = 2 * (ty0 + ty);
                 var tx = 0;
+                // Sixteen tiles per block where AVX-512 runs and the row has sixteen, as in TransformInput.
+                if (Vector512.IsHardwareAccelerated && tw >= 16)
+                {
+                    var ws = Vector512.Create(scale);
+                    var wb = Vector512.Create(shift);
+                    for (; tx < tw; tx += 16)
+                    {
+                        tx = Math.Min(tx, tw - 16);
+                        var s = src + (long)ty * tw + tx;
+                        RowSum(s, 0, xiStride, out Vector512<float> s00, out var s01);
+                        RowSum(s, 1, xiStride, out Vector512<float> s10, out var s11);
+                        RowSum(s, 2, xiStride, out Vector512<float> s20, out var s21);
+                        RowSum(s, 3, xiStride, out Vector512<float> s30, out var s31);
+                        var ox = 2 * tx;
+                        StoreInterleaved(Epilogue.Apply(s00 + s10 + s20, ws, wb, hasScale, act), Epilogue.Apply(s01 + s11 + s21, ws, wb, hasScale, act),
+                            plane + (long)oy * ow + ox, ow - ox, y);
+                        if (oy + 1 < oh)
+                            StoreInterleaved(Epilogue.Apply(s10 - s20 - s30, ws, wb, hasScale, act), Epilogue.Apply(s11 - s21 - s31, ws, wb, hasScale, act),
+                                plane + (long)(oy + 1) * ow + ox, ow - ox, y);
+                    }
+                }
                 // As in TransformInput: a last partial block overlaps the one before it, and a row of fewer than eight
                 // tiles is one block whose surplus lanes (read past the row, inside the buffer) are never stored.
                 if (Avx2.IsSupported)
@@ -323,10 +386,10 @@ internal static unsafe class Winograd
                     {
                         tx = tw >= 8 ? Math.Min(tx, tw - 8) : 0;
                         var s = src + (long)ty * tw + tx;
-                        RowSum(s, 0, xiStride, out var s00, out var s01);
-                        RowSum(s, 1, xiStride, out var s10, out var s11);
-                        RowSum(s, 2, xiStride, out var s20, out var s21);
-                        RowSum(s, 3, xiStride, out var s30, out var s31);
+                        RowSum(s, 0, xiStride, out Vector256<float> s00, out var s01);
+                        RowSum(s, 1, xiStride, out Vector256<float> s10, out var s11);
+                        RowSum(s, 2, xiStride, out Vector256<float> s20, out var s21);
+                        RowSum(s, 3, xiStride, out Vector256<float> s30, out var s31);
                         var y00 = Epilogue.Apply(s00 + s10 + s20, vs, vb, hasScale, act);
                         var y01 = Epilogue.Apply(s01 + s11 + s21, vs, vb, hasScale, act);
                         var y10 = Epilogue.Apply(s10 - s20 - s30, vs, vb, hasScale, act);
@@ -368,6 +431,18 @@ internal static unsafe class Winograd
         r1 = m1 - m2 - m3;
     }
 
+    /// <summary>The 512-bit <see cref="RowSum(float*, int, long, out Vector256{float}, out Vector256{float})"/>: sixteen tiles.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void RowSum(float* s, int i, long xiStride, out Vector512<float> r0, out Vector512<float> r1)
+    {
+        var m0 = Vector512.Load(s + 4 * i * xiStride);
+        var m1 = Vector512.Load(s + (4 * i + 1) * xiStride);
+        var m2 = Vector512.Load(s + (4 * i + 2) * xiStride);
+        var m3 = Vector512.Load(s + (4 * i + 3) * xiStride);
+        r0 = m0 + m1 + m2;
+        r1 = m1 - m2 - m3;
+    }
+
     /// <summary>Scalar counterpart of the vector <see cref="RowSum(float*, int, long, out Vector256{float}, out Vector256{float})"/>, same order of additions.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void RowSum(float* s, int i, long xiStride, ref float r0, ref float r1)
@@ -375,6 +450,32 @@ internal static unsafe class Winograd
         float m0 = s[4 * i * xiStride], m1 = s[(4 * i + 1) * xiStride], m2 = s[(4 * i + 2) * xiStride], m3 = s[(4 * i + 3) * xiStride];
         r0 = m0 + m1 + m2;
         r1 = m1 - m2 - m3;
+    }
+
+    /// <summary>Lane indices of two-source permutes that interleave two 512-bit vectors, after their per-128-bit-lane unpacks.</summary>
+    private static readonly int[] InterleaveIndex = [0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31];
+
+    /// <summary>Writes <c>a₀ b₀ a₁ b₁ … a₁₅ b₁₅</c> to <paramref name="dst"/>, at most <paramref name="room"/> of the 32 values.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreInterleaved(Vector512<float> a, Vector512<float> b, float* dst, int room, float* scratch)
+    {
+        // Unpacks work within 128-bit lanes: lo = [a0 b0 a1 b1 | a4 b4 a5 b5 | ...], hi = [a2 b2 a3 b3 | a6 b6 a7 b7 | ...].
+        var lo = Avx512F.UnpackLow(a, b);
+        var hi = Avx512F.UnpackHigh(a, b);
+        fixed (int* index = InterleaveIndex)
+        {
+            var first = Avx512F.PermuteVar16x32x2(lo, Vector512.Load(index), hi);
+            var second = Avx512F.PermuteVar16x32x2(lo, Vector512.Load(index + 16), hi);
+            if (room >= 32)
+            {
+                Vector512.Store(first, dst);
+                Vector512.Store(second, dst + 16);
+                return;
+            }
+            Vector512.Store(first, scratch);
+            Vector512.Store(second, scratch + 16);
+        }
+        for (var q = 0; q < room; q++) dst[q] = scratch[q];
     }
 
     /// <summary>Writes <c>a₀ b₀ a₁ b₁ … a₇ b₇</c> to <paramref name="dst"/>, at most <paramref name="room"/> of the 16 values.</summary>

@@ -59,6 +59,14 @@ let tests =
                 let x = randomTensor (Random size) [| 1; cin; size; size |]
                 expectClose $"{cin}->{cout}" Support.Tol.kernelRel Support.Tol.kernelAbs (Forward.Run(conv, x, twoThreads)) (NaiveReference.Conv(conv, x))
             }
+        for h, w in [ 9, 37; 6, 32; 5, 33 ] do
+            test $"rows of sixteen tiles and more (the AVX-512 transforms), biased, at {h}x{w} equal the float64 reference" {
+                // Widths 37 and 33 end in a half tile and an overlapping last block; 32 is exactly one block.
+                let conv = Conv.Create(2, 16, 24, [| 3 |], padding = ConvPadding.Explicit 1, bias = true, seed = w)
+                let x = randomTensor (Random w) [| 2; 16; h; w |]
+                Expect.isTrue (applies conv (x.Dimensions |> Seq.toArray)) "the case takes the Winograd path"
+                ConvKernelsTests.expectConvLaw $"{h}x{w}" conv x
+            }
         test "passes over a few tile rows at a time give the bits of one pass" {
             let rng = Random 11
             for h, w in [ 9, 13; 16, 5; 3, 21 ] do
