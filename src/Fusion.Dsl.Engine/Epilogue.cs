@@ -137,6 +137,28 @@ internal readonly struct Epilogue
         };
     }
 
+    /// <summary>
+    /// <see cref="Activate(Vector512{float}, Act)"/> for every activation but SiLU, which the caller must route elsewhere
+    /// (<see cref="CallsOut"/>): no branch of it calls a method, so a kernel that ends with it keeps its accumulators in
+    /// registers (the JIT spills any vector that is live across a call on every definition).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> ActivatePiecewise(Vector512<float> v, Act act)
+    {
+        var six = Vector512.Create(6f);
+        return act switch
+        {
+            Act.ReLU => Vector512.Max(v, Vector512<float>.Zero),
+            Act.ReLU6 => Vector512.Min(Vector512.Max(v, Vector512<float>.Zero), six),
+            Act.Hardswish => v * Vector512.Min(Vector512.Max(v + Vector512.Create(3f), Vector512<float>.Zero), six) / six,
+            Act.Hardsigmoid => Vector512.Min(Vector512.Max(v + Vector512.Create(3f), Vector512<float>.Zero), six) / six,
+            _ => v,
+        };
+    }
+
+    /// <summary>Whether <paramref name="act"/>'s vector form calls a method (SiLU's exponential).</summary>
+    public static bool CallsOut(Act act) => act == Act.SiLU;
+
     /// <summary>Scalar counterpart of <see cref="Activate(Vector256{float}, Act)"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Activate(float v, Act act) => act switch

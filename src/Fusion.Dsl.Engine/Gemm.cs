@@ -191,6 +191,7 @@ internal static unsafe class Gemm
             {
                 fixed (float* aBase = packedA, bData = b.Data, cData = c.Data, bp = buf, accBase = acc)
                 fixed (int* koff = b.KOff, colBase = b.ColBase, colMap = c.ColMap)
+                fixed (float* epScale = ep.Scale, epShift = ep.Shift)
                 {
                     var src = bData + b.Offset + n * b.ImageStride + g * b.GroupStride;
                     var cBase = cData + c.Offset + n * c.ImageStride + g * c.GroupStride;
@@ -205,7 +206,7 @@ internal static unsafe class Gemm
                         {
                             if (GemmKernel512.IsSupported && q + 1 < q1)
                             {
-                                PanelPair(a, q, p0, p1, bp, panelFloats, tile, cBase, colMap, g);
+                                PanelPair(a, q, p0, p1, bp, panelFloats, tile, cBase, colMap, g, epScale, epShift);
                                 q++;
                                 continue;
                             }
@@ -271,8 +272,11 @@ internal static unsafe class Gemm
         /// AVX-512 kernel wherever the second column panel has more than <c>NR/2</c> valid columns (where the 256-bit path
         /// runs its full kernel too, so the bits agree), single tiles elsewhere.
         /// </summary>
-        private void PanelPair(float* a, int q, int p0, int p1, float* bp, int panelFloats, float* tile, float* cBase, int* colMap, int g)
+        private void PanelPair(float* a, int q, int p0, int p1, float* bp, int panelFloats, float* tile, float* cBase, int* colMap, int g,
+                               float* epScale, float* epShift)
         {
+            // Twelve full rows whose 32 columns are two runs of C take the epilogue in registers.
+            var direct = (q + 2) * MR <= m && !Epilogue.CallsOut(ep.Activation);
             var m0 = q * MR;
             var aPanel = a + (long)q * k * MR;
             for (var p = p0; p < p1; p++)
@@ -285,6 +289,19 @@ internal static unsafe class Gemm
                     Panel(a, q, p, bPanel, tile, cBase, colMap, g);
                     Panel(a, q + 1, p, bPanel, tile, cBase, colMap, g);
                     continue;
+                }
+                if (direct)
+                {
+                    var d0 = DirectTarget(NR, v0, m0, cBase, c.RowStride, c.ColStride, colMap);
+                    var d1 = DirectTarget(nc1, v0 + NR, m0, cBase, c.RowStride, c.ColStride, colMap);
+                    if (d0 != null && d1 != null)
+                    {
+                        var channel = g * m + m0;
+                        GemmKernel512.KernelDirect(aPanel, aPanel + (long)k * MR, bPanel, bPanel + panelFloats, k, d0, d1, c.RowStride,
+                            epScale == null ? null : epScale + channel, epShift == null ? null : epShift + channel, ep.Activation);
+                        p++;
+                        continue;
+                    }
                 }
                 const int t = MR * NR;
                 GemmKernel512.Kernel(aPanel, aPanel + (long)k * MR, bPanel, bPanel + panelFloats, k, tile, tile + t, tile + 2 * t, tile + 3 * t, false);

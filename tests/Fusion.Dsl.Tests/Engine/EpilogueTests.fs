@@ -1,5 +1,7 @@
 /// The write-out every kernel shares: a run of values through act(x·scale + shift), vector body and masked tail, must
-/// give each element exactly what the one-value formula gives, and touch nothing past the run.
+/// give each element exactly what the one-value formula gives, and touch nothing past the run; and a convolution's
+/// fused write-out (in registers for full 12x32 blocks on AVX-512, through a tile elsewhere) is that formula applied
+/// to its plain product.
 module Fusion.Dsl.Tests.Engine.EpilogueTests
 
 #nowarn "9" // NativePtr over pinned arrays
@@ -8,9 +10,17 @@ open System
 open Expecto
 open Microsoft.FSharp.NativeInterop
 open Fusion.Dsl.Engine
+open Fusion.Dsl.Layers
+open Fusion.Dsl.Tensors
+open Fusion.Dsl.Tests.Engine.EngineSupport
 
-/// SiLU's vector exp (Vector256.Exp) and MathF.Exp may each round differently: within this many float32 ulps.
-let private siluUlps = 2
+/// The vector exponentials (Vector256.Exp and Vector512.Exp, which agree lane for lane) against MathF.Exp: at most this
+/// many float32 ulps apart (measured over 1.6 million values in [-20, 20]).
+let private expUlps = 2
+
+/// SiLU's x / (1 + exp(-x)) carries the exponential's difference through two more roundings (the sum and the
+/// quotient, half an ulp each): the vector and one-value forms are at most this many ulps apart.
+let private siluUlps = expUlps + 1
 
 let private ulps (a: float32) (b: float32) = abs (BitConverter.SingleToInt32Bits a - BitConverter.SingleToInt32Bits b)
 
@@ -45,6 +55,29 @@ let tests =
                         for i in count .. src.Length - 1 do
                             Expect.equal dst.[i] 12345.0f $"{act} count {count}: element {i} past the run untouched"
         }
+        for name, conv, shape in
+            [ "1x1, 30 channels on 8x8 (full 12x32 blocks and a lone row panel)", Conv.Create(2, 40, 30, [| 1 |], bias = false, seed = 1), [| 1; 40; 8; 8 |]
+              "1x1 on 7x7 (a 12x32 block, then half and one-column panels)", Conv.Create(2, 24, 24, [| 1 |], bias = false, seed = 2), [| 2; 24; 7; 7 |]
+              "3x3 pad 1 on 9x9 (Toeplitz columns dropped inside tiles)", Conv.Create(2, 8, 26, [| 3 |], padding = ConvPadding.Explicit 1, bias = false, seed = 3), [| 1; 8; 9; 9 |] ] do
+            test $"a convolution's fused write-out is the one-value formula on its plain product: {name}" {
+                let x = randomTensor (Random 4) shape
+                let plain = (ConvKernels.Forward(conv, x, Epilogue.None, 2)).ToArray()
+                let channels, plane = conv.OutChannels, plain.Length / (shape.[0] * conv.OutChannels)
+                let rng = Random 5
+                let scale = Array.init channels (fun _ -> float32 (rng.NextDouble() + 0.5))
+                let shift = Array.init channels (fun _ -> float32 (rng.NextDouble() - 0.5))
+                for act in acts do
+                    for withScale in [ false; true ] do
+                        let ep = Epilogue((if withScale then scale else null), shift, act)
+                        let fused = (ConvKernels.Forward(conv, x, ep, 2)).ToArray()
+                        for i in 0 .. plain.Length - 1 do
+                            let c = (i / plane) % channels
+                            let expected = Epilogue.Apply(plain.[i], scale.[c], shift.[c], withScale, act)
+                            if act = Act.SiLU then
+                                Expect.isLessThanOrEqual (ulps fused.[i] expected) siluUlps $"{act} element {i}"
+                            elif BitConverter.SingleToInt32Bits fused.[i] <> BitConverter.SingleToInt32Bits expected then
+                                failtest $"{act} scale={withScale} element {i}: {fused.[i]} against {expected}"
+            }
         test "NaN passes through every activation in the masked tail as in the vector body" {
             let src = Array.init 12 (fun i -> if i % 3 = 0 then nanf else float32 i)
             for act in acts do
