@@ -297,7 +297,7 @@ internal static unsafe class Gemm
                     if (d0 != null && d1 != null)
                     {
                         var channel = g * m + m0;
-                        GemmKernel512.KernelDirect(aPanel, aPanel + (long)k * MR, bPanel, bPanel + panelFloats, k, d0, d1, c.RowStride,
+                        GemmKernel512.Kernel(aPanel, aPanel + (long)k * MR, bPanel, bPanel + panelFloats, k, null, null, null, null, false, d0, d1, c.RowStride,
                             epScale == null ? null : epScale + channel, epShift == null ? null : epShift + channel, ep.Activation);
                         p++;
                         continue;
