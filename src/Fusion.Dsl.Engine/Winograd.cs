@@ -57,39 +57,55 @@ internal static unsafe class Winograd
         // Tile rows per pass: the transformed tiles (16 per tile and channel, in and out) stay within ChunkFloats, so a
         // large image costs bounded scratch memory (resnet's layers at 224x224 take one pass).
         var chunkRows = (int)Math.Clamp(chunkFloats / ((long)Xi * (cin + cout) * tw), 1, th);
+        // Images per pass: when one pass takes a whole image, several images whose tiles fit the budget go through one
+        // pass, their tiles side by side as columns of the same 16 GEMMs, so a batch reads U once per pass rather than
+        // once per image (layer4 of resnet18 holds 17 MB of U for 16 tiles an image) and pays the pass's three hand-offs
+        // between cores once. The transforms see the images' tiles as channels c·images + n of one wider problem.
+        var images = chunkRows < th ? 1 : (int)Math.Clamp(chunkFloats / ((long)Xi * (cin + cout) * th * tw), 1, geo.Batch);
         var tiles = chunkRows * tw;
+        // The output transform finds channel co·images + n's epilogue at that index: each channel's entry, repeated per image.
+        static float[]? PerImage(float[]? a, int k) => a is null || k == 1 ? a : [.. a.SelectMany(f => Enumerable.Repeat(f, k))];
+        var wideEp = new Epilogue(PerImage(ep.Scale, images), PerImage(ep.Shift, images), ep.Activation);
         var weight = conv.Weight;
         var packedU = Gemm.CachedPack(weight, (PackWinograd, 1, 0), () => PackWeights(weight, cin, cout, threads));
         if (packedU.Length == 0) return null;
         var output = Buffers.Output(checked(geo.Batch * cout * oh * ow));
-        var v = ArrayPool<float>.Shared.Rent(checked(Xi * cin * tiles));
+        var v = ArrayPool<float>.Shared.Rent(checked(Xi * cin * tiles * images));
         // Eight floats of slack: the output transform's vector loads of a row shorter than eight tiles run past its end.
-        var m = ArrayPool<float>.Shared.Rent(checked(Xi * cout * tiles + 8));
+        var m = ArrayPool<float>.Shared.Rent(checked(Xi * cout * tiles * images + 8));
         try
         {
             for (var ty0 = 0; ty0 < th; ty0 += chunkRows)
             {
                 // The GEMM operands' layout depends on the pass's tile count only, not on the image.
                 var rows = Math.Min(chunkRows, th - ty0);
-                var count = rows * tw;
-                var koff = new int[cin];
-                for (var c = 0; c < cin; c++) koff[c] = c * count;
-                var b = new BSource(v, 0, 0, (long)cin * count, koff, null, count);
-                var target = new CTarget(m, 0, 0, (long)cout * count, count, 1, null);
                 var first = ty0;
-                for (var n = 0; n < geo.Batch; n++)
+                for (var n0 = 0; n0 < geo.Batch; n0 += images)
                 {
-                    var image = (long)n * cin * geo.InVolume;
-                    var outImage = (long)n * cout * oh * ow;
+                    var pass = Math.Min(images, geo.Batch - n0);
+                    // A last, shorter pass repeats each channel's entry fewer times.
+                    var passEp = pass == images ? wideEp : new Epilogue(PerImage(ep.Scale, pass), PerImage(ep.Shift, pass), ep.Activation);
+                    var count = rows * tw;
+                    var columns = pass * count;
+                    var koff = new int[cin];
+                    for (var c = 0; c < cin; c++) koff[c] = c * columns;
+                    var b = new BSource(v, 0, 0, (long)cin * columns, koff, null, columns);
+                    var target = new CTarget(m, 0, 0, (long)cout * columns, columns, 1, null);
                     var nonFinite = 0;
-                    Par.For(cin, threads, (long)count * 64, c =>
+                    Par.For(cin * pass, threads, (long)count * 64, cn =>
                     {
-                        if (!TransformInput(x, image + (long)c * geo.InVolume, v, c, cin, geo, first, rows, tw)) Volatile.Write(ref nonFinite, 1);
+                        int c = cn / pass, n = cn % pass;
+                        var start = ((long)(n0 + n) * cin + c) * geo.InVolume;
+                        if (!TransformInput(x, start, v, c * pass + n, cin * pass, geo, first, rows, tw)) Volatile.Write(ref nonFinite, 1);
                     });
                     // Checked before anything is written for these rows; the output array is simply dropped.
                     if (nonFinite != 0) return null;
                     Gemm.Run(packedU, cout, cin, b, target, Epilogue.None, 1, Xi, threads);
-                    Par.For(cout, threads, (long)count * 48, co => TransformOutput(m, co, cout, output, outImage + (long)co * oh * ow, oh, ow, first, rows, tw, ep));
+                    Par.For(cout * pass, threads, (long)count * 48, cn =>
+                    {
+                        int co = cn / pass, n = cn % pass;
+                        TransformOutput(m, co * pass + n, cout * pass, output, ((long)(n0 + n) * cout + co) * oh * ow, oh, ow, first, rows, tw, passEp);
+                    });
                 }
             }
         }

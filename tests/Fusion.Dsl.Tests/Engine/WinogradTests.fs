@@ -80,6 +80,23 @@ let tests =
                     expectSameBits $"{h}x{w}, {rows} tile row(s) per pass" (winograd conv x (rows * perRow)) onePass
                 expectSameBits $"{h}x{w}: one pass is the engine's result" onePass (Forward.Run(conv, x, twoThreads))
         }
+        test "images sharing a pass give the bits each image gets alone, through a bias and ReLU epilogue" {
+            let conv = Conv.Create(2, 16, 24, [| 3 |], padding = ConvPadding.Explicit 1, bias = true, seed = 21)
+            let fused = FusedModule.Create("ConvReLU2d", conv, Activation.Create(ActivationKind.ReLU))
+            let x = randomTensor (Random 22) [| 5; 16; 7; 9 |]
+            let data, plane = x.ToArray(), 16 * 7 * 9
+            let image n = Tensor.FromFloat32(ReadOnlySpan(data, n * plane, plane), 1, 16, 7, 9)
+            let alone = Tensor.FromFloat32(ReadOnlySpan([ for n in 0 .. 4 -> Forward.Run(fused, image n, twoThreads).ToArray() ] |> Array.concat), 5, 24, 7, 9)
+            let geo = ConvGeometry.Create(conv, ReadOnlySpan [| 5; 16; 7; 9 |])
+            // One image's transformed tiles (16 values per tile and channel, 16 in and 24 out, 4x5 tiles): passes of
+            // 1, 2 (the last one shorter) and all 5 images.
+            let perImage = 16L * 40L * 4L * 5L
+            for images in [ 1L; 2L; 5L ] do
+                let ep = Epilogue(null, conv.Bias.ToArray(), Epilogue.ActOf ActivationKind.ReLU)
+                match Winograd.TryForward(conv, geo, x, ep, 2, images * perImage) with
+                | null -> failtest "the Winograd path declined the input"
+                | y -> expectSameBits $"{images} image(s) per pass" y alone
+        }
         test "an infinite input gives infinities where the direct product does, not the NaN of Inf - Inf" {
             let conv = Conv.Create(2, 16, 16, [| 3 |], padding = ConvPadding.Explicit 1, bias = false, seed = 8)
             let data = (randomTensor (Random 9) [| 1; 16; 6; 6 |]).ToArray()
