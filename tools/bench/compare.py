@@ -4,10 +4,11 @@ value beside it so the spread shows).
 
 Run from the repository root, after `dotnet build src/Fusion.Cli -c Release`:
     /usr/bin/python3 tools/bench/compare.py [--rounds 3] [--runs 7] [--threads 2] [--models resnet18,resnet50,mobilenet_v2]
-                                            [--onnx DIR]
+                                            [--onnx DIR] [--batch N]
 Needs Debian's python3-torch and python3-torchvision for the PyTorch side. With --onnx DIR (the exports of
 tools/bench/export_onnx.py) each round also times ONNX Runtime through tools/ort-bench (build it with
-`dotnet build tools/ort-bench -c Release`)."""
+`dotnet build tools/ort-bench -c Release`). With --batch N (default 1) every forward pass takes N images and a
+throughput table (images per second) follows the tables in ms; the ms columns are then per batch."""
 import argparse, json, os, statistics, subprocess, sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -33,6 +34,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", default="resnet18,resnet50,mobilenet_v2")
     ap.add_argument("--onnx", help="folder of tools/bench/export_onnx.py's exports: also time ONNX Runtime")
+    ap.add_argument("--batch", type=int, default=1, help="images per forward pass (1: latency; more: throughput too)")
     a = ap.parse_args()
     if a.onnx and not os.path.exists(ORT):
         sys.exit(f"{ORT} is missing: run `dotnet build tools/ort-bench -c Release` first")
@@ -46,16 +48,27 @@ def main():
         for m in models:
             print(f"round {r + 1}/{a.rounds}: {m}", file=sys.stderr)
             ours[m].append(run_json(["dotnet", FUSION, "bench", "--model", m, "--threads", str(a.threads),
-                                     "--runs", str(a.runs), "--json"]))
+                                     "--runs", str(a.runs), "--batch", str(a.batch), "--json"]))
             torch[m].append(run_json([sys.executable, os.path.join(HERE, "pytorch_bench.py"), "--model", m,
-                                      "--threads", str(a.threads), "--runs", str(a.runs)]))
+                                      "--threads", str(a.threads), "--runs", str(a.runs), "--batch", str(a.batch)]))
             if a.onnx:
                 ort[m].append(run_json(["dotnet", ORT, os.path.join(a.onnx, m + ".onnx"), "--threads", str(a.threads),
-                                        "--runs", str(a.runs)]))
+                                        "--runs", str(a.runs), "--batch", str(a.batch)]))
     memory = {m: run_json(["dotnet", FUSION, "bench", "--model", m, "--threads", str(a.threads), "--memory", "--json"])
               for m in models}
 
-    print(f"| {a.threads} threads, ms | fuse: ours | fuse: PyTorch | fwd unfused: ours | fwd unfused: PyTorch "
+    if a.batch > 1:
+        # Images per second from each round's ms per batch; the median of those is the median round's throughput.
+        def ips(rounds, key):
+            return cell([a.batch * 1000 / x[key] for x in rounds])
+        print(f"| batch {a.batch}, {a.threads} threads, images/s | ours fused | ours unfused | PyTorch fused |"
+              + (" ONNX Runtime |" if a.onnx else ""))
+        print("|---|---|---|---|" + ("---|" if a.onnx else ""))
+        for m in models:
+            print(f"| {m} | {ips(ours[m], 'forward_fused_ms')} | {ips(ours[m], 'forward_unfused_ms')} "
+                  f"| {ips(torch[m], 'forward_fused_ms')} |" + (f" {ips(ort[m], 'forward_ms')} |" if a.onnx else ""))
+        print()
+    print(f"| {a.threads} threads, batch {a.batch}, ms | fuse: ours | fuse: PyTorch | fwd unfused: ours | fwd unfused: PyTorch "
           f"| fwd fused: ours | fwd fused: PyTorch |" + (" fwd: ONNX Runtime |" if a.onnx else ""))
     print("|---|---|---|---|---|---|---|" + ("---|" if a.onnx else ""))
     for m in models:

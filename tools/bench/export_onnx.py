@@ -1,5 +1,6 @@
 """Exports torchvision's quantizable resnet18 / resnet50 / mobilenet_v2 (float, eval, random weights) to ONNX at
-1x3x224x224, for tools/ort-bench. The files are large and are not committed.
+Nx3x224x224 with a dynamic batch axis N, for tools/ort-bench (`--batch N` feeds N images to the same file). The files
+are large and are not committed.
 Run: /usr/bin/python3 tools/bench/export_onnx.py --out DIR [--models resnet18,resnet50,mobilenet_v2]"""
 import argparse, os
 import torch
@@ -22,7 +23,10 @@ def main():
         model = CTORS[name]().eval()
         path = os.path.join(a.out, name + ".onnx")
         torch.onnx.export(model, torch.randn(1, 3, 224, 224), path, input_names=["input"], output_names=["output"],
-                          opset_version=13)
+                          opset_version=13,
+                          # One file for latency (batch 1) and throughput (--batch N) runs: ONNX Runtime timed a fixed
+                          # batch-8 export no faster than this one at batch 8 (see tools/ort-bench/Program.cs).
+                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
         print(path)
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 // ONNX Runtime's CPU forward time for an ONNX export of a zoo network, measured as `fusion bench` measures its own:
 // warm-up, then the median of N runs. Usage (Release):
-//   dotnet run -c Release --project tools/ort-bench -- MODEL.onnx [--threads 2] [--runs 7]
-// Export the networks first: /usr/bin/python3 tools/bench/export_onnx.py --out DIR
-// Prints one JSON object: {"engine", "model", "forward_ms", "threads", "runs"}.
+//   dotnet run -c Release --project tools/ort-bench -- MODEL.onnx [--threads 2] [--runs 7] [--batch 1]
+// Export the networks first: /usr/bin/python3 tools/bench/export_onnx.py --out DIR (a dynamic batch axis, so --batch N
+// feeds N images to the same file; a file with a fixed batch runs only at that batch).
+// Prints one JSON object: {"engine", "model", "forward_ms" (per batch), "threads", "runs", "batch", "images_per_s"}.
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -11,7 +12,7 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 
 if (args.Length == 0 || args[0].StartsWith("--", StringComparison.Ordinal))
 {
-    Console.Error.WriteLine("usage: ort-bench MODEL.onnx [--threads N] [--runs N]");
+    Console.Error.WriteLine("usage: ort-bench MODEL.onnx [--threads N] [--runs N] [--batch N]");
     return 2;
 }
 var path = args[0];
@@ -22,6 +23,14 @@ int Option(string name, int fallback)
 }
 var threads = Option("--threads", 2);
 var runs = Math.Max(5, Option("--runs", 7));
+var batch = Option("--batch", 1);
+// The bound of `fusion bench --batch`, for the same reason: past it the activations alone take gigabytes.
+const int maxBatch = 64;
+if (batch is < 1 or > maxBatch)
+{
+    Console.Error.WriteLine($"ort-bench: --batch takes an integer from 1 to {maxBatch}, got {batch}");
+    return 2;
+}
 
 // ONNX Runtime's defaults for a latency benchmark: every graph optimisation, a fixed intra-op pool, no inter-op pool.
 using var options = new SessionOptions
@@ -33,7 +42,14 @@ using var options = new SessionOptions
 };
 using var session = new InferenceSession(path, options);
 var input = session.InputMetadata.First();
-var shape = input.Value.Dimensions.Select(d => d < 0 ? 1 : d).ToArray();
+var dims = input.Value.Dimensions;
+if (dims.Length == 0 || (dims[0] >= 0 && dims[0] != batch))
+{
+    Console.Error.WriteLine($"ort-bench: {path} takes a fixed batch of {(dims.Length == 0 ? "none" : dims[0])}, not {batch}: " +
+                            "export it with a dynamic batch axis (tools/bench/export_onnx.py does)");
+    return 2;
+}
+var shape = dims.Select((d, i) => i == 0 ? batch : d < 0 ? 1 : d).ToArray();
 var data = new float[shape.Aggregate(1, (a, b) => a * b)];
 var rng = new Random(1);
 for (var i = 0; i < data.Length; i++) data[i] = (float)(rng.NextDouble() * 2 - 1);
@@ -62,5 +78,7 @@ Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
     ["forward_ms"] = Math.Round(median, 3),
     ["threads"] = threads,
     ["runs"] = runs,
+    ["batch"] = batch,
+    ["images_per_s"] = Math.Round(batch * 1000.0 / median, 2),
 }));
 return 0;

@@ -25,18 +25,18 @@ internal static class BenchMemory
     private const string Status = "/proc/self/status";
     private const string ClearRefs = "/proc/self/clear_refs";
 
-    public static int Run(string name, int threads, bool json)
+    public static int Run(string name, int threads, int batch, bool json)
     {
         if (!File.Exists(Status) || !File.Exists(ClearRefs))
             throw new UsageException("bench --memory reads the peak working set from Linux's /proc/self/status and resets it " +
                                      "through /proc/self/clear_refs, which this system does not have");
         var baseline = Kb("VmRSS");
         var options = new ForwardOptions { Threads = threads };
-        var (unfused, activations, fusedModel, x) = MeasureUnfused(name, options);
+        var (unfused, activations, fusedModel, x) = MeasureUnfused(name, batch, options);
         var fused = Measure(fusedModel, x, options);
         var report = new Dictionary<string, object>
         {
-            ["model"] = name, ["threads"] = threads, ["activation_bytes"] = activations, ["baseline_rss_bytes"] = baseline,
+            ["model"] = name, ["threads"] = threads, ["batch"] = batch, ["activation_bytes"] = activations, ["baseline_rss_bytes"] = baseline,
             ["weights_unfused_bytes"] = unfused.Weights, ["rss_before_unfused_bytes"] = unfused.Before,
             ["peak_rss_unfused_bytes"] = unfused.Peak, ["peak_ratio_unfused"] = Math.Round(unfused.Ratio(activations), 3),
             ["weights_fused_bytes"] = fused.Weights, ["rss_before_fused_bytes"] = fused.Before,
@@ -49,7 +49,7 @@ internal static class BenchMemory
         }
         var ci = CultureInfo.InvariantCulture;
         static string Mb(long bytes) => (bytes / 1048576.0).ToString("F1", CultureInfo.InvariantCulture) + " MiB";
-        Console.Out.WriteLine($"{name}: peak working set of the forward pass, {threads} threads (process before loading: {Mb(baseline)})");
+        Console.Out.WriteLine($"{name}: peak working set of the forward pass, {threads} threads, batch {batch} (process before loading: {Mb(baseline)})");
         Console.Out.WriteLine($"  activations (every layer's output and the input): {Mb(activations)}");
         foreach (var (label, m) in new[] { ("unfused", unfused), ("fused", fused) })
             Console.Out.WriteLine(string.Create(ci,
@@ -66,10 +66,10 @@ internal static class BenchMemory
     // The unfused model lives only in this frame (not inlined), so it is collectable before the fused measurement:
     // a reference left in the caller's frame kept it and its packed weights resident (100 MB for resnet50).
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static (Sample Unfused, long Activations, Module Fused, Tensor Input) MeasureUnfused(string name, ForwardOptions options)
+    private static (Sample Unfused, long Activations, Module Fused, Tensor Input) MeasureUnfused(string name, int batch, ForwardOptions options)
     {
         var z = ModelZoo.Create(name, seed: 1, randomizeBatchNorm: true);
-        var x = ModelSource.Probe(z.InputShape, 1);
+        var x = BenchCommand.BatchProbe(z, batch);
         var activations = ActivationBytes(z.Model, x, options);
         var unfused = Measure(z.Model, x, options);
         return (unfused, activations, Fuser.FuseModules(z.Model, z.FuseGroups.Select(g => (IEnumerable<string>)g)), x);

@@ -10,4 +10,11 @@ internal static class Validate
     {
         if (r.GetValueOrDefault<int>() <= 0) r.AddError($"{r.Option.Name} takes a positive integer, got {r.GetValueOrDefault<int>()}");
     }
+
+    /// <summary>A validator for an integer from 1 to <paramref name="max"/>, whose message says why the bound is there.</summary>
+    public static Action<OptionResult> UpTo(int max, string why) => r =>
+    {
+        var v = r.GetValueOrDefault<int>();
+        if (v <= 0 || v > max) r.AddError($"{r.Option.Name} takes an integer from 1 to {max} ({why}), got {v}");
+    };
 }

@@ -159,6 +159,9 @@ let benchTests =
     /// Fusion's own allocations (modules, names, per-channel factors and biases) as a share of the bytes its folded weights
     /// will hold: the weights are computed on first read or packed straight from the originals, so fusion writes none.
     let bookkeepingShare = 0.02
+    /// images_per_s is rounded to 2 decimals and forward_fused_ms to 3: recomputing one from the other differs by at most
+    /// 0.005 plus the ms rounding's share, far below this for any plausible time.
+    let roundingOfThroughput = 0.05
     testList "Cli.Bench" [
         test "bench --json reports the issue's keys; fusion allocates bookkeeping only, neither folded weights nor a copy of the model" {
             let code, out, err = run [ "bench"; "--model"; "resnet18"; "--threads"; "1"; "--runs"; "5"; "--json" ]
@@ -175,6 +178,36 @@ let benchTests =
             Expect.isGreaterThan alloc 0L "fusion allocates its new modules"
             Expect.isLessThan (float alloc / float folded) bookkeepingShare "under 2% of the folded bytes: no weight is written"
         }
+        test "bench --batch 2 reports the batch and its throughput: images per second are the batch over the fused time per batch" {
+            // mobilenet_v2, one thread, one timed run: the smallest zoo network keeps this to a few seconds.
+            let code, out, err = run [ "bench"; "--model"; "mobilenet_v2"; "--threads"; "1"; "--runs"; "1"; "--batch"; "2"; "--json" ]
+            Expect.equal code 0 err
+            let r = json out
+            Expect.equal (int64 r "batch") 2L "the batch asked for"
+            // compare.py's keys stay: forward times are now per batch of two images.
+            for key in [ "fuse_ms"; "forward_unfused_ms"; "forward_fused_ms"; "fuse_then_forward_ms"; "groups"; "threads" ] do
+                Expect.isTrue (fst (r.TryGetProperty key)) $"key {key}"
+            let perSecond, fusedMs = r.GetProperty("images_per_s").GetDouble(), r.GetProperty("forward_fused_ms").GetDouble()
+            Expect.isTrue (Double.IsFinite perSecond && perSecond > 0.0) $"a positive, finite throughput, got {perSecond}"
+            // Both are rounded (2 and 3 decimals) before printing: the law holds to that rounding.
+            Expect.isLessThan (abs (perSecond - 2.0 * 1000.0 / fusedMs)) roundingOfThroughput "images/s = batch x 1000 / ms per batch"
+            Expect.isGreaterThan (r.GetProperty("images_per_s_unfused").GetDouble()) 0.0 "the unfused throughput too"
+        }
+        test "bench without --json prints the throughput line for a batch" {
+            let code, out, err = run [ "bench"; "--model"; "mobilenet_v2"; "--threads"; "1"; "--runs"; "1"; "--batch"; "2" ]
+            Expect.equal code 0 err
+            Expect.stringContains out "batch 2" "the header names the batch"
+            Expect.stringContains out "images/s fused" "the throughput line"
+        }
+        for bad in [ "0"; "-1"; "100000" ] do
+            test $"bench --batch {bad} is a usage error naming the allowed range, before any model is built" {
+                let code, out, err = run [ "bench"; "--model"; "resnet50"; "--batch"; bad ]
+                Expect.equal code 2 "usage error"
+                Expect.stringContains err "--batch takes an integer from 1 to 64" "names the option and its range"
+                Expect.stringContains err $"got {bad}" "echoes the value"
+                Expect.equal out "" "nothing measured"
+                Expect.isFalse (err.Contains "fusing") "no model was built"
+            }
         test "bench --memory --json reports the peak working set beside weights and activations" {
             let code, out, err = run [ "bench"; "--model"; "resnet18"; "--threads"; "1"; "--memory"; "--json" ]
             Expect.equal code 0 err
