@@ -151,6 +151,30 @@ let weightsTests =
         }
     ]
 
+/// The demo's report of speed: medians after warm-up, with the runs' range, and a ratio that says what it divides.
+[<Tests>]
+let demoTests =
+    testList "Cli.Demo" [
+        test "demo prints each time as a median inside its runs' range and names the ratio as one of medians after warm-up" {
+            let code, out, err = run [ "demo"; "--model"; "mobilenet_v2"; "--runs"; "3" ]
+            Expect.equal code 0 err
+            Expect.stringContains out "equivalent: yes" "verified"
+            // "57.6 ms (runs 45.8-96.4)": a median cannot lie outside its own runs.
+            let samples = Text.RegularExpressions.Regex.Matches(out, @"([0-9.]+) ms \(runs ([0-9.]+)-([0-9.]+)\)")
+            Expect.equal samples.Count 3 "fuse, unfused and fused forward times"
+            for m in samples do
+                let median, lo, hi = float m.Groups[1].Value, float m.Groups[2].Value, float m.Groups[3].Value
+                Expect.isTrue (lo <= median && median <= hi) $"{m.Value}: fastest <= median <= slowest"
+            Expect.stringContains out "medians of 3 runs after warm-up" "the forward line says what its numbers are"
+            Expect.stringContains out "the ratio of the medians of 3 runs each after warm-up" "the ratio says what it divides"
+        }
+        test "demo runs seven timed runs by default" {
+            let code, out, err = run [ "demo"; "--help" ]
+            Expect.equal code 0 err
+            Expect.stringContains out "[default: 7]" "--runs defaults to 7"
+        }
+    ]
+
 /// The bench command's report (no speed is asserted: targets live in benchmarks, not in timed tests).
 [<Tests>]
 let benchTests =
