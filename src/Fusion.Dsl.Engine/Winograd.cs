@@ -32,15 +32,36 @@ internal static unsafe class Winograd
 
     /// <summary>
     /// Whether <paramref name="geo"/> is a convolution this path computes: 2-d, a 3×3 kernel, unit stride and dilation,
-    /// one group, at least <see cref="MinChannels"/> channels in and out. (A 3-d 1×3×3 kernel is left to the GEMM path:
-    /// depth padding would give it several output planes.)
+    /// one group, at least <see cref="MinChannels"/> channels in and out, and not bound by reading its transformed weights
+    /// (<see cref="WeightBound"/>). (A 3-d 1×3×3 kernel is left to the GEMM path: depth padding would give it several
+    /// output planes.)
     /// </summary>
     public static bool Applies(ConvGeometry geo)
         => !geo.Transposed && geo.Rank == 2 && geo.Groups == 1 && geo.Kernel[1] == 3 && geo.Kernel[2] == 3
            && geo.UnitStride && geo.Dilation[1] == 1 && geo.Dilation[2] == 1
            && geo.InChannels >= MinChannels && geo.OutChannels >= MinChannels
            // One tile row of transformed values must fit an array (the GEMM path takes wider images).
-           && (long)Xi * Math.Max(geo.InChannels, geo.OutChannels) * ((geo.Out[2] + 1) / 2) + 8 <= Array.MaxLength;
+           && (long)Xi * Math.Max(geo.InChannels, geo.OutChannels) * ((geo.Out[2] + 1) / 2) + 8 <= Array.MaxLength
+           && !WeightBound(geo);
+
+    /// <summary>Transformed weights past this many bytes no longer stay in cache between the tiles that read them.</summary>
+    private const long LargeTransformBytes = 8L << 20;
+
+    /// <summary>Tiles (of all the batch's images) below which such a layer is bound by reading its transformed weights.</summary>
+    private const long MinTilesForLargeTransform = 32;
+
+    /// <summary>
+    /// Whether U is so large and the tiles so few that the products mostly stream U from memory: U is 16/9 the size of
+    /// the weights the GEMM path reads, for 16/49 of its columns. Measured on resnet's 512->512 3x3 at 7x7 (16 tiles,
+    /// 16.8 MB of U), min of 40 runs, three rounds each, load average 12: 3.85-3.96 ms by Winograd against 3.67-3.78 ms by
+    /// the GEMM on one thread, 3.22-3.89 against 2.18-3.04 ms on two; the 256-channel layer at 7x7 (4.2 MB of U) stays
+    /// faster by Winograd (0.48 against 0.70 ms). The GEMM's pack is also 9/16 the size (resnet18: 50 MB of U for its
+    /// three such layers, 28 MB of pack). Two images (32 tiles, one pass) already share U enough: 5.55-5.65 ms by Winograd
+    /// against 7.07-7.21 ms by the GEMM on one thread, as one 14x14 image (49 tiles: 7.39-7.53 against 11.75-11.92 ms).
+    /// </summary>
+    private static bool WeightBound(ConvGeometry geo)
+        => (long)Xi * geo.InChannels * geo.OutChannels * sizeof(float) > LargeTransformBytes
+           && (long)geo.Batch * ((geo.Out[1] + 1) / 2) * ((geo.Out[2] + 1) / 2) < MinTilesForLargeTransform;
 
     /// <summary>
     /// The convolution of a batched input through <paramref name="ep"/> (the caller checked <see cref="Applies"/>), or null

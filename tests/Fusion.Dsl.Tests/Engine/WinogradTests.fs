@@ -148,6 +148,13 @@ let tests =
             Expect.isFalse (applies transposed (shape 16)) "transposed"
             let conv3d = Conv.Create(3, 16, 16, [| 1; 3; 3 |], padding = ConvPadding.Explicit [| 1; 1; 1 |], seed = 1)
             Expect.isFalse (applies conv3d [| 1; 16; 1; 10; 10 |]) "Conv3d with a 1x3x3 kernel"
+            // 512 channels each way hold 16.8 MB of transformed weights: the 16 tiles of one 7x7 image do not pay for reading
+            // them, two images' 32 tiles and one 14x14 image's 49 do; 256 channels (4.2 MB) always take the path.
+            let wide = make 512 512 3 1 1 1
+            Expect.isFalse (applies wide [| 1; 512; 7; 7 |]) "512 channels, one 7x7 image"
+            Expect.isTrue (applies wide [| 2; 512; 7; 7 |]) "512 channels, two 7x7 images"
+            Expect.isTrue (applies wide [| 1; 512; 14; 14 |]) "512 channels, one 14x14 image"
+            Expect.isTrue (applies (make 256 256 3 1 1 1) [| 1; 256; 7; 7 |]) "256 channels, one 7x7 image"
         }
         test "a Conv3d with a 1x3x3 kernel and depth padding (three output planes from one) equals the reference" {
             let conv3d = Conv.Create(3, 16, 16, [| 1; 3; 3 |], padding = ConvPadding.Explicit [| 1; 1; 1 |], seed = 2)
