@@ -127,6 +127,10 @@ internal static unsafe class Gemm
     public static float[] CachedPack(Tensor weight, (int Kind, int Groups, int Extra) layout, Func<float[]> pack)
         => Cache.GetValue(weight, _ => new()).GetOrAdd(layout, _ => pack());
 
+    /// <summary>Bytes of every packed form cached for <paramref name="weight"/> (0 before a pass has packed it).</summary>
+    public static long CachedBytes(Tensor weight)
+        => Cache.TryGetValue(weight, out var packs) ? packs.Values.Sum(p => (long)p.Length * sizeof(float)) : 0;
+
     /// <summary>
     /// Runs <c>batch·groups</c> GEMMs of <paramref name="m"/>×<paramref name="k"/> by <paramref name="k"/>×<c>b.Columns</c>.
     /// <paramref name="packedA"/> comes from <see cref="PackA"/>; the epilogue's channel for row <c>r</c> of group <c>g</c>
