@@ -73,6 +73,9 @@ internal static class Buffers
         Interlocked.Add(ref _pooledFloats, storage.Length);
     }
 
+    /// <summary>Bytes of the arrays pooled for later passes.</summary>
+    public static long PooledBytes => Interlocked.Read(ref _pooledFloats) * sizeof(float);
+
     /// <summary>Whether recycling is on for the pass running on this thread.</summary>
     public static bool Recycling => _current is not null;
 

@@ -16,9 +16,23 @@ namespace Fusion.Cli.Commands;
 /// peak covers one measurement (two passes: the first packs the weights for the GEMM kernels, the second is the steady state).
 /// </summary>
 /// <remarks>
-/// Activations are the outputs of every layer call in one pass plus the input: what an engine that kept every intermediate
-/// would hold. Weights are the model's state tensors. The peak includes the .NET runtime, the model, the engine's packed copies
-/// of the weights and its pooled buffers; the other model has been dropped and the heap compacted before each measurement.
+/// <para>
+/// The ratio's denominator is weights plus activations. Weights are the measured model's state tensors (a fused model's
+/// folded weights counted at their full size, though they are computed only if read). Activations are the outputs of every
+/// leaf layer call in one pass of the <em>unfused</em> model plus the input, counted for both ratios: what an engine that
+/// kept every intermediate of the unfused network would hold. That is generous on two counts, so a ratio under 2 is not
+/// flattered by a small denominator: an engine needs only the intermediates alive at one time (the evaluator releases the
+/// others), and the fused model has no BatchNorm or activation outputs of its own (a fused group writes one tensor where
+/// the unfused model writes three).
+/// </para>
+/// <para>
+/// The numerator is the whole process: the .NET runtime (<c>baseline_rss_bytes</c>, before anything is loaded, plus the
+/// compiled code that grows after it), the model's weights, the engine's packed forms of them (GEMM panels, Winograd's
+/// transformed 3x3 weights, 16/9 the size; <c>packed_weight_bytes_*</c>), its pooled intermediates
+/// (<c>pooled_buffer_bytes_*</c>) and the kernels' pooled scratch. <c>managed_bytes_*</c> is the live managed heap after the
+/// passes (compacted); the peak less it is what lives outside the managed heap, mostly the runtime. The other model has been
+/// dropped and the heap compacted before each measurement.
+/// </para>
 /// </remarks>
 internal static class BenchMemory
 {
@@ -39,8 +53,12 @@ internal static class BenchMemory
             ["model"] = name, ["threads"] = threads, ["batch"] = batch, ["activation_bytes"] = activations, ["baseline_rss_bytes"] = baseline,
             ["weights_unfused_bytes"] = unfused.Weights, ["rss_before_unfused_bytes"] = unfused.Before,
             ["peak_rss_unfused_bytes"] = unfused.Peak, ["peak_ratio_unfused"] = Math.Round(unfused.Ratio(activations), 3),
+            ["packed_weight_bytes_unfused"] = unfused.Packed, ["pooled_buffer_bytes_unfused"] = unfused.Pooled,
+            ["managed_bytes_unfused"] = unfused.Managed,
             ["weights_fused_bytes"] = fused.Weights, ["rss_before_fused_bytes"] = fused.Before,
             ["peak_rss_fused_bytes"] = fused.Peak, ["peak_ratio_fused"] = Math.Round(fused.Ratio(activations), 3),
+            ["packed_weight_bytes_fused"] = fused.Packed, ["pooled_buffer_bytes_fused"] = fused.Pooled,
+            ["managed_bytes_fused"] = fused.Managed,
         };
         if (json)
         {
@@ -52,13 +70,18 @@ internal static class BenchMemory
         Console.Out.WriteLine($"{name}: peak working set of the forward pass, {threads} threads, batch {batch} (process before loading: {Mb(baseline)})");
         Console.Out.WriteLine($"  activations (every layer's output and the input): {Mb(activations)}");
         foreach (var (label, m) in new[] { ("unfused", unfused), ("fused", fused) })
+        {
             Console.Out.WriteLine(string.Create(ci,
                 $"  {label,-8} weights {Mb(m.Weights),11}, before {Mb(m.Before),11}, peak {Mb(m.Peak),11} = {m.Ratio(activations):F2} x (weights + activations)"));
+            Console.Out.WriteLine(string.Create(ci,
+                $"           of it: managed heap {Mb(m.Managed)} (packed weights {Mb(m.Packed)}, pooled intermediates {Mb(m.Pooled)}), outside it {Mb(m.Peak - m.Managed)}"));
+        }
         return 0;
     }
 
-    /// <summary>One measurement: state bytes of the model, resident bytes before the passes, and the peak during them.</summary>
-    private readonly record struct Sample(long Weights, long Before, long Peak)
+    /// <summary>One measurement: state bytes of the model, resident bytes before the passes, the peak during them, and after
+    /// them the engine's packs of the model's weights, its pooled intermediates and the live managed heap.</summary>
+    private readonly record struct Sample(long Weights, long Before, long Peak, long Packed, long Pooled, long Managed)
     {
         public double Ratio(long activations) => (double)Peak / (Weights + activations);
     }
@@ -82,7 +105,12 @@ internal static class BenchMemory
         File.WriteAllText(ClearRefs, "5");   // resets VmHWM to the current resident size
         Forward.Run(model, x, options);
         Forward.Run(model, x, options);
-        return new Sample(StateBytes(model), before, Kb("VmHWM"));
+        var peak = Kb("VmHWM");
+        var packed = EngineMemory.PackedWeightBytes(model);
+        var pooled = EngineMemory.PooledBufferBytes;
+        // After the peak is read: the collection changes what is resident now, not the peak.
+        Compact();
+        return new Sample(StateBytes(model), before, peak, packed, pooled, GC.GetTotalMemory(forceFullCollection: false));
     }
 
     /// <summary>The input plus the output of every layer call of one pass, counted by a forward hook on every leaf

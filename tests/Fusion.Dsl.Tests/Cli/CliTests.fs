@@ -244,5 +244,11 @@ let benchTests =
                 let before, peak = int64 r $"rss_before_{form}_bytes", int64 r $"peak_rss_{form}_bytes"
                 Expect.isGreaterThanOrEqual peak before $"{form}: the peak covers the resident size before the pass"
                 Expect.isGreaterThan before (int64 r $"weights_{form}_bytes") $"{form}: the weights are resident"
+                // Every convolution weight (11,166,912 of them) and fc's 512,000 are packed at least once, padded or
+                // transformed to more; the packs are part of the live managed heap, which is part of the peak.
+                let packed, managed = int64 r $"packed_weight_bytes_{form}", int64 r $"managed_bytes_{form}"
+                Expect.isGreaterThanOrEqual packed ((11_166_912L + 512_000L) * 4L) $"{form}: every weight packed"
+                Expect.isLessThan (packed + int64 r $"pooled_buffer_bytes_{form}") managed $"{form}: packs and pool are managed memory"
+                Expect.isLessThan managed peak $"{form}: the managed heap is part of the peak"
         }
     ]
