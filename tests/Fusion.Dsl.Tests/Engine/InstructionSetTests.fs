@@ -66,7 +66,7 @@ let private runCapped (level: Level) =
     let note =
         match level, current () with
         | Avx2, Avx512 -> "; the plain run covers the AVX-512 paths"
-        | Avx2, _ -> "; this machine runs no AVX-512, so the plain run takes these paths too and the AVX-512 paths are untested here"
+        | Avx2, own -> $"; this process itself runs at {describe own} (no AVX-512 on this machine, or a switch set by hand), so the AVX-512 paths are untested here"
         | _ -> ""
     printfn "kernel tests under %s=0 (%s paths): %s in %.0f s%s" variable (describe expected) last started.Elapsed.TotalSeconds note
 
