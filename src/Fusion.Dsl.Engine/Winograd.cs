@@ -108,7 +108,7 @@ internal static unsafe class Winograd
     /// through its recipe, each weight rounded as the computed fold rounds it. A weight holding an infinity or a NaN gives
     /// an empty array, which <see cref="TryForward"/> reads as "not for this path".
     /// </summary>
-    private static float[] PackWeights(Tensor weight, int cin, int cout, int threads)
+    internal static float[] PackWeights(Tensor weight, int cin, int cout, int threads)
     {
         var fold = weight.Pending as PendingFold;
         var w = fold is null ? weight.RawFloat32 : fold.Source;
