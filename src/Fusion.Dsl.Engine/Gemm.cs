@@ -79,30 +79,93 @@ internal static unsafe class Gemm
         // Every element is written below, padding rows included, so the array need not be cleared first: a network's
         // first pass packs all its weights, and clearing would write them all twice.
         var packed = GC.AllocateUninitializedArray<float>(checked((int)(groups * panels * panelLength)));
+        // Rows of unit column stride (convolution and Linear weights) are transposed in vectors, a full panel at a time.
+        var vector = Avx.IsSupported && colStride == 1;
         Par.For(groups * panels, threads, panelLength, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int gp) =>
         {
             int g = gp / panels, p = gp % panels;
             var dst = packed.AsSpan((int)(gp * panelLength), (int)panelLength);
+            var done = 0;
+            if (vector && (p + 1) * MR <= m)
+                fixed (float* s = src, d = dst)
+                fixed (double* sc = rowScale)
+                    done = TransposePanel(s + g * groupStride + p * MR * rowStride, rowStride, k, sc == null ? null : sc + g * m + p * MR, d);
             for (var r = 0; r < MR; r++)
             {
                 var row = p * MR + r;
                 if (row >= m)
                 {
-                    for (var kk = 0; kk < k; kk++) dst[kk * MR + r] = 0f;
+                    for (var kk = done; kk < k; kk++) dst[kk * MR + r] = 0f;
                     continue;
                 }
                 var s = g * groupStride + row * rowStride;
                 if (rowScale is null)
-                    for (var kk = 0; kk < k; kk++) dst[kk * MR + r] = src[s + kk * colStride];
+                    for (var kk = done; kk < k; kk++) dst[kk * MR + r] = src[s + kk * colStride];
                 else
                 {
                     // The fold's own rounding, so the pack holds exactly the folded weight's bits.
                     var scale = rowScale[g * m + row];
-                    for (var kk = 0; kk < k; kk++) dst[kk * MR + r] = PendingFold.Element(src[s + kk * colStride], scale);
+                    for (var kk = done; kk < k; kk++) dst[kk * MR + r] = PendingFold.Element(src[s + kk * colStride], scale);
                 }
             }
         });
         return packed;
+    }
+
+    /// <summary>
+    /// <see cref="PackA"/>'s loop for the six rows of a full panel at <paramref name="src"/> (<paramref name="rowStride"/>
+    /// apart, unit column stride), eight depth steps at a time: each row's eight values are scaled as the fold rounds them
+    /// (float64 product, rounded to float32 once) when <paramref name="scale"/> (six factors) is given, rows 0-3 are
+    /// transposed by 4×4 blocks and rows 4-5 interleaved, and every depth step's six values are written as one run.
+    /// Returns the depth steps done; the rest (fewer than eight) are left to the scalar loop.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int TransposePanel(float* src, long rowStride, int k, double* scale, float* dst)
+    {
+        var kk = 0;
+        for (; kk + 8 <= k; kk += 8, dst += 8 * MR)
+        {
+            var s = src + kk;
+            var r0 = PackRow(s, 0, rowStride, scale);
+            var r1 = PackRow(s, 1, rowStride, scale);
+            var r2 = PackRow(s, 2, rowStride, scale);
+            var r3 = PackRow(s, 3, rowStride, scale);
+            var r4 = PackRow(s, 4, rowStride, scale);
+            var r5 = PackRow(s, 5, rowStride, scale);
+            // Rows 0-3 of depth steps (0 | 4), (1 | 5), (2 | 6), (3 | 7); rows 4-5 of steps (0, 1 | 4, 5) and (2, 3 | 6, 7).
+            RowOps.Transpose4x4Halves(r0, r1, r2, r3, out var c04, out var c15, out var c26, out var c37);
+            var p01 = Avx.UnpackLow(r4, r5).AsDouble();
+            var p23 = Avx.UnpackHigh(r4, r5).AsDouble();
+            Step(c04.GetLower(), p01.GetLower(), false, dst);
+            Step(c15.GetLower(), p01.GetLower(), true, dst + MR);
+            Step(c26.GetLower(), p23.GetLower(), false, dst + 2 * MR);
+            Step(c37.GetLower(), p23.GetLower(), true, dst + 3 * MR);
+            Step(c04.GetUpper(), p01.GetUpper(), false, dst + 4 * MR);
+            Step(c15.GetUpper(), p01.GetUpper(), true, dst + 5 * MR);
+            Step(c26.GetUpper(), p23.GetUpper(), false, dst + 6 * MR);
+            Step(c37.GetUpper(), p23.GetUpper(), true, dst + 7 * MR);
+        }
+        return kk;
+    }
+
+    /// <summary>Eight values of row <paramref name="r"/>, folded by its factor when <paramref name="scale"/> is given.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> PackRow(float* s, int r, long rowStride, double* scale)
+    {
+        var v = Vector256.Load(s + r * rowStride);
+        if (scale == null) return v;
+        var f = Vector256.Create(scale[r]);
+        return Vector256.Create(Avx.ConvertToVector128Single(Avx.ConvertToVector256Double(v.GetLower()) * f),
+                                Avx.ConvertToVector128Single(Avx.ConvertToVector256Double(v.GetUpper()) * f));
+    }
+
+    /// <summary>One depth step of a panel: rows 0-3, then rows 4-5 from the low or high half of <paramref name="pairs"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Step(Vector128<float> rows, Vector128<double> pairs, bool high, float* dst)
+    {
+        Vector128.Store(rows, dst);
+        if (high) Sse2.StoreHigh((double*)(dst + 4), pairs);
+        else Sse2.StoreLow((double*)(dst + 4), pairs);
     }
 
     /// <summary>

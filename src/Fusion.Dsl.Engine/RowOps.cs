@@ -4,7 +4,8 @@ using System.Runtime.Intrinsics.X86;
 
 namespace Fusion.Dsl.Engine;
 
-/// <summary>Row primitives shared by the kernels that read strided data through stride phases.</summary>
+/// <summary>Row primitives shared by kernels: the split of strided data into stride phases, and the in-register transpose
+/// with which the weight packings turn rows into columns.</summary>
 internal static unsafe class RowOps
 {
     /// <summary>
@@ -32,5 +33,21 @@ internal static unsafe class RowOps
         for (; q < len; q++)
             for (var r = 0; r < s; r++)
                 dst[r * phaseStride + q] = src[q * s + r];
+    }
+
+    /// <summary>
+    /// The 4×4 transposes of both 128-bit halves of four rows: <paramref name="c04"/> holds element 0 of rows 0-3 in its
+    /// low half and element 4 in its high half, <paramref name="c15"/> elements 1 and 5, and so on.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Transpose4x4Halves(Vector256<float> r0, Vector256<float> r1, Vector256<float> r2, Vector256<float> r3,
+        out Vector256<float> c04, out Vector256<float> c15, out Vector256<float> c26, out Vector256<float> c37)
+    {
+        Vector256<float> lo01 = Avx.UnpackLow(r0, r1), hi01 = Avx.UnpackHigh(r0, r1);
+        Vector256<float> lo23 = Avx.UnpackLow(r2, r3), hi23 = Avx.UnpackHigh(r2, r3);
+        c04 = Avx.Shuffle(lo01, lo23, 0b01_00_01_00);
+        c15 = Avx.Shuffle(lo01, lo23, 0b11_10_11_10);
+        c26 = Avx.Shuffle(hi01, hi23, 0b01_00_01_00);
+        c37 = Avx.Shuffle(hi01, hi23, 0b11_10_11_10);
     }
 }

@@ -147,57 +147,158 @@ internal static unsafe class Winograd
     /// through its recipe, each weight rounded as the computed fold rounds it. A weight holding an infinity or a NaN gives
     /// an empty array, which <see cref="TryForward"/> reads as "not for this path".
     /// </summary>
-    private static float[] PackWeights(Tensor weight, int cin, int cout, int threads)
+    internal static float[] PackWeights(Tensor weight, int cin, int cout, int threads)
     {
         var fold = weight.Pending as PendingFold;
         var w = fold is null ? weight.RawFloat32 : fold.Source;
         var scale = fold?.ChannelScale;
-        if (!AllFinite(w) || (scale is not null && scale.Any(f => !double.IsFinite(f)))) return [];
+        if (scale is not null && scale.Any(f => !double.IsFinite(f))) return [];
         const int mr = Gemm.MR;
         var panels = Gemm.Panels(cout);
         // Element (ξ, co, ci) of the packed operand: group ξ, row panel co / MR, depth ci, lane co % MR.
         var groupLength = (long)panels * cin * mr;
         var packed = GC.AllocateUninitializedArray<float>(checked((int)(Xi * groupLength)));
+        var vector = Avx.IsSupported;
+        var nonFinite = 0;
         Par.For(panels, threads, (long)cin * mr * 64, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int p) =>
         {
-            Span<double> g = stackalloc double[9];
-            Span<double> gg = stackalloc double[12];
-            for (var lane = 0; lane < mr; lane++)
+            // The panel's rows are checked just before they are transformed, so the transform reads them from cache, not
+            // from memory a second time as after a separate pass over the whole weight.
+            var perChannel = (long)cin * 9;
+            if (!AllFinite(w.AsSpan().Slice((int)(p * mr * perChannel), (int)(Math.Min(mr, cout - p * mr) * perChannel))))
             {
-                var co = p * mr + lane;
-                for (var ci = 0; ci < cin; ci++)
-                {
-                    var at = ((long)p * cin + ci) * mr + lane;
-                    if (co >= cout)
-                    {
-                        // Padding rows of the last panel.
-                        for (var xi = 0; xi < Xi; xi++) packed[xi * groupLength + at] = 0f;
-                        continue;
-                    }
-                    var src = ((long)co * cin + ci) * 9;
-                    for (var t = 0; t < 9; t++) g[t] = scale is null ? w[src + t] : PendingFold.Element(w[src + t], scale[co]);
-                    // G·g: 4 rows of 3.
-                    for (var col = 0; col < 3; col++)
-                    {
-                        double g0 = g[col], g1 = g[3 + col], g2 = g[6 + col];
-                        gg[col] = g0;
-                        gg[3 + col] = (g0 + g1 + g2) / 2;
-                        gg[6 + col] = (g0 - g1 + g2) / 2;
-                        gg[9 + col] = g2;
-                    }
-                    // (G·g)·Gᵀ: each row [a, b, c] becomes [a, (a+b+c)/2, (a-b+c)/2, c].
-                    for (var i = 0; i < 4; i++)
-                    {
-                        double a = gg[3 * i], b = gg[3 * i + 1], c = gg[3 * i + 2];
-                        packed[4 * i * groupLength + at] = (float)a;
-                        packed[(4 * i + 1) * groupLength + at] = (float)((a + b + c) / 2);
-                        packed[(4 * i + 2) * groupLength + at] = (float)((a - b + c) / 2);
-                        packed[(4 * i + 3) * groupLength + at] = (float)c;
-                    }
-                }
+                Volatile.Write(ref nonFinite, 1);
+                return;
             }
+            var ci = 0;
+            if (vector && (p + 1) * mr <= cout)
+                fixed (float* ws = w, dst = packed)
+                fixed (double* sc = scale)
+                    ci = TransformPanel(ws, sc, dst, p, cin, groupLength);
+            for (var lane = 0; lane < mr; lane++)
+                for (var c = ci; c < cin; c++) TransformPair(w, scale, packed, groupLength, p, lane, c, cin, cout);
         });
-        return packed;
+        return nonFinite != 0 ? [] : packed;
+    }
+
+    /// <summary>
+    /// <see cref="TransformPair"/> for every lane of the full row panel <paramref name="p"/> and the input channels in pairs,
+    /// in vectors of four float64 values: twelve (lane, channel) pairs per step, whose sixteen transformed values each are
+    /// twelve consecutive floats of their group, so every store is a whole vector. The same operations in the same order
+    /// as the scalar transform (halving is multiplying by ½, which rounds identically), so the same bits. Returns the
+    /// channels done (an odd last one is left to the scalar transform).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int TransformPanel(float* w, double* scale, float* packed, int p, int cin, long groupLength)
+    {
+        const int mr = Gemm.MR;
+        var row = cin * 9;
+        var src = w + (long)p * mr * row;
+        var dst = packed + (long)p * cin * mr;
+        var co = p * mr;
+        Vector256<double> s0 = default, s1 = default, s2 = default;
+        if (scale != null)
+        {
+            s0 = Vector256.Create(scale[co], scale[co + 1], scale[co + 2], scale[co + 3]);
+            s1 = Vector256.Create(scale[co + 4], scale[co + 5], scale[co], scale[co + 1]);
+            s2 = Vector256.Create(scale[co + 2], scale[co + 3], scale[co + 4], scale[co + 5]);
+        }
+        var ci = 0;
+        for (; ci + 2 <= cin; ci += 2)
+        {
+            // Slot q of the twelve is lane q % 6 of channel ci + q / 6, whose nine taps start at lane·row + (q / 6)·9.
+            var s = src + ci * 9;
+            var d = dst + ci * mr;
+            TransformSlots(s, s + row, s + 2 * row, s + 3 * row, scale != null, s0, d, groupLength);
+            TransformSlots(s + 4 * row, s + 5 * row, s + 9, s + row + 9, scale != null, s1, d + 4, groupLength);
+            TransformSlots(s + 2 * row + 9, s + 3 * row + 9, s + 4 * row + 9, s + 5 * row + 9, scale != null, s2, d + 8, groupLength);
+        }
+        return ci;
+    }
+
+    /// <summary>
+    /// <c>G g Gᵀ</c> of the four 3×3 kernels at <paramref name="k0"/> … <paramref name="k3"/>, folded by
+    /// <paramref name="scale"/> when <paramref name="folded"/>, stored as four consecutive floats at
+    /// <paramref name="dst"/> + ξ·<paramref name="groupLength"/>. The kernels' first eight taps are transposed in
+    /// registers (a gather per tap costs several times more).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void TransformSlots(float* k0, float* k1, float* k2, float* k3, bool folded, Vector256<double> scale, float* dst, long groupLength)
+    {
+        Vector256<float> r0 = Vector256.Load(k0), r1 = Vector256.Load(k1), r2 = Vector256.Load(k2), r3 = Vector256.Load(k3);
+        // Taps (0 | 4), (1 | 5), (2 | 6), (3 | 7) of the four kernels in the low | high halves.
+        RowOps.Transpose4x4Halves(r0, r1, r2, r3, out var t04, out var t15, out var t26, out var t37);
+        var t0 = Tap(t04.GetLower(), folded, scale);
+        var t1 = Tap(t15.GetLower(), folded, scale);
+        var t2 = Tap(t26.GetLower(), folded, scale);
+        var t3 = Tap(t37.GetLower(), folded, scale);
+        var t4 = Tap(t04.GetUpper(), folded, scale);
+        var t5 = Tap(t15.GetUpper(), folded, scale);
+        var t6 = Tap(t26.GetUpper(), folded, scale);
+        var t7 = Tap(t37.GetUpper(), folded, scale);
+        var t8 = Tap(Vector128.Create(k0[8], k1[8], k2[8], k3[8]), folded, scale);
+        var half = Vector256.Create(0.5);
+        // Rows of G·g: [g0], [(g0 + g1 + g2)/2], [(g0 - g1 + g2)/2], [g2] over the kernel's rows, column by column.
+        OutputRow(t0, t1, t2, dst, groupLength, half);
+        OutputRow((t0 + t3 + t6) * half, (t1 + t4 + t7) * half, (t2 + t5 + t8) * half, dst + 4 * groupLength, groupLength, half);
+        OutputRow((t0 - t3 + t6) * half, (t1 - t4 + t7) * half, (t2 - t5 + t8) * half, dst + 8 * groupLength, groupLength, half);
+        OutputRow(t6, t7, t8, dst + 12 * groupLength, groupLength, half);
+    }
+
+    /// <summary>One tap of four kernels as float64: the weight, or its fold rounded to float32 as the fold rounds it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<double> Tap(Vector128<float> taps, bool folded, Vector256<double> scale)
+    {
+        var t = Avx.ConvertToVector256Double(taps);
+        return folded ? Avx.ConvertToVector256Double(Avx.ConvertToVector128Single(t * scale)) : t;
+    }
+
+    /// <summary>A row <c>[a, b, c]</c> of G·g times Gᵀ, <c>[a, (a+b+c)/2, (a-b+c)/2, c]</c>, rounded to float32 at ξ = 4·i … 4·i + 3.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void OutputRow(Vector256<double> a, Vector256<double> b, Vector256<double> c, float* dst, long groupLength, Vector256<double> half)
+    {
+        Vector128.Store(Avx.ConvertToVector128Single(a), dst);
+        Vector128.Store(Avx.ConvertToVector128Single((a + b + c) * half), dst + groupLength);
+        Vector128.Store(Avx.ConvertToVector128Single((a - b + c) * half), dst + 2 * groupLength);
+        Vector128.Store(Avx.ConvertToVector128Single(c), dst + 3 * groupLength);
+    }
+
+    /// <summary>
+    /// <c>U = G g Gᵀ</c> of lane <paramref name="lane"/> of row panel <paramref name="p"/> and input channel
+    /// <paramref name="ci"/> (zeros for a padding row past <paramref name="cout"/>), in float64 rounded once.
+    /// </summary>
+    private static void TransformPair(float[] w, double[]? scale, float[] packed, long groupLength, int p, int lane, int ci, int cin, int cout)
+    {
+        const int mr = Gemm.MR;
+        var co = p * mr + lane;
+        var at = ((long)p * cin + ci) * mr + lane;
+        if (co >= cout)
+        {
+            for (var xi = 0; xi < Xi; xi++) packed[xi * groupLength + at] = 0f;
+            return;
+        }
+        Span<double> g = stackalloc double[9];
+        Span<double> gg = stackalloc double[12];
+        var src = ((long)co * cin + ci) * 9;
+        for (var t = 0; t < 9; t++) g[t] = scale is null ? w[src + t] : PendingFold.Element(w[src + t], scale[co]);
+        // G·g: 4 rows of 3.
+        for (var col = 0; col < 3; col++)
+        {
+            double g0 = g[col], g1 = g[3 + col], g2 = g[6 + col];
+            gg[col] = g0;
+            gg[3 + col] = (g0 + g1 + g2) / 2;
+            gg[6 + col] = (g0 - g1 + g2) / 2;
+            gg[9 + col] = g2;
+        }
+        // (G·g)·Gᵀ: each row [a, b, c] becomes [a, (a+b+c)/2, (a-b+c)/2, c].
+        for (var i = 0; i < 4; i++)
+        {
+            double a = gg[3 * i], b = gg[3 * i + 1], c = gg[3 * i + 2];
+            packed[4 * i * groupLength + at] = (float)a;
+            packed[(4 * i + 1) * groupLength + at] = (float)((a + b + c) / 2);
+            packed[(4 * i + 2) * groupLength + at] = (float)((a - b + c) / 2);
+            packed[(4 * i + 3) * groupLength + at] = (float)c;
+        }
     }
 
     /// <summary>Whether every value is finite (neither infinite nor NaN): <c>x·0</c> is 0 for those and NaN otherwise.</summary>

@@ -77,7 +77,9 @@ internal static class BenchCommand
         Settle();
         // Fusion as a user meets it: a fresh fusion, then the first pass through its result. Folded weights are computed
         // lazily and packed for the GEMM by that first pass, straight from the originals and the BatchNorm scales, so the
-        // work fuse_ms leaves out shows here (the first pass through any model packs its weights).
+        // work fuse_ms leaves out shows here (the first pass through any model packs its weights). In-process after one
+        // warm-up, as tools/bench/pytorch_bench.py times PyTorch's side: with tiering off, the warm-up has compiled every
+        // method, so no JIT time is in it (a fresh process compiles about 150 methods during its first pass).
         Progress($"fuse then first forward, {runs} runs after warm-up...");
         var fuseThenForwardMs = Timing.MedianMs(() => Forward.Run(Fuser.FuseModules(z.Model, groups), x, options), runs, warmup: 1);
         Settle();

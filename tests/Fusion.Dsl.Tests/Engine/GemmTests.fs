@@ -1,6 +1,6 @@
-/// Laws of the GEMM's weight packing for folded weights: a BatchNorm fold whose elements are not computed yet is packed
-/// straight from the original weight and the channel scale, with exactly the bits of the computed fold, and the forward
-/// pass never computes it.
+/// Laws of the GEMM's weight packing: the documented panel layout, and for folded weights, a BatchNorm fold whose
+/// elements are not computed yet is packed straight from the original weight and the channel scale, with exactly the
+/// bits of the computed fold, and the forward pass never computes it.
 module Fusion.Dsl.Tests.Engine.GemmTests
 
 open System
@@ -62,5 +62,30 @@ let tests =
             let fromRecipe = Gemm.PackWeight(folded.Weight, 2, coutG, k, int64 (coutG * k), int64 k, 1L, 2)
             let fromValues = Gemm.PackA(folded.Weight.ToArray(), 2, coutG, k, int64 (coutG * k), int64 k, 1L)
             Expect.sequenceEqual (Array.map BitConverter.SingleToInt32Bits fromRecipe) (Array.map BitConverter.SingleToInt32Bits fromValues) "same bits"
+        }
+        test "PackA writes element (r, k) of group g at [g][r / 6][k][r % 6], padding rows zero, each folded value the float64 product rounded once" {
+            // Row and depth counts on both sides of the six-row panels and the eight-step vector blocks, rows stored
+            // contiguously (a convolution's weight) and transposed (a transposed convolution's).
+            let rng = Random 17
+            for groups in [ 1; 2 ] do
+                for m in [ 1; 5; 6; 7; 12; 13 ] do
+                    for k in [ 1; 7; 8; 9; 16; 17; 40 ] do
+                        for transposed in [ false; true ] do
+                            for folded in [ false; true ] do
+                                let src = Array.init (groups * m * k) (fun _ -> float32 (rng.NextDouble() * 2.0 - 1.0))
+                                let factors = Array.init (groups * m) (fun _ -> rng.NextDouble() * 3.0 - 1.5)
+                                let rowStride, colStride = if transposed then 1L, int64 m else int64 k, 1L
+                                let packed = Gemm.PackA(src, groups, m, k, int64 (m * k), rowStride, colStride, (if folded then factors else null), 2)
+                                let panels = (m + Gemm.MR - 1) / Gemm.MR
+                                let expected =
+                                    Array.init (groups * panels * k * Gemm.MR) (fun i ->
+                                        let r, kk, gp = i % Gemm.MR, i / Gemm.MR % k, i / (Gemm.MR * k)
+                                        let g, row = gp / panels, gp % panels * Gemm.MR + r
+                                        if row >= m then 0f
+                                        else
+                                            let x = src.[g * m * k + int (int64 row * rowStride + int64 kk * colStride)]
+                                            if folded then float32 (float x * factors.[g * m + row]) else x)
+                                Expect.sequenceEqual (Array.map BitConverter.SingleToInt32Bits packed) (Array.map BitConverter.SingleToInt32Bits expected)
+                                    $"groups {groups}, {m}x{k}, transposed {transposed}, folded {folded}"
         }
     ]

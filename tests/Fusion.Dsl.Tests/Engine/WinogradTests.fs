@@ -160,4 +160,31 @@ let tests =
             let conv3d = Conv.Create(3, 16, 16, [| 1; 3; 3 |], padding = ConvPadding.Explicit [| 1; 1; 1 |], seed = 2)
             ConvKernelsTests.expectConvLaw "Conv3d 1x3x3" conv3d (randomTensor (Random 3) [| 1; 16; 1; 6; 7 |])
         }
+        test "the packed weights are G g Gᵀ in float64 rounded once, in the GEMM's panel layout, for plain and pending folded weights" {
+            // G of F(2x2, 3x3) (Lavin and Gray 2016); channel counts that leave a partial last panel and an odd last channel.
+            let G = array2D [ [ 1.0; 0.0; 0.0 ]; [ 0.5; 0.5; 0.5 ]; [ 0.5; -0.5; 0.5 ]; [ 0.0; 0.0; 1.0 ] ]
+            for cin, cout in [ 16, 16; 17, 18; 31, 23; 64, 36 ] do
+                for folded in [ false; true ] do
+                    let conv = Conv.Create(2, cin, cout, [| 3 |], padding = ConvPadding.Explicit 1, seed = cin + cout)
+                    let weight = if folded then (GemmTests.foldConv conv 3).Weight else conv.Weight
+                    let packed = Winograd.PackWeights(weight, cin, cout, 2)
+                    Expect.equal weight.IsMaterialized (not folded) "a pending fold is packed from its recipe"
+                    // The fold's computed elements (or the plain weight), then (G g) Gᵀ, each sum left to right in float64.
+                    let w = (if folded then (GemmTests.foldConv conv 3).Weight else conv.Weight).ToArray()
+                    let u co ci xi =
+                        let i, j = xi / 4, xi % 4
+                        let g r c = float w.[((co * cin + ci) * 3 + r) * 3 + c]
+                        let gg c = G.[i, 0] * g 0 c + G.[i, 1] * g 1 c + G.[i, 2] * g 2 c
+                        float32 (gg 0 * G.[j, 0] + gg 1 * G.[j, 1] + gg 2 * G.[j, 2])
+                    let panels = (cout + Gemm.MR - 1) / Gemm.MR
+                    let groupLength = panels * cin * Gemm.MR
+                    let expected =
+                        Array.init (16 * groupLength) (fun at ->
+                            let xi, rest = at / groupLength, at % groupLength
+                            let lane, ci, p = rest % Gemm.MR, rest / Gemm.MR % cin, rest / (Gemm.MR * cin)
+                            let co = p * Gemm.MR + lane
+                            if co >= cout then 0f else u co ci xi)
+                    Expect.sequenceEqual (Array.map BitConverter.SingleToInt32Bits packed) (Array.map BitConverter.SingleToInt32Bits expected)
+                        $"{cin}->{cout}, folded {folded}"
+        }
     ]
