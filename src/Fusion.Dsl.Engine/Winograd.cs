@@ -499,7 +499,7 @@ internal static unsafe class Winograd
                 var oy = 2 * (ty0 + ty);
                 var tx = 0;
                 // Sixteen tiles per block where AVX-512 runs and the row has sixteen, as in TransformInput.
-                if (Vector512.IsHardwareAccelerated && tw >= 16)
+                if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported && tw >= 16)
                 {
                     var ws = Vector512.Create(scale);
                     var wb = Vector512.Create(shift);
