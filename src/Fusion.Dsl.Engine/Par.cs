@@ -1,6 +1,6 @@
 namespace Fusion.Dsl.Engine;
 
-/// <summary>Runs independent work items on up to a given number of cores (inline when the work is too small to share, or when already inside a parallel item).</summary>
+/// <summary>Runs independent work items on up to a given number of cores (inline when the work is too small to share).</summary>
 internal static class Par
 {
     /// <summary>Below this many element operations in total, a job runs on the calling thread.</summary>
@@ -10,13 +10,11 @@ internal static class Par
     public static void For(int count, int threads, long workPerItem, Action<int> body)
     {
         if (count <= 0) return;
-        if (threads <= 1 || count == 1 || (long)count * workPerItem < MinParallelWork || WorkerPool.InJob)
+        if (threads <= 1 || count == 1 || (long)count * workPerItem < MinParallelWork)
         {
             for (var i = 0; i < count; i++) body(i);
             return;
         }
-        // The engine's spinning workers; the .NET thread pool when they are busy with another caller's pass.
-        if (WorkerPool.Shared.TryRun(count, threads, body)) return;
         Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = threads }, body);
     }
 }
