@@ -284,45 +284,11 @@ internal static unsafe class ConvKernels
     private static void DepthwisePlane(float* src, float* w, int* tapOff, int taps, float* acc, int columns)
     {
         var v = 0;
-        // 64 columns in four zmm vectors where AVX-512 runs, then the 256-bit blocks: each column is the same FMA chain
-        // over the taps on either path, so the bits do not depend on the instruction set.
+        // Four vectors in flight: 64 columns in zmm vectors where AVX-512 runs, then 32 in ymm. Each column is the same
+        // FMA chain over the taps on either width, so the bits do not depend on the instruction set.
         if (Vector512.IsHardwareAccelerated)
-            for (; v <= columns - 64; v += 64)
-            {
-                Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-                var b = src + v;
-                for (var t = 0; t < taps; t++)
-                {
-                    var wt = Vector512.Create(w[t]);
-                    var p = b + tapOff[t];
-                    a0 = Vector512.FusedMultiplyAdd(wt, Vector512.Load(p), a0);
-                    a1 = Vector512.FusedMultiplyAdd(wt, Vector512.Load(p + 16), a1);
-                    a2 = Vector512.FusedMultiplyAdd(wt, Vector512.Load(p + 32), a2);
-                    a3 = Vector512.FusedMultiplyAdd(wt, Vector512.Load(p + 48), a3);
-                }
-                Vector512.Store(a0, acc + v);
-                Vector512.Store(a1, acc + v + 16);
-                Vector512.Store(a2, acc + v + 32);
-                Vector512.Store(a3, acc + v + 48);
-            }
-        for (; v <= columns - 32; v += 32)
-        {
-            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            var b = src + v;
-            for (var t = 0; t < taps; t++)
-            {
-                var wt = Vector256.Create(w[t]);
-                var p = b + tapOff[t];
-                a0 = Vector256.FusedMultiplyAdd(wt, Vector256.Load(p), a0);
-                a1 = Vector256.FusedMultiplyAdd(wt, Vector256.Load(p + 8), a1);
-                a2 = Vector256.FusedMultiplyAdd(wt, Vector256.Load(p + 16), a2);
-                a3 = Vector256.FusedMultiplyAdd(wt, Vector256.Load(p + 24), a3);
-            }
-            Vector256.Store(a0, acc + v);
-            Vector256.Store(a1, acc + v + 8);
-            Vector256.Store(a2, acc + v + 16);
-            Vector256.Store(a3, acc + v + 24);
-        }
+            for (; v <= columns - 4 * Lanes512.Count; v += 4 * Lanes512.Count) DepthwiseBlock<Lanes512>(src + v, w, tapOff, taps, acc + v);
+        for (; v <= columns - 4 * Lanes256.Count; v += 4 * Lanes256.Count) DepthwiseBlock<Lanes256>(src + v, w, tapOff, taps, acc + v);
         for (; v <= columns - 8; v += 8)
         {
             var a0 = Vector256<float>.Zero;
@@ -348,6 +314,27 @@ internal static unsafe class ConvKernels
             for (var t = 0; t < taps; t++) a0 = MathF.FusedMultiplyAdd(w[t], b[tapOff[t]], a0);
             acc[v] = a0;
         }
+    }
+
+    /// <summary>Four vectors of <see cref="DepthwisePlane"/>'s columns from <paramref name="src"/> into <paramref name="acc"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void DepthwiseBlock<TV>(float* src, float* w, int* tapOff, int taps, float* acc) where TV : struct, ILanes<TV>
+    {
+        var n = TV.Count;
+        TV a0 = TV.Zero, a1 = TV.Zero, a2 = TV.Zero, a3 = TV.Zero;
+        for (var t = 0; t < taps; t++)
+        {
+            var wt = TV.Broadcast(w[t]);
+            var p = src + tapOff[t];
+            a0 = TV.FusedMultiplyAdd(wt, TV.Load(p), a0);
+            a1 = TV.FusedMultiplyAdd(wt, TV.Load(p + n), a1);
+            a2 = TV.FusedMultiplyAdd(wt, TV.Load(p + 2 * n), a2);
+            a3 = TV.FusedMultiplyAdd(wt, TV.Load(p + 3 * n), a3);
+        }
+        a0.Store(acc);
+        a1.Store(acc + n);
+        a2.Store(acc + 2 * n);
+        a3.Store(acc + 3 * n);
     }
 
     /// <summary>

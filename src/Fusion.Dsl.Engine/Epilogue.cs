@@ -118,24 +118,10 @@ internal readonly struct Epilogue
         }
     }
 
-    /// <summary>
-    /// <see cref="Activate(Vector256{float}, Act)"/> on 512-bit vectors. Written out again because .NET 10 keeps the
-    /// interface that would let one generic body serve both widths (<c>ISimdVector</c>) internal.
-    /// </summary>
+    /// <summary><see cref="Activate(Vector256{float}, Act)"/> on 512-bit vectors: the piecewise forms, and SiLU.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Activate(Vector512<float> v, Act act)
-    {
-        var six = Vector512.Create(6f);
-        return act switch
-        {
-            Act.None => v,
-            Act.ReLU => Vector512.Max(v, Vector512<float>.Zero),
-            Act.ReLU6 => Vector512.Min(Vector512.Max(v, Vector512<float>.Zero), six),
-            Act.Hardswish => v * Vector512.Min(Vector512.Max(v + Vector512.Create(3f), Vector512<float>.Zero), six) / six,
-            Act.Hardsigmoid => Vector512.Min(Vector512.Max(v + Vector512.Create(3f), Vector512<float>.Zero), six) / six,
-            _ => v / (Vector512<float>.One + Vector512.Exp(-v)),
-        };
-    }
+        => act == Act.SiLU ? v / (Vector512<float>.One + Vector512.Exp(-v)) : ActivatePiecewise(v, act);
 
     /// <summary>
     /// <see cref="Activate(Vector512{float}, Act)"/> for every activation but SiLU, which the caller must route elsewhere

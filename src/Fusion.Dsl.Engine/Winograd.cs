@@ -353,44 +353,12 @@ internal static unsafe class Winograd
                 for (var ty = 0; ty < th; ty++)
                 {
                     var tx = 0;
-                    // Sixteen tiles per block in zmm vectors where AVX-512 runs and the row has sixteen (the last block
-                    // overlaps the one before it, as below); the transform only adds and subtracts, lane by lane, so the
-                    // width changes no bit.
-                    if (Vector512.IsHardwareAccelerated && tw >= 16)
-                        for (; tx < tw; tx += 16)
-                        {
-                            tx = Math.Min(tx, tw - 16);
-                            var at = (long)2 * ty * half + tx;
-                            var d = dst + (long)ty * tw + tx;
-                            Row(even + at, odd + at, out Vector512<float> t00, out var t01, out var t02, out var t03);
-                            Row(even + at + half, odd + at + half, out Vector512<float> t10, out var t11, out var t12, out var t13);
-                            Row(even + at + 2 * half, odd + at + 2 * half, out Vector512<float> t20, out var t21, out var t22, out var t23);
-                            Row(even + at + 3 * half, odd + at + 3 * half, out Vector512<float> t30, out var t31, out var t32, out var t33);
-                            Column(t00, t10, t20, t30, d, 0, xiStride);
-                            Column(t01, t11, t21, t31, d, 1, xiStride);
-                            Column(t02, t12, t22, t32, d, 2, xiStride);
-                            Column(t03, t13, t23, t33, d, 3, xiStride);
-                        }
-                    // Blocks of eight tiles; a last partial block is moved back to end at the row's last tile, so
-                    // it recomputes (and rewrites with the same bits) a few tiles instead of leaving them to scalar code.
-                    // A row of fewer than eight tiles is one block whose surplus lanes read the next rows (inside the
-                    // scratch buffer) and are masked off when stored.
-                    if (Avx.IsSupported)
-                        for (; tx < tw; tx += 8)
-                        {
-                            tx = tw >= 8 ? Math.Min(tx, tw - 8) : 0;
-                            var mask = Epilogue.TailMask(Math.Min(8, tw));
-                            var at = (long)2 * ty * half + tx;
-                            Row(even + at, odd + at, out Vector256<float> t00, out var t01, out var t02, out var t03);
-                            Row(even + at + half, odd + at + half, out Vector256<float> t10, out var t11, out var t12, out var t13);
-                            Row(even + at + 2 * half, odd + at + 2 * half, out Vector256<float> t20, out var t21, out var t22, out var t23);
-                            Row(even + at + 3 * half, odd + at + 3 * half, out Vector256<float> t30, out var t31, out var t32, out var t33);
-                            var d = dst + (long)ty * tw + tx;
-                            Column(t00, t10, t20, t30, d, 0, xiStride, mask);
-                            Column(t01, t11, t21, t31, d, 1, xiStride, mask);
-                            Column(t02, t12, t22, t32, d, 2, xiStride, mask);
-                            Column(t03, t13, t23, t33, d, 3, xiStride, mask);
-                        }
+                    // Sixteen tiles per block where AVX-512 runs and the row has sixteen, else eight; the transform only
+                    // adds and subtracts, lane by lane, so the width changes no bit.
+                    if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported && tw >= Lanes512.Count)
+                        tx = InputRow<Lanes512>(even, odd, half, ty, tw, dst + (long)ty * tw, xiStride);
+                    else if (Avx.IsSupported)
+                        tx = InputRow<Lanes256>(even, odd, half, ty, tw, dst + (long)ty * tw, xiStride);
                     for (; tx < tw; tx++)
                     {
                         for (var i = 0; i < 4; i++)
@@ -418,60 +386,58 @@ internal static unsafe class Winograd
         }
     }
 
-    /// <summary>One tile row times B for eight tiles: columns (2t, 2t+1, 2t+2, 2t+3) are (even[t], odd[t], even[t+1], odd[t+1]).</summary>
+    /// <summary>
+    /// The vector part of <see cref="TransformInput"/> for tile row <paramref name="ty"/>: blocks of
+    /// <c>TV.Count</c> tiles, the last partial block moved back to end at the row's last tile, so it recomputes (and
+    /// rewrites with the same bits) a few tiles instead of leaving them to scalar code. A row of fewer tiles than a
+    /// block (only at 256 bits) is one block whose surplus lanes read the next rows (inside the scratch buffer) and are
+    /// masked off when stored. Returns the first tile left to scalar code (always <paramref name="tw"/>).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Row(float* even, float* odd, out Vector256<float> r0, out Vector256<float> r1, out Vector256<float> r2, out Vector256<float> r3)
+    private static int InputRow<TV>(float* even, float* odd, int half, int ty, int tw, float* dst, long xiStride) where TV : struct, ILanes<TV>
     {
-        var e0 = Vector256.Load(even);
-        var o0 = Vector256.Load(odd);
-        var e1 = Vector256.Load(even + 1);
-        var o1 = Vector256.Load(odd + 1);
+        var n = TV.Count;
+        var mask = TV.FirstLanes(Math.Min(n, tw));
+        var tx = 0;
+        for (; tx < tw; tx += n)
+        {
+            tx = tw >= n ? Math.Min(tx, tw - n) : 0;
+            var at = (long)2 * ty * half + tx;
+            Row(even + at, odd + at, out TV t00, out var t01, out var t02, out var t03);
+            Row(even + at + half, odd + at + half, out TV t10, out var t11, out var t12, out var t13);
+            Row(even + at + 2 * half, odd + at + 2 * half, out TV t20, out var t21, out var t22, out var t23);
+            Row(even + at + 3 * half, odd + at + 3 * half, out TV t30, out var t31, out var t32, out var t33);
+            var d = dst + tx;
+            Column(t00, t10, t20, t30, d, 0, xiStride, mask);
+            Column(t01, t11, t21, t31, d, 1, xiStride, mask);
+            Column(t02, t12, t22, t32, d, 2, xiStride, mask);
+            Column(t03, t13, t23, t33, d, 3, xiStride, mask);
+        }
+        return tx;
+    }
+
+    /// <summary>One tile row times B for a block of tiles: columns (2t, 2t+1, 2t+2, 2t+3) are (even[t], odd[t], even[t+1], odd[t+1]).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Row<TV>(float* even, float* odd, out TV r0, out TV r1, out TV r2, out TV r3) where TV : struct, ILanes<TV>
+    {
+        var e0 = TV.Load(even);
+        var o0 = TV.Load(odd);
+        var e1 = TV.Load(even + 1);
+        var o1 = TV.Load(odd + 1);
         r0 = e0 - e1;
         r1 = o0 + e1;
         r2 = e1 - o0;
         r3 = o0 - o1;
     }
 
-    /// <summary>The 512-bit <see cref="Row(float*, float*, out Vector256{float}, out Vector256{float}, out Vector256{float}, out Vector256{float})"/>: sixteen tiles.</summary>
+    /// <summary>Bᵀ applied to column <paramref name="j"/> of a block of tiles, the lanes of <paramref name="mask"/> stored at ξ = 4·i + j.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Row(float* even, float* odd, out Vector512<float> r0, out Vector512<float> r1, out Vector512<float> r2, out Vector512<float> r3)
+    private static void Column<TV>(TV t0, TV t1, TV t2, TV t3, float* d, int j, long xiStride, TV mask) where TV : struct, ILanes<TV>
     {
-        var e0 = Vector512.Load(even);
-        var o0 = Vector512.Load(odd);
-        var e1 = Vector512.Load(even + 1);
-        var o1 = Vector512.Load(odd + 1);
-        r0 = e0 - e1;
-        r1 = o0 + e1;
-        r2 = e1 - o0;
-        r3 = o0 - o1;
-    }
-
-    /// <summary>Bᵀ applied to column <paramref name="j"/> of sixteen tiles, stored whole at ξ = 4·i + j.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Column(Vector512<float> t0, Vector512<float> t1, Vector512<float> t2, Vector512<float> t3, float* d, int j, long xiStride)
-    {
-        Vector512.Store(t0 - t2, d + j * xiStride);
-        Vector512.Store(t1 + t2, d + (4 + j) * xiStride);
-        Vector512.Store(t2 - t1, d + (8 + j) * xiStride);
-        Vector512.Store(t1 - t3, d + (12 + j) * xiStride);
-    }
-
-    /// <summary>Bᵀ applied to column <paramref name="j"/> of eight tiles, the lanes of <paramref name="mask"/> stored at ξ = 4·i + j.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Column(Vector256<float> t0, Vector256<float> t1, Vector256<float> t2, Vector256<float> t3, float* d, int j, long xiStride, Vector256<float> mask)
-    {
-        Store(d + j * xiStride, t0 - t2, mask);
-        Store(d + (4 + j) * xiStride, t1 + t2, mask);
-        Store(d + (8 + j) * xiStride, t2 - t1, mask);
-        Store(d + (12 + j) * xiStride, t1 - t3, mask);
-    }
-
-    /// <summary>A plain store when every lane is kept (masked stores are slow on some cores), else a masked one.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store(float* d, Vector256<float> v, Vector256<float> mask)
-    {
-        if (Avx.MoveMask(mask) == 0xFF) Vector256.Store(v, d);
-        else Avx.MaskStore(d, mask, v);
+        (t0 - t2).Store(d + j * xiStride, mask);
+        (t1 + t2).Store(d + (4 + j) * xiStride, mask);
+        (t2 - t1).Store(d + (8 + j) * xiStride, mask);
+        (t1 - t3).Store(d + (12 + j) * xiStride, mask);
     }
 
     /// <summary>
@@ -487,8 +453,6 @@ internal static unsafe class Winograd
         var (scale, shift) = ep.At(co);
         var hasScale = ep.Scale is not null;
         var act = ep.Activation;
-        var vs = Vector256.Create(scale);
-        var vb = Vector256.Create(shift);
         fixed (float* ms = m, os = output)
         {
             var src = ms + (long)co * tiles;
@@ -498,46 +462,11 @@ internal static unsafe class Winograd
             {
                 var oy = 2 * (ty0 + ty);
                 var tx = 0;
-                // Sixteen tiles per block where AVX-512 runs and the row has sixteen, as in TransformInput.
-                if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported && tw >= 16)
-                {
-                    var ws = Vector512.Create(scale);
-                    var wb = Vector512.Create(shift);
-                    for (; tx < tw; tx += 16)
-                    {
-                        tx = Math.Min(tx, tw - 16);
-                        var s = src + (long)ty * tw + tx;
-                        RowSum(s, 0, xiStride, out Vector512<float> s00, out var s01);
-                        RowSum(s, 1, xiStride, out Vector512<float> s10, out var s11);
-                        RowSum(s, 2, xiStride, out Vector512<float> s20, out var s21);
-                        RowSum(s, 3, xiStride, out Vector512<float> s30, out var s31);
-                        var ox = 2 * tx;
-                        StoreInterleaved(Epilogue.Apply(s00 + s10 + s20, ws, wb, hasScale, act), Epilogue.Apply(s01 + s11 + s21, ws, wb, hasScale, act),
-                            plane + (long)oy * ow + ox, ow - ox, y);
-                        if (oy + 1 < oh)
-                            StoreInterleaved(Epilogue.Apply(s10 - s20 - s30, ws, wb, hasScale, act), Epilogue.Apply(s11 - s21 - s31, ws, wb, hasScale, act),
-                                plane + (long)(oy + 1) * ow + ox, ow - ox, y);
-                    }
-                }
-                // As in TransformInput: a last partial block overlaps the one before it, and a row of fewer than eight
-                // tiles is one block whose surplus lanes (read past the row, inside the buffer) are never stored.
-                if (Avx2.IsSupported)
-                    for (; tx < tw; tx += 8)
-                    {
-                        tx = tw >= 8 ? Math.Min(tx, tw - 8) : 0;
-                        var s = src + (long)ty * tw + tx;
-                        RowSum(s, 0, xiStride, out Vector256<float> s00, out var s01);
-                        RowSum(s, 1, xiStride, out Vector256<float> s10, out var s11);
-                        RowSum(s, 2, xiStride, out Vector256<float> s20, out var s21);
-                        RowSum(s, 3, xiStride, out Vector256<float> s30, out var s31);
-                        var y00 = Epilogue.Apply(s00 + s10 + s20, vs, vb, hasScale, act);
-                        var y01 = Epilogue.Apply(s01 + s11 + s21, vs, vb, hasScale, act);
-                        var y10 = Epilogue.Apply(s10 - s20 - s30, vs, vb, hasScale, act);
-                        var y11 = Epilogue.Apply(s11 - s21 - s31, vs, vb, hasScale, act);
-                        var ox = 2 * tx;
-                        StoreInterleaved(y00, y01, plane + (long)oy * ow + ox, ow - ox, y);
-                        if (oy + 1 < oh) StoreInterleaved(y10, y11, plane + (long)(oy + 1) * ow + ox, ow - ox, y);
-                    }
+                // Sixteen or eight tiles per block, as in TransformInput.
+                if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported && tw >= Lanes512.Count)
+                    tx = OutputRow<Lanes512>(src + (long)ty * tw, tw, xiStride, plane, oy, oh, ow, scale, shift, hasScale, act, y);
+                else if (Avx2.IsSupported)
+                    tx = OutputRow<Lanes256>(src + (long)ty * tw, tw, xiStride, plane, oy, oh, ow, scale, shift, hasScale, act, y);
                 for (; tx < tw; tx++)
                 {
                     var s = src + (long)ty * tw + tx;
@@ -559,81 +488,56 @@ internal static unsafe class Winograd
         }
     }
 
-    /// <summary>Row <paramref name="i"/> of eight tiles times A: <c>(m₀ + m₁ + m₂, m₁ - m₂ - m₃)</c>.</summary>
+    /// <summary>
+    /// The vector part of <see cref="TransformOutput"/> for the tile row at <paramref name="src"/> (output rows
+    /// <paramref name="oy"/> and <c>oy + 1</c>): blocks of <c>TV.Count</c> tiles, as in <see cref="InputRow"/>; a row
+    /// of fewer tiles than a block is one block whose surplus lanes (read past the row, inside the buffer) are never
+    /// stored. Returns the first tile left to scalar code (always <paramref name="tw"/>).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void RowSum(float* s, int i, long xiStride, out Vector256<float> r0, out Vector256<float> r1)
+    private static int OutputRow<TV>(float* src, int tw, long xiStride, float* plane, int oy, int oh, int ow, float scale, float shift,
+                                     bool hasScale, Act act, float* scratch) where TV : struct, ILanes<TV>
     {
-        var m0 = Vector256.Load(s + 4 * i * xiStride);
-        var m1 = Vector256.Load(s + (4 * i + 1) * xiStride);
-        var m2 = Vector256.Load(s + (4 * i + 2) * xiStride);
-        var m3 = Vector256.Load(s + (4 * i + 3) * xiStride);
+        var n = TV.Count;
+        var vs = TV.Broadcast(scale);
+        var vb = TV.Broadcast(shift);
+        var tx = 0;
+        for (; tx < tw; tx += n)
+        {
+            tx = tw >= n ? Math.Min(tx, tw - n) : 0;
+            var s = src + tx;
+            RowSum(s, 0, xiStride, out TV s00, out var s01);
+            RowSum(s, 1, xiStride, out TV s10, out var s11);
+            RowSum(s, 2, xiStride, out TV s20, out var s21);
+            RowSum(s, 3, xiStride, out TV s30, out var s31);
+            var ox = 2 * tx;
+            TV.StoreInterleaved(TV.Apply(s00 + s10 + s20, vs, vb, hasScale, act), TV.Apply(s01 + s11 + s21, vs, vb, hasScale, act),
+                plane + (long)oy * ow + ox, ow - ox, scratch);
+            if (oy + 1 < oh)
+                TV.StoreInterleaved(TV.Apply(s10 - s20 - s30, vs, vb, hasScale, act), TV.Apply(s11 - s21 - s31, vs, vb, hasScale, act),
+                    plane + (long)(oy + 1) * ow + ox, ow - ox, scratch);
+        }
+        return tx;
+    }
+
+    /// <summary>Row <paramref name="i"/> of a block of tiles times A: <c>(m₀ + m₁ + m₂, m₁ - m₂ - m₃)</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void RowSum<TV>(float* s, int i, long xiStride, out TV r0, out TV r1) where TV : struct, ILanes<TV>
+    {
+        var m0 = TV.Load(s + 4 * i * xiStride);
+        var m1 = TV.Load(s + (4 * i + 1) * xiStride);
+        var m2 = TV.Load(s + (4 * i + 2) * xiStride);
+        var m3 = TV.Load(s + (4 * i + 3) * xiStride);
         r0 = m0 + m1 + m2;
         r1 = m1 - m2 - m3;
     }
 
-    /// <summary>The 512-bit <see cref="RowSum(float*, int, long, out Vector256{float}, out Vector256{float})"/>: sixteen tiles.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void RowSum(float* s, int i, long xiStride, out Vector512<float> r0, out Vector512<float> r1)
-    {
-        var m0 = Vector512.Load(s + 4 * i * xiStride);
-        var m1 = Vector512.Load(s + (4 * i + 1) * xiStride);
-        var m2 = Vector512.Load(s + (4 * i + 2) * xiStride);
-        var m3 = Vector512.Load(s + (4 * i + 3) * xiStride);
-        r0 = m0 + m1 + m2;
-        r1 = m1 - m2 - m3;
-    }
-
-    /// <summary>Scalar counterpart of the vector <see cref="RowSum(float*, int, long, out Vector256{float}, out Vector256{float})"/>, same order of additions.</summary>
+    /// <summary>Scalar counterpart of the vector <see cref="RowSum{TV}(float*, int, long, out TV, out TV)"/>, same order of additions.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void RowSum(float* s, int i, long xiStride, ref float r0, ref float r1)
     {
         float m0 = s[4 * i * xiStride], m1 = s[(4 * i + 1) * xiStride], m2 = s[(4 * i + 2) * xiStride], m3 = s[(4 * i + 3) * xiStride];
         r0 = m0 + m1 + m2;
         r1 = m1 - m2 - m3;
-    }
-
-    /// <summary>Lane indices of two-source permutes that interleave two 512-bit vectors, after their per-128-bit-lane unpacks.</summary>
-    private static readonly int[] InterleaveIndex = [0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31];
-
-    /// <summary>Writes <c>a₀ b₀ a₁ b₁ … a₁₅ b₁₅</c> to <paramref name="dst"/>, at most <paramref name="room"/> of the 32 values.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreInterleaved(Vector512<float> a, Vector512<float> b, float* dst, int room, float* scratch)
-    {
-        // Unpacks work within 128-bit lanes: lo = [a0 b0 a1 b1 | a4 b4 a5 b5 | ...], hi = [a2 b2 a3 b3 | a6 b6 a7 b7 | ...].
-        var lo = Avx512F.UnpackLow(a, b);
-        var hi = Avx512F.UnpackHigh(a, b);
-        fixed (int* index = InterleaveIndex)
-        {
-            var first = Avx512F.PermuteVar16x32x2(lo, Vector512.Load(index), hi);
-            var second = Avx512F.PermuteVar16x32x2(lo, Vector512.Load(index + 16), hi);
-            if (room >= 32)
-            {
-                Vector512.Store(first, dst);
-                Vector512.Store(second, dst + 16);
-                return;
-            }
-            Vector512.Store(first, scratch);
-            Vector512.Store(second, scratch + 16);
-        }
-        for (var q = 0; q < room; q++) dst[q] = scratch[q];
-    }
-
-    /// <summary>Writes <c>a₀ b₀ a₁ b₁ … a₇ b₇</c> to <paramref name="dst"/>, at most <paramref name="room"/> of the 16 values.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreInterleaved(Vector256<float> a, Vector256<float> b, float* dst, int room, float* scratch)
-    {
-        var lo = Avx.UnpackLow(a, b);
-        var hi = Avx.UnpackHigh(a, b);
-        var first = Avx2.Permute2x128(lo, hi, 0x20);
-        var second = Avx2.Permute2x128(lo, hi, 0x31);
-        if (room >= 16)
-        {
-            Vector256.Store(first, dst);
-            Vector256.Store(second, dst + 8);
-            return;
-        }
-        Vector256.Store(first, scratch);
-        Vector256.Store(second, scratch + 8);
-        for (var q = 0; q < room; q++) dst[q] = scratch[q];
     }
 }
