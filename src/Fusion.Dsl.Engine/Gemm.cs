@@ -271,7 +271,7 @@ internal static unsafe class Gemm
                         // written as six sequential streams (column-outer order scatters every tile over M rows).
                         for (var q = q0; q < q1; q++)
                         {
-                            if (GemmKernel512.IsSupported && q + 1 < q1)
+                            if (Vector512.IsHardwareAccelerated && q + 1 < q1)
                             {
                                 PanelPair(a, q, p0, p1, bp, panelFloats, tile, cBase, colMap, g, epScale, epShift);
                                 q++;
@@ -289,7 +289,7 @@ internal static unsafe class Gemm
                         {
                             var aChunk = a + (long)q * k * MR + (long)k0 * MR;
                             var tiles = accBase + (long)(q - q0) * pCount * MR * NR;
-                            if (GemmKernel512.IsSupported && q + 1 < q1)
+                            if (Vector512.IsHardwareAccelerated && q + 1 < q1)
                             {
                                 // The next row panel's tiles follow this one's; its chunk is one whole A panel further.
                                 ChunkPair(aChunk, aChunk + (long)k * MR, bp, panelFloats, kLen, tiles, tiles + (long)pCount * MR * NR, k0 > 0, p0, pCount);

@@ -13,14 +13,7 @@ namespace Fusion.Dsl.Engine;
 /// </summary>
 internal static unsafe class GemmKernel512
 {
-    /// <summary>
-    /// Whether the 512-bit path runs: decided once at start-up from the hardware (and the runtime's
-    /// <c>DOTNET_EnableAVX512</c> switch), so a machine without AVX-512 takes the AVX2 kernels.
-    /// </summary>
-    public static readonly bool IsSupported = Vector512.IsHardwareAccelerated;
-
-    /// <summary>Rows of the tile: two A panels.</summary>
-    public const int Rows = 2 * Gemm.MR;
+    // Gemm calls it where Vector512.IsHardwareAccelerated (fixed at start-up by the hardware and DOTNET_EnableAVX512).
 
     /// <summary>
     /// <c>A(12×k)·B(k×32)</c> for the A panels <paramref name="a0"/> and <paramref name="a1"/> (rows 0-5 and 6-11) and the
