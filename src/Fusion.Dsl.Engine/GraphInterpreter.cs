@@ -18,15 +18,13 @@ internal static class GraphInterpreter
     public static Tensor Run(Evaluator ev, UserModule owner, Graph graph, Tensor input, string path)
     {
         var values = new Dictionary<string, object?>(StringComparer.Ordinal);
-        // Remaining reads of each node's value; when the last one has run, the value is dead and its storage can be
-        // recycled (unless another live value shares it, or it is the graph's input, which the caller owns).
+        // Remaining reads of each node's value; when the last one has run, the value is dead and lets go of its storage.
         var uses = new Dictionary<string, int>(StringComparer.Ordinal);
-        var recycling = Buffers.Recycling;
-        if (recycling)
+        var storage = Buffers.Recycling ? new StorageOwners(input) : null;
+        if (storage is not null)
             foreach (var node in graph.Nodes)
                 foreach (var r in node.Inputs)
                     uses[r] = uses.GetValueOrDefault(r) + 1;
-        var live = new Dictionary<float[], int>(ReferenceEqualityComparer.Instance);
         var inputs = 0;
         foreach (var node in graph.Nodes)
         {
@@ -72,13 +70,12 @@ internal static class GraphInterpreter
                 }
             }
             values[node.Name] = value;
-            if (recycling && value is Tensor produced && produced.DType == DType.Float32)
-                live[produced.RawFloat32] = live.GetValueOrDefault(produced.RawFloat32) + 1;
-            if (mutated is not null && value is Tensor result) Rebind(values, mutated, result, node.Name, recycling ? live : null, input);
-            if (!recycling) continue;
-            if (value is Tensor unused && unused.DType == DType.Float32 && uses.GetValueOrDefault(node.Name) == 0) Drop(unused, live, input);
+            if (value is Tensor produced) storage?.Hold(node.Name, produced);
+            if (mutated is not null && value is Tensor result) Rebind(values, mutated, result, node.Name, storage);
+            if (storage is null) continue;
+            if (uses.GetValueOrDefault(node.Name) == 0) storage.Let(node.Name);
             foreach (var r in node.Inputs)
-                if (--uses[r] == 0 && values[r] is Tensor dead && dead.DType == DType.Float32) Drop(dead, live, input);
+                if (--uses[r] == 0) storage.Let(r);
         }
         throw new EngineInputException("the graph has no output node");
     }
@@ -89,27 +86,56 @@ internal static class GraphInterpreter
     /// immutable, so those values are rebound to the result instead (viewed in each value's own shape). The graph's
     /// own input is rebound too; the caller's tensor is not changed.
     /// </summary>
-    private static void Rebind(Dictionary<string, object?> values, Tensor mutated, Tensor result, string producer,
-        Dictionary<float[], int>? live, Tensor input)
+    private static void Rebind(Dictionary<string, object?> values, Tensor mutated, Tensor result, string producer, StorageOwners? storage)
     {
         if (mutated.DType != DType.Float32 || ReferenceEquals(mutated.RawFloat32, result.RawFloat32) || mutated.Count != result.Count) return;
-        var storage = mutated.RawFloat32;
+        var old = mutated.RawFloat32;
         foreach (var name in values.Keys.ToArray())
         {
-            if (name == producer || values[name] is not Tensor t || t.DType != DType.Float32 || !ReferenceEquals(t.RawFloat32, storage)) continue;
+            if (name == producer || values[name] is not Tensor t || t.DType != DType.Float32 || !ReferenceEquals(t.RawFloat32, old)) continue;
             var rebound = result.Reshape(t.Dimensions.ToArray());
             values[name] = rebound;
-            if (live is null || !live.ContainsKey(storage)) continue;
-            live[result.RawFloat32] = live.GetValueOrDefault(result.RawFloat32) + 1;
-            Drop(t, live, input);
+            storage?.Rebind(name, rebound);
         }
     }
 
-    /// <summary>One value died: when no live value shares its storage any more, the storage is recycled.</summary>
-    private static void Drop(Tensor dead, Dictionary<float[], int> live, Tensor input)
+    /// <summary>
+    /// Which live values hold which storage, so that an array goes back to <see cref="Buffers"/> exactly when the last
+    /// live value holding it dies. Values share storage through views (reshape, flatten, an Identity, a fused group's
+    /// Identity members) and through in-place rebinding; a value holds its storage from when it is produced until its
+    /// last read, once, so rebinding a value that already died holds nothing (counting it again once returned a storage
+    /// that a live view still read: the fused ResNet defect).
+    /// </summary>
+    private sealed class StorageOwners(Tensor input)
     {
-        var storage = dead.RawFloat32;
-        if (--live[storage] == 0) Buffers.Release(dead, input);
+        private readonly Dictionary<string, Tensor> _held = new(StringComparer.Ordinal);
+        private readonly Dictionary<float[], int> _holders = new(ReferenceEqualityComparer.Instance);
+
+        /// <summary><paramref name="name"/>'s value <paramref name="t"/> is live: it holds its storage.</summary>
+        public void Hold(string name, Tensor t)
+        {
+            if (t.DType != DType.Float32) return;
+            _held[name] = t;
+            _holders[t.RawFloat32] = _holders.GetValueOrDefault(t.RawFloat32) + 1;
+        }
+
+        /// <summary><paramref name="name"/>'s value died: it lets go of its storage, which is recycled when no other live value holds it.</summary>
+        public void Let(string name)
+        {
+            if (!_held.Remove(name, out var t)) return;
+            var array = t.RawFloat32;
+            if (--_holders[array] > 0) return;
+            _holders.Remove(array);
+            Buffers.Release(t, input);
+        }
+
+        /// <summary>A live <paramref name="name"/> now reads <paramref name="t"/>: it moves its hold there. A dead one holds nothing.</summary>
+        public void Rebind(string name, Tensor t)
+        {
+            if (!_held.ContainsKey(name)) return;
+            Let(name);
+            Hold(name, t);
+        }
     }
 
     private static Tensor Attribute(UserModule owner, GraphNode node)

@@ -31,3 +31,10 @@ let expectClose (what: string) (rtol: float) (atol: float) (actual: Tensor) (exp
 let expectSameBits (what: string) (actual: Tensor) (expected: Tensor) =
     Expect.sequenceEqual actual.Dimensions expected.Dimensions $"{what}: shape"
     Expect.isTrue (actual.Equals expected) $"{what}: not bit-identical (max|a-b| = {actual.MaxAbsDiff expected})"
+
+/// An eval BatchNorm2d whose affine parameters and running statistics are drawn from `seed` (gamma of either sign,
+/// variances from 0.5 to 2), so that folding it changes every channel.
+let randomBatchNorm2d (seed: int) (channels: int) =
+    let rng = Random(seed)
+    let vec lo hi = Tensor.Generate((fun _ -> float32 (lo + (hi - lo) * rng.NextDouble())), [| channels |])
+    Fusion.Dsl.Layers.BatchNorm.Create(2, channels, weight = vec -1.5 1.5, bias = vec -0.5 0.5, runningMean = vec -0.3 0.3, runningVar = vec 0.5 2.0)

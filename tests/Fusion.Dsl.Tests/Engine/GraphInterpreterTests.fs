@@ -137,6 +137,40 @@ let tests =
             let a = (Forward.Run(conv, x)).ToArray()
             expectSameBits "F.relu(x)" plain (tensorOf (Array.map2 (fun av rv -> av + rv + av) a relu) [| 1; 2; 48; 48 |])
         }
+        test "torchvision's BasicBlock (one ReLU(inplace=True) called twice, a downsample) runs the same fused and unfused" {
+            // The minimal case of the ResNet defect: after conv1+bn1 and conv2+bn2 fuse, bn1 and bn2 are Identity views of
+            // their convs' outputs, the in-place ReLU rebinds them, and a dead value's storage was recycled while a live view
+            // still held it (the downsample's output overwrote bn2's). Channels and size put every buffer in the pool.
+            let c = 8
+            let bn seed = randomBatchNorm2d seed c :> Module
+            let conv seed k = Conv.Create(2, c, c, [| k |], padding = ConvPadding.Explicit(k / 2), bias = false, seed = seed) :> Module
+            let children =
+                [ "conv1", conv 1 3; "bn1", bn 2; "relu", Activation.Create(ActivationKind.ReLU, inplace = true) :> Module
+                  "conv2", conv 3 3; "bn2", bn 4
+                  "downsample", Sequential.Create([| conv 5 1; bn 6 |]) :> Module ]
+            let nodes =
+                [ callModule "conv1" "conv1" "x"; callModule "bn1" "bn1" "conv1"; callModule "relu" "relu" "bn1"
+                  callModule "conv2" "conv2" "relu"; callModule "bn2" "bn2" "conv2"
+                  callModule "downsample" "downsample" "x"
+                  fn "add" "add" [ r "bn2"; r "downsample" ] []
+                  callModule "relu_1" "relu" "add"; output "relu_1" ]
+            let block = UserModule.Create("BasicBlock", ModuleChildren.Create([| for n, m in children -> struct (n, m) |]), Graph(input :: nodes))
+            let x = randomTensor (Random 10) [| 2; c; 24; 24 |]
+            let unfused = Forward.Run(block, x)
+            let fused = Fusion.Dsl.Fuser.FuseModules(block, [ seq [ "conv1"; "bn1" ]; seq [ "conv2"; "bn2" ] ])
+            // The law: relu(bn2(conv2(relu(bn1(conv1 x)))) + bn(conv x)), layer by layer in float64.
+            let reference =
+                let at (name: string) = Fusion.Dsl.Algebra.ModulePath.Get(block, name)
+                let bnOf name (t: Tensor) = NaiveReference.BatchNorm(at name :?> BatchNorm, t)
+                let convOf name (t: Tensor) = NaiveReference.Conv(at name :?> Conv, t)
+                let relu (t: Tensor) = NaiveReference.Activation(ActivationKind.ReLU, t)
+                let main = x |> convOf "conv1" |> bnOf "bn1" |> relu |> convOf "conv2" |> bnOf "bn2"
+                let short = x |> convOf "downsample.0" |> bnOf "downsample.1"
+                relu (tensorOf (Array.map2 (+) (main.ToArray()) (short.ToArray())) (Seq.toArray main.Dimensions))
+            expectClose "unfused against the float64 law" Support.Tol.kernelRel Support.Tol.kernelAbs unfused reference
+            for pass in 1 .. 3 do // later passes reuse the pooled buffers of earlier ones
+                expectClose $"fused pass {pass} against unfused" Support.Tol.equivRel Support.Tol.equivAbs (Forward.Run(fused, x)) unfused
+        }
         test "an unknown keyword and a wrong argument kind are named" {
             let x = randomTensor (Random 8) [| 2; 3 |]
             let e1 = Support.throwsOf<ForwardException> (fun () -> run [] [ fn "y" "flatten" [ r "x" ] [ "start", c (box 1L) ]; output "y" ] x |> ignore)
