@@ -7,7 +7,8 @@ namespace Fusion.Cli.Commands;
 
 /// <summary>
 /// <c>fusion auto</c>: finds every group the rules can fuse, honouring the dataflow safety check, and prints it in the
-/// list-of-lists form <c>fuse_modules</c> takes (<c>--json</c>: exactly that JSON, usable as <c>fusion fuse --groups-file</c>).
+/// list-of-lists form <c>fuse_modules</c> takes (<c>--json</c>: exactly that JSON, usable as <c>fusion fuse --groups-file</c>);
+/// with <c>--out</c> it fuses them, verifies the result as <c>fusion fuse</c> does, and writes it.
 /// </summary>
 internal static class AutoCommand
 {
@@ -18,12 +19,14 @@ internal static class AutoCommand
         var rulesOption = new Option<string>("--rules") { Description = "default (PyTorch's patterns) or extended (plus this project's)", DefaultValueFactory = _ => "default" };
         rulesOption.AcceptOnlyFromAmong("default", "extended");
         var qat = new Option<bool>("--qat") { Description = "find groups for fuse_modules_qat" };
-        var output = new Option<string?>("--out") { Description = "fuse the groups found and write the result: FILE.onnx (ONNX) or a fusion-model/1 file" };
+        var output = new Option<string?>("--out") { Description = "fuse the groups found, verify the result on a probe input and write it: FILE.onnx (ONNX) or a fusion-model/1 file" };
+        var noVerify = Verification.NoVerifyOption();
         var c = model.AddTo(new Command("auto", "find every group the rules can fuse safely"));
         c.Options.Add(json);
         c.Options.Add(rulesOption);
         c.Options.Add(qat);
         c.Options.Add(output);
+        c.Options.Add(noVerify);
         c.SetAction(r =>
         {
             var src = model.Load(r);
@@ -48,7 +51,11 @@ internal static class AutoCommand
                 // With --json the standard output is the JSON alone; the note goes to standard error.
                 var previous = Console.Out;
                 if (r.GetValue(json)) Console.SetOut(Console.Error);
-                try { ModelOutput.Write(outPath, fused, src, $"{src.Label} fused by fusion auto"); }
+                try
+                {
+                    if (!Verification.Passes(src, fused, r.GetValue(noVerify), Console.Out)) return 1;
+                    ModelOutput.Write(outPath, fused, src, $"{src.Label} fused by fusion auto");
+                }
                 finally { Console.SetOut(previous); }
             }
             return 0;

@@ -1,21 +1,16 @@
 using System.CommandLine;
 using Fusion.Dsl;
-using Fusion.Dsl.Engine;
 using Fusion.Dsl.IO;
 using Fusion.Dsl.Rules;
-using Fusion.Dsl.Tensors;
 
 namespace Fusion.Cli.Commands;
 
 /// <summary>
 /// <c>fusion fuse</c>: fuses the given groups as <c>fuse_modules</c> (or <c>fuse_modules_qat</c> with <c>--qat</c>) does,
-/// prints a verification on a probe input, and optionally writes the fused model in the <c>fusion-model/1</c> format.
+/// verifies the result on a probe input (<see cref="Verification"/>), and optionally writes the fused model in the <c>fusion-model/1</c> format.
 /// </summary>
 internal static class FuseCommand
 {
-    /// <summary>The verification's tolerance, the PyTorch fixtures': |fused - unfused| &lt;= atol + rtol x max |unfused|.</summary>
-    private const double VerifyRtol = 1e-4, VerifyAtol = 1e-5;
-
     public static Command Create()
     {
         var model = new ModelSource.Options();
@@ -29,8 +24,9 @@ internal static class FuseCommand
             DefaultValueFactory = _ => "model",
         };
         format.AcceptOnlyFromAmong("model", "pt");
+        var noVerify = Verification.NoVerifyOption();
         var c = model.AddTo(new Command("fuse", "fuse groups as PyTorch's fuse_modules does, verify on a probe input, optionally write the result"));
-        foreach (var o in new Option[] { groups, groupsFile, qat, output, format }) c.Options.Add(o);
+        foreach (var o in new Option[] { groups, groupsFile, qat, output, format, noVerify }) c.Options.Add(o);
         c.SetAction(r =>
         {
             var outPath = r.GetValue(output);
@@ -44,22 +40,7 @@ internal static class FuseCommand
             if (outPath is not null) RefuseOverwritingInput(outPath, asPt, src.Path, r.GetValue(model.Weights));
             var fused = isQat ? Fuser.FuseModulesQat(src.Model, spec) : Fuser.FuseModules(src.Model, spec);
             Console.Out.WriteLine($"fused {spec.FusionGroups().Count} group(s) of {src.Label} with {(isQat ? "fuse_modules_qat" : "fuse_modules")}");
-            if (src.ProbeInput is { } x)
-            {
-                var before = Forward.Run(src.Model, x);
-                var after = Forward.Run(fused, x);
-                var diff = after.MaxAbsDiff(before);
-                var scale = before.MaxAbs();
-                Console.Out.WriteLine($"verification on a probe input {Tensor.ShapeString(x.Shape)}: max |fused - unfused| = {diff:G4} (output max |y| = {scale:G4})");
-                // The fixtures' tolerance; NaN or an infinity in either output fails it (a comparison with NaN is false).
-                if (!(diff <= VerifyAtol + VerifyRtol * scale))
-                {
-                    Console.Error.WriteLine($"fusion: verification failed: the fused output differs from the unfused one by {diff:G4}, over {VerifyAtol:G2} + {VerifyRtol:G2} x {scale:G4}" +
-                                            (double.IsFinite(scale) && double.IsFinite(diff) ? "" : " (an output holds NaN or an infinity)") + "; nothing was written");
-                    return 1;
-                }
-            }
-            else Console.Out.WriteLine("verification skipped: the model file holds no input shape; give --input-shape to probe it");
+            if (!Verification.Passes(src, fused, r.GetValue(noVerify), Console.Out)) return 1;
             if (outPath is not null && asPt)
             {
                 TorchCheckpoint.Write(outPath, fused.StateDict());

@@ -95,6 +95,40 @@ let autoTests =
             let code2, out2, err2 = run [ "fuse"; case "net_mobilenet_v2_w035"; "--groups-file"; f ]
             Expect.equal code2 0 (out2 + err2)
         }
+        test "auto --out verifies the fused model before writing, and --no-verify says it skipped the check" {
+            let dir = temp ()
+            let outPath = Path.Combine(dir, "fused.json")
+            let code, out, err = run [ "auto"; case "net_mobilenet_v2_w035"; "--out"; outPath ]
+            Expect.equal code 0 (out + err)
+            Expect.stringContains out "max |fused - unfused|" "prints the verification"
+            Expect.isTrue (File.Exists outPath) "written"
+            let code2, out2, err2 = run [ "auto"; case "net_mobilenet_v2_w035"; "--json"; "--out"; Path.Combine(dir, "f2.json") ]
+            Expect.equal code2 0 err2
+            Expect.stringContains err2 "max |fused - unfused|" "with --json the verification goes to standard error"
+            System.Text.Json.JsonSerializer.Deserialize<string[][]>(out2) |> ignore
+            for command in [ [ "auto" ]; [ "fuse"; "--groups"; "features.0.0,features.0.1,features.0.2" ] ] do
+                let code3, out3, err3 = run (command @ [ case "net_mobilenet_v2_w035"; "--no-verify"; "--out"; Path.Combine(dir, "f3.json") ])
+                Expect.equal code3 0 (out3 + err3)
+                Expect.stringContains out3 "verification skipped (--no-verify)" $"{command.Head} says the check was skipped"
+                Expect.isFalse (out3.Contains "max |fused - unfused|") $"{command.Head} ran no verification"
+        }
+        test "auto --out writes nothing when the fused output fails verification" {
+            // A BatchNorm whose running variance is below -eps has no real scale: both outputs hold NaN, which no
+            // tolerance accepts, so the check must fail and leave no file (what a wrongly computed fusion would get too).
+            let model =
+                Layers.Sequential.Create(
+                    [| Layers.Conv.Create(2, 2, 3, [| 3 |], seed = 1) :> Algebra.Module
+                       Layers.BatchNorm.Create(2, 3, runningVar = Tensors.Tensor.FromFloat32(ReadOnlySpan [| 1f; -2f; 1f |], 3)) |])
+            let dir = temp ()
+            let input = ModelFile.Write(Path.Combine(dir, "m.json"), model, [ 1; 2; 6; 6 ])
+            let outPath = Path.Combine(dir, "fused.json")
+            for command in [ [ "auto" ]; [ "fuse"; "--groups"; "0,1" ] ] do
+                let code, _, err = run (command @ [ input; "--out"; outPath ])
+                Expect.equal code 1 $"{command.Head}: refused"
+                Expect.stringContains err "verification failed" $"{command.Head}: says why"
+                Expect.stringContains err "NaN" $"{command.Head}: names the NaN"
+                Expect.isFalse (File.Exists outPath) $"{command.Head}: nothing written"
+        }
         test "auto refuses an unknown rule set by name" {
             let code, _, err = run [ "auto"; "--model"; "resnet18"; "--rules"; "fancy" ]
             Expect.equal code 2 "usage error"

@@ -1,0 +1,47 @@
+using System.CommandLine;
+using Fusion.Dsl.Algebra;
+using Fusion.Dsl.Engine;
+using Fusion.Dsl.Tensors;
+
+namespace Fusion.Cli.Commands;
+
+/// <summary>
+/// The check every command that fuses runs before it writes: the fused and the unfused model on the same probe input,
+/// within the PyTorch fixtures' tolerance. <c>--no-verify</c> skips it and says so in the output.
+/// </summary>
+internal static class Verification
+{
+    /// <summary>The fixtures' tolerance: |fused - unfused| &lt;= atol + rtol x max |unfused|.</summary>
+    private const double Rtol = 1e-4, Atol = 1e-5;
+
+    /// <summary>The <c>--no-verify</c> option a fusing command adds.</summary>
+    public static Option<bool> NoVerifyOption() => new("--no-verify") { Description = "do not compare the fused model's output with the unfused one before writing (the output says it was not verified)" };
+
+    /// <summary>
+    /// Runs both models on <paramref name="src"/>'s probe input and prints the difference; false (after printing why on
+    /// standard error) when it is over the tolerance or not finite, so the caller writes nothing.
+    /// </summary>
+    public static bool Passes(ModelSource src, Module fused, bool skip, TextWriter report)
+    {
+        if (skip)
+        {
+            report.WriteLine("verification skipped (--no-verify): the fused output was not compared with the unfused one");
+            return true;
+        }
+        if (src.ProbeInput is not { } x)
+        {
+            report.WriteLine("verification skipped: the model file holds no input shape; give --input-shape to probe it");
+            return true;
+        }
+        var before = Forward.Run(src.Model, x);
+        var after = Forward.Run(fused, x);
+        var diff = after.MaxAbsDiff(before);
+        var scale = before.MaxAbs();
+        report.WriteLine($"verification on a probe input {Tensor.ShapeString(x.Shape)}: max |fused - unfused| = {diff:G4} (output max |y| = {scale:G4})");
+        // NaN or an infinity in either output fails it (a comparison with NaN is false).
+        if (diff <= Atol + Rtol * scale) return true;
+        Console.Error.WriteLine($"fusion: verification failed: the fused output differs from the unfused one by {diff:G4}, over {Atol:G2} + {Rtol:G2} x {scale:G4}" +
+                                (double.IsFinite(scale) && double.IsFinite(diff) ? "" : " (an output holds NaN or an infinity)") + "; nothing was written");
+        return false;
+    }
+}
