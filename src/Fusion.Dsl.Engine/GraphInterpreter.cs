@@ -42,25 +42,20 @@ internal static class GraphInterpreter
                     break;
                 case NodeOp.CallModule:
                 {
-                    var args = new Args(node, values, ["input"]);
-                    args.Expect(1);
-                    var x = args.Tensor(0, "input");
+                    var x = ModuleInput(node, values);
                     var module = ModulePath.Get(owner, node.Target!);
                     value = ev.Call(module, x, Evaluator.Join(path, node.Target!));
                     if (module is Activation { Inplace: true } or Dropout { Inplace: true }) mutated = x;
                     break;
                 }
                 case NodeOp.CallFunction:
-                    value = Function(ev, node, values);
-                    if (node.Target is "relu" or "hardsigmoid")
-                    {
-                        var fa = new Args(node, values, ["input", "inplace"]);
-                        if (fa.Flag(1, "inplace")) mutated = fa.Tensor(0, "input");
-                    }
-                    break;
                 case NodeOp.CallMethod:
-                    value = Method(ev, node, values);
+                {
+                    var call = Bind(node, values);
+                    value = Call(ev, call);
+                    if (call.Op.IsInplace(node)) mutated = call.Get<Tensor>(call.Op.Parameters[0].Name, "a tensor");
                     break;
+                }
                 case NodeOp.Output:
                 {
                     if (node.Args.Length != 1)
@@ -149,46 +144,60 @@ internal static class GraphInterpreter
                ?? throw new EngineInputException($"graph node '{node.Name}' reads attribute '{target}', which is not a parameter or buffer (entries there: {string.Join(", ", module.State.Names)})");
     }
 
-    private static object? Function(Evaluator ev, GraphNode node, Dictionary<string, object?> values)
+    /// <summary>The one tensor a module call passes (a layer is called with its input alone).</summary>
+    private static Tensor ModuleInput(GraphNode node, Dictionary<string, object?> values)
+    {
+        if (node.Args.Length + node.Kwargs.Length != 1)
+            throw new EngineInputException($"graph node '{node.Name}': module {node.Target} is called with {node.Args.Length} positional and {node.Kwargs.Length} keyword arguments; the engine calls a module with one tensor");
+        var arg = node.Args.Length == 1 ? node.Args[0] : node.Kwargs[0].Value;
+        return Resolve(arg, values) as Tensor
+               ?? throw new EngineInputException($"graph node '{node.Name}': module {node.Target} must be called with a tensor, got {Describe(Resolve(arg, values))}");
+    }
+
+    /// <summary>The node's call matched to its operation in <see cref="GraphOps"/>; an operation outside the table is
+    /// carried by the model but has no meaning here.</summary>
+    private static OpCall Bind(GraphNode node, Dictionary<string, object?> values)
+    {
+        var op = GraphOps.Of(node)
+                 ?? throw new EngineInputException($"graph node '{node.Name}' calls {(node.Op == NodeOp.CallMethod ? "the tensor method ." + node.Target + "()" : "the function " + node.Target)}, which the engine does not evaluate (the model carries it as an opaque operation)");
+        try { return op.Bind(node, a => Resolve(a, values), Describe); }
+        catch (GraphCallException e) { throw new EngineInputException(e.Message); }
+    }
+
+    /// <summary>Evaluates a bound call. Argument errors name the node (<see cref="GraphCallException"/>).</summary>
+    private static object? Call(Evaluator ev, OpCall a)
+    {
+        try { return Evaluate(ev, a); }
+        catch (GraphCallException e) { throw new EngineInputException(e.Message); }
+    }
+
+    private static object? Evaluate(Evaluator ev, OpCall a)
     {
         var t = ev.Threads;
-        switch (node.Target)
+        var node = a.Node;
+        var self = a.Op.Parameters[0].Name;
+        Tensor X() => a.Get<Tensor>(self, "a tensor");
+        switch (a.Op.Name)
         {
             case "add":
             case "mul":
-            {
-                var a = new Args(node, values, ["input", "other"]);
-                a.Expect(2);
-                return BinaryOp(node, node.Target == "add" ? TensorOps.Binary.Add : TensorOps.Binary.Mul, a.Value(0, "input"), a.Value(1, "other"), t);
-            }
+                return BinaryOp(node, a.Op.Name == "add" ? TensorOps.Binary.Add : TensorOps.Binary.Mul, a.Value(self), a.Value("other"), t);
             case "relu":
+                return TensorOps.Activation(X(), Act.ReLU, t);
             case "hardsigmoid":
-            {
-                var a = new Args(node, values, ["input", "inplace"]);
-                a.Expect(1, 2);
-                return TensorOps.Activation(a.Tensor(0, "input"), node.Target == "relu" ? Act.ReLU : Act.Hardsigmoid, t);
-            }
+                return TensorOps.Activation(X(), Act.Hardsigmoid, t);
             case "flatten":
-            {
-                var a = new Args(node, values, ["input", "start_dim", "end_dim"]);
-                a.Expect(1, 3);
-                return TensorOps.Flatten(a.Tensor(0, "input"), a.Long(1, "start_dim", 0), a.Long(2, "end_dim", -1));
-            }
+                return TensorOps.Flatten(X(), a.Long("start_dim"), a.Long("end_dim"));
             case "cat":
             {
-                var a = new Args(node, values, ["tensors", "dim"]);
-                a.Expect(1, 2);
-                var list = a.Value(0, "tensors") as IReadOnlyList<object?>
-                           ?? throw a.Error("tensors", "a list of tensors");
+                var list = a.Get<IReadOnlyList<object?>>("tensors", "a list of tensors");
                 var parts = list.Select(v => v as Tensor ?? throw a.Error("tensors", "a list of tensors")).ToArray();
-                return TensorOps.Cat(parts, a.Long(1, "dim", 0));
+                return TensorOps.Cat(parts, a.Long("dim"));
             }
             case "adaptive_avg_pool2d":
             {
-                var a = new Args(node, values, ["input", "output_size"]);
-                a.Expect(2);
-                var x = a.Tensor(0, "input");
-                var (h, w) = a.SizePair(1, "output_size");
+                var x = X();
+                var (h, w) = a.SizePair("output_size");
                 if (x.Rank is not (3 or 4))
                     throw new EngineInputException($"graph node '{node.Name}': adaptive_avg_pool2d expects [N, C, H, W] or [C, H, W], got {Tensor.ShapeString(x.Shape)}");
                 if (x.Rank == 4) return PoolKernels.AdaptiveAvgPool(x, h, w, t);
@@ -196,71 +205,16 @@ internal static class GraphInterpreter
                 return y.Reshape(y.Shape[1..].ToArray());
             }
             case "reshape":
-            {
-                var a = new Args(node, values, ["input", "shape"]);
-                a.Expect(2);
-                return TensorOps.Reshape(a.Tensor(0, "input"), a.IntList(1, "shape"));
-            }
-            default:
-                throw new EngineInputException($"graph node '{node.Name}' calls function '{node.Target}', which the engine does not evaluate");
-        }
-    }
-
-    private static object? Method(Evaluator ev, GraphNode node, Dictionary<string, object?> values)
-    {
-        switch (node.Target)
-        {
-            case "contiguous":
-            {
-                var a = new Args(node, values, ["self", "memory_format"]);
-                a.Expect(1, 2);
-                return a.Tensor(0, "self");
-            }
-            case "squeeze":
-            {
-                var a = new Args(node, values, ["self", "dim"]);
-                a.Expect(1, 2);
-                return TensorOps.Squeeze(a.Tensor(0, "self"), a.OptionalLong(1, "dim"));
-            }
-            case "unsqueeze":
-            {
-                var a = new Args(node, values, ["self", "dim"]);
-                a.Expect(2);
-                return TensorOps.Unsqueeze(a.Tensor(0, "self"), a.Long(1, "dim", 0));
-            }
-            case "reshape":
             case "view":
-            {
-                // x.reshape(2, -1) and x.reshape((2, -1)) are the same call.
-                var a = new Args(node, values, ["self", "shape"]);
-                var x = a.Tensor(0, "self");
-                int[] shape;
-                if (a.Positional == 2 && a.Value(1, "shape") is IReadOnlyList<object?>) shape = a.IntList(1, "shape");
-                else if (a.Positional == 1) shape = a.IntList(1, "shape");
-                else shape = [.. Enumerable.Range(1, a.Positional - 1).Select(i => checked((int)a.Long(i, "shape", 0)))];
-                return TensorOps.Reshape(x, shape);
-            }
-            case "flatten":
-            {
-                var a = new Args(node, values, ["self", "start_dim", "end_dim"]);
-                a.Expect(1, 3);
-                return TensorOps.Flatten(a.Tensor(0, "self"), a.Long(1, "start_dim", 0), a.Long(2, "end_dim", -1));
-            }
-            case "add":
-            case "mul":
-            {
-                var a = new Args(node, values, ["self", "other"]);
-                a.Expect(2);
-                return BinaryOp(node, node.Target == "add" ? TensorOps.Binary.Add : TensorOps.Binary.Mul, a.Value(0, "self"), a.Value(1, "other"), ev.Threads);
-            }
-            case "relu":
-            {
-                var a = new Args(node, values, ["self"]);
-                a.Expect(1);
-                return TensorOps.Activation(a.Tensor(0, "self"), Act.ReLU, ev.Threads);
-            }
+                return TensorOps.Reshape(X(), a.IntList("shape"));
+            case "contiguous":
+                return X();
+            case "squeeze":
+                return TensorOps.Squeeze(X(), a.OptionalLong("dim"));
+            case "unsqueeze":
+                return TensorOps.Unsqueeze(X(), a.Long("dim"));
             default:
-                throw new EngineInputException($"graph node '{node.Name}' calls method '{node.Target}', which the engine does not evaluate");
+                throw new EngineInputException($"graph node '{node.Name}': the engine has no kernel for {a.Op}");
         }
     }
 
@@ -291,103 +245,4 @@ internal static class GraphInterpreter
         IReadOnlyList<object?> l => $"a list of {l.Count}",
         _ => $"{v.GetType().Name} {v}",
     };
-
-    /// <summary>A node's arguments matched to a signature: positional first, then keywords by name, then defaults.</summary>
-    private sealed class Args
-    {
-        private readonly GraphNode _node;
-        private readonly object?[] _positional;
-        private readonly Dictionary<string, object?> _keywords = new(StringComparer.Ordinal);
-        private readonly string[] _names;
-
-        public Args(GraphNode node, Dictionary<string, object?> values, string[] names)
-        {
-            _node = node;
-            _names = names;
-            _positional = node.Args.Select(a => Resolve(a, values)).ToArray();
-            foreach (var kv in node.Kwargs)
-            {
-                if (Array.IndexOf(names, kv.Key) < 0)
-                    throw new EngineInputException($"graph node '{node.Name}': {node.Target} has no argument '{kv.Key}' (it takes {string.Join(", ", names)})");
-                _keywords[kv.Key] = Resolve(kv.Value, values);
-            }
-        }
-
-        public int Positional => _positional.Length;
-
-        /// <summary>Requires between <paramref name="min"/> and <paramref name="max"/> arguments in all.</summary>
-        public void Expect(int min, int? max = null)
-        {
-            var given = 0;
-            for (var i = 0; i < _names.Length; i++) if (Has(i, _names[i])) given++;
-            if (_positional.Length > _names.Length || given < min || given > (max ?? min))
-                throw new EngineInputException(
-                    $"graph node '{_node.Name}': {_node.Target} takes {(max is null || max == min ? $"{min}" : $"{min} to {max}")} arguments ({string.Join(", ", _names)}), got {_positional.Length} positional and {_keywords.Count} keyword");
-        }
-
-        private bool Has(int i, string name) => i < _positional.Length || _keywords.ContainsKey(name);
-
-        public object? Value(int i, string name)
-        {
-            if (i < _positional.Length) return _positional[i];
-            if (_keywords.TryGetValue(name, out var v)) return v;
-            throw Error(name, "a value");
-        }
-
-        public Tensor Tensor(int i, string name) => Value(i, name) as Tensor ?? throw Error(name, "a tensor");
-
-        public long Long(int i, string name, long fallback)
-        {
-            if (!Has(i, name)) return fallback;
-            return Value(i, name) is long l ? l : throw Error(name, "an integer");
-        }
-
-        /// <summary>A boolean argument (absent means false).</summary>
-        public bool Flag(int i, string name)
-        {
-            if (!Has(i, name)) return false;
-            return Value(i, name) is bool b ? b : throw Error(name, "True or False");
-        }
-
-        public long? OptionalLong(int i, string name)
-        {
-            if (!Has(i, name)) return null;
-            return Value(i, name) switch
-            {
-                null => null,
-                long l => l,
-                _ => throw Error(name, "an integer or None"),
-            };
-        }
-
-        public int[] IntList(int i, string name)
-        {
-            if (Value(i, name) is not IReadOnlyList<object?> list) throw Error(name, "a list of integers");
-            return [.. list.Select(v => v is long l ? checked((int)l) : throw Error(name, "a list of integers"))];
-        }
-
-        /// <summary>An <c>output_size</c>: one int (square) or a pair whose entries may be None (keep the input's size).</summary>
-        public (int? H, int? W) SizePair(int i, string name)
-        {
-            int? Entry(object? v) => v switch
-            {
-                null => null,
-                long l => checked((int)l),
-                _ => throw Error(name, "an integer or a pair of integers (or None)"),
-            };
-            return Value(i, name) switch
-            {
-                long l => (checked((int)l), checked((int)l)),
-                IReadOnlyList<object?> { Count: 2 } p => (Entry(p[0]), Entry(p[1])),
-                _ => throw Error(name, "an integer or a pair of integers (or None)"),
-            };
-        }
-
-        public EngineInputException Error(string name, string expected)
-        {
-            var i = Array.IndexOf(_names, name);
-            var got = i >= 0 && i < _positional.Length ? Describe(_positional[i]) : _keywords.TryGetValue(name, out var v) ? Describe(v) : "nothing";
-            return new EngineInputException($"graph node '{_node.Name}': argument '{name}' of {_node.Target} must be {expected}, got {got}");
-        }
-    }
 }

@@ -33,22 +33,28 @@ internal sealed class GraphExporter(OnnxExporter exporter, UserModule owner, str
                     break;
                 case NodeOp.CallModule:
                 {
-                    var a = Args(node, ["input"]);
                     var target = node.Target!;
                     var module = ModulePath.Get(owner, target);
-                    var x = a.Tensor(0, "input");
+                    if (node.Args.Length + node.Kwargs.Length != 1 || Resolve(node.Args.Length == 1 ? node.Args[0] : node.Kwargs[0].Value) is not OnnxValue x)
+                        throw Refuse(node, $"module {target} is called with something other than one tensor");
                     value = exporter.Module(module, x, OnnxExporter.Join(path, target));
                     if (module is Activation { Inplace: true } or Dropout { Inplace: true }) Rebind(x, (OnnxValue)value);
                     break;
                 }
                 case NodeOp.CallFunction:
-                    value = Function(node);
-                    if (node.Target is "relu" or "hardsigmoid" && Args(node, ["input", "inplace"]) is var fa && fa.Has(1, "inplace") && fa.Value(1, "inplace") is true)
-                        Rebind(fa.Tensor(0, "input"), (OnnxValue)value!);
-                    break;
                 case NodeOp.CallMethod:
-                    value = Method(node);
+                {
+                    var op = GraphOps.Of(node)
+                             ?? throw Refuse(node, $"{(node.Op == NodeOp.CallMethod ? "the tensor method ." + node.Target + "()" : "the function " + node.Target)} is carried as an opaque operation and has no ONNX form here");
+                    try
+                    {
+                        var call = op.Bind(node, Resolve);
+                        value = Call(call);
+                        if (op.IsInplace(node)) Rebind(call.Get<OnnxValue>(op.Parameters[0].Name, "a tensor"), (OnnxValue)value!);
+                    }
+                    catch (GraphCallException e) { throw Refuse(node, e.Problem); }
                     break;
+                }
                 case NodeOp.Output:
                     if (node.Args.Length != 1 || Resolve(node.Args[0]) is not OnnxValue result)
                         throw Refuse(node, "the graph's output is not one tensor");
@@ -82,104 +88,59 @@ internal sealed class GraphExporter(OnnxExporter exporter, UserModule owner, str
         return new OnnxValue(W.Initializer(OnnxExporter.Join(path, target), tensor), [.. tensor.Shape]);
     }
 
-    private object? Function(GraphNode node)
+    private object? Call(OpCall a)
     {
-        switch (node.Target)
+        var node = a.Node;
+        var self = a.Op.Parameters[0].Name;
+        OnnxValue X() => a.Get<OnnxValue>(self, "a tensor");
+        switch (a.Op.Name)
         {
             case "add":
             case "mul":
-            {
-                var a = Args(node, ["input", "other"]);
-                return Binary(node, a.Value(0, "input"), a.Value(1, "other"));
-            }
+                return Binary(node, a.Value(self), a.Value("other"));
             case "relu":
-                return exporter.Activation(ActivationKind.ReLU, Args(node, ["input", "inplace"]).Tensor(0, "input"), NodePath(node));
+                return exporter.Activation(ActivationKind.ReLU, X(), NodePath(node));
             case "hardsigmoid":
-                return exporter.Activation(ActivationKind.Hardsigmoid, Args(node, ["input", "inplace"]).Tensor(0, "input"), NodePath(node));
+                return exporter.Activation(ActivationKind.Hardsigmoid, X(), NodePath(node));
             case "flatten":
-            {
-                var a = Args(node, ["input", "start_dim", "end_dim"]);
-                return exporter.Flatten(a.Tensor(0, "input"), a.Long(1, "start_dim", 0), a.Long(2, "end_dim", -1), NodePath(node), null, "flatten");
-            }
+                return exporter.Flatten(X(), a.Long("start_dim"), a.Long("end_dim"), NodePath(node), null, "flatten");
             case "cat":
             {
-                var a = Args(node, ["tensors", "dim"]);
-                var parts = (a.Value(0, "tensors") as object?[] ?? throw Refuse(node, "cat takes a list of tensors"))
-                    .Select(v => v as OnnxValue ?? throw Refuse(node, "cat takes a list of tensors")).ToArray();
-                return Cat(node, parts, a.Long(1, "dim", 0));
+                var parts = a.Get<object?[]>("tensors", "a list of tensors")
+                    .Select(v => v as OnnxValue ?? throw a.Error("tensors", "a list of tensors")).ToArray();
+                return Cat(node, parts, a.Long("dim"));
             }
             case "adaptive_avg_pool2d":
             {
-                var a = Args(node, ["input", "output_size"]);
-                var (h, w) = SizePair(node, a.Value(1, "output_size"));
-                return exporter.AdaptiveAvgPool(a.Tensor(0, "input"), h, w, NodePath(node), null);
+                var (h, w) = a.SizePair("output_size");
+                return exporter.AdaptiveAvgPool(X(), h, w, NodePath(node), null);
             }
             case "reshape":
-            {
-                var a = Args(node, ["input", "shape"]);
-                return Reshape(node, a.Tensor(0, "input"), IntList(node, a.Value(1, "shape")));
-            }
-            default:
-                throw Refuse(node, $"function '{node.Target}' has no ONNX form in this exporter");
-        }
-    }
-
-    private object? Method(GraphNode node)
-    {
-        switch (node.Target)
-        {
+            case "view":
+                return Reshape(node, X(), a.IntList("shape"));
             case "contiguous":
-                return Args(node, ["self", "memory_format"]).Tensor(0, "self");
+                return X();
             case "squeeze":
             {
-                var a = Args(node, ["self", "dim"]);
-                var x = a.Tensor(0, "self");
-                var dim = a.Has(1, "dim") ? a.Value(1, "dim") : null;
-                if (dim is null)
+                var x = X();
+                if (a.OptionalLong("dim") is not { } dim)
                 {
                     var kept = x.Shape.Where(d => d != 1).ToArray();
                     return kept.Length == x.Rank ? x : W.Node("Squeeze", NodePath(node), [x.Name], kept);
                 }
-                var axis = ShapeRules.Axis(dim as long? ?? throw Refuse(node, "squeeze's dim must be an integer"), x.Rank)
-                           ?? throw Refuse(node, $"squeeze dim {dim} is out of range for {x.ShapeText}");
+                var axis = ShapeRules.Axis(dim, x.Rank) ?? throw Refuse(node, $"squeeze dim {dim} is out of range for {x.ShapeText}");
                 // PyTorch leaves a dimension whose size is not 1; ONNX would refuse it.
                 if (x.Rank == 0 || x.Shape[axis] != 1) return x;
                 return W.Node("Squeeze", NodePath(node), [x.Name, W.Int64s(axis)], [.. x.Shape[..axis], .. x.Shape[(axis + 1)..]]);
             }
             case "unsqueeze":
             {
-                var a = Args(node, ["self", "dim"]);
-                var x = a.Tensor(0, "self");
-                var axis = ShapeRules.Axis(a.Long(1, "dim", 0), x.Rank + 1)
-                           ?? throw Refuse(node, $"unsqueeze dim is out of range for {x.ShapeText}");
+                var x = X();
+                var axis = ShapeRules.Axis(a.Long("dim"), x.Rank + 1) ?? throw Refuse(node, $"unsqueeze dim is out of range for {x.ShapeText}");
                 return W.Node("Unsqueeze", NodePath(node), [x.Name, W.Int64s(axis)], [.. x.Shape[..axis], 1, .. x.Shape[axis..]]);
             }
-            case "reshape":
-            case "view":
-            {
-                var a = Args(node, ["self", "shape"]);
-                var x = a.Tensor(0, "self");
-                var given = node.Args.Skip(1).Select(Resolve).ToArray();
-                var shape = given.Length == 1 && given[0] is object?[] list ? IntList(node, list)
-                    : given.Length == 0 ? IntList(node, a.Value(1, "shape"))
-                    : IntList(node, given);
-                return Reshape(node, x, shape);
-            }
-            case "flatten":
-            {
-                var a = Args(node, ["self", "start_dim", "end_dim"]);
-                return exporter.Flatten(a.Tensor(0, "self"), a.Long(1, "start_dim", 0), a.Long(2, "end_dim", -1), NodePath(node), null, "flatten");
-            }
-            case "add":
-            case "mul":
-            {
-                var a = Args(node, ["self", "other"]);
-                return Binary(node, a.Value(0, "self"), a.Value(1, "other"));
-            }
-            case "relu":
-                return exporter.Activation(ActivationKind.ReLU, Args(node, ["self"]).Tensor(0, "self"), NodePath(node));
             default:
-                throw Refuse(node, $"method '{node.Target}' has no ONNX form in this exporter");
+                throw Refuse(node, $"{a.Op} has no ONNX form in this exporter");
         }
     }
 
@@ -240,29 +201,6 @@ internal sealed class GraphExporter(OnnxExporter exporter, UserModule owner, str
         return W.Node("Reshape", NodePath(node), [x.Name, W.Int64s([.. shape.Select(d => (long)d)])], resolved);
     }
 
-    private int[] IntList(GraphNode node, object? v)
-    {
-        if (v is long single) return [checked((int)single)];
-        if (v is not object?[] list) throw Refuse(node, "expected a list of integers");
-        return [.. list.Select(i => i is long l ? checked((int)l) : throw Refuse(node, "expected a list of integers"))];
-    }
-
-    private (int? H, int? W) SizePair(GraphNode node, object? v)
-    {
-        int? Entry(object? e) => e switch
-        {
-            null => null,
-            long l => checked((int)l),
-            _ => throw Refuse(node, "output_size must be an integer or a pair of integers (or None)"),
-        };
-        return v switch
-        {
-            long l => (checked((int)l), checked((int)l)),
-            object?[] { Length: 2 } p => (Entry(p[0]), Entry(p[1])),
-            _ => throw Refuse(node, "output_size must be an integer or a pair of integers (or None)"),
-        };
-    }
-
     private object? Resolve(GraphArg arg) => arg switch
     {
         RefArg r => _values[r.Node],
@@ -270,42 +208,4 @@ internal sealed class GraphExporter(OnnxExporter exporter, UserModule owner, str
         ListArg l => l.Items.Select(Resolve).ToArray(),
         _ => throw new InvalidOperationException($"unknown graph argument {arg}"),
     };
-
-    private CallArgs Args(GraphNode node, string[] names) => new(this, node, names);
-
-    /// <summary>A node's arguments matched to a signature: positional first, then keywords by name, then defaults.</summary>
-    private sealed class CallArgs
-    {
-        private readonly GraphExporter _owner;
-        private readonly GraphNode _node;
-        private readonly object?[] _positional;
-        private readonly Dictionary<string, object?> _keywords = new(StringComparer.Ordinal);
-
-        public CallArgs(GraphExporter owner, GraphNode node, string[] names)
-        {
-            _owner = owner;
-            _node = node;
-            _positional = node.Args.Select(owner.Resolve).ToArray();
-            foreach (var kv in node.Kwargs)
-            {
-                if (Array.IndexOf(names, kv.Key) < 0) throw owner.Refuse(node, $"{node.Target} has no argument '{kv.Key}'");
-                _keywords[kv.Key] = owner.Resolve(kv.Value);
-            }
-        }
-
-        public bool Has(int i, string name) => i < _positional.Length || _keywords.ContainsKey(name);
-
-        public object? Value(int i, string name)
-        {
-            if (i < _positional.Length) return _positional[i];
-            if (_keywords.TryGetValue(name, out var v)) return v;
-            throw _owner.Refuse(_node, $"{_node.Target} needs argument '{name}'");
-        }
-
-        public OnnxValue Tensor(int i, string name)
-            => Value(i, name) as OnnxValue ?? throw _owner.Refuse(_node, $"argument '{name}' of {_node.Target} must be a tensor");
-
-        public long Long(int i, string name, long fallback)
-            => !Has(i, name) ? fallback : Value(i, name) as long? ?? throw _owner.Refuse(_node, $"argument '{name}' of {_node.Target} must be an integer");
-    }
 }

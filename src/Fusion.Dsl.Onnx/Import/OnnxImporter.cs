@@ -306,7 +306,7 @@ internal sealed class OnnxImporter
             return;
         }
         // A functional form the engine's graphs lack (relu6, hardswish) is a module beside the container instead.
-        if (!Graph.Functions.Contains(function))
+        if (GraphOps.Function(function) is null)
         {
             CallModule(n, path is null ? function : path + "." + function, module(), input, input.Rank);
             return;

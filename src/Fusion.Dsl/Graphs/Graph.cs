@@ -9,17 +9,9 @@ namespace Fusion.Dsl.Graphs;
 /// </summary>
 public sealed class Graph : IEquatable<Graph>
 {
-    /// <summary>The functions a <see cref="NodeOp.CallFunction"/> node may name.</summary>
-    public static readonly ImmutableHashSet<string> Functions =
-        ["add", "mul", "relu", "flatten", "cat", "adaptive_avg_pool2d", "reshape", "hardsigmoid"];
-
-    /// <summary>The tensor methods a <see cref="NodeOp.CallMethod"/> node may name.</summary>
-    public static readonly ImmutableHashSet<string> Methods =
-        ["squeeze", "unsqueeze", "reshape", "view", "contiguous", "flatten", "add", "mul", "relu"];
-
     /// <summary>Builds and checks a graph.</summary>
-    /// <exception cref="ArgumentException">A name repeats, a reference points forward or nowhere, an unknown function or
-    /// method is named, or there is not exactly one output.</exception>
+    /// <remarks>A function or method outside <see cref="GraphOps"/> is allowed: it is carried as an opaque operation.</remarks>
+    /// <exception cref="ArgumentException">A name repeats, a reference points forward or nowhere, or there is not exactly one output.</exception>
     public Graph(IEnumerable<GraphNode> nodes)
     {
         Nodes = nodes.ToImmutableArray();
@@ -30,10 +22,6 @@ public sealed class Graph : IEquatable<Graph>
             foreach (var r in n.Inputs)
                 if (!seen.Contains(r)) throw new ArgumentException($"graph node '{n.Name}' reads '{r}', which is not an earlier node");
             if (!seen.Add(n.Name)) throw new ArgumentException($"graph node name '{n.Name}' appears twice");
-            if (n.Op == NodeOp.CallFunction && !Functions.Contains(n.Target!))
-                throw new ArgumentException($"graph node '{n.Name}' calls unsupported function '{n.Target}'; supported: {string.Join(", ", Functions.Order())}");
-            if (n.Op == NodeOp.CallMethod && !Methods.Contains(n.Target!))
-                throw new ArgumentException($"graph node '{n.Name}' calls unsupported method '{n.Target}'; supported: {string.Join(", ", Methods.Order())}");
             if (n.Op == NodeOp.Output) outputs++;
         }
         if (outputs != 1) throw new ArgumentException($"a graph needs exactly one output node, found {outputs}");

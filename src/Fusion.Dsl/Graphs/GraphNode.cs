@@ -9,9 +9,9 @@ public enum NodeOp
     Placeholder,
     /// <summary>Calls the module at dotted path <see cref="GraphNode.Target"/>, relative to the graph's container.</summary>
     CallModule,
-    /// <summary>Calls a free function (<c>add</c>, <c>mul</c>, <c>relu</c>, <c>flatten</c>, <c>cat</c>, <c>adaptive_avg_pool2d</c>, <c>reshape</c>).</summary>
+    /// <summary>Calls a free function: one of <see cref="GraphOps"/>, or any other, carried as an opaque operation.</summary>
     CallFunction,
-    /// <summary>Calls a tensor method on <c>args[0]</c> (<c>squeeze</c>, <c>unsqueeze</c>, <c>reshape</c>, <c>view</c>, <c>contiguous</c>, <c>flatten</c>).</summary>
+    /// <summary>Calls a tensor method on <c>args[0]</c>: one of <see cref="GraphOps"/>, or any other, carried as an opaque operation.</summary>
     CallMethod,
     /// <summary>Reads a parameter or buffer by path.</summary>
     GetAttr,

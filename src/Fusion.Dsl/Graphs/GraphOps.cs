@@ -1,0 +1,72 @@
+using System.Collections.Frozen;
+using System.Text.Json;
+
+namespace Fusion.Dsl.Graphs;
+
+/// <summary>
+/// The table of graph operations this project understands: every torch function and tensor method a graph node may
+/// call with a meaning here. A call outside the table is carried as an opaque operation (kept, written back, read
+/// conservatively by the dataflow analysis) and is refused only by a consumer asked to compute it.
+/// </summary>
+public static class GraphOps
+{
+    private static OpParameter P(string name) => new(name);
+    private static OpParameter Opt(string name, object? fallback = null) => new(name, true, fallback);
+
+    private static readonly GraphOp[] All =
+    [
+        new(NodeOp.CallFunction, "add", [P("input"), P("other")]),
+        new(NodeOp.CallFunction, "mul", [P("input"), P("other")]),
+        new(NodeOp.CallFunction, "relu", [P("input"), Opt("inplace", false)], inplaceFlag: "inplace"),
+        new(NodeOp.CallFunction, "hardsigmoid", [P("input"), Opt("inplace", false)], inplaceFlag: "inplace"),
+        new(NodeOp.CallFunction, "flatten", [P("input"), Opt("start_dim", 0L), Opt("end_dim", -1L)]),
+        new(NodeOp.CallFunction, "cat", [P("tensors"), Opt("dim", 0L)]),
+        new(NodeOp.CallFunction, "adaptive_avg_pool2d", [P("input"), P("output_size")]),
+        new(NodeOp.CallFunction, "reshape", [P("input"), P("shape")]),
+        new(NodeOp.CallMethod, "contiguous", [P("self"), Opt("memory_format")]),
+        new(NodeOp.CallMethod, "squeeze", [P("self"), Opt("dim")]),
+        new(NodeOp.CallMethod, "unsqueeze", [P("self"), P("dim")]),
+        new(NodeOp.CallMethod, "reshape", [P("self"), P("shape")], varargs: true),
+        new(NodeOp.CallMethod, "view", [P("self"), P("shape")], varargs: true),
+        new(NodeOp.CallMethod, "flatten", [P("self"), Opt("start_dim", 0L), Opt("end_dim", -1L)]),
+        new(NodeOp.CallMethod, "add", [P("self"), P("other")]),
+        new(NodeOp.CallMethod, "mul", [P("self"), P("other")]),
+        new(NodeOp.CallMethod, "relu", [P("self")]),
+    ];
+
+    private static readonly FrozenDictionary<string, GraphOp> Functions = All.Where(o => o.Kind == NodeOp.CallFunction).ToFrozenDictionary(o => o.Name, StringComparer.Ordinal);
+    private static readonly FrozenDictionary<string, GraphOp> Methods = All.Where(o => o.Kind == NodeOp.CallMethod).ToFrozenDictionary(o => o.Name, StringComparer.Ordinal);
+
+    /// <summary>Every operation in the table.</summary>
+    public static IReadOnlyList<GraphOp> Operations => All;
+
+    /// <summary>The operation a <c>call_function</c> or <c>call_method</c> node calls, or null when it is opaque here
+    /// (or the node is of another kind).</summary>
+    public static GraphOp? Of(GraphNode node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        return node.Op switch
+        {
+            NodeOp.CallFunction => Functions.GetValueOrDefault(node.Target!),
+            NodeOp.CallMethod => Methods.GetValueOrDefault(node.Target!),
+            _ => null,
+        };
+    }
+
+    /// <summary>The function named <paramref name="name"/> in the model format, or null when it is not in the table.</summary>
+    public static GraphOp? Function(string name) => Functions.GetValueOrDefault(name);
+
+    /// <summary>Whether <paramref name="node"/> overwrites its first argument (an operation's in-place flag set to True).</summary>
+    public static bool IsInplace(GraphNode node) => Of(node)?.IsInplace(node) ?? false;
+
+    /// <summary>
+    /// The table as JSON, <c>{"functions": {name: [parameters]}, "methods": {name: [parameters after self]}}</c>: what the
+    /// Python exporter checks its own list against (a test fails when they differ).
+    /// </summary>
+    public static string SchemaJson()
+    {
+        static Dictionary<string, string[]> Of(FrozenDictionary<string, GraphOp> ops, int skip)
+            => ops.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToDictionary(kv => kv.Key, kv => kv.Value.Parameters.Skip(skip).Select(p => p.Name).ToArray());
+        return JsonSerializer.Serialize(new Dictionary<string, object> { ["functions"] = Of(Functions, 0), ["methods"] = Of(Methods, 1) });
+    }
+}
