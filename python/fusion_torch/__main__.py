@@ -9,6 +9,7 @@ import torch
 
 from . import export
 from .errors import ExportError
+from .faithful import check
 from .safetensors import SafetensorsError, load_file
 
 
@@ -75,6 +76,7 @@ def main(argv=None):
             model = _factory(a.factory, a.args)
             if not isinstance(model, torch.nn.Module):
                 raise ExportError(f"{a.factory} returned a {type(model).__name__}, not a torch.nn.Module")
+        check(model)  # before load_state_dict and train, which recurse through the tree
         if a.weights:
             state = load_file(a.weights) if a.weights.endswith(".safetensors") else \
                 torch.load(a.weights, map_location="cpu", weights_only=True)

@@ -8,6 +8,7 @@ import torch
 
 from . import safetensors
 from .errors import ExportError
+from .faithful import check
 from .graph import needs_graph, trace
 from .modules import describe
 
@@ -26,6 +27,7 @@ def document(model, name, input_shape=None, description=None):
     """The JSON document and the state_dict of `model`; raises ExportError before anything is written."""
     if not isinstance(model, torch.nn.Module):
         raise ExportError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    check(model)  # first: describe and torch.fx recurse, and would drop hooks silently
     tree = describe(model)
     forward = trace(model) if needs_graph(model) else None
     state = model.state_dict()
