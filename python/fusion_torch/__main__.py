@@ -9,9 +9,10 @@ from collections.abc import Mapping
 
 import torch
 
-from . import export
+from . import export, files
 from .errors import ExportError
 from .faithful import check
+from .model_file import paths
 from .safetensors import SafetensorsError, load_file
 
 
@@ -113,15 +114,21 @@ def main(argv=None):
     e.add_argument("--train", action="store_true", help="keep training mode (for QAT fusion); default is eval()")
     e.add_argument("--out", required=True, help="X.json, or a directory for model.json")
     a = p.parse_args(argv)
+    # An empty path is a usage error (exit 2): "" would mean the current folder, or fall through to the factory.
+    for flag, value in (("--out", a.out), ("--pickled", a.pickled), ("--weights", a.weights)):
+        if value == "":
+            e.error(f"{flag} is empty; give a file path")
+    inputs = [("the --pickled file", a.pickled), ("the --weights file", a.weights)]
     source = a.pickled or a.factory
     try:
+        files.resolve(*paths(a.out), inputs)  # before any work, and before unpickling runs the file's code
         torch.manual_seed(a.seed)
         model = _pickled(a.pickled) if a.pickled else _built(a.factory, a.args)
         check(model)  # before load_state_dict and train, which recurse through the tree
         if a.weights:
             _load_weights(model, a.weights)
         model.train(a.train)
-        path = export(model, a.out, input_shape=a.input_shape)
+        path = export(model, a.out, input_shape=a.input_shape, inputs=inputs)
     except RecursionError:  # after check(), only a model whose own code recurses; still the exporter's error
         return _fail(f"{source}: Python's recursion limit was reached while exporting the model")
     except (ExportError, SafetensorsError, RuntimeError, OSError) as err:
