@@ -3,13 +3,29 @@
 import argparse
 import importlib
 import json
+import re
 import sys
+from collections.abc import Mapping
 
 import torch
 
-from . import export
+from . import export, files
 from .errors import ExportError
+from .faithful import check
+from .model_file import paths
 from .safetensors import SafetensorsError, load_file
+
+
+def _reason(e):
+    """An exception as "Type: message" for a one-line error."""
+    name = type(e).__name__
+    if name.islower():  # struct.error, zlib.error: the module says what failed
+        name = f"{type(e).__module__}.{name}"
+    # torch's weights_only refusal advises weights_only=False, which would run the file's code: keep only the reason.
+    msg = str(e).rpartition("WeightsUnpickler error: ")[2].strip()
+    if not msg and isinstance(e, EOFError):
+        msg = "the file ends early"
+    return f"{name}: {msg}" if msg else name
 
 
 def _factory(spec, args):
@@ -31,7 +47,7 @@ def _factory(spec, args):
     try:
         return f(**kwargs)
     except Exception as e:  # the user's factory: any failure is reported as such, not as a crash of the exporter
-        raise ExportError(f"calling {spec}(**{kwargs}) failed: {type(e).__name__}: {e}") from None
+        raise ExportError(f"calling {spec}(**{kwargs}) failed: {_reason(e)}") from None
 
 
 def _shape(s):
@@ -42,6 +58,43 @@ def _shape(s):
     if not dims or any(d <= 0 for d in dims):
         raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, e.g. 1,3,224,224; got '{s}'")
     return dims
+
+
+def _pickled(path):
+    try:
+        model = torch.load(path, map_location="cpu")
+    except Exception as e:  # a corrupt file, or a class the unpickler cannot import
+        raise ExportError(f"{path}: cannot load the pickled model: {_reason(e)}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise ExportError(f"{path} holds a {type(model).__name__}, not a module; for a state_dict give the model's "
+                          "factory and --weights FILE")
+    return model
+
+
+def _built(spec, args):
+    model = _factory(spec, args)
+    if not isinstance(model, torch.nn.Module):
+        raise ExportError(f"{spec} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _load_weights(model, path):
+    """Loads --weights into `model` with strict=True; any failure of the reader (torch.load raises UnpicklingError,
+    EOFError, BadZipFile, RuntimeError, ... for a damaged file) is an ExportError naming the file."""
+    try:
+        state = load_file(path) if path.endswith(".safetensors") else \
+            torch.load(path, map_location="cpu", weights_only=True)
+    except SafetensorsError:
+        raise
+    except Exception as e:
+        raise ExportError(f"{path}: cannot read the state_dict (--weights): {_reason(e)}") from None
+    if not isinstance(state, Mapping):
+        raise ExportError(f"{path} holds a {type(state).__name__}, not a state_dict (a dict of tensors, from "
+                          "torch.save(model.state_dict(), FILE))")
+    try:
+        model.load_state_dict(state, strict=True)
+    except Exception as e:
+        raise ExportError(f"{path}: the state_dict does not fit the model: {e}") from None
 
 
 def main(argv=None):
@@ -61,31 +114,33 @@ def main(argv=None):
     e.add_argument("--train", action="store_true", help="keep training mode (for QAT fusion); default is eval()")
     e.add_argument("--out", required=True, help="X.json, or a directory for model.json")
     a = p.parse_args(argv)
+    # An empty path is a usage error (exit 2): "" would mean the current folder, or fall through to the factory.
+    for flag, value in (("--out", a.out), ("--pickled", a.pickled), ("--weights", a.weights)):
+        if value == "":
+            e.error(f"{flag} is empty; give a file path")
+    inputs = [("the --pickled file", a.pickled), ("the --weights file", a.weights)]
+    source = a.pickled or a.factory
     try:
+        files.resolve(*paths(a.out), inputs)  # before any work, and before unpickling runs the file's code
         torch.manual_seed(a.seed)
-        if a.pickled:
-            try:
-                model = torch.load(a.pickled, map_location="cpu")
-            except Exception as e:  # a corrupt file, or a class the unpickler cannot import
-                raise ExportError(f"{a.pickled}: cannot load the pickled model: {type(e).__name__}: {e}") from None
-            if not isinstance(model, torch.nn.Module):
-                raise ExportError(f"{a.pickled} holds a {type(model).__name__}, not a module; for a state_dict give "
-                                  "the model's factory and --weights FILE")
-        else:
-            model = _factory(a.factory, a.args)
-            if not isinstance(model, torch.nn.Module):
-                raise ExportError(f"{a.factory} returned a {type(model).__name__}, not a torch.nn.Module")
+        model = _pickled(a.pickled) if a.pickled else _built(a.factory, a.args)
+        check(model)  # before load_state_dict and train, which recurse through the tree
         if a.weights:
-            state = load_file(a.weights) if a.weights.endswith(".safetensors") else \
-                torch.load(a.weights, map_location="cpu", weights_only=True)
-            model.load_state_dict(state, strict=True)
+            _load_weights(model, a.weights)
         model.train(a.train)
-        path = export(model, a.out, input_shape=a.input_shape)
+        path = export(model, a.out, input_shape=a.input_shape, inputs=inputs)
+    except RecursionError:  # after check(), only a model whose own code recurses; still the exporter's error
+        return _fail(f"{source}: Python's recursion limit was reached while exporting the model")
     except (ExportError, SafetensorsError, RuntimeError, OSError) as err:
-        print(f"fusion_torch: {err}", file=sys.stderr)
-        return 1
+        return _fail(err)
     print(path)
     return 0
+
+
+def _fail(err):
+    # One line: torch's messages (load_state_dict's key lists, the unpickler's advice) span several.
+    print("fusion_torch: " + re.sub(r"\s*\n\s*", " ", str(err)).strip(), file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -99,6 +99,9 @@ def trace(root):
         raise
     except Exception as e:  # fx raises TraceError, TypeError, NotImplementedError, ... for untraceable Python
         where = f"module '{tracer.failed_in}'" if tracer.failed_in else f"the root {type(root).__name__}"
+        if isinstance(e, RecursionError):  # a forward that calls itself, or user modules nested very deeply
+            raise ExportError(f"torch.fx cannot trace {where}: Python's recursion limit was reached (a forward "
+                              "that calls itself, or user modules nested too deeply); flatten the nesting") from None
         raise ExportError(f"torch.fx cannot trace {where}: {type(e).__name__}: {e}. Data-dependent control flow "
                           "and Python operations on tensor values cannot be recorded; make that forward traceable "
                           "(e.g. move the branch into a module argument), or export a traceable submodule "

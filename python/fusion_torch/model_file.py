@@ -2,12 +2,12 @@
 NAME.safetensors (the state_dict under PyTorch's own keys). See docs/model-format.md."""
 import json
 import os
-import tempfile
 
 import torch
 
-from . import safetensors
+from . import files, safetensors
 from .errors import ExportError
+from .faithful import check
 from .graph import needs_graph, trace
 from .modules import describe
 
@@ -26,6 +26,7 @@ def document(model, name, input_shape=None, description=None):
     """The JSON document and the state_dict of `model`; raises ExportError before anything is written."""
     if not isinstance(model, torch.nn.Module):
         raise ExportError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    check(model)  # first: describe and torch.fx recurse, and would drop hooks silently
     tree = describe(model)
     forward = trace(model) if needs_graph(model) else None
     state = model.state_dict()
@@ -42,19 +43,18 @@ def document(model, name, input_shape=None, description=None):
     return doc, state
 
 
-def _replace_all(pairs):
-    for tmp, final in pairs:
-        os.replace(tmp, final)
-
-
-def export(model, path, input_shape=None, name=None, description=None):
+def export(model, path, input_shape=None, name=None, description=None, inputs=()):
     """Writes `model` in the model format: `path` is `X.json` (writes X.json and X.safetensors) or a directory
     (writes DIR/model.json and DIR/model.safetensors). The model is described as it is (train or eval mode); when
     `input_shape` is given, the exported graph is checked by running the model on a zero input of that shape.
-    Raises ExportError, naming the module path or graph node, for a model Fusion.Dsl cannot read; then nothing is
-    written. Returns the JSON path."""
+    Raises ExportError, naming the module path or graph node, for a model Fusion.Dsl cannot read or that computes
+    something outside its modules' forward (hooks, parametrizations); naming the file for a target that is not a
+    regular file or is one of `inputs` ((label, path) pairs: the files the model was read from). Then nothing is
+    written. The two files are written together: on any failure an existing pair is left as it was. Returns the JSON
+    path."""
+    if not os.fspath(path):
+        raise ExportError("the output path is empty; give X.json or a directory")
     json_path, st_path = paths(path)
-    folder = os.path.dirname(json_path) or "."
     # A directory's name labels the model better than its model.json.
     stem = os.path.splitext(os.path.basename(json_path))[0] if os.fspath(path).endswith(".json") else \
         os.path.basename(os.path.normpath(os.fspath(path)))
@@ -71,30 +71,13 @@ def export(model, path, input_shape=None, name=None, description=None):
         finally:
             model.train(was)
     blob = safetensors.dumps(state, {"format": "pt"})
-    os.makedirs(folder, exist_ok=True)
     text = json.dumps(doc, indent=1) + "\n"
-    # Temp files beside the targets, renamed only when both are complete: never a partial model.
-    tmps = []
+    json_real, st_real, folder = files.resolve(json_path, st_path, inputs)
     try:
-        for data, final in ((blob, st_path), (text.encode("utf-8"), json_path)):
-            fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(final) + ".", suffix=".tmp", dir=folder)
-            tmps.append((tmp, final))
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            # mkstemp creates the file private (0600); a written model gets the permissions any new file would.
-            os.chmod(tmp, 0o666 & ~_umask())
-        _replace_all(tmps)
-    finally:
-        for tmp, _ in tmps:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        files.write_together(folder, [(st_real, blob), (json_real, text.encode("utf-8"))])
+    except OSError as e:
+        raise ExportError(f"{json_path}: cannot write the model: {e.strerror or e}") from None
     return json_path
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def read(path):

@@ -83,7 +83,7 @@ def load_file(path):
             raise SafetensorsError(f"{path}: tensor '{name}' needs dtype, shape and data_offsets [start, end]") from None
         if dtype not in _DTYPES:
             raise SafetensorsError(f"{path}: tensor '{name}' has dtype {dtype!r} (supported: {', '.join(_DTYPES)})")
-        if not all(isinstance(d, int) and d >= 0 for d in shape):
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
             raise SafetensorsError(f"{path}: tensor '{name}' has an invalid shape {shape}")
         count = 1
         for d in shape:

@@ -16,6 +16,7 @@ open Fusion.Dsl.Engine
 open Fusion.Dsl.IO
 open Fusion.Dsl.Tensors
 open Fusion.Dsl.Tests
+open Fusion.Dsl.Tests.Interop.InteropSupport
 
 /// Tolerances, as the shared fixtures state them (a matches b when max|a-b| <= atol + rtol * max|b|).
 module private RoundTripTol =
@@ -36,24 +37,9 @@ let private cliCases = [ "resnet18"; "list_iterated"; "dict"; "qat" ]
 let private tolOf (case: string) =
     if List.contains case networks then RoundTripTol.netRel, RoundTripTol.netAbs else RoundTripTol.rel, RoundTripTol.abs
 
-let private interopDir = Path.Combine(Support.repoRoot, "tests", "Fusion.Dsl.Tests", "Interop")
 let private script = Path.Combine(interopDir, "torch_roundtrip.py")
-let private docsExampleDir = Path.Combine(Support.repoRoot, "docs", "examples", "torch")
 
-/// Runs /usr/bin/python3 with the repository's python/ and this folder on PYTHONPATH: exit code, stdout, stderr.
-let private runPython (args: string list) =
-    let path = String.Join(string Path.PathSeparator, [ Path.Combine(Support.repoRoot, "python"); interopDir; docsExampleDir ])
-    Support.execWith [ "PYTHONPATH", path ] Support.python3 args Support.repoRoot
-
-let private needTorch () =
-    Support.requireTool "PyTorch (/usr/bin/python3 with python3-torch and python3-torchvision)" (Support.pythonHas [ "torch"; "torchvision" ])
-
-/// One folder per test run, removed when the test program exits.
-let private workDir =
-    lazy (
-        let d = Directory.CreateTempSubdirectory("fusion-torch-roundtrip-").FullName
-        AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> try Directory.Delete(d, true) with _ -> ())
-        d)
+let private workDir = runFolder "fusion-torch-roundtrip-"
 
 let private caseDir (case: string) = Path.Combine(workDir.Value, case)
 
