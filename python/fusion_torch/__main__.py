@@ -1,8 +1,10 @@
 """python3 -m fusion_torch export PACKAGE.MODULE:FACTORY [--args JSON] [--input-shape 1,3,224,224] --out PATH
-   python3 -m fusion_torch export --pickled model.pt --out PATH"""
+   python3 -m fusion_torch export --pickled model.pt --out PATH
+   python3 -m fusion_torch verify ORIGINAL FUSED"""
 import argparse
 import importlib
 import json
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -12,7 +14,8 @@ import torch
 from . import export, files
 from .errors import ExportError
 from .faithful import check
-from .model_file import paths
+from .fuse import fuse_like
+from .model_file import paths, read
 from .safetensors import SafetensorsError, load_file
 
 
@@ -113,7 +116,15 @@ def main(argv=None):
     e.add_argument("--seed", type=int, default=0, help="torch.manual_seed before building (random weights), default 0")
     e.add_argument("--train", action="store_true", help="keep training mode (for QAT fusion); default is eval()")
     e.add_argument("--out", required=True, help="X.json, or a directory for model.json")
+    v = sub.add_parser("verify", help="check in PyTorch that a fused model file computes what the exported original "
+                                      "computes (for models the Fusion.Dsl engine cannot run)")
+    v.add_argument("original", help="the exported model (X.json or its directory); its recorded source rebuilds it")
+    v.add_argument("fused", help="the fused model file Fusion.Dsl wrote (X.json or its directory)")
+    v.add_argument("--input-shape", type=_shape, metavar="N,C,H,W", help="the probe input (default: the original's)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the random probe input, default 0")
     a = p.parse_args(argv)
+    if a.command == "verify":
+        return _verify(a)
     # An empty path is a usage error (exit 2): "" would mean the current folder, or fall through to the factory.
     for flag, value in (("--out", a.out), ("--pickled", a.pickled), ("--weights", a.weights)):
         if value == "":
@@ -128,13 +139,54 @@ def main(argv=None):
         if a.weights:
             _load_weights(model, a.weights)
         model.train(a.train)
-        path = export(model, a.out, input_shape=a.input_shape, inputs=inputs)
+        record = {"pickled": os.path.abspath(a.pickled)} if a.pickled else \
+            {"factory": a.factory, "args": json.loads(a.args) if a.args else {}}
+        path = export(model, a.out, input_shape=a.input_shape, inputs=inputs, source=record)
     except RecursionError:  # after check(), only a model whose own code recurses; still the exporter's error
         return _fail(f"{source}: Python's recursion limit was reached while exporting the model")
     except (ExportError, SafetensorsError, RuntimeError, OSError) as err:
         return _fail(err)
     print(path)
     return 0
+
+
+def _verify(a):
+    """Rebuilds the original from its recorded source with its exported weights, fuses it with torch's own
+    fuse_modules and the fused file's groups and weights (fuse_like), and compares the two on a random input with the
+    tolerance of the PyTorch fixtures (|fused - original| <= 1e-5 + 1e-4 max|original|)."""
+    try:
+        doc, state = read(a.original)
+        source = doc.get("source")
+        if not isinstance(source, dict) or not ("factory" in source or "pickled" in source):
+            raise ExportError(f"{a.original} records no source to rebuild the model from (exported by an older "
+                              "fusion_torch); load the model in Python and call fusion_torch.fuse_like(model, FUSED)")
+        if "pickled" in source:
+            model = _pickled(source["pickled"])
+        else:
+            model = _built(source["factory"], json.dumps(source.get("args") or {}))
+        check(model)
+        try:
+            model.load_state_dict(state, strict=True)
+        except Exception as e:
+            raise ExportError(f"{a.original}: its state_dict does not fit the rebuilt model: {e}") from None
+        model.train(bool(doc["model"].get("training", False)))
+        fused = fuse_like(model, a.fused)
+        shape = a.input_shape or doc.get("input_shape")
+        if not shape:
+            raise ExportError(f"{a.original} records no input shape; give --input-shape N,C,H,W")
+        torch.manual_seed(a.seed)
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            y, y_fused = model(x), fused(x)
+        diff, scale = float((y - y_fused).abs().max()), float(y.abs().max())
+    except RecursionError:
+        return _fail(f"{a.original}: Python's recursion limit was reached while rebuilding the model")
+    except (ExportError, SafetensorsError, RuntimeError, OSError, AssertionError) as err:  # torch's fusion asserts
+        return _fail(err)
+    ok = diff <= 1e-5 + 1e-4 * scale
+    print(f"PyTorch: max |fused - original| = {diff:.4g} (output max |y| = {scale:.4g}) on an input {list(shape)}: "
+          f"{'equivalent' if ok else 'NOT equivalent'}")
+    return 0 if ok else 1
 
 
 def _fail(err):

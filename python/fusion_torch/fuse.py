@@ -1,5 +1,7 @@
 """Back to PyTorch: apply torch's own fuse_modules with the groups a Fusion.Dsl fused model file shows, and load its
 state_dict with strict=True."""
+import copy
+
 import torch.fx as fx
 from torch.ao.quantization import fuse_modules, fuse_modules_qat
 
@@ -28,7 +30,7 @@ def groups_of(model, fused_tree):
         if path not in original:
             raise ExportError(f"the fused file has a module '{path}' that the PyTorch model does not have; "
                               "it was not fused from this model")
-        if node["namespace"] not in (TORCH_NN, INTRINSIC, "user"):
+        if node["namespace"] not in (TORCH_NN, INTRINSIC, "user") and not node.get("opaque"):
             raise ExportError(f"module '{path}' is {node['namespace']}.{node['type']}, a fusion PyTorch does not "
                               "have; fuse with PyTorch's rules to load the result into PyTorch")
         if node["type"] == "Identity" and type(original[path]).__name__ != "Identity":
@@ -62,6 +64,7 @@ def fuse_like(model, fused_json_path, groups=None, qat=None):
     if groups is None:
         groups = groups_of(model, doc["model"])
     qat = model.training if qat is None else qat
-    fused = (fuse_modules_qat if qat else fuse_modules)(model, groups, inplace=False)
+    # torch's fuse_modules asserts on an empty list; a file with nothing fused is the model with its weights.
+    fused = (fuse_modules_qat if qat else fuse_modules)(model, groups, inplace=False) if groups else copy.deepcopy(model)
     fused.load_state_dict(state, strict=True)
     return fused

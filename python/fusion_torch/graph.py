@@ -1,7 +1,10 @@
-"""The root's torch.fx graph (`forward`): symbolic_trace with the layers and PyTorch's fused modules as leaves, so
-calls into user modules, Sequential, ModuleList and ModuleDict are inlined and call leaf paths (`layers.0.conv`).
-Every function, method and argument is checked against what Fusion.Dsl's graph interpreter evaluates
-(src/Fusion.Dsl/Engine/GraphInterpreter.cs)."""
+"""The root's torch.fx graph (`forward`): symbolic_trace with the layers, PyTorch's fused modules and opaque library
+modules as leaves, so calls into user modules, Sequential, ModuleList and ModuleDict are inlined and call leaf paths
+(`layers.0.conv`). Functions and methods in Fusion.Dsl's table of operations (src/Fusion.Dsl/Graphs/GraphOps.cs,
+checked against `schema()` by a test) are written under its names and checked against its parameters; any other call
+is carried as an opaque operation under its qualified name, with its arguments."""
+import dis
+import inspect
 import math
 import operator
 
@@ -34,6 +37,28 @@ _HINT = ("rewrite it with the operations Fusion.Dsl runs (modules of torch.nn it
          f"{', '.join(sorted(METHODS))}), or wrap the part in a traceable submodule and export that")
 
 
+def _unpacking(proxy, frame):
+    """`a, b = x.size()`, `n, c, h, w = x.shape`, `x, _ = self.attn(q, k, v)`: torch 1.13's Proxy.__iter__ finds the
+    unpacking instruction by `f_lasti // 2`, which is wrong since Python 3.11 (instructions carry inline caches); the
+    instruction at the traced code's exact offset tells whether the proxy is being unpacked, and into how many values.
+    The values as getitem proxies, or None when `frame` is not unpacking."""
+    if frame is None:
+        return None
+    inst = next((i for i in dis.get_instructions(frame.f_code) if i.offset == frame.f_lasti), None)
+    if inst is None or inst.opname != "UNPACK_SEQUENCE":
+        return None
+    return (proxy[i] for i in range(inst.argval))
+
+
+class _UnpackingProxy(fx.Proxy):
+    """A proxy whose unpacking works on Python 3.11 (see `_unpacking`); torch's own index can even be out of range."""
+
+    def __iter__(self):
+        frame = inspect.currentframe()
+        values = _unpacking(self, frame.f_back if frame is not None else None)
+        return values if values is not None else self.tracer.iter(self)
+
+
 class LeafTracer(fx.Tracer):
     """Leaves are the layers the engine runs; remembers the module being traced so an error can name it."""
 
@@ -44,6 +69,16 @@ class LeafTracer(fx.Tracer):
 
     def is_leaf_module(self, m, qualname):
         return is_leaf(m)
+
+    def proxy(self, node):
+        return _UnpackingProxy(node, self)
+
+    def iter(self, obj):
+        # Attribute proxies (x.shape) keep torch's Proxy.__iter__, which lands here: look two frames up.
+        frame = inspect.currentframe()
+        caller = frame.f_back.f_back if frame is not None and frame.f_back is not None else None
+        values = _unpacking(obj, caller)
+        return values if values is not None else super().iter(obj)
 
     def call_module(self, m, forward, args, kwargs):
         self.stack.append(self.path_of_module(m))
@@ -63,6 +98,8 @@ def _fail(node, what):
 
 
 def _arg(node, a):
+    """An argument as the model format writes it: a reference, a list, a JSON scalar, or one of the tagged Python
+    constants an opaque call may take (slices, Ellipsis, dtypes, devices, memory formats, non-finite floats)."""
     if isinstance(a, fx.Node):
         return {"ref": a.name}
     if isinstance(a, (list, tuple)):
@@ -70,12 +107,38 @@ def _arg(node, a):
     if a is None or isinstance(a, (bool, int, str)):
         return a
     if isinstance(a, float):
-        if not math.isfinite(a):
-            _fail(node, f"the constant {a} cannot be stored in JSON")
-        return a
+        return a if math.isfinite(a) else {"float": "nan" if a != a else ("inf" if a > 0 else "-inf")}
     if a is torch.contiguous_format:
         return None  # contiguous(memory_format=torch.contiguous_format) is contiguous()
+    if isinstance(a, slice):
+        if any(isinstance(x, fx.Node) for x in (a.start, a.stop, a.step)):
+            _fail(node, f"the slice {a} has a bound computed in the graph, which the model format does not carry; "
+                        "use constant bounds")
+        return {"slice": [_arg(node, a.start), _arg(node, a.stop), _arg(node, a.step)]}
+    if a is Ellipsis:
+        return {"ellipsis": True}
+    if isinstance(a, torch.dtype):
+        return {"dtype": str(a)}
+    if isinstance(a, torch.device):
+        return {"device": str(a)}
+    if isinstance(a, torch.memory_format):
+        return {"memory_format": str(a)}
     _fail(node, f"the argument {a!r} ({type(a).__name__}) is not a constant the model format holds; {_HINT}")
+
+
+def _qualified(target):
+    """An opaque function's name as the model format records it: its module and name (torch.nn.functional.gelu)."""
+    return fx.node._get_qualified_name(target)
+
+
+def schema():
+    """The operations this exporter maps to Fusion.Dsl's names, with their parameters (methods without self), in the
+    form of the .NET side's GraphOps.SchemaJson: a test checks that the two agree."""
+    functions = {}
+    for name, params in FUNCTIONS.values():
+        functions[name] = list(params)
+    methods = {name: list(params) if params is not None else ["shape"] for name, params in METHODS.items()}
+    return {"functions": dict(sorted(functions.items())), "methods": dict(sorted(methods.items()))}
 
 
 def _check_call(node, params, what):
@@ -123,28 +186,21 @@ def trace(root):
             e["target"] = n.target
             if n.target not in modules or not is_leaf(modules[n.target]):
                 _fail(n, "calls a module that is not a layer Fusion.Dsl runs")
-            if len(n.args) + len(n.kwargs) != 1:
+            if kind(modules[n.target])[0] != "opaque" and len(n.args) + len(n.kwargs) != 1:
                 _fail(n, "a layer is called with one tensor in Fusion.Dsl")
             args = n.args
         elif n.op == "call_function":
-            if n.target is getattr or n.target is operator.getitem:
-                _fail(n, "the graph reads a tensor's shape or indexes a value, which Fusion.Dsl does not evaluate; "
-                         "flatten with torch.flatten(x, 1) or reshape with constants (x.reshape(1, -1))")
-            if n.target not in FUNCTIONS:
-                name = getattr(n.target, "__name__", repr(n.target))
-                _fail(n, f"the function {name} is not one Fusion.Dsl evaluates; {_HINT}")
-            e["target"], params = FUNCTIONS[n.target]
-            _check_call(n, params, e["target"])
+            if n.target in FUNCTIONS:
+                e["target"], params = FUNCTIONS[n.target]
+                _check_call(n, params, e["target"])
+            else:  # carried as an opaque operation under its qualified name
+                e["target"] = _qualified(n.target)
             args = n.args
         elif n.op == "call_method":
-            if n.target in ("size", "dim"):
-                _fail(n, "the graph reads a tensor's shape, which Fusion.Dsl does not evaluate; flatten with "
-                         "torch.flatten(x, 1) or reshape with constants (x.reshape(1, -1))")
-            if n.target not in METHODS:
-                _fail(n, f"the tensor method .{n.target}() is not one Fusion.Dsl evaluates; {_HINT}")
+            if n.target in METHODS:
+                params = METHODS[n.target]
+                _check_call(n, None if params is None else ("self",) + params, n.target)
             e["target"] = n.target
-            params = METHODS[n.target]
-            _check_call(n, None if params is None else ("self",) + params, n.target)
             args = n.args
         elif n.op == "get_attr":
             if n.target not in state:
@@ -174,8 +230,9 @@ def trace(root):
 def needs_graph(root):
     """A torch.nn Sequential root, a layer or a fused module runs without a graph; anything else needs one."""
     k = kind(root)
-    if k is None:
-        return True
+    if k[0] == "opaque":
+        raise ExportError(f"the root is {k[1]}.{type(root).__name__}, a library module Fusion.Dsl carries but does not "
+                          "model; export a model that contains it")
     if k[0] == "container":
         if type(root).__name__ != "Sequential":
             raise ExportError(f"the root is a {type(root).__name__}, which has no forward; export the module that "

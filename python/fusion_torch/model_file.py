@@ -22,7 +22,7 @@ def paths(path):
     return os.path.join(path, "model.json"), os.path.join(path, "model.safetensors")
 
 
-def document(model, name, input_shape=None, description=None):
+def document(model, name, input_shape=None, description=None, source=None):
     """The JSON document and the state_dict of `model`; raises ExportError before anything is written."""
     if not isinstance(model, torch.nn.Module):
         raise ExportError(f"expected a torch.nn.Module, got {type(model).__name__}")
@@ -33,6 +33,8 @@ def document(model, name, input_shape=None, description=None):
     doc = {"format": FORMAT, "name": name}
     if description:
         doc["description"] = description
+    if source:
+        doc["source"] = source  # how to rebuild the PyTorch model: `python3 -m fusion_torch verify` reads it
     doc["model"] = tree
     doc["forward"] = forward
     if input_shape is not None:
@@ -43,7 +45,7 @@ def document(model, name, input_shape=None, description=None):
     return doc, state
 
 
-def export(model, path, input_shape=None, name=None, description=None, inputs=()):
+def export(model, path, input_shape=None, name=None, description=None, inputs=(), source=None):
     """Writes `model` in the model format: `path` is `X.json` (writes X.json and X.safetensors) or a directory
     (writes DIR/model.json and DIR/model.safetensors). The model is described as it is (train or eval mode); when
     `input_shape` is given, the exported graph is checked by running the model on a zero input of that shape.
@@ -58,7 +60,7 @@ def export(model, path, input_shape=None, name=None, description=None, inputs=()
     # A directory's name labels the model better than its model.json.
     stem = os.path.splitext(os.path.basename(json_path))[0] if os.fspath(path).endswith(".json") else \
         os.path.basename(os.path.normpath(os.fspath(path)))
-    doc, state = document(model, name or stem, input_shape, description)
+    doc, state = document(model, name or stem, input_shape, description, source)
     doc["state_dict"] = os.path.basename(st_path)
     if input_shape is not None:
         was = model.training

@@ -1,5 +1,5 @@
-"""The module tree of the model format (`model`): PyTorch's type names, namespaces and constructor arguments, exactly
-the layers Fusion.Dsl reads (src/Fusion.Dsl/IO/ModuleJson.cs) and runs."""
+"""The module tree of the model format (`model`): PyTorch's type names, namespaces and constructor arguments for the
+layers Fusion.Dsl models (src/Fusion.Dsl/IO/ModuleJson.cs), and every other library module carried as opaque."""
 import torch.nn as nn
 
 from .errors import ExportError
@@ -25,29 +25,53 @@ def _module_of(m):
     return type(m).__module__ or ""
 
 
+def _opaque_namespace(m):
+    """Where an opaque library class lives: torch.nn for the classes torch.nn exports, else its Python module."""
+    name, mod = type(m).__name__, _module_of(m)
+    return TORCH_NN if mod.startswith("torch.nn.modules.") and getattr(nn, name, None) is type(m) else mod
+
+
 def kind(m):
-    """How a module is described: ('layer'|'container'|'fused'|'user', namespace), or None for a library module
-    (torch.nn, torch.ao, torchvision.ops) that Fusion.Dsl does not run."""
+    """How a module is described: ('layer'|'container'|'fused'|'user'|'opaque', namespace). A library module of torch
+    (torch.nn, torch.ao) that Fusion.Dsl does not model is 'opaque': carried whole (type, arguments, state, print
+    layout) and called as one graph node, so fusion works around it."""
     name, mod = type(m).__name__, _module_of(m)
     if mod.startswith(("torch.nn.intrinsic", "torch.ao.nn.intrinsic")):
         if ".qat" in mod or name not in FUSED:
-            return None
+            return "opaque", _opaque_namespace(m)
         return "fused", INTRINSIC
     if mod.startswith("torch.nn.") or mod == "torch.nn":
-        if name in LAYERS:
+        if name in LAYERS and getattr(nn, name, None) is type(m):
             return "layer", TORCH_NN
         if name in CONTAINERS:
             return "container", TORCH_NN
-        return None
+        return "opaque", _opaque_namespace(m)
     if mod.startswith(("torch.ao.", "torch.quantization", "torch.nn.quantized")):
-        return ("user", USER) if name in STUBS else None
+        return ("user", USER) if name in STUBS else ("opaque", _opaque_namespace(m))
     return "user", USER  # a user class (also torchvision's blocks and Sequential subclasses): a container
 
 
 def is_leaf(m):
-    """torch.fx leaves: the layers and fused modules the engine calls as a whole."""
-    k = kind(m)
-    return k is not None and k[0] in ("layer", "fused")
+    """torch.fx leaves: the layers, fused modules and opaque library modules, each called as a whole."""
+    return kind(m)[0] in ("layer", "fused", "opaque")
+
+
+def _json_value(v):
+    """A constructor-like attribute as JSON, or None when it is not plain data (tensors, modules, callables)."""
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        return v if v == v and v not in (float("inf"), float("-inf")) else None
+    if isinstance(v, (tuple, list)) and all(x is None or isinstance(x, (bool, int, float, str)) for x in v):
+        return list(v)
+    return None
+
+
+def opaque_args(m):
+    """An opaque module's plain attributes (its constructor's arguments as PyTorch stores them), for the record: the
+    module is not rebuilt from them, so what is not plain data is left out."""
+    return {k: _json_value(v) for k, v in sorted(vars(m).items())
+            if not k.startswith("_") and k != "training" and (v is None or _json_value(v) is not None)}
 
 
 def _t(v):
@@ -104,13 +128,14 @@ def own_state(m):
 
 def describe(m, path=""):
     """The `model` object of the format for `m` and its subtree; refuses what Fusion.Dsl cannot read."""
-    k = kind(m)
-    if k is None:
-        _refuse(path, m, f"{_module_of(m)}.{type(m).__name__} is a library module Fusion.Dsl does not run "
-                         f"(it runs torch.nn {', '.join(sorted(LAYERS | CONTAINERS))} and PyTorch's fused "
-                         "torch.ao.nn.intrinsic modules); replace it, or export a submodule without it")
-    what, ns = k
+    what, ns = kind(m)
     d = {"type": type(m).__name__, "namespace": ns, "training": m.training}
+    if what == "opaque":
+        d["opaque"] = True
+        a = opaque_args(m)
+        if a:
+            d["args"] = a
+        d["extra_repr"] = m.extra_repr()
     if what == "layer":
         a = args_of(m, path)
         if a:

@@ -60,7 +60,7 @@ public static class Program
         foreach (var c in new[]
                  {
                      InspectCommand.Create(), FuseCommand.Create(), AutoCommand.Create(), ConformanceCommand.Create(),
-                     DemoCommand.Create(), BenchCommand.Create(), ExportCommand.Create(),
+                     DemoCommand.Create(), BenchCommand.Create(), ExportCommand.Create(), RunCommand.Create(),
                  })
             root.Subcommands.Add(c);
         return root;

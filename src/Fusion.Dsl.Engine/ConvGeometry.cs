@@ -174,4 +174,8 @@ internal sealed class ConvGeometry
 }
 
 /// <summary>A problem with the input handed to a layer (shape, size); the engine adds the module's path and type.</summary>
-internal sealed class EngineInputException(string message) : Exception(message);
+internal sealed class EngineInputException(string message, bool unsupported = false) : Exception(message)
+{
+    /// <summary>The input is fine but asks for an operation the engine does not evaluate (an opaque one).</summary>
+    public bool Unsupported { get; } = unsupported;
+}

@@ -44,12 +44,14 @@ internal sealed class Evaluator(int threads)
                 Sequential s => RunChildren(s, x, path),
                 FusedModule f => RunFused(f, x, path),
                 UserModule u => RunUser(u, x, path),
+                OpaqueModule o => throw new ForwardException(path, m.TypeName,
+                    $"{o.Namespace}.{o.TypeName} is carried as an opaque module; the engine does not evaluate it", unsupported: true),
                 _ => throw new ForwardException(path, m.TypeName, "the engine has no forward for this kind of module"),
             };
         }
         catch (EngineInputException e)
         {
-            throw new ForwardException(path, m.TypeName, e.Message);
+            throw new ForwardException(path, m.TypeName, e.Message, e.Unsupported);
         }
         // Checked size arithmetic and the tensor limit (Tensor's shape checks) end a pass that would be out of range: the
         // module that asked for it is named.

@@ -13,5 +13,16 @@ public sealed class ForwardException : Fusion.Dsl.Algebra.ModuleException
     {
     }
 
+    /// <summary>Creates the error for a model that is valid but holds an operation the engine does not evaluate.</summary>
+    internal ForwardException(string modulePath, string moduleType, string problem, bool unsupported)
+        : this(modulePath, moduleType, problem) => Unsupported = unsupported;
+
+    /// <summary>
+    /// True when the model is valid but holds an operation the engine does not evaluate: an opaque module or an opaque
+    /// graph operation, carried from PyTorch for fusion and written back unchanged. Such a model can be fused and
+    /// written; its outputs are checked in PyTorch instead (<c>python3 -m fusion_torch verify</c>).
+    /// </summary>
+    public bool Unsupported { get; }
+
     private static string Where(string path) => path.Length == 0 ? "model root" : $"module '{path}'";
 }

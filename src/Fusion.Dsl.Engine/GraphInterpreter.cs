@@ -42,8 +42,10 @@ internal static class GraphInterpreter
                     break;
                 case NodeOp.CallModule:
                 {
-                    var x = ModuleInput(node, values);
                     var module = ModulePath.Get(owner, node.Target!);
+                    if (module is OpaqueModule o)
+                        throw new EngineInputException($"graph node '{node.Name}' calls {node.Target}, a {o.Namespace}.{o.TypeName} carried as an opaque module, which the engine does not evaluate", unsupported: true);
+                    var x = ModuleInput(node, values);
                     value = ev.Call(module, x, Evaluator.Join(path, node.Target!));
                     if (module is Activation { Inplace: true } or Dropout { Inplace: true }) mutated = x;
                     break;
@@ -159,7 +161,7 @@ internal static class GraphInterpreter
     private static OpCall Bind(GraphNode node, Dictionary<string, object?> values)
     {
         var op = GraphOps.Of(node)
-                 ?? throw new EngineInputException($"graph node '{node.Name}' calls {(node.Op == NodeOp.CallMethod ? "the tensor method ." + node.Target + "()" : "the function " + node.Target)}, which the engine does not evaluate (the model carries it as an opaque operation)");
+                 ?? throw new EngineInputException($"graph node '{node.Name}' calls {(node.Op == NodeOp.CallMethod ? "the tensor method ." + node.Target + "()" : "the function " + node.Target)}, which the engine does not evaluate (the model carries it as an opaque operation)", unsupported: true);
         try { return op.Bind(node, a => Resolve(a, values), Describe); }
         catch (GraphCallException e) { throw new EngineInputException(e.Message); }
     }

@@ -46,14 +46,16 @@ internal static class AutoCommand
                 if (src.Path is not null && string.Equals(Path.GetFullPath(outPath), src.Path, StringComparison.Ordinal))
                     throw new UsageException($"--out {outPath} would overwrite the input model; write the fused model elsewhere");
                 var options = new FuseOptions { Rules = rules };
-                var fused = isQat ? Fuser.FuseModulesQat(src.Model, groups.Select(g => (IEnumerable<string>)g), options)
-                                  : Fuser.FuseModules(src.Model, groups.Select(g => (IEnumerable<string>)g), options);
+                // No group found: the model is written as it is (fuse_modules refuses an empty list; auto found nothing to fuse).
+                var fused = groups.Count == 0 ? src.Model
+                    : isQat ? Fuser.FuseModulesQat(src.Model, groups.Select(g => (IEnumerable<string>)g), options)
+                    : Fuser.FuseModules(src.Model, groups.Select(g => (IEnumerable<string>)g), options);
                 // With --json the standard output is the JSON alone; the note goes to standard error.
                 var previous = Console.Out;
                 if (r.GetValue(json)) Console.SetOut(Console.Error);
                 try
                 {
-                    if (!Verification.Passes(src, fused, r.GetValue(noVerify), Console.Out)) return 1;
+                    if (!Verification.Passes(src, fused, r.GetValue(noVerify), Console.Out, outPath)) return 1;
                     ModelOutput.Write(outPath, fused, src, $"{src.Label} fused by fusion auto");
                 }
                 finally { Console.SetOut(previous); }

@@ -40,7 +40,7 @@ internal static class FuseCommand
             if (outPath is not null) RefuseOverwritingInput(outPath, asPt, src.Path, r.GetValue(model.Weights));
             var fused = isQat ? Fuser.FuseModulesQat(src.Model, spec) : Fuser.FuseModules(src.Model, spec);
             Console.Out.WriteLine($"fused {spec.FusionGroups().Count} group(s) of {src.Label} with {(isQat ? "fuse_modules_qat" : "fuse_modules")}");
-            if (!Verification.Passes(src, fused, r.GetValue(noVerify), Console.Out)) return 1;
+            if (!Verification.Passes(src, fused, r.GetValue(noVerify), Console.Out, outPath)) return 1;
             if (outPath is not null && asPt)
             {
                 TorchCheckpoint.Write(outPath, fused.StateDict());

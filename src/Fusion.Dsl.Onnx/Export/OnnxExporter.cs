@@ -44,6 +44,7 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
             Sequential s => Children(s, x, path),
             FusedModule f => Fused(f, x, path),
             UserModule u => User(u, x, path),
+            OpaqueModule o => throw Refuse(m, path, $"{o.Namespace}.{o.TypeName} is carried as an opaque module and has no ONNX form here; export the model with torch.onnx.export after loading the fused weights back into PyTorch"),
             _ => throw Refuse(m, path, "the exporter has no ONNX form for this kind of module"),
         };
     }

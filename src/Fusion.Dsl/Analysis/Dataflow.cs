@@ -61,7 +61,7 @@ public sealed record CallSite(CallSiteKind Kind, string Container, string Locati
 /// Who calls which module and who reads each call's output, for a whole model. Containers are read as they run: a
 /// <see cref="UserModule"/> with a <see cref="UserModule.Forward"/> graph by its <c>call_module</c> nodes (targets relative to
 /// it), a <see cref="Sequential"/> or <see cref="FusedModule"/> that runs as a chain (each position feeding the next), and
-/// the modules they call recursively. A <see cref="UserModule"/> without a graph that runs as a whole is opaque: nothing
+/// the modules they call recursively. A <see cref="UserModule"/> without a graph, or an <see cref="OpaqueModule"/>, that runs as a whole is opaque: nothing
 /// below it is known (<see cref="IsKnown"/> is false there). A Sequential that never runs as a whole (its children called
 /// one by one from a graph, as torch.fx traces it) is only a namespace.
 /// </summary>
@@ -282,7 +282,7 @@ public sealed class Dataflow
                         Visit(target, ModulePath.Get(module, node.Target!), new RawSite(CallSiteKind.GraphNode, path, node.Name, readers));
                     }
                     break;
-                case UserModule { Children.Count: > 0 }:
+                case UserModule { Children.Count: > 0 } or OpaqueModule { Children.Count: > 0 }:
                     _opaque.Add(path);
                     break;
             }

@@ -14,10 +14,10 @@ public abstract class GraphArg : IEquatable<GraphArg>
     /// <exception cref="ArgumentException">The value is of another type.</exception>
     public static GraphArg Const(object? value) => value switch
     {
-        null or long or double or bool or string => new ConstArg(value),
+        null or long or double or bool or string or PyConstant => new ConstArg(value),
         int i => new ConstArg((long)i),
         float f => new ConstArg((double)f),
-        _ => throw new ArgumentException($"graph constants are long, double, bool, string or null; got {value.GetType().Name}"),
+        _ => throw new ArgumentException($"graph constants are long, double, bool, string, null or a PyConstant; got {value.GetType().Name}"),
     };
 
     /// <summary>A list (PyTorch tuple or list) of arguments.</summary>

@@ -80,8 +80,7 @@ public static class GraphJson
         switch (e.ValueKind)
         {
             case JsonValueKind.Object:
-                src.RequireObject(e, location, "an object argument (only {\"ref\": node} is allowed)", "ref");
-                return GraphArg.Ref(src.String(src.Required(e, "ref", location, "a reference"), location, "'ref'"));
+                return ReadTagged(e, src, location);
             case JsonValueKind.Array:
                 return GraphArg.List(e.EnumerateArray().Select(x => ReadArg(x, src, location)).ToArray());
             case JsonValueKind.Number:
@@ -93,6 +92,45 @@ public static class GraphJson
             case JsonValueKind.False: return GraphArg.Const(false);
             case JsonValueKind.Null: return GraphArg.Const(null);
             default: throw src.Fail(location, $"unsupported argument {JsonSource.Describe(e)}");
+        }
+    }
+
+    private static readonly string[] Tags = ["ref", "slice", "ellipsis", "dtype", "device", "memory_format", "float"];
+
+    /// <summary>An object argument: a reference <c>{"ref": node}</c>, or one tagged Python constant.</summary>
+    private static GraphArg ReadTagged(JsonElement e, JsonSource src, string location)
+    {
+        src.RequireObject(e, location, "an object argument", Tags);
+        var props = e.EnumerateObject().ToList();
+        if (props.Count != 1) throw src.Fail(location, $"an object argument has exactly one of {string.Join(", ", Tags)}, got {props.Count} keys");
+        var p = props[0];
+        string Text() => src.String(p.Value, location, $"'{p.Name}'");
+        long? Part(JsonElement v) => v.ValueKind == JsonValueKind.Null ? null
+            : JsonSource.IsIntegerLiteral(v) && v.TryGetInt64(out var l) ? l
+            : throw src.Fail(location, $"a slice's parts are integers or null, got {JsonSource.Describe(v)}");
+        switch (p.Name)
+        {
+            case "ref":
+                return GraphArg.Ref(Text());
+            case "slice":
+                if (p.Value.ValueKind != JsonValueKind.Array || p.Value.GetArrayLength() != 3)
+                    throw src.Fail(location, $"'slice' is [start, stop, step], got {JsonSource.Describe(p.Value)}");
+                var parts = p.Value.EnumerateArray().Select(Part).ToArray();
+                return GraphArg.Const(PyConstant.Slice(parts[0], parts[1], parts[2]));
+            case "ellipsis":
+                return p.Value.ValueKind == JsonValueKind.True ? GraphArg.Const(new PyConstant(PyConstantKind.Ellipsis))
+                    : throw src.Fail(location, "'ellipsis' must be true");
+            case "dtype": return GraphArg.Const(new PyConstant(PyConstantKind.DType, Text()));
+            case "device": return GraphArg.Const(new PyConstant(PyConstantKind.Device, Text()));
+            case "memory_format": return GraphArg.Const(new PyConstant(PyConstantKind.MemoryFormat, Text()));
+            default: // "float": a non-finite number, which JSON has no literal for
+                return Text() switch
+                {
+                    "inf" => GraphArg.Const(double.PositiveInfinity),
+                    "-inf" => GraphArg.Const(double.NegativeInfinity),
+                    "nan" => GraphArg.Const(double.NaN),
+                    var t => throw src.Fail(location, $"'float' is \"inf\", \"-inf\" or \"nan\", got \"{t}\""),
+                };
         }
     }
 
@@ -141,6 +179,28 @@ public static class GraphJson
                 w.WriteStartArray();
                 foreach (var item in l.Items) WriteArg(w, item, fileName, location);
                 w.WriteEndArray();
+                break;
+            case ConstArg { Value: PyConstant k }:
+                w.WriteStartObject();
+                switch (k.Kind)
+                {
+                    case PyConstantKind.Slice:
+                        w.WriteStartArray("slice");
+                        foreach (var part in new[] { k.Start, k.Stop, k.Step })
+                            if (part is { } v) w.WriteNumberValue(v); else w.WriteNullValue();
+                        w.WriteEndArray();
+                        break;
+                    case PyConstantKind.Ellipsis: w.WriteBoolean("ellipsis", true); break;
+                    case PyConstantKind.DType: w.WriteString("dtype", k.Text); break;
+                    case PyConstantKind.Device: w.WriteString("device", k.Text); break;
+                    default: w.WriteString("memory_format", k.Text); break;
+                }
+                w.WriteEndObject();
+                break;
+            case ConstArg { Value: double d } when !double.IsFinite(d):
+                w.WriteStartObject();
+                w.WriteString("float", double.IsNaN(d) ? "nan" : d > 0 ? "inf" : "-inf");
+                w.WriteEndObject();
                 break;
             case ConstArg c:
                 JsonOut.Value(w, c.Value, fileName, location);

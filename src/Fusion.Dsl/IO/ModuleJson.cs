@@ -67,7 +67,7 @@ public static class ModuleJson
     private static Module ReadModule(JsonElement e, string path, TensorSource tensors, JsonSource src, string tree)
     {
         var loc = Location(tree, path);
-        src.RequireObject(e, loc, "a module", "type", "namespace", "training", "args", "state", "children");
+        src.RequireObject(e, loc, "a module", "type", "namespace", "training", "args", "state", "children", "opaque", "extra_repr");
         var type = src.String(src.Required(e, "type", loc, "a module"), loc, "'type'");
         var ns = src.String(src.Required(e, "namespace", loc, "a module"), loc, "'namespace'");
         var training = src.Bool(src.Required(e, "training", loc, "a module"), loc, "'training'");
@@ -100,6 +100,10 @@ public static class ModuleJson
             }
         }
 
+        if (JsonSource.TryGetNonNull(e, "opaque", out var opaque) && src.Bool(opaque, loc, "'opaque'"))
+            return ReadOpaque(e, type, ns, training, state, children, src, loc);
+        if (JsonSource.TryGetNonNull(e, "extra_repr", out _))
+            throw src.Fail(loc, $"'extra_repr' belongs to an opaque module (\"opaque\": true); {ns}.{type} is modelled, so its print layout is its own");
         var args = new ArgReader(JsonSource.TryGetNonNull(e, "args", out var a) ? a : null, src, loc, type);
         Module m;
         try
@@ -124,6 +128,34 @@ public static class ModuleJson
             throw src.Fail(loc, $"'state' lists {string.Join(", ", extra.Select(n => $"'{n}'"))}, which a {type} with these arguments does not have (it has: {(built.Count == 0 ? "none" : string.Join(", ", built))})");
         return m;
     }
+
+    /// <summary>A module carried as it is (<see cref="OpaqueModule"/>): arguments kept as plain values, any state and children.</summary>
+    private static OpaqueModule ReadOpaque(JsonElement e, string type, string ns, bool training, TensorDict state, List<NamedModule> children,
+        JsonSource src, string loc)
+    {
+        var args = new List<KeyValuePair<string, object?>>();
+        if (JsonSource.TryGetNonNull(e, "args", out var a))
+        {
+            if (a.ValueKind != JsonValueKind.Object) throw src.Fail(loc, $"'args' must be an object, got {JsonSource.Describe(a)}");
+            foreach (var p in a.EnumerateObject()) args.Add(new(p.Name, PlainValue(p.Value, src, $"{loc} argument '{p.Name}'")));
+        }
+        var extra = JsonSource.TryGetNonNull(e, "extra_repr", out var r) ? src.String(r, loc, "'extra_repr'") : "";
+        try { return OpaqueModule.Create(type, ns, args, extra, ModuleChildren.Create(children), state, training); }
+        catch (ArgumentException ex) { throw src.Fail(loc, $"{ns}.{type}: {ex.Message}", ex); }
+    }
+
+    /// <summary>A JSON scalar or a list of them, as the plain .NET value an opaque module keeps.</summary>
+    private static object? PlainValue(JsonElement v, JsonSource src, string loc) => v.ValueKind switch
+    {
+        JsonValueKind.Null => null,
+        JsonValueKind.True => true,
+        JsonValueKind.False => false,
+        JsonValueKind.String => v.GetString(),
+        JsonValueKind.Number when JsonSource.IsIntegerLiteral(v) => v.TryGetInt64(out var l) ? l : throw src.Fail(loc, $"the integer {v.GetRawText()} does not fit in 64 bits"),
+        JsonValueKind.Number => src.Double(v, loc, "a number"),
+        JsonValueKind.Array => v.EnumerateArray().Select(x => PlainValue(x, src, loc)).ToImmutableArray(),
+        _ => throw src.Fail(loc, $"an opaque module's argument must be null, a boolean, a number, a string or a list of them, got {JsonSource.Describe(v)}"),
+    };
 
     /// <summary>
     /// Refuses a layer whose arguments imply tensors its <c>state</c> list does not name, before the layer is built: a factory
@@ -284,6 +316,7 @@ public static class ModuleJson
         w.WriteString("type", m.TypeName);
         w.WriteString("namespace", m.Namespace);
         w.WriteBoolean("training", m.Training);
+        if (m is OpaqueModule) w.WriteBoolean("opaque", true);
         var args = m.Arguments;
         if (args.Count > 0)
         {
@@ -295,6 +328,7 @@ public static class ModuleJson
             }
             w.WriteEndObject();
         }
+        if (m is OpaqueModule) w.WriteString("extra_repr", m.ExtraRepr);
         if (m.State.Count > 0)
         {
             w.WriteStartArray("state");

@@ -129,6 +129,21 @@ let autoTests =
                 Expect.stringContains err "NaN" $"{command.Head}: names the NaN"
                 Expect.isFalse (File.Exists outPath) $"{command.Head}: nothing written"
         }
+        test "run writes the engine's output for an .npy input, bit for bit what Forward.Run gives, and never over its input" {
+            let dir = temp ()
+            let x = Fusion.Dsl.Layers.Init.Normal(Random 3, 1.0, [| 1; 3; 32; 32 |])
+            let input, output = Path.Combine(dir, "x.npy"), Path.Combine(dir, "y.npy")
+            Npy.Write(input, x)
+            let code, out, err = run [ "run"; "--model"; "resnet18"; "--input"; input; "--out"; output ]
+            Expect.equal code 0 (out + err)
+            let expected = Engine.Forward.Run((Zoo.ModelZoo.Create("resnet18", seed = 1, randomizeBatchNorm = true)).Model, x)
+            Expect.isTrue ((Npy.Read output).Equals expected) "the zoo model's forward, same bits"
+            let before = File.ReadAllBytes input
+            let code2, _, err2 = run [ "run"; "--model"; "resnet18"; "--input"; input; "--out"; input ]
+            Expect.equal code2 2 "usage error"
+            Expect.stringContains err2 "overwrite the input" "says why"
+            Expect.sequenceEqual (File.ReadAllBytes input) before "the input is untouched"
+        }
         test "auto refuses an unknown rule set by name" {
             let code, _, err = run [ "auto"; "--model"; "resnet18"; "--rules"; "fancy" ]
             Expect.equal code 2 "usage error"

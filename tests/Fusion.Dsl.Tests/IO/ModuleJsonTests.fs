@@ -154,6 +154,26 @@ let tests =
             let e = readFails (seqJson ((convJson "").Replace("Conv2d", "Frobnicate2d"))) (convTensors ()) [ "Frobnicate2d"; "model.0" ]
             Expect.equal e.Key "model.0" "location"
         }
+        test "an opaque module keeps its type, namespace, plain arguments, print layout, state and children exactly" {
+            let json = """{"type":"MultiheadAttention","namespace":"torch.nn","training":false,"opaque":true,
+              "args":{"embed_dim":4,"num_heads":2,"dropout":0.0,"batch_first":false,"kdim":null,"shape":[1,[2,3]]},
+              "extra_repr":"","state":["in_proj_weight"],
+              "children":[{"name":"out_proj","module":{"type":"NonDynamicallyQuantizableLinear","namespace":"torch.nn.modules.linear","training":false,"opaque":true,"extra_repr":"in_features=4, out_features=4, bias=True","state":["weight","bias"]}}]}"""
+            let tensors = Dictionary<string, Tensor>(dict [ "in_proj_weight", Tensor.Zeros(12, 4); "out_proj.weight", Tensor.Zeros(4, 4); "out_proj.bias", Tensor.Zeros 4 ])
+            let m = ModuleJson.Read(json, tensors, "", src)
+            Expect.isTrue (m :? OpaqueModule) "opaque"
+            Expect.equal m.Namespace "torch.nn" "namespace"
+            Expect.equal [ for kv in m.Arguments -> kv.Key ] [ "embed_dim"; "num_heads"; "dropout"; "batch_first"; "kdim"; "shape" ] "arguments in order"
+            let inner = ModulePath.Get(m, "out_proj")
+            Expect.equal inner.Namespace "torch.nn.modules.linear" "a class outside torch.nn's exports keeps its module"
+            Expect.equal (ModuleRepr.Print inner) "NonDynamicallyQuantizableLinear(in_features=4, out_features=4, bias=True)" "PyTorch's print layout"
+            Expect.equal (roundTrip m) m "written back equal"
+            Expect.equal (canonical (JsonDocument.Parse(ModuleJson.Write m).RootElement)) (canonical (JsonDocument.Parse(json).RootElement)) "the same JSON"
+        }
+        test "extra_repr on a modelled layer, or an opaque argument that is an object, is refused" {
+            readFails ((seqJson (convJson "")).Replace("\"training\":false,\"args\"", "\"training\":false,\"extra_repr\":\"x\",\"args\"")) (convTensors ()) [ "extra_repr"; "opaque" ]
+            readFails """{"type":"GELU","namespace":"torch.nn","opaque":true,"training":false,"args":{"approximate":{"a":1}}}""" (Dictionary()) [ "approximate"; "an object" ]
+        }
         test "an unknown namespace is refused" {
             readFails (seqJson ((convJson "").Replace("\"namespace\":\"torch.nn\",\"training\":false,\"args\":{\"in", "\"namespace\":\"torch.quantized\",\"training\":false,\"args\":{\"in"))) (convTensors ()) [ "torch.quantized"; "model.0" ] |> ignore
         }
@@ -240,6 +260,32 @@ let tests =
                 Expect.equal g.Nodes[2].Op NodeOp.GetAttr "get_attr"
                 Expect.equal (GraphJson.Read(GraphJson.Write g, src)) g "round trip keeps every kind"
                 Expect.stringContains (GraphJson.Write g) "3.0" "a float stays a float"
+            }
+            test "tagged Python constants and non-finite floats keep their meaning through read and write" {
+                let json = """[{"op":"placeholder","name":"x"},
+                  {"op":"call_function","name":"i","target":"_operator.getitem","args":[{"ref":"x"},[{"slice":[null,2,null]},{"ellipsis":true},{"slice":[1,null,-1]}]]},
+                  {"op":"call_method","name":"t","target":"to","args":[{"ref":"i"},{"dtype":"torch.float16"}],"kwargs":{"device":{"device":"cpu"},"memory_format":{"memory_format":"torch.channels_last"}}},
+                  {"op":"call_method","name":"m","target":"masked_fill","args":[{"ref":"t"},{"ref":"t"},{"float":"-inf"}]},
+                  {"op":"output","name":"output","args":[{"ref":"m"}]}]"""
+                let g = GraphJson.Read(json, src)
+                let index = (g.Nodes[1].Args[1] :?> ListArg).Items
+                Expect.equal index[0] (GraphArg.Const(PyConstant.Slice(Nullable(), Nullable 2L, Nullable()))) ":2"
+                Expect.equal index[1] (GraphArg.Const(PyConstant(PyConstantKind.Ellipsis))) "..."
+                Expect.equal index[2] (GraphArg.Const(PyConstant.Slice(Nullable 1L, Nullable(), Nullable -1L))) "1::-1"
+                Expect.equal g.Nodes[2].Args[1] (GraphArg.Const(PyConstant(PyConstantKind.DType, "torch.float16"))) "dtype"
+                Expect.equal g.Nodes[3].Args[2] (GraphArg.Const Double.NegativeInfinity) "-inf"
+                Expect.equal (GraphJson.Read(GraphJson.Write g, src)) g "round trip keeps every constant"
+            }
+            test "a tagged constant with two tags, an unknown tag or a malformed slice is refused by name" {
+                let bad (arg: string) (words: string) =
+                    let json = sprintf """[{"op":"placeholder","name":"x"},{"op":"call_function","name":"f","target":"g","args":[%s]},{"op":"output","name":"o","args":[{"ref":"f"}]}]""" arg
+                    let e = Support.throwsOf<ModelFormatException> (fun () -> GraphJson.Read(json, src) |> ignore)
+                    Expect.stringContains e.Message words arg
+                bad """{"dtype":"torch.float32","device":"cpu"}""" "exactly one"
+                bad """{"tuple":[1]}""" "tuple"
+                bad """{"slice":[1,2]}""" "[start, stop, step]"
+                bad """{"slice":[1.5,null,null]}""" "integers or null"
+                bad """{"float":"huge"}""" "huge"
             }
             test "an unknown op is refused with the node" {
                 let e = Support.throwsOf<ModelFormatException> (fun () -> GraphJson.Read("""[{"op":"call_magic","name":"m"}]""", src) |> ignore)

@@ -142,15 +142,6 @@ def sequential_root():
 
 # ---- models the exporter must refuse ----------------------------------------------------------------------------
 
-class UnknownLayer(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GELU())
-
-    def forward(self, x):
-        return self.body(x)
-
-
 class DataDependent(nn.Module):
     def __init__(self):
         super().__init__()
@@ -171,10 +162,50 @@ class Gate(nn.Module):
         return self.conv(-x)
 
 
-class UnsupportedFunction(nn.Module):
+class OpaqueNet(nn.Module):
+    """Modules and operations Fusion.Dsl carries without modelling them: a LayerNorm with weights, a GELU with an
+    argument, torch.sigmoid, permute, and an index with slices and Ellipsis; fusable groups around them."""
+
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3)
+        self.stem = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+        self.norm = nn.LayerNorm(4, eps=1e-3)
+        self.act = nn.GELU(approximate="tanh")
+        self.head = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4))
 
     def forward(self, x):
-        return torch.sigmoid(self.conv(x))
+        x = self.stem(x)
+        x = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        x = self.act(self.head(x))
+        return torch.sigmoid(x[:, :2, ..., ::1])
+
+
+def opaque_net():
+    """OpaqueNet with random BatchNorm statistics and LayerNorm weights, so every folded parameter matters."""
+    torch.manual_seed(3)
+    m = OpaqueNet()
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, (nn.BatchNorm2d, nn.LayerNorm)):
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.5, 0.5)
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.3, 0.3)
+                mod.running_var.uniform_(0.5, 2.0)
+    return m.eval()
+
+
+
+class ChannelShuffle(nn.Module):
+    """shufflenet's channel shuffle as torchvision writes it: the shape unpacked from x.size() (which torch 1.13's
+    tracer cannot unpack under Python 3.11 on its own)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        x = self.bn(self.conv(x))
+        n, c, h, w = x.size()
+        return x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, -1, h, w)
