@@ -99,6 +99,8 @@ internal sealed record ModelSource(string Label, string? Path, Module Model, Ten
         for (var i = 0; i < parts.Length; i++)
             if (!int.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out dims[i]) || dims[i] <= 0)
                 throw new UsageException($"--input-shape takes positive integers separated by commas, e.g. 1,3,224,224; got '{s}'");
+        if (Limits.ElementCount(dims) is null)
+            throw new UsageException($"--input-shape {s} has more than the limit of {Limits.MaxElements:N0} elements per tensor");
         return [.. dims];
     }
 }

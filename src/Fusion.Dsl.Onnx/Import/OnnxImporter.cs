@@ -94,8 +94,15 @@ internal sealed class OnnxImporter
         _nodes.Add(new GraphNode(NodeOp.Output, UniqueNode("output"), null, [GraphArg.Ref(result.Node)]));
         var state = TensorDict.Create([.. _rootState.Select(s => (s.Name, (Tensor?)s.Tensor))]);
         var name = string.IsNullOrWhiteSpace(_graph.Name) ? "OnnxModel" : _graph.Name;
-        var root = UserModule.Create(name, _tree.Build(), new Graph(_nodes), state: state);
-        return (root, shape, dynamic);
+        try
+        {
+            return (UserModule.Create(name, _tree.Build(), new Graph(_nodes), state: state), shape, dynamic);
+        }
+        catch (ArgumentException e)
+        {
+            // The names above are checked; this is the last guard, so that no file ends the import with another exception.
+            throw Error(null, $"the imported modules and graph do not form a model: {e.Message}");
+        }
     }
 
     private (int[] Shape, bool Dynamic) InputShape(ValueInfoProto input)
@@ -112,6 +119,9 @@ internal sealed class OnnxImporter
             if (d.ValueCase == TensorShapeProto.Types.Dimension.ValueOneofCase.DimValue && d.DimValue is > 0 and <= int.MaxValue) shape[i] = (int)d.DimValue;
             else { shape[i] = 1; if (i == 0) dynamic = true; }
         }
+        // The shape is the probe input a tool builds: one it could never allocate is refused here, naming the file.
+        if (Limits.ElementCount(shape) is null)
+            throw Error(input.Name, $"the graph input's shape [{string.Join(", ", shape)}] has more than the limit of {Limits.MaxElements:N0} elements per tensor");
         return (shape, dynamic);
     }
 
@@ -146,7 +156,7 @@ internal sealed class OnnxImporter
     {
         foreach (var suffix in (string[])[".weight", ".running_mean", ".running_var", ".bias"])
             if (name.EndsWith(suffix, StringComparison.Ordinal) && name.Length > suffix.Length && !name.Contains('/') && !name.Contains(':'))
-                return name[..^suffix.Length];
+                return IsModulePath(name[..^suffix.Length]) ? name[..^suffix.Length] : null;
         return null;
     }
 
@@ -163,7 +173,7 @@ internal sealed class OnnxImporter
         {
             var end = name.IndexOfAny(['/', '#']);
             var p = end < 0 ? name : name[..end];
-            return p.Length == 0 || p.Split('.').Any(s => s.Length == 0) ? null : p;
+            return IsModulePath(p) ? p : null;
         }
         var scopes = name.Split('/', StringSplitOptions.RemoveEmptyEntries);
         if (scopes.Length < 2) return null;
@@ -172,12 +182,15 @@ internal sealed class OnnxImporter
         foreach (var s in scopes[..^1])
         {
             var segment = previous is not null && s.StartsWith(previous + ".", StringComparison.Ordinal) ? s[(previous.Length + 1)..] : s;
-            if (segment.Length == 0 || segment.Split('.').Any(x => x.Length == 0)) return null;
+            if (!IsModulePath(segment)) return null;
             parts.Add(segment);
             previous = s;
         }
         return string.Join('.', parts);
     }
+
+    /// <summary>Whether <paramref name="path"/> is a dotted path of non-empty names (<c>a..b</c> and <c>.a</c> are not).</summary>
+    private static bool IsModulePath(string path) => path.Length > 0 && !path.Split('.').Any(s => s.Length == 0);
 
     private string UniqueNode(string name)
     {

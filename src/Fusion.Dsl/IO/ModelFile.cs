@@ -31,9 +31,11 @@ public static class ModelFile
     /// The JSON file that <paramref name="path"/> denotes: the path itself for a <c>.json</c> file or an existing file,
     /// <c>DIR/model.json</c> for anything else (a directory, existing or to be created, as the Python exporter reads it).
     /// </summary>
+    /// <exception cref="ModelFormatException">The path is empty (it would mean <c>model.json</c> in the current folder).</exception>
     public static string JsonPathFor(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
+        if (path.Length == 0) throw new ModelFormatException("''", null, "the path is empty; name a .json file or a folder");
         var isFile = !Directory.Exists(path) && (path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) || File.Exists(path));
         return isFile ? path : Path.Combine(path, DefaultFileName);
     }
@@ -118,6 +120,8 @@ public static class ModelFile
             if (s.ValueKind != JsonValueKind.Array) throw src.Fail("input_shape", $"must be a list of positive integers, got {JsonSource.Describe(s)}");
             shape = s.EnumerateArray().Select((d, i) => src.Int(d, $"input_shape[{i}]", "a dimension") is var v && v > 0
                 ? v : throw src.Fail($"input_shape[{i}]", $"must be a positive integer, got {v}")).ToImmutableArray();
+            if (Tensors.Limits.ElementCount(shape.AsSpan()) is null)
+                throw src.Fail("input_shape", $"[{string.Join(", ", shape)}] has more than the limit of {Tensors.Limits.MaxElements:N0} elements per tensor");
         }
         return new ModelFileContent(name, model, shape);
     }

@@ -223,6 +223,7 @@ public static class SafeTensors
         {
             throw new ModelFormatException(source, null, $"the header is not valid JSON: {e.Message}", e);
         }
+        JsonSource.RequireDecodable(doc, source);
         using (doc)
         {
             var root = doc.RootElement;

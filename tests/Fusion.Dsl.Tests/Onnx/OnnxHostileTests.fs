@@ -161,4 +161,26 @@ let tests =
                 Expect.stringContains err "m.onnx: bias: reading 1,073,741,824 bytes needs more memory than this process may still use" "names the file, the tensor and the problem"
             }
         ]
+        testList "sizes and names" [
+            test "graph input dims [1, 3, 65536, 65536] are refused by the element limit, naming the input" {
+                let dir, cleanup = tempDir ()
+                use _ = cleanup
+                let m = handMade 17L [ onnxNode "Relu" "act" [ "x" ] [ "y" ] ] [] "y"
+                m.Graph.Input[0] <- valueInfo "x" [ 1; 3; 65536; 65536 ]
+                let path = save dir m
+                refused path "x" [ "shape [1, 3, 65536, 65536]"; "limit of 268,435,456 elements" ] |> ignore
+                cliRefusesExport path "limit of 268,435,456 elements"
+            }
+            test "an initializer named a..b.weight is no module path: the module takes its node's name" {
+                let dir, cleanup = tempDir ()
+                use _ = cleanup
+                let w = TensorProto(Name = "a..b.weight", DataType = 1, RawData = ByteString.CopyFrom(Array.zeroCreate<byte> (4 * 3 * 4)))
+                w.Dims.AddRange [ 4L; 3L; 1L; 1L ]
+                let path = save dir (handMade 17L [ onnxNode "Conv" "stem" [ "x"; "a..b.weight" ] [ "y" ] ] [ w ] "y")
+                let m = OnnxModel.Read path
+                Expect.equal (ModulePath.Get(m, "stem").TypeName) "Conv2d" "the Conv at its node's path"
+                let code, out, err = CliTests.run [ "inspect"; path ]
+                Expect.equal code 0 (out + err)
+            }
+        ]
     ]
