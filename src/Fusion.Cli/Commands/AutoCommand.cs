@@ -19,6 +19,7 @@ internal static class AutoCommand
         rulesOption.AcceptOnlyFromAmong("default", "extended");
         var qat = new Option<bool>("--qat") { Description = "find groups for fuse_modules_qat" };
         var output = new Option<string?>("--out") { Description = "fuse the groups found and write the result: FILE.onnx (ONNX) or a fusion-model/1 file" };
+        output.Validators.Add(Validate.FileName);
         var c = model.AddTo(new Command("auto", "find every group the rules can fuse safely"));
         c.Options.Add(json);
         c.Options.Add(rulesOption);
@@ -27,6 +28,7 @@ internal static class AutoCommand
         c.SetAction(r =>
         {
             var src = model.Load(r);
+            if (r.GetValue(output) is { } target) ModelOutput.RefuseUnsafeTargets(target, oneFile: false, src);
             var rulesName = r.GetValue(rulesOption)!;
             var rules = rulesName == "extended" ? RuleSet.Extended : RuleSet.Default;
             var isQat = r.GetValue(qat);
@@ -40,8 +42,6 @@ internal static class AutoCommand
             }
             if (r.GetValue(output) is { } outPath)
             {
-                if (src.Path is not null && string.Equals(Path.GetFullPath(outPath), src.Path, StringComparison.Ordinal))
-                    throw new UsageException($"--out {outPath} would overwrite the input model; write the fused model elsewhere");
                 var options = new FuseOptions { Rules = rules };
                 var fused = isQat ? Fuser.FuseModulesQat(src.Model, groups.Select(g => (IEnumerable<string>)g), options)
                                   : Fuser.FuseModules(src.Model, groups.Select(g => (IEnumerable<string>)g), options);

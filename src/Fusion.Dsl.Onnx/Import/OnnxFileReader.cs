@@ -22,6 +22,11 @@ internal sealed class OnnxFileReader
     /// <summary>The model file's name, for error messages.</summary>
     public string FileName { get; }
 
+    private readonly List<string> _externalFiles = [];
+
+    /// <summary>The external data files read so far (resolved paths, each once).</summary>
+    public IReadOnlyList<string> ExternalFiles => _externalFiles;
+
     /// <summary>The error for tensor or node <paramref name="key"/> of this file.</summary>
     public ModelFormatException Error(string? key, string problem, Exception? inner = null) => new(FileName, key, problem, inner);
 
@@ -122,6 +127,7 @@ internal sealed class OnnxFileReader
             case FileKind.Regular: break;
             default: throw Error(name, $"external data location '{location}' is not a regular file (a directory, a device or a pipe)");
         }
+        if (!_externalFiles.Contains(file)) _externalFiles.Add(file);
         var fileLength = new FileInfo(file).Length;
         if (offset > fileLength) throw Error(name, $"external data offset {offset} lies past the end of '{location}' ({fileLength} bytes)");
         if (length < 0) length = fileLength - offset;

@@ -59,7 +59,7 @@ internal sealed class OnnxImporter
         if (opset < MinOpset) throw file.Error(null, $"opset {opset} is older than {MinOpset}, the oldest this importer reads; convert it with onnx.version_converter first");
         var importer = new OnnxImporter(file, model.Graph);
         var (root, shape, dynamic) = importer.Run();
-        return new OnnxImport(root, shape, dynamic, opset.Value);
+        return new OnnxImport(root, shape, dynamic, opset.Value, [file.Path, .. file.ExternalFiles]);
     }
 
     private ModelFormatException Error(string? key, string problem) => _file.Error(key, problem);
