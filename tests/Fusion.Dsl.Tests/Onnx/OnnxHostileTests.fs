@@ -183,4 +183,43 @@ let tests =
                 Expect.equal code 0 (out + err)
             }
         ]
+        // Sequenced: the time bounds hold for the import alone, not while other tests share the cores.
+        testSequenced <| testList "the import is linear" [
+            let chain (count: int) (name: int -> string) =
+                let nodes = [ for i in 0 .. count - 1 -> onnxNode "Relu" (name i) [ (if i = 0 then "x" else $"t{i - 1}") ] [ $"t{i}" ] ]
+                handMade 17L nodes [] $"t{count - 1}"
+            for what, name in [ "named nodes (a module each)", (fun i -> $"relu_{i}"); "unnamed nodes (functions)", (fun _ -> ""); "one name for all", (fun _ -> "relu") ] do
+                test $"a 100,000-node Relu chain of {what} imports within the bound" {
+                    let dir, cleanup = tempDir ()
+                    use _ = cleanup
+                    let path = save dir (chain 100_000 name)
+                    let mutable model = Unchecked.defaultof<Module>
+                    let t = elapsed (fun () -> model <- OnnxModel.Read path)
+                    Expect.isLessThan t importTimeBound $"imported in {t.TotalSeconds:F1} s"
+                    match model with
+                    | :? Fusion.Dsl.Layers.UserModule as u -> Expect.equal (u.Forward |> nonNull).Nodes.Length 100_002 "input, 100,000 calls, output"
+                    | m -> failtestf "a %s" m.TypeName
+                }
+            test "a node name of 20,000 dotted segments is refused by the module-depth limit, at once" {
+                let dir, cleanup = tempDir ()
+                use _ = cleanup
+                let deep = String.Join(".", Array.create 20_000 "a")
+                let scoped = "/" + String.Join("/", Array.create 20_000 "s") + "/Relu"
+                for name in [ deep; scoped ] do
+                    let path = save dir (handMade 17L [ onnxNode "Relu" name [ "x" ] [ "y" ] ] [] "y")
+                    let t = elapsed (fun () -> refused path name [ "20,000 levels"; $"limit of {Limits.MaxModuleDepth} nested modules" ] |> ignore)
+                    Expect.isLessThan t importTimeBound $"refused in {t.TotalSeconds:F1} s"
+            }
+            test "1,000 nodes whose paths are 256 levels deep, each under its own scope, import within the bound" {
+                let dir, cleanup = tempDir ()
+                use _ = cleanup
+                let path i = $"m{i}." + String.Join(".", Array.create (Limits.MaxModuleDepth - 1) "a")
+                let m = chain 1_000 path
+                let file = save dir m
+                let mutable model = Unchecked.defaultof<Module>
+                let t = elapsed (fun () -> model <- OnnxModel.Read file)
+                Expect.isLessThan t importTimeBound $"imported in {t.TotalSeconds:F1} s"
+                Expect.equal (ModulePath.Get(model, path 999).TypeName) "ReLU" "the last module at its path, 256 levels down"
+            }
+        ]
     ]
