@@ -41,7 +41,8 @@ public static class RealPath
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (path.Contains('\0')) throw new ArgumentException("the path holds a NUL character", nameof(path));
         // Path.GetFullPath would apply '..' to the text (link/.. is not the link's folder); on Unix only make it absolute.
-        var absolute = OperatingSystem.IsWindows() || Path.IsPathFullyQualified(path) ? Path.GetFullPath(path) : Path.Join(Directory.GetCurrentDirectory(), path);
+        var absolute = OperatingSystem.IsWindows() ? Path.GetFullPath(path)
+            : Path.IsPathFullyQualified(path) ? path : Path.Join(Directory.GetCurrentDirectory(), path);
         var root = Path.GetPathRoot(absolute)!;
         var pending = new Stack<string>();
         Push(pending, absolute[root.Length..]);

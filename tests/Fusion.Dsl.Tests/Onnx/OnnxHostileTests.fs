@@ -130,13 +130,21 @@ let tests =
                     let bias = m.State |> Seq.exactlyOne
                     Expect.sequenceEqual (bias.Value.Float32.ToArray()) values $"{location}: the bytes of data.bin"
             }
-            test "a location with a NUL, an absolute location and one whose '..' leaves the folder are refused" {
+            test "a location with a NUL, an absolute location and one whose '..' leaves the folder (after a link too) are refused" {
                 let dir, cleanup = tempDir ()
                 use _ = cleanup
                 File.WriteAllBytes(Path.Combine(dir, "w.bin"), Array.zeroCreate 12)
                 refused (save dir (addBias (externalBias [ 3L ] "w.bin\u0000.txt" None))) "bias" [ "NUL character" ] |> ignore
                 refused (save dir (addBias (externalBias [ 3L ] (Path.Combine(dir, "w.bin")) None))) "bias" [ "absolute path" ] |> ignore
                 refused (save dir (addBias (externalBias [ 3L ] "sub/../../w.bin" None))) "bias" [ "outside the model's folder" ] |> ignore
+                // '..' after a link is taken from where the link leads, as the kernel does, not from the text: outside/w.bin.
+                let outside, cleanupOutside = tempDir ()
+                use _ = cleanupOutside
+                File.WriteAllBytes(Path.Combine(outside, "w.bin"), Array.zeroCreate 12)
+                Directory.CreateDirectory(Path.Combine(outside, "inner")) |> ignore
+                Directory.CreateSymbolicLink(Path.Combine(dir, "lnk"), Path.Combine(outside, "inner")) |> ignore
+                let escaped = Path.Combine(outside, "w.bin")
+                refused (save dir (addBias (externalBias [ 3L ] "lnk/../w.bin" None))) "bias" [ $"leads to {escaped}" ] |> ignore
                 cliRefusesExport (save dir (addBias (externalBias [ 3L ] "w.bin\u0000.txt" None))) "NUL character"
             }
             test "a FIFO or a directory named as external data is refused at once, unread" {
