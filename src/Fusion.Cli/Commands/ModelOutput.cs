@@ -1,6 +1,9 @@
+using System.CommandLine;
 using Fusion.Dsl.Algebra;
 using Fusion.Dsl.IO;
 using Fusion.Dsl.Onnx;
+
+using Fusion.Dsl.Rules;
 
 namespace Fusion.Cli.Commands;
 
@@ -11,12 +14,48 @@ internal static class ModelOutput
     /// <summary>Whether <paramref name="path"/> names an ONNX file.</summary>
     public static bool IsOnnx(string path) => path.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>Writes <paramref name="model"/> and says what was written; an ONNX file read with a symbolic batch is written
-    /// with one again.</summary>
-    /// <exception cref="UsageException">An ONNX file is asked for but no input shape is known.</exception>
-    public static void Write(string path, Module model, ModelSource src, string description)
+    /// <summary>
+    /// The one check every command makes before it fuses or writes anything: the files that writing
+    /// <paramref name="path"/> produces (one file for ONNX or when <paramref name="oneFile"/>, else the JSON and
+    /// safetensors pair) must be writable targets and, links followed, none of the files the command read.
+    /// </summary>
+    /// <param name="path">The output the user named.</param>
+    /// <param name="oneFile">Whether exactly <paramref name="path"/> is written (ONNX export, a <c>.pt</c> state_dict).</param>
+    /// <param name="src">The model read, with its files.</param>
+    /// <param name="otherInputs">Further files the command read (a groups file), or nulls.</param>
+    /// <exception cref="ModelFormatException">A target is an input, or a directory, device or pipe.</exception>
+    public static void RefuseUnsafeTargets(string path, bool oneFile, ModelSource src, params string?[] otherInputs)
     {
-        var dynamicBatch = src.DynamicBatch;
+        string[] targets;
+        if (oneFile || IsOnnx(path)) targets = [path];
+        else
+        {
+            var json = ModelFile.JsonPathFor(path);
+            targets = [ModelFile.TensorPathFor(json), json];
+        }
+        OutputFile.RefuseInputs(targets, [.. src.InputFiles, .. otherInputs]);
+    }
+
+    /// <summary>The <c>--dynamic-batch</c> option of a command that may write ONNX.</summary>
+    public static Option<bool> DynamicBatchOption() => new("--dynamic-batch") { Description = "when writing ONNX, make the input's first dimension symbolic, so any batch size runs" };
+
+    /// <summary>The <c>--rules</c> option of a command that fuses: PyTorch's patterns, or this project's extended set.</summary>
+    public static Option<string> RulesOption()
+    {
+        var o = new Option<string>("--rules") { Description = "default (PyTorch's patterns) or extended (plus this project's)", DefaultValueFactory = _ => "default" };
+        o.AcceptOnlyFromAmong("default", "extended");
+        return o;
+    }
+
+    /// <summary>The rule set a <see cref="RulesOption"/> value names.</summary>
+    public static RuleSet Rules(string name) => name == "extended" ? RuleSet.Extended : RuleSet.Default;
+
+    /// <summary>Writes <paramref name="model"/> and says what was written; an ONNX file read with a symbolic batch, or
+    /// asked for with <paramref name="dynamicBatch"/>, is written with a symbolic batch.</summary>
+    /// <exception cref="UsageException">An ONNX file is asked for but no input shape is known.</exception>
+    public static void Write(string path, Module model, ModelSource src, string description, bool dynamicBatch = false)
+    {
+        dynamicBatch |= src.DynamicBatch;
         if (IsOnnx(path))
         {
             if (src.InputShape.IsEmpty) throw new UsageException($"writing {path} needs the input shape: give --input-shape, e.g. 1,3,224,224");

@@ -12,11 +12,15 @@ namespace Fusion.Cli.Commands;
 /// <summary>A model named on the command line: a <c>fusion-model/1</c> file (or a directory holding <c>model.json</c>), a
 /// <c>fusion-fixture/1</c> case, or <c>--model NAME</c> from the zoo; with a probe input for verification and, for zoo
 /// models, torchvision's fusion groups.</summary>
-internal sealed record ModelSource(string Label, string? Path, Module Model, Tensor? ProbeInput, ImmutableArray<int> InputShape,
+internal sealed record ModelSource(string Label, Module Model, Tensor? ProbeInput, ImmutableArray<int> InputShape,
     IReadOnlyList<IReadOnlyList<string>>? ZooGroups)
 {
     /// <summary>Whether the model came from an ONNX file whose batch dimension is symbolic (kept when it is written as ONNX again).</summary>
     public bool DynamicBatch { get; init; }
+
+    /// <summary>Every file the model was read from (the model file, the tensors it names or implies, ONNX external data,
+    /// <c>--weights</c>): what no output of the command may replace.</summary>
+    public IReadOnlyList<string> InputFiles { get; init; } = [];
 
     /// <summary>The options every command that takes a model has.</summary>
     public sealed class Options
@@ -30,19 +34,23 @@ internal sealed record ModelSource(string Label, string? Path, Module Model, Ten
         public Option<int> Seed { get; } = new("--seed") { Description = "seed of the zoo's random weights and of the probe input", DefaultValueFactory = _ => 1 };
         public Option<string?> InputShape { get; } = new("--input-shape") { Description = "probe input shape, e.g. 1,3,224,224 (default: the model's own)" };
         public Option<string?> Weights { get; } = new("--weights") { Description = "load a state_dict (a torch.save .pt/.pth or a safetensors file, PyTorch's keys) into the model" };
+        public Option<bool> Eval { get; } = new("--eval") { Description = "put the whole model in eval mode first, as model.eval() does (for a model saved in training mode)" };
 
         /// <summary>Adds the argument and options to <paramref name="command"/>.</summary>
         public Command AddTo(Command command)
         {
             command.Arguments.Add(File);
-            foreach (var o in new Option[] { Zoo, Seed, InputShape, Weights }) command.Options.Add(o);
+            foreach (var o in new Option[] { Zoo, Seed, InputShape, Weights, Eval }) command.Options.Add(o);
             return command;
         }
 
         /// <summary>Loads the model the command line names.</summary>
         /// <exception cref="UsageException">Neither or both of a file and <c>--model</c> were given, or a value is malformed.</exception>
         public ModelSource Load(ParseResult r)
-            => From(r.GetValue(File), r.GetValue(Zoo), r.GetValue(Seed), r.GetValue(InputShape), r.GetValue(Weights));
+        {
+            var src = From(r.GetValue(File), r.GetValue(Zoo), r.GetValue(Seed), r.GetValue(InputShape), r.GetValue(Weights));
+            return r.GetValue(Eval) ? src with { Model = src.Model.Eval() } : src;
+        }
     }
 
     /// <summary>Loads the model from a file or the zoo.</summary>
@@ -57,30 +65,38 @@ internal sealed record ModelSource(string Label, string? Path, Module Model, Ten
             // Random BatchNorm statistics make the folding non-trivial, as the PyTorch fixtures do.
             var z = ModelZoo.Create(zooName, seed: seed, randomizeBatchNorm: true);
             var zs = shape ?? [.. z.InputShape];
-            return new ModelSource(zooName, null, WithWeights(z.Model, weights), Probe(zs, seed), zs, z.FuseGroups);
+            return new ModelSource(zooName, WithWeights(z.Model, weights), Probe(zs, seed), zs, z.FuseGroups) { InputFiles = [.. Files(weights)] };
         }
-        var (model, probe, own, dynamic) = Read(file!);
+        var (model, probe, own, dynamic, files) = Read(file!);
         var dims = shape ?? own;
         var x = shape is not null || probe is null ? (dims.IsEmpty ? null : Probe(dims, seed)) : probe;
-        return new ModelSource(file!, System.IO.Path.GetFullPath(file!), WithWeights(model, weights), x, dims, null) { DynamicBatch = dynamic };
+        return new ModelSource(file!, WithWeights(model, weights), x, dims, null)
+        {
+            DynamicBatch = dynamic,
+            InputFiles = [.. files, .. Files(weights)],
+        };
     }
 
-    /// <summary>The model of a file by its format field, with a stored probe input and the recorded input shape.</summary>
-    private static (Module Model, Tensor? Input, ImmutableArray<int> Shape, bool DynamicBatch) Read(string file)
+    private static IEnumerable<string> Files(string? weights) => weights is null ? [] : [weights];
+
+    /// <summary>The model of a file by its format field, with a stored probe input, the recorded input shape and the files read.</summary>
+    private static (Module Model, Tensor? Input, ImmutableArray<int> Shape, bool DynamicBatch, string[] Files) Read(string file)
     {
         if (ModelOutput.IsOnnx(file))
         {
             var onnx = Fusion.Dsl.Onnx.OnnxModel.Load(file);
-            return (onnx.Model, null, [.. onnx.InputShape], onnx.DynamicBatch);
+            return (onnx.Model, null, [.. onnx.InputShape], onnx.DynamicBatch, [.. onnx.Files]);
         }
+        if (StateDictFile.KindOf(file) is { } stateDict)
+            throw new UsageException($"{file} is a {stateDict} state_dict, not a model: give the model (exported with python3 -m fusion_torch export, or --model NAME) and pass this file as --weights {file}");
         var json = ModelFile.JsonPathFor(file);
         if (ModelFile.FormatOf(json) == FixtureModel.Format)
         {
             var f = FixtureModel.Read(json);
-            return (f.Model, f.Input, f.Input is null ? [] : [.. f.Input.Shape], false);
+            return (f.Model, f.Input, f.Input is null ? [] : [.. f.Input.Shape], false, [json, FixtureModel.TensorPathFor(json)]);
         }
         var m = ModelFile.ReadContent(json);
-        return (m.Model, null, m.InputShape, false);
+        return (m.Model, null, m.InputShape, false, m.TensorFile is { } t ? [json, t] : [json]);
     }
 
     private static Module WithWeights(Module model, string? weights)
@@ -99,6 +115,8 @@ internal sealed record ModelSource(string Label, string? Path, Module Model, Ten
         for (var i = 0; i < parts.Length; i++)
             if (!int.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out dims[i]) || dims[i] <= 0)
                 throw new UsageException($"--input-shape takes positive integers separated by commas, e.g. 1,3,224,224; got '{s}'");
+        if (Limits.ElementCount(dims) is null)
+            throw new UsageException($"--input-shape {s} has more than the limit of {Limits.MaxElements:N0} elements per tensor");
         return [.. dims];
     }
 }
