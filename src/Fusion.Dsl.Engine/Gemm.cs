@@ -42,10 +42,10 @@ internal readonly struct CTarget(float[] data, long offset, long imageStride, lo
 }
 
 /// <summary>
-/// Single-precision GEMM <c>C = epilogue(A·B)</c> for batches of grouped problems: A (weights) packed once into
-/// <see cref="MR"/>-row panels once per weight tensor (kept by the session's <see cref="PackStore"/>), B packed per task into <see cref="NR"/>-column panels,
-/// a 6×16 register-blocked FMA micro-kernel, and bias/BatchNorm/activation applied while the tile is written out.
-/// Tasks are (image, group, row block, column strip) and run on up to <c>threads</c> cores.
+/// Single-precision GEMM <c>C = epilogue(A·B)</c> for batches of grouped problems: A (weights) packed into
+/// <see cref="MR"/>-row panels once per weight tensor (kept by the session's <see cref="PackStore"/>), B packed per task
+/// into <see cref="NR"/>-column panels, a 6×16 register-blocked FMA micro-kernel, and bias/BatchNorm/activation applied
+/// while the tile is written out. Tasks are (image, group, row block, column strip) and run on up to <c>threads</c> cores.
 /// </summary>
 internal static unsafe class Gemm
 {
