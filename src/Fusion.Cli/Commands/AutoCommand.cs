@@ -19,7 +19,7 @@ internal static class AutoCommand
         var rulesOption = ModelOutput.RulesOption();
         var dynamicBatch = ModelOutput.DynamicBatchOption();
         var qat = new Option<bool>("--qat") { Description = "find groups for fuse_modules_qat" };
-        var output = new Option<string?>("--out") { Description = "fuse the groups found, verify the result on a probe input and write it: FILE.onnx (ONNX) or a fusion-model/1 file" };
+        var output = new Option<string?>("--out") { Description = "fuse the groups found, verify the result on a probe input and write it, by extension: FILE.onnx (ONNX), FILE.pt/.pth or FILE.safetensors (the state_dict), else a fusion-model/1 file" };
         output.Validators.Add(Validate.FileName);
         var noVerify = Verification.NoVerifyOption();
         var c = model.AddTo(new Command("auto", "find every group the rules can fuse safely"));

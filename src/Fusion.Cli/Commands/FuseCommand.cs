@@ -17,7 +17,7 @@ internal static class FuseCommand
         var groups = new Option<string?>("--groups") { Description = "the groups, e.g. \"conv1,bn1,relu1;fc,relu2\" or a JSON list '[[\"conv1\",\"bn1\"]]' (default for a zoo network: torchvision's fuse_model() groups)" };
         var groupsFile = new Option<string?>("--groups-file") { Description = "a JSON file holding modules_to_fuse as PyTorch takes it" };
         var qat = new Option<bool>("--qat") { Description = "fuse_modules_qat: keep BatchNorm for quantization-aware training" };
-        var output = new Option<string?>("--out") { Description = "write the fused model: FILE.onnx (ONNX), FILE.json (+ FILE.safetensors) or a directory (model.json + model.safetensors)" };
+        var output = new Option<string?>("--out") { Description = "write the fused model, by extension: FILE.onnx (ONNX), FILE.pt/.pth (the state_dict as torch.save writes it), FILE.safetensors (the state_dict), FILE.json (+ FILE.safetensors) or a directory (model.json + model.safetensors)" };
         var format = new Option<string>("--format")
         {
             Description = "what --out writes: model (the fusion-model/1 pair) or pt (only the fused state_dict, as torch.save writes it: FILE.pt, or DIR/model.pt)",
@@ -45,7 +45,7 @@ internal static class FuseCommand
             var fused = isQat ? Fuser.FuseModulesQat(src.Model, spec, options) : Fuser.FuseModules(src.Model, spec, options);
             Console.Out.WriteLine($"fused {spec.FusionGroups().Count} group(s) of {src.Label} with {(isQat ? "fuse_modules_qat" : "fuse_modules")}");
             if (!Verification.Passes(src, fused, r.GetValue(noVerify), Console.Out, outPath)) return 1;
-            if (outPath is not null && asPt)
+            if (outPath is not null && asPt && !ModelOutput.IsCheckpoint(outPath))
             {
                 TorchCheckpoint.Write(outPath, fused.StateDict());
                 Console.Out.WriteLine($"wrote {outPath} (load it with fused.load_state_dict(torch.load(path)))");

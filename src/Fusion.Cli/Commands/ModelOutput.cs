@@ -7,12 +7,23 @@ using Fusion.Dsl.Rules;
 
 namespace Fusion.Cli.Commands;
 
-/// <summary>Writes a model where <c>--out</c> says: <c>FILE.onnx</c> as ONNX (for the model's input shape), anything else
-/// in the <c>fusion-model/1</c> format.</summary>
+/// <summary>Writes a model where <c>--out</c> says, by its extension: <c>FILE.onnx</c> as ONNX (for the model's input
+/// shape), <c>FILE.pt</c>/<c>FILE.pth</c> as the state_dict <c>torch.save</c> writes, <c>FILE.safetensors</c> as a
+/// safetensors state_dict, anything else (<c>FILE.json</c>, a directory) in the <c>fusion-model/1</c> format.</summary>
 internal static class ModelOutput
 {
     /// <summary>Whether <paramref name="path"/> names an ONNX file.</summary>
     public static bool IsOnnx(string path) => path.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Whether <paramref name="path"/> names a <c>torch.save</c> state_dict.</summary>
+    public static bool IsCheckpoint(string path)
+        => path.EndsWith(".pt", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".pth", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Whether <paramref name="path"/> names a safetensors state_dict.</summary>
+    public static bool IsSafeTensors(string path) => path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Whether writing <paramref name="path"/> writes exactly that one file (not the model format's pair).</summary>
+    public static bool IsOneFile(string path) => IsOnnx(path) || IsCheckpoint(path) || IsSafeTensors(path);
 
     /// <summary>
     /// The one check every command makes before it fuses or writes anything: the files that writing
@@ -27,7 +38,7 @@ internal static class ModelOutput
     public static void RefuseUnsafeTargets(string path, bool oneFile, ModelSource src, params string?[] otherInputs)
     {
         string[] targets;
-        if (oneFile || IsOnnx(path)) targets = [path];
+        if (oneFile || IsOneFile(path)) targets = [path];
         else
         {
             var json = ModelFile.JsonPathFor(path);
@@ -55,6 +66,18 @@ internal static class ModelOutput
     /// <exception cref="UsageException">An ONNX file is asked for but no input shape is known.</exception>
     public static void Write(string path, Module model, ModelSource src, string description, bool dynamicBatch = false)
     {
+        if (IsCheckpoint(path))
+        {
+            TorchCheckpoint.Write(path, model.StateDict());
+            Console.Out.WriteLine($"wrote {path} (load it with model.load_state_dict(torch.load(path)))");
+            return;
+        }
+        if (IsSafeTensors(path))
+        {
+            SafeTensors.Write(path, model.StateDict());
+            Console.Out.WriteLine($"wrote {path} (load it with model.load_state_dict(fusion_torch.load_state_dict(path)))");
+            return;
+        }
         dynamicBatch |= src.DynamicBatch;
         if (IsOnnx(path))
         {

@@ -175,6 +175,19 @@ let autoTests =
             Expect.equal code 0 (out + err)
             Expect.isTrue (Onnx.OnnxModel.Load(onnx)).DynamicBatch "the written ONNX takes any batch"
         }
+        test "--out's extension chooses what is written: .pt a torch.save state_dict, .safetensors a state_dict, never a folder" {
+            let dir = temp ()
+            let pt, st = Path.Combine(dir, "fused.pt"), Path.Combine(dir, "fused.safetensors")
+            for command in [ [ "fuse"; "--model"; "resnet18"; "--out"; pt ]; [ "auto"; "--model"; "resnet18"; "--out"; st ] ] do
+                let code, out, err = run command
+                Expect.equal code 0 (out + err)
+            Expect.isTrue (File.Exists pt && not (Directory.Exists pt)) "fused.pt is a file, not a directory"
+            let zoo = Zoo.ModelZoo.Create("resnet18", seed = 1, randomizeBatchNorm = true)
+            let fused: Algebra.Module = Fuser.FuseModules(zoo.Model, zoo.FuseGroups |> Seq.map (fun g -> g :> seq<string>))
+            let written = [ for kv in StateDictFile.Read pt -> kv.Key ]
+            Expect.equal written [ for kv in fused.StateDict() -> kv.Key ] "the fused state_dict, in torch.save's format"
+            Expect.equal (StateDictFile.KindOf st) "safetensors" "a safetensors file"
+        }
         test "a state_dict file given as the model is named as one, pointing to --weights" {
             let dir = temp ()
             let st = Path.Combine(dir, "w.safetensors")
