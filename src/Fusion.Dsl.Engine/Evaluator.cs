@@ -166,20 +166,13 @@ internal sealed class Evaluator(Pass pass)
     /// </summary>
     private Tensor RunFused(FusedModule f, Tensor x, string path)
     {
-        var kids = f.Children;
-        foreach (var k in kids)
-            if (k.Module.PreHooks.Length != 0 || k.Module.Hooks.Length != 0) return RunChildren(f, x, path);
-        var i = 1;
-        BatchNorm? bn = null;
-        Activation? act = null;
-        if (i < kids.Count && kids[i].Module is BatchNorm b) { bn = b; i++; }
-        if (i < kids.Count && kids[i].Module is Activation a) { act = a; i++; }
-        if (i != kids.Count) return RunChildren(f, x, path);
-        var actKind = act is null ? Act.None : Epilogue.ActOf(act.Kind);
-        var headPath = Join(path, kids[0].Name);
-        var bnPath = bn is null ? "" : Join(path, kids[1].Name);
+        if (FusedChain.Of(f) is not { } chain) return RunChildren(f, x, path);
+        var bn = chain.BatchNorm;
+        var actKind = chain.ActivationModule is { } act ? Epilogue.ActOf(act.Kind) : Act.None;
+        var headPath = Join(path, chain.Head.Name);
+        var bnPath = chain.Norm is { } n ? Join(path, n.Name) : "";
 
-        switch (kids[0].Module)
+        switch (chain.Head.Module)
         {
             case Conv c:
             {

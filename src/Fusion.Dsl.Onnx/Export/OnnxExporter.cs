@@ -279,19 +279,13 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
     /// </summary>
     private OnnxValue Fused(FusedModule f, OnnxValue x, string path)
     {
-        var kids = f.Children;
-        var i = 1;
-        BatchNorm? bn = null;
-        Activation? act = null;
-        if (i < kids.Count && kids[i].Module is BatchNorm b) { bn = b; i++; }
-        if (i < kids.Count && kids[i].Module is Activation a) { act = a; i++; }
-        if (bn is null || i != kids.Count || kids.Any(k => k.Module.PreHooks.Length + k.Module.Hooks.Length != 0))
-            return Children(f, x, path);
-        var head = Join(path, kids[0].Name);
+        // Only a group with a BatchNorm folds; the others are written child by child (a Conv and a Relu node).
+        if (FusedChain.Of(f) is not { BatchNorm: { } bn } chain) return Children(f, x, path);
+        var head = Join(path, chain.Head.Name);
         if (bn.Training || bn.RunningMean is null)
             throw Refuse(f, path, "its BatchNorm normalises with batch statistics (training mode, as after fuse_modules_qat, or no running statistics), which an inference graph does not compute; call Eval() to export the folded inference form");
         OnnxValue y;
-        switch (kids[0].Module)
+        switch (chain.Head.Module)
         {
             case Conv c when bn.NumFeatures == c.OutChannels:
             {
@@ -307,7 +301,7 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
             default:
                 return Children(f, x, path);
         }
-        return act is null ? y : Activation(act.Kind, y, Join(path, kids[^1].Name));
+        return chain.Activation is { } a ? Activation(((Activation)a.Module).Kind, y, Join(path, a.Name)) : y;
     }
 
     // ---- helpers --------------------------------------------------------------------------------------------
