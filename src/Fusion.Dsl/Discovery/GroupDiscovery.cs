@@ -51,16 +51,9 @@ internal static class GroupDiscovery
             .ToArray();
     }
 
-    /// <summary>Whether fusing <paramref name="paths"/> would succeed: a rule matches, one mode, hooks kept, guards hold.</summary>
+    /// <summary>Whether fusing <paramref name="paths"/> would succeed: the plan's own checks (<see cref="GroupChecks"/>) find nothing.</summary>
     private static bool Fusable(Module model, string[] paths, int index, RuleSet rules, bool isQat)
-    {
-        var modules = paths.Select(p => ModulePath.Get(model, p)).ToArray();
-        var rule = rules.Find(modules.Select(RuleSet.KindOf).ToArray());
-        if (rule is null || modules.Any(m => m.Training != modules[0].Training)) return false;
-        if (FusionPlan.LostHooks(paths, modules).Count > 0) return false;
-        var bare = modules.Select(m => m.WithHooks(ImmutableArray<ForwardPreHook>.Empty, ImmutableArray<ForwardHook>.Empty)).ToArray();
-        return rule.FirstViolation(new FusionMatch(index, paths, bare, isQat)) is null;
-    }
+        => GroupChecks.Run(rules, index, paths, [.. paths.Select(p => ModulePath.Get(model, p))], isQat).Refusal is null;
 
     /// <summary>Whether <paramref name="path"/> is a part of an already fused module, which is never fused again.</summary>
     private static bool InsideFused(Module model, string path)

@@ -134,19 +134,10 @@ public sealed class FusionPlan
             => FusionException.Create(kind, index, paths, kinds, taken.Length == 0 ? problem : $"{problem} ({string.Join("; ", taken)})",
                 taken.Length == 0 ? remedy : "list each module in one group only; " + remedy, rule, guard);
 
-        // PyTorch looks the fuser method up before it checks anything else.
-        var rule = Fuser is null ? FindRule(kinds, Fail) : null;
-        if (modules.Any(m => m.Training != modules[0].Training))
-            throw Fail(FusionErrorKind.MixedModes,
-                "its modules must be in the same mode (train or eval), but " +
-                string.Join(", ", paths.Select((p, k) => $"'{p}' is in {(modules[k].Training ? "training" : "eval")} mode")),
-                "call Train() or Eval() on the whole model before fusing (F#: Model.train or Model.eval)");
-        CheckHooks(paths, modules, Fail);
-        // Rules and fusers see the modules without hooks, so a hook can never end up both copied and moved.
-        var bare = modules.Select(m => m.PreHooks.Length == 0 && m.Hooks.Length == 0
-            ? m
-            : m.WithHooks(ImmutableArray<ForwardPreHook>.Empty, ImmutableArray<ForwardHook>.Empty)).ToArray();
-        var fused = rule is not null ? ApplyRule(rule, index, paths, bare, Fail) : ApplyFuser(paths, bare, Fail);
+        var check = GroupChecks.Run(Fuser is null ? Rules : null, index, paths, modules, IsQat);
+        if (check.Refusal is { } refusal) throw Fail(refusal.Kind, refusal.Problem, refusal.Remedy, refusal.Rule, refusal.Guard);
+        var rule = check.Rule;
+        var fused = rule is not null ? ApplyRule(rule, check.Bare, Fail) : ApplyFuser(paths, check.Bare, Fail);
         // Checked last so that every refusal PyTorch itself makes is reported as PyTorch's kind.
         if (!AllowUnsafeDataflow && paths.Length > 1 && flow.For(tree, paths).GroupViolation(paths) is { } unsafeFlow)
             throw Fail(FusionErrorKind.UnsafeDataflow,
@@ -235,36 +226,8 @@ public sealed class FusionPlan
         return lost;
     }
 
-    private static void CheckHooks(ImmutableArray<string> paths, Module[] modules, Func<FusionErrorKind, string, string, string?, string?, FusionException> fail)
+    private Module[] ApplyRule(FusionRule rule, Module[] modules, Func<FusionErrorKind, string, string, string?, string?, FusionException> fail)
     {
-        var lost = LostHooks(paths, modules);
-        if (lost.Count == 0) return;
-        throw fail(FusionErrorKind.HookNotKept,
-            $"{string.Join("; ", lost)} cannot be kept: after fusion the module at '{paths[0]}' computes the whole group and the " +
-            "other positions are Identity, so only the first module's pre-hooks and the last module's forward hooks can move to it " +
-            "(PyTorch drops the others silently)",
-            $"remove {(lost.Count == 1 ? "that hook" : "those hooks")} before fusing and register the equivalent on the fused module at " +
-            $"'{paths[0]}' afterwards, or leave the hooked module out of the group", null, null);
-    }
-
-    private FusionRule FindRule(string[] kinds, Func<FusionErrorKind, string, string, string?, string?, FusionException> fail)
-    {
-        var rule = Rules.Find(kinds);
-        if (rule is not null) return rule;
-        var near = Rules.StartingWith(kinds[0]).Select(r => r.Pattern.ToString()).ToArray();
-        throw fail(FusionErrorKind.NoRule,
-            $"no fusion rule for ({string.Join(", ", kinds)}) (PyTorch: did not find fuser method); " +
-            (near.Length == 0 ? $"no rule starts with {kinds[0]}" : $"rules starting with {kinds[0]}: {string.Join(", ", near)}"),
-            "fuse a sequence some rule matches, or add a rule for this pattern (C#: FuseOptions.AdditionalRules or " +
-            "AdditionalFuserMethodMapping; F#: Fuse.modulesWith (Rules.defaults |> Rules.add rule))", null, null);
-    }
-
-    private Module[] ApplyRule(FusionRule rule, int index, ImmutableArray<string> paths, Module[] modules,
-        Func<FusionErrorKind, string, string, string?, string?, FusionException> fail)
-    {
-        var match = new FusionMatch(index, paths, modules, IsQat);
-        if (rule.FirstViolation(match) is { } v)
-            throw fail(v.Guard.Kind, $"rule '{rule.Name}' guard '{v.Guard.Name}' failed: {v.Problem}", v.Guard.Remedy, rule.Name, v.Guard.Name);
         var fused = rule.Applier(IsQat, modules)
             ?? throw fail(FusionErrorKind.FuserResult, $"rule '{rule.Name}' returned null instead of a module",
                 "make the rule's applier return the fused module", rule.Name, null);
