@@ -164,7 +164,8 @@ class Gate(nn.Module):
 
 class OpaqueNet(nn.Module):
     """Modules and operations Fusion.Dsl carries without modelling them: a LayerNorm with weights, a GELU with an
-    argument, torch.sigmoid, permute, and an index with slices and Ellipsis; fusable groups around them."""
+    argument, torch.sigmoid, permute, and an index with slices and Ellipsis (which the engine computes as carried
+    modules and graph operations), and torch.roll and nn.Tanh, which it does not; fusable groups around them."""
 
     def __init__(self):
         super().__init__()
@@ -172,12 +173,13 @@ class OpaqueNet(nn.Module):
         self.norm = nn.LayerNorm(4, eps=1e-3)
         self.act = nn.GELU(approximate="tanh")
         self.head = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4))
+        self.squash = nn.Tanh()
 
     def forward(self, x):
         x = self.stem(x)
         x = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         x = self.act(self.head(x))
-        return torch.sigmoid(x[:, :2, ..., ::1])
+        return self.squash(torch.roll(torch.sigmoid(x[:, :2, ..., ::1]), 1, -1))
 
 
 def opaque_net():
