@@ -282,4 +282,157 @@ public static class NaiveReference
                 }
         return Tensor.FromFloat32(y, n, c, oh, ow);
     }
+
+    // ---- graph operations and carried modules ------------------------------------------------------------
+
+    /// <summary>Row-major position of <paramref name="idx"/> in <paramref name="shape"/> (any rank).</summary>
+    private static int At(int[] shape, int[] idx) => shape.Length == 0 ? 0 : Flat(shape, idx);
+
+    /// <summary>The logistic function <c>1 / (1 + e^-x)</c> in double.</summary>
+    public static double Sigmoid(double v) => 1 / (1 + Math.Exp(-v));
+
+    /// <summary>GELU by its definition <c>x·Φ(x) = x·(1 + erf(x/√2))/2</c> (erf from MathNet), or PyTorch's tanh form.</summary>
+    public static double Gelu(double v, bool tanh) => tanh
+        ? 0.5 * v * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (v + 0.044715 * v * v * v)))
+        : 0.5 * v * (1 + MathNet.Numerics.SpecialFunctions.Erf(v / Math.Sqrt(2)));
+
+    /// <summary>An element-wise function of double on every element.</summary>
+    public static Tensor Map(Tensor x, Func<double, double> f)
+        => Tensor.FromFloat32(x.ToArray().Select(v => (float)f(v)).ToArray(), x.Dimensions.ToArray());
+
+    /// <summary><c>softmax(x, dim)</c>: <c>e^x / Σ e^x</c> along the dimension, by its definition.</summary>
+    public static Tensor Softmax(Tensor input, int dim)
+    {
+        var shape = input.Dimensions.ToArray();
+        var x = input.ToArray();
+        var y = new float[x.Length];
+        foreach (var idx in Indices(shape))
+        {
+            double sum = 0;
+            var j = (int[])idx.Clone();
+            for (var k = 0; k < shape[dim]; k++) { j[dim] = k; sum += Math.Exp(x[At(shape, j)]); }
+            y[At(shape, idx)] = (float)(Math.Exp(x[At(shape, idx)]) / sum);
+        }
+        return Tensor.FromFloat32(y, shape);
+    }
+
+    /// <summary><c>layer_norm</c> over the last <paramref name="k"/> dimensions: (x − mean)/√(var + eps)·w + b, biased variance.</summary>
+    public static Tensor LayerNorm(Tensor input, int k, Tensor? weight, Tensor? bias, double eps)
+    {
+        var x = input.ToArray();
+        var row = 1;
+        for (var i = input.Rank - k; i < input.Rank; i++) row *= input.Size(i);
+        var y = new float[x.Length];
+        for (var r = 0; r < x.Length / row; r++)
+        {
+            var values = x.Skip(r * row).Take(row).Select(v => (double)v).ToArray();
+            var mean = values.Average();
+            var variance = values.Select(v => (v - mean) * (v - mean)).Average();
+            for (var i = 0; i < row; i++)
+                y[r * row + i] = (float)((values[i] - mean) / Math.Sqrt(variance + eps)
+                    * (weight is null ? 1 : weight.ToArray()[i]) + (bias is null ? 0 : bias.ToArray()[i]));
+        }
+        return Tensor.FromFloat32(y, input.Dimensions.ToArray());
+    }
+
+    /// <summary><c>x.mean(dims, keepdim)</c>: the average over every index of the reduced dimensions.</summary>
+    public static Tensor Mean(Tensor input, int[] dims, bool keepdim)
+    {
+        var shape = input.Dimensions.ToArray();
+        var reduced = dims.Select(d => d < 0 ? d + shape.Length : d).ToHashSet();
+        var kept = Enumerable.Range(0, shape.Length).Select(d => reduced.Contains(d) ? 1 : shape[d]).ToArray();
+        var sums = new double[kept.Aggregate(1, (a, b) => a * b)];
+        var x = input.ToArray();
+        foreach (var idx in Indices(shape))
+            sums[At(kept, [.. idx.Select((v, d) => reduced.Contains(d) ? 0 : v)])] += x[At(shape, idx)];
+        var n = reduced.Aggregate(1, (a, d) => a * shape[d]);
+        var outShape = keepdim ? kept : [.. kept.Where((_, d) => !reduced.Contains(d))];
+        return Tensor.FromFloat32(sums.Select(v => (float)(v / n)).ToArray(), outShape);
+    }
+
+    /// <summary><c>x.permute(dims)</c>: y[i] = x[i permuted back].</summary>
+    public static Tensor Permute(Tensor input, int[] dims)
+    {
+        var shape = input.Dimensions.ToArray();
+        var outShape = dims.Select(d => shape[d]).ToArray();
+        var x = input.ToArray();
+        var y = new float[x.Length];
+        foreach (var idx in Indices(outShape))
+        {
+            var src = new int[shape.Length];
+            for (var i = 0; i < dims.Length; i++) src[dims[i]] = idx[i];
+            y[At(outShape, idx)] = x[At(shape, src)];
+        }
+        return Tensor.FromFloat32(y, outShape);
+    }
+
+    /// <summary>
+    /// <c>x[starts[d] : starts[d] + counts[d]·steps[d] : steps[d]]</c> along every dimension (a basic slice), then the
+    /// dimensions in <paramref name="drop"/> (indexed by an integer, count 1) removed.
+    /// </summary>
+    public static Tensor Slice(Tensor input, int[] starts, int[] counts, int[] steps, int[] drop)
+    {
+        var shape = input.Dimensions.ToArray();
+        var x = input.ToArray();
+        var y = new List<float>();
+        foreach (var idx in Indices(counts))
+            y.Add(x[At(shape, [.. idx.Select((v, d) => starts[d] + v * steps[d])])]);
+        return Tensor.FromFloat32(y.ToArray(), [.. counts.Where((_, d) => !drop.Contains(d))]);
+    }
+
+    /// <summary><c>a @ b</c> for <c>[B, M, K]</c> and <c>[B, K, N]</c> by the defining sums.</summary>
+    public static Tensor BatchMatMul(Tensor a, Tensor b)
+    {
+        int batch = a.Size(0), m = a.Size(1), k = a.Size(2), n = b.Size(2);
+        float[] x = a.ToArray(), w = b.ToArray();
+        var y = new float[batch * m * n];
+        for (var p = 0; p < batch; p++)
+            for (var i = 0; i < m; i++)
+                for (var j = 0; j < n; j++)
+                {
+                    double sum = 0;
+                    for (var t = 0; t < k; t++) sum += (double)x[(p * m + i) * k + t] * w[(p * k + t) * n + j];
+                    y[(p * m + i) * n + j] = (float)sum;
+                }
+        return Tensor.FromFloat32(y, batch, m, n);
+    }
+
+    /// <summary>
+    /// Multi-head self-attention of <c>x [N, L, E]</c> by its definition: q, k, v = x·W_{q,k,v}ᵀ + b; per head h of
+    /// size d, <c>A = softmax(q_h·k_hᵀ/√d)</c> and <c>o_h = A·v_h</c>; the heads concatenated, then <c>·W_oᵀ + b_o</c>.
+    /// </summary>
+    public static Tensor SelfAttention(Tensor input, int heads, Tensor inWeight, Tensor inBias, Tensor outWeight, Tensor outBias)
+    {
+        int n = input.Size(0), l = input.Size(1), e = input.Size(2), d = e / heads;
+        float[] x = input.ToArray(), wi = inWeight.ToArray(), bi = inBias.ToArray(), wo = outWeight.ToArray(), bo = outBias.ToArray();
+        double Proj(int b, int t, int row)
+        {
+            double s = bi[row];
+            for (var c = 0; c < e; c++) s += (double)x[(b * l + t) * e + c] * wi[row * e + c];
+            return s;
+        }
+        var y = new float[n * l * e];
+        for (var b = 0; b < n; b++)
+        {
+            var joined = new double[l, e];
+            for (var h = 0; h < heads; h++)
+                for (var i = 0; i < l; i++)
+                {
+                    var scores = new double[l];
+                    for (var j = 0; j < l; j++)
+                        for (var c = 0; c < d; c++) scores[j] += Proj(b, i, h * d + c) * Proj(b, j, e + h * d + c) / Math.Sqrt(d);
+                    var total = scores.Sum(Math.Exp);
+                    for (var j = 0; j < l; j++)
+                        for (var c = 0; c < d; c++) joined[i, h * d + c] += Math.Exp(scores[j]) / total * Proj(b, j, 2 * e + h * d + c);
+                }
+            for (var i = 0; i < l; i++)
+                for (var o = 0; o < e; o++)
+                {
+                    double s = bo[o];
+                    for (var c = 0; c < e; c++) s += joined[i, c] * wo[o * e + c];
+                    y[(b * l + i) * e + o] = (float)s;
+                }
+        }
+        return Tensor.FromFloat32(y, n, l, e);
+    }
 }
