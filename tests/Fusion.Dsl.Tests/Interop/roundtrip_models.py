@@ -211,3 +211,18 @@ class ChannelShuffle(nn.Module):
         x = self.bn(self.conv(x))
         n, c, h, w = x.size()
         return x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, -1, h, w)
+
+
+def tiny_vit():
+    """torchvision's VisionTransformer in small (32x32 images, 8x8 patches, 2 layers of 3 heads): its class token,
+    shape checks, MultiheadAttention and GELU as vit_b_16 has them. The head, which torchvision zeroes, is random, so
+    the output depends on every layer."""
+    import torchvision
+    torch.manual_seed(5)
+    m = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=3, hidden_dim=48,
+                                             mlp_dim=96, num_classes=10)
+    with torch.no_grad():
+        m.heads.head.weight.uniform_(-0.2, 0.2)
+        m.heads.head.bias.uniform_(-0.1, 0.1)
+        m.class_token.uniform_(-1, 1)
+    return m.eval()
