@@ -54,11 +54,25 @@ FUNCTIONS = {
     getattr: ("getattr", ("object", "name")),
     torch._assert: ("_assert", ("condition", "message")),
 }
-try:  # torchvision's StochasticDepth calls its functional form; torchvision is optional here
-    from torchvision.ops import stochastic_depth as _stochastic_depth
-    FUNCTIONS[_stochastic_depth] = ("stochastic_depth", ("input", "p", "mode", "training"))
-except ImportError:
-    FUNCTIONS[None] = ("stochastic_depth", ("input", "p", "mode", "training"))  # keeps schema() whole without it
+# torchvision's functions that its models call (StochasticDepth's functional form; the Swin Transformer's window
+# functions, which torchvision marks as leaves of the trace). torchvision is optional here: without it the names still
+# stand in schema(), under keys no traced call can match.
+_TORCHVISION = {
+    "torchvision.ops:stochastic_depth": ("stochastic_depth", ("input", "p", "mode", "training")),
+    "torchvision.models.swin_transformer:shifted_window_attention": (
+        "shifted_window_attention", ("input", "qkv_weight", "proj_weight", "relative_position_bias", "window_size",
+                                     "num_heads", "shift_size", "attention_dropout", "dropout", "qkv_bias",
+                                     "proj_bias", "logit_scale")),
+    "torchvision.models.swin_transformer:_get_relative_position_bias": (
+        "relative_position_bias", ("relative_position_bias_table", "relative_position_index", "window_size")),
+    "torchvision.models.swin_transformer:_patch_merging_pad": ("patch_merging_pad", ("x",)),
+}
+for _where, _op in _TORCHVISION.items():
+    _module, _name = _where.split(":")
+    try:
+        FUNCTIONS[getattr(__import__(_module, fromlist=[_name]), _name)] = _op
+    except (ImportError, AttributeError):
+        FUNCTIONS[_where] = _op
 # Tensor methods the engine evaluates and their parameter names after self.
 METHODS = {
     "contiguous": ("memory_format",), "squeeze": ("dim",), "unsqueeze": ("dim",), "reshape": ("shape",),

@@ -19,8 +19,8 @@ internal static class Attention
         return Project(ev, weight, m.State.TryGet("bias"), x, m.TypeName);
     }
 
-    /// <summary><c>x·Wᵀ + b</c> through the engine's <see cref="LinearKernels"/> (the weight's packed form is cached by the weight).</summary>
-    private static Tensor Project(Evaluator ev, Tensor weight, Tensor? bias, Tensor x, string what)
+    /// <summary><c>x·Wᵀ + b</c> (<c>F.linear</c>) through the engine's <see cref="LinearKernels"/>, sizes checked first (the weight's packed form is cached by the weight).</summary>
+    public static Tensor Project(Evaluator ev, Tensor weight, Tensor? bias, Tensor x, string what)
     {
         if (weight.Rank != 2 || weight.DType != DType.Float32 || bias is not null && (bias.DType != DType.Float32 || bias.Rank != 1 || bias.Size(0) != weight.Size(0)))
             throw new EngineInputException($"{what}: expected a float32 weight [out, in] and bias [out], got {Tensor.ShapeString(weight.Shape)} and {(bias is null ? "no bias" : Tensor.ShapeString(bias.Shape))}");

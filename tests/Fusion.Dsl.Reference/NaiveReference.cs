@@ -435,4 +435,90 @@ public static class NaiveReference
         }
         return Tensor.FromFloat32(y, n, l, e);
     }
+
+    /// <summary>torchvision's <c>_patch_merging_pad</c> on <c>[B, H, W, C]</c>: zero-pad to even H, W; then x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2] joined along C.</summary>
+    public static Tensor PatchMergingPad(Tensor input)
+    {
+        int b = input.Size(0), h = input.Size(1), w = input.Size(2), c = input.Size(3), oh = (h + 1) / 2, ow = (w + 1) / 2;
+        var x = input.ToArray();
+        var y = new float[b * oh * ow * 4 * c];
+        int[][] phases = [[0, 0], [1, 0], [0, 1], [1, 1]];
+        foreach (var idx in Indices([b, oh, ow, 4, c]))
+        {
+            int yy = 2 * idx[1] + phases[idx[3]][0], xx = 2 * idx[2] + phases[idx[3]][1];
+            y[Flat([b, oh, ow, 4, c], idx)] = yy < h && xx < w ? x[Flat([b, h, w, c], idx[0], yy, xx, idx[4])] : 0f;
+        }
+        return Tensor.FromFloat32(y, b, oh, ow, 4 * c);
+    }
+
+    /// <summary>
+    /// torchvision 0.14's <c>shifted_window_attention</c> step by step in double: pad [B, H, W, C] to whole windows; roll
+    /// by −shift (no shift on an axis one window covers); per window of N tokens and head, scores q·kᵀ/√d + bias[h]
+    /// (plus −100 between tokens of different regions of the rolled map, regions cut at −window and −shift); softmax; ·v;
+    /// the projection; roll back; crop.
+    /// </summary>
+    public static Tensor ShiftedWindowAttention(Tensor input, Tensor qkvWeight, Tensor? qkvBias, Tensor projWeight, Tensor? projBias,
+        Tensor bias, int[] window, int heads, int[] shift)
+    {
+        int b = input.Size(0), h = input.Size(1), w = input.Size(2), c = input.Size(3), d = c / heads;
+        int ph = (h + window[0] - 1) / window[0] * window[0], pw = (w + window[1] - 1) / window[1] * window[1];
+        int sh = window[0] >= ph ? 0 : shift[0], sw = window[1] >= pw ? 0 : shift[1];
+        var x = input.ToArray();
+        // The padded map, rolled: rolled[y, x] = padded[(y + sh) % ph, (x + sw) % pw].
+        var rolled = new double[b, ph, pw, c];
+        foreach (var idx in Indices([b, ph, pw, c]))
+        {
+            int sy = (idx[1] + sh) % ph, sx = (idx[2] + sw) % pw;
+            rolled[idx[0], idx[1], idx[2], idx[3]] = sy < h && sx < w ? x[Flat([b, h, w, c], idx[0], sy, sx, idx[3])] : 0;
+        }
+        static int Region(int p, int size, int win, int s) => s == 0 ? 0 : p < size - win ? 0 : p < size - s ? 1 : 2;
+        double[] wq = [.. qkvWeight.ToArray().Select(v => (double)v)], wp = [.. projWeight.ToArray().Select(v => (double)v)];
+        float[] bq = qkvBias?.ToArray() ?? new float[3 * c], bp = projBias?.ToArray() ?? new float[c], rb = bias.ToArray();
+        var result = new double[b, ph, pw, c];
+        int n = window[0] * window[1];
+        for (var bi = 0; bi < b; bi++)
+            for (var oy = 0; oy < ph; oy += window[0])
+                for (var ox = 0; ox < pw; ox += window[1])
+                {
+                    var pos = Enumerable.Range(0, n).Select(t => (Y: oy + t / window[1], X: ox + t % window[1])).ToArray();
+                    var qkv = new double[n, 3 * c];
+                    for (var t = 0; t < n; t++)
+                        for (var o = 0; o < 3 * c; o++)
+                        {
+                            double sum = bq[o];
+                            for (var k = 0; k < c; k++) sum += wq[o * c + k] * rolled[bi, pos[t].Y, pos[t].X, k];
+                            qkv[t, o] = sum;
+                        }
+                    var joined = new double[n, c];
+                    for (var hd = 0; hd < heads; hd++)
+                        for (var i = 0; i < n; i++)
+                        {
+                            var scores = new double[n];
+                            for (var j = 0; j < n; j++)
+                            {
+                                for (var k = 0; k < d; k++) scores[j] += qkv[i, hd * d + k] / Math.Sqrt(d) * qkv[j, c + hd * d + k];
+                                scores[j] += rb[(hd * n + i) * n + j];
+                                var ri = Region(pos[i].Y, ph, window[0], sh) * 3 + Region(pos[i].X, pw, window[1], sw);
+                                var rj = Region(pos[j].Y, ph, window[0], sh) * 3 + Region(pos[j].X, pw, window[1], sw);
+                                if (sh + sw > 0 && ri != rj) scores[j] -= 100;
+                            }
+                            var max = scores.Max();
+                            var total = scores.Sum(v => Math.Exp(v - max));
+                            for (var j = 0; j < n; j++)
+                                for (var k = 0; k < d; k++) joined[i, hd * d + k] += Math.Exp(scores[j] - max) / total * qkv[j, 2 * c + hd * d + k];
+                        }
+                    for (var t = 0; t < n; t++)
+                        for (var o = 0; o < c; o++)
+                        {
+                            double sum = bp[o];
+                            for (var k = 0; k < c; k++) sum += wp[o * c + k] * joined[t, k];
+                            result[bi, pos[t].Y, pos[t].X, o] = sum;
+                        }
+                }
+        // Roll back and crop: out[y, x] = result[(y − sh) mod ph, (x − sw) mod pw].
+        var y = new float[x.Length];
+        foreach (var idx in Indices([b, h, w, c]))
+            y[Flat([b, h, w, c], idx)] = (float)result[idx[0], ((idx[1] - sh) % ph + ph) % ph, ((idx[2] - sw) % pw + pw) % pw, idx[3]];
+        return Tensor.FromFloat32(y, b, h, w, c);
+    }
 }

@@ -68,6 +68,11 @@ public static class GraphOps
         new(NodeOp.CallMethod, "chunk", [P("self"), P("chunks"), Opt("dim", 0L)]),
         new(NodeOp.CallMethod, "split", [P("self"), P("split_size"), Opt("dim", 0L)]),
         new(NodeOp.CallMethod, "expand", [P("self"), P("size")], varargs: true),
+        // torchvision's Swin Transformer, whose window functions it marks as leaves of the trace.
+        new(NodeOp.CallFunction, "shifted_window_attention", [P("input"), P("qkv_weight"), P("proj_weight"), P("relative_position_bias"), P("window_size"), P("num_heads"),
+            P("shift_size"), Opt("attention_dropout", 0.0), Opt("dropout", 0.0), Opt("qkv_bias"), Opt("proj_bias"), Opt("logit_scale")]),
+        new(NodeOp.CallFunction, "relative_position_bias", [P("relative_position_bias_table"), P("relative_position_index"), P("window_size")]),
+        new(NodeOp.CallFunction, "patch_merging_pad", [P("x")]),
         // Python values: indexing (lists, tuples, shapes, tensors), sizes and checks.
         new(NodeOp.CallFunction, "getitem", [P("a"), P("b")]),
         new(NodeOp.CallFunction, "getattr", [P("object"), P("name")]),

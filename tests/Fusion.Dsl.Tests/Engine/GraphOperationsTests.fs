@@ -185,6 +185,36 @@ let tests =
             expectSameBits "h == 4" (run (check 4) x) x
             refuses (check 5) x [ "Wrong image height!"; "assertion" ] |> fun e -> Expect.isFalse e.Unsupported "a failed check is the input's fault"
         }
+        test "swin's window attention (padded, shifted, masked), relative position bias and patch merging follow torchvision" {
+            let table = wide 21 [| 25; 2 |]
+            let rng = Random 22
+            let index = Tensor.FromInt64(ReadOnlySpan [| for _ in 1 .. 81 -> int64 (rng.Next 25) |], [| 81 |])
+            let bias = runWith [ "i", index ] [ attr "i"; fn "y" "relative_position_bias" [ r "x"; r "i"; ints [ 3; 3 ] ] []; output "y" ] table
+            Expect.sequenceEqual bias.Dimensions [ 1; 2; 9; 9 ] "[1, heads, N, N]"
+            let ts, is, bs = table.ToArray(), index.Int64.ToArray(), bias.ToArray()
+            for h in 0 .. 1 do
+                for p in 0 .. 80 do
+                    Expect.equal bs.[h * 81 + p] ts.[int is.[p] * 2 + h] $"bias[{h}, {p}] = table[index[{p}], {h}]"
+            let x = wide 20 [| 2; 5; 7; 6 |]
+            let scaled seed shape = NaiveReference.Map(wide seed shape, fun v -> v / 6.0)
+            let qw, qb, pw, pb = scaled 23 [| 18; 6 |], wide 24 [| 18 |], scaled 25 [| 6; 6 |], wide 26 [| 6 |]
+            // Both axes shifted; no shift; and a window that covers the padded width, so only the height is shifted.
+            for window, shift in [ [ 3; 3 ], [ 1; 1 ]; [ 3; 3 ], [ 0; 0 ]; [ 3; 8 ], [ 2; 2 ] ] do
+                let n = List.reduce (*) window
+                let bias = wide 27 [| 1; 2; n; n |]
+                let state = [ "qw", qw; "qb", qb; "pw", pw; "pb", pb; "bias", bias ]
+                let y =
+                    runWith state
+                        ([ for name, _ in state -> attr name ]
+                         @ [ fn "y" "shifted_window_attention" [ r "x"; r "qw"; r "pw"; r "bias"; ints window; i64 2 ]
+                                 [ "shift_size", ints shift; "attention_dropout", c (box 0.0); "dropout", c (box 0.0); "qkv_bias", r "qb"; "proj_bias", r "pb" ]
+                             output "y" ]) x
+                let expected = NaiveReference.ShiftedWindowAttention(x, qw, qb, pw, pb, bias, Array.ofList window, 2, Array.ofList shift)
+                close $"window {window}, shift {shift}" y expected
+            expectSameBits "patch_merging_pad" (one (fn "y" "patch_merging_pad" [ r "x" ] []) x) (NaiveReference.PatchMergingPad x)
+            let e = refuses [ fn "y" "relative_position_bias" [ r "x"; r "x"; ints [ 3; 3 ] ] []; output "y" ] x [ "the table must be a float32 [rows, heads]" ]
+            Expect.isFalse e.Unsupported "a wrong table is the input's fault"
+        }
         test "inputs an operation cannot take are refused before anything is read, naming the problem" {
             let x = wide 19 [| 2; 3; 4 |]
             let fails node parts = refuses [ node; output node.Name ] x parts |> ignore

@@ -1,6 +1,6 @@
 /// The engine computes torchvision's networks as PyTorch does: exported by the Python exporter's own command (with
 /// the operations and library modules each traces to: Sigmoid, stochastic_depth, LayerNorm, permute, GELU, mean,
-/// channel shuffle, MultiheadAttention), run unfused and after `fusion auto`, against PyTorch's output on one input.
+/// channel shuffle, MultiheadAttention, shifted window attention), run unfused and after `fusion auto`, against PyTorch's output on one input.
 module Fusion.Dsl.Tests.Interop.TorchvisionForwardTests
 
 open System.IO
@@ -19,6 +19,7 @@ let private networks =
       "breadth_models", "convnext_tiny", 64
       "breadth_models", "mnasnet0_5", 64
       "breadth_models", "shufflenet_v2_x0_5", 64
+      "breadth_models", "swin_t", 64
       "roundtrip_models", "tiny_vit", 32 ]
 
 /// Every network exported, with PyTorch's input and output, by one Python process.
