@@ -303,11 +303,11 @@ internal static class GraphInterpreter
                 return Tuple(a.Value(sizes) is long size ? ShapeKernels.Split(X(), size, a.Long("dim")) : ShapeKernels.Sections(X(), a.IntList(sizes), a.Long("dim")));
             }
             case "shifted_window_attention":
-                if (a.Value("logit_scale") is not null) throw Unsupported(node, "shifted_window_attention with logit_scale (Swin V2's cosine attention)");
                 if (a.Double("attention_dropout") != 0 || a.Double("dropout") != 0)
                     throw Unsupported(node, "shifted_window_attention with dropout (F.dropout there defaults to training, so its result is random)");
                 return WindowAttention.ShiftedWindowAttention(ev, new WindowAttention.Call(X(), T("qkv_weight"), T("proj_weight"), T("relative_position_bias"),
-                    a.IntList("window_size"), (int)a.Long("num_heads"), a.IntList("shift_size"), OptionalTensor(a, "qkv_bias"), OptionalTensor(a, "proj_bias")));
+                    a.IntList("window_size"), (int)a.Long("num_heads"), a.IntList("shift_size"), OptionalTensor(a, "qkv_bias"), OptionalTensor(a, "proj_bias"),
+                    OptionalTensor(a, "logit_scale")));
             case "relative_position_bias":
                 return WindowAttention.RelativePositionBias(T("relative_position_bias_table"), T("relative_position_index"), a.IntList("window_size"));
             case "patch_merging_pad":

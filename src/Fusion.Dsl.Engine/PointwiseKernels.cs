@@ -12,7 +12,13 @@ internal static class PointwiseKernels
     private const int Chunk = 1 << 14;
 
     /// <summary>PyTorch's two GELU forms, by their <c>approximate</c> argument.</summary>
-    public enum GeluForm { Erf, Tanh }
+    public enum GeluForm
+    {
+        /// <summary><c>approximate='none'</c>: <c>x·Φ(x)</c> through the error function.</summary>
+        Erf,
+        /// <summary><c>approximate='tanh'</c>: <c>x/2·(1 + tanh(√(2/π)(x + 0.044715x³)))</c>.</summary>
+        Tanh,
+    }
 
     /// <summary><c>approximate='none'</c> or <c>'tanh'</c> as a <see cref="GeluForm"/>.</summary>
     /// <exception cref="EngineInputException">Any other string.</exception>

@@ -80,4 +80,21 @@ internal static class ReduceKernels
         });
         return Tensor.Adopt(output, x.Shape.ToArray());
     }
+
+    /// <summary><c>F.normalize(x, dim=-1)</c>: each last-dimension row divided by max(‖row‖₂, 1e-12).</summary>
+    public static Tensor Normalize(Tensor x)
+    {
+        if (x.Rank == 0) throw new EngineInputException("normalize: expected a tensor with at least one dimension");
+        var row = x.Size(-1);
+        var src = x.RawFloat32;
+        var output = Buffers.Output(src.Length);
+        for (var start = 0; row > 0 && start < src.Length; start += row)
+        {
+            double sq = 0;
+            for (var i = start; i < start + row; i++) sq += (double)src[i] * src[i];
+            var norm = Math.Max(Math.Sqrt(sq), 1e-12);
+            for (var i = start; i < start + row; i++) output[i] = (float)(src[i] / norm);
+        }
+        return Tensor.Adopt(output, x.Shape.ToArray());
+    }
 }

@@ -7,8 +7,8 @@ namespace Fusion.Dsl.Engine;
 /// (<c>torchvision.models.swin_transformer</c>'s <c>shifted_window_attention</c>, <c>_get_relative_position_bias</c>,
 /// <c>_patch_merging_pad</c>), computed as torchvision 0.14 defines them: the map padded to whole windows, cyclically
 /// shifted, cut into windows, attended within each window (with the relative position bias, and the mask that keeps
-/// regions the shift brought together apart), and put back. Cosine attention (Swin V2's <c>logit_scale</c>) and
-/// dropout that applies are refused as unsupported.
+/// regions the shift brought together apart), and put back; Swin V2's cosine attention too (<c>logit_scale</c>). Dropout
+/// that applies is refused as unsupported.
 /// </summary>
 internal static class WindowAttention
 {
@@ -72,7 +72,7 @@ internal static class WindowAttention
 
     /// <summary>The arguments of one <c>shifted_window_attention</c> call.</summary>
     public sealed record Call(Tensor Input, Tensor QkvWeight, Tensor ProjWeight, Tensor Bias, int[] Window, int Heads, int[] Shift,
-        Tensor? QkvBias, Tensor? ProjBias);
+        Tensor? QkvBias, Tensor? ProjBias, Tensor? LogitScale);
 
     /// <summary><c>shifted_window_attention(...)</c> on <c>[B, H, W, C]</c>, as torchvision 0.14 computes it.</summary>
     public static Tensor ShiftedWindowAttention(Evaluator ev, Call a)
@@ -108,12 +108,24 @@ internal static class WindowAttention
                     var dst = cut.AsSpan(((bi * windows + win) * n + t) * c, c);
                     if (at < 0) dst.Clear(); else src.AsSpan(bi * h * w * c + at, c).CopyTo(dst);
                 }
-        var qkv = Attention.Project(ev, a.QkvWeight, a.QkvBias, Tensor.Adopt(cut, [b * windows, n, c]), "shifted window attention qkv");
+        var qkvBias = a.QkvBias;
+        if (a.LogitScale is not null && qkvBias is not null)
+        {
+            // Swin V2 has no key bias: torchvision zeroes the middle third of a copy.
+            if (qkvBias.Count != 3 * c || qkvBias.DType != DType.Float32)
+                throw new EngineInputException($"shifted window attention: qkv_bias must be a float32 of {3 * c} elements, got {Tensor.ShapeString(qkvBias.Shape)}");
+            var copy = qkvBias.ToArray();
+            Array.Clear(copy, c, c);
+            qkvBias = Tensor.Adopt(copy, [3 * c]);
+        }
+        var qkv = Attention.Project(ev, a.QkvWeight, qkvBias, Tensor.Adopt(cut, [b * windows, n, c]), "shifted window attention qkv");
         if (qkv.Size(-1) != 3 * c) throw new EngineInputException($"shifted window attention: qkv_weight must have {3 * c} rows, got {a.QkvWeight.Size(0)}");
         var parts = ShapeKernels.Permute(qkv.Reshape(b * windows, n, 3, a.Heads, d), [2, 0, 3, 1, 4]);
         Tensor Part(int i) => ShapeKernels.Index(parts, (long)i);
-        var q = TensorOps.Apply(TensorOps.Binary.Mul, Part(0), Math.Pow(d, -0.5));
-        var scores = TensorOps.Apply(TensorOps.Binary.Add, MatMulKernels.MatMul(q, ShapeKernels.Transpose(Part(1), -2, -1), ev.Threads), a.Bias, ev.Threads);
+        var scores = a.LogitScale is null
+            ? MatMulKernels.MatMul(TensorOps.Apply(TensorOps.Binary.Mul, Part(0), Math.Pow(d, -0.5)), ShapeKernels.Transpose(Part(1), -2, -1), ev.Threads)
+            : CosineScores(ev, Part(0), Part(1), a.LogitScale, a.Heads);
+        scores = TensorOps.Apply(TensorOps.Binary.Add, scores, a.Bias, ev.Threads);
         // torchvision draws its regions on the shifted map: slices (0, -window), (-window, -shift), (-shift, None) of
         // each axis, the last covering the whole axis when that axis is not shifted.
         static int Region(int p, int size, int window, int shift) => shift == 0 ? 0 : p < size - window ? 0 : p < size - shift ? 1 : 2;
@@ -133,6 +145,20 @@ internal static class WindowAttention
                     if (at >= 0) y.AsSpan(((bi * windows + win) * n + t) * c, c).CopyTo(output.AsSpan(bi * h * w * c + at, c));
                 }
         return Tensor.Adopt(output, [b, h, w, c]);
+    }
+
+    /// <summary>
+    /// Swin V2's scores: <c>normalize(q)·normalize(k)ᵀ · exp(min(logit_scale[h], ln 100))</c>, per head h
+    /// (<c>logit_scale</c> is <c>[heads, 1, 1]</c>).
+    /// </summary>
+    private static Tensor CosineScores(Evaluator ev, Tensor q, Tensor k, Tensor logitScale, int heads)
+    {
+        if (logitScale.DType != DType.Float32 || logitScale.Count != heads)
+            throw new EngineInputException($"shifted window attention: logit_scale must hold one float32 per head ({heads}), got {logitScale.DType} {Tensor.ShapeString(logitScale.Shape)}");
+        var scale = logitScale.ToArray().Select(v => (double)MathF.Exp(MathF.Min(v, MathF.Log(100f)))).ToArray();
+        var cosines = MatMulKernels.MatMul(ReduceKernels.Normalize(q), ShapeKernels.Transpose(ReduceKernels.Normalize(k), -2, -1), ev.Threads);
+        var perHead = Tensor.Adopt(scale.Select(v => (float)v).ToArray(), [heads, 1, 1]);
+        return TensorOps.Apply(TensorOps.Binary.Mul, cosines, perHead, ev.Threads);
     }
 
     /// <summary>Adds −100 to the score of every token pair of a window whose shifted regions differ.</summary>

@@ -455,10 +455,11 @@ public static class NaiveReference
     /// torchvision 0.14's <c>shifted_window_attention</c> step by step in double: pad [B, H, W, C] to whole windows; roll
     /// by −shift (no shift on an axis one window covers); per window of N tokens and head, scores q·kᵀ/√d + bias[h]
     /// (plus −100 between tokens of different regions of the rolled map, regions cut at −window and −shift); softmax; ·v;
-    /// the projection; roll back; crop.
+    /// the projection; roll back; crop. With Swin V2's <paramref name="logitScale"/> the scores are cosines
+    /// q·k/(‖q‖‖k‖) times exp(min(logit_scale[h], ln 100)), and the key bias is zero.
     /// </summary>
     public static Tensor ShiftedWindowAttention(Tensor input, Tensor qkvWeight, Tensor? qkvBias, Tensor projWeight, Tensor? projBias,
-        Tensor bias, int[] window, int heads, int[] shift)
+        Tensor bias, int[] window, int heads, int[] shift, Tensor? logitScale = null)
     {
         int b = input.Size(0), h = input.Size(1), w = input.Size(2), c = input.Size(3), d = c / heads;
         int ph = (h + window[0] - 1) / window[0] * window[0], pw = (w + window[1] - 1) / window[1] * window[1];
@@ -474,6 +475,7 @@ public static class NaiveReference
         static int Region(int p, int size, int win, int s) => s == 0 ? 0 : p < size - win ? 0 : p < size - s ? 1 : 2;
         double[] wq = [.. qkvWeight.ToArray().Select(v => (double)v)], wp = [.. projWeight.ToArray().Select(v => (double)v)];
         float[] bq = qkvBias?.ToArray() ?? new float[3 * c], bp = projBias?.ToArray() ?? new float[c], rb = bias.ToArray();
+        if (logitScale is not null) Array.Clear(bq, c, c);
         var result = new double[b, ph, pw, c];
         int n = window[0] * window[1];
         for (var bi = 0; bi < b; bi++)
@@ -494,9 +496,13 @@ public static class NaiveReference
                         for (var i = 0; i < n; i++)
                         {
                             var scores = new double[n];
+                            double Norm(int t, int part) => Math.Sqrt(Enumerable.Range(0, d).Sum(k => qkv[t, part * c + hd * d + k] * qkv[t, part * c + hd * d + k]));
                             for (var j = 0; j < n; j++)
                             {
-                                for (var k = 0; k < d; k++) scores[j] += qkv[i, hd * d + k] / Math.Sqrt(d) * qkv[j, c + hd * d + k];
+                                for (var k = 0; k < d; k++) scores[j] += qkv[i, hd * d + k] * qkv[j, c + hd * d + k];
+                                scores[j] *= logitScale is null
+                                    ? 1 / Math.Sqrt(d)
+                                    : Math.Exp(Math.Min(logitScale.ToArray()[hd], Math.Log(100))) / (Math.Max(Norm(i, 0), 1e-12) * Math.Max(Norm(j, 1), 1e-12)); // F.normalize's eps: a padded token's key is zero
                                 scores[j] += rb[(hd * n + i) * n + j];
                                 var ri = Region(pos[i].Y, ph, window[0], sh) * 3 + Region(pos[i].X, pw, window[1], sw);
                                 var rj = Region(pos[j].Y, ph, window[0], sh) * 3 + Region(pos[j].X, pw, window[1], sw);

@@ -198,19 +198,21 @@ let tests =
             let x = wide 20 [| 2; 5; 7; 6 |]
             let scaled seed shape = NaiveReference.Map(wide seed shape, fun v -> v / 6.0)
             let qw, qb, pw, pb = scaled 23 [| 18; 6 |], wide 24 [| 18 |], scaled 25 [| 6; 6 |], wide 26 [| 6 |]
-            // Both axes shifted; no shift; and a window that covers the padded width, so only the height is shifted.
-            for window, shift in [ [ 3; 3 ], [ 1; 1 ]; [ 3; 3 ], [ 0; 0 ]; [ 3; 8 ], [ 2; 2 ] ] do
+            let logitScale = tensorOf [| 1.5f; 5f |] [| 2; 1; 1 |] // ln 100 ≈ 4.6 clamps the second head
+            // Both axes shifted; no shift; a window that covers the padded width, so only the height is shifted; Swin V2.
+            for window, shift, cosine in [ [ 3; 3 ], [ 1; 1 ], false; [ 3; 3 ], [ 0; 0 ], false; [ 3; 8 ], [ 2; 2 ], false; [ 3; 3 ], [ 1; 1 ], true ] do
                 let n = List.reduce (*) window
                 let bias = wide 27 [| 1; 2; n; n |]
-                let state = [ "qw", qw; "qb", qb; "pw", pw; "pb", pb; "bias", bias ]
+                let state = [ "qw", qw; "qb", qb; "pw", pw; "pb", pb; "bias", bias ] @ (if cosine then [ "ls", logitScale ] else [])
                 let y =
                     runWith state
                         ([ for name, _ in state -> attr name ]
                          @ [ fn "y" "shifted_window_attention" [ r "x"; r "qw"; r "pw"; r "bias"; ints window; i64 2 ]
-                                 [ "shift_size", ints shift; "attention_dropout", c (box 0.0); "dropout", c (box 0.0); "qkv_bias", r "qb"; "proj_bias", r "pb" ]
+                                 ([ "shift_size", ints shift; "attention_dropout", c (box 0.0); "dropout", c (box 0.0); "qkv_bias", r "qb"; "proj_bias", r "pb" ]
+                                  @ (if cosine then [ "logit_scale", r "ls" ] else []))
                              output "y" ]) x
-                let expected = NaiveReference.ShiftedWindowAttention(x, qw, qb, pw, pb, bias, Array.ofList window, 2, Array.ofList shift)
-                close $"window {window}, shift {shift}" y expected
+                let expected = NaiveReference.ShiftedWindowAttention(x, qw, qb, pw, pb, bias, Array.ofList window, 2, Array.ofList shift, (if cosine then logitScale else null))
+                close $"window {window}, shift {shift}, cosine {cosine}" y expected
             expectSameBits "patch_merging_pad" (one (fn "y" "patch_merging_pad" [ r "x" ] []) x) (NaiveReference.PatchMergingPad x)
             let e = refuses [ fn "y" "relative_position_bias" [ r "x"; r "x"; ints [ 3; 3 ] ] []; output "y" ] x [ "the table must be a float32 [rows, heads]" ]
             Expect.isFalse e.Unsupported "a wrong table is the input's fault"

@@ -20,6 +20,7 @@ let private networks =
       "breadth_models", "mnasnet0_5", 64
       "breadth_models", "shufflenet_v2_x0_5", 64
       "breadth_models", "swin_t", 64
+      "breadth_models", "swin_v2_t", 64
       "roundtrip_models", "tiny_vit", 32 ]
 
 /// Every network exported, with PyTorch's input and output, by one Python process.
