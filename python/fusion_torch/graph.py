@@ -18,20 +18,72 @@ from .modules import is_leaf, kind
 # Python callables -> the engine's function name and its parameter names (positional order, keywords allowed).
 _ADD = ("add", ("input", "other"))
 _MUL = ("mul", ("input", "other"))
+_SUB = ("sub", ("input", "other"))
+_DIV = ("div", ("input", "other", "rounding_mode"))
+_MATMUL = ("matmul", ("input", "other"))
+_SIGMOID = ("sigmoid", ("input",))
+_MEAN = ("mean", ("input", "dim", "keepdim", "dtype"))
 FUNCTIONS = {
     operator.add: _ADD, torch.add: _ADD, operator.mul: _MUL, torch.mul: _MUL,
+    operator.sub: _SUB, torch.sub: _SUB, operator.truediv: _DIV, torch.div: _DIV,
+    operator.floordiv: ("floordiv", ("input", "other")), operator.eq: ("eq", ("input", "other")),
+    operator.matmul: _MATMUL, torch.matmul: _MATMUL, torch.bmm: ("bmm", ("input", "mat2")),
     torch.relu: ("relu", ("input", "inplace")), F.relu: ("relu", ("input", "inplace")),
     F.hardsigmoid: ("hardsigmoid", ("input", "inplace")),
+    torch.sigmoid: _SIGMOID, F.sigmoid: _SIGMOID,
+    F.gelu: ("gelu", ("input", "approximate")),
+    F.relu6: ("relu6", ("input", "inplace")),
+    F.hardtanh: ("hardtanh", ("input", "min_val", "max_val", "inplace")),
+    F.softmax: ("softmax", ("input", "dim", "_stacklevel", "dtype")),
+    F.layer_norm: ("layer_norm", ("input", "normalized_shape", "weight", "bias", "eps")),
+    F.dropout: ("dropout", ("input", "p", "training", "inplace")),
     torch.flatten: ("flatten", ("input", "start_dim", "end_dim")),
     torch.cat: ("cat", ("tensors", "dim")),
     F.adaptive_avg_pool2d: ("adaptive_avg_pool2d", ("input", "output_size")),
+    F.avg_pool2d: ("avg_pool2d", ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
+                                  "divisor_override")),
+    F.max_pool2d: ("max_pool2d", ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode",
+                                  "return_indices")),
+    torch.mean: _MEAN,
     torch.reshape: ("reshape", ("input", "shape")),
+    torch.permute: ("permute", ("input", "dims")),
+    torch.transpose: ("transpose", ("input", "dim0", "dim1")),
+    torch.chunk: ("chunk", ("input", "chunks", "dim")),
+    torch.split: ("split", ("tensor", "split_size_or_sections", "dim")),
+    operator.getitem: ("getitem", ("a", "b")),
+    getattr: ("getattr", ("object", "name")),
+    torch._assert: ("_assert", ("condition", "message")),
 }
-# Tensor methods the engine evaluates and their parameter names after self (None: varargs, as reshape(2, -1)).
+# torchvision's functions that its models call (StochasticDepth's functional form; the Swin Transformer's window
+# functions, which torchvision marks as leaves of the trace). torchvision is optional here: without it the names still
+# stand in schema(), under keys no traced call can match.
+_TORCHVISION = {
+    "torchvision.ops:stochastic_depth": ("stochastic_depth", ("input", "p", "mode", "training")),
+    "torchvision.models.swin_transformer:shifted_window_attention": (
+        "shifted_window_attention", ("input", "qkv_weight", "proj_weight", "relative_position_bias", "window_size",
+                                     "num_heads", "shift_size", "attention_dropout", "dropout", "qkv_bias",
+                                     "proj_bias", "logit_scale")),
+    "torchvision.models.swin_transformer:_get_relative_position_bias": (
+        "relative_position_bias", ("relative_position_bias_table", "relative_position_index", "window_size")),
+    "torchvision.models.swin_transformer:_patch_merging_pad": ("patch_merging_pad", ("x",)),
+}
+for _where, _op in _TORCHVISION.items():
+    _module, _name = _where.split(":")
+    try:
+        FUNCTIONS[getattr(__import__(_module, fromlist=[_name]), _name)] = _op
+    except (ImportError, AttributeError):
+        FUNCTIONS[_where] = _op
+# Tensor methods the engine evaluates and their parameter names after self.
 METHODS = {
-    "contiguous": ("memory_format",), "squeeze": ("dim",), "unsqueeze": ("dim",), "reshape": None, "view": None,
-    "flatten": ("start_dim", "end_dim"), "add": ("other",), "mul": ("other",), "relu": (),
+    "contiguous": ("memory_format",), "squeeze": ("dim",), "unsqueeze": ("dim",), "reshape": ("shape",),
+    "view": ("shape",), "flatten": ("start_dim", "end_dim"), "add": ("other",), "mul": ("other",), "relu": (),
+    "sub": ("other",), "div": ("other", "rounding_mode"), "matmul": ("other",), "sigmoid": (),
+    "softmax": ("dim", "dtype"), "mean": ("dim", "keepdim", "dtype"), "permute": ("dims",),
+    "transpose": ("dim0", "dim1"), "chunk": ("chunks", "dim"), "split": ("split_size", "dim"), "expand": ("size",),
+    "size": ("dim",), "dim": (),
 }
+# Methods whose last parameter also takes the remaining positional arguments (x.view(2, -1) is x.view((2, -1))).
+VARARGS = {"reshape", "view", "permute", "expand"}
 _HINT = ("rewrite it with the operations Fusion.Dsl runs (modules of torch.nn it supports, torch.add/mul/cat/flatten/"
          "reshape, F.relu, F.hardsigmoid, F.adaptive_avg_pool2d, and the tensor methods "
          f"{', '.join(sorted(METHODS))}), or wrap the part in a traceable submodule and export that")
@@ -137,7 +189,7 @@ def schema():
     functions = {}
     for name, params in FUNCTIONS.values():
         functions[name] = list(params)
-    methods = {name: list(params) if params is not None else ["shape"] for name, params in METHODS.items()}
+    methods = {name: list(params) for name, params in METHODS.items()}
     return {"functions": dict(sorted(functions.items())), "methods": dict(sorted(methods.items()))}
 
 
@@ -199,7 +251,7 @@ def trace(root):
         elif n.op == "call_method":
             if n.target in METHODS:
                 params = METHODS[n.target]
-                _check_call(n, None if params is None else ("self",) + params, n.target)
+                _check_call(n, None if n.target in VARARGS else ("self",) + params, n.target)
             e["target"] = n.target
             args = n.args
         elif n.op == "get_attr":

@@ -13,6 +13,8 @@ internal enum Act
     Hardswish,
     Hardsigmoid,
     SiLU,
+    /// <summary>The logistic function: never a fused group's activation, only a graph's or a carried module's.</summary>
+    Sigmoid,
 }
 
 /// <summary>
@@ -109,17 +111,22 @@ internal readonly struct Epilogue
                 return v * Vector256.Min(Vector256.Max(v + Vector256.Create(3f), Vector256<float>.Zero), Vector256.Create(6f)) / Vector256.Create(6f);
             case Act.Hardsigmoid:
                 return Vector256.Min(Vector256.Max(v + Vector256.Create(3f), Vector256<float>.Zero), Vector256.Create(6f)) / Vector256.Create(6f);
+            case Act.Sigmoid: return Vector256<float>.One / (Vector256<float>.One + Vector256.Exp(-v));
             default: return v / (Vector256<float>.One + Vector256.Exp(-v));
         }
     }
 
-    /// <summary><see cref="Activate(Vector256{float}, Act)"/> on 512-bit vectors: the piecewise forms, and SiLU.</summary>
+    /// <summary><see cref="Activate(Vector256{float}, Act)"/> on 512-bit vectors: the piecewise forms, SiLU and Sigmoid.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Activate(Vector512<float> v, Act act)
-        => act == Act.SiLU ? v / (Vector512<float>.One + Vector512.Exp(-v)) : ActivatePiecewise(v, act);
+    public static Vector512<float> Activate(Vector512<float> v, Act act) => act switch
+    {
+        Act.SiLU => v / (Vector512<float>.One + Vector512.Exp(-v)),
+        Act.Sigmoid => Vector512<float>.One / (Vector512<float>.One + Vector512.Exp(-v)),
+        _ => ActivatePiecewise(v, act),
+    };
 
     /// <summary>
-    /// <see cref="Activate(Vector512{float}, Act)"/> for every activation but SiLU, which the caller must route elsewhere
+    /// <see cref="Activate(Vector512{float}, Act)"/> for every activation but SiLU and Sigmoid, which the caller must route elsewhere
     /// (<see cref="CallsOut"/>): no branch of it calls a method, so a kernel that ends with it keeps its accumulators in
     /// registers (the JIT spills any vector that is live across a call on every definition).
     /// </summary>
@@ -137,8 +144,8 @@ internal readonly struct Epilogue
         };
     }
 
-    /// <summary>Whether <paramref name="act"/>'s vector form calls a method (SiLU's exponential).</summary>
-    public static bool CallsOut(Act act) => act == Act.SiLU;
+    /// <summary>Whether <paramref name="act"/>'s vector form calls a method (the exponential of SiLU and Sigmoid).</summary>
+    public static bool CallsOut(Act act) => act is Act.SiLU or Act.Sigmoid;
 
     /// <summary>Scalar counterpart of <see cref="Activate(Vector256{float}, Act)"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -149,6 +156,7 @@ internal readonly struct Epilogue
         Act.ReLU6 => MathF.Min(MathF.Max(v, 0f), 6f),
         Act.Hardswish => v * MathF.Min(MathF.Max(v + 3f, 0f), 6f) / 6f,
         Act.Hardsigmoid => MathF.Min(MathF.Max(v + 3f, 0f), 6f) / 6f,
+        Act.Sigmoid => 1f / (1f + MathF.Exp(-v)),
         _ => v / (1f + MathF.Exp(-v)),
     };
 }

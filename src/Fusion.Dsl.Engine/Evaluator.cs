@@ -39,14 +39,13 @@ internal sealed class Evaluator(Pass pass)
                 Identity => x,
                 Dropout d => RunDropout(d, x, path),
                 Flatten f => TensorOps.Flatten(x, f.StartDim, f.EndDim),
-                MaxPool2d p => Pool2d(p, x, path, t => PoolKernels.MaxPool(p, t, Pass)),
-                AvgPool2d p => Pool2d(p, x, path, t => PoolKernels.AvgPool(p, t, Pass)),
-                AdaptiveAvgPool2d p => Pool2d(p, x, path, t => PoolKernels.AdaptiveAvgPool(t, p.OutputSize[0], p.OutputSize[1], Pass)),
+                MaxPool2d p => PoolKernels.Planes(x, t => PoolKernels.MaxPool(p, t, Pass)),
+                AvgPool2d p => PoolKernels.Planes(x, t => PoolKernels.AvgPool(p, t, Pass)),
+                AdaptiveAvgPool2d p => PoolKernels.Planes(x, t => PoolKernels.AdaptiveAvgPool(t, p.OutputSize[0], p.OutputSize[1], Pass)),
                 Sequential s => RunChildren(s, x, path),
                 FusedModule f => RunFused(f, x, path),
                 UserModule u => RunUser(u, x, path),
-                OpaqueModule o => throw new ForwardException(path, m.TypeName,
-                    $"{o.Namespace}.{o.TypeName} is carried as an opaque module; the engine does not evaluate it", unsupported: true),
+                OpaqueModule o => CarriedModules.Call(this, o, x),
                 _ => throw new ForwardException(path, m.TypeName, "the engine has no forward for this kind of module"),
             };
         }
@@ -146,15 +145,6 @@ internal sealed class Evaluator(Pass pass)
         if (d.P == 1) return Tensor.Zeros(x.Shape.ToArray());
         throw new ForwardException(path, d.TypeName,
             $"Dropout(p={d.P}) in training mode has a random result in PyTorch; put the model in eval mode (module.Eval()) to evaluate it");
-    }
-
-    private static Tensor Pool2d(Module m, Tensor x, string path, Func<Tensor, Tensor> run)
-    {
-        if (x.Rank is not (3 or 4) || x.Shape[(x.Rank - 2)..].Contains(0))
-            throw new ForwardException(path, m.TypeName, $"expected input of shape [N, C, H, W] or unbatched [C, H, W] with non-empty H and W, got {Tensor.ShapeString(x.Shape)}");
-        if (x.Rank == 4) return run(x);
-        var y = run(x.Reshape([1, .. x.Shape]));
-        return y.Reshape(y.Shape[1..].ToArray());
     }
 
     // ---- fused groups -------------------------------------------------------------------------------------

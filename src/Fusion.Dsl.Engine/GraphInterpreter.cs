@@ -43,8 +43,11 @@ internal static class GraphInterpreter
                 case NodeOp.CallModule:
                 {
                     var module = ModulePath.Get(owner, node.Target!);
-                    if (module is OpaqueModule o)
-                        throw new EngineInputException($"graph node '{node.Name}' calls {node.Target}, a {o.Namespace}.{o.TypeName} carried as an opaque module, which the engine does not evaluate", unsupported: true);
+                    if (module is OpaqueModule o && !IsOneTensorCall(node, values))
+                    {
+                        value = CallCarried(ev, o, node, values);
+                        break;
+                    }
                     var x = ModuleInput(node, values);
                     value = ev.Call(module, x, Evaluator.Join(path, node.Target!));
                     if (module is Activation { Inplace: true } or Dropout { Inplace: true }) mutated = x;
@@ -67,7 +70,7 @@ internal static class GraphInterpreter
                 }
             }
             values[node.Name] = value;
-            if (value is Tensor produced) storage?.Hold(node.Name, produced);
+            storage?.Hold(node.Name, value);
             if (mutated is not null && value is Tensor result) Rebind(values, mutated, result, node.Name, storage);
             if (storage is null) continue;
             if (uses.GetValueOrDefault(node.Name) == 0) storage.Let(node.Name);
@@ -98,32 +101,42 @@ internal static class GraphInterpreter
 
     /// <summary>
     /// Which live values hold which storage, so that an array goes back to the pass's <see cref="BufferPool"/> exactly when the last
-    /// live value holding it dies. Values share storage through views (reshape, flatten, an Identity, a fused group's
+    /// live value holding it dies. A tuple or list (chunk's pieces, attention's output and weights) holds each tensor in it. Values share storage through views (reshape, flatten, an Identity, a fused group's
     /// Identity members) and through in-place rebinding; a value holds its storage from when it is produced until its
     /// last read, once, so rebinding a value that already died holds nothing (counting it again once returned a storage
     /// that a live view still read: the fused ResNet defect).
     /// </summary>
     private sealed class StorageOwners(Pass pass, Tensor input)
     {
-        private readonly Dictionary<string, Tensor> _held = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, Tensor[]> _held = new(StringComparer.Ordinal);
         private readonly Dictionary<float[], int> _holders = new(ReferenceEqualityComparer.Instance);
 
-        /// <summary><paramref name="name"/>'s value <paramref name="t"/> is live: it holds its storage.</summary>
-        public void Hold(string name, Tensor t)
+        /// <summary><paramref name="name"/>'s value is live: the tensors in it hold their storage.</summary>
+        public void Hold(string name, object? value)
         {
-            if (t.DType != DType.Float32) return;
-            _held[name] = t;
-            _holders[t.RawFloat32] = _holders.GetValueOrDefault(t.RawFloat32) + 1;
+            Tensor[] tensors = value switch
+            {
+                Tensor t => [t],
+                IReadOnlyList<object?> list => [.. list.OfType<Tensor>()],
+                _ => [],
+            };
+            tensors = [.. tensors.Where(t => t.DType == DType.Float32)];
+            if (tensors.Length == 0) return;
+            _held[name] = tensors;
+            foreach (var t in tensors) _holders[t.RawFloat32] = _holders.GetValueOrDefault(t.RawFloat32) + 1;
         }
 
         /// <summary><paramref name="name"/>'s value died: it lets go of its storage, which is recycled when no other live value holds it.</summary>
         public void Let(string name)
         {
-            if (!_held.Remove(name, out var t)) return;
-            var array = t.RawFloat32;
-            if (--_holders[array] > 0) return;
-            _holders.Remove(array);
-            pass.Release(t, input);
+            if (!_held.Remove(name, out var tensors)) return;
+            foreach (var t in tensors)
+            {
+                var array = t.RawFloat32;
+                if (--_holders[array] > 0) continue;
+                _holders.Remove(array);
+                pass.Release(t, input);
+            }
         }
 
         /// <summary>A live <paramref name="name"/> now reads <paramref name="t"/>: it moves its hold there. A dead one holds nothing.</summary>
@@ -144,6 +157,22 @@ internal static class GraphInterpreter
         var name = dot < 0 ? target : target[(dot + 1)..];
         return module.State.TryGet(name)
                ?? throw new EngineInputException($"graph node '{node.Name}' reads attribute '{target}', which is not a parameter or buffer (entries there: {string.Join(", ", module.State.Names)})");
+    }
+
+    /// <summary>Whether a module call passes exactly one tensor (by position or keyword), as a layer is called.</summary>
+    private static bool IsOneTensorCall(GraphNode node, Dictionary<string, object?> values)
+        => node.Args.Length + node.Kwargs.Length == 1 && Resolve(node.Args.Length == 1 ? node.Args[0] : node.Kwargs[0].Value, values) is Tensor;
+
+    /// <summary>
+    /// A carried library module called with several arguments (<c>self_attention(x, x, x, need_weights=False)</c>):
+    /// bound to its forward's parameters. Hooks take one tensor, so a hooked module is not called this way.
+    /// </summary>
+    private static object? CallCarried(Evaluator ev, OpaqueModule o, GraphNode node, Dictionary<string, object?> values)
+    {
+        if (o.PreHooks.Length != 0 || o.Hooks.Length != 0)
+            throw new EngineInputException($"graph node '{node.Name}' calls {node.Target} with several arguments, but it has hooks, which take one tensor", unsupported: true);
+        try { return CarriedModules.Call(ev, o, node, a => Resolve(a, values)); }
+        catch (EngineInputException e) { throw new EngineInputException($"graph node '{node.Name}' calls {node.Target}: {e.Message}", e.Unsupported); }
     }
 
     /// <summary>The one tensor a module call passes (a layer is called with its input alone).</summary>
@@ -179,15 +208,48 @@ internal static class GraphInterpreter
         var node = a.Node;
         var self = a.Op.Parameters[0].Name;
         Tensor X() => a.Get<Tensor>(self, "a tensor");
+        Tensor T(string name) => a.Get<Tensor>(name, "a tensor");
         switch (a.Op.Name)
         {
             case "add":
+                return BinaryOp(node, TensorOps.Binary.Add, a.Value(self), a.Value("other"), t);
             case "mul":
-                return BinaryOp(node, a.Op.Name == "add" ? TensorOps.Binary.Add : TensorOps.Binary.Mul, a.Value(self), a.Value("other"), t);
+                return BinaryOp(node, TensorOps.Binary.Mul, a.Value(self), a.Value("other"), t);
+            case "sub":
+                return BinaryOp(node, TensorOps.Binary.Sub, a.Value(self), a.Value("other"), t);
+            case "div":
+                if (a.Value("rounding_mode") is not null)
+                    throw Unsupported(node, $"div with rounding_mode={a.Value("rounding_mode")}");
+                return BinaryOp(node, TensorOps.Binary.Div, a.Value(self), a.Value("other"), t);
+            case "floordiv":
+                return PyValues.FloorDiv(a.Value(self), a.Value("other")) ?? throw Unsupported(node, $"floordiv of {Describe(a.Value(self))} and {Describe(a.Value("other"))}");
+            case "eq":
+                return PyValues.Eq(a.Value(self), a.Value("other")) ?? throw Unsupported(node, $"eq of {Describe(a.Value(self))} and {Describe(a.Value("other"))}");
+            case "matmul":
+                return MatMulKernels.MatMul(X(), T("other"), t);
+            case "bmm":
+                return MatMulKernels.Bmm(X(), T("mat2"), t);
             case "relu":
                 return TensorOps.Activation(X(), Act.ReLU, t);
+            case "relu6":
+                return TensorOps.Activation(X(), Act.ReLU6, t);
             case "hardsigmoid":
                 return TensorOps.Activation(X(), Act.Hardsigmoid, t);
+            case "sigmoid":
+                return TensorOps.Activation(X(), Act.Sigmoid, t);
+            case "hardtanh":
+                return PointwiseKernels.Hardtanh(X(), a.Double("min_val"), a.Double("max_val"), t);
+            case "gelu":
+                return PointwiseKernels.Gelu(X(), PointwiseKernels.GeluOf(a.Value("approximate") as string), t);
+            case "softmax":
+                if (a.Value("dtype") is not null) throw Unsupported(node, "softmax with a dtype");
+                return ReduceKernels.Softmax(X(), a.OptionalLong("dim"), t);
+            case "layer_norm":
+                return NormKernels.LayerNorm(X(), a.IntList("normalized_shape"), OptionalTensor(a, "weight"), OptionalTensor(a, "bias"), a.Double("eps"), t);
+            case "dropout":
+                return !a.Flag("training") || a.Double("p") == 0 ? X() : throw Unsupported(node, "dropout in training mode (its result is random)");
+            case "stochastic_depth":
+                return !a.Flag("training") || a.Double("p") == 0 ? X() : throw Unsupported(node, "stochastic_depth in training mode (its result is random)");
             case "flatten":
                 return TensorOps.Flatten(X(), a.Long("start_dim"), a.Long("end_dim"));
             case "cat":
@@ -198,14 +260,26 @@ internal static class GraphInterpreter
             }
             case "adaptive_avg_pool2d":
             {
-                var x = X();
                 var (h, w) = a.SizePair("output_size");
-                if (x.Rank is not (3 or 4))
-                    throw new EngineInputException($"graph node '{node.Name}': adaptive_avg_pool2d expects [N, C, H, W] or [C, H, W], got {Tensor.ShapeString(x.Shape)}");
-                if (x.Rank == 4) return PoolKernels.AdaptiveAvgPool(x, h, w, t);
-                var y = PoolKernels.AdaptiveAvgPool(x.Reshape([1, .. x.Shape]), h, w, t);
-                return y.Reshape(y.Shape[1..].ToArray());
+                return PoolKernels.Planes(X(), x => PoolKernels.AdaptiveAvgPool(x, h, w, t));
             }
+            case "avg_pool2d":
+            {
+                if (a.Value("divisor_override") is not null) throw Unsupported(node, "avg_pool2d with divisor_override");
+                var kernel = a.IntList("kernel_size");
+                var pool = AvgPool2d.Create(kernel, PoolStride(a, kernel), a.IntList("padding"), a.Flag("ceil_mode"), a.Flag("count_include_pad"));
+                return PoolKernels.Planes(X(), x => PoolKernels.AvgPool(pool, x, t));
+            }
+            case "max_pool2d":
+            {
+                if (a.Flag("return_indices")) throw Unsupported(node, "max_pool2d with return_indices=True");
+                var kernel = a.IntList("kernel_size");
+                var pool = MaxPool2d.Create(kernel, PoolStride(a, kernel), a.IntList("padding"), a.IntList("dilation"), a.Flag("ceil_mode"));
+                return PoolKernels.Planes(X(), x => PoolKernels.MaxPool(pool, x, t));
+            }
+            case "mean":
+                if (a.Value("dtype") is not null) throw Unsupported(node, "mean with a dtype");
+                return ReduceKernels.Mean(X(), a.Value("dim") is null ? null : a.IntList("dim"), a.Flag("keepdim"));
             case "reshape":
             case "view":
                 return TensorOps.Reshape(X(), a.IntList("shape"));
@@ -215,20 +289,67 @@ internal static class GraphInterpreter
                 return TensorOps.Squeeze(X(), a.OptionalLong("dim"));
             case "unsqueeze":
                 return TensorOps.Unsqueeze(X(), a.Long("dim"));
+            case "permute":
+                return ShapeKernels.Permute(X(), a.IntList("dims"));
+            case "transpose":
+                return ShapeKernels.Transpose(X(), a.Long("dim0"), a.Long("dim1"));
+            case "expand":
+                return ShapeKernels.Expand(X(), a.IntList("size"));
+            case "chunk":
+                return Tuple(ShapeKernels.Chunk(X(), a.Long("chunks"), a.Long("dim")));
+            case "split":
+            {
+                var sizes = a.Op.Parameters[1].Name;
+                return Tuple(a.Value(sizes) is long size ? ShapeKernels.Split(X(), size, a.Long("dim")) : ShapeKernels.Sections(X(), a.IntList(sizes), a.Long("dim")));
+            }
+            case "shifted_window_attention":
+                if (a.Double("attention_dropout") != 0 || a.Double("dropout") != 0)
+                    throw Unsupported(node, "shifted_window_attention with dropout (F.dropout there defaults to training, so its result is random)");
+                return WindowAttention.ShiftedWindowAttention(ev, new WindowAttention.Call(X(), T("qkv_weight"), T("proj_weight"), T("relative_position_bias"),
+                    a.IntList("window_size"), (int)a.Long("num_heads"), a.IntList("shift_size"), OptionalTensor(a, "qkv_bias"), OptionalTensor(a, "proj_bias"),
+                    OptionalTensor(a, "logit_scale")));
+            case "relative_position_bias":
+                return WindowAttention.RelativePositionBias(T("relative_position_bias_table"), T("relative_position_index"), a.IntList("window_size"));
+            case "patch_merging_pad":
+                return WindowAttention.PatchMergingPad(X());
+            case "getitem":
+                return a.Value(self) is Tensor indexed ? ShapeKernels.Index(indexed, a.Value("b")) : PyValues.GetItem(a.Value(self), a.Value("b"));
+            case "getattr":
+                return PyValues.Attribute(a.Value(self), a.Value("name")) ?? throw Unsupported(node, $"getattr of {Describe(a.Value("name"))} on {Describe(a.Value(self))}");
+            case "_assert":
+                return PyValues.Truth(a.Value("condition")) switch
+                {
+                    true => null,
+                    false => throw new EngineInputException($"graph node '{node.Name}': the model's assertion failed: {a.Value("message")}"),
+                    null => throw Unsupported(node, $"_assert on {Describe(a.Value("condition"))}"),
+                };
+            case "size":
+                return a.OptionalLong("dim") is { } dim ? (long)X().Size(TensorOps.Dim(dim, X().Rank, "size")) : PyValues.Shape(X());
+            case "dim":
+                return (long)X().Rank;
             default:
                 throw new EngineInputException($"graph node '{node.Name}': the engine has no kernel for {a.Op}");
         }
     }
 
+    /// <summary>A refusal of an operation in the table called in a way the engine does not compute (the model is valid).</summary>
+    private static EngineInputException Unsupported(GraphNode node, string what)
+        => new($"graph node '{node.Name}': the engine does not evaluate {what}", unsupported: true);
+
+    private static Tensor? OptionalTensor(OpCall a, string name) => a.Value(name) is null ? null : a.Get<Tensor>(name, "a tensor or None");
+
+    /// <summary>A functional pool's stride: None (or an empty list) means the kernel size, as in PyTorch.</summary>
+    private static int[] PoolStride(OpCall a, int[] kernel)
+        => a.Value("stride") is null or IReadOnlyList<object?> { Count: 0 } ? kernel : a.IntList("stride");
+
+    private static object?[] Tuple(Tensor[] parts) => [.. parts];
+
     private static object BinaryOp(GraphNode node, TensorOps.Binary op, object? a, object? b, Pass pass) => (a, b) switch
     {
         (Tensor x, Tensor y) => TensorOps.Apply(op, x, y, pass),
-        (Tensor x, long or double) => TensorOps.Apply(op, x, Convert.ToDouble(b, System.Globalization.CultureInfo.InvariantCulture), pass),
-        (long or double, Tensor y) => TensorOps.Apply(op, y, Convert.ToDouble(a, System.Globalization.CultureInfo.InvariantCulture), pass),
-        (long x, long y) => op == TensorOps.Binary.Add ? x + y : x * y,
-        (long or double, long or double) => op == TensorOps.Binary.Add
-            ? Convert.ToDouble(a, System.Globalization.CultureInfo.InvariantCulture) + Convert.ToDouble(b, System.Globalization.CultureInfo.InvariantCulture)
-            : Convert.ToDouble(a, System.Globalization.CultureInfo.InvariantCulture) * Convert.ToDouble(b, System.Globalization.CultureInfo.InvariantCulture),
+        (Tensor x, long or double) => TensorOps.Apply(op, x, PyValues.Number(b), pass),
+        (long or double, Tensor y) => TensorOps.Apply(op, y, PyValues.Number(a), pass, scalarFirst: true),
+        (long or double, long or double) => PyValues.Arithmetic(op, a, b),
         _ => throw new EngineInputException($"graph node '{node.Name}': {node.Target} of {Describe(a)} and {Describe(b)} is not supported"),
     };
 
@@ -244,6 +365,7 @@ internal static class GraphInterpreter
     {
         null => "None",
         Tensor t => $"a tensor {Tensor.ShapeString(t.Shape)}",
+        string str => $"'{str}'",
         IReadOnlyList<object?> l => $"a list of {l.Count}",
         _ => $"{v.GetType().Name} {v}",
     };

@@ -60,8 +60,9 @@ internal static unsafe class LinearKernels
         return r;
     }
 
+    /// <summary>Σ a[i]·b[i] over <paramref name="n"/> contiguous floats (also <see cref="MatMulKernels"/>' inner loop).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float Dot(float* a, float* b, int n)
+    public static float Dot(float* a, float* b, int n)
     {
         var i = 0;
         var acc0 = Vector256<float>.Zero;

@@ -95,4 +95,39 @@ internal static unsafe class NormKernels
         });
         return Tensor.Adopt(output, x.Shape.ToArray());
     }
+
+    /// <summary>
+    /// <c>layer_norm(x, normalized_shape, weight, bias, eps)</c>: each row of the trailing dimensions
+    /// <paramref name="normalizedShape"/> normalised by its own mean and biased variance (computed in double), then
+    /// scaled and shifted element by element. The sizes are checked before anything is read.
+    /// </summary>
+    public static Tensor LayerNorm(Tensor x, int[] normalizedShape, Tensor? weight, Tensor? bias, double eps, Pass pass)
+    {
+        var k = normalizedShape.Length;
+        if (k == 0 || k > x.Rank || !x.Shape[^k..].SequenceEqual(normalizedShape))
+            throw new EngineInputException($"layer_norm: normalized_shape {Tensor.ShapeString(normalizedShape)} must be the input's trailing dimensions, got an input {Tensor.ShapeString(x.Shape)}");
+        var row = Tensor.Product(normalizedShape);
+        foreach (var (t, name) in new[] { (weight, "weight"), (bias, "bias") })
+            if (t is not null && (t.DType != DType.Float32 || t.Count != row))
+                throw new EngineInputException($"layer_norm: {name} must be a float32 tensor of {row} elements (normalized_shape {Tensor.ShapeString(normalizedShape)}), got {t.DType} {Tensor.ShapeString(t.Shape)}");
+        if (!(eps >= 0)) throw new EngineInputException($"layer_norm: eps must be a non-negative number, got {eps}");
+        var src = x.RawFloat32;
+        var rows = row == 0 ? 0 : src.Length / row;
+        var output = pass.Output(src.Length);
+        float[]? w = weight?.RawFloat32, b = bias?.RawFloat32;
+        Par.For(rows, pass.Threads, 3L * row, r =>
+        {
+            var s = src.AsSpan(r * row, row);
+            var d = output.AsSpan(r * row, row);
+            double sum = 0;
+            foreach (var v in s) sum += v;
+            var mean = sum / row;
+            double sq = 0;
+            foreach (var v in s) sq += (v - mean) * (v - mean);
+            var inv = 1 / Math.Sqrt(sq / row + eps);
+            for (var i = 0; i < row; i++)
+                d[i] = (float)((s[i] - mean) * inv * (w is null ? 1.0 : w[i]) + (b is null ? 0.0 : b[i]));
+        });
+        return Tensor.Adopt(output, x.Shape.ToArray());
+    }
 }

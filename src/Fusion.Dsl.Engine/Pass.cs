@@ -40,13 +40,23 @@ internal sealed class Pass
     /// <summary>An array for a kernel's output; its contents are unspecified (every kernel writes all of it).</summary>
     public float[] Output(int length)
     {
-        // Every kernel's result comes through here: the one place an output's size is held to the tensor limit.
-        if ((uint)length > Limits.MaxElements)
-            throw new EngineInputException($"the output would hold {length} elements, over the limit of {Limits.MaxElements} per tensor");
-        if (_pool is null || length < BufferPool.MinPooledLength) return GC.AllocateUninitializedArray<float>(length);
+        if (_pool is null || length < BufferPool.MinPooledLength) return Fresh(length);
+        if ((uint)length > Limits.MaxElements) Fresh(length); // refuses, naming the limit
         var array = _pool.TryTake(length) ?? GC.AllocateUninitializedArray<float>(length);
         _owned.Add(array);
         return array;
+    }
+
+    /// <summary>
+    /// An output array from no pool, for the layout kernels that are not handed a pass (permute, gather, window
+    /// partitioning); never recycled, since only arrays a pass handed out go back to its pool. Every kernel's result
+    /// comes through here or <see cref="Output"/>: the places an output's size is held to the tensor limit.
+    /// </summary>
+    public static float[] Fresh(int length)
+    {
+        if ((uint)length > Limits.MaxElements)
+            throw new EngineInputException($"the output would hold {length} elements, over the limit of {Limits.MaxElements} per tensor");
+        return GC.AllocateUninitializedArray<float>(length);
     }
 
     /// <summary>An output array filled with zeros (for kernels that accumulate into their output).</summary>

@@ -20,6 +20,19 @@ internal static unsafe class PoolKernels
         return (int)o;
     }
 
+    /// <summary>
+    /// A pooling kernel on <c>[N, C, H, W]</c> or unbatched <c>[C, H, W]</c> (run as a batch of one), refusing empty planes
+    /// before the kernel indexes them: the one input check of the pooling layers and the functional pools.
+    /// </summary>
+    public static Tensor Planes(Tensor x, Func<Tensor, Tensor> run)
+    {
+        if (x.Rank is not (3 or 4) || x.Shape[(x.Rank - 2)..].Contains(0))
+            throw new EngineInputException($"expected input of shape [N, C, H, W] or unbatched [C, H, W] with non-empty H and W, got {Tensor.ShapeString(x.Shape)}");
+        if (x.Rank == 4) return run(x);
+        var y = run(x.Reshape([1, .. x.Shape]));
+        return y.Reshape(y.Shape[1..].ToArray());
+    }
+
     public static Tensor MaxPool(MaxPool2d m, Tensor x, Pass pass)
     {
         int n = x.Size(0), c = x.Size(1), h = x.Size(2), w = x.Size(3);

@@ -26,7 +26,16 @@ internal static unsafe class TensorOps
     }
 
     /// <summary>Binary operations with broadcasting.</summary>
-    public enum Binary { Add, Mul }
+    public enum Binary { Add, Mul, Sub, Div }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Op(Binary op, float x, float y) => op switch
+    {
+        Binary.Add => x + y,
+        Binary.Mul => x * y,
+        Binary.Sub => x - y,
+        _ => x / y,
+    };
 
     /// <summary><c>a op b</c> with PyTorch's broadcasting (trailing dimensions aligned; size 1 stretches).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -54,7 +63,7 @@ internal static unsafe class TensorOps
             long ia = 0, ib = 0;
             for (var i = 0; i < count; i++)
             {
-                output[i] = op == Binary.Add ? x[ia] + y[ib] : x[ia] * y[ib];
+                output[i] = Op(op, x[ia], y[ib]);
                 for (var d = rank - 1; d >= 0; d--)
                 {
                     idx[d]++;
@@ -78,18 +87,19 @@ internal static unsafe class TensorOps
         {
             var u = Vector256.Load(x + i);
             var v = Vector256.Load(y + i);
-            Vector256.Store(op == Binary.Add ? u + v : u * v, d + i);
+            Vector256.Store(op switch { Binary.Add => u + v, Binary.Mul => u * v, Binary.Sub => u - v, _ => u / v }, d + i);
         }
-        for (; i < count; i++) d[i] = op == Binary.Add ? x[i] + y[i] : x[i] * y[i];
+        for (; i < count; i++) d[i] = Op(op, x[i], y[i]);
     }
 
-    /// <summary><c>a op scalar</c> (the scalar is taken as float32, as PyTorch does for a float tensor).</summary>
-    public static Tensor Apply(Binary op, Tensor a, double scalar, Pass pass)
+    /// <summary><c>a op scalar</c>, or <c>scalar op a</c> when <paramref name="scalarFirst"/> (the scalar is taken as
+    /// float32, as PyTorch does for a float tensor).</summary>
+    public static Tensor Apply(Binary op, Tensor a, double scalar, Pass pass, bool scalarFirst = false)
     {
         var s = (float)scalar;
         var src = a.RawFloat32;
         var output = pass.Output(src.Length);
-        for (var i = 0; i < src.Length; i++) output[i] = op == Binary.Add ? src[i] + s : src[i] * s;
+        for (var i = 0; i < src.Length; i++) output[i] = scalarFirst ? Op(op, s, src[i]) : Op(op, src[i], s);
         return Tensor.Adopt(output, a.Shape.ToArray());
     }
 

@@ -282,4 +282,249 @@ public static class NaiveReference
                 }
         return Tensor.FromFloat32(y, n, c, oh, ow);
     }
+
+    // ---- graph operations and carried modules ------------------------------------------------------------
+
+    /// <summary>Row-major position of <paramref name="idx"/> in <paramref name="shape"/> (any rank).</summary>
+    private static int At(int[] shape, int[] idx) => shape.Length == 0 ? 0 : Flat(shape, idx);
+
+    /// <summary>The logistic function <c>1 / (1 + e^-x)</c> in double.</summary>
+    public static double Sigmoid(double v) => 1 / (1 + Math.Exp(-v));
+
+    /// <summary>GELU by its definition <c>x·Φ(x) = x·(1 + erf(x/√2))/2</c> (erf from MathNet), or PyTorch's tanh form.</summary>
+    public static double Gelu(double v, bool tanh) => tanh
+        ? 0.5 * v * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (v + 0.044715 * v * v * v)))
+        : 0.5 * v * (1 + MathNet.Numerics.SpecialFunctions.Erf(v / Math.Sqrt(2)));
+
+    /// <summary>An element-wise function of double on every element.</summary>
+    public static Tensor Map(Tensor x, Func<double, double> f)
+        => Tensor.FromFloat32(x.ToArray().Select(v => (float)f(v)).ToArray(), x.Dimensions.ToArray());
+
+    /// <summary><c>softmax(x, dim)</c>: <c>e^x / Σ e^x</c> along the dimension, by its definition.</summary>
+    public static Tensor Softmax(Tensor input, int dim)
+    {
+        var shape = input.Dimensions.ToArray();
+        var x = input.ToArray();
+        var y = new float[x.Length];
+        foreach (var idx in Indices(shape))
+        {
+            double sum = 0;
+            var j = (int[])idx.Clone();
+            for (var k = 0; k < shape[dim]; k++) { j[dim] = k; sum += Math.Exp(x[At(shape, j)]); }
+            y[At(shape, idx)] = (float)(Math.Exp(x[At(shape, idx)]) / sum);
+        }
+        return Tensor.FromFloat32(y, shape);
+    }
+
+    /// <summary><c>layer_norm</c> over the last <paramref name="k"/> dimensions: (x − mean)/√(var + eps)·w + b, biased variance.</summary>
+    public static Tensor LayerNorm(Tensor input, int k, Tensor? weight, Tensor? bias, double eps)
+    {
+        var x = input.ToArray();
+        var row = 1;
+        for (var i = input.Rank - k; i < input.Rank; i++) row *= input.Size(i);
+        var y = new float[x.Length];
+        for (var r = 0; r < x.Length / row; r++)
+        {
+            var values = x.Skip(r * row).Take(row).Select(v => (double)v).ToArray();
+            var mean = values.Average();
+            var variance = values.Select(v => (v - mean) * (v - mean)).Average();
+            for (var i = 0; i < row; i++)
+                y[r * row + i] = (float)((values[i] - mean) / Math.Sqrt(variance + eps)
+                    * (weight is null ? 1 : weight.ToArray()[i]) + (bias is null ? 0 : bias.ToArray()[i]));
+        }
+        return Tensor.FromFloat32(y, input.Dimensions.ToArray());
+    }
+
+    /// <summary><c>x.mean(dims, keepdim)</c>: the average over every index of the reduced dimensions.</summary>
+    public static Tensor Mean(Tensor input, int[] dims, bool keepdim)
+    {
+        var shape = input.Dimensions.ToArray();
+        var reduced = dims.Select(d => d < 0 ? d + shape.Length : d).ToHashSet();
+        var kept = Enumerable.Range(0, shape.Length).Select(d => reduced.Contains(d) ? 1 : shape[d]).ToArray();
+        var sums = new double[kept.Aggregate(1, (a, b) => a * b)];
+        var x = input.ToArray();
+        foreach (var idx in Indices(shape))
+            sums[At(kept, [.. idx.Select((v, d) => reduced.Contains(d) ? 0 : v)])] += x[At(shape, idx)];
+        var n = reduced.Aggregate(1, (a, d) => a * shape[d]);
+        var outShape = keepdim ? kept : [.. kept.Where((_, d) => !reduced.Contains(d))];
+        return Tensor.FromFloat32(sums.Select(v => (float)(v / n)).ToArray(), outShape);
+    }
+
+    /// <summary><c>x.permute(dims)</c>: y[i] = x[i permuted back].</summary>
+    public static Tensor Permute(Tensor input, int[] dims)
+    {
+        var shape = input.Dimensions.ToArray();
+        var outShape = dims.Select(d => shape[d]).ToArray();
+        var x = input.ToArray();
+        var y = new float[x.Length];
+        foreach (var idx in Indices(outShape))
+        {
+            var src = new int[shape.Length];
+            for (var i = 0; i < dims.Length; i++) src[dims[i]] = idx[i];
+            y[At(outShape, idx)] = x[At(shape, src)];
+        }
+        return Tensor.FromFloat32(y, outShape);
+    }
+
+    /// <summary>
+    /// <c>x[starts[d] : starts[d] + counts[d]·steps[d] : steps[d]]</c> along every dimension (a basic slice), then the
+    /// dimensions in <paramref name="drop"/> (indexed by an integer, count 1) removed.
+    /// </summary>
+    public static Tensor Slice(Tensor input, int[] starts, int[] counts, int[] steps, int[] drop)
+    {
+        var shape = input.Dimensions.ToArray();
+        var x = input.ToArray();
+        var y = new List<float>();
+        foreach (var idx in Indices(counts))
+            y.Add(x[At(shape, [.. idx.Select((v, d) => starts[d] + v * steps[d])])]);
+        return Tensor.FromFloat32(y.ToArray(), [.. counts.Where((_, d) => !drop.Contains(d))]);
+    }
+
+    /// <summary><c>a @ b</c> for <c>[B, M, K]</c> and <c>[B, K, N]</c> by the defining sums.</summary>
+    public static Tensor BatchMatMul(Tensor a, Tensor b)
+    {
+        int batch = a.Size(0), m = a.Size(1), k = a.Size(2), n = b.Size(2);
+        float[] x = a.ToArray(), w = b.ToArray();
+        var y = new float[batch * m * n];
+        for (var p = 0; p < batch; p++)
+            for (var i = 0; i < m; i++)
+                for (var j = 0; j < n; j++)
+                {
+                    double sum = 0;
+                    for (var t = 0; t < k; t++) sum += (double)x[(p * m + i) * k + t] * w[(p * k + t) * n + j];
+                    y[(p * m + i) * n + j] = (float)sum;
+                }
+        return Tensor.FromFloat32(y, batch, m, n);
+    }
+
+    /// <summary>
+    /// Multi-head self-attention of <c>x [N, L, E]</c> by its definition: q, k, v = x·W_{q,k,v}ᵀ + b; per head h of
+    /// size d, <c>A = softmax(q_h·k_hᵀ/√d)</c> and <c>o_h = A·v_h</c>; the heads concatenated, then <c>·W_oᵀ + b_o</c>.
+    /// </summary>
+    public static Tensor SelfAttention(Tensor input, int heads, Tensor inWeight, Tensor inBias, Tensor outWeight, Tensor outBias)
+    {
+        int n = input.Size(0), l = input.Size(1), e = input.Size(2), d = e / heads;
+        float[] x = input.ToArray(), wi = inWeight.ToArray(), bi = inBias.ToArray(), wo = outWeight.ToArray(), bo = outBias.ToArray();
+        double Proj(int b, int t, int row)
+        {
+            double s = bi[row];
+            for (var c = 0; c < e; c++) s += (double)x[(b * l + t) * e + c] * wi[row * e + c];
+            return s;
+        }
+        var y = new float[n * l * e];
+        for (var b = 0; b < n; b++)
+        {
+            var joined = new double[l, e];
+            for (var h = 0; h < heads; h++)
+                for (var i = 0; i < l; i++)
+                {
+                    var scores = new double[l];
+                    for (var j = 0; j < l; j++)
+                        for (var c = 0; c < d; c++) scores[j] += Proj(b, i, h * d + c) * Proj(b, j, e + h * d + c) / Math.Sqrt(d);
+                    var total = scores.Sum(Math.Exp);
+                    for (var j = 0; j < l; j++)
+                        for (var c = 0; c < d; c++) joined[i, h * d + c] += Math.Exp(scores[j]) / total * Proj(b, j, 2 * e + h * d + c);
+                }
+            for (var i = 0; i < l; i++)
+                for (var o = 0; o < e; o++)
+                {
+                    double s = bo[o];
+                    for (var c = 0; c < e; c++) s += joined[i, c] * wo[o * e + c];
+                    y[(b * l + i) * e + o] = (float)s;
+                }
+        }
+        return Tensor.FromFloat32(y, n, l, e);
+    }
+
+    /// <summary>torchvision's <c>_patch_merging_pad</c> on <c>[B, H, W, C]</c>: zero-pad to even H, W; then x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2] joined along C.</summary>
+    public static Tensor PatchMergingPad(Tensor input)
+    {
+        int b = input.Size(0), h = input.Size(1), w = input.Size(2), c = input.Size(3), oh = (h + 1) / 2, ow = (w + 1) / 2;
+        var x = input.ToArray();
+        var y = new float[b * oh * ow * 4 * c];
+        int[][] phases = [[0, 0], [1, 0], [0, 1], [1, 1]];
+        foreach (var idx in Indices([b, oh, ow, 4, c]))
+        {
+            int yy = 2 * idx[1] + phases[idx[3]][0], xx = 2 * idx[2] + phases[idx[3]][1];
+            y[Flat([b, oh, ow, 4, c], idx)] = yy < h && xx < w ? x[Flat([b, h, w, c], idx[0], yy, xx, idx[4])] : 0f;
+        }
+        return Tensor.FromFloat32(y, b, oh, ow, 4 * c);
+    }
+
+    /// <summary>
+    /// torchvision 0.14's <c>shifted_window_attention</c> step by step in double: pad [B, H, W, C] to whole windows; roll
+    /// by −shift (no shift on an axis one window covers); per window of N tokens and head, scores q·kᵀ/√d + bias[h]
+    /// (plus −100 between tokens of different regions of the rolled map, regions cut at −window and −shift); softmax; ·v;
+    /// the projection; roll back; crop. With Swin V2's <paramref name="logitScale"/> the scores are cosines
+    /// q·k/(‖q‖‖k‖) times exp(min(logit_scale[h], ln 100)), and the key bias is zero.
+    /// </summary>
+    public static Tensor ShiftedWindowAttention(Tensor input, Tensor qkvWeight, Tensor? qkvBias, Tensor projWeight, Tensor? projBias,
+        Tensor bias, int[] window, int heads, int[] shift, Tensor? logitScale = null)
+    {
+        int b = input.Size(0), h = input.Size(1), w = input.Size(2), c = input.Size(3), d = c / heads;
+        int ph = (h + window[0] - 1) / window[0] * window[0], pw = (w + window[1] - 1) / window[1] * window[1];
+        int sh = window[0] >= ph ? 0 : shift[0], sw = window[1] >= pw ? 0 : shift[1];
+        var x = input.ToArray();
+        // The padded map, rolled: rolled[y, x] = padded[(y + sh) % ph, (x + sw) % pw].
+        var rolled = new double[b, ph, pw, c];
+        foreach (var idx in Indices([b, ph, pw, c]))
+        {
+            int sy = (idx[1] + sh) % ph, sx = (idx[2] + sw) % pw;
+            rolled[idx[0], idx[1], idx[2], idx[3]] = sy < h && sx < w ? x[Flat([b, h, w, c], idx[0], sy, sx, idx[3])] : 0;
+        }
+        static int Region(int p, int size, int win, int s) => s == 0 ? 0 : p < size - win ? 0 : p < size - s ? 1 : 2;
+        double[] wq = [.. qkvWeight.ToArray().Select(v => (double)v)], wp = [.. projWeight.ToArray().Select(v => (double)v)];
+        float[] bq = qkvBias?.ToArray() ?? new float[3 * c], bp = projBias?.ToArray() ?? new float[c], rb = bias.ToArray();
+        if (logitScale is not null) Array.Clear(bq, c, c);
+        var result = new double[b, ph, pw, c];
+        int n = window[0] * window[1];
+        for (var bi = 0; bi < b; bi++)
+            for (var oy = 0; oy < ph; oy += window[0])
+                for (var ox = 0; ox < pw; ox += window[1])
+                {
+                    var pos = Enumerable.Range(0, n).Select(t => (Y: oy + t / window[1], X: ox + t % window[1])).ToArray();
+                    var qkv = new double[n, 3 * c];
+                    for (var t = 0; t < n; t++)
+                        for (var o = 0; o < 3 * c; o++)
+                        {
+                            double sum = bq[o];
+                            for (var k = 0; k < c; k++) sum += wq[o * c + k] * rolled[bi, pos[t].Y, pos[t].X, k];
+                            qkv[t, o] = sum;
+                        }
+                    var joined = new double[n, c];
+                    for (var hd = 0; hd < heads; hd++)
+                        for (var i = 0; i < n; i++)
+                        {
+                            var scores = new double[n];
+                            double Norm(int t, int part) => Math.Sqrt(Enumerable.Range(0, d).Sum(k => qkv[t, part * c + hd * d + k] * qkv[t, part * c + hd * d + k]));
+                            for (var j = 0; j < n; j++)
+                            {
+                                for (var k = 0; k < d; k++) scores[j] += qkv[i, hd * d + k] * qkv[j, c + hd * d + k];
+                                scores[j] *= logitScale is null
+                                    ? 1 / Math.Sqrt(d)
+                                    : Math.Exp(Math.Min(logitScale.ToArray()[hd], Math.Log(100))) / (Math.Max(Norm(i, 0), 1e-12) * Math.Max(Norm(j, 1), 1e-12)); // F.normalize's eps: a padded token's key is zero
+                                scores[j] += rb[(hd * n + i) * n + j];
+                                var ri = Region(pos[i].Y, ph, window[0], sh) * 3 + Region(pos[i].X, pw, window[1], sw);
+                                var rj = Region(pos[j].Y, ph, window[0], sh) * 3 + Region(pos[j].X, pw, window[1], sw);
+                                if (sh + sw > 0 && ri != rj) scores[j] -= 100;
+                            }
+                            var max = scores.Max();
+                            var total = scores.Sum(v => Math.Exp(v - max));
+                            for (var j = 0; j < n; j++)
+                                for (var k = 0; k < d; k++) joined[i, hd * d + k] += Math.Exp(scores[j] - max) / total * qkv[j, 2 * c + hd * d + k];
+                        }
+                    for (var t = 0; t < n; t++)
+                        for (var o = 0; o < c; o++)
+                        {
+                            double sum = bp[o];
+                            for (var k = 0; k < c; k++) sum += wp[o * c + k] * joined[t, k];
+                            result[bi, pos[t].Y, pos[t].X, o] = sum;
+                        }
+                }
+        // Roll back and crop: out[y, x] = result[(y − sh) mod ph, (x − sw) mod pw].
+        var y = new float[x.Length];
+        foreach (var idx in Indices([b, h, w, c]))
+            y[Flat([b, h, w, c], idx)] = (float)result[idx[0], ((idx[1] - sh) % ph + ph) % ph, ((idx[2] - sw) % pw + pw) % pw, idx[3]];
+        return Tensor.FromFloat32(y, b, h, w, c);
+    }
 }

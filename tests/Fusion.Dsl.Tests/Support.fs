@@ -74,6 +74,11 @@ module Tol =
     let kernelRel = 2e-5
     /// Absolute floor for the float32-vs-float64 kernel comparison.
     let kernelAbs = 1e-5
+    /// A whole network in float32 against PyTorch's float32 forward (dozens of layers summed in other orders, exp and
+    /// erf from other libraries), relative to the output magnitude: the fixtures' and the breadth table's tolerance.
+    let networkRel = 1e-3
+    /// Absolute floor for the network comparison.
+    let networkAbs = 1e-4
     /// A BatchNorm folded into a conv/linear epilogue against BatchNorm as its own pass (scale and shift rounded once).
     let foldRel = 1e-5
     /// Absolute floor for the folded-vs-separate BatchNorm comparison.

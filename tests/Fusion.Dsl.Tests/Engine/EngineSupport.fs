@@ -10,6 +10,11 @@ open Fusion.Dsl.Tensors
 let randomTensor (rng: Random) (shape: int[]) =
     Tensor.Generate((fun _ -> float32 (rng.NextDouble() * 2.0 - 1.0)), shape)
 
+/// Values spread over [-4, 4), where the activations and normalisations bend.
+let wideTensor (seed: int) (shape: int[]) =
+    let rng = Random seed
+    Tensor.Generate((fun _ -> float32 (rng.NextDouble() * 8.0 - 4.0)), shape)
+
 /// A float32 tensor from literal values.
 let tensorOf (data: float32[]) (shape: int[]) = Tensor.FromFloat32(ReadOnlySpan data, shape)
 
@@ -41,3 +46,18 @@ let randomBatchNorm2d (seed: int) (channels: int) =
     let rng = Random(seed)
     let vec lo hi = Tensor.Generate((fun _ -> float32 (lo + (hi - lo) * rng.NextDouble())), [| channels |])
     Fusion.Dsl.Layers.BatchNorm.Create(2, channels, weight = vec -1.5 1.5, bias = vec -0.5 0.5, runningMean = vec -0.3 0.3, runningVar = vec 0.5 2.0)
+
+/// Graph nodes and arguments as torch.fx records them, for the interpreter's tests.
+module GraphNodes =
+    open System.Collections.Generic
+    open Fusion.Dsl.Graphs
+
+    let r (name: string) = GraphArg.Ref name
+    let c (v: objnull) = GraphArg.Const v
+    let ints (xs: int list) = GraphArg.List([| for x in xs -> c (box (int64 x)) |])
+    let input = GraphNode(NodeOp.Placeholder, "x")
+    let output (name: string) = GraphNode(NodeOp.Output, "output", args = [ r name ])
+    let fn (name: string) (target: string) (args: GraphArg list) (kwargs: (string * GraphArg) list) =
+        GraphNode(NodeOp.CallFunction, name, target, args, [ for k, v in kwargs -> KeyValuePair(k, v) ])
+    let meth (name: string) (target: string) (args: GraphArg list) (kwargs: (string * GraphArg) list) =
+        GraphNode(NodeOp.CallMethod, name, target, args, [ for k, v in kwargs -> KeyValuePair(k, v) ])

@@ -13,16 +13,8 @@ open Fusion.Dsl.Layers
 open Fusion.Dsl.Tensors
 open Fusion.Dsl.Tests
 open Fusion.Dsl.Tests.Engine.EngineSupport
+open Fusion.Dsl.Tests.Engine.EngineSupport.GraphNodes
 
-let private r (name: string) = GraphArg.Ref name
-let private c (v: objnull) = GraphArg.Const v
-let private ints (xs: int list) = GraphArg.List([| for x in xs -> c (box (int64 x)) |])
-let private input = GraphNode(NodeOp.Placeholder, "x")
-let private output (name: string) = GraphNode(NodeOp.Output, "output", args = [ r name ])
-let private fn (name: string) (target: string) (args: GraphArg list) (kwargs: (string * GraphArg) list) =
-    GraphNode(NodeOp.CallFunction, name, target, args, [ for k, v in kwargs -> KeyValuePair(k, v) ])
-let private meth (name: string) (target: string) (args: GraphArg list) (kwargs: (string * GraphArg) list) =
-    GraphNode(NodeOp.CallMethod, name, target, args, [ for k, v in kwargs -> KeyValuePair(k, v) ])
 let private callModule (name: string) (target: string) (arg: string) = GraphNode(NodeOp.CallModule, name, target, [ r arg ])
 
 /// Runs a one-input graph over a container with the given children.

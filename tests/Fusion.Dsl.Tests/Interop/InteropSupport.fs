@@ -1,5 +1,5 @@
 /// What the PyTorch interop tests share: Debian's Python (/usr/bin/python3) with the repository's fusion_torch, this
-/// folder's helper models and the docs' example importable, and a temp folder per test run.
+/// folder's helper models, the docs' example and the breadth table's networks importable, and a temp folder per test run.
 module Fusion.Dsl.Tests.Interop.InteropSupport
 
 open System
@@ -8,11 +8,13 @@ open Fusion.Dsl.Tests
 
 let interopDir = Path.Combine(Support.repoRoot, "tests", "Fusion.Dsl.Tests", "Interop")
 let docsExampleDir = Path.Combine(Support.repoRoot, "docs", "examples", "torch")
+let breadthDir = Path.Combine(Support.repoRoot, "tools", "breadth")
 
 let private pythonPath =
-    String.Join(string Path.PathSeparator, [ Path.Combine(Support.repoRoot, "python"); interopDir; docsExampleDir ])
+    String.Join(string Path.PathSeparator, [ Path.Combine(Support.repoRoot, "python"); interopDir; docsExampleDir; breadthDir ])
 
-/// Runs /usr/bin/python3 from `cwd` with the repository's python/, this folder and the docs' example on PYTHONPATH:
+/// Runs /usr/bin/python3 from `cwd` with the repository's python/, this folder, the docs' example and the breadth
+/// table's model factory (tools/breadth) on PYTHONPATH:
 /// exit code, stdout, stderr.
 let runPythonIn (cwd: string) (args: string list) = Support.execWith [ "PYTHONPATH", pythonPath ] Support.python3 args cwd
 

@@ -29,7 +29,7 @@ let private exported =
 [<Tests>]
 let tests =
     testSequenced <| testList "Interop.OpaqueCarry" [
-        test "LayerNorm, GELU, torch.sigmoid, permute and a slice index are carried: kept in the tree and graph, printed as PyTorch prints them" {
+        test "LayerNorm, GELU, Tanh, torch.sigmoid, permute, torch.roll and a slice index are carried: kept in the tree and graph, printed as PyTorch prints them" {
             needTorch ()
             let dir, torchPrint = exported.Value
             let m = ModelFile.Read dir
@@ -38,9 +38,11 @@ let tests =
             Expect.sequenceEqual norm.State.Names [ "weight"; "bias" ] "its state is kept"
             let graph = (m :?> UserModule).Forward |> nonNull
             let targets = [ for n in graph.Nodes -> n.Target ]
-            Expect.contains targets (nonNull "torch.sigmoid") "torch.sigmoid under its qualified name"
+            Expect.contains targets (nonNull "sigmoid") "torch.sigmoid under the table's name"
+            Expect.contains targets (nonNull "torch.roll") "torch.roll, outside the table, under its qualified name"
             Expect.contains targets (nonNull "permute") "the permute method"
-            let index = graph.Nodes |> Seq.find (fun n -> n.Target = "_operator.getitem")
+            Expect.isTrue (ModulePath.Get(m, "squash") :? OpaqueModule) "Tanh is an opaque module"
+            let index = graph.Nodes |> Seq.find (fun n -> n.Target = "getitem")
             Expect.stringContains (string index.Args.[1]) "..." "the index keeps its Ellipsis"
             Expect.equal (ModuleRepr.Print m) torchPrint "print(model) as PyTorch prints it"
         }
@@ -66,11 +68,13 @@ let tests =
             let m = ModelFile.Read dir
             let e = Support.throwsOf<ForwardException> (fun () -> Forward.Run(m, Tensor.Zeros(1, 3, 8, 8)) |> ignore)
             Expect.isTrue e.Unsupported "marked unsupported"
-            Expect.stringContains e.Message "graph node 'permute'" "names the first opaque node"
-            Expect.stringContains e.Message ".permute()" "names the operation"
-            let e2 = Support.throwsOf<ForwardException> (fun () -> Forward.Run(ModulePath.Get(m, "norm"), Tensor.Zeros(1, 6, 6, 4)) |> ignore)
+            Expect.stringContains e.Message "graph node 'roll'" "names the first opaque node, after the carried ones it computed"
+            Expect.stringContains e.Message "torch.roll" "names the operation"
+            let e2 = Support.throwsOf<ForwardException> (fun () -> Forward.Run(ModulePath.Get(m, "squash"), Tensor.Zeros(1, 6, 6, 4)) |> ignore)
             Expect.isTrue e2.Unsupported "marked unsupported"
-            Expect.stringContains e2.Message "torch.nn.LayerNorm" "names the module's type"
+            Expect.stringContains e2.Message "torch.nn.Tanh" "names the module's type"
+            let y = Forward.Run(ModulePath.Get(m, "norm"), Tensor.Zeros(1, 6, 6, 4))
+            Expect.sequenceEqual y.Dimensions [ 1; 6; 6; 4 ] "a carried LayerNorm is computed"
         }
         test "the Python exporter names the operations and their parameters as the .NET table does" {
             needTorch ()
@@ -88,7 +92,7 @@ let tests =
             let graph = ((ModelFile.Read dir) :?> UserModule).Forward |> nonNull
             let targets = [ for n in graph.Nodes -> n.Target ]
             Expect.contains targets (nonNull "size") "x.size() recorded"
-            Expect.equal (targets |> List.filter ((=) (nonNull "_operator.getitem")) |> List.length) 4 "unpacked into four values"
+            Expect.equal (targets |> List.filter ((=) (nonNull "getitem")) |> List.length) 4 "unpacked into four values"
             let fused = Path.Combine(workDir.Value, "shuffle-fused.json")
             let code, out, err = CliTests.run [ "auto"; dir; "--out"; fused ]
             Expect.equal code 0 (out + err)

@@ -164,7 +164,8 @@ class Gate(nn.Module):
 
 class OpaqueNet(nn.Module):
     """Modules and operations Fusion.Dsl carries without modelling them: a LayerNorm with weights, a GELU with an
-    argument, torch.sigmoid, permute, and an index with slices and Ellipsis; fusable groups around them."""
+    argument, torch.sigmoid, permute, and an index with slices and Ellipsis (which the engine computes as carried
+    modules and graph operations), and torch.roll and nn.Tanh, which it does not; fusable groups around them."""
 
     def __init__(self):
         super().__init__()
@@ -172,12 +173,13 @@ class OpaqueNet(nn.Module):
         self.norm = nn.LayerNorm(4, eps=1e-3)
         self.act = nn.GELU(approximate="tanh")
         self.head = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4))
+        self.squash = nn.Tanh()
 
     def forward(self, x):
         x = self.stem(x)
         x = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         x = self.act(self.head(x))
-        return torch.sigmoid(x[:, :2, ..., ::1])
+        return self.squash(torch.roll(torch.sigmoid(x[:, :2, ..., ::1]), 1, -1))
 
 
 def opaque_net():
@@ -209,3 +211,18 @@ class ChannelShuffle(nn.Module):
         x = self.bn(self.conv(x))
         n, c, h, w = x.size()
         return x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, -1, h, w)
+
+
+def tiny_vit():
+    """torchvision's VisionTransformer in small (32x32 images, 8x8 patches, 2 layers of 3 heads): its class token,
+    shape checks, MultiheadAttention and GELU as vit_b_16 has them. The head, which torchvision zeroes, is random, so
+    the output depends on every layer."""
+    import torchvision
+    torch.manual_seed(5)
+    m = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=3, hidden_dim=48,
+                                             mlp_dim=96, num_classes=10)
+    with torch.no_grad():
+        m.heads.head.weight.uniform_(-0.2, 0.2)
+        m.heads.head.bias.uniform_(-0.1, 0.1)
+        m.class_token.uniform_(-1, 1)
+    return m.eval()

@@ -1,0 +1,114 @@
+using System.Collections.Frozen;
+using Fusion.Dsl.Graphs;
+using Fusion.Dsl.Layers;
+using Fusion.Dsl.Tensors;
+
+namespace Fusion.Dsl.Engine;
+
+/// <summary>
+/// The library modules the project carries as <see cref="OpaqueModule"/>s that the engine nevertheless computes, keyed
+/// by (namespace, type name): each with its <c>forward</c>'s parameters in PyTorch's order (a graph node's arguments
+/// are bound to them as a function call's are, through <see cref="GraphOp"/>) and an evaluator that reads the module's
+/// recorded attributes and state. A module without an entry is refused as unsupported.
+/// </summary>
+internal static class CarriedModules
+{
+    private delegate object? Forward(Evaluator ev, OpaqueModule m, OpCall call);
+
+    private sealed record Carried(GraphOp Signature, Forward Run);
+
+    private static OpParameter P(string name) => new(name);
+    private static OpParameter Opt(string name, object? fallback = null) => new(name, true, fallback);
+
+    private static Carried Entry(string type, OpParameter[] parameters, Forward run) => new(new GraphOp(NodeOp.CallModule, type, parameters), run);
+
+    /// <summary>A module whose forward takes one tensor <c>input</c>.</summary>
+    private static Carried Unary(string type, Func<Evaluator, OpaqueModule, Tensor, Tensor> run)
+        => Entry(type, [P("input")], (ev, m, c) => run(ev, m, c.Get<Tensor>("input", "a tensor")));
+
+    private static readonly string[] DropoutTypes = ["Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout"];
+
+    private static readonly FrozenDictionary<(string Namespace, string Type), Carried> Table = new Dictionary<(string, string), Carried>
+    {
+        [("torch.nn", "Sigmoid")] = Unary("Sigmoid", (ev, _, x) => TensorOps.Activation(x, Act.Sigmoid, ev.Pass)),
+        [("torch.nn", "GELU")] = Unary("GELU", (ev, m, x) => PointwiseKernels.Gelu(x, PointwiseKernels.GeluOf(Arg(m, "approximate", "none") as string), ev.Pass)),
+        [("torch.nn", "Hardtanh")] = Unary("Hardtanh", (ev, m, x) => PointwiseKernels.Hardtanh(x, Number(m, "min_val"), Number(m, "max_val"), ev.Pass)),
+        [("torch.nn", "Softmax")] = Unary("Softmax", (ev, m, x) => ReduceKernels.Softmax(x, Arg(m, "dim", null) is long d ? d : null, ev.Pass)),
+        [("torch.nn", "LayerNorm")] = Unary("LayerNorm", (ev, m, x) => NormKernels.LayerNorm(x, Ints(m, "normalized_shape"),
+            m.State.TryGet("weight"), m.State.TryGet("bias"), Number(m, "eps"), ev.Pass)),
+        [("torch.nn.modules.linear", "NonDynamicallyQuantizableLinear")] = Unary("NonDynamicallyQuantizableLinear", (ev, m, x) => Attention.Linear(ev, m, x)),
+        [("torch.nn", "MultiheadAttention")] = Entry("MultiheadAttention",
+            [P("query"), P("key"), P("value"), Opt("key_padding_mask"), Opt("need_weights", true), Opt("attn_mask"), Opt("average_attn_weights", true)],
+            Attention.MultiheadAttention),
+    }.Concat(DropoutTypes.Select(t => KeyValuePair.Create(("torch.nn", t), Unary(t, Dropout))))
+     .ToFrozenDictionary();
+
+    /// <summary>Whether the engine computes <paramref name="m"/>.</summary>
+    public static bool Computes(OpaqueModule m) => Table.ContainsKey((m.Namespace, m.TypeName));
+
+    /// <summary>
+    /// <paramref name="m"/> called by graph node <paramref name="node"/>, whose arguments <paramref name="resolve"/>
+    /// evaluates; the result may be a tensor or a tuple (<c>MultiheadAttention</c> returns the output and the weights).
+    /// </summary>
+    /// <exception cref="EngineInputException">The module has no evaluator here (unsupported), or the call does not fit it.</exception>
+    public static object? Call(Evaluator ev, OpaqueModule m, GraphNode node, Func<GraphArg, object?> resolve)
+    {
+        if (!Table.TryGetValue((m.Namespace, m.TypeName), out var carried))
+            throw new EngineInputException($"{m.Namespace}.{m.TypeName} is carried as an opaque module, which the engine does not evaluate", unsupported: true);
+        try { return carried.Run(ev, m, carried.Signature.Bind(node, resolve, GraphInterpreter.Describe)); }
+        catch (GraphCallException e) { throw new EngineInputException(e.Message); }
+    }
+
+    /// <summary><paramref name="m"/> on one tensor, as a Sequential or a fused group calls its children.</summary>
+    public static Tensor Call(Evaluator ev, OpaqueModule m, Tensor x)
+    {
+        var node = new GraphNode(NodeOp.CallModule, "input", m.TypeName, [GraphArg.Ref("input")]);
+        return Call(ev, m, node, _ => x) as Tensor
+               ?? throw new EngineInputException($"{m.Namespace}.{m.TypeName} returns more than a tensor; call it from a graph that unpacks its result");
+    }
+
+    /// <summary>Dropout of every kind: the identity in eval mode (or with p = 0); random in training, so refused.</summary>
+    private static Tensor Dropout(Evaluator ev, OpaqueModule m, Tensor x)
+    {
+        var p = Number(m, "p");
+        if (!m.Training || p == 0) return x;
+        throw new EngineInputException($"{m.TypeName}(p={p}) in training mode has a random result in PyTorch; put the model in eval mode to evaluate it", unsupported: true);
+    }
+
+    /// <summary>A recorded attribute, or <paramref name="fallback"/> when the exporter did not record it.</summary>
+    public static object? Arg(OpaqueModule m, string name, object? fallback)
+    {
+        foreach (var (key, value) in m.Arguments)
+            if (key == name) return value;
+        return fallback;
+    }
+
+    /// <summary>A recorded number attribute.</summary>
+    /// <exception cref="EngineInputException">It is missing or not a number.</exception>
+    public static double Number(OpaqueModule m, string name) => Arg(m, name, null) switch
+    {
+        long l => l,
+        double d => d,
+        var v => throw new EngineInputException($"{m.TypeName}'s attribute '{name}' must be a number, got {GraphInterpreter.Describe(v)}"),
+    };
+
+    /// <summary>A recorded integer attribute.</summary>
+    /// <exception cref="EngineInputException">It is missing or not an integer in 32 bits.</exception>
+    public static int Int(OpaqueModule m, string name) => Arg(m, name, null) is long l and >= 0 and <= int.MaxValue
+        ? (int)l
+        : throw new EngineInputException($"{m.TypeName}'s attribute '{name}' must be a non-negative integer, got {GraphInterpreter.Describe(Arg(m, name, null))}");
+
+    /// <summary>A recorded attribute that is one integer or a list of them (<c>normalized_shape</c>).</summary>
+    /// <exception cref="EngineInputException">It is something else.</exception>
+    public static int[] Ints(OpaqueModule m, string name)
+    {
+        var v = Arg(m, name, null);
+        IEnumerable<object?> items = v is long ? [v] : v as IEnumerable<object?> ?? throw Bad();
+        return [.. items.Select(i => i is long l and >= 0 and <= int.MaxValue ? (int)l : throw Bad())];
+        EngineInputException Bad() => new($"{m.TypeName}'s attribute '{name}' must be a list of non-negative integers, got {GraphInterpreter.Describe(v)}");
+    }
+
+    /// <summary>A recorded True/False attribute.</summary>
+    public static bool Flag(OpaqueModule m, string name, bool fallback)
+        => Arg(m, name, fallback) is bool b ? b : throw new EngineInputException($"{m.TypeName}'s attribute '{name}' must be True or False");
+}

@@ -1,0 +1,83 @@
+using Fusion.Dsl.Tensors;
+
+namespace Fusion.Dsl.Engine;
+
+/// <summary>
+/// Element-wise functions that are not a fused group's epilogue (<see cref="Act"/> covers those and the sigmoid):
+/// GELU in both of PyTorch's forms and <c>hardtanh</c>'s clamp to any range.
+/// </summary>
+internal static class PointwiseKernels
+{
+    /// <summary>Elements per work item (as <see cref="TensorOps"/>'s element-wise operations).</summary>
+    private const int Chunk = 1 << 14;
+
+    /// <summary>PyTorch's two GELU forms, by their <c>approximate</c> argument.</summary>
+    public enum GeluForm
+    {
+        /// <summary><c>approximate='none'</c>: <c>x·Φ(x)</c> through the error function.</summary>
+        Erf,
+        /// <summary><c>approximate='tanh'</c>: <c>x/2·(1 + tanh(√(2/π)(x + 0.044715x³)))</c>.</summary>
+        Tanh,
+    }
+
+    /// <summary><c>approximate='none'</c> or <c>'tanh'</c> as a <see cref="GeluForm"/>.</summary>
+    /// <exception cref="EngineInputException">Any other string.</exception>
+    public static GeluForm GeluOf(string? approximate) => approximate switch
+    {
+        "none" => GeluForm.Erf,
+        "tanh" => GeluForm.Tanh,
+        _ => throw new EngineInputException($"gelu: approximate must be 'none' or 'tanh', got '{approximate}'"),
+    };
+
+    /// <summary><c>gelu(x) = x·Φ(x)</c> exactly (through erf) or with PyTorch's tanh approximation.</summary>
+    public static Tensor Gelu(Tensor x, GeluForm form, Pass pass)
+        => form == GeluForm.Erf ? Map(x, pass, GeluErf) : Map(x, pass, GeluTanh);
+
+    /// <summary><c>hardtanh(x, min_val, max_val)</c>: x clamped to the range (NaN stays NaN, as in PyTorch's clamp).</summary>
+    public static Tensor Hardtanh(Tensor x, double min, double max, Pass pass)
+    {
+        if (min > max) throw new EngineInputException($"hardtanh: min_val ({min}) must not exceed max_val ({max})");
+        float lo = (float)min, hi = (float)max;
+        return Map(x, pass, v => float.IsNaN(v) ? v : Math.Clamp(v, lo, hi));
+    }
+
+    private static float GeluErf(float v)
+    {
+        // x·Φ(x) = x·(1 − erfc(x/√2)/2): through erfc the negative tail keeps its relative accuracy.
+        var x = (double)v;
+        return (float)(x * (1 - 0.5 * Erfc(x / Math.Sqrt(2))));
+    }
+
+    private static float GeluTanh(float v)
+    {
+        var x = (double)v;
+        return (float)(0.5 * x * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x))));
+    }
+
+    /// <summary>
+    /// The complementary error function with fractional error below 1.2e-7 everywhere (Numerical Recipes' Chebyshev
+    /// fit): .NET has no erf, and float32 results need no more.
+    /// </summary>
+    public static double Erfc(double z)
+    {
+        if (double.IsNaN(z)) return z;
+        var a = Math.Abs(z);
+        var t = 1 / (1 + 0.5 * a);
+        var r = t * Math.Exp(-a * a - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
+            + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+        return z >= 0 ? r : 2 - r;
+    }
+
+    /// <summary><paramref name="f"/> of every element into a new tensor of the same shape.</summary>
+    private static Tensor Map(Tensor x, Pass pass, Func<float, float> f)
+    {
+        var src = x.RawFloat32;
+        var output = pass.Output(src.Length);
+        Par.For((src.Length + Chunk - 1) / Chunk, pass.Threads, Chunk, (int i) =>
+        {
+            var end = Math.Min(src.Length, (i + 1) * Chunk);
+            for (var k = i * Chunk; k < end; k++) output[k] = f(src[k]);
+        });
+        return Tensor.Adopt(output, x.Shape.ToArray());
+    }
+}
