@@ -57,7 +57,9 @@ public static class ConformanceRunner
         }
         catch (Exception e)
         {
-            return new ConformanceResult(name, jsonPath, false, $"{e.GetType().Name}: {e.Message}", sw.Elapsed);
+            // The library's own refusals name the file and the problem; anything else is a bug, reported as one.
+            var known = e is ModelFormatException or FusionException or StateDictException or ModuleException;
+            return new ConformanceResult(name, jsonPath, false, known ? e.Message : $"unexpected error (a bug in this runner or the library): {e.Message}", sw.Elapsed);
         }
     }
 

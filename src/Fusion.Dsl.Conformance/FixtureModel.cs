@@ -15,6 +15,10 @@ public sealed record FixtureModel(string Name, Module Model, Tensor? Input, Tens
     /// <summary>The <c>format</c> string of conformance fixtures.</summary>
     public const string Format = FixtureFormat.Format;
 
+    /// <summary>The safetensors file a fixture's JSON file reads its tensors from (the same name beside it).</summary>
+    /// <exception cref="ModelFormatException">The path names the <c>.safetensors</c> half of the pair.</exception>
+    public static string TensorPathFor(string jsonPath) => FixtureFormat.TensorPathFor(jsonPath);
+
     /// <summary>Reads the <c>model</c> tree of a fixture file (a test case, or an older model-only file) with its input and output.</summary>
     /// <exception cref="ModelFormatException">Either file is missing or invalid, or the tensors do not match the tree.</exception>
     public static FixtureModel Read(string jsonPath)

@@ -7,8 +7,9 @@ public sealed class OnnxImport
 {
     private readonly int[] _inputShape;
 
-    internal OnnxImport(Module model, int[] inputShape, bool dynamicBatch, long opset)
+    internal OnnxImport(Module model, int[] inputShape, bool dynamicBatch, long opset, IReadOnlyList<string> files)
     {
+        Files = files;
         Model = model;
         _inputShape = inputShape;
         DynamicBatch = dynamicBatch;
@@ -26,4 +27,8 @@ public sealed class OnnxImport
 
     /// <summary>The file's opset (default domain).</summary>
     public long Opset { get; }
+
+    /// <summary>The files the model was read from: the <c>.onnx</c> file (its full path) first, then every external data
+    /// file (resolved paths), so that a tool can refuse to write over any of them.</summary>
+    public IReadOnlyList<string> Files { get; }
 }

@@ -26,12 +26,14 @@ public static class OnnxModel
     /// Writes <paramref name="model"/> to <paramref name="path"/> as ONNX for inputs of <paramref name="inputShape"/>
     /// (float32; the first entry is the batch size, symbolic with <see cref="OnnxExportOptions.DynamicBatch"/>).
     /// Initializers are named by the <c>state_dict</c> keys (a fused group's folded weights under its first child,
-    /// <c>conv1.0.weight</c>) and nodes by module paths. The file is replaced atomically: on any error nothing is written.
+    /// <c>conv1.0.weight</c>) and nodes by module paths. The file is replaced atomically (symbolic links followed): on any
+    /// error nothing is written.
     /// </summary>
     /// <exception cref="OnnxExportException">A module cannot be expressed in ONNX, or does not fit the input shape; the
     /// message names the module path and the reason.</exception>
     /// <exception cref="ArgumentException">The input shape is empty or has a non-positive entry, or the opset is out of range.</exception>
-    /// <exception cref="IOException">The file cannot be written.</exception>
+    /// <exception cref="IO.ModelFormatException">The file cannot be written there: the path is empty, a directory, device or
+    /// pipe is in its place, or the write fails (see <see cref="IO.OutputFile"/>); the old file is then unchanged.</exception>
     public static void Write(Module model, int[] inputShape, string path, OnnxExportOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);

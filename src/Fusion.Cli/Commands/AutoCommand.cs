@@ -20,6 +20,7 @@ internal static class AutoCommand
         rulesOption.AcceptOnlyFromAmong("default", "extended");
         var qat = new Option<bool>("--qat") { Description = "find groups for fuse_modules_qat" };
         var output = new Option<string?>("--out") { Description = "fuse the groups found, verify the result on a probe input and write it: FILE.onnx (ONNX) or a fusion-model/1 file" };
+        output.Validators.Add(Validate.FileName);
         var noVerify = Verification.NoVerifyOption();
         var c = model.AddTo(new Command("auto", "find every group the rules can fuse safely"));
         c.Options.Add(json);
@@ -30,6 +31,7 @@ internal static class AutoCommand
         c.SetAction(r =>
         {
             var src = model.Load(r);
+            if (r.GetValue(output) is { } target) ModelOutput.RefuseUnsafeTargets(target, oneFile: false, src);
             var rulesName = r.GetValue(rulesOption)!;
             var rules = rulesName == "extended" ? RuleSet.Extended : RuleSet.Default;
             var isQat = r.GetValue(qat);
@@ -43,8 +45,6 @@ internal static class AutoCommand
             }
             if (r.GetValue(output) is { } outPath)
             {
-                if (src.Path is not null && string.Equals(Path.GetFullPath(outPath), src.Path, StringComparison.Ordinal))
-                    throw new UsageException($"--out {outPath} would overwrite the input model; write the fused model elsewhere");
                 var options = new FuseOptions { Rules = rules };
                 // No group found: the model is written as it is (fuse_modules refuses an empty list; auto found nothing to fuse).
                 var fused = groups.Count == 0 ? src.Model

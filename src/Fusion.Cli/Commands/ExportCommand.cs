@@ -16,6 +16,7 @@ internal static class ExportCommand
             Description = $"the ONNX opset to write ({OnnxExportOptions.MinOpset} to {OnnxExportOptions.MaxOpset})",
             DefaultValueFactory = _ => OnnxExportOptions.DefaultOpset,
         };
+        onnx.Validators.Add(Validate.FileName);
         var c = model.AddTo(new Command("export", "write the model as ONNX with the engine's inference semantics (initializers by state_dict key, nodes by module path)"));
         foreach (var o in new Option[] { onnx, dynamicBatch, opset }) c.Options.Add(o);
         c.SetAction(r =>
@@ -26,6 +27,7 @@ internal static class ExportCommand
                 throw new UsageException($"--opset takes {OnnxExportOptions.MinOpset} to {OnnxExportOptions.MaxOpset}, got {version}");
             var src = model.Load(r);
             if (src.InputShape.IsEmpty) throw new UsageException("the model file holds no input shape: give --input-shape, e.g. 1,3,224,224");
+            ModelOutput.RefuseUnsafeTargets(path, oneFile: true, src);
             OnnxModel.Write(src.Model, [.. src.InputShape], path, new OnnxExportOptions { DynamicBatch = r.GetValue(dynamicBatch), Opset = version });
             Console.Out.WriteLine($"wrote {path} (ONNX opset {version}, input [{string.Join(", ", src.InputShape)}]{(r.GetValue(dynamicBatch) ? ", dynamic batch" : "")})");
             return 0;

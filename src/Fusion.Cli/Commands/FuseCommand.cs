@@ -24,6 +24,7 @@ internal static class FuseCommand
             DefaultValueFactory = _ => "model",
         };
         format.AcceptOnlyFromAmong("model", "pt");
+        output.Validators.Add(Validate.FileName);
         var noVerify = Verification.NoVerifyOption();
         var c = model.AddTo(new Command("fuse", "fuse groups as PyTorch's fuse_modules does, verify on a probe input, optionally write the result"));
         foreach (var o in new Option[] { groups, groupsFile, qat, output, format, noVerify }) c.Options.Add(o);
@@ -37,7 +38,7 @@ internal static class FuseCommand
             var spec = GroupsFrom(r.GetValue(groups), r.GetValue(groupsFile), src);
             var isQat = r.GetValue(qat);
             // Refused before fusing, so nothing is written and no time is spent.
-            if (outPath is not null) RefuseOverwritingInput(outPath, asPt, src.Path, r.GetValue(model.Weights));
+            if (outPath is not null) ModelOutput.RefuseUnsafeTargets(outPath, asPt, src, r.GetValue(groupsFile));
             var fused = isQat ? Fuser.FuseModulesQat(src.Model, spec) : Fuser.FuseModules(src.Model, spec);
             Console.Out.WriteLine($"fused {spec.FusionGroups().Count} group(s) of {src.Label} with {(isQat ? "fuse_modules_qat" : "fuse_modules")}");
             if (!Verification.Passes(src, fused, r.GetValue(noVerify), Console.Out, outPath)) return 1;
@@ -63,28 +64,5 @@ internal static class FuseCommand
         if (file is not null) return FuseSpecJson.Read(file);
         return src.ZooGroups is { } z ? FuseSpec.OfGroups(z)
             : throw new UsageException("give the groups: --groups \"conv1,bn1,relu1;fc,relu2\" or --groups-file F");
-    }
-
-    /// <summary>Writing the fused model over a file it was read from (the model pair or --weights) would lose the input:
-    /// refused before anything is written.</summary>
-    private static void RefuseOverwritingInput(string outPath, bool asPt, string? inputPath, string? weightsPath)
-    {
-        var outputs = new List<string>();
-        if (asPt || ModelOutput.IsOnnx(outPath)) outputs.Add(Path.GetFullPath(outPath));
-        else
-        {
-            var json = Path.GetFullPath(ModelFile.JsonPathFor(outPath));
-            outputs.AddRange([json, Path.GetFullPath(ModelFile.TensorPathFor(json))]);
-        }
-        var inputs = new List<string>();
-        if (inputPath is not null && ModelOutput.IsOnnx(inputPath)) inputs.Add(Path.GetFullPath(inputPath));
-        else if (inputPath is not null)
-        {
-            var input = Path.GetFullPath(ModelFile.JsonPathFor(inputPath));
-            inputs.AddRange([input, Path.ChangeExtension(input, ".safetensors")]);
-        }
-        if (weightsPath is not null) inputs.Add(Path.GetFullPath(weightsPath));
-        if (outputs.Any(o => inputs.Contains(o, StringComparer.Ordinal)))
-            throw new UsageException($"--out {outPath} would overwrite an input ({string.Join(", ", new[] { inputPath, weightsPath }.OfType<string>())}); write the fused model elsewhere");
     }
 }

@@ -11,6 +11,28 @@ internal static class ModelOutput
     /// <summary>Whether <paramref name="path"/> names an ONNX file.</summary>
     public static bool IsOnnx(string path) => path.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase);
 
+    /// <summary>
+    /// The one check every command makes before it fuses or writes anything: the files that writing
+    /// <paramref name="path"/> produces (one file for ONNX or when <paramref name="oneFile"/>, else the JSON and
+    /// safetensors pair) must be writable targets and, links followed, none of the files the command read.
+    /// </summary>
+    /// <param name="path">The output the user named.</param>
+    /// <param name="oneFile">Whether exactly <paramref name="path"/> is written (ONNX export, a <c>.pt</c> state_dict).</param>
+    /// <param name="src">The model read, with its files.</param>
+    /// <param name="otherInputs">Further files the command read (a groups file), or nulls.</param>
+    /// <exception cref="ModelFormatException">A target is an input, or a directory, device or pipe.</exception>
+    public static void RefuseUnsafeTargets(string path, bool oneFile, ModelSource src, params string?[] otherInputs)
+    {
+        string[] targets;
+        if (oneFile || IsOnnx(path)) targets = [path];
+        else
+        {
+            var json = ModelFile.JsonPathFor(path);
+            targets = [ModelFile.TensorPathFor(json), json];
+        }
+        OutputFile.RefuseInputs(targets, [.. src.InputFiles, .. otherInputs]);
+    }
+
     /// <summary>Writes <paramref name="model"/> and says what was written; an ONNX file read with a symbolic batch is written
     /// with one again.</summary>
     /// <exception cref="UsageException">An ONNX file is asked for but no input shape is known.</exception>

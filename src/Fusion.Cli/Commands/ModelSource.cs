@@ -12,11 +12,15 @@ namespace Fusion.Cli.Commands;
 /// <summary>A model named on the command line: a <c>fusion-model/1</c> file (or a directory holding <c>model.json</c>), a
 /// <c>fusion-fixture/1</c> case, or <c>--model NAME</c> from the zoo; with a probe input for verification and, for zoo
 /// models, torchvision's fusion groups.</summary>
-internal sealed record ModelSource(string Label, string? Path, Module Model, Tensor? ProbeInput, ImmutableArray<int> InputShape,
+internal sealed record ModelSource(string Label, Module Model, Tensor? ProbeInput, ImmutableArray<int> InputShape,
     IReadOnlyList<IReadOnlyList<string>>? ZooGroups)
 {
     /// <summary>Whether the model came from an ONNX file whose batch dimension is symbolic (kept when it is written as ONNX again).</summary>
     public bool DynamicBatch { get; init; }
+
+    /// <summary>Every file the model was read from (the model file, the tensors it names or implies, ONNX external data,
+    /// <c>--weights</c>): what no output of the command may replace.</summary>
+    public IReadOnlyList<string> InputFiles { get; init; } = [];
 
     /// <summary>The options every command that takes a model has.</summary>
     public sealed class Options
@@ -57,30 +61,36 @@ internal sealed record ModelSource(string Label, string? Path, Module Model, Ten
             // Random BatchNorm statistics make the folding non-trivial, as the PyTorch fixtures do.
             var z = ModelZoo.Create(zooName, seed: seed, randomizeBatchNorm: true);
             var zs = shape ?? [.. z.InputShape];
-            return new ModelSource(zooName, null, WithWeights(z.Model, weights), Probe(zs, seed), zs, z.FuseGroups);
+            return new ModelSource(zooName, WithWeights(z.Model, weights), Probe(zs, seed), zs, z.FuseGroups) { InputFiles = [.. Files(weights)] };
         }
-        var (model, probe, own, dynamic) = Read(file!);
+        var (model, probe, own, dynamic, files) = Read(file!);
         var dims = shape ?? own;
         var x = shape is not null || probe is null ? (dims.IsEmpty ? null : Probe(dims, seed)) : probe;
-        return new ModelSource(file!, System.IO.Path.GetFullPath(file!), WithWeights(model, weights), x, dims, null) { DynamicBatch = dynamic };
+        return new ModelSource(file!, WithWeights(model, weights), x, dims, null)
+        {
+            DynamicBatch = dynamic,
+            InputFiles = [.. files, .. Files(weights)],
+        };
     }
 
-    /// <summary>The model of a file by its format field, with a stored probe input and the recorded input shape.</summary>
-    private static (Module Model, Tensor? Input, ImmutableArray<int> Shape, bool DynamicBatch) Read(string file)
+    private static IEnumerable<string> Files(string? weights) => weights is null ? [] : [weights];
+
+    /// <summary>The model of a file by its format field, with a stored probe input, the recorded input shape and the files read.</summary>
+    private static (Module Model, Tensor? Input, ImmutableArray<int> Shape, bool DynamicBatch, string[] Files) Read(string file)
     {
         if (ModelOutput.IsOnnx(file))
         {
             var onnx = Fusion.Dsl.Onnx.OnnxModel.Load(file);
-            return (onnx.Model, null, [.. onnx.InputShape], onnx.DynamicBatch);
+            return (onnx.Model, null, [.. onnx.InputShape], onnx.DynamicBatch, [.. onnx.Files]);
         }
         var json = ModelFile.JsonPathFor(file);
         if (ModelFile.FormatOf(json) == FixtureModel.Format)
         {
             var f = FixtureModel.Read(json);
-            return (f.Model, f.Input, f.Input is null ? [] : [.. f.Input.Shape], false);
+            return (f.Model, f.Input, f.Input is null ? [] : [.. f.Input.Shape], false, [json, FixtureModel.TensorPathFor(json)]);
         }
         var m = ModelFile.ReadContent(json);
-        return (m.Model, null, m.InputShape, false);
+        return (m.Model, null, m.InputShape, false, m.TensorFile is { } t ? [json, t] : [json]);
     }
 
     private static Module WithWeights(Module model, string? weights)
@@ -99,6 +109,8 @@ internal sealed record ModelSource(string Label, string? Path, Module Model, Ten
         for (var i = 0; i < parts.Length; i++)
             if (!int.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out dims[i]) || dims[i] <= 0)
                 throw new UsageException($"--input-shape takes positive integers separated by commas, e.g. 1,3,224,224; got '{s}'");
+        if (Limits.ElementCount(dims) is null)
+            throw new UsageException($"--input-shape {s} has more than the limit of {Limits.MaxElements:N0} elements per tensor");
         return [.. dims];
     }
 }

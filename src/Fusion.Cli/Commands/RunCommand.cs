@@ -18,16 +18,16 @@ internal static class RunCommand
         var output = new Option<string>("--out") { Description = "where to write the output as a float32 .npy file", Required = true };
         var threads = new Option<int>("--threads") { Description = "threads for the forward pass (default: every core)" };
         threads.Validators.Add(Validate.Positive);
+        output.Validators.Add(Validate.FileName);
         var c = model.AddTo(new Command("run", "run a model in the engine on an .npy input and write the output as .npy"));
         foreach (var o in new Option[] { input, output, threads }) c.Options.Add(o);
         c.SetAction(r =>
         {
             var inPath = r.GetValue(input)!;
             var outPath = r.GetValue(output)!;
-            if (outPath.Length == 0) throw new UsageException("--out is empty; give a file path such as y.npy");
-            if (string.Equals(Path.GetFullPath(outPath), Path.GetFullPath(inPath), StringComparison.Ordinal))
-                throw new UsageException($"--out {outPath} would overwrite the input; write the output elsewhere");
             var src = model.Load(r);
+            // Before the forward pass: the output must not replace anything this command reads.
+            OutputFile.RefuseInputs([outPath], [inPath, .. src.InputFiles]);
             var x = Npy.Read(inPath);
             var options = r.GetResult(threads) is null ? null : new ForwardOptions { Threads = r.GetValue(threads) };
             var y = Forward.Run(src.Model, x, options);

@@ -11,6 +11,12 @@ internal static class Validate
         if (r.GetValueOrDefault<int>() <= 0) r.AddError($"{r.Option.Name} takes a positive integer, got {r.GetValueOrDefault<int>()}");
     }
 
+    /// <summary>The value must name a file: an empty one would mean the current folder's default file.</summary>
+    public static void FileName(OptionResult r)
+    {
+        if (r.GetValueOrDefault<string?>() is "") r.AddError($"{r.Option.Name} takes a file name; an empty one names none");
+    }
+
     /// <summary>A validator for an integer from 1 to <paramref name="max"/>, whose message says why the bound is there.</summary>
     public static Action<OptionResult> UpTo(int max, string why) => r =>
     {

@@ -44,7 +44,7 @@ internal static class Verification
         {
             // A model carrying operations the engine does not evaluate is still fused and written; PyTorch checks it.
             report.WriteLine($"verification skipped: {e.Message}");
-            report.WriteLine($"  the fused model was not verified here; verify it in PyTorch: python3 -m fusion_torch verify {src.Path ?? "ORIGINAL"} {outPath ?? "FUSED"}");
+            report.WriteLine($"  the fused model was not verified here; verify it in PyTorch: python3 -m fusion_torch verify {(src.InputFiles.Count > 0 ? src.Label : "ORIGINAL")} {outPath ?? "FUSED"}");
             return true;
         }
         var diff = after.MaxAbsDiff(before);

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Fusion.Dsl.IO;
 using Fusion.Dsl.Onnx.Proto;
 using Fusion.Dsl.Tensors;
 using Google.Protobuf;
@@ -6,7 +7,8 @@ using Google.Protobuf;
 namespace Fusion.Dsl.Onnx.Export;
 
 /// <summary>
-/// Writes a model to an <c>.onnx</c> file atomically (a temporary file beside the target, renamed over it when complete),
+/// Writes a model to an <c>.onnx</c> file through <see cref="OutputFile"/> (a temporary file beside the resolved target,
+/// renamed over it when complete; a directory, device or pipe is refused),
 /// streaming the initializers: the graph's nodes go through the generated <see cref="ModelProto"/>, and each tensor's
 /// elements are copied straight from the model's storage into the file as the <c>raw_data</c> of its <c>TensorProto</c>,
 /// so no second copy of the weights is built in memory (protobuf fields may come in any order, and repeated fields
@@ -20,6 +22,7 @@ internal static class OnnxFileWriter
 
     /// <summary>Writes <paramref name="model"/> (whose graph has no initializers yet) plus <paramref name="initializers"/>.</summary>
     /// <exception cref="OnnxExportException">The model would exceed protobuf's 2 GiB message limit.</exception>
+    /// <exception cref="ModelFormatException">The target is refused or cannot be written (see <see cref="OutputFile"/>).</exception>
     public static void Write(string path, ModelProto model, IReadOnlyList<KeyValuePair<string, Tensor>> initializers)
     {
         if (!BitConverter.IsLittleEndian)
@@ -45,12 +48,9 @@ internal static class OnnxFileWriter
         if (graphSize + model.CalculateSize() + 16 > int.MaxValue)
             throw new OnnxExportException("", "model", $"the model needs {graphSize} bytes, over protobuf's 2 GiB limit for one file (external data is not written)");
 
-        var full = Path.GetFullPath(path);
-        var dir = Path.GetDirectoryName(full) ?? ".";
-        var temp = Path.Combine(dir, "." + Path.GetFileName(full) + "." + Guid.NewGuid().ToString("N") + ".tmp");
         try
         {
-            using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
+            OutputFile.Write(path, file =>
             {
                 using (var output = new CodedOutputStream(file, leaveOpen: true))
                 {
@@ -69,13 +69,11 @@ internal static class OnnxFileWriter
                         file.Write(tensor.DType == DType.Float32 ? MemoryMarshal.AsBytes(tensor.Float32) : MemoryMarshal.AsBytes(tensor.Int64));
                     }
                 }
-                file.Flush(flushToDisk: false);
-            }
-            File.Move(temp, full, overwrite: true);
+                file.Flush();
+            });
         }
         finally
         {
-            if (File.Exists(temp)) File.Delete(temp);
             model.Graph = graph;
         }
     }

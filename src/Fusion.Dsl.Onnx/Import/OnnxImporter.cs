@@ -36,12 +36,15 @@ internal sealed class OnnxImporter
     private readonly Dictionary<string, int> _uses = new(StringComparer.Ordinal);
     private readonly List<GraphNode> _nodes = [];
     private readonly HashSet<string> _nodeNames = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _nextNodeSuffix = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, List<NodeProto>> _readers = new(StringComparer.Ordinal);   // the nodes reading each value, each once
     private readonly ModuleTree _tree = new();
     private readonly HashSet<string> _weightPaths = new(StringComparer.Ordinal);
+    private string[] _sortedWeightPaths = [];
     private readonly HashSet<NodeProto> _skipped = [];
     private readonly List<(string Name, Tensor Tensor)> _rootState = [];
     private readonly Dictionary<NodeProto, (PaddingMode Mode, int[] Pads)> _padBefore = [];  // begins then ends, spatial axes
-    private readonly Dictionary<string, string> _aliases = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _aliasOf = new(StringComparer.Ordinal);   // a value → the skipped Pad's output that equals it
 
     private OnnxImporter(OnnxFileReader file, GraphProto graph) { _file = file; _graph = graph; }
 
@@ -59,7 +62,7 @@ internal sealed class OnnxImporter
         if (opset < MinOpset) throw file.Error(null, $"opset {opset} is older than {MinOpset}, the oldest this importer reads; convert it with onnx.version_converter first");
         var importer = new OnnxImporter(file, model.Graph);
         var (root, shape, dynamic) = importer.Run();
-        return new OnnxImport(root, shape, dynamic, opset.Value);
+        return new OnnxImport(root, shape, dynamic, opset.Value, [file.Path, .. file.ExternalFiles]);
     }
 
     private ModelFormatException Error(string? key, string problem) => _file.Error(key, problem);
@@ -79,11 +82,19 @@ internal sealed class OnnxImporter
         var (shape, dynamic) = InputShape(inputs[0]);
         CheckTopology(inputs[0].Name);
         foreach (var n in _graph.Node)
+        {
             foreach (var i in n.Input) _uses[i] = _uses.GetValueOrDefault(i) + 1;
+            foreach (var i in n.Input.Distinct())
+            {
+                if (!_readers.TryGetValue(i, out var list)) _readers[i] = list = [];
+                list.Add(n);
+            }
+        }
         foreach (var o in _graph.Output) _uses[o.Name] = _uses.GetValueOrDefault(o.Name) + 1;
         foreach (var n in _graph.Node)
             if (n.OpType is "Conv" or "ConvTranspose" or "BatchNormalization" or "Gemm" && n.Input.Count > 1 && WeightPath(n.Input[1]) is { } p)
                 _weightPaths.Add(p);
+        _sortedWeightPaths = [.. _weightPaths.Order(StringComparer.Ordinal)];
 
         Add(new GraphNode(NodeOp.Placeholder, UniqueNode("x")), inputs[0].Name, shape.Length);
         foreach (var n in _graph.Node)
@@ -94,8 +105,15 @@ internal sealed class OnnxImporter
         _nodes.Add(new GraphNode(NodeOp.Output, UniqueNode("output"), null, [GraphArg.Ref(result.Node)]));
         var state = TensorDict.Create([.. _rootState.Select(s => (s.Name, (Tensor?)s.Tensor))]);
         var name = string.IsNullOrWhiteSpace(_graph.Name) ? "OnnxModel" : _graph.Name;
-        var root = UserModule.Create(name, _tree.Build(), new Graph(_nodes), state: state);
-        return (root, shape, dynamic);
+        try
+        {
+            return (UserModule.Create(name, _tree.Build(), new Graph(_nodes), state: state), shape, dynamic);
+        }
+        catch (ArgumentException e)
+        {
+            // The names above are checked; this is the last guard, so that no file ends the import with another exception.
+            throw Error(null, $"the imported modules and graph do not form a model: {e.Message}");
+        }
     }
 
     private (int[] Shape, bool Dynamic) InputShape(ValueInfoProto input)
@@ -112,6 +130,9 @@ internal sealed class OnnxImporter
             if (d.ValueCase == TensorShapeProto.Types.Dimension.ValueOneofCase.DimValue && d.DimValue is > 0 and <= int.MaxValue) shape[i] = (int)d.DimValue;
             else { shape[i] = 1; if (i == 0) dynamic = true; }
         }
+        // The shape is the probe input a tool builds: one it could never allocate is refused here, naming the file.
+        if (Limits.ElementCount(shape) is null)
+            throw Error(input.Name, $"the graph input's shape [{string.Join(", ", shape)}] has more than the limit of {Limits.MaxElements:N0} elements per tensor");
         return (shape, dynamic);
     }
 
@@ -146,7 +167,7 @@ internal sealed class OnnxImporter
     {
         foreach (var suffix in (string[])[".weight", ".running_mean", ".running_var", ".bias"])
             if (name.EndsWith(suffix, StringComparison.Ordinal) && name.Length > suffix.Length && !name.Contains('/') && !name.Contains(':'))
-                return name[..^suffix.Length];
+                return IsModulePath(name[..^suffix.Length]) ? name[..^suffix.Length] : null;
         return null;
     }
 
@@ -163,7 +184,7 @@ internal sealed class OnnxImporter
         {
             var end = name.IndexOfAny(['/', '#']);
             var p = end < 0 ? name : name[..end];
-            return p.Length == 0 || p.Split('.').Any(s => s.Length == 0) ? null : p;
+            return IsModulePath(p) ? p : null;
         }
         var scopes = name.Split('/', StringSplitOptions.RemoveEmptyEntries);
         if (scopes.Length < 2) return null;
@@ -172,19 +193,26 @@ internal sealed class OnnxImporter
         foreach (var s in scopes[..^1])
         {
             var segment = previous is not null && s.StartsWith(previous + ".", StringComparison.Ordinal) ? s[(previous.Length + 1)..] : s;
-            if (segment.Length == 0 || segment.Split('.').Any(x => x.Length == 0)) return null;
+            if (!IsModulePath(segment)) return null;
             parts.Add(segment);
             previous = s;
         }
         return string.Join('.', parts);
     }
 
+    /// <summary>Whether <paramref name="path"/> is a dotted path of non-empty names (<c>a..b</c> and <c>.a</c> are not).</summary>
+    private static bool IsModulePath(string path) => path.Length > 0 && !path.Split('.').Any(s => s.Length == 0);
+
     private string UniqueNode(string name)
     {
         var clean = new string(name.Select(c => char.IsLetterOrDigit(c) || c == '_' ? c : '_').ToArray());
         if (clean.Length == 0 || char.IsDigit(clean[0])) clean = "n_" + clean;
-        var candidate = clean;
-        for (var i = 1; !_nodeNames.Add(candidate); i++) candidate = clean + "_" + i.ToString(CultureInfo.InvariantCulture);
+        if (_nodeNames.Add(clean)) return clean;
+        // The next suffix to try is remembered per name, so many nodes of one name cost one step each.
+        var i = _nextNodeSuffix.GetValueOrDefault(clean, 1);
+        string candidate;
+        while (!_nodeNames.Add(candidate = clean + "_" + i.ToString(CultureInfo.InvariantCulture))) i++;
+        _nextNodeSuffix[clean] = i + 1;
         return candidate;
     }
 
@@ -287,11 +315,13 @@ internal sealed class OnnxImporter
 
     private void CallModule(NodeProto n, string path, Module module, (string Node, int Rank) input, int rank)
     {
+        var depth = path.Count(c => c == '.') + 1;
+        if (depth > Limits.MaxModuleDepth)
+            throw Error(n.Name, $"{NodeKey(n)}: its module path has {depth:N0} levels, over the limit of {Limits.MaxModuleDepth} nested modules");
         // A stateless module called again (a shared ReLU) is the same module; anything else gets its own path.
         var used = _tree.Get(path) is { } existing && existing.Equals(module) && existing.State.Count == 0 ? path : _tree.Add(path, module);
         Add(new GraphNode(NodeOp.CallModule, UniqueNode(used.Replace('.', '_')), used, [GraphArg.Ref(input.Node)]), n.Output[0], rank);
-        foreach (var (alias, of) in _aliases)
-            if (of == n.Output[0]) _values[alias] = _values[of];
+        if (_aliasOf.TryGetValue(n.Output[0], out var alias)) _values[alias] = _values[n.Output[0]];
     }
 
     /// <summary>A parameter-free operator as a module at its node's path, or as a free function when that path is a
@@ -300,7 +330,7 @@ internal sealed class OnnxImporter
     {
         var input = Value(n, 0);
         var path = NodePath(n.Name);
-        if (path is not null && !_tree.IsContainer(path) && !_weightPaths.Contains(path) && !IsContainerOfWeights(path))
+        if (path is not null && !IsContainerOrWeighted(path))
         {
             CallModule(n, path, module(), input, input.Rank);
             return;
@@ -314,7 +344,20 @@ internal sealed class OnnxImporter
         Add(new GraphNode(NodeOp.CallFunction, UniqueNode(function), function, [GraphArg.Ref(input.Node), .. extraArgs ?? []]), n.Output[0], input.Rank);
     }
 
-    private bool IsContainerOfWeights(string path) => _weightPaths.Any(p => p.StartsWith(path + ".", StringComparison.Ordinal));
+    /// <summary>Whether <paramref name="path"/> is a container of the modules registered so far, or the path of a weighted
+    /// module or a container of one (known from the initializer names up front).</summary>
+    private bool IsContainerOrWeighted(string path)
+    {
+        if (_tree.IsContainer(path) || _weightPaths.Contains(path)) return true;
+        // In ordinal order the weight paths under path + "." follow that string directly: one binary search.
+        var prefix = path + ".";
+        var i = Array.BinarySearch(_sortedWeightPaths, prefix, StringComparer.Ordinal);
+        if (i < 0) i = ~i;
+        return i < _sortedWeightPaths.Length && _sortedWeightPaths[i].StartsWith(prefix, StringComparison.Ordinal);
+    }
+
+    /// <summary>The nodes that read <paramref name="value"/>, each once, in graph order.</summary>
+    private IReadOnlyList<NodeProto> Readers(string value) => _readers.TryGetValue(value, out var list) ? list : [];
 
     // ---- operators ------------------------------------------------------------------------------------------
 
@@ -460,9 +503,9 @@ internal sealed class OnnxImporter
         var x = Value(n, 0);
         var mode = Attr(n, "mode")?.S.ToStringUtf8() ?? "constant";
         var pads = Int64Constant(n, 1, "pads");
-        var consumers = _graph.Node.Where(c => c.Input.Contains(n.Output[0])).ToArray();
+        var consumers = Readers(n.Output[0]);
         var rank = x.Rank - 2;
-        if (consumers.Length != 1 || consumers[0].OpType != "Conv" || _uses.GetValueOrDefault(n.Output[0]) != 1 || rank < 1 || pads.Length != 2 * x.Rank)
+        if (consumers.Count != 1 || consumers[0].OpType != "Conv" || _uses.GetValueOrDefault(n.Output[0]) != 1 || rank < 1 || pads.Length != 2 * x.Rank)
             throw Error(n.Name, $"{NodeKey(n)}: a Pad is read only as the padding of the one Conv it feeds");
         if (n.Input.Count > 2 && n.Input[2].Length > 0 && Constant(n.Input[2]) is { } v && v.Count == 1 && v[0] != 0)
             throw Error(n.Name, $"{NodeKey(n)}: padding with {v[0]} instead of zeros has no PyTorch convolution");
@@ -489,7 +532,7 @@ internal sealed class OnnxImporter
     /// nothing else (then its output becomes an alias of the convolution's), or null.</summary>
     private int[]? TrailingZeroPad(NodeProto n, int rank)
     {
-        var readers = _graph.Node.Where(c => c.Input.Contains(n.Output[0])).ToArray();
+        var readers = Readers(n.Output[0]);
         if (readers is not [{ OpType: "Pad" } pad] || _uses.GetValueOrDefault(n.Output[0]) != 1) return null;
         if ((Attr(pad, "mode")?.S.ToStringUtf8() ?? "constant") != "constant") return null;
         if (pad.Input.Count > 2 && pad.Input[2].Length > 0 && (Constant(pad.Input[2]) is not { Count: 1 } v || v[0] != 0)) return null;
@@ -497,7 +540,7 @@ internal sealed class OnnxImporter
         var pads = p.Int64.ToArray();
         if (pads[..(rank + 2)].Any(a => a != 0) || pads.Any(a => a < 0 || a > int.MaxValue)) return null;
         _skipped.Add(pad);
-        _aliases[pad.Output[0]] = n.Output[0];
+        _aliasOf[n.Output[0]] = pad.Output[0];
         return [.. pads[(rank + 2)..].Select(a => (int)a)];
     }
 
@@ -575,14 +618,14 @@ internal sealed class OnnxImporter
     {
         var x = n.Input[0];
         var s = n.Output[0];
-        var mul = _graph.Node.FirstOrDefault(m => m.OpType == "Mul" && m.Input.Count == 2
+        var mul = Readers(s).FirstOrDefault(m => m.OpType == "Mul" && m.Input.Count == 2
                                                   && (m.Input[0] == x && m.Input[1] == s || m.Input[0] == s && m.Input[1] == x));
         if (mul is null || _uses.GetValueOrDefault(s) != 1)
             throw Error(n.Name, $"{NodeKey(n)}: a Sigmoid on its own is not supported (with a Mul of its input it is SiLU)");
         _skipped.Add(mul);
         var path = NodePath(mul.Name) ?? NodePath(n.Name);
         var input = Value(n, 0);
-        if (path is not null && !_tree.IsContainer(path) && !_weightPaths.Contains(path) && !IsContainerOfWeights(path))
+        if (path is not null && !IsContainerOrWeighted(path))
             CallModule(mul, path, Activation.Create(ActivationKind.SiLU), input, input.Rank);
         else
             throw Error(n.Name, $"{NodeKey(n)}: a functional SiLU (not a module) is not supported");
@@ -609,7 +652,7 @@ internal sealed class OnnxImporter
         }
         var path = NodePath(n.Name) ?? n.OpType.ToLowerInvariant();
         // Pooling has no functional form in the graphs the engine runs (only adaptive_avg_pool2d); it is always a module.
-        CallModule(n, _tree.IsContainer(path) || _weightPaths.Contains(path) || IsContainerOfWeights(path) ? path + "_" + n.OpType.ToLowerInvariant() : path, Make(), x, 4);
+        CallModule(n, IsContainerOrWeighted(path) ? path + "_" + n.OpType.ToLowerInvariant() : path, Make(), x, 4);
     }
 
     private void Binary(NodeProto n)

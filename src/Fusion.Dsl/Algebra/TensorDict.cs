@@ -22,11 +22,12 @@ public sealed class TensorDict : IReadOnlyList<KeyValuePair<string, Tensor>>, IE
     public static TensorDict Create(params (string Name, Tensor? Tensor)[] entries)
     {
         var b = ImmutableArray.CreateBuilder<KeyValuePair<string, Tensor>>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (name, t) in entries)
         {
             if (t is null) continue;
             if (string.IsNullOrEmpty(name)) throw new ArgumentException("state entry with an empty name");
-            if (b.Any(e => e.Key == name)) throw new ArgumentException($"state entry '{name}' appears twice");
+            if (!seen.Add(name)) throw new ArgumentException($"state entry '{name}' appears twice");
             b.Add(new(name, t));
         }
         return b.Count == 0 ? Empty : new(b.ToImmutable());
@@ -45,9 +46,21 @@ public sealed class TensorDict : IReadOnlyList<KeyValuePair<string, Tensor>>, IE
     /// <summary>The tensor called <paramref name="name"/>, or null.</summary>
     public Tensor? TryGet(string name)
     {
-        foreach (var e in _items) if (e.Key == name) return e.Value;
-        return null;
+        if (_items.Length <= LinearLookupCount)
+        {
+            foreach (var e in _items) if (e.Key == name) return e.Value;
+            return null;
+        }
+        // Built on the first lookup in a long dictionary (an imported graph may keep thousands of constants on its root);
+        // immutable, so a race at worst builds the same index twice.
+        var index = _index ??= _items.ToDictionary(e => e.Key, e => e.Value, StringComparer.Ordinal);
+        return index.GetValueOrDefault(name);
     }
+
+    /// <summary>Up to this many entries a scan is as fast as a dictionary and allocates nothing.</summary>
+    private const int LinearLookupCount = 16;
+
+    private Dictionary<string, Tensor>? _index;
 
     /// <summary>The names in order.</summary>
     public IEnumerable<string> Names => _items.Select(e => e.Key);

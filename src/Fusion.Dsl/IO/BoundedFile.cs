@@ -28,4 +28,21 @@ public static class BoundedFile
             throw new ModelFormatException(path, null, $"is {file.Length:N0} bytes, over the limit of {maxBytes:N0} bytes for {what}");
         return file.ReadAll(path);
     }
+
+    /// <summary>
+    /// Refuses, before anything is allocated, to read <paramref name="bytes"/> from <paramref name="path"/> into memory the
+    /// process cannot have: more than the runtime's memory limit (a container's limit, <c>DOTNET_GCHeapHardLimit</c>, or
+    /// the machine's memory) less what the managed heap already holds. Without it a large sparse file ends the process
+    /// with "Out of memory." instead of an error naming the file.
+    /// </summary>
+    /// <param name="path">The file, for the message.</param>
+    /// <param name="key">The tensor or field the bytes are for, or null.</param>
+    /// <param name="bytes">The bytes about to be allocated.</param>
+    /// <exception cref="ModelFormatException">They do not fit.</exception>
+    public static void RequireMemory(string path, string? key, long bytes)
+    {
+        var available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes - GC.GetTotalMemory(forceFullCollection: false);
+        if (bytes > available)
+            throw new ModelFormatException(path, key, $"reading {bytes:N0} bytes needs more memory than this process may still use ({Math.Max(available, 0):N0} bytes)");
+    }
 }

@@ -21,6 +21,8 @@ internal sealed class InputFile : IDisposable
     public static InputFile Open(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
+        if (path.Length == 0) throw new ModelFormatException("''", null, "cannot read the file: the path is empty");
+        if (path.Contains('\0')) throw new ModelFormatException(path.Replace("\0", "\\0"), null, "cannot read the file: the path holds a NUL character");
         try
         {
             if (Directory.Exists(path)) throw new ModelFormatException(path, null, "cannot read the file: it is a directory");

@@ -40,14 +40,20 @@ internal sealed class JsonSource(string fileName)
         {
             throw new ModelFormatException(fileName, null, $"not valid JSON: {e.Message}", e);
         }
-        // An escape such as "\ud800" (a lone surrogate) is valid JSON syntax but no string: the reader throws only when the
-        // value is read. Every string and name is decoded once here, so that no later read can fail that way.
-        if (FirstUndecodable(doc.RootElement, "") is { } where)
-        {
-            doc.Dispose();
-            throw new ModelFormatException(fileName, where.Length == 0 ? null : where, "holds a string escape that is not valid Unicode (a lone surrogate such as \\ud800)");
-        }
+        RequireDecodable(doc, fileName);
         return doc;
+    }
+
+    /// <summary>
+    /// An escape such as <c>"\ud800"</c> (a lone surrogate) is valid JSON syntax but no string: the reader throws only
+    /// when the value is read. Every string and name is decoded once here, so that no later read can fail that way.
+    /// </summary>
+    /// <exception cref="ModelFormatException">One does not decode; <paramref name="doc"/> is then disposed.</exception>
+    internal static void RequireDecodable(JsonDocument doc, string fileName)
+    {
+        if (FirstUndecodable(doc.RootElement, "") is not { } where) return;
+        doc.Dispose();
+        throw new ModelFormatException(fileName, where.Length == 0 ? null : where, "holds a string escape that is not valid Unicode (a lone surrogate such as \\ud800)");
     }
 
     /// <summary>The location of the first string or property name that does not decode, or null.</summary>

@@ -109,8 +109,9 @@ internal sealed class ModelDocument : IDisposable
         else w.WriteNullValue();
     }
 
-    /// <summary>Serialises both files first (so a model that cannot be written leaves no file behind), then writes each
-    /// atomically, the tensors first so the JSON never names a file that is not there.</summary>
+    /// <summary>Serialises both files first (so a model that cannot be written leaves no file behind), then writes them
+    /// as a pair (<see cref="OutputFile.WriteAll"/>: both or neither), the tensors renamed into place first so the JSON
+    /// never names a file that is not there.</summary>
     public static void WritePair(string jsonPath, string tensorPath, Action<Utf8JsonWriter> writeJson,
         IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata)
     {
@@ -118,7 +119,7 @@ internal sealed class ModelDocument : IDisposable
         using (var w = new Utf8JsonWriter(ms, JsonOut.Indented)) writeJson(w);
         ms.WriteByte((byte)'\n');
         var tensorBytes = SafeTensors.Serialize(tensors, metadata, tensorPath);
-        SafeTensors.WriteAtomically(tensorPath, tensorBytes);
-        SafeTensors.WriteAtomically(jsonPath, ms.ToArray());
+        var jsonBytes = ms.ToArray();
+        OutputFile.WriteAll([(tensorPath, s => s.Write(tensorBytes)), (jsonPath, s => s.Write(jsonBytes))]);
     }
 }

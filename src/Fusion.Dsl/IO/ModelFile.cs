@@ -8,7 +8,12 @@ namespace Fusion.Dsl.IO;
 /// <param name="Name">The <c>name</c> field (the file stem when absent).</param>
 /// <param name="Model">The module tree (a user-defined root carries the forward graph).</param>
 /// <param name="InputShape">The <c>input_shape</c> field: an example input shape for probing and export, or empty.</param>
-public sealed record ModelFileContent(string Name, Module Model, ImmutableArray<int> InputShape);
+public sealed record ModelFileContent(string Name, Module Model, ImmutableArray<int> InputShape)
+{
+    /// <summary>The safetensors file the <c>state_dict</c> field named, as read (a full path), so that a tool can tell
+    /// which files the model came from; null when the content was not read from a file.</summary>
+    public string? TensorFile { get; init; }
+}
 
 /// <summary>
 /// The project's own model format, <c>fusion-model/1</c> (docs/model-format.md): <c>NAME.json</c> holds the module tree
@@ -31,9 +36,11 @@ public static class ModelFile
     /// The JSON file that <paramref name="path"/> denotes: the path itself for a <c>.json</c> file or an existing file,
     /// <c>DIR/model.json</c> for anything else (a directory, existing or to be created, as the Python exporter reads it).
     /// </summary>
+    /// <exception cref="ModelFormatException">The path is empty (it would mean <c>model.json</c> in the current folder).</exception>
     public static string JsonPathFor(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
+        if (path.Length == 0) throw new ModelFormatException("''", null, "the path is empty; name a .json file or a folder");
         var isFile = !Directory.Exists(path) && (path.EndsWith(".json", StringComparison.OrdinalIgnoreCase) || File.Exists(path));
         return isFile ? path : Path.Combine(path, DefaultFileName);
     }
@@ -49,8 +56,8 @@ public static class ModelFile
 
     /// <summary>
     /// Writes <paramref name="model"/> as <c>NAME.json</c> + <c>NAME.safetensors</c> (or <c>DIR/model.json</c> +
-    /// <c>DIR/model.safetensors</c> for a directory). Both files are serialised before either is written, and each is
-    /// written to a temporary file and renamed, so a failure leaves no partial file.
+    /// <c>DIR/model.safetensors</c> for a directory). Both files are serialised before either is written, then written
+    /// as a pair (<see cref="OutputFile.WriteAll"/>): on a failure the old pair, if any, is left as it was.
     /// </summary>
     /// <param name="path">The <c>.json</c> file or a directory.</param>
     /// <param name="model">The model.</param>
@@ -118,8 +125,10 @@ public static class ModelFile
             if (s.ValueKind != JsonValueKind.Array) throw src.Fail("input_shape", $"must be a list of positive integers, got {JsonSource.Describe(s)}");
             shape = s.EnumerateArray().Select((d, i) => src.Int(d, $"input_shape[{i}]", "a dimension") is var v && v > 0
                 ? v : throw src.Fail($"input_shape[{i}]", $"must be a positive integer, got {v}")).ToImmutableArray();
+            if (Tensors.Limits.ElementCount(shape.AsSpan()) is null)
+                throw src.Fail("input_shape", $"[{string.Join(", ", shape)}] has more than the limit of {Tensors.Limits.MaxElements:N0} elements per tensor");
         }
-        return new ModelFileContent(name, model, shape);
+        return new ModelFileContent(name, model, shape) { TensorFile = f.TensorPath };
     }
 
     /// <summary>The <c>state_dict</c> field: a file name beside the JSON, never a path elsewhere.</summary>

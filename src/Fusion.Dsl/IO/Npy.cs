@@ -87,7 +87,7 @@ public static class Npy
         var total = 10 + header.Length + 1;
         header += new string(' ', (64 - total % 64) % 64) + "\n";
         var values = tensor.ToArray();
-        AtomicFile.Write(path, s =>
+        OutputFile.Write(path, s =>
         {
             s.Write(Magic);
             s.Write([1, 0]);

@@ -120,14 +120,15 @@ public static class SafeTensors
     }
 
     /// <summary>
-    /// Writes tensors in the order given, with optional metadata, to <paramref name="path"/>. The file is written to a
-    /// temporary sibling first and then moved into place, so a failure never leaves a half-written file.
+    /// Writes tensors in the order given, with optional metadata, to <paramref name="path"/> through <see cref="OutputFile"/>:
+    /// a temporary file beside the target is moved into place, so a failure never leaves a half-written file.
     /// </summary>
-    /// <exception cref="ModelFormatException">A key is empty, repeats or is <c>__metadata__</c>, or the file cannot be written.</exception>
+    /// <exception cref="ModelFormatException">A key is empty, repeats or is <c>__metadata__</c>, or the target is refused
+    /// (a directory, device or pipe) or cannot be written.</exception>
     public static void Write(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var bytes = Serialize(tensors, metadata, path);
-        WriteAtomically(path, bytes);
+        OutputFile.Write(path, stream => stream.Write(bytes));
     }
 
     /// <summary>The bytes of a safetensors file holding <paramref name="tensors"/> in the order given.</summary>
@@ -193,9 +194,6 @@ public static class SafeTensors
         return bytes;
     }
 
-    /// <summary>Writes <paramref name="bytes"/> to a temporary sibling of <paramref name="path"/> and moves it into place.</summary>
-    internal static void WriteAtomically(string path, byte[] bytes) => AtomicFile.Write(path, stream => stream.Write(bytes));
-
     /// <summary>The safetensors name of a dtype (<c>F32</c>, <c>I64</c>).</summary>
     public static string DTypeName(DType dtype) => dtype switch
     {
@@ -223,6 +221,7 @@ public static class SafeTensors
         {
             throw new ModelFormatException(source, null, $"the header is not valid JSON: {e.Message}", e);
         }
+        JsonSource.RequireDecodable(doc, source);
         using (doc)
         {
             var root = doc.RootElement;

@@ -303,9 +303,11 @@ public static class TorchCheckpoint
     /// <summary>
     /// Writes <paramref name="state"/> as a <c>torch.save(state_dict)</c> zip that <c>torch.load</c> reads into an
     /// <c>OrderedDict</c> with exactly these keys in this order (float32 and int64 tensors, each in a storage of its own).
-    /// The file is written to a temporary sibling and moved into place, so a failure leaves no partial file.
+    /// The file is written through <see cref="OutputFile"/> (a temporary sibling moved into place), so a failure leaves no
+    /// partial file.
     /// </summary>
-    /// <exception cref="ModelFormatException">A key is null or repeats, a tensor is null, or the file cannot be written.</exception>
+    /// <exception cref="ModelFormatException">A key is null or repeats, a tensor is null, or the target is refused (a
+    /// directory, device or pipe) or cannot be written.</exception>
     public static void Write(string path, IEnumerable<KeyValuePair<string, Tensor>> state)
     {
         ArgumentNullException.ThrowIfNull(path);
@@ -319,7 +321,7 @@ public static class TorchCheckpoint
             if (!seen.Add(key)) throw new ModelFormatException(path, key, "the key appears twice");
         }
         var pickle = TorchPickler.StateDict(list, path);
-        AtomicFile.Write(path, stream =>
+        OutputFile.Write(path, stream =>
         {
             using var zip = new ZipArchive(stream, ZipArchiveMode.Create, leaveOpen: true);
             WriteEntry(zip, "data.pkl", s => s.Write(pickle));

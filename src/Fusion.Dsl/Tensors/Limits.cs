@@ -15,6 +15,27 @@ public static class Limits
     /// dilation, output padding, output size): 2^24.</summary>
     public const int MaxArgument = 1 << 24;
 
+    /// <summary>The most levels of nested modules a model read from a file may have (the segments of a dotted module path
+    /// such as <c>layer1.0.conv1</c>, three): 256. torchvision's networks nest at most five deep, and PyTorch's own
+    /// recursion over a module tree fails long before this; deeper trees come only from hostile or broken files, which
+    /// would otherwise cost time and memory with the square of the depth, or overflow the stack.</summary>
+    public const int MaxModuleDepth = 256;
+
+    /// <summary>The number of elements of a tensor of <paramref name="shape"/>, or null when a dimension is negative or the
+    /// count is over <see cref="MaxElements"/> (computed in 64-bit arithmetic, stopping at the first dimension past the
+    /// limit, so no shape overflows).</summary>
+    public static int? ElementCount(ReadOnlySpan<int> shape)
+    {
+        long n = 1;
+        foreach (var d in shape)
+        {
+            if (d < 0) return null;
+            n *= d;
+            if (n > MaxElements) return null;
+        }
+        return (int)n;
+    }
+
     /// <summary>Throws unless <paramref name="value"/> lies in [<paramref name="min"/>, <see cref="MaxArgument"/>].</summary>
     /// <exception cref="ArgumentException">It does not; the message names the layer and the argument.</exception>
     public static void RequireArgument(string layer, string name, long value, long min)

@@ -254,14 +254,9 @@ public sealed class Tensor : IEquatable<Tensor>
 
     internal static int Product(ReadOnlySpan<int> shape)
     {
-        long n = 1;
         foreach (var d in shape)
-        {
             if (d < 0) throw new ArgumentException($"negative dimension in shape {ShapeString(shape)}");
-            n *= d;
-            if (n > Limits.MaxElements) throw new ArgumentException($"shape {ShapeString(shape)} has more than the limit of {Limits.MaxElements} elements per tensor");
-        }
-        return (int)n;
+        return Limits.ElementCount(shape) ?? throw new ArgumentException($"shape {ShapeString(shape)} has more than the limit of {Limits.MaxElements} elements per tensor");
     }
 
     private static int[] CheckShape(int[] shape, int count)

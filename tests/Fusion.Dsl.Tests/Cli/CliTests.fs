@@ -140,8 +140,8 @@ let autoTests =
             Expect.isTrue ((Npy.Read output).Equals expected) "the zoo model's forward, same bits"
             let before = File.ReadAllBytes input
             let code2, _, err2 = run [ "run"; "--model"; "resnet18"; "--input"; input; "--out"; input ]
-            Expect.equal code2 2 "usage error"
-            Expect.stringContains err2 "overwrite the input" "says why"
+            Expect.equal code2 1 "refused"
+            Expect.stringContains err2 "x.npy" "names the file"
             Expect.sequenceEqual (File.ReadAllBytes input) before "the input is untouched"
         }
         test "auto refuses an unknown rule set by name" {

@@ -49,37 +49,6 @@ let private opCounts (path: string) =
     let model = ModelProto.Parser.ParseFrom(File.ReadAllBytes path)
     model.Graph.Node |> Seq.countBy (fun n -> n.OpType) |> Map.ofSeq
 
-// ---- hand-made files for the refusals ----------------------------------------------------------------------------
-
-let private valueInfo (name: string) (shape: int list) =
-    let t = TypeProto.Types.Tensor(ElemType = 1, Shape = TensorShapeProto())
-    for d in shape do t.Shape.Dim.Add(TensorShapeProto.Types.Dimension(DimValue = int64 d))
-    ValueInfoProto(Name = name, Type = TypeProto(TensorType = t))
-
-let private onnxNode (op: string) (name: string) (inputs: string list) (outputs: string list) =
-    let n = NodeProto(OpType = op, Name = name)
-    n.Input.AddRange inputs
-    n.Output.AddRange outputs
-    n
-
-/// A one-input model of the given nodes and initializers at an opset.
-let private handMade (opset: int64) (nodes: NodeProto list) (initializers: TensorProto list) (output: string) =
-    let g = GraphProto(Name = "hand")
-    g.Node.AddRange nodes
-    g.Initializer.AddRange initializers
-    g.Input.Add(valueInfo "x" [ 1; 3; 4; 4 ])
-    g.Output.Add(valueInfo output [ 1; 3; 4; 4 ])
-    let m = ModelProto(IrVersion = 8L, Graph = g)
-    m.OpsetImport.Add(OperatorSetIdProto(Domain = "", Version = opset))
-    m
-
-let private expectRefused (dir: string) (model: ModelProto) (key: string | null) (fragment: string) =
-    let path = Path.Combine(dir, "bad.onnx")
-    File.WriteAllBytes(path, model.ToByteArray())
-    let e = Support.throwsOf<ModelFormatException> (fun () -> OnnxModel.Read path |> ignore)
-    Expect.equal e.Key key "names the node or tensor"
-    Expect.stringContains e.Problem fragment "says what is wrong"
-
 [<Tests>]
 let tests =
     testList "Onnx.Import" [
@@ -179,24 +148,24 @@ let tests =
             test "an unsupported operator, by node name and operator" {
                 let dir, cleanup = tempDir ()
                 use _ = cleanup
-                expectRefused dir (handMade 17L [ onnxNode "Softmax" "head/softmax" [ "x" ] [ "y" ] ] [] "y") "head/softmax" "operator Softmax is not supported"
+                expectImportRefused dir (handMade 17L [ onnxNode "Softmax" "head/softmax" [ "x" ] [ "y" ] ] [] "y") "head/softmax" "operator Softmax is not supported"
             }
             test "a cycle" {
                 let dir, cleanup = tempDir ()
                 use _ = cleanup
                 let a = onnxNode "Add" "a" [ "x"; "c" ] [ "b" ]
                 let c = onnxNode "Relu" "c" [ "b" ] [ "c" ]
-                expectRefused dir (handMade 17L [ a; c ] [] "c") "a" "cycle"
+                expectImportRefused dir (handMade 17L [ a; c ] [] "c") "a" "cycle"
             }
             test "a dangling input" {
                 let dir, cleanup = tempDir ()
                 use _ = cleanup
-                expectRefused dir (handMade 17L [ onnxNode "Add" "sum" [ "x"; "ghost" ] [ "y" ] ] [] "y") "sum" "'ghost', which no node"
+                expectImportRefused dir (handMade 17L [ onnxNode "Add" "sum" [ "x"; "ghost" ] [ "y" ] ] [] "y") "sum" "'ghost', which no node"
             }
             test "an opset older than 13" {
                 let dir, cleanup = tempDir ()
                 use _ = cleanup
-                expectRefused dir (handMade 11L [ relu ] [] "y") null "opset 11 is older than 13"
+                expectImportRefused dir (handMade 11L [ relu ] [] "y") null "opset 11 is older than 13"
             }
             test "an external-data initializer whose file is missing, and one reaching past its file" {
                 let dir, cleanup = tempDir ()
@@ -209,17 +178,17 @@ let tests =
                     t.ExternalData.Add(StringStringEntryProto(Key = "length", Value = "12"))
                     t
                 let add = onnxNode "Add" "plus" [ "x"; "bias" ] [ "y" ]
-                expectRefused dir (handMade 17L [ add ] [ external "weights.bin" "0" ] "y") "bias" "'weights.bin' does not exist"
+                expectImportRefused dir (handMade 17L [ add ] [ external "weights.bin" "0" ] "y") "bias" "'weights.bin' does not exist"
                 File.WriteAllBytes(Path.Combine(dir, "weights.bin"), Array.zeroCreate<byte> 16)
-                expectRefused dir (handMade 17L [ add ] [ external "weights.bin" "8" ] "y") "bias" "past the end"
-                expectRefused dir (handMade 17L [ add ] [ external "../escape.bin" "0" ] "y") "bias" "outside the model's folder"
+                expectImportRefused dir (handMade 17L [ add ] [ external "weights.bin" "8" ] "y") "bias" "past the end"
+                expectImportRefused dir (handMade 17L [ add ] [ external "../escape.bin" "0" ] "y") "bias" "outside the model's folder"
             }
             test "a tensor whose shape claims more data than the file holds" {
                 let dir, cleanup = tempDir ()
                 use _ = cleanup
                 let t = TensorProto(Name = "huge", DataType = 1, RawData = ByteString.CopyFrom(Array.zeroCreate<byte> 8))
                 t.Dims.AddRange [ 1000000L; 1000000L ]
-                expectRefused dir (handMade 17L [ onnxNode "Add" "plus" [ "x"; "huge" ] [ "y" ] ] [ t ] "y") "huge" "elements"
+                expectImportRefused dir (handMade 17L [ onnxNode "Add" "plus" [ "x"; "huge" ] [ "y" ] ] [ t ] "y") "huge" "elements"
             }
         ]
     ]

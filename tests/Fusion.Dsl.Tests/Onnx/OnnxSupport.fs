@@ -1,5 +1,6 @@
 /// ONNX consumers for the export tests: ONNX Runtime (the NuGet package) runs an exported file, and ONNX's own checker
-/// (Debian's python3-onnx under /usr/bin/python3) validates it; helpers to export into a temporary folder.
+/// (Debian's python3-onnx under /usr/bin/python3) validates it; helpers to export into a temporary folder, and to build
+/// hand-made files for the import's refusals.
 module Fusion.Dsl.Tests.Onnx.OnnxSupport
 
 open System
@@ -8,8 +9,11 @@ open System.IO
 open Expecto
 open Microsoft.ML.OnnxRuntime
 open Microsoft.ML.OnnxRuntime.Tensors
+open Google.Protobuf
 open Fusion.Dsl.Algebra
+open Fusion.Dsl.IO
 open Fusion.Dsl.Onnx
+open Fusion.Dsl.Onnx.Proto
 open Fusion.Dsl.Tests
 
 /// Runs /usr/bin/python3 with a script and arguments; returns the exit code and what it printed.
@@ -76,3 +80,37 @@ let export (dir: string) (name: string) (model: Module) (x: Fusion.Dsl.Tensors.T
 let randomInput (seed: int) (shape: int[]) =
     let r = Random(seed)
     Fusion.Dsl.Tensors.Tensor.Generate((fun _ -> float32 (r.NextDouble() * 2.0 - 1.0)), shape)
+
+// ---- hand-made files (the generated protobuf classes) for refusals -----------------------------------------------------
+
+/// A float32 graph input or output of a fixed shape.
+let valueInfo (name: string) (shape: int list) =
+    let t = TypeProto.Types.Tensor(ElemType = 1, Shape = TensorShapeProto())
+    for d in shape do t.Shape.Dim.Add(TensorShapeProto.Types.Dimension(DimValue = int64 d))
+    ValueInfoProto(Name = name, Type = TypeProto(TensorType = t))
+
+/// A node of the default domain.
+let onnxNode (op: string) (name: string) (inputs: string list) (outputs: string list) =
+    let n = NodeProto(OpType = op, Name = name)
+    n.Input.AddRange inputs
+    n.Output.AddRange outputs
+    n
+
+/// A one-input model of the given nodes and initializers at an opset.
+let handMade (opset: int64) (nodes: NodeProto list) (initializers: TensorProto list) (output: string) =
+    let g = GraphProto(Name = "hand")
+    g.Node.AddRange nodes
+    g.Initializer.AddRange initializers
+    g.Input.Add(valueInfo "x" [ 1; 3; 4; 4 ])
+    g.Output.Add(valueInfo output [ 1; 3; 4; 4 ])
+    let m = ModelProto(IrVersion = 8L, Graph = g)
+    m.OpsetImport.Add(OperatorSetIdProto(Domain = "", Version = opset))
+    m
+
+/// Writes `model` as bad.onnx in `dir`: the import must refuse it naming `key` and saying `fragment`.
+let expectImportRefused (dir: string) (model: ModelProto) (key: string | null) (fragment: string) =
+    let path = Path.Combine(dir, "bad.onnx")
+    File.WriteAllBytes(path, model.ToByteArray())
+    let e = Support.throwsOf<ModelFormatException> (fun () -> OnnxModel.Read path |> ignore)
+    Expect.equal e.Key key "names the node or tensor"
+    Expect.stringContains e.Problem fragment "says what is wrong"
