@@ -35,7 +35,10 @@ let bounded (allocationBound: int64) (f: unit -> unit) : string option =
             f ()
             None
         with e when isFamily e -> None
-           | e -> Some(sprintf "%s escaped: %s" (e.GetType().FullName) e.Message)
+           | e ->
+               // The innermost frames of the library say where to fix it.
+               let frames = (string e.StackTrace).Split('\n') |> Array.map (fun l -> l.Trim()) |> Array.filter (fun l -> l.StartsWith "at Fusion.Dsl." && not (l.Contains ".Tests.")) |> Array.truncate 3
+               Some(sprintf "%s escaped: %s [%s]" (e.GetType().FullName) e.Message (String.Join(" | ", frames)))
     let allocated = GC.GetTotalAllocatedBytes true - before
     match failure with
     | Some f -> Some f
@@ -60,3 +63,11 @@ let changed (before: (string * byte[]) list) =
         | null, null -> ()
         | b, n when not (isNull b) && not (isNull n) && b = n -> ()
         | _ -> yield f ]
+
+/// Keeps a failing case's file for replay, in the temporary folder's fusion-fuzz-failures; returns where.
+let keep (fuzzer: string) (seed: int) (case: int) (path: string) =
+    let dir = Path.Combine(Path.GetTempPath(), "fusion-fuzz-failures")
+    Directory.CreateDirectory dir |> ignore
+    let kept = Path.Combine(dir, sprintf "%s-seed%d-case%d%s" fuzzer seed case (Path.GetExtension path))
+    File.Copy(path, kept, true)
+    kept

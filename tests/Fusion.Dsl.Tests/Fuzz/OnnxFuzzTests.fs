@@ -250,7 +250,7 @@ let private runCase (path: string) (leaks: byte[] list) =
         bounded FuzzTests.allocationBound (fun () ->
             let import =
                 try OnnxModel.Load path
-                with e -> count "refused"; raise e
+                with _ -> count "refused"; reraise ()
             count "read"
             for kv in import.Model.StateDict() do
                 if kv.Value.DType = Fusion.Dsl.Tensors.DType.Float32 then
@@ -312,7 +312,7 @@ let tests =
                         whats[whats.Count - 1] <- described
                         let what = String.Join("; ", whats |> Seq.filter (fun w -> not (w.StartsWith "NEST:") && w <> "BYTES"))
                         match runCase path leaks with
-                        | Some f -> yield sprintf "case %d (seed %d) [%s]: %s" i seed what f
+                        | Some f -> yield sprintf "case %d (seed %d) [%s]: %s (kept as %s)" i seed what f (keep "onnx" seed i path)
                         | None -> () ]
                 let get k = match counts.TryGetValue k with | true, n -> n | _ -> 0
                 printfn "fuzz: %d ONNX cases (seed %d) in %.1f s: %d refused by the reader, %d read, %d of them ran forward; %d pointed external data outside"

@@ -368,7 +368,7 @@ let private runCase (path: string) (model: Module) =
     bounded (allocationBoundFor length) (fun () ->
         let state =
             try TorchCheckpoint.Read path
-            with e -> count "refused by the reader"; raise e
+            with _ -> count "refused by the reader"; reraise ()
         count "read"
         // The values must be what the shapes say (no tensor holds fewer or more elements than its shape).
         for kv in state do
@@ -424,7 +424,7 @@ let tests =
                         let path = Path.Combine(dir, "case.pt")
                         let what = writeMutant caseRng canary entries path
                         match runCase path model with
-                        | Some f -> yield sprintf "case %d (seed %d) [%s]: %s" i seed what f
+                        | Some f -> yield sprintf "case %d (seed %d) [%s]: %s (kept as %s)" i seed what f (keep "pt" seed i path)
                         | None -> ()
                         if File.Exists canary then
                             File.Delete canary
