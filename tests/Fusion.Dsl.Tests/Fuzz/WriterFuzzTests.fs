@@ -60,6 +60,11 @@ let private stage (root: string) =
     let p name = Path.Combine(inp, name)
     makeInputs inp
     Directory.CreateSymbolicLink(Path.Combine(out, "alias"), inp) |> ignore
+    // A file link into another folder: a JSON written through it would be split from its tensors.
+    let other = Path.Combine(root, "other")
+    Directory.CreateDirectory other |> ignore
+    File.WriteAllText(Path.Combine(other, "t.json"), "{}")
+    File.CreateSymbolicLink(Path.Combine(out, "xlink.json"), Path.Combine(other, "t.json")) |> ignore
     let code, _, err = Support.exec "mkfifo" [ "fifo" ] out
     if code <> 0 then failtestf "mkfifo: %s" err
     Directory.CreateDirectory(Path.Combine(out, "folder.json")) |> ignore
@@ -82,7 +87,7 @@ let private stage (root: string) =
         [ yield! inputs
           yield! [ "link.json"; "link-w.pt" ] |> List.map p
           yield! [ "m.json"; "m.safetensors"; "w.pt"; "x.npy"; "m.onnx" ] |> List.map (fun f -> Path.Combine(out, "alias", f))
-          yield! [ "fifo"; "folder.json"; "new.json"; "new.onnx"; "new.pt"; "new.npy"; "new.safetensors"; "again.json"; "again.onnx" ] |> List.map (fun f -> Path.Combine(out, f))
+          yield! [ "fifo"; "folder.json"; "new.json"; "new.onnx"; "new.pt"; "new.npy"; "new.safetensors"; "again.json"; "again.onnx"; "xlink.json" ] |> List.map (fun f -> Path.Combine(out, f))
           yield Path.Combine(out, "missing-folder", "x.json")
           yield "/dev/null"
           yield ""
@@ -156,8 +161,13 @@ let private judge (s: Stage) (root: string) (args: string list) (before: Map<str
         let target = args[(args |> List.findIndex (fun a -> a = "--out" || a = "--onnx")) + 1]
         let real = try RealPath.Of target with _ -> target
         // X.json is written with X.safetensors; a name without a known extension is a folder for model.json.
+        // The tensors go beside the name given (a link within the folder leads the JSON elsewhere in it); a missing
+        // folder is created.
+        let given = try Path.Join(RealPath.Of(Path.GetDirectoryName target |> nonNull), Path.GetFileName target) with _ -> target
         let allowed =
-            set [ real; Path.ChangeExtension(real, ".safetensors"); Path.Combine(real, "model.json"); Path.Combine(real, "model.safetensors") ]
+            set [ real; Path.ChangeExtension(real, ".safetensors"); Path.ChangeExtension(given, ".safetensors")
+                  for f in [ "model.json"; "model.safetensors"; "model.pt"; "model.onnx" ] do Path.Combine(real, f) ]
+        let allowed = created |> Set.filter (fun c -> Directory.Exists c && allowed |> Set.exists (fun a -> a.StartsWith(c + "/"))) |> Set.union allowed
         for c in created do
             if not (allowed.Contains c) then problems.Add(sprintf "wrote %s, beside its target %s" c real)
         for KeyValue(f, b) in before do
