@@ -28,7 +28,8 @@ let isFamily (e: exn) =
 /// The outcome of one in-process case: None when it ended in a result or a refusal of the family within the bounds.
 /// `allocationBound` is in bytes; the time bound is FuzzTests.timeBound.
 let bounded (allocationBound: int64) (f: unit -> unit) : string option =
-    let before = GC.GetTotalAllocatedBytes true
+    // This thread's allocations: the tests run in parallel, and the process-wide count would charge the case for theirs.
+    let before = GC.GetAllocatedBytesForCurrentThread()
     let sw = Stopwatch.StartNew()
     let failure =
         try
@@ -39,7 +40,7 @@ let bounded (allocationBound: int64) (f: unit -> unit) : string option =
                // The innermost frames of the library say where to fix it.
                let frames = (string e.StackTrace).Split('\n') |> Array.map (fun l -> l.Trim()) |> Array.filter (fun l -> l.StartsWith "at Fusion.Dsl." && not (l.Contains ".Tests.")) |> Array.truncate 3
                Some(sprintf "%s escaped: %s [%s]" (e.GetType().FullName) e.Message (String.Join(" | ", frames)))
-    let allocated = GC.GetTotalAllocatedBytes true - before
+    let allocated = GC.GetAllocatedBytesForCurrentThread() - before
     match failure with
     | Some f -> Some f
     | None when allocated > allocationBound -> Some(sprintf "allocated %d bytes, over the bound of %d" allocated allocationBound)

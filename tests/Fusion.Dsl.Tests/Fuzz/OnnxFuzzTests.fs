@@ -4,7 +4,7 @@
 /// (flips, truncation), then read by OnnxModel.Load and, when accepted with a small input, run by the engine. Each case
 /// must end in a model or a refusal of the library's family (the reader documents ModelFormatException only), within the
 /// time bound and FuzzTests' allocation bound; no loaded tensor may hold the bytes of a file outside the model's folder.
-/// FUSION_FUZZ_ONNX_CASES sets the number of cases (default 600); FUSION_FUZZ_SEED the seed.
+/// FUSION_FUZZ_ONNX_CASES sets the number of cases (default 1,000); FUSION_FUZZ_SEED the seed.
 module Fusion.Dsl.Tests.Fuzz.OnnxFuzzTests
 
 open System
@@ -272,7 +272,7 @@ let tests =
     testList "Fuzz.Onnx" [
         test "mutated ONNX files end in a model or the reader's own refusal, within bounds, and never read outside their folder" {
             let seed = seed 17
-            let total = envInt "FUSION_FUZZ_ONNX_CASES" 600
+            let total = envInt "FUSION_FUZZ_ONNX_CASES" 1000
             let rng = Random seed
             let root = Directory.CreateTempSubdirectory("fusion-fuzz-onnx-").FullName
             try

@@ -175,6 +175,11 @@ let private judge (s: Stage) (root: string) (args: string list) (before: Map<str
             | Some a when a = b -> ()
             | _ when allowed.Contains f -> ()
             | _ -> problems.Add(sprintf "wrote %s, yet %s changed too" real f)
+        // A model pair reads back from where its JSON really is (a pair split across folders does not).
+        let json = if Directory.Exists real then Path.Combine(real, "model.json") else real
+        if (args[0] = "fuse" || args[0] = "auto") && not (List.contains "pt" args) && json.EndsWith ".json" then
+            try ModelFile.Read json |> ignore
+            with e -> problems.Add(sprintf "the model written to %s does not read back: %s" json e.Message)
     if problems.Count = 0 then None else Some(String.Join("; ", problems))
 
 [<Tests>]
