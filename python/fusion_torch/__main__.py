@@ -14,7 +14,7 @@ import torch
 from . import export, files
 from .errors import ExportError
 from .faithful import check
-from .fuse import fuse_like
+from .fuse import fuse_like, with_metadata
 from .model_file import paths, read
 from .safetensors import SafetensorsError, load_file
 
@@ -166,7 +166,7 @@ def _verify(a):
             model = _built(source["factory"], json.dumps(source.get("args") or {}))
         check(model)
         try:
-            model.load_state_dict(state, strict=True)
+            model.load_state_dict(with_metadata(state, model), strict=True)
         except Exception as e:
             raise ExportError(f"{a.original}: its state_dict does not fit the rebuilt model: {e}") from None
         model.train(bool(doc["model"].get("training", False)))

@@ -1,6 +1,7 @@
 """Back to PyTorch: apply torch's own fuse_modules with the groups a Fusion.Dsl fused model file shows, and load its
 state_dict with strict=True."""
 import copy
+from collections import OrderedDict
 
 import torch.fx as fx
 from torch.ao.quantization import fuse_modules, fuse_modules_qat
@@ -56,6 +57,17 @@ def groups_of(model, fused_tree):
     return groups
 
 
+def with_metadata(state, model):
+    """`state` (a plain dict of tensors, as a safetensors file holds it) with `model`'s own state_dict metadata: the
+    per-module versions that some modules' _load_from_state_dict read (torchvision's MNASNet refuses a state_dict
+    without them). A file keeps tensors only, so the metadata comes from the model it is loaded into."""
+    out = OrderedDict(state)
+    meta = getattr(model.state_dict(), "_metadata", None)
+    if meta is not None:
+        out._metadata = meta
+    return out
+
+
 def fuse_like(model, fused_json_path, groups=None, qat=None):
     """A copy of `model` fused by PyTorch's own fuse_modules (fuse_modules_qat when `qat`, by default when the model
     is in training mode) with the groups of the Fusion.Dsl fused file `fused_json_path` (derived from its tree unless
@@ -66,5 +78,5 @@ def fuse_like(model, fused_json_path, groups=None, qat=None):
     qat = model.training if qat is None else qat
     # torch's fuse_modules asserts on an empty list; a file with nothing fused is the model with its weights.
     fused = (fuse_modules_qat if qat else fuse_modules)(model, groups, inplace=False) if groups else copy.deepcopy(model)
-    fused.load_state_dict(state, strict=True)
+    fused.load_state_dict(with_metadata(state, fused), strict=True)
     return fused

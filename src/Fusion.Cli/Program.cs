@@ -31,8 +31,11 @@ public static class Program
         }
         catch (FusionException e)
         {
-            // The message starts with the kind (NoRule: cannot fuse group 1 ...): printed once.
+            // The message starts with the kind (NoRule: cannot fuse group 1 ...): printed once. Its remedy speaks to the
+            // library's user (call Eval()); on the command line the same step is an option.
             Console.Error.WriteLine($"fusion: {e.Message}");
+            if (e.Kind is FusionErrorKind.TrainingMode or FusionErrorKind.MixedModes)
+                Console.Error.WriteLine("fusion: on the command line, --eval puts the whole model in eval mode first (as model.eval() does); --qat fuses as fuse_modules_qat");
             return 1;
         }
         // A file, a state_dict, a forward pass or an export that is refused: the message names the file, key or module.

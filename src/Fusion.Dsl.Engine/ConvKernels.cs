@@ -21,10 +21,10 @@ internal static unsafe class ConvKernels
     private const int PackTransposed = 1;
 
     /// <summary>The convolution of a batched input <c>[N, C, *spatial]</c> (checked by the caller) through <paramref name="ep"/>.</summary>
-    public static Tensor Forward(Conv conv, Tensor input, Epilogue ep, int threads)
+    public static Tensor Forward(Conv conv, Tensor input, Epilogue ep, Pass pass)
     {
         var geo = ConvGeometry.Create(conv, input.Shape);
-        return geo.Transposed ? Transposed(conv, geo, input, ep, threads) : Direct(conv, geo, input, ep, threads);
+        return geo.Transposed ? Transposed(conv, geo, input, ep, pass) : Direct(conv, geo, input, ep, pass);
     }
 
     /// <summary>How a forward convolution's GEMM reads its B operand.</summary>
@@ -60,10 +60,11 @@ internal static unsafe class ConvKernels
 
     private static int ToeplitzColumns(ConvGeometry geo) => ((geo.Out[0] - 1) * geo.Sub[1] + (geo.Out[1] - 1)) * geo.Sub[2] + geo.Out[2];
 
-    private static Tensor Direct(Conv conv, ConvGeometry geo, Tensor input, Epilogue ep, int threads)
+    private static Tensor Direct(Conv conv, ConvGeometry geo, Tensor input, Epilogue ep, Pass pass)
     {
-        if (Winograd.Applies(geo) && Winograd.TryForward(conv, geo, input, ep, threads) is { } fast) return fast;
-        var output = Buffers.Output(checked(geo.Batch * geo.OutChannels * geo.OutVolume));
+        if (Winograd.Applies(geo) && Winograd.TryForward(conv, geo, input, ep, pass) is { } fast) return fast;
+        var threads = pass.Threads;
+        var output = pass.Output(checked(geo.Batch * geo.OutChannels * geo.OutVolume));
         var depthwise = geo.InGroupChannels == 1 && geo.Groups > 1;
         var plan = depthwise ? Plan.Toeplitz : ChoosePlan(geo, threads);
         // A depthwise plane is read by its own output plane only (no channel multiplier): lay it out inside that task,
@@ -80,7 +81,7 @@ internal static unsafe class ConvKernels
                 src = rented;
             }
             if (depthwise) Depthwise(conv.Weight.RawFloat32, src, output, geo, ep, threads, layoutPerPlane);
-            else ConvGemm(conv, geo, plan, src, output, ep, threads);
+            else ConvGemm(conv, geo, plan, src, output, ep, pass);
         }
         finally
         {
@@ -172,11 +173,12 @@ internal static unsafe class ConvKernels
     /// view is sub-grid position v of the phase layout (positions past an output row's end are computed and dropped);
     /// the gather plans read exactly the output positions.
     /// </summary>
-    private static void ConvGemm(Conv conv, ConvGeometry geo, Plan plan, float[] src, float[] output, Epilogue ep, int threads)
+    private static void ConvGemm(Conv conv, ConvGeometry geo, Plan plan, float[] src, float[] output, Epilogue ep, Pass pass)
     {
+        var threads = pass.Threads;
         int cinG = geo.InGroupChannels, coutG = geo.OutGroupChannels, kvol = geo.KernelVolume, k = cinG * kvol;
         var weight = conv.Weight;
-        var packedA = Gemm.CachedPack(weight, (PackConv, geo.Groups, 0),
+        var packedA = pass.Pack(weight, (PackConv, geo.Groups, 0),
             () => Gemm.PackWeight(weight, geo.Groups, coutG, k, (long)coutG * k, k, 1, threads));
 
         int[] kern = geo.Kernel, sub = geo.Sub, o = geo.Out, n = geo.In, s = geo.Stride, dil = geo.Dilation;
@@ -341,15 +343,16 @@ internal static unsafe class ConvKernels
     /// Transposed convolution: per image, columns[(c_out, tap), i] = Wᵀ·X as a grouped GEMM, then each output plane
     /// gathers its taps (col2im) and goes through the epilogue.
     /// </summary>
-    private static Tensor Transposed(Conv conv, ConvGeometry geo, Tensor input, Epilogue ep, int threads)
+    private static Tensor Transposed(Conv conv, ConvGeometry geo, Tensor input, Epilogue ep, Pass pass)
     {
+        var threads = pass.Threads;
         int cinG = geo.InGroupChannels, coutG = geo.OutGroupChannels, kvol = geo.KernelVolume;
         var mG = coutG * kvol;
         var inVol = geo.InVolume;
         var outVol = geo.OutVolume;
         var weight = conv.Weight;
         // Weight [C_in, C_out/g, *k]: row (c_out_g, tap), column c_in_g of group g sits at ((g·cinG + c)·mG + row).
-        var packedA = Gemm.CachedPack(weight, (PackTransposed, geo.Groups, 0),
+        var packedA = pass.Pack(weight, (PackTransposed, geo.Groups, 0),
             () => Gemm.PackWeight(weight, geo.Groups, mG, cinG, (long)cinG * mG, 1, mG, threads, channelScale =>
             {
                 // Row (c_out_g, tap) of group g belongs to output channel g·coutG + c_out_g.
@@ -359,7 +362,7 @@ internal static unsafe class ConvKernels
             }));
         var koff = new int[cinG];
         for (var c = 0; c < cinG; c++) koff[c] = c * inVol;
-        var output = Buffers.Zeroed(checked(geo.Batch * geo.OutChannels * outVol));
+        var output = pass.Zeroed(checked(geo.Batch * geo.OutChannels * outVol));
         var cols = ArrayPool<float>.Shared.Rent(checked(geo.Groups * mG * inVol));
         try
         {

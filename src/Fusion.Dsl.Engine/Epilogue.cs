@@ -31,11 +31,6 @@ internal readonly struct Epilogue
     public static Epilogue None => default;
     public static Epilogue Bias(float[]? bias, Act act = Act.None) => new(null, bias, act);
 
-    /// <summary>This epilogue with an activation applied last.</summary>
-    public Epilogue Then(Act act) => new(Scale, Shift, act);
-
-    public bool IsIdentity => Scale is null && Shift is null && Activation == Act.None;
-
     public static Act ActOf(ActivationKind kind) => kind switch
     {
         ActivationKind.ReLU => Act.ReLU,

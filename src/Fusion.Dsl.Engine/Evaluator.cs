@@ -9,9 +9,10 @@ namespace Fusion.Dsl.Engine;
 /// fused group into a single kernel with an epilogue. Where a rule applies (which kernel, whether a group folds) is
 /// decided here; what is computed lives in the kernel classes.
 /// </summary>
-internal sealed class Evaluator(int threads)
+internal sealed class Evaluator(Pass pass)
 {
-    public int Threads { get; } = threads;
+    /// <summary>The pass's threads, packs and buffers, which every kernel it calls works with.</summary>
+    public Pass Pass { get; } = pass;
 
     /// <summary>PyTorch's <c>module(x)</c>: pre-hooks (each may replace the input), the forward, hooks (each may replace the output).</summary>
     public Tensor Call(Module m, Tensor x, string path)
@@ -34,13 +35,13 @@ internal sealed class Evaluator(int threads)
                 Conv c => RunConv(c, x, path, Epilogue.Bias(c.Bias?.RawFloat32)),
                 BatchNorm bn => RunBatchNorm(bn, x, path, Act.None),
                 Linear l => RunLinear(l, x, path, Epilogue.Bias(l.Bias?.RawFloat32)),
-                Activation a => TensorOps.Activation(x, Epilogue.ActOf(a.Kind), Threads),
+                Activation a => TensorOps.Activation(x, Epilogue.ActOf(a.Kind), Pass),
                 Identity => x,
                 Dropout d => RunDropout(d, x, path),
                 Flatten f => TensorOps.Flatten(x, f.StartDim, f.EndDim),
-                MaxPool2d p => Pool2d(p, x, path, t => PoolKernels.MaxPool(p, t, Threads)),
-                AvgPool2d p => Pool2d(p, x, path, t => PoolKernels.AvgPool(p, t, Threads)),
-                AdaptiveAvgPool2d p => Pool2d(p, x, path, t => PoolKernels.AdaptiveAvgPool(t, p.OutputSize[0], p.OutputSize[1], Threads)),
+                MaxPool2d p => Pool2d(p, x, path, t => PoolKernels.MaxPool(p, t, Pass)),
+                AvgPool2d p => Pool2d(p, x, path, t => PoolKernels.AvgPool(p, t, Pass)),
+                AdaptiveAvgPool2d p => Pool2d(p, x, path, t => PoolKernels.AdaptiveAvgPool(t, p.OutputSize[0], p.OutputSize[1], Pass)),
                 Sequential s => RunChildren(s, x, path),
                 FusedModule f => RunFused(f, x, path),
                 UserModule u => RunUser(u, x, path),
@@ -72,7 +73,7 @@ internal sealed class Evaluator(int threads)
         foreach (var child in m.Children)
         {
             var next = Call(child.Module, current, Join(path, child.Name));
-            if (!ReferenceEquals(current, x)) Buffers.Release(current, x, next);
+            if (!ReferenceEquals(current, x)) Pass.Release(current, x, next);
             current = next;
         }
         return current;
@@ -95,7 +96,7 @@ internal sealed class Evaluator(int threads)
         try
         {
             var input = batched ? x : x.Reshape([1, .. x.Shape]);
-            var y = ConvKernels.Forward(c, input, ep, Threads);
+            var y = ConvKernels.Forward(c, input, ep, Pass);
             return batched ? y : y.Reshape(y.Shape[1..].ToArray());
         }
         catch (EngineInputException e)
@@ -122,7 +123,7 @@ internal sealed class Evaluator(int threads)
     private Tensor RunBatchNorm(BatchNorm bn, Tensor x, string path, Act act)
     {
         CheckBatchNormInput(bn, x, path);
-        try { return NormKernels.BatchNorm(bn, x, act, Threads); }
+        try { return NormKernels.BatchNorm(bn, x, act, Pass); }
         catch (EngineInputException e) { throw new ForwardException(path, bn.TypeName, e.Message); }
     }
 
@@ -136,7 +137,7 @@ internal sealed class Evaluator(int threads)
     private Tensor RunLinear(Linear l, Tensor x, string path, Epilogue ep)
     {
         CheckLinearInput(l, x, path);
-        return LinearKernels.Forward(l, x, ep, Threads);
+        return LinearKernels.Forward(l, x, ep, Pass);
     }
 
     private static Tensor RunDropout(Dropout d, Tensor x, string path)
@@ -190,7 +191,7 @@ internal sealed class Evaluator(int threads)
                 }
                 var y = RunConv(c, x, headPath, Epilogue.Bias(c.Bias?.RawFloat32));
                 var z = RunBatchNorm(bn, y, bnPath, actKind);
-                Buffers.Release(y, x, z);
+                Pass.Release(y, x, z);
                 return z;
             }
             case Linear l:
@@ -204,7 +205,7 @@ internal sealed class Evaluator(int threads)
                 }
                 var y = RunLinear(l, x, headPath, Epilogue.Bias(l.Bias?.RawFloat32));
                 var z = RunBatchNorm(bn, y, bnPath, actKind);
-                Buffers.Release(y, x, z);
+                Pass.Release(y, x, z);
                 return z;
             }
             case BatchNorm first when bn is null:

@@ -19,13 +19,25 @@ namespace Fusion.Dsl.Engine;
 /// <c>BNReLU</c> is one pass too. A plain <c>Sequential</c> of the same layers runs layer by layer.
 /// </para>
 /// <para>
-/// When no module of the model has hooks (so no intermediate tensor can be observed), the storage of intermediates
-/// is recycled as soon as they are dead, within the pass and across passes; up to 256 MiB of such buffers stay
-/// pooled between passes. Tensors returned to the caller are never reused.
+/// <see cref="Run(Module, Tensor, ForwardOptions?)"/> is the convenience form of <see cref="EngineSession"/>: each call
+/// runs a short-lived session over one process-wide default store of packed weights and one process-wide pool of
+/// intermediate buffers, so repeated calls on a model pack its weights once, as they always have. Those packs are kept
+/// per weight tensor, weakly: they go when the model's tensors are collected, and a model and its fused copy share
+/// the packs of the layers fusion left alone. The pool keeps at most 256 MiB for every caller together, recycled only
+/// when the model has no hooks (so no intermediate can be observed); tensors returned are never reused. A service
+/// that must release a model's memory at a known point, or give models separate thread or memory budgets, opens an
+/// <see cref="EngineSession"/> instead (docs/decisions/engine-session.md). <see cref="EngineMemory"/> accounts for the
+/// process-wide stores.
 /// </para>
 /// </summary>
 public static class Forward
 {
+    /// <summary>The packed weights of every <see cref="Run(Module, Tensor, ForwardOptions?)"/> call (weakly per tensor).</summary>
+    internal static PackStore SharedPacks { get; } = new();
+
+    /// <summary>The intermediate buffers pooled by every <see cref="Run(Module, Tensor, ForwardOptions?)"/> call.</summary>
+    internal static BufferPool SharedPool { get; } = new(BufferPool.DefaultMaxBytes);
+
     /// <summary>Runs <paramref name="module"/> on <paramref name="input"/> using every core.</summary>
     /// <exception cref="ForwardException">The input is not float32 or does not fit a module, a size would pass the limits, or a
     /// module cannot run (see the message for the path).</exception>
@@ -39,10 +51,8 @@ public static class Forward
     {
         ArgumentNullException.ThrowIfNull(module);
         ArgumentNullException.ThrowIfNull(input);
-        if (input.DType != DType.Float32)
-            throw new ForwardException("", module.TypeName, $"the input must be float32, got {input.DType} of shape {Tensor.ShapeString(input.Shape)}");
         var threads = (options ?? ForwardOptions.Default).ResolvedThreads;
-        using var recycling = Buffers.Enter(module);
-        return new Evaluator(threads).Call(module, input, "");
+        using var session = EngineSession.Borrowing(module, threads, SharedPacks, SharedPool);
+        return session.Run(input);
     }
 }

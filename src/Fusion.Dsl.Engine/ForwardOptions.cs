@@ -15,10 +15,14 @@ public sealed record ForwardOptions
 
     /// <summary>The thread count to use, validated.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><see cref="Threads"/> is zero or negative.</exception>
-    internal int ResolvedThreads => Threads switch
+    internal int ResolvedThreads => ResolveThreads(Threads, nameof(ForwardOptions));
+
+    /// <summary><paramref name="threads"/>, or every core when it is null; <paramref name="owner"/> names the options type in the error.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="threads"/> is zero or negative.</exception>
+    internal static int ResolveThreads(int? threads, string owner) => threads switch
     {
         null => Environment.ProcessorCount,
         > 0 and var t => t,
-        var t => throw new ArgumentOutOfRangeException(nameof(Threads), t, "ForwardOptions.Threads must be positive (or null for every core)"),
+        var t => throw new ArgumentOutOfRangeException(nameof(Threads), t, $"{owner}.Threads must be positive (or null for every core)"),
     };
 }

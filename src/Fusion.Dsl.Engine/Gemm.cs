@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -43,10 +42,10 @@ internal readonly struct CTarget(float[] data, long offset, long imageStride, lo
 }
 
 /// <summary>
-/// Single-precision GEMM <c>C = epilogue(A·B)</c> for batches of grouped problems: A (weights) packed once into
-/// <see cref="MR"/>-row panels and cached per weight tensor, B packed per task into <see cref="NR"/>-column panels,
-/// a 6×16 register-blocked FMA micro-kernel, and bias/BatchNorm/activation applied while the tile is written out.
-/// Tasks are (image, group, row block, column strip) and run on up to <c>threads</c> cores.
+/// Single-precision GEMM <c>C = epilogue(A·B)</c> for batches of grouped problems: A (weights) packed into
+/// <see cref="MR"/>-row panels once per weight tensor (kept by the session's <see cref="PackStore"/>), B packed per task
+/// into <see cref="NR"/>-column panels, a 6×16 register-blocked FMA micro-kernel, and bias/BatchNorm/activation applied
+/// while the tile is written out. Tasks are (image, group, row block, column strip) and run on up to <c>threads</c> cores.
 /// </summary>
 internal static unsafe class Gemm
 {
@@ -180,19 +179,6 @@ internal static unsafe class Gemm
         var scale = rowScale is null ? fold.ChannelScale : rowScale(fold.ChannelScale);
         return PackA(fold.Source, groups, m, k, groupStride, rowStride, colStride, scale, threads);
     }
-
-    private static readonly ConditionalWeakTable<Tensor, ConcurrentDictionary<(int, int, int), float[]>> Cache = new();
-
-    /// <summary>
-    /// The packed form of a weight tensor for one layout, computed once per tensor (tensors are immutable, so the
-    /// pack can never go stale; it lives as long as the tensor).
-    /// </summary>
-    public static float[] CachedPack(Tensor weight, (int Kind, int Groups, int Extra) layout, Func<float[]> pack)
-        => Cache.GetValue(weight, _ => new()).GetOrAdd(layout, _ => pack());
-
-    /// <summary>Bytes of every packed form cached for <paramref name="weight"/> (0 before a pass has packed it).</summary>
-    public static long CachedBytes(Tensor weight)
-        => Cache.TryGetValue(weight, out var packs) ? packs.Values.Sum(p => (long)p.Length * sizeof(float)) : 0;
 
     /// <summary>
     /// Runs <c>batch·groups</c> GEMMs of <paramref name="m"/>×<paramref name="k"/> by <paramref name="k"/>×<c>b.Columns</c>.

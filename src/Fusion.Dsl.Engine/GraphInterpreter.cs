@@ -20,7 +20,7 @@ internal static class GraphInterpreter
         var values = new Dictionary<string, object?>(StringComparer.Ordinal);
         // Remaining reads of each node's value; when the last one has run, the value is dead and lets go of its storage.
         var uses = new Dictionary<string, int>(StringComparer.Ordinal);
-        var storage = Buffers.Recycling ? new StorageOwners(input) : null;
+        var storage = ev.Pass.Recycling ? new StorageOwners(ev.Pass, input) : null;
         if (storage is not null)
             foreach (var node in graph.Nodes)
                 foreach (var r in node.Inputs)
@@ -97,13 +97,13 @@ internal static class GraphInterpreter
     }
 
     /// <summary>
-    /// Which live values hold which storage, so that an array goes back to <see cref="Buffers"/> exactly when the last
+    /// Which live values hold which storage, so that an array goes back to the pass's <see cref="BufferPool"/> exactly when the last
     /// live value holding it dies. Values share storage through views (reshape, flatten, an Identity, a fused group's
     /// Identity members) and through in-place rebinding; a value holds its storage from when it is produced until its
     /// last read, once, so rebinding a value that already died holds nothing (counting it again once returned a storage
     /// that a live view still read: the fused ResNet defect).
     /// </summary>
-    private sealed class StorageOwners(Tensor input)
+    private sealed class StorageOwners(Pass pass, Tensor input)
     {
         private readonly Dictionary<string, Tensor> _held = new(StringComparer.Ordinal);
         private readonly Dictionary<float[], int> _holders = new(ReferenceEqualityComparer.Instance);
@@ -123,7 +123,7 @@ internal static class GraphInterpreter
             var array = t.RawFloat32;
             if (--_holders[array] > 0) return;
             _holders.Remove(array);
-            Buffers.Release(t, input);
+            pass.Release(t, input);
         }
 
         /// <summary>A live <paramref name="name"/> now reads <paramref name="t"/>: it moves its hold there. A dead one holds nothing.</summary>
@@ -175,7 +175,7 @@ internal static class GraphInterpreter
 
     private static object? Evaluate(Evaluator ev, OpCall a)
     {
-        var t = ev.Threads;
+        var t = ev.Pass;
         var node = a.Node;
         var self = a.Op.Parameters[0].Name;
         Tensor X() => a.Get<Tensor>(self, "a tensor");
@@ -194,7 +194,7 @@ internal static class GraphInterpreter
             {
                 var list = a.Get<IReadOnlyList<object?>>("tensors", "a list of tensors");
                 var parts = list.Select(v => v as Tensor ?? throw a.Error("tensors", "a list of tensors")).ToArray();
-                return TensorOps.Cat(parts, a.Long("dim"));
+                return TensorOps.Cat(parts, a.Long("dim"), t);
             }
             case "adaptive_avg_pool2d":
             {
@@ -220,11 +220,11 @@ internal static class GraphInterpreter
         }
     }
 
-    private static object BinaryOp(GraphNode node, TensorOps.Binary op, object? a, object? b, int threads) => (a, b) switch
+    private static object BinaryOp(GraphNode node, TensorOps.Binary op, object? a, object? b, Pass pass) => (a, b) switch
     {
-        (Tensor x, Tensor y) => TensorOps.Apply(op, x, y, threads),
-        (Tensor x, long or double) => TensorOps.Apply(op, x, Convert.ToDouble(b, System.Globalization.CultureInfo.InvariantCulture)),
-        (long or double, Tensor y) => TensorOps.Apply(op, y, Convert.ToDouble(a, System.Globalization.CultureInfo.InvariantCulture)),
+        (Tensor x, Tensor y) => TensorOps.Apply(op, x, y, pass),
+        (Tensor x, long or double) => TensorOps.Apply(op, x, Convert.ToDouble(b, System.Globalization.CultureInfo.InvariantCulture), pass),
+        (long or double, Tensor y) => TensorOps.Apply(op, y, Convert.ToDouble(a, System.Globalization.CultureInfo.InvariantCulture), pass),
         (long x, long y) => op == TensorOps.Binary.Add ? x + y : x * y,
         (long or double, long or double) => op == TensorOps.Binary.Add
             ? Convert.ToDouble(a, System.Globalization.CultureInfo.InvariantCulture) + Convert.ToDouble(b, System.Globalization.CultureInfo.InvariantCulture)

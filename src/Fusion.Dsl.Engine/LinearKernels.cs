@@ -8,7 +8,7 @@ namespace Fusion.Dsl.Engine;
 /// <summary>
 /// <c>Linear</c> over the last dimension: <c>y[r, o] = epilogue_o(Σ_k x[r, k]·W[o, k])</c>. Few rows run as
 /// vectorised dot products (a GEMV, the batch-1 classifier case); more rows run on the GEMM with the weight as the
-/// packed A operand (cached) and the input read transposed, so the per-output epilogue is a per-row one.
+/// packed A operand (packed once, kept by the session) and the input read transposed, so the per-output epilogue is a per-row one.
 /// </summary>
 internal static unsafe class LinearKernels
 {
@@ -18,13 +18,14 @@ internal static unsafe class LinearKernels
     private const int GemvRows = 4;
 
     /// <summary>The layer on an input whose last dimension is <c>in_features</c> (checked by the caller).</summary>
-    public static Tensor Forward(Linear linear, Tensor x, Epilogue ep, int threads)
+    public static Tensor Forward(Linear linear, Tensor x, Epilogue ep, Pass pass)
     {
+        var threads = pass.Threads;
         var inF = linear.InFeatures;
         var outF = linear.OutFeatures;
         var rows = ShapeRows(x.Shape);
         int[] shape = [.. x.Shape[..^1], outF];
-        var output = Buffers.Output(checked(rows * outF));
+        var output = pass.Output(checked(rows * outF));
         var weight = linear.Weight;
         if (rows < GemvRows || inF == 0)
         {
@@ -40,7 +41,7 @@ internal static unsafe class LinearKernels
         }
         else
         {
-            var packedA = Gemm.CachedPack(weight, (PackLinear, 1, 0), () => Gemm.PackWeight(weight, 1, outF, inF, 0, inF, 1, threads));
+            var packedA = pass.Pack(weight, (PackLinear, 1, 0), () => Gemm.PackWeight(weight, 1, outF, inF, 0, inF, 1, threads));
             var koff = new int[inF];
             for (var k = 0; k < inF; k++) koff[k] = k;
             var colBase = new int[rows];

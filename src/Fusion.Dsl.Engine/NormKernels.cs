@@ -73,21 +73,21 @@ internal static unsafe class NormKernels
     }
 
     /// <summary>BatchNorm of an input <c>[N, C, *]</c> (checked by the caller), then <paramref name="act"/>.</summary>
-    public static Tensor BatchNorm(BatchNorm bn, Tensor x, Act act, int threads)
+    public static Tensor BatchNorm(BatchNorm bn, Tensor x, Act act, Pass pass)
     {
-        var (scale, shift) = UsesBatchStatistics(bn) ? BatchAffine(bn, x, threads) : RunningAffine(bn, default);
-        return ChannelAffine(x, new Epilogue(scale, shift, act), threads);
+        var (scale, shift) = UsesBatchStatistics(bn) ? BatchAffine(bn, x, pass.Threads) : RunningAffine(bn, default);
+        return ChannelAffine(x, new Epilogue(scale, shift, act), pass);
     }
 
     /// <summary>Applies a per-channel epilogue to an input <c>[N, C, *]</c> (channels on axis 1).</summary>
-    public static Tensor ChannelAffine(Tensor x, Epilogue ep, int threads)
+    public static Tensor ChannelAffine(Tensor x, Epilogue ep, Pass pass)
     {
         var n = x.Rank == 0 ? 1 : x.Size(0);
         var c = x.Rank < 2 ? 1 : x.Size(1);
         var inner = x.Count / Math.Max(1, n * c);
-        var output = Buffers.Output(x.Count);
+        var output = pass.Output(x.Count);
         var src = x.RawFloat32;
-        Par.For(n * c, threads, inner, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int plane) =>
+        Par.For(n * c, pass.Threads, inner, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int plane) =>
         {
             var (scale, shift) = ep.At(plane % c);
             fixed (float* s = src, d = output)

@@ -20,17 +20,17 @@ internal static unsafe class PoolKernels
         return (int)o;
     }
 
-    public static Tensor MaxPool(MaxPool2d m, Tensor x, int threads)
+    public static Tensor MaxPool(MaxPool2d m, Tensor x, Pass pass)
     {
         int n = x.Size(0), c = x.Size(1), h = x.Size(2), w = x.Size(3);
         int kh = m.KernelSize[0], kw = m.KernelSize[1], sh = m.Stride[0], sw = m.Stride[1];
         int ph = m.Padding[0], pw = m.Padding[1], dh = m.Dilation[0], dw = m.Dilation[1];
         var oh = OutSize(h, kh, sh, ph, dh, m.CeilMode, "MaxPool2d");
         var ow = OutSize(w, kw, sw, pw, dw, m.CeilMode, "MaxPool2d");
-        var output = Buffers.Output(checked(n * c * oh * ow));
+        var output = pass.Output(checked(n * c * oh * ow));
         var src = x.RawFloat32;
         var g = new MaxGeometry(h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw);
-        Par.For(n * c, threads, (long)h * w * (kw + 2), (int plane) =>
+        Par.For(n * c, pass.Threads, (long)h * w * (kw + 2), (int plane) =>
         {
             var scratch = ArrayPool<float>.Shared.Rent(g.ScratchFloats);
             try
@@ -120,17 +120,17 @@ internal static unsafe class PoolKernels
         for (; i < n; i++) acc[i] = MathF.Max(acc[i], x[i]);
     }
 
-    public static Tensor AvgPool(AvgPool2d m, Tensor x, int threads)
+    public static Tensor AvgPool(AvgPool2d m, Tensor x, Pass pass)
     {
         int n = x.Size(0), c = x.Size(1), h = x.Size(2), w = x.Size(3);
         int kh = m.KernelSize[0], kw = m.KernelSize[1], sh = m.Stride[0], sw = m.Stride[1];
         int ph = m.Padding[0], pw = m.Padding[1];
         var oh = OutSize(h, kh, sh, ph, 1, m.CeilMode, "AvgPool2d");
         var ow = OutSize(w, kw, sw, pw, 1, m.CeilMode, "AvgPool2d");
-        var output = Buffers.Output(checked(n * c * oh * ow));
+        var output = pass.Output(checked(n * c * oh * ow));
         var src = x.RawFloat32;
         var includePad = m.CountIncludePad;
-        Par.For(n * c, threads, (long)oh * ow * kh * kw, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int plane) =>
+        Par.For(n * c, pass.Threads, (long)oh * ow * kh * kw, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int plane) =>
         {
             fixed (float* s0 = src, d0 = output)
             {
@@ -167,15 +167,15 @@ internal static unsafe class PoolKernels
 
     /// <summary>Adaptive average pooling with PyTorch's windows <c>[floor(i·in/out), ceil((i+1)·in/out))</c>;
     /// a null size keeps the input's size on that axis.</summary>
-    public static Tensor AdaptiveAvgPool(Tensor x, int? outH, int? outW, int threads)
+    public static Tensor AdaptiveAvgPool(Tensor x, int? outH, int? outW, Pass pass)
     {
         int n = x.Size(0), c = x.Size(1), h = x.Size(2), w = x.Size(3);
         var oh = outH ?? h;
         var ow = outW ?? w;
         if (oh <= 0 || ow <= 0) throw new EngineInputException($"adaptive_avg_pool2d: output size ({oh}, {ow}) must be positive");
-        var output = Buffers.Output(checked(n * c * oh * ow));
+        var output = pass.Output(checked(n * c * oh * ow));
         var src = x.RawFloat32;
-        Par.For(n * c, threads, (long)h * w, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int plane) =>
+        Par.For(n * c, pass.Threads, (long)h * w, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (int plane) =>
         {
             fixed (float* s0 = src, d0 = output)
             {

@@ -11,12 +11,12 @@ internal static unsafe class TensorOps
     private const int Chunk = 1 << 14;
 
     /// <summary>An activation over every element.</summary>
-    public static Tensor Activation(Tensor x, Act act, int threads)
+    public static Tensor Activation(Tensor x, Act act, Pass pass)
     {
-        var output = Buffers.Output(x.Count);
+        var output = pass.Output(x.Count);
         var src = x.RawFloat32;
         var chunks = (x.Count + Chunk - 1) / Chunk;
-        Par.For(chunks, threads, Chunk, (int i) =>
+        Par.For(chunks, pass.Threads, Chunk, (int i) =>
         {
             var start = i * Chunk;
             var len = Math.Min(Chunk, src.Length - start);
@@ -30,16 +30,16 @@ internal static unsafe class TensorOps
 
     /// <summary><c>a op b</c> with PyTorch's broadcasting (trailing dimensions aligned; size 1 stretches).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static Tensor Apply(Binary op, Tensor a, Tensor b, int threads)
+    public static Tensor Apply(Binary op, Tensor a, Tensor b, Pass pass)
     {
         var shape = BroadcastShape(a.Shape, b.Shape);
         var count = Tensor.Product(shape);
-        var output = Buffers.Output(count);
+        var output = pass.Output(count);
         float[] x = a.RawFloat32, y = b.RawFloat32;
         if (a.Shape.SequenceEqual(b.Shape))
         {
             var chunks = (count + Chunk - 1) / Chunk;
-            Par.For(chunks, threads, Chunk, (int i) =>
+            Par.For(chunks, pass.Threads, Chunk, (int i) =>
             {
                 var start = i * Chunk;
                 fixed (float* px = x, py = y, pd = output) Same(op, px + start, py + start, pd + start, Math.Min(Chunk, count - start));
@@ -84,11 +84,11 @@ internal static unsafe class TensorOps
     }
 
     /// <summary><c>a op scalar</c> (the scalar is taken as float32, as PyTorch does for a float tensor).</summary>
-    public static Tensor Apply(Binary op, Tensor a, double scalar)
+    public static Tensor Apply(Binary op, Tensor a, double scalar, Pass pass)
     {
         var s = (float)scalar;
         var src = a.RawFloat32;
-        var output = Buffers.Output(src.Length);
+        var output = pass.Output(src.Length);
         for (var i = 0; i < src.Length; i++) output[i] = op == Binary.Add ? src[i] + s : src[i] * s;
         return Tensor.Adopt(output, a.Shape.ToArray());
     }
@@ -173,7 +173,7 @@ internal static unsafe class TensorOps
     }
 
     /// <summary><c>torch.cat(tensors, dim)</c>.</summary>
-    public static Tensor Cat(IReadOnlyList<Tensor> parts, long dim)
+    public static Tensor Cat(IReadOnlyList<Tensor> parts, long dim, Pass pass)
     {
         if (parts.Count == 0) throw new EngineInputException("cat: expected a non-empty list of tensors");
         var first = parts[0];
@@ -194,7 +194,7 @@ internal static unsafe class TensorOps
         for (var i = 0; i < d; i++) outer *= shape[i];
         var inner = 1;
         for (var i = d + 1; i < shape.Length; i++) inner *= shape[i];
-        var output = Buffers.Output(Tensor.Product(shape));
+        var output = pass.Output(Tensor.Product(shape));
         var offset = 0;
         foreach (var p in parts)
         {

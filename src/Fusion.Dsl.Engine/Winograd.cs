@@ -72,8 +72,9 @@ internal static unsafe class Winograd
     /// Computed in passes over tile rows that hold at most <paramref name="chunkFloats"/> transformed values (tests pass
     /// less than <see cref="ChunkFloats"/> to reach several passes on small inputs; the passes change no bit).
     /// </summary>
-    public static Tensor? TryForward(Conv conv, ConvGeometry geo, Tensor input, Epilogue ep, int threads, long chunkFloats = ChunkFloats)
+    public static Tensor? TryForward(Conv conv, ConvGeometry geo, Tensor input, Epilogue ep, Pass forwardPass, long chunkFloats = ChunkFloats)
     {
+        var threads = forwardPass.Threads;
         var x = input.RawFloat32;
         int cin = geo.InChannels, cout = geo.OutChannels, oh = geo.Out[1], ow = geo.Out[2];
         int th = (oh + 1) / 2, tw = (ow + 1) / 2;
@@ -90,9 +91,9 @@ internal static unsafe class Winograd
         static float[]? PerImage(float[]? a, int k) => a is null || k == 1 ? a : [.. a.SelectMany(f => Enumerable.Repeat(f, k))];
         var wideEp = new Epilogue(PerImage(ep.Scale, images), PerImage(ep.Shift, images), ep.Activation);
         var weight = conv.Weight;
-        var packedU = Gemm.CachedPack(weight, (PackWinograd, 1, 0), () => PackWeights(weight, cin, cout, threads));
+        var packedU = forwardPass.Pack(weight, (PackWinograd, 1, 0), () => PackWeights(weight, cin, cout, threads));
         if (packedU.Length == 0) return null;
-        var output = Buffers.Output(checked(geo.Batch * cout * oh * ow));
+        var output = forwardPass.Output(checked(geo.Batch * cout * oh * ow));
         var v = ArrayPool<float>.Shared.Rent(checked(Xi * cin * tiles * images));
         // Eight floats of slack: the output transform's vector loads of a row shorter than eight tiles run past its end.
         var m = ArrayPool<float>.Shared.Rent(checked(Xi * cout * tiles * images + 8));

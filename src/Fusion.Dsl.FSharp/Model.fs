@@ -37,6 +37,12 @@ let inline train (model: Module) = model.Train(true)
 [<CompiledName("Forward")>]
 let inline forward (input: Fusion.Dsl.Tensors.Tensor) (model: Module) = Fusion.Dsl.Engine.Forward.Run(model, input)
 
+[<CompiledName("Session")>]
+let session (model: Module) = Fusion.Dsl.Engine.EngineSession.Open model
+
+[<CompiledName("SessionWith")>]
+let sessionWith (options: Fusion.Dsl.Engine.EngineSessionOptions) (model: Module) = Fusion.Dsl.Engine.EngineSession.Open(model, options)
+
 [<CompiledName("Eval")>]
 let inline eval (model: Module) = model.Eval()
 

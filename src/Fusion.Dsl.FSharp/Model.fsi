@@ -5,6 +5,7 @@ module Fusion.Dsl.FSharp.Model
 open Fusion.Dsl.Algebra
 open Fusion.Dsl.Tensors
 open Fusion.Dsl.Analysis
+open Fusion.Dsl.Engine
 
 /// The module at a dotted path; raises ModulePathException naming the missing segment.
 [<CompiledName("Get")>]
@@ -36,9 +37,20 @@ val inline parameterCount: model: Module -> int64
 /// The tree in training mode (subtrees already in that mode shared).
 [<CompiledName("Train")>]
 val inline train: model: Module -> Module
-/// Runs the model's forward pass on a batch (`model |> Model.forward x`); the model is not changed.
+/// Runs the model's forward pass on a batch (`model |> Model.forward x`); the model is not changed. It goes through
+/// `Forward.Run`, whose process-wide store keeps the packed weights of every model it has run (until the model is
+/// collected), so repeated calls pack them once; `session` frees them at a known point and sets budgets.
 [<CompiledName("Forward")>]
 val inline forward: input: Tensor -> model: Module -> Tensor
+/// Opens an engine session on the model (every core, up to 256 MiB of pooled buffers): it holds the packed weights and
+/// intermediate buffers of its passes until disposed. `use session = model |> Model.session` then
+/// `session |> Session.run x`.
+[<CompiledName("Session")>]
+val session: model: Module -> EngineSession
+/// `session` with budgets: `model |> Model.sessionWith (EngineSessionOptions(Threads = 2, MaxPooledBufferBytes = 64L <<< 20))`.
+/// Raises ArgumentOutOfRangeException for a thread count below one or a negative limit.
+[<CompiledName("SessionWith")>]
+val sessionWith: options: EngineSessionOptions -> model: Module -> EngineSession
 /// The tree in eval mode (subtrees already in that mode shared).
 [<CompiledName("Eval")>]
 val inline eval: model: Module -> Module

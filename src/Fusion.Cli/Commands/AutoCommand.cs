@@ -16,10 +16,10 @@ internal static class AutoCommand
     {
         var model = new ModelSource.Options();
         var json = new Option<bool>("--json") { Description = "print the groups as the JSON list fuse_modules takes" };
-        var rulesOption = new Option<string>("--rules") { Description = "default (PyTorch's patterns) or extended (plus this project's)", DefaultValueFactory = _ => "default" };
-        rulesOption.AcceptOnlyFromAmong("default", "extended");
+        var rulesOption = ModelOutput.RulesOption();
+        var dynamicBatch = ModelOutput.DynamicBatchOption();
         var qat = new Option<bool>("--qat") { Description = "find groups for fuse_modules_qat" };
-        var output = new Option<string?>("--out") { Description = "fuse the groups found, verify the result on a probe input and write it: FILE.onnx (ONNX) or a fusion-model/1 file" };
+        var output = new Option<string?>("--out") { Description = "fuse the groups found, verify the result on a probe input and write it, by extension: FILE.onnx (ONNX), FILE.pt/.pth or FILE.safetensors (the state_dict), else a fusion-model/1 file" };
         output.Validators.Add(Validate.FileName);
         var noVerify = Verification.NoVerifyOption();
         var c = model.AddTo(new Command("auto", "find every group the rules can fuse safely"));
@@ -28,14 +28,20 @@ internal static class AutoCommand
         c.Options.Add(qat);
         c.Options.Add(output);
         c.Options.Add(noVerify);
+        c.Options.Add(dynamicBatch);
         c.SetAction(r =>
         {
             var src = model.Load(r);
             if (r.GetValue(output) is { } target) ModelOutput.RefuseUnsafeTargets(target, oneFile: false, src);
             var rulesName = r.GetValue(rulesOption)!;
-            var rules = rulesName == "extended" ? RuleSet.Extended : RuleSet.Default;
+            var rules = ModelOutput.Rules(rulesName);
             var isQat = r.GetValue(qat);
             var groups = Fuser.FindFusableGroups(src.Model, rules, isQat);
+            // Eval fusion folds a BatchNorm only in eval mode, so a model saved in training mode shows fewer groups: say why.
+            var training = isQat ? 0 : src.Model.NamedModules().Count(kv => kv.Value.Training);
+            if (training > 0)
+                (r.GetValue(json) ? Console.Error : Console.Out).WriteLine(
+                    $"note: {training} module(s) are in training mode, and eval fusion folds a BatchNorm only in eval mode, so groups holding one were left out; add --eval to fuse the model as model.eval() would, or --qat for fuse_modules_qat");
             if (r.GetValue(json)) Console.Out.WriteLine(JsonSerializer.Serialize(groups));
             else
             {
@@ -56,7 +62,7 @@ internal static class AutoCommand
                 try
                 {
                     if (!Verification.Passes(src, fused, r.GetValue(noVerify), Console.Out, outPath)) return 1;
-                    ModelOutput.Write(outPath, fused, src, $"{src.Label} fused by fusion auto");
+                    ModelOutput.Write(outPath, fused, src, $"{src.Label} fused by fusion auto", r.GetValue(dynamicBatch));
                 }
                 finally { Console.SetOut(previous); }
             }

@@ -14,7 +14,8 @@ namespace Fusion.Cli.Commands;
 /// <c>fuse_ms</c>, <c>forward_unfused_ms</c>, <c>forward_fused_ms</c>, <c>fuse_alloc_bytes</c>, <c>threads</c>, <c>groups</c>,
 /// and beside them <c>folded_bytes</c> (the bytes the tensors fusion creates hold once computed: folded weights are
 /// computed on first read, so <c>fuse_alloc_bytes</c> counts only the new biases and modules) and
-/// <c>fuse_then_forward_ms</c> (a fresh fusion plus the first forward pass through it, which packs its weights).
+/// <c>fuse_then_forward_ms</c> (a fresh fusion plus the first forward pass through it, which packs its weights). The timed
+/// forward passes run in one <see cref="EngineSession"/> per model with <c>--threads</c> cores.
 /// <c>--batch N</c> runs the forward passes on <c>N</c> images at once: the <c>forward_*_ms</c> keys are then milliseconds
 /// per batch, and <c>batch</c>, <c>images_per_s</c> (fused) and <c>images_per_s_unfused</c> give the throughput.
 /// <c>--memory</c> measures peak working sets instead (<see cref="BenchMemory"/>).
@@ -62,7 +63,7 @@ internal static class BenchCommand
 
         var z = ModelZoo.Create(name, seed: 1, randomizeBatchNorm: true);
         var x = BatchProbe(z, batch);
-        var options = new ForwardOptions { Threads = threads };
+        var options = new EngineSessionOptions { Threads = threads };
         var groups = z.FuseGroups.Select(g => (IEnumerable<string>)g).ToList();
 
         // Each timed block starts after a full collection: garbage left by an earlier block (fusion makes 94 MB of it per
@@ -81,7 +82,11 @@ internal static class BenchCommand
         // warm-up, as tools/bench/pytorch_bench.py times PyTorch's side: with tiering off, the warm-up has compiled every
         // method, so no JIT time is in it (a fresh process compiles about 150 methods during its first pass).
         Progress($"fuse then first forward, {runs} runs after warm-up...");
-        var fuseThenForwardMs = Timing.MedianMs(() => Forward.Run(Fuser.FuseModules(z.Model, groups), x, options), runs, warmup: 1);
+        // Through Forward.Run, whose process-wide buffer pool stays warm from run to run: the number is fusion's deferred
+        // work (folding while packing), not fresh buffers. A fresh session per run faults its buffers in anew, which cost
+        // mobilenet_v2 (4.8 MB expansions) about 10 ms more here (medians of three runs: 46.5 against 33.8 ms).
+        var fuseThenForwardMs = Timing.MedianMs(() => Forward.Run(Fuser.FuseModules(z.Model, groups), x, new ForwardOptions { Threads = threads }),
+            runs, warmup: 1);
         Settle();
         // Counted for the whole process: folding large weights runs on both cores. Nothing else runs meanwhile.
         var before = GC.GetTotalAllocatedBytes(precise: true);
@@ -93,11 +98,13 @@ internal static class BenchCommand
 
         Settle();
         Progress($"forward unfused, {runs} runs after warm-up...");
-        var unfusedMs = Timing.MedianMs(() => Forward.Run(z.Model, x, options), runs, warmup: 3);
+        using var unfusedSession = EngineSession.Open(z.Model, options);
+        var unfusedMs = Timing.MedianMs(() => unfusedSession.Run(x), runs, warmup: 3);
         Settle();
         Progress($"forward fused, {runs} runs after warm-up...");
-        var fusedMs = Timing.MedianMs(() => Forward.Run(fused, x, options), runs, warmup: 3);
-        var diff = Forward.Run(fused, x, options).MaxAbsDiff(Forward.Run(z.Model, x, options));
+        using var fusedSession = EngineSession.Open(fused, options);
+        var fusedMs = Timing.MedianMs(() => fusedSession.Run(x), runs, warmup: 3);
+        var diff = fusedSession.Run(x).MaxAbsDiff(unfusedSession.Run(x));
         double ImagesPerS(double ms) => batch * 1000.0 / ms;
 
         if (json)

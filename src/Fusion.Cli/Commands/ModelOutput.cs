@@ -1,15 +1,29 @@
+using System.CommandLine;
 using Fusion.Dsl.Algebra;
 using Fusion.Dsl.IO;
 using Fusion.Dsl.Onnx;
 
+using Fusion.Dsl.Rules;
+
 namespace Fusion.Cli.Commands;
 
-/// <summary>Writes a model where <c>--out</c> says: <c>FILE.onnx</c> as ONNX (for the model's input shape), anything else
-/// in the <c>fusion-model/1</c> format.</summary>
+/// <summary>Writes a model where <c>--out</c> says, by its extension: <c>FILE.onnx</c> as ONNX (for the model's input
+/// shape), <c>FILE.pt</c>/<c>FILE.pth</c> as the state_dict <c>torch.save</c> writes, <c>FILE.safetensors</c> as a
+/// safetensors state_dict, anything else (<c>FILE.json</c>, a directory) in the <c>fusion-model/1</c> format.</summary>
 internal static class ModelOutput
 {
     /// <summary>Whether <paramref name="path"/> names an ONNX file.</summary>
     public static bool IsOnnx(string path) => path.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Whether <paramref name="path"/> names a <c>torch.save</c> state_dict.</summary>
+    public static bool IsCheckpoint(string path)
+        => path.EndsWith(".pt", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".pth", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Whether <paramref name="path"/> names a safetensors state_dict.</summary>
+    public static bool IsSafeTensors(string path) => path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Whether writing <paramref name="path"/> writes exactly that one file (not the model format's pair).</summary>
+    public static bool IsOneFile(string path) => IsOnnx(path) || IsCheckpoint(path) || IsSafeTensors(path);
 
     /// <summary>
     /// The one check every command makes before it fuses or writes anything: the files that writing
@@ -24,7 +38,7 @@ internal static class ModelOutput
     public static void RefuseUnsafeTargets(string path, bool oneFile, ModelSource src, params string?[] otherInputs)
     {
         string[] targets;
-        if (oneFile || IsOnnx(path)) targets = [path];
+        if (oneFile || IsOneFile(path)) targets = [path];
         else
         {
             var json = ModelFile.JsonPathFor(path);
@@ -33,12 +47,38 @@ internal static class ModelOutput
         OutputFile.RefuseInputs(targets, [.. src.InputFiles, .. otherInputs]);
     }
 
-    /// <summary>Writes <paramref name="model"/> and says what was written; an ONNX file read with a symbolic batch is written
-    /// with one again.</summary>
-    /// <exception cref="UsageException">An ONNX file is asked for but no input shape is known.</exception>
-    public static void Write(string path, Module model, ModelSource src, string description)
+    /// <summary>The <c>--dynamic-batch</c> option of a command that may write ONNX.</summary>
+    public static Option<bool> DynamicBatchOption() => new("--dynamic-batch") { Description = "when writing ONNX, make the input's first dimension symbolic, so any batch size runs" };
+
+    /// <summary>The <c>--rules</c> option of a command that fuses: PyTorch's patterns, or this project's extended set.</summary>
+    public static Option<string> RulesOption()
     {
-        var dynamicBatch = src.DynamicBatch;
+        var o = new Option<string>("--rules") { Description = "default (PyTorch's patterns) or extended (plus this project's)", DefaultValueFactory = _ => "default" };
+        o.AcceptOnlyFromAmong("default", "extended");
+        return o;
+    }
+
+    /// <summary>The rule set a <see cref="RulesOption"/> value names.</summary>
+    public static RuleSet Rules(string name) => name == "extended" ? RuleSet.Extended : RuleSet.Default;
+
+    /// <summary>Writes <paramref name="model"/> and says what was written; an ONNX file read with a symbolic batch, or
+    /// asked for with <paramref name="dynamicBatch"/>, is written with a symbolic batch.</summary>
+    /// <exception cref="UsageException">An ONNX file is asked for but no input shape is known.</exception>
+    public static void Write(string path, Module model, ModelSource src, string description, bool dynamicBatch = false)
+    {
+        if (IsCheckpoint(path))
+        {
+            TorchCheckpoint.Write(path, model.StateDict());
+            Console.Out.WriteLine($"wrote {path} (load it with model.load_state_dict(torch.load(path)))");
+            return;
+        }
+        if (IsSafeTensors(path))
+        {
+            SafeTensors.Write(path, model.StateDict());
+            Console.Out.WriteLine($"wrote {path} (load it with model.load_state_dict(fusion_torch.load_state_dict(path)))");
+            return;
+        }
+        dynamicBatch |= src.DynamicBatch;
         if (IsOnnx(path))
         {
             if (src.InputShape.IsEmpty) throw new UsageException($"writing {path} needs the input shape: give --input-shape, e.g. 1,3,224,224");

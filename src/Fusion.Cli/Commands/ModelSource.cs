@@ -34,19 +34,23 @@ internal sealed record ModelSource(string Label, Module Model, Tensor? ProbeInpu
         public Option<int> Seed { get; } = new("--seed") { Description = "seed of the zoo's random weights and of the probe input", DefaultValueFactory = _ => 1 };
         public Option<string?> InputShape { get; } = new("--input-shape") { Description = "probe input shape, e.g. 1,3,224,224 (default: the model's own)" };
         public Option<string?> Weights { get; } = new("--weights") { Description = "load a state_dict (a torch.save .pt/.pth or a safetensors file, PyTorch's keys) into the model" };
+        public Option<bool> Eval { get; } = new("--eval") { Description = "put the whole model in eval mode first, as model.eval() does (for a model saved in training mode)" };
 
         /// <summary>Adds the argument and options to <paramref name="command"/>.</summary>
         public Command AddTo(Command command)
         {
             command.Arguments.Add(File);
-            foreach (var o in new Option[] { Zoo, Seed, InputShape, Weights }) command.Options.Add(o);
+            foreach (var o in new Option[] { Zoo, Seed, InputShape, Weights, Eval }) command.Options.Add(o);
             return command;
         }
 
         /// <summary>Loads the model the command line names.</summary>
         /// <exception cref="UsageException">Neither or both of a file and <c>--model</c> were given, or a value is malformed.</exception>
         public ModelSource Load(ParseResult r)
-            => From(r.GetValue(File), r.GetValue(Zoo), r.GetValue(Seed), r.GetValue(InputShape), r.GetValue(Weights));
+        {
+            var src = From(r.GetValue(File), r.GetValue(Zoo), r.GetValue(Seed), r.GetValue(InputShape), r.GetValue(Weights));
+            return r.GetValue(Eval) ? src with { Model = src.Model.Eval() } : src;
+        }
     }
 
     /// <summary>Loads the model from a file or the zoo.</summary>
@@ -83,6 +87,8 @@ internal sealed record ModelSource(string Label, Module Model, Tensor? ProbeInpu
             var onnx = Fusion.Dsl.Onnx.OnnxModel.Load(file);
             return (onnx.Model, null, [.. onnx.InputShape], onnx.DynamicBatch, [.. onnx.Files]);
         }
+        if (StateDictFile.KindOf(file) is { } stateDict)
+            throw new UsageException($"{file} is a {stateDict} state_dict, not a model: give the model (exported with python3 -m fusion_torch export, or --model NAME) and pass this file as --weights {file}");
         var json = ModelFile.JsonPathFor(file);
         if (ModelFile.FormatOf(json) == FixtureModel.Format)
         {

@@ -34,11 +34,18 @@ internal static class Verification
             report.WriteLine("verification skipped: the model file holds no input shape; give --input-shape to probe it");
             return true;
         }
+        // One pass each, in sessions disposed right after: the packs and buffers of both models are released before the
+        // command goes on to write (Forward.Run would keep the packs while the models live).
+        Tensor Once(Module model)
+        {
+            using var session = EngineSession.Open(model);
+            return session.Run(x);
+        }
         Tensor before, after;
         try
         {
-            before = Forward.Run(src.Model, x);
-            after = Forward.Run(fused, x);
+            before = Once(src.Model);
+            after = Once(fused);
         }
         catch (ForwardException e) when (e.Unsupported)
         {

@@ -25,7 +25,7 @@ internal sealed class OnnxImporter
     private static readonly string[] Supported =
     [
         "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant", "Conv", "ConvTranspose", "Dropout", "Flatten",
-        "Gemm", "GlobalAveragePool", "HardSigmoid", "HardSwish", "Identity", "MatMul", "MaxPool", "Mul", "Pad (before a Conv)", "Relu", "Reshape",
+        "Gemm", "GlobalAveragePool", "HardSigmoid", "HardSwish", "Identity", "MatMul", "MaxPool", "Mul", "Pad (all zero, or before a Conv or an AveragePool)", "Relu", "Reshape",
         "Sigmoid (with Mul: SiLU)", "Squeeze", "Transpose (of a weight)", "Unsqueeze",
     ];
 
@@ -505,8 +505,16 @@ internal sealed class OnnxImporter
         var pads = Int64Constant(n, 1, "pads");
         var consumers = Readers(n.Output[0]);
         var rank = x.Rank - 2;
-        if (consumers.Count != 1 || consumers[0].OpType != "Conv" || _uses.GetValueOrDefault(n.Output[0]) != 1 || rank < 1 || pads.Length != 2 * x.Rank)
-            throw Error(n.Name, $"{NodeKey(n)}: a Pad is read only as the padding of the one Conv it feeds");
+        // torch 1.13 writes an all-zero Pad before the AveragePool of an AvgPool2d(count_include_pad=True): the identity.
+        if (pads.All(p => p == 0))
+        {
+            _values[n.Output[0]] = x;
+            return;
+        }
+        // ... and F.avg_pool2d(x, k, s, padding) as a zero Pad then an AveragePool without pads: PyTorch's padded average.
+        var intoPool = consumers.Count == 1 && consumers[0].OpType == "AveragePool" && mode == "constant";
+        if (consumers.Count != 1 || !(consumers[0].OpType == "Conv" || intoPool) || _uses.GetValueOrDefault(n.Output[0]) != 1 || rank < 1 || pads.Length != 2 * x.Rank)
+            throw Error(n.Name, $"{NodeKey(n)}: a Pad that pads something is read only as the padding of the one Conv or AveragePool it feeds");
         if (n.Input.Count > 2 && n.Input[2].Length > 0 && Constant(n.Input[2]) is { } v && v.Count == 1 && v[0] != 0)
             throw Error(n.Name, $"{NodeKey(n)}: padding with {v[0]} instead of zeros has no PyTorch convolution");
         var spatial = new int[2 * rank];
@@ -640,6 +648,17 @@ internal sealed class OnnxImporter
         var kernel = AttrInts(n, "kernel_shape") is { Length: 2 } ? Ints(n, "kernel_shape", 2, 0) : throw Error(n.Name, $"{NodeKey(n)} needs a 2-d kernel_shape");
         var stride = Ints(n, "strides", 2, 1);
         var pads = SymmetricPads(n, 2);
+        var countPad = AttrInt(n, "count_include_pad", 0) != 0;
+        if (_padBefore.TryGetValue(n, out var before))
+        {
+            // A zero Pad feeding this AveragePool (see Pad): its amounts are PyTorch's padding, and its zeros are counted.
+            if (pads.Any(p => p != 0) || before.Pads[0] != before.Pads[2] || before.Pads[1] != before.Pads[3])
+                throw Error(n.Name, $"{NodeKey(n)}: a Pad of [{string.Join(", ", before.Pads)}] before an AveragePool with pads of its own, or asymmetric, has no PyTorch layer");
+            pads = before.Pads[..2];
+            countPad = true;
+        }
+        // Without padding the flag changes nothing: take PyTorch's default, as an AvgPool2d(2, 2) has it.
+        if (pads.All(p => p == 0)) countPad = true;
         var ceil = AttrInt(n, "ceil_mode", 0) != 0;
         Module Make()
         {
@@ -647,7 +666,7 @@ internal sealed class OnnxImporter
             {
                 return n.OpType == "MaxPool"
                     ? MaxPool2d.Create(kernel, stride, pads, Ints(n, "dilations", 2, 1), ceil)
-                    : AvgPool2d.Create(kernel, stride, pads, ceil, AttrInt(n, "count_include_pad", 0) != 0);
+                    : AvgPool2d.Create(kernel, stride, pads, ceil, countPad);
             }
             catch (ArgumentException e) { throw Error(n.Name, $"{NodeKey(n)}: {e.Message}"); }
         }

@@ -5,7 +5,8 @@ namespace Fusion.Dsl.Algebra;
 
 /// <summary>
 /// A node of the immutable module algebra: PyTorch's <c>nn.Module</c> as a value. The hierarchy is closed
-/// (constructors are private to this assembly) so that pattern matching over it is complete.
+/// (constructors are private to this assembly): a switch over it can list every kind, but C# does not check that it
+/// does, so a switch ends in a refusal naming the kind it does not handle.
 /// Every <c>WithX</c> goes through one <see cref="Update"/>, which returns this instance when nothing changed;
 /// rewrites therefore copy only the path from the root to a change and share every other subtree.
 /// Equality is structural (<see cref="Equals(Module?)"/>); use <see cref="object.ReferenceEquals"/> to test sharing.

@@ -79,15 +79,6 @@ public sealed class TensorDict : IReadOnlyList<KeyValuePair<string, Tensor>>, IE
         return true;
     }
 
-    /// <summary>True when both hold the very same tensor objects under the same names (no copy was made).</summary>
-    public bool SharesTensorsWith(TensorDict other)
-    {
-        if (other.Count != Count) return false;
-        for (var i = 0; i < Count; i++)
-            if (_items[i].Key != other._items[i].Key || !ReferenceEquals(_items[i].Value, other._items[i].Value)) return false;
-        return true;
-    }
-
     /// <inheritdoc />
     public override bool Equals(object? obj) => Equals(obj as TensorDict);
 

@@ -9,8 +9,9 @@ using Fusion.Dsl.Tensors;
 namespace Fusion.Dsl.IO;
 
 /// <summary>
-/// A module tree as <c>fusion-fixture/1</c> JSON ⇄ <see cref="Module"/>. A module is
-/// <c>{"type", "namespace", "training", "args"?, "state"?, "children"?}</c>: <c>args</c> holds PyTorch's constructor
+/// A module tree as JSON ⇄ <see cref="Module"/>: the <c>model</c> object of the model format (<c>fusion-model/1</c>,
+/// docs/model-format.md), which the conformance format <c>fusion-fixture/1</c> shares. A module is
+/// <c>{"type", "namespace", "training", "opaque"?, "args"?, "extra_repr"?, "state"?, "children"?}</c>: <c>args</c> holds PyTorch's constructor
 /// arguments under PyTorch's names (as <see cref="Module.Arguments"/> lists them), <c>state</c> the names of the module's
 /// own tensors, which are looked up in a state dictionary under <c>prefix + path + "." + name</c>
 /// (<c>model.features.0.1.weight</c>). Reading is strict: an unknown type or argument, a tensor named but missing, a

@@ -10,14 +10,9 @@ namespace Fusion.Dsl.IO;
 /// <c>state_dict</c>: a zip whose top folder (any name) holds <c>data.pkl</c>, a pickle of an <c>OrderedDict</c> of
 /// tensors, and <c>data/N</c>, the raw little-endian bytes of each storage the tensors view.
 /// <para>
-/// Reading never runs anything from the file. The pickle goes through <see cref="TorchUnpickler"/>, a small restricted
-/// unpickler, rather than Razorvine.Pickle 1.5.0, for safety and fit (tried on the test checkpoints): Razorvine turns
-/// every global it does not know into a <c>ClassDictConstructor</c>, so a pickle calling <c>posix.getpid()</c> loads
-/// silently as a ClassDict and one calling <c>posix.system(cmd)</c> fails only because a ClassDict takes no arguments;
-/// nothing is refused by name. Its dicts are <c>Hashtable</c>s (a state_dict's key order is lost), an
-/// <c>OrderedDict</c> becomes a ClassDict on which SETITEMS throws InvalidCastException, the constructors a state_dict
-/// needs would go in a static, process-wide registry, and neither the stack nor the memo is bounded. A state_dict needs
-/// under fifty opcodes and four globals, which an allowlist covers exactly.
+/// Reading never runs anything from the file: the pickle goes through <see cref="TorchUnpickler"/>, a restricted unpickler
+/// that allows the four globals a state_dict needs and refuses every other by name (why not a general unpickler:
+/// docs/decisions/torch-checkpoint-unpickler.md).
 /// </para>
 /// <para>
 /// Tensors: <c>_rebuild_tensor_v2</c> views (storage offset, sizes, strides; a non-contiguous view is copied out) and

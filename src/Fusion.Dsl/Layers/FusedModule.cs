@@ -6,7 +6,7 @@ namespace Fusion.Dsl.Layers;
 /// <summary>
 /// A fused group: a sequence whose children are named <c>"0"</c>, <c>"1"</c>(, <c>"2"</c>) and run in order, exactly like
 /// PyTorch's <c>torch.ao.nn.intrinsic</c> modules (<c>ConvReLU2d</c>, <c>ConvBn2d</c>, <c>ConvBnReLU2d</c>, <c>LinearReLU</c>,
-/// <c>LinearBn1d</c>, <c>BNReLU2d</c>, ...). Kinds PyTorch lacks (<c>ConvReLU62d</c>, <c>LinearBnReLU1d</c>, ...) live in the
+/// <c>LinearBn1d</c>, <c>BNReLU2d</c>, ...). Kinds PyTorch lacks (<c>ConvReLU6_2d</c>, <c>LinearBnReLU1d</c>, ...) live in the
 /// <c>fusion.dsl</c> namespace. The child kinds are checked against the type name when built.
 /// </summary>
 public sealed class FusedModule : Module
@@ -33,21 +33,6 @@ public sealed class FusedModule : Module
         if (modules.Length == 0) throw new ArgumentException($"{typeName} needs at least one child");
         return new FusedModule(ModuleParts.Leaf(modules[0].Training) with { Children = ModuleChildren.Numbered(modules) }, typeName);
     }
-
-    /// <summary>The fused type name for a sequence of child type names, or null when no fused kind has those children.</summary>
-    public static string? NameFor(IReadOnlyList<string> childTypeNames)
-    {
-        foreach (var (name, sig) in Signatures)
-            if (sig.Children.SequenceEqual(childTypeNames)) return name;
-        return null;
-    }
-
-    /// <summary>Whether <paramref name="typeName"/> is one of PyTorch's own intrinsic fused modules.</summary>
-    public static bool IsPyTorchKind(string typeName) => Signatures.TryGetValue(typeName, out var s) && s.PyTorch;
-
-    /// <summary>Every fused type name this project knows, with the child type names it requires.</summary>
-    public static IEnumerable<KeyValuePair<string, IReadOnlyList<string>>> KnownKinds
-        => Signatures.Select(kv => new KeyValuePair<string, IReadOnlyList<string>>(kv.Key, kv.Value.Children));
 
     private static readonly FrozenDictionary<string, (bool PyTorch, string[] Children)> Signatures = BuildSignatures();
 

@@ -144,6 +144,62 @@ let autoTests =
             Expect.stringContains err2 "x.npy" "names the file"
             Expect.sequenceEqual (File.ReadAllBytes input) before "the input is untouched"
         }
+        test "fuse takes --rules extended, a JSON --groups list, --eval for a training-mode model, and --dynamic-batch for ONNX" {
+            let dir = temp ()
+            // Conv2d + BatchNorm2d + ReLU6: only the extended rules fuse it (PyTorch has no ConvBnReLU6).
+            let model =
+                Layers.Sequential.Create(
+                    [| Layers.Conv.Create(2, 3, 4, [| 3 |], seed = 1) :> Algebra.Module
+                       Layers.BatchNorm.Create(2, 4)
+                       Layers.Activation.Create(Layers.ActivationKind.ReLU6) |])
+            let input = ModelFile.Write(Path.Combine(dir, "m.json"), model, [ 1; 3; 8; 8 ])
+            let code, _, err = run [ "fuse"; input; "--groups"; "0,1,2" ]
+            Expect.equal code 1 "the default rules refuse it"
+            Expect.stringContains err "NoRule" "says why"
+            let code, out, err = run [ "fuse"; input; "--groups"; "[[\"0\", \"1\", \"2\"]]"; "--rules"; "extended" ]
+            Expect.equal code 0 (out + err)
+            Expect.stringContains out "fused 1 group(s)" "a JSON list is a list of groups, not names"
+            // A model saved in training mode: the remedy a CLI user can follow, and auto says why it found less.
+            let trainingInput = ModelFile.Write(Path.Combine(dir, "t.json"), model.Train(true), [ 2; 3; 8; 8 ])
+            let code, _, err = run [ "fuse"; trainingInput; "--groups"; "0,1" ]
+            Expect.equal code 1 "training mode refused"
+            Expect.stringContains err "--eval" "names the option"
+            let code, out, err = run [ "fuse"; trainingInput; "--groups"; "0,1"; "--eval" ]
+            Expect.equal code 0 (out + err)
+            let code, out, err = run [ "auto"; trainingInput ]
+            Expect.equal code 0 err
+            Expect.stringContains out "training mode" "auto says why it found no group"
+            Expect.stringContains out "--eval" "and what to do"
+            let onnx = Path.Combine(dir, "f.onnx")
+            let code, out, err = run [ "fuse"; input; "--groups"; "0,1"; "--out"; onnx; "--dynamic-batch" ]
+            Expect.equal code 0 (out + err)
+            Expect.isTrue (Onnx.OnnxModel.Load(onnx)).DynamicBatch "the written ONNX takes any batch"
+        }
+        test "--out's extension chooses what is written: .pt a torch.save state_dict, .safetensors a state_dict, never a folder" {
+            let dir = temp ()
+            let pt, st = Path.Combine(dir, "fused.pt"), Path.Combine(dir, "fused.safetensors")
+            for command in [ [ "fuse"; "--model"; "resnet18"; "--out"; pt ]; [ "auto"; "--model"; "resnet18"; "--out"; st ] ] do
+                let code, out, err = run command
+                Expect.equal code 0 (out + err)
+            Expect.isTrue (File.Exists pt && not (Directory.Exists pt)) "fused.pt is a file, not a directory"
+            let zoo = Zoo.ModelZoo.Create("resnet18", seed = 1, randomizeBatchNorm = true)
+            let fused: Algebra.Module = Fuser.FuseModules(zoo.Model, zoo.FuseGroups |> Seq.map (fun g -> g :> seq<string>))
+            let written = [ for kv in StateDictFile.Read pt -> kv.Key ]
+            Expect.equal written [ for kv in fused.StateDict() -> kv.Key ] "the fused state_dict, in torch.save's format"
+            Expect.equal (StateDictFile.KindOf st) "safetensors" "a safetensors file"
+        }
+        test "a state_dict file given as the model is named as one, pointing to --weights" {
+            let dir = temp ()
+            let st = Path.Combine(dir, "w.safetensors")
+            SafeTensors.Write(st, [ Collections.Generic.KeyValuePair("w", Tensors.Tensor.Zeros 2) ])
+            let pt = Path.Combine(dir, "w.pt")
+            TorchCheckpoint.Write(pt, [ Collections.Generic.KeyValuePair("w", Tensors.Tensor.Zeros 2) ])
+            for f, kind in [ st, "safetensors"; pt, "torch.save" ] do
+                let code, _, err = run [ "auto"; f ]
+                Expect.equal code 2 $"{kind}: a usage error"
+                Expect.stringContains err $"is a {kind} state_dict" "names what it is"
+                Expect.stringContains err $"--weights {f}" "says where it goes"
+        }
         test "auto refuses an unknown rule set by name" {
             let code, _, err = run [ "auto"; "--model"; "resnet18"; "--rules"; "fancy" ]
             Expect.equal code 2 "usage error"

@@ -20,6 +20,9 @@ let orNull (cond: bool) (make: unit -> Tensor) : Tensor | null = if cond then ma
 let oneThread = ForwardOptions(Threads = Nullable 1)
 let twoThreads = ForwardOptions(Threads = Nullable 2)
 
+/// A pass on two cores for tests that call a kernel directly: its own pack store, no buffer recycling.
+let kernelPass () = Pass(2, PackStore(), null)
+
 /// `max|a-b| <= atol + rtol * max|b|` with the same shape, reporting both sides when it fails.
 let expectClose (what: string) (rtol: float) (atol: float) (actual: Tensor) (expected: Tensor) =
     Expect.sequenceEqual actual.Dimensions expected.Dimensions $"{what}: shape"

@@ -61,7 +61,7 @@ let tests =
               "3x3 pad 1 on 9x9 (Toeplitz columns dropped inside tiles)", Conv.Create(2, 8, 26, [| 3 |], padding = ConvPadding.Explicit 1, bias = false, seed = 3), [| 1; 8; 9; 9 |] ] do
             test $"a convolution's fused write-out is the one-value formula on its plain product: {name}" {
                 let x = randomTensor (Random 4) shape
-                let plain = (ConvKernels.Forward(conv, x, Epilogue.None, 2)).ToArray()
+                let plain = (ConvKernels.Forward(conv, x, Epilogue.None, kernelPass ())).ToArray()
                 let channels, plane = conv.OutChannels, plain.Length / (shape.[0] * conv.OutChannels)
                 let rng = Random 5
                 let scale = Array.init channels (fun _ -> float32 (rng.NextDouble() + 0.5))
@@ -69,7 +69,7 @@ let tests =
                 for act in acts do
                     for withScale in [ false; true ] do
                         let ep = Epilogue((if withScale then scale else null), shift, act)
-                        let fused = (ConvKernels.Forward(conv, x, ep, 2)).ToArray()
+                        let fused = (ConvKernels.Forward(conv, x, ep, kernelPass ())).ToArray()
                         for i in 0 .. plain.Length - 1 do
                             let c = (i / plane) % channels
                             let expected = Epilogue.Apply(plain.[i], scale.[c], shift.[c], withScale, act)

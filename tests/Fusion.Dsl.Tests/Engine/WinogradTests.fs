@@ -30,7 +30,7 @@ let private applies (conv: Conv) (shape: int[]) = Winograd.Applies(ConvGeometry.
 /// The Winograd path's own result (failing the test when it declines the input).
 let private winograd (conv: Conv) (x: Tensor) (chunkFloats: int64) =
     let geo = ConvGeometry.Create(conv, ReadOnlySpan(x.Dimensions |> Seq.toArray))
-    match Winograd.TryForward(conv, geo, x, Epilogue.None, 2, chunkFloats) with
+    match Winograd.TryForward(conv, geo, x, Epilogue.None, kernelPass (), chunkFloats) with
     | null -> failtest "the Winograd path declined the input"
     | y -> y
 
@@ -93,7 +93,7 @@ let tests =
             let perImage = 16L * 40L * 4L * 5L
             for images in [ 1L; 2L; 5L ] do
                 let ep = Epilogue(null, conv.Bias.ToArray(), Epilogue.ActOf ActivationKind.ReLU)
-                match Winograd.TryForward(conv, geo, x, ep, 2, images * perImage) with
+                match Winograd.TryForward(conv, geo, x, ep, kernelPass (), images * perImage) with
                 | null -> failtest "the Winograd path declined the input"
                 | y -> expectSameBits $"{images} image(s) per pass" y alone
         }
@@ -103,7 +103,7 @@ let tests =
             data.[2 * 6 + 2] <- infinityf
             let x = Tensor.FromFloat32(ReadOnlySpan data, 1, 16, 6, 6)
             let geo = ConvGeometry.Create(conv, ReadOnlySpan [| 1; 16; 6; 6 |])
-            Expect.isNull (Winograd.TryForward(conv, geo, x, Epilogue.None, 2)) "declined"
+            Expect.isNull (Winograd.TryForward(conv, geo, x, Epilogue.None, kernelPass ())) "declined"
             expectNonFiniteLike "Inf input" (Forward.Run(conv, x, twoThreads)) (NaiveReference.Conv(conv, x))
         }
         test "an infinite weight gives infinities where the direct product does" {

@@ -44,4 +44,15 @@ let tests =
             Expect.equal [ for kv in d.Identities -> kv.Key ] [ "relu1" ] "Identity"
             Expect.stringStarts (Model.print m) "Sequential(\n  (conv1): Conv2d(3, 4, kernel_size=(3, 3)" "print(model)"
         }
+        test "Model.session and Session.run give Model.forward's bits; sessionWith takes the budgets; a disposed session refuses" {
+            let m = model ()
+            let x = Tensor.randn 1 [ 2; 3; 8; 8 ]
+            let session = m |> Model.sessionWith (Fusion.Dsl.Engine.EngineSessionOptions(Threads = 1, MaxPooledBufferBytes = 0L))
+            Expect.equal (session.Threads, session.MaxPooledBufferBytes) (1, 0L) "the options"
+            Expect.isTrue ((session |> Session.run x).Equals(m |> Model.forward x)) "same bits"
+            session.Dispose()
+            Expect.throwsT<System.ObjectDisposedException> (fun () -> session |> Session.run x |> ignore) "disposed"
+            use byDefault = m |> Model.session
+            Expect.isTrue ((byDefault |> Session.run x).Equals(m |> Model.forward x)) "same bits with the defaults"
+        }
     ]

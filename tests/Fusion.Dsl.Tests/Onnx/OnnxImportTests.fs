@@ -109,6 +109,32 @@ let tests =
             let actual = Fusion.Dsl.Engine.Forward.Run(model, x)
             Expect.isLessThanOrEqual (actual.MaxAbsDiff expected) (Support.Tol.reorderAbs + Support.Tol.reorderRel * expected.MaxAbs()) "same output"
         }
+        test "torch's Pad before an AveragePool (all zero for AvgPool2d, the padding of F.avg_pool2d) reads as PyTorch's padded average" {
+            Support.requireTool "PyTorch and ONNX (/usr/bin/python3 with python3-torch, python3-onnx)" (Support.pythonHas [ "torch"; "onnx"; "numpy" ])
+            let dir, cleanup = tempDir ()
+            use _ = cleanup
+            let script = """
+import sys, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
+class M(nn.Module):
+    def __init__(s):
+        super().__init__(); s.conv = nn.Conv2d(3, 4, 1); s.pool = nn.AvgPool2d(2, 2)
+    def forward(s, x):
+        return F.avg_pool2d(s.pool(s.conv(x)), 3, 1, 1)
+torch.manual_seed(0)
+m, x = M().eval(), torch.randn(1, 3, 8, 8)
+torch.onnx.export(m, x, sys.argv[1] + "/ap.onnx", opset_version=17)
+np.save(sys.argv[1] + "/x.npy", x.numpy()); np.save(sys.argv[1] + "/y.npy", m(x).detach().numpy())
+"""
+            let rc, output = runPython script [ dir ]
+            if rc <> 0 then failtestf "torch.onnx.export failed:\n%s" output
+            let model = OnnxModel.Read(Path.Combine(dir, "ap.onnx"))
+            let pools = [ for kv in model.NamedModules() do match kv.Value with :? AvgPool2d as p -> yield p | _ -> () ]
+            Expect.equal pools.Length 2 "both pools read as AvgPool2d"
+            Expect.isTrue (pools |> List.forall (fun p -> p.CountIncludePad)) "counting the padded zeros, as PyTorch's default does"
+            let x, expected = Fusion.Dsl.IO.Npy.Read(Path.Combine(dir, "x.npy")), Fusion.Dsl.IO.Npy.Read(Path.Combine(dir, "y.npy"))
+            let actual = Fusion.Dsl.Engine.Forward.Run(model, x)
+            Expect.isLessThanOrEqual (actual.MaxAbsDiff expected) (Support.Tol.reorderAbs + Support.Tol.reorderRel * expected.MaxAbs()) "PyTorch's output"
+        }
         test "a Pad before a Conv reads back as the convolution's padding mode (reflect, replicate)" {
             let dir, cleanup = tempDir ()
             use _ = cleanup

@@ -1,0 +1,144 @@
+"""The breadth table: every torchvision classification network through the whole user workflow, one row each.
+
+    dotnet build src/Fusion.Cli -c Release
+    /usr/bin/python3 tools/breadth/run.py [--models resnet18,vit_b_16 | --ci] [--size 224] [--work DIR] [--json OUT]
+
+Per network (random weights and BatchNorm statistics, eval mode, one image of --size):
+  export   python3 -m fusion_torch export tools/breadth/breadth_models:build (the exporter's own command)
+  auto     fusion auto MODEL --out FUSED: every group fused; "verified" when the engine checked fused = unfused, or
+           "opaque" when the model carries operations the engine does not compute (the row says which)
+  torch    python3 -m fusion_torch verify MODEL FUSED: PyTorch's own fuse_modules with our weights, strict load,
+           equal to the original
+  engine   fusion run on the unfused and the fused model against PyTorch's output (fixture tolerance for networks:
+           |a - b| <= 1e-4 + 1e-3 max|b|)
+  onnx     torch.onnx.export at opset 17, then fusion auto X.onnx --out FUSED.onnx (import, fuse, write)
+Each step's status and, when it failed, its first error line. Exits 0 whatever the rows say: it reports."""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path[:0] = [os.path.join(ROOT, "python"), HERE]
+import breadth_models  # noqa: E402
+
+CI_SUBSET = ["resnet18", "mobilenet_v3_small", "efficientnet_b0", "convnext_tiny", "shufflenet_v2_x0_5",
+             "squeezenet1_1", "regnet_y_400mf"]
+RTOL, ATOL = 1e-3, 1e-4
+
+
+def run(cmd, timeout):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "python"), HERE]))
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+        return p.returncode, p.stdout, p.stderr
+    except subprocess.TimeoutExpired:
+        return -1, "", f"timed out after {timeout} s"
+
+
+def first_line(text):
+    lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def opaque_reason(text):
+    """The operation an engine refusal names, shortly: `torch.nn.Sigmoid`, `.permute()`, `torch.nn.functional.gelu`."""
+    for pattern in (r"a ([\w.]+) carried as an opaque module", r"calls the tensor method (\.\w+\(\))",
+                    r"calls the function ([\w.]+),"):
+        m = re.search(pattern, text)
+        if m:
+            return m.group(1)
+    return first_line(text)[:120]
+
+
+def close(a, b):
+    diff = float(np.abs(a - b).max()) if a.shape == b.shape else float("inf")
+    return diff <= ATOL + RTOL * float(np.abs(b).max()), diff
+
+
+def row(name, size, work, fusion, timeout):
+    r = {"network": name}
+    d = os.path.join(work, name)
+    fused = d + "-fused.json"
+    shape = f"1,3,{size},{size}"
+    code, out, err = run([sys.executable, "-m", "fusion_torch", "export", "breadth_models:build", "--args",
+                          json.dumps({"name": name}), "--input-shape", shape, "--out", d], timeout)
+    r["export"] = "ok" if code == 0 else "FAIL: " + first_line(err)
+    if code != 0:
+        return r
+    code, out, err = run(fusion + ["auto", d, "--out", fused], timeout)
+    if code != 0:
+        r["auto"] = "FAIL: " + first_line(err or out)
+        return r
+    groups = next((l.split(":")[1].split("fusable")[0].strip() for l in out.splitlines() if "fusable group" in l), "?")
+    skipped = next((l for l in out.splitlines() if l.startswith("verification skipped:")), None)
+    r["groups"] = groups
+    r["auto"] = "verified" if "max |fused - unfused|" in out else (f"unverified ({opaque_reason(skipped)})" if skipped else "?")
+    code, out, err = run([sys.executable, "-m", "fusion_torch", "verify", d, fused], timeout)
+    r["torch"] = "equivalent" if code == 0 else "FAIL: " + first_line(err or out)
+    # The engine against PyTorch, unfused and fused.
+    model = breadth_models.build(name)
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        y = model(x).numpy()
+    xin = os.path.join(work, name + "-x.npy")
+    np.save(xin, x.numpy())
+    for label, path in (("engine", d), ("engine_fused", fused)):
+        yout = os.path.join(work, f"{name}-{label}.npy")
+        code, out, err = run(fusion + ["run", path, "--input", xin, "--out", yout], timeout)
+        if code != 0:
+            r[label] = f"unsupported ({opaque_reason(err)})" if "does not evaluate" in err else "FAIL: " + first_line(err)[:200]
+            continue
+        ok, diff = close(np.load(yout), y)
+        r[label] = f"{'ok' if ok else 'WRONG'} ({diff:.2g})"
+    onnx_path = os.path.join(work, name + ".onnx")
+    try:
+        torch.onnx.export(model, x, onnx_path, opset_version=17, input_names=["input"], output_names=["output"])
+    except Exception as e:  # torch cannot export it: not ours to fix, but the row says so
+        r["onnx"] = "torch.onnx.export failed: " + str(e).splitlines()[0][:200]
+        return r
+    code, out, err = run(fusion + ["auto", onnx_path, "--out", os.path.join(work, name + "-fused.onnx")], timeout)
+    r["onnx"] = ("ok" if code == 0 else "FAIL: " + first_line(err or out))
+    return r
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", help="comma-separated names (default: every classification network)")
+    p.add_argument("--ci", action="store_true", help=f"the CI subset: {', '.join(CI_SUBSET)}")
+    p.add_argument("--size", type=int, default=224, help="image size (default 224)")
+    p.add_argument("--work", help="folder for the files (default: a temporary one)")
+    p.add_argument("--json", help="also write the rows as JSON here")
+    p.add_argument("--timeout", type=int, default=600, help="seconds per step")
+    p.add_argument("--fusion", default=os.path.join(ROOT, "src", "Fusion.Cli", "bin", "Release", "net10.0", "fusion.dll"))
+    a = p.parse_args()
+    names = CI_SUBSET if a.ci else (a.models.split(",") if a.models else breadth_models.NAMES)
+    work = a.work or tempfile.mkdtemp(prefix="fusion-breadth-")
+    os.makedirs(work, exist_ok=True)
+    fusion = ["dotnet", a.fusion]
+    rows = []
+    cols = ["network", "groups", "export", "auto", "torch", "engine", "engine_fused", "onnx"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for n in names:
+        t = time.time()
+        r = row(n, a.size, work, fusion, a.timeout)
+        r["seconds"] = round(time.time() - t, 1)
+        rows.append(r)
+        print("| " + " | ".join(str(r.get(c, "")).replace("|", "/") for c in cols) + " |", flush=True)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
