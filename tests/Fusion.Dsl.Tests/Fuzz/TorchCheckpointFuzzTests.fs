@@ -161,7 +161,7 @@ let private mutateOps (rng: Random) (canary: string) (ops: ResizeArray<Op>) =
             ops[i] <- o; sprintf "string at opcode %d := %A" i s
     | 8 ->
         let name, payload = pick (Array.ofList (payloads canary))
-        let i = 1 + rng.Next(max 1 (ops.Count - 1))
+        let i = min ops.Count (1 + rng.Next(max 1 (ops.Count - 1)))
         ops.InsertRange(i, payload)
         if rng.Next 2 = 0 then ops.Insert(i + payload.Length, op '0')
         sprintf "payload %s at opcode %d" name i
@@ -179,7 +179,7 @@ let private mutateOps (rng: Random) (canary: string) (ops: ResizeArray<Op>) =
         | _ -> ops.InsertRange(i, Seq.replicate depth (op '(')); sprintf "%d marks at opcode %d" depth i
     | 10 ->
         // Huge memo indices: a PUT and a GET far out, or more memo entries than the bound.
-        let i = 1 + rng.Next(max 1 (ops.Count - 1))
+        let i = min ops.Count (1 + rng.Next(max 1 (ops.Count - 1)))
         match rng.Next 3 with
         | 0 ->
             let idx = pick [| 0xffffffffu; 0x7fffffffu; 1u <<< 20; 123456789u |]
