@@ -644,7 +644,8 @@ internal sealed class OnnxImporter
         var x = Value(n, 0);
         if (x.Rank != 4) throw Error(n.Name, $"{NodeKey(n)}: only 2-d pooling is supported");
         if (n.Output.Count > 1 && n.Output[1].Length > 0 && _uses.ContainsKey(n.Output[1])) throw Error(n.Name, $"{NodeKey(n)}: its indices output is used");
-        var kernel = AttrInts(n, "kernel_shape") is { Length: 2 } k ? k.Select(v => checked((int)v)).ToArray() : throw Error(n.Name, $"{NodeKey(n)} needs a 2-d kernel_shape");
+        // Range-checked like every other integer attribute: a kernel of 2^31 is a refusal, not an OverflowException.
+        var kernel = AttrInts(n, "kernel_shape") is { Length: 2 } ? Ints(n, "kernel_shape", 2, 0) : throw Error(n.Name, $"{NodeKey(n)} needs a 2-d kernel_shape");
         var stride = Ints(n, "strides", 2, 1);
         var pads = SymmetricPads(n, 2);
         var countPad = AttrInt(n, "count_include_pad", 0) != 0;

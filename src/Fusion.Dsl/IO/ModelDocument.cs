@@ -120,6 +120,16 @@ internal sealed class ModelDocument : IDisposable
         ms.WriteByte((byte)'\n');
         var tensorBytes = SafeTensors.Serialize(tensors, metadata, tensorPath);
         var jsonBytes = ms.ToArray();
+        // The JSON names its tensors file relative to its own folder. A JSON target that is a link into another folder
+        // would put the JSON there and the tensors here: a pair that reads back from neither place (found by Fuzz.Writers).
+        var jsonReal = OutputFile.Target(jsonPath);
+        string folderReal;
+        try { folderReal = RealPath.Of(Path.GetDirectoryName(jsonPath) is { Length: > 0 } d ? d : "."); }
+        catch (IOException) { folderReal = Path.GetDirectoryName(jsonReal) ?? ""; }
+        if (!string.Equals(Path.GetDirectoryName(jsonReal), folderReal, StringComparison.Ordinal))
+            throw new ModelFormatException(jsonPath, null,
+                $"cannot write the file: it is a symbolic link to {jsonReal}, in another folder, and the pair's tensors " +
+                $"({Path.GetFileName(tensorPath)}) would be written apart from it; give the real path; nothing was written");
         OutputFile.WriteAll([(tensorPath, s => s.Write(tensorBytes)), (jsonPath, s => s.Write(jsonBytes))]);
     }
 }

@@ -95,6 +95,28 @@ let tests =
                 let fused = Fusion.Dsl.Fuser.FuseModules(ModelFile.Read m, [ [ "0"; "1"; "2" ] |> Seq.ofList ])
                 Expect.sequenceEqual (TorchCheckpoint.Read real |> Seq.map (fun kv -> kv.Key)) (fused.StateDict() |> Seq.map (fun kv -> kv.Key)) "the file it leads to holds the fused state_dict")
         }
+        test "a JSON --out that is a link into another folder is refused: the pair's tensors would land apart from it (found by Fuzz.Writers)" {
+            withModel (fun dir ->
+                let other = Path.Combine(dir, "b")
+                Directory.CreateDirectory other |> ignore
+                let target = Path.Combine(other, "target.json")
+                File.WriteAllText(target, "{}")
+                let link = Path.Combine(dir, "link.json")
+                File.CreateSymbolicLink(link, target) |> ignore
+                let m = Path.Combine(dir, "m.json")
+                let err = refusedUnchanged dir 1 "in another folder" [ "fuse"; m; "--groups"; groups; "--out"; link ]
+                Expect.stringContains err "link.safetensors" "names the tensors file that would be apart"
+                Expect.equal (File.ReadAllText target) "{}" "the file the link leads to is unchanged"
+                Expect.sequenceEqual (Directory.GetFiles other |> Array.map Path.GetFileName) [ "target.json" ] "nothing written beside it"
+                // A link within the folder keeps the pair together, and is written through.
+                File.Delete link
+                File.CreateSymbolicLink(link, "same.json") |> ignore
+                File.WriteAllText(Path.Combine(dir, "same.json"), "{}")
+                let rc, out, err = run [ "fuse"; m; "--groups"; groups; "--out"; link ]
+                Expect.equal rc 0 (out + err)
+                Expect.equal (ModelFile.Read link).TypeName "Sequential" "reads back through the link"
+                Expect.equal (ModelFile.Read(Path.Combine(dir, "same.json"))).TypeName "Sequential" "and from the file it leads to")
+        }
         test "--out '' and --onnx '' are usage errors that write nothing in the current folder" {
             withModel (fun dir ->
                 let m = Path.Combine(dir, "m.json")

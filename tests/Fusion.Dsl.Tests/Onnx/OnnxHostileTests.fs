@@ -190,6 +190,17 @@ let tests =
                 refused path "x" [ "shape [1, 3, 65536, 65536]"; "limit of 268,435,456 elements" ] |> ignore
                 cliRefusesExport path "limit of 268,435,456 elements"
             }
+            test "a MaxPool kernel_shape of 2^31 is refused naming the node, not an overflow (found by Fuzz.Onnx)" {
+                let dir, cleanup = tempDir ()
+                use _ = cleanup
+                let pool = onnxNode "MaxPool" "pool" [ "x" ] [ "y" ]
+                let k = AttributeProto(Name = "kernel_shape", Type = AttributeProto.Types.AttributeType.Ints)
+                k.Ints.AddRange [ 1L <<< 31; 2L ]
+                pool.Attribute.Add k
+                let path = save dir (handMade 17L [ pool ] [] "y")
+                refused path "pool" [ "attribute kernel_shape must have 2 non-negative entries" ] |> ignore
+                cliRefusesExport path "kernel_shape"
+            }
             test "an initializer named a..b.weight is no module path: the module takes its node's name" {
                 let dir, cleanup = tempDir ()
                 use _ = cleanup
