@@ -20,6 +20,9 @@ def build(name, seed=0):
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for m in model.modules():
+            # vit's head starts at zero: every output would be 0 and any engine would "match" PyTorch.
+            if isinstance(m, torch.nn.Linear) and not m.weight.any():
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.02)
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
                 n = m.num_features
                 m.running_mean.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
