@@ -40,8 +40,8 @@ internal sealed class Pass
     /// <summary>An array for a kernel's output; its contents are unspecified (every kernel writes all of it).</summary>
     public float[] Output(int length)
     {
-        if (_pool is null || length < BufferPool.MinPooledLength) return Fresh(length);
-        if ((uint)length > Limits.MaxElements) Fresh(length); // refuses, naming the limit
+        RequireLimit(length);
+        if (_pool is null || length < BufferPool.MinPooledLength) return GC.AllocateUninitializedArray<float>(length);
         var array = _pool.TryTake(length) ?? GC.AllocateUninitializedArray<float>(length);
         _owned.Add(array);
         return array;
@@ -54,9 +54,14 @@ internal sealed class Pass
     /// </summary>
     public static float[] Fresh(int length)
     {
+        RequireLimit(length);
+        return GC.AllocateUninitializedArray<float>(length);
+    }
+
+    private static void RequireLimit(int length)
+    {
         if ((uint)length > Limits.MaxElements)
             throw new EngineInputException($"the output would hold {length} elements, over the limit of {Limits.MaxElements} per tensor");
-        return GC.AllocateUninitializedArray<float>(length);
     }
 
     /// <summary>An output array filled with zeros (for kernels that accumulate into their output).</summary>

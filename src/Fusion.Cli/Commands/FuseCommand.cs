@@ -45,11 +45,7 @@ internal static class FuseCommand
             var fused = isQat ? Fuser.FuseModulesQat(src.Model, spec, options) : Fuser.FuseModules(src.Model, spec, options);
             Console.Out.WriteLine($"fused {spec.FusionGroups().Count} group(s) of {src.Label} with {(isQat ? "fuse_modules_qat" : "fuse_modules")}");
             if (!Verification.Passes(src, fused, r.GetValue(noVerify), Console.Out, outPath)) return 1;
-            if (outPath is not null && asPt && !ModelOutput.IsCheckpoint(outPath))
-            {
-                TorchCheckpoint.Write(outPath, fused.StateDict());
-                Console.Out.WriteLine($"wrote {outPath} (load it with fused.load_state_dict(torch.load(path)))");
-            }
+            if (outPath is not null && asPt) ModelOutput.WriteCheckpoint(outPath, fused);
             else if (outPath is not null) ModelOutput.Write(outPath, fused, src, $"{src.Label} fused by fusion fuse", r.GetValue(dynamicBatch));
             return 0;
         });

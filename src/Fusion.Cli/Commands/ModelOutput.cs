@@ -47,6 +47,14 @@ internal static class ModelOutput
         OutputFile.RefuseInputs(targets, [.. src.InputFiles, .. otherInputs]);
     }
 
+    /// <summary>Writes <paramref name="model"/>'s state_dict as <c>torch.save</c> does, whatever the path's extension
+    /// (<c>fuse --format pt</c>), and says how to load it.</summary>
+    public static void WriteCheckpoint(string path, Module model)
+    {
+        TorchCheckpoint.Write(path, model.StateDict());
+        Console.Out.WriteLine($"wrote {path} (load it with model.load_state_dict(torch.load(path)))");
+    }
+
     /// <summary>The <c>--dynamic-batch</c> option of a command that may write ONNX.</summary>
     public static Option<bool> DynamicBatchOption() => new("--dynamic-batch") { Description = "when writing ONNX, make the input's first dimension symbolic, so any batch size runs" };
 
@@ -68,8 +76,7 @@ internal static class ModelOutput
     {
         if (IsCheckpoint(path))
         {
-            TorchCheckpoint.Write(path, model.StateDict());
-            Console.Out.WriteLine($"wrote {path} (load it with model.load_state_dict(torch.load(path)))");
+            WriteCheckpoint(path, model);
             return;
         }
         if (IsSafeTensors(path))
