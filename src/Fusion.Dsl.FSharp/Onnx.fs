@@ -13,3 +13,9 @@ let writeDynamicBatch (inputShape: int list) (path: string) (model: Module) =
 
 [<CompiledName("Read")>]
 let read (path: string) : Module = OnnxModel.Read path
+
+[<CompiledName("Load")>]
+let load (path: string) : OnnxImport = OnnxModel.Load path
+
+[<CompiledName("WriteBack")>]
+let writeBack (source: OnnxImport) (path: string) (model: Module) = OnnxModel.Write(source, model, path)

@@ -44,6 +44,26 @@ public static class OnnxModel
     }
 
     /// <summary>
+    /// Writes <paramref name="model"/>, which was read from <paramref name="source"/>'s file and then fused (or otherwise had
+    /// modules replaced), back into that file's own graph: a module fusion replaced by an <c>Identity</c> (a BatchNorm) loses
+    /// its node, a head with folded weights gets them in its node, a fused group's activation follows its head, and every
+    /// other node, initializer, opset and metadata entry is the file's, so operators the import carries verbatim come back
+    /// unchanged. With <see cref="OnnxExportOptions.DynamicBatch"/> the inputs' and outputs' first dimension becomes
+    /// symbolic; the opset stays the file's. The file is replaced atomically (symbolic links followed).
+    /// </summary>
+    /// <exception cref="OnnxExportException">The model's forward graph is not the file's, or a module changed into something a
+    /// node of the file cannot express (for example a different layer); the message names the module path.</exception>
+    /// <exception cref="IO.ModelFormatException">The file cannot be written there (see <see cref="IO.OutputFile"/>).</exception>
+    public static void Write(OnnxImport source, Module model, string path, OnnxExportOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(path);
+        var (proto, initializers, _) = WriteBack.OnnxWriteBack.Build(source.Source, model, (options ?? OnnxExportOptions.Default).DynamicBatch);
+        OnnxFileWriter.Write(path, proto, initializers);
+    }
+
+    /// <summary>
     /// Reads an ONNX model as a module tree plus forward graph (see <see cref="Load(string)"/>): operators with weights become
     /// modules at the paths their initializer names give (<c>layer1.0.conv1.weight</c> → <c>layer1.0.conv1</c>), parameter-free
     /// ones at the paths of their node names (<c>/layer1/layer1.0/relu/Relu</c> → <c>layer1.0.relu</c>), so that the DSL's

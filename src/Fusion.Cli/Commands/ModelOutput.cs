@@ -86,6 +86,12 @@ internal static class ModelOutput
             return;
         }
         dynamicBatch |= src.DynamicBatch;
+        if (IsOnnx(path) && src.Onnx is { } source)
+        {
+            OnnxModel.Write(source, model, path, new OnnxExportOptions { DynamicBatch = dynamicBatch });
+            Console.Out.WriteLine($"wrote {path} (the graph of {src.Label} with the fused modules' changes{(dynamicBatch ? ", dynamic batch" : "")})");
+            return;
+        }
         if (IsOnnx(path))
         {
             if (src.InputShape.IsEmpty) throw new UsageException($"writing {path} needs the input shape: give --input-shape, e.g. 1,3,224,224");

@@ -18,6 +18,10 @@ internal sealed record ModelSource(string Label, Module Model, Tensor? ProbeInpu
     /// <summary>Whether the model came from an ONNX file whose batch dimension is symbolic (kept when it is written as ONNX again).</summary>
     public bool DynamicBatch { get; init; }
 
+    /// <summary>The ONNX file the model was read from, if any: an ONNX output is then written back into its graph, so the
+    /// operators it carries verbatim come back unchanged.</summary>
+    public Fusion.Dsl.Onnx.OnnxImport? Onnx { get; init; }
+
     /// <summary>Every file the model was read from (the model file, the tensors it names or implies, ONNX external data,
     /// <c>--weights</c>): what no output of the command may replace.</summary>
     public IReadOnlyList<string> InputFiles { get; init; } = [];
@@ -67,12 +71,13 @@ internal sealed record ModelSource(string Label, Module Model, Tensor? ProbeInpu
             var zs = shape ?? [.. z.InputShape];
             return new ModelSource(zooName, WithWeights(z.Model, weights), Probe(zs, seed), zs, z.FuseGroups) { InputFiles = [.. Files(weights)] };
         }
-        var (model, probe, own, dynamic, files) = Read(file!);
+        var (model, probe, own, dynamic, files, onnxImport) = Read(file!);
         var dims = shape ?? own;
         var x = shape is not null || probe is null ? (dims.IsEmpty ? null : Probe(dims, seed)) : probe;
         return new ModelSource(file!, WithWeights(model, weights), x, dims, null)
         {
             DynamicBatch = dynamic,
+            Onnx = onnxImport,
             InputFiles = [.. files, .. Files(weights)],
         };
     }
@@ -80,12 +85,14 @@ internal sealed record ModelSource(string Label, Module Model, Tensor? ProbeInpu
     private static IEnumerable<string> Files(string? weights) => weights is null ? [] : [weights];
 
     /// <summary>The model of a file by its format field, with a stored probe input, the recorded input shape and the files read.</summary>
-    private static (Module Model, Tensor? Input, ImmutableArray<int> Shape, bool DynamicBatch, string[] Files) Read(string file)
+    private static (Module Model, Tensor? Input, ImmutableArray<int> Shape, bool DynamicBatch, string[] Files, Fusion.Dsl.Onnx.OnnxImport? Onnx) Read(string file)
     {
         if (ModelOutput.IsOnnx(file))
         {
             var onnx = Fusion.Dsl.Onnx.OnnxModel.Load(file);
-            return (onnx.Model, null, [.. onnx.InputShape], onnx.DynamicBatch, [.. onnx.Files]);
+            if (onnx.CarriedOperators.Count > 0)
+                Console.Out.WriteLine($"note: {file} has operators this tool carries unchanged without computing them ({string.Join(", ", onnx.CarriedOperators)}); fusion works around them and an ONNX output keeps them");
+            return (onnx.Model, null, [.. onnx.InputShape], onnx.DynamicBatch, [.. onnx.Files], onnx);
         }
         if (StateDictFile.KindOf(file) is { } stateDict)
             throw new UsageException($"{file} is a {stateDict} state_dict, not a model: give the model (exported with python3 -m fusion_torch export, or --model NAME) and pass this file as --weights {file}");
@@ -93,10 +100,10 @@ internal sealed record ModelSource(string Label, Module Model, Tensor? ProbeInpu
         if (ModelFile.FormatOf(json) == FixtureModel.Format)
         {
             var f = FixtureModel.Read(json);
-            return (f.Model, f.Input, f.Input is null ? [] : [.. f.Input.Shape], false, [json, FixtureModel.TensorPathFor(json)]);
+            return (f.Model, f.Input, f.Input is null ? [] : [.. f.Input.Shape], false, [json, FixtureModel.TensorPathFor(json)], null);
         }
         var m = ModelFile.ReadContent(json);
-        return (m.Model, null, m.InputShape, false, m.TensorFile is { } t ? [json, t] : [json]);
+        return (m.Model, null, m.InputShape, false, m.TensorFile is { } t ? [json, t] : [json], null);
     }
 
     private static Module WithWeights(Module model, string? weights)

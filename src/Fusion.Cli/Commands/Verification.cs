@@ -51,7 +51,11 @@ internal static class Verification
         {
             // A model carrying operations the engine does not evaluate is still fused and written; PyTorch checks it.
             report.WriteLine($"verification skipped: {e.Message}");
-            report.WriteLine($"  the fused model was not verified here; verify it in PyTorch: python3 -m fusion_torch verify {(src.InputFiles.Count > 0 ? src.Label : "ORIGINAL")} {outPath ?? "FUSED"}");
+            var original = src.InputFiles.Count > 0 ? src.Label : "ORIGINAL";
+            report.WriteLine(src.Onnx is not null
+                // An ONNX file has no PyTorch module to rebuild; ONNX Runtime runs both files.
+                ? $"  the fused model was not verified here; run {original} and {outPath ?? "the fused file"} in ONNX Runtime on the same input and compare the outputs"
+                : $"  the fused model was not verified here; verify it in PyTorch: python3 -m fusion_torch verify {original} {outPath ?? "FUSED"}");
             return true;
         }
         var diff = after.MaxAbsDiff(before);

@@ -280,28 +280,30 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
     private OnnxValue Fused(FusedModule f, OnnxValue x, string path)
     {
         // Only a group with a BatchNorm folds; the others are written child by child (a Conv and a Relu node).
-        if (FusedChain.Of(f) is not { BatchNorm: { } bn } chain) return Children(f, x, path);
-        var head = Join(path, chain.Head.Name);
+        if (FusedChain.Of(f) is not { BatchNorm: not null } chain || FoldedHead(f, chain, path, x.Rank) is not { } folded) return Children(f, x, path);
+        var y = Module(folded, x, Join(path, chain.Head.Name));
+        return chain.Activation is { } a ? Activation(((Activation)a.Module).Kind, y, Join(path, a.Name)) : y;
+    }
+
+    /// <summary>
+    /// The head of <paramref name="f"/> with its BatchNorm folded in (a Conv or ConvTranspose, or a Linear whose input has
+    /// rank 2, where BatchNorm1d normalises the features as in the engine), or null when the chain has no BatchNorm or
+    /// another head. The one folding both the exporter and the write-back into a source file use.
+    /// </summary>
+    /// <exception cref="OnnxExportException">The BatchNorm normalises with batch statistics (training mode, QAT).</exception>
+    internal static Module? FoldedHead(FusedModule f, FusedChain chain, string path, int inputRank)
+    {
+        if (chain.BatchNorm is not { } bn) return null;
         if (bn.Training || bn.RunningMean is null)
             throw Refuse(f, path, "its BatchNorm normalises with batch statistics (training mode, as after fuse_modules_qat, or no running statistics), which an inference graph does not compute; call Eval() to export the folded inference form");
-        OnnxValue y;
-        switch (chain.Head.Module)
+        return chain.Head.Module switch
         {
-            case Conv c when bn.NumFeatures == c.OutChannels:
-            {
-                var conv = (Conv)c.WithTraining(false);
-                var folded = conv.Transposed ? BatchNormFolding.FoldConvTransposeBn(conv, bn) : BatchNormFolding.FoldConvBn(conv, bn);
-                y = Conv(folded, x, head);
-                break;
-            }
-            // BatchNorm1d after Linear normalises the features only for a [N, in] input, as in the engine.
-            case Linear l when bn.NumFeatures == l.OutFeatures && x.Rank == 2:
-                y = Linear(BatchNormFolding.FoldLinearBn((Linear)l.WithTraining(false), bn), x, head);
-                break;
-            default:
-                return Children(f, x, path);
-        }
-        return chain.Activation is { } a ? Activation(((Activation)a.Module).Kind, y, Join(path, a.Name)) : y;
+            Conv c when bn.NumFeatures == c.OutChannels => c.Transposed
+                ? BatchNormFolding.FoldConvTransposeBn((Conv)c.WithTraining(false), bn)
+                : BatchNormFolding.FoldConvBn((Conv)c.WithTraining(false), bn),
+            Linear l when bn.NumFeatures == l.OutFeatures && inputRank == 2 => BatchNormFolding.FoldLinearBn((Linear)l.WithTraining(false), bn),
+            _ => null,
+        };
     }
 
     // ---- helpers --------------------------------------------------------------------------------------------

@@ -83,6 +83,10 @@ internal sealed class OnnxGraphWriter
     /// <summary>Whether a node produces value <paramref name="name"/>.</summary>
     public bool IsNodeOutput(string name) => Nodes.Any(n => n.Output.Contains(name));
 
+    /// <summary>A name no value, node or initializer has yet (<paramref name="name"/>, else with a <c>#2</c>, <c>#3</c>
+    /// suffix), now reserved.</summary>
+    public string NewName(string name) => Unique(name);
+
     /// <summary>Reserves a name (the graph input's).</summary>
     public void Reserve(string name) => _names.Add(name);
 

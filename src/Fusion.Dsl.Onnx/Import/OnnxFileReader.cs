@@ -50,6 +50,10 @@ internal sealed class OnnxFileReader
         }
     }
 
+    /// <summary>Whether <see cref="Decode"/> reads <paramref name="t"/>'s element type (float32 and int64).</summary>
+    public static bool IsDecodable(TensorProto t)
+        => (TensorProto.Types.DataType)t.DataType is TensorProto.Types.DataType.Float or TensorProto.Types.DataType.Int64;
+
     /// <summary>Decodes a float32 or int64 tensor (raw, typed or external data).</summary>
     /// <exception cref="ModelFormatException">Another element type, negative dimensions, more elements than
     /// <see cref="Limits.MaxElements"/>, a size that does not match the data present, or external data that is missing,

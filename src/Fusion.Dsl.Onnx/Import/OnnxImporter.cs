@@ -14,20 +14,17 @@ namespace Fusion.Dsl.Onnx.Import;
 /// names give (<c>layer1.0.conv1.weight</c> → <c>layer1.0.conv1</c>); parameter-free operators become modules at the path
 /// of their node name (torch.onnx.export's <c>/layer1/layer1.0/relu/Relu</c> → <c>layer1.0.relu</c>, this exporter's
 /// <c>layer1.0.relu</c>), or free functions where the name points at a container or nothing (ResNet's functional ReLU
-/// after the addition). Graph operators (Add, Mul, Concat, Flatten, Reshape, Squeeze, Unsqueeze) become function and
-/// method nodes. Anything else is refused with the node's name and operator.
+/// after the addition). Graph operators (Add, Sub, Mul, Div, Concat, Flatten, Reshape, Squeeze, Unsqueeze, Transpose,
+/// ReduceMean, Softmax, MatMul of two values) become function and method nodes. Every other node, and every node whose
+/// configuration has no PyTorch form here (asymmetric pads, a Clip that is not ReLU6, an operator of another domain), is
+/// carried verbatim: an opaque <c>onnx::Op</c> call that keeps the dataflow (so fusion works around it and the engine refuses
+/// it by name) while the file's own node is what <see cref="WriteBack.OnnxWriteBack"/> writes back. Malformed files (cycles,
+/// dangling inputs, sizes past the limits, unreadable tensors) are refused with the node's or tensor's name.
 /// </summary>
 internal sealed class OnnxImporter
 {
     /// <summary>The oldest opset read: 13 moved Squeeze/Unsqueeze axes to inputs, which this importer expects.</summary>
     public const long MinOpset = 13;
-
-    private static readonly string[] Supported =
-    [
-        "Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant", "Conv", "ConvTranspose", "Dropout", "Flatten",
-        "Gemm", "GlobalAveragePool", "HardSigmoid", "HardSwish", "Identity", "MatMul", "MaxPool", "Mul", "Pad (all zero, or before a Conv or an AveragePool)", "Relu", "Reshape",
-        "Sigmoid (with Mul: SiLU)", "Squeeze", "Transpose (of a weight)", "Unsqueeze",
-    ];
 
     private readonly OnnxFileReader _file;
     private readonly GraphProto _graph;
@@ -45,6 +42,10 @@ internal sealed class OnnxImporter
     private readonly List<(string Name, Tensor Tensor)> _rootState = [];
     private readonly Dictionary<NodeProto, (PaddingMode Mode, int[] Pads)> _padBefore = [];  // begins then ends, spatial axes
     private readonly Dictionary<string, string> _aliasOf = new(StringComparer.Ordinal);   // a value → the skipped Pad's output that equals it
+    private readonly HashSet<string> _verbatim = new(StringComparer.Ordinal);   // initializers of element types not decoded
+    private readonly Dictionary<string, Tensor> _initializers = new(StringComparer.Ordinal);   // the decoded ones
+    private readonly Dictionary<string, List<OnnxModuleSource>> _sources = new(StringComparer.Ordinal);   // module path → the nodes calling it
+    private readonly SortedSet<string> _carried = new(StringComparer.Ordinal);   // the operators carried verbatim
 
     private OnnxImporter(OnnxFileReader file, GraphProto graph) { _file = file; _graph = graph; }
 
@@ -62,7 +63,16 @@ internal sealed class OnnxImporter
         if (opset < MinOpset) throw file.Error(null, $"opset {opset} is older than {MinOpset}, the oldest this importer reads; convert it with onnx.version_converter first");
         var importer = new OnnxImporter(file, model.Graph);
         var (root, shape, dynamic) = importer.Run();
-        return new OnnxImport(root, shape, dynamic, opset.Value, [file.Path, .. file.ExternalFiles]);
+        // The decoded initializers leave the kept model (their tensors are the modules' own), so the weights are held once.
+        var decoded = new List<KeyValuePair<string, Tensor>>();
+        foreach (var t in model.Graph.Initializer.ToArray())
+        {
+            if (!importer._initializers.TryGetValue(t.Name, out var tensor)) continue;
+            decoded.Add(new(t.Name, tensor));
+            model.Graph.Initializer.Remove(t);
+        }
+        var source = new OnnxSource(model, root, decoded, importer._sources);
+        return new OnnxImport(root, shape, dynamic, opset.Value, [file.Path, .. file.ExternalFiles], source, [.. importer._carried]);
     }
 
     private ModelFormatException Error(string? key, string problem) => _file.Error(key, problem);
@@ -73,10 +83,14 @@ internal sealed class OnnxImporter
     {
         foreach (var t in _graph.Initializer)
         {
-            if (_constants.ContainsKey(t.Name)) throw Error(t.Name, "two initializers have this name");
-            _constants[t.Name] = _file.Decode(t, t.Name);
+            if (_constants.ContainsKey(t.Name) || _verbatim.Contains(t.Name)) throw Error(t.Name, "two initializers have this name");
+            // A tensor of another element type (bool masks, int32 indices) only an opaque node reads: kept in the file as is.
+            if (OnnxFileReader.IsDecodable(t)) _constants[t.Name] = _initializers[t.Name] = _file.Decode(t, t.Name);
+            else if (t.DataLocation == TensorProto.Types.DataLocation.External)
+                throw Error(t.Name, $"element type {(TensorProto.Types.DataType)t.DataType} stored as external data is not supported (float32 and int64 are)");
+            else _verbatim.Add(t.Name);
         }
-        var inputs = _graph.Input.Where(i => !_constants.ContainsKey(i.Name)).ToArray();
+        var inputs = _graph.Input.Where(i => !_constants.ContainsKey(i.Name) && !_verbatim.Contains(i.Name)).ToArray();
         if (inputs.Length != 1)
             throw Error(null, $"the graph has {inputs.Length} inputs besides its initializers ({string.Join(", ", inputs.Select(i => i.Name))}); a model takes one tensor");
         var (shape, dynamic) = InputShape(inputs[0]);
@@ -140,7 +154,7 @@ internal sealed class OnnxImporter
     /// produced later means a cycle (ONNX graphs are topologically sorted); one produced nowhere dangles.</summary>
     private void CheckTopology(string input)
     {
-        var produced = new HashSet<string>(_constants.Keys, StringComparer.Ordinal) { input, "" };
+        var produced = new HashSet<string>(_constants.Keys.Concat(_verbatim), StringComparer.Ordinal) { input, "" };
         var producers = new Dictionary<string, NodeProto>(StringComparer.Ordinal);
         foreach (var n in _graph.Node)
             foreach (var o in n.Output)
@@ -229,7 +243,7 @@ internal sealed class OnnxImporter
     private Tensor Initializer(NodeProto n, int index, string what)
     {
         if (index >= n.Input.Count || n.Input[index].Length == 0) throw Error(n.Name, $"{NodeKey(n)} has no {what}");
-        return Constant(n.Input[index]) ?? throw Error(n.Name, $"{NodeKey(n)}: the {what} '{n.Input[index]}' must be an initializer (a tensor computed at run time is not a module's parameter)");
+        return Constant(n.Input[index]) ?? throw NotModeled(n.Name, $"{NodeKey(n)}: the {what} '{n.Input[index]}' must be an initializer (a tensor computed at run time is not a module's parameter)");
     }
 
     private (string Node, int Rank) Value(NodeProto n, int index)
@@ -237,7 +251,7 @@ internal sealed class OnnxImporter
         if (index >= n.Input.Count) throw Error(n.Name, $"{NodeKey(n)} has too few inputs");
         return _values.TryGetValue(n.Input[index], out var v)
             ? v
-            : throw Error(n.Name, $"{NodeKey(n)}: input '{n.Input[index]}' must be computed from the graph input, not a constant");
+            : throw NotModeled(n.Name, $"{NodeKey(n)}: input '{n.Input[index]}' must be computed from the graph input, not a constant");
     }
 
     /// <summary>An operand of Add, Mul or Concat: a computed value, a scalar constant, or a tensor constant kept as a
@@ -249,7 +263,7 @@ internal sealed class OnnxImporter
         var t = Constant(name) ?? throw Error(n.Name, $"{NodeKey(n)}: input '{name}' is unknown");
         if (t.Count == 1 && t.Rank == 0) return (GraphArg.Const(t[0]), 0);
         var attr = UniqueNode("const_" + name);
-        _rootState.Add((attr, t.DType == DType.Float32 ? t : throw Error(n.Name, $"{NodeKey(n)}: constant '{name}' is not float32")));
+        _rootState.Add((attr, t.DType == DType.Float32 ? t : throw NotModeled(n.Name, $"{NodeKey(n)}: constant '{name}' is not float32")));
         var node = new GraphNode(NodeOp.GetAttr, attr, attr);
         _nodes.Add(node);
         return (GraphArg.Ref(node.Name), t.Rank);
@@ -258,7 +272,7 @@ internal sealed class OnnxImporter
     private long[] Int64Constant(NodeProto n, int index, string what)
     {
         var t = Initializer(n, index, what);
-        if (t.DType != DType.Int64 || t.Rank > 1) throw Error(n.Name, $"{NodeKey(n)}: {what} must be an int64 vector");
+        if (t.DType != DType.Int64 || t.Rank > 1) throw NotModeled(n.Name, $"{NodeKey(n)}: {what} must be an int64 vector");
         return t.Int64.ToArray();
     }
 
@@ -282,7 +296,7 @@ internal sealed class OnnxImporter
         var pads = RawPads(n, rank);
         for (var i = 0; i < rank; i++)
             if (pads[i] != pads[rank + i])
-                throw Error(n.Name, $"{NodeKey(n)}: asymmetric pads [{string.Join(", ", pads)}] have no PyTorch layer");
+                throw NotModeled(n.Name, $"{NodeKey(n)}: asymmetric pads [{string.Join(", ", pads)}] have no PyTorch layer");
         return pads[..rank];
     }
 
@@ -290,7 +304,7 @@ internal sealed class OnnxImporter
     {
         var autoPad = Attr(n, "auto_pad")?.S.ToStringUtf8() ?? "NOTSET";
         if (autoPad is not ("NOTSET" or "VALID" or ""))
-            throw Error(n.Name, $"{NodeKey(n)}: auto_pad {autoPad} is not supported; write explicit pads");
+            throw NotModeled(n.Name, $"{NodeKey(n)}: auto_pad {autoPad} is not supported; write explicit pads");
         return Ints(n, "pads", 2 * rank, 0);
     }
 
@@ -305,7 +319,7 @@ internal sealed class OnnxImporter
             var total = dilation[i] * (kernel[i] - 1);
             return pads[i] == total / 2 && pads[rank + i] == total - total / 2;
         });
-        return same ? ConvPadding.Same : throw Error(n.Name, $"{NodeKey(n)}: asymmetric pads [{string.Join(", ", pads)}] have no PyTorch layer");
+        return same ? ConvPadding.Same : throw NotModeled(n.Name, $"{NodeKey(n)}: asymmetric pads [{string.Join(", ", pads)}] have no PyTorch layer");
     }
 
     /// <summary>The path for a module of node <paramref name="n"/>: from its weight's name, else from its node name, else
@@ -313,7 +327,7 @@ internal sealed class OnnxImporter
     private string ModulePathFor(NodeProto n, string? weightName)
         => (weightName is null ? null : WeightPath(weightName)) ?? NodePath(n.Name) ?? n.OpType.ToLowerInvariant();
 
-    private void CallModule(NodeProto n, string path, Module module, (string Node, int Rank) input, int rank)
+    private void CallModule(NodeProto n, string path, Module module, (string Node, int Rank) input, int rank, OnnxModuleSource? source = null)
     {
         var depth = path.Count(c => c == '.') + 1;
         if (depth > Limits.MaxModuleDepth)
@@ -321,6 +335,8 @@ internal sealed class OnnxImporter
         // A stateless module called again (a shared ReLU) is the same module; anything else gets its own path.
         var used = _tree.Get(path) is { } existing && existing.Equals(module) && existing.State.Count == 0 ? path : _tree.Add(path, module);
         Add(new GraphNode(NodeOp.CallModule, UniqueNode(used.Replace('.', '_')), used, [GraphArg.Ref(input.Node)]), n.Output[0], rank);
+        if (!_sources.TryGetValue(used, out var calls)) _sources[used] = calls = [];
+        calls.Add(source ?? new OnnxModuleSource(n, n.Input[0], []));
         if (_aliasOf.TryGetValue(n.Output[0], out var alias)) _values[alias] = _values[n.Output[0]];
     }
 
@@ -363,9 +379,21 @@ internal sealed class OnnxImporter
 
     private void Translate(NodeProto n)
     {
-        if (n.Domain is not ("" or "ai.onnx"))
-            throw Error(n.Name, $"{NodeKey(n)}: operator {n.Domain}.{n.OpType} is not supported (only the default ONNX domain is)");
         if (n.Output.Count == 0 || n.Output[0].Length == 0) throw Error(n.Name, $"{NodeKey(n)} has no output");
+        if (n.Domain is not ("" or "ai.onnx"))
+        {
+            Opaque(n);
+            return;
+        }
+        // Each translation checks what it needs before it records anything, so a node it does not model leaves no trace.
+        try { Modeled(n); }
+        catch (NotModeledException) { Opaque(n); }
+    }
+
+    /// <summary>A node as the modules and graph operations the engine and the rules understand, or
+    /// <see cref="NotModeledException"/> when it has none (then it is carried verbatim, see <see cref="Opaque"/>).</summary>
+    private void Modeled(NodeProto n)
+    {
         switch (n.OpType)
         {
             case "Pad": Pad(n); break;
@@ -378,7 +406,7 @@ internal sealed class OnnxImporter
             case "HardSwish": Stateless(n, () => Activation.Create(ActivationKind.Hardswish), "hardswish"); break;
             case "HardSigmoid":
                 if (Math.Abs(AttrFloat(n, "alpha", 0.2f) - 1f / 6f) > 1e-6 || AttrFloat(n, "beta", 0.5f) != 0.5f)
-                    throw Error(n.Name, $"{NodeKey(n)}: only alpha = 1/6, beta = 1/2 (PyTorch's Hardsigmoid) is supported");
+                    throw NotModeled(n.Name, $"{NodeKey(n)}: only alpha = 1/6, beta = 1/2 (PyTorch's Hardsigmoid) is supported");
                 Stateless(n, () => Activation.Create(ActivationKind.Hardsigmoid), "hardsigmoid");
                 break;
             case "Clip": Clip(n); break;
@@ -386,13 +414,13 @@ internal sealed class OnnxImporter
             case "MaxPool":
             case "AveragePool": Pool(n); break;
             case "GlobalAveragePool":
-                if (Value(n, 0).Rank != 4) throw Error(n.Name, $"{NodeKey(n)}: only 2-d global pooling is supported");
+                if (Value(n, 0).Rank != 4) throw NotModeled(n.Name, $"{NodeKey(n)}: only 2-d global pooling is supported");
                 Stateless(n, () => AdaptiveAvgPool2d.Create([1]), "adaptive_avg_pool2d", [GraphArg.Const(1L)]);
                 break;
             case "Flatten":
             {
                 var axis = AttrInt(n, "axis", 1);
-                if (axis != 1) throw Error(n.Name, $"{NodeKey(n)}: Flatten with axis {axis} has no PyTorch flatten (axis 1 has)");
+                if (axis != 1) throw NotModeled(n.Name, $"{NodeKey(n)}: Flatten with axis {axis} has no PyTorch flatten (axis 1 has)");
                 Stateless(n, () => Layers.Flatten.Create(), "flatten", [GraphArg.Const(1L)]);
                 _values[n.Output[0]] = (_values[n.Output[0]].Node, 2);
                 break;
@@ -406,20 +434,25 @@ internal sealed class OnnxImporter
             case "Identity":
             case "Dropout": Alias(n); break;
             case "Constant": ConstantNode(n); break;
-            case "Transpose" when n.Input.Count == 1 && Constant(n.Input[0]) is { Rank: 2, DType: DType.Float32 } m
-                                  && (AttrInts(n, "perm") is null or [1, 0]):
-                // A transposed weight (Linear on inputs that are not matrices is written as x · Wᵀ), folded here.
-                _constants[n.Output[0]] = Transpose(m);
+            case "Sub":
+            case "Div": Binary(n); break;
+            case "Softmax":
+            {
+                var x = Value(n, 0);
+                Add(new GraphNode(NodeOp.CallFunction, UniqueNode("softmax"), "softmax", [GraphArg.Ref(x.Node), GraphArg.Const(AttrInt(n, "axis", -1))]), n.Output[0], x.Rank);
                 break;
+            }
+            case "Transpose": Permute(n); break;
+            case "ReduceMean": ReduceMean(n); break;
             default:
-                throw Error(n.Name, $"{NodeKey(n)}: operator {n.OpType} is not supported; supported: {string.Join(", ", Supported)}");
+                throw NotModeled(n.Name, $"{NodeKey(n)}: operator {n.OpType} has no module or graph operation here");
         }
     }
 
     private void Alias(NodeProto n)
     {
         if (n.OpType == "Dropout" && n.Output.Count > 1 && n.Output[1].Length > 0 && _uses.ContainsKey(n.Output[1]))
-            throw Error(n.Name, $"{NodeKey(n)}: its mask output is used, which an inference model does not have");
+            throw NotModeled(n.Name, $"{NodeKey(n)}: its mask output is used, which an inference model does not have");
         var input = n.Input.Count > 0 ? n.Input[0] : throw Error(n.Name, $"{NodeKey(n)} has no input");
         if (_constants.TryGetValue(input, out var t)) _constants[n.Output[0]] = t;
         else _values[n.Output[0]] = Value(n, 0);
@@ -435,7 +468,7 @@ internal sealed class OnnxImporter
             "value_floats" => Tensor.FromFloat32(a.Floats.ToArray(), a.Floats.Count),
             "value_int" => Tensor.FromInt64([a.I]),
             "value_ints" => Tensor.FromInt64(a.Ints.ToArray(), a.Ints.Count),
-            _ => throw Error(n.Name, $"{NodeKey(n)}: constant attribute {a.Name} is not supported"),
+            _ => throw NotModeled(n.Name, $"{NodeKey(n)}: constant attribute {a.Name} is not supported"),
         };
     }
 
@@ -445,8 +478,8 @@ internal sealed class OnnxImporter
         var w = Initializer(n, 1, "weight");
         var b = n.Input.Count > 2 && n.Input[2].Length > 0 ? Initializer(n, 2, "bias") : null;
         var rank = w.Rank - 2;
-        if (rank is < 1 or > 3 || w.DType != DType.Float32) throw Error(n.Name, $"{NodeKey(n)}: weight of shape {Tensor.ShapeString(w.Shape)} is not a 1-, 2- or 3-d convolution's");
-        if (x.Rank != rank + 2) throw Error(n.Name, $"{NodeKey(n)}: input of rank {x.Rank} for a {rank}-d convolution");
+        if (rank is < 1 or > 3 || w.DType != DType.Float32) throw NotModeled(n.Name, $"{NodeKey(n)}: weight of shape {Tensor.ShapeString(w.Shape)} is not a 1-, 2- or 3-d convolution's");
+        if (x.Rank >= 0 && x.Rank != rank + 2) throw NotModeled(n.Name, $"{NodeKey(n)}: input of rank {x.Rank} for a {rank}-d convolution");
         var group = AttrInt(n, "group", 1);
         if (group is < 1 or > int.MaxValue) throw Error(n.Name, $"{NodeKey(n)}: group {group} is not positive");
         var g = (int)group;
@@ -462,25 +495,26 @@ internal sealed class OnnxImporter
         else
         {
             // This exporter writes PyTorch's output_padding as less padding at the end; read it back.
-            if (AttrInts(n, "output_shape") is not null) throw Error(n.Name, $"{NodeKey(n)}: output_shape is not supported; write pads and output_padding");
+            if (AttrInts(n, "output_shape") is not null) throw NotModeled(n.Name, $"{NodeKey(n)}: output_shape is not supported; write pads and output_padding");
             var pads = Ints(n, "pads", 2 * rank, 0);
             var given = Ints(n, "output_padding", rank, 0);
             padding = ConvPadding.Explicit(pads[..rank]);
             for (var i = 0; i < rank; i++)
             {
-                if (pads[rank + i] > pads[i]) throw Error(n.Name, $"{NodeKey(n)}: more end than begin padding has no PyTorch layer");
+                if (pads[rank + i] > pads[i]) throw NotModeled(n.Name, $"{NodeKey(n)}: more end than begin padding has no PyTorch layer");
                 outputPadding[i] = given[i] + pads[i] - pads[rank + i];
             }
-            // This exporter writes an output_padding beyond the padding as zeros padded on afterwards (the bias added after).
-            if (b is null && TrailingZeroPad(n, x.Rank) is { } extra)
-                for (var i = 0; i < rank; i++) outputPadding[i] += extra[i];
         }
         if (_padBefore.TryGetValue(n, out var before))
         {
             if (padding.Kind != PaddingKind.Explicit || padding.Amounts.Any(p => p != 0) || before.Pads.Length != 2 * rank)
-                throw Error(n.Name, $"{NodeKey(n)}: a Pad before a padding convolution has no PyTorch layer");
+                throw NotModeled(n.Name, $"{NodeKey(n)}: a Pad before a padding convolution has no PyTorch layer");
             (paddingMode, padding) = (before.Mode, ConvPads(n, rank, kernel, stride, dilation, before.Pads));
         }
+        // This exporter writes an output_padding beyond the padding as zeros padded on afterwards (the bias added after);
+        // taken last, as it marks that Pad as read.
+        if (transposed && b is null && TrailingZeroPad(n, rank + 2) is { } extra)
+            for (var i = 0; i < rank; i++) outputPadding[i] += extra[i];
         var outC = transposed ? w.Shape[1] * g : w.Shape[0];
         var inC = transposed ? w.Shape[0] : w.Shape[1] * g;
         var path = ModulePathFor(n, n.Input[1]);
@@ -491,7 +525,8 @@ internal sealed class OnnxImporter
                 paddingMode, transposed: transposed, outputPadding: outputPadding, weight: w, biasTensor: b);
         }
         catch (ArgumentException e) { throw Error(n.Name, $"{NodeKey(n)}: {e.Message}"); }
-        CallModule(n, path, conv, x, x.Rank);
+        var trailing = _aliasOf.ContainsKey(n.Output[0]) ? Readers(n.Output[0])[0] : null;
+        CallModule(n, path, conv, x, rank + 2, new OnnxModuleSource(n, n.Input[0], trailing is null ? [] : [trailing]));
     }
 
     /// <summary>
@@ -514,15 +549,15 @@ internal sealed class OnnxImporter
         // ... and F.avg_pool2d(x, k, s, padding) as a zero Pad then an AveragePool without pads: PyTorch's padded average.
         var intoPool = consumers.Count == 1 && consumers[0].OpType == "AveragePool" && mode == "constant";
         if (consumers.Count != 1 || !(consumers[0].OpType == "Conv" || intoPool) || _uses.GetValueOrDefault(n.Output[0]) != 1 || rank < 1 || pads.Length != 2 * x.Rank)
-            throw Error(n.Name, $"{NodeKey(n)}: a Pad that pads something is read only as the padding of the one Conv or AveragePool it feeds");
+            throw NotModeled(n.Name, $"{NodeKey(n)}: a Pad that pads something is read only as the padding of the one Conv or AveragePool it feeds");
         if (n.Input.Count > 2 && n.Input[2].Length > 0 && Constant(n.Input[2]) is { } v && v.Count == 1 && v[0] != 0)
-            throw Error(n.Name, $"{NodeKey(n)}: padding with {v[0]} instead of zeros has no PyTorch convolution");
+            throw NotModeled(n.Name, $"{NodeKey(n)}: padding with {v[0]} instead of zeros has no PyTorch convolution");
         var spatial = new int[2 * rank];
         for (var i = 0; i < x.Rank; i++)
         {
             var (begin, end) = (pads[i], pads[x.Rank + i]);
             if (i < 2 ? begin != 0 || end != 0 : begin < 0 || end < 0 || begin > int.MaxValue || end > int.MaxValue)
-                throw Error(n.Name, $"{NodeKey(n)}: pads [{string.Join(", ", pads)}] pad the batch or channel axis, or are negative");
+                throw NotModeled(n.Name, $"{NodeKey(n)}: pads [{string.Join(", ", pads)}] pad the batch or channel axis, or are negative");
             if (i >= 2) (spatial[i - 2], spatial[rank + i - 2]) = ((int)begin, (int)end);
         }
         var paddingMode = mode switch
@@ -530,7 +565,7 @@ internal sealed class OnnxImporter
             "reflect" => PaddingMode.Reflect,
             "edge" => PaddingMode.Replicate,
             "constant" => PaddingMode.Zeros,
-            _ => throw Error(n.Name, $"{NodeKey(n)}: Pad mode '{mode}' has no PyTorch padding_mode"),
+            _ => throw NotModeled(n.Name, $"{NodeKey(n)}: Pad mode '{mode}' has no PyTorch padding_mode"),
         };
         _padBefore[consumers[0]] = (paddingMode, spatial);
         _values[n.Output[0]] = x;
@@ -555,10 +590,10 @@ internal sealed class OnnxImporter
     private void BatchNormalization(NodeProto n)
     {
         var x = Value(n, 0);
-        if (AttrInt(n, "training_mode", 0) != 0) throw Error(n.Name, $"{NodeKey(n)}: training_mode=1 computes batch statistics; only inference BatchNormalization is read");
-        if (n.Output.Skip(1).Any(o => o.Length > 0 && _uses.ContainsKey(o))) throw Error(n.Name, $"{NodeKey(n)}: its running-statistics outputs are used");
+        if (AttrInt(n, "training_mode", 0) != 0) throw NotModeled(n.Name, $"{NodeKey(n)}: training_mode=1 computes batch statistics; only inference BatchNormalization is read");
+        if (n.Output.Skip(1).Any(o => o.Length > 0 && _uses.ContainsKey(o))) throw NotModeled(n.Name, $"{NodeKey(n)}: its running-statistics outputs are used");
         var scale = Initializer(n, 1, "scale");
-        var rank = x.Rank switch { 2 or 3 => 1, 4 => 2, 5 => 3, _ => throw Error(n.Name, $"{NodeKey(n)}: input of rank {x.Rank}") };
+        var rank = x.Rank switch { 2 or 3 => 1, 4 => 2, 5 => 3, _ => throw NotModeled(n.Name, $"{NodeKey(n)}: input of rank {x.Rank}") };
         // Stored as float; the shortest decimal that rounds to it is PyTorch's value (1e-5, not 9.99999974e-06).
         var eps = double.Parse(AttrFloat(n, "epsilon", 1e-5f).ToString("R", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
         var momentum = Math.Round(1 - (double)AttrFloat(n, "momentum", 0.9f), 6);
@@ -575,17 +610,17 @@ internal sealed class OnnxImporter
     private void Gemm(NodeProto n)
     {
         var x = Value(n, 0);
-        if (x.Rank != 2) throw Error(n.Name, $"{NodeKey(n)}: input of rank {x.Rank}; Gemm takes matrices");
+        if (x.Rank is not (2 or -1)) throw NotModeled(n.Name, $"{NodeKey(n)}: input of rank {x.Rank}; Gemm takes matrices");
         if (AttrFloat(n, "alpha", 1f) != 1f || AttrFloat(n, "beta", 1f) != 1f || AttrInt(n, "transA", 0) != 0)
-            throw Error(n.Name, $"{NodeKey(n)}: only alpha = beta = 1 and transA = 0 (a Linear layer) are supported");
+            throw NotModeled(n.Name, $"{NodeKey(n)}: only alpha = beta = 1 and transA = 0 (a Linear layer) are supported");
         var b = Initializer(n, 1, "weight");
-        if (b.Rank != 2 || b.DType != DType.Float32) throw Error(n.Name, $"{NodeKey(n)}: weight of shape {Tensor.ShapeString(b.Shape)} is not a matrix");
-        var w = AttrInt(n, "transB", 0) == 1 ? b : Transpose(b);
+        if (b.Rank != 2 || b.DType != DType.Float32) throw NotModeled(n.Name, $"{NodeKey(n)}: weight of shape {Tensor.ShapeString(b.Shape)} is not a matrix");
+        var w = AttrInt(n, "transB", 0) == 1 ? b : Matrices.Transpose(b);
         Tensor? bias = null;
         if (n.Input.Count > 2 && n.Input[2].Length > 0)
         {
             bias = Initializer(n, 2, "bias");
-            if (bias.Count != w.Shape[0]) throw Error(n.Name, $"{NodeKey(n)}: bias of shape {Tensor.ShapeString(bias.Shape)} for {w.Shape[0]} outputs");
+            if (bias.Count != w.Shape[0]) throw NotModeled(n.Name, $"{NodeKey(n)}: bias of shape {Tensor.ShapeString(bias.Shape)} for {w.Shape[0]} outputs");
             bias = bias.Reshape(w.Shape[0]);
         }
         CallModule(n, ModulePathFor(n, n.Input[1]), Layers.Linear.Create(w.Shape[1], w.Shape[0], bias is not null, w, bias), x, 2);
@@ -594,58 +629,56 @@ internal sealed class OnnxImporter
     private void MatMul(NodeProto n)
     {
         var x = Value(n, 0);
+        if (n.Input.Count == 2 && _values.TryGetValue(n.Input[1], out var other))
+        {
+            // A product of two computed tensors (attention's q·kᵀ): torch.matmul.
+            Add(new GraphNode(NodeOp.CallFunction, UniqueNode("matmul"), "matmul", [GraphArg.Ref(x.Node), GraphArg.Ref(other.Node)]),
+                n.Output[0], x.Rank < 0 || other.Rank < 0 ? -1 : Math.Max(x.Rank, other.Rank));
+            return;
+        }
         var b = Initializer(n, 1, "weight");
-        if (b.Rank != 2 || b.DType != DType.Float32) throw Error(n.Name, $"{NodeKey(n)}: only a product with a weight matrix (a Linear without bias) is supported");
-        var w = Transpose(b);
+        if (b.Rank != 2 || b.DType != DType.Float32) throw NotModeled(n.Name, $"{NodeKey(n)}: only a product with a weight matrix (a Linear without bias) is supported");
+        var w = Matrices.Transpose(b);
         CallModule(n, ModulePathFor(n, n.Input[1]), Layers.Linear.Create(w.Shape[1], w.Shape[0], false, w), x, x.Rank);
-    }
-
-    private static Tensor Transpose(Tensor m)
-    {
-        var (r, c) = (m.Shape[0], m.Shape[1]);
-        var src = m.Float32;
-        var dst = new float[src.Length];
-        for (var i = 0; i < r; i++)
-            for (var j = 0; j < c; j++) dst[j * r + i] = src[i * c + j];
-        return Tensor.FromFloat32(dst, c, r);
     }
 
     private void Clip(NodeProto n)
     {
         float? Bound(int index) => index < n.Input.Count && n.Input[index].Length > 0
-            ? Constant(n.Input[index]) is { Count: 1, DType: DType.Float32 } t ? t.Float32[0] : throw Error(n.Name, $"{NodeKey(n)}: its bounds must be scalar constants")
+            ? Constant(n.Input[index]) is { Count: 1, DType: DType.Float32 } t ? t.Float32[0] : throw NotModeled(n.Name, $"{NodeKey(n)}: its bounds must be scalar constants")
             : null;
         var (min, max) = (Bound(1), Bound(2));
         if (min == 0 && max == 6) Stateless(n, () => Activation.Create(ActivationKind.ReLU6), "relu6");
         else if (min == 0 && max is null) Stateless(n, () => Activation.Create(ActivationKind.ReLU), "relu");
-        else throw Error(n.Name, $"{NodeKey(n)}: Clip({min}, {max}) is neither ReLU6 (0, 6) nor ReLU (0, none)");
+        else throw NotModeled(n.Name, $"{NodeKey(n)}: Clip({min}, {max}) is neither ReLU6 (0, 6) nor ReLU (0, none)");
     }
 
-    /// <summary>Sigmoid followed by a Mul of its input and itself is PyTorch's SiLU (as torch.onnx.export writes it).</summary>
+    /// <summary>Sigmoid followed by a Mul of its input and itself is PyTorch's SiLU (as torch.onnx.export writes
+    /// nn.SiLU); any other Sigmoid is <c>torch.sigmoid</c>.</summary>
     private void Sigmoid(NodeProto n)
     {
         var x = n.Input[0];
         var s = n.Output[0];
+        var input = Value(n, 0);
         var mul = Readers(s).FirstOrDefault(m => m.OpType == "Mul" && m.Input.Count == 2
                                                   && (m.Input[0] == x && m.Input[1] == s || m.Input[0] == s && m.Input[1] == x));
-        if (mul is null || _uses.GetValueOrDefault(s) != 1)
-            throw Error(n.Name, $"{NodeKey(n)}: a Sigmoid on its own is not supported (with a Mul of its input it is SiLU)");
-        _skipped.Add(mul);
-        var path = NodePath(mul.Name) ?? NodePath(n.Name);
-        var input = Value(n, 0);
-        if (path is not null && !IsContainerOrWeighted(path))
-            CallModule(mul, path, Activation.Create(ActivationKind.SiLU), input, input.Rank);
-        else
-            throw Error(n.Name, $"{NodeKey(n)}: a functional SiLU (not a module) is not supported");
+        var path = mul is null ? null : NodePath(mul.Name) ?? NodePath(n.Name);
+        if (mul is not null && _uses.GetValueOrDefault(s) == 1 && path is not null && !IsContainerOrWeighted(path))
+        {
+            _skipped.Add(mul);
+            CallModule(mul, path, Activation.Create(ActivationKind.SiLU), input, input.Rank, new OnnxModuleSource(mul, x, [n]));
+            return;
+        }
+        Add(new GraphNode(NodeOp.CallFunction, UniqueNode("sigmoid"), "sigmoid", [GraphArg.Ref(input.Node)]), s, input.Rank);
     }
 
     private void Pool(NodeProto n)
     {
         var x = Value(n, 0);
-        if (x.Rank != 4) throw Error(n.Name, $"{NodeKey(n)}: only 2-d pooling is supported");
-        if (n.Output.Count > 1 && n.Output[1].Length > 0 && _uses.ContainsKey(n.Output[1])) throw Error(n.Name, $"{NodeKey(n)}: its indices output is used");
+        if (x.Rank is not (4 or -1)) throw NotModeled(n.Name, $"{NodeKey(n)}: only 2-d pooling is supported");
+        if (n.Output.Count > 1 && n.Output[1].Length > 0 && _uses.ContainsKey(n.Output[1])) throw NotModeled(n.Name, $"{NodeKey(n)}: its indices output is used");
         // Range-checked like every other integer attribute: a kernel of 2^31 is a refusal, not an OverflowException.
-        var kernel = AttrInts(n, "kernel_shape") is { Length: 2 } ? Ints(n, "kernel_shape", 2, 0) : throw Error(n.Name, $"{NodeKey(n)} needs a 2-d kernel_shape");
+        var kernel = AttrInts(n, "kernel_shape") is { Length: 2 } ? Ints(n, "kernel_shape", 2, 0) : throw NotModeled(n.Name, $"{NodeKey(n)} needs a 2-d kernel_shape");
         var stride = Ints(n, "strides", 2, 1);
         var pads = SymmetricPads(n, 2);
         var countPad = AttrInt(n, "count_include_pad", 0) != 0;
@@ -653,7 +686,7 @@ internal sealed class OnnxImporter
         {
             // A zero Pad feeding this AveragePool (see Pad): its amounts are PyTorch's padding, and its zeros are counted.
             if (pads.Any(p => p != 0) || before.Pads[0] != before.Pads[2] || before.Pads[1] != before.Pads[3])
-                throw Error(n.Name, $"{NodeKey(n)}: a Pad of [{string.Join(", ", before.Pads)}] before an AveragePool with pads of its own, or asymmetric, has no PyTorch layer");
+                throw NotModeled(n.Name, $"{NodeKey(n)}: a Pad of [{string.Join(", ", before.Pads)}] before an AveragePool with pads of its own, or asymmetric, has no PyTorch layer");
             pads = before.Pads[..2];
             countPad = true;
         }
@@ -680,15 +713,15 @@ internal sealed class OnnxImporter
         if (n.Input.Count != 2) throw Error(n.Name, $"{NodeKey(n)} needs two inputs");
         var (a, ra) = Operand(n, 0);
         var (b, rb) = Operand(n, 1);
-        if (a is ConstArg && b is ConstArg) throw Error(n.Name, $"{NodeKey(n)}: both operands are constants");
-        var function = n.OpType == "Add" ? "add" : "mul";
-        Add(new GraphNode(NodeOp.CallFunction, UniqueNode(function), function, [a, b]), n.Output[0], Math.Max(ra, rb));
+        if (a is ConstArg && b is ConstArg) throw NotModeled(n.Name, $"{NodeKey(n)}: both operands are constants");
+        var function = n.OpType.ToLowerInvariant();   // add, sub, mul, div: torch's functions of the same meaning
+        Add(new GraphNode(NodeOp.CallFunction, UniqueNode(function), function, [a, b]), n.Output[0], ra < 0 || rb < 0 ? -1 : Math.Max(ra, rb));
     }
 
     private void Concat(NodeProto n)
     {
         var parts = Enumerable.Range(0, n.Input.Count).Select(i => Operand(n, i)).ToArray();
-        if (parts.Length == 0 || parts.Any(p => p.Arg is ConstArg)) throw Error(n.Name, $"{NodeKey(n)}: Concat takes tensors");
+        if (parts.Length == 0 || parts.Any(p => p.Arg is ConstArg)) throw NotModeled(n.Name, $"{NodeKey(n)}: Concat takes tensors");
         Add(new GraphNode(NodeOp.CallFunction, UniqueNode("cat"), "cat", [GraphArg.List([.. parts.Select(p => p.Arg)]), GraphArg.Const(AttrInt(n, "axis", 0))]),
             n.Output[0], parts[0].Rank);
     }
@@ -698,7 +731,7 @@ internal sealed class OnnxImporter
         var x = Value(n, 0);
         var shape = Int64Constant(n, 1, "shape");
         if (shape.Contains(0) && AttrInt(n, "allowzero", 0) == 0)
-            throw Error(n.Name, $"{NodeKey(n)}: a 0 in the shape ({string.Join(", ", shape)}) copies an input size, which PyTorch's reshape has no form for");
+            throw NotModeled(n.Name, $"{NodeKey(n)}: a 0 in the shape ({string.Join(", ", shape)}) copies an input size, which PyTorch's reshape has no form for");
         Add(new GraphNode(NodeOp.CallFunction, UniqueNode("reshape"), "reshape", [GraphArg.Ref(x.Node), GraphArg.List([.. shape.Select(d => GraphArg.Const(d))])]),
             n.Output[0], shape.Length);
     }
@@ -723,7 +756,7 @@ internal sealed class OnnxImporter
         long[]? axes = n.Input.Count > 1 && n.Input[1].Length > 0 ? Int64Constant(n, 1, "axes") : null;
         if (axes is null)
         {
-            if (!squeeze) throw Error(n.Name, $"{NodeKey(n)} needs axes");
+            if (!squeeze) throw NotModeled(n.Name, $"{NodeKey(n)} needs axes");
             // Without axes every size-1 dimension goes; the rank afterwards is not known without sizes.
             Add(new GraphNode(NodeOp.CallMethod, UniqueNode("squeeze"), "squeeze", [GraphArg.Ref(x.Node)]), n.Output[0], -1);
             return;
@@ -743,4 +776,101 @@ internal sealed class OnnxImporter
         }
         _values[n.Output[0]] = (current, outRank);
     }
+
+    /// <summary>A Transpose of a computed tensor: <c>torch.permute</c> (ONNX's default reverses the axes).</summary>
+    private void Permute(NodeProto n)
+    {
+        if (n.Input.Count == 1 && Constant(n.Input[0]) is { Rank: 2, DType: DType.Float32 } m && AttrInts(n, "perm") is null or [1, 0])
+        {
+            // A transposed weight (Linear on inputs that are not matrices is written as x · Wᵀ), folded here.
+            _constants[n.Output[0]] = Matrices.Transpose(m);
+            return;
+        }
+        var x = Value(n, 0);
+        var perm = AttrInts(n, "perm");
+        if (perm is null)
+        {
+            if (x.Rank < 0) throw NotModeled(n.Name, $"{NodeKey(n)}: a Transpose without perm of a tensor of unknown rank");
+            perm = [.. Enumerable.Range(0, x.Rank).Reverse().Select(i => (long)i)];
+        }
+        if (x.Rank >= 0 && (perm.Length != x.Rank || perm.Order().Where((p, i) => p != i).Any()))
+            throw Error(n.Name, $"{NodeKey(n)}: perm [{string.Join(", ", perm)}] is not a permutation of {x.Rank} axes");
+        Add(new GraphNode(NodeOp.CallFunction, UniqueNode("permute"), "permute", [GraphArg.Ref(x.Node), GraphArg.List([.. perm.Select(p => GraphArg.Const(p))])]),
+            n.Output[0], perm.Length);
+    }
+
+    /// <summary>ReduceMean with its axes as an attribute (opsets 13 to 17): <c>torch.mean(x, dims, keepdim)</c>.</summary>
+    private void ReduceMean(NodeProto n)
+    {
+        var x = Value(n, 0);
+        if (n.Input.Count > 1 || x.Rank < 0) throw NotModeled(n.Name, $"{NodeKey(n)}: axes given as an input, or a tensor of unknown rank");
+        var keep = AttrInt(n, "keepdims", 1) != 0;
+        var axes = AttrInts(n, "axes") ?? [.. Enumerable.Range(0, x.Rank).Select(i => (long)i)];
+        if (axes.Length == 0 || axes.Any(a => a < -x.Rank || a >= x.Rank) || axes.Select(a => a < 0 ? a + x.Rank : a).Distinct().Count() != axes.Length)
+            throw Error(n.Name, $"{NodeKey(n)}: axes [{string.Join(", ", axes)}] are not distinct axes of a rank-{x.Rank} tensor");
+        Add(new GraphNode(NodeOp.CallFunction, UniqueNode("mean"), "mean", [GraphArg.Ref(x.Node), GraphArg.List([.. axes.Select(a => GraphArg.Const(a))]), GraphArg.Const(keep)]),
+            n.Output[0], keep ? x.Rank : x.Rank - axes.Length);
+    }
+
+    /// <summary>
+    /// A node carried verbatim: an opaque call <c>onnx::Op</c> (<c>onnx::domain::Op</c> outside the default domain) of its
+    /// computed inputs (constants by name), one <c>getitem</c> per further output. The engine refuses it by that name;
+    /// fusion treats it as a reader of its inputs; the write-back keeps the file's node.
+    /// </summary>
+    private void Opaque(NodeProto n)
+    {
+        var op = n.Domain is "" or "ai.onnx" ? n.OpType : n.Domain + "::" + n.OpType;
+        _carried.Add(op);
+        var args = n.Input.Select(i => i.Length == 0 ? GraphArg.Const(null) : _values.TryGetValue(i, out var v) ? GraphArg.Ref(v.Node) : GraphArg.Const(i));
+        var node = new GraphNode(NodeOp.CallFunction, UniqueNode(NodePath(n.Name)?.Replace('.', '_') + "_" + n.OpType), "onnx::" + op, [.. args]);
+        var rank = OpaqueRank(n);
+        if (n.Output.Count == 1)
+        {
+            Add(node, n.Output[0], rank);
+            return;
+        }
+        _nodes.Add(node);
+        for (var i = 0; i < n.Output.Count; i++)
+            if (n.Output[i].Length > 0)
+                Add(new GraphNode(NodeOp.CallFunction, UniqueNode(node.Name + "_" + i.ToString(CultureInfo.InvariantCulture)), "getitem",
+                    [GraphArg.Ref(node.Name), GraphArg.Const((long)i)]), n.Output[i], n.OpType == "Split" ? rank : -1);
+    }
+
+    private int RankOf(string value)
+        => value.Length == 0 ? -1 : _values.TryGetValue(value, out var v) ? v.Rank : Constant(value)?.Rank ?? -1;
+
+    /// <summary>The rank of a carried node's (first) output where ONNX's operator definition gives it from its inputs'
+    /// (so that modeled layers after it, a Conv or a Gemm, still know theirs); -1 when unknown.</summary>
+    private int OpaqueRank(NodeProto n)
+    {
+        var ranks = n.Input.Select(RankOf).ToArray();
+        var first = ranks.Length > 0 ? ranks[0] : -1;
+        switch (n.OpType)
+        {
+            case "Shape": return 1;
+            case "Size": return 0;
+            case "Flatten": return 2;
+            case "Reshape": return n.Input.Count > 1 && Constant(n.Input[1]) is { DType: DType.Int64, Rank: 1 } shape ? shape.Count : -1;
+            case "Gather": return ranks.Length == 2 && ranks.All(r => r >= 0) ? ranks[0] + ranks[1] - 1 : -1;
+            case "ReduceMean" or "ReduceSum" or "ReduceMax" or "ReduceMin" or "ReduceProd" or "ReduceL2":
+                return AttrInt(n, "keepdims", 1) != 0 ? first : -1;
+            case "Add" or "Sub" or "Mul" or "Div" or "Pow" or "Max" or "Min" or "Mod" or "Where" or "Equal" or "Less" or "Greater"
+                or "LessOrEqual" or "GreaterOrEqual" or "And" or "Or" or "Xor" or "PRelu" or "Sum" or "Mean":
+                return ranks.Length > 0 && ranks.All(r => r >= 0) ? ranks.Max() : -1;
+            case "Erf" or "Sigmoid" or "Tanh" or "Sqrt" or "Exp" or "Log" or "Abs" or "Neg" or "Reciprocal" or "Cast" or "Softmax"
+                or "LogSoftmax" or "Softplus" or "Relu" or "LeakyRelu" or "Elu" or "Selu" or "Gelu" or "HardSigmoid" or "HardSwish"
+                or "Clip" or "Transpose" or "Slice" or "Split" or "Concat" or "Pad" or "Tile" or "LayerNormalization"
+                or "GroupNormalization" or "InstanceNormalization" or "Dropout" or "Identity" or "Floor" or "Ceil" or "Round"
+                or "Not" or "IsNaN" or "IsInf" or "Sign" or "Mish" or "BatchNormalization" or "Conv" or "ConvTranspose" or "MaxPool"
+                or "AveragePool" or "GlobalAveragePool" or "GlobalMaxPool" or "Resize" or "DepthToSpace" or "SpaceToDepth"
+                or "QuantizeLinear" or "DequantizeLinear" or "CumSum" or "Trilu":
+                return first;
+            default: return -1;
+        }
+    }
+
+    /// <summary>What <see cref="Modeled"/> throws for a node it has no module or graph operation for.</summary>
+    private sealed class NotModeledException(string message) : Exception(message);
+
+    private static NotModeledException NotModeled(string? key, string problem) => new(key is null ? problem : key + ": " + problem);
 }

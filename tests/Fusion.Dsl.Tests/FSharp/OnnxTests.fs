@@ -25,4 +25,18 @@ let tests =
             back |> Onnx.write [ 2; 3; 32; 32 ] fixedPath
             expectOrtMatches "Onnx.write of the read model" fixedPath zoo.Model x
         }
+        test "Onnx.load, Fuse.auto and Onnx.writeBack: the fused file has no BatchNormalization and runs like the original" {
+            let zoo = ModelZoo.Create("resnet18", seed = 6, randomizeBatchNorm = true)
+            let dir, cleanup = tempDir ()
+            use _ = cleanup
+            let path = Path.Combine(dir, "r18.onnx")
+            zoo.Model |> Onnx.write [ 1; 3; 32; 32 ] path
+            let imported = Onnx.load path
+            let fused = imported.Model |> Fuse.modules (Fuse.auto imported.Model)
+            let back = Path.Combine(dir, "r18-fused.onnx")
+            fused |> Onnx.writeBack imported back
+            let ops = (Fusion.Dsl.Onnx.Proto.ModelProto.Parser.ParseFrom(File.ReadAllBytes back)).Graph.Node |> Seq.map (fun n -> n.OpType) |> Set.ofSeq
+            Expect.isFalse (ops.Contains "BatchNormalization") "every BatchNorm folded"
+            expectOrtMatches "Onnx.writeBack" back zoo.Model (randomInput 7 [| 1; 3; 32; 32 |])
+        }
     ]
