@@ -5,7 +5,8 @@
 
 Per network (random weights and BatchNorm statistics, eval mode, one image of --size):
   export   python3 -m fusion_torch export tools/breadth/breadth_models:build (the exporter's own command)
-  auto     fusion auto MODEL --out FUSED: every group fused; "verified" when the engine checked fused = unfused, or
+  auto     fusion auto MODEL --out FUSED (for torchvision.models.quantization's float networks, quantized_*: fusion fuse
+           with the groups their own fuse_model() fuses): "verified" when the engine checked fused = unfused, or
            "opaque" when the model carries operations the engine does not compute (the row says which)
   torch    python3 -m fusion_torch verify MODEL FUSED: PyTorch's own fuse_modules with our weights, strict load,
            equal to the original
@@ -14,7 +15,9 @@ Per network (random weights and BatchNorm statistics, eval mode, one image of --
   onnx     torch.onnx.export twice (opset 17 with torch's defaults, which fold BatchNorm into Conv; opset 13 with
            training=PRESERVE and no constant folding, which keeps every BatchNormalization), then fusion auto X.onnx
            --out X-fused.onnx on each (import, fuse, write back into the file's graph); "ok" when both are written.
-           The test suite (Interop.Breadth) runs each pair in ONNX Runtime; python3 here has no onnxruntime.
+           Then ONNX Runtime on each written-back file against torch's (tools/breadth/ort_compare.fsx, one dotnet fsi
+           for the whole table; python3 here has no onnxruntime): "ok (largest difference)" or what went wrong.
+           --no-ort leaves that to the test suite (Interop.Breadth runs each pair itself) and prints rows as they come.
 Each step's status and, when it failed, its first error line. Exits 0 whatever the rows say: it reports."""
 import argparse
 import json
@@ -34,7 +37,7 @@ sys.path[:0] = [os.path.join(ROOT, "python"), HERE]
 import breadth_models  # noqa: E402
 
 CI_SUBSET = ["resnet18", "mobilenet_v3_small", "efficientnet_b0", "convnext_tiny", "shufflenet_v2_x0_5",
-             "squeezenet1_1", "regnet_y_400mf"]
+             "squeezenet1_1", "regnet_y_400mf", "quantized_mobilenet_v2"]
 RTOL, ATOL = 1e-3, 1e-4
 
 
@@ -77,11 +80,17 @@ def row(name, size, work, fusion, timeout):
     r["export"] = "ok" if code == 0 else "FAIL: " + first_line(err)
     if code != 0:
         return r
-    code, out, err = run(fusion + ["auto", d, "--out", fused], timeout)
+    if name in breadth_models.QUANTIZABLE:
+        # torchvision's quantizable networks are fused with the groups their own fuse_model() uses.
+        own = breadth_models.fuse_model_groups(name)
+        code, out, err = run(fusion + ["fuse", d, "--groups", json.dumps(own), "--out", fused], timeout)
+        groups = f"{len(own)} (fuse_model)"
+    else:
+        code, out, err = run(fusion + ["auto", d, "--out", fused], timeout)
+        groups = next((l.split(":")[1].split("fusable")[0].strip() for l in out.splitlines() if "fusable group" in l), "?")
     if code != 0:
         r["auto"] = "FAIL: " + first_line(err or out)
         return r
-    groups = next((l.split(":")[1].split("fusable")[0].strip() for l in out.splitlines() if "fusable group" in l), "?")
     skipped = next((l for l in out.splitlines() if l.startswith("verification skipped:")), None)
     r["groups"] = groups
     r["auto"] = "verified" if "max |fused - unfused|" in out else (f"unverified ({opaque_reason(skipped)})" if skipped else "?")
@@ -127,6 +136,7 @@ def main():
     p.add_argument("--json", help="also write the rows as JSON here")
     p.add_argument("--timeout", type=int, default=600, help="seconds per step")
     p.add_argument("--fusion", default=os.path.join(ROOT, "src", "Fusion.Cli", "bin", "Release", "net10.0", "fusion.dll"))
+    p.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime on the written-back files (the test suite runs it itself)")
     a = p.parse_args()
     names = CI_SUBSET if a.ci else (a.models.split(",") if a.models else breadth_models.NAMES)
     work = a.work or tempfile.mkdtemp(prefix="fusion-breadth-")
@@ -141,7 +151,38 @@ def main():
         r = row(n, a.size, work, fusion, a.timeout)
         r["seconds"] = round(time.time() - t, 1)
         rows.append(r)
-        print("| " + " | ".join(str(r.get(c, "")).replace("|", "/") for c in cols) + " |", flush=True)
+        if a.no_ort:
+            print("| " + " | ".join(str(r.get(c, "")).replace("|", "/") for c in cols) + " |", flush=True)
+        else:
+            print(f"{n}: {r['seconds']} s", file=sys.stderr, flush=True)
+    if not a.no_ort:
+        # ONNX Runtime on every written-back pair in one process (its start costs seconds), then the table.
+        triples = [[os.path.join(work, r["network"] + s + ext) for ext in (".onnx", "-fused.onnx")] + [os.path.join(work, r["network"] + "-x.npy")]
+                   for r in rows if r.get("onnx") == "ok" for s in ("", "-bn")]
+        code, out, err = run(["dotnet", "fsi", os.path.join(HERE, "ort_compare.fsx")] + [p for t in triples for p in t], a.timeout * 4)
+        results = {}
+        for line in out.splitlines():
+            parts = line.split("\t")
+            if len(parts) == 3:
+                results[parts[0]] = parts[1:]
+        for r in rows:
+            if r.get("onnx") != "ok":
+                continue
+            worst = 0.0
+            for s in ("", "-bn"):
+                got = results.get(os.path.join(work, r["network"] + s + ".onnx"))
+                if got is None or got[0] == "ERROR":
+                    r["onnx"] = "ONNX Runtime: " + (got[1] if got else first_line(err or out) or "no result")
+                    break
+                diff, scale = float(got[0]), float(got[1])
+                if diff > ATOL + RTOL * scale:
+                    r["onnx"] = f"WRONG in ONNX Runtime ({s or 'folded'}: {diff:.2g})"
+                    break
+                worst = max(worst, diff)
+            else:
+                r["onnx"] = f"ok ({worst:.2g})"
+        for r in rows:
+            print("| " + " | ".join(str(r.get(c, "")).replace("|", "/") for c in cols) + " |", flush=True)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -10,7 +10,8 @@ open Fusion.Dsl.Tests
 open Fusion.Dsl.Tests.Interop.InteropSupport
 
 let private expected =
-    [ "resnet18"; "mobilenet_v3_small"; "squeezenet1_1"; "efficientnet_b0"; "convnext_tiny"; "shufflenet_v2_x0_5"; "regnet_y_400mf" ]
+    [ "resnet18"; "mobilenet_v3_small"; "squeezenet1_1"; "efficientnet_b0"; "convnext_tiny"; "shufflenet_v2_x0_5"; "regnet_y_400mf"
+      "quantized_mobilenet_v2" ]
 
 let private workDir = runFolder "fusion-breadth-"
 
@@ -19,7 +20,7 @@ let private rows =
         let json = Path.Combine(workDir.Value, "rows.json")
         let code, out, err =
             runPython [ Path.Combine(Support.repoRoot, "tools", "breadth", "run.py"); "--ci"; "--size"; "64"; "--work"; workDir.Value; "--json"; json
-                        "--fusion"; Path.Combine(System.AppContext.BaseDirectory, "fusion.dll") ]
+                        "--fusion"; Path.Combine(System.AppContext.BaseDirectory, "fusion.dll"); "--no-ort" ]
         if code <> 0 then failwithf "run.py failed (exit %d): %s\n%s" code out err
         use doc = JsonDocument.Parse(File.ReadAllText json)
         [ for r in doc.RootElement.EnumerateArray() ->
