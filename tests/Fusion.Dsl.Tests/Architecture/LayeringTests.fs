@@ -13,6 +13,7 @@ let private assemblies =
     [ "Fusion.Dsl", ([], [ "MathNet.Numerics" ])
       "Fusion.Dsl.Engine", ([ "Fusion.Dsl" ], [])
       "Fusion.Dsl.Zoo", ([ "Fusion.Dsl" ], [])
+      "Fusion.Dsl.Quantization", ([ "Fusion.Dsl" ], [])
       "Fusion.Dsl.Conformance", ([ "Fusion.Dsl"; "Fusion.Dsl.Engine" ], [])
       "Fusion.Dsl.Onnx", ([ "Fusion.Dsl" ], [ "Google.Protobuf"; "Grpc.Tools" ])
       "Fusion.Dsl.FSharp", ([ "Fusion.Dsl"; "Fusion.Dsl.Engine"; "Fusion.Dsl.Onnx" ], [ "FSharp.Core" ])
