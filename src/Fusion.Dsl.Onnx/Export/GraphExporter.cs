@@ -139,14 +139,19 @@ internal sealed class GraphExporter(OnnxExporter exporter, UserModule owner, str
                 var axis = ShapeRules.Axis(a.Long("dim"), x.Rank + 1) ?? throw Refuse(node, $"unsqueeze dim is out of range for {x.ShapeText}");
                 return W.Node("Unsqueeze", NodePath(node), [x.Name, W.Int64s(axis)], [.. x.Shape[..axis], 1, .. x.Shape[axis..]]);
             }
+            case "sub":
+            case "div":
+                if (a.Op.Name == "div" && a.Value("rounding_mode") is not null) throw Refuse(node, "div with a rounding_mode has no ONNX form here");
+                return Binary(node, a.Value(self), a.Value("other"));
             default:
-                throw Refuse(node, $"{a.Op} has no ONNX form in this exporter");
+                var value = exporter.Operators.Call(a, NodePath(node));
+                return ReferenceEquals(value, OperatorExporter.NotHandled) ? throw Refuse(node, $"{a.Op} has no ONNX form in this exporter") : value;
         }
     }
 
     private object Binary(GraphNode node, object? a, object? b)
     {
-        var op = node.Target == "add" ? "Add" : "Mul";
+        var op = node.Target switch { "add" => "Add", "sub" => "Sub", "div" => "Div", _ => "Mul" };
         switch (a, b)
         {
             case (OnnxValue x, OnnxValue y):
@@ -159,10 +164,17 @@ internal sealed class GraphExporter(OnnxExporter exporter, UserModule owner, str
                 return W.Node(op, NodePath(node), [x.Name, W.Scalar(ToFloat(b))], x.Shape);
             case (long or double, OnnxValue y):
                 return W.Node(op, NodePath(node), [W.Scalar(ToFloat(a)), y.Name], y.Shape);
-            case (long x, long y):
-                return op == "Add" ? x + y : x * y;
+            // Python arithmetic on sizes and scalars, as the engine computes it (division is true division).
+            case (long x, long y) when op != "Div":
+                return op switch { "Add" => x + y, "Sub" => x - y, _ => x * y };
             case (long or double, long or double):
-                return op == "Add" ? ToDouble(a) + ToDouble(b) : ToDouble(a) * ToDouble(b);
+                return op switch
+                {
+                    "Add" => ToDouble(a) + ToDouble(b),
+                    "Sub" => ToDouble(a) - ToDouble(b),
+                    "Div" => ToDouble(a) / ToDouble(b),
+                    _ => ToDouble(a) * ToDouble(b),
+                };
             default:
                 throw Refuse(node, $"{node.Target} of these operands is not supported");
         }

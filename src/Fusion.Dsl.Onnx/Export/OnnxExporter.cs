@@ -18,6 +18,11 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
     /// <summary>The graph being written.</summary>
     public OnnxGraphWriter Writer { get; } = writer;
 
+    /// <summary>The graph operations and carried modules beyond the first vocabulary.</summary>
+    public OperatorExporter Operators => _operators ??= new OperatorExporter(this);
+
+    private OperatorExporter? _operators;
+
     /// <summary>The export's options.</summary>
     public OnnxExportOptions Options { get; } = options;
 
@@ -44,7 +49,7 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
             Sequential s => Children(s, x, path),
             FusedModule f => Fused(f, x, path),
             UserModule u => User(u, x, path),
-            OpaqueModule o => throw Refuse(m, path, $"{o.Namespace}.{o.TypeName} is carried as an opaque module and has no ONNX form here; export the model with torch.onnx.export after loading the fused weights back into PyTorch"),
+            OpaqueModule o => Operators.Carried(o, x, path) ?? throw Refuse(m, path, $"{o.Namespace}.{o.TypeName} is carried as an opaque module and has no ONNX form here; export the model with torch.onnx.export after loading the fused weights back into PyTorch"),
             _ => throw Refuse(m, path, "the exporter has no ONNX form for this kind of module"),
         };
     }
@@ -221,7 +226,8 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
         return x.Rank == 4 ? x : Unsqueeze(x, 0, path);
     }
 
-    private OnnxValue MaxPool(MaxPool2d p, OnnxValue x, string path)
+    /// <summary>A 2-d max pooling (batched or unbatched input).</summary>
+    public OnnxValue MaxPool(MaxPool2d p, OnnxValue x, string path)
     {
         var input = Pool2dInput(p, x, path);
         var h = ShapeRules.PoolOutput(input.Shape[2], p.KernelSize[0], p.Stride[0], p.Padding[0], p.Dilation[0], p.CeilMode);
@@ -233,7 +239,8 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
         return x.Rank == 4 ? y : Squeeze(y, 0, path);
     }
 
-    private OnnxValue AvgPool(AvgPool2d p, OnnxValue x, string path)
+    /// <summary>A 2-d average pooling (batched or unbatched input).</summary>
+    public OnnxValue AvgPool(AvgPool2d p, OnnxValue x, string path)
     {
         var input = Pool2dInput(p, x, path);
         var h = ShapeRules.PoolOutput(input.Shape[2], p.KernelSize[0], p.Stride[0], p.Padding[0], 1, p.CeilMode);

@@ -35,6 +35,19 @@ internal sealed class OnnxGraphWriter
         return new OnnxValue(unique, shape);
     }
 
+    /// <summary>Adds a node with one output per entry of <paramref name="shapes"/> (Split); returns those outputs.</summary>
+    public OnnxValue[] MultiNode(string opType, string name, IEnumerable<string> inputs, int[][] shapes, params AttributeProto[] attributes)
+    {
+        var unique = Unique(name.Length == 0 ? opType : name);
+        var node = new NodeProto { OpType = opType, Name = unique };
+        node.Input.AddRange(inputs);
+        var outputs = shapes.Select((s, i) => new OnnxValue(i == 0 ? unique : Unique(unique + ":" + i.ToString(CultureInfo.InvariantCulture)), s)).ToArray();
+        node.Output.AddRange(outputs.Select(o => o.Name));
+        node.Attribute.AddRange(attributes);
+        Nodes.Add(node);
+        return outputs;
+    }
+
     /// <summary>
     /// Registers a model tensor as an initializer under its <c>state_dict</c> key; the same key for the same tensor is
     /// written once. Returns the ONNX name.

@@ -140,6 +140,34 @@ let tests =
             let children = ModuleChildren.Create([ NamedModule("conv", Conv.Create(2, 3, 4, [| 3 |], seed = 3)); NamedModule("relu", Activation.Create(ActivationKind.ReLU, inplace = true)) ])
             verify [ "inplace", UserModule.Create("InPlace", children, graph), randomInput 8 [| 1; 3; 6; 6 |], None ]
         }
+        test "the operations torchvision's networks add (gelu, sigmoid, mean, chunk, split, permute, layer_norm, softmax, matmul, functional pooling, size arithmetic) export with the engine's meaning, at opsets 17 and 20" {
+            let b = GraphBuilder()
+            let x = b.Input()
+            let c = b.Call("conv", x)
+            let g = b.Function("sub", b.Function("gelu", c, "tanh"), b.Function("gelu", c))
+            let s = b.Function("sigmoid", b.Function("div", g, 0.5))
+            let scaled = b.Function("mul", s, b.Function("mean", s, [| 2; 3 |], true))
+            let halves = b.Function("chunk", scaled, 2L, 1L)
+            let summed = b.Function("add", b.Function("getitem", halves, 0L), b.Function("getitem", halves, 1L))
+            // view(1, C // 1, 6, 6) with C read from the tensor's size, as a traced graph computes shapes.
+            let channels = b.Function("floordiv", b.Method("size", summed, 1L), 1L)
+            let viewed = b.Method("view", summed, 1L, channels, 6L, 6L)
+            let normed = b.Function("permute", b.Function("layer_norm", b.Function("permute", viewed, [| 0; 2; 3; 1 |]), [| 4 |]), [| 0; 3; 1; 2 |])
+            let attention = b.Function("softmax", b.Function("matmul", normed, b.Method("transpose", normed, 2L, 3L)), -1L)
+            let pooled = b.Function("max_pool2d", b.Function("avg_pool2d", attention, [| 2 |], [| 1 |]), [| 2 |], [| 1 |], [| 1 |])
+            let clipped = b.Function("hardtanh", b.Function("relu6", pooled), -0.5, 0.25)
+            let parts = b.Function("split", clipped, [| 1; 3 |], 1L)
+            let out = b.Function("cat", [| b.Function("getitem", parts, 1L) :> obj; b.Function("getitem", parts, 0L) |], 1L)
+            let children = ModuleChildren.Create([ NamedModule("conv", Conv.Create(2, 3, 8, [| 3 |], padding = ConvPadding.Explicit(1), seed = 9)) ])
+            let model = UserModule.Create("Ops", children, b.Output out)
+            // Opset 17 writes GELU as its formula and ReduceMean's axes as an attribute; opset 20 has Gelu and axes as an input.
+            verify [ "torchvision ops", model, randomInput 10 [| 1; 3; 6; 6 |], None ]
+            // Debian's ONNX 1.12 checker knows opsets up to 17, so opset 20 is checked by ONNX Runtime alone.
+            let dir, cleanup = tempDir ()
+            use _ = cleanup
+            let x = randomInput 11 [| 1; 3; 6; 6 |]
+            expectOrtMatches "opset 20" (export dir "ops20" model x (Some(OnnxExportOptions(Opset = 20)))) model x
+        }
         test "a dynamic-batch export runs in ONNX Runtime on another batch size" {
             let zoo = ModelZoo.Create("mobilenet_v2", seed = 1, widthMult = 0.25, numClasses = 10)
             let dir, cleanup = tempDir ()

@@ -1,0 +1,307 @@
+using System.Globalization;
+using Fusion.Dsl.Graphs;
+using Fusion.Dsl.Layers;
+using Fusion.Dsl.Tensors;
+
+namespace Fusion.Dsl.Onnx.Export;
+
+/// <summary>
+/// The graph operations and carried library modules beyond the first vocabulary (those torchvision's networks use:
+/// sigmoid, GELU, softmax, layer_norm, mean, permute, matmul, functional pooling, chunk and split, and the Python
+/// arithmetic on sizes that a traced graph does), written as standard ONNX operators with the engine's meaning. Python
+/// values (sizes, tuples) are computed here from the static shapes, as the engine computes them from its tensors.
+/// </summary>
+internal sealed class OperatorExporter(OnnxExporter exporter)
+{
+    /// <summary>What <see cref="Call"/> returns for an operation it does not write.</summary>
+    public static readonly object NotHandled = new();
+
+    private OnnxGraphWriter W => exporter.Writer;
+
+    private int Opset => exporter.Options.Opset;
+
+    /// <summary>The value of <paramref name="a"/> written at <paramref name="path"/>: a tensor, a Python value or a tuple;
+    /// <see cref="NotHandled"/> for an operation this class does not write.</summary>
+    /// <exception cref="GraphCallException">An argument does not fit, or the call has no ONNX form (the message says why).</exception>
+    public object? Call(OpCall a, string path)
+    {
+        try { return Write(a, path); }
+        catch (Problem p) { throw new GraphCallException(a.Node, p.Message); }
+    }
+
+    private object? Write(OpCall a, string path)
+    {
+        var self = a.Op.Parameters[0].Name;
+        OnnxValue X() => a.Get<OnnxValue>(self, "a tensor");
+        switch (a.Op.Name)
+        {
+            case "sigmoid":
+                return Unary("Sigmoid", X(), path);
+            case "relu6":
+                return exporter.Activation(ActivationKind.ReLU6, X(), path);
+            case "hardtanh":
+                return Clip(X(), (float)a.Double("min_val"), (float)a.Double("max_val"), path);
+            case "gelu":
+                return Gelu(X(), a.Value("approximate") as string ?? "none", path);
+            case "softmax":
+                if (a.Value("dtype") is not null) throw a.Error("dtype", "None (a softmax with a dtype has no ONNX form here)");
+                return Softmax(X(), a.OptionalLong("dim") ?? throw a.Error("dim", "an integer (softmax without a dim is deprecated in PyTorch)"), path);
+            case "layer_norm":
+                return LayerNorm(X(), a.IntList("normalized_shape"), a.Value("weight") as OnnxValue, a.Value("bias") as OnnxValue, a.Double("eps"), path);
+            case "dropout":
+            case "stochastic_depth":
+                return !a.Flag("training") || a.Double("p") == 0 ? X() : throw a.Error("training", "False (in training mode the result is random)");
+            case "matmul":
+            case "bmm":
+                return MatMul(X(), a.Get<OnnxValue>(a.Op.Parameters[1].Name, "a tensor"), path);
+            case "mean":
+                if (a.Value("dtype") is not null) throw a.Error("dtype", "None");
+                return Mean(X(), a.Value("dim") is null ? null : a.IntList("dim"), a.Flag("keepdim"), path);
+            case "permute":
+                return Permute(X(), a.IntList("dims"), path);
+            case "transpose":
+            {
+                var x = X();
+                var (d0, d1) = (Axis(a, "dim0", x.Rank), Axis(a, "dim1", x.Rank));
+                var perm = Enumerable.Range(0, x.Rank).ToArray();
+                (perm[d0], perm[d1]) = (perm[d1], perm[d0]);
+                return Permute(x, perm, path);
+            }
+            case "avg_pool2d":
+            {
+                if (a.Value("divisor_override") is not null) throw a.Error("divisor_override", "None");
+                var kernel = a.IntList("kernel_size");
+                return exporter.AvgPool(AvgPool2d.Create(kernel, Stride(a, kernel), a.IntList("padding"), a.Flag("ceil_mode"), a.Flag("count_include_pad")), X(), path);
+            }
+            case "max_pool2d":
+            {
+                if (a.Flag("return_indices")) throw a.Error("return_indices", "False");
+                var kernel = a.IntList("kernel_size");
+                return exporter.MaxPool(MaxPool2d.Create(kernel, Stride(a, kernel), a.IntList("padding"), a.IntList("dilation"), a.Flag("ceil_mode")), X(), path);
+            }
+            case "chunk":
+            {
+                var x = X();
+                var axis = Axis(a, "dim", x.Rank);
+                var chunks = a.Long("chunks");
+                if (chunks < 1) throw a.Error("chunks", "a positive integer");
+                var size = (int)Math.Max(1, (x.Shape[axis] + chunks - 1) / chunks);
+                return Split(x, axis, Sizes(x.Shape[axis], size), path);
+            }
+            case "split":
+            {
+                var x = X();
+                var axis = Axis(a, "dim", x.Rank);
+                var sizes = a.Op.Parameters[1].Name;
+                var parts = a.Value(sizes) is long size ? Sizes(x.Shape[axis], (int)Math.Max(1, size)) : a.IntList(sizes);
+                if (parts.Sum() != x.Shape[axis] || parts.Any(p => p < 0)) throw a.Error(sizes, $"sizes that add up to {x.Shape[axis]}");
+                return Split(x, axis, parts, path);
+            }
+            case "expand":
+                return Expand(a, X(), a.IntList("size"), path);
+            case "floordiv":
+                return (a.Value(self), a.Value("other")) switch
+                {
+                    (long p, long q) when q != 0 => (long)Math.Floor(p / (double)q),
+                    _ => throw a.Error("other", "Python integers (a tensor floor division has no ONNX form here)"),
+                };
+            case "eq":
+                return a.Value(self) is long or double or bool or string && a.Value("other") is long or double or bool or string
+                    ? Equals(a.Value(self), a.Value("other"))
+                    : throw a.Error("other", "Python values (a tensor comparison has no ONNX form here)");
+            case "size":
+            {
+                var x = X();
+                return a.OptionalLong("dim") is { } dim ? (long)x.Shape[Axis(a, "dim", x.Rank)] : Shape(x);
+            }
+            case "dim":
+                return (long)X().Rank;
+            case "getattr":
+                return (a.Value(self), a.Value("name")) switch
+                {
+                    (OnnxValue x, "shape") => Shape(x),
+                    (OnnxValue x, "ndim") => (long)x.Rank,
+                    _ => throw a.Error("name", "'shape' or 'ndim' of a tensor"),
+                };
+            case "getitem":
+                return GetItem(a, a.Value(self), a.Value("b"));
+            case "_assert":
+                return a.Value("condition") is true ? null : throw a.Error("condition", "a condition that holds for the export's input shape");
+            default:
+                return NotHandled;
+        }
+    }
+
+    /// <summary>A library module the engine computes although it is carried as opaque (nn.Sigmoid, nn.GELU, nn.Hardtanh,
+    /// nn.Softmax, nn.LayerNorm, the dropouts), or null for another.</summary>
+    public OnnxValue? Carried(OpaqueModule m, OnnxValue x, string path)
+    {
+        try { return WriteCarried(m, x, path); }
+        catch (Problem p) { throw OnnxExporter.Refuse(m, path, p.Message); }
+    }
+
+    private OnnxValue? WriteCarried(OpaqueModule m, OnnxValue x, string path)
+    {
+        if (m.Namespace != "torch.nn") return null;
+        object? Arg(string name) => m.Arguments.FirstOrDefault(kv => kv.Key == name).Value;
+        double Number(string name) => Arg(name) switch
+        {
+            long l => l,
+            double d => d,
+            var v => throw OnnxExporter.Refuse(m, path, $"its attribute '{name}' must be a number, got {v ?? "nothing"}"),
+        };
+        switch (m.TypeName)
+        {
+            case "Sigmoid":
+                return Unary("Sigmoid", x, path);
+            case "GELU":
+                return Gelu(x, Arg("approximate") as string ?? "none", path);
+            case "Hardtanh":
+                return Clip(x, (float)Number("min_val"), (float)Number("max_val"), path);
+            case "Softmax":
+                return Arg("dim") is long dim ? Softmax(x, dim, path) : throw OnnxExporter.Refuse(m, path, "Softmax without a dim has no ONNX form here");
+            case "LayerNorm":
+            {
+                int[] shape = Arg("normalized_shape") switch
+                {
+                    long l => [(int)l],
+                    IEnumerable<object?> list => [.. list.Select(v => v is long l ? (int)l : throw OnnxExporter.Refuse(m, path, "normalized_shape must be integers"))],
+                    _ => throw OnnxExporter.Refuse(m, path, "normalized_shape must be integers"),
+                };
+                OnnxValue? Param(string name) => m.State.TryGet(name) is { } t ? new OnnxValue(W.Initializer(OnnxExporter.Join(path, name), t), [.. t.Shape]) : null;
+                return LayerNorm(x, shape, Param("weight"), Param("bias"), Number("eps"), path);
+            }
+            case "Dropout1d" or "Dropout2d" or "Dropout3d" or "AlphaDropout" or "FeatureAlphaDropout":
+                return !m.Training || Number("p") == 0 ? x : throw OnnxExporter.Refuse(m, path, "dropout in training mode has a random result; call Eval() to export its inference form (the identity)");
+            default:
+                return null;
+        }
+    }
+
+    // ---- operators ------------------------------------------------------------------------------------------
+
+    private OnnxValue Unary(string op, OnnxValue x, string path) => W.Node(op, path, [x.Name], x.Shape);
+
+    private OnnxValue Clip(OnnxValue x, float min, float max, string path)
+        => W.Node("Clip", path, [x.Name, W.Scalar(min), W.Scalar(max)], x.Shape);
+
+    /// <summary>GELU: ONNX's Gelu from opset 20, before it the formula PyTorch documents (erf, or the tanh approximation).</summary>
+    private OnnxValue Gelu(OnnxValue x, string approximate, string path)
+    {
+        if (approximate is not ("none" or "tanh")) throw new Problem($"gelu approximate='{approximate}' is not 'none' or 'tanh'");
+        if (Opset >= 20) return W.Node("Gelu", path, [x.Name], x.Shape, OnnxGraphWriter.String("approximate", approximate));
+        OnnxValue Op(string op, string name, params string[] inputs) => W.Node(op, path + "/" + name, inputs, x.Shape);
+        OnnxValue inner;
+        if (approximate == "none")
+            inner = Op("Erf", "Erf", Op("Mul", "Scale", x.Name, W.Scalar((float)(1 / Math.Sqrt(2)))).Name);
+        else
+        {
+            var cube = Op("Mul", "Cube", Op("Mul", "Square", x.Name, x.Name).Name, x.Name);
+            var sum = Op("Add", "Sum", x.Name, Op("Mul", "Cubic", cube.Name, W.Scalar(0.044715f)).Name);
+            inner = Op("Tanh", "Tanh", Op("Mul", "Scale", sum.Name, W.Scalar((float)Math.Sqrt(2 / Math.PI))).Name);
+        }
+        var half = Op("Mul", "Half", x.Name, W.Scalar(0.5f));
+        return W.Node("Mul", path, [half.Name, Op("Add", "One", inner.Name, W.Scalar(1f)).Name], x.Shape);
+    }
+
+    private OnnxValue Softmax(OnnxValue x, long dim, string path)
+    {
+        var axis = ShapeRules.Axis(dim, x.Rank) ?? throw new Problem($"softmax dim {dim} is out of range for {x.ShapeText}");
+        return W.Node("Softmax", path, [x.Name], x.Shape, OnnxGraphWriter.Int("axis", axis));
+    }
+
+    private OnnxValue LayerNorm(OnnxValue x, int[] normalized, OnnxValue? weight, OnnxValue? bias, double eps, string path)
+    {
+        if (Opset < 17) throw new Problem($"layer_norm needs ONNX's LayerNormalization, opset 17 or later (this export is opset {Opset})");
+        if (normalized.Length == 0 || normalized.Length > x.Rank || !x.Shape[^normalized.Length..].SequenceEqual(normalized))
+            throw new Problem($"layer_norm over [{string.Join(", ", normalized)}] does not fit an input of shape {x.ShapeText}");
+        var scale = weight?.Name ?? W.Initializer(path + ".weight", Tensor.Full(1f, normalized));
+        string[] inputs = bias is null ? [x.Name, scale] : [x.Name, scale, bias.Name];
+        return W.Node("LayerNormalization", path, inputs, x.Shape,
+            OnnxGraphWriter.Int("axis", x.Rank - normalized.Length), OnnxGraphWriter.Float("epsilon", (float)eps));
+    }
+
+    private OnnxValue MatMul(OnnxValue a, OnnxValue b, string path)
+    {
+        if (a.Rank < 2 || b.Rank < 2 || a.Shape[^1] != b.Shape[^2]
+            || ShapeRules.Broadcast(a.Shape[..^2], b.Shape[..^2]) is not { } batch)
+            throw new Problem($"matmul of shapes {a.ShapeText} and {b.ShapeText} (both at least matrices, inner sizes equal) has no ONNX form here");
+        return W.Node("MatMul", path, [a.Name, b.Name], [.. batch, a.Shape[^2], b.Shape[^1]]);
+    }
+
+    private OnnxValue Mean(OnnxValue x, int[]? dims, bool keepdim, string path)
+    {
+        var axes = (dims ?? [.. Enumerable.Range(0, x.Rank)])
+            .Select(d => ShapeRules.Axis(d, x.Rank) ?? throw new Problem($"mean dim {d} is out of range for {x.ShapeText}")).Distinct().Order().ToArray();
+        var shape = keepdim
+            ? x.Shape.Select((s, i) => axes.Contains(i) ? 1 : s).ToArray()
+            : x.Shape.Where((_, i) => !axes.Contains(i)).ToArray();
+        var keep = OnnxGraphWriter.Int("keepdims", keepdim ? 1 : 0);
+        // Opset 18 moved the axes from an attribute to an input.
+        return Opset >= 18
+            ? W.Node("ReduceMean", path, [x.Name, W.Int64s([.. axes.Select(a => (long)a)])], shape, keep)
+            : W.Node("ReduceMean", path, [x.Name], shape, OnnxGraphWriter.Ints("axes", axes), keep);
+    }
+
+    private OnnxValue Permute(OnnxValue x, int[] dims, string path)
+    {
+        var perm = dims.Select(d => ShapeRules.Axis(d, x.Rank) ?? -1).ToArray();
+        if (perm.Length != x.Rank || perm.Order().Where((p, i) => p != i).Any())
+            throw new Problem($"permute({string.Join(", ", dims)}) is not a permutation of the axes of {x.ShapeText}");
+        return W.Node("Transpose", path, [x.Name], [.. perm.Select(p => x.Shape[p])], OnnxGraphWriter.Ints("perm", perm));
+    }
+
+    private object?[] Split(OnnxValue x, int axis, int[] sizes, string path)
+    {
+        var shapes = sizes.Select(s => x.Shape.Select((d, i) => i == axis ? s : d).ToArray()).ToArray();
+        return [.. W.MultiNode("Split", path, [x.Name, W.Int64s([.. sizes.Select(s => (long)s)])], shapes, OnnxGraphWriter.Int("axis", axis))];
+    }
+
+    /// <summary>PyTorch's pieces of <paramref name="total"/> in steps of <paramref name="size"/> (the last may be smaller).</summary>
+    private static int[] Sizes(int total, int size)
+        => [.. Enumerable.Range(0, Math.Max(1, (total + size - 1) / size)).Select(i => Math.Min(size, total - i * size))];
+
+    private OnnxValue Expand(OpCall a, OnnxValue x, int[] size, string path)
+    {
+        if (size.Length < x.Rank) throw a.Error("size", $"at least {x.Rank} sizes for {x.ShapeText}");
+        var lead = size.Length - x.Rank;
+        var shape = new int[size.Length];
+        for (var i = 0; i < size.Length; i++)
+        {
+            var have = i < lead ? 1 : x.Shape[i - lead];
+            shape[i] = size[i] == -1 && i >= lead ? have : size[i];
+            if (shape[i] < 0 || have != 1 && have != shape[i]) throw a.Error("size", $"sizes that {x.ShapeText} expands to");
+        }
+        return W.Node("Expand", path, [x.Name, W.Int64s([.. shape.Select(s => (long)s)])], shape);
+    }
+
+    private static object?[] Shape(OnnxValue x) => [.. x.Shape.Select(d => (object?)(long)d)];
+
+    private static object? GetItem(OpCall a, object? seq, object? index)
+    {
+        if (seq is not IReadOnlyList<object?> list) throw a.Error("a", "a tuple or list (indexing a tensor has no ONNX form here)");
+        switch (index)
+        {
+            case long i when i >= -list.Count && i < list.Count:
+                return list[(int)(i < 0 ? i + list.Count : i)];
+            case PyConstant { Kind: PyConstantKind.Slice, Step: null or 1 } s:
+            {
+                int Clamp(long? v, int fallback) => v is null ? fallback : (int)Math.Clamp(v.Value < 0 ? v.Value + list.Count : v.Value, 0, list.Count);
+                var (start, stop) = (Clamp(s.Start, 0), Clamp(s.Stop, list.Count));
+                return list.Skip(start).Take(Math.Max(0, stop - start)).ToArray();
+            }
+            default:
+                throw a.Error("b", $"an index within the {list.Count} entries, or a slice with step 1");
+        }
+    }
+
+    private static int Axis(OpCall a, string name, int rank)
+        => ShapeRules.Axis(a.Long(name), rank) ?? throw a.Error(name, $"a dimension of a rank-{rank} tensor");
+
+    /// <summary>Functional pooling's stride: PyTorch's default (None or an empty list) is the kernel size.</summary>
+    private static int[] Stride(OpCall a, int[] kernel)
+        => a.Value("stride") is null or IReadOnlyList<object?> { Count: 0 } ? kernel : a.IntList("stride");
+
+    /// <summary>Why a call has no ONNX form; the entry points turn it into the caller's kind of error.</summary>
+    private sealed class Problem(string message) : Exception(message);
+}
