@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using Fusion.Dsl;
+using Fusion.Dsl.Algebra;
 using Fusion.Dsl.Engine;
 using Fusion.Dsl.Tensors;
 using Fusion.Dsl.Zoo;
@@ -24,8 +25,10 @@ internal static class BenchCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "the zoo network: " + string.Join(", ", ModelZoo.Names), Required = true };
+        var file = new Argument<string?>("MODEL") { Description = "a model file (any the other commands read), fused with the groups discovery finds", Arity = ArgumentArity.ZeroOrOne };
+        var model = new Option<string?>("--model") { Description = "a zoo network instead of a file, fused with torchvision's groups: " + string.Join(", ", ModelZoo.Names) };
         model.AcceptOnlyFromAmong([.. ModelZoo.Names]);
+        var inputShape = new Option<string?>("--input-shape") { Description = "a model file's input shape for one image, e.g. 1,3,224,224 (default: the file's own)" };
         var threads = new Option<int>("--threads") { Description = "threads of the forward pass (default: the core count)", DefaultValueFactory = _ => Environment.ProcessorCount };
         threads.Validators.Add(Validate.Positive);
         var runs = new Option<int>("--runs") { Description = "timed runs per measurement after warm-up; the median is reported", DefaultValueFactory = _ => 5 };
@@ -35,11 +38,37 @@ internal static class BenchCommand
         var json = new Option<bool>("--json") { Description = "print one JSON object (the keys of tools/bench/compare.py)" };
         var memory = new Option<bool>("--memory") { Description = "measure the peak working set of the forward passes instead of times" };
         var c = new Command("bench", "time fusion and forward passes (medians after warm-up), or the peak working set with --memory")
-            { model, threads, runs, batch, json, memory };
-        c.SetAction(r => r.GetValue(memory)
-            ? BenchMemory.Run(r.GetValue(model)!, r.GetValue(threads), r.GetValue(batch), r.GetValue(json))
-            : Run(r.GetValue(model)!, r.GetValue(threads), r.GetValue(runs), r.GetValue(batch), r.GetValue(json)));
+            { file, model, inputShape, threads, runs, batch, json, memory };
+        c.SetAction(r =>
+        {
+            var (path, zoo) = (r.GetValue(file), r.GetValue(model));
+            if ((path is null) == (zoo is null)) throw new UsageException("give a model file or --model NAME (one of " + string.Join(", ", ModelZoo.Names) + ")");
+            if (r.GetValue(memory))
+                return zoo is not null ? BenchMemory.Run(zoo, r.GetValue(threads), r.GetValue(batch), r.GetValue(json))
+                    : throw new UsageException("--memory measures a zoo network: give --model NAME");
+            var subject = zoo is not null ? Zoo(zoo, r.GetValue(batch)) : File(path!, r.GetValue(inputShape), r.GetValue(batch));
+            return Run(subject, r.GetValue(threads), r.GetValue(runs), r.GetValue(json));
+        });
         return c;
+    }
+
+    /// <summary>What is timed: a model, the groups fused, and an input batch.</summary>
+    private sealed record Subject(string Name, Module Model, IReadOnlyList<IEnumerable<string>> Groups, Tensor Input, int Batch);
+
+    private static Subject Zoo(string name, int batch)
+    {
+        var z = ModelZoo.Create(name, seed: 1, randomizeBatchNorm: true);
+        return new Subject(name, z.Model, [.. z.FuseGroups.Select(g => (IEnumerable<string>)g)], BatchProbe(z, batch), batch);
+    }
+
+    private static Subject File(string path, string? inputShape, int batch)
+    {
+        var src = ModelSource.From(path, null, 1, inputShape, null);
+        if (src.InputShape.IsEmpty) throw new UsageException($"{path} records no input shape: give --input-shape, e.g. 1,3,224,224");
+        var shape = src.InputShape.ToArray();
+        shape[0] = batch;
+        var groups = Fuser.FindFusableGroups(src.Model).Select(g => (IEnumerable<string>)g).ToList();
+        return new Subject(Path.GetFileName(Path.TrimEndingDirectorySeparator(path)), src.Model, groups, ModelSource.Probe(shape, 1), batch);
     }
 
     /// <summary>
@@ -57,24 +86,22 @@ internal static class BenchCommand
         return ModelSource.Probe(shape, 1);
     }
 
-    private static int Run(string name, int threads, int runs, int batch, bool json)
+    private static int Run(Subject subject, int threads, int runs, bool json)
     {
         void Progress(string s) { if (!json) Console.Error.WriteLine(s); }
 
-        var z = ModelZoo.Create(name, seed: 1, randomizeBatchNorm: true);
-        var x = BatchProbe(z, batch);
+        var (name, model, groups, x, batch) = (subject.Name, subject.Model, subject.Groups, subject.Input, subject.Batch);
         var options = new EngineSessionOptions { Threads = threads };
-        var groups = z.FuseGroups.Select(g => (IEnumerable<string>)g).ToList();
 
         // Each timed block starts after a full collection: garbage left by an earlier block (fusion makes 94 MB of it per
         // run for resnet50) otherwise sets off background collections on the other core during the next block's timings.
         // Fusion is timed first: right after forward passes, a series of 25 fusions of resnet50 ran up to five times
         // slower for a second or two with the same number of page faults (cause not pinned down; the runtime was still
         // settling after the passes).
-        var fused = Fuser.FuseModules(z.Model, groups);
+        var fused = Fuser.FuseModules(model, groups);
         Settle();
         Progress($"fusing {name} ({groups.Count} groups), {runs} runs after warm-up...");
-        var fuseMs = Timing.MedianMs(() => Fuser.FuseModules(z.Model, groups), runs, warmup: 2);
+        var fuseMs = Timing.MedianMs(() => Fuser.FuseModules(model, groups), runs, warmup: 2);
         Settle();
         // Fusion as a user meets it: a fresh fusion, then the first pass through its result. Folded weights are computed
         // lazily and packed for the GEMM by that first pass, straight from the originals and the BatchNorm scales, so the
@@ -85,20 +112,20 @@ internal static class BenchCommand
         // Through Forward.Run, whose process-wide buffer pool stays warm from run to run: the number is fusion's deferred
         // work (folding while packing), not fresh buffers. A fresh session per run faults its buffers in anew, which cost
         // mobilenet_v2 (4.8 MB expansions) about 10 ms more here (medians of three runs: 46.5 against 33.8 ms).
-        var fuseThenForwardMs = Timing.MedianMs(() => Forward.Run(Fuser.FuseModules(z.Model, groups), x, new ForwardOptions { Threads = threads }),
+        var fuseThenForwardMs = Timing.MedianMs(() => Forward.Run(Fuser.FuseModules(model, groups), x, new ForwardOptions { Threads = threads }),
             runs, warmup: 1);
         Settle();
         // Counted for the whole process: folding large weights runs on both cores. Nothing else runs meanwhile.
         var before = GC.GetTotalAllocatedBytes(precise: true);
-        Fuser.FuseModules(z.Model, groups);
+        Fuser.FuseModules(model, groups);
         var fuseAlloc = GC.GetTotalAllocatedBytes(precise: true) - before;
-        var originals = new HashSet<Tensor>(z.Model.StateDict().Select(kv => kv.Value), ReferenceEqualityComparer.Instance);
+        var originals = new HashSet<Tensor>(model.StateDict().Select(kv => kv.Value), ReferenceEqualityComparer.Instance);
         var folded = fused.StateDict().Select(kv => kv.Value).Where(t => !originals.Contains(t)).ToArray();
         var foldedBytes = folded.Sum(t => t.ByteCount);
 
         Settle();
         Progress($"forward unfused, {runs} runs after warm-up...");
-        using var unfusedSession = EngineSession.Open(z.Model, options);
+        using var unfusedSession = EngineSession.Open(model, options);
         var unfusedMs = Timing.MedianMs(() => unfusedSession.Run(x), runs, warmup: 3);
         Settle();
         Progress($"forward fused, {runs} runs after warm-up...");

@@ -322,6 +322,28 @@ let benchTests =
             Expect.isLessThan (abs (perSecond - 2.0 * 1000.0 / fusedMs)) roundingOfThroughput "images/s = batch x 1000 / ms per batch"
             Expect.isGreaterThan (r.GetProperty("images_per_s_unfused").GetDouble()) 0.0 "the unfused throughput too"
         }
+        test "bench MODEL times a model file with the groups discovery finds, at the input shape asked for" {
+            let dir = Directory.CreateTempSubdirectory("fusion-bench-").FullName
+            try
+                let zoo = Fusion.Dsl.Zoo.ModelZoo.Create("mobilenet_v2", seed = 3, widthMult = 0.35, numClasses = 10, randomizeBatchNorm = true)
+                let path = Fusion.Dsl.IO.ModelFile.Write(Path.Combine(dir, "m"), zoo.Model, [ 1; 3; 32; 32 ] |> List.toArray, "bench test")
+                let code, out, err = run [ "bench"; path; "--input-shape"; "1,3,48,48"; "--threads"; "1"; "--runs"; "1"; "--batch"; "2"; "--json" ]
+                Expect.equal code 0 err
+                let r = json out
+                Expect.equal (int64 r "groups") (Operators.int64 (Fusion.Dsl.Fuser.FindFusableGroups(zoo.Model).Count)) "the groups discovery finds"
+                Expect.equal (int64 r "batch") 2L "the batch replaces the shape's first entry"
+                Expect.isLessThan (r.GetProperty("max_abs_diff").GetDouble()) 1e-3 "fused and unfused agree on the probe"
+            finally
+                Directory.Delete(dir, true)
+        }
+        for args, fragment in [ [ "bench" ], "give a model file or --model NAME"
+                                [ "bench"; "m.json"; "--model"; "resnet18" ], "give a model file or --model NAME"
+                                [ "bench"; "m.json"; "--memory" ], "--memory measures a zoo network" ] do
+            test $"""bench {String.Join(" ", args |> List.tail)} is a usage error that says what to give""" {
+                let code, out, err = run args
+                Expect.equal code 2 $"usage error: {out} {err}"
+                Expect.stringContains err fragment "says what to give"
+            }
         test "bench without --json prints the throughput line for a batch" {
             let code, out, err = run [ "bench"; "--model"; "mobilenet_v2"; "--threads"; "1"; "--runs"; "1"; "--batch"; "2" ]
             Expect.equal code 0 err
