@@ -15,9 +15,9 @@ Per network (random weights and BatchNorm statistics, eval mode, one image of --
   onnx     torch.onnx.export twice (opset 17 with torch's defaults, which fold BatchNorm into Conv; opset 13 with
            training=PRESERVE and no constant folding, which keeps every BatchNormalization), then fusion auto X.onnx
            --out X-fused.onnx on each (import, fuse, write back into the file's graph); "ok" when both are written.
-           Then ONNX Runtime on each written-back file against torch's (tools/breadth/ort_compare.fsx, one dotnet fsi
-           for the whole table; python3 here has no onnxruntime): "ok (largest difference)" or what went wrong.
-           --no-ort leaves that to the test suite (Interop.Breadth runs each pair itself) and prints rows as they come.
+           Then ONNX Runtime on each written-back file against torch's (tools/breadth/ort_compare.fsx through dotnet fsi;
+           python3 here has no onnxruntime): "ok (largest difference)" or what went wrong. --no-ort leaves that to the
+           test suite (Interop.Breadth runs each pair itself). --clean removes each network's files after its row.
 Each step's status and, when it failed, its first error line. Exits 0 whatever the rows say: it reports."""
 import argparse
 import json
@@ -70,7 +70,7 @@ def close(a, b):
     return diff <= ATOL + RTOL * float(np.abs(b).max()), diff
 
 
-def row(name, size, work, fusion, timeout):
+def row(name, size, work, fusion, timeout, ort):
     r = {"network": name}
     d = os.path.join(work, name)
     fused = d + "-fused.json"
@@ -124,7 +124,35 @@ def row(name, size, work, fusion, timeout):
             r["onnx"] = f"FAIL (opset {opset}): " + first_line(err or out)
             return r
     r["onnx"] = "ok"
+    if ort:
+        r["onnx"] = ort_cell(name, work, timeout)
     return r
+
+
+def ort_cell(name, work, timeout):
+    """ONNX Runtime on both written-back files against torch's (tools/breadth/ort_compare.fsx): "ok (largest
+    difference)", or what went wrong."""
+    triples = [[os.path.join(work, name + s + ".onnx"), os.path.join(work, name + s + "-fused.onnx"),
+                os.path.join(work, name + "-x.npy")] for s in ("", "-bn")]
+    code, out, err = run(["dotnet", "fsi", os.path.join(HERE, "ort_compare.fsx")] + [p for t in triples for p in t], timeout)
+    worst = 0.0
+    for (original, _, _), suffix in zip(triples, ("folded", "-bn")):
+        got = next((l.split("\t")[1:] for l in out.splitlines() if l.startswith(original + "\t")), None)
+        if got is None or got[0] == "ERROR":
+            return "ONNX Runtime: " + (got[1] if got else first_line(err or out) or "no result")
+        diff, scale = float(got[0]), float(got[1])
+        if diff > ATOL + RTOL * scale:
+            return f"WRONG in ONNX Runtime ({suffix}: {diff:.2g})"
+        worst = max(worst, diff)
+    return f"ok ({worst:.2g})"
+
+
+def clean(name, work):
+    """Removes a network's files (the largest networks take gigabytes each), keeping none."""
+    import glob
+    import shutil
+    for path in glob.glob(os.path.join(work, name + "*")):
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
 def main():
@@ -137,6 +165,7 @@ def main():
     p.add_argument("--timeout", type=int, default=600, help="seconds per step")
     p.add_argument("--fusion", default=os.path.join(ROOT, "src", "Fusion.Cli", "bin", "Release", "net10.0", "fusion.dll"))
     p.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime on the written-back files (the test suite runs it itself)")
+    p.add_argument("--clean", action="store_true", help="remove each network's files after its row (the whole list needs tens of GB otherwise)")
     a = p.parse_args()
     names = CI_SUBSET if a.ci else (a.models.split(",") if a.models else breadth_models.NAMES)
     work = a.work or tempfile.mkdtemp(prefix="fusion-breadth-")
@@ -148,41 +177,12 @@ def main():
     print("|" + "---|" * len(cols))
     for n in names:
         t = time.time()
-        r = row(n, a.size, work, fusion, a.timeout)
+        r = row(n, a.size, work, fusion, a.timeout, not a.no_ort)
         r["seconds"] = round(time.time() - t, 1)
         rows.append(r)
-        if a.no_ort:
-            print("| " + " | ".join(str(r.get(c, "")).replace("|", "/") for c in cols) + " |", flush=True)
-        else:
-            print(f"{n}: {r['seconds']} s", file=sys.stderr, flush=True)
-    if not a.no_ort:
-        # ONNX Runtime on every written-back pair in one process (its start costs seconds), then the table.
-        triples = [[os.path.join(work, r["network"] + s + ext) for ext in (".onnx", "-fused.onnx")] + [os.path.join(work, r["network"] + "-x.npy")]
-                   for r in rows if r.get("onnx") == "ok" for s in ("", "-bn")]
-        code, out, err = run(["dotnet", "fsi", os.path.join(HERE, "ort_compare.fsx")] + [p for t in triples for p in t], a.timeout * 4)
-        results = {}
-        for line in out.splitlines():
-            parts = line.split("\t")
-            if len(parts) == 3:
-                results[parts[0]] = parts[1:]
-        for r in rows:
-            if r.get("onnx") != "ok":
-                continue
-            worst = 0.0
-            for s in ("", "-bn"):
-                got = results.get(os.path.join(work, r["network"] + s + ".onnx"))
-                if got is None or got[0] == "ERROR":
-                    r["onnx"] = "ONNX Runtime: " + (got[1] if got else first_line(err or out) or "no result")
-                    break
-                diff, scale = float(got[0]), float(got[1])
-                if diff > ATOL + RTOL * scale:
-                    r["onnx"] = f"WRONG in ONNX Runtime ({s or 'folded'}: {diff:.2g})"
-                    break
-                worst = max(worst, diff)
-            else:
-                r["onnx"] = f"ok ({worst:.2g})"
-        for r in rows:
-            print("| " + " | ".join(str(r.get(c, "")).replace("|", "/") for c in cols) + " |", flush=True)
+        if a.clean:
+            clean(n, work)
+        print("| " + " | ".join(str(r.get(c, "")).replace("|", "/") for c in cols) + " |", flush=True)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)
