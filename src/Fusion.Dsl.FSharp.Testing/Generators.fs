@@ -73,8 +73,6 @@ type InvalidFuse =
 
 [<RequireQualifiedAccess>]
 module ModelSpec =
-    let internal join (prefix: string) (name: string) = if prefix = "" then name else prefix + "." + name
-
     let kindOf layer =
         match layer with
         | LayerSpec.Conv c -> Some(sprintf "%s%dd" (if c.Transposed then "ConvTranspose" else "Conv") c.Rank)
@@ -244,14 +242,14 @@ module ModelSpec =
     /// torch.fx style: every leaf called by its full path, residual adds inlined.
     let rec private emitTraced (b: GraphBuilder) (path: string) (layer: LayerSpec) (x: GraphValue) : GraphValue =
         let run prefix layers x =
-            layers |> List.indexed |> List.fold (fun v (i, l) -> emitTraced b (join prefix (string i)) l v) x
+            layers |> List.indexed |> List.fold (fun v (i, l) -> emitTraced b (ModulePath.Join(prefix, string i)) l v) x
         match layer with
         | LayerSpec.Sequential layers -> run path layers x
         | LayerSpec.Residual(body, shortcut, relu) ->
-            let y = run (join path "body") body x
-            let s = if shortcut.IsEmpty then x else run (join path "shortcut") shortcut x
+            let y = run (ModulePath.Join(path, "body")) body x
+            let s = if shortcut.IsEmpty then x else run (ModulePath.Join(path, "shortcut")) shortcut x
             let z = b.AddValues(y, s)
-            if relu then b.Call(join path "relu", z) else z
+            if relu then b.Call(ModulePath.Join(path, "relu"), z) else z
         | _ -> b.Call(path, x)
 
     let build spec : Module =
@@ -283,14 +281,14 @@ module ModelSpec =
 
     /// Every list of siblings run one after another, with their dotted paths.
     let rec private siblingLists (prefix: string) (layers: LayerSpec list) : (string * LayerSpec) list list =
-        let named = layers |> List.mapi (fun i l -> join prefix (string i), l)
+        let named = layers |> List.mapi (fun i l -> ModulePath.Join(prefix, string i), l)
         named
         :: (named
             |> List.collect (fun (p, l) ->
                 match l with
                 | LayerSpec.Sequential inner -> siblingLists p inner
                 | LayerSpec.Residual(body, shortcut, _) ->
-                    siblingLists (join p "body") body @ (if shortcut.IsEmpty then [] else siblingLists (join p "shortcut") shortcut)
+                    siblingLists (ModulePath.Join(p, "body")) body @ (if shortcut.IsEmpty then [] else siblingLists (ModulePath.Join(p, "shortcut")) shortcut)
                 | _ -> []))
 
     let internal leaves spec =

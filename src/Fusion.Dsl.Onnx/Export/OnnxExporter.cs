@@ -26,9 +26,6 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
     /// <summary>The export's options.</summary>
     public OnnxExportOptions Options { get; } = options;
 
-    /// <summary>Joins a parent path and a child name as PyTorch's <c>named_modules</c> does.</summary>
-    public static string Join(string path, string name) => path.Length == 0 ? name : path + "." + name;
-
     /// <summary>Exports <paramref name="m"/> called at <paramref name="path"/> on <paramref name="x"/>; returns its output.</summary>
     public OnnxValue Module(Module m, OnnxValue x, string path)
     {
@@ -59,7 +56,7 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
 
     private OnnxValue Children(Module m, OnnxValue x, string path)
     {
-        foreach (var c in m.Children) x = Module(c.Module, x, Join(path, c.Name));
+        foreach (var c in m.Children) x = Module(c.Module, x, ModulePath.Join(path, c.Name));
         return x;
     }
 
@@ -288,8 +285,8 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
     {
         // Only a group with a BatchNorm folds; the others are written child by child (a Conv and a Relu node).
         if (FusedChain.Of(f) is not { BatchNorm: not null } chain || FoldedHead(f, chain, path, x.Rank) is not { } folded) return Children(f, x, path);
-        var y = Module(folded, x, Join(path, chain.Head.Name));
-        return chain.Activation is { } a ? Activation(((Activation)a.Module).Kind, y, Join(path, a.Name)) : y;
+        var y = Module(folded, x, ModulePath.Join(path, chain.Head.Name));
+        return chain.Activation is { } a ? Activation(((Activation)a.Module).Kind, y, ModulePath.Join(path, a.Name)) : y;
     }
 
     /// <summary>

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Fusion.Dsl.Algebra;
 using Fusion.Dsl.Graphs;
 using Fusion.Dsl.Layers;
 using Fusion.Dsl.Tensors;
@@ -168,7 +169,7 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
                     IEnumerable<object?> list => [.. list.Select(v => v is long l ? (int)l : throw OnnxExporter.Refuse(m, path, "normalized_shape must be integers"))],
                     _ => throw OnnxExporter.Refuse(m, path, "normalized_shape must be integers"),
                 };
-                OnnxValue? Param(string name) => m.State.TryGet(name) is { } t ? new OnnxValue(W.Initializer(OnnxExporter.Join(path, name), t), [.. t.Shape]) : null;
+                OnnxValue? Param(string name) => m.State.TryGet(name) is { } t ? new OnnxValue(W.Initializer(ModulePath.Join(path, name), t), [.. t.Shape]) : null;
                 return LayerNorm(x, shape, Param("weight"), Param("bias"), Number("eps"), path);
             }
             case "Dropout1d" or "Dropout2d" or "Dropout3d" or "AlphaDropout" or "FeatureAlphaDropout":

@@ -26,6 +26,12 @@ public sealed class ModulePathException : KeyNotFoundException
 /// </summary>
 public static class ModulePath
 {
+    /// <summary>
+    /// The path of <paramref name="name"/> below the module at <paramref name="parent"/>: <c>parent.name</c>, or
+    /// <c>name</c> alone below the root (whose path is <c>""</c>), as PyTorch's <c>named_modules</c> spells it.
+    /// </summary>
+    public static string Join(string parent, string name) => parent.Length == 0 ? name : parent + "." + name;
+
     /// <summary>Splits a dotted path; the empty path is the root.</summary>
     public static string[] Split(string path) => path.Length == 0 ? [] : path.Split('.');
 

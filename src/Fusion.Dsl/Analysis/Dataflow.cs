@@ -109,7 +109,7 @@ public sealed class Dataflow
         for (var i = 0; i < segments.Length; i++)
         {
             if (_opaque.Contains(prefix)) return false;
-            prefix = i == 0 ? segments[0] : prefix + "." + segments[i];
+            prefix = ModulePath.Join(prefix, segments[i]);
         }
         return true;
     }
@@ -229,7 +229,6 @@ public sealed class Dataflow
         return a.Length <= 1 ? string.Join("", a) : string.Join(", ", a.Take(a.Length - 1)) + " and " + a[^1];
     }
 
-    private static string Join(string container, string relative) => container.Length == 0 ? relative : container + "." + relative;
 
     /// <summary>A reader before resolution: a module call, an operation, the output of a container, or the model output.</summary>
     private sealed record RawConsumer(ConsumerKind Kind, string? ModulePath, string Description, string? OutputOf)
@@ -269,16 +268,16 @@ public sealed class Dataflow
                     {
                         var c = module.Children[i];
                         var next = i + 1 < module.Children.Count
-                            ? new RawConsumer(ConsumerKind.Module, Join(path, module.Children[i + 1].Name), $"'{Join(path, module.Children[i + 1].Name)}'", null)
+                            ? new RawConsumer(ConsumerKind.Module, ModulePath.Join(path, module.Children[i + 1].Name), $"'{ModulePath.Join(path, module.Children[i + 1].Name)}'", null)
                             : RawConsumer.ContainerOutput(path);
-                        Visit(Join(path, c.Name), c.Module, new RawSite(CallSiteKind.ChainPosition, path, c.Name, [next]));
+                        Visit(ModulePath.Join(path, c.Name), c.Module, new RawSite(CallSiteKind.ChainPosition, path, c.Name, [next]));
                     }
                     break;
                 case UserModule { Forward: { } graph }:
                     foreach (var node in graph.Nodes.Where(n => n.Op == NodeOp.CallModule))
                     {
                         var readers = graph.Consumers(node.Name).Select(r => Reader(path, r)).ToImmutableArray();
-                        var target = Join(path, node.Target!);
+                        var target = ModulePath.Join(path, node.Target!);
                         Visit(target, ModulePath.Get(module, node.Target!), new RawSite(CallSiteKind.GraphNode, path, node.Name, readers));
                     }
                     break;
@@ -290,7 +289,7 @@ public sealed class Dataflow
 
         private static RawConsumer Reader(string container, GraphNode node) => node.Op switch
         {
-            NodeOp.CallModule => new RawConsumer(ConsumerKind.Module, Join(container, node.Target!), $"'{Join(container, node.Target!)}'", null),
+            NodeOp.CallModule => new RawConsumer(ConsumerKind.Module, ModulePath.Join(container, node.Target!), $"'{ModulePath.Join(container, node.Target!)}'", null),
             NodeOp.Output => RawConsumer.ContainerOutput(container),
             _ => new RawConsumer(ConsumerKind.Operation, null,
                 $"{(node.Op == NodeOp.CallMethod ? "method" : "function")} '{node.Target}' (graph node '{node.Name}' of {Name(container)})", null),
