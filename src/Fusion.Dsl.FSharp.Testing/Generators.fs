@@ -86,7 +86,8 @@ module ModelSpec =
     let private allSome (xs: 'a option list) =
         if List.forall Option.isSome xs then Some(List.map Option.get xs) else None
 
-    /// Output spatial sizes of a convolution, mirroring PyTorch's formulas and the padding-mode limits.
+    /// Output spatial sizes of a convolution: the core's lengths (SlidingWindow, which the conformance fixtures check
+    /// against PyTorch) within the argument and padding-mode limits restated here.
     let private convOutput (c: ConvSpec) (input: int list) =
         match input with
         | n :: ch :: spatial when List.length spatial = c.Rank && ch = c.InChannels ->
@@ -120,15 +121,15 @@ module ModelSpec =
                         | PaddingSpec.Valid -> 0, 0
                         | PaddingSpec.Same -> span / 2, span - span / 2
                     if c.Transposed then
-                        let o = (l - 1) * s - left - right + span + op + 1
-                        if o >= 1 then Some o else None
+                        let o = SlidingWindow.ConvTransposeOutput(l, k, s, left, right, d, op)
+                        if o >= 1L then Some(int o) else None
                     else
-                        let padded = l + left + right
+                        let o = SlidingWindow.ConvOutput(l, k, s, left, right, d)
                         let pad = max left right
-                        if padded < span + 1 then None
+                        if o < 1L then None
                         elif c.PaddingMode = PaddingMode.Reflect && pad >= l then None
                         elif c.PaddingMode = PaddingMode.Circular && pad > l then None
-                        else Some((padded - span - 1) / s + 1)
+                        else Some(int o)
                 allSome [ for i in 0 .. r - 1 -> dim i ] |> Option.map (fun sp -> n :: c.OutChannels :: sp)
         | _ -> None
 

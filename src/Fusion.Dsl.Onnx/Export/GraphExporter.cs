@@ -2,6 +2,7 @@ using System.Globalization;
 using Fusion.Dsl.Algebra;
 using Fusion.Dsl.Graphs;
 using Fusion.Dsl.Layers;
+using Fusion.Dsl.Tensors;
 
 namespace Fusion.Dsl.Onnx.Export;
 
@@ -156,7 +157,7 @@ internal sealed class GraphExporter(OnnxExporter exporter, UserModule owner, str
         {
             case (OnnxValue x, OnnxValue y):
             {
-                var shape = ShapeRules.Broadcast(x.Shape, y.Shape)
+                var shape = Broadcast.Shape(x.Shape, y.Shape)
                             ?? throw Refuse(node, $"{node.Target} of shapes {x.ShapeText} and {y.ShapeText}, which do not broadcast");
                 return W.Node(op, NodePath(node), [x.Name, y.Name], shape);
             }
