@@ -180,22 +180,14 @@ public sealed class Dataflow
     /// <see cref="Identity"/> (<paramref name="newIdentities"/>), which the analysis looks through. A reader replaced by a
     /// fused module at the same path reads as before. Fusion never edits a graph, so call sites elsewhere are unchanged.
     /// </summary>
-    internal bool Touches(IReadOnlyList<string> group, IReadOnlySet<string> rewritten, IReadOnlySet<string> newIdentities)
+    internal bool Touches(IReadOnlyList<string> group, PathSet rewritten, IReadOnlySet<string> newIdentities)
     {
         if (rewritten.Count == 0) return false;
-        static bool Under(string inner, string outer)
-            => inner.Length > outer.Length && inner[outer.Length] == '.' && inner.StartsWith(outer, StringComparison.Ordinal);
-        bool Nested(string p)
-        {
-            foreach (var r in rewritten)
-                if (Under(p, r) || Under(r, p)) return true;
-            return false;
-        }
         foreach (var p in group)
         {
-            if (rewritten.Contains(p) || Nested(p)) return true;
+            if (rewritten.Contains(p) || rewritten.Nests(p)) return true;
             foreach (var site in CallSites(p))
-                if (Readers(site, group).Any(r => r.ModulePath is { } m && (newIdentities.Contains(m) || Nested(m)))) return true;
+                if (Readers(site, group).Any(r => r.ModulePath is { } m && (newIdentities.Contains(m) || rewritten.Nests(m)))) return true;
         }
         return false;
     }

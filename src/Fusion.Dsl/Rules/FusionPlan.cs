@@ -99,7 +99,7 @@ public sealed class FusionPlan
     /// </summary>
     private sealed class FlowCache
     {
-        private readonly HashSet<string> _rewritten = new(StringComparer.Ordinal);
+        private readonly PathSet _rewritten = new();
         private readonly HashSet<string> _newIdentities = new(StringComparer.Ordinal);
         private Dataflow? _flow;
 
@@ -116,7 +116,7 @@ public sealed class FusionPlan
 
         public void Rewrote(IReadOnlyList<string> paths, IReadOnlyList<Module> replacements)
         {
-            _rewritten.UnionWith(paths);
+            foreach (var p in paths) _rewritten.Add(p);
             for (var k = 0; k < paths.Count; k++)
                 if (replacements[k] is Identity) _newIdentities.Add(paths[k]);
         }
@@ -217,6 +217,7 @@ public sealed class FusionPlan
         var lost = new List<string>();
         for (var k = 0; k < modules.Count; k++)
         {
+            if (modules[k].PreHooks.Length == 0 && modules[k].Hooks.Length == 0) continue;   // the usual case: say nothing
             var where = $"'{paths[k]}' ({modules[k].TypeName}, position {k} of {modules.Count})";
             if (k > 0)
                 lost.AddRange(modules[k].PreHooks.Select(h => $"forward pre-hook '{h.Name}' on {where}"));
