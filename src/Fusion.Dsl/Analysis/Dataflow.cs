@@ -104,13 +104,12 @@ public sealed class Dataflow
     public bool IsKnown(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
-        var segments = ModulePath.Split(path);
-        var prefix = "";
-        for (var i = 0; i < segments.Length; i++)
-        {
-            if (_opaque.Contains(prefix)) return false;
-            prefix = ModulePath.Join(prefix, segments[i]);
-        }
+        if (path.Length == 0) return true;
+        // The root and every proper prefix of the path, looked up as spans: fusion asks this for every member of every group.
+        var opaque = _opaque.GetAlternateLookup<ReadOnlySpan<char>>();
+        if (opaque.Contains("")) return false;
+        for (var end = path.IndexOf('.'); end >= 0; end = path.IndexOf('.', end + 1))
+            if (opaque.Contains(path.AsSpan(0, end))) return false;
         return true;
     }
 
@@ -226,6 +225,7 @@ public sealed class Dataflow
     private sealed record RawConsumer(ConsumerKind Kind, string? ModulePath, string Description, string? OutputOf)
     {
         public static readonly RawConsumer ModelOutput = new(ConsumerKind.ModelOutput, null, "the model's output", null);
+        public static RawConsumer Module(string path) => new(ConsumerKind.Module, path, $"'{path}'", null);
         public static RawConsumer ContainerOutput(string container) => new(ConsumerKind.ModelOutput, null, "", container);
     }
 
@@ -256,15 +256,19 @@ public sealed class Dataflow
                     _identities.Add(path);
                     break;
                 case Sequential or FusedModule:
+                {
+                    // Each child's path is joined once: as the reader of the one before it, then as the one visited.
+                    var childPath = module.Children.Count > 0 ? ModulePath.Join(path, module.Children[0].Name) : "";
                     for (var i = 0; i < module.Children.Count; i++)
                     {
                         var c = module.Children[i];
-                        var next = i + 1 < module.Children.Count
-                            ? new RawConsumer(ConsumerKind.Module, ModulePath.Join(path, module.Children[i + 1].Name), $"'{ModulePath.Join(path, module.Children[i + 1].Name)}'", null)
-                            : RawConsumer.ContainerOutput(path);
-                        Visit(ModulePath.Join(path, c.Name), c.Module, new RawSite(CallSiteKind.ChainPosition, path, c.Name, [next]));
+                        var nextPath = i + 1 < module.Children.Count ? ModulePath.Join(path, module.Children[i + 1].Name) : null;
+                        var next = nextPath is null ? RawConsumer.ContainerOutput(path) : RawConsumer.Module(nextPath);
+                        Visit(childPath, c.Module, new RawSite(CallSiteKind.ChainPosition, path, c.Name, [next]));
+                        childPath = nextPath!;
                     }
                     break;
+                }
                 case UserModule { Forward: { } graph }:
                     foreach (var node in graph.Nodes.Where(n => n.Op == NodeOp.CallModule))
                     {
@@ -281,7 +285,7 @@ public sealed class Dataflow
 
         private static RawConsumer Reader(string container, GraphNode node) => node.Op switch
         {
-            NodeOp.CallModule => new RawConsumer(ConsumerKind.Module, ModulePath.Join(container, node.Target!), $"'{ModulePath.Join(container, node.Target!)}'", null),
+            NodeOp.CallModule => RawConsumer.Module(ModulePath.Join(container, node.Target!)),
             NodeOp.Output => RawConsumer.ContainerOutput(container),
             _ => new RawConsumer(ConsumerKind.Operation, null,
                 $"{(node.Op == NodeOp.CallMethod ? "method" : "function")} '{node.Target}' (graph node '{node.Name}' of {Name(container)})", null),

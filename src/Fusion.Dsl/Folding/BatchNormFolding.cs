@@ -94,19 +94,27 @@ public static class BatchNormFolding
     public static (double[] Scale, double[] Shift) Affine(BatchNorm bn, ReadOnlySpan<float> precedingBias, int channels)
     {
         ArgumentNullException.ThrowIfNull(bn);
+        var shift = Vector<double>.Build.Dense(channels);
+        var scale = Affine(bn, precedingBias, channels, shift);
+        return (scale.AsArray(), shift.AsArray());
+    }
+
+    /// <summary><see cref="Affine(BatchNorm, ReadOnlySpan{float}, int)"/> writing the shift into <paramref name="shift"/>
+    /// (<paramref name="channels"/> entries, all overwritten); returns the scale, a new vector.</summary>
+    private static Vector<double> Affine(BatchNorm bn, ReadOnlySpan<float> precedingBias, int channels, Vector<double> shift)
+    {
         var broadcast = bn.NumFeatures == 1 && channels != 1;
         if (channels != bn.NumFeatures && !broadcast)
             throw new ArgumentException($"{bn.TypeName} has num_features={bn.NumFeatures}, which cannot map {channels} channels");
         if (!precedingBias.IsEmpty && precedingBias.Length != channels)
             throw new ArgumentException($"the preceding bias has {precedingBias.Length} entries for {channels} channels");
         var mean = bn.RunningMean ?? throw NoStats(bn);
-        // Three vectors in all: the scale, the shift, and one scratch vector that holds gamma, then the running mean, then
-        // beta, since a fold should allocate little beyond its results (fusing mobilenet_v2 folds 52 of them).
-        var scratch = Vector<double>.Build.Dense(channels);
+        // One scratch vector holds gamma, then the running mean, then beta.
+        var scratch = Scratch(channels, 0);
         var scale = Scale(bn, broadcast ? null : scratch);
         if (broadcast) scale = Vector<double>.Build.Dense(channels, scale[0]);
-        var shift = Vector<double>.Build.Dense(channels);
-        if (!precedingBias.IsEmpty) Widen(precedingBias, shift);
+        if (precedingBias.IsEmpty) shift.Clear();
+        else Widen(precedingBias, shift);
         Widen(mean.Float32, scratch);
         shift.Subtract(scratch, shift);
         shift.PointwiseMultiply(scale, shift);
@@ -115,8 +123,31 @@ public static class BatchNormFolding
             Widen(beta.Float32, scratch);
             shift.Add(scratch, shift);
         }
-        return (scale.AsArray(), shift.AsArray());
+        return scale;
     }
+
+    /// <summary>
+    /// Temporary vector <paramref name="slot"/> (0 or 1) of <paramref name="length"/> entries, this thread's to overwrite until
+    /// its next fold. A fusion folds dozens of BatchNorms of a few widths: fresh temporaries per fold were a fifth of all
+    /// that fusing mobilenet_v2 allocated, and a process that fuses once pays for every allocated byte again when it first
+    /// touches the memory. Bounded: only widths up to <see cref="MaxScratchLength"/>, at most <see cref="MaxScratchWidths"/>
+    /// of them at a time.
+    /// </summary>
+    private static Vector<double> Scratch(int length, int slot)
+    {
+        if (length > MaxScratchLength) return Vector<double>.Build.Dense(length);
+        var cache = t_scratch ??= [];
+        if (!cache.TryGetValue(length, out var vectors))
+        {
+            if (cache.Count == MaxScratchWidths) cache.Clear();
+            cache[length] = vectors = new Vector<double>?[2];
+        }
+        return vectors[slot] ??= Vector<double>.Build.Dense(length);
+    }
+
+    [ThreadStatic] private static Dictionary<int, Vector<double>?[]>? t_scratch;
+    private const int MaxScratchLength = 4096;
+    private const int MaxScratchWidths = 32;
 
     /// <summary><see cref="Scale(BatchNorm)"/>, reading gamma into <paramref name="gammaScratch"/> (of <c>num_features</c>
     /// entries; null when there is no gamma or the caller has no scratch to lend).</summary>
@@ -172,8 +203,10 @@ public static class BatchNormFolding
             throw new ArgumentException(
                 $"{bn.TypeName} has num_features={bn.NumFeatures} but {layer} produces {outChannels} output channels" +
                 (allowSingleFeature ? " (only equal counts or a single feature fold)" : ""));
-        // W' = W · s and b' = (b - mean) · s + beta: the BatchNorm's map after the layer's bias, each rounded once.
-        var (s, folded) = Affine(bn, bias is null ? default : bias.Float32, outChannels);
+        // W' = W · s and b' = (b - mean) · s + beta: the BatchNorm's map after the layer's bias, each rounded once. The
+        // unrounded shift is needed only until it is rounded, so it lives in a scratch vector.
+        var folded = Scratch(outChannels, 1);
+        var s = Affine(bn, bias is null ? default : bias.Float32, outChannels, folded).AsArray();
         // The closure holds the storage, not the source tensor (see PendingFold.Create).
         var w = weight.RawFloat32;
         return (PendingFold.Create(weight, s, () => axis.ScaleOutputs(w, s)), ToTensor(folded));

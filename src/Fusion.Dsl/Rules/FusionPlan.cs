@@ -200,7 +200,7 @@ public sealed class FusionPlan
             // A fused module holds only leaf layers, named "0", "1", "2": a member inside one is its direct child, so the
             // parent of a path ending so is the one module to look at (not every ancestor of every member).
             var dot = paths[k].LastIndexOf('.');
-            if (dot > 0 && paths[k][(dot + 1)..] is "0" or "1" or "2" && tree.Get(paths[k][..dot]) is Layers.FusedModule f)
+            if (dot > 0 && paths[k].AsSpan(dot + 1) is "0" or "1" or "2" && tree.Get(paths[k][..dot]) is Layers.FusedModule f)
             {
                 var parent = paths[k][..dot];
                 throw FusionException.Create(FusionErrorKind.InsideFusedModule, index, paths, modules.Take(k + 1).Select(m => m.TypeName).ToArray(),
