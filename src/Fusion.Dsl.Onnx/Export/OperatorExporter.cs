@@ -225,7 +225,7 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
     private OnnxValue MatMul(OnnxValue a, OnnxValue b, string path)
     {
         if (a.Rank < 2 || b.Rank < 2 || a.Shape[^1] != b.Shape[^2]
-            || ShapeRules.Broadcast(a.Shape[..^2], b.Shape[..^2]) is not { } batch)
+            || Broadcast.Shape(a.Shape[..^2], b.Shape[..^2]) is not { } batch)
             throw new Problem($"matmul of shapes {a.ShapeText} and {b.ShapeText} (both at least matrices, inner sizes equal) has no ONNX form here");
         return W.Node("MatMul", path, [a.Name, b.Name], [.. batch, a.Shape[^2], b.Shape[^1]]);
     }
