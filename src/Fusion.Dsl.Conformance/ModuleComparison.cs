@@ -36,7 +36,7 @@ public static class ModuleComparison
         foreach (var (name, et) in e.State)
         {
             var at = a.State[name];
-            var key = path.Length == 0 ? name : path + "." + name;
+            var key = ModulePath.Join(path, name);
             if (at.DType != et.DType) return $"'{key}': expected {et.DType}, got {at.DType}";
             if (!at.Shape.SequenceEqual(et.Shape))
                 return $"'{key}': expected shape {Tensor.ShapeString(et.Shape)}, got {Tensor.ShapeString(at.Shape)}";
@@ -45,7 +45,7 @@ public static class ModuleComparison
         }
         foreach (var c in e.Children)
         {
-            var d = Compare(a.Children[c.Name], c.Module, path.Length == 0 ? c.Name : path + "." + c.Name, rtol, atol);
+            var d = Compare(a.Children[c.Name], c.Module, ModulePath.Join(path, c.Name), rtol, atol);
             if (d is not null) return d;
         }
         return null;

@@ -46,20 +46,19 @@ internal sealed class ConvGeometry
         for (var i = 0; i < Dims; i++)
         {
             long padded = Transposed ? In[i] : (long)In[i] + PadLeft[i] + PadRight[i];
-            var span = (long)Dilation[i] * (Kernel[i] - 1);
             long output;
             if (Transposed)
             {
-                output = ((long)In[i] - 1) * Stride[i] - PadLeft[i] - PadRight[i] + span + OutputPadding[i] + 1;
+                output = SlidingWindow.ConvTransposeOutput(In[i], Kernel[i], Stride[i], PadLeft[i], PadRight[i], Dilation[i], OutputPadding[i]);
                 if (output <= 0)
                     throw new EngineInputException($"input spatial size {Tensor.ShapeString(SpatialIn)} gives a non-positive output size");
             }
             else
             {
-                if (padded < span + 1)
+                output = SlidingWindow.ConvOutput(In[i], Kernel[i], Stride[i], PadLeft[i], PadRight[i], Dilation[i]);
+                if (output <= 0)
                     throw new EngineInputException(
                         $"calculated padded input size per channel {Tensor.ShapeString(SpatialOf(In))} plus padding is smaller than the (dilated) kernel size {Tensor.ShapeString(SpatialOf(DilatedKernel()))}");
-                output = (padded - span - 1) / Stride[i] + 1;
                 // One output position reads the same taps whatever the stride; unit stride keeps the phase layout small.
                 if (output == 1) Stride[i] = 1;
             }

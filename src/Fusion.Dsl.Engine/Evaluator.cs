@@ -23,8 +23,6 @@ internal sealed class Evaluator(Pass pass)
         return y;
     }
 
-    public static string Join(string path, string name) => path.Length == 0 ? name : path + "." + name;
-
     private Tensor Evaluate(Module m, Tensor x, string path)
     {
         if (x.DType != DType.Float32) throw new ForwardException(path, m.TypeName, $"expected a float32 input, got {x.DType}");
@@ -71,7 +69,7 @@ internal sealed class Evaluator(Pass pass)
         var current = x;
         foreach (var child in m.Children)
         {
-            var next = Call(child.Module, current, Join(path, child.Name));
+            var next = Call(child.Module, current, ModulePath.Join(path, child.Name));
             if (!ReferenceEquals(current, x)) Pass.Release(current, x, next);
             current = next;
         }
@@ -159,8 +157,8 @@ internal sealed class Evaluator(Pass pass)
         if (FusedChain.Of(f) is not { } chain) return RunChildren(f, x, path);
         var bn = chain.BatchNorm;
         var actKind = chain.ActivationModule is { } act ? Epilogue.ActOf(act.Kind) : Act.None;
-        var headPath = Join(path, chain.Head.Name);
-        var bnPath = chain.Norm is { } n ? Join(path, n.Name) : "";
+        var headPath = ModulePath.Join(path, chain.Head.Name);
+        var bnPath = chain.Norm is { } n ? ModulePath.Join(path, n.Name) : "";
 
         switch (chain.Head.Module)
         {

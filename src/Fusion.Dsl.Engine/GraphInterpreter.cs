@@ -49,7 +49,7 @@ internal static class GraphInterpreter
                         break;
                     }
                     var x = ModuleInput(node, values);
-                    value = ev.Call(module, x, Evaluator.Join(path, node.Target!));
+                    value = ev.Call(module, x, ModulePath.Join(path, node.Target!));
                     if (module is Activation { Inplace: true } or Dropout { Inplace: true }) mutated = x;
                     break;
                 }

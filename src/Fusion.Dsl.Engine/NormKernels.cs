@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using Fusion.Dsl.Folding;
 using Fusion.Dsl.Layers;
 using Fusion.Dsl.Tensors;
 
@@ -16,25 +17,13 @@ internal static unsafe class NormKernels
     public static bool UsesBatchStatistics(BatchNorm bn) => bn.Training || bn.RunningMean is null || bn.RunningVar is null;
 
     /// <summary>
-    /// The eval-mode map composed after a preceding bias: <c>BN(x + bias) = x·scale + shift</c>.
-    /// Computed in double and rounded once.
+    /// The eval-mode map composed after a preceding bias, <c>BN(x + bias) = x·scale + shift</c>: the core's
+    /// <see cref="BatchNormFolding.Affine"/> (the map folding writes into a layer), each value rounded once to float32.
     /// </summary>
     public static (float[] Scale, float[] Shift) RunningAffine(BatchNorm bn, ReadOnlySpan<float> precedingBias)
     {
-        var c = bn.NumFeatures;
-        var mean = bn.RunningMean!.Float32;
-        var variance = bn.RunningVar!.Float32;
-        var scale = new float[c];
-        var shift = new float[c];
-        for (var i = 0; i < c; i++)
-        {
-            var invStd = 1.0 / Math.Sqrt(variance[i] + bn.Eps);
-            var alpha = (bn.Weight is null ? 1.0 : bn.Weight.Float32[i]) * invStd;
-            var beta = (bn.Bias is null ? 0.0 : bn.Bias.Float32[i]) - mean[i] * alpha;
-            scale[i] = (float)alpha;
-            shift[i] = (float)((precedingBias.IsEmpty ? 0.0 : precedingBias[i]) * alpha + beta);
-        }
-        return (scale, shift);
+        var (scale, shift) = BatchNormFolding.Affine(bn, precedingBias, bn.NumFeatures);
+        return (Array.ConvertAll(scale, v => (float)v), Array.ConvertAll(shift, v => (float)v));
     }
 
     /// <summary>The batch-statistics map of an input <c>[N, C, *]</c>: mean and biased variance over every axis but C.</summary>

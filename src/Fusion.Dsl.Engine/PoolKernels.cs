@@ -12,7 +12,7 @@ internal static unsafe class PoolKernels
     /// <summary>PyTorch's pooled size along one axis, refusing windows that leave nothing.</summary>
     private static int OutSize(int input, int kernel, int stride, int pad, int dilation, bool ceil, string what)
     {
-        var o = PoolArgs.OutputSize(input, kernel, stride, pad, dilation, ceil);
+        var o = SlidingWindow.PoolOutput(input, kernel, stride, pad, dilation, ceil);
         if (o <= 0) throw new EngineInputException($"{what}: input size {input} is too small for kernel {kernel} (dilation {dilation}, padding {pad}): output size would be {o}");
         // The window's reach and the scratch rows are sized from these values in 32-bit arithmetic: bounded here.
         if (o > Limits.MaxElements || (long)dilation * (kernel - 1) + 2L * pad + input > Limits.MaxElements)

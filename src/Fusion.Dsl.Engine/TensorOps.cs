@@ -103,20 +103,9 @@ internal static unsafe class TensorOps
         return Tensor.Adopt(output, a.Shape.ToArray());
     }
 
+    /// <summary><see cref="Broadcast.Shape"/>, refusing shapes that do not broadcast as an input error.</summary>
     public static int[] BroadcastShape(ReadOnlySpan<int> a, ReadOnlySpan<int> b)
-    {
-        var rank = Math.Max(a.Length, b.Length);
-        var shape = new int[rank];
-        for (var i = 0; i < rank; i++)
-        {
-            var da = i < rank - a.Length ? 1 : a[i - (rank - a.Length)];
-            var db = i < rank - b.Length ? 1 : b[i - (rank - b.Length)];
-            if (da != db && da != 1 && db != 1)
-                throw new EngineInputException($"shapes {Tensor.ShapeString(a)} and {Tensor.ShapeString(b)} do not broadcast (dimension {i}: {da} vs {db})");
-            shape[i] = da == 1 ? db : da;
-        }
-        return shape;
-    }
+        => Broadcast.Shape(a, b) ?? throw new EngineInputException($"shapes {Tensor.ShapeString(a)} and {Tensor.ShapeString(b)} do not broadcast");
 
     private static int[] BroadcastStrides(ReadOnlySpan<int> shape, int rank)
     {

@@ -73,8 +73,6 @@ type InvalidFuse =
 
 [<RequireQualifiedAccess>]
 module ModelSpec =
-    let internal join (prefix: string) (name: string) = if prefix = "" then name else prefix + "." + name
-
     let kindOf layer =
         match layer with
         | LayerSpec.Conv c -> Some(sprintf "%s%dd" (if c.Transposed then "ConvTranspose" else "Conv") c.Rank)
@@ -88,7 +86,8 @@ module ModelSpec =
     let private allSome (xs: 'a option list) =
         if List.forall Option.isSome xs then Some(List.map Option.get xs) else None
 
-    /// Output spatial sizes of a convolution, mirroring PyTorch's formulas and the padding-mode limits.
+    /// Output spatial sizes of a convolution: the core's lengths (SlidingWindow, which the conformance fixtures check
+    /// against PyTorch) within the argument and padding-mode limits restated here.
     let private convOutput (c: ConvSpec) (input: int list) =
         match input with
         | n :: ch :: spatial when List.length spatial = c.Rank && ch = c.InChannels ->
@@ -122,15 +121,15 @@ module ModelSpec =
                         | PaddingSpec.Valid -> 0, 0
                         | PaddingSpec.Same -> span / 2, span - span / 2
                     if c.Transposed then
-                        let o = (l - 1) * s - left - right + span + op + 1
-                        if o >= 1 then Some o else None
+                        let o = SlidingWindow.ConvTransposeOutput(l, k, s, left, right, d, op)
+                        if o >= 1L then Some(int o) else None
                     else
-                        let padded = l + left + right
+                        let o = SlidingWindow.ConvOutput(l, k, s, left, right, d)
                         let pad = max left right
-                        if padded < span + 1 then None
+                        if o < 1L then None
                         elif c.PaddingMode = PaddingMode.Reflect && pad >= l then None
                         elif c.PaddingMode = PaddingMode.Circular && pad > l then None
-                        else Some((padded - span - 1) / s + 1)
+                        else Some(int o)
                 allSome [ for i in 0 .. r - 1 -> dim i ] |> Option.map (fun sp -> n :: c.OutChannels :: sp)
         | _ -> None
 
@@ -244,14 +243,14 @@ module ModelSpec =
     /// torch.fx style: every leaf called by its full path, residual adds inlined.
     let rec private emitTraced (b: GraphBuilder) (path: string) (layer: LayerSpec) (x: GraphValue) : GraphValue =
         let run prefix layers x =
-            layers |> List.indexed |> List.fold (fun v (i, l) -> emitTraced b (join prefix (string i)) l v) x
+            layers |> List.indexed |> List.fold (fun v (i, l) -> emitTraced b (ModulePath.Join(prefix, string i)) l v) x
         match layer with
         | LayerSpec.Sequential layers -> run path layers x
         | LayerSpec.Residual(body, shortcut, relu) ->
-            let y = run (join path "body") body x
-            let s = if shortcut.IsEmpty then x else run (join path "shortcut") shortcut x
+            let y = run (ModulePath.Join(path, "body")) body x
+            let s = if shortcut.IsEmpty then x else run (ModulePath.Join(path, "shortcut")) shortcut x
             let z = b.AddValues(y, s)
-            if relu then b.Call(join path "relu", z) else z
+            if relu then b.Call(ModulePath.Join(path, "relu"), z) else z
         | _ -> b.Call(path, x)
 
     let build spec : Module =
@@ -283,14 +282,14 @@ module ModelSpec =
 
     /// Every list of siblings run one after another, with their dotted paths.
     let rec private siblingLists (prefix: string) (layers: LayerSpec list) : (string * LayerSpec) list list =
-        let named = layers |> List.mapi (fun i l -> join prefix (string i), l)
+        let named = layers |> List.mapi (fun i l -> ModulePath.Join(prefix, string i), l)
         named
         :: (named
             |> List.collect (fun (p, l) ->
                 match l with
                 | LayerSpec.Sequential inner -> siblingLists p inner
                 | LayerSpec.Residual(body, shortcut, _) ->
-                    siblingLists (join p "body") body @ (if shortcut.IsEmpty then [] else siblingLists (join p "shortcut") shortcut)
+                    siblingLists (ModulePath.Join(p, "body")) body @ (if shortcut.IsEmpty then [] else siblingLists (ModulePath.Join(p, "shortcut")) shortcut)
                 | _ -> []))
 
     let internal leaves spec =

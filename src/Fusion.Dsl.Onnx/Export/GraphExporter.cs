@@ -2,6 +2,7 @@ using System.Globalization;
 using Fusion.Dsl.Algebra;
 using Fusion.Dsl.Graphs;
 using Fusion.Dsl.Layers;
+using Fusion.Dsl.Tensors;
 
 namespace Fusion.Dsl.Onnx.Export;
 
@@ -37,7 +38,7 @@ internal sealed class GraphExporter(OnnxExporter exporter, UserModule owner, str
                     var module = ModulePath.Get(owner, target);
                     if (node.Args.Length + node.Kwargs.Length != 1 || Resolve(node.Args.Length == 1 ? node.Args[0] : node.Kwargs[0].Value) is not OnnxValue x)
                         throw Refuse(node, $"module {target} is called with something other than one tensor");
-                    value = exporter.Module(module, x, OnnxExporter.Join(path, target));
+                    value = exporter.Module(module, x, ModulePath.Join(path, target));
                     if (module is Activation { Inplace: true } or Dropout { Inplace: true }) Rebind(x, (OnnxValue)value);
                     break;
                 }
@@ -76,7 +77,7 @@ internal sealed class GraphExporter(OnnxExporter exporter, UserModule owner, str
     private OnnxExportException Refuse(GraphNode? node, string problem)
         => new(path, owner.TypeName, node is null ? problem : $"graph node '{node.Name}': {problem}");
 
-    private string NodePath(GraphNode node) => OnnxExporter.Join(path, node.Name);
+    private string NodePath(GraphNode node) => ModulePath.Join(path, node.Name);
 
     private OnnxValue Attribute(GraphNode node)
     {
@@ -85,7 +86,7 @@ internal sealed class GraphExporter(OnnxExporter exporter, UserModule owner, str
         var module = dot < 0 ? owner : ModulePath.Get(owner, target[..dot]);
         var tensor = module.State.TryGet(dot < 0 ? target : target[(dot + 1)..])
                      ?? throw Refuse(node, $"reads attribute '{target}', which is not a parameter or buffer");
-        return new OnnxValue(W.Initializer(OnnxExporter.Join(path, target), tensor), [.. tensor.Shape]);
+        return new OnnxValue(W.Initializer(ModulePath.Join(path, target), tensor), [.. tensor.Shape]);
     }
 
     private object? Call(OpCall a)
@@ -156,7 +157,7 @@ internal sealed class GraphExporter(OnnxExporter exporter, UserModule owner, str
         {
             case (OnnxValue x, OnnxValue y):
             {
-                var shape = ShapeRules.Broadcast(x.Shape, y.Shape)
+                var shape = Broadcast.Shape(x.Shape, y.Shape)
                             ?? throw Refuse(node, $"{node.Target} of shapes {x.ShapeText} and {y.ShapeText}, which do not broadcast");
                 return W.Node(op, NodePath(node), [x.Name, y.Name], shape);
             }

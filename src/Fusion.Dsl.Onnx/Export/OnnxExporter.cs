@@ -26,9 +26,6 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
     /// <summary>The export's options.</summary>
     public OnnxExportOptions Options { get; } = options;
 
-    /// <summary>Joins a parent path and a child name as PyTorch's <c>named_modules</c> does.</summary>
-    public static string Join(string path, string name) => path.Length == 0 ? name : path + "." + name;
-
     /// <summary>Exports <paramref name="m"/> called at <paramref name="path"/> on <paramref name="x"/>; returns its output.</summary>
     public OnnxValue Module(Module m, OnnxValue x, string path)
     {
@@ -59,7 +56,7 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
 
     private OnnxValue Children(Module m, OnnxValue x, string path)
     {
-        foreach (var c in m.Children) x = Module(c.Module, x, Join(path, c.Name));
+        foreach (var c in m.Children) x = Module(c.Module, x, ModulePath.Join(path, c.Name));
         return x;
     }
 
@@ -95,9 +92,9 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
         var spatial = new int[c.Rank];
         for (var i = 0; i < c.Rank; i++)
         {
-            spatial[i] = c.Transposed
-                ? ShapeRules.ConvTransposeOutput(x.Shape[2 + i], c.KernelSize[i], c.Stride[i], left[i], c.Dilation[i], c.OutputPadding[i])
-                : ShapeRules.ConvOutput(x.Shape[2 + i], c.KernelSize[i], c.Stride[i], left[i], right[i], c.Dilation[i]);
+            spatial[i] = checked((int)(c.Transposed
+                ? SlidingWindow.ConvTransposeOutput(x.Shape[2 + i], c.KernelSize[i], c.Stride[i], left[i], right[i], c.Dilation[i], c.OutputPadding[i])
+                : SlidingWindow.ConvOutput(x.Shape[2 + i], c.KernelSize[i], c.Stride[i], left[i], right[i], c.Dilation[i])));
             if (spatial[i] <= 0) throw Refuse(c, path, $"the input {x.ShapeText} is smaller than the kernel's reach");
         }
         var weight = Writer.Initializer(path + ".weight", c.Weight);
@@ -230,8 +227,8 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
     public OnnxValue MaxPool(MaxPool2d p, OnnxValue x, string path)
     {
         var input = Pool2dInput(p, x, path);
-        var h = ShapeRules.PoolOutput(input.Shape[2], p.KernelSize[0], p.Stride[0], p.Padding[0], p.Dilation[0], p.CeilMode);
-        var w = ShapeRules.PoolOutput(input.Shape[3], p.KernelSize[1], p.Stride[1], p.Padding[1], p.Dilation[1], p.CeilMode);
+        var h = checked((int)SlidingWindow.PoolOutput(input.Shape[2], p.KernelSize[0], p.Stride[0], p.Padding[0], p.Dilation[0], p.CeilMode));
+        var w = checked((int)SlidingWindow.PoolOutput(input.Shape[3], p.KernelSize[1], p.Stride[1], p.Padding[1], p.Dilation[1], p.CeilMode));
         if (h <= 0 || w <= 0) throw Refuse(p, path, $"the input {x.ShapeText} is smaller than the pooling window");
         var y = Writer.Node("MaxPool", path, [input.Name], [input.Shape[0], input.Shape[1], h, w],
             Ints("kernel_shape", p.KernelSize), Ints("strides", p.Stride), Ints("dilations", p.Dilation),
@@ -243,8 +240,8 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
     public OnnxValue AvgPool(AvgPool2d p, OnnxValue x, string path)
     {
         var input = Pool2dInput(p, x, path);
-        var h = ShapeRules.PoolOutput(input.Shape[2], p.KernelSize[0], p.Stride[0], p.Padding[0], 1, p.CeilMode);
-        var w = ShapeRules.PoolOutput(input.Shape[3], p.KernelSize[1], p.Stride[1], p.Padding[1], 1, p.CeilMode);
+        var h = checked((int)SlidingWindow.PoolOutput(input.Shape[2], p.KernelSize[0], p.Stride[0], p.Padding[0], 1, p.CeilMode));
+        var w = checked((int)SlidingWindow.PoolOutput(input.Shape[3], p.KernelSize[1], p.Stride[1], p.Padding[1], 1, p.CeilMode));
         if (h <= 0 || w <= 0) throw Refuse(p, path, $"the input {x.ShapeText} is smaller than the pooling window");
         var y = Writer.Node("AveragePool", path, [input.Name], [input.Shape[0], input.Shape[1], h, w],
             Ints("kernel_shape", p.KernelSize), Ints("strides", p.Stride),
@@ -288,8 +285,8 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
     {
         // Only a group with a BatchNorm folds; the others are written child by child (a Conv and a Relu node).
         if (FusedChain.Of(f) is not { BatchNorm: not null } chain || FoldedHead(f, chain, path, x.Rank) is not { } folded) return Children(f, x, path);
-        var y = Module(folded, x, Join(path, chain.Head.Name));
-        return chain.Activation is { } a ? Activation(((Activation)a.Module).Kind, y, Join(path, a.Name)) : y;
+        var y = Module(folded, x, ModulePath.Join(path, chain.Head.Name));
+        return chain.Activation is { } a ? Activation(((Activation)a.Module).Kind, y, ModulePath.Join(path, a.Name)) : y;
     }
 
     /// <summary>

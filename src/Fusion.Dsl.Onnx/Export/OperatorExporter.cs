@@ -1,4 +1,5 @@
 using System.Globalization;
+using Fusion.Dsl.Algebra;
 using Fusion.Dsl.Graphs;
 using Fusion.Dsl.Layers;
 using Fusion.Dsl.Tensors;
@@ -168,7 +169,7 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
                     IEnumerable<object?> list => [.. list.Select(v => v is long l ? (int)l : throw OnnxExporter.Refuse(m, path, "normalized_shape must be integers"))],
                     _ => throw OnnxExporter.Refuse(m, path, "normalized_shape must be integers"),
                 };
-                OnnxValue? Param(string name) => m.State.TryGet(name) is { } t ? new OnnxValue(W.Initializer(OnnxExporter.Join(path, name), t), [.. t.Shape]) : null;
+                OnnxValue? Param(string name) => m.State.TryGet(name) is { } t ? new OnnxValue(W.Initializer(ModulePath.Join(path, name), t), [.. t.Shape]) : null;
                 return LayerNorm(x, shape, Param("weight"), Param("bias"), Number("eps"), path);
             }
             case "Dropout1d" or "Dropout2d" or "Dropout3d" or "AlphaDropout" or "FeatureAlphaDropout":
@@ -224,7 +225,7 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
     private OnnxValue MatMul(OnnxValue a, OnnxValue b, string path)
     {
         if (a.Rank < 2 || b.Rank < 2 || a.Shape[^1] != b.Shape[^2]
-            || ShapeRules.Broadcast(a.Shape[..^2], b.Shape[..^2]) is not { } batch)
+            || Broadcast.Shape(a.Shape[..^2], b.Shape[..^2]) is not { } batch)
             throw new Problem($"matmul of shapes {a.ShapeText} and {b.ShapeText} (both at least matrices, inner sizes equal) has no ONNX form here");
         return W.Node("MatMul", path, [a.Name, b.Name], [.. batch, a.Shape[^2], b.Shape[^1]]);
     }

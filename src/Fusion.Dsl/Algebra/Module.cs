@@ -145,7 +145,7 @@ public abstract class Module : IEquatable<Module>
     {
         yield return new(prefix, this);
         foreach (var c in Children)
-            foreach (var kv in c.Module.NamedModules(prefix.Length == 0 ? c.Name : prefix + "." + c.Name))
+            foreach (var kv in c.Module.NamedModules(ModulePath.Join(prefix, c.Name)))
                 yield return kv;
     }
 

@@ -56,23 +56,28 @@ public sealed class ModuleChildren : IReadOnlyList<NamedModule>, IEquatable<Modu
     public IEnumerable<string> Names => _items.Select(c => c.Name);
 
     /// <summary>Index of the child called <paramref name="name"/>, or -1.</summary>
-    public int IndexOf(string name)
+    public int IndexOf(string name) => IndexOf(name.AsSpan());
+
+    /// <summary><see cref="IndexOf(string)"/> for a name given as characters (a segment of a dotted path), without a string.</summary>
+    internal int IndexOf(ReadOnlySpan<char> name)
     {
         if (_items.Length <= LinearLookupCount)
         {
-            for (var i = 0; i < _items.Length; i++) if (_items[i].Name == name) return i;
+            for (var i = 0; i < _items.Length; i++) if (name.SequenceEqual(_items[i].Name)) return i;
             return -1;
         }
-        // Built on the first lookup in a long list (an imported graph may call 100,000 children by name); the list is
-        // immutable, so a race at worst builds the same index twice.
-        var index = _index ??= _items.Select((c, i) => (c.Name, i)).ToDictionary(e => e.Name, e => e.i, StringComparer.Ordinal);
-        return index.TryGetValue(name, out var found) ? found : -1;
+        return Index.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(name, out var found) ? found : -1;
     }
 
     /// <summary>Up to this many children a scan is as fast as a dictionary and allocates nothing.</summary>
     private const int LinearLookupCount = 16;
 
     private Dictionary<string, int>? _index;
+
+    // Built on the first lookup in a long list (an imported graph may call 100,000 children by name); the list is
+    // immutable, so a race at worst builds the same index twice.
+    private Dictionary<string, int> Index
+        => _index ??= _items.Select((c, i) => (c.Name, i)).ToDictionary(e => e.Name, e => e.i, StringComparer.Ordinal);
 
     /// <summary>Looks a child up by name.</summary>
     public bool TryGet(string name, out Module module)

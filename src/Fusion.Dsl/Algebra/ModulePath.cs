@@ -26,6 +26,12 @@ public sealed class ModulePathException : KeyNotFoundException
 /// </summary>
 public static class ModulePath
 {
+    /// <summary>
+    /// The path of <paramref name="name"/> below the module at <paramref name="parent"/>: <c>parent.name</c>, or
+    /// <c>name</c> alone below the root (whose path is <c>""</c>), as PyTorch's <c>named_modules</c> spells it.
+    /// </summary>
+    public static string Join(string parent, string name) => parent.Length == 0 ? name : parent + "." + name;
+
     /// <summary>Splits a dotted path; the empty path is the root.</summary>
     public static string[] Split(string path) => path.Length == 0 ? [] : path.Split('.');
 
@@ -33,23 +39,33 @@ public static class ModulePath
     /// <exception cref="ModulePathException">A segment does not exist; the message names it and the children that do.</exception>
     public static Module Get(Module root, string path)
     {
+        if (TryGet(root, path, out var found)) return found;
+        // Walked again by segments only to say which one is missing.
         var m = root;
         var segs = Split(path);
-        for (var i = 0; i < segs.Length; i++)
+        for (var i = 0; ; i++)
         {
             if (!m.Children.TryGet(segs[i], out var next)) throw Missing(path, segs, i, m);
             m = next;
         }
-        return m;
     }
 
     /// <summary>Looks <paramref name="path"/> up without throwing.</summary>
     public static bool TryGet(Module root, string path, out Module module)
     {
+        // Segment by segment in place: a fusion looks up every member several times, and splitting the path allocated an
+        // array and a string per segment each time.
         module = root;
-        foreach (var s in Split(path))
-            if (!module.Children.TryGet(s, out module)) { module = null!; return false; }
-        return true;
+        if (path.Length == 0) return true;
+        for (var start = 0; ;)
+        {
+            var end = path.IndexOf('.', start);
+            var i = module.Children.IndexOf(end < 0 ? path.AsSpan(start) : path.AsSpan(start, end - start));
+            if (i < 0) { module = null!; return false; }
+            module = module.Children[i].Module;
+            if (end < 0) return true;
+            start = end + 1;
+        }
     }
 
     /// <summary>

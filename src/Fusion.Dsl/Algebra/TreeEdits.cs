@@ -12,6 +12,8 @@ namespace Fusion.Dsl.Algebra;
 internal sealed class TreeEdits
 {
     private readonly Dictionary<string, Module> _pending = new(StringComparer.Ordinal);
+    // Every path pending now or since the last build (a removed one may stay): what a new path could lie above.
+    private readonly PathSet _pendingPaths = new();
     private Module _root;
 
     public TreeEdits(Module root) => _root = root;
@@ -49,9 +51,15 @@ internal sealed class TreeEdits
             return;
         }
         Get(path);   // the path must exist, as Replace requires
-        var inside = path + ".";
-        foreach (var p in _pending.Keys.Where(p => p.StartsWith(inside, StringComparison.Ordinal)).ToList()) _pending.Remove(p);
+        // The replacement drops what was pending inside it. Looked for only when something may be there: fusing replaces
+        // leaves, and scanning every pending path on every replacement made a fusion quadratic in its groups.
+        if (_pendingPaths.Nests(path))
+        {
+            var inside = path + ".";
+            foreach (var p in _pending.Keys.Where(p => p.StartsWith(inside, StringComparison.Ordinal)).ToList()) _pending.Remove(p);
+        }
         _pending[path] = replacement;
+        _pendingPaths.Add(path);
     }
 
     /// <summary>The tree with every pending replacement applied; the tree itself when none is pending. Afterwards the
@@ -73,6 +81,7 @@ internal sealed class TreeEdits
         }
         _root = Rewrite(_root, trie);
         _pending.Clear();
+        _pendingPaths.Clear();
         return _root;
     }
 
@@ -85,10 +94,12 @@ internal sealed class TreeEdits
     /// <summary>The pending path that is <paramref name="path"/> or contains it, and the rest of the path below it.</summary>
     private (string? At, string Below) Locate(string path)
     {
+        if (_pending.Count == 0) return (null, path);
+        // Prefixes looked up as spans: no string per level unless one is pending.
+        var pending = _pending.GetAlternateLookup<ReadOnlySpan<char>>();
         for (var end = path.IndexOf('.'); ; end = path.IndexOf('.', end + 1))
         {
-            var prefix = end < 0 ? path : path[..end];
-            if (_pending.ContainsKey(prefix)) return (prefix, end < 0 ? "" : path[(end + 1)..]);
+            if (pending.TryGetValue(end < 0 ? path : path.AsSpan(0, end), out var at, out _)) return (at, end < 0 ? "" : path[(end + 1)..]);
             if (end < 0) return (null, path);
         }
     }

@@ -104,13 +104,12 @@ public sealed class Dataflow
     public bool IsKnown(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
-        var segments = ModulePath.Split(path);
-        var prefix = "";
-        for (var i = 0; i < segments.Length; i++)
-        {
-            if (_opaque.Contains(prefix)) return false;
-            prefix = i == 0 ? segments[0] : prefix + "." + segments[i];
-        }
+        if (path.Length == 0) return true;
+        // The root and every proper prefix of the path, looked up as spans: fusion asks this for every member of every group.
+        var opaque = _opaque.GetAlternateLookup<ReadOnlySpan<char>>();
+        if (opaque.Contains("")) return false;
+        for (var end = path.IndexOf('.'); end >= 0; end = path.IndexOf('.', end + 1))
+            if (opaque.Contains(path.AsSpan(0, end))) return false;
         return true;
     }
 
@@ -180,22 +179,14 @@ public sealed class Dataflow
     /// <see cref="Identity"/> (<paramref name="newIdentities"/>), which the analysis looks through. A reader replaced by a
     /// fused module at the same path reads as before. Fusion never edits a graph, so call sites elsewhere are unchanged.
     /// </summary>
-    internal bool Touches(IReadOnlyList<string> group, IReadOnlySet<string> rewritten, IReadOnlySet<string> newIdentities)
+    internal bool Touches(IReadOnlyList<string> group, PathSet rewritten, IReadOnlySet<string> newIdentities)
     {
         if (rewritten.Count == 0) return false;
-        static bool Under(string inner, string outer)
-            => inner.Length > outer.Length && inner[outer.Length] == '.' && inner.StartsWith(outer, StringComparison.Ordinal);
-        bool Nested(string p)
-        {
-            foreach (var r in rewritten)
-                if (Under(p, r) || Under(r, p)) return true;
-            return false;
-        }
         foreach (var p in group)
         {
-            if (rewritten.Contains(p) || Nested(p)) return true;
+            if (rewritten.Contains(p) || rewritten.Nests(p)) return true;
             foreach (var site in CallSites(p))
-                if (Readers(site, group).Any(r => r.ModulePath is { } m && (newIdentities.Contains(m) || Nested(m)))) return true;
+                if (Readers(site, group).Any(r => r.ModulePath is { } m && (newIdentities.Contains(m) || rewritten.Nests(m)))) return true;
         }
         return false;
     }
@@ -229,12 +220,12 @@ public sealed class Dataflow
         return a.Length <= 1 ? string.Join("", a) : string.Join(", ", a.Take(a.Length - 1)) + " and " + a[^1];
     }
 
-    private static string Join(string container, string relative) => container.Length == 0 ? relative : container + "." + relative;
 
     /// <summary>A reader before resolution: a module call, an operation, the output of a container, or the model output.</summary>
     private sealed record RawConsumer(ConsumerKind Kind, string? ModulePath, string Description, string? OutputOf)
     {
         public static readonly RawConsumer ModelOutput = new(ConsumerKind.ModelOutput, null, "the model's output", null);
+        public static RawConsumer Module(string path) => new(ConsumerKind.Module, path, $"'{path}'", null);
         public static RawConsumer ContainerOutput(string container) => new(ConsumerKind.ModelOutput, null, "", container);
     }
 
@@ -265,20 +256,24 @@ public sealed class Dataflow
                     _identities.Add(path);
                     break;
                 case Sequential or FusedModule:
+                {
+                    // Each child's path is joined once: as the reader of the one before it, then as the one visited.
+                    var childPath = module.Children.Count > 0 ? ModulePath.Join(path, module.Children[0].Name) : "";
                     for (var i = 0; i < module.Children.Count; i++)
                     {
                         var c = module.Children[i];
-                        var next = i + 1 < module.Children.Count
-                            ? new RawConsumer(ConsumerKind.Module, Join(path, module.Children[i + 1].Name), $"'{Join(path, module.Children[i + 1].Name)}'", null)
-                            : RawConsumer.ContainerOutput(path);
-                        Visit(Join(path, c.Name), c.Module, new RawSite(CallSiteKind.ChainPosition, path, c.Name, [next]));
+                        var nextPath = i + 1 < module.Children.Count ? ModulePath.Join(path, module.Children[i + 1].Name) : null;
+                        var next = nextPath is null ? RawConsumer.ContainerOutput(path) : RawConsumer.Module(nextPath);
+                        Visit(childPath, c.Module, new RawSite(CallSiteKind.ChainPosition, path, c.Name, [next]));
+                        childPath = nextPath!;
                     }
                     break;
+                }
                 case UserModule { Forward: { } graph }:
                     foreach (var node in graph.Nodes.Where(n => n.Op == NodeOp.CallModule))
                     {
                         var readers = graph.Consumers(node.Name).Select(r => Reader(path, r)).ToImmutableArray();
-                        var target = Join(path, node.Target!);
+                        var target = ModulePath.Join(path, node.Target!);
                         Visit(target, ModulePath.Get(module, node.Target!), new RawSite(CallSiteKind.GraphNode, path, node.Name, readers));
                     }
                     break;
@@ -290,7 +285,7 @@ public sealed class Dataflow
 
         private static RawConsumer Reader(string container, GraphNode node) => node.Op switch
         {
-            NodeOp.CallModule => new RawConsumer(ConsumerKind.Module, Join(container, node.Target!), $"'{Join(container, node.Target!)}'", null),
+            NodeOp.CallModule => RawConsumer.Module(ModulePath.Join(container, node.Target!)),
             NodeOp.Output => RawConsumer.ContainerOutput(container),
             _ => new RawConsumer(ConsumerKind.Operation, null,
                 $"{(node.Op == NodeOp.CallMethod ? "method" : "function")} '{node.Target}' (graph node '{node.Name}' of {Name(container)})", null),

@@ -86,7 +86,7 @@ public sealed class ModelDiff
         if (sameShape && b.Children.Count > 0 && a.State.Equals(b.State))
         {
             foreach (var c in b.Children)
-                Walk(c.Module, a.Children[c.Name], path.Length == 0 ? c.Name : path + "." + c.Name, changes);
+                Walk(c.Module, a.Children[c.Name], ModulePath.Join(path, c.Name), changes);
             return;
         }
         if (!b.Equals(a)) changes.Add((path, b, a));

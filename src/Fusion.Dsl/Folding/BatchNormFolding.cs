@@ -74,32 +74,116 @@ public static class BatchNormFolding
     public static Vector<double> Scale(BatchNorm bn)
     {
         ArgumentNullException.ThrowIfNull(bn);
-        var n = bn.NumFeatures;
+        return Scale(bn, bn.Weight is null ? null : Vector<double>.Build.Dense(bn.NumFeatures));
+    }
+
+    /// <summary>
+    /// An eval-mode BatchNorm after a layer whose bias is <paramref name="precedingBias"/> (empty: none) as one affine map
+    /// per channel, <c>BN(x + b) = x·scale + shift</c>, with <c>scale = gamma / sqrt(running_var + eps)</c> (see
+    /// <see cref="Scale(BatchNorm)"/>) and <c>shift = (b - running_mean)·scale + beta</c>, in float64. The one statement of
+    /// that map: folding rounds it into the layer's weight and bias, and the engine rounds it once to float32 when it runs a
+    /// BatchNorm (alone or in a fused group's epilogue).
+    /// </summary>
+    /// <param name="bn">The BatchNorm; its running statistics are used whatever its training flag (the caller decides).</param>
+    /// <param name="precedingBias">The bias of the layer before, one entry per channel, or empty for none (0).</param>
+    /// <param name="channels">The channels of the map: <c>num_features</c>, or any number for a one-feature BatchNorm, which
+    /// broadcasts over them (as PyTorch's <c>fuse_linear_bn_eval</c> allows).</param>
+    /// <exception cref="ArgumentException">The BatchNorm does not track running statistics, <paramref name="channels"/> is
+    /// neither <c>num_features</c> nor broadcast from one feature, or the bias has another length.</exception>
+    /// <returns>The scale and the shift, <paramref name="channels"/> entries each, new arrays the caller owns.</returns>
+    public static (double[] Scale, double[] Shift) Affine(BatchNorm bn, ReadOnlySpan<float> precedingBias, int channels)
+    {
+        ArgumentNullException.ThrowIfNull(bn);
+        var shift = Vector<double>.Build.Dense(channels);
+        var scale = Affine(bn, precedingBias, channels, shift);
+        return (scale.AsArray(), shift.AsArray());
+    }
+
+    /// <summary><see cref="Affine(BatchNorm, ReadOnlySpan{float}, int)"/> writing the shift into <paramref name="shift"/>
+    /// (<paramref name="channels"/> entries, all overwritten); returns the scale, a new vector.</summary>
+    private static Vector<double> Affine(BatchNorm bn, ReadOnlySpan<float> precedingBias, int channels, Vector<double> shift)
+    {
+        var broadcast = bn.NumFeatures == 1 && channels != 1;
+        if (channels != bn.NumFeatures && !broadcast)
+            throw new ArgumentException($"{bn.TypeName} has num_features={bn.NumFeatures}, which cannot map {channels} channels");
+        if (!precedingBias.IsEmpty && precedingBias.Length != channels)
+            throw new ArgumentException($"the preceding bias has {precedingBias.Length} entries for {channels} channels");
+        var mean = bn.RunningMean ?? throw NoStats(bn);
+        // One scratch vector holds gamma, then the running mean, then beta.
+        var scratch = Scratch(channels, 0);
+        var scale = Scale(bn, broadcast ? null : scratch);
+        if (broadcast) scale = Vector<double>.Build.Dense(channels, scale[0]);
+        if (precedingBias.IsEmpty) shift.Clear();
+        else Widen(precedingBias, shift);
+        Widen(mean.Float32, scratch);
+        shift.Subtract(scratch, shift);
+        shift.PointwiseMultiply(scale, shift);
+        if (bn.Bias is { } beta)
+        {
+            Widen(beta.Float32, scratch);
+            shift.Add(scratch, shift);
+        }
+        return scale;
+    }
+
+    /// <summary>
+    /// Temporary vector <paramref name="slot"/> (0 or 1) of <paramref name="length"/> entries, this thread's to overwrite until
+    /// its next fold. A fusion folds dozens of BatchNorms of a few widths: fresh temporaries per fold were a fifth of all
+    /// that fusing mobilenet_v2 allocated, and a process that fuses once pays for every allocated byte again when it first
+    /// touches the memory. Bounded: only widths up to <see cref="MaxScratchLength"/>, at most <see cref="MaxScratchWidths"/>
+    /// of them at a time.
+    /// </summary>
+    private static Vector<double> Scratch(int length, int slot)
+    {
+        if (length > MaxScratchLength) return Vector<double>.Build.Dense(length);
+        var cache = t_scratch ??= [];
+        if (!cache.TryGetValue(length, out var vectors))
+        {
+            if (cache.Count == MaxScratchWidths) cache.Clear();
+            cache[length] = vectors = new Vector<double>?[2];
+        }
+        return vectors[slot] ??= Vector<double>.Build.Dense(length);
+    }
+
+    [ThreadStatic] private static Dictionary<int, Vector<double>?[]>? t_scratch;
+    private const int MaxScratchLength = 4096;
+    private const int MaxScratchWidths = 32;
+
+    /// <summary><see cref="Scale(BatchNorm)"/>, reading gamma into <paramref name="gammaScratch"/> (of <c>num_features</c>
+    /// entries; null when there is no gamma or the caller has no scratch to lend).</summary>
+    private static Vector<double> Scale(BatchNorm bn, Vector<double>? gammaScratch)
+    {
         var variance = bn.RunningVar ?? throw NoStats(bn);
         // In place on one vector (plus gamma's): a fold should allocate little beyond the folded tensors.
-        var scale = ToVector(variance);
+        var scale = Vector<double>.Build.Dense(bn.NumFeatures);
+        Widen(variance.Float32, scale);
         scale.Add(bn.Eps, scale);
         scale.PointwiseSqrt(scale);
-        if (bn.Weight is { } g) ToVector(g).PointwiseDivide(scale, scale);
+        if (bn.Weight is { } g)
+        {
+            var gamma = gammaScratch ?? Vector<double>.Build.Dense(bn.NumFeatures);
+            Widen(g.Float32, gamma);
+            gamma.PointwiseDivide(scale, scale);
+        }
         else scale.DivideByThis(1.0, scale);
         return scale;
     }
 
-    /// <summary>The running mean of a BatchNorm that tracks statistics, as a float64 vector.</summary>
-    /// <exception cref="ArgumentException">The BatchNorm does not track running statistics.</exception>
-    internal static Vector<double> Mean(BatchNorm bn) => ToVector(bn.RunningMean ?? throw NoStats(bn));
-
-    /// <summary>beta, or 0 for a non-affine BatchNorm, as a float64 vector.</summary>
-    internal static Vector<double> Shift(BatchNorm bn)
-        => bn.Bias is { } beta ? ToVector(beta) : Vector<double>.Build.Dense(bn.NumFeatures);
-
     /// <summary>A float32 tensor's elements as a float64 vector.</summary>
     internal static Vector<double> ToVector(Tensor t)
     {
-        var data = t.Float32;
-        var v = new double[data.Length];
-        for (var i = 0; i < v.Length; i++) v[i] = data[i];
-        return Vector<double>.Build.Dense(v);
+        var v = Vector<double>.Build.Dense(t.Count);
+        Widen(t.Float32, v);
+        return v;
+    }
+
+    /// <summary>Writes float32 elements into a dense float64 vector of the same length (or one element into every entry),
+    /// exactly: the fold's vectors start from the stored float32 values.</summary>
+    private static void Widen(ReadOnlySpan<float> source, Vector<double> target)
+    {
+        var t = target.AsArray();
+        if (source.Length == 1) Array.Fill(t, source[0]);
+        else for (var i = 0; i < t.Length; i++) t[i] = source[i];
     }
 
     private static Conv FoldConv(Conv conv, BatchNorm bn)
@@ -119,25 +203,22 @@ public static class BatchNormFolding
             throw new ArgumentException(
                 $"{bn.TypeName} has num_features={bn.NumFeatures} but {layer} produces {outChannels} output channels" +
                 (allowSingleFeature ? " (only equal counts or a single feature fold)" : ""));
-        // One factor per output channel; a single BatchNorm feature broadcasts to all of them.
-        Vector<double> PerChannel(Vector<double> v) => broadcast ? Vector<double>.Build.Dense(outChannels, v[0]) : v;
-        var scale = PerChannel(Scale(bn));
-        // b' = (b - mean) · s + beta, element by element in float64, rounded once; in place on b's vector, since a fold
-        // should allocate little beyond the folded tensors.
-        var folded = bias is null ? Vector<double>.Build.Dense(outChannels) : ToVector(bias);
-        folded.Subtract(PerChannel(Mean(bn)), folded);
-        folded.PointwiseMultiply(scale, folded);
-        folded.Add(PerChannel(Shift(bn)), folded);
-        var s = scale.AsArray() ?? scale.ToArray();
+        // W' = W · s and b' = (b - mean) · s + beta: the BatchNorm's map after the layer's bias, each rounded once. The
+        // unrounded shift is needed only until it is rounded, so it lives in a scratch vector.
+        var folded = Scratch(outChannels, 1);
+        var s = Affine(bn, bias is null ? default : bias.Float32, outChannels, folded).AsArray();
         // The closure holds the storage, not the source tensor (see PendingFold.Create).
         var w = weight.RawFloat32;
         return (PendingFold.Create(weight, s, () => axis.ScaleOutputs(w, s)), ToTensor(folded));
     }
 
     /// <summary>A float64 vector rounded to a float32 tensor, once per element.</summary>
-    internal static Tensor ToTensor(Vector<double> v)
+    internal static Tensor ToTensor(Vector<double> v) => ToTensor(v.AsArray() ?? v.ToArray());
+
+    /// <summary>float64 values rounded to a float32 tensor, once per element.</summary>
+    internal static Tensor ToTensor(double[] v)
     {
-        var result = new float[v.Count];
+        var result = new float[v.Length];
         for (var i = 0; i < result.Length; i++) result[i] = (float)v[i];
         return Tensor.Adopt(result, [result.Length]);
     }

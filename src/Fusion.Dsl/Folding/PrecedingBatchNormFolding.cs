@@ -1,5 +1,6 @@
 using Fusion.Dsl.Layers;
 using Fusion.Dsl.Tensors;
+using MathNet.Numerics.LinearAlgebra;
 
 namespace Fusion.Dsl.Folding;
 
@@ -79,12 +80,11 @@ public static class PrecedingBatchNormFolding
         EvalOnly.Require(layer, layerTraining, bn, bnFirst: true);
         if (bn.NumFeatures != axis.InChannels)
             throw new ArgumentException($"{bn.TypeName} has num_features={bn.NumFeatures} but the following {layer} has {inputsName}={axis.InChannels}");
-        var mean = BatchNormFolding.Mean(bn);
-        var a = BatchNormFolding.Scale(bn);
-        var t = BatchNormFolding.Shift(bn) - mean.PointwiseMultiply(a);
+        // The BatchNorm's own map with no bias before it: t = (0 - running_mean)·a + beta.
+        var (a, t) = BatchNormFolding.Affine(bn, default, bn.NumFeatures);
         var w = weight.RawFloat32;
-        var c = bias is null ? MathNet.Numerics.LinearAlgebra.Vector<double>.Build.Dense(axis.OutChannels) : BatchNormFolding.ToVector(bias);
-        var scaled = axis.ScaleInputs(w, a.AsArray() ?? a.ToArray());
-        return (Tensor.Adopt(scaled, [.. weight.Shape]), BatchNormFolding.ToTensor(c + axis.ApplyToInputs(w, t)));
+        var c = bias is null ? Vector<double>.Build.Dense(axis.OutChannels) : BatchNormFolding.ToVector(bias);
+        var scaled = axis.ScaleInputs(w, a);
+        return (Tensor.Adopt(scaled, [.. weight.Shape]), BatchNormFolding.ToTensor(c + axis.ApplyToInputs(w, Vector<double>.Build.Dense(t))));
     }
 }

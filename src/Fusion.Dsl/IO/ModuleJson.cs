@@ -96,7 +96,7 @@ public static class ModuleJson
                 src.RequireObject(c, loc, "a child entry", "name", "module");
                 var name = src.String(src.Required(c, "name", loc, "a child entry"), loc, "a child's 'name'");
                 if (name.Length == 0 || name.Contains('.')) throw src.Fail(loc, $"child name '{name}' must be non-empty and contain no '.'");
-                var childPath = path.Length == 0 ? name : path + "." + name;
+                var childPath = ModulePath.Join(path, name);
                 children.Add(new NamedModule(name, ReadModule(src.Required(c, "module", loc, "a child entry"), childPath, tensors, src, tree)));
             }
         }
@@ -344,7 +344,7 @@ public static class ModuleJson
                 w.WriteStartObject();
                 w.WriteString("name", c.Name);
                 w.WritePropertyName("module");
-                WriteModule(w, c.Module, path.Length == 0 ? c.Name : path + "." + c.Name, fileName, tree);
+                WriteModule(w, c.Module, ModulePath.Join(path, c.Name), fileName, tree);
                 w.WriteEndObject();
             }
             w.WriteEndArray();
@@ -484,7 +484,7 @@ internal sealed class TensorSource(IReadOnlyDictionary<string, Tensor> tensors, 
 
     public string Prefix => prefix;
 
-    public string Key(string path, string name) => prefix + (path.Length == 0 ? name : path + "." + name);
+    public string Key(string path, string name) => prefix + ModulePath.Join(path, name);
 
     public Tensor Take(string path, string name, string location)
     {

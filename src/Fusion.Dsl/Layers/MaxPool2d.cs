@@ -94,19 +94,4 @@ internal static class PoolArgs
                 throw new ArgumentException($"{type}: pad should be at most half of effective kernel size, got padding {padding[i]} for kernel {kernel[i]}");
         }
     }
-
-    /// <summary>Output length of a pooling window along one dimension, PyTorch's formula including the ceil_mode rule.</summary>
-    /// <remarks>In 64-bit arithmetic: with every argument up to <see cref="Limits.MaxArgument"/> no step overflows, and a
-    /// result outside 1..<see cref="Limits.MaxElements"/> is for the caller to refuse.</remarks>
-    public static long OutputSize(long input, long kernel, long stride, long pad, long dilation, bool ceilMode)
-    {
-        var span = input + 2 * pad - dilation * (kernel - 1) - 1;
-        // Floor division, as PyTorch's div_rtn: a window larger than the padded input gives a size below 1.
-        var o = Math.DivRem(ceilMode ? span + stride - 1 : span, stride, out var rem);
-        if (rem < 0) o--;
-        o++;
-        // PyTorch: the last window must start inside the input or left padding.
-        if (ceilMode && (o - 1) * stride >= input + pad) o--;
-        return o;
-    }
 }

@@ -99,7 +99,7 @@ public sealed class FusionPlan
     /// </summary>
     private sealed class FlowCache
     {
-        private readonly HashSet<string> _rewritten = new(StringComparer.Ordinal);
+        private readonly PathSet _rewritten = new();
         private readonly HashSet<string> _newIdentities = new(StringComparer.Ordinal);
         private Dataflow? _flow;
 
@@ -116,7 +116,7 @@ public sealed class FusionPlan
 
         public void Rewrote(IReadOnlyList<string> paths, IReadOnlyList<Module> replacements)
         {
-            _rewritten.UnionWith(paths);
+            foreach (var p in paths) _rewritten.Add(p);
             for (var k = 0; k < paths.Count; k++)
                 if (replacements[k] is Identity) _newIdentities.Add(paths[k]);
         }
@@ -200,7 +200,7 @@ public sealed class FusionPlan
             // A fused module holds only leaf layers, named "0", "1", "2": a member inside one is its direct child, so the
             // parent of a path ending so is the one module to look at (not every ancestor of every member).
             var dot = paths[k].LastIndexOf('.');
-            if (dot > 0 && paths[k][(dot + 1)..] is "0" or "1" or "2" && tree.Get(paths[k][..dot]) is Layers.FusedModule f)
+            if (dot > 0 && paths[k].AsSpan(dot + 1) is "0" or "1" or "2" && tree.Get(paths[k][..dot]) is Layers.FusedModule f)
             {
                 var parent = paths[k][..dot];
                 throw FusionException.Create(FusionErrorKind.InsideFusedModule, index, paths, modules.Take(k + 1).Select(m => m.TypeName).ToArray(),
@@ -217,6 +217,7 @@ public sealed class FusionPlan
         var lost = new List<string>();
         for (var k = 0; k < modules.Count; k++)
         {
+            if (modules[k].PreHooks.Length == 0 && modules[k].Hooks.Length == 0) continue;   // the usual case: say nothing
             var where = $"'{paths[k]}' ({modules[k].TypeName}, position {k} of {modules.Count})";
             if (k > 0)
                 lost.AddRange(modules[k].PreHooks.Select(h => $"forward pre-hook '{h.Name}' on {where}"));

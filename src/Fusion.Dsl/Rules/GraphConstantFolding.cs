@@ -77,7 +77,7 @@ public static class GraphConstantFolding
         // so the reads of the original model cover every later state of the graphs.
         var attributeReads = containers
             .SelectMany(c => ((UserModule)(c.Length == 0 ? model : ModulePath.Get(model, c))).Forward!.Nodes
-                .Where(n => n.Op == NodeOp.GetAttr).Select(n => Join(c, n.Target!)))
+                .Where(n => n.Op == NodeOp.GetAttr).Select(n => ModulePath.Join(c, n.Target!)))
             .ToHashSet(StringComparer.Ordinal);
         var tree = model;
         foreach (var path in containers)
@@ -103,7 +103,7 @@ public static class GraphConstantFolding
             var folded = ConstantFolding.FoldScaleShift(conv, isMul ? site.Factors : [1.0], isMul ? [0.0] : site.Factors);
             current = (UserModule)ModulePath.Replace(current, site.ConvNode.Target!, folded);
             graph = Remove(graph, site.Operation, site.ConvNode.Name);
-            log?.Add(new ConstantFold(path, Join(path, site.ConvNode.Target!), site.Operation.Name, site.Operation.Target!));
+            log?.Add(new ConstantFold(path, ModulePath.Join(path, site.ConvNode.Target!), site.Operation.Name, site.Operation.Target!));
         }
         return ReferenceEquals(graph, container.Forward) ? container : current.WithForward(graph);
     }
@@ -116,7 +116,7 @@ public static class GraphConstantFolding
         foreach (var node in graph.Nodes)
         {
             if (node.Op != NodeOp.CallModule || ModulePath.Get(container, node.Target!) is not Conv conv || conv.Hooks.Length > 0) continue;
-            var full = Join(path, node.Target!);
+            var full = ModulePath.Join(path, node.Target!);
             if (!flow.IsKnown(full) || flow.CallSites(full).Count != 1
                 || attributeReads.Any(a => a.StartsWith(full + ".", StringComparison.Ordinal))) continue;
             var readers = graph.Consumers(node.Name).ToArray();
@@ -212,5 +212,4 @@ public static class GraphConstantFolding
         _ => arg,
     };
 
-    private static string Join(string container, string relative) => container.Length == 0 ? relative : container + "." + relative;
 }

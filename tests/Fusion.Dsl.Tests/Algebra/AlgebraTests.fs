@@ -84,3 +84,28 @@ let parameterCounts =
             Expect.equal (bn.StateElementCount()) 17L "plus mean, var and the batch counter"
         }
     ]
+
+[<Tests>]
+let pathTests =
+    testList "Algebra.Paths" [
+        test "ModulePath.Join spells a child's path as named_modules does" {
+            Expect.equal (ModulePath.Join("", "features")) "features" "below the root"
+            Expect.equal (ModulePath.Join("features.3", "conv")) "features.3.conv" "below a module"
+        }
+        test "a PathSet tells members from paths strictly inside or above them, by whole segments" {
+            let s = PathSet()
+            s.Add "layer1.0.conv1"
+            s.Add "layer2"
+            Expect.isTrue (s.Contains "layer1.0.conv1") "a member"
+            Expect.isFalse (s.Nests "layer1.0.conv1") "a member is not nested in itself"
+            Expect.isTrue (s.Nests "layer1.0") "above a member"
+            Expect.isTrue (s.Nests "layer1") "further above"
+            Expect.isTrue (s.Nests "layer2.1.bn") "inside a member"
+            Expect.isFalse (s.Nests "layer1.0.conv10") "a name that only starts like a member"
+            Expect.isFalse (s.Nests "layer20") "a sibling that shares a prefix"
+            Expect.isFalse (s.Nests "") "the root counts as neither"
+            s.Clear()
+            Expect.isFalse (s.Nests "layer1") "cleared"
+            Expect.equal s.Count 0 "empty"
+        }
+    ]

@@ -63,6 +63,17 @@ let tests =
             Expect.isTrue folded.HasBias "bias=True after folding, as PyTorch"
             expectConvFold c n folded
         }
+        test "folds of one width in a row each start afresh (the fold's temporaries are reused per width)" {
+            let withBias, plain = conv 2 3 4 3 1 false, convNoBias 2 3 4 3 7 false
+            let n1, n2 = bn 2 4 2 false, bn 2 4 5 false
+            let first = BatchNormFolding.FoldConvBn(withBias, n1)
+            let second = BatchNormFolding.FoldConvBn(plain, n2)
+            expectConvFold withBias n1 first
+            expectConvFold plain n2 second
+            let struct (scale, shift) = BatchNormFolding.Affine(n2, ReadOnlySpan<float32>.Empty, 4)
+            Expect.sequenceEqual scale (Reference.bnScale n2) "the affine map's scale is the fold's"
+            Expect.sequenceEqual (shift |> Array.map float32) ((req second.Bias).ToArray()) "and its shift the folded bias without a bias before"
+        }
         test "a non-affine BatchNorm folds as gamma 1 and beta 0" {
             let c = conv 2 3 4 3 1 false
             let n = bnNonAffine 2 4 3 false
