@@ -7,7 +7,10 @@ namespace Fusion.Dsl.Quantization;
 /// quantized tensor; the output keeps the input's qparams. PyTorch 1.13 runs one of two kernels, which round ties
 /// differently, and so does this: when the input's memory is also channels-last contiguous (rank 4 with C = 1 or
 /// H = W = 1) its NHWC kernel, q = zp + nearbyint(Σ(q - zp) · (1 / (1 / (float)(1/n)))) in float32; otherwise its NCHW
-/// kernel, q = nearbyint(Σq · (float)(1/n)), the zero point never subtracted (n is the window's element count).</summary>
+/// kernel, q = nearbyint(Σq · (float)(1/n)), the zero point never subtracted (n is the window's element count).
+/// With 1×1 planes and more than one channel, PyTorch's NHWC kernel writes its result in channels-last order into an
+/// output whose strides say NCHW, so the values PyTorch returns are that buffer read as NCHW; this returns the same
+/// values (for a 1×1 output, the common global pooling, both orders agree).</summary>
 public sealed class QuantizedAdaptiveAvgPool2d
 {
     private const string Name = "quantized AdaptiveAvgPool2d";
@@ -62,6 +65,19 @@ public sealed class QuantizedAdaptiveAvgPool2d
                 }
             }
         }
+        if (nhwc && input.Size(1) > 1 && oh * ow > 1) y = AsPyTorchLaysOut(y, input.Size(0), input.Size(1), oh * ow);
         return QuantizedTensor.Adopt(y, shape, input.Scale, input.ZeroPoint, input.DType);
+    }
+
+    /// <summary>The [N, C, P] result as PyTorch 1.13 returns it from its NHWC kernel for 1×1 planes: the [N, P, C]
+    /// buffer read as [N, C, P].</summary>
+    private static int[] AsPyTorchLaysOut(int[] y, int n, int channels, int plane)
+    {
+        var buffer = new int[y.Length];
+        for (int b = 0; b < n; b++)
+            for (int c = 0; c < channels; c++)
+                for (int p = 0; p < plane; p++)
+                    buffer[(b * plane + p) * channels + c] = y[(b * channels + c) * plane + p];
+        return buffer;
     }
 }

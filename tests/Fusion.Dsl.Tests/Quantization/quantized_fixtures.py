@@ -166,6 +166,8 @@ def linear_cases():
         linear_case("linear/3d_input", (2, 3), 10, 4),
         linear_case("linear/1x1", (1,), 1, 1),
         linear_case("linear/wide", (2,), 1000, 5, per_channel=True),
+        linear_case("linear/large", (64,), 256, 128),
+        linear_case("linear/large_per_channel_relu", (64,), 256, 128, per_channel=True, relu=True),
     ]
     for i in range(30):
         cases.append(linear_case(f"linear/random{i}", (int(rng.integers(1, 9)),), int(rng.integers(1, 130)), int(rng.integers(1, 40)),
@@ -198,6 +200,10 @@ def conv_cases():
         conv_case("conv/saturating_relu", 2, 8, 8, (6, 6), (3, 3), spread=0.2, relu=True, per_channel=True),
         conv_case("conv/per_channel_scales_1e-4_to_1", 1, 4, 10, (6, 6), (3, 3), per_channel=True, w_scales=np.logspace(-4, 0, 10)),
         conv_case("conv/kernel_equals_input", 2, 3, 4, (3, 3), (3, 3)),
+        conv_case("conv/large", 2, 16, 32, (16, 16), (3, 3), padding=(1, 1)),
+        conv_case("conv/large_depthwise_per_channel_relu", 1, 32, 32, (20, 20), (3, 3), padding=(1, 1), groups=32,
+                  per_channel=True, relu=True),
+        conv_case("conv/large_1x1_per_channel", 2, 64, 32, (8, 8), (1, 1), per_channel=True),
     ]
     for i in range(40):
         groups = int(rng.choice([1, 1, 2, 3]))
@@ -242,13 +248,18 @@ def functional_cases():
             ((2, 4, 9, 7), (3, 3), (2, 2), (1, 1), (1, 1), False),
             ((2, 4, 9, 7), (3, 3), (2, 2), (1, 1), (1, 1), True),
             ((1, 2, 10, 11), (3, 2), (1, 2), (1, 0), (2, 1), False),
-            ((1, 5, 6, 6), (1, 1), (1, 1), (0, 0), (1, 1), False)]):
+            ((1, 5, 6, 6), (1, 1), (1, 1), (0, 0), (1, 1), False),
+            ((3, 9, 9), (3, 3), (2, 2), (1, 1), (1, 1), True)]):
         x = qinput(shape)
         y = F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode=ceil)
         args = {"kernel": list(kernel), "stride": list(stride), "padding": list(padding), "dilation": list(dilation), "ceil_mode": ceil}
         cases.append(module_case(f"max_pool2d/{i}", "max_pool2d", [x], y, args))
     for i, (shape, out) in enumerate([((1, 3, 8, 8), (1, 1)), ((2, 4, 7, 9), (3, 4)), ((1, 2, 5, 5), (5, 5)),
-                                      ((1, 6, 13, 10), (2, 3)), ((2, 3, 6, 6), (4, 4)), ((1, 8, 7, 7), (1, 1))]):
+                                      ((1, 6, 13, 10), (2, 3)), ((2, 3, 6, 6), (4, 4)), ((1, 8, 7, 7), (1, 1)),
+                                      # one channel, or 1x1 planes: the input is also channels-last, PyTorch's NHWC kernel
+                                      ((2, 1, 13, 10), (4, 3)), ((1, 1, 9, 9), (2, 2)), ((2, 3, 1, 1), (2, 2)),
+                                      # rank 3
+                                      ((3, 9, 7), (2, 3)), ((1, 11, 5), (4, 2))]):
         x = qinput(shape)
         y = F.adaptive_avg_pool2d(x, out)
         cases.append(module_case(f"adaptive_avg_pool2d/{i}", "adaptive_avg_pool2d", [x], y, {"output_size": list(out)}))
@@ -259,8 +270,41 @@ def functional_cases():
     return cases
 
 
+def converted_cases():
+    """The quantized modules torch.ao.quantization's eager convert() makes from a small float network (onednn's default
+    qconfig: histogram-observed activations, per-channel symmetric weights), each replayed on the input it saw."""
+    import torch.nn as nn
+    import torch.ao.quantization as tq
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=8),
+                        nn.Conv2d(8, 6, 1), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 7 * 7, 20), nn.ReLU(), nn.Linear(20, 5))
+    net.eval()
+    net = tq.fuse_modules(net, [["0", "1"], ["3", "4"], ["6", "7"]])
+    model = tq.QuantWrapper(net)
+    model.qconfig = tq.get_default_qconfig("onednn")
+    tq.prepare(model, inplace=True)
+    for _ in range(4):
+        model(torch.from_numpy(rng.normal(0.0, 1.0, size=(2, 3, 7, 7)).astype(np.float32)))
+    tq.convert(model, inplace=True)
+    seen = []
+    for name, m in model.module.named_children():
+        m.register_forward_hook(lambda mod, inp, out, name=name: seen.append((name, mod, inp[0], out)))
+    model(torch.from_numpy(rng.normal(0.0, 1.0, size=(3, 3, 7, 7)).astype(np.float32)))
+    cases = []
+    for name, m, x, y in seen:
+        relu = type(m).__name__.endswith("ReLU") or type(m).__name__.endswith("ReLU2d")
+        if isinstance(m, nnq.Conv2d):
+            args = {"stride": list(m.stride), "padding": list(m.padding), "dilation": list(m.dilation), "groups": m.groups, "relu": relu}
+            cases.append(module_case(f"converted/{name}/{type(m).__name__}", "conv2d", [x], y, args, m.weight(), m.bias(), m.scale, m.zero_point))
+        elif isinstance(m, nnq.Linear):
+            cases.append(module_case(f"converted/{name}/{type(m).__name__}", "linear", [x], y, {"relu": relu}, m.weight(), m.bias(), m.scale, m.zero_point))
+        elif isinstance(m, nn.Flatten):
+            cases.append(module_case(f"converted/{name}/Flatten", "flatten", [x], y, {"start_dim": m.start_dim, "end_dim": m.end_dim}))
+    return cases
+
+
 def main(out):
-    cases = quantize_cases() + linear_cases() + conv_cases() + functional_cases()
+    cases = quantize_cases() + linear_cases() + conv_cases() + functional_cases() + converted_cases()
     with open(out, "w") as f:
         json.dump({"torch": torch.__version__, "engine": torch.backends.quantized.engine, "cases": cases}, f)
     print(f"{len(cases)} cases")
