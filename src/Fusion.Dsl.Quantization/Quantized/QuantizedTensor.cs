@@ -210,7 +210,7 @@ public sealed class QuantizedTensor
         {
             float v = src[i];
             if (!float.IsFinite(v))
-                throw new ArgumentException($"cannot quantize {v} (element {i}): PyTorch maps it to an arbitrary value", nameof(x));
+                throw new ArgumentException($"cannot quantize {v} (element {i}): PyTorch turns it into the dtype's minimum, which means nothing", nameof(x));
             int c = channels == 1 ? 0 : i / inner % channels;
             data[i] = unchecked((byte)QuantizeValue(v, inverse[c], zeroPoints[c], qmin, qmax));
         }

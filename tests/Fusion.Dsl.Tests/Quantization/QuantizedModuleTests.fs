@@ -171,6 +171,18 @@ let tests =
             matchesPyTorch "QFunctional mul and cat" [ "mul"; "cat" ] 30
             matchesPyTorch "quantized ReLU, MaxPool2d, AdaptiveAvgPool2d and Flatten" [ "relu"; "max_pool2d"; "adaptive_avg_pool2d"; "flatten" ] 33
 
+            test "an observer's qparams quantize what it observed: per tensor as quantize_per_tensor, per channel along the axis" {
+                let x = Tensor.FromFloat32(ReadOnlySpan [| -1.0f; 0.25f; 2.0f; 0.5f; -0.75f; 3.5f |], 2, 3)
+                let q = MinMaxObserver(QuantizationSettings(QuantizedDType.QUInt8, QScheme.PerTensorAffine)).Observe(x).CalculateQParams()
+                let ours = QuantizedTensor.Quantize(x, q, QuantizedDType.QUInt8)
+                let direct = QuantizedTensor.Quantize(x, float q.Scales.[0], q.ZeroPoints.[0], QuantizedDType.QUInt8)
+                Expect.equal (ours.IntRepr()) (direct.IntRepr()) "the same values as quantizing with the scale and zero point"
+                Expect.equal (ours.IntRepr() |> Array.min, ours.IntRepr() |> Array.max) (0, 255) "the observed range spans the dtype"
+                let pc = PerChannelMinMaxObserver(QuantizationSettings(QuantizedDType.QInt8, QScheme.PerChannelSymmetric), 0).Observe(x).CalculateQParams()
+                let perChannel = QuantizedTensor.Quantize(x, pc, QuantizedDType.QInt8, Nullable 0)
+                Expect.equal (perChannel.Axis, perChannel.Scales.Length) (Nullable 0, 2) "one scale per row"
+                Expect.isTrue (x.MaxAbsDiff(perChannel.Dequantize()) <= float pc.Scales.[1] / 2.0 + 1e-7) "dequantize is within half a step"
+            }
             test "a module returns a new tensor and leaves its input as it was" {
                 let x = input [| 0; 10; 200; 255; 7; 3 |] [| 2; 3 |]
                 let before = x.IntRepr()
