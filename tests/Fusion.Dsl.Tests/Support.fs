@@ -144,3 +144,13 @@ let exec (file: string) (args: string list) (cwd: string) = execWith [] file arg
 let runPython (args: string list) : int * string =
     let code, out, err = exec python3 args Environment.CurrentDirectory
     code, out + err
+
+/// Runs a fixture generator under /usr/bin/python3 as `generator OUT.json` in a fresh temp folder (removed when the test
+/// process exits) and returns the JSON it wrote, parsed; fails naming the generator and its output when it exits non-zero.
+let generatedJson (generator: string) : System.Text.Json.JsonDocument =
+    let dir = Directory.CreateTempSubdirectory("fusion-" + Path.GetFileNameWithoutExtension generator + "-").FullName
+    AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> try Directory.Delete(dir, true) with _ -> ())
+    let out = Path.Combine(dir, "fixtures.json")
+    let code, stdout, stderr = exec python3 [ generator; out ] dir
+    if code <> 0 then failwithf "%s exited %d:\n%s%s" (Path.GetFileName generator) code stdout stderr
+    System.Text.Json.JsonDocument.Parse(File.ReadAllText out)

@@ -48,12 +48,7 @@ let private optFloats (c: JsonElement) (name: string) =
 /// The fixture cases, generated once per test run by PyTorch into a temp folder.
 let private cases =
     lazy (
-        let dir = Directory.CreateTempSubdirectory("fusion-observers-").FullName
-        AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> try Directory.Delete(dir, true) with _ -> ())
-        let out = Path.Combine(dir, "observers.json")
-        let code, stdout, stderr = Support.exec Support.python3 [ generator; out ] dir
-        if code <> 0 then failwithf "observer_fixtures.py exited %d:\n%s%s" code stdout stderr
-        use doc = JsonDocument.Parse(File.ReadAllText out)
+        use doc = Support.generatedJson generator
         [ for c in doc.RootElement.GetProperty("cases").EnumerateArray() ->
             { Name = c.GetProperty("name").GetString() |> nonNull
               Observer = c.GetProperty("observer").GetString() |> nonNull

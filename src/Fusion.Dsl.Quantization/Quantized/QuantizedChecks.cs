@@ -1,0 +1,83 @@
+using Fusion.Dsl.Tensors;
+
+namespace Fusion.Dsl.Quantization;
+
+/// <summary>The checks quantized tensors and modules apply where a value enters: shapes within <see cref="Limits"/>,
+/// scales positive and finite, zero points within the dtype, per-channel counts matching their axis.</summary>
+internal static class QuantizedChecks
+{
+    /// <summary>A copy of <paramref name="shape"/>, refused when a dimension is negative, the count is over
+    /// <see cref="Limits.MaxElements"/>, or it differs from <paramref name="count"/>.</summary>
+    public static int[] Shape(int[] shape, int count, string what)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        if (Limits.ElementCount(shape) is not { } n)
+            throw new ArgumentException($"{what}: shape {Tensor.ShapeString(shape)} has a negative dimension or more than {Limits.MaxElements} elements", nameof(shape));
+        if (n != count)
+            throw new ArgumentException($"{what}: shape {Tensor.ShapeString(shape)} holds {n} elements, not {count}", nameof(shape));
+        return (int[])shape.Clone();
+    }
+
+    /// <summary>Refuses a scale that is not positive and finite.</summary>
+    public static void Scale(double scale, string what)
+    {
+        if (!(scale > 0) || !double.IsFinite(scale) || !float.IsFinite((float)scale) || (float)scale == 0f)
+            throw new ArgumentOutOfRangeException(nameof(scale), scale, $"{what}: a scale must be positive and finite in float32, got {scale}");
+    }
+
+    /// <summary>Refuses a zero point outside the range of <paramref name="dtype"/>.</summary>
+    public static void ZeroPoint(long zeroPoint, QuantizedDType dtype, string what)
+    {
+        var (qmin, qmax) = QuantizedTensor.RangeOf(dtype);
+        if (zeroPoint < qmin || zeroPoint > qmax)
+            throw new ArgumentOutOfRangeException(nameof(zeroPoint), zeroPoint, $"{what}: zero point {zeroPoint} is outside {QuantizationSettings.DTypeName(dtype)}'s range {qmin}..{qmax}");
+    }
+
+    /// <summary>Checks the qparams of a tensor of <paramref name="shape"/>: one scale and zero point without an axis,
+    /// else one per slice along the axis. Returns the axis, the number of elements after
+    /// it and the number of channels (1 and 1 per tensor).</summary>
+    public static (int? Axis, int Inner, int Channels) QParams(double[] scales, long[] zeroPoints, int? axis, int[] shape, QuantizedDType dtype)
+    {
+        if (!Enum.IsDefined(dtype)) throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown quantized dtype");
+        if (scales.Length != zeroPoints.Length)
+            throw new ArgumentException($"qparams need as many zero points as scales: got {scales.Length} scales and {zeroPoints.Length} zero points");
+        foreach (var s in scales) Scale(s, "quantization");
+        foreach (var z in zeroPoints) ZeroPoint(z, dtype, "quantization");
+        if (axis is not { } a)
+        {
+            if (scales.Length != 1)
+                throw new ArgumentException($"per-tensor quantization takes one scale and zero point, got {scales.Length}");
+            return (null, 1, 1);
+        }
+        if (a < 0 || a >= shape.Length)
+            throw new ArgumentOutOfRangeException(nameof(axis), a, $"channel axis {a} is out of range for a tensor of shape {Tensor.ShapeString(shape)} (PyTorch takes 0..rank-1)");
+        int resolved = a;
+        if (scales.Length != shape[resolved])
+            throw new ArgumentException($"per-channel quantization along axis {resolved} of shape {Tensor.ShapeString(shape)} needs {shape[resolved]} scales and zero points, got {scales.Length}");
+        int inner = 1;
+        for (int d = resolved + 1; d < shape.Length; d++) inner *= shape[d];
+        return (resolved, inner, shape[resolved]);
+    }
+
+    /// <summary>Refuses an input that is not a per-tensor tensor of <paramref name="dtype"/>.</summary>
+    public static void PerTensorInput(QuantizedTensor input, QuantizedDType dtype, string module)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        if (input.DType != dtype)
+            throw new ArgumentException($"{module} takes {QuantizationSettings.DTypeName(dtype)} input, not {QuantizationSettings.DTypeName(input.DType)}", nameof(input));
+        if (input.IsPerChannel)
+            throw new ArgumentException($"{module} takes a per-tensor quantized input, not a per-channel one", nameof(input));
+    }
+
+    /// <summary>The output qparams of a module, refused when the scale is not positive and finite or the zero point
+    /// lies outside <paramref name="dtype"/>.</summary>
+    public static void Output(double scale, long zeroPoint, QuantizedDType dtype, string module)
+    {
+        Scale(scale, module + " output");
+        ZeroPoint(zeroPoint, dtype, module + " output");
+    }
+
+    /// <summary>The element count of an output of <paramref name="shape"/>, refused when over <see cref="Limits.MaxElements"/>.</summary>
+    public static int OutputCount(int[] shape, string module)
+        => Limits.ElementCount(shape) ?? throw new ArgumentException($"{module}: the output shape {Tensor.ShapeString(shape)} is over the limit of {Limits.MaxElements} elements");
+}

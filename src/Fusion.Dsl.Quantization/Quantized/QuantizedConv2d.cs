@@ -1,0 +1,136 @@
+using Fusion.Dsl.Tensors;
+
+namespace Fusion.Dsl.Quantization;
+
+/// <summary>
+/// PyTorch's <c>torch.ao.nn.quantized.Conv2d</c> and, with ReLU fused, <c>torch.ao.nn.intrinsic.quantized.ConvReLU2d</c>,
+/// as computed by the onednn engine: a quint8 input [N, C_in, H, W], a qint8 weight [C_out, C_in / groups, kH, kW]
+/// (per tensor or per output channel, zero points 0), a float32 bias, zero padding (which pads with the input's zero
+/// point, so padded taps add nothing), stride, dilation and groups (depthwise when groups = C_in = C_out). The int32 sum
+/// of (x - x_zp)·w is requantized as oneDNN does (see <see cref="OnednnRequantizer"/>).
+/// </summary>
+public sealed class QuantizedConv2d
+{
+    private const string Name = "quantized Conv2d";
+    private readonly OnednnRequantizer _requantizer;
+
+    /// <summary>Creates the module from its quantized weight, bias, geometry and output qparams.</summary>
+    /// <param name="weight">A qint8 weight [C_out, C_in / groups, kH, kW], per tensor or per channel along axis 0, zero points 0.</param>
+    /// <param name="bias">A float32 bias [C_out], or null.</param>
+    /// <param name="scale">The output scale: positive and finite.</param>
+    /// <param name="zeroPoint">The output zero point: 0..255.</param>
+    /// <param name="stride">The stride (height, width), each at least 1.</param>
+    /// <param name="padding">The zero padding (height, width), each at least 0.</param>
+    /// <param name="dilation">The dilation (height, width), each at least 1.</param>
+    /// <param name="groups">The number of groups, dividing C_out.</param>
+    /// <param name="fuseRelu">Whether ReLU is fused (<c>ConvReLU2d</c>).</param>
+    /// <exception cref="ArgumentException">A weight, bias, geometry or qparam that does not fit (the message names which).</exception>
+    public QuantizedConv2d(QuantizedTensor weight, Tensor? bias, double scale, long zeroPoint,
+        (int Height, int Width) stride, (int Height, int Width) padding, (int Height, int Width) dilation, int groups = 1, bool fuseRelu = false)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        if (weight.Rank != 4)
+            throw new ArgumentException($"{Name} takes a weight of shape [C_out, C_in / groups, kH, kW], got rank {weight.Rank}", nameof(weight));
+        Limits.RequireArguments(Name, "weight dimension", weight.Dimensions, 1);
+        Limits.RequireArguments(Name, "stride", new[] { stride.Height, stride.Width }, 1);
+        Limits.RequireArguments(Name, "padding", new[] { padding.Height, padding.Width }, 0);
+        Limits.RequireArguments(Name, "dilation", new[] { dilation.Height, dilation.Width }, 1);
+        Limits.RequireArgument(Name, "groups", groups, 1);
+        if (weight.Size(0) % groups != 0)
+            throw new ArgumentException($"{Name}: groups ({groups}) must divide the {weight.Size(0)} output channels", nameof(groups));
+        _requantizer = new OnednnRequantizer(Name, weight, bias, scale, zeroPoint, fuseRelu);
+        Weight = weight;
+        Bias = bias;
+        Stride = stride;
+        Padding = padding;
+        Dilation = dilation;
+        Groups = groups;
+    }
+
+    /// <summary>A module with the same stride, padding and dilation along both axes.</summary>
+    /// <exception cref="ArgumentException">As the other constructor.</exception>
+    public QuantizedConv2d(QuantizedTensor weight, Tensor? bias, double scale, long zeroPoint, int stride = 1, int padding = 0, int dilation = 1, int groups = 1, bool fuseRelu = false)
+        : this(weight, bias, scale, zeroPoint, (stride, stride), (padding, padding), (dilation, dilation), groups, fuseRelu) { }
+
+    /// <summary>The quantized weight [C_out, C_in / groups, kH, kW].</summary>
+    public QuantizedTensor Weight { get; }
+
+    /// <summary>The float32 bias, or null.</summary>
+    public Tensor? Bias { get; }
+
+    /// <summary>The stride (height, width).</summary>
+    public (int Height, int Width) Stride { get; }
+
+    /// <summary>The zero padding (height, width).</summary>
+    public (int Height, int Width) Padding { get; }
+
+    /// <summary>The dilation (height, width).</summary>
+    public (int Height, int Width) Dilation { get; }
+
+    /// <summary>The number of groups.</summary>
+    public int Groups { get; }
+
+    /// <summary>The output scale.</summary>
+    public double Scale => _requantizer.Scale;
+
+    /// <summary>The output zero point.</summary>
+    public long ZeroPoint => _requantizer.ZeroPoint;
+
+    /// <summary>Whether ReLU is fused.</summary>
+    public bool FusedReLU => _requantizer.Relu;
+
+    /// <summary>The module's forward pass.</summary>
+    /// <param name="input">A per-tensor quint8 tensor [N, C_in, H, W] with C_in = groups · the weight's second dimension.</param>
+    /// <returns>A per-tensor quint8 tensor [N, C_out, H_out, W_out] with the module's scale and zero point.</returns>
+    /// <exception cref="ArgumentException">The input is not per-tensor quint8 of rank 4, has the wrong channel count, or is smaller than the dilated kernel.</exception>
+    public QuantizedTensor Forward(QuantizedTensor input)
+    {
+        QuantizedChecks.PerTensorInput(input, QuantizedDType.QUInt8, Name);
+        int cout = Weight.Size(0), cinG = Weight.Size(1), kh = Weight.Size(2), kw = Weight.Size(3);
+        if (input.Rank != 4 || input.Size(1) != cinG * Groups)
+            throw new ArgumentException($"{Name} expects input of shape [N, {cinG * Groups}, H, W], got {Tensor.ShapeString(input.RawShape)}", nameof(input));
+        int n = input.Size(0), h = input.Size(2), w = input.Size(3);
+        int oh = OutputSize(h, kh, Stride.Height, Padding.Height, Dilation.Height, "height");
+        int ow = OutputSize(w, kw, Stride.Width, Padding.Width, Dilation.Width, "width");
+        var shape = new[] { n, cout, oh, ow };
+        var acc = new int[QuantizedChecks.OutputCount(shape, Name)];
+        var x = QuantizedLinear.Centered(input);
+        var wt = Weight.IntRepr();
+        int coutG = cout / Groups, cin = cinG * Groups;
+        for (int b = 0; b < n; b++)
+            for (int oc = 0; oc < cout; oc++)
+            {
+                int g = oc / coutG, outBase = (b * cout + oc) * oh * ow;
+                for (int y = 0; y < oh; y++)
+                    for (int xo = 0; xo < ow; xo++)
+                    {
+                        int sum = 0;
+                        for (int ic = 0; ic < cinG; ic++)
+                        {
+                            int inBase = (b * cin + g * cinG + ic) * h * w, wBase = (oc * cinG + ic) * kh * kw;
+                            for (int i = 0; i < kh; i++)
+                            {
+                                int iy = y * Stride.Height - Padding.Height + i * Dilation.Height;
+                                if (iy < 0 || iy >= h) continue;
+                                for (int j = 0; j < kw; j++)
+                                {
+                                    int ix = xo * Stride.Width - Padding.Width + j * Dilation.Width;
+                                    if (ix >= 0 && ix < w) sum += x[inBase + iy * w + ix] * wt[wBase + i * kw + j];
+                                }
+                            }
+                        }
+                        acc[outBase + y * ow + xo] = sum;
+                    }
+            }
+        _requantizer.Apply(acc, input.Scale, n, oh * ow);
+        return QuantizedTensor.Adopt(acc, shape, Scale, ZeroPoint, QuantizedDType.QUInt8);
+    }
+
+    private static int OutputSize(int size, int kernel, int stride, int padding, int dilation, string axis)
+    {
+        long span = (long)dilation * (kernel - 1) + 1, padded = size + 2L * padding;
+        if (padded < span)
+            throw new ArgumentException($"{Name}: the input {axis} {size} padded by {padding} is smaller than the dilated kernel ({span})");
+        return (int)((padded - span) / stride + 1);
+    }
+}

@@ -1,0 +1,90 @@
+using Fusion.Dsl.Tensors;
+
+namespace Fusion.Dsl.Quantization;
+
+/// <summary>
+/// PyTorch's <c>torch.ao.nn.quantized.Linear</c> and, with ReLU fused, <c>torch.ao.nn.intrinsic.quantized.LinearReLU</c>,
+/// as computed by the onednn engine: a quint8 input of shape [..., in_features], a qint8 weight [out_features,
+/// in_features] (per tensor or per output channel, zero points 0), a float32 bias, and a quint8 output with the module's
+/// scale and zero point. The int32 sum of (x - x_zp)·w is requantized as oneDNN does (see <see cref="OnednnRequantizer"/>).
+/// </summary>
+public sealed class QuantizedLinear
+{
+    private const string Name = "quantized Linear";
+    private readonly OnednnRequantizer _requantizer;
+
+    /// <summary>Creates the module from its quantized weight, bias and output qparams.</summary>
+    /// <param name="weight">A qint8 weight [out_features, in_features], per tensor or per channel along axis 0, zero points 0.</param>
+    /// <param name="bias">A float32 bias [out_features], or null.</param>
+    /// <param name="scale">The output scale (the module's <c>scale</c>): positive and finite.</param>
+    /// <param name="zeroPoint">The output zero point (the module's <c>zero_point</c>): 0..255.</param>
+    /// <param name="fuseRelu">Whether ReLU is fused (<c>LinearReLU</c>).</param>
+    /// <exception cref="ArgumentException">A weight, bias or qparam that does not fit (the message names which).</exception>
+    public QuantizedLinear(QuantizedTensor weight, Tensor? bias, double scale, long zeroPoint, bool fuseRelu = false)
+    {
+        ArgumentNullException.ThrowIfNull(weight);
+        if (weight.Rank != 2)
+            throw new ArgumentException($"{Name} takes a weight of shape [out_features, in_features], got rank {weight.Rank}", nameof(weight));
+        Limits.RequireArgument(Name, "in_features", weight.Size(1), 1);
+        Limits.RequireArgument(Name, "out_features", weight.Size(0), 1);
+        _requantizer = new OnednnRequantizer(Name, weight, bias, scale, zeroPoint, fuseRelu);
+        Weight = weight;
+        Bias = bias;
+    }
+
+    /// <summary>The quantized weight [out_features, in_features].</summary>
+    public QuantizedTensor Weight { get; }
+
+    /// <summary>The float32 bias, or null.</summary>
+    public Tensor? Bias { get; }
+
+    /// <summary>The output scale.</summary>
+    public double Scale => _requantizer.Scale;
+
+    /// <summary>The output zero point.</summary>
+    public long ZeroPoint => _requantizer.ZeroPoint;
+
+    /// <summary>Whether ReLU is fused.</summary>
+    public bool FusedReLU => _requantizer.Relu;
+
+    /// <summary>The number of input features.</summary>
+    public int InFeatures => Weight.Size(1);
+
+    /// <summary>The number of output features.</summary>
+    public int OutFeatures => Weight.Size(0);
+
+    /// <summary>The module's forward pass.</summary>
+    /// <param name="input">A per-tensor quint8 tensor of shape [..., in_features] (rank at least 1).</param>
+    /// <returns>A per-tensor quint8 tensor of shape [..., out_features] with the module's scale and zero point.</returns>
+    /// <exception cref="ArgumentException">The input is not per-tensor quint8, or its last dimension is not in_features.</exception>
+    public QuantizedTensor Forward(QuantizedTensor input)
+    {
+        QuantizedChecks.PerTensorInput(input, QuantizedDType.QUInt8, Name);
+        if (input.Rank == 0 || input.Size(-1) != InFeatures)
+            throw new ArgumentException($"{Name} expects input of shape [..., {InFeatures}], got {Tensor.ShapeString(input.RawShape)}", nameof(input));
+        int k = InFeatures, n = OutFeatures, rows = input.Count / k;
+        var shape = (int[])input.RawShape.Clone();
+        shape[^1] = n;
+        var acc = new int[QuantizedChecks.OutputCount(shape, Name)];
+        var x = Centered(input);
+        var w = Weight.IntRepr();
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < n; j++)
+            {
+                int sum = 0;
+                for (int i = 0, xo = r * k, wo = j * k; i < k; i++) sum += x[xo + i] * w[wo + i];
+                acc[r * n + j] = sum;
+            }
+        _requantizer.Apply(acc, input.Scale, rows, 1);
+        return QuantizedTensor.Adopt(acc, shape, Scale, ZeroPoint, QuantizedDType.QUInt8);
+    }
+
+    /// <summary>The input's values minus its zero point.</summary>
+    internal static int[] Centered(QuantizedTensor input)
+    {
+        var x = input.IntRepr();
+        int zp = (int)input.ZeroPoint;
+        for (int i = 0; i < x.Length; i++) x[i] -= zp;
+        return x;
+    }
+}

@@ -1,0 +1,92 @@
+using Fusion.Dsl.Tensors;
+
+namespace Fusion.Dsl.Quantization;
+
+/// <summary>PyTorch's quantized <c>MaxPool2d</c>: the largest integer value in each window of a [N, C, H, W] (or
+/// [C, H, W]) per-tensor quantized tensor; padded positions never win (PyTorch pads with -inf), and ceil_mode drops a
+/// last window that would start in the right padding. Qparams and dtype are kept.</summary>
+public sealed class QuantizedMaxPool2d
+{
+    private const string Name = "quantized MaxPool2d";
+
+    /// <summary>Creates the module.</summary>
+    /// <param name="kernel">The window (height, width), each at least 1.</param>
+    /// <param name="stride">The stride (height, width), each at least 1 (PyTorch's default is the kernel).</param>
+    /// <param name="padding">The padding (height, width), each at least 0 and at most half the kernel.</param>
+    /// <param name="dilation">The dilation (height, width), each at least 1.</param>
+    /// <param name="ceilMode">Whether the output size rounds up.</param>
+    /// <exception cref="ArgumentException">An argument out of range (the message names which).</exception>
+    public QuantizedMaxPool2d((int Height, int Width) kernel, (int Height, int Width) stride, (int Height, int Width) padding, (int Height, int Width) dilation, bool ceilMode = false)
+    {
+        Limits.RequireArguments(Name, "kernel_size", new[] { kernel.Height, kernel.Width }, 1);
+        Limits.RequireArguments(Name, "stride", new[] { stride.Height, stride.Width }, 1);
+        Limits.RequireArguments(Name, "padding", new[] { padding.Height, padding.Width }, 0);
+        Limits.RequireArguments(Name, "dilation", new[] { dilation.Height, dilation.Width }, 1);
+        if (2 * padding.Height > kernel.Height || 2 * padding.Width > kernel.Width)
+            throw new ArgumentException($"{Name}: padding {padding} should be at most half of kernel_size {kernel}");
+        (Kernel, Stride, Padding, Dilation, CeilMode) = (kernel, stride, padding, dilation, ceilMode);
+    }
+
+    /// <summary>The window (height, width).</summary>
+    public (int Height, int Width) Kernel { get; }
+
+    /// <summary>The stride (height, width).</summary>
+    public (int Height, int Width) Stride { get; }
+
+    /// <summary>The padding (height, width).</summary>
+    public (int Height, int Width) Padding { get; }
+
+    /// <summary>The dilation (height, width).</summary>
+    public (int Height, int Width) Dilation { get; }
+
+    /// <summary>Whether the output size rounds up.</summary>
+    public bool CeilMode { get; }
+
+    /// <summary>The forward pass.</summary>
+    /// <param name="input">A per-tensor quantized tensor of rank 3 or 4.</param>
+    /// <exception cref="ArgumentException">Another rank, a per-channel input, or an input too small for the window.</exception>
+    public QuantizedTensor Forward(QuantizedTensor input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        QuantizedChecks.PerTensorInput(input, input.DType, Name);
+        if (input.Rank is not (3 or 4))
+            throw new ArgumentException($"{Name} expects input of shape [N, C, H, W] or [C, H, W], got {Tensor.ShapeString(input.RawShape)}", nameof(input));
+        int h = input.Size(-2), w = input.Size(-1), planes = input.Count / Math.Max(1, h * w);
+        int oh = OutputSize(h, Kernel.Height, Stride.Height, Padding.Height, Dilation.Height);
+        int ow = OutputSize(w, Kernel.Width, Stride.Width, Padding.Width, Dilation.Width);
+        var shape = (int[])input.RawShape.Clone();
+        shape[^2] = oh;
+        shape[^1] = ow;
+        var y = new int[QuantizedChecks.OutputCount(shape, Name)];
+        var x = input.IntRepr();
+        for (int p = 0; p < planes; p++)
+            for (int i = 0; i < oh; i++)
+                for (int j = 0; j < ow; j++)
+                {
+                    int best = int.MinValue;
+                    for (int a = 0; a < Kernel.Height; a++)
+                    {
+                        int iy = i * Stride.Height - Padding.Height + a * Dilation.Height;
+                        if (iy < 0 || iy >= h) continue;
+                        for (int b = 0; b < Kernel.Width; b++)
+                        {
+                            int ix = j * Stride.Width - Padding.Width + b * Dilation.Width;
+                            if (ix >= 0 && ix < w) best = Math.Max(best, x[(p * h + iy) * w + ix]);
+                        }
+                    }
+                    y[(p * oh + i) * ow + j] = best;
+                }
+        return QuantizedTensor.Adopt(y, shape, input.Scale, input.ZeroPoint, input.DType);
+    }
+
+    /// <summary>PyTorch's <c>pooling_output_shape</c>.</summary>
+    private int OutputSize(int size, int kernel, int stride, int padding, int dilation)
+    {
+        long numerator = size + 2L * padding - (long)dilation * (kernel - 1) - 1 + (CeilMode ? stride - 1 : 0);
+        if (numerator < 0)
+            throw new ArgumentException($"{Name}: the input size {size} padded by {padding} is smaller than the dilated window");
+        long output = numerator / stride + 1;
+        if (CeilMode && (output - 1) * stride >= size + padding) output--;
+        return (int)output;
+    }
+}

@@ -1,0 +1,262 @@
+/// The quantized tensors and modules of Fusion.Dsl.Quantization against PyTorch 1.13's onednn engine:
+/// quantized_fixtures.py (beside this file) builds seeded cases in PyTorch at test time and writes their quantized
+/// inputs, weights, biases, output qparams and PyTorch's integer outputs; every case is replayed here. A module's output
+/// must equal PyTorch's exactly for at least `exactFraction` of the elements and within `maxSteps` quantization steps
+/// for all; quantize and dequantize must be exact. Then the refusals: bad qparams, shapes and sizes.
+module Fusion.Dsl.Tests.Quantization.QuantizedModuleTests
+
+open System
+open System.IO
+open System.Text.Json
+open Expecto
+open Fusion.Dsl.Tensors
+open Fusion.Dsl.Quantization
+open Fusion.Dsl.Tests
+
+/// The least fraction of a case's output elements that must equal PyTorch's exactly.
+let exactFraction = 0.999
+
+/// The most quantization steps any output element may differ from PyTorch's.
+let maxSteps = 1
+
+let private generator = Path.Combine(Support.repoRoot, "tests", "Fusion.Dsl.Tests", "Quantization", "quantized_fixtures.py")
+
+let private needTorch () = Support.requireTool "PyTorch (/usr/bin/python3 with python3-torch)" (Support.pythonHas [ "torch"; "numpy" ])
+
+/// One fixture case as PyTorch wrote it.
+type private Case = { Name: string; Kind: string; Json: JsonElement }
+
+/// The fixture cases, generated once per test run by PyTorch into a temp folder.
+let private cases =
+    lazy (
+        use doc = Support.generatedJson generator
+        [ for c in doc.RootElement.GetProperty("cases").EnumerateArray() ->
+            { Name = c.GetProperty("name").GetString() |> nonNull
+              Kind = c.GetProperty("kind").GetString() |> nonNull
+              Json = c.Clone() } ])
+
+let private ints (e: JsonElement) = [| for v in e.EnumerateArray() -> v.GetInt32() |]
+let private int64s (e: JsonElement) = [| for v in e.EnumerateArray() -> v.GetInt64() |]
+let private doubles (e: JsonElement) = [| for v in e.EnumerateArray() -> v.GetDouble() |]
+let private floats (e: JsonElement) = [| for v in e.EnumerateArray() -> float32 (v.GetDouble()) |]
+let private pair (e: JsonElement) = let a = ints e in struct (a.[0], a.[1])
+
+let private dtypeOf (e: JsonElement) =
+    match e.GetProperty("dtype").GetString() with
+    | "quint8" -> QuantizedDType.QUInt8
+    | "qint8" -> QuantizedDType.QInt8
+    | d -> failwithf "unknown dtype %s" d
+
+/// A quantized tensor as the generator writes it.
+let private qtensor (e: JsonElement) =
+    let values = ints (e.GetProperty "values")
+    let shape = ints (e.GetProperty "shape")
+    match e.TryGetProperty "axis" with
+    | true, axis ->
+        QuantizedTensor.FromIntRepr(ReadOnlySpan values, shape, doubles (e.GetProperty "scales"), int64s (e.GetProperty "zero_points"), axis.GetInt32(), dtypeOf e)
+    | _ -> QuantizedTensor.FromIntRepr(ReadOnlySpan values, shape, e.GetProperty("scale").GetDouble(), e.GetProperty("zero_point").GetInt64(), dtypeOf e)
+
+let private inputs (c: Case) = [ for i in c.Json.GetProperty("inputs").EnumerateArray() -> qtensor i ]
+let private arg (c: Case) (name: string) = c.Json.GetProperty("args").GetProperty(name)
+let private outScale (c: Case) = c.Json.GetProperty("scale").GetDouble()
+let private outZeroPoint (c: Case) = c.Json.GetProperty("zero_point").GetInt64()
+
+let private bias (c: Case) =
+    match c.Json.GetProperty "bias" with
+    | b when b.ValueKind = JsonValueKind.Null -> null
+    | b -> let v = floats b in Tensor.FromFloat32(ReadOnlySpan v, v.Length)
+
+/// Our output for a module case.
+let private forward (c: Case) : QuantizedTensor =
+    let xs = inputs c
+    match c.Kind with
+    | "linear" -> QuantizedLinear(qtensor (c.Json.GetProperty "weight"), bias c, outScale c, outZeroPoint c, (arg c "relu").GetBoolean()).Forward xs.Head
+    | "conv2d" ->
+        QuantizedConv2d(qtensor (c.Json.GetProperty "weight"), bias c, outScale c, outZeroPoint c, pair (arg c "stride"), pair (arg c "padding"),
+                        pair (arg c "dilation"), (arg c "groups").GetInt32(), (arg c "relu").GetBoolean()).Forward xs.Head
+    | "add" -> QFunctional(outScale c, outZeroPoint c).Add(xs.[0], xs.[1])
+    | "add_relu" -> QFunctional(outScale c, outZeroPoint c).AddRelu(xs.[0], xs.[1])
+    | "mul" -> QFunctional(outScale c, outZeroPoint c).Mul(xs.[0], xs.[1])
+    | "cat" -> QFunctional(outScale c, outZeroPoint c).Cat(List.toArray xs, (arg c "dim").GetInt32())
+    | "relu" -> QuantizedReLU().Forward xs.Head
+    | "max_pool2d" ->
+        QuantizedMaxPool2d(pair (arg c "kernel"), pair (arg c "stride"), pair (arg c "padding"), pair (arg c "dilation"), (arg c "ceil_mode").GetBoolean()).Forward xs.Head
+    | "adaptive_avg_pool2d" -> QuantizedAdaptiveAvgPool2d(pair (arg c "output_size")).Forward xs.Head
+    | "flatten" -> QuantizedFlatten((arg c "start_dim").GetInt32(), (arg c "end_dim").GetInt32()).Forward xs.Head
+    | k -> failwithf "unknown kind %s" k
+
+/// How a case's output compares with PyTorch's: the fraction of equal elements, the largest difference in steps, and
+/// what differs besides the values (shape, dtype, qparams).
+type private Comparison = { Exact: float; Worst: int; Elements: int; Problems: string list }
+
+let private compare (ours: QuantizedTensor) (theirs: QuantizedTensor) =
+    let problems =
+        [ if ours.Dimensions <> theirs.Dimensions then sprintf "shape: ours %A, PyTorch's %A" (Seq.toList ours.Dimensions) (Seq.toList theirs.Dimensions)
+          if ours.DType <> theirs.DType then sprintf "dtype: ours %A, PyTorch's %A" ours.DType theirs.DType
+          if Seq.toList ours.Scales <> Seq.toList theirs.Scales || Seq.toList ours.ZeroPoints <> Seq.toList theirs.ZeroPoints then
+              sprintf "qparams: ours %A %A, PyTorch's %A %A" (Seq.toList ours.Scales) (Seq.toList ours.ZeroPoints) (Seq.toList theirs.Scales) (Seq.toList theirs.ZeroPoints) ]
+    if not problems.IsEmpty then { Exact = 0.0; Worst = Int32.MaxValue; Elements = theirs.Count; Problems = problems }
+    else
+        let a, b = ours.IntRepr(), theirs.IntRepr()
+        let diffs = Array.map2 (fun x y -> abs (x - y)) a b
+        let exact = if a.Length = 0 then 1.0 else float (diffs |> Array.filter ((=) 0) |> Array.length) / float a.Length
+        { Exact = exact; Worst = (if diffs.Length = 0 then 0 else Array.max diffs); Elements = a.Length; Problems = [] }
+
+/// A test that every fixture case of the given kinds matches PyTorch within `exactFraction` and `maxSteps`; fails
+/// naming each case that does not, with its exact fraction, and prints the totals when it passes.
+let private matchesPyTorch (title: string) (kinds: string list) (minimumCases: int) =
+    test (sprintf "%s: integer outputs equal PyTorch onednn's for >= %g of the elements and within %d step on every fixture case" title exactFraction maxSteps) {
+        needTorch ()
+        let mine = cases.Force() |> List.filter (fun c -> List.contains c.Kind kinds)
+        Expect.isGreaterThanOrEqual mine.Length minimumCases (sprintf "at least %d %s cases were generated" minimumCases title)
+        let results = [ for c in mine -> c, compare (forward c) (qtensor (c.Json.GetProperty "expected")) ]
+        let failures =
+            [ for c, r in results do
+                if not r.Problems.IsEmpty then yield sprintf "%s: %s" c.Name (String.Join("; ", r.Problems))
+                elif r.Exact < exactFraction || r.Worst > maxSteps then
+                    yield sprintf "%s: exact fraction %.5f (need %g), worst %d steps (limit %d), %d elements" c.Name r.Exact exactFraction r.Worst maxSteps r.Elements ]
+        if not failures.IsEmpty then
+            failtestf "%d of %d %s cases differ from PyTorch:\n%s" failures.Length mine.Length title (String.Join("\n", List.truncate 15 failures))
+        let elements = results |> List.sumBy (fun (_, r) -> r.Elements)
+        let exact = results |> List.sumBy (fun (_, r) -> r.Exact * float r.Elements)
+        printfn "%s: %d cases, %d elements, %.5f exact, lowest case %.5f, worst %d steps" title mine.Length elements (exact / float elements)
+            (results |> List.map (fun (_, r) -> r.Exact) |> List.min) (results |> List.map (fun (_, r) -> r.Worst) |> List.max)
+    }
+
+let private input (values: int[]) (shape: int[]) = QuantizedTensor.FromIntRepr(ReadOnlySpan values, shape, 0.1, 3L, QuantizedDType.QUInt8)
+let private weight (shape: int[]) = QuantizedTensor.FromIntRepr(ReadOnlySpan(Array.create (Array.reduce (*) shape) 1), shape, 0.01, 0L, QuantizedDType.QInt8)
+let private floatTensor (shape: int[]) = Tensor.Zeros shape
+
+/// `f` throws an exception of type 'E (or a subtype) whose message contains `says`.
+let private refuses<'E when 'E :> exn> (says: string) (f: unit -> unit) =
+    let e =
+        try
+            f ()
+            failtestf "expected a refusal saying %s, but nothing was thrown" says
+        with
+        | :? 'E as e -> e :> exn
+        | e -> failtestf "expected %s, got %s: %s" typeof<'E>.Name (e.GetType().Name) e.Message
+    Expect.stringContains e.Message says "the message names the problem"
+
+[<Tests>]
+let tests =
+    testList "Quantization" [
+        testList "QuantizedModules" [
+            test "quantize_per_tensor, quantize_per_channel and dequantize() equal PyTorch's bit for bit on every fixture case" {
+                needTorch ()
+                let mine = cases.Force() |> List.filter (fun c -> c.Kind = "quantize")
+                Expect.isGreaterThanOrEqual mine.Length 30 "at least 30 quantize cases were generated"
+                let failures =
+                    [ for c in mine do
+                        let x = c.Json.GetProperty "x"
+                        let t = Tensor.FromFloat32(ReadOnlySpan(floats (x.GetProperty "data")), ints (x.GetProperty "shape"))
+                        let expected = qtensor (c.Json.GetProperty "expected")
+                        let ours =
+                            match expected.Axis with
+                            | a when a.HasValue -> QuantizedTensor.Quantize(t, expected.Scales, expected.ZeroPoints, a.Value, expected.DType)
+                            | _ -> QuantizedTensor.Quantize(t, expected.Scale, expected.ZeroPoint, expected.DType)
+                        let r = compare ours expected
+                        if not r.Problems.IsEmpty || r.Exact < 1.0 then
+                            yield sprintf "%s: quantize exact fraction %.5f, worst %d steps %s" c.Name r.Exact r.Worst (String.Join("; ", r.Problems))
+                        let deq = ours.Dequantize().ToArray()
+                        let theirs = floats (c.Json.GetProperty "dequantized")
+                        let differ = Array.map2 (fun (a: float32) b -> BitConverter.SingleToInt32Bits a <> BitConverter.SingleToInt32Bits b) deq theirs |> Array.filter id |> Array.length
+                        if differ > 0 then yield sprintf "%s: dequantize differs in %d of %d elements" c.Name differ deq.Length ]
+                if not failures.IsEmpty then
+                    failtestf "%d of %d quantize cases differ from PyTorch:\n%s" failures.Length mine.Length (String.Join("\n", List.truncate 15 failures))
+            }
+            matchesPyTorch "quantized Linear and LinearReLU" [ "linear" ] 45
+            matchesPyTorch "quantized Conv2d and ConvReLU2d" [ "conv2d" ] 65
+            matchesPyTorch "QFunctional add and add_relu" [ "add"; "add_relu" ] 30
+            matchesPyTorch "QFunctional mul and cat" [ "mul"; "cat" ] 30
+            matchesPyTorch "quantized ReLU, MaxPool2d, AdaptiveAvgPool2d and Flatten" [ "relu"; "max_pool2d"; "adaptive_avg_pool2d"; "flatten" ] 33
+
+            test "an observer's qparams quantize what it observed: per tensor as quantize_per_tensor, per channel along the axis" {
+                let x = Tensor.FromFloat32(ReadOnlySpan [| -1.0f; 0.25f; 2.0f; 0.5f; -0.75f; 3.5f |], 2, 3)
+                let q = MinMaxObserver(QuantizationSettings(QuantizedDType.QUInt8, QScheme.PerTensorAffine)).Observe(x).CalculateQParams()
+                let ours = QuantizedTensor.Quantize(x, q, QuantizedDType.QUInt8)
+                let direct = QuantizedTensor.Quantize(x, float q.Scales.[0], q.ZeroPoints.[0], QuantizedDType.QUInt8)
+                Expect.equal (ours.IntRepr()) (direct.IntRepr()) "the same values as quantizing with the scale and zero point"
+                Expect.equal (ours.IntRepr() |> Array.min, ours.IntRepr() |> Array.max) (0, 255) "the observed range spans the dtype"
+                let pc = PerChannelMinMaxObserver(QuantizationSettings(QuantizedDType.QInt8, QScheme.PerChannelSymmetric), 0).Observe(x).CalculateQParams()
+                let perChannel = QuantizedTensor.Quantize(x, pc, QuantizedDType.QInt8, Nullable 0)
+                Expect.equal (perChannel.Axis, perChannel.Scales.Length) (Nullable 0, 2) "one scale per row"
+                Expect.isTrue (x.MaxAbsDiff(perChannel.Dequantize()) <= float pc.Scales.[1] / 2.0 + 1e-7) "dequantize is within half a step"
+            }
+            test "a module returns a new tensor and leaves its input as it was" {
+                let x = input [| 0; 10; 200; 255; 7; 3 |] [| 2; 3 |]
+                let before = x.IntRepr()
+                let y = QuantizedLinear(weight [| 4; 3 |], null, 0.05, 10L).Forward x
+                Expect.equal (x.IntRepr()) before "the input is unchanged"
+                Expect.equal (Seq.toList y.Dimensions) [ 2; 4 ] "the output has out_features columns"
+                Expect.equal (y.Scale, y.ZeroPoint) (0.05, 10L) "the output has the module's qparams"
+            }
+            test "a scale that is zero, negative, NaN or infinite is refused, naming the scale" {
+                for s in [ 0.0; -0.1; nan; infinity; 1e-300 ] do
+                    refuses<ArgumentException> "scale" (fun () -> QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1 |], [| 1 |], s, 0L, QuantizedDType.QUInt8) |> ignore)
+                    refuses<ArgumentException> "scale" (fun () -> QuantizedTensor.Quantize(floatTensor [| 2 |], s, 0L, QuantizedDType.QInt8) |> ignore)
+                    refuses<ArgumentException> "scale" (fun () -> QuantizedLinear(weight [| 2; 2 |], null, s, 0L) |> ignore)
+                    refuses<ArgumentException> "scale" (fun () -> QFunctional(s, 0L) |> ignore)
+            }
+            test "a zero point outside the dtype's range is refused, naming the range" {
+                refuses<ArgumentException> "0..255" (fun () -> QuantizedTensor.Quantize(floatTensor [| 2 |], 0.1, 256L, QuantizedDType.QUInt8) |> ignore)
+                refuses<ArgumentException> "0..255" (fun () -> QuantizedTensor.Quantize(floatTensor [| 2 |], 0.1, -1L, QuantizedDType.QUInt8) |> ignore)
+                refuses<ArgumentException> "-128..127" (fun () -> QuantizedTensor.Quantize(floatTensor [| 2 |], 0.1, 128L, QuantizedDType.QInt8) |> ignore)
+                refuses<ArgumentException> "0..255" (fun () -> QuantizedConv2d(weight [| 1; 1; 1; 1 |], null, 0.1, 300L) |> ignore)
+                refuses<ArgumentException> "-128..127" (fun () -> QFunctional(0.1, 200L).Add(QuantizedTensor.Quantize(floatTensor [| 2 |], 0.1, 0L, QuantizedDType.QInt8), QuantizedTensor.Quantize(floatTensor [| 2 |], 0.1, 0L, QuantizedDType.QInt8)) |> ignore)
+            }
+            test "values outside the dtype and shapes that do not hold them are refused" {
+                refuses<ArgumentException> "outside torch.quint8's range" (fun () -> input [| 0; 256 |] [| 2 |] |> ignore)
+                refuses<ArgumentException> "outside torch.qint8's range" (fun () -> QuantizedTensor.FromIntRepr(ReadOnlySpan [| -129 |], [| 1 |], 0.1, 0L, QuantizedDType.QInt8) |> ignore)
+                refuses<ArgumentException> "holds 6 elements, not 4" (fun () -> input [| 1; 2; 3; 4 |] [| 2; 3 |] |> ignore)
+                refuses<ArgumentException> "negative dimension" (fun () -> input [||] [| -1; 0 |] |> ignore)
+            }
+            test "per-channel qparams must match the axis: count, range and no negative axis (as PyTorch)" {
+                let t = floatTensor [| 3; 4 |]
+                refuses<ArgumentException> "needs 3 scales" (fun () -> QuantizedTensor.Quantize(t, [ 0.1; 0.2 ], [ 0L; 0L ], 0, QuantizedDType.QInt8) |> ignore)
+                refuses<ArgumentException> "as many zero points as scales" (fun () -> QuantizedTensor.Quantize(t, [ 0.1; 0.2; 0.3 ], [ 0L ], 0, QuantizedDType.QInt8) |> ignore)
+                refuses<ArgumentException> "axis 2 is out of range" (fun () -> QuantizedTensor.Quantize(t, [ 0.1 ], [ 0L ], 2, QuantizedDType.QInt8) |> ignore)
+                refuses<ArgumentException> "axis -1 is out of range" (fun () -> QuantizedTensor.Quantize(t, [ 0.1 ], [ 0L ], -1, QuantizedDType.QInt8) |> ignore)
+                refuses<ArgumentException> "scale" (fun () -> QuantizedTensor.Quantize(t, [ 0.1; nan; 0.3 ], [ 0L; 0L; 0L ], 0, QuantizedDType.QInt8) |> ignore)
+                refuses<ArgumentException> "need a channel axis" (fun () -> QuantizedTensor.Quantize(t, QParams([ 0.1f; 0.2f ], [ 0L; 0L ]), QuantizedDType.QInt8) |> ignore)
+            }
+            test "NaN and infinities are refused by quantize, naming the element" {
+                for v in [ nanf; infinityf; -infinityf ] do
+                    refuses<ArgumentException> "element 1" (fun () -> QuantizedTensor.Quantize(Tensor.FromFloat32(ReadOnlySpan [| 0.0f; v |], 2), 0.1, 0L, QuantizedDType.QUInt8) |> ignore)
+            }
+            test "Linear and Conv2d refuse what onednn refuses: asymmetric or quint8 weights, qint8 input, per-channel input; and mismatched shapes" {
+                let asym = QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2; 3; 4 |], [| 2; 2 |], 0.1, 5L, QuantizedDType.QInt8)
+                refuses<ArgumentException> "zero points are 0" (fun () -> QuantizedLinear(asym, null, 0.1, 0L) |> ignore)
+                let u8 = QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2; 3; 4 |], [| 2; 2 |], 0.1, 0L, QuantizedDType.QUInt8)
+                refuses<ArgumentException> "torch.qint8 weight" (fun () -> QuantizedLinear(u8, null, 0.1, 0L) |> ignore)
+                refuses<ArgumentException> "bias must be float32 of shape [2]" (fun () -> QuantizedLinear(weight [| 2; 2 |], floatTensor [| 3 |], 0.1, 0L) |> ignore)
+                let lin = QuantizedLinear(weight [| 2; 3 |], null, 0.1, 0L)
+                refuses<ArgumentException> "[..., 3]" (fun () -> lin.Forward(input [| 1; 2 |] [| 1; 2 |]) |> ignore)
+                refuses<ArgumentException> "quint8 input" (fun () -> lin.Forward(QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2; 3 |], [| 1; 3 |], 0.1, 0L, QuantizedDType.QInt8)) |> ignore)
+                let perChannel = QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2; 3 |], [| 1; 3 |], [ 0.1 ], [ 0L ], 0, QuantizedDType.QUInt8)
+                refuses<ArgumentException> "per-tensor" (fun () -> lin.Forward perChannel |> ignore)
+                let conv = QuantizedConv2d(weight [| 4; 1; 3; 3 |], null, 0.1, 0L, groups = 2)
+                refuses<ArgumentException> "[N, 2, H, W]" (fun () -> conv.Forward(input (Array.zeroCreate 27) [| 1; 3; 3; 3 |]) |> ignore)
+                refuses<ArgumentException> "smaller than the dilated kernel" (fun () -> conv.Forward(input (Array.zeroCreate 8) [| 1; 2; 2; 2 |]) |> ignore)
+                refuses<ArgumentException> "groups (3) must divide" (fun () -> QuantizedConv2d(weight [| 4; 1; 3; 3 |], null, 0.1, 0L, groups = 3) |> ignore)
+                refuses<ArgumentException> "axis 1" (fun () ->
+                    QuantizedLinear(QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2 |], [| 1; 2 |], [ 0.1; 0.1 ], [ 0L; 0L ], 1, QuantizedDType.QInt8), null, 0.1, 0L) |> ignore)
+            }
+            test "absurd sizes are refused before any memory is taken" {
+                refuses<ArgumentException> "over the limit" (fun () -> QuantizedConv2d(weight [| 1; 1; 1; 1 |], null, 0.1, 0L, stride = Int32.MaxValue) |> ignore)
+                refuses<ArgumentException> "more than" (fun () -> input [| 1 |] [| 65536; 65536; 65536 |] |> ignore)
+                refuses<ArgumentException> "over the limit" (fun () -> QuantizedAdaptiveAvgPool2d(struct (1 <<< 30, 1)) |> ignore)
+                let big = QuantizedAdaptiveAvgPool2d(struct (1 <<< 24, 1 <<< 24))
+                refuses<ArgumentException> "over the limit" (fun () -> big.Forward(input [| 1 |] [| 1; 1; 1 |]) |> ignore)
+            }
+            test "QFunctional refuses tensors of different shapes or dtypes, and cat mismatched dimensions" {
+                let qf = QFunctional(0.1, 0L)
+                let a = input [| 1; 2; 3; 4 |] [| 2; 2 |]
+                refuses<ArgumentException> "one shape" (fun () -> qf.Add(a, input [| 1; 2; 3; 4 |] [| 4 |]) |> ignore)
+                refuses<ArgumentException> "torch.quint8" (fun () -> qf.Mul(a, QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2; 3; 4 |], [| 2; 2 |], 0.1, 0L, QuantizedDType.QInt8)) |> ignore)
+                refuses<ArgumentException> "differ in dimension 1" (fun () -> qf.Cat([| a; input [| 1; 2; 3 |] [| 1; 3 |] |], 0) |> ignore)
+                refuses<ArgumentException> "dim 2 is out of range" (fun () -> qf.Cat([| a |], 2) |> ignore)
+                refuses<ArgumentException> "at least one tensor" (fun () -> qf.Cat([||], 0) |> ignore)
+            }
+        ]
+    ]

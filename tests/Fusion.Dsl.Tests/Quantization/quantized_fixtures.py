@@ -1,0 +1,314 @@
+"""Writes what PyTorch 1.13's quantized tensors and quantized modules compute, on the onednn engine, for a seeded set of
+cases to one JSON file (the oracle of Quantization/QuantizedModuleTests.fs).
+
+Usage: /usr/bin/python3 quantized_fixtures.py OUT.json
+
+A quantized tensor is written as {"dtype", "shape", "values" (its int_repr, row-major)} plus either "scale" and
+"zero_point" or "scales", "zero_points" and "axis". Floats are written as Python floats: a float32 as the float64 of
+its value (so narrowing a parsed double gives its bits back), a scale as the float64 PyTorch keeps.
+
+Case kinds:
+  quantize      - a float32 tensor "x", qparams, PyTorch's quantize_per_tensor/quantize_per_channel result "expected"
+                  and its dequantize() "dequantized"
+  linear        - torch.ao.nn.quantized.Linear (args.relu: torch.nn.intrinsic.quantized.LinearReLU)
+  conv2d        - torch.ao.nn.quantized.Conv2d (args.relu: torch.nn.intrinsic.quantized.ConvReLU2d)
+  add, add_relu, mul, cat - torch.ao.nn.quantized.QFunctional with output scale/zero point
+  relu, max_pool2d, adaptive_avg_pool2d, flatten - the quantized functional forms
+Every module case holds "inputs" (quantized tensors), "weight"/"bias" where the module has them, "args", the output
+"scale"/"zero_point" where the module sets them, and PyTorch's output "expected".
+"""
+import json
+import sys
+import warnings
+
+import numpy as np
+import torch
+import torch.ao.nn.quantized as nnq
+import torch.nn.intrinsic.quantized as nniq
+import torch.nn.functional as F
+
+warnings.filterwarnings("ignore")
+torch.backends.quantized.engine = "onednn"
+torch.manual_seed(0)
+rng = np.random.default_rng(20261207)
+
+
+def qtensor(q):
+    out = {"dtype": "quint8" if q.dtype == torch.quint8 else "qint8", "shape": list(q.shape),
+           "values": [int(v) for v in q.int_repr().reshape(-1).tolist()]}
+    if q.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+        out["scales"] = [float(s) for s in q.q_per_channel_scales().tolist()]
+        out["zero_points"] = [int(z) for z in q.q_per_channel_zero_points().tolist()]
+        out["axis"] = int(q.q_per_channel_axis())
+    else:
+        out["scale"] = float(q.q_scale())
+        out["zero_point"] = int(q.q_zero_point())
+    return out
+
+
+def floats(t):
+    return [float(v) for v in t.detach().reshape(-1).tolist()]
+
+
+def log_uniform(lo, hi, size=None):
+    return np.exp(rng.uniform(np.log(lo), np.log(hi), size=size))
+
+
+def qinput(shape, scale=None, zp=None, dtype=torch.quint8):
+    """A quantized input with random integer values (and random qparams unless given)."""
+    scale = float(log_uniform(0.005, 0.2)) if scale is None else scale
+    lo, hi = (0, 255) if dtype == torch.quint8 else (-128, 127)
+    zp = int(rng.integers(lo, hi + 1)) if zp is None else zp
+    ints = torch.from_numpy(rng.integers(lo, hi + 1, size=shape).astype(np.uint8 if dtype == torch.quint8 else np.int8))
+    return torch._make_per_tensor_quantized_tensor(ints, scale, zp)
+
+
+def qweight(shape, per_channel, scales=None):
+    """A symmetric qint8 weight (zero points 0, as onednn requires) with random values, per tensor or along axis 0."""
+    ints = torch.from_numpy(rng.integers(-128, 128, size=shape).astype(np.int8))
+    if per_channel:
+        s = torch.tensor(log_uniform(1e-3, 0.05, shape[0]) if scales is None else scales, dtype=torch.float64)
+        return torch._make_per_channel_quantized_tensor(ints, s, torch.zeros(shape[0], dtype=torch.long), 0)
+    return torch._make_per_tensor_quantized_tensor(ints, float(log_uniform(1e-3, 0.05)) if scales is None else scales, 0)
+
+
+def output_qparams(y, spread=1.0, zp=None):
+    """Output qparams covering the float result's range, shrunk by `spread` (below 1 forces saturation)."""
+    lo, hi = float(y.min()), float(y.max())
+    scale = max((hi - lo) / 255.0 * spread, 1e-6)
+    if zp is None:
+        zp = int(np.clip(round(-lo / scale), 0, 255)) if spread >= 1.0 else int(np.clip(round(-(lo + hi) / 2 / scale) + 128, 0, 255))
+    return scale, zp
+
+
+def module_case(name, kind, inputs, y, args, weight=None, bias=None, scale=None, zp=None):
+    c = {"name": name, "kind": kind, "inputs": [qtensor(x) for x in inputs], "args": args, "expected": qtensor(y)}
+    if weight is not None:
+        c["weight"] = qtensor(weight)
+        c["bias"] = None if bias is None else floats(bias)
+    if scale is not None:
+        c["scale"] = float(scale)
+        c["zero_point"] = int(zp)
+    return c
+
+
+def linear_case(name, batch_shape, k, n, per_channel=False, relu=False, bias="normal", spread=1.0, x_zp=None, y_zp=None,
+                w_scales=None):
+    x = qinput(batch_shape + (k,), zp=x_zp)
+    w = qweight((n, k), per_channel, w_scales)
+    b = None if bias is None else torch.from_numpy(rng.normal(-3.0 if bias == "negative" else 0.0, 1.0, size=n).astype(np.float32))
+    scale, zp = output_qparams(F.linear(x.dequantize(), w.dequantize(), b), spread, y_zp)
+    m = nniq.LinearReLU(k, n) if relu else nnq.Linear(k, n)
+    m.set_weight_bias(w, b)
+    m.scale, m.zero_point = scale, zp
+    return module_case(name, "linear", [x], m(x), {"relu": relu}, w, b, scale, zp)
+
+
+def conv_case(name, n, cin, cout, hw, kernel, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, per_channel=False,
+              relu=False, bias="normal", spread=1.0, x_zp=None, y_zp=None, w_scales=None):
+    x = qinput((n, cin) + hw, zp=x_zp)
+    w = qweight((cout, cin // groups) + kernel, per_channel, w_scales)
+    b = None if bias is None else torch.from_numpy(rng.normal(-3.0 if bias == "negative" else 0.0, 1.0, size=cout).astype(np.float32))
+    y = F.conv2d(x.dequantize(), w.dequantize(), b, stride, padding, dilation, groups)
+    scale, zp = output_qparams(y, spread, y_zp)
+    cls = nniq.ConvReLU2d if relu else nnq.Conv2d
+    m = cls(cin, cout, kernel, stride, padding, dilation, groups)
+    m.set_weight_bias(w, b)
+    m.scale, m.zero_point = scale, zp
+    args = {"stride": list(stride), "padding": list(padding), "dilation": list(dilation), "groups": groups, "relu": relu}
+    return module_case(name, "conv2d", [x], m(x), args, w, b, scale, zp)
+
+
+def quantize_cases():
+    cases = []
+    x = rng.normal(0.0, 3.0, size=(4, 5, 6)).astype(np.float32)
+    # Values exactly halfway between two steps of each scale, and their float32 neighbours.
+    ties = lambda s: np.concatenate([((rng.integers(-300, 300, size=200) + 0.5) * np.float64(np.float32(s))).astype(np.float32)] * 1)
+    for scale, zp, dtype in [(0.1, 3, torch.quint8), (0.0123, 128, torch.quint8), (1.0 / 3.0, 0, torch.qint8),
+                             (1e-4, 255, torch.quint8), (0.07, -128, torch.qint8), (0.02, 127, torch.qint8), (2.5, 0, torch.quint8)]:
+        t = ties(scale)
+        for label, data in [("normal", x), ("ties", t), ("ties_up", np.nextafter(t, np.float32(np.inf))),
+                            ("huge", np.array([1e30, -1e30, 3e9, -3e9, 1e20, 0.0], np.float32))]:
+            q = torch.quantize_per_tensor(torch.from_numpy(data), scale, zp, dtype)
+            cases.append({"name": f"quantize_per_tensor/{label}/{scale}/{zp}", "kind": "quantize",
+                          "x": {"shape": list(data.shape), "data": [float(v) for v in data.reshape(-1)]},
+                          "expected": qtensor(q), "dequantized": floats(q.dequantize())})
+    for axis, shape in [(0, (6, 7)), (1, (2, 5, 3, 3)), (3, (2, 3, 2, 4)), (1, (3, 4))]:
+        data = rng.normal(0.0, 1.0, size=shape).astype(np.float32)
+        channels = shape[axis]
+        scales = torch.tensor(log_uniform(1e-4, 1.0, channels), dtype=torch.float64)
+        for dtype in (torch.qint8, torch.quint8):
+            lo, hi = (-128, 127) if dtype == torch.qint8 else (0, 255)
+            zps = torch.tensor(rng.integers(lo, hi + 1, size=channels), dtype=torch.long)
+            q = torch.quantize_per_channel(torch.from_numpy(data), scales, zps, axis, dtype)
+            c = {"name": f"quantize_per_channel/axis{axis}/{dtype}", "kind": "quantize",
+                 "x": {"shape": list(shape), "data": [float(v) for v in data.reshape(-1)]},
+                 "expected": qtensor(q), "dequantized": floats(q.dequantize())}
+            cases.append(c)
+    return cases
+
+
+def linear_cases():
+    cases = [
+        linear_case("linear/batch3", (3,), 16, 8),
+        linear_case("linear/batch3_per_channel", (3,), 16, 8, per_channel=True),
+        linear_case("linear/relu_batch3", (3,), 16, 8, relu=True),
+        linear_case("linear/relu_per_channel", (5,), 40, 12, per_channel=True, relu=True),
+        linear_case("linear/x_zp_0_y_zp_255", (4,), 24, 10, x_zp=0, y_zp=255),
+        linear_case("linear/x_zp_255_y_zp_0", (4,), 24, 10, x_zp=255, y_zp=0),
+        linear_case("linear/negative_bias", (6,), 20, 9, bias="negative"),
+        linear_case("linear/negative_bias_relu", (6,), 20, 9, bias="negative", relu=True, per_channel=True),
+        linear_case("linear/no_bias", (3,), 33, 7, bias=None),
+        linear_case("linear/saturating", (8,), 64, 16, spread=0.2),
+        linear_case("linear/saturating_relu", (8,), 64, 16, spread=0.2, relu=True),
+        linear_case("linear/per_channel_scales_1e-4_to_1", (5,), 32, 12, per_channel=True,
+                    w_scales=np.logspace(-4, 0, 12)),
+        linear_case("linear/3d_input", (2, 3), 10, 4),
+        linear_case("linear/1x1", (1,), 1, 1),
+        linear_case("linear/wide", (2,), 1000, 5, per_channel=True),
+        linear_case("linear/large", (64,), 256, 128),
+        linear_case("linear/large_per_channel_relu", (64,), 256, 128, per_channel=True, relu=True),
+    ]
+    for i in range(30):
+        cases.append(linear_case(f"linear/random{i}", (int(rng.integers(1, 9)),), int(rng.integers(1, 130)), int(rng.integers(1, 40)),
+                                 per_channel=bool(i % 2), relu=bool(i % 3 == 0)))
+    return cases
+
+
+def conv_cases():
+    cases = [
+        conv_case("conv/3x3", 2, 4, 6, (8, 8), (3, 3)),
+        conv_case("conv/3x3_per_channel", 2, 4, 6, (8, 8), (3, 3), per_channel=True),
+        conv_case("conv/relu_3x3_pad1", 1, 3, 5, (9, 7), (3, 3), padding=(1, 1), relu=True),
+        conv_case("conv/1x1", 2, 8, 4, (5, 5), (1, 1)),
+        conv_case("conv/1x1_per_channel_relu", 1, 16, 8, (4, 6), (1, 1), per_channel=True, relu=True),
+        conv_case("conv/depthwise", 1, 8, 8, (9, 9), (3, 3), padding=(1, 1), groups=8),
+        conv_case("conv/depthwise_per_channel_stride2_relu", 2, 6, 6, (10, 11), (3, 3), stride=(2, 2), padding=(1, 1), groups=6,
+                  per_channel=True, relu=True),
+        conv_case("conv/depthwise_multiplier2", 1, 4, 8, (7, 7), (3, 3), padding=(1, 1), groups=4, per_channel=True),
+        conv_case("conv/grouped", 2, 6, 9, (8, 8), (3, 3), groups=3),
+        conv_case("conv/grouped_per_channel", 1, 8, 4, (6, 7), (2, 3), groups=2, per_channel=True),
+        conv_case("conv/padding_dilation", 1, 3, 4, (12, 12), (3, 3), padding=(2, 2), dilation=(2, 2)),
+        conv_case("conv/asymmetric", 2, 3, 5, (11, 9), (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), per_channel=True),
+        conv_case("conv/stride3_5x5", 1, 2, 3, (16, 16), (5, 5), stride=(3, 3), padding=(2, 2)),
+        conv_case("conv/x_zp_0_y_zp_255", 1, 4, 4, (6, 6), (3, 3), x_zp=0, y_zp=255),
+        conv_case("conv/x_zp_255_y_zp_0", 1, 4, 4, (6, 6), (3, 3), x_zp=255, y_zp=0, relu=True),
+        conv_case("conv/negative_bias", 2, 4, 6, (6, 6), (3, 3), bias="negative"),
+        conv_case("conv/negative_bias_relu", 2, 4, 6, (6, 6), (3, 3), bias="negative", relu=True),
+        conv_case("conv/no_bias", 1, 5, 3, (7, 7), (3, 3), bias=None, per_channel=True),
+        conv_case("conv/saturating", 2, 8, 8, (6, 6), (3, 3), spread=0.2),
+        conv_case("conv/saturating_relu", 2, 8, 8, (6, 6), (3, 3), spread=0.2, relu=True, per_channel=True),
+        conv_case("conv/per_channel_scales_1e-4_to_1", 1, 4, 10, (6, 6), (3, 3), per_channel=True, w_scales=np.logspace(-4, 0, 10)),
+        conv_case("conv/kernel_equals_input", 2, 3, 4, (3, 3), (3, 3)),
+        conv_case("conv/large", 2, 16, 32, (16, 16), (3, 3), padding=(1, 1)),
+        conv_case("conv/large_depthwise_per_channel_relu", 1, 32, 32, (20, 20), (3, 3), padding=(1, 1), groups=32,
+                  per_channel=True, relu=True),
+        conv_case("conv/large_1x1_per_channel", 2, 64, 32, (8, 8), (1, 1), per_channel=True),
+    ]
+    for i in range(40):
+        groups = int(rng.choice([1, 1, 2, 3]))
+        cin, cout = groups * int(rng.integers(1, 5)), groups * int(rng.integers(1, 5))
+        if i % 5 == 0:
+            groups = cin = cout = int(rng.integers(1, 9))
+        kernel = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        dilation = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+        hw = (int(rng.integers(dilation[0] * (kernel[0] - 1) + 1, 13)), int(rng.integers(dilation[1] * (kernel[1] - 1) + 1, 13)))
+        cases.append(conv_case(f"conv/random{i}", int(rng.integers(1, 3)), cin, cout, hw, kernel,
+                               stride=(int(rng.integers(1, 3)), int(rng.integers(1, 3))),
+                               padding=(int(rng.integers(0, 3)), int(rng.integers(0, 3))), dilation=dilation, groups=groups,
+                               per_channel=bool(i % 2), relu=bool(i % 3 == 0)))
+    return cases
+
+
+def functional_cases():
+    cases = []
+    shapes = [(2, 3, 4, 5), (1, 40), (7,), (2, 5, 9, 9), (3, 1, 33)]
+    for i, shape in enumerate(shapes * 3):
+        dtype = torch.qint8 if i % 4 == 3 else torch.quint8
+        a = qinput(shape, dtype=dtype)
+        b = qinput(shape, dtype=dtype)
+        lo, hi = (0, 255) if dtype == torch.quint8 else (-128, 127)
+        ends = {0: lo, 1: hi}
+        scale = float(log_uniform(0.005, 0.3))
+        zp = ends.get(i % 5, int(rng.integers(lo, hi + 1)))
+        qf = nnq.QFunctional()
+        qf.scale, qf.zero_point = scale, zp
+        for op in ("add", "add_relu", "mul"):
+            y = getattr(qf, op)(a, b)
+            cases.append(module_case(f"{op}/{i}/{list(shape)}", op, [a, b], y, {}, scale=scale, zp=zp))
+        dim = int(rng.integers(0, len(shape)))
+        c_shape = list(shape)
+        c_shape[dim] = max(1, shape[dim] - 1)
+        parts = [a, qinput(tuple(c_shape), dtype=dtype), b]
+        y = qf.cat(parts, dim)
+        cases.append(module_case(f"cat/{i}/dim{dim}", "cat", parts, y, {"dim": dim}, scale=scale, zp=zp))
+        cases.append(module_case(f"relu/{i}", "relu", [a], F.relu(a), {}))
+    for i, (shape, kernel, stride, padding, dilation, ceil) in enumerate([
+            ((1, 3, 8, 8), (2, 2), (2, 2), (0, 0), (1, 1), False),
+            ((2, 4, 9, 7), (3, 3), (2, 2), (1, 1), (1, 1), False),
+            ((2, 4, 9, 7), (3, 3), (2, 2), (1, 1), (1, 1), True),
+            ((1, 2, 10, 11), (3, 2), (1, 2), (1, 0), (2, 1), False),
+            ((1, 5, 6, 6), (1, 1), (1, 1), (0, 0), (1, 1), False),
+            ((3, 9, 9), (3, 3), (2, 2), (1, 1), (1, 1), True)]):
+        x = qinput(shape)
+        y = F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode=ceil)
+        args = {"kernel": list(kernel), "stride": list(stride), "padding": list(padding), "dilation": list(dilation), "ceil_mode": ceil}
+        cases.append(module_case(f"max_pool2d/{i}", "max_pool2d", [x], y, args))
+    for i, (shape, out) in enumerate([((1, 3, 8, 8), (1, 1)), ((2, 4, 7, 9), (3, 4)), ((1, 2, 5, 5), (5, 5)),
+                                      ((1, 6, 13, 10), (2, 3)), ((2, 3, 6, 6), (4, 4)), ((1, 8, 7, 7), (1, 1)),
+                                      # one channel, or 1x1 planes: the input is also channels-last, PyTorch's NHWC kernel
+                                      ((2, 1, 13, 10), (4, 3)), ((1, 1, 9, 9), (2, 2)), ((2, 3, 1, 1), (2, 2)),
+                                      # rank 3
+                                      ((3, 9, 7), (2, 3)), ((1, 11, 5), (4, 2))]):
+        x = qinput(shape)
+        y = F.adaptive_avg_pool2d(x, out)
+        cases.append(module_case(f"adaptive_avg_pool2d/{i}", "adaptive_avg_pool2d", [x], y, {"output_size": list(out)}))
+    for i, (shape, start, end) in enumerate([((2, 3, 4, 5), 1, -1), ((2, 3, 4, 5), 0, 2), ((6, 7), 1, -1)]):
+        x = qinput(shape)
+        y = torch.flatten(x, start, end)
+        cases.append(module_case(f"flatten/{i}", "flatten", [x], y, {"start_dim": start, "end_dim": end}))
+    return cases
+
+
+def converted_cases():
+    """The quantized modules torch.ao.quantization's eager convert() makes from a small float network (onednn's default
+    qconfig: histogram-observed activations, per-channel symmetric weights), each replayed on the input it saw."""
+    import torch.nn as nn
+    import torch.ao.quantization as tq
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=8),
+                        nn.Conv2d(8, 6, 1), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 7 * 7, 20), nn.ReLU(), nn.Linear(20, 5))
+    net.eval()
+    net = tq.fuse_modules(net, [["0", "1"], ["3", "4"], ["6", "7"]])
+    model = tq.QuantWrapper(net)
+    model.qconfig = tq.get_default_qconfig("onednn")
+    tq.prepare(model, inplace=True)
+    for _ in range(4):
+        model(torch.from_numpy(rng.normal(0.0, 1.0, size=(2, 3, 7, 7)).astype(np.float32)))
+    tq.convert(model, inplace=True)
+    seen = []
+    for name, m in model.module.named_children():
+        m.register_forward_hook(lambda mod, inp, out, name=name: seen.append((name, mod, inp[0], out)))
+    model(torch.from_numpy(rng.normal(0.0, 1.0, size=(3, 3, 7, 7)).astype(np.float32)))
+    cases = []
+    for name, m, x, y in seen:
+        relu = type(m).__name__.endswith("ReLU") or type(m).__name__.endswith("ReLU2d")
+        if isinstance(m, nnq.Conv2d):
+            args = {"stride": list(m.stride), "padding": list(m.padding), "dilation": list(m.dilation), "groups": m.groups, "relu": relu}
+            cases.append(module_case(f"converted/{name}/{type(m).__name__}", "conv2d", [x], y, args, m.weight(), m.bias(), m.scale, m.zero_point))
+        elif isinstance(m, nnq.Linear):
+            cases.append(module_case(f"converted/{name}/{type(m).__name__}", "linear", [x], y, {"relu": relu}, m.weight(), m.bias(), m.scale, m.zero_point))
+        elif isinstance(m, nn.Flatten):
+            cases.append(module_case(f"converted/{name}/Flatten", "flatten", [x], y, {"start_dim": m.start_dim, "end_dim": m.end_dim}))
+    return cases
+
+
+def main(out):
+    cases = quantize_cases() + linear_cases() + conv_cases() + functional_cases() + converted_cases()
+    with open(out, "w") as f:
+        json.dump({"torch": torch.__version__, "engine": torch.backends.quantized.engine, "cases": cases}, f)
+    print(f"{len(cases)} cases")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
