@@ -1,5 +1,5 @@
 """The module tree of the model format (`model`): PyTorch's type names, namespaces and constructor arguments for the
-layers Fusion.Dsl models (src/Fusion.Dsl/IO/ModuleJson.cs), and every other library module carried as opaque."""
+layers Fusion.Dsl models (src/Fusion.Dsl/IO/FusionModel/ModuleJson.cs), and every other library module carried as opaque."""
 import torch.nn as nn
 
 from .errors import ExportError

@@ -31,8 +31,18 @@ internal static class FixtureFormat
     {
         ArgumentNullException.ThrowIfNull(jsonPath);
         var tensorPath = TensorPathFor(jsonPath);
-        return ModelDocument.Open(jsonPath, Format, "a fusion-fixture file", (_, _) => tensorPath);
+        return ModelDocument.Open(jsonPath, Format, What, (_, _) => tensorPath);
     }
+
+    /// <summary>As <see cref="Open(string)"/> for a file already opened and parsed.</summary>
+    public static ModelDocument Open(ModelInput input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        var tensorPath = TensorPathFor(input.Path);
+        return ModelDocument.Open(input, Format, What, (_, _) => tensorPath);
+    }
+
+    private const string What = "a fusion-fixture file";
 
     /// <summary>Reads the <c>fuse</c> field: a list of names, a list of lists of names, or a mix or empty list (kept as given).</summary>
     public static FuseSpec ReadFuse(JsonElement e, JsonSource src) => FuseSpecJson.Read(e, src, "fuse");

@@ -24,6 +24,21 @@ public sealed record FixtureModel(string Name, Module Model, Tensor? Input, Tens
     public static FixtureModel Read(string jsonPath)
     {
         using var f = FixtureFormat.Open(jsonPath);
+        return Read(f, jsonPath);
+    }
+
+    /// <summary>Reads a fixture file already opened (<see cref="ModelInput.Open"/>), parsing its JSON no second time.</summary>
+    /// <exception cref="ModelFormatException">The file is not a fixture's JSON, or the tensors are missing, invalid or do not
+    /// match the tree.</exception>
+    public static FixtureModel Read(ModelInput input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        using var f = FixtureFormat.Open(input);
+        return Read(f, input.Path);
+    }
+
+    private static FixtureModel Read(ModelDocument f, string jsonPath)
+    {
         var src = f.Src;
         var root = f.Root;
         const string what = "a fusion-fixture file";

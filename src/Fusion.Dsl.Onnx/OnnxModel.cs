@@ -82,6 +82,15 @@ public static class OnnxModel
         return Import.OnnxImporter.Read(path);
     }
 
+    /// <summary>Reads an ONNX model from a file already opened (<see cref="IO.ModelInput.Open"/>, which told it ONNX by its
+    /// content), reading its bytes once.</summary>
+    /// <exception cref="IO.ModelFormatException">As for <see cref="Read(string)"/>.</exception>
+    public static OnnxImport Load(IO.ModelInput input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        return Import.OnnxImporter.Read(input);
+    }
+
     internal static ModelProto Build(Module model, int[] inputShape, OnnxExportOptions options,
         out IReadOnlyList<KeyValuePair<string, Tensors.Tensor>> initializers)
     {

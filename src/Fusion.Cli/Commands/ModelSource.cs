@@ -31,7 +31,7 @@ internal sealed record ModelSource(string Label, Module Model, Tensor? ProbeInpu
     {
         public Argument<string?> File { get; } = new("MODEL")
         {
-            Description = "a model file: fusion-model/1 JSON (or a directory holding model.json), a fusion-fixture/1 case, or an ONNX file (.onnx)",
+            Description = "a model file, recognised by its content (the extension is only a hint): fusion-model/1 JSON (or a directory holding model.json), a fusion-fixture/1 case, or ONNX",
             Arity = ArgumentArity.ZeroOrOne,
         };
         public Option<string?> Zoo { get; } = new("--model") { Description = "a zoo network instead of a file: " + string.Join(", ", ModelZoo.Names) };
@@ -71,10 +71,10 @@ internal sealed record ModelSource(string Label, Module Model, Tensor? ProbeInpu
             var zs = shape ?? [.. z.InputShape];
             return new ModelSource(zooName, WithWeights(z.Model, weights), Probe(zs, seed), zs, z.FuseGroups) { InputFiles = [.. Files(weights)] };
         }
-        var (model, probe, own, dynamic, files, onnxImport) = Read(file!);
+        var (model, probe, own, dynamic, files, onnxImport, decoded) = Read(file!);
         var dims = shape ?? own;
         var x = shape is not null || probe is null ? (dims.IsEmpty ? null : Probe(dims, seed)) : probe;
-        return new ModelSource(file!, WithWeights(model, weights), x, dims, null)
+        return new ModelSource(file!, WithWeights(model, weights, decoded), x, dims, null)
         {
             DynamicBatch = dynamic,
             Onnx = onnxImport,
@@ -84,31 +84,50 @@ internal sealed record ModelSource(string Label, Module Model, Tensor? ProbeInpu
 
     private static IEnumerable<string> Files(string? weights) => weights is null ? [] : [weights];
 
-    /// <summary>The model of a file by its format field, with a stored probe input, the recorded input shape and the files read.</summary>
-    private static (Module Model, Tensor? Input, ImmutableArray<int> Shape, bool DynamicBatch, string[] Files, Fusion.Dsl.Onnx.OnnxImport? Onnx) Read(string file)
+    /// <summary>The tensors of a file this command already decoded while reading the model.</summary>
+    private sealed record Decoded(string File, IReadOnlyList<KeyValuePair<string, Tensor>> Tensors);
+
+    /// <summary>The model of a file by its content (<see cref="ModelInput"/>: opened, and for JSON parsed, once), with a
+    /// stored probe input, the recorded input shape, the files read and the tensors decoded from them.</summary>
+    private static (Module Model, Tensor? Input, ImmutableArray<int> Shape, bool DynamicBatch, string[] Files, Fusion.Dsl.Onnx.OnnxImport? Onnx, Decoded? Tensors) Read(string file)
     {
-        if (ModelOutput.IsOnnx(file))
+        using var input = ModelInput.Open(file);
+        switch (input.Format)
         {
-            var onnx = Fusion.Dsl.Onnx.OnnxModel.Load(file);
-            if (onnx.CarriedOperators.Count > 0)
-                Console.Out.WriteLine($"note: {file} has operators this tool carries unchanged without computing them ({string.Join(", ", onnx.CarriedOperators)}); fusion works around them and an ONNX output keeps them");
-            return (onnx.Model, null, [.. onnx.InputShape], onnx.DynamicBatch, [.. onnx.Files], onnx);
+            case ModelFileFormat.Onnx:
+                var onnx = Fusion.Dsl.Onnx.OnnxModel.Load(input);
+                if (onnx.CarriedOperators.Count > 0)
+                    Console.Out.WriteLine($"note: {file} has operators this tool carries unchanged without computing them ({string.Join(", ", onnx.CarriedOperators)}); fusion works around them and an ONNX output keeps them");
+                return (onnx.Model, null, [.. onnx.InputShape], onnx.DynamicBatch, [.. onnx.Files], onnx, null);
+            case ModelFileFormat.TorchCheckpoint or ModelFileFormat.SafeTensors:
+                var kind = input.Format == ModelFileFormat.TorchCheckpoint ? "torch.save" : "safetensors";
+                throw new UsageException($"{file} is a {kind} state_dict, not a model: give the model (exported with python3 -m fusion_torch export, or --model NAME) and pass this file as --weights {file}");
+            case ModelFileFormat.Json when input.JsonFormat == FixtureModel.Format:
+                var f = FixtureModel.Read(input);
+                return (f.Model, f.Input, f.Input is null ? [] : [.. f.Input.Shape], false, [input.Path, FixtureModel.TensorPathFor(input.Path)], null, null);
+            case ModelFileFormat.Json:
+                var m = ModelFile.ReadContent(input);
+                return (m.Model, null, m.InputShape, false, m.TensorFile is { } t ? [input.Path, t] : [input.Path], null,
+                    m.TensorFile is { } own ? new Decoded(own, m.StateDict) : null);
+            default:
+                throw new ModelFormatException(file, null, "is not a model file this tool reads: its first bytes are none of fusion-model/1 or fusion-fixture/1 JSON, ONNX, a torch.save checkpoint or safetensors");
         }
-        if (StateDictFile.KindOf(file) is { } stateDict)
-            throw new UsageException($"{file} is a {stateDict} state_dict, not a model: give the model (exported with python3 -m fusion_torch export, or --model NAME) and pass this file as --weights {file}");
-        var json = ModelFile.JsonPathFor(file);
-        if (ModelFile.FormatOf(json) == FixtureModel.Format)
-        {
-            var f = FixtureModel.Read(json);
-            return (f.Model, f.Input, f.Input is null ? [] : [.. f.Input.Shape], false, [json, FixtureModel.TensorPathFor(json)], null);
-        }
-        var m = ModelFile.ReadContent(json);
-        return (m.Model, null, m.InputShape, false, m.TensorFile is { } t ? [json, t] : [json], null);
     }
 
-    private static Module WithWeights(Module model, string? weights)
-        // A state_dict under PyTorch's key names: torch.save(model.state_dict(), f) or safetensors, told apart by content.
-        => weights is null ? model : StateDict.LoadFile(model, weights);
+    /// <summary>Loads a state_dict under PyTorch's key names (torch.save or safetensors, told apart by content); the
+    /// model's own tensor file, already decoded, is not decoded again.</summary>
+    private static Module WithWeights(Module model, string? weights, Decoded? decoded = null)
+    {
+        if (weights is null) return model;
+        if (decoded is not null && SameFile(weights, decoded.File)) return StateDict.Load(model, decoded.Tensors);
+        return StateDict.LoadFile(model, weights);
+    }
+
+    private static bool SameFile(string a, string b)
+    {
+        try { return RealPath.Of(a) == RealPath.Of(b); }
+        catch (Exception e) when (e is IOException or ArgumentException) { return false; }
+    }
 
     /// <summary>A seeded standard-normal input of the given shape.</summary>
     public static Tensor Probe(IReadOnlyList<int> shape, int seed)

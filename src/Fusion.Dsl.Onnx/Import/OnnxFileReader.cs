@@ -36,7 +36,13 @@ internal sealed class OnnxFileReader
     {
         // Protobuf messages are limited to 2 GiB (larger models keep their weights as external data); BoundedFile also
         // refuses an empty path, a directory, a device or a pipe unread.
-        var bytes = BoundedFile.ReadAllBytes(path, BoundedFile.MaxTensorFileBytes, "one ONNX protobuf message");
+        return Parse(BoundedFile.ReadAllBytes(path, BoundedFile.MaxTensorFileBytes, "one ONNX protobuf message"), path);
+    }
+
+    /// <summary>Parses the bytes of the file at <paramref name="path"/>, already read (by <see cref="ModelInput"/>).</summary>
+    /// <exception cref="ModelFormatException">The bytes are not a parseable ONNX model.</exception>
+    public static (OnnxFileReader Reader, ModelProto Model) Parse(byte[] bytes, string path)
+    {
         var reader = new OnnxFileReader(System.IO.Path.GetFullPath(path));
         try
         {

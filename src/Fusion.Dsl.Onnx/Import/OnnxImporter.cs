@@ -52,9 +52,15 @@ internal sealed class OnnxImporter
     /// <summary>Reads <paramref name="path"/>.</summary>
     /// <exception cref="ModelFormatException">The file is not a readable ONNX model of the supported operators; the message
     /// names the node or tensor.</exception>
-    public static OnnxImport Read(string path)
+    public static OnnxImport Read(string path) => Read(OnnxFileReader.Open(path));
+
+    /// <summary>Reads a file already opened: its bytes are read from <paramref name="input"/>, once.</summary>
+    /// <exception cref="ModelFormatException">As for <see cref="Read(string)"/>.</exception>
+    public static OnnxImport Read(ModelInput input) => Read(OnnxFileReader.Parse(input.ReadAll(), input.Path));
+
+    private static OnnxImport Read((OnnxFileReader File, ModelProto Model) opened)
     {
-        var (file, model) = OnnxFileReader.Open(path);
+        var (file, model) = opened;
         if (model.IrVersion < 3) throw file.Error(null, $"IR version {model.IrVersion} is older than 3, the oldest read");
         long? opset = null;
         foreach (var o in model.OpsetImport)

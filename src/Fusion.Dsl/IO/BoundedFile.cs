@@ -24,6 +24,13 @@ public static class BoundedFile
     {
         // InputFile refuses a directory, a missing file and anything without a size (a device, a pipe) before reading.
         using var file = InputFile.Open(path);
+        return ReadAll(file, path, maxBytes, what);
+    }
+
+    /// <summary>Reads an open file whole if it holds at most <paramref name="maxBytes"/>.</summary>
+    /// <exception cref="ModelFormatException">The file is larger than the limit, or cannot be read.</exception>
+    internal static byte[] ReadAll(InputFile file, string path, long maxBytes, string what)
+    {
         if (file.Length > maxBytes)
             throw new ModelFormatException(path, null, $"is {file.Length:N0} bytes, over the limit of {maxBytes:N0} bytes for {what}");
         return file.ReadAll(path);

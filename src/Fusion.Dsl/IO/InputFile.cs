@@ -16,6 +16,10 @@ internal sealed class InputFile : IDisposable
     /// <summary>The file's size when it was opened: the bound on every read.</summary>
     public long Length { get; }
 
+    /// <summary>Called with the path of every file opened for reading, so that a test can count how often a command opens
+    /// each of its inputs (null outside tests).</summary>
+    internal static event Action<string>? Opened;
+
     /// <summary>Opens <paramref name="path"/> for reading after the checks above.</summary>
     /// <exception cref="ModelFormatException">The file is missing, a directory, empty, not a regular file, or unreadable.</exception>
     public static InputFile Open(string path)
@@ -34,6 +38,7 @@ internal sealed class InputFile : IDisposable
                 throw new ModelFormatException(path, null, "cannot read the file: it is a link to a directory or to nothing");
             if (file.Length == 0)
                 throw new ModelFormatException(path, null, "cannot read the file: it is empty or not a regular file (a device, a pipe or a /proc file has no size to bound the read)");
+            Opened?.Invoke(path);
             var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1 << 16);
             if (!stream.CanSeek)
             {

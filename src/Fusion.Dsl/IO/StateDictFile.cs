@@ -12,7 +12,7 @@ public static class StateDictFile
 {
     /// <summary>
     /// Which kind of state_dict file <paramref name="path"/> is by its first bytes (<c>"torch.save"</c> or
-    /// <c>"safetensors"</c>), or null when it is neither, or not a readable regular file: so a command handed weights
+    /// <c>"safetensors"</c>, as <see cref="ModelFileKind"/> tells them), or null when it is neither, or not a readable regular file: so a command handed weights
     /// where it expects a model can say so instead of failing to parse them as JSON.
     /// </summary>
     public static string? KindOf(string path)
@@ -22,13 +22,12 @@ public static class StateDictFile
         try { file = InputFile.Open(path); }
         catch (ModelFormatException) { return null; }
         using (file)
-        {
-            var head = file.Peek(16);
-            if (TorchCheckpoint.Claims(head)) return "torch.save";
-            // safetensors: an 8-byte little-endian header length, then the JSON header.
-            return head.Length > 8 && BitConverter.ToUInt64(head, 0) is var n && n >= 2 && n < (ulong)file.Length && head[8] == (byte)'{'
-                ? "safetensors" : null;
-        }
+            return ModelFileKind.ByContent(file.Peek(ModelFileKind.HeadBytes), file.Length, path) switch
+            {
+                ModelFileFormat.TorchCheckpoint => "torch.save",
+                ModelFileFormat.SafeTensors => "safetensors",
+                _ => null,
+            };
     }
 
     /// <summary>Reads the tensors of a torch.save checkpoint or a safetensors file, in the file's key order.</summary>

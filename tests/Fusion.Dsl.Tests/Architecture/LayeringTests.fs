@@ -101,7 +101,8 @@ let tests =
         for i, folder in List.indexed coreFolders do
             test (sprintf "core folder %s uses only the folders below it" folder) {
                 let dir = Path.Combine(Support.repoRoot, "src", "Fusion.Dsl", folder)
-                let files = Directory.GetFiles(dir, "*.cs")
+                // A folder's subfolders (IO's one per format) are part of it.
+                let files = Directory.GetFiles(dir, "*.cs", SearchOption.AllDirectories)
                 Expect.isNonEmpty files (sprintf "the folder %s exists and holds sources" folder)
                 for file in files do
                     for used in usedCoreFolders (File.ReadAllText file) do
@@ -123,7 +124,7 @@ let tests =
                     for m in Regex.Matches(code (File.ReadAllText f), @"\bpublic\s+(?:(?:static|sealed|abstract|partial)\s+)*(?:class|record|struct|enum)\s+(\w+)") -> m.Groups.[1].Value ]
             Expect.isNonEmpty rootTypes "the facade declares types"
             for folder in coreFolders |> List.filter ((<>) "Facade") do
-                for file in Directory.GetFiles(Path.Combine(srcDir "Fusion.Dsl", folder), "*.cs") do
+                for file in Directory.GetFiles(Path.Combine(srcDir "Fusion.Dsl", folder), "*.cs", SearchOption.AllDirectories) do
                     for t in rootTypes do
                         Expect.isFalse (usesType t file) (sprintf "%s uses %s, a type of the root namespace (Facade), which is above %s" (Path.GetFileName file) t folder)
         }

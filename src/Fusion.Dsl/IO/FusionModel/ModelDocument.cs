@@ -46,7 +46,20 @@ internal sealed class ModelDocument : IDisposable
     public static ModelDocument Open(string jsonPath, string format, string what, Func<JsonElement, JsonSource, string> tensorPathOf)
     {
         ArgumentNullException.ThrowIfNull(jsonPath);
-        var doc = JsonSource.ParseFile(jsonPath);
+        return Open(JsonSource.ParseFile(jsonPath), jsonPath, format, what, tensorPathOf);
+    }
+
+    /// <summary>As <see cref="Open(string, string, string, Func{JsonElement, JsonSource, string})"/> for a file already
+    /// opened and parsed, whose document this takes over.</summary>
+    /// <exception cref="ModelFormatException">The file is not JSON, the tensors are missing or invalid, or the format differs.</exception>
+    public static ModelDocument Open(ModelInput input, string format, string what, Func<JsonElement, JsonSource, string> tensorPathOf)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        return Open(input.TakeJson(), input.Path, format, what, tensorPathOf);
+    }
+
+    private static ModelDocument Open(JsonDocument doc, string jsonPath, string format, string what, Func<JsonElement, JsonSource, string> tensorPathOf)
+    {
         try
         {
             var src = new JsonSource(jsonPath);

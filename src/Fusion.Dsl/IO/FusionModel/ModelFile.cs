@@ -13,6 +13,10 @@ public sealed record ModelFileContent(string Name, Module Model, ImmutableArray<
     /// <summary>The safetensors file the <c>state_dict</c> field named, as read (a full path), so that a tool can tell
     /// which files the model came from; null when the content was not read from a file.</summary>
     public string? TensorFile { get; init; }
+
+    /// <summary>The tensors of <see cref="TensorFile"/> in file order, as decoded: the model's own state_dict, so that
+    /// loading the same file again (<c>--weights</c>) needs no second decoding.</summary>
+    public IReadOnlyList<KeyValuePair<string, Tensors.Tensor>> StateDict { get; init; } = [];
 }
 
 /// <summary>
@@ -114,7 +118,19 @@ public static class ModelFile
         var jsonPath = JsonPathFor(path);
         if (!ReferenceEquals(jsonPath, path) && !File.Exists(jsonPath))
             throw new ModelFormatException(path, null, $"is a directory holding no {DefaultFileName}; give a model's .json file or a directory with {DefaultFileName}");
-        using var f = ModelDocument.Open(jsonPath, Format, What, StateDictPath(jsonPath));
+        using var input = ModelInput.Open(jsonPath, ModelFileFormat.Json);
+        return ReadContent(input);
+    }
+
+    /// <summary>Reads the model of a <c>fusion-model/1</c> file already opened (<see cref="ModelInput.Open"/>), parsing its
+    /// JSON no second time.</summary>
+    /// <exception cref="ModelFormatException">The file is not this format's JSON, the tensors are missing or invalid, or
+    /// the state_dict does not match the tree.</exception>
+    public static ModelFileContent ReadContent(ModelInput input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        var jsonPath = input.Path;
+        using var f = ModelDocument.Open(input, Format, What, StateDictPath(jsonPath));
         var src = f.Src;
         var root = f.Root;
         var name = JsonSource.TryGetNonNull(root, "name", out var n) ? src.String(n, "name", "'name'") : Path.GetFileNameWithoutExtension(jsonPath);
@@ -128,7 +144,7 @@ public static class ModelFile
             if (Tensors.Limits.ElementCount(shape.AsSpan()) is null)
                 throw src.Fail("input_shape", $"[{string.Join(", ", shape)}] has more than the limit of {Tensors.Limits.MaxElements:N0} elements per tensor");
         }
-        return new ModelFileContent(name, model, shape) { TensorFile = f.TensorPath };
+        return new ModelFileContent(name, model, shape) { TensorFile = f.TensorPath, StateDict = f.InFileOrder };
     }
 
     /// <summary>The <c>state_dict</c> field: a file name beside the JSON, never a path elsewhere.</summary>
