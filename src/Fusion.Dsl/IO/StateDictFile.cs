@@ -37,6 +37,6 @@ public static class StateDictFile
         using var file = InputFile.Open(path);
         return TorchCheckpoint.Claims(file.Peek(512))
             ? TorchCheckpoint.Read(file, path)
-            : SafeTensors.Read(file.ReadAll(path), path);
+            : SafeTensors.ReadContent(file, path).Tensors;
     }
 }

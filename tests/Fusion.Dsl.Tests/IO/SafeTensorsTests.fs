@@ -50,6 +50,35 @@ let tests =
     testList "IO.SafeTensors" [
         testList "fixtures" fixtureTests
 
+        test "a file past 2 GiB reads from its path, streamed (regnet_y_128gf's and vit_h_14's weights are 2.5 GB)" {
+            // Two float tensors of 2^28 elements (the per-tensor limit): 2 GiB of data, a sparse file of zeros but for one
+            // value written at the end of each tensor, which must come back in place.
+            use dir = new TempDir()
+            let path = dir.File("big.safetensors")
+            let n = 1L <<< 28
+            let header =
+                sprintf """{"a":{"dtype":"F32","shape":[%d],"data_offsets":[0,%d]},"b":{"dtype":"F32","shape":[%d],"data_offsets":[%d,%d]}}""" n (4L * n) n (4L * n) (8L * n)
+            let headerBytes = Text.Encoding.UTF8.GetBytes(header.PadRight((header.Length + 7) / 8 * 8))
+            do
+                use f = File.Create path
+                let length = BitConverter.GetBytes(int64 headerBytes.Length)
+                f.Write(length, 0, length.Length)
+                f.Write(headerBytes, 0, headerBytes.Length)
+                let data = 8L + int64 headerBytes.Length
+                f.SetLength(data + 8L * n)
+                for offset, value in [ data + 4L * n - 4L, 1.5f; data + 8L * n - 4L, -2.5f ] do
+                    f.Position <- offset
+                    let bytes = BitConverter.GetBytes(value: float32)
+                    f.Write(bytes, 0, bytes.Length)
+            Expect.isGreaterThan (FileInfo(path).Length) (int64 Int32.MaxValue) "the file is past 2 GiB"
+            let tensors = SafeTensors.Read path
+            Expect.sequenceEqual (tensors |> Seq.map (fun kv -> kv.Key)) [ "a"; "b" ] "both tensors, in file order"
+            let a, b = tensors[0].Value, tensors[1].Value
+            Expect.equal a.Count (int n) "a's elements"
+            Expect.equal a[int n - 1] 1.5 "a's last element, from the file's first half"
+            Expect.equal b[int n - 1] -2.5 "b's last element, from past 2 GiB"
+            Expect.equal b[0] 0.0 "b's first element"
+        }
         test "stream, span and path forms read the same tensors" {
             let path = tensorsOf (fixture someCase)
             let a = SafeTensors.Read path

@@ -131,7 +131,7 @@ internal sealed class ModelDocument : IDisposable
         using var ms = new MemoryStream();
         using (var w = new Utf8JsonWriter(ms, JsonOut.Indented)) writeJson(w);
         ms.WriteByte((byte)'\n');
-        var tensorBytes = SafeTensors.Serialize(tensors, metadata, tensorPath);
+        var prepared = SafeTensors.Prepare(tensors, metadata, tensorPath);
         var jsonBytes = ms.ToArray();
         // The JSON names its tensors file relative to its own folder. A JSON target that is a link into another folder
         // would put the JSON there and the tensors here: a pair that reads back from neither place (found by Fuzz.Writers).
@@ -143,6 +143,6 @@ internal sealed class ModelDocument : IDisposable
             throw new ModelFormatException(jsonPath, null,
                 $"cannot write the file: it is a symbolic link to {jsonReal}, in another folder, and the pair's tensors " +
                 $"({Path.GetFileName(tensorPath)}) would be written apart from it; give the real path; nothing was written");
-        OutputFile.WriteAll([(tensorPath, s => s.Write(tensorBytes)), (jsonPath, s => s.Write(jsonBytes))]);
+        OutputFile.WriteAll([(tensorPath, prepared.WriteTo), (jsonPath, s => s.Write(jsonBytes))]);
     }
 }

@@ -44,7 +44,62 @@ public static class SafeTensors
     /// <exception cref="ModelFormatException">The file cannot be read or is not valid.</exception>
     public static SafeTensorsContent ReadContent(string path)
     {
-        return ReadContent(BoundedFile.ReadAllBytes(path, BoundedFile.MaxTensorFileBytes, "a safetensors file"), path);
+        using var file = InputFile.Open(path);
+        return ReadContent(file, path);
+    }
+
+    /// <summary>
+    /// Reads an open safetensors file streamed: the header first, then each tensor's bytes straight into the tensor, so a
+    /// file past 2 GiB (regnet_y_128gf's and vit_h_14's weights) reads, and nothing but the tensors is held in memory.
+    /// </summary>
+    internal static SafeTensorsContent ReadContent(InputFile file, string path)
+    {
+        // Written for little-endian memory; a big-endian machine decodes from one buffer (files below 2 GiB).
+        if (!BitConverter.IsLittleEndian) return ReadContent(file.ReadAll(path), path);
+        var stream = file.Stream;
+        try
+        {
+            if (file.Length < 8)
+                throw new ModelFormatException(path, null, $"file of {file.Length} bytes is too short for the 8-byte header length (truncated or not a safetensors file)");
+            Span<byte> prefix = stackalloc byte[8];
+            stream.Position = 0;
+            stream.ReadExactly(prefix);
+            var headerLength = CheckHeaderLength(BinaryPrimitives.ReadUInt64LittleEndian(prefix), file.Length - 8, path);
+            var header = new byte[headerLength];
+            stream.ReadExactly(header);
+            var dataStart = 8 + headerLength;
+            var (ordered, metadata) = Layout(header, file.Length - dataStart, path);
+            BoundedFile.RequireMemory(path, null, file.Length - dataStart);
+            var tensors = new KeyValuePair<string, Tensor>[ordered.Count];
+            for (var i = 0; i < ordered.Count; i++)
+            {
+                var e = ordered[i];
+                stream.Position = dataStart + e.Begin;
+                Tensor t;
+                if (e.DType == DType.Float32) t = Tensor.Create(elements => stream.ReadExactly(MemoryMarshal.AsBytes(elements)), e.Shape);
+                else
+                {
+                    var longs = new long[(e.End - e.Begin) / 8];
+                    stream.ReadExactly(MemoryMarshal.AsBytes(longs.AsSpan()));
+                    t = Tensor.Adopt(longs, e.Shape);
+                }
+                tensors[i] = new(e.Key, t);
+            }
+            return new SafeTensorsContent(Array.AsReadOnly(tensors), metadata);
+        }
+        catch (Exception e) when (e is IOException or EndOfStreamException)
+        {
+            throw new ModelFormatException(path, null, $"cannot read the file: {e.Message}", e);
+        }
+    }
+
+    private static int CheckHeaderLength(ulong headerLength, long available, string sourceName)
+    {
+        if (headerLength > MaxHeaderBytes)
+            throw new ModelFormatException(sourceName, null, $"header length {headerLength} exceeds the limit of {MaxHeaderBytes} bytes (corrupt or not a safetensors file)");
+        if ((long)headerLength > available)
+            throw new ModelFormatException(sourceName, null, $"header length {headerLength} runs past the end of the file ({available} bytes after the length field; truncated file?)");
+        return (int)headerLength;
     }
 
     /// <summary>Reads safetensors data with its metadata from a stream (read to its end).</summary>
@@ -81,34 +136,9 @@ public static class SafeTensors
         ArgumentNullException.ThrowIfNull(sourceName);
         if (bytes.Length < 8)
             throw new ModelFormatException(sourceName, null, $"file of {bytes.Length} bytes is too short for the 8-byte header length (truncated or not a safetensors file)");
-        var headerLength = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
-        if (headerLength > MaxHeaderBytes)
-            throw new ModelFormatException(sourceName, null, $"header length {headerLength} exceeds the limit of {MaxHeaderBytes} bytes (corrupt or not a safetensors file)");
-        if ((long)headerLength > bytes.Length - 8)
-            throw new ModelFormatException(sourceName, null, $"header length {headerLength} runs past the end of the file ({bytes.Length - 8} bytes after the length field; truncated file?)");
-        var header = bytes.Slice(8, (int)headerLength);
-        var data = bytes[(8 + (int)headerLength)..];
-        if (header.Length == 0 || header[0] != (byte)'{')
-            throw new ModelFormatException(sourceName, null, "the header does not start with '{' (not a safetensors file)");
-
-        var entries = ParseHeader(header, sourceName, out var metadata);
-
-        // Validate the layout before decoding anything, so an error never leaves a partial result behind.
-        foreach (var e in entries)
-            if (e.End > data.Length)
-                throw new ModelFormatException(sourceName, e.Key, $"data_offsets [{e.Begin}, {e.End}] run past the end of the data section ({data.Length} bytes; truncated file?)");
-        var ordered = entries.OrderBy(e => e.Begin).ThenBy(e => e.End).ToList();   // OrderBy is stable: header order breaks ties
-        long expectedBegin = 0;
-        foreach (var e in ordered)
-        {
-            if (e.Begin < expectedBegin)
-                throw new ModelFormatException(sourceName, e.Key, $"data_offsets [{e.Begin}, {e.End}] overlap the previous tensor, which ends at {expectedBegin}");
-            if (e.Begin > expectedBegin)
-                throw new ModelFormatException(sourceName, e.Key, $"data_offsets [{e.Begin}, {e.End}] leave a gap after byte {expectedBegin} (tensor data must be contiguous)");
-            expectedBegin = e.End;
-        }
-        if (expectedBegin != data.Length)
-            throw new ModelFormatException(sourceName, null, $"{data.Length - expectedBegin} bytes after the last tensor belong to no tensor (the data section is {data.Length} bytes, tensors cover {expectedBegin})");
+        var headerLength = CheckHeaderLength(BinaryPrimitives.ReadUInt64LittleEndian(bytes), bytes.Length - 8, sourceName);
+        var data = bytes[(8 + headerLength)..];
+        var (ordered, metadata) = Layout(bytes.Slice(8, headerLength), data.Length, sourceName);
 
         var tensors = new KeyValuePair<string, Tensor>[ordered.Count];
         for (var i = 0; i < ordered.Count; i++)
@@ -119,6 +149,31 @@ public static class SafeTensors
         return new SafeTensorsContent(Array.AsReadOnly(tensors), metadata);
     }
 
+    /// <summary>The header's tensors in data order and its metadata, with the layout validated against a data section of
+    /// <paramref name="dataLength"/> bytes before anything is decoded, so an error never leaves a partial result behind.</summary>
+    private static (List<Entry> Ordered, IReadOnlyDictionary<string, string> Metadata) Layout(ReadOnlySpan<byte> header, long dataLength, string sourceName)
+    {
+        if (header.Length == 0 || header[0] != (byte)'{')
+            throw new ModelFormatException(sourceName, null, "the header does not start with '{' (not a safetensors file)");
+        var entries = ParseHeader(header, sourceName, out var metadata);
+        foreach (var e in entries)
+            if (e.End > dataLength)
+                throw new ModelFormatException(sourceName, e.Key, $"data_offsets [{e.Begin}, {e.End}] run past the end of the data section ({dataLength} bytes; truncated file?)");
+        var ordered = entries.OrderBy(e => e.Begin).ThenBy(e => e.End).ToList();   // OrderBy is stable: header order breaks ties
+        long expectedBegin = 0;
+        foreach (var e in ordered)
+        {
+            if (e.Begin < expectedBegin)
+                throw new ModelFormatException(sourceName, e.Key, $"data_offsets [{e.Begin}, {e.End}] overlap the previous tensor, which ends at {expectedBegin}");
+            if (e.Begin > expectedBegin)
+                throw new ModelFormatException(sourceName, e.Key, $"data_offsets [{e.Begin}, {e.End}] leave a gap after byte {expectedBegin} (tensor data must be contiguous)");
+            expectedBegin = e.End;
+        }
+        if (expectedBegin != dataLength)
+            throw new ModelFormatException(sourceName, null, $"{dataLength - expectedBegin} bytes after the last tensor belong to no tensor (the data section is {dataLength} bytes, tensors cover {expectedBegin})");
+        return (ordered, metadata);
+    }
+
     /// <summary>
     /// Writes tensors in the order given, with optional metadata, to <paramref name="path"/> through <see cref="OutputFile"/>:
     /// a temporary file beside the target is moved into place, so a failure never leaves a half-written file.
@@ -127,16 +182,52 @@ public static class SafeTensors
     /// (a directory, device or pipe) or cannot be written.</exception>
     public static void Write(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
-        var bytes = Serialize(tensors, metadata, path);
-        OutputFile.Write(path, stream => stream.Write(bytes));
+        var prepared = Prepare(tensors, metadata, path);
+        OutputFile.Write(path, prepared.WriteTo);
     }
 
     /// <summary>The bytes of a safetensors file holding <paramref name="tensors"/> in the order given.</summary>
-    /// <exception cref="ModelFormatException">A key is empty, repeats or is <c>__metadata__</c>.</exception>
+    /// <exception cref="ModelFormatException">A key is empty, repeats or is <c>__metadata__</c>, or the file would not fit
+    /// one buffer (write it to a file with <see cref="Write"/>, which streams).</exception>
     public static byte[] Serialize(IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
-        => Serialize(tensors, metadata, "<safetensors>");
+    {
+        var prepared = Prepare(tensors, metadata, "<safetensors>");
+        if (prepared.Length > Array.MaxLength)
+            throw new ModelFormatException("<safetensors>", null, $"the file would be {prepared.Length} bytes, more than one buffer can hold");
+        using var ms = new MemoryStream((int)prepared.Length);
+        prepared.WriteTo(ms);
+        return ms.ToArray();
+    }
 
-    internal static byte[] Serialize(IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata, string sourceName)
+    /// <summary>A checked safetensors file ready to stream: its header (length, JSON, padding) and its tensors.</summary>
+    internal sealed class Prepared(byte[] header, List<KeyValuePair<string, Tensor>> tensors)
+    {
+        /// <summary>The file's size in bytes.</summary>
+        public long Length => header.Length + tensors.Sum(kv => kv.Value.ByteCount);
+
+        /// <summary>Writes the file: the header, then each tensor's bytes straight from its storage (no copy of the
+        /// weights is built, so files past 2 GiB write).</summary>
+        public void WriteTo(Stream stream)
+        {
+            stream.Write(header);
+            var chunk = BitConverter.IsLittleEndian ? null : new byte[1 << 16];
+            foreach (var (_, t) in tensors)
+            {
+                if (chunk is null)
+                {
+                    stream.Write(t.DType == DType.Float32 ? MemoryMarshal.AsBytes(t.Float32) : MemoryMarshal.AsBytes(t.Int64));
+                    continue;
+                }
+                var bytes = new byte[t.ByteCount];
+                Encode(t, bytes);
+                stream.Write(bytes);
+            }
+        }
+    }
+
+    /// <summary>Checks the keys and builds the header of a file holding <paramref name="tensors"/> in the order given.</summary>
+    /// <exception cref="ModelFormatException">A key is empty, repeats or is <c>__metadata__</c>.</exception>
+    internal static Prepared Prepare(IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata, string sourceName)
     {
         ArgumentNullException.ThrowIfNull(tensors);
         var list = tensors.ToList();
@@ -180,18 +271,11 @@ public static class SafeTensors
         // Pad with spaces to a multiple of 8 like the Python writer, so the data section starts aligned.
         var headerLength = headerBuffer.Length;
         var padded = (headerLength + 7) / 8 * 8;
-        var dataLength = list.Sum(kv => kv.Value.ByteCount);
-        var total = 8 + padded + dataLength;
-        if (total > Array.MaxLength) throw new ModelFormatException(sourceName, null, $"the file would be {total} bytes, more than one buffer can hold");
-
-        var bytes = new byte[total];
-        BinaryPrimitives.WriteUInt64LittleEndian(bytes, (ulong)padded);
-        headerBuffer.GetBuffer().AsSpan(0, (int)headerLength).CopyTo(bytes.AsSpan(8));
-        bytes.AsSpan(8 + (int)headerLength, (int)(padded - headerLength)).Fill((byte)' ');
-        var pos = 8 + (int)padded;
-        foreach (var (_, t) in list)
-            pos += Encode(t, bytes.AsSpan(pos));
-        return bytes;
+        var header = new byte[8 + padded];
+        BinaryPrimitives.WriteUInt64LittleEndian(header, (ulong)padded);
+        headerBuffer.GetBuffer().AsSpan(0, (int)headerLength).CopyTo(header.AsSpan(8));
+        header.AsSpan(8 + (int)headerLength).Fill((byte)' ');
+        return new Prepared(header, list);
     }
 
     /// <summary>The safetensors name of a dtype (<c>F32</c>, <c>I64</c>).</summary>
