@@ -50,10 +50,22 @@ def groups_of(model, fused_tree):
             groups.append([src.target])
         group_of[n.target] = group_of[src.target]
         groups[group_of[n.target]].append(n.target)
-    missing = sorted(absorbed - set(group_of))
-    if missing:
-        raise ExportError(f"module(s) {', '.join(missing)} became an Identity but never run in the model's graph; "
-                          "pass the groups to fuse_like explicitly")
+    # Members the graph never calls (googlenet's and inception_v3's auxiliary heads, which an eval forward skips and
+    # fuse_model() fuses all the same) join the nearest earlier sibling that is not absorbed itself, as such groups are
+    # written (conv, bn, relu of one block); nothing flows through them, so only the structure must match.
+    order = list(original)
+    for path in [p for p in order if p in absorbed and p not in group_of]:
+        parent = path.rpartition(".")[0]
+        earlier = [q for q in order[:order.index(path)] if q.rpartition(".")[0] == parent and q not in absorbed]
+        if not earlier:
+            raise ExportError(f"module {path} became an Identity but never runs in the model's graph and has no earlier "
+                              "sibling to have been fused into; pass the groups to fuse_like explicitly")
+        head = earlier[-1]
+        if head not in group_of:
+            group_of[head] = len(groups)
+            groups.append([head])
+        group_of[path] = group_of[head]
+        groups[group_of[path]].append(path)
     return groups
 
 

@@ -37,7 +37,7 @@ sys.path[:0] = [os.path.join(ROOT, "python"), HERE]
 import breadth_models  # noqa: E402
 
 CI_SUBSET = ["resnet18", "mobilenet_v3_small", "efficientnet_b0", "convnext_tiny", "shufflenet_v2_x0_5",
-             "squeezenet1_1", "regnet_y_400mf", "quantized_mobilenet_v2"]
+             "squeezenet1_1", "regnet_y_400mf", "quantized_mobilenet_v2", "quantized_googlenet"]
 RTOL, ATOL = 1e-3, 1e-4
 
 

@@ -469,7 +469,9 @@ internal sealed class OnnxImporter
         var a = n.Attribute.FirstOrDefault() ?? throw Error(n.Name, $"{NodeKey(n)} has no value");
         _constants[n.Output[0]] = a.Name switch
         {
-            "value" when a.T is not null => _file.Decode(a.T, n.Name),
+            // A Constant of another element type (swin's Bool attention masks) is carried verbatim with its readers.
+            "value" when a.T is not null => OnnxFileReader.IsDecodable(a.T) ? _file.Decode(a.T, n.Name)
+                : throw NotModeled(n.Name, $"{NodeKey(n)}: a constant of element type {(TensorProto.Types.DataType)a.T.DataType}"),
             "value_float" => Tensor.FromFloat32([a.F]),
             "value_floats" => Tensor.FromFloat32(a.Floats.ToArray(), a.Floats.Count),
             "value_int" => Tensor.FromInt64([a.I]),

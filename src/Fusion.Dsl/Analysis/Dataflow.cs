@@ -137,12 +137,16 @@ public sealed class Dataflow
     /// of some member is not known (then nothing can be proven, and the group is accepted as PyTorch accepts it). Safe means:
     /// every member but the last has exactly one call site whose only reader is the next member, and every member has exactly one
     /// call site (a module run from two places must never become an <see cref="Identity"/>, nor compute the whole group twice).
-    /// An <see cref="Identity"/> outside the group run from one place is looked through (it passes its input on unchanged).
+    /// A group none of whose members runs is safe too (nothing flows through it). An <see cref="Identity"/> outside the group
+    /// run from one place is looked through (it passes its input on unchanged).
     /// </summary>
     public string? GroupViolation(IReadOnlyList<string> group)
     {
         ArgumentNullException.ThrowIfNull(group);
         if (group.Count < 2 || group.Any(p => !IsKnown(p))) return null;
+        // A group none of whose members runs (torchvision's auxiliary classifiers, which an eval-mode forward skips and
+        // whose fuse_model() fuses them all the same) computes nothing here, fused or not.
+        if (group.All(p => CallSites(p).Count == 0)) return null;
         var problems = new List<string>();
         for (var k = 0; k < group.Count; k++)
         {

@@ -163,6 +163,17 @@ let tests =
             Expect.stringContains e2.Message "not by the next member 'bn'" "order checked"
         }
 
+        test "a group none of whose members runs (an auxiliary head an eval forward skips) fuses, and the output is unchanged" {
+            // torchvision's googlenet and inception_v3: fuse_model() fuses aux1.conv.* although the eval graph never calls them.
+            let model =
+                graphModel "Aux" [ "conv", conv3 1; "bn", bn 2 4 2 false; "relu", relu false; "auxconv", conv3 5; "auxbn", bn 2 4 6 false ]
+                    (fun g x -> g.Call("relu", g.Call("conv", x)))
+            Expect.isNull ((Dataflow.Of model).GroupViolation [ "auxconv"; "auxbn" ]) "nothing flows through it"
+            let fused = Fuser.FuseModules(model, [ "auxconv"; "auxbn" ])
+            let x = Fusion.Dsl.Layers.Init.Normal(System.Random 3, 1.0, [| 1; 4; 5; 5 |])
+            Expect.equal ((Fusion.Dsl.Engine.Forward.Run(fused, x)).MaxAbsDiff(Fusion.Dsl.Engine.Forward.Run(model, x))) 0.0 "same output, to the bit"
+        }
+
         test "inside a user container without a graph nothing is known, and groups are accepted as PyTorch accepts them" {
             let model = modelForFusion false
             let flow = Dataflow.Of model

@@ -11,7 +11,7 @@ open Fusion.Dsl.Tests.Interop.InteropSupport
 
 let private expected =
     [ "resnet18"; "mobilenet_v3_small"; "squeezenet1_1"; "efficientnet_b0"; "convnext_tiny"; "shufflenet_v2_x0_5"; "regnet_y_400mf"
-      "quantized_mobilenet_v2" ]
+      "quantized_mobilenet_v2"; "quantized_googlenet" ]
 
 let private workDir = runFolder "fusion-breadth-"
 
