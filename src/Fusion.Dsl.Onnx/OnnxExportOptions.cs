@@ -21,4 +21,9 @@ public sealed record OnnxExportOptions
     /// <summary>When true, the input's first dimension is the symbolic <c>batch</c>, so a consumer can run any batch size;
     /// otherwise it is fixed to the first entry of the input shape.</summary>
     public bool DynamicBatch { get; init; }
+
+    /// <summary>When true, the initializers go to a file beside the model, <c>NAME.onnx.data</c>, as ONNX external data
+    /// (what <c>onnx.save(..., save_as_external_data=True)</c> writes); a model past protobuf's 2 GiB limit for one file
+    /// is always written so.</summary>
+    public bool ExternalData { get; init; }
 }

@@ -39,8 +39,9 @@ public static class OnnxModel
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(inputShape);
         ArgumentNullException.ThrowIfNull(path);
-        var proto = Build(model, inputShape, options ?? OnnxExportOptions.Default, out var initializers);
-        OnnxFileWriter.Write(path, proto, initializers);
+        var o = options ?? OnnxExportOptions.Default;
+        var proto = Build(model, inputShape, o, out var initializers);
+        OnnxFileWriter.Write(path, proto, initializers, o.ExternalData);
     }
 
     /// <summary>
@@ -59,8 +60,9 @@ public static class OnnxModel
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(path);
-        var (proto, initializers, _) = WriteBack.OnnxWriteBack.Build(source.Source, model, (options ?? OnnxExportOptions.Default).DynamicBatch);
-        OnnxFileWriter.Write(path, proto, initializers);
+        var o = options ?? OnnxExportOptions.Default;
+        var (proto, initializers, _) = WriteBack.OnnxWriteBack.Build(source.Source, model, o.DynamicBatch);
+        OnnxFileWriter.Write(path, proto, initializers, o.ExternalData);
     }
 
     /// <summary>

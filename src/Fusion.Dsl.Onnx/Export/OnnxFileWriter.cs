@@ -23,8 +23,15 @@ internal static class OnnxFileWriter
     /// <summary>Writes <paramref name="model"/> (whose graph has no initializers yet) plus <paramref name="initializers"/>.</summary>
     /// <exception cref="OnnxExportException">The model would exceed protobuf's 2 GiB message limit.</exception>
     /// <exception cref="ModelFormatException">The target is refused or cannot be written (see <see cref="OutputFile"/>).</exception>
-    public static void Write(string path, ModelProto model, IReadOnlyList<KeyValuePair<string, Tensor>> initializers)
+    public static void Write(string path, ModelProto model, IReadOnlyList<KeyValuePair<string, Tensor>> initializers, bool externalData = false)
     {
+        // Past 2 GiB (regnet_y_128gf, vit_h_14) one protobuf message cannot hold the weights: they go beside it.
+        var inline = initializers.Sum(kv => kv.Value.ByteCount);
+        if (externalData || inline + model.CalculateSize() > int.MaxValue - (1 << 20))
+        {
+            WriteExternal(path, model, initializers);
+            return;
+        }
         if (!BitConverter.IsLittleEndian)
             throw new PlatformNotSupportedException("ONNX raw_data is little-endian; this exporter writes it from memory as is");
         var graph = model.Graph;
@@ -76,5 +83,53 @@ internal static class OnnxFileWriter
         {
             model.Graph = graph;
         }
+    }
+
+    /// <summary>
+    /// Writes the initializers to <c>NAME.data</c> beside <paramref name="path"/> (each at an offset aligned to 64 bytes,
+    /// as onnx's own writer aligns large tensors) and the model with external-data references to it; both files are
+    /// replaced together (<see cref="OutputFile.WriteAll"/>), so a failure leaves neither half-written.
+    /// </summary>
+    private static void WriteExternal(string path, ModelProto model, IReadOnlyList<KeyValuePair<string, Tensor>> initializers)
+    {
+        var dataName = Path.GetFileName(path) + ".data";
+        var dataPath = Path.Join(Path.GetDirectoryName(path), dataName);
+        var withData = model.Clone();
+        var offsets = new long[initializers.Count];
+        long offset = 0;
+        for (var i = 0; i < initializers.Count; i++)
+        {
+            var (name, tensor) = initializers[i];
+            offset = (offset + 63) / 64 * 64;
+            offsets[i] = offset;
+            var header = new TensorProto
+            {
+                Name = name,
+                DataType = (int)(tensor.DType == DType.Float32 ? TensorProto.Types.DataType.Float : TensorProto.Types.DataType.Int64),
+                DataLocation = TensorProto.Types.DataLocation.External,
+            };
+            foreach (var d in tensor.Shape) header.Dims.Add(d);
+            header.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = dataName });
+            header.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+            header.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = tensor.ByteCount.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+            withData.Graph.Initializer.Add(header);
+            offset += tensor.ByteCount;
+        }
+        if (withData.CalculateSize() > int.MaxValue)
+            throw new OnnxExportException("", "model", "the graph alone, without its weights, exceeds protobuf's 2 GiB limit");
+        OutputFile.WriteAll([
+            (dataPath, file =>
+            {
+                long at = 0;
+                for (var i = 0; i < initializers.Count; i++)
+                {
+                    var tensor = initializers[i].Value;
+                    if (offsets[i] > at) file.Write(new byte[offsets[i] - at]);
+                    file.Write(tensor.DType == DType.Float32 ? MemoryMarshal.AsBytes(tensor.Float32) : MemoryMarshal.AsBytes(tensor.Int64));
+                    at = offsets[i] + tensor.ByteCount;
+                }
+            }),
+            (path, file => withData.WriteTo(file)),
+        ]);
     }
 }

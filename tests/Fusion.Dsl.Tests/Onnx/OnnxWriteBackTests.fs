@@ -127,6 +127,24 @@ let tests =
                 let actual = Fusion.Dsl.Tensors.Tensor.FromFloat32(System.ReadOnlySpan<float32>(y.ToArray().[i * 48 .. i * 48 + 47]), [| 1; 3; 4; 4 |])
                 Expect.isLessThanOrEqual (actual.MaxAbsDiff expected) (OrtTol.abs + OrtTol.rel * expected.MaxAbs()) $"image {i}"
         }
+        test "with ExternalData the weights go to NAME.onnx.data beside the file (as past 2 GiB), and ONNX Runtime and the importer read them" {
+            let dir, cleanup = tempDir ()
+            use _ = cleanup
+            let source, written = fuseAndWriteBack dir true (Some(OnnxExportOptions(ExternalData = true)))
+            Expect.isTrue (File.Exists(written + ".data")) "the data file beside the model"
+            let model = ModelProto.Parser.ParseFrom(File.ReadAllBytes written)
+            for t in model.Graph.Initializer do
+                Expect.equal t.DataLocation TensorProto.Types.DataLocation.External $"{t.Name} is external"
+                Expect.isTrue t.RawData.IsEmpty $"{t.Name} holds no bytes in the model"
+            expectOrtEqual "external data" source written (randomInput 8 [| 1; 3; 4; 4 |])
+            Expect.sequenceEqual (OnnxModel.Load written).CarriedOperators [ "Erf"; "LeakyRelu" ] "reads back"
+            // A fresh export too.
+            let zoo = Fusion.Dsl.Zoo.ModelZoo.Create("mobilenet_v2", seed = 2, widthMult = 0.35, numClasses = 10, randomizeBatchNorm = true)
+            let x = randomInput 9 [| 1; 3; 32; 32 |]
+            let fresh = export dir "fresh" zoo.Model x (Some(OnnxExportOptions(ExternalData = true)))
+            Expect.isTrue (File.Exists(fresh + ".data")) "the fresh export's data file"
+            expectOrtMatches "fresh export with external data" fresh zoo.Model x
+        }
         test "a model whose graph is not the file's is refused, and nothing is written" {
             let dir, cleanup = tempDir ()
             use _ = cleanup
