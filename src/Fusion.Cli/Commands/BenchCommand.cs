@@ -92,16 +92,18 @@ internal static class BenchCommand
 
         var (name, model, groups, x, batch) = (subject.Name, subject.Model, subject.Groups, subject.Input, subject.Batch);
         var options = new EngineSessionOptions { Threads = threads };
+        // A model with no fusable group (convnext, vit) is timed as it is: fusing it leaves it unchanged.
+        Module Fuse() => groups.Count == 0 ? model : Fuser.FuseModules(model, groups);
 
         // Each timed block starts after a full collection: garbage left by an earlier block (fusion makes 94 MB of it per
         // run for resnet50) otherwise sets off background collections on the other core during the next block's timings.
         // Fusion is timed first: right after forward passes, a series of 25 fusions of resnet50 ran up to five times
         // slower for a second or two with the same number of page faults (cause not pinned down; the runtime was still
         // settling after the passes).
-        var fused = Fuser.FuseModules(model, groups);
+        var fused = Fuse();
         Settle();
         Progress($"fusing {name} ({groups.Count} groups), {runs} runs after warm-up...");
-        var fuseMs = Timing.MedianMs(() => Fuser.FuseModules(model, groups), runs, warmup: 2);
+        var fuseMs = Timing.MedianMs(() => Fuse(), runs, warmup: 2);
         Settle();
         // Fusion as a user meets it: a fresh fusion, then the first pass through its result. Folded weights are computed
         // lazily and packed for the GEMM by that first pass, straight from the originals and the BatchNorm scales, so the
@@ -112,12 +114,12 @@ internal static class BenchCommand
         // Through Forward.Run, whose process-wide buffer pool stays warm from run to run: the number is fusion's deferred
         // work (folding while packing), not fresh buffers. A fresh session per run faults its buffers in anew, which cost
         // mobilenet_v2 (4.8 MB expansions) about 10 ms more here (medians of three runs: 46.5 against 33.8 ms).
-        var fuseThenForwardMs = Timing.MedianMs(() => Forward.Run(Fuser.FuseModules(model, groups), x, new ForwardOptions { Threads = threads }),
+        var fuseThenForwardMs = Timing.MedianMs(() => Forward.Run(Fuse(), x, new ForwardOptions { Threads = threads }),
             runs, warmup: 1);
         Settle();
         // Counted for the whole process: folding large weights runs on both cores. Nothing else runs meanwhile.
         var before = GC.GetTotalAllocatedBytes(precise: true);
-        Fuser.FuseModules(model, groups);
+        Fuse();
         var fuseAlloc = GC.GetTotalAllocatedBytes(precise: true) - before;
         var originals = new HashSet<Tensor>(model.StateDict().Select(kv => kv.Value), ReferenceEqualityComparer.Instance);
         var folded = fused.StateDict().Select(kv => kv.Value).Where(t => !originals.Contains(t)).ToArray();
