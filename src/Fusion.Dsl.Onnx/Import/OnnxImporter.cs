@@ -360,7 +360,7 @@ internal sealed class OnnxImporter
         // A functional form the engine's graphs lack (relu6, hardswish) is a module beside the container instead.
         if (GraphOps.Function(function) is null)
         {
-            CallModule(n, path is null ? function : path + "." + function, module(), input, input.Rank);
+            CallModule(n, ModulePath.Join(path ?? "", function), module(), input, input.Rank);
             return;
         }
         Add(new GraphNode(NodeOp.CallFunction, UniqueNode(function), function, [GraphArg.Ref(input.Node), .. extraArgs ?? []]), n.Output[0], input.Rank);
