@@ -50,6 +50,8 @@ FUNCTIONS = {
     torch.transpose: ("transpose", ("input", "dim0", "dim1")),
     torch.chunk: ("chunk", ("input", "chunks", "dim")),
     torch.split: ("split", ("tensor", "split_size_or_sections", "dim")),
+    torch.swapaxes: ("swapaxes", ("input", "axis0", "axis1")),
+    torch.einsum: ("einsum", ("equation", "operands")),
     operator.getitem: ("getitem", ("a", "b")),
     getattr: ("getattr", ("object", "name")),
     torch._assert: ("_assert", ("condition", "message")),
@@ -80,8 +82,10 @@ METHODS = {
     "sub": ("other",), "div": ("other", "rounding_mode"), "matmul": ("other",), "sigmoid": (),
     "softmax": ("dim", "dtype"), "mean": ("dim", "keepdim", "dtype"), "permute": ("dims",),
     "transpose": ("dim0", "dim1"), "chunk": ("chunks", "dim"), "split": ("split_size", "dim"), "expand": ("size",),
-    "size": ("dim",), "dim": (),
+    "size": ("dim",), "dim": (), "swapaxes": ("axis0", "axis1"),
 }
+# Functions whose last parameter takes the remaining positional arguments (torch.einsum(eq, a, b)).
+FUNCTION_VARARGS = {"einsum"}
 # Methods whose last parameter also takes the remaining positional arguments (x.view(2, -1) is x.view((2, -1))).
 VARARGS = {"reshape", "view", "permute", "expand"}
 _HINT = ("rewrite it with the operations Fusion.Dsl runs (modules of torch.nn it supports, torch.add/mul/cat/flatten/"
@@ -186,7 +190,7 @@ def _qualified(target):
 def schema():
     """The operations this exporter maps to Fusion.Dsl's names, with their parameters (methods without self), in the
     form of the .NET side's GraphOps.SchemaJson: a test checks that the two agree."""
-    functions = {}
+    functions = {"tensor": ["data", "dtype"]}  # written for tensor constants (_tensor_constant), not a traced call
     for name, params in FUNCTIONS.values():
         functions[name] = list(params)
     methods = {name: list(params) for name, params in METHODS.items()}
@@ -203,6 +207,38 @@ def _check_call(node, params, what):
     extra = [k for k in node.kwargs if k not in params]
     if extra:
         _fail(node, f"{what}: Fusion.Dsl does not take the argument(s) {', '.join(extra)} (it takes {', '.join(params)})")
+
+
+# A tensor computed at trace time is written out as torch.tensor(values, dtype=...); this bounds how large it may be.
+MAX_CONSTANT_ELEMENTS = 1 << 20
+_CONSTANT_DTYPES = (torch.float32, torch.float64, torch.int64, torch.int32, torch.bool)
+
+
+def _tensor_constant(node, root):
+    """The arguments of torch.tensor(values, dtype=...) that rebuild the tensor a get_attr outside the state_dict
+    reads: fx records a tensor computed during tracing (maxvit's `self.relative_position_index.view(-1)`, evaluated
+    on a plain tensor attribute) as `_tensor_constantN`, an attribute of the traced module that no state_dict holds."""
+    value = root
+    try:
+        for part in node.target.split("."):
+            value = getattr(value, part)
+    except AttributeError:
+        _fail(node, "reads an attribute that does not exist on the traced module")
+    if not isinstance(value, torch.Tensor) or isinstance(value, torch.nn.Parameter):
+        _fail(node, "reads an attribute that is not a parameter or persistent buffer in the state_dict "
+                    "(register it with register_buffer or nn.Parameter)")
+    if value.dtype not in _CONSTANT_DTYPES:
+        _fail(node, f"a tensor constant of dtype {value.dtype}; the model format carries "
+                    f"{', '.join(str(d) for d in _CONSTANT_DTYPES)} (register it with register_buffer instead)")
+    if value.numel() == 0 or value.numel() > MAX_CONSTANT_ELEMENTS:
+        _fail(node, f"a tensor constant of shape {list(value.shape)}; the model format writes constants of 1 to "
+                    f"{MAX_CONSTANT_ELEMENTS} elements in the graph (register a larger one with register_buffer)")
+    if value.is_quantized or value.layout != torch.strided or value.is_complex():
+        _fail(node, "a tensor constant that is not a dense real tensor")
+    data = value.detach().cpu().tolist()
+    if value.dtype in (torch.float32, torch.float64):
+        data = _arg(node, data)  # non-finite values as tagged floats
+    return [data], {"dtype": {"dtype": str(value.dtype)}}
 
 
 def trace(root):
@@ -244,7 +280,7 @@ def trace(root):
         elif n.op == "call_function":
             if n.target in FUNCTIONS:
                 e["target"], params = FUNCTIONS[n.target]
-                _check_call(n, params, e["target"])
+                _check_call(n, None if e["target"] in FUNCTION_VARARGS else params, e["target"])
             else:  # carried as an opaque operation under its qualified name
                 e["target"] = _qualified(n.target)
             args = n.args
@@ -255,11 +291,16 @@ def trace(root):
             e["target"] = n.target
             args = n.args
         elif n.op == "get_attr":
-            if n.target not in state:
-                _fail(n, "reads an attribute that is not a parameter or persistent buffer in the state_dict "
-                         "(register it with register_buffer or nn.Parameter)")
-            e["target"] = n.target
-            args = ()
+            if n.target in state:
+                e["target"] = n.target
+                args = ()
+            else:  # a tensor computed at trace time (fx's _tensor_constantN) or a plain tensor attribute
+                e["op"], e["target"] = "call_function", "tensor"
+                args, n_kwargs = _tensor_constant(n, tracer.root)
+                e["args"] = args
+                e["kwargs"] = n_kwargs
+                nodes.append(e)
+                continue
         elif n.op == "output":
             if len(n.args) != 1 or not isinstance(n.args[0], fx.Node):
                 _fail(n, "the forward must return one tensor (not a tuple, list or dict)")

@@ -31,6 +31,7 @@ internal static class CarriedModules
     private static readonly FrozenDictionary<(string Namespace, string Type), Carried> Table = new Dictionary<(string, string), Carried>
     {
         [("torch.nn", "Sigmoid")] = Unary("Sigmoid", (ev, _, x) => TensorOps.Activation(x, Act.Sigmoid, ev.Pass)),
+        [("torch.nn", "Tanh")] = Unary("Tanh", (ev, _, x) => PointwiseKernels.Tanh(x, ev.Pass)),
         [("torch.nn", "GELU")] = Unary("GELU", (ev, m, x) => PointwiseKernels.Gelu(x, PointwiseKernels.GeluOf(Arg(m, "approximate", "none") as string), ev.Pass)),
         [("torch.nn", "Hardtanh")] = Unary("Hardtanh", (ev, m, x) => PointwiseKernels.Hardtanh(x, Number(m, "min_val"), Number(m, "max_val"), ev.Pass)),
         [("torch.nn", "Softmax")] = Unary("Softmax", (ev, m, x) => ReduceKernels.Softmax(x, Arg(m, "dim", null) is long d ? d : null, ev.Pass)),

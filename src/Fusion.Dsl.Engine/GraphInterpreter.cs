@@ -293,6 +293,18 @@ internal static class GraphInterpreter
                 return ShapeKernels.Permute(X(), a.IntList("dims"));
             case "transpose":
                 return ShapeKernels.Transpose(X(), a.Long("dim0"), a.Long("dim1"));
+            case "swapaxes":
+                return ShapeKernels.Transpose(X(), a.Long("axis0"), a.Long("axis1"));
+            case "einsum":
+            {
+                var operands = a.Value("operands") switch
+                {
+                    Tensor one => [one],
+                    IReadOnlyList<object?> list => list.Select(v => v as Tensor ?? throw a.Error("operands", "tensors")).ToArray(),
+                    _ => throw a.Error("operands", "tensors"),
+                };
+                return Einsum.Run(a.Get<string>("equation", "an equation"), operands, t);
+            }
             case "expand":
                 return ShapeKernels.Expand(X(), a.IntList("size"));
             case "chunk":
@@ -314,6 +326,10 @@ internal static class GraphInterpreter
                 return WindowAttention.PatchMergingPad(X());
             case "getitem":
                 return a.Value(self) is Tensor indexed ? ShapeKernels.Index(indexed, a.Value("b")) : PyValues.GetItem(a.Value(self), a.Value("b"));
+            case "tensor":
+                try { return TensorLiteral.Read(a.Value("data"), DTypeName(a)); }
+                catch (NotSupportedException e) { throw Unsupported(node, e.Message); }
+                catch (ArgumentException e) { throw new EngineInputException($"graph node '{node.Name}': {e.Message}"); }
             case "getattr":
                 return PyValues.Attribute(a.Value(self), a.Value("name")) ?? throw Unsupported(node, $"getattr of {Describe(a.Value("name"))} on {Describe(a.Value(self))}");
             case "_assert":
@@ -335,6 +351,14 @@ internal static class GraphInterpreter
     /// <summary>A refusal of an operation in the table called in a way the engine does not compute (the model is valid).</summary>
     private static EngineInputException Unsupported(GraphNode node, string what)
         => new($"graph node '{node.Name}': the engine does not evaluate {what}", unsupported: true);
+
+    /// <summary>The <c>dtype</c> argument as PyTorch names it (<c>torch.int64</c>), or null.</summary>
+    internal static string? DTypeName(OpCall a) => a.Value("dtype") switch
+    {
+        null => null,
+        PyConstant { Kind: PyConstantKind.DType } d => d.Text,
+        _ => throw a.Error("dtype", "a torch dtype"),
+    };
 
     private static Tensor? OptionalTensor(OpCall a, string name) => a.Value(name) is null ? null : a.Get<Tensor>(name, "a tensor or None");
 

@@ -33,6 +33,9 @@ internal static class PointwiseKernels
     public static Tensor Gelu(Tensor x, GeluForm form, Pass pass)
         => form == GeluForm.Erf ? Map(x, pass, GeluErf) : Map(x, pass, GeluTanh);
 
+    /// <summary><c>tanh(x)</c>, through <see cref="MathF.Tanh"/>.</summary>
+    public static Tensor Tanh(Tensor x, Pass pass) => Map(x, pass, MathF.Tanh);
+
     /// <summary><c>hardtanh(x, min_val, max_val)</c>: x clamped to the range (NaN stays NaN, as in PyTorch's clamp).</summary>
     public static Tensor Hardtanh(Tensor x, double min, double max, Pass pass)
     {

@@ -96,11 +96,38 @@ internal static class ShapeKernels
     }
 
     /// <summary>
+    /// <c>x[index]</c> where <paramref name="index"/> is an int64 tensor: PyTorch's advanced indexing on the first
+    /// dimension (<c>table[idx]</c>, an embedding-style lookup), whose result has shape <c>idx.shape + x.shape[1:]</c>.
+    /// </summary>
+    public static Tensor Take(Tensor x, Tensor index)
+    {
+        if (x.DType != DType.Float32) throw new EngineInputException($"indexing: the engine indexes float32 tensors with a tensor, got {x.DType}");
+        if (x.Rank == 0) throw new EngineInputException("indexing: a 0-dimensional tensor cannot be indexed with a tensor");
+        var rows = x.Size(0);
+        var row = x.Count / rows;
+        var idx = index.Int64;
+        var shape = index.Shape.ToArray().Concat(x.Shape[1..].ToArray()).ToArray();
+        var output = Pass.Fresh(Tensor.Product(shape));
+        var src = x.RawFloat32;
+        for (var i = 0; i < idx.Length; i++)
+        {
+            var r = idx[i];
+            if (r < -rows || r >= rows)
+                throw new EngineInputException($"indexing: index {r} is out of range for dimension 0 of size {rows} ({Tensor.ShapeString(x.Shape)})");
+            src.AsSpan((int)((r < 0 ? r + rows : r) * row), row).CopyTo(output.AsSpan(i * row, row));
+        }
+        return Tensor.Adopt(output, shape);
+    }
+
+    /// <summary>
     /// <c>x[index]</c> with basic indexing: an integer (the dimension goes), a slice, <c>...</c> (the dimensions it
-    /// stands for are kept) and None (a new dimension of 1), or a list of those for several dimensions.
+    /// stands for are kept) and None (a new dimension of 1), or a list of those for several dimensions; or one int64
+    /// tensor (<see cref="Take"/>).
     /// </summary>
     public static Tensor Index(Tensor x, object? index)
     {
+        if (index is Tensor { DType: DType.Int64 } rowsOf) return Take(x, rowsOf);
+        if (index is Tensor other) throw new EngineInputException($"indexing: the engine indexes with int64 tensors, got {other.DType}");
         var items = index is IReadOnlyList<object?> list ? list : [index];
         var ellipses = items.Count(i => i is PyConstant { Kind: PyConstantKind.Ellipsis });
         if (ellipses > 1) throw new EngineInputException("indexing: an index can only have a single ellipsis ('...')");

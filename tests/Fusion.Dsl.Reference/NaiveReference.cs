@@ -380,6 +380,39 @@ public static class NaiveReference
         return Tensor.FromFloat32(y.ToArray(), [.. counts.Where((_, d) => !drop.Contains(d))]);
     }
 
+    /// <summary>
+    /// <c>torch.einsum(equation, a, b)</c> by its definition: every output element is the sum, over the letters the
+    /// output does not name, of the product of the operands' elements the letters pick. Explicit output only.
+    /// </summary>
+    public static Tensor Einsum(string equation, Tensor a, Tensor b)
+    {
+        var text = string.Concat(equation.Where(c => !char.IsWhiteSpace(c)));
+        var arrow = text.IndexOf("->", StringComparison.Ordinal);
+        var parts = text[..arrow].Split(',');
+        var output = text[(arrow + 2)..];
+        var size = new Dictionary<char, int>();
+        for (var d = 0; d < parts[0].Length; d++) size[parts[0][d]] = a.Size(d);
+        for (var d = 0; d < parts[1].Length; d++) size[parts[1][d]] = b.Size(d);
+        var summed = size.Keys.Where(c => !output.Contains(c)).ToArray();
+        var outShape = output.Select(c => size[c]).ToArray();
+        int[] sa = a.Dimensions.ToArray(), sb = b.Dimensions.ToArray();
+        float[] x = a.ToArray(), w = b.ToArray();
+        var y = new float[Math.Max(1, outShape.Aggregate(1, (p, n) => p * n))];
+        foreach (var idx in Indices(outShape))
+        {
+            var at = new Dictionary<char, int>();
+            for (var d = 0; d < output.Length; d++) at[output[d]] = idx[d];
+            double sum = 0;
+            foreach (var inner in Indices([.. summed.Select(c => size[c])]))
+            {
+                for (var d = 0; d < summed.Length; d++) at[summed[d]] = inner[d];
+                sum += (double)x[At(sa, [.. parts[0].Select(c => at[c])])] * w[At(sb, [.. parts[1].Select(c => at[c])])];
+            }
+            y[At(outShape, idx)] = (float)sum;
+        }
+        return Tensor.FromFloat32(y, outShape);
+    }
+
     /// <summary><c>a @ b</c> for <c>[B, M, K]</c> and <c>[B, K, N]</c> by the defining sums.</summary>
     public static Tensor BatchMatMul(Tensor a, Tensor b)
     {

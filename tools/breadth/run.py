@@ -70,7 +70,7 @@ def close(a, b):
     return diff <= ATOL + RTOL * float(np.abs(b).max()), diff
 
 
-def row(name, size, work, fusion, timeout, ort):
+def row(name, size, work, fusion, timeout, ort, opsets=None):
     r = {"network": name}
     d = os.path.join(work, name)
     fused = d + "-fused.json"
@@ -111,8 +111,7 @@ def row(name, size, work, fusion, timeout, ort):
             continue
         ok, diff = close(np.load(yout), y)
         r[label] = f"{'ok' if ok else 'WRONG'} ({diff:.2g})"
-    for suffix, opset, kwargs in (("", 17, {}),
-                                  ("-bn", 13, {"training": torch.onnx.TrainingMode.PRESERVE, "do_constant_folding": False})):
+    for suffix, opset, kwargs in variants(opsets):
         onnx_path = os.path.join(work, name + suffix + ".onnx")
         try:
             torch.onnx.export(model, x, onnx_path, opset_version=opset, input_names=["input"], output_names=["output"], **kwargs)
@@ -125,18 +124,28 @@ def row(name, size, work, fusion, timeout, ort):
             return r
     r["onnx"] = "ok"
     if ort:
-        r["onnx"] = ort_cell(name, work, timeout)
+        r["onnx"] = ort_cell(name, work, timeout, [s for s, _, _ in variants(opsets)])
     return r
 
 
-def ort_cell(name, work, timeout):
-    """ONNX Runtime on both written-back files against torch's (tools/breadth/ort_compare.fsx): "ok (largest
+def variants(opsets):
+    """The torch.onnx.export files of a row: (file suffix, opset, export arguments). By default two: opset 17 with
+    torch's defaults (BatchNorm folded into Conv) and opset 13 with training=PRESERVE and no constant folding (every
+    BatchNormalization kept); with --opsets, both forms at each opset given."""
+    preserve = {"training": torch.onnx.TrainingMode.PRESERVE, "do_constant_folding": False}
+    if not opsets:
+        return [("", 17, {}), ("-bn", 13, preserve)]
+    return [v for o in opsets for v in ((f"-o{o}", o, {}), (f"-o{o}-bn", o, preserve))]
+
+
+def ort_cell(name, work, timeout, suffixes):
+    """ONNX Runtime on every written-back file against torch's (tools/breadth/ort_compare.fsx): "ok (largest
     difference)", or what went wrong."""
     triples = [[os.path.join(work, name + s + ".onnx"), os.path.join(work, name + s + "-fused.onnx"),
-                os.path.join(work, name + "-x.npy")] for s in ("", "-bn")]
+                os.path.join(work, name + "-x.npy")] for s in suffixes]
     code, out, err = run(["dotnet", "fsi", os.path.join(HERE, "ort_compare.fsx")] + [p for t in triples for p in t], timeout)
     worst = 0.0
-    for (original, _, _), suffix in zip(triples, ("folded", "-bn")):
+    for (original, _, _), suffix in zip(triples, [s or "folded" for s in suffixes]):
         got = next((l.split("\t")[1:] for l in out.splitlines() if l.startswith(original + "\t")), None)
         if got is None or got[0] == "ERROR":
             return "ONNX Runtime: " + (got[1] if got else first_line(err or out) or "no result")
@@ -165,6 +174,8 @@ def main():
     p.add_argument("--timeout", type=int, default=600, help="seconds per step")
     p.add_argument("--fusion", default=os.path.join(ROOT, "src", "Fusion.Cli", "bin", "Release", "net10.0", "fusion.dll"))
     p.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime on the written-back files (the test suite runs it itself)")
+    p.add_argument("--opsets", help="comma-separated ONNX opsets: export both forms (folded, and PRESERVE without "
+                   "folding) at each, instead of the default opset 17 folded and opset 13 PRESERVE")
     p.add_argument("--clean", action="store_true", help="remove each network's files after its row (the whole list needs tens of GB otherwise)")
     a = p.parse_args()
     names = CI_SUBSET if a.ci else (a.models.split(",") if a.models else breadth_models.NAMES)
@@ -177,7 +188,7 @@ def main():
     print("|" + "---|" * len(cols))
     for n in names:
         t = time.time()
-        r = row(n, a.size, work, fusion, a.timeout, not a.no_ort)
+        r = row(n, a.size, work, fusion, a.timeout, not a.no_ort, [int(o) for o in a.opsets.split(",")] if a.opsets else None)
         r["seconds"] = round(time.time() - t, 1)
         rows.append(r)
         if a.clean:

@@ -8,7 +8,8 @@ namespace Fusion.Dsl.Onnx.Export;
 
 /// <summary>
 /// The graph operations and carried library modules beyond the first vocabulary (those torchvision's networks use:
-/// sigmoid, GELU, softmax, layer_norm, mean, permute, matmul, functional pooling, chunk and split, and the Python
+/// sigmoid, GELU, softmax, layer_norm, mean, permute, matmul, einsum, functional pooling, chunk and split, tensor
+/// constants and the tables they index, and the Python
 /// arithmetic on sizes that a traced graph does), written as standard ONNX operators with the engine's meaning. Python
 /// values (sizes, tuples) are computed here from the static shapes, as the engine computes them from its tensors.
 /// </summary>
@@ -61,13 +62,7 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
             case "permute":
                 return Permute(X(), a.IntList("dims"), path);
             case "transpose":
-            {
-                var x = X();
-                var (d0, d1) = (Axis(a, "dim0", x.Rank), Axis(a, "dim1", x.Rank));
-                var perm = Enumerable.Range(0, x.Rank).ToArray();
-                (perm[d0], perm[d1]) = (perm[d1], perm[d0]);
-                return Permute(x, perm, path);
-            }
+                return Swap(X(), a, "dim0", "dim1", path);
             case "avg_pool2d":
             {
                 if (a.Value("divisor_override") is not null) throw a.Error("divisor_override", "None");
@@ -125,7 +120,20 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
                     _ => throw a.Error("name", "'shape' or 'ndim' of a tensor"),
                 };
             case "getitem":
-                return GetItem(a, a.Value(self), a.Value("b"));
+                return a.Value(self) is OnnxValue table && a.Value("b") is OnnxValue index
+                    ? W.Node("Gather", path, [table.Name, index.Name], [.. index.Shape, .. table.Shape[1..]], OnnxGraphWriter.Int("axis", 0))
+                    : GetItem(a, a.Value(self), a.Value("b"));
+            case "tensor":
+            {
+                Tensor t;
+                try { t = TensorLiteral.Read(a.Value("data"), a.Value("dtype") is PyConstant { Kind: PyConstantKind.DType } d ? d.Text : null); }
+                catch (Exception e) when (e is ArgumentException or NotSupportedException) { throw new Problem(e.Message); }
+                return new OnnxValue(W.Initializer(path, t), [.. t.Shape]);
+            }
+            case "swapaxes":
+                return Swap(X(), a, "axis0", "axis1", path);
+            case "einsum":
+                return Einsum(a, path);
             case "_assert":
                 return a.Value("condition") is true ? null : throw a.Error("condition", "a condition that holds for the export's input shape");
             default:
@@ -155,6 +163,8 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
         {
             case "Sigmoid":
                 return Unary("Sigmoid", x, path);
+            case "Tanh":
+                return Unary("Tanh", x, path);
             case "GELU":
                 return Gelu(x, Arg("approximate") as string ?? "none", path);
             case "Hardtanh":
@@ -250,6 +260,45 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
         if (perm.Length != x.Rank || perm.Order().Where((p, i) => p != i).Any())
             throw new Problem($"permute({string.Join(", ", dims)}) is not a permutation of the axes of {x.ShapeText}");
         return W.Node("Transpose", path, [x.Name], [.. perm.Select(p => x.Shape[p])], OnnxGraphWriter.Ints("perm", perm));
+    }
+
+    /// <summary>transpose and swapaxes: the two named axes exchanged.</summary>
+    private OnnxValue Swap(OnnxValue x, OpCall a, string first, string second, string path)
+    {
+        var (d0, d1) = (Axis(a, first, x.Rank), Axis(a, second, x.Rank));
+        var perm = Enumerable.Range(0, x.Rank).ToArray();
+        (perm[d0], perm[d1]) = (perm[d1], perm[d0]);
+        return Permute(x, perm, path);
+    }
+
+    /// <summary>ONNX's Einsum (opset 12) with the equation's spaces removed; the output's shape from the letters'
+    /// sizes. Only explicit outputs and equations without an ellipsis, whose letters agree in size.</summary>
+    private OnnxValue Einsum(OpCall a, string path)
+    {
+        var equation = string.Concat(a.Get<string>("equation", "an equation").Where(c => !char.IsWhiteSpace(c)));
+        var operands = a.Value("operands") switch
+        {
+            OnnxValue one => [one],
+            IReadOnlyList<object?> list => list.Select(v => v as OnnxValue ?? throw a.Error("operands", "tensors")).ToArray(),
+            _ => throw a.Error("operands", "tensors"),
+        };
+        var arrow = equation.IndexOf("->", StringComparison.Ordinal);
+        if (arrow < 0 || equation.Contains("...")) throw a.Error("equation", "an equation with an explicit output ('->') and no ellipsis");
+        var inputs = equation[..arrow].Split(',');
+        if (inputs.Length != operands.Length) throw a.Error("equation", $"{operands.Length} subscripts, one per operand");
+        var sizes = new Dictionary<char, int>();
+        for (var i = 0; i < operands.Length; i++)
+        {
+            if (inputs[i].Length != operands[i].Rank) throw a.Error("equation", $"a subscript of {operands[i].Rank} letters for operand {i} {operands[i].ShapeText}");
+            for (var d = 0; d < inputs[i].Length; d++)
+                if (sizes.TryGetValue(inputs[i][d], out var s) && s != operands[i].Shape[d] || !char.IsAsciiLetter(inputs[i][d]))
+                    throw a.Error("equation", $"letters whose sizes agree ('{inputs[i][d]}' does not)");
+                else sizes[inputs[i][d]] = operands[i].Shape[d];
+        }
+        var output = equation[(arrow + 2)..];
+        if (output.Any(c => !sizes.ContainsKey(c))) throw a.Error("equation", "output letters that appear in an operand");
+        if (Opset < 12) throw new Problem($"einsum needs ONNX's Einsum, opset 12 or later (this export is opset {Opset})");
+        return W.Node("Einsum", path, [.. operands.Select(o => o.Name)], [.. output.Select(c => sizes[c])], OnnxGraphWriter.String("equation", equation));
     }
 
     private object?[] Split(OnnxValue x, int axis, int[] sizes, string path)

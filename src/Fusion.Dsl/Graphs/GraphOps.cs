@@ -68,6 +68,10 @@ public static class GraphOps
         new(NodeOp.CallMethod, "chunk", [P("self"), P("chunks"), Opt("dim", 0L)]),
         new(NodeOp.CallMethod, "split", [P("self"), P("split_size"), Opt("dim", 0L)]),
         new(NodeOp.CallMethod, "expand", [P("self"), P("size")], varargs: true),
+        new(NodeOp.CallFunction, "swapaxes", [P("input"), P("axis0"), P("axis1")]),
+        new(NodeOp.CallMethod, "swapaxes", [P("self"), P("axis0"), P("axis1")]),
+        // einsum(equation, *operands), also einsum(equation, [a, b]).
+        new(NodeOp.CallFunction, "einsum", [P("equation"), P("operands")], varargs: true),
         // torchvision's Swin Transformer, whose window functions it marks as leaves of the trace.
         new(NodeOp.CallFunction, "shifted_window_attention", [P("input"), P("qkv_weight"), P("proj_weight"), P("relative_position_bias"), P("window_size"), P("num_heads"),
             P("shift_size"), Opt("attention_dropout", 0.0), Opt("dropout", 0.0), Opt("qkv_bias"), Opt("proj_bias"), Opt("logit_scale")]),
@@ -76,6 +80,8 @@ public static class GraphOps
         // Python values: indexing (lists, tuples, shapes, tensors), sizes and checks.
         new(NodeOp.CallFunction, "getitem", [P("a"), P("b")]),
         new(NodeOp.CallFunction, "getattr", [P("object"), P("name")]),
+        // torch.tensor(data, dtype=...): how the exporter writes a tensor computed at trace time (fx's _tensor_constantN).
+        new(NodeOp.CallFunction, "tensor", [P("data"), Opt("dtype")]),
         new(NodeOp.CallFunction, "_assert", [P("condition"), P("message")]),
         new(NodeOp.CallMethod, "size", [P("self"), Opt("dim")]),
         new(NodeOp.CallMethod, "dim", [P("self")]),

@@ -21,6 +21,13 @@ public static class Limits
     /// would otherwise cost time and memory with the square of the depth, or overflow the stack.</summary>
     public const int MaxModuleDepth = 256;
 
+    /// <summary>The most elements of a tensor constant written into a graph (<see cref="Graphs.TensorLiteral"/>): 2^20,
+    /// the Python exporter's own bound. maxvit's largest is 2,401; a larger tensor belongs in the state as a buffer.</summary>
+    public const int MaxGraphConstantElements = 1 << 20;
+
+    /// <summary>The most dimensions of a tensor constant written into a graph: 64, as many as PyTorch allows.</summary>
+    public const int MaxRank = 64;
+
     /// <summary>The number of elements of a tensor of <paramref name="shape"/>, or null when a dimension is negative or the
     /// count is over <see cref="MaxElements"/> (computed in 64-bit arithmetic, stopping at the first dimension past the
     /// limit, so no shape overflows).</summary>

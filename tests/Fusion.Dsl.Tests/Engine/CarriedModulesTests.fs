@@ -49,13 +49,14 @@ let private multihead (e: int) (heads: int) (batchFirst: bool) =
 [<Tests>]
 let tests =
     testList "Engine.CarriedModules" [
-        test "Sigmoid, GELU, Hardtanh and Softmax compute their formulas from their recorded arguments" {
+        test "Sigmoid, GELU, Hardtanh, Softmax and Tanh compute their formulas from their recorded arguments" {
             let x = wide 5 [| 2; 3; 4; 5 |]
             close "Sigmoid" (Forward.Run(carried "Sigmoid" [] [] [] false, x)) (NaiveReference.Map(x, fun v -> NaiveReference.Sigmoid v))
             close "GELU()" (Forward.Run(carried "GELU" [ "approximate", box "none" ] [] [] false, x)) (NaiveReference.Map(x, fun v -> NaiveReference.Gelu(v, false)))
             close "GELU('tanh')" (Forward.Run(carried "GELU" [ "approximate", box "tanh" ] [] [] false, x)) (NaiveReference.Map(x, fun v -> NaiveReference.Gelu(v, true)))
             close "Hardtanh(-2, 1)" (Forward.Run(carried "Hardtanh" [ "min_val", box -2.0; "max_val", box 1.0; "inplace", box false ] [] [] false, x)) (NaiveReference.Map(x, fun v -> Math.Clamp(v, -2.0, 1.0)))
             close "Softmax(dim=1)" (Forward.Run(carried "Softmax" [ "dim", box 1L ] [] [] false, x)) (NaiveReference.Softmax(x, 1))
+            close "Tanh" (Forward.Run(carried "Tanh" [] [] [] false, x)) (NaiveReference.Map(x, fun v -> Math.Tanh v))
         }
         test "LayerNorm reads normalized_shape, eps and its weight and bias; in a Sequential too" {
             let x = wide 6 [| 2; 5; 5; 8 |]
@@ -92,9 +93,9 @@ let tests =
         }
         test "a module without an evaluator, and attention with a mask, are refused as unsupported by type" {
             let x = wide 12 [| 2; 5; 12 |]
-            let e = Support.throwsOf<ForwardException> (fun () -> Forward.Run(carried "Tanh" [] [] [] false, x) |> ignore)
+            let e = Support.throwsOf<ForwardException> (fun () -> Forward.Run(carried "Softsign" [] [] [] false, x) |> ignore)
             Expect.isTrue e.Unsupported "marked unsupported"
-            Expect.stringContains e.Message "torch.nn.Tanh" "names the type"
+            Expect.stringContains e.Message "torch.nn.Softsign" "names the type"
             let m, _ = multihead 12 3 true
             let call = GraphNode(NodeOp.CallModule, "attn", "attn", [ r "x"; r "x"; r "x" ], [ KeyValuePair("attn_mask", r "x") ])
             let graph = Graph([ GraphNode(NodeOp.Placeholder, "x"); call; GraphNode(NodeOp.CallFunction, "y", "getitem", [ r "attn"; c (box 0L) ]); GraphNode(NodeOp.Output, "output", args = [ r "y" ]) ])

@@ -110,6 +110,55 @@ let tests =
                           fn "q" "sub" [ r "m"; i64 10 ] []; meth "y" "view" [ r "x"; i64 -1; r "q" ] []; output "y" ] x
             Expect.sequenceEqual d.Dimensions [ 54; 2 ] "dim() * size(-1) - 10 = 4 * 3 - 10, computed on Python ints"
         }
+        test "einsum computes maxvit's two attention products and a permutation as their defining sums" {
+            let q, k = wide 21 [| 2; 3; 2; 4; 5 |], wide 22 [| 2; 3; 2; 6; 5 |]
+            let scores = "B G H I D, B G H J D -> B G H I J"
+            let y = runWith [ "k", k ] [ attr "k"; fn "y" "einsum" [ c scores; r "x"; r "k" ] []; output "y" ] q
+            close scores y (NaiveReference.Einsum(scores, q, k))
+            let v = wide 23 [| 2; 3; 2; 6; 5 |]
+            let p = wide 24 [| 2; 3; 2; 4; 6 |]
+            let mix = "B G H I J, B G H J D -> B G H I D"
+            close mix (runWith [ "v", v ] [ attr "v"; fn "y" "einsum" [ c mix; GraphArg.List([| r "x"; r "v" |]) ] []; output "y" ] p) (NaiveReference.Einsum(mix, p, v))
+            // The output's letters in another order than the product's, and a contraction over two letters.
+            let a, b = wide 25 [| 3; 4; 5 |], wide 26 [| 5; 4; 2 |]
+            close "ikj,jkl->li" (runWith [ "b", b ] [ attr "b"; fn "y" "einsum" [ c "ikj,jkl->li"; r "x"; r "b" ] []; output "y" ] a) (NaiveReference.Einsum("ikj,jkl->li", a, b))
+            expectSameBits "ijk->kij" (one (fn "y" "einsum" [ c "ijk->kij"; r "x" ] []) a) (NaiveReference.Permute(a, [| 2; 0; 1 |]))
+        }
+        test "einsum refuses the forms it does not compute and equations that do not fit, naming the equation" {
+            let x = wide 27 [| 3; 3 |]
+            let refusal equation unsupported =
+                let e = refuses [ fn "y" "einsum" [ c equation; r "x"; r "x" ] []; output "y" ] x [ $"einsum '{equation}'" ]
+                Expect.equal e.Unsupported unsupported $"{equation}: unsupported form or wrong input"
+            refusal "...i,...i->...i" true
+            refusal "ii,ij->j" true
+            refusal "ij,jk->k" true // i summed out of the first operand alone
+            refusal "ijk,jk->ik" false // three subscripts for a matrix
+            refusal "ij,kl->m" false
+            let e = Support.throwsOf<ForwardException> (fun () ->
+                runWith [ "w", wide 28 [| 4; 2 |] ] [ attr "w"; fn "y" "einsum" [ c "ij,jk->ik"; r "x"; r "w" ] []; output "y" ] x |> ignore)
+            Expect.stringContains e.Message "'j' is 3 in one place and 4 in another" "sizes that disagree are named"
+        }
+        test "a tensor constant builds its values, and a table indexed by an int64 tensor gathers rows (maxvit's bias lookup)" {
+            let table = wide 29 [| 7; 3 |]
+            let data = GraphArg.List([| for v in [ 6L; 0L; -1L; 2L; 2L; 5L ] -> c (box v) |])
+            let i64dtype = c (box (PyConstant(PyConstantKind.DType, "torch.int64")))
+            let y = run [ fn "idx" "tensor" [ data ] [ "dtype", i64dtype ]; fn "y" "getitem" [ r "x"; r "idx" ] []; output "y" ] table
+            Expect.sequenceEqual y.Dimensions [ 6; 3 ] "idx.shape + table.shape[1:]"
+            let rows = table.ToArray() |> Array.chunkBySize 3
+            Expect.sequenceEqual (y.ToArray()) (Array.concat [ for i in [ 6; 0; 6; 2; 2; 5 ] -> rows.[i] ]) "row i of the result is table[idx[i]] (-1 is the last)"
+            let nested = GraphArg.List([| GraphArg.List([| c (box 1.5); c (box 2L) |]); GraphArg.List([| c (box -3.0); c (box 0.25) |]) |])
+            let f = run [ fn "t" "tensor" [ nested ] []; fn "y" "add" [ r "x"; r "t" ] []; output "y" ] (Tensor.Zeros(2, 2))
+            Expect.sequenceEqual (f.ToArray()) [| 1.5f; 2f; -3f; 0.25f |] "float32 by default; nesting gives the shape"
+            refuses [ fn "idx" "tensor" [ GraphArg.List([| c (box 9L) |]) ] [ "dtype", i64dtype ]; fn "y" "getitem" [ r "x"; r "idx" ] []; output "y" ] table [ "index 9"; "size 7" ] |> ignore
+            refuses [ fn "t" "tensor" [ GraphArg.List([| GraphArg.List([| c (box 1L) |]); c (box 2L) |]) ] [ "dtype", i64dtype ]; output "t" ] table [ "ragged" ] |> ignore
+            let e = refuses [ fn "t" "tensor" [ data ] [ "dtype", c (box (PyConstant(PyConstantKind.DType, "torch.bool"))) ]; output "t" ] table [ "torch.bool" ]
+            Expect.isTrue e.Unsupported "a dtype the engine does not compute is unsupported, not wrong"
+        }
+        test "swapaxes is transpose under NumPy's name, as a function and a method" {
+            let x = wide 30 [| 2; 3; 4; 5 |]
+            expectSameBits "torch.swapaxes(x, -2, -3)" (one (fn "y" "swapaxes" [ r "x"; i64 -2; i64 -3 ] []) x) (NaiveReference.Permute(x, [| 0; 2; 1; 3 |]))
+            expectSameBits "x.swapaxes(0, 3)" (one (meth "y" "swapaxes" [ r "x"; i64 0; i64 3 ] []) x) (NaiveReference.Permute(x, [| 3; 1; 2; 0 |]))
+        }
         test "chunk and split cut along a dimension, and every piece stays readable while the tuple lives" {
             let x = wide 10 [| 2; 7; 40; 40 |] // pieces large enough to come from, and go back to, the buffer pool
             let piece (start: int) (count: int) = NaiveReference.Slice(x, [| 0; start; 0; 0 |], [| 2; count; 40; 40 |], [| 1; 1; 1; 1 |], [||])

@@ -150,6 +150,21 @@ let private depthTests =
           Expect.equal code 0 (sprintf "exit 0 (stderr: %s)" err)
           Expect.sequenceEqual (Forward.Run(ModelFile.Read out, Tensor.Zeros(1, 2)).Dimensions) [ 1; 2 ] "it reads and runs"
       }
+      test "a tensor constant past the graph's limit (2^20 elements) is refused naming the node and register_buffer; one at the limit's scale exports and runs" {
+          needTorch ()
+          let dir = folder "constant-big"
+          let r = leavesAlone dir (fun () -> export [ "exporter_models:constant_index"; "--args"; """{"n": 1048577}"""; "--input-shape"; "1,2"; "--out"; Path.Combine(dir, "m.json") ])
+          expectRefusal r [ "_tensor_constant0"; "shape [1048577]"; "register_buffer" ]
+          let out = Path.Combine(folder "constant-small", "m.json")
+          let code, _, err = export [ "exporter_models:constant_index"; "--args"; """{"n": 6}"""; "--input-shape"; "1,2"; "--out"; out ]
+          Expect.equal code 0 (sprintf "exit 0 (stderr: %s)" err)
+          let m = ModelFile.Read out
+          let y = Forward.Run(m, Tensor.Zeros(1, 2))
+          let table = (m.State.TryGet "table").ToArray()
+          // index = [0, 1, 2, 3, 0, 1]: the mean of the 12 values of rows 0-3 and rows 0-1 again, added to zeros.
+          let expected = (Array.sum table + Array.sum table.[0..3]) / 12.0f
+          Expect.floatClose Accuracy.medium (float (y.ToArray().[0])) (float expected) "table[index].mean() from the carried constant"
+      }
       test "a module that holds itself as a child is refused, naming it" {
           needTorch ()
           let dir = folder "cycle"

@@ -146,6 +146,24 @@ def nested(depth):
     return m
 
 
+class _ConstantIndex(nn.Module):
+    """Indexes a table with a tensor computed from a plain tensor attribute at trace time, as maxvit does: torch.fx
+    records the result as a _tensor_constant outside the state_dict, which the exporter writes into the graph."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(4, 2))
+        self.index = torch.arange(n) % 4  # a plain attribute: not a parameter or buffer
+
+    def forward(self, x):
+        return x + self.table[self.index.view(-1)].mean()
+
+
+def constant_index(n):
+    """A model whose graph holds a tensor constant of `n` elements."""
+    return _ConstantIndex(n).eval()
+
+
 def cycle():
     """A Sequential that holds itself as its child 'again'."""
     m = nn.Sequential(nn.ReLU())

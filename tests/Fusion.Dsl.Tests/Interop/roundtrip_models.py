@@ -165,7 +165,7 @@ class Gate(nn.Module):
 class OpaqueNet(nn.Module):
     """Modules and operations Fusion.Dsl carries without modelling them: a LayerNorm with weights, a GELU with an
     argument, torch.sigmoid, permute, and an index with slices and Ellipsis (which the engine computes as carried
-    modules and graph operations), and torch.roll and nn.Tanh, which it does not; fusable groups around them."""
+    modules and graph operations), and torch.roll and nn.Softsign, which it does not; fusable groups around them."""
 
     def __init__(self):
         super().__init__()
@@ -173,7 +173,7 @@ class OpaqueNet(nn.Module):
         self.norm = nn.LayerNorm(4, eps=1e-3)
         self.act = nn.GELU(approximate="tanh")
         self.head = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4))
-        self.squash = nn.Tanh()
+        self.squash = nn.Softsign()
 
     def forward(self, x):
         x = self.stem(x)
@@ -225,4 +225,21 @@ def tiny_vit():
         m.heads.head.weight.uniform_(-0.2, 0.2)
         m.heads.head.bias.uniform_(-0.1, 0.1)
         m.class_token.uniform_(-1, 1)
+    return m.eval()
+
+
+def tiny_maxvit():
+    """torchvision's MaxVit in small (32x32 images, two stages of one layer, partitions of 2): its relative position
+    index, which torch.fx records as tensor constants (_tensor_constantN) outside the state_dict, the einsum products
+    of its attention, torch.swapaxes, SiLU/Sigmoid squeeze-excitation, LayerNorm, GELU and the Tanh of its head.
+    BatchNorm statistics are random, so Conv+BN folding changes the weights."""
+    import torchvision
+    torch.manual_seed(6)
+    m = torchvision.models.MaxVit(input_size=(32, 32), stem_channels=8, partition_size=2, block_channels=[8, 16],
+                                  block_layers=[1, 1], head_dim=4, stochastic_depth_prob=0.0, num_classes=10)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.5, 0.5)
+                mod.running_var.uniform_(0.5, 2.0)
     return m.eval()
