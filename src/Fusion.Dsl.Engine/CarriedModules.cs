@@ -77,39 +77,27 @@ internal static class CarriedModules
     }
 
     /// <summary>A recorded attribute, or <paramref name="fallback"/> when the exporter did not record it.</summary>
-    public static object? Arg(OpaqueModule m, string name, object? fallback)
-    {
-        foreach (var (key, value) in m.Arguments)
-            if (key == name) return value;
-        return fallback;
-    }
+    public static object? Arg(OpaqueModule m, string name, object? fallback) => m.Argument(name, fallback);
 
-    /// <summary>A recorded number attribute.</summary>
+    /// <summary>A recorded number attribute (<see cref="OpaqueModule.NumberArgument"/>).</summary>
     /// <exception cref="EngineInputException">It is missing or not a number.</exception>
-    public static double Number(OpaqueModule m, string name) => Arg(m, name, null) switch
-    {
-        long l => l,
-        double d => d,
-        var v => throw new EngineInputException($"{m.TypeName}'s attribute '{name}' must be a number, got {GraphInterpreter.Describe(v)}"),
-    };
+    public static double Number(OpaqueModule m, string name) => Read(() => m.NumberArgument(name));
 
-    /// <summary>A recorded integer attribute.</summary>
-    /// <exception cref="EngineInputException">It is missing or not an integer in 32 bits.</exception>
-    public static int Int(OpaqueModule m, string name) => Arg(m, name, null) is long l and >= 0 and <= int.MaxValue
-        ? (int)l
-        : throw new EngineInputException($"{m.TypeName}'s attribute '{name}' must be a non-negative integer, got {GraphInterpreter.Describe(Arg(m, name, null))}");
+    /// <summary>A recorded non-negative integer attribute (<see cref="OpaqueModule.CountArgument"/>).</summary>
+    /// <exception cref="EngineInputException">It is missing or something else.</exception>
+    public static int Int(OpaqueModule m, string name) => Read(() => m.CountArgument(name));
 
-    /// <summary>A recorded attribute that is one integer or a list of them (<c>normalized_shape</c>).</summary>
+    /// <summary>A recorded attribute that is one integer or a list of them (<see cref="OpaqueModule.SizesArgument"/>).</summary>
     /// <exception cref="EngineInputException">It is something else.</exception>
-    public static int[] Ints(OpaqueModule m, string name)
-    {
-        var v = Arg(m, name, null);
-        IEnumerable<object?> items = v is long ? [v] : v as IEnumerable<object?> ?? throw Bad();
-        return [.. items.Select(i => i is long l and >= 0 and <= int.MaxValue ? (int)l : throw Bad())];
-        EngineInputException Bad() => new($"{m.TypeName}'s attribute '{name}' must be a list of non-negative integers, got {GraphInterpreter.Describe(v)}");
-    }
+    public static int[] Ints(OpaqueModule m, string name) => Read(() => m.SizesArgument(name));
 
-    /// <summary>A recorded True/False attribute.</summary>
-    public static bool Flag(OpaqueModule m, string name, bool fallback)
-        => Arg(m, name, fallback) is bool b ? b : throw new EngineInputException($"{m.TypeName}'s attribute '{name}' must be True or False");
+    /// <summary>A recorded True/False attribute (<see cref="OpaqueModule.FlagArgument"/>).</summary>
+    /// <exception cref="EngineInputException">It is something else.</exception>
+    public static bool Flag(OpaqueModule m, string name, bool fallback) => Read(() => m.FlagArgument(name, fallback));
+
+    private static T Read<T>(Func<T> read)
+    {
+        try { return read(); }
+        catch (ArgumentException e) { throw new EngineInputException(e.Message); }
+    }
 }

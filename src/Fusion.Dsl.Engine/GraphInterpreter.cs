@@ -267,14 +267,14 @@ internal static class GraphInterpreter
             {
                 if (a.Value("divisor_override") is not null) throw Unsupported(node, "avg_pool2d with divisor_override");
                 var kernel = a.IntList("kernel_size");
-                var pool = AvgPool2d.Create(kernel, PoolStride(a, kernel), a.IntList("padding"), a.Flag("ceil_mode"), a.Flag("count_include_pad"));
+                var pool = AvgPool2d.Create(kernel, a.IntListOr("stride", kernel), a.IntList("padding"), a.Flag("ceil_mode"), a.Flag("count_include_pad"));
                 return PoolKernels.Planes(X(), x => PoolKernels.AvgPool(pool, x, t));
             }
             case "max_pool2d":
             {
                 if (a.Flag("return_indices")) throw Unsupported(node, "max_pool2d with return_indices=True");
                 var kernel = a.IntList("kernel_size");
-                var pool = MaxPool2d.Create(kernel, PoolStride(a, kernel), a.IntList("padding"), a.IntList("dilation"), a.Flag("ceil_mode"));
+                var pool = MaxPool2d.Create(kernel, a.IntListOr("stride", kernel), a.IntList("padding"), a.IntList("dilation"), a.Flag("ceil_mode"));
                 return PoolKernels.Planes(X(), x => PoolKernels.MaxPool(pool, x, t));
             }
             case "mean":
@@ -361,10 +361,6 @@ internal static class GraphInterpreter
     };
 
     private static Tensor? OptionalTensor(OpCall a, string name) => a.Value(name) is null ? null : a.Get<Tensor>(name, "a tensor or None");
-
-    /// <summary>A functional pool's stride: None (or an empty list) means the kernel size, as in PyTorch.</summary>
-    private static int[] PoolStride(OpCall a, int[] kernel)
-        => a.Value("stride") is null or IReadOnlyList<object?> { Count: 0 } ? kernel : a.IntList("stride");
 
     private static object?[] Tuple(Tensor[] parts) => [.. parts];
 

@@ -85,25 +85,13 @@ internal static class PyValues
         _ => null,
     };
 
-    /// <summary><c>seq[index]</c> on a tuple or list: an integer (negative counts from the end) or a slice.</summary>
+    /// <summary><c>seq[index]</c> on a tuple or list (<see cref="PySequence.GetItem"/>).</summary>
     /// <exception cref="EngineInputException">The index is out of range or of another kind, or the value is not a sequence.</exception>
     public static object? GetItem(object? seq, object? index)
     {
         if (seq is not IReadOnlyList<object?> list)
             throw new EngineInputException($"indexing: {GraphInterpreter.Describe(seq)} is not a tensor, tuple or list");
-        switch (index)
-        {
-            case long i:
-                if (i < -list.Count || i >= list.Count)
-                    throw new EngineInputException($"indexing: index {i} is out of range for a tuple of {list.Count}");
-                return list[(int)(i < 0 ? i + list.Count : i)];
-            case PyConstant { Kind: PyConstantKind.Slice } s:
-            {
-                var (start, count, step) = ShapeKernels.SliceRange(s, list.Count);
-                return Enumerable.Range(0, count).Select(k => list[(int)(start + k * step)]).ToArray();
-            }
-            default:
-                throw new EngineInputException($"indexing: a tuple is indexed by an integer or a slice, got {GraphInterpreter.Describe(index)}");
-        }
+        try { return PySequence.GetItem(list, index); }
+        catch (ArgumentException e) { throw new EngineInputException($"indexing: {e.Message}"); }
     }
 }

@@ -174,16 +174,11 @@ internal static class ShapeKernels
         return Gather(x, offset, [.. shape], [.. outStrides]);
     }
 
-    /// <summary>Python's <c>slice.indices(size)</c> for a positive step: the first index, how many, and the step.</summary>
+    /// <summary>Python's <c>slice.indices(size)</c> for a positive step (<see cref="PySequence.SliceIndices"/>).</summary>
     public static (long Start, int Count, long Step) SliceRange(PyConstant s, int size)
     {
-        var step = s.Step ?? 1;
-        if (step <= 0) throw new EngineInputException($"indexing: slice step must be positive, got {step}");
-        static long Clip(long? v, long fallback, int size) => v is null ? fallback : Math.Clamp(v.Value < 0 ? v.Value + size : v.Value, 0, size);
-        var start = Clip(s.Start, 0, size);
-        var stop = Clip(s.Stop, size, size);
-        var count = stop <= start ? 0 : (int)((stop - start + step - 1) / step);
-        return (start, count, step);
+        try { return PySequence.SliceIndices(s, size); }
+        catch (ArgumentException e) { throw new EngineInputException($"indexing: {e.Message}"); }
     }
 
     /// <summary>Row-major strides of a contiguous tensor of <paramref name="shape"/>.</summary>

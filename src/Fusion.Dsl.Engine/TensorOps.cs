@@ -121,11 +121,8 @@ internal static unsafe class TensorOps
 
     /// <summary>A dimension index with negatives counted from the end; <paramref name="rank"/> is the number of valid positions.</summary>
     public static int Dim(long dim, int rank, string what)
-    {
-        var r = Math.Max(rank, 1);
-        if (dim < -r || dim >= r) throw new EngineInputException($"{what}: dimension {dim} is out of range for a tensor of rank {rank} (expected [{-r}, {r - 1}])");
-        return (int)(dim < 0 ? dim + r : dim);
-    }
+        => Dimensions.Wrap(dim, rank)
+           ?? throw new EngineInputException($"{what}: dimension {dim} is out of range for a tensor of rank {rank} (expected [{-Math.Max(rank, 1)}, {Math.Max(rank, 1) - 1}])");
 
     /// <summary><c>torch.flatten(x, start_dim, end_dim)</c>; a scalar becomes a one-element vector.</summary>
     public static Tensor Flatten(Tensor x, long startDim, long endDim)

@@ -129,7 +129,7 @@ internal sealed class GraphExporter(OnnxExporter exporter, UserModule owner, str
                     var kept = x.Shape.Where(d => d != 1).ToArray();
                     return kept.Length == x.Rank ? x : W.Node("Squeeze", NodePath(node), [x.Name], kept);
                 }
-                var axis = ShapeRules.Axis(dim, x.Rank) ?? throw Refuse(node, $"squeeze dim {dim} is out of range for {x.ShapeText}");
+                var axis = Dimensions.Wrap(dim, x.Rank) ?? throw Refuse(node, $"squeeze dim {dim} is out of range for {x.ShapeText}");
                 // PyTorch leaves a dimension whose size is not 1; ONNX would refuse it.
                 if (x.Rank == 0 || x.Shape[axis] != 1) return x;
                 return W.Node("Squeeze", NodePath(node), [x.Name, W.Int64s(axis)], [.. x.Shape[..axis], .. x.Shape[(axis + 1)..]]);
@@ -137,7 +137,7 @@ internal sealed class GraphExporter(OnnxExporter exporter, UserModule owner, str
             case "unsqueeze":
             {
                 var x = X();
-                var axis = ShapeRules.Axis(a.Long("dim"), x.Rank + 1) ?? throw Refuse(node, $"unsqueeze dim is out of range for {x.ShapeText}");
+                var axis = Dimensions.Wrap(a.Long("dim"), x.Rank + 1) ?? throw Refuse(node, $"unsqueeze dim is out of range for {x.ShapeText}");
                 return W.Node("Unsqueeze", NodePath(node), [x.Name, W.Int64s(axis)], [.. x.Shape[..axis], 1, .. x.Shape[axis..]]);
             }
             case "sub":
@@ -188,7 +188,7 @@ internal sealed class GraphExporter(OnnxExporter exporter, UserModule owner, str
     {
         if (parts.Length == 0) throw Refuse(node, "cat of an empty list");
         var rank = parts[0].Rank;
-        var axis = ShapeRules.Axis(dim, rank) ?? throw Refuse(node, $"cat dim {dim} is out of range for {parts[0].ShapeText}");
+        var axis = Dimensions.Wrap(dim, rank) ?? throw Refuse(node, $"cat dim {dim} is out of range for {parts[0].ShapeText}");
         var shape = (int[])parts[0].Shape.Clone();
         foreach (var p in parts.Skip(1))
         {
@@ -202,15 +202,12 @@ internal sealed class GraphExporter(OnnxExporter exporter, UserModule owner, str
 
     private OnnxValue Reshape(GraphNode node, OnnxValue x, int[] shape)
     {
-        var count = ShapeRules.Count(x.Shape);
-        var infer = Array.FindAll(shape, d => d == -1).Length;
         // PyTorch's 0 is a size of zero while ONNX's means "copy": only sizes above zero (and one -1) are written.
-        if (infer > 1 || shape.Any(d => d < -1 || d == 0))
+        if (shape.Any(d => d < -1 || d == 0))
             throw Refuse(node, $"reshape to ({string.Join(", ", shape)}) is not a shape (one -1 at most, sizes positive)");
-        var known = ShapeRules.Count([.. shape.Where(d => d != -1)]);
-        var resolved = shape.Select(d => d == -1 ? (int)(known == 0 ? 0 : count / known) : d).ToArray();
-        if (ShapeRules.Count(resolved) != count)
-            throw Refuse(node, $"cannot reshape {x.ShapeText} to ({string.Join(", ", shape)})");
+        int[] resolved;
+        try { resolved = Tensor.ResolveShape(shape, Tensor.Product(x.Shape)); }
+        catch (ArgumentException e) { throw Refuse(node, $"cannot reshape {x.ShapeText} to ({string.Join(", ", shape)}): {e.Message}"); }
         return W.Node("Reshape", NodePath(node), [x.Name, W.Int64s([.. shape.Select(d => (long)d)])], resolved);
     }
 

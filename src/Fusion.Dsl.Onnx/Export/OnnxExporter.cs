@@ -202,8 +202,8 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
     {
         var rank = x.Rank;
         if (rank == 0) return Writer.Node("Reshape", path, [x.Name, Writer.Int64s(1)], [1]);
-        var s = ShapeRules.Axis(startDim, rank);
-        var e = ShapeRules.Axis(endDim, rank);
+        var s = Dimensions.Wrap(startDim, rank);
+        var e = Dimensions.Wrap(endDim, rank);
         if (s is null || e is null || s > e)
             throw new OnnxExportException(path, owner?.TypeName ?? what ?? "flatten",
                 $"flatten(start_dim={startDim}, end_dim={endDim}) does not fit an input of shape {x.ShapeText}");

@@ -67,13 +67,13 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
             {
                 if (a.Value("divisor_override") is not null) throw a.Error("divisor_override", "None");
                 var kernel = a.IntList("kernel_size");
-                return exporter.AvgPool(AvgPool2d.Create(kernel, Stride(a, kernel), a.IntList("padding"), a.Flag("ceil_mode"), a.Flag("count_include_pad")), X(), path);
+                return exporter.AvgPool(AvgPool2d.Create(kernel, a.IntListOr("stride", kernel), a.IntList("padding"), a.Flag("ceil_mode"), a.Flag("count_include_pad")), X(), path);
             }
             case "max_pool2d":
             {
                 if (a.Flag("return_indices")) throw a.Error("return_indices", "False");
                 var kernel = a.IntList("kernel_size");
-                return exporter.MaxPool(MaxPool2d.Create(kernel, Stride(a, kernel), a.IntList("padding"), a.IntList("dilation"), a.Flag("ceil_mode")), X(), path);
+                return exporter.MaxPool(MaxPool2d.Create(kernel, a.IntListOr("stride", kernel), a.IntList("padding"), a.IntList("dilation"), a.Flag("ceil_mode")), X(), path);
             }
             case "chunk":
             {
@@ -152,13 +152,14 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
     private OnnxValue? WriteCarried(OpaqueModule m, OnnxValue x, string path)
     {
         if (m.Namespace != "torch.nn") return null;
-        object? Arg(string name) => m.Arguments.FirstOrDefault(kv => kv.Key == name).Value;
-        double Number(string name) => Arg(name) switch
-        {
-            long l => l,
-            double d => d,
-            var v => throw OnnxExporter.Refuse(m, path, $"its attribute '{name}' must be a number, got {v ?? "nothing"}"),
-        };
+        try { return WriteLibraryModule(m, x, path); }
+        catch (ArgumentException e) { throw OnnxExporter.Refuse(m, path, e.Message); }
+    }
+
+    /// <summary>A torch.nn module the engine computes, from its recorded attributes (read by <see cref="OpaqueModule"/>,
+    /// whose readers throw <see cref="ArgumentException"/> naming the attribute).</summary>
+    private OnnxValue? WriteLibraryModule(OpaqueModule m, OnnxValue x, string path)
+    {
         switch (m.TypeName)
         {
             case "Sigmoid":
@@ -166,24 +167,18 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
             case "Tanh":
                 return Unary("Tanh", x, path);
             case "GELU":
-                return Gelu(x, Arg("approximate") as string ?? "none", path);
+                return Gelu(x, m.Argument("approximate") as string ?? "none", path);
             case "Hardtanh":
-                return Clip(x, (float)Number("min_val"), (float)Number("max_val"), path);
+                return Clip(x, (float)m.NumberArgument("min_val"), (float)m.NumberArgument("max_val"), path);
             case "Softmax":
-                return Arg("dim") is long dim ? Softmax(x, dim, path) : throw OnnxExporter.Refuse(m, path, "Softmax without a dim has no ONNX form here");
+                return m.Argument("dim") is long dim ? Softmax(x, dim, path) : throw OnnxExporter.Refuse(m, path, "Softmax without a dim has no ONNX form here");
             case "LayerNorm":
             {
-                int[] shape = Arg("normalized_shape") switch
-                {
-                    long l => [(int)l],
-                    IEnumerable<object?> list => [.. list.Select(v => v is long l ? (int)l : throw OnnxExporter.Refuse(m, path, "normalized_shape must be integers"))],
-                    _ => throw OnnxExporter.Refuse(m, path, "normalized_shape must be integers"),
-                };
                 OnnxValue? Param(string name) => m.State.TryGet(name) is { } t ? new OnnxValue(W.Initializer(ModulePath.Join(path, name), t), [.. t.Shape]) : null;
-                return LayerNorm(x, shape, Param("weight"), Param("bias"), Number("eps"), path);
+                return LayerNorm(x, m.SizesArgument("normalized_shape"), Param("weight"), Param("bias"), m.NumberArgument("eps"), path);
             }
             case "Dropout1d" or "Dropout2d" or "Dropout3d" or "AlphaDropout" or "FeatureAlphaDropout":
-                return !m.Training || Number("p") == 0 ? x : throw OnnxExporter.Refuse(m, path, "dropout in training mode has a random result; call Eval() to export its inference form (the identity)");
+                return !m.Training || m.NumberArgument("p") == 0 ? x : throw OnnxExporter.Refuse(m, path, "dropout in training mode has a random result; call Eval() to export its inference form (the identity)");
             default:
                 return null;
         }
@@ -217,7 +212,7 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
 
     private OnnxValue Softmax(OnnxValue x, long dim, string path)
     {
-        var axis = ShapeRules.Axis(dim, x.Rank) ?? throw new Problem($"softmax dim {dim} is out of range for {x.ShapeText}");
+        var axis = Dimensions.Wrap(dim, x.Rank) ?? throw new Problem($"softmax dim {dim} is out of range for {x.ShapeText}");
         return W.Node("Softmax", path, [x.Name], x.Shape, OnnxGraphWriter.Int("axis", axis));
     }
 
@@ -243,7 +238,7 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
     private OnnxValue Mean(OnnxValue x, int[]? dims, bool keepdim, string path)
     {
         var axes = (dims ?? [.. Enumerable.Range(0, x.Rank)])
-            .Select(d => ShapeRules.Axis(d, x.Rank) ?? throw new Problem($"mean dim {d} is out of range for {x.ShapeText}")).Distinct().Order().ToArray();
+            .Select(d => Dimensions.Wrap(d, x.Rank) ?? throw new Problem($"mean dim {d} is out of range for {x.ShapeText}")).Distinct().Order().ToArray();
         var shape = keepdim
             ? x.Shape.Select((s, i) => axes.Contains(i) ? 1 : s).ToArray()
             : x.Shape.Where((_, i) => !axes.Contains(i)).ToArray();
@@ -256,7 +251,7 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
 
     private OnnxValue Permute(OnnxValue x, int[] dims, string path)
     {
-        var perm = dims.Select(d => ShapeRules.Axis(d, x.Rank) ?? -1).ToArray();
+        var perm = dims.Select(d => Dimensions.Wrap(d, x.Rank) ?? -1).ToArray();
         if (perm.Length != x.Rank || perm.Order().Where((p, i) => p != i).Any())
             throw new Problem($"permute({string.Join(", ", dims)}) is not a permutation of the axes of {x.ShapeText}");
         return W.Node("Transpose", path, [x.Name], [.. perm.Select(p => x.Shape[p])], OnnxGraphWriter.Ints("perm", perm));
@@ -329,28 +324,13 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
 
     private static object? GetItem(OpCall a, object? seq, object? index)
     {
-        if (seq is not IReadOnlyList<object?> list) throw a.Error("a", "a tuple or list (indexing a tensor has no ONNX form here)");
-        switch (index)
-        {
-            case long i when i >= -list.Count && i < list.Count:
-                return list[(int)(i < 0 ? i + list.Count : i)];
-            case PyConstant { Kind: PyConstantKind.Slice, Step: null or 1 } s:
-            {
-                int Clamp(long? v, int fallback) => v is null ? fallback : (int)Math.Clamp(v.Value < 0 ? v.Value + list.Count : v.Value, 0, list.Count);
-                var (start, stop) = (Clamp(s.Start, 0), Clamp(s.Stop, list.Count));
-                return list.Skip(start).Take(Math.Max(0, stop - start)).ToArray();
-            }
-            default:
-                throw a.Error("b", $"an index within the {list.Count} entries, or a slice with step 1");
-        }
+        if (seq is not IReadOnlyList<object?> list) throw a.Error("a", "a tuple or list, or a tensor indexed by an int64 tensor (other tensor indexing has no ONNX form here)");
+        try { return PySequence.GetItem(list, index); }
+        catch (ArgumentException e) { throw a.Error("b", $"an index that fits ({e.Message})"); }
     }
 
     private static int Axis(OpCall a, string name, int rank)
-        => ShapeRules.Axis(a.Long(name), rank) ?? throw a.Error(name, $"a dimension of a rank-{rank} tensor");
-
-    /// <summary>Functional pooling's stride: PyTorch's default (None or an empty list) is the kernel size.</summary>
-    private static int[] Stride(OpCall a, int[] kernel)
-        => a.Value("stride") is null or IReadOnlyList<object?> { Count: 0 } ? kernel : a.IntList("stride");
+        => Dimensions.Wrap(a.Long(name), rank) ?? throw a.Error(name, $"a dimension of a rank-{rank} tensor");
 
     /// <summary>Why a call has no ONNX form; the entry points turn it into the caller's kind of error.</summary>
     private sealed class Problem(string message) : Exception(message);

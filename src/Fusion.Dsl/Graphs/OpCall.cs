@@ -80,6 +80,12 @@ public sealed class OpCall
         return [.. list.Select(x => x is long l ? Int(name, l) : throw Error(name, "a list of integers"))];
     }
 
+    /// <summary>A list of integers, or <paramref name="fallback"/> when it is None or empty (a functional pool's stride,
+    /// whose default is the kernel size).</summary>
+    /// <exception cref="GraphCallException">It is something else.</exception>
+    public int[] IntListOr(string name, int[] fallback)
+        => Value(name) is null or IReadOnlyList<object?> { Count: 0 } ? fallback : IntList(name);
+
     /// <summary>An <c>output_size</c>-style pair: one integer (square), or two entries that may be None.</summary>
     /// <exception cref="GraphCallException">It is neither.</exception>
     public (int? H, int? W) SizePair(string name)

@@ -43,6 +43,44 @@ public sealed class OpaqueModule : Module
         => new(ModuleParts.Leaf(training, state) with { Children = children ?? ModuleChildren.Empty }, typeName, ns,
             arguments?.ToImmutableArray() ?? [], extraRepr ?? "");
 
+    /// <summary>The recorded attribute <paramref name="name"/>, or <paramref name="fallback"/> when the exporter did not
+    /// record it.</summary>
+    public object? Argument(string name, object? fallback = null)
+    {
+        foreach (var (key, value) in _arguments)
+            if (key == name) return value;
+        return fallback;
+    }
+
+    /// <summary>A recorded number attribute (an integer counts, as in Python).</summary>
+    /// <exception cref="ArgumentException">It is missing or not a number; the message names the module and attribute.</exception>
+    public double NumberArgument(string name) => Argument(name) switch
+    {
+        long l => l,
+        double d => d,
+        var v => throw Bad(name, "a number", v),
+    };
+
+    /// <summary>A recorded non-negative integer attribute that fits in 32 bits.</summary>
+    /// <exception cref="ArgumentException">It is missing or something else.</exception>
+    public int CountArgument(string name) => Argument(name) is long l and >= 0 and <= int.MaxValue ? (int)l : throw Bad(name, "a non-negative integer", Argument(name));
+
+    /// <summary>A recorded attribute that is one non-negative integer or a list of them (<c>normalized_shape</c>).</summary>
+    /// <exception cref="ArgumentException">It is something else.</exception>
+    public int[] SizesArgument(string name)
+    {
+        var v = Argument(name);
+        IEnumerable<object?> items = v is long ? [v] : v as IEnumerable<object?> ?? throw Bad(name, "a list of non-negative integers", v);
+        return [.. items.Select(i => i is long l and >= 0 and <= int.MaxValue ? (int)l : throw Bad(name, "a list of non-negative integers", v))];
+    }
+
+    /// <summary>A recorded True/False attribute, or <paramref name="fallback"/> when it was not recorded.</summary>
+    /// <exception cref="ArgumentException">It is something else.</exception>
+    public bool FlagArgument(string name, bool fallback) => Argument(name, fallback) is bool b ? b : throw Bad(name, "True or False", Argument(name));
+
+    private ArgumentException Bad(string name, string expected, object? got)
+        => new($"{TypeName}'s attribute '{name}' must be {expected}, got {Graphs.OpCall.DescribeValue(got)}");
+
     private protected override Module Rebuild(ModuleParts parts) => new OpaqueModule(parts, TypeName, _namespace, _arguments, ExtraRepr);
 
     private protected override bool HyperparametersEqual(Module other)

@@ -252,7 +252,9 @@ public sealed class Tensor : IEquatable<Tensor>
     /// <inheritdoc />
     public override string ToString() => $"Tensor({DType}, {ShapeString(Shape)})";
 
-    internal static int Product(ReadOnlySpan<int> shape)
+    /// <summary>The number of elements of a tensor of <paramref name="shape"/>.</summary>
+    /// <exception cref="ArgumentException">A dimension is negative, or the count is over <see cref="Limits.MaxElements"/>.</exception>
+    public static int Product(ReadOnlySpan<int> shape)
     {
         foreach (var d in shape)
             if (d < 0) throw new ArgumentException($"negative dimension in shape {ShapeString(shape)}");
@@ -266,8 +268,11 @@ public sealed class Tensor : IEquatable<Tensor>
         return (int[])shape.Clone();
     }
 
-    /// <summary>Resolves one <c>-1</c> entry the way <c>torch.reshape</c> does.</summary>
-    internal static int[] ResolveShape(ReadOnlySpan<int> shape, int count)
+    /// <summary>The shape <c>torch.reshape</c> gives <paramref name="count"/> elements for <paramref name="shape"/>: its one
+    /// <c>-1</c> entry, if any, inferred.</summary>
+    /// <exception cref="ArgumentException">More than one <c>-1</c>, another negative entry, or sizes that do not hold
+    /// <paramref name="count"/> elements.</exception>
+    public static int[] ResolveShape(ReadOnlySpan<int> shape, int count)
     {
         var result = shape.ToArray();
         var infer = -1;
