@@ -11,6 +11,9 @@
 //                                                                     the dataflow check, the dataflow analysis alone) and a
 //                                                                     series of 25 fusions (ms / page faults / gen2 collections);
 //                                                                     BENCH_AFTER_FORWARD=1 runs 10 forward passes first
+//   dotnet run -c Release --project tools/engine-bench -- int8 [threads]     the int8 GEMM on resnet50's 1x1 shapes against the
+//                                                                     float 1x1 convolution of the same shape (GOP/s each;
+//                                                                     7-bit activations, then the full byte range)
 using System.Diagnostics;
 using Fusion.Dsl;
 using Fusion.Dsl.Algebra;
@@ -122,11 +125,38 @@ switch (mode)
         }
         break;
     }
+    case "int8":
+        Console.WriteLine($"int8 path: {Int8Gemm.Path}");
+        foreach (var (cin, cout, size) in new[] { (64, 256, 56), (256, 64, 56), (512, 128, 28), (1024, 256, 14), (2048, 512, 7) })
+            Int8Bench(cin, cout, size);
+        break;
     default:
-        Console.Error.WriteLine($"unknown benchmark '{mode}' (conv, layers, layers50, net NAME, profile NAME, fuse NAME)");
+        Console.Error.WriteLine($"unknown benchmark '{mode}' (conv, layers, layers50, net NAME, profile NAME, fuse NAME, int8)");
         return 2;
 }
 return 0;
+
+// The int8 GEMM of a 1x1 convolution cin -> cout on size x size pixels (M = cout, K = cin, N = size²) beside the
+// float convolution of the same shape, in GOP/s (two operations per multiply-add).
+void Int8Bench(int cin, int cout, int size)
+{
+    var rng = new Random(3);
+    var n = size * size;
+    var w = Int8Weights.Pack(Enumerable.Range(0, cout * cin).Select(_ => (sbyte)rng.Next(-128, 128)).ToArray(), cout, cin);
+    var c = new int[cout * n];
+    var ops = 2.0 * cout * cin * n;
+    var line = $"1x1 {cin}->{cout} at {size}x{size}:";
+    foreach (var top in new[] { 127, 255 })
+    {
+        var x = Enumerable.Range(0, cin * n).Select(_ => (byte)rng.Next(0, top + 1)).ToArray();
+        var ms = MedianMs(() => Int8Gemm.Run(w, x, n, 3, c, threads));
+        line += $" int8 0..{top} {ms:F3} ms = {ops / ms / 1e6:F1} GOP/s;";
+    }
+    var conv = Conv.Create(2, cin, cout, [1], [1], ConvPadding.Explicit(0), bias: false, seed: 1);
+    var input = Random(new Random(2), 1, cin, size, size);
+    var t = Median(() => Forward.Run(conv, input, options));
+    Console.WriteLine($"{line} float32 conv {t:F3} ms = {ops / t / 1e6:F1} GFLOP/s");
+}
 
 void ConvShapes((int In, int Out, int Size, int K, int Stride, int Pad, int Groups)[] shapes)
 {

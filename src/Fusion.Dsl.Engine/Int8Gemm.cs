@@ -1,0 +1,216 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Fusion.Dsl.Engine;
+
+/// <summary>
+/// Signed 8-bit weights of an int8 GEMM packed once for <see cref="Int8Gemm"/>: rows in blocks of
+/// <see cref="Int8Gemm.MR"/>, the depth in quads (four consecutive weights of a row in one int32, the unit of a u8×s8
+/// dot product), zero-padded; and each row's sum, which turns the activations' zero point into one subtraction per
+/// output (Σ w·(x − z) = Σ w·x − z·Σ w).
+/// </summary>
+internal sealed class Int8Weights
+{
+    private Int8Weights(int rows, int depth, int[] packed, int[] rowSums, sbyte[] plain)
+    {
+        Rows = rows; Depth = depth; Packed = packed; RowSums = rowSums; Plain = plain;
+    }
+
+    /// <summary>Output rows (channels).</summary>
+    public int Rows { get; }
+
+    /// <summary>Terms per dot product.</summary>
+    public int Depth { get; }
+
+    /// <summary>Depth quads: <c>⌈Depth / 4⌉</c>.</summary>
+    public int Quads => (Depth + 3) / 4;
+
+    /// <summary>Row blocks of <see cref="Int8Gemm.MR"/> × quads × <see cref="Int8Gemm.MR"/> words.</summary>
+    internal int[] Packed { get; }
+
+    /// <summary>Σ_k w[r, k] per row.</summary>
+    internal int[] RowSums { get; }
+
+    /// <summary>The weights row-major, for the scalar path.</summary>
+    internal sbyte[] Plain { get; }
+
+    /// <summary>Packs <paramref name="weights"/>, row-major <c>[rows, depth]</c>.</summary>
+    /// <exception cref="ArgumentException">A size is not positive, or the span does not hold rows·depth weights.</exception>
+    public static Int8Weights Pack(ReadOnlySpan<sbyte> weights, int rows, int depth)
+    {
+        if (rows <= 0 || depth <= 0) throw new ArgumentException($"an int8 GEMM needs positive sizes, got {rows}x{depth}");
+        if ((long)rows * depth != weights.Length) throw new ArgumentException($"{weights.Length} weights given for {rows}x{depth}");
+        var quads = (depth + 3) / 4;
+        var blocks = (rows + Int8Gemm.MR - 1) / Int8Gemm.MR;
+        var packed = new int[checked(blocks * quads * Int8Gemm.MR)];
+        var sums = new int[rows];
+        for (var r = 0; r < rows; r++)
+        {
+            var row = weights.Slice(r * depth, depth);
+            var (block, lane) = Math.DivRem(r, Int8Gemm.MR);
+            for (var q = 0; q < quads; q++)
+            {
+                var word = 0;
+                for (var b = 0; b < 4 && 4 * q + b < depth; b++) word |= (byte)row[4 * q + b] << (8 * b);
+                packed[(block * quads + q) * Int8Gemm.MR + lane] = word;
+            }
+            foreach (var w in row) sums[r] += w;
+        }
+        return new Int8Weights(rows, depth, packed, sums, weights.ToArray());
+    }
+}
+
+/// <summary>
+/// The int8 GEMM of quantized convolutions and linear layers: <c>C[r, j] = Σ_k W[r, k]·(X[k, j] − z)</c> with
+/// signed 8-bit weights, unsigned 8-bit activations of zero point <c>z</c> and exact int32 results (requantization is
+/// the caller's). Activations are packed per call into quads along the depth, so each int32 lane of a vector takes
+/// one column's four activations; a 4-row × 2-vector register tile multiplies them by broadcast weight quads.
+/// AVX-512BW and AVX2 use <c>vpmaddubsw</c> + <c>vpmaddwd</c> when every activation is at most 127 (there its int16
+/// pair sums cannot saturate) and an exact widening form otherwise; the scalar path sums plainly. Every path gives
+/// the exact sum, so the bits do not depend on the instruction set. (.NET 10 exposes VNNI only as the VEX
+/// <c>AvxVnni</c>, which AVX-512 parts without AVX-VNNI such as this project's Zen 4 lack; not used yet.)
+/// </summary>
+internal static unsafe class Int8Gemm
+{
+    /// <summary>Rows per register tile.</summary>
+    public const int MR = 4;
+
+    /// <summary>Which vector width runs (the test levels cap it with DOTNET_EnableAVX512 / DOTNET_EnableAVX).</summary>
+    public static string Path => Vector512.IsHardwareAccelerated && Avx512BW.IsSupported ? "AVX-512BW"
+        : Vector256.IsHardwareAccelerated && Avx2.IsSupported ? "AVX2" : "scalar";
+
+    /// <summary>
+    /// Computes <paramref name="c"/> (<c>[w.Rows, columns]</c>, row-major) from <paramref name="w"/> and
+    /// <paramref name="x"/> (<c>[w.Depth, columns]</c>, row-major) with activation zero point <paramref name="zeroPoint"/>,
+    /// on up to <paramref name="threads"/> cores.
+    /// </summary>
+    /// <exception cref="ArgumentException">A size does not match, or the zero point is not a byte.</exception>
+    public static void Run(Int8Weights w, byte[] x, int columns, int zeroPoint, int[] c, int threads = 1)
+    {
+        ArgumentNullException.ThrowIfNull(w);
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(c);
+        if (columns <= 0) throw new ArgumentException($"an int8 GEMM needs at least one column, got {columns}");
+        if ((long)w.Depth * columns != x.Length) throw new ArgumentException($"{x.Length} activations given for {w.Depth}x{columns}");
+        if ((long)w.Rows * columns != c.Length) throw new ArgumentException($"room for {c.Length} results given for {w.Rows}x{columns}");
+        if (zeroPoint is < 0 or > 255) throw new ArgumentException($"an unsigned 8-bit zero point is 0 to 255, got {zeroPoint}");
+        if (Path == "scalar")
+        {
+            Scalar(w, x, columns, zeroPoint, c);
+            return;
+        }
+        var sevenBit = !x.AsSpan().ContainsAnyInRange((byte)128, (byte)255);
+        if (Path == "AVX-512BW")
+        {
+            if (sevenBit) Vectors<Dot4Lanes512, SevenBitForm>(w, x, columns, zeroPoint, c, threads);
+            else Vectors<Dot4Lanes512, ExactForm>(w, x, columns, zeroPoint, c, threads);
+        }
+        else if (sevenBit) Vectors<Dot4Lanes256, SevenBitForm>(w, x, columns, zeroPoint, c, threads);
+        else Vectors<Dot4Lanes256, ExactForm>(w, x, columns, zeroPoint, c, threads);
+    }
+
+    private static void Scalar(Int8Weights w, byte[] x, int columns, int zeroPoint, int[] c)
+    {
+        for (var r = 0; r < w.Rows; r++)
+            for (var j = 0; j < columns; j++)
+            {
+                var sum = 0;
+                for (var k = 0; k < w.Depth; k++) sum += w.Plain[r * w.Depth + k] * (x[k * columns + j] - zeroPoint);
+                c[r * columns + j] = sum;
+            }
+    }
+
+    /// <summary>The dot-product form, chosen per call and compiled per form.</summary>
+    private interface IForm { static abstract bool SevenBit { get; } }
+    private readonly struct SevenBitForm : IForm { public static bool SevenBit => true; }
+    private readonly struct ExactForm : IForm { public static bool SevenBit => false; }
+
+    private static void Vectors<TV, TForm>(Int8Weights w, byte[] x, int columns, int zeroPoint, int[] c, int threads)
+        where TV : struct, IDot4<TV> where TForm : struct, IForm
+    {
+        var nr = 2 * TV.Count;
+        var panels = (columns + nr - 1) / nr;
+        var padded = panels * nr;
+        var quads = w.Quads;
+        // Activations as quads: word (q, j) holds x[4q .. 4q+3, j]; the depth's padding is zero, which meets zero weights.
+        var length = checked(quads * padded);
+        var packed = System.Buffers.ArrayPool<int>.Shared.Rent(length);
+        Array.Clear(packed, 0, length);
+        fixed (byte* px = x)
+        {
+            for (var q = 0; q < quads; q++)
+                for (var b = 0; b < 4 && 4 * q + b < w.Depth; b++)
+                {
+                    var src = px + (long)(4 * q + b) * columns;
+                    fixed (int* dst = &packed[q * padded])
+                    {
+                        var bytes = (byte*)dst + b;
+                        for (var j = 0; j < columns; j++) bytes[4 * j] = src[j];
+                    }
+                }
+        }
+        var rows = w.Rows;
+        Par.For(panels, threads, (long)rows * quads * 4 * nr, p =>
+        {
+            var tile = stackalloc int[MR * nr];
+            fixed (int* pw = w.Packed)
+            fixed (int* pa = packed)
+            fixed (int* sums = w.RowSums)
+            fixed (int* dst = c)
+            {
+                for (var block = 0; block * MR < rows; block++)
+                {
+                    Kernel<TV, TForm>(pw + (long)block * quads * MR, pa + (long)p * nr, padded, quads, tile, nr);
+                    var rowCount = Math.Min(MR, rows - block * MR);
+                    var colCount = Math.Min(nr, columns - p * nr);
+                    for (var i = 0; i < rowCount; i++)
+                    {
+                        var r = block * MR + i;
+                        var shift = zeroPoint * sums[r];
+                        var row = dst + (long)r * columns + p * nr;
+                        for (var j = 0; j < colCount; j++) row[j] = tile[i * nr + j] - shift;
+                    }
+                }
+            }
+        });
+        System.Buffers.ArrayPool<int>.Shared.Return(packed);
+    }
+
+    /// <summary>One 4-row × 2-vector tile over the whole depth, its eight accumulators in registers, written to
+    /// <paramref name="tile"/> (<c>[MR, nr]</c>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Kernel<TV, TForm>(int* w, int* a, int stride, int quads, int* tile, int nr)
+        where TV : struct, IDot4<TV> where TForm : struct, IForm
+    {
+        TV c00 = TV.Zero, c01 = TV.Zero, c10 = TV.Zero, c11 = TV.Zero, c20 = TV.Zero, c21 = TV.Zero, c30 = TV.Zero, c31 = TV.Zero;
+        var half = TV.Count;
+        for (var q = 0; q < quads; q++, w += MR, a += stride)
+        {
+            var x0 = TV.Load((byte*)a);
+            var x1 = TV.Load((byte*)(a + half));
+            var w0 = TV.Broadcast(w[0]);
+            var w1 = TV.Broadcast(w[1]);
+            var w2 = TV.Broadcast(w[2]);
+            var w3 = TV.Broadcast(w[3]);
+            if (TForm.SevenBit)
+            {
+                c00 = TV.DotSevenBit(c00, x0, w0); c01 = TV.DotSevenBit(c01, x1, w0);
+                c10 = TV.DotSevenBit(c10, x0, w1); c11 = TV.DotSevenBit(c11, x1, w1);
+                c20 = TV.DotSevenBit(c20, x0, w2); c21 = TV.DotSevenBit(c21, x1, w2);
+                c30 = TV.DotSevenBit(c30, x0, w3); c31 = TV.DotSevenBit(c31, x1, w3);
+            }
+            else
+            {
+                c00 = TV.DotExact(c00, x0, w0); c01 = TV.DotExact(c01, x1, w0);
+                c10 = TV.DotExact(c10, x0, w1); c11 = TV.DotExact(c11, x1, w1);
+                c20 = TV.DotExact(c20, x0, w2); c21 = TV.DotExact(c21, x1, w2);
+                c30 = TV.DotExact(c30, x0, w3); c31 = TV.DotExact(c31, x1, w3);
+            }
+        }
+        c00.Store(tile); c01.Store(tile + half);
+        c10.Store(tile + nr); c11.Store(tile + nr + half);
+        c20.Store(tile + 2 * nr); c21.Store(tile + 2 * nr + half);
+        c30.Store(tile + 3 * nr); c31.Store(tile + 3 * nr + half);
+    }
+}
