@@ -97,8 +97,8 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
                 : SlidingWindow.ConvOutput(x.Shape[2 + i], c.KernelSize[i], c.Stride[i], left[i], right[i], c.Dilation[i])));
             if (spatial[i] <= 0) throw Refuse(c, path, $"the input {x.ShapeText} is smaller than the kernel's reach");
         }
-        var weight = Writer.Initializer(path + ".weight", c.Weight);
-        var bias = c.Bias is { } b ? Writer.Initializer(path + ".bias", b) : null;
+        var weight = Writer.Initializer(ModulePath.Join(path, "weight"), c.Weight);
+        var bias = c.Bias is { } b ? Writer.Initializer(ModulePath.Join(path, "bias"), b) : null;
         int[] shape = [x.Shape[0], c.OutChannels, .. spatial];
         OnnxValue y;
         if (!c.Transposed)
@@ -147,8 +147,8 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
         var scale = bn.Weight ?? Tensor.Full(1f, bn.NumFeatures);
         var shift = bn.Bias ?? Tensor.Zeros(bn.NumFeatures);
         return Writer.Node("BatchNormalization", path,
-            [x.Name, Writer.Initializer(path + ".weight", scale), Writer.Initializer(path + ".bias", shift),
-             Writer.Initializer(path + ".running_mean", bn.RunningMean), Writer.Initializer(path + ".running_var", bn.RunningVar)],
+            [x.Name, Writer.Initializer(ModulePath.Join(path, "weight"), scale), Writer.Initializer(ModulePath.Join(path, "bias"), shift),
+             Writer.Initializer(ModulePath.Join(path, "running_mean"), bn.RunningMean), Writer.Initializer(ModulePath.Join(path, "running_var"), bn.RunningVar)],
             x.Shape, Float("epsilon", (float)bn.Eps));
     }
 
@@ -156,8 +156,8 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
     {
         if (x.Rank == 0 || x.Shape[^1] != l.InFeatures)
             throw Refuse(l, path, $"expects an input whose last dimension is in_features {l.InFeatures}, got {x.ShapeText}");
-        var weight = Writer.Initializer(path + ".weight", l.Weight);
-        var bias = l.Bias is { } b ? Writer.Initializer(path + ".bias", b) : null;
+        var weight = Writer.Initializer(ModulePath.Join(path, "weight"), l.Weight);
+        var bias = l.Bias is { } b ? Writer.Initializer(ModulePath.Join(path, "bias"), b) : null;
         int[] shape = [.. x.Shape[..^1], l.OutFeatures];
         if (x.Rank == 2)
             return Writer.Node("Gemm", path, bias is null ? [x.Name, weight] : [x.Name, weight, bias], shape, Int("transB", 1));

@@ -221,7 +221,7 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
         if (Opset < 17) throw new Problem($"layer_norm needs ONNX's LayerNormalization, opset 17 or later (this export is opset {Opset})");
         if (normalized.Length == 0 || normalized.Length > x.Rank || !x.Shape[^normalized.Length..].SequenceEqual(normalized))
             throw new Problem($"layer_norm over [{string.Join(", ", normalized)}] does not fit an input of shape {x.ShapeText}");
-        var scale = weight?.Name ?? W.Initializer(path + ".weight", Tensor.Full(1f, normalized));
+        var scale = weight?.Name ?? W.Initializer(ModulePath.Join(path, "weight"), Tensor.Full(1f, normalized));
         string[] inputs = bias is null ? [x.Name, scale] : [x.Name, scale, bias.Name];
         return W.Node("LayerNormalization", path, inputs, x.Shape,
             OnnxGraphWriter.Int("axis", x.Rank - normalized.Length), OnnxGraphWriter.Float("epsilon", (float)eps));

@@ -121,6 +121,15 @@ let tests =
             Expect.equal inits.Tail [ "layer1.0.conv1.0.weight"; "layer1.0.conv1.0.bias" ] "the folded weight and bias are named by the fused model's state_dict keys"
             Expect.isFalse (proto.Graph.Node |> Seq.exists (fun n -> n.OpType = "BatchNormalization")) "no BatchNorm is left in a fully fused resnet18"
         }
+        test "a model that is one layer names its initializers by its own state_dict keys (weight, not .weight)" {
+            for m in [ Conv.Create(2, 3, 4, [| 3 |], seed = 1) :> Module
+                       BatchNorm.Create(2, 3) :> Module ] do
+                let proto, _ = OnnxModel.Build(m, [| 1; 3; 8; 8 |], OnnxExportOptions.Default)
+                // The nodes' inputs name the initializers (their data is written beside the proto).
+                let names = proto.Graph.Node |> Seq.collect _.Input |> Set.ofSeq
+                for key in m.StateDict() |> Seq.map _.Key |> Seq.filter (fun k -> k <> "num_batches_tracked") do
+                    Expect.contains names key $"{m.TypeName}'s {key} is an initializer under that key"
+        }
         test "GoogLeNet-shaped graphs (Inception concatenation, pooling, scalars, flatten) export and run in ONNX Runtime, unfused and fused" {
             let model = googlenetShaped ()
             let fused = fuseDiscovered model
