@@ -9,6 +9,8 @@ open Fusion.Dsl
 open Fusion.Dsl.IO
 open Fusion.Dsl.Conformance
 
+module Isa = Fusion.Dsl.Tests.Engine.InstructionSetTests
+
 /// Runs the real `fusion` program (built beside the tests) in a child process: exit code, stdout, stderr.
 let run (args: string list) = Support.exec "dotnet" (Path.Combine(AppContext.BaseDirectory, "fusion.dll") :: args) Support.repoRoot
 
@@ -291,6 +293,15 @@ let benchTests =
     /// images_per_s is rounded to 2 decimals and forward_fused_ms to 3: recomputing one from the other differs by at most
     /// 0.005 plus the ms rounding's share, far below this for any plausible time.
     let roundingOfThroughput = 0.05
+    /// A narrow mobilenet_v2 (width 0.35, 10 classes, random BatchNorm statistics) written as a model file, for the
+    /// file-path tests: small enough that a bench of it takes a second.
+    let withSmallModel (f: Fusion.Dsl.Zoo.ZooModel -> string -> unit) =
+        let dir = Directory.CreateTempSubdirectory("fusion-bench-").FullName
+        try
+            let zoo = Fusion.Dsl.Zoo.ModelZoo.Create("mobilenet_v2", seed = 3, widthMult = 0.35, numClasses = 10, randomizeBatchNorm = true)
+            f zoo (Fusion.Dsl.IO.ModelFile.Write(Path.Combine(dir, "m"), zoo.Model, [ 1; 3; 32; 32 ] |> List.toArray, "bench test"))
+        finally
+            Directory.Delete(dir, true)
     testList "Cli.Bench" [
         test "bench --json reports the issue's keys; fusion allocates bookkeeping only, neither folded weights nor a copy of the model" {
             let code, out, err = run [ "bench"; "--model"; "resnet18"; "--threads"; "1"; "--runs"; "5"; "--json" ]
@@ -323,22 +334,52 @@ let benchTests =
             Expect.isGreaterThan (r.GetProperty("images_per_s_unfused").GetDouble()) 0.0 "the unfused throughput too"
         }
         test "bench MODEL times a model file with the groups discovery finds, at the input shape asked for" {
-            let dir = Directory.CreateTempSubdirectory("fusion-bench-").FullName
-            try
-                let zoo = Fusion.Dsl.Zoo.ModelZoo.Create("mobilenet_v2", seed = 3, widthMult = 0.35, numClasses = 10, randomizeBatchNorm = true)
-                let path = Fusion.Dsl.IO.ModelFile.Write(Path.Combine(dir, "m"), zoo.Model, [ 1; 3; 32; 32 ] |> List.toArray, "bench test")
+            withSmallModel (fun zoo path ->
                 let code, out, err = run [ "bench"; path; "--input-shape"; "1,3,48,48"; "--threads"; "1"; "--runs"; "1"; "--batch"; "2"; "--json" ]
                 Expect.equal code 0 err
                 let r = json out
                 Expect.equal (int64 r "groups") (Operators.int64 (Fusion.Dsl.Fuser.FindFusableGroups(zoo.Model).Count)) "the groups discovery finds"
                 Expect.equal (int64 r "batch") 2L "the batch replaces the shape's first entry"
-                Expect.isLessThan (r.GetProperty("max_abs_diff").GetDouble()) 1e-3 "fused and unfused agree on the probe"
-            finally
-                Directory.Delete(dir, true)
+                Expect.isLessThan (r.GetProperty("max_abs_diff").GetDouble()) 1e-3 "fused and unfused agree on the probe")
         }
+        test "bench MODEL --memory measures a model file as it measures a zoo network: unfused, then fused with discovery's groups" {
+            withSmallModel (fun zoo path ->
+                let code, out, err = run [ "bench"; path; "--input-shape"; "1,3,48,48"; "--threads"; "1"; "--batch"; "2"; "--memory"; "--json" ]
+                Expect.equal code 0 err
+                let r = json out
+                Expect.equal (int64 r "batch") 2L "the batch replaces the shape's first entry"
+                Expect.equal (r.GetProperty("model").GetString()) (Path.GetFileName path) "named for the file"
+                let state = zoo.Model.StateDict() |> Seq.sumBy (fun kv -> kv.Value.ByteCount)
+                Expect.equal (int64 r "weights_unfused_bytes") state "the unfused weights are the file's state"
+                // Every BatchNorm of the small mobilenet is folded away, so the fused state is smaller: the fused model
+                // measured is the file's model fused, not the file's model again.
+                Expect.isLessThan (int64 r "weights_fused_bytes") state "the fused model drops the folded BatchNorms"
+                // Two images of 3x48x48 are the smallest activation the count can hold: the input alone.
+                Expect.isGreaterThan (int64 r "activation_bytes") (2L * 3L * 48L * 48L * 4L) "the input and every layer's output"
+                for form in [ "unfused"; "fused" ] do
+                    Expect.isGreaterThanOrEqual (int64 r $"peak_rss_{form}_bytes") (int64 r $"rss_before_{form}_bytes") $"{form}: the peak covers the resident size before the pass")
+        }
+        test "bench --json names the instruction set of the kernels: the one this process's runtime accelerates" {
+            withSmallModel (fun _ path ->
+                let code, out, err = run [ "bench"; path; "--input-shape"; "1,3,32,32"; "--threads"; "1"; "--runs"; "1"; "--json" ]
+                Expect.equal code 0 err
+                // The test process and the child run the same runtime on the same CPU with the same switches.
+                Expect.equal ((json out).GetProperty("isa").GetString()) (Isa.describe (Isa.current ())) "the engine's level here")
+        }
+        for level in [ Isa.Avx2; Isa.Scalar ] do
+            let variable = Isa.switchFor level
+            test $"bench --json under {variable}=0 reports the capped level, the runtime's decision rather than the CPU's flags" {
+                withSmallModel (fun _ path ->
+                    let args = [ Path.Combine(AppContext.BaseDirectory, "fusion.dll"); "bench"; path; "--input-shape"; "1,3,32,32"; "--threads"; "1"; "--runs"; "1"; "--json" ]
+                    for cmd in [ args; args @ [ "--memory" ] ] do
+                        let code, out, err = Support.execWith [ variable, "0" ] "dotnet" cmd Support.repoRoot
+                        Expect.equal code 0 err
+                        // A machine below the cap stays at its own level.
+                        let expected = Isa.describe (min level (Isa.current ()))
+                        Expect.equal ((json out).GetProperty("isa").GetString()) expected (String.Join(" ", cmd |> List.tail)))
+            }
         for args, fragment in [ [ "bench" ], "give a model file or --model NAME"
-                                [ "bench"; "m.json"; "--model"; "resnet18" ], "give a model file or --model NAME"
-                                [ "bench"; "m.json"; "--memory" ], "--memory measures a zoo network" ] do
+                                [ "bench"; "m.json"; "--model"; "resnet18" ], "give a model file or --model NAME" ] do
             test $"""bench {String.Join(" ", args |> List.tail)} is a usage error that says what to give""" {
                 let code, out, err = run args
                 Expect.equal code 2 $"usage error: {out} {err}"
