@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using Fusion.Dsl;
 using Fusion.Dsl.Algebra;
@@ -20,7 +21,8 @@ namespace Fusion.Cli.Commands;
 /// <c>--batch N</c> runs the forward passes on <c>N</c> images at once: the <c>forward_*_ms</c> keys are then milliseconds
 /// per batch, and <c>batch</c>, <c>images_per_s</c> (fused) and <c>images_per_s_unfused</c> give the throughput.
 /// <c>--memory</c> measures peak working sets instead (<see cref="BenchMemory"/>), of a zoo network or a model file alike.
-/// Both reports carry <c>isa</c>, the instruction set whose paths the engine's kernels took (<see cref="BenchIsa"/>).
+/// Both reports carry <c>isa</c>, the instruction set whose paths the engine's kernels took (<see cref="BenchIsa"/>); the
+/// timings also <c>avx512_present</c> and <c>runtime</c> (the .NET version), which a per-CPU table names beside them.
 /// </summary>
 internal static class BenchCommand
 {
@@ -156,6 +158,7 @@ internal static class BenchCommand
                 ["batch"] = batch, ["images_per_s"] = Math.Round(ImagesPerS(fusedMs), 2),
                 ["images_per_s_unfused"] = Math.Round(ImagesPerS(unfusedMs), 2),
                 ["isa"] = BenchIsa.Current, ["avx512_present"] = BenchIsa.Avx512Present,
+                ["runtime"] = RuntimeInformation.FrameworkDescription,
             }));
         }
         else
