@@ -143,12 +143,22 @@ def microarchitecture(vendor, family, model):
                                    int(model) if str(model).isdigit() else -1))
 
 
+def cores(fields):
+    """Physical cores: cores per socket times sockets ("?" when lscpu does not say).
+
+    >>> cores({"Core(s) per socket": "16", "Socket(s)": "2"}), cores({})
+    ('32', '?')
+    """
+    per, sockets = fields.get("Core(s) per socket", ""), fields.get("Socket(s)", "")
+    return str(int(per) * int(sockets)) if per.isdigit() and sockets.isdigit() else "?"
+
+
 def describe_cpu(fields):
     """The CPU facts the section names, from `lscpu`'s fields; `key` (vendor, family, model) identifies the machine
     type whose section a run replaces."""
     vendor, family, model = fields.get("Vendor ID", "?"), fields.get("CPU family", "?"), fields.get("Model", "?")
     return {"model_name": fields.get("Model name", "?"), "vendor": vendor, "family": family, "model": model,
-            "stepping": fields.get("Stepping", "?"), "cpus": fields.get("CPU(s)", "?"),
+            "stepping": fields.get("Stepping", "?"), "cpus": fields.get("CPU(s)", "?"), "cores": cores(fields),
             "threads_per_core": fields.get("Thread(s) per core", "?"), "l2": fields.get("L2 cache", "?"),
             "l3": fields.get("L3 cache", "?"), "microarchitecture": microarchitecture(vendor, family, model),
             "key": f"{vendor} family {family} model {model}"}
@@ -345,7 +355,7 @@ def render(data):
                        if "engine" in x), "onnxruntime ?")
     lines = [
         f"#### {cpu['model_name']}: {cpu['vendor']} family {cpu['family']} model {cpu['model']}{arch}, "
-        f"{cpu['cpus']} CPUs, engine ISA {cpu['isa']}{avx512}",
+        f"{cpu['cpus']} CPUs ({cpu.get('cores', '?')} cores), engine ISA {cpu['isa']}{avx512}",
         "",
         f"{s['date']} UTC, commit {s['commit']}; L2 {cpu['l2']}, L3 {cpu['l3']}; {s['threads']} threads; "
         f"{plural(s['rounds'], 'round')} of " + ", ".join(f"{plural(n, 'run')} at batch {b}" for b, n in zip(batches, runs))

@@ -430,7 +430,7 @@ let compareTests =
     /// A saved run (compare.py --json's layout) on the CPU given: resnet18 with 20 groups, and convnext_tiny with none,
     /// whose second PyTorch round and batch-1 memory measurement failed.
     let savedRun (vendor: string) (family: int) (model: int) (isa: string) =
-        """{"cpu": {"model_name": "Test CPU", "vendor": "@V", "family": "@F", "model": "@M", "stepping": "1", "cpus": "2",
+        """{"cpu": {"model_name": "Test CPU", "vendor": "@V", "family": "@F", "model": "@M", "stepping": "1", "cpus": "2", "cores": "2",
                     "threads_per_core": "1", "l2": "2 MiB", "l3": "32 MiB", "microarchitecture": null,
                     "key": "@V family @F model @M", "isa": "@I", "avx512_present": true},
             "settings": {"models": ["resnet18", "convnext_tiny"], "batches": [1, 8], "runs": [7, 3], "rounds": 2, "threads": 2,
@@ -526,7 +526,7 @@ let compareTests =
             needPython ()
             let code, out, err, _ = update (savedRun "GenuineIntel" 6 106 "AVX-512") readme
             Expect.equal code 0 err
-            Expect.stringContains out "#### Test CPU: GenuineIntel family 6 model 106, Ice Lake-SP, 2 CPUs, engine ISA AVX-512" "the heading"
+            Expect.stringContains out "#### Test CPU: GenuineIntel family 6 model 106, Ice Lake-SP, 2 CPUs (2 cores), engine ISA AVX-512" "the heading"
             // Medians of the rounds, each round in brackets, and the ratios of the medians.
             Expect.stringContains out "| resnet18 | 24.1 (21.9, 26.3) | 17.9 (17.7, 18.0) | 26.5 (27.3, 25.7) | 1.35, 0.91 | 133.0 (131.0, 135.0) |" "batch 1, then 8"
             Expect.stringContains out "| 33.6 (34.4, 32.9) | 45x |" "fuse: PyTorch's over ours"
