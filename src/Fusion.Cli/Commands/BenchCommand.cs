@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using Fusion.Dsl;
 using Fusion.Dsl.Algebra;
@@ -19,7 +20,9 @@ namespace Fusion.Cli.Commands;
 /// forward passes run in one <see cref="EngineSession"/> per model with <c>--threads</c> cores.
 /// <c>--batch N</c> runs the forward passes on <c>N</c> images at once: the <c>forward_*_ms</c> keys are then milliseconds
 /// per batch, and <c>batch</c>, <c>images_per_s</c> (fused) and <c>images_per_s_unfused</c> give the throughput.
-/// <c>--memory</c> measures peak working sets instead (<see cref="BenchMemory"/>).
+/// <c>--memory</c> measures peak working sets instead (<see cref="BenchMemory"/>), of a zoo network or a model file alike.
+/// Both reports carry <c>isa</c>, the instruction set whose paths the engine's kernels took (<see cref="BenchIsa"/>); the
+/// timings also <c>avx512_present</c> and <c>runtime</c> (the .NET version), which a per-CPU table names beside them.
 /// </summary>
 internal static class BenchCommand
 {
@@ -43,17 +46,27 @@ internal static class BenchCommand
         {
             var (path, zoo) = (r.GetValue(file), r.GetValue(model));
             if ((path is null) == (zoo is null)) throw new UsageException("give a model file or --model NAME (one of " + string.Join(", ", ModelZoo.Names) + ")");
-            if (r.GetValue(memory))
-                return zoo is not null ? BenchMemory.Run(zoo, r.GetValue(threads), r.GetValue(batch), r.GetValue(json))
-                    : throw new UsageException("--memory measures a zoo network: give --model NAME");
-            var subject = zoo is not null ? Zoo(zoo, r.GetValue(batch)) : File(path!, r.GetValue(inputShape), r.GetValue(batch));
-            return Run(subject, r.GetValue(threads), r.GetValue(runs), r.GetValue(json));
+            // A loader rather than the subject: --memory builds it in a frame of its own, so the unfused model can be
+            // collected before the fused one is measured.
+            Subject Load() => zoo is not null ? Zoo(zoo, r.GetValue(batch)) : File(path!, r.GetValue(inputShape), r.GetValue(batch));
+            return r.GetValue(memory) ? BenchMemory.Run(Load, r.GetValue(threads), r.GetValue(json))
+                : Run(Load(), r.GetValue(threads), r.GetValue(runs), r.GetValue(json));
         });
         return c;
     }
 
-    /// <summary>What is timed: a model, the groups fused, and an input batch.</summary>
-    private sealed record Subject(string Name, Module Model, IReadOnlyList<IEnumerable<string>> Groups, Tensor Input, int Batch);
+    /// <summary>What is measured: a model, the groups fused, and an input batch of <paramref name="Batch"/> images.</summary>
+    /// <param name="Name">The zoo network's name or the model file's name, as the report gives it.</param>
+    /// <param name="Model">The unfused model.</param>
+    /// <param name="Groups">The groups fused: torchvision's for a zoo network, discovery's for a file (possibly none).</param>
+    /// <param name="Input">The probe input, its first dimension <paramref name="Batch"/>.</param>
+    /// <param name="Batch">Images per forward pass.</param>
+    internal sealed record Subject(string Name, Module Model, IReadOnlyList<IEnumerable<string>> Groups, Tensor Input, int Batch)
+    {
+        /// <summary>A fresh fusion of <see cref="Model"/>; a model with no fusable group (convnext, vit) as it is, since
+        /// fusing nothing leaves it unchanged (and fuse_modules refuses an empty list).</summary>
+        public Module Fuse() => Groups.Count == 0 ? Model : Fuser.FuseModules(Model, Groups);
+    }
 
     private static Subject Zoo(string name, int batch)
     {
@@ -92,18 +105,16 @@ internal static class BenchCommand
 
         var (name, model, groups, x, batch) = (subject.Name, subject.Model, subject.Groups, subject.Input, subject.Batch);
         var options = new EngineSessionOptions { Threads = threads };
-        // A model with no fusable group (convnext, vit) is timed as it is: fusing it leaves it unchanged.
-        Module Fuse() => groups.Count == 0 ? model : Fuser.FuseModules(model, groups);
 
         // Each timed block starts after a full collection: garbage left by an earlier block (fusion makes 94 MB of it per
         // run for resnet50) otherwise sets off background collections on the other core during the next block's timings.
         // Fusion is timed first: right after forward passes, a series of 25 fusions of resnet50 ran up to five times
         // slower for a second or two with the same number of page faults (cause not pinned down; the runtime was still
         // settling after the passes).
-        var fused = Fuse();
+        var fused = subject.Fuse();
         Settle();
         Progress($"fusing {name} ({groups.Count} groups), {runs} runs after warm-up...");
-        var fuseMs = Timing.MedianMs(() => Fuse(), runs, warmup: 2);
+        var fuseMs = Timing.MedianMs(() => subject.Fuse(), runs, warmup: 2);
         Settle();
         // Fusion as a user meets it: a fresh fusion, then the first pass through its result. Folded weights are computed
         // lazily and packed for the GEMM by that first pass, straight from the originals and the BatchNorm scales, so the
@@ -114,12 +125,12 @@ internal static class BenchCommand
         // Through Forward.Run, whose process-wide buffer pool stays warm from run to run: the number is fusion's deferred
         // work (folding while packing), not fresh buffers. A fresh session per run faults its buffers in anew, which cost
         // mobilenet_v2 (4.8 MB expansions) about 10 ms more here (medians of three runs: 46.5 against 33.8 ms).
-        var fuseThenForwardMs = Timing.MedianMs(() => Forward.Run(Fuse(), x, new ForwardOptions { Threads = threads }),
+        var fuseThenForwardMs = Timing.MedianMs(() => Forward.Run(subject.Fuse(), x, new ForwardOptions { Threads = threads }),
             runs, warmup: 1);
         Settle();
         // Counted for the whole process: folding large weights runs on both cores. Nothing else runs meanwhile.
         var before = GC.GetTotalAllocatedBytes(precise: true);
-        Fuse();
+        subject.Fuse();
         var fuseAlloc = GC.GetTotalAllocatedBytes(precise: true) - before;
         var originals = new HashSet<Tensor>(model.StateDict().Select(kv => kv.Value), ReferenceEqualityComparer.Instance);
         var folded = fused.StateDict().Select(kv => kv.Value).Where(t => !originals.Contains(t)).ToArray();
@@ -146,12 +157,14 @@ internal static class BenchCommand
                 ["folded_bytes"] = foldedBytes, ["fuse_then_forward_ms"] = Math.Round(fuseThenForwardMs, 3),
                 ["batch"] = batch, ["images_per_s"] = Math.Round(ImagesPerS(fusedMs), 2),
                 ["images_per_s_unfused"] = Math.Round(ImagesPerS(unfusedMs), 2),
+                ["isa"] = BenchIsa.Current, ["avx512_present"] = BenchIsa.Avx512Present,
+                ["runtime"] = RuntimeInformation.FrameworkDescription,
             }));
         }
         else
         {
             var ci = CultureInfo.InvariantCulture;
-            Console.Out.WriteLine(string.Create(ci, $"{name}: {groups.Count} groups, {threads} threads, batch {batch}, medians of {runs} runs"));
+            Console.Out.WriteLine(string.Create(ci, $"{name}: {groups.Count} groups, {threads} threads, batch {batch}, medians of {runs} runs, {BenchIsa.Current} kernels"));
             Console.Out.WriteLine(string.Create(ci, $"  fuse            {fuseMs,10:F2} ms  ({fuseAlloc:N0} bytes allocated; the folded tensors hold {foldedBytes:N0})"));
             Console.Out.WriteLine(string.Create(ci, $"  fuse + first forward {fuseThenForwardMs,5:F2} ms  (a fresh fusion and the first pass through it, which packs its weights)"));
             Console.Out.WriteLine(string.Create(ci, $"  forward unfused {unfusedMs,10:F2} ms"));

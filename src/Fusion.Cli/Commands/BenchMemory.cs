@@ -1,20 +1,20 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
-using Fusion.Dsl;
 using Fusion.Dsl.Algebra;
 using Fusion.Dsl.Engine;
 using Fusion.Dsl.Tensors;
-using Fusion.Dsl.Zoo;
 
 namespace Fusion.Cli.Commands;
 
 /// <summary>
-/// <c>fusion bench --memory</c>: the peak working set (resident memory) of the whole process while it runs a zoo network's
-/// forward pass, unfused and then fused, beside the size of the weights and of the activations. Linux only: it reads
-/// <c>VmRSS</c>/<c>VmHWM</c> from <c>/proc/self/status</c> and resets the peak through <c>/proc/self/clear_refs</c>, so each
-/// peak covers one measurement (two passes in a fresh <see cref="EngineSession"/>: the first packs the weights for the GEMM
-/// kernels, the second is the steady state; the session is disposed after it, so nothing of it is left for the next).
+/// <c>fusion bench --memory</c>: the peak working set (resident memory) of the whole process while it runs a model's
+/// forward pass, unfused and then fused, beside the size of the weights and of the activations; the model is a zoo network
+/// fused with torchvision's groups or a model file fused with the groups discovery finds (one that has none is measured
+/// twice as it is). Linux only: it reads <c>VmRSS</c>/<c>VmHWM</c> from <c>/proc/self/status</c> and resets the peak
+/// through <c>/proc/self/clear_refs</c>, so each peak covers one measurement (two passes in a fresh
+/// <see cref="EngineSession"/>: the first packs the weights for the GEMM kernels, the second is the steady state; the
+/// session is disposed after it, so nothing of it is left for the next).
 /// </summary>
 /// <remarks>
 /// <para>
@@ -40,18 +40,25 @@ internal static class BenchMemory
     private const string Status = "/proc/self/status";
     private const string ClearRefs = "/proc/self/clear_refs";
 
-    public static int Run(string name, int threads, int batch, bool json)
+    /// <summary>Measures the model <paramref name="load"/> builds and prints the report (one JSON object with
+    /// <paramref name="json"/>); returns the exit code.</summary>
+    /// <param name="load">Builds the model, its groups and its input; called once, inside a frame the fused measurement
+    /// does not share, so nothing of the unfused model stays reachable during it.</param>
+    /// <param name="threads">Threads of the forward passes.</param>
+    /// <param name="json">Print one JSON object instead of text.</param>
+    public static int Run(Func<BenchCommand.Subject> load, int threads, bool json)
     {
         if (!File.Exists(Status) || !File.Exists(ClearRefs))
             throw new UsageException("bench --memory reads the peak working set from Linux's /proc/self/status and resets it " +
                                      "through /proc/self/clear_refs, which this system does not have");
         var baseline = Kb("VmRSS");
         var options = new EngineSessionOptions { Threads = threads };
-        var (unfused, activations, fusedModel, x) = MeasureUnfused(name, batch, options);
+        var (unfused, activations, fusedModel, x, name) = MeasureUnfused(load, options);
         var fused = Measure(fusedModel, x, options);
+        var batch = x.Shape[0];
         var report = new Dictionary<string, object>
         {
-            ["model"] = name, ["threads"] = threads, ["batch"] = batch, ["activation_bytes"] = activations, ["baseline_rss_bytes"] = baseline,
+            ["model"] = name, ["threads"] = threads, ["batch"] = batch, ["isa"] = BenchIsa.Current, ["activation_bytes"] = activations, ["baseline_rss_bytes"] = baseline,
             ["weights_unfused_bytes"] = unfused.Weights, ["rss_before_unfused_bytes"] = unfused.Before,
             ["peak_rss_unfused_bytes"] = unfused.Peak, ["peak_ratio_unfused"] = Math.Round(unfused.Ratio(activations), 3),
             ["packed_weight_bytes_unfused"] = unfused.Packed, ["pooled_buffer_bytes_unfused"] = unfused.Pooled,
@@ -68,7 +75,7 @@ internal static class BenchMemory
         }
         var ci = CultureInfo.InvariantCulture;
         static string Mb(long bytes) => (bytes / 1048576.0).ToString("F1", CultureInfo.InvariantCulture) + " MiB";
-        Console.Out.WriteLine($"{name}: peak working set of the forward pass, {threads} threads, batch {batch} (process before loading: {Mb(baseline)})");
+        Console.Out.WriteLine($"{name}: peak working set of the forward pass, {threads} threads, batch {batch}, {BenchIsa.Current} kernels (process before loading: {Mb(baseline)})");
         Console.Out.WriteLine($"  activations (every layer's output and the input): {Mb(activations)}");
         foreach (var (label, m) in new[] { ("unfused", unfused), ("fused", fused) })
         {
@@ -90,16 +97,16 @@ internal static class BenchMemory
     // The unfused model lives only in this frame (not inlined), so it is collectable before the fused measurement:
     // a reference left in the caller's frame kept it and its packed weights resident (100 MB for resnet50).
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static (Sample Unfused, long Activations, Module Fused, Tensor Input) MeasureUnfused(string name, int batch, EngineSessionOptions options)
+    private static (Sample Unfused, long Activations, Module Fused, Tensor Input, string Name) MeasureUnfused(Func<BenchCommand.Subject> load, EngineSessionOptions options)
     {
-        var z = ModelZoo.Create(name, seed: 1, randomizeBatchNorm: true);
-        var x = BenchCommand.BatchProbe(z, batch);
+        var subject = load();
+        var x = subject.Input;
         // Measured before the activations are counted: that hooked pass packs the weights in a session of its own, and the
         // memory it frees stays resident, so a measurement after it packed again into fresh pages (resnet18's unfused peak
         // was 227 MB against 171 MB this way round).
-        var unfused = Measure(z.Model, x, options);
-        var activations = ActivationBytes(z.Model, x, options);
-        return (unfused, activations, Fuser.FuseModules(z.Model, z.FuseGroups.Select(g => (IEnumerable<string>)g)), x);
+        var unfused = Measure(subject.Model, x, options);
+        var activations = ActivationBytes(subject.Model, x, options);
+        return (unfused, activations, subject.Fuse(), x, subject.Name);
     }
 
     private static Sample Measure(Module model, Tensor x, EngineSessionOptions options)

@@ -9,6 +9,8 @@ open Fusion.Dsl
 open Fusion.Dsl.IO
 open Fusion.Dsl.Conformance
 
+module Isa = Fusion.Dsl.Tests.Engine.InstructionSetTests
+
 /// Runs the real `fusion` program (built beside the tests) in a child process: exit code, stdout, stderr.
 let run (args: string list) = Support.exec "dotnet" (Path.Combine(AppContext.BaseDirectory, "fusion.dll") :: args) Support.repoRoot
 
@@ -291,6 +293,15 @@ let benchTests =
     /// images_per_s is rounded to 2 decimals and forward_fused_ms to 3: recomputing one from the other differs by at most
     /// 0.005 plus the ms rounding's share, far below this for any plausible time.
     let roundingOfThroughput = 0.05
+    /// A narrow mobilenet_v2 (width 0.35, 10 classes, random BatchNorm statistics) written as a model file, for the
+    /// file-path tests: small enough that a bench of it takes a second.
+    let withSmallModel (f: Fusion.Dsl.Zoo.ZooModel -> string -> unit) =
+        let dir = Directory.CreateTempSubdirectory("fusion-bench-").FullName
+        try
+            let zoo = Fusion.Dsl.Zoo.ModelZoo.Create("mobilenet_v2", seed = 3, widthMult = 0.35, numClasses = 10, randomizeBatchNorm = true)
+            f zoo (Fusion.Dsl.IO.ModelFile.Write(Path.Combine(dir, "m"), zoo.Model, [ 1; 3; 32; 32 ] |> List.toArray, "bench test"))
+        finally
+            Directory.Delete(dir, true)
     testList "Cli.Bench" [
         test "bench --json reports the issue's keys; fusion allocates bookkeeping only, neither folded weights nor a copy of the model" {
             let code, out, err = run [ "bench"; "--model"; "resnet18"; "--threads"; "1"; "--runs"; "5"; "--json" ]
@@ -323,22 +334,52 @@ let benchTests =
             Expect.isGreaterThan (r.GetProperty("images_per_s_unfused").GetDouble()) 0.0 "the unfused throughput too"
         }
         test "bench MODEL times a model file with the groups discovery finds, at the input shape asked for" {
-            let dir = Directory.CreateTempSubdirectory("fusion-bench-").FullName
-            try
-                let zoo = Fusion.Dsl.Zoo.ModelZoo.Create("mobilenet_v2", seed = 3, widthMult = 0.35, numClasses = 10, randomizeBatchNorm = true)
-                let path = Fusion.Dsl.IO.ModelFile.Write(Path.Combine(dir, "m"), zoo.Model, [ 1; 3; 32; 32 ] |> List.toArray, "bench test")
+            withSmallModel (fun zoo path ->
                 let code, out, err = run [ "bench"; path; "--input-shape"; "1,3,48,48"; "--threads"; "1"; "--runs"; "1"; "--batch"; "2"; "--json" ]
                 Expect.equal code 0 err
                 let r = json out
                 Expect.equal (int64 r "groups") (Operators.int64 (Fusion.Dsl.Fuser.FindFusableGroups(zoo.Model).Count)) "the groups discovery finds"
                 Expect.equal (int64 r "batch") 2L "the batch replaces the shape's first entry"
-                Expect.isLessThan (r.GetProperty("max_abs_diff").GetDouble()) 1e-3 "fused and unfused agree on the probe"
-            finally
-                Directory.Delete(dir, true)
+                Expect.isLessThan (r.GetProperty("max_abs_diff").GetDouble()) 1e-3 "fused and unfused agree on the probe")
         }
+        test "bench MODEL --memory measures a model file as it measures a zoo network: unfused, then fused with discovery's groups" {
+            withSmallModel (fun zoo path ->
+                let code, out, err = run [ "bench"; path; "--input-shape"; "1,3,48,48"; "--threads"; "1"; "--batch"; "2"; "--memory"; "--json" ]
+                Expect.equal code 0 err
+                let r = json out
+                Expect.equal (int64 r "batch") 2L "the batch replaces the shape's first entry"
+                Expect.equal (r.GetProperty("model").GetString()) (Path.GetFileName path) "named for the file"
+                let state = zoo.Model.StateDict() |> Seq.sumBy (fun kv -> kv.Value.ByteCount)
+                Expect.equal (int64 r "weights_unfused_bytes") state "the unfused weights are the file's state"
+                // Every BatchNorm of the small mobilenet is folded away, so the fused state is smaller: the fused model
+                // measured is the file's model fused, not the file's model again.
+                Expect.isLessThan (int64 r "weights_fused_bytes") state "the fused model drops the folded BatchNorms"
+                // Two images of 3x48x48 are the smallest activation the count can hold: the input alone.
+                Expect.isGreaterThan (int64 r "activation_bytes") (2L * 3L * 48L * 48L * 4L) "the input and every layer's output"
+                for form in [ "unfused"; "fused" ] do
+                    Expect.isGreaterThanOrEqual (int64 r $"peak_rss_{form}_bytes") (int64 r $"rss_before_{form}_bytes") $"{form}: the peak covers the resident size before the pass")
+        }
+        test "bench --json names the instruction set of the kernels: the one this process's runtime accelerates" {
+            withSmallModel (fun _ path ->
+                let code, out, err = run [ "bench"; path; "--input-shape"; "1,3,32,32"; "--threads"; "1"; "--runs"; "1"; "--json" ]
+                Expect.equal code 0 err
+                // The test process and the child run the same runtime on the same CPU with the same switches.
+                Expect.equal ((json out).GetProperty("isa").GetString()) (Isa.describe (Isa.current ())) "the engine's level here")
+        }
+        for level in [ Isa.Avx2; Isa.Scalar ] do
+            let variable = Isa.switchFor level
+            test $"bench --json under {variable}=0 reports the capped level, the runtime's decision rather than the CPU's flags" {
+                withSmallModel (fun _ path ->
+                    let args = [ Path.Combine(AppContext.BaseDirectory, "fusion.dll"); "bench"; path; "--input-shape"; "1,3,32,32"; "--threads"; "1"; "--runs"; "1"; "--json" ]
+                    for cmd in [ args; args @ [ "--memory" ] ] do
+                        let code, out, err = Support.execWith [ variable, "0" ] "dotnet" cmd Support.repoRoot
+                        Expect.equal code 0 err
+                        // A machine below the cap stays at its own level.
+                        let expected = Isa.describe (min level (Isa.current ()))
+                        Expect.equal ((json out).GetProperty("isa").GetString()) expected (String.Join(" ", cmd |> List.tail)))
+            }
         for args, fragment in [ [ "bench" ], "give a model file or --model NAME"
-                                [ "bench"; "m.json"; "--model"; "resnet18" ], "give a model file or --model NAME"
-                                [ "bench"; "m.json"; "--memory" ], "--memory measures a zoo network" ] do
+                                [ "bench"; "m.json"; "--model"; "resnet18" ], "give a model file or --model NAME" ] do
             test $"""bench {String.Join(" ", args |> List.tail)} is a usage error that says what to give""" {
                 let code, out, err = run args
                 Expect.equal code 2 $"usage error: {out} {err}"
@@ -377,5 +418,121 @@ let benchTests =
                 Expect.isGreaterThanOrEqual packed ((11_166_912L + 512_000L) * 4L) $"{form}: every weight packed"
                 Expect.isLessThan (packed + int64 r $"pooled_buffer_bytes_{form}") managed $"{form}: packs and pool are managed memory"
                 Expect.isLessThan managed peak $"{form}: the managed heap is part of the peak"
+        }
+    ]
+
+/// tools/bench/compare.py, the per-CPU table's one command: its README update and its rendering, on saved runs (the
+/// numbers below are made up; nothing is measured). The script needs only /usr/bin/python3 and its standard library.
+[<Tests>]
+let compareTests =
+    let script = Path.Combine(Support.repoRoot, "tools", "bench", "compare.py")
+    let needPython () = Support.requireTool "/usr/bin/python3" (File.Exists Support.python3)
+    /// A saved run (compare.py --json's layout) on the CPU given: resnet18 with 20 groups, and convnext_tiny with none,
+    /// whose second PyTorch round and batch-1 memory measurement failed.
+    let savedRun (vendor: string) (family: int) (model: int) (isa: string) =
+        """{"cpu": {"model_name": "Test CPU", "vendor": "@V", "family": "@F", "model": "@M", "stepping": "1", "cpus": "2", "cores": "2",
+                    "threads_per_core": "1", "l2": "2 MiB", "l3": "32 MiB", "microarchitecture": null,
+                    "key": "@V family @F model @M", "isa": "@I", "avx512_present": true},
+            "settings": {"models": ["resnet18", "convnext_tiny"], "batches": [1, 8], "runs": [7, 3], "rounds": 2, "threads": 2,
+                         "date": "2026-12-07 11:00", "load_average": 0.4, "commit": "abc1234", "runtime": ".NET 10.0.0",
+                         "command": "compare.py", "seconds": 900, "work": "/tmp/w"},
+            "errors": {},
+            "results": {
+             "resnet18": {
+              "ours": {"1": [{"forward_fused_ms": 21.9, "fuse_ms": 0.7, "fuse_then_forward_ms": 32.8, "groups": 20},
+                             {"forward_fused_ms": 26.3, "fuse_ms": 0.8, "fuse_then_forward_ms": 33.9, "groups": 20}],
+                       "8": [{"forward_fused_ms": 131.0, "groups": 20}, {"forward_fused_ms": 135.0, "groups": 20}]},
+              "ort": {"1": [{"forward_ms": 17.7, "runs": 7}, {"forward_ms": 18.0, "runs": 7}],
+                      "8": [{"forward_ms": 134.6, "runs": 5}, {"forward_ms": 137.0, "runs": 5}]},
+              "torch": [{"groups": 20, "fuse_ms": 34.4, "fuse_then_forward_ms": 69.3, "forward_fused_ms": {"1": 27.3, "8": 172.0}},
+                        {"groups": 20, "fuse_ms": 32.9, "fuse_then_forward_ms": 75.8, "forward_fused_ms": {"1": 25.7, "8": 170.0}}],
+              "memory": {"1": {"peak_rss_fused_bytes": 179306496, "peak_ratio_fused": 2.32, "weights_fused_bytes": 44687360, "activation_bytes": 32505856},
+                         "8": {"peak_rss_fused_bytes": 314572800, "peak_ratio_fused": 1.5, "weights_fused_bytes": 44687360, "activation_bytes": 165000000}}},
+             "convnext_tiny": {
+              "ours": {"1": [{"forward_fused_ms": 190.8, "groups": 0}, {"forward_fused_ms": 189.1, "groups": 0}],
+                       "8": [{"forward_fused_ms": 1500.0, "groups": 0}, {"forward_fused_ms": 1510.0, "groups": 0}]},
+              "ort": {"1": [{"forward_ms": 60.0, "runs": 7}, {"forward_ms": 61.0, "runs": 7}],
+                      "8": [{"forward_ms": 450.0, "runs": 5}, {"forward_ms": 455.0, "runs": 5}]},
+              "torch": [{"groups": 0, "fuse_ms": null, "fuse_then_forward_ms": null, "forward_fused_ms": {"1": 3147.3, "8": 25000.0}},
+                        {"error": "pytorch_bench.py exited 1: out of memory"}],
+              "memory": {"1": {"error": "fusion.dll exited 1: no memory"}}}}}"""
+            .Replace("@V", vendor).Replace("@F", string family).Replace("@M", string model).Replace("@I", isa)
+    let opening, closing = (fun key -> $"<!-- per-cpu: {key} -->"), (fun key -> $"<!-- /per-cpu: {key} -->")
+    let intel, amd = "GenuineIntel family 6 model 106, AVX-512", "AuthenticAMD family 25 model 17, AVX-512"
+    let section key body = opening key + "\n" + body + "\n" + closing key
+    let readme =
+        "# Perf\n\nintro\n\n" + section intel "the Intel section, kept" + "\n\n" + section amd "the old AMD section"
+        + "\n\n<!-- per-cpu sections end -->\n\n## Next\n"
+    /// Runs compare.py --from-json on a saved run in a temp folder holding `text` as README.md: exit code, stdout,
+    /// stderr and the README afterwards.
+    let update (run: string) (text: string) =
+        let dir = Directory.CreateTempSubdirectory("fusion-compare-").FullName
+        try
+            let runFile, readmeFile = Path.Combine(dir, "run.json"), Path.Combine(dir, "README.md")
+            File.WriteAllText(runFile, run)
+            File.WriteAllText(readmeFile, text)
+            let code, out, err = Support.exec Support.python3 [ script; "--from-json"; runFile; "--update"; readmeFile ] dir
+            code, out, err, File.ReadAllText readmeFile
+        finally
+            Directory.Delete(dir, true)
+    testList "Cli.Bench.Compare" [
+        test "compare.py's doctests pass: README sections, lscpu parsing, cells and runs per batch" {
+            needPython ()
+            let code, out, err = Support.exec Support.python3 [ "-m"; "doctest"; script ] Support.repoRoot
+            Expect.equal code 0 (out + err)
+        }
+        test "compare.py --update replaces only this CPU's section: the other machine's and every byte outside stay" {
+            needPython ()
+            let code, out, err, after = update (savedRun "AuthenticAMD" 25 17 "AVX-512") readme
+            Expect.equal code 0 err
+            let start, stop = after.IndexOf(opening amd), after.IndexOf(closing amd) + (closing amd).Length
+            Expect.equal after[.. start - 1] readme[.. readme.IndexOf(opening amd) - 1] "everything before it, the Intel section included"
+            Expect.equal after[stop ..] readme[readme.IndexOf(closing amd) + (closing amd).Length ..] "everything after it"
+            // The section written is the one printed.
+            Expect.equal after[start .. stop - 1] (out.TrimEnd()) "the printed section"
+            Expect.isFalse (after.Contains "the old AMD section") "the old section is gone"
+        }
+        test "compare.py --update adds a CPU seen for the first time above the anchor, changing nothing else" {
+            needPython ()
+            // The same Intel CPU capped at AVX2 is a machine of its own: its run must not replace the AVX-512 section.
+            let key = "GenuineIntel family 6 model 106, AVX2"
+            let code, _, err, after = update (savedRun "GenuineIntel" 6 106 "AVX2") readme
+            Expect.equal code 0 err
+            let start, stop = after.IndexOf(opening key), after.IndexOf(closing key) + (closing key).Length
+            Expect.isGreaterThan start 0 "a new section"
+            Expect.equal (after.Remove(start, stop - start + 2)) readme "nothing else changed"
+            Expect.isTrue (stop < after.IndexOf "<!-- per-cpu sections end -->" && start > after.IndexOf(closing amd)) "after the sections there, above the anchor"
+        }
+        for name, text, says in [ "an unclosed section", readme.Replace(closing amd, ""), "malformed"
+                                  "no section and no anchor", "# Perf\n", "no section for" ] do
+            test $"compare.py --update refuses a README with {name} and leaves it as it was" {
+                needPython ()
+                let code, _, err, after = update (savedRun "AuthenticAMD" 25 17 "AVX-512") text
+                Expect.notEqual code 0 "refused"
+                Expect.stringContains err says "says why"
+                Expect.equal after text "unchanged"
+            }
+        test "the README has the anchor inside Performance: an update of it inserts the section there and changes nothing else" {
+            needPython ()
+            let original = File.ReadAllText(Path.Combine(Support.repoRoot, "README.md"))
+            let code, _, err, after = update (savedRun "AuthenticAMD" 25 17 "AVX-512") original
+            Expect.equal code 0 err
+            let start, stop = after.IndexOf(opening amd), after.IndexOf(closing amd) + (closing amd).Length
+            Expect.equal (after.Remove(start, stop - start + 2)) original "only the section added"
+            let performance = after.IndexOf "\n## Performance\n"
+            Expect.isTrue (performance > 0 && start > performance && after.IndexOf("\n## ", performance + 1) > stop) "inside Performance"
+        }
+        test "a rendered run names the CPU and the ISA, shows each batch, keeps a failed round's place, and says nothing to fuse" {
+            needPython ()
+            let code, out, err, _ = update (savedRun "GenuineIntel" 6 106 "AVX-512") readme
+            Expect.equal code 0 err
+            Expect.stringContains out "#### Test CPU: GenuineIntel family 6 model 106, Ice Lake-SP, 2 CPUs (2 cores), engine ISA AVX-512" "the heading"
+            // Medians of the rounds, each round in brackets, and the ratios of the medians.
+            Expect.stringContains out "| resnet18 | 24.1 (21.9, 26.3) | 17.9 (17.7, 18.0) | 26.5 (27.3, 25.7) | 1.35, 0.91 | 133.0 (131.0, 135.0) |" "batch 1, then 8"
+            Expect.stringContains out "| 33.6 (34.4, 32.9) | 45x |" "fuse: PyTorch's over ours"
+            Expect.stringContains out "3147.3 (3147.3, failed)" "a failed round keeps its place"
+            Expect.stringContains out "| convnext_tiny | 0 | nothing to fuse |" "no groups"
+            Expect.stringContains out "171 MiB = 2.32 x (74 MiB)" "peak working set against weights + activations"
+            Expect.stringContains out "Failed: convnext_tiny: pytorch_bench.py exited 1: out of memory (and 1 more)." "failures named"
         }
     ]
