@@ -1,4 +1,6 @@
 using Fusion.Dsl.Algebra;
+using static Fusion.Dsl.Layers.LayerParameter;
+using K = Fusion.Dsl.Layers.LayerArgumentKind;
 
 namespace Fusion.Dsl.Layers;
 
@@ -18,6 +20,11 @@ public sealed class Flatten : Module
     public int EndDim { get; }
     /// <inheritdoc />
     public override string TypeName => "Flatten";
+
+    /// <summary>The kind <c>Flatten</c>.</summary>
+    internal static LayerDescriptor Descriptor { get; } = new("Flatten", typeof(Flatten),
+        [Opt("start_dim", K.Int, 1), Opt("end_dim", K.Int, -1)], [],
+        a => Create(a.Int("start_dim"), a.Int("end_dim"), a.Training), new Dictionary<string, object?>(), [2, 3, 2, 2]);
 
     /// <summary>Creates a Flatten module.</summary>
     public static Flatten Create(int startDim = 1, int endDim = -1, bool training = false) => new(ModuleParts.Leaf(training), startDim, endDim);

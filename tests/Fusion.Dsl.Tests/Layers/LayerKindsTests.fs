@@ -1,0 +1,63 @@
+/// The layer registry: one descriptor per torch.nn layer kind, and the model-format codec reading and writing layers only
+/// through it. Each descriptor's example builds, round-trips through its own arguments and through the file format, and
+/// keeps exactly the arguments the descriptor declares.
+module Fusion.Dsl.Tests.Layers.LayerKindsTests
+
+open System.Collections.Generic
+open System.Text.Json
+open Expecto
+open Fusion.Dsl.Algebra
+open Fusion.Dsl.IO
+open Fusion.Dsl.Layers
+open Fusion.Dsl.Tensors
+
+let private kv (k: string) (v: obj) = KeyValuePair<string, objnull>(k, v)
+
+[<Tests>]
+let tests =
+    testList "Layers.LayerKinds" [
+        test "every kind has one descriptor, found by name and by instance" {
+            let names = [ for d in LayerKinds.All -> d.TypeName ]
+            Expect.equal (List.distinct names) names "no kind twice"
+            for d in LayerKinds.All do
+                Expect.equal (LayerKinds.Find d.TypeName) d $"{d.TypeName} by name"
+                Expect.equal (LayerKinds.Of(d.Example())) d $"{d.TypeName} by its example"
+            Expect.isNull (LayerKinds.Of(Sequential.Create())) "a container is not a layer kind"
+            Expect.isNull (LayerKinds.Find "Frobnicate2d") "an unknown name"
+        }
+        for d in LayerKinds.All do
+            test $"{d.TypeName}: the example keeps the declared arguments, and ArgumentsOf rebuilds it" {
+                let m = d.Example()
+                Expect.equal [ for a in m.Arguments -> a.Key ] [ for p in d.Parameters do if p.Written then p.Name ] "Module.Arguments lists the written parameters in order"
+                Expect.isTrue (m.State.Names |> Seq.forall (fun n -> d.StateNames.Contains n)) "state names are declared"
+                Expect.equal (d.Create(d.ArgumentsOf m, m.State, m.Training)) m "rebuilt equal"
+            }
+            test $"{d.TypeName}: the example reads back from the model format equal" {
+                let m = d.Example()
+                let json = ModuleJson.Write m
+                let back = ModuleJson.Read(json, Dictionary(m.StateDict()), "", "<test>")
+                Expect.equal back m "read back equal"
+            }
+        test "a pooling size given as one integer is written as one integer and read back so" {
+            let m = (LayerKinds.Find "MaxPool2d" |> nonNull).Create([ kv "kernel_size" 3; kv "stride" [| 2; 2 |] ])
+            let args = (LayerKinds.Find "MaxPool2d" |> nonNull).ArgumentsOf m
+            Expect.equal args[0].Value (box 3) "kernel_size stays 3"
+            Expect.equal (ModuleJson.Read(ModuleJson.Write m, Dictionary(), "", "<test>")) m "round trip keeps the forms"
+        }
+        test "Bind refuses an unknown, a missing, a mistyped and an unsupported argument by name" {
+            let refused (d: string) (args: KeyValuePair<string, objnull> list) (words: string) =
+                let e = Fusion.Dsl.Tests.Support.throwsOf<System.ArgumentException> (fun () -> (LayerKinds.Find d |> nonNull).Bind(args) |> ignore)
+                Expect.stringContains e.Message words d
+            refused "Linear" [ kv "in_features" 2; kv "out_features" 2; kv "frob" 1 ] "takes no argument 'frob'"
+            refused "Linear" [ kv "in_features" 2 ] "needs the argument 'out_features'"
+            refused "Linear" [ kv "in_features" "two"; kv "out_features" 2 ] "'in_features' must be an integer"
+            refused "MaxPool2d" [ kv "kernel_size" 2; kv "return_indices" true ] "return_indices=True"
+        }
+        test "the schema lists every kind with the arguments its modules keep" {
+            use doc = JsonDocument.Parse(LayerKinds.SchemaJson())
+            let kinds = [ for p in doc.RootElement.EnumerateObject() -> p.Name ]
+            Expect.equal (List.sort kinds) (List.sort [ for d in LayerKinds.All -> d.TypeName ]) "every kind"
+            let pool = [ for a in doc.RootElement.GetProperty("MaxPool2d").EnumerateArray() -> a.GetString() ]
+            Expect.equal pool [ "kernel_size"; "stride"; "padding"; "dilation"; "ceil_mode" ] "an unsupported argument (return_indices) is not kept"
+        }
+    ]
