@@ -13,6 +13,20 @@ open Fusion.Dsl.Tensors
 
 let private kv (k: string) (v: obj) = KeyValuePair<string, objnull>(k, v)
 
+/// A schema ({kind: [arguments]}) as a map.
+let private schemaOf (json: string) =
+    use doc = JsonDocument.Parse json
+    Map [ for p in doc.RootElement.EnumerateObject() -> p.Name, [ for a in p.Value.EnumerateArray() -> a.GetString() |> nonNull ] ]
+
+/// Where two schemas differ, one line per kind, naming the side that lacks it or both argument lists.
+let private schemaDiff (dotnet: Map<string, string list>) (python: Map<string, string list>) =
+    [ for k in Set.union (set dotnet.Keys) (set python.Keys) do
+          match dotnet.TryFind k, python.TryFind k with
+          | Some _, None -> $"{k}: in the .NET registry, missing from fusion_torch.modules.LAYERS"
+          | None, Some _ -> $"{k}: in fusion_torch.modules.LAYERS, not a .NET layer kind"
+          | Some a, Some b when a <> b -> $"""{k}: .NET keeps ({String.concat ", " a}), Python sends ({String.concat ", " b})"""
+          | _ -> () ]
+
 [<Tests>]
 let tests =
     testList "Layers.LayerKinds" [
@@ -59,5 +73,21 @@ let tests =
             Expect.equal (List.sort kinds) (List.sort [ for d in LayerKinds.All -> d.TypeName ]) "every kind"
             let pool = [ for a in doc.RootElement.GetProperty("MaxPool2d").EnumerateArray() -> a.GetString() ]
             Expect.equal pool [ "kernel_size"; "stride"; "padding"; "dilation"; "ceil_mode" ] "an unsupported argument (return_indices) is not kept"
+        }
+        test "a difference between two schemas is named by kind and side" {
+            let dotnet = Map [ "Linear", [ "in_features"; "out_features"; "bias" ]; "GELU", [ "approximate" ] ]
+            let python = Map [ "Linear", [ "in_features"; "out_features" ]; "Tanh", [] ]
+            Expect.equal (schemaDiff dotnet python)
+                [ "GELU: in the .NET registry, missing from fusion_torch.modules.LAYERS"
+                  "Linear: .NET keeps (in_features, out_features, bias), Python sends (in_features, out_features)"
+                  "Tanh: in fusion_torch.modules.LAYERS, not a .NET layer kind" ] "one line per kind"
+        }
+        test "the Python exporter lists the same layer kinds with the same arguments as the .NET registry" {
+            Fusion.Dsl.Tests.Interop.InteropSupport.needTorch ()
+            let code, out, err =
+                Fusion.Dsl.Tests.Interop.InteropSupport.runPython
+                    [ "-c"; "import json, fusion_torch.modules as m; print(json.dumps(m.layer_schema()))" ]
+            Expect.equal code 0 err
+            Expect.isEmpty (schemaDiff (schemaOf (LayerKinds.SchemaJson())) (schemaOf out)) "the differences"
         }
     ]
