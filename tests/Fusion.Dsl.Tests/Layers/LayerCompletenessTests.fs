@@ -1,0 +1,105 @@
+/// Every layer kind in the registry is served by every consumer: the model-format codec, the C# and F# factories, the F#
+/// active patterns, ONNX export (or a stated refusal), ONNX import (or a stated refusal), the engine and the naive
+/// reference. A kind a consumer lacks fails its test, naming the kind and the consumer; adding a kind to LayerKinds is
+/// enough to be held to all of them (docs/adding-a-layer.md).
+module Fusion.Dsl.Tests.Layers.LayerCompletenessTests
+
+open System
+open System.Collections.Generic
+open System.IO
+open System.Reflection
+open Expecto
+open Fusion.Dsl.Algebra
+open Fusion.Dsl.Engine
+open Fusion.Dsl.IO
+open Fusion.Dsl.Layers
+open Fusion.Dsl.Onnx
+open Fusion.Dsl.Reference
+open Fusion.Dsl.Tests
+open Fusion.Dsl.Tests.Onnx.OnnxSupport
+
+let private publicStatic (t: Type) = t.GetMethods(BindingFlags.Public ||| BindingFlags.Static)
+
+/// A public static method of <paramref name="t"/> named <paramref name="name"/> returning a module of the kind, or why not.
+let private factory (t: Type) (name: string) (returns: Type) =
+    if publicStatic t |> Array.exists (fun m -> m.Name = name && (returns.IsAssignableFrom m.ReturnType || m.ReturnType = typeof<Module>)) then None
+    else Some $"no public {t.FullName}.{name} returning {returns.Name}"
+
+let private fsharp = typeof<Fusion.Dsl.FSharp.Nn>.Assembly
+
+/// The example's output by the engine and the reference must agree as the kernel tests require.
+let private close (actual: Fusion.Dsl.Tensors.Tensor) (expected: Fusion.Dsl.Tensors.Tensor) =
+    if not (Seq.forall2 (=) actual.Dimensions expected.Dimensions) || actual.Rank <> expected.Rank then
+        Some $"shape {Fusion.Dsl.Tensors.Tensor.ShapeString actual.Shape}, the other gives {Fusion.Dsl.Tensors.Tensor.ShapeString expected.Shape}"
+    else
+        let bound = Support.Tol.kernelAbs + Support.Tol.kernelRel * expected.MaxAbs()
+        let diff = actual.MaxAbsDiff expected
+        if diff <= bound then None else Some $"differs by {diff} (bound {bound})"
+
+let private attempt (f: unit -> string option) = try f () with e -> Some $"{e.GetType().Name}: {e.Message}"
+
+/// Each consumer: its name and what it lacks for a kind (None when it serves it).
+let private consumers (dir: string) : (string * (LayerDescriptor -> string option)) list =
+    let input (d: LayerDescriptor) = randomInput 7 (Seq.toArray d.ExampleInput)
+    let onnx (d: LayerDescriptor) = Path.Combine(dir, d.TypeName + ".onnx")
+    [ "model-format codec", fun d -> attempt (fun () ->
+          let m = d.Example()
+          if not (Object.ReferenceEquals(LayerKinds.Find d.TypeName, d)) then Some "the kind is not registered in LayerKinds, which the codec reads through"
+          elif ModuleJson.Read(ModuleJson.Write m, Dictionary(m.StateDict()), "", "<completeness>") = m then None else Some "reads back different")
+      "C# factory", fun d -> factory typeof<Fusion.Dsl.Nn> d.TypeName d.ModuleType
+      "F# factory", fun d -> factory typeof<Fusion.Dsl.FSharp.Nn> d.TypeName d.ModuleType
+      "F# active pattern", fun d ->
+          let patterns = fsharp.GetType "Fusion.Dsl.FSharp.Patterns" |> nonNull
+          if publicStatic patterns |> Array.exists (fun m -> m.Name = $"|{d.TypeName}|_|") then None
+          else Some $"no (|{d.TypeName}|_|) in Fusion.Dsl.FSharp.Patterns (.fs and .fsi)"
+      "engine", fun d -> attempt (fun () -> Forward.Run(d.Example(), input d) |> ignore; None)
+      "naive reference", fun d -> attempt (fun () ->
+          let x = input d
+          close (Forward.Run(d.Example(), x)) (NaiveReference.Forward(d.Example(), x)) |> Option.map (sprintf "engine against the reference: %s"))
+      "ONNX export", fun d ->
+          let refusal = OnnxLayerCoverage.NotExported.GetValueOrDefault d.TypeName
+          match (try OnnxModel.Write(d.Example(), Seq.toArray d.ExampleInput, onnx d); None with e -> Some e) with
+          | Some(:? OnnxExportException) when not (isNull refusal) -> None
+          | Some e -> Some $"refused without a stated refusal in OnnxLayerCoverage.NotExported: {e.Message}"
+          | None when not (isNull refusal) -> Some "OnnxLayerCoverage.NotExported states a refusal, but the example exports"
+          | None -> attempt (fun () -> close (ortRun (onnx d) (input d)) (Forward.Run(d.Example(), input d)) |> Option.map (sprintf "ONNX Runtime against the engine: %s"))
+      "ONNX import", fun d ->
+          let refusal = OnnxLayerCoverage.NotImported.GetValueOrDefault d.TypeName
+          match (try Some(OnnxModel.Read(onnx d)) with _ -> None) with
+          | None when isNull refusal -> Some "its export does not read back (see ONNX export)"
+          | None -> None
+          | Some m ->
+              let found = m.NamedModules() |> Seq.exists (fun kv -> d.Describes kv.Value)
+              if found && not (isNull refusal) then Some "OnnxLayerCoverage.NotImported states it is never built, but importing its export builds one"
+              elif not found && isNull refusal then
+                  let kinds = m.NamedModules() |> Seq.map (fun kv -> kv.Value.TypeName) |> String.concat ", "
+                  Some $"importing its export builds no {d.TypeName} (got {kinds}), and OnnxLayerCoverage.NotImported states no refusal"
+              else None ]
+
+let private dir = lazy (Directory.CreateTempSubdirectory("fusion-completeness-").FullName)
+
+/// Every gap of a kind, as "consumer: what is missing".
+let gaps (d: LayerDescriptor) =
+    // ONNX import reads what ONNX export wrote, so the consumers run in this order.
+    [ for name, check in consumers dir.Value do
+          match check d with
+          | Some problem -> $"{d.TypeName} lacks {name}: {problem}"
+          | None -> () ]
+
+[<Tests>]
+let tests =
+    testSequenced <| testList "Layers.Completeness" [
+        for d in LayerKinds.All do
+            test $"{d.TypeName} is served by the codec, the factories, the patterns, ONNX export and import, the engine and the reference" {
+                let found = gaps d
+                Expect.isTrue found.IsEmpty ("the consumers it lacks:\n" + String.concat "\n" found)
+            }
+        test "a kind no consumer knows is reported by name for each consumer that lacks it" {
+            let fake =
+                LayerDescriptor("Softsign", typeof<Activation>, [||], [||], (fun a -> Activation.Create(ActivationKind.ReLU, training = a.Training)),
+                                Dictionary<string, objnull>(), [| 2; 3 |])
+            let found = gaps fake
+            for consumer in [ "model-format codec"; "C# factory"; "F# factory"; "F# active pattern"; "ONNX import" ] do
+                Expect.exists found (fun g -> g.StartsWith $"Softsign lacks {consumer}:") $"names the {consumer} ({found})"
+        }
+    ]
