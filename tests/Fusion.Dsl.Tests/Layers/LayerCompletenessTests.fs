@@ -20,10 +20,34 @@ open Fusion.Dsl.Tests.Onnx.OnnxSupport
 
 let private publicStatic (t: Type) = t.GetMethods(BindingFlags.Public ||| BindingFlags.Static)
 
-/// A public static method of <paramref name="t"/> named <paramref name="name"/> returning a module of the kind, or why not.
-let private factory (t: Type) (name: string) (returns: Type) =
-    if publicStatic t |> Array.exists (fun m -> m.Name = name && (returns.IsAssignableFrom m.ReturnType || m.ReturnType = typeof<Module>)) then None
-    else Some $"no public {t.FullName}.{name} returning {returns.Name}"
+/// PyTorch's snake_case name of a C# parameter (inChannels -> in_channels).
+let private snake (name: string) =
+    String.Concat(name |> Seq.map (fun c -> if Char.IsUpper c then "_" + string (Char.ToLowerInvariant c) else string c))
+
+/// What a factory method lacks against the descriptor: its parameters (besides the weight seed) must be the arguments the
+/// kind keeps, under PyTorch's names (C#'s camelCase or F#'s snake_case), and a C# default must be PyTorch's default.
+let private factoryAgrees (d: LayerDescriptor) (m: MethodInfo) =
+    let kept = set [ for p in d.Parameters do if p.Written then p.Name ]
+    let given = [ for p in m.GetParameters() do if p.Name <> "seed" then p ]
+    let names = set [ for p in given -> snake (nonNull p.Name) ]
+    if names <> kept then
+        Some $"""{m.DeclaringType |> nonNull}.{m.Name} takes ({String.concat ", " names}), the kind keeps ({String.concat ", " kept})"""
+    else
+        [ for p in given do
+              match d.Parameter(snake (nonNull p.Name)) with
+              | null -> ()
+              | k when p.HasDefaultValue && not (isNull p.DefaultValue) && not (isNull k.Default) ->
+                  let stated = k.Convert(p.DefaultValue, d.TypeName)
+                  if not (stated.Equals k.Default) then yield $"{m.Name}'s {p.Name} defaults to {p.DefaultValue}, PyTorch's default is {k.Default}"
+              | _ -> () ]
+        |> List.tryHead
+
+/// A public static method of <paramref name="t"/> named <paramref name="name"/> returning a module of the kind and agreeing
+/// with the descriptor, or why not.
+let private factory (t: Type) (d: LayerDescriptor) =
+    match publicStatic t |> Array.filter (fun m -> m.Name = d.TypeName && (d.ModuleType.IsAssignableFrom m.ReturnType || m.ReturnType = typeof<Module>)) with
+    | [||] -> Some $"no public {t.FullName}.{d.TypeName} returning {d.ModuleType.Name}"
+    | methods -> methods |> Array.tryPick (factoryAgrees d)
 
 let private fsharp = typeof<Fusion.Dsl.FSharp.Nn>.Assembly
 
@@ -46,8 +70,8 @@ let private consumers (dir: string) : (string * (LayerDescriptor -> string optio
           let m = d.Example()
           if not (Object.ReferenceEquals(LayerKinds.Find d.TypeName, d)) then Some "the kind is not registered in LayerKinds, which the codec reads through"
           elif ModuleJson.Read(ModuleJson.Write m, Dictionary(m.StateDict()), "", "<completeness>") = m then None else Some "reads back different")
-      "C# factory", fun d -> factory typeof<Fusion.Dsl.Nn> d.TypeName d.ModuleType
-      "F# factory", fun d -> factory typeof<Fusion.Dsl.FSharp.Nn> d.TypeName d.ModuleType
+      "C# factory", factory typeof<Fusion.Dsl.Nn>
+      "F# factory", factory typeof<Fusion.Dsl.FSharp.Nn>
       "F# active pattern", fun d ->
           let patterns = fsharp.GetType "Fusion.Dsl.FSharp.Patterns" |> nonNull
           if publicStatic patterns |> Array.exists (fun m -> m.Name = $"|{d.TypeName}|_|") then None
