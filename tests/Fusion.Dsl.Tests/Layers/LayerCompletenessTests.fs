@@ -1,5 +1,5 @@
-/// Every layer kind in the registry is served by every consumer: the model-format codec, the C# and F# factories, the F#
-/// active patterns, ONNX export (or a stated refusal), ONNX import (or a stated refusal), the engine and the naive
+/// Every layer kind in the registry is served by every consumer: the model-format codec and its documentation, the C# and
+/// F# factories, the F# active patterns, ONNX export (or a stated refusal), ONNX import (or a stated refusal), the engine and the naive
 /// reference. A kind a consumer lacks fails its test, naming the kind and the consumer; adding a kind to LayerKinds is
 /// enough to be held to all of them (docs/adding-a-layer.md).
 module Fusion.Dsl.Tests.Layers.LayerCompletenessTests
@@ -60,6 +60,27 @@ let private close (actual: Fusion.Dsl.Tensors.Tensor) (expected: Fusion.Dsl.Tens
         let diff = actual.MaxAbsDiff expected
         if diff <= bound then None else Some $"differs by {diff} (bound {bound})"
 
+/// Whether a markdown cell names the kind: `Conv2d`, or its family as `Conv1d/2d/3d` or `ConvNd`.
+let private names (cell: string) (kind: string) =
+    let family = Text.RegularExpressions.Regex.Match(kind, @"^(.*)[123]d$")
+    cell.Contains $"`{kind}`"
+    || family.Success && (cell.Contains $"`{family.Groups[1].Value}1d/2d/3d`" || cell.Contains $"`{family.Groups[1].Value}Nd`")
+
+/// What docs/model-format.md lacks for a kind: a mention in the table of types, and a row of the `args` table naming
+/// every argument the kind keeps.
+let private documented (d: LayerDescriptor) =
+    let lines = File.ReadAllLines(Path.Combine(Support.repoRoot, "docs", "model-format.md"))
+    let rows = [ for l in lines do if l.StartsWith "| " then l.Split('|', StringSplitOptions.TrimEntries) ]
+    let cellsNaming = [ for r in rows do if r.Length > 2 && names r[1] d.TypeName then r ]
+    let typesRow = [ for r in rows do if r.Length > 2 && r[1] = "`torch.nn`" && names r[2] d.TypeName then r ]
+    let kept = [ for p in d.Parameters do if p.Written then p.Name ]
+    if typesRow.IsEmpty then Some "the table of namespaces and types does not name it"
+    elif kept.IsEmpty then None
+    else
+        match cellsNaming |> List.tryFind (fun r -> kept |> List.forall (fun a -> r[2].Contains $"`{a}`")) with
+        | Some _ -> None
+        | None -> Some $"""no row of the `args` table names it with all of {String.concat ", " kept}"""
+
 let private attempt (f: unit -> string option) = try f () with e -> Some $"{e.GetType().Name}: {e.Message}"
 
 /// Each consumer: its name and what it lacks for a kind (None when it serves it).
@@ -72,6 +93,7 @@ let private consumers (dir: string) : (string * (LayerDescriptor -> string optio
           elif ModuleJson.Read(ModuleJson.Write m, Dictionary(m.StateDict()), "", "<completeness>") = m then None else Some "reads back different")
       "C# factory", factory typeof<Fusion.Dsl.Nn>
       "F# factory", factory typeof<Fusion.Dsl.FSharp.Nn>
+      "docs/model-format.md", documented
       "F# active pattern", fun d ->
           let patterns = fsharp.GetType "Fusion.Dsl.FSharp.Patterns" |> nonNull
           if publicStatic patterns |> Array.exists (fun m -> m.Name = $"|{d.TypeName}|_|") then None
@@ -123,7 +145,7 @@ let tests =
                 LayerDescriptor("Softsign", typeof<Activation>, [||], [||], (fun a -> Activation.Create(ActivationKind.ReLU, training = a.Training)),
                                 Dictionary<string, objnull>(), [| 2; 3 |])
             let found = gaps fake
-            for consumer in [ "model-format codec"; "C# factory"; "F# factory"; "F# active pattern"; "ONNX import" ] do
+            for consumer in [ "model-format codec"; "docs/model-format.md"; "C# factory"; "F# factory"; "F# active pattern"; "ONNX import" ] do
                 Expect.exists found (fun g -> g.StartsWith $"Softsign lacks {consumer}:") $"names the {consumer} ({found})"
         }
     ]
