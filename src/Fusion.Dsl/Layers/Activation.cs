@@ -42,7 +42,7 @@ public sealed class Activation : Module
     internal static IEnumerable<LayerDescriptor> Descriptors =>
         from kind in Enum.GetValues<ActivationKind>()
         select new LayerDescriptor(kind.ToString(), typeof(Activation), [Opt("inplace", K.Bool, false)], [],
-            a => Create(kind, a.Bool("inplace"), a.Training), new Dictionary<string, object?>(), [2, 3, 4, 4]);
+            a => Create(kind, a.Bool("inplace"), a.Training), LayerDescriptor.SameShape, new Dictionary<string, object?>(), [2, 3, 4, 4]);
 
     /// <summary>Creates an activation module.</summary>
     public static Activation Create(ActivationKind kind, bool inplace = false, bool training = false)

@@ -36,6 +36,7 @@ public sealed class AdaptiveAvgPool2d : Module
     internal static LayerDescriptor Descriptor { get; } = new("AdaptiveAvgPool2d", typeof(AdaptiveAvgPool2d),
         [Need("output_size", K.Size)], [],
         a => Create(a.Size("output_size"), a.Training),
+        (m, x) => [.. x[..^2], .. ((AdaptiveAvgPool2d)m).OutputSize],
         new Dictionary<string, object?> { ["output_size"] = 1 },
         [1, 2, 5, 5],
         scalarArguments: m => ((AdaptiveAvgPool2d)m).ScalarArguments);

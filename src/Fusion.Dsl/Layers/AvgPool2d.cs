@@ -46,6 +46,7 @@ public sealed class AvgPool2d : Module
         ],
         [],
         a => Create(a.Size("kernel_size"), a.OptionalSize("stride"), a.Size("padding"), a.Bool("ceil_mode"), a.Bool("count_include_pad"), a.Training),
+        (m, x) => PoolArgs.OutputShape(x, ((AvgPool2d)m).KernelSize, ((AvgPool2d)m).Stride, ((AvgPool2d)m).Padding, [1, 1], ((AvgPool2d)m).CeilMode),
         new Dictionary<string, object?> { ["kernel_size"] = 2 },
         [1, 2, 6, 6],
         scalarArguments: m => ((AvgPool2d)m).ScalarArguments);

@@ -57,6 +57,7 @@ public sealed class BatchNorm : Module
             a => Create(rank, a.Int("num_features"), a.Double("eps"), a.OptionalDouble("momentum"), a.Bool("affine"), a.Bool("track_running_stats"),
                 a.State.TryGet("weight"), a.State.TryGet("bias"), a.State.TryGet("running_mean"), a.State.TryGet("running_var"),
                 a.State.TryGet("num_batches_tracked"), a.Training),
+            LayerDescriptor.SameShape,
             new Dictionary<string, object?> { ["num_features"] = 3 },
             rank == 1 ? [2, 3] : [2, 3, .. Enumerable.Repeat(4 - rank, rank)],
             neededState: a => (a.Bool("affine") ? new[] { "weight", "bias" } : []).Concat(

@@ -71,6 +71,7 @@ public sealed class Conv : Module
             a => Create(rank, a.Int("in_channels"), a.Int("out_channels"), a.Size("kernel_size"), a.Size("stride"), a.Padding("padding"),
                 a.Size("dilation"), a.Int("groups"), a.Bool("bias"), a.PaddingMode("padding_mode"), transposed,
                 transposed ? a.Size("output_padding") : null, a.State.TryGet("weight"), a.State.TryGet("bias"), a.Training),
+            (m, x) => OutputShape((Conv)m, x),
             transposed
                 ? new Dictionary<string, object?> { ["in_channels"] = 2, ["out_channels"] = 3, ["kernel_size"] = 3, ["stride"] = 2 }
                 : new Dictionary<string, object?> { ["in_channels"] = 2, ["out_channels"] = 3, ["kernel_size"] = 3, ["padding"] = 1 },
@@ -164,6 +165,20 @@ public sealed class Conv : Module
             if (PaddingMode != PaddingMode.Zeros) s.Append(", padding_mode=").Append(PaddingMode.ToString().ToLowerInvariant());
             return s.ToString();
         }
+    }
+
+    // [N, out_channels, *spatial] by the convolution's sliding-window lengths; another padding mode pads by the same amounts.
+    private static int[] OutputShape(Conv c, int[] x)
+    {
+        var (left, right) = c.Padding.Resolve(c.KernelSize.AsSpan(), c.Dilation.AsSpan());
+        var shape = new int[c.Rank + 2];
+        shape[0] = x[0];
+        shape[1] = c.OutChannels;
+        for (var i = 0; i < c.Rank; i++)
+            shape[2 + i] = checked((int)(c.Transposed
+                ? SlidingWindow.ConvTransposeOutput(x[2 + i], c.KernelSize[i], c.Stride[i], left[i], right[i], c.Dilation[i], c.OutputPadding[i])
+                : SlidingWindow.ConvOutput(x[2 + i], c.KernelSize[i], c.Stride[i], left[i], right[i], c.Dilation[i])));
+        return shape;
     }
 
     private void Validate()

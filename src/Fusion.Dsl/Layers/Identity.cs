@@ -18,7 +18,7 @@ public sealed class Identity : Module
 
     /// <summary>The kind <c>Identity</c>.</summary>
     internal static LayerDescriptor Descriptor { get; } =
-        new("Identity", typeof(Identity), [], [], a => Create(a.Training), new Dictionary<string, object?>(), [2, 3]);
+        new("Identity", typeof(Identity), [], [], a => Create(a.Training), LayerDescriptor.SameShape, new Dictionary<string, object?>(), [2, 3]);
 
     /// <summary>An Identity with the given training flag.</summary>
     public static Identity Create(bool training = false) => training ? TrainingInstance : EvalInstance;

@@ -17,13 +17,14 @@ public sealed class LayerDescriptor
     private readonly Func<LayerArguments, IEnumerable<string>> _neededState;
     private readonly Func<Module, IEnumerable<string>> _scalarArguments;
     private readonly IReadOnlyDictionary<string, object?> _example;
+    private readonly Func<Module, int[], int[]> _outputShape;
 
     internal LayerDescriptor(string typeName, Type moduleType, LayerParameter[] parameters, string[] stateNames,
-        Func<LayerArguments, Module> create, IReadOnlyDictionary<string, object?> example, int[] exampleInput,
-        Func<LayerArguments, IEnumerable<string>>? neededState = null, Func<Module, IEnumerable<string>>? scalarArguments = null)
+        Func<LayerArguments, Module> create, Func<Module, int[], int[]> outputShape, IReadOnlyDictionary<string, object?> example,
+        int[] exampleInput, Func<LayerArguments, IEnumerable<string>>? neededState = null, Func<Module, IEnumerable<string>>? scalarArguments = null)
     {
         TypeName = typeName; ModuleType = moduleType; Parameters = [.. parameters]; StateNames = [.. stateNames];
-        _create = create; _example = example; ExampleInput = [.. exampleInput];
+        _create = create; _outputShape = outputShape; _example = example; ExampleInput = [.. exampleInput];
         _neededState = neededState ?? (_ => []);
         _scalarArguments = scalarArguments ?? (_ => []);
     }
@@ -117,6 +118,23 @@ public sealed class LayerDescriptor
         var scalars = _scalarArguments(module).ToHashSet(StringComparer.Ordinal);
         return [.. module.Arguments.Select(kv => scalars.Contains(kv.Key) && kv.Value is ImmutableArray<int> { Length: > 0 } a ? new(kv.Key, a[0]) : kv)];
     }
+
+    /// <summary>
+    /// PyTorch's output shape of <paramref name="module"/> for a batched input of shape <paramref name="input"/> that the layer
+    /// accepts (the engine checks acceptance and refuses otherwise). Stated with the core's shape arithmetic
+    /// (<see cref="SlidingWindow"/>); the completeness test holds the engine and ONNX Runtime to it.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="module"/> is not of this kind.</exception>
+    /// <exception cref="OverflowException">A size does not fit in an <see cref="int"/>.</exception>
+    public int[] OutputShape(Module module, IReadOnlyList<int> input)
+    {
+        if (!Describes(module)) throw new ArgumentException($"{module.Namespace}.{module.TypeName} is not a {TypeName}", nameof(module));
+        ArgumentNullException.ThrowIfNull(input);
+        return _outputShape(module, [.. input]);
+    }
+
+    /// <summary>The shape rule of a layer whose output has its input's shape (activations, BatchNorm, Identity, Dropout).</summary>
+    internal static int[] SameShape(Module module, int[] input) => input;
 
     /// <summary>A small instance of the kind (eval mode, deterministic tensors); <see cref="ExampleInput"/> is a shape it accepts.</summary>
     public Module Example() => Create(_example);

@@ -39,6 +39,7 @@ public sealed class Linear : Module
         [Need("in_features", K.Int), Need("out_features", K.Int), Opt("bias", K.Bool, true)],
         ["weight", "bias"],
         a => Create(a.Int("in_features"), a.Int("out_features"), a.Bool("bias"), a.State.TryGet("weight"), a.State.TryGet("bias"), a.Training),
+        (m, x) => [.. x[..^1], ((Linear)m).OutFeatures],
         new Dictionary<string, object?> { ["in_features"] = 4, ["out_features"] = 3 },
         [2, 4],
         neededState: a => a.Bool("bias") ? ["weight", "bias"] : ["weight"]);

@@ -48,6 +48,7 @@ public sealed class MaxPool2d : Module
         ],
         [],
         a => Create(a.Size("kernel_size"), a.OptionalSize("stride"), a.Size("padding"), a.Size("dilation"), a.Bool("ceil_mode"), a.Training),
+        (m, x) => PoolArgs.OutputShape(x, ((MaxPool2d)m).KernelSize, ((MaxPool2d)m).Stride, ((MaxPool2d)m).Padding, ((MaxPool2d)m).Dilation, ((MaxPool2d)m).CeilMode),
         new Dictionary<string, object?> { ["kernel_size"] = 2 },
         [1, 2, 6, 6],
         scalarArguments: m => ((MaxPool2d)m).ScalarArguments);
@@ -97,6 +98,14 @@ internal static class PoolArgs
     /// <summary>The names of the arguments given as one entry (PyTorch's integer form), in the order given.</summary>
     public static ImmutableArray<string> Scalars(params (string Name, int[] Given)[] args)
         => args.Where(a => a.Given.Length == 1).Select(a => a.Name).ToImmutableArray();
+
+    /// <summary>[*, H', W'] for an input [*, H, W]: PyTorch's window counts along the last two axes.</summary>
+    public static int[] OutputShape(int[] x, ImmutableArray<int> kernel, ImmutableArray<int> stride, ImmutableArray<int> padding,
+        ImmutableArray<int> dilation, bool ceilMode)
+    {
+        int Axis(int i) => checked((int)SlidingWindow.PoolOutput(x[^(2 - i)], kernel[i], stride[i], padding[i], dilation[i], ceilMode));
+        return [.. x[..^2], Axis(0), Axis(1)];
+    }
 
     public static void Check(string type, ImmutableArray<int> kernel, ImmutableArray<int> stride, ImmutableArray<int> padding)
     {

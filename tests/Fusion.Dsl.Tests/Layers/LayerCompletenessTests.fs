@@ -1,6 +1,6 @@
 /// Every layer kind in the registry is served by every consumer: the model-format codec and its documentation, the C# and
-/// F# factories, the F# active patterns, ONNX export (or a stated refusal), ONNX import (or a stated refusal), the engine and the naive
-/// reference. A kind a consumer lacks fails its test, naming the kind and the consumer; adding a kind to LayerKinds is
+/// F# factories, the F# active patterns, the engine (held to the kind's shape rule), the naive reference, ONNX export (or a
+/// stated refusal) and ONNX import (or a stated refusal). A kind a consumer lacks fails its test, naming the kind and the consumer; adding a kind to LayerKinds is
 /// enough to be held to all of them (docs/adding-a-layer.md).
 module Fusion.Dsl.Tests.Layers.LayerCompletenessTests
 
@@ -98,7 +98,11 @@ let private consumers (dir: string) : (string * (LayerDescriptor -> string optio
           let patterns = fsharp.GetType "Fusion.Dsl.FSharp.Patterns" |> nonNull
           if publicStatic patterns |> Array.exists (fun m -> m.Name = $"|{d.TypeName}|_|") then None
           else Some $"no (|{d.TypeName}|_|) in Fusion.Dsl.FSharp.Patterns (.fs and .fsi)"
-      "engine", fun d -> attempt (fun () -> Forward.Run(d.Example(), input d) |> ignore; None)
+      "engine", fun d -> attempt (fun () ->
+          let y = Forward.Run(d.Example(), input d)
+          let rule = d.OutputShape(d.Example(), d.ExampleInput)
+          if Seq.toList y.Dimensions = Seq.toList rule then None
+          else Some $"output shape {Fusion.Dsl.Tensors.Tensor.ShapeString y.Shape}, the kind's shape rule says {Fusion.Dsl.Tensors.Tensor.ShapeString rule}")
       "naive reference", fun d -> attempt (fun () ->
           let x = input d
           close (Forward.Run(d.Example(), x)) (NaiveReference.Forward(d.Example(), x)) |> Option.map (sprintf "engine against the reference: %s"))
@@ -143,7 +147,7 @@ let tests =
         test "a kind no consumer knows is reported by name for each consumer that lacks it" {
             let fake =
                 LayerDescriptor("Softsign", typeof<Activation>, [||], [||], (fun a -> Activation.Create(ActivationKind.ReLU, training = a.Training)),
-                                Dictionary<string, objnull>(), [| 2; 3 |])
+                                (fun _ x -> x), Dictionary<string, objnull>(), [| 2; 3 |])
             let found = gaps fake
             for consumer in [ "model-format codec"; "docs/model-format.md"; "C# factory"; "F# factory"; "F# active pattern"; "ONNX import" ] do
                 Expect.exists found (fun g -> g.StartsWith $"Softsign lacks {consumer}:") $"names the {consumer} ({found})"

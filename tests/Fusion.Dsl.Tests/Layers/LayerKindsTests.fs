@@ -52,6 +52,22 @@ let tests =
                 let back = ModuleJson.Read(json, Dictionary(m.StateDict()), "", "<test>")
                 Expect.equal back m "read back equal"
             }
+        test "the shape rule gives the engine's output shape for strided, dilated, padded, ceil-mode and transposed layers" {
+            let cases : (Module * int list) list =
+                [ Fusion.Dsl.Nn.Conv2d(2, 4, 3, stride = 2, dilation = 2), [ 1; 2; 11; 9 ]
+                  Fusion.Dsl.Nn.Conv1d(2, 2, 4, padding = ConvPadding.Same), [ 2; 2; 7 ]
+                  Fusion.Dsl.Nn.ConvTranspose2d(2, 3, 3, stride = 2, padding = 1,
+                                                outputPadding = 1), [ 1; 2; 4; 5 ]
+                  Fusion.Dsl.Nn.MaxPool2d(3, 2, 1, ceilMode = true), [ 1; 2; 8; 7 ]
+                  Fusion.Dsl.Nn.AvgPool2d(2, ceilMode = true), [ 1; 2; 5; 5 ]
+                  Fusion.Dsl.Nn.AdaptiveAvgPool2d(2), [ 1; 2; 6; 4 ]
+                  Fusion.Dsl.Nn.Flatten(0, -2), [ 2; 3; 2; 2 ]
+                  Fusion.Dsl.Nn.Linear(4, 3), [ 2; 5; 4 ] ]
+            for m, shape in cases do
+                let d = LayerKinds.Of m |> nonNull
+                let y = Fusion.Dsl.Engine.Forward.Run(m, Tensor.Zeros(Array.ofList shape))
+                Expect.sequenceEqual (d.OutputShape(m, shape)) y.Dimensions $"{m} on {shape}"
+        }
         test "a pooling size given as one integer is written as one integer and read back so" {
             let m = (LayerKinds.Find "MaxPool2d" |> nonNull).Create([ kv "kernel_size" 3; kv "stride" [| 2; 2 |] ])
             let args = (LayerKinds.Find "MaxPool2d" |> nonNull).ArgumentsOf m
