@@ -98,6 +98,18 @@ let tests =
                   "Linear: .NET keeps (in_features, out_features, bias), Python sends (in_features, out_features)"
                   "Tanh: in fusion_torch.modules.LAYERS, not a .NET layer kind" ] "one line per kind"
         }
+        test "every kind's example prints as PyTorch prints the module built from the same arguments" {
+            Fusion.Dsl.Tests.Interop.InteropSupport.needTorch ()
+            let calls = Dictionary<string, Dictionary<string, objnull>>()
+            for d in LayerKinds.All do
+                calls[d.TypeName] <- Dictionary(d.ArgumentsOf(d.Example()))
+            let script = "import json, sys, torch.nn as nn\nprint(json.dumps({k: repr(getattr(nn, k)(**a)) for k, a in json.loads(sys.argv[1]).items()}))"
+            let code, out, err = Fusion.Dsl.Tests.Interop.InteropSupport.runPython [ "-c"; script; JsonSerializer.Serialize calls ]
+            Expect.equal code 0 err
+            use torch = JsonDocument.Parse out
+            for d in LayerKinds.All do
+                Expect.equal (ModuleRepr.Print(d.Example())) (torch.RootElement.GetProperty(d.TypeName).GetString()) $"{d.TypeName}'s print layout"
+        }
         test "the Python exporter lists the same layer kinds with the same arguments as the .NET registry" {
             Fusion.Dsl.Tests.Interop.InteropSupport.needTorch ()
             let code, out, err =
