@@ -1,16 +1,29 @@
 """The module tree of the model format (`model`): PyTorch's type names, namespaces and constructor arguments for the
-layers Fusion.Dsl models (src/Fusion.Dsl/IO/FusionModel/ModuleJson.cs), and every other library module carried as opaque."""
+layers Fusion.Dsl models (its registry of layer kinds, src/Fusion.Dsl/Layers/LayerKinds.cs), and every other library module
+carried as opaque."""
 import torch.nn as nn
 
 from .errors import ExportError
 
 TORCH_NN, INTRINSIC, USER = "torch.nn", "torch.ao.nn.intrinsic", "user"
 
-# torch.nn layers Fusion.Dsl reads and runs, by class name (the class must be torch's own, not a subclass).
+# torch.nn layers Fusion.Dsl reads and runs, by class name (the class must be torch's own, not a subclass), with the
+# constructor arguments it keeps, read from the module's attributes of the same name. A test checks this table against
+# the .NET registry's schema (LayerKinds.SchemaJson): a layer kind added there is added here.
+_CONV = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias", "padding_mode")
+_BATCH_NORM = ("num_features", "eps", "momentum", "affine", "track_running_stats")
 LAYERS = {
-    "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
-    "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Linear", "ReLU", "ReLU6", "Hardswish", "Hardsigmoid", "SiLU",
-    "Identity", "Dropout", "Flatten", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
+    **{f"Conv{n}d": _CONV for n in (1, 2, 3)},
+    **{f"ConvTranspose{n}d": _CONV + ("output_padding",) for n in (1, 2, 3)},
+    **{f"BatchNorm{n}d": _BATCH_NORM for n in (1, 2, 3)},
+    "Linear": ("in_features", "out_features", "bias"),
+    **{name: ("inplace",) for name in ("ReLU", "ReLU6", "Hardswish", "Hardsigmoid", "SiLU")},
+    "Identity": (),
+    "Dropout": ("p", "inplace"),
+    "Flatten": ("start_dim", "end_dim"),
+    "MaxPool2d": ("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
+    "AvgPool2d": ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"),
+    "AdaptiveAvgPool2d": ("output_size",),
 }
 # torch.nn containers: Sequential runs its children in order; ModuleList and ModuleDict only hold them.
 CONTAINERS = {"Sequential", "ModuleList", "ModuleDict"}
@@ -82,41 +95,28 @@ def _refuse(path, m, what):
     raise ExportError(f"module '{path or '<root>'}' ({type(m).__name__}): {what}")
 
 
+def layer_schema():
+    """The layers this exporter describes with their arguments, sorted by name, in the form of the .NET side's
+    LayerKinds.SchemaJson: a test checks that the two agree."""
+    return {name: list(LAYERS[name]) for name in sorted(LAYERS)}
+
+
+def _arg(m, name):
+    # PyTorch keeps `bias` as the parameter itself; the argument is whether it exists.
+    return m.bias is not None if name == "bias" else _t(getattr(m, name))
+
+
 def args_of(m, path):
-    """PyTorch's constructor arguments under PyTorch's names, as Fusion.Dsl reads them."""
-    if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
-        a = dict(in_channels=m.in_channels, out_channels=m.out_channels, kernel_size=_t(m.kernel_size),
-                 stride=_t(m.stride), padding=_t(m.padding), dilation=_t(m.dilation), groups=m.groups,
-                 bias=m.bias is not None, padding_mode=m.padding_mode)
-        if isinstance(m, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
-            a["output_padding"] = _t(m.output_padding)
-        return a
-    if isinstance(m, nn.modules.batchnorm._BatchNorm):
-        return dict(num_features=m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
-                    track_running_stats=m.track_running_stats)
-    if isinstance(m, nn.Linear):
-        return dict(in_features=m.in_features, out_features=m.out_features, bias=m.bias is not None)
-    if isinstance(m, (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU)):
-        return dict(inplace=m.inplace)
-    if isinstance(m, nn.MaxPool2d):
-        if m.return_indices:
-            _refuse(path, m, "return_indices=True is not supported; use a MaxPool2d that returns the values only")
-        return dict(kernel_size=_t(m.kernel_size), stride=_t(m.stride), padding=_t(m.padding),
-                    dilation=_t(m.dilation), ceil_mode=m.ceil_mode)
-    if isinstance(m, nn.AvgPool2d):
-        if m.divisor_override is not None:
-            _refuse(path, m, "divisor_override is not supported")
-        return dict(kernel_size=_t(m.kernel_size), stride=_t(m.stride), padding=_t(m.padding),
-                    ceil_mode=m.ceil_mode, count_include_pad=m.count_include_pad)
-    if isinstance(m, nn.AdaptiveAvgPool2d):
-        if any(s is None for s in (m.output_size if isinstance(m.output_size, (tuple, list)) else [m.output_size])):
-            _refuse(path, m, "an output_size with None is not supported; give both sizes")
-        return dict(output_size=_t(m.output_size))
-    if isinstance(m, nn.Flatten):
-        return dict(start_dim=m.start_dim, end_dim=m.end_dim)
-    if isinstance(m, nn.Dropout):
-        return dict(p=m.p, inplace=m.inplace)
-    return {}
+    """PyTorch's constructor arguments under PyTorch's names, as Fusion.Dsl reads them (LAYERS); refuses the values
+    Fusion.Dsl does not implement."""
+    if isinstance(m, nn.MaxPool2d) and m.return_indices:
+        _refuse(path, m, "return_indices=True is not supported; use a MaxPool2d that returns the values only")
+    if isinstance(m, nn.AvgPool2d) and m.divisor_override is not None:
+        _refuse(path, m, "divisor_override is not supported")
+    if isinstance(m, nn.AdaptiveAvgPool2d) and \
+            any(s is None for s in (m.output_size if isinstance(m.output_size, (tuple, list)) else [m.output_size])):
+        _refuse(path, m, "an output_size with None is not supported; give both sizes")
+    return {name: _arg(m, name) for name in LAYERS.get(type(m).__name__, ())}
 
 
 def own_state(m):

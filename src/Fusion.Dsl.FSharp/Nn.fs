@@ -20,15 +20,15 @@ type Nn =
     static member Conv3d(in_channels, out_channels, kernel_size, ?stride, ?padding, ?dilation, ?groups, ?bias, ?padding_mode, ?seed) : Module =
         Fusion.Dsl.Nn.Conv3d(in_channels, out_channels, kernel_size, Nn.Opt stride, Nn.Pad padding, Nn.Opt dilation, defaultArg groups 1,
                              defaultArg bias true, defaultArg padding_mode "zeros", defaultArg seed 0)
-    static member ConvTranspose1d(in_channels, out_channels, kernel_size, ?stride, ?padding, ?output_padding, ?groups, ?bias, ?dilation, ?seed) : Module =
+    static member ConvTranspose1d(in_channels, out_channels, kernel_size, ?stride, ?padding, ?output_padding, ?groups, ?bias, ?dilation, ?seed, ?padding_mode) : Module =
         Fusion.Dsl.Nn.ConvTranspose1d(in_channels, out_channels, kernel_size, Nn.Opt stride, Nn.Opt padding, Nn.Opt output_padding,
-                                      defaultArg groups 1, defaultArg bias true, Nn.Opt dilation, seed = defaultArg seed 0)
-    static member ConvTranspose2d(in_channels, out_channels, kernel_size, ?stride, ?padding, ?output_padding, ?groups, ?bias, ?dilation, ?seed) : Module =
+                                      defaultArg groups 1, defaultArg bias true, Nn.Opt dilation, defaultArg padding_mode "zeros", defaultArg seed 0)
+    static member ConvTranspose2d(in_channels, out_channels, kernel_size, ?stride, ?padding, ?output_padding, ?groups, ?bias, ?dilation, ?seed, ?padding_mode) : Module =
         Fusion.Dsl.Nn.ConvTranspose2d(in_channels, out_channels, kernel_size, Nn.Opt stride, Nn.Opt padding, Nn.Opt output_padding,
-                                      defaultArg groups 1, defaultArg bias true, Nn.Opt dilation, seed = defaultArg seed 0)
-    static member ConvTranspose3d(in_channels, out_channels, kernel_size, ?stride, ?padding, ?output_padding, ?groups, ?bias, ?dilation, ?seed) : Module =
+                                      defaultArg groups 1, defaultArg bias true, Nn.Opt dilation, defaultArg padding_mode "zeros", defaultArg seed 0)
+    static member ConvTranspose3d(in_channels, out_channels, kernel_size, ?stride, ?padding, ?output_padding, ?groups, ?bias, ?dilation, ?seed, ?padding_mode) : Module =
         Fusion.Dsl.Nn.ConvTranspose3d(in_channels, out_channels, kernel_size, Nn.Opt stride, Nn.Opt padding, Nn.Opt output_padding,
-                                      defaultArg groups 1, defaultArg bias true, Nn.Opt dilation, seed = defaultArg seed 0)
+                                      defaultArg groups 1, defaultArg bias true, Nn.Opt dilation, defaultArg padding_mode "zeros", defaultArg seed 0)
     static member private Momentum(momentum: float option option) =
         match momentum with Some m -> Option.toNullable m | None -> Nullable 0.1
     static member BatchNorm1d(num_features, ?eps, ?momentum, ?affine, ?track_running_stats) : Module =

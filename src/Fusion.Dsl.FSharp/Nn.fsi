@@ -25,18 +25,21 @@ type Nn =
     static member Conv3d:
         in_channels: int * out_channels: int * kernel_size: IntOrTuple * ?stride: IntOrTuple * ?padding: ConvPadding *
         ?dilation: IntOrTuple * ?groups: int * ?bias: bool * ?padding_mode: string * ?seed: int -> Module
-    /// `nn.ConvTranspose1d`.
+    /// `nn.ConvTranspose1d` (`padding_mode` last, so that existing positional calls keep their meaning; PyTorch takes
+    /// only `"zeros"` for a transposed convolution).
     static member ConvTranspose1d:
         in_channels: int * out_channels: int * kernel_size: IntOrTuple * ?stride: IntOrTuple * ?padding: IntOrTuple *
-        ?output_padding: IntOrTuple * ?groups: int * ?bias: bool * ?dilation: IntOrTuple * ?seed: int -> Module
-    /// `nn.ConvTranspose2d`.
+        ?output_padding: IntOrTuple * ?groups: int * ?bias: bool * ?dilation: IntOrTuple * ?seed: int * ?padding_mode: string -> Module
+    /// `nn.ConvTranspose2d` (`padding_mode` last, so that existing positional calls keep their meaning; PyTorch takes
+    /// only `"zeros"` for a transposed convolution).
     static member ConvTranspose2d:
         in_channels: int * out_channels: int * kernel_size: IntOrTuple * ?stride: IntOrTuple * ?padding: IntOrTuple *
-        ?output_padding: IntOrTuple * ?groups: int * ?bias: bool * ?dilation: IntOrTuple * ?seed: int -> Module
-    /// `nn.ConvTranspose3d`.
+        ?output_padding: IntOrTuple * ?groups: int * ?bias: bool * ?dilation: IntOrTuple * ?seed: int * ?padding_mode: string -> Module
+    /// `nn.ConvTranspose3d` (`padding_mode` last, so that existing positional calls keep their meaning; PyTorch takes
+    /// only `"zeros"` for a transposed convolution).
     static member ConvTranspose3d:
         in_channels: int * out_channels: int * kernel_size: IntOrTuple * ?stride: IntOrTuple * ?padding: IntOrTuple *
-        ?output_padding: IntOrTuple * ?groups: int * ?bias: bool * ?dilation: IntOrTuple * ?seed: int -> Module
+        ?output_padding: IntOrTuple * ?groups: int * ?bias: bool * ?dilation: IntOrTuple * ?seed: int * ?padding_mode: string -> Module
     /// `nn.BatchNorm1d` (weight 1, bias 0, running mean 0, variance 1); `momentum = None` is PyTorch's `momentum=None`.
     static member BatchNorm1d:
         num_features: int * ?eps: float * ?momentum: float option * ?affine: bool * ?track_running_stats: bool -> Module

@@ -10,6 +10,36 @@ namespace Fusion.Dsl.Reference;
 /// </summary>
 public static class NaiveReference
 {
+    /// <summary>
+    /// The forward of any modelled layer kind (<see cref="LayerKinds"/>) by its definition: the one place that says which
+    /// definition computes a kind, so the completeness test can find a kind that has none.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The reference has no definition for this kind of module.</exception>
+    public static Tensor Forward(Algebra.Module m, Tensor input) => m switch
+    {
+        Conv c => Conv(c, input),
+        Linear l => Linear(l, input),
+        BatchNorm b => BatchNorm(b, input),
+        Activation a => Activation(a.Kind, input),
+        Identity => input,
+        // Dropout in training mode is random; its definition for a reference is the eval one only.
+        Dropout { Training: false } => input,
+        Flatten f => Flatten(input, f.StartDim, f.EndDim),
+        MaxPool2d p => MaxPool2d(p, input),
+        AvgPool2d p => AvgPool2d(p, input),
+        AdaptiveAvgPool2d p => AdaptiveAvgPool2d(input, p.OutputSize[0], p.OutputSize[1]),
+        _ => throw new NotSupportedException($"the naive reference has no forward for {m.Namespace}.{m.TypeName}"),
+    };
+
+    /// <summary>PyTorch's <c>flatten(start_dim, end_dim)</c>: the dimensions from start to end (negative from the end) as one.</summary>
+    public static Tensor Flatten(Tensor input, int startDim, int endDim)
+    {
+        var dims = input.Dimensions.ToArray();
+        int s = startDim < 0 ? startDim + dims.Length : startDim, e = endDim < 0 ? endDim + dims.Length : endDim;
+        int[] shape = [.. dims[..s], dims[s..(e + 1)].Aggregate(1, (p, q) => p * q), .. dims[(e + 1)..]];
+        return Tensor.FromFloat32(input.ToArray(), shape);
+    }
+
     /// <summary>Every multi-index of <paramref name="shape"/> in row-major order.</summary>
     private static IEnumerable<int[]> Indices(int[] shape)
     {

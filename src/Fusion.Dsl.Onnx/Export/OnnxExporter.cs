@@ -47,7 +47,7 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
             FusedModule f => Fused(f, x, path),
             UserModule u => User(u, x, path),
             OpaqueModule o => Operators.Carried(o, x, path) ?? throw Refuse(m, path, $"{o.Namespace}.{o.TypeName} is carried as an opaque module and has no ONNX form here; export the model with torch.onnx.export after loading the fused weights back into PyTorch"),
-            _ => throw Refuse(m, path, "the exporter has no ONNX form for this kind of module"),
+            _ => throw Refuse(m, path, OnnxLayerCoverage.NotExported.GetValueOrDefault(m.TypeName) ?? "the exporter has no ONNX form for this kind of module"),
         };
     }
 
@@ -69,6 +69,10 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
 
     // ---- layers ---------------------------------------------------------------------------------------------
 
+    /// <summary>The output shape of layer <paramref name="m"/> on <paramref name="x"/>, by its kind's shape rule (<see cref="LayerKinds"/>).</summary>
+    private static int[] ShapeOf(Module m, OnnxValue x)
+        => (LayerKinds.Of(m) ?? throw new InvalidOperationException($"{m.TypeName} is not a registered layer kind")).OutputShape(m, x.Shape);
+
     /// <summary>A convolution or transposed convolution, on a batched input or an unbatched one (given a batch axis and
     /// losing it again around the node, as PyTorch does).</summary>
     private OnnxValue Conv(Conv c, OnnxValue x, string path)
@@ -77,6 +81,10 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
         if (!batched && x.Rank != c.Rank + 1 || x.Shape[batched ? 1 : 0] != c.InChannels)
             throw Refuse(c, path, $"expects an input of rank {c.Rank + 2} (or unbatched {c.Rank + 1}) with {c.InChannels} channels, got {x.ShapeText}");
         if (!batched) x = Unsqueeze(x, 0, path);
+        // The kind's shape rule, on the unpadded input (a padding mode other than zeros pads by the same amounts).
+        var shape = ShapeOf(c, x);
+        var spatial = shape[2..];
+        if (spatial.Any(d => d <= 0)) throw Refuse(c, path, $"the input {x.ShapeText} is smaller than the kernel's reach");
         var (left, right) = c.Padding.Resolve(c.KernelSize.AsSpan(), c.Dilation.AsSpan());
         if (c.PaddingMode != PaddingMode.Zeros)
         {
@@ -89,17 +97,8 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
             left = new int[c.Rank];
             right = new int[c.Rank];
         }
-        var spatial = new int[c.Rank];
-        for (var i = 0; i < c.Rank; i++)
-        {
-            spatial[i] = checked((int)(c.Transposed
-                ? SlidingWindow.ConvTransposeOutput(x.Shape[2 + i], c.KernelSize[i], c.Stride[i], left[i], right[i], c.Dilation[i], c.OutputPadding[i])
-                : SlidingWindow.ConvOutput(x.Shape[2 + i], c.KernelSize[i], c.Stride[i], left[i], right[i], c.Dilation[i])));
-            if (spatial[i] <= 0) throw Refuse(c, path, $"the input {x.ShapeText} is smaller than the kernel's reach");
-        }
         var weight = Writer.Initializer(ModulePath.Join(path, "weight"), c.Weight);
         var bias = c.Bias is { } b ? Writer.Initializer(ModulePath.Join(path, "bias"), b) : null;
-        int[] shape = [x.Shape[0], c.OutChannels, .. spatial];
         OnnxValue y;
         if (!c.Transposed)
         {
@@ -227,10 +226,9 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
     public OnnxValue MaxPool(MaxPool2d p, OnnxValue x, string path)
     {
         var input = Pool2dInput(p, x, path);
-        var h = checked((int)SlidingWindow.PoolOutput(input.Shape[2], p.KernelSize[0], p.Stride[0], p.Padding[0], p.Dilation[0], p.CeilMode));
-        var w = checked((int)SlidingWindow.PoolOutput(input.Shape[3], p.KernelSize[1], p.Stride[1], p.Padding[1], p.Dilation[1], p.CeilMode));
-        if (h <= 0 || w <= 0) throw Refuse(p, path, $"the input {x.ShapeText} is smaller than the pooling window");
-        var y = Writer.Node("MaxPool", path, [input.Name], [input.Shape[0], input.Shape[1], h, w],
+        var shape = ShapeOf(p, input);
+        if (shape[2] <= 0 || shape[3] <= 0) throw Refuse(p, path, $"the input {x.ShapeText} is smaller than the pooling window");
+        var y = Writer.Node("MaxPool", path, [input.Name], shape,
             Ints("kernel_shape", p.KernelSize), Ints("strides", p.Stride), Ints("dilations", p.Dilation),
             Ints("pads", [p.Padding[0], p.Padding[1], p.Padding[0], p.Padding[1]]), Int("ceil_mode", p.CeilMode ? 1 : 0));
         return x.Rank == 4 ? y : Squeeze(y, 0, path);
@@ -240,10 +238,9 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
     public OnnxValue AvgPool(AvgPool2d p, OnnxValue x, string path)
     {
         var input = Pool2dInput(p, x, path);
-        var h = checked((int)SlidingWindow.PoolOutput(input.Shape[2], p.KernelSize[0], p.Stride[0], p.Padding[0], 1, p.CeilMode));
-        var w = checked((int)SlidingWindow.PoolOutput(input.Shape[3], p.KernelSize[1], p.Stride[1], p.Padding[1], 1, p.CeilMode));
-        if (h <= 0 || w <= 0) throw Refuse(p, path, $"the input {x.ShapeText} is smaller than the pooling window");
-        var y = Writer.Node("AveragePool", path, [input.Name], [input.Shape[0], input.Shape[1], h, w],
+        var shape = ShapeOf(p, input);
+        if (shape[2] <= 0 || shape[3] <= 0) throw Refuse(p, path, $"the input {x.ShapeText} is smaller than the pooling window");
+        var y = Writer.Node("AveragePool", path, [input.Name], shape,
             Ints("kernel_shape", p.KernelSize), Ints("strides", p.Stride),
             Ints("pads", [p.Padding[0], p.Padding[1], p.Padding[0], p.Padding[1]]), Int("ceil_mode", p.CeilMode ? 1 : 0),
             Int("count_include_pad", p.CountIncludePad ? 1 : 0));

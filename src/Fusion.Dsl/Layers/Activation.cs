@@ -1,4 +1,6 @@
 using Fusion.Dsl.Algebra;
+using static Fusion.Dsl.Layers.LayerParameter;
+using K = Fusion.Dsl.Layers.LayerArgumentKind;
 
 namespace Fusion.Dsl.Layers;
 
@@ -35,6 +37,12 @@ public sealed class Activation : Module
 
     /// <inheritdoc />
     public override string TypeName => Kind.ToString();
+
+    /// <summary>One kind per <see cref="ActivationKind"/>, each taking <c>inplace</c>.</summary>
+    internal static IEnumerable<LayerDescriptor> Descriptors =>
+        from kind in Enum.GetValues<ActivationKind>()
+        select new LayerDescriptor(kind.ToString(), typeof(Activation), [Opt("inplace", K.Bool, false)], [],
+            a => Create(kind, a.Bool("inplace"), a.Training), LayerDescriptor.SameShape, new Dictionary<string, object?>(), [2, 3, 4, 4]);
 
     /// <summary>Creates an activation module.</summary>
     public static Activation Create(ActivationKind kind, bool inplace = false, bool training = false)

@@ -1,6 +1,8 @@
 using System.Collections.Immutable;
 using Fusion.Dsl.Algebra;
 using Fusion.Dsl.Tensors;
+using static Fusion.Dsl.Layers.LayerParameter;
+using K = Fusion.Dsl.Layers.LayerArgumentKind;
 
 namespace Fusion.Dsl.Layers;
 
@@ -29,6 +31,15 @@ public sealed class AdaptiveAvgPool2d : Module
     public ImmutableArray<string> ScalarArguments => OutputSizeIsScalar ? ["output_size"] : [];
     /// <inheritdoc />
     public override string TypeName => "AdaptiveAvgPool2d";
+
+    /// <summary>The kind <c>AdaptiveAvgPool2d</c>.</summary>
+    internal static LayerDescriptor Descriptor { get; } = new("AdaptiveAvgPool2d", typeof(AdaptiveAvgPool2d),
+        [Need("output_size", K.Size)], [],
+        a => Create(a.Size("output_size"), a.Training),
+        (m, x) => [.. x[..^2], .. ((AdaptiveAvgPool2d)m).OutputSize],
+        new Dictionary<string, object?> { ["output_size"] = 1 },
+        [1, 2, 5, 5],
+        scalarArguments: m => ((AdaptiveAvgPool2d)m).ScalarArguments);
 
     /// <summary>Creates an AdaptiveAvgPool2d; one entry means a square output, kept as an integer (see <see cref="OutputSizeIsScalar"/>).</summary>
     /// <exception cref="ArgumentException">An entry is not positive, or there are not 1 or 2 entries.</exception>

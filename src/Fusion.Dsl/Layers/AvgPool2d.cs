@@ -1,5 +1,7 @@
 using System.Collections.Immutable;
 using Fusion.Dsl.Algebra;
+using static Fusion.Dsl.Layers.LayerParameter;
+using K = Fusion.Dsl.Layers.LayerArgumentKind;
 
 namespace Fusion.Dsl.Layers;
 
@@ -35,6 +37,19 @@ public sealed class AvgPool2d : Module
     public ImmutableArray<string> ScalarArguments { get; }
     /// <inheritdoc />
     public override string TypeName => "AvgPool2d";
+
+    /// <summary>The kind <c>AvgPool2d</c>; a <c>divisor_override</c> is refused.</summary>
+    internal static LayerDescriptor Descriptor { get; } = new("AvgPool2d", typeof(AvgPool2d),
+        [
+            Need("kernel_size", K.Size), Opt("stride", K.OptionalSize, null), Opt("padding", K.Size, 0), Opt("ceil_mode", K.Bool, false),
+            Opt("count_include_pad", K.Bool, true), Only("divisor_override", K.OptionalInt, null, "divisor_override is not supported"),
+        ],
+        [],
+        a => Create(a.Size("kernel_size"), a.OptionalSize("stride"), a.Size("padding"), a.Bool("ceil_mode"), a.Bool("count_include_pad"), a.Training),
+        (m, x) => PoolArgs.OutputShape(x, ((AvgPool2d)m).KernelSize, ((AvgPool2d)m).Stride, ((AvgPool2d)m).Padding, [1, 1], ((AvgPool2d)m).CeilMode),
+        new Dictionary<string, object?> { ["kernel_size"] = 2 },
+        [1, 2, 6, 6],
+        scalarArguments: m => ((AvgPool2d)m).ScalarArguments);
 
     /// <summary>
     /// Creates an AvgPool2d; <paramref name="stride"/> defaults to the kernel size as in PyTorch. Each size takes one entry

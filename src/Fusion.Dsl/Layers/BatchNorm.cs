@@ -1,5 +1,7 @@
 using Fusion.Dsl.Algebra;
 using Fusion.Dsl.Tensors;
+using static Fusion.Dsl.Layers.LayerParameter;
+using K = Fusion.Dsl.Layers.LayerArgumentKind;
 
 namespace Fusion.Dsl.Layers;
 
@@ -42,6 +44,24 @@ public sealed class BatchNorm : Module
 
     /// <inheritdoc />
     public override string TypeName => $"BatchNorm{Rank}d";
+
+    /// <summary>The three kinds <c>BatchNorm1d/2d/3d</c>.</summary>
+    internal static IEnumerable<LayerDescriptor> Descriptors =>
+        from rank in new[] { 1, 2, 3 }
+        select new LayerDescriptor($"BatchNorm{rank}d", typeof(BatchNorm),
+            [
+                Need("num_features", K.Int), Opt("eps", K.Double, 1e-5), Opt("momentum", K.OptionalDouble, 0.1), Opt("affine", K.Bool, true),
+                Opt("track_running_stats", K.Bool, true),
+            ],
+            ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"],
+            a => Create(rank, a.Int("num_features"), a.Double("eps"), a.OptionalDouble("momentum"), a.Bool("affine"), a.Bool("track_running_stats"),
+                a.State.TryGet("weight"), a.State.TryGet("bias"), a.State.TryGet("running_mean"), a.State.TryGet("running_var"),
+                a.State.TryGet("num_batches_tracked"), a.Training),
+            LayerDescriptor.SameShape,
+            new Dictionary<string, object?> { ["num_features"] = 3 },
+            rank == 1 ? [2, 3] : [2, 3, .. Enumerable.Repeat(4 - rank, rank)],
+            neededState: a => (a.Bool("affine") ? new[] { "weight", "bias" } : []).Concat(
+                a.Bool("track_running_stats") ? ["running_mean", "running_var", "num_batches_tracked"] : []));
 
     private static readonly string[] Buffers = ["running_mean", "running_var", "num_batches_tracked"];
 

@@ -1,6 +1,8 @@
 using System.Collections.Immutable;
 using Fusion.Dsl.Algebra;
 using Fusion.Dsl.Tensors;
+using static Fusion.Dsl.Layers.LayerParameter;
+using K = Fusion.Dsl.Layers.LayerArgumentKind;
 
 namespace Fusion.Dsl.Layers;
 
@@ -53,6 +55,28 @@ public sealed class Conv : Module
 
     /// <inheritdoc />
     public override string TypeName => (Transposed ? "ConvTranspose" : "Conv") + Rank + "d";
+
+    /// <summary>The six kinds <c>Conv1d/2d/3d</c> and <c>ConvTranspose1d/2d/3d</c>, arguments in the order <see cref="Arguments"/> lists them.</summary>
+    internal static IEnumerable<LayerDescriptor> Descriptors =>
+        from transposed in new[] { false, true }
+        from rank in new[] { 1, 2, 3 }
+        select new LayerDescriptor((transposed ? "ConvTranspose" : "Conv") + rank + "d", typeof(Conv),
+            [
+                Need("in_channels", K.Int), Need("out_channels", K.Int), Need("kernel_size", K.Size), Opt("stride", K.Size, new[] { 1 }),
+                Opt("padding", K.ConvPadding, ConvPadding.Explicit(0)), Opt("dilation", K.Size, new[] { 1 }), Opt("groups", K.Int, 1),
+                Opt("bias", K.Bool, true), Opt("padding_mode", K.PaddingMode, PaddingMode.Zeros),
+                .. transposed ? new[] { Opt("output_padding", K.Size, new[] { 0 }) } : [],
+            ],
+            ["weight", "bias"],
+            a => Create(rank, a.Int("in_channels"), a.Int("out_channels"), a.Size("kernel_size"), a.Size("stride"), a.Padding("padding"),
+                a.Size("dilation"), a.Int("groups"), a.Bool("bias"), a.PaddingMode("padding_mode"), transposed,
+                transposed ? a.Size("output_padding") : null, a.State.TryGet("weight"), a.State.TryGet("bias"), a.Training),
+            (m, x) => OutputShape((Conv)m, x),
+            transposed
+                ? new Dictionary<string, object?> { ["in_channels"] = 2, ["out_channels"] = 3, ["kernel_size"] = 3, ["stride"] = 2 }
+                : new Dictionary<string, object?> { ["in_channels"] = 2, ["out_channels"] = 3, ["kernel_size"] = 3, ["padding"] = 1 },
+            [1, 2, .. Enumerable.Repeat(5 - rank / 3, rank)],
+            neededState: a => a.Bool("bias") ? ["weight", "bias"] : ["weight"]);
 
     /// <summary>Shape PyTorch gives the weight for these hyperparameters.</summary>
     public int[] WeightShape => Transposed
@@ -141,6 +165,20 @@ public sealed class Conv : Module
             if (PaddingMode != PaddingMode.Zeros) s.Append(", padding_mode=").Append(PaddingMode.ToString().ToLowerInvariant());
             return s.ToString();
         }
+    }
+
+    // [N, out_channels, *spatial] by the convolution's sliding-window lengths; another padding mode pads by the same amounts.
+    private static int[] OutputShape(Conv c, int[] x)
+    {
+        var (left, right) = c.Padding.Resolve(c.KernelSize.AsSpan(), c.Dilation.AsSpan());
+        var shape = new int[c.Rank + 2];
+        shape[0] = x[0];
+        shape[1] = c.OutChannels;
+        for (var i = 0; i < c.Rank; i++)
+            shape[2 + i] = checked((int)(c.Transposed
+                ? SlidingWindow.ConvTransposeOutput(x[2 + i], c.KernelSize[i], c.Stride[i], left[i], right[i], c.Dilation[i], c.OutputPadding[i])
+                : SlidingWindow.ConvOutput(x[2 + i], c.KernelSize[i], c.Stride[i], left[i], right[i], c.Dilation[i])));
+        return shape;
     }
 
     private void Validate()

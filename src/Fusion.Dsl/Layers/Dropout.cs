@@ -1,4 +1,6 @@
 using Fusion.Dsl.Algebra;
+using static Fusion.Dsl.Layers.LayerParameter;
+using K = Fusion.Dsl.Layers.LayerArgumentKind;
 
 namespace Fusion.Dsl.Layers;
 
@@ -20,6 +22,11 @@ public sealed class Dropout : Module
     public bool Inplace { get; }
     /// <inheritdoc />
     public override string TypeName => "Dropout";
+
+    /// <summary>The kind <c>Dropout</c>.</summary>
+    internal static LayerDescriptor Descriptor { get; } = new("Dropout", typeof(Dropout),
+        [Opt("p", K.Double, 0.5), Opt("inplace", K.Bool, false)], [],
+        a => Create(a.Double("p"), a.Bool("inplace"), a.Training), LayerDescriptor.SameShape, new Dictionary<string, object?>(), [2, 3]);
 
     /// <summary>Creates a Dropout module.</summary>
     /// <exception cref="ArgumentException"><paramref name="p"/> is outside [0, 1].</exception>

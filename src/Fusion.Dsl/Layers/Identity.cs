@@ -1,4 +1,6 @@
 using Fusion.Dsl.Algebra;
+using static Fusion.Dsl.Layers.LayerParameter;
+using K = Fusion.Dsl.Layers.LayerArgumentKind;
 
 namespace Fusion.Dsl.Layers;
 
@@ -13,6 +15,10 @@ public sealed class Identity : Module
 
     /// <inheritdoc />
     public override string TypeName => "Identity";
+
+    /// <summary>The kind <c>Identity</c>.</summary>
+    internal static LayerDescriptor Descriptor { get; } =
+        new("Identity", typeof(Identity), [], [], a => Create(a.Training), LayerDescriptor.SameShape, new Dictionary<string, object?>(), [2, 3]);
 
     /// <summary>An Identity with the given training flag.</summary>
     public static Identity Create(bool training = false) => training ? TrainingInstance : EvalInstance;

@@ -1,5 +1,7 @@
 using Fusion.Dsl.Algebra;
 using Fusion.Dsl.Tensors;
+using static Fusion.Dsl.Layers.LayerParameter;
+using K = Fusion.Dsl.Layers.LayerArgumentKind;
 
 namespace Fusion.Dsl.Layers;
 
@@ -31,6 +33,16 @@ public sealed class Linear : Module
 
     /// <inheritdoc />
     public override string TypeName => "Linear";
+
+    /// <summary>The kind <c>Linear</c>.</summary>
+    internal static LayerDescriptor Descriptor { get; } = new("Linear", typeof(Linear),
+        [Need("in_features", K.Int), Need("out_features", K.Int), Opt("bias", K.Bool, true)],
+        ["weight", "bias"],
+        a => Create(a.Int("in_features"), a.Int("out_features"), a.Bool("bias"), a.State.TryGet("weight"), a.State.TryGet("bias"), a.Training),
+        (m, x) => [.. x[..^1], ((Linear)m).OutFeatures],
+        new Dictionary<string, object?> { ["in_features"] = 4, ["out_features"] = 3 },
+        [2, 4],
+        neededState: a => a.Bool("bias") ? ["weight", "bias"] : ["weight"]);
 
     /// <summary>Creates a Linear layer; missing tensors are drawn with PyTorch's default initialisation from <paramref name="seed"/>.</summary>
     /// <exception cref="ArgumentException">A tensor has the wrong shape.</exception>

@@ -1,6 +1,8 @@
 using System.Collections.Immutable;
 using Fusion.Dsl.Algebra;
 using Fusion.Dsl.Tensors;
+using static Fusion.Dsl.Layers.LayerParameter;
+using K = Fusion.Dsl.Layers.LayerArgumentKind;
 
 namespace Fusion.Dsl.Layers;
 
@@ -37,6 +39,19 @@ public sealed class MaxPool2d : Module
     public ImmutableArray<string> ScalarArguments { get; }
     /// <inheritdoc />
     public override string TypeName => "MaxPool2d";
+
+    /// <summary>The kind <c>MaxPool2d</c>; <c>return_indices=True</c> is refused.</summary>
+    internal static LayerDescriptor Descriptor { get; } = new("MaxPool2d", typeof(MaxPool2d),
+        [
+            Need("kernel_size", K.Size), Opt("stride", K.OptionalSize, null), Opt("padding", K.Size, 0), Opt("dilation", K.Size, 1),
+            Opt("ceil_mode", K.Bool, false), Only("return_indices", K.Bool, false, "return_indices=True (pooling indices) is not supported"),
+        ],
+        [],
+        a => Create(a.Size("kernel_size"), a.OptionalSize("stride"), a.Size("padding"), a.Size("dilation"), a.Bool("ceil_mode"), a.Training),
+        (m, x) => PoolArgs.OutputShape(x, ((MaxPool2d)m).KernelSize, ((MaxPool2d)m).Stride, ((MaxPool2d)m).Padding, ((MaxPool2d)m).Dilation, ((MaxPool2d)m).CeilMode),
+        new Dictionary<string, object?> { ["kernel_size"] = 2 },
+        [1, 2, 6, 6],
+        scalarArguments: m => ((MaxPool2d)m).ScalarArguments);
 
     /// <summary>
     /// Creates a MaxPool2d; <paramref name="stride"/> defaults to the kernel size as in PyTorch. Each size takes one entry
@@ -83,6 +98,14 @@ internal static class PoolArgs
     /// <summary>The names of the arguments given as one entry (PyTorch's integer form), in the order given.</summary>
     public static ImmutableArray<string> Scalars(params (string Name, int[] Given)[] args)
         => args.Where(a => a.Given.Length == 1).Select(a => a.Name).ToImmutableArray();
+
+    /// <summary>[*, H', W'] for an input [*, H, W]: PyTorch's window counts along the last two axes.</summary>
+    public static int[] OutputShape(int[] x, ImmutableArray<int> kernel, ImmutableArray<int> stride, ImmutableArray<int> padding,
+        ImmutableArray<int> dilation, bool ceilMode)
+    {
+        int Axis(int i) => checked((int)SlidingWindow.PoolOutput(x[^(2 - i)], kernel[i], stride[i], padding[i], dilation[i], ceilMode));
+        return [.. x[..^2], Axis(0), Axis(1)];
+    }
 
     public static void Check(string type, ImmutableArray<int> kernel, ImmutableArray<int> stride, ImmutableArray<int> padding)
     {

@@ -31,6 +31,8 @@ let tests =
             Expect.sequenceEqual c.Dilation [ 1; 2 ] "dilation"
             let t = Nn.ConvTranspose3d(2, 2, (3, 1, 1), stride = (2, 1, 1), output_padding = (1, 0, 0)) :?> Conv
             Expect.sequenceEqual t.OutputPadding [ 1; 0; 0 ] "output_padding"
+            Expect.equal (Nn.ConvTranspose2d(2, 2, 3, padding_mode = "zeros")) (Nn.ConvTranspose2d(2, 2, 3)) "padding_mode takes PyTorch's one value"
+            Expect.throws (fun () -> Nn.ConvTranspose2d(2, 2, 3, padding_mode = "reflect") |> ignore) "and refuses the others, as PyTorch does"
             let p = Nn.MaxPool2d((3, 2), stride = (2, 1), padding = 1) :?> MaxPool2d
             Expect.sequenceEqual p.KernelSize [ 3; 2 ] "pool kernel"
             Expect.sequenceEqual p.ScalarArguments [ "padding"; "dilation" ] "the int forms kept as PyTorch keeps them"

@@ -1,6 +1,5 @@
 using System.Collections.Immutable;
 using System.Text.Json;
-using System.Text.RegularExpressions;
 using Fusion.Dsl.Algebra;
 using Fusion.Dsl.Graphs;
 using Fusion.Dsl.Layers;
@@ -105,7 +104,7 @@ public static class ModuleJson
             return ReadOpaque(e, type, ns, training, state, children, src, loc);
         if (JsonSource.TryGetNonNull(e, "extra_repr", out _))
             throw src.Fail(loc, $"'extra_repr' belongs to an opaque module (\"opaque\": true); {ns}.{type} is modelled, so its print layout is its own");
-        var args = new ArgReader(JsonSource.TryGetNonNull(e, "args", out var a) ? a : null, src, loc, type);
+        var args = JsonSource.TryGetNonNull(e, "args", out var a) ? a : (JsonElement?)null;
         Module m;
         try
         {
@@ -115,7 +114,6 @@ public static class ModuleJson
         {
             throw src.Fail(loc, $"{ns}.{type}: {ex.Message}", ex);
         }
-        args.RequireAllUsed();
 
         if (m.Namespace != ns)
             throw src.Fail(loc, $"{type} belongs to namespace '{m.Namespace}', but the file says '{ns}'");
@@ -170,19 +168,18 @@ public static class ModuleJson
             throw src.Fail(loc, $"{type} needs state {string.Join(", ", missing.Select(n => $"'{n}'"))} for its arguments, but its 'state' list does not name it");
     }
 
-    private static readonly Regex ConvType = new(@"^(Conv|ConvTranspose)([123])d$", RegexOptions.CultureInvariant);
-    private static readonly Regex BatchNormType = new(@"^BatchNorm([123])d$", RegexOptions.CultureInvariant);
-
-    private static Module Build(string type, string ns, bool training, ArgReader args, TensorDict state, List<NamedModule> children,
+    private static Module Build(string type, string ns, bool training, JsonElement? args, TensorDict state, List<NamedModule> children,
         JsonSource src, string loc)
     {
         switch (ns)
         {
             case Namespaces.User:
+                RequireNoArguments(args, type, src, loc);
                 return UserModule.Create(type, ModuleChildren.Create(children), null, training, state);
             case Namespaces.Intrinsic or Namespaces.FusionDsl:
             {
                 RequireNoState(state, type, src, loc);
+                RequireNoArguments(args, type, src, loc);
                 for (var i = 0; i < children.Count; i++)
                     if (children[i].Name != i.ToString(System.Globalization.CultureInfo.InvariantCulture))
                         throw src.Fail(loc, $"{type}: the children of a fused module are named 0, 1, 2 in order, got '{children[i].Name}' at position {i}");
@@ -199,102 +196,31 @@ public static class ModuleJson
         if (type == "Sequential")
         {
             RequireNoState(state, type, src, loc);
+            RequireNoArguments(args, type, src, loc);
             return Sequential.Create(ModuleChildren.Create(children), training);
         }
         if (type is "ModuleList" or "ModuleDict")
         {
             RequireNoState(state, type, src, loc);
+            RequireNoArguments(args, type, src, loc);
             var kids = ModuleChildren.Create(children);
             return type == "ModuleList" ? ModuleList.Create(kids, training) : ModuleDict.Create(kids, training);
         }
+        var kind = LayerKinds.Find(type)
+                   ?? throw src.Fail(loc, $"unknown module type '{type}' in namespace {Namespaces.TorchNn} (supported: {string.Join(", ", SupportedTorchNnTypes)})");
         if (children.Count > 0)
             throw src.Fail(loc, $"{type} is a leaf layer but the file gives it children ({string.Join(", ", children.Select(c => c.Name))})");
-
-        var conv = ConvType.Match(type);
-        if (conv.Success)
-        {
-            var rank = conv.Groups[2].Value[0] - '0';
-            var transposed = conv.Groups[1].Value == "ConvTranspose";
-            RequireListed(state, type, src, loc, "weight", args.Bool("bias", true) ? "bias" : null);
-            return Conv.Create(rank,
-                args.Int("in_channels"), args.Int("out_channels"), args.IntList("kernel_size"),
-                stride: args.IntList("stride", [1]), padding: args.Padding("padding"), dilation: args.IntList("dilation", [1]),
-                groups: args.Int("groups", 1), bias: args.Bool("bias", true), paddingMode: args.PaddingMode("padding_mode"),
-                transposed: transposed, outputPadding: transposed ? args.IntList("output_padding", [0]) : null,
-                weight: state.TryGet("weight"),
-                biasTensor: state.TryGet("bias"), training: training);
-        }
-        var bn = BatchNormType.Match(type);
-        if (bn.Success)
-        {
-            var affine = args.Bool("affine", true);
-            var stats = args.Bool("track_running_stats", true);
-            RequireListed(state, type, src, loc, affine ? "weight" : null, affine ? "bias" : null, stats ? "running_mean" : null,
-                stats ? "running_var" : null, stats ? "num_batches_tracked" : null);
-            return BatchNorm.Create(bn.Groups[1].Value[0] - '0', args.Int("num_features"), args.Double("eps", 1e-5),
-                args.NullableDouble("momentum", 0.1), args.Bool("affine", true), args.Bool("track_running_stats", true),
-                state.TryGet("weight"), state.TryGet("bias"), state.TryGet("running_mean"), state.TryGet("running_var"),
-                state.TryGet("num_batches_tracked"), training);
-        }
-
-        if (Enum.TryParse<ActivationKind>(type, ignoreCase: false, out var act) && Enum.IsDefined(act) && act.ToString() == type)
-        {
-            RequireNoState(state, type, src, loc);
-            return Activation.Create(act, args.Bool("inplace", false), training);
-        }
-
-        switch (type)
-        {
-            case "Linear":
-                RequireListed(state, type, src, loc, "weight", args.Bool("bias", true) ? "bias" : null);
-                return Linear.Create(args.Int("in_features"), args.Int("out_features"), args.Bool("bias", true),
-                    state.TryGet("weight"),
-                    state.TryGet("bias"), training);
-            case "Identity":
-                RequireNoState(state, type, src, loc);
-                return Identity.Create(training);
-            case "Dropout":
-                RequireNoState(state, type, src, loc);
-                return Dropout.Create(args.Double("p", 0.5), args.Bool("inplace", false), training);
-            case "Flatten":
-                RequireNoState(state, type, src, loc);
-                return Flatten.Create(args.Int("start_dim", 1), args.Int("end_dim", -1), training);
-            case "MaxPool2d":
-            {
-                RequireNoState(state, type, src, loc);
-                var kernel = args.IntList("kernel_size");
-                var stride = args.IntListOrNull("stride");
-                var padding = args.IntList("padding", [0]);
-                var dilation = args.IntList("dilation", [1]);
-                args.RequireValue("return_indices", false, "return_indices=True (pooling indices) is not supported");
-                return MaxPool2d.Create(kernel, stride, padding, dilation, args.Bool("ceil_mode", false), training);
-            }
-            case "AvgPool2d":
-            {
-                RequireNoState(state, type, src, loc);
-                var kernel = args.IntList("kernel_size");
-                var stride = args.IntListOrNull("stride");
-                var padding = args.IntList("padding", [0]);
-                var ceil = args.Bool("ceil_mode", false);
-                var includePad = args.Bool("count_include_pad", true);
-                args.RequireNull("divisor_override", "divisor_override is not supported");
-                return AvgPool2d.Create(kernel, stride, padding, ceil, includePad, training);
-            }
-            case "AdaptiveAvgPool2d":
-                RequireNoState(state, type, src, loc);
-                return AdaptiveAvgPool2d.Create(args.IntList("output_size"), training);
-            default:
-                throw src.Fail(loc, $"unknown module type '{type}' in namespace {Namespaces.TorchNn} (supported: {string.Join(", ", SupportedTorchNnTypes)})");
-        }
+        if (kind.StateNames.Length == 0) RequireNoState(state, type, src, loc);
+        LayerArguments bound;
+        try { bound = kind.Bind(ReadArguments(kind, args, src, loc), state, training); }
+        catch (ArgumentException ex) { throw src.Fail(loc, ex.Message, ex); }
+        RequireListed(state, type, src, loc, [.. kind.NeededState(bound)]);
+        return kind.Create(bound);
     }
 
     /// <summary>The <c>torch.nn</c> types this reader knows.</summary>
     public static IReadOnlyList<string> SupportedTorchNnTypes { get; } =
-    [
-        "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
-        "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Linear", .. Enum.GetNames<ActivationKind>(),
-        "Identity", "Dropout", "Flatten", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Sequential", "ModuleList", "ModuleDict",
-    ];
+        [.. LayerKinds.All.Select(d => d.TypeName), "Sequential", "ModuleList", "ModuleDict"];
 
     private static void RequireNoState(TensorDict state, string type, JsonSource src, string loc)
     {
@@ -318,14 +244,15 @@ public static class ModuleJson
         w.WriteString("namespace", m.Namespace);
         w.WriteBoolean("training", m.Training);
         if (m is OpaqueModule) w.WriteBoolean("opaque", true);
-        var args = m.Arguments;
+        // A layer's arguments in the form PyTorch keeps them (a pooling size given as one integer stays one).
+        var args = LayerKinds.Of(m) is { } kind ? kind.ArgumentsOf(m) : m.Arguments;
         if (args.Count > 0)
         {
             w.WriteStartObject("args");
             foreach (var (k, v) in args)
             {
                 w.WritePropertyName(k);
-                JsonOut.Value(w, PyTorchForm(m, k, v), fileName, loc);
+                JsonOut.Value(w, v, fileName, loc);
             }
             w.WriteEndObject();
         }
@@ -353,123 +280,58 @@ public static class ModuleJson
     }
 
     /// <summary>
-    /// The form PyTorch keeps an argument in. Convolutions normalise sizes to tuples (<c>_pair</c> in their constructors), but
-    /// the pooling layers store what they were given (<c>MaxPool2d(3)</c> keeps <c>3</c>, <c>MaxPool2d((3, 3))</c> keeps
-    /// <c>(3, 3)</c>); the pooling modules remember which sizes were integers, and those are written as integers.
+    /// A layer's <c>args</c> object as .NET values of the kinds its descriptor declares, each JSON value checked for its kind here
+    /// (so the message names the JSON); unknown, missing and unsupported arguments are the descriptor's to refuse.
     /// </summary>
-    private static object? PyTorchForm(Module m, string name, object? value)
+    private static List<KeyValuePair<string, object?>> ReadArguments(LayerDescriptor kind, JsonElement? args, JsonSource src, string loc)
     {
-        var scalars = m switch
-        {
-            MaxPool2d p => p.ScalarArguments,
-            AvgPool2d p => p.ScalarArguments,
-            AdaptiveAvgPool2d p => p.ScalarArguments,
-            _ => [],
-        };
-        return scalars.Contains(name) && value is ImmutableArray<int> { Length: > 0 } a ? a[0] : value;
+        var values = new List<KeyValuePair<string, object?>>();
+        if (args is not { } a) return values;
+        src.RequireOpenObject(a, loc, $"the args of {kind.TypeName}");
+        foreach (var p in a.EnumerateObject())
+            values.Add(new(p.Name, kind.Parameter(p.Name) is { } parameter ? ArgumentValue(p.Value, parameter, kind.TypeName, src, loc) : null));
+        return values;
     }
 
-    /// <summary>Reads one module's <c>args</c> object, tracking which arguments were used so unknown ones are reported.</summary>
-    private sealed class ArgReader(JsonElement? args, JsonSource src, string loc, string type)
+    private static object? ArgumentValue(JsonElement v, LayerParameter p, string type, JsonSource src, string loc)
     {
-        private readonly HashSet<string> _used = new(StringComparer.Ordinal);
-        private bool _checked;
-
-        private bool TryGet(string name, out JsonElement value)
+        var what = $"{type} argument '{p.Name}'";
+        if (v.ValueKind == JsonValueKind.Null && p.Kind is LayerArgumentKind.OptionalDouble or LayerArgumentKind.OptionalInt or LayerArgumentKind.OptionalSize)
+            return null;
+        return p.Kind switch
         {
-            if (!_checked)
+            LayerArgumentKind.Int or LayerArgumentKind.OptionalInt => src.Int(v, loc, what),
+            LayerArgumentKind.Bool => src.Bool(v, loc, what),
+            LayerArgumentKind.Double or LayerArgumentKind.OptionalDouble => src.Double(v, loc, what),
+            LayerArgumentKind.Size or LayerArgumentKind.OptionalSize => IntList(v, what, src, loc),
+            LayerArgumentKind.ConvPadding when v.ValueKind == JsonValueKind.String => v.GetString() switch
             {
-                if (args is { } a) src.RequireObject(a, loc, $"the args of {type}", a.ValueKind == JsonValueKind.Object ? a.EnumerateObject().Select(p => p.Name).ToArray() : []);
-                _checked = true;
-            }
-            _used.Add(name);
-            value = default;
-            return args is { } obj && obj.TryGetProperty(name, out value);
-        }
+                "same" => ConvPadding.Same,
+                "valid" => ConvPadding.Valid,
+                var s => throw src.Fail(loc, $"{what} must be a list of integers, \"same\" or \"valid\", got \"{s}\""),
+            },
+            LayerArgumentKind.ConvPadding => ConvPadding.Explicit(IntList(v, what, src, loc)),
+            LayerArgumentKind.PaddingMode => src.String(v, loc, what),
+            _ => throw new InvalidOperationException($"the model format has no reading for argument kind {p.Kind}"),
+        };
+    }
 
-        private string What(string name) => $"{type} argument '{name}'";
+    /// <summary>An integer or a list of integers (PyTorch's <c>_ntuple</c> arguments).</summary>
+    private static int[] IntList(JsonElement v, string what, JsonSource src, string loc)
+    {
+        if (v.ValueKind == JsonValueKind.Number) return [src.Int(v, loc, what)];
+        if (v.ValueKind != JsonValueKind.Array || v.GetArrayLength() == 0)
+            throw src.Fail(loc, $"{what} must be an integer or a non-empty list of integers, got {JsonSource.Describe(v)}");
+        return v.EnumerateArray().Select(x => src.Int(x, loc, $"an entry of {what}")).ToArray();
+    }
 
-        public int Int(string name, int? fallback = null)
+    /// <summary>Containers take no constructor arguments in the format.</summary>
+    private static void RequireNoArguments(JsonElement? args, string type, JsonSource src, string loc)
+    {
+        if (args is { } a)
         {
-            if (TryGet(name, out var v)) return src.Int(v, loc, What(name));
-            return fallback ?? throw src.Fail(loc, $"{type} needs the argument '{name}'");
-        }
-
-        public bool Bool(string name, bool fallback) => TryGet(name, out var v) ? src.Bool(v, loc, What(name)) : fallback;
-
-        public double Double(string name, double fallback) => TryGet(name, out var v) ? src.Double(v, loc, What(name)) : fallback;
-
-        public double? NullableDouble(string name, double? fallback)
-        {
-            if (!TryGet(name, out var v)) return fallback;
-            return v.ValueKind == JsonValueKind.Null ? null : src.Double(v, loc, What(name));
-        }
-
-        /// <summary>An integer or a list of integers (PyTorch's <c>_ntuple</c> arguments).</summary>
-        public int[] IntList(string name, int[]? fallback = null)
-        {
-            if (!TryGet(name, out var v))
-                return fallback ?? throw src.Fail(loc, $"{type} needs the argument '{name}'");
-            return ToIntList(v, name);
-        }
-
-        public int[]? IntListOrNull(string name)
-            => TryGet(name, out var v) && v.ValueKind != JsonValueKind.Null ? ToIntList(v, name) : null;
-
-        private int[] ToIntList(JsonElement v, string name)
-        {
-            if (v.ValueKind == JsonValueKind.Number) return [src.Int(v, loc, What(name))];
-            if (v.ValueKind != JsonValueKind.Array || v.GetArrayLength() == 0)
-                throw src.Fail(loc, $"{What(name)} must be an integer or a non-empty list of integers, got {JsonSource.Describe(v)}");
-            return v.EnumerateArray().Select(x => src.Int(x, loc, $"an entry of {What(name)}")).ToArray();
-        }
-
-        public ConvPadding Padding(string name)
-        {
-            if (!TryGet(name, out var v)) return ConvPadding.Explicit(0);
-            if (v.ValueKind == JsonValueKind.String)
-                return v.GetString() switch
-                {
-                    "same" => ConvPadding.Same,
-                    "valid" => ConvPadding.Valid,
-                    var s => throw src.Fail(loc, $"{What(name)} must be a list of integers, \"same\" or \"valid\", got \"{s}\""),
-                };
-            return ConvPadding.Explicit(ToIntList(v, name));
-        }
-
-        public PaddingMode PaddingMode(string name)
-        {
-            if (!TryGet(name, out var v)) return Layers.PaddingMode.Zeros;
-            return src.String(v, loc, What(name)) switch
-            {
-                "zeros" => Layers.PaddingMode.Zeros,
-                "reflect" => Layers.PaddingMode.Reflect,
-                "replicate" => Layers.PaddingMode.Replicate,
-                "circular" => Layers.PaddingMode.Circular,
-                var s => throw src.Fail(loc, $"{What(name)} must be zeros, reflect, replicate or circular, got \"{s}\""),
-            };
-        }
-
-        /// <summary>Accepts the argument only with the given value (an option this project does not implement otherwise).</summary>
-        public void RequireValue(string name, bool only, string problem)
-        {
-            if (TryGet(name, out var v) && src.Bool(v, loc, What(name)) != only) throw src.Fail(loc, $"{type}: {problem}");
-        }
-
-        /// <summary>Accepts the argument only when absent or null.</summary>
-        public void RequireNull(string name, string problem)
-        {
-            if (TryGet(name, out var v) && v.ValueKind != JsonValueKind.Null) throw src.Fail(loc, $"{type}: {problem}");
-        }
-
-        /// <summary>Reports arguments the layer does not take (checked after building, so all used ones are known).</summary>
-        public void RequireAllUsed()
-        {
-            if (args is not { } a || a.ValueKind != JsonValueKind.Object) return;
-            var unknown = a.EnumerateObject().Select(p => p.Name).Where(n => !_used.Contains(n)).ToList();
-            if (unknown.Count > 0)
-                throw src.Fail(loc, $"{type} takes no argument {string.Join(", ", unknown.Select(n => $"'{n}'"))}" +
-                                    (_used.Count > 0 ? $" (it takes: {string.Join(", ", _used)})" : " (it takes none)"));
+            src.RequireOpenObject(a, loc, $"the args of {type}");
+            if (a.EnumerateObject().Any()) throw src.Fail(loc, $"{type} takes no argument {string.Join(", ", a.EnumerateObject().Select(p => $"'{p.Name}'"))} (it takes none)");
         }
     }
 }

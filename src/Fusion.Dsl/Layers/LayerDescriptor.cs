@@ -1,0 +1,144 @@
+using System.Collections.Immutable;
+using Fusion.Dsl.Algebra;
+
+namespace Fusion.Dsl.Layers;
+
+/// <summary>
+/// Everything the project states once about one <c>torch.nn</c> layer kind (<c>Conv2d</c>, <c>ReLU</c>): its PyTorch type name,
+/// its .NET class, its constructor arguments with defaults, the names of its own tensors, how it is built from arguments
+/// (validation is the class's own <c>Create</c>), and a small example with an input it accepts. The model-format codec reads
+/// and writes layers through it, the schema the Python exporter is checked against is made from it, and the completeness test
+/// walks every consumer (factories, ONNX, engine, naive reference) with its example. See <see cref="LayerKinds"/> and
+/// docs/adding-a-layer.md.
+/// </summary>
+public sealed class LayerDescriptor
+{
+    private readonly Func<LayerArguments, Module> _create;
+    private readonly Func<LayerArguments, IEnumerable<string>> _neededState;
+    private readonly Func<Module, IEnumerable<string>> _scalarArguments;
+    private readonly IReadOnlyDictionary<string, object?> _example;
+    private readonly Func<Module, int[], int[]> _outputShape;
+
+    internal LayerDescriptor(string typeName, Type moduleType, LayerParameter[] parameters, string[] stateNames,
+        Func<LayerArguments, Module> create, Func<Module, int[], int[]> outputShape, IReadOnlyDictionary<string, object?> example,
+        int[] exampleInput, Func<LayerArguments, IEnumerable<string>>? neededState = null, Func<Module, IEnumerable<string>>? scalarArguments = null)
+    {
+        TypeName = typeName; ModuleType = moduleType; Parameters = [.. parameters]; StateNames = [.. stateNames];
+        _create = create; _outputShape = outputShape; _example = example; ExampleInput = [.. exampleInput];
+        _neededState = neededState ?? (_ => []);
+        _scalarArguments = scalarArguments ?? (_ => []);
+    }
+
+    /// <summary>PyTorch's class name (<c>Conv2d</c>), which is also <see cref="Module.TypeName"/> of every instance.</summary>
+    public string TypeName { get; }
+
+    /// <summary>The namespace of the kind: <c>torch.nn</c>.</summary>
+    public string Namespace => Namespaces.TorchNn;
+
+    /// <summary>The .NET class of its instances (several kinds can share one: <see cref="Conv"/> is all six convolutions).</summary>
+    public Type ModuleType { get; }
+
+    /// <summary>The constructor arguments in PyTorch's order.</summary>
+    public ImmutableArray<LayerParameter> Parameters { get; }
+
+    /// <summary>The names of the own tensors an instance can hold, in <c>state_dict</c> order (which exist depends on the arguments).</summary>
+    public ImmutableArray<string> StateNames { get; }
+
+    /// <summary>The input shape the <see cref="Example"/> accepts.</summary>
+    public ImmutableArray<int> ExampleInput { get; }
+
+    /// <summary>The argument named <paramref name="name"/>, or null when the kind takes none of that name.</summary>
+    public LayerParameter? Parameter(string name)
+    {
+        foreach (var p in Parameters)
+            if (p.Name == name) return p;
+        return null;
+    }
+
+    /// <summary>Whether <paramref name="module"/> is an instance of this kind.</summary>
+    public bool Describes(Module module)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        return ModuleType.IsInstanceOfType(module) && module.TypeName == TypeName && module.Namespace == Namespace;
+    }
+
+    /// <summary>
+    /// Checks <paramref name="arguments"/> against the parameter list and converts each to its kind (see
+    /// <see cref="LayerParameter.Convert"/>): an unknown argument, a missing required one, a value of the wrong kind and a
+    /// value other than the default for an unsupported one are refused by name.
+    /// </summary>
+    /// <exception cref="ArgumentException">An argument is refused.</exception>
+    public LayerArguments Bind(IEnumerable<KeyValuePair<string, object?>>? arguments, TensorDict? state = null, bool training = false)
+    {
+        var given = new Dictionary<string, object?>(StringComparer.Ordinal);
+        foreach (var (name, value) in arguments ?? [])
+        {
+            var p = Parameter(name) ?? throw new ArgumentException(
+                $"{TypeName} takes no argument '{name}'" + (Parameters.Length > 0 ? $" (it takes: {string.Join(", ", Parameters.Select(x => x.Name))})" : " (it takes none)"));
+            if (!given.TryAdd(name, p.Convert(value, TypeName))) throw new ArgumentException($"{TypeName} argument '{name}' is given twice");
+            if (p.Unsupported is { } why && !LayerParameter.Same(given[name], p.Default)) throw new ArgumentException($"{TypeName}: {why}");
+        }
+        foreach (var p in Parameters)
+            if (p.Required && !given.ContainsKey(p.Name)) throw new ArgumentException($"{TypeName} needs the argument '{p.Name}'");
+        return new LayerArguments(this, given, state ?? TensorDict.Empty, training);
+    }
+
+    /// <summary>The own tensors these arguments imply (<c>bias</c> only when <c>bias=True</c>): a reader checks a file names them
+    /// before building, so that a layer is never allocated at a hostile declared size only to be refused.</summary>
+    public IReadOnlyList<string> NeededState(LayerArguments arguments)
+    {
+        ArgumentNullException.ThrowIfNull(arguments);
+        return [.. _neededState(arguments)];
+    }
+
+    /// <summary>Builds the layer (validated by its class); tensors not in <see cref="LayerArguments.State"/> are made with
+    /// PyTorch's default initialisation.</summary>
+    /// <exception cref="ArgumentException">The arguments or tensors are invalid for the layer.</exception>
+    public Module Create(LayerArguments arguments)
+    {
+        ArgumentNullException.ThrowIfNull(arguments);
+        if (arguments.Descriptor != this) throw new ArgumentException($"the arguments are bound to {arguments.Descriptor.TypeName}, not {TypeName}", nameof(arguments));
+        return _create(arguments);
+    }
+
+    /// <summary>Builds the layer from PyTorch-named arguments: <c>Create([new("in_channels", 3), ...])</c>.</summary>
+    /// <exception cref="ArgumentException">An argument is refused (see <see cref="Bind"/>), or the layer rejects the values.</exception>
+    public Module Create(IEnumerable<KeyValuePair<string, object?>>? arguments = null, TensorDict? state = null, bool training = false)
+        => Create(Bind(arguments, state, training));
+
+    /// <summary>
+    /// An instance's arguments in the form PyTorch keeps them, which is what a file holds: <see cref="Module.Arguments"/>, except
+    /// that a pooling size given as one integer stays one integer (<c>MaxPool2d(3)</c> keeps <c>3</c>, not <c>(3, 3)</c>).
+    /// <c>Create(ArgumentsOf(m), m.State, m.Training)</c> rebuilds <c>m</c>.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="module"/> is not of this kind.</exception>
+    public IReadOnlyList<KeyValuePair<string, object?>> ArgumentsOf(Module module)
+    {
+        if (!Describes(module)) throw new ArgumentException($"{module.Namespace}.{module.TypeName} is not a {TypeName}", nameof(module));
+        var scalars = _scalarArguments(module).ToHashSet(StringComparer.Ordinal);
+        return [.. module.Arguments.Select(kv => scalars.Contains(kv.Key) && kv.Value is ImmutableArray<int> { Length: > 0 } a ? new(kv.Key, a[0]) : kv)];
+    }
+
+    /// <summary>
+    /// PyTorch's output shape of <paramref name="module"/> for a batched input of shape <paramref name="input"/> that the layer
+    /// accepts (the engine checks acceptance and refuses otherwise). Stated with the core's shape arithmetic
+    /// (<see cref="SlidingWindow"/>); the completeness test holds the engine and ONNX Runtime to it.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="module"/> is not of this kind.</exception>
+    /// <exception cref="OverflowException">A size does not fit in an <see cref="int"/>.</exception>
+    public int[] OutputShape(Module module, IReadOnlyList<int> input)
+    {
+        if (!Describes(module)) throw new ArgumentException($"{module.Namespace}.{module.TypeName} is not a {TypeName}", nameof(module));
+        ArgumentNullException.ThrowIfNull(input);
+        return _outputShape(module, [.. input]);
+    }
+
+    /// <summary>The shape rule of a layer whose output has its input's shape (activations, BatchNorm, Identity, Dropout).</summary>
+    internal static int[] SameShape(Module module, int[] input) => input;
+
+    /// <summary>A small instance of the kind (eval mode, deterministic tensors); <see cref="ExampleInput"/> is a shape it accepts.</summary>
+    public Module Example() => Create(_example);
+
+    /// <inheritdoc />
+    public override string ToString() => $"{Namespace}.{TypeName}";
+}
