@@ -219,6 +219,22 @@ let tests =
                 let q = EagerQuantization.Convert(observed, s1)
                 Expect.equal (Seq.toList (q.Forward(x).Shape.ToArray())) [ 1; 3 ] "the int8 model runs"
             }
+            test "the F# pipeline (Quantization.prepare |> calibrate |> convert, and quantize) gives the C# flow's layers and outputs" {
+                let model = Fusion.Dsl.FSharp.Quantization.quantWrapper (seqOf [ "c", conv 3 4; "fc", seqOf [ "flat", Flatten.Create() :> Module; "lin", Linear.Create(4 * 5 * 5, 3) :> Module ] ])
+                let batches = [ for s in 1..3 -> Fusion.Dsl.FSharp.Tensor.randn s [ 2; 3; 5; 5 ] ]
+                let mapping = Fusion.Dsl.FSharp.Quantization.forAll (Fusion.Dsl.FSharp.Quantization.getDefaultQConfig "qnnpack")
+                let observed = model |> Fusion.Dsl.FSharp.Quantization.prepare mapping
+                let q = Fusion.Dsl.FSharp.Quantization.convert (observed |> Fusion.Dsl.FSharp.Quantization.calibrate batches) observed
+                let viaCs = EagerQuantization.Convert(EagerQuantization.Prepare(model, mapping), EagerQuantization.Calibrate(EagerQuantization.Prepare(model, mapping), batches))
+                let once = model |> Fusion.Dsl.FSharp.Quantization.quantize mapping batches
+                let describe (m: QuantizedModel) = [ for kv in m.Layers |> Seq.sortBy (fun kv -> kv.Key) -> string kv.Value ]
+                Expect.equal (describe q) (describe viaCs) "the same layers, scales and zero points"
+                Expect.equal (describe once) (describe viaCs) "quantize is prepare, calibrate and convert"
+                Expect.equal (q.Layers.Keys |> Seq.sort |> List.ofSeq) [ "dequant"; "module.c"; "module.fc.lin"; "quant" ] "QuantWrapper's quant and dequant, the conv and the linear"
+                let x = Fusion.Dsl.FSharp.Tensor.randn 9 [ 1; 3; 5; 5 ]
+                Expect.equal ((q |> Fusion.Dsl.FSharp.Quantization.forward x).ToArray()) (viaCs.Forward(x).ToArray()) "the same int8 forward"
+                Expect.isTrue ((Fusion.Dsl.FSharp.Quantization.propagateQConfig (mapping |> Fusion.Dsl.FSharp.Quantization.withPath "module.fc" None) model).["module.fc.lin"].IsNone) "None reaches the subtree"
+            }
             test "an unknown qconfig name, an empty calibration set, NaN or Inf in calibration and a batch of the wrong shape are refused with what to do" {
                 refuses "unknown qconfig 'fbgem'" (fun () -> QConfig.GetDefault "fbgem" |> ignore)
                 let model = seqOf [ "quant", stub "QuantStub"; "fc", Linear.Create(4, 3) :> Module; "dequant", stub "DeQuantStub" ]
