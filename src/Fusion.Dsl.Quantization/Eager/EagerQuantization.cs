@@ -292,20 +292,27 @@ public static class EagerQuantization
     }
 
     private static QuantizedLayer ConvLayer(ObservationPoint p, Module m, double scale, long zp)
+        => ConvLayer(p.Path, m, QuantizeWeight(p, (m is FusedModule f ? (Conv)f.Children[0].Module : (Conv)m).Weight), scale, zp);
+
+    /// <summary>The quantized Conv2d or ConvReLU2d of float module <paramref name="m"/> with a quantized weight.</summary>
+    internal static QuantizedLayer ConvLayer(string path, Module m, QuantizedTensor weight, double scale, long zp)
     {
         var (conv, relu) = m is FusedModule f ? ((Conv)f.Children[0].Module, true) : ((Conv)m, false);
-        var w = QuantizeWeight(p, conv.Weight);
         var pad = conv.Padding.Amounts;
-        var layer = new QuantizedConv2d(w, conv.Bias, scale, zp, (conv.Stride[0], conv.Stride[1]), (pad[0], pad[1]),
+        var layer = new QuantizedConv2d(weight, conv.Bias, scale, zp, (conv.Stride[0], conv.Stride[1]), (pad[0], pad[1]),
             (conv.Dilation[0], conv.Dilation[1]), conv.Groups, relu);
-        return QuantizedLayer.Conv(p.Path, relu ? "QuantizedConvReLU2d" : "QuantizedConv2d", layer);
+        return QuantizedLayer.Conv(path, relu ? "QuantizedConvReLU2d" : "QuantizedConv2d", layer);
     }
 
     private static QuantizedLayer LinearLayer(ObservationPoint p, Module m, double scale, long zp)
+        => LinearLayer(p.Path, m, QuantizeWeight(p, (m is FusedModule f ? (Linear)f.Children[0].Module : (Linear)m).Weight), scale, zp);
+
+    /// <summary>The quantized Linear or LinearReLU of float module <paramref name="m"/> with a quantized weight.</summary>
+    internal static QuantizedLayer LinearLayer(string path, Module m, QuantizedTensor weight, double scale, long zp)
     {
         var (linear, relu) = m is FusedModule f ? ((Linear)f.Children[0].Module, true) : ((Linear)m, false);
-        var layer = new QuantizedLinear(QuantizeWeight(p, linear.Weight), linear.Bias, scale, zp, relu);
-        return QuantizedLayer.Linear(p.Path, relu ? "QuantizedLinearReLU" : "QuantizedLinear", layer);
+        var layer = new QuantizedLinear(weight, linear.Bias, scale, zp, relu);
+        return QuantizedLayer.Linear(path, relu ? "QuantizedLinearReLU" : "QuantizedLinear", layer);
     }
 
     /// <summary>A small ordinal set of type names.</summary>

@@ -235,6 +235,63 @@ let tests =
                 Expect.equal ((q |> Fusion.Dsl.FSharp.Quantization.forward x).ToArray()) (viaCs.Forward(x).ToArray()) "the same int8 forward"
                 Expect.isTrue ((Fusion.Dsl.FSharp.Quantization.propagateQConfig (mapping |> Fusion.Dsl.FSharp.Quantization.withPath "module.fc" None) model).["module.fc.lin"].IsNone) "None reaches the subtree"
             }
+            test "an int8 model written with QuantizedModelFile reads back with the same layers and the same int8 forward" {
+                let model = EagerQuantization.QuantWrapper(seqOf [ "c", conv 3 4; "r", Activation.Create ActivationKind.ReLU :> Module; "flat", Flatten.Create() :> Module; "fc", Linear.Create(4 * 5 * 5, 3) :> Module ])
+                let observed = EagerQuantization.Prepare(model, QConfigMapping.ForAll(QConfig.GetDefault "x86"))
+                let q = EagerQuantization.Convert(observed, EagerQuantization.Calibrate(observed, [ for s in 1..2 -> Fusion.Dsl.FSharp.Tensor.randn s [ 2; 3; 5; 5 ] ]))
+                let dir = Directory.CreateTempSubdirectory("fusion-ptq-file-").FullName
+                try
+                    let written = QuantizedModelFile.Write(Path.Combine(dir, "q.json"), q, "x86", [| 1; 3; 5; 5 |])
+                    Expect.equal (Path.GetFileName written) "q.quantization.json" "the quantization file beside the model"
+                    let struct (back, name) = QuantizedModelFile.Read(Path.Combine(dir, "q.json"))
+                    Expect.equal name "x86" "the qconfig name"
+                    Expect.equal [ for kv in back.Layers |> Seq.sortBy (fun kv -> kv.Key) -> string kv.Value ] [ for kv in q.Layers |> Seq.sortBy (fun kv -> kv.Key) -> string kv.Value ] "the same layers and qparams"
+                    Expect.equal (back.Layers.["module.fc"].Weight.IntRepr()) (q.Layers.["module.fc"].Weight.IntRepr()) "the same int8 weights"
+                    let x = Fusion.Dsl.FSharp.Tensor.randn 7 [ 1; 3; 5; 5 ]
+                    Expect.equal (back.Forward(x).ToArray()) (q.Forward(x).ToArray()) "the same int8 forward"
+                finally
+                    Directory.Delete(dir, true)
+            }
+            test "fusion quantize writes an int8 model from an exported model and .npy batches, and refuses an unknown qconfig, an empty set, NaN/Inf and a wrong shape in one line, writing nothing" {
+                needTorch ()
+                let c = cases () |> List.find (fun c -> c.Name = "residual/x86")
+                let fusion (args: string list) = Support.exec "dotnet" (Path.Combine(AppContext.BaseDirectory, "fusion.dll") :: args) Support.repoRoot
+                let dir = Directory.CreateTempSubdirectory("fusion-ptq-cli-").FullName
+                try
+                    let model = file c (c.Json.GetProperty("model").GetString() |> nonNull)
+                    let batches = Path.Combine(dir, "batches")
+                    Directory.CreateDirectory batches |> ignore
+                    for b in c.Json.GetProperty("batches").EnumerateArray() do
+                        File.Copy(file c (b.GetString() |> nonNull), Path.Combine(batches, Path.GetFileName(b.GetString() |> nonNull)))
+                    let out = Path.Combine(dir, "q.json")
+                    let code, stdout, stderr = fusion [ "quantize"; model; "--qconfig"; "x86"; "--calibration"; batches; "--out"; out ]
+                    Expect.equal code 0 (sprintf "quantize succeeds: %s%s" stdout stderr)
+                    let struct (q, _) = QuantizedModelFile.Read(out)
+                    let api = ourFlow OurEngine c
+                    Expect.equal [ for kv in q.Layers |> Seq.sortBy (fun kv -> kv.Key) -> string kv.Value ] [ for kv in api.Layers |> Seq.sortBy (fun kv -> kv.Key) -> string kv.Value ] "the command gives the API's layers"
+                    let bad (name: string) (shape: int[]) (poke: float32[] -> unit) =
+                        let v = Array.zeroCreate<float32> (Array.fold (*) 1 shape)
+                        poke v
+                        let path = Path.Combine(dir, name)
+                        Npy.Write(path, Tensor.FromFloat32(ReadOnlySpan v, shape))
+                        path
+                    let refusals =
+                        [ [ "--qconfig"; "fbgem"; "--calibration"; batches ], "unknown qconfig 'fbgem'"
+                          [ "--qconfig"; "x86"; "--calibration"; Directory.CreateDirectory(Path.Combine(dir, "none")).FullName ], "holds no .npy file"
+                          [ "--qconfig"; "x86"; "--calibration"; bad "nan.npy" [| 2; 3; 12; 12 |] (fun v -> v.[5] <- nanf) ], "holds NaN at element 5"
+                          [ "--qconfig"; "x86"; "--calibration"; bad "inf.npy" [| 1; 3; 12; 12 |] (fun v -> v.[0] <- -infinityf) ], "holds -Infinity at element 0"
+                          [ "--qconfig"; "x86"; "--calibration"; bad "wrong.npy" [| 2; 3; 10; 12 |] ignore ], "has shape [2, 3, 10, 12], but the model takes [N, 3, 12, 12]"
+                          [ "--qconfig"; "x86"; "--calibration"; bad "empty.npy" [| 0; 3; 12; 12 |] ignore ], "is empty" ]
+                    for args, says in refusals do
+                        let target = Path.Combine(dir, "refused.json")
+                        let code, stdout, stderr = fusion ([ "quantize"; model ] @ args @ [ "--out"; target ])
+                        Expect.equal code 1 (sprintf "refused with exit code 1 (%s): %s%s" says stdout stderr)
+                        Expect.stringContains stderr says "the message names the problem"
+                        Expect.equal (stderr.Trim().Split('\n').Length) 1 "in one line"
+                        Expect.isFalse (File.Exists target || File.Exists(Path.Combine(dir, "refused.quantization.json"))) "nothing is written"
+                finally
+                    Directory.Delete(dir, true)
+            }
             test "an unknown qconfig name, an empty calibration set, NaN or Inf in calibration and a batch of the wrong shape are refused with what to do" {
                 refuses "unknown qconfig 'fbgem'" (fun () -> QConfig.GetDefault "fbgem" |> ignore)
                 let model = seqOf [ "quant", stub "QuantStub"; "fc", Linear.Create(4, 3) :> Module; "dequant", stub "DeQuantStub" ]
