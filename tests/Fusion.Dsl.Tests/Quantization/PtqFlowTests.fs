@@ -83,11 +83,11 @@ let private ourFlow (calibration: Calibration) (c: Case) =
             for p in c.Json.GetProperty("activations").EnumerateObject() do
                 for a in p.Value.EnumerateArray() do s <- s.Observe(p.Name, npy c a)
             s
-    EagerQuantization.Convert(observed, state)
+    EagerQuantization.Convert(observed, state), state
 
 /// Every disagreement of one case with PyTorch, and the totals for the report line.
 let private compareCase (calibration: Calibration) (c: Case) =
-    let q = ourFlow calibration c
+    let q, state = ourFlow calibration c
     let scaleBound = match calibration with PyTorchActivations -> scaleUlps | OurEngine -> engineScaleUlps
     // PyTorch's int8 resnet18 is not a continuous function of its scales: moving one QFunctional's output scale by one
     // ulp moves a quarter of the final integers by up to 3 steps (the fixture measures it). Where our engine's
@@ -127,6 +127,12 @@ let private compareCase (calibration: Calibration) (c: Case) =
                     let zps = [| for v in l.GetProperty("weight_zero_points").EnumerateArray() -> v.GetInt64() |]
                     if Seq.toArray ours.Weight.ZeroPoints <> zps then problems.Add(sprintf "%s: weight zero points differ" path)
             | _ -> ()
+    // How often each observer saw an output, against PyTorch's count (a fused module's observer sees each output twice).
+    for a in c.Json.GetProperty("activations").EnumerateObject() do
+        match state.Calls.TryGetValue a.Name with
+        | true, n when n = a.Value.GetArrayLength() -> ()
+        | true, n -> problems.Add(sprintf "%s: the observer saw %d outputs, PyTorch's %d" a.Name n (a.Value.GetArrayLength()))
+        | _ -> problems.Add(sprintf "%s: PyTorch observes it, we do not" a.Name)
     let ourTypes = q.Layers.Keys |> Set.ofSeq
     let theirs = [ for l in c.Json.GetProperty("layers").EnumerateArray() -> l.GetProperty("path").GetString() |> nonNull ] |> Set.ofList
     for extra in Set.difference ourTypes theirs do problems.Add(sprintf "%s: we quantized it, PyTorch did not" extra)
@@ -267,7 +273,7 @@ let tests =
                     let code, stdout, stderr = fusion [ "quantize"; model; "--qconfig"; "x86"; "--calibration"; batches; "--out"; out ]
                     Expect.equal code 0 (sprintf "quantize succeeds: %s%s" stdout stderr)
                     let struct (q, _) = QuantizedModelFile.Read(out)
-                    let api = ourFlow OurEngine c
+                    let api, _ = ourFlow OurEngine c
                     Expect.equal [ for kv in q.Layers |> Seq.sortBy (fun kv -> kv.Key) -> string kv.Value ] [ for kv in api.Layers |> Seq.sortBy (fun kv -> kv.Key) -> string kv.Value ] "the command gives the API's layers"
                     let bad (name: string) (shape: int[]) (poke: float32[] -> unit) =
                         let v = Array.zeroCreate<float32> (Array.fold (*) 1 shape)
