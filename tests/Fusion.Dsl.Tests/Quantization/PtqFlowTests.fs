@@ -258,7 +258,7 @@ let tests =
                 finally
                     Directory.Delete(dir, true)
             }
-            test "fusion quantize writes an int8 model from an exported model and .npy batches, and refuses an unknown qconfig, an empty set, NaN/Inf and a wrong shape in one line, writing nothing" {
+            test "fusion quantize writes an int8 model from an exported model and .npy batches that fusion run runs, and refuses an unknown qconfig, an empty set, NaN/Inf and a wrong shape in one line, writing nothing" {
                 needTorch ()
                 let c = cases () |> List.find (fun c -> c.Name = "residual/x86")
                 let fusion (args: string list) = Support.exec "dotnet" (Path.Combine(AppContext.BaseDirectory, "fusion.dll") :: args) Support.repoRoot
@@ -275,6 +275,12 @@ let tests =
                     let struct (q, _) = QuantizedModelFile.Read(out)
                     let api, _ = ourFlow OurEngine c
                     Expect.equal [ for kv in q.Layers |> Seq.sortBy (fun kv -> kv.Key) -> string kv.Value ] [ for kv in api.Layers |> Seq.sortBy (fun kv -> kv.Key) -> string kv.Value ] "the command gives the API's layers"
+                    let input = file c (c.Json.GetProperty("input").GetString() |> nonNull)
+                    let y = Path.Combine(dir, "y.npy")
+                    let code, stdout, stderr = fusion [ "run"; out; "--input"; input; "--out"; y ]
+                    Expect.equal code 0 (sprintf "fusion run takes the int8 model: %s%s" stdout stderr)
+                    Expect.stringContains stdout "int8 model" "and says so"
+                    Expect.equal (Npy.Read(y).ToArray()) (api.Forward(Npy.Read input).ToArray()) "its output is the int8 forward's"
                     let bad (name: string) (shape: int[]) (poke: float32[] -> unit) =
                         let v = Array.zeroCreate<float32> (Array.fold (*) 1 shape)
                         poke v
