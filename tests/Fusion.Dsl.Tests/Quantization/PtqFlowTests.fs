@@ -28,6 +28,12 @@ let scaleUlps = 1L
 /// 17 ulps on resnet18, 5 on the small models. With PyTorch's own activations the bound is `scaleUlps`.
 let engineScaleUlps = 32L
 
+/// When the model is fused here (Fuser.FuseModules) rather than by PyTorch, a weight scale may differ from PyTorch's by
+/// at most this many ulps: this project folds BatchNorm in float64 and rounds once, PyTorch's fuse_conv_bn_weights in
+/// float32 step by step, so folded weights differ in the last bit and so do a few int8 weights. Measured worst: 2. The
+/// int8 outputs are then held to `maxSteps` only (measured: 78% to 100% of a layer's integers equal, the rest one step).
+let ourFoldingWeightUlps = 2L
+
 /// The least fraction of a layer's output elements that must equal PyTorch's exactly.
 let exactFraction = 0.999
 
@@ -67,18 +73,26 @@ let private npy (c: Case) (e: JsonElement) = Npy.Read(file c (e.GetString() |> n
 
 /// How the observers are calibrated: our engine runs the float model on the batches, or the observers are fed the
 /// float activations PyTorch's own observers saw (which checks the flow apart from the float engine's last bits).
+/// UnfusedPyTorchActivations starts from the unfused export and fuses it here with PyTorch's groups (Fuser.FuseModules).
 type private Calibration =
     | OurEngine
     | PyTorchActivations
+    | UnfusedPyTorchActivations
 
-/// Our flow on a case: the exported model → prepare → calibrate → convert.
+/// Our flow on a case: the exported model (fused by PyTorch, or fused here) → prepare → calibrate → convert.
 let private ourFlow (calibration: Calibration) (c: Case) =
-    let model = ModelFile.Read(file c (c.Json.GetProperty("model").GetString() |> nonNull))
+    let model =
+        match calibration with
+        | UnfusedPyTorchActivations ->
+            let u = c.Json.GetProperty "unfused"
+            let groups = [ for g in u.GetProperty("groups").EnumerateArray() -> [ for p in g.EnumerateArray() -> p.GetString() |> nonNull ] :> seq<string> ]
+            Fusion.Dsl.Fuser.FuseModules(ModelFile.Read(file c (u.GetProperty("model").GetString() |> nonNull)), groups)
+        | _ -> ModelFile.Read(file c (c.Json.GetProperty("model").GetString() |> nonNull))
     let observed = EagerQuantization.Prepare(model, QConfigMapping.ForAll(QConfig.GetDefault c.QConfig))
     let state =
         match calibration with
         | OurEngine -> EagerQuantization.Calibrate(observed, [ for b in c.Json.GetProperty("batches").EnumerateArray() -> npy c b ])
-        | PyTorchActivations ->
+        | PyTorchActivations | UnfusedPyTorchActivations ->
             let mutable s = observed.InitialState
             for p in c.Json.GetProperty("activations").EnumerateObject() do
                 for a in p.Value.EnumerateArray() do s <- s.Observe(p.Name, npy c a)
@@ -88,7 +102,7 @@ let private ourFlow (calibration: Calibration) (c: Case) =
 /// Every disagreement of one case with PyTorch, and the totals for the report line.
 let private compareCase (calibration: Calibration) (c: Case) =
     let q, state = ourFlow calibration c
-    let scaleBound = match calibration with PyTorchActivations -> scaleUlps | OurEngine -> engineScaleUlps
+    let scaleBound = match calibration with OurEngine -> engineScaleUlps | _ -> scaleUlps
     // PyTorch's int8 resnet18 is not a continuous function of its scales: moving one QFunctional's output scale by one
     // ulp moves a quarter of the final integers by up to 3 steps (the fixture measures it). Where our engine's
     // calibration moves scales by a few ulps, the final output is held to the spread PyTorch itself shows under
@@ -123,7 +137,8 @@ let private compareCase (calibration: Calibration) (c: Case) =
                 if mine.Length <> theirs.Length then problems.Add(sprintf "%s: %d weight scales, PyTorch %d" path mine.Length theirs.Length)
                 else
                     let u = Array.map2 ulps mine theirs |> Array.max
-                    if u > scaleUlps then problems.Add(sprintf "%s: weight scales differ by up to %d ulps" path u)
+                    let bound = if calibration = UnfusedPyTorchActivations then ourFoldingWeightUlps else scaleUlps
+                    if u > bound then problems.Add(sprintf "%s: weight scales differ by up to %d ulps (limit %d)" path u bound)
                     let zps = [| for v in l.GetProperty("weight_zero_points").EnumerateArray() -> v.GetInt64() |]
                     if Seq.toArray ours.Weight.ZeroPoints <> zps then problems.Add(sprintf "%s: weight zero points differ" path)
             | _ -> ()
@@ -159,15 +174,22 @@ let private compareCase (calibration: Calibration) (c: Case) =
                 | Some(leastExact, mostSteps) ->
                     if fraction < leastExact || w > mostSteps then
                         problems.Add(sprintf "%s: %.5f of %d elements equal PyTorch's, worst %d steps; PyTorch under one-ulp scale moves keeps >= %.5f and <= %d steps" o.Name fraction a.Length w leastExact mostSteps)
+                | None when calibration = UnfusedPyTorchActivations ->
+                    if w > maxSteps then problems.Add(sprintf "%s: worst %d steps (limit %d)" o.Name w maxSteps)
                 | None ->
                     if fraction < exactFraction || w > maxSteps then
                         problems.Add(sprintf "%s: %.5f of %d elements equal PyTorch's (need %g), worst %d steps (limit %d)" o.Name fraction a.Length exactFraction w maxSteps)
     List.ofSeq problems, worstUlps, elements, exact, worst
 
 let private flowMatches (calibration: Calibration) (title: string) (select: Case -> bool) (minimum: int) =
-    let how = match calibration with OurEngine -> "calibrated by our engine" | PyTorchActivations -> "calibrated on PyTorch's float activations"
+    let how =
+        match calibration with
+        | OurEngine -> "calibrated by our engine"
+        | PyTorchActivations -> "calibrated on PyTorch's float activations"
+        | UnfusedPyTorchActivations -> "fused here from the unfused export, calibrated on PyTorch's float activations"
     let claim =
         match calibration with
+        | UnfusedPyTorchActivations -> sprintf "PyTorch's activation qparams (within %d ulp, zero points equal), weight scales within %d ulps (float64 folding) and int8 outputs within %d step" scaleUlps ourFoldingWeightUlps maxSteps
         | PyTorchActivations -> sprintf "PyTorch's qparams (scales within %d ulp, zero points equal) and its int8 layer outputs (>= %g exact, within %d step)" scaleUlps exactFraction maxSteps
         | OurEngine -> sprintf "scales within %d ulps of PyTorch's, zero points equal, and int8 outputs as close to PyTorch's as its own under one-ulp scale moves (small models: every layer >= %g exact, within %d step)" engineScaleUlps exactFraction maxSteps
     test (sprintf "%s, %s: prepare, calibrate and convert give %s" title how claim) {
@@ -196,6 +218,7 @@ let tests =
             for calibration in [ PyTorchActivations; OurEngine ] do
                 flowMatches calibration "small eager models (Conv+BN+ReLU, Linear, pooling, FloatFunctional add_relu/add/mul/cat), x86/fbgemm/onednn/qnnpack" (fun c -> not (c.Name.StartsWith "resnet18")) 8
                 flowMatches calibration "torchvision quantizable resnet18 after fuse_model(), x86, 64x64" (fun c -> c.Name.StartsWith "resnet18") 1
+            flowMatches UnfusedPyTorchActivations "small eager models exported unfused" (fun c -> c.Json.TryGetProperty("unfused") |> fun (ok, u) -> ok && u.ValueKind <> JsonValueKind.Null) 8
 
             test "propagate_qconfig_: a path entry wins over a type entry, which wins over the parent's; None keeps a subtree float unless a descendant has its own entry" {
                 let a = QConfig.GetDefault "x86"

@@ -112,15 +112,18 @@ def save(folder, name, array):
     return os.path.relpath(path, ROOT)
 
 
-def case(name, build, qconfig, shape, batches, fuse, seed, nudges=0):
+def case(name, build, qconfig, shape, batches, fuse, seed, nudges=0, groups=None):
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = build()
     randomize_bn(model, gen)
     model.eval()
-    model = fuse(model)
     folder = os.path.join(ROOT, name.replace("/", "_"))
     os.makedirs(folder, exist_ok=True)
+    if groups is not None:
+        # The unfused model too, with fuse_modules' groups, so that the test can fuse it itself first.
+        export(model, os.path.join(folder, "unfused"), input_shape=list(shape))
+    model = fuse(model)
     export(model, folder, input_shape=list(shape))
     rng = np.random.default_rng(seed)
     data = [rng.normal(0.0, 1.0, size=shape).astype(np.float32) for _ in range(batches)]
@@ -174,6 +177,7 @@ def case(name, build, qconfig, shape, batches, fuse, seed, nudges=0):
     result = {"name": name, "qconfig": qconfig, "model": os.path.relpath(folder, ROOT),
             "batches": [save(folder, f"batch{i}.npy", d) for i, d in enumerate(data)],
             "input": save(folder, "input.npy", x), "output": save(folder, "output.npy", y.numpy()),
+            "unfused": None if groups is None else {"model": os.path.relpath(os.path.join(folder, "unfused"), ROOT), "groups": groups},
             "layers": layers,
             "activations": {p: [save(folder, f"act_{p.replace('.', '_')}_{i}.npy", a) for i, a in enumerate(arrays)]
                             for p, arrays in seen.items()},
@@ -227,8 +231,8 @@ def main(out):
     ROOT = os.path.dirname(os.path.abspath(out))
     cases = []
     for i, qc in enumerate(("x86", "fbgemm", "onednn", "qnnpack")):
-        cases.append(case(f"convnet/{qc}", ConvNet, qc, (2, 3, 16, 16), 4, fuse_groups(ConvNet.groups), 10 + i))
-        cases.append(case(f"residual/{qc}", Residual, qc, (2, 3, 12, 12), 4, fuse_groups(Residual.groups), 20 + i))
+        cases.append(case(f"convnet/{qc}", ConvNet, qc, (2, 3, 16, 16), 4, fuse_groups(ConvNet.groups), 10 + i, groups=ConvNet.groups))
+        cases.append(case(f"residual/{qc}", Residual, qc, (2, 3, 12, 12), 4, fuse_groups(Residual.groups), 20 + i, groups=Residual.groups))
     if len(sys.argv) < 3 or sys.argv[2] != "--small":
         cases.append(case("resnet18/x86", resnet18, "x86", (2, 3, 64, 64), 3, fuse_resnet, 30, nudges=5))
     with open(out, "w") as f:
