@@ -95,6 +95,14 @@ class Residual(nn.Module):
     groups = [["stem", "stem_bn", "stem_relu"], ["conv1", "bn1", "relu1"], ["conv2", "bn2"]]
 
 
+# Custom qconfigs (observer factories), by the name the test rebuilds them under. A moving average is not idempotent, so
+# it shows that a fused module's observer sees each output twice, as PyTorch's Sequential-child observer does.
+CUSTOM = {
+    "custom_moving_average": tq.QConfig(activation=tq.MovingAverageMinMaxObserver.with_args(dtype=torch.quint8),
+                                        weight=tq.default_per_channel_weight_observer),
+}
+
+
 def randomize_bn(model, gen):
     """Random BatchNorm statistics, so that folding them into the convolutions changes the weights."""
     for m in model.modules():
@@ -128,7 +136,7 @@ def case(name, build, qconfig, shape, batches, fuse, seed, nudges=0, groups=None
     rng = np.random.default_rng(seed)
     data = [rng.normal(0.0, 1.0, size=shape).astype(np.float32) for _ in range(batches)]
     x = rng.normal(0.0, 1.0, size=shape).astype(np.float32)
-    model.qconfig = tq.get_default_qconfig(qconfig)
+    model.qconfig = CUSTOM[qconfig] if qconfig in CUSTOM else tq.get_default_qconfig(qconfig)
     prepared = tq.prepare(model, inplace=False)
     # What each observer sees, batch by batch: PyTorch's own float activations, saved so that the flow can be checked
     # apart from the float engine that computes them.
@@ -233,6 +241,9 @@ def main(out):
     for i, qc in enumerate(("x86", "fbgemm", "onednn", "qnnpack")):
         cases.append(case(f"convnet/{qc}", ConvNet, qc, (2, 3, 16, 16), 4, fuse_groups(ConvNet.groups), 10 + i, groups=ConvNet.groups))
         cases.append(case(f"residual/{qc}", Residual, qc, (2, 3, 12, 12), 4, fuse_groups(Residual.groups), 20 + i, groups=Residual.groups))
+    for i, qc in enumerate(CUSTOM):
+        cases.append(case(f"convnet/{qc}", ConvNet, qc, (2, 3, 16, 16), 4, fuse_groups(ConvNet.groups), 40 + i, groups=ConvNet.groups))
+        cases.append(case(f"residual/{qc}", Residual, qc, (2, 3, 12, 12), 4, fuse_groups(Residual.groups), 50 + i, groups=Residual.groups))
     if len(sys.argv) < 3 or sys.argv[2] != "--small":
         cases.append(case("resnet18/x86", resnet18, "x86", (2, 3, 64, 64), 3, fuse_resnet, 30, nudges=5))
     with open(out, "w") as f:
