@@ -345,6 +345,26 @@ let tests =
                 refuses "batch 1 has shape [2, 5]" (fun () -> EagerQuantization.Calibrate(observed, [ ok; Tensor.Zeros [| 2; 5 |] ]) |> ignore)
                 refuses "in_features" (fun () -> EagerQuantization.Calibrate(observed, [ Tensor.Zeros [| 2; 5 |] ]) |> ignore)
             }
+            test "a training-mode model, a per-channel activation observer, a graph that never calls its QuantStub and a quantized layer reached by a float tensor are refused, naming the module" {
+                let x86 = QConfigMapping.ForAll(QConfig.GetDefault "x86")
+                let model = seqOf [ "quant", stub "QuantStub"; "fc", Linear.Create(4, 3) :> Module; "dequant", stub "DeQuantStub" ]
+                refuses "training mode" (fun () -> EagerQuantization.Prepare(model.Train(), x86) |> ignore)
+                let perChannel = QConfig("pc", (fun () -> PerChannelMinMaxObserver(QuantizationSettings(QuantizedDType.QUInt8, QScheme.PerChannelAffine), 1) :> Observer), (fun () -> QConfig.GetDefault("x86").Weight.Invoke()))
+                refuses "per channel" (fun () -> EagerQuantization.Prepare(model, QConfigMapping.ForAll perChannel) |> ignore)
+                let graphOf (calls: string list) =
+                    let g = Fusion.Dsl.Graphs.GraphBuilder()
+                    let mutable v = g.Input()
+                    for c in calls do v <- g.Call(c, v)
+                    g.Output v
+                let children = ModuleChildren.Create([| struct ("quant", stub "QuantStub"); struct ("fc", Linear.Create(4, 3) :> Module); struct ("dequant", stub "DeQuantStub") |])
+                let tracedThrough = UserModule.Create("Net", children, graphOf [ "fc" ])
+                let observed = EagerQuantization.Prepare(tracedThrough, x86)
+                refuses "QuantStub 'quant' was never called" (fun () -> EagerQuantization.Calibrate(observed, [ Tensor.Zeros [| 1; 4 |] ]) |> ignore)
+                let quantAfter = UserModule.Create("Net", children, graphOf [ "fc"; "quant"; "dequant" ])
+                let o = EagerQuantization.Prepare(quantAfter, x86)
+                let q = EagerQuantization.Convert(o, EagerQuantization.Calibrate(o, [ Tensor.Zeros [| 1; 4 |] ]))
+                refuses "module 'fc' (Linear) (QuantizedLinear) takes a quantized tensor, got a float tensor [1, 4]; a QuantStub must run before it" (fun () -> q.Forward(Tensor.Zeros [| 1; 4 |]) |> ignore)
+            }
             test "a module PyTorch would quantize without a quantized form here, and a model without a QuantStub, are refused at prepare naming the path" {
                 let withBn = seqOf [ "quant", stub "QuantStub"; "c", conv 3 4; "bn", BatchNorm.Create(2, 4) :> Module; "dequant", stub "DeQuantStub" ]
                 refuses "module 'bn' (BatchNorm2d)" (fun () -> EagerQuantization.Prepare(withBn, QConfigMapping.ForAll(QConfig.GetDefault "x86")) |> ignore)
