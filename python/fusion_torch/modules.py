@@ -64,9 +64,16 @@ def kind(m):
     return "user", USER  # a user class (also torchvision's blocks and Sequential subclasses): a container
 
 
+# The quantization stubs are called as leaves, so the graph records where the model quantizes and dequantizes (their
+# forward is the identity in float mode; traced through, a prepare/convert flow could not tell where they stand).
+CALLED_STUBS = {"QuantStub", "DeQuantStub"}
+
+
 def is_leaf(m):
-    """torch.fx leaves: the layers, fused modules and opaque library modules, each called as a whole."""
-    return kind(m)[0] in ("layer", "fused", "opaque")
+    """torch.fx leaves: the layers, fused modules, opaque library modules and QuantStub/DeQuantStub, each called as a
+    whole."""
+    k = kind(m)[0]
+    return k in ("layer", "fused", "opaque") or (k == "user" and type(m).__name__ in CALLED_STUBS and not list(m.children()))
 
 
 def _json_value(v):

@@ -63,7 +63,7 @@ public static class Program
         foreach (var c in new[]
                  {
                      InspectCommand.Create(), FuseCommand.Create(), AutoCommand.Create(), ConformanceCommand.Create(),
-                     DemoCommand.Create(), BenchCommand.Create(), ExportCommand.Create(), RunCommand.Create(),
+                     DemoCommand.Create(), BenchCommand.Create(), ExportCommand.Create(), RunCommand.Create(), QuantizeCommand.Create(),
                  })
             root.Subcommands.Add(c);
         return root;

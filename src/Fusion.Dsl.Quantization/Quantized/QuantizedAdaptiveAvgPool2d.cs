@@ -30,7 +30,12 @@ public sealed class QuantizedAdaptiveAvgPool2d
     /// <summary>The forward pass.</summary>
     /// <param name="input">A per-tensor quantized tensor of rank 3 or 4 with non-empty planes.</param>
     /// <exception cref="ArgumentException">Another rank, a per-channel input or an empty plane.</exception>
-    public QuantizedTensor Forward(QuantizedTensor input)
+    public QuantizedTensor Forward(QuantizedTensor input) => Forward(input, channelsLast: false);
+
+    /// <summary>The forward pass of an input whose PyTorch memory layout is channels-last when
+    /// <paramref name="channelsLast"/> (what quantized convolutions return on the onednn engine): PyTorch then runs its
+    /// NHWC kernel whatever the shape, and its output is channels-last too, so its values need no relayout.</summary>
+    internal QuantizedTensor Forward(QuantizedTensor input, bool channelsLast)
     {
         ArgumentNullException.ThrowIfNull(input);
         QuantizedChecks.PerTensorInput(input, input.DType, Name);
@@ -44,7 +49,8 @@ public sealed class QuantizedAdaptiveAvgPool2d
         var x = input.IntRepr();
         var (qmin, qmax) = QuantizedTensor.RangeOf(input.DType);
         int zp = (int)input.ZeroPoint;
-        bool nhwc = input.Rank == 4 && (input.Size(1) == 1 || h * w == 1);
+        bool alsoChannelsLast = input.Rank == 4 && (input.Size(1) == 1 || h * w == 1);
+        bool nhwc = alsoChannelsLast || (channelsLast && input.Rank == 4);
         for (int i = 0; i < oh; i++)
         {
             int y0 = (int)((long)i * h / oh), y1 = (int)(((long)(i + 1) * h + oh - 1) / oh);
@@ -65,7 +71,7 @@ public sealed class QuantizedAdaptiveAvgPool2d
                 }
             }
         }
-        if (nhwc && input.Size(1) > 1 && oh * ow > 1) y = AsPyTorchLaysOut(y, input.Size(0), input.Size(1), oh * ow);
+        if (alsoChannelsLast && !channelsLast && input.Size(1) > 1 && oh * ow > 1) y = AsPyTorchLaysOut(y, input.Size(0), input.Size(1), oh * ow);
         return QuantizedTensor.Adopt(y, shape, input.Scale, input.ZeroPoint, input.DType);
     }
 

@@ -13,12 +13,12 @@ let private assemblies =
     [ "Fusion.Dsl", ([], [ "MathNet.Numerics" ])
       "Fusion.Dsl.Engine", ([ "Fusion.Dsl" ], [])
       "Fusion.Dsl.Zoo", ([ "Fusion.Dsl" ], [])
-      "Fusion.Dsl.Quantization", ([ "Fusion.Dsl" ], [])
+      "Fusion.Dsl.Quantization", ([ "Fusion.Dsl"; "Fusion.Dsl.Engine" ], [])
       "Fusion.Dsl.Conformance", ([ "Fusion.Dsl"; "Fusion.Dsl.Engine" ], [])
       "Fusion.Dsl.Onnx", ([ "Fusion.Dsl" ], [ "Google.Protobuf"; "Grpc.Tools" ])
-      "Fusion.Dsl.FSharp", ([ "Fusion.Dsl"; "Fusion.Dsl.Engine"; "Fusion.Dsl.Onnx" ], [ "FSharp.Core" ])
+      "Fusion.Dsl.FSharp", ([ "Fusion.Dsl"; "Fusion.Dsl.Engine"; "Fusion.Dsl.Onnx"; "Fusion.Dsl.Quantization" ], [ "FSharp.Core" ])
       "Fusion.Dsl.FSharp.Testing", ([ "Fusion.Dsl" ], [ "FSharp.Core"; "FsCheck" ])
-      "Fusion.Cli", ([ "Fusion.Dsl"; "Fusion.Dsl.Engine"; "Fusion.Dsl.Zoo"; "Fusion.Dsl.Conformance"; "Fusion.Dsl.Onnx" ], [ "System.CommandLine" ]) ]
+      "Fusion.Cli", ([ "Fusion.Dsl"; "Fusion.Dsl.Engine"; "Fusion.Dsl.Zoo"; "Fusion.Dsl.Conformance"; "Fusion.Dsl.Onnx"; "Fusion.Dsl.Quantization" ], [ "System.CommandLine" ]) ]
 
 /// The core's folders from the bottom up; a folder may use its own namespace and those listed before it.
 let private coreFolders =

@@ -1,0 +1,348 @@
+using System.Collections.Immutable;
+using Fusion.Dsl.Algebra;
+using Fusion.Dsl.Engine;
+using Fusion.Dsl.Graphs;
+using Fusion.Dsl.Layers;
+using Fusion.Dsl.Tensors;
+
+namespace Fusion.Dsl.Quantization;
+
+/// <summary>
+/// PyTorch 1.13's eager post-training static quantization (<c>torch.ao.quantization</c>'s <c>propagate_qconfig_</c>,
+/// <c>prepare</c>, calibration, <c>convert</c>) as pure functions over the module algebra: nothing is changed in place,
+/// every step returns a new value. Which modules are observed and swapped follows PyTorch's eager rules: leaf modules of
+/// the default qconfig propagation list with a qconfig (not <c>DeQuantStub</c>), fused modules as one unit,
+/// <c>FloatFunctional</c>s through their <c>activation_post_process</c>, <c>Dropout</c> skipped. The quantized modules
+/// this project has are <c>Quantize</c>, <c>DeQuantize</c>, <c>Conv2d</c>, <c>ConvReLU2d</c>, <c>Linear</c>,
+/// <c>LinearReLU</c> and <c>QFunctional</c>; <c>ReLU</c>, <c>MaxPool2d</c>, <c>AdaptiveAvgPool2d</c>, <c>Flatten</c>,
+/// <c>Identity</c> and <c>Dropout</c> run on quantized tensors as PyTorch's float modules do. A module PyTorch would
+/// quantize that has no quantized form here is refused at <see cref="Prepare"/>, naming its path.
+/// </summary>
+public static class EagerQuantization
+{
+    private const string ActivationPostProcess = "activation_post_process";
+
+    /// <summary>PyTorch's <c>get_default_qconfig(backend)</c> (see <see cref="QConfig.GetDefault"/>).</summary>
+    /// <exception cref="ArgumentException">An unknown backend name.</exception>
+    public static QConfig GetDefaultQConfig(string backend) => QConfig.GetDefault(backend);
+
+    /// <summary>
+    /// <c>propagate_qconfig_</c>: each module's qconfig is its path's entry if there is one, else its type's, else its
+    /// parent's (the root's parent's is <see cref="QConfigMapping.Global"/>); a null entry (PyTorch's <c>None</c>) is
+    /// inherited like any other, so it keeps a subtree float unless a descendant has an entry of its own.
+    /// </summary>
+    /// <param name="model">The model.</param>
+    /// <param name="mapping">The qconfigs.</param>
+    /// <returns>Every module's qconfig by dotted path (<c>""</c> is the root).</returns>
+    /// <exception cref="ArgumentException">A path entry names no module of the model.</exception>
+    public static ImmutableDictionary<string, QConfig?> PropagateQConfig(Module model, QConfigMapping mapping)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(mapping);
+        foreach (var path in mapping.ByPath.Keys)
+            if (!ModulePath.TryGet(model, path, out _))
+                throw new ArgumentException($"the qconfig mapping names module '{path}', which the model does not have ({ModulePath.Describe(model, path)})", nameof(mapping));
+        var result = ImmutableDictionary.CreateBuilder<string, QConfig?>(StringComparer.Ordinal);
+        void Walk(Module m, string path, QConfig? parent)
+        {
+            var qc = mapping.ByType.TryGetValue(m.TypeName, out var byType) ? byType : parent;
+            if (path.Length == 0) qc = mapping.Global ?? qc;
+            if (mapping.ByPath.TryGetValue(path, out var byPath)) qc = byPath;
+            result[path] = qc;
+            foreach (var c in m.Children) Walk(c.Module, ModulePath.Join(path, c.Name), qc);
+        }
+        Walk(model, "", null);
+        return result.ToImmutable();
+    }
+
+    /// <summary>
+    /// <c>QuantWrapper(module)</c>: a container whose forward is <c>dequant(module(quant(x)))</c>, with children
+    /// <c>quant</c>, <c>dequant</c> and <c>module</c> in PyTorch's order.
+    /// </summary>
+    public static UserModule QuantWrapper(Module module)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        var g = new GraphBuilder();
+        var x = g.Input("X");
+        var graph = g.Output(g.Call("dequant", g.Call("module", g.Call("quant", x))));
+        var children = ModuleChildren.Create(("quant", UserModule.Create("QuantStub", ModuleChildren.Empty)),
+            ("dequant", UserModule.Create("DeQuantStub", ModuleChildren.Empty)), ("module", module));
+        return UserModule.Create("QuantWrapper", children, graph, module.Training);
+    }
+
+    /// <summary>
+    /// <c>prepare(model)</c> after <c>propagate_qconfig_</c>: finds the modules whose outputs PyTorch observes and gives
+    /// each a fresh observer from its qconfig. The model is returned as it is, inside the result.
+    /// </summary>
+    /// <param name="model">A float model in eval mode, fused as the user wants it (eval-mode <c>fuse_modules</c>).</param>
+    /// <param name="mapping">The qconfigs (<see cref="QConfigMapping.ForAll"/> for PyTorch's <c>model.qconfig = ...</c>).</param>
+    /// <exception cref="ArgumentException">A module PyTorch would quantize has no quantized form here (the message names its
+    /// path and type and how to keep it float), an activation observer is per channel, the model is in training mode,
+    /// or modules are observed but no <c>QuantStub</c> has a qconfig.</exception>
+    public static ObservedModel Prepare(Module model, QConfigMapping mapping)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var qconfigs = PropagateQConfig(model, mapping);
+        var points = ImmutableArray.CreateBuilder<ObservationPoint>();
+        foreach (var (path, m) in model.NamedModules())
+            if (m.RunsInTraining && qconfigs[path] is not null)
+                throw new ArgumentException($"module '{Show(path)}' ({m.TypeName}) is in training mode; post-training quantization takes an eval-mode model (model.Eval())", nameof(model));
+        AddObservers(model, "", qconfigs, points);
+        if (points.Count > 0 && !points.Any(p => p.Kind == ObservedKind.QuantStub))
+            throw new ArgumentException($"the model has modules to quantize ({string.Join(", ", points.Take(3).Select(p => $"'{p.Path}'"))}...) but no QuantStub with a qconfig, so nothing turns its float input into a quantized tensor; put a QuantStub where quantization starts (or wrap the model with QuantWrapper)", nameof(model));
+        var observers = ImmutableDictionary.CreateBuilder<string, Observer>(StringComparer.Ordinal);
+        foreach (var p in points)
+        {
+            var o = p.QConfig.Activation() ?? throw new ArgumentException($"qconfig '{p.QConfig.Name}' made no activation observer for '{p.Path}'");
+            if (ObserverFacts.Axis(o) is not null)
+                throw new ArgumentException($"qconfig '{p.QConfig.Name}' observes the activations of '{p.Path}' per channel ({o.GetType().Name}); activations are quantized per tensor");
+            observers[p.Path] = o;
+        }
+        var calls = points.ToImmutableDictionary(p => p.Path, _ => 0, StringComparer.Ordinal);
+        return new ObservedModel(model, qconfigs, points.ToImmutable(), new CalibrationState(observers.ToImmutable(), calls, 0));
+    }
+
+    private static string Show(string path) => path.Length == 0 ? "<root>" : path;
+
+    /// <summary><c>add_observer_</c>'s walk over <paramref name="module"/>'s children, then its own leaf rule.</summary>
+    private static void AddObservers(Module module, string path, ImmutableDictionary<string, QConfig?> qconfigs, ImmutableArray<ObservationPoint>.Builder points)
+    {
+        foreach (var c in module.Children)
+        {
+            var childPath = ModulePath.Join(path, c.Name);
+            var child = c.Module;
+            var qc = qconfigs[childPath];
+            if (child is Dropout) continue;
+            if (child is UserModule { TypeName: "FloatFunctional" } ff)
+            {
+                if (qc is null) continue;
+                if (!ff.Children.TryGet(ActivationPostProcess, out _))
+                    throw new ArgumentException($"FloatFunctional '{childPath}' has no '{ActivationPostProcess}' child, through which its traced operations are observed; export it with torch's FloatFunctional");
+                points.Add(new ObservationPoint(childPath, ModulePath.Join(childPath, ActivationPostProcess), ff.TypeName, ObservedKind.FloatFunctional, qc));
+                continue;
+            }
+            if (child is FusedModule fused)
+            {
+                if (qc is not null) points.Add(Point(childPath, fused, qc));
+                continue;
+            }
+            AddObservers(child, childPath, qconfigs, points);
+        }
+        if (module.Children.Count == 0 && module is not Sequential && InPropagationList(module) && qconfigs[path] is { } own
+            && module is not UserModule { TypeName: "DeQuantStub" })
+            points.Add(Point(path, module, own));
+    }
+
+    /// <summary>The observation point of a module PyTorch observes, refused when convert has no quantized form of it here.</summary>
+    private static ObservationPoint Point(string path, Module m, QConfig qc)
+    {
+        ObservedKind? kind = m switch
+        {
+            UserModule { TypeName: "QuantStub" } => ObservedKind.QuantStub,
+            Conv { Rank: 2, Transposed: false } c when ConvSupported(c) => ObservedKind.Conv2d,
+            Linear => ObservedKind.Linear,
+            FusedModule { TypeName: "ConvReLU2d" } f when f.Children[0].Module is Conv c && ConvSupported(c) => ObservedKind.Conv2d,
+            FusedModule { TypeName: "LinearReLU" } => ObservedKind.Linear,
+            _ => null,
+        };
+        if (kind is { } k) return new ObservationPoint(path, path, m.TypeName, k, qc, m is FusedModule ? 2 : 1);
+        var hint = m switch
+        {
+            FusedModule { TypeName: var t } when t.StartsWith("ConvBn", StringComparison.Ordinal) || t.StartsWith("LinearBn", StringComparison.Ordinal)
+                => "; fuse in eval mode (Fuser.FuseModules on model.Eval()), which folds the BatchNorm into the convolution",
+            BatchNorm => "; fuse it into the convolution before it (Fuser.FuseModules in eval mode)",
+            Conv c when c.PaddingMode != PaddingMode.Zeros || c.Padding.Kind != PaddingKind.Explicit
+                => $" with padding {c.Padding.Kind} and padding_mode {c.PaddingMode} (only explicit zero padding is)",
+            _ => "",
+        };
+        throw new ArgumentException($"module '{Show(path)}' ({m.TypeName}) would be quantized by PyTorch's eager convert, but Fusion.Dsl.Quantization has no quantized {m.TypeName}{hint}; to keep it float, give it a None qconfig (QConfigMapping.WithPath(\"{path}\", null)) and put DeQuantStub before it and QuantStub after it");
+    }
+
+    private static bool ConvSupported(Conv c) => c.PaddingMode == PaddingMode.Zeros && c.Padding.Kind == PaddingKind.Explicit;
+
+    /// <summary>Whether PyTorch's <c>get_default_qconfig_propagation_list()</c> holds the module's type (the static, QAT
+    /// and dynamic mappings' float types and <c>Sequential</c>).</summary>
+    private static bool InPropagationList(Module m) => m switch
+    {
+        UserModule u => u.TypeName is "QuantStub" or "DeQuantStub",
+        Sequential or Conv or Linear or Dropout => true,
+        BatchNorm b => b.TypeName is "BatchNorm2d" or "BatchNorm3d",
+        Activation a => a.Kind is ActivationKind.ReLU6 or ActivationKind.Hardswish,
+        FusedModule => true,
+        OpaqueModule o => o.Namespace == "torch.nn" && PropagatedOpaque.Contains(o.TypeName)
+                          || o.TypeName == "NonDynamicallyQuantizableLinear",
+        _ => false,
+    };
+
+    private static readonly FrozenSetOfNames PropagatedOpaque = new(
+        "ELU", "Embedding", "EmbeddingBag", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "LayerNorm",
+        "LeakyReLU", "PReLU", "GRUCell", "LSTMCell", "RNNCell", "LSTM", "GRU", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d");
+
+    /// <summary>Calibration: runs the float model on every batch (this project's engine, <paramref name="threads"/> cores,
+    /// every core when null) and feeds each observed module's output to its observer, starting from the prepared
+    /// observers. Returns the observers' new state; the model and the prepared value are unchanged.</summary>
+    /// <exception cref="ArgumentException">No batches; a batch that is not float32, is empty, or holds NaN or an infinity
+    /// (the message names the batch and element); a batch the model cannot run (the engine's message, with the module
+    /// path); a QuantStub the forward never calls.</exception>
+    public static CalibrationState Calibrate(ObservedModel observed, IEnumerable<Tensor> batches, int? threads = null)
+    {
+        ArgumentNullException.ThrowIfNull(observed);
+        return Calibrate(observed, observed.InitialState, batches, threads);
+    }
+
+    /// <summary>Calibration continued from <paramref name="state"/> (a state this model's calibration returned): the
+    /// observers see <paramref name="batches"/> after what they saw before.</summary>
+    /// <exception cref="ArgumentException">As <see cref="Calibrate(ObservedModel, IEnumerable{Tensor}, int?)"/>, or a state with other observers.</exception>
+    public static CalibrationState Calibrate(ObservedModel observed, CalibrationState state, IEnumerable<Tensor> batches, int? threads = null)
+    {
+        ArgumentNullException.ThrowIfNull(observed);
+        ArgumentNullException.ThrowIfNull(state);
+        ArgumentNullException.ThrowIfNull(batches);
+        if (!observed.Points.All(p => state.Observers.ContainsKey(p.Path)))
+            throw new ArgumentException("the calibration state does not hold this model's observers; start from ObservedModel.InitialState", nameof(state));
+        var list = batches.ToList();
+        if (list.Count == 0) throw new ArgumentException("the calibration set is empty: give at least one batch", nameof(batches));
+        for (int b = 0; b < list.Count; b++) CheckBatch(list[b], b, list[0]);
+        // The observers advance in this working copy only while the passes run; the caller gets the final state as a value.
+        var working = state.Observers.ToDictionary(StringComparer.Ordinal);
+        var calls = state.Calls.ToDictionary(StringComparer.Ordinal);
+        var hooked = observed.Model;
+        foreach (var p in observed.Points)
+        {
+            var path = p.Path;
+            var hook = new ForwardHook("observer " + path, (_, _, y) =>
+            {
+                for (int i = 0; i < p.ObservationsPerCall; i++) working[path] = working[path].Observe(y);
+                calls[path] += p.ObservationsPerCall;
+                return null;
+            });
+            hooked = ModulePath.Replace(hooked, p.HookPath, ModulePath.Get(hooked, p.HookPath).AddHook(hook));
+        }
+        using (var session = EngineSession.Open(hooked, new EngineSessionOptions { Threads = threads }))
+        {
+            for (int b = 0; b < list.Count; b++)
+            {
+                try { session.Run(list[b]); }
+                catch (ForwardException e) { throw new ArgumentException($"calibration batch {b} (shape {Tensor.ShapeString(list[b].Shape)}): {e.Message}", nameof(batches), e); }
+            }
+        }
+        foreach (var p in observed.Points)
+            if (p.Kind == ObservedKind.QuantStub && calls[p.Path] == state.Calls[p.Path])
+                throw new ArgumentException($"QuantStub '{p.Path}' was never called during calibration: the model's forward graph does not call it (a graph traced through the stubs, as exporters before this one wrote); re-export the model so that its graph calls '{p.Path}'", nameof(observed));
+        return new CalibrationState(working.ToImmutableDictionary(StringComparer.Ordinal), calls.ToImmutableDictionary(StringComparer.Ordinal), state.Batches + list.Count);
+    }
+
+    private static void CheckBatch(Tensor batch, int index, Tensor first)
+    {
+        if (batch is null) throw new ArgumentException($"calibration batch {index} is null");
+        if (batch.DType != DType.Float32) throw new ArgumentException($"calibration batch {index} is {batch.DType}; calibration data must be float32");
+        if (batch.Count == 0) throw new ArgumentException($"calibration batch {index} (shape {Tensor.ShapeString(batch.Shape)}) is empty");
+        if (batch.Rank != first.Rank || !batch.Shape[1..].SequenceEqual(first.Shape[1..]))
+            throw new ArgumentException($"calibration batch {index} has shape {Tensor.ShapeString(batch.Shape)}, but batch 0 has {Tensor.ShapeString(first.Shape)}; every batch must have the same shape after the batch dimension");
+        var x = batch.Float32;
+        for (int i = 0; i < x.Length; i++)
+            if (!float.IsFinite(x[i]))
+                throw new ArgumentException($"calibration batch {index} holds {x[i]} at element {i}: calibration data must be finite (NaN or an infinity would make every scale meaningless)");
+    }
+
+    /// <summary>
+    /// <c>convert(model)</c>: every observed module becomes its quantized form with the scale and zero point its observer
+    /// computes (<c>calculate_qparams()</c>, the float32 scale widened to float64 as PyTorch's <c>float(scale)</c> does);
+    /// each weighted module's weight is observed by a fresh weight observer from its qconfig and quantized to qint8 as
+    /// <c>_quantize_weight</c> does (per tensor, or per channel along the observer's axis); the float bias is kept.
+    /// A <c>DeQuantStub</c> with a qconfig becomes <c>DeQuantize</c>. An observer that saw nothing gives PyTorch's
+    /// default scale 1.0 and zero point 0.
+    /// </summary>
+    /// <exception cref="ArgumentException">The state does not belong to the model, or a weight observer's parameters do not
+    /// fit the onednn kernels (not qint8 with zero points 0).</exception>
+    public static QuantizedModel Convert(ObservedModel observed, CalibrationState state)
+    {
+        ArgumentNullException.ThrowIfNull(observed);
+        ArgumentNullException.ThrowIfNull(state);
+        var layers = ImmutableDictionary.CreateBuilder<string, QuantizedLayer>(StringComparer.Ordinal);
+        foreach (var p in observed.Points)
+        {
+            if (!state.Observers.TryGetValue(p.Path, out var observer))
+                throw new ArgumentException($"the calibration state has no observer for '{p.Path}'; calibrate this observed model", nameof(state));
+            var act = observer.CalculateQParams();
+            double scale = act.Scales[0];
+            long zp = act.ZeroPoints[0];
+            var m = ModulePath.Get(observed.Model, p.Path);
+            layers[p.Path] = p.Kind switch
+            {
+                ObservedKind.QuantStub => QuantizedLayer.Quantize(p.Path, scale, zp, ObserverFacts.DType(observer)),
+                ObservedKind.FloatFunctional => QuantizedLayer.Functional(p.Path, new QFunctional(scale, zp)),
+                ObservedKind.Conv2d => ConvLayer(p, m, scale, zp),
+                ObservedKind.Linear => LinearLayer(p, m, scale, zp),
+                _ => throw new InvalidOperationException($"unknown observation kind {p.Kind}"),
+            };
+        }
+        foreach (var (path, m) in observed.Model.NamedModules())
+            if (m is UserModule { TypeName: "DeQuantStub", Children.Count: 0 } && observed.QConfigs[path] is not null)
+                layers[path] = QuantizedLayer.DeQuantize(path);
+        return new QuantizedModel(observed.Model, layers.ToImmutable());
+    }
+
+    private static QuantizedTensor QuantizeWeight(ObservationPoint p, Tensor weight)
+    {
+        var observer = p.QConfig.Weight() ?? throw new ArgumentException($"qconfig '{p.QConfig.Name}' made no weight observer for '{p.Path}'");
+        var q = observer.Observe(weight).CalculateQParams();
+        // _quantize_weight always makes qint8, whatever the observer's dtype.
+        return QuantizedTensor.Quantize(weight, q, QuantizedDType.QInt8, ObserverFacts.Axis(observer));
+    }
+
+    private static QuantizedLayer ConvLayer(ObservationPoint p, Module m, double scale, long zp)
+        => ConvLayer(p.Path, m, QuantizeWeight(p, (m is FusedModule f ? (Conv)f.Children[0].Module : (Conv)m).Weight), scale, zp);
+
+    /// <summary>The quantized Conv2d or ConvReLU2d of float module <paramref name="m"/> with a quantized weight.</summary>
+    internal static QuantizedLayer ConvLayer(string path, Module m, QuantizedTensor weight, double scale, long zp)
+    {
+        var (conv, relu) = m is FusedModule f ? ((Conv)f.Children[0].Module, true) : ((Conv)m, false);
+        var pad = conv.Padding.Amounts;
+        var layer = new QuantizedConv2d(weight, conv.Bias, scale, zp, (conv.Stride[0], conv.Stride[1]), (pad[0], pad[1]),
+            (conv.Dilation[0], conv.Dilation[1]), conv.Groups, relu);
+        return QuantizedLayer.Conv(path, relu ? "QuantizedConvReLU2d" : "QuantizedConv2d", layer);
+    }
+
+    private static QuantizedLayer LinearLayer(ObservationPoint p, Module m, double scale, long zp)
+        => LinearLayer(p.Path, m, QuantizeWeight(p, (m is FusedModule f ? (Linear)f.Children[0].Module : (Linear)m).Weight), scale, zp);
+
+    /// <summary>The quantized Linear or LinearReLU of float module <paramref name="m"/> with a quantized weight.</summary>
+    internal static QuantizedLayer LinearLayer(string path, Module m, QuantizedTensor weight, double scale, long zp)
+    {
+        var (linear, relu) = m is FusedModule f ? ((Linear)f.Children[0].Module, true) : ((Linear)m, false);
+        var layer = new QuantizedLinear(weight, linear.Bias, scale, zp, relu);
+        return QuantizedLayer.Linear(path, relu ? "QuantizedLinearReLU" : "QuantizedLinear", layer);
+    }
+
+    /// <summary>A small ordinal set of type names.</summary>
+    private sealed class FrozenSetOfNames(params string[] names)
+    {
+        private readonly HashSet<string> _names = new(names, StringComparer.Ordinal);
+        public bool Contains(string name) => _names.Contains(name);
+    }
+}
+
+/// <summary>What the engine of this assembly needs to know about an observer it did not build: its dtype and channel axis.</summary>
+internal static class ObserverFacts
+{
+    /// <summary>The channel axis of a per-channel observer, null for a per-tensor one.</summary>
+    public static int? Axis(Observer o) => o switch
+    {
+        PerChannelMinMaxObserver p => p.ChAxis,
+        MovingAveragePerChannelMinMaxObserver p => p.ChAxis,
+        _ => null,
+    };
+
+    /// <summary>The quantized dtype the observer computes parameters for.</summary>
+    public static QuantizedDType DType(Observer o) => o switch
+    {
+        MinMaxObserver m => m.Settings.DType,
+        MovingAverageMinMaxObserver m => m.Settings.DType,
+        HistogramObserver h => h.Settings.DType,
+        PerChannelMinMaxObserver p => p.Settings.DType,
+        MovingAveragePerChannelMinMaxObserver p => p.Settings.DType,
+        FixedQParamsObserver f => f.DType,
+        _ => throw new ArgumentException($"unknown observer {o.GetType().Name}"),
+    };
+}

@@ -1,0 +1,65 @@
+using Fusion.Dsl.Tensors;
+
+namespace Fusion.Dsl.Quantization;
+
+/// <summary>
+/// One module of a converted model (what PyTorch's <c>convert</c> swapped in at <see cref="Path"/>): <c>Quantize</c>,
+/// <c>DeQuantize</c>, a quantized Conv2d/ConvReLU2d or Linear/LinearReLU, or a <c>QFunctional</c>, with its output
+/// scale and zero point (none for <c>DeQuantize</c>) and its quantized weight and float bias where it has them.
+/// </summary>
+public sealed class QuantizedLayer
+{
+    private QuantizedLayer(string path, string typeName, double? scale, long? zeroPoint, QuantizedTensor? weight, Tensor? bias, object? module, QuantizedDType? dtype)
+    {
+        Path = path;
+        TypeName = typeName;
+        Scale = scale;
+        ZeroPoint = zeroPoint;
+        Weight = weight;
+        Bias = bias;
+        Module = module;
+        DType = dtype;
+    }
+
+    /// <summary>The module's dotted path in the model.</summary>
+    public string Path { get; }
+
+    /// <summary>PyTorch's class name of the quantized module: <c>Quantize</c>, <c>DeQuantize</c>, <c>QuantizedConv2d</c>,
+    /// <c>QuantizedConvReLU2d</c>, <c>QuantizedLinear</c>, <c>QuantizedLinearReLU</c> or <c>QFunctional</c>.</summary>
+    public string TypeName { get; }
+
+    /// <summary>The output scale (null for <c>DeQuantize</c>).</summary>
+    public double? Scale { get; }
+
+    /// <summary>The output zero point (null for <c>DeQuantize</c>).</summary>
+    public long? ZeroPoint { get; }
+
+    /// <summary>The qint8 weight of a Conv2d or Linear, else null.</summary>
+    public QuantizedTensor? Weight { get; }
+
+    /// <summary>The float32 bias of a Conv2d or Linear that has one, else null.</summary>
+    public Tensor? Bias { get; }
+
+    /// <summary>The output dtype of <c>Quantize</c>, else null.</summary>
+    public QuantizedDType? DType { get; }
+
+    /// <summary>The runnable module: <see cref="QuantizedConv2d"/>, <see cref="QuantizedLinear"/>, <see cref="QFunctional"/>, or null.</summary>
+    internal object? Module { get; }
+
+    internal static QuantizedLayer Quantize(string path, double scale, long zp, QuantizedDType dtype)
+    {
+        QuantizedChecks.Output(scale, zp, dtype, $"Quantize '{path}'");
+        return new(path, "Quantize", scale, zp, null, null, null, dtype);
+    }
+
+    internal static QuantizedLayer DeQuantize(string path) => new(path, "DeQuantize", null, null, null, null, null, null);
+
+    internal static QuantizedLayer Functional(string path, QFunctional f) => new(path, "QFunctional", f.Scale, f.ZeroPoint, null, null, f, null);
+
+    internal static QuantizedLayer Conv(string path, string typeName, QuantizedConv2d c) => new(path, typeName, c.Scale, c.ZeroPoint, c.Weight, c.Bias, c, null);
+
+    internal static QuantizedLayer Linear(string path, string typeName, QuantizedLinear l) => new(path, typeName, l.Scale, l.ZeroPoint, l.Weight, l.Bias, l, null);
+
+    /// <inheritdoc/>
+    public override string ToString() => Scale is { } s ? $"{Path}: {TypeName}(scale={s}, zero_point={ZeroPoint})" : $"{Path}: {TypeName}()";
+}

@@ -1,0 +1,256 @@
+"""Fixtures for the eager post-training quantization flow (PtqFlowTests.fs): small eager-mode models with QuantStub and
+DeQuantStub (fused Conv+BN+ReLU, Linear(+ReLU), pooling, a residual block with FloatFunctional add_relu, add, mul and
+cat) and torchvision's quantizable resnet18, each fused as its fuse_modules/fuse_model() does in eval mode, exported
+with the repository's exporter (fusion_torch, the model format), then prepared with a named qconfig, calibrated on
+seeded random batches, converted and run on a seeded input by PyTorch 1.13's onednn engine. Written beside OUT.json:
+each case's model folder, its calibration batches and input (.npy, float32), and the integer output of every quantized
+layer (.npy, the integers as float32); OUT.json lists every quantized layer's scale, zero point and weight qparams.
+
+Usage: /usr/bin/python3 ptq_fixtures.py OUT.json"""
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.ao.quantization as tq
+import torch.ao.nn.quantized as nnq
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "python"))
+from fusion_torch.model_file import export  # noqa: E402
+
+torch.backends.quantized.engine = "onednn"
+
+
+class ConvNet(nn.Module):
+    """Fused Conv+BN+ReLU, Conv+BN, a separate ReLU, max and adaptive average pooling, flatten, Linear+ReLU, Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(8, 12, 3, stride=2, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(12)
+        self.relu2 = nn.ReLU()
+        self.dw = nn.Conv2d(12, 12, 3, padding=1, groups=12)
+        self.pool = nn.MaxPool2d(2)
+        self.avg = nn.AdaptiveAvgPool2d(2)
+        self.fc1 = nn.Linear(48, 16)
+        self.relu3 = nn.ReLU()
+        self.fc2 = nn.Linear(16, 10)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.relu1(self.bn1(self.conv1(x)))
+        x = self.relu2(self.bn2(self.conv2(x)))
+        x = self.pool(self.dw(x))
+        x = torch.flatten(self.avg(x), 1)
+        x = self.fc2(self.relu3(self.fc1(x)))
+        return self.dequant(x)
+
+    groups = [["conv1", "bn1", "relu1"], ["conv2", "bn2"], ["fc1", "relu3"]]
+
+
+class Residual(nn.Module):
+    """A residual block with FloatFunctional add_relu, then add, mul and cat of two branches."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.stem_bn = nn.BatchNorm2d(8)
+        self.stem_relu = nn.ReLU()
+        self.conv1 = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(8)
+        self.add_relu = nnq.FloatFunctional()
+        self.a = nn.Conv2d(8, 4, 1)
+        self.b = nn.Conv2d(8, 4, 1)
+        self.add = nnq.FloatFunctional()
+        self.mul = nnq.FloatFunctional()
+        self.cat = nnq.FloatFunctional()
+        self.avg = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(12, 5)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.stem_relu(self.stem_bn(self.stem(x)))
+        y = self.relu1(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        x = self.add_relu.add_relu(y, x)
+        a, b = self.a(x), self.b(x)
+        s = self.add.add(a, b)
+        p = self.mul.mul(a, b)
+        x = self.cat.cat([s, p, a], 1)
+        x = self.avg(x).reshape(x.size(0), -1)
+        return self.dequant(self.fc(x))
+
+    groups = [["stem", "stem_bn", "stem_relu"], ["conv1", "bn1", "relu1"], ["conv2", "bn2"]]
+
+
+# Custom qconfigs (observer factories), by the name the test rebuilds them under. A moving average is not idempotent, so
+# it shows that a fused module's observer sees each output twice, as PyTorch's Sequential-child observer does.
+CUSTOM = {
+    "custom_moving_average": tq.QConfig(activation=tq.MovingAverageMinMaxObserver.with_args(dtype=torch.quint8),
+                                        weight=tq.default_per_channel_weight_observer),
+}
+
+
+def randomize_bn(model, gen):
+    """Random BatchNorm statistics, so that folding them into the convolutions changes the weights."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.weight.data = torch.rand(n, generator=gen) * 1.5 + 0.25
+            m.bias.data = torch.randn(n, generator=gen) * 0.5
+            m.running_mean = torch.randn(n, generator=gen) * 0.5
+            m.running_var = torch.rand(n, generator=gen) * 1.5 + 0.25
+
+
+def save(folder, name, array):
+    path = os.path.join(folder, name)
+    np.save(path, np.ascontiguousarray(array, dtype=np.float32))
+    return os.path.relpath(path, ROOT)
+
+
+def case(name, build, qconfig, shape, batches, fuse, seed, nudges=0, groups=None):
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = build()
+    randomize_bn(model, gen)
+    model.eval()
+    folder = os.path.join(ROOT, name.replace("/", "_"))
+    os.makedirs(folder, exist_ok=True)
+    if groups is not None:
+        # The unfused model too, with fuse_modules' groups, so that the test can fuse it itself first.
+        export(model, os.path.join(folder, "unfused"), input_shape=list(shape))
+    model = fuse(model)
+    export(model, folder, input_shape=list(shape))
+    rng = np.random.default_rng(seed)
+    data = [rng.normal(0.0, 1.0, size=shape).astype(np.float32) for _ in range(batches)]
+    x = rng.normal(0.0, 1.0, size=shape).astype(np.float32)
+    model.qconfig = CUSTOM[qconfig] if qconfig in CUSTOM else tq.get_default_qconfig(qconfig)
+    prepared = tq.prepare(model, inplace=False)
+    # What each observer sees, batch by batch: PyTorch's own float activations, saved so that the flow can be checked
+    # apart from the float engine that computes them.
+    seen = {}
+    for path, m in prepared.named_modules():
+        if path.endswith(".activation_post_process"):
+            owner = path[:-len(".activation_post_process")]
+            m.register_forward_pre_hook(lambda mod, i, p=owner: seen.setdefault(p, []).append(i[0].detach().numpy().copy()))
+    with torch.no_grad():
+        for d in data:
+            prepared(torch.from_numpy(d))
+    q = tq.convert(prepared, inplace=False)
+    outputs = {}
+
+    def record(path, y):
+        outputs[path] = y
+        return y
+
+    def hook(path, of_input=False):
+        """A forward hook that records a module's output (or input) and returns None, leaving the output as it is."""
+        def run(mod, i, o):
+            outputs[path] = i[0] if of_input else o
+        return run
+
+    layers = []
+    for path, m in q.named_modules():
+        if isinstance(m, nnq.QFunctional):
+            for op in ("add", "add_relu", "mul", "cat"):
+                setattr(m, op, (lambda orig, p: lambda *a, **k: record(p, orig(*a, **k)))(getattr(m, op), path))
+            layers.append({"path": path, "type": "QFunctional", "scale": m.scale, "zero_point": m.zero_point})
+        elif isinstance(m, nnq.Quantize):
+            m.register_forward_hook(hook(path))
+            layers.append({"path": path, "type": "Quantize", "scale": float(m.scale), "zero_point": int(m.zero_point)})
+        elif isinstance(m, nnq.DeQuantize):
+            m.register_forward_hook(hook(path, of_input=True))
+            layers.append({"path": path, "type": "DeQuantize"})
+        elif isinstance(m, (nnq.Conv2d, nnq.Linear)):
+            m.register_forward_hook(hook(path))
+            w = m.weight()
+            per_channel = w.qscheme() in (torch.per_channel_symmetric, torch.per_channel_affine)
+            layers.append({"path": path, "type": "Quantized" + type(m).__name__, "scale": m.scale, "zero_point": m.zero_point,
+                           "weight_scales": [float(s) for s in (w.q_per_channel_scales() if per_channel else [w.q_scale()])],
+                           "weight_zero_points": [int(z) for z in (w.q_per_channel_zero_points() if per_channel else [w.q_zero_point()])]})
+    with torch.no_grad():
+        y = q(torch.from_numpy(x))
+    result = {"name": name, "qconfig": qconfig, "model": os.path.relpath(folder, ROOT),
+            "batches": [save(folder, f"batch{i}.npy", d) for i, d in enumerate(data)],
+            "input": save(folder, "input.npy", x), "output": save(folder, "output.npy", y.numpy()),
+            "unfused": None if groups is None else {"model": os.path.relpath(os.path.join(folder, "unfused"), ROOT), "groups": groups},
+            "layers": layers,
+            "activations": {p: [save(folder, f"act_{p.replace('.', '_')}_{i}.npy", a) for i, a in enumerate(arrays)]
+                            for p, arrays in seen.items()},
+            "layer_outputs": {p: {"file": save(folder, f"out_{p.replace('.', '_') or 'root'}.npy", t.int_repr().numpy()),
+                                  "scale": float(t.q_scale()), "zero_point": int(t.q_zero_point())}
+                              for p, t in outputs.items()}}
+    if nudges:
+        result["nudged"] = nudged(q, torch.from_numpy(x), outputs["dequant"], nudges)
+    return result
+
+
+def nudged(q, x, reference, patterns):
+    """PyTorch's own sensitivity to the last bit of its scales: the int8 output (the DeQuantStub's input) after every
+    Conv/Linear/QFunctional output scale is moved by one float32 ulp up or down (seeded patterns), as a float engine's
+    last bits move a calibrated scale. For each pattern, the fraction of output integers still equal and the largest
+    difference in steps."""
+    import copy
+    results = []
+    for seed in range(patterns):
+        rs = np.random.default_rng(seed)
+        moved = copy.deepcopy(q)
+        for m in moved.modules():
+            if isinstance(m, (nnq.Conv2d, nnq.Linear, nnq.QFunctional)):
+                s = np.float32(m.scale)
+                m.scale = float(np.nextafter(s, np.float32(np.inf) if rs.integers(0, 2) else np.float32(0)))
+        seen = {}
+        moved.dequant.register_forward_hook(lambda mod, i, o: seen.setdefault("y", i[0]))
+        with torch.no_grad():
+            moved(x)
+        d = np.abs(seen["y"].int_repr().numpy().astype(np.int64) - reference.int_repr().numpy().astype(np.int64))
+        results.append({"exact": float((d == 0).mean()), "worst": int(d.max())})
+    return results
+
+
+def fuse_groups(groups):
+    return lambda m: tq.fuse_modules(m, groups)
+
+
+def resnet18():
+    from torchvision.models.quantization import resnet18 as build
+    return build(weights=None, quantize=False)
+
+
+def fuse_resnet(m):
+    m.fuse_model()
+    return m
+
+
+def main(out):
+    global ROOT
+    ROOT = os.path.dirname(os.path.abspath(out))
+    cases = []
+    for i, qc in enumerate(("x86", "fbgemm", "onednn", "qnnpack")):
+        cases.append(case(f"convnet/{qc}", ConvNet, qc, (2, 3, 16, 16), 4, fuse_groups(ConvNet.groups), 10 + i, groups=ConvNet.groups))
+        cases.append(case(f"residual/{qc}", Residual, qc, (2, 3, 12, 12), 4, fuse_groups(Residual.groups), 20 + i, groups=Residual.groups))
+    for i, qc in enumerate(CUSTOM):
+        cases.append(case(f"convnet/{qc}", ConvNet, qc, (2, 3, 16, 16), 4, fuse_groups(ConvNet.groups), 40 + i, groups=ConvNet.groups))
+        cases.append(case(f"residual/{qc}", Residual, qc, (2, 3, 12, 12), 4, fuse_groups(Residual.groups), 50 + i, groups=Residual.groups))
+    if len(sys.argv) < 3 or sys.argv[2] != "--small":
+        cases.append(case("resnet18/x86", resnet18, "x86", (2, 3, 64, 64), 3, fuse_resnet, 30, nudges=5))
+    with open(out, "w") as f:
+        json.dump({"torch": torch.__version__, "engine": torch.backends.quantized.engine, "cases": cases}, f)
+    print(f"{len(cases)} cases")
+
+
+ROOT = "."
+if __name__ == "__main__":
+    main(sys.argv[1])
