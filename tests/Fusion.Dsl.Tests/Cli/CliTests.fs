@@ -515,9 +515,12 @@ let compareTests =
         test "the README has the anchor inside Performance: an update of it inserts the section there and changes nothing else" {
             needPython ()
             let original = File.ReadAllText(Path.Combine(Support.repoRoot, "README.md"))
-            let code, _, err, after = update (savedRun "AuthenticAMD" 25 17 "AVX-512") original
+            // A CPU no real run has (the README holds real machines' sections, which an update would replace).
+            let unseen = "TestVendor family 99 model 99, AVX2"
+            Expect.isFalse (original.Contains(opening unseen)) "the made-up CPU has no section yet"
+            let code, _, err, after = update (savedRun "TestVendor" 99 99 "AVX2") original
             Expect.equal code 0 err
-            let start, stop = after.IndexOf(opening amd), after.IndexOf(closing amd) + (closing amd).Length
+            let start, stop = after.IndexOf(opening unseen), after.IndexOf(closing unseen) + (closing unseen).Length
             Expect.equal (after.Remove(start, stop - start + 2)) original "only the section added"
             let performance = after.IndexOf "\n## Performance\n"
             Expect.isTrue (performance > 0 && start > performance && after.IndexOf("\n## ", performance + 1) > stop) "inside Performance"
