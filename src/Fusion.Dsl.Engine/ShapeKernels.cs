@@ -104,7 +104,7 @@ internal static class ShapeKernels
         if (x.DType != DType.Float32) throw new EngineInputException($"indexing: the engine indexes float32 tensors with a tensor, got {x.DType}");
         if (x.Rank == 0) throw new EngineInputException("indexing: a 0-dimensional tensor cannot be indexed with a tensor");
         var rows = x.Size(0);
-        var row = x.Count / rows;
+        var row = rows == 0 ? 0 : x.Count / rows; // an empty table: every index is out of range, refused below
         var idx = index.Int64;
         var shape = index.Shape.ToArray().Concat(x.Shape[1..].ToArray()).ToArray();
         var output = Pass.Fresh(Tensor.Product(shape));

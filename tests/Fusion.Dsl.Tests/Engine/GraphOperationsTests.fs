@@ -123,6 +123,11 @@ let tests =
             let a, b = wide 25 [| 3; 4; 5 |], wide 26 [| 5; 4; 2 |]
             close "ikj,jkl->li" (runWith [ "b", b ] [ attr "b"; fn "y" "einsum" [ c "ikj,jkl->li"; r "x"; r "b" ] []; output "y" ] a) (NaiveReference.Einsum("ikj,jkl->li", a, b))
             expectSameBits "ijk->kij" (one (fn "y" "einsum" [ c "ijk->kij"; r "x" ] []) a) (NaiveReference.Permute(a, [| 2; 0; 1 |]))
+            // An empty dimension gives an empty result, as in PyTorch; an empty contraction gives zeros.
+            let empty = runWith [ "b", wide 31 [| 3; 2 |] ] [ attr "b"; fn "y" "einsum" [ c "ij,jk->ik"; r "x"; r "b" ] []; output "y" ] (Tensor.Zeros(0, 3))
+            Expect.sequenceEqual empty.Dimensions [ 0; 2 ] "[0, 3] x [3, 2] -> [0, 2]"
+            let zeros = runWith [ "b", Tensor.Zeros(0, 2) ] [ attr "b"; fn "y" "einsum" [ c "ij,jk->ik"; r "x"; r "b" ] []; output "y" ] (Tensor.Zeros(4, 0))
+            Expect.sequenceEqual (zeros.ToArray()) (Array.zeroCreate<float32> 8) "a sum over nothing is 0"
         }
         test "einsum refuses the forms it does not compute and equations that do not fit, naming the equation" {
             let x = wide 27 [| 3; 3 |]
@@ -151,6 +156,7 @@ let tests =
             Expect.sequenceEqual (f.ToArray()) [| 1.5f; 2f; -3f; 0.25f |] "float32 by default; nesting gives the shape"
             refuses [ fn "idx" "tensor" [ GraphArg.List([| c (box 9L) |]) ] [ "dtype", i64dtype ]; fn "y" "getitem" [ r "x"; r "idx" ] []; output "y" ] table [ "index 9"; "size 7" ] |> ignore
             refuses [ fn "t" "tensor" [ GraphArg.List([| GraphArg.List([| c (box 1L) |]); c (box 2L) |]) ] [ "dtype", i64dtype ]; output "t" ] table [ "ragged" ] |> ignore
+            refuses [ fn "idx" "tensor" [ data ] [ "dtype", i64dtype ]; fn "y" "getitem" [ r "x"; r "idx" ] []; output "y" ] (Tensor.Zeros(0, 3)) [ "out of range"; "size 0" ] |> ignore
             let e = refuses [ fn "t" "tensor" [ data ] [ "dtype", c (box (PyConstant(PyConstantKind.DType, "torch.bool"))) ]; output "t" ] table [ "torch.bool" ]
             Expect.isTrue e.Unsupported "a dtype the engine does not compute is unsupported, not wrong"
         }
