@@ -209,7 +209,8 @@ def _check_call(node, params, what):
         _fail(node, f"{what}: Fusion.Dsl does not take the argument(s) {', '.join(extra)} (it takes {', '.join(params)})")
 
 
-# A tensor computed at trace time is written out as torch.tensor(values, dtype=...); this bounds how large it may be.
+# A tensor computed at trace time is written out as torch.tensor(values, dtype=...); this bounds how large it may be
+# (the .NET side states the same bound as Limits.MaxGraphConstantElements).
 MAX_CONSTANT_ELEMENTS = 1 << 20
 _CONSTANT_DTYPES = (torch.float32, torch.float64, torch.int64, torch.int32, torch.bool)
 
