@@ -1,3 +1,4 @@
+using Fusion.Dsl.Graphs;
 using Fusion.Dsl.Tensors;
 
 namespace Fusion.Dsl.Engine;
@@ -17,24 +18,18 @@ internal static class Einsum
     /// engine does not compute.</exception>
     public static Tensor Run(string equation, IReadOnlyList<Tensor> operands, Pass pass)
     {
-        var (inputs, output) = Parse(equation, operands.Count);
-        var sizes = new Dictionary<char, int>();
+        if (operands.Count is < 1 or > 2)
+            throw Error(equation, $"{operands.Count} operands; the engine computes einsum of one or two", unsupported: true);
         for (var i = 0; i < operands.Count; i++)
-        {
-            var x = operands[i];
-            if (x.DType != DType.Float32) throw Error(equation, $"operand {i} is {x.DType}; the engine computes float32");
-            if (inputs[i].Length != x.Rank)
-                throw Error(equation, $"operand {i} has {x.Rank} dimensions {Tensor.ShapeString(x.Shape)} but its subscript '{inputs[i]}' names {inputs[i].Length}");
-            for (var d = 0; d < x.Rank; d++)
-            {
-                var letter = inputs[i][d];
-                if (sizes.TryGetValue(letter, out var s) && s != x.Size(d))
-                    throw Error(equation, $"'{letter}' is {s} in one place and {x.Size(d)} in another (the engine does not broadcast einsum operands)");
-                sizes[letter] = x.Size(d);
-            }
-        }
-        foreach (var letter in output)
-            if (!sizes.ContainsKey(letter)) throw Error(equation, $"the output's '{letter}' appears in no operand");
+            if (operands[i].DType != DType.Float32) throw Error(equation, $"operand {i} is {operands[i].DType}; the engine computes float32");
+        EinsumEquation eq;
+        try { eq = EinsumEquation.Read(equation, [.. operands.Select(x => x.Shape.ToArray())]); }
+        catch (NotSupportedException e) { throw Error(equation, e.Message, unsupported: true); }
+        catch (ArgumentException e) { throw Error(equation, e.Message); }
+        var (inputs, output, sizes) = (eq.Inputs, eq.Output, eq.Sizes);
+        foreach (var s in inputs.Append(output))
+            if (s.Distinct().Count() != s.Length)
+                throw Error(equation, $"'{s}' repeats a letter (a diagonal); the engine does not compute that form", unsupported: true);
 
         if (operands.Count == 1)
         {
@@ -69,30 +64,6 @@ internal static class Einsum
         var dims = order.Select(c => subscript.IndexOf(c)).ToArray();
         var permuted = dims.Select((p, i) => p == i).All(same => same) ? x : ShapeKernels.Permute(x, dims);
         return permuted.Reshape(rows0, rows1, rows2);
-    }
-
-    /// <summary>The operands' subscripts and the output's, spaces removed; an implicit output is the letters that
-    /// appear once, in alphabetical order (PyTorch's rule).</summary>
-    private static (string[] Inputs, string Output) Parse(string equation, int operands)
-    {
-        if (operands is < 1 or > 2)
-            throw Error(equation, $"{operands} operands; the engine computes einsum of one or two", unsupported: true);
-        var text = string.Concat(equation.Where(c => !char.IsWhiteSpace(c)));
-        if (text.Contains("..."))
-            throw Error(equation, "an ellipsis ('...'); the engine computes einsum with every dimension named", unsupported: true);
-        var arrow = text.IndexOf("->", StringComparison.Ordinal);
-        var inputs = (arrow < 0 ? text : text[..arrow]).Split(',');
-        if (inputs.Length != operands)
-            throw Error(equation, $"the equation names {inputs.Length} operands but {operands} were given");
-        foreach (var s in inputs.Append(arrow < 0 ? "" : text[(arrow + 2)..]))
-        {
-            if (s.Any(c => !char.IsAsciiLetter(c))) throw Error(equation, $"subscripts are letters, got '{s}'");
-            if (s.Distinct().Count() != s.Length)
-                throw Error(equation, $"'{s}' repeats a letter (a diagonal); the engine does not compute that form", unsupported: true);
-        }
-        var output = arrow >= 0 ? text[(arrow + 2)..]
-            : string.Concat(string.Concat(inputs).GroupBy(c => c).Where(g => g.Count() == 1).Select(g => g.Key).Order());
-        return (inputs, output);
     }
 
     private static EngineInputException Error(string equation, string what, bool unsupported = false)

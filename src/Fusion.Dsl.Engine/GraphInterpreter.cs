@@ -327,7 +327,7 @@ internal static class GraphInterpreter
             case "getitem":
                 return a.Value(self) is Tensor indexed ? ShapeKernels.Index(indexed, a.Value("b")) : PyValues.GetItem(a.Value(self), a.Value("b"));
             case "tensor":
-                try { return TensorLiteral.Read(a.Value("data"), DTypeName(a)); }
+                try { return TensorLiteral.Read(a.Value("data"), a.DTypeName("dtype")); }
                 catch (NotSupportedException e) { throw Unsupported(node, e.Message); }
                 catch (ArgumentException e) { throw new EngineInputException($"graph node '{node.Name}': {e.Message}"); }
             case "getattr":
@@ -351,14 +351,6 @@ internal static class GraphInterpreter
     /// <summary>A refusal of an operation in the table called in a way the engine does not compute (the model is valid).</summary>
     private static EngineInputException Unsupported(GraphNode node, string what)
         => new($"graph node '{node.Name}': the engine does not evaluate {what}", unsupported: true);
-
-    /// <summary>The <c>dtype</c> argument as PyTorch names it (<c>torch.int64</c>), or null.</summary>
-    internal static string? DTypeName(OpCall a) => a.Value("dtype") switch
-    {
-        null => null,
-        PyConstant { Kind: PyConstantKind.DType } d => d.Text,
-        _ => throw a.Error("dtype", "a torch dtype"),
-    };
 
     private static Tensor? OptionalTensor(OpCall a, string name) => a.Value(name) is null ? null : a.Get<Tensor>(name, "a tensor or None");
 

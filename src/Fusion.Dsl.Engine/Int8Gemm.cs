@@ -12,9 +12,9 @@ namespace Fusion.Dsl.Engine;
 /// </summary>
 internal sealed class Int8Weights
 {
-    private Int8Weights(int rows, int depth, int[] packed, int[] rowSums, sbyte[] plain)
+    private Int8Weights(int rows, int depth, int[] packed, int[] rowSums)
     {
-        Rows = rows; Depth = depth; Packed = packed; RowSums = rowSums; Plain = plain;
+        Rows = rows; Depth = depth; Packed = packed; RowSums = rowSums;
     }
 
     /// <summary>Output rows (channels).</summary>
@@ -32,8 +32,12 @@ internal sealed class Int8Weights
     /// <summary>Σ_k w[r, k] per row.</summary>
     internal int[] RowSums { get; }
 
-    /// <summary>The weights row-major, for the scalar path.</summary>
-    internal sbyte[] Plain { get; }
+    /// <summary>Weight <c>(r, k)</c>, read from its packed quad (the scalar path reads the same packs as the vectors).</summary>
+    internal int At(int r, int k)
+    {
+        var (block, lane) = Math.DivRem(r, Int8Gemm.MR);
+        return (sbyte)(Packed[(block * Quads + k / 4) * Int8Gemm.MR + lane] >> (8 * (k % 4)));
+    }
 
     /// <summary>Packs <paramref name="weights"/>, row-major <c>[rows, depth]</c>.</summary>
     /// <exception cref="ArgumentException">A size is not positive, or the span does not hold rows·depth weights.</exception>
@@ -57,7 +61,7 @@ internal sealed class Int8Weights
             }
             foreach (var w in row) sums[r] += w;
         }
-        return new Int8Weights(rows, depth, packed, sums, weights.ToArray());
+        return new Int8Weights(rows, depth, packed, sums);
     }
 }
 
@@ -116,7 +120,7 @@ internal static unsafe class Int8Gemm
             for (var j = 0; j < columns; j++)
             {
                 var sum = 0;
-                for (var k = 0; k < w.Depth; k++) sum += w.Plain[r * w.Depth + k] * (x[k * columns + j] - zeroPoint);
+                for (var k = 0; k < w.Depth; k++) sum += w.At(r, k) * (x[k * columns + j] - zeroPoint);
                 c[r * columns + j] = sum;
             }
     }

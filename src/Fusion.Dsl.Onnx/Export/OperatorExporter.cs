@@ -126,7 +126,7 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
             case "tensor":
             {
                 Tensor t;
-                try { t = TensorLiteral.Read(a.Value("data"), a.Value("dtype") is PyConstant { Kind: PyConstantKind.DType } d ? d.Text : null); }
+                try { t = TensorLiteral.Read(a.Value("data"), a.DTypeName("dtype")); }
                 catch (Exception e) when (e is ArgumentException or NotSupportedException) { throw new Problem(e.Message); }
                 return new OnnxValue(W.Initializer(path, t), [.. t.Shape]);
             }
@@ -266,34 +266,21 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
         return Permute(x, perm, path);
     }
 
-    /// <summary>ONNX's Einsum (opset 12) with the equation's spaces removed; the output's shape from the letters'
-    /// sizes. Only explicit outputs and equations without an ellipsis, whose letters agree in size.</summary>
+    /// <summary>ONNX's Einsum (opset 12), its equation as <see cref="EinsumEquation"/> reads it (spaces removed, the
+    /// output written out), the output's shape from the letters' sizes.</summary>
     private OnnxValue Einsum(OpCall a, string path)
     {
-        var equation = string.Concat(a.Get<string>("equation", "an equation").Where(c => !char.IsWhiteSpace(c)));
         var operands = a.Value("operands") switch
         {
             OnnxValue one => [one],
             IReadOnlyList<object?> list => list.Select(v => v as OnnxValue ?? throw a.Error("operands", "tensors")).ToArray(),
             _ => throw a.Error("operands", "tensors"),
         };
-        var arrow = equation.IndexOf("->", StringComparison.Ordinal);
-        if (arrow < 0 || equation.Contains("...")) throw a.Error("equation", "an equation with an explicit output ('->') and no ellipsis");
-        var inputs = equation[..arrow].Split(',');
-        if (inputs.Length != operands.Length) throw a.Error("equation", $"{operands.Length} subscripts, one per operand");
-        var sizes = new Dictionary<char, int>();
-        for (var i = 0; i < operands.Length; i++)
-        {
-            if (inputs[i].Length != operands[i].Rank) throw a.Error("equation", $"a subscript of {operands[i].Rank} letters for operand {i} {operands[i].ShapeText}");
-            for (var d = 0; d < inputs[i].Length; d++)
-                if (sizes.TryGetValue(inputs[i][d], out var s) && s != operands[i].Shape[d] || !char.IsAsciiLetter(inputs[i][d]))
-                    throw a.Error("equation", $"letters whose sizes agree ('{inputs[i][d]}' does not)");
-                else sizes[inputs[i][d]] = operands[i].Shape[d];
-        }
-        var output = equation[(arrow + 2)..];
-        if (output.Any(c => !sizes.ContainsKey(c))) throw a.Error("equation", "output letters that appear in an operand");
+        EinsumEquation eq;
+        try { eq = EinsumEquation.Read(a.Get<string>("equation", "an equation"), [.. operands.Select(o => o.Shape)]); }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException) { throw a.Error("equation", $"an equation that fits its operands ({e.Message})"); }
         if (Opset < 12) throw new Problem($"einsum needs ONNX's Einsum, opset 12 or later (this export is opset {Opset})");
-        return W.Node("Einsum", path, [.. operands.Select(o => o.Name)], [.. output.Select(c => sizes[c])], OnnxGraphWriter.String("equation", equation));
+        return W.Node("Einsum", path, [.. operands.Select(o => o.Name)], eq.OutputShape, OnnxGraphWriter.String("equation", eq.Text));
     }
 
     private object?[] Split(OnnxValue x, int axis, int[] sizes, string path)

@@ -80,6 +80,15 @@ public sealed class OpCall
         return [.. list.Select(x => x is long l ? Int(name, l) : throw Error(name, "a list of integers"))];
     }
 
+    /// <summary>A torch dtype argument as PyTorch names it (<c>torch.int64</c>), or null for None.</summary>
+    /// <exception cref="GraphCallException">It is something else.</exception>
+    public string? DTypeName(string name) => Value(name) switch
+    {
+        null => null,
+        PyConstant { Kind: PyConstantKind.DType } d => d.Text,
+        _ => throw Error(name, "a torch dtype or None"),
+    };
+
     /// <summary>A list of integers, or <paramref name="fallback"/> when it is None or empty (a functional pool's stride,
     /// whose default is the kernel size).</summary>
     /// <exception cref="GraphCallException">It is something else.</exception>
