@@ -252,7 +252,7 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
                 {
                     var dims = node.Args.Length == 2 ? Arg(node, 1, "shape", values) : node.Args.Skip(1).Select(a => Resolve(a, values, node)).ToList();
                     var shape = (dims is IEnumerable<object?> list ? list : [dims]).Select(d => (int)(long)d!).ToArray();
-                    return q.Reshape(ResolveShape(shape, q.Count));
+                    return q.Reshape(Tensor.ResolveShape(shape, q.Count));
                 }
                 case "size":
                     return Size(q, node, values);
@@ -275,16 +275,9 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
     private static object Size(object? t, GraphNode node, Dictionary<string, object?> values)
     {
         var dims = t switch { QuantizedTensor q => q.Dimensions.ToArray(), Tensor f => f.Shape.ToArray(), _ => [] };
-        return Arg(node, 1, "dim", values) is long d ? (long)dims[d < 0 ? d + dims.Length : d] : dims.Select(v => (object?)(long)v).ToList();
-    }
-
-    private static int[] ResolveShape(int[] shape, int count)
-    {
-        int known = 1, infer = -1;
-        for (int i = 0; i < shape.Length; i++)
-            if (shape[i] == -1) infer = i; else known *= shape[i];
-        if (infer >= 0 && known > 0) shape[infer] = count / known;
-        return shape;
+        return Arg(node, 1, "dim", values) is long d
+            ? (long)dims[Dimensions.Wrap(d, dims.Length) ?? throw new ArgumentException($"graph node '{node.Name}': size dim {d} is out of range for rank {dims.Length}")]
+            : dims.Select(v => (object?)(long)v).ToList();
     }
 
     private static object? Arg(GraphNode node, int index, string name, Dictionary<string, object?> values)
