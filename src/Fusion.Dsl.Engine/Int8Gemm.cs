@@ -81,8 +81,7 @@ internal static unsafe class Int8Gemm
     public const int MR = 4;
 
     /// <summary>Which vector width runs (the test levels cap it with DOTNET_EnableAVX512 / DOTNET_EnableAVX).</summary>
-    public static string Path => Vector512.IsHardwareAccelerated && Avx512BW.IsSupported ? "AVX-512BW"
-        : Vector256.IsHardwareAccelerated && Avx2.IsSupported ? "AVX2" : "scalar";
+    public static string Path => InstructionSets.Int8;
 
     /// <summary>
     /// Computes <paramref name="c"/> (<c>[w.Rows, columns]</c>, row-major) from <paramref name="w"/> and
@@ -92,36 +91,53 @@ internal static unsafe class Int8Gemm
     /// <exception cref="ArgumentException">A size does not match, or the zero point is not a byte.</exception>
     public static void Run(Int8Weights w, byte[] x, int columns, int zeroPoint, int[] c, int threads = 1)
     {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(c);
+        if ((long)w.Depth * columns != x.Length) throw new ArgumentException($"{x.Length} activations given for {w.Depth}x{columns}");
+        if ((long)w.Rows * columns != c.Length) throw new ArgumentException($"room for {c.Length} results given for {w.Rows}x{columns}");
+        Run(w, x, 0, columns, zeroPoint, c, 0, threads);
+    }
+
+    /// <summary>
+    /// As the other overload, with the activations starting at <paramref name="xOffset"/> of <paramref name="x"/> and
+    /// the results written from <paramref name="cOffset"/> of <paramref name="c"/> (one image or one group of a larger
+    /// buffer, without a copy).
+    /// </summary>
+    /// <exception cref="ArgumentException">A size or offset does not fit its array, or the zero point is not a byte.</exception>
+    public static void Run(Int8Weights w, byte[] x, int xOffset, int columns, int zeroPoint, int[] c, int cOffset, int threads)
+    {
         ArgumentNullException.ThrowIfNull(w);
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(c);
         if (columns <= 0) throw new ArgumentException($"an int8 GEMM needs at least one column, got {columns}");
-        if ((long)w.Depth * columns != x.Length) throw new ArgumentException($"{x.Length} activations given for {w.Depth}x{columns}");
-        if ((long)w.Rows * columns != c.Length) throw new ArgumentException($"room for {c.Length} results given for {w.Rows}x{columns}");
+        if (xOffset < 0 || (long)w.Depth * columns > x.Length - (long)xOffset)
+            throw new ArgumentException($"{x.Length - (long)xOffset} activations from offset {xOffset} given for {w.Depth}x{columns}");
+        if (cOffset < 0 || (long)w.Rows * columns > c.Length - (long)cOffset)
+            throw new ArgumentException($"room for {c.Length - (long)cOffset} results from offset {cOffset} given for {w.Rows}x{columns}");
         if (zeroPoint is < 0 or > 255) throw new ArgumentException($"an unsigned 8-bit zero point is 0 to 255, got {zeroPoint}");
         if (Path == "scalar")
         {
-            Scalar(w, x, columns, zeroPoint, c);
+            Scalar(w, x, xOffset, columns, zeroPoint, c, cOffset);
             return;
         }
-        var sevenBit = !x.AsSpan().ContainsAnyInRange((byte)128, (byte)255);
+        var sevenBit = !x.AsSpan(xOffset, w.Depth * columns).ContainsAnyInRange((byte)128, (byte)255);
         if (Path == "AVX-512BW")
         {
-            if (sevenBit) Vectors<Dot4Lanes512, SevenBitForm>(w, x, columns, zeroPoint, c, threads);
-            else Vectors<Dot4Lanes512, ExactForm>(w, x, columns, zeroPoint, c, threads);
+            if (sevenBit) Vectors<Dot4Lanes512, SevenBitForm>(w, x, xOffset, columns, zeroPoint, c, cOffset, threads);
+            else Vectors<Dot4Lanes512, ExactForm>(w, x, xOffset, columns, zeroPoint, c, cOffset, threads);
         }
-        else if (sevenBit) Vectors<Dot4Lanes256, SevenBitForm>(w, x, columns, zeroPoint, c, threads);
-        else Vectors<Dot4Lanes256, ExactForm>(w, x, columns, zeroPoint, c, threads);
+        else if (sevenBit) Vectors<Dot4Lanes256, SevenBitForm>(w, x, xOffset, columns, zeroPoint, c, cOffset, threads);
+        else Vectors<Dot4Lanes256, ExactForm>(w, x, xOffset, columns, zeroPoint, c, cOffset, threads);
     }
 
-    private static void Scalar(Int8Weights w, byte[] x, int columns, int zeroPoint, int[] c)
+    private static void Scalar(Int8Weights w, byte[] x, int xOffset, int columns, int zeroPoint, int[] c, int cOffset)
     {
         for (var r = 0; r < w.Rows; r++)
             for (var j = 0; j < columns; j++)
             {
                 var sum = 0;
-                for (var k = 0; k < w.Depth; k++) sum += w.At(r, k) * (x[k * columns + j] - zeroPoint);
-                c[r * columns + j] = sum;
+                for (var k = 0; k < w.Depth; k++) sum += w.At(r, k) * (x[xOffset + k * columns + j] - zeroPoint);
+                c[cOffset + r * columns + j] = sum;
             }
     }
 
@@ -130,7 +146,7 @@ internal static unsafe class Int8Gemm
     private readonly struct SevenBitForm : IForm { public static bool SevenBit => true; }
     private readonly struct ExactForm : IForm { public static bool SevenBit => false; }
 
-    private static void Vectors<TV, TForm>(Int8Weights w, byte[] x, int columns, int zeroPoint, int[] c, int threads)
+    private static void Vectors<TV, TForm>(Int8Weights w, byte[] x, int xOffset, int columns, int zeroPoint, int[] c, int cOffset, int threads)
         where TV : struct, IDot4<TV> where TForm : struct, IForm
     {
         var nr = 2 * TV.Count;
@@ -141,8 +157,9 @@ internal static unsafe class Int8Gemm
         var length = checked(quads * padded);
         var packed = System.Buffers.ArrayPool<int>.Shared.Rent(length);
         Array.Clear(packed, 0, length);
-        fixed (byte* px = x)
+        fixed (byte* px0 = x)
         {
+            var px = px0 + xOffset;
             for (var q = 0; q < quads; q++)
                 for (var b = 0; b < 4 && 4 * q + b < w.Depth; b++)
                 {
@@ -161,8 +178,9 @@ internal static unsafe class Int8Gemm
             fixed (int* pw = w.Packed)
             fixed (int* pa = packed)
             fixed (int* sums = w.RowSums)
-            fixed (int* dst = c)
+            fixed (int* dst0 = c)
             {
+                var dst = dst0 + cOffset;
                 for (var block = 0; block * MR < rows; block++)
                 {
                     Kernel<TV, TForm>(pw + (long)block * quads * MR, pa + (long)p * nr, padded, quads, tile, nr);

@@ -20,8 +20,9 @@ namespace Fusion.Cli.Commands;
 /// forward passes run in one <see cref="EngineSession"/> per model with <c>--threads</c> cores.
 /// <c>--batch N</c> runs the forward passes on <c>N</c> images at once: the <c>forward_*_ms</c> keys are then milliseconds
 /// per batch, and <c>batch</c>, <c>images_per_s</c> (fused) and <c>images_per_s_unfused</c> give the throughput.
-/// <c>--memory</c> measures peak working sets instead (<see cref="BenchMemory"/>), of a zoo network or a model file alike.
-/// Both reports carry <c>isa</c>, the instruction set whose paths the engine's kernels took (<see cref="BenchIsa"/>); the
+/// <c>--memory</c> measures peak working sets instead (<see cref="BenchMemory"/>), of a zoo network or a model file alike;
+/// <c>--quantized</c> times an int8 model file beside its float model (<see cref="BenchQuantized"/>).
+/// Both reports carry <c>isa</c>, the instruction set whose paths the engine's kernels took (<see cref="InstructionSets"/>); the
 /// timings also <c>avx512_present</c> and <c>runtime</c> (the .NET version), which a per-CPU table names beside them.
 /// </summary>
 internal static class BenchCommand
@@ -40,15 +41,22 @@ internal static class BenchCommand
         batch.Validators.Add(Validate.UpTo(MaxBatch, "a bigger batch adds no throughput and its activations would take gigabytes"));
         var json = new Option<bool>("--json") { Description = "print one JSON object (the keys of tools/bench/compare.py)" };
         var memory = new Option<bool>("--memory") { Description = "measure the peak working set of the forward passes instead of times" };
+        var quantized = new Option<bool>("--quantized") { Description = "time the int8 model MODEL (written by fusion quantize) beside its float model" };
         var c = new Command("bench", "time fusion and forward passes (medians after warm-up), or the peak working set with --memory")
-            { file, model, inputShape, threads, runs, batch, json, memory };
+            { file, model, inputShape, threads, runs, batch, json, memory, quantized };
         c.SetAction(r =>
         {
             var (path, zoo) = (r.GetValue(file), r.GetValue(model));
+            if (r.GetValue(quantized))
+            {
+                if (path is null || zoo is not null || r.GetValue(memory))
+                    throw new UsageException("bench --quantized takes a model file written by fusion quantize (not --model, not with --memory)");
+                return BenchQuantized.Run(path, r.GetValue(inputShape), r.GetValue(batch), r.GetValue(threads), r.GetValue(runs), r.GetValue(json));
+            }
             if ((path is null) == (zoo is null)) throw new UsageException("give a model file or --model NAME (one of " + string.Join(", ", ModelZoo.Names) + ")");
             // A loader rather than the subject: --memory builds it in a frame of its own, so the unfused model can be
             // collected before the fused one is measured.
-            Subject Load() => zoo is not null ? Zoo(zoo, r.GetValue(batch)) : File(path!, r.GetValue(inputShape), r.GetValue(batch));
+            Subject Load() => zoo is not null ? Zoo(zoo, r.GetValue(batch)) : FileSubject(path!, r.GetValue(inputShape), r.GetValue(batch));
             return r.GetValue(memory) ? BenchMemory.Run(Load, r.GetValue(threads), r.GetValue(json))
                 : Run(Load(), r.GetValue(threads), r.GetValue(runs), r.GetValue(json));
         });
@@ -74,7 +82,8 @@ internal static class BenchCommand
         return new Subject(name, z.Model, [.. z.FuseGroups.Select(g => (IEnumerable<string>)g)], BatchProbe(z, batch), batch);
     }
 
-    private static Subject File(string path, string? inputShape, int batch)
+    /// <summary>A model file, its discovered groups and a probe batch of its input shape (or <paramref name="inputShape"/>).</summary>
+    internal static Subject FileSubject(string path, string? inputShape, int batch)
     {
         var src = ModelSource.From(path, null, 1, inputShape, null);
         if (src.InputShape.IsEmpty) throw new UsageException($"{path} records no input shape: give --input-shape, e.g. 1,3,224,224");
@@ -157,14 +166,14 @@ internal static class BenchCommand
                 ["folded_bytes"] = foldedBytes, ["fuse_then_forward_ms"] = Math.Round(fuseThenForwardMs, 3),
                 ["batch"] = batch, ["images_per_s"] = Math.Round(ImagesPerS(fusedMs), 2),
                 ["images_per_s_unfused"] = Math.Round(ImagesPerS(unfusedMs), 2),
-                ["isa"] = BenchIsa.Current, ["avx512_present"] = BenchIsa.Avx512Present,
+                ["isa"] = InstructionSets.Float, ["avx512_present"] = InstructionSets.Avx512Present,
                 ["runtime"] = RuntimeInformation.FrameworkDescription,
             }));
         }
         else
         {
             var ci = CultureInfo.InvariantCulture;
-            Console.Out.WriteLine(string.Create(ci, $"{name}: {groups.Count} groups, {threads} threads, batch {batch}, medians of {runs} runs, {BenchIsa.Current} kernels"));
+            Console.Out.WriteLine(string.Create(ci, $"{name}: {groups.Count} groups, {threads} threads, batch {batch}, medians of {runs} runs, {InstructionSets.Float} kernels"));
             Console.Out.WriteLine(string.Create(ci, $"  fuse            {fuseMs,10:F2} ms  ({fuseAlloc:N0} bytes allocated; the folded tensors hold {foldedBytes:N0})"));
             Console.Out.WriteLine(string.Create(ci, $"  fuse + first forward {fuseThenForwardMs,5:F2} ms  (a fresh fusion and the first pass through it, which packs its weights)"));
             Console.Out.WriteLine(string.Create(ci, $"  forward unfused {unfusedMs,10:F2} ms"));

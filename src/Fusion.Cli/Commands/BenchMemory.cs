@@ -58,7 +58,7 @@ internal static class BenchMemory
         var batch = x.Shape[0];
         var report = new Dictionary<string, object>
         {
-            ["model"] = name, ["threads"] = threads, ["batch"] = batch, ["isa"] = BenchIsa.Current, ["activation_bytes"] = activations, ["baseline_rss_bytes"] = baseline,
+            ["model"] = name, ["threads"] = threads, ["batch"] = batch, ["isa"] = InstructionSets.Float, ["activation_bytes"] = activations, ["baseline_rss_bytes"] = baseline,
             ["weights_unfused_bytes"] = unfused.Weights, ["rss_before_unfused_bytes"] = unfused.Before,
             ["peak_rss_unfused_bytes"] = unfused.Peak, ["peak_ratio_unfused"] = Math.Round(unfused.Ratio(activations), 3),
             ["packed_weight_bytes_unfused"] = unfused.Packed, ["pooled_buffer_bytes_unfused"] = unfused.Pooled,
@@ -75,7 +75,7 @@ internal static class BenchMemory
         }
         var ci = CultureInfo.InvariantCulture;
         static string Mb(long bytes) => (bytes / 1048576.0).ToString("F1", CultureInfo.InvariantCulture) + " MiB";
-        Console.Out.WriteLine($"{name}: peak working set of the forward pass, {threads} threads, batch {batch}, {BenchIsa.Current} kernels (process before loading: {Mb(baseline)})");
+        Console.Out.WriteLine($"{name}: peak working set of the forward pass, {threads} threads, batch {batch}, {InstructionSets.Float} kernels (process before loading: {Mb(baseline)})");
         Console.Out.WriteLine($"  activations (every layer's output and the input): {Mb(activations)}");
         foreach (var (label, m) in new[] { ("unfused", unfused), ("fused", fused) })
         {

@@ -32,7 +32,7 @@ internal static class RunCommand
             OutputFile.RefuseInputs([outPath], [inPath, .. src.InputFiles]);
             var x = Npy.Read(inPath);
             if (r.GetValue(model.File) is { } file && File.Exists(QuantizedModelFile.QuantizationPathFor(file)))
-                return RunInt8(file, x, outPath);
+                return RunInt8(file, x, outPath, r.GetResult(threads) is null ? null : r.GetValue(threads));
             var options = r.GetResult(threads) is null ? null : new ForwardOptions { Threads = r.GetValue(threads) };
             var y = Forward.Run(src.Model, x, options);
             Npy.Write(outPath, y);
@@ -43,11 +43,11 @@ internal static class RunCommand
     }
 
     /// <summary>The int8 model's forward (its output dequantized, as PyTorch's after its DeQuantStub).</summary>
-    private static int RunInt8(string file, Tensor x, string outPath)
+    private static int RunInt8(string file, Tensor x, string outPath, int? threads)
     {
         var (quantized, qconfig) = QuantizedModelFile.Read(file);
         Tensor y;
-        try { y = quantized.Forward(x); }
+        try { y = quantized.Run(x, threads).Output; }
         catch (ArgumentException e)
         {
             Console.Error.WriteLine($"fusion: forward failed: {e.Message}");

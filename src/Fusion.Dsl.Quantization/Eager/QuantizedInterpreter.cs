@@ -20,6 +20,9 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
     /// <summary>Each converted layer's last output (a DeQuantize's input).</summary>
     public Dictionary<string, QuantizedTensor> Outputs { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>The cores the int8 kernels take (every core when the caller did not say).</summary>
+    private int Cores => threads ?? Environment.ProcessorCount;
+
     private readonly Dictionary<Graph, FunctionalCalls> _functional = new(ReferenceEqualityComparer.Instance);
 
     /// <summary>The values PyTorch would hold in channels-last memory: quantized convolutions return that layout on the
@@ -99,8 +102,8 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
         {
             return Record(path, layer.Module switch
             {
-                QuantizedConv2d c => Layout(c.Forward(q), channelsLast: true),
-                QuantizedLinear l => l.Forward(q),
+                QuantizedConv2d c => Layout(c.Forward(q, Cores), channelsLast: true),
+                QuantizedLinear l => l.Forward(q, Cores),
                 _ => throw new InvalidOperationException($"unknown quantized layer {layer.TypeName}"),
             });
         }

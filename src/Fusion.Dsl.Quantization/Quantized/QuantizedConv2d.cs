@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+using Fusion.Dsl.Engine;
 using Fusion.Dsl.Tensors;
 
 namespace Fusion.Dsl.Quantization;
@@ -13,6 +15,7 @@ public sealed class QuantizedConv2d
 {
     private const string Name = "quantized Conv2d";
     private readonly OnednnRequantizer _requantizer;
+    private readonly Int8Convolution _kernel;
 
     /// <summary>Creates the module from its quantized weight, bias, geometry and output qparams.</summary>
     /// <param name="weight">A qint8 weight [C_out, C_in / groups, kH, kW], per tensor or per channel along axis 0, zero points 0.</param>
@@ -39,6 +42,8 @@ public sealed class QuantizedConv2d
         if (weight.Size(0) % groups != 0)
             throw new ArgumentException($"{Name}: groups ({groups}) must divide the {weight.Size(0)} output channels", nameof(groups));
         _requantizer = new OnednnRequantizer(Name, weight, bias, scale, zeroPoint, fuseRelu);
+        _kernel = new Int8Convolution(MemoryMarshal.Cast<byte, sbyte>(weight.RawData), weight.Size(0), weight.Size(1),
+            (weight.Size(2), weight.Size(3)), stride, padding, dilation, groups);
         Weight = weight;
         Bias = bias;
         Stride = stride;
@@ -83,54 +88,31 @@ public sealed class QuantizedConv2d
     /// <param name="input">A per-tensor quint8 tensor [N, C_in, H, W] with C_in = groups · the weight's second dimension.</param>
     /// <returns>A per-tensor quint8 tensor [N, C_out, H_out, W_out] with the module's scale and zero point.</returns>
     /// <exception cref="ArgumentException">The input is not per-tensor quint8 of rank 4, has the wrong channel count, or is smaller than the dilated kernel.</exception>
-    public QuantizedTensor Forward(QuantizedTensor input)
+    public QuantizedTensor Forward(QuantizedTensor input) => Forward(input, 1);
+
+    /// <summary>The module's forward pass on up to <paramref name="threads"/> cores (the same bits on any number).</summary>
+    /// <param name="input">As <see cref="Forward(QuantizedTensor)"/>.</param>
+    /// <param name="threads">The cores to use, at least 1.</param>
+    /// <exception cref="ArgumentException">As <see cref="Forward(QuantizedTensor)"/>.</exception>
+    public QuantizedTensor Forward(QuantizedTensor input, int threads)
     {
         QuantizedChecks.PerTensorInput(input, QuantizedDType.QUInt8, Name);
-        int cout = Weight.Size(0), cinG = Weight.Size(1), kh = Weight.Size(2), kw = Weight.Size(3);
+        int cout = Weight.Size(0), cinG = Weight.Size(1);
         if (input.Rank != 4 || input.Size(1) != cinG * Groups)
             throw new ArgumentException($"{Name} expects input of shape [N, {cinG * Groups}, H, W], got {Tensor.ShapeString(input.RawShape)}", nameof(input));
         int n = input.Size(0), h = input.Size(2), w = input.Size(3);
-        int oh = OutputSize(h, kh, Stride.Height, Padding.Height, Dilation.Height, "height");
-        int ow = OutputSize(w, kw, Stride.Width, Padding.Width, Dilation.Width, "width");
+        var (oh, ow) = OutputSize(h, w);
         var shape = new[] { n, cout, oh, ow };
-        var acc = new int[QuantizedChecks.OutputCount(shape, Name)];
-        var x = QuantizedLinear.Centered(input);
-        var wt = Weight.IntRepr();
-        int coutG = cout / Groups, cin = cinG * Groups;
-        for (int b = 0; b < n; b++)
-            for (int oc = 0; oc < cout; oc++)
-            {
-                int g = oc / coutG, outBase = (b * cout + oc) * oh * ow;
-                for (int y = 0; y < oh; y++)
-                    for (int xo = 0; xo < ow; xo++)
-                    {
-                        int sum = 0;
-                        for (int ic = 0; ic < cinG; ic++)
-                        {
-                            int inBase = (b * cin + g * cinG + ic) * h * w, wBase = (oc * cinG + ic) * kh * kw;
-                            for (int i = 0; i < kh; i++)
-                            {
-                                int iy = y * Stride.Height - Padding.Height + i * Dilation.Height;
-                                if (iy < 0 || iy >= h) continue;
-                                for (int j = 0; j < kw; j++)
-                                {
-                                    int ix = xo * Stride.Width - Padding.Width + j * Dilation.Width;
-                                    if (ix >= 0 && ix < w) sum += x[inBase + iy * w + ix] * wt[wBase + i * kw + j];
-                                }
-                            }
-                        }
-                        acc[outBase + y * ow + xo] = sum;
-                    }
-            }
+        QuantizedChecks.OutputCount(shape, Name);
+        // An empty batch or image has nothing to sum (the kernel takes at least one pixel).
+        var acc = input.Count == 0 ? new int[n * cout * oh * ow] : _kernel.Accumulate(input.RawData, n, h, w, (int)input.ZeroPoint, threads);
         _requantizer.Apply(acc, input.Scale, n, oh * ow);
         return QuantizedTensor.Adopt(acc, shape, Scale, ZeroPoint, QuantizedDType.QUInt8);
     }
 
-    private static int OutputSize(int size, int kernel, int stride, int padding, int dilation, string axis)
+    private (int Height, int Width) OutputSize(int height, int width)
     {
-        long span = (long)dilation * (kernel - 1) + 1, padded = size + 2L * padding;
-        if (padded < span)
-            throw new ArgumentException($"{Name}: the input {axis} {size} padded by {padding} is smaller than the dilated kernel ({span})");
-        return (int)((padded - span) / stride + 1);
+        try { return _kernel.OutputSize(height, width); }
+        catch (ArgumentException e) { throw new ArgumentException($"{Name}: {e.Message}", e); }
     }
 }

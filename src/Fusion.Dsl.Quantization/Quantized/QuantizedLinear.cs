@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+using Fusion.Dsl.Engine;
 using Fusion.Dsl.Tensors;
 
 namespace Fusion.Dsl.Quantization;
@@ -12,6 +14,7 @@ public sealed class QuantizedLinear
 {
     private const string Name = "quantized Linear";
     private readonly OnednnRequantizer _requantizer;
+    private readonly Int8Linear _kernel;
 
     /// <summary>Creates the module from its quantized weight, bias and output qparams.</summary>
     /// <param name="weight">A qint8 weight [out_features, in_features], per tensor or per channel along axis 0, zero points 0.</param>
@@ -28,6 +31,7 @@ public sealed class QuantizedLinear
         Limits.RequireArgument(Name, "in_features", weight.Size(1), 1);
         Limits.RequireArgument(Name, "out_features", weight.Size(0), 1);
         _requantizer = new OnednnRequantizer(Name, weight, bias, scale, zeroPoint, fuseRelu);
+        _kernel = new Int8Linear(MemoryMarshal.Cast<byte, sbyte>(weight.RawData), weight.Size(0), weight.Size(1));
         Weight = weight;
         Bias = bias;
     }
@@ -57,7 +61,13 @@ public sealed class QuantizedLinear
     /// <param name="input">A per-tensor quint8 tensor of shape [..., in_features] (rank at least 1).</param>
     /// <returns>A per-tensor quint8 tensor of shape [..., out_features] with the module's scale and zero point.</returns>
     /// <exception cref="ArgumentException">The input is not per-tensor quint8, or its last dimension is not in_features.</exception>
-    public QuantizedTensor Forward(QuantizedTensor input)
+    public QuantizedTensor Forward(QuantizedTensor input) => Forward(input, 1);
+
+    /// <summary>The module's forward pass on up to <paramref name="threads"/> cores (the same bits on any number).</summary>
+    /// <param name="input">As <see cref="Forward(QuantizedTensor)"/>.</param>
+    /// <param name="threads">The cores to use, at least 1.</param>
+    /// <exception cref="ArgumentException">As <see cref="Forward(QuantizedTensor)"/>.</exception>
+    public QuantizedTensor Forward(QuantizedTensor input, int threads)
     {
         QuantizedChecks.PerTensorInput(input, QuantizedDType.QUInt8, Name);
         if (input.Rank == 0 || input.Size(-1) != InFeatures)
@@ -65,26 +75,10 @@ public sealed class QuantizedLinear
         int k = InFeatures, n = OutFeatures, rows = input.Count / k;
         var shape = (int[])input.RawShape.Clone();
         shape[^1] = n;
-        var acc = new int[QuantizedChecks.OutputCount(shape, Name)];
-        var x = Centered(input);
-        var w = Weight.IntRepr();
-        for (int r = 0; r < rows; r++)
-            for (int j = 0; j < n; j++)
-            {
-                int sum = 0;
-                for (int i = 0, xo = r * k, wo = j * k; i < k; i++) sum += x[xo + i] * w[wo + i];
-                acc[r * n + j] = sum;
-            }
+        QuantizedChecks.OutputCount(shape, Name);
+        // An empty batch has nothing to sum (the kernel takes at least one row).
+        var acc = rows == 0 ? [] : _kernel.Accumulate(input.RawData, (int)input.ZeroPoint, threads);
         _requantizer.Apply(acc, input.Scale, rows, 1);
         return QuantizedTensor.Adopt(acc, shape, Scale, ZeroPoint, QuantizedDType.QUInt8);
-    }
-
-    /// <summary>The input's values minus its zero point.</summary>
-    internal static int[] Centered(QuantizedTensor input)
-    {
-        var x = input.IntRepr();
-        int zp = (int)input.ZeroPoint;
-        for (int i = 0; i < x.Length; i++) x[i] -= zp;
-        return x;
     }
 }

@@ -178,6 +178,10 @@ public sealed class QuantizedTensor
     /// <summary>The shape, for the kernels of this assembly (not copied: callers only read it).</summary>
     internal int[] RawShape => _shape;
 
+    /// <summary>The stored bytes (quint8 values, or qint8 values in two's complement), for the kernels of this assembly
+    /// (not copied: callers only read them).</summary>
+    internal byte[] RawData => _data;
+
     /// <summary>A new tensor taking ownership of <paramref name="values"/>, which the caller has clamped to the dtype's range.</summary>
     internal static QuantizedTensor Adopt(int[] values, int[] shape, double scale, long zeroPoint, QuantizedDType dtype)
     {

@@ -311,6 +311,16 @@ let tests =
                     Expect.equal code 0 (sprintf "fusion run takes the int8 model: %s%s" stdout stderr)
                     Expect.stringContains stdout "int8 model" "and says so"
                     Expect.equal (Npy.Read(y).ToArray()) (api.Forward(Npy.Read input).ToArray()) "its output is the int8 forward's"
+                    let code, stdout, stderr = fusion [ "bench"; out; "--quantized"; "--runs"; "1"; "--threads"; "1"; "--json" ]
+                    Expect.equal code 0 (sprintf "fusion bench --quantized times it: %s%s" stdout stderr)
+                    let report = JsonDocument.Parse(stdout).RootElement
+                    Expect.equal (report.GetProperty("quantized_layers").GetInt32()) q.Layers.Count "bench names the model's quantized layers"
+                    for key in [ "forward_int8_ms"; "forward_float_ms"; "int8_speedup" ] do
+                        Expect.isGreaterThan (report.GetProperty(key).GetDouble()) 0.0 $"{key} is a positive time or ratio"
+                    Expect.equal (report.GetProperty("int8_path").GetString()) Fusion.Dsl.Engine.InstructionSets.Int8 "and the int8 path the kernels took"
+                    let code, _, stderr = fusion [ "bench"; model; "--quantized" ]
+                    Expect.equal code 2 "bench --quantized on a float model is a usage error"
+                    Expect.stringContains stderr "written by fusion quantize" "naming what it takes"
                     let bad (name: string) (shape: int[]) (poke: float32[] -> unit) =
                         let v = Array.zeroCreate<float32> (Array.fold (*) 1 shape)
                         poke v

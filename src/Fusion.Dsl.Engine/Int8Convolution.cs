@@ -1,0 +1,162 @@
+namespace Fusion.Dsl.Engine;
+
+/// <summary>
+/// The integer part of a quantized 2-d convolution (PyTorch's quantized <c>Conv2d</c>): for unsigned 8-bit activations
+/// with zero point <c>z</c> and signed 8-bit weights, the exact int32 sums <c>Σ w·(x − z)</c> for every output, with
+/// zero padding that pads with <c>z</c> (so a padded tap adds nothing), stride, dilation and groups. The weights are
+/// packed once per group; each call lays the taps of one image and group out as a <c>[C_in/groups·kH·kW, H_out·W_out]</c>
+/// matrix (none for a 1×1 convolution of stride 1 without padding, which reads the input itself) and multiplies it by
+/// <see cref="Int8Gemm"/>. Requantizing the sums is the caller's: it owns the scales and the rounding.
+/// </summary>
+public sealed class Int8Convolution
+{
+    private readonly Int8Weights[] _groups;
+
+    /// <summary>Packs the weights and checks the geometry.</summary>
+    /// <param name="weights">Row-major <c>[C_out, C_in/groups, kH, kW]</c> signed 8-bit weights.</param>
+    /// <param name="outChannels">C_out, divisible by <paramref name="groups"/>.</param>
+    /// <param name="inChannelsPerGroup">C_in / groups.</param>
+    /// <param name="kernel">(kH, kW), each at least 1.</param>
+    /// <param name="stride">The stride (height, width), each at least 1.</param>
+    /// <param name="padding">The zero padding (height, width), each at least 0.</param>
+    /// <param name="dilation">The dilation (height, width), each at least 1.</param>
+    /// <param name="groups">The number of groups, at least 1.</param>
+    /// <exception cref="ArgumentException">A size is out of range, or the span does not hold exactly the weights the sizes describe.</exception>
+    public Int8Convolution(ReadOnlySpan<sbyte> weights, int outChannels, int inChannelsPerGroup, (int Height, int Width) kernel,
+        (int Height, int Width) stride, (int Height, int Width) padding, (int Height, int Width) dilation, int groups)
+    {
+        if (outChannels < 1 || inChannelsPerGroup < 1 || kernel.Height < 1 || kernel.Width < 1 || groups < 1)
+            throw new ArgumentException($"an int8 convolution needs positive channels, kernel and groups, got C_out {outChannels}, C_in/groups {inChannelsPerGroup}, kernel {kernel}, groups {groups}");
+        if (stride.Height < 1 || stride.Width < 1 || dilation.Height < 1 || dilation.Width < 1 || padding.Height < 0 || padding.Width < 0)
+            throw new ArgumentException($"an int8 convolution needs stride and dilation of at least 1 and padding of at least 0, got {stride}, {dilation}, {padding}");
+        if (outChannels % groups != 0)
+            throw new ArgumentException($"groups ({groups}) must divide the {outChannels} output channels");
+        var depth = checked(inChannelsPerGroup * kernel.Height * kernel.Width);
+        if ((long)outChannels * depth != weights.Length)
+            throw new ArgumentException($"{weights.Length} weights given for [{outChannels}, {inChannelsPerGroup}, {kernel.Height}, {kernel.Width}]");
+        var perGroup = outChannels / groups;
+        _groups = new Int8Weights[groups];
+        for (var g = 0; g < groups; g++)
+            _groups[g] = Int8Weights.Pack(weights.Slice(g * perGroup * depth, perGroup * depth), perGroup, depth);
+        OutChannels = outChannels;
+        InChannelsPerGroup = inChannelsPerGroup;
+        Kernel = kernel;
+        Stride = stride;
+        Padding = padding;
+        Dilation = dilation;
+    }
+
+    /// <summary>C_out.</summary>
+    public int OutChannels { get; }
+
+    /// <summary>C_in / groups.</summary>
+    public int InChannelsPerGroup { get; }
+
+    /// <summary>The number of groups.</summary>
+    public int Groups => _groups.Length;
+
+    /// <summary>(kH, kW).</summary>
+    public (int Height, int Width) Kernel { get; }
+
+    /// <summary>The stride (height, width).</summary>
+    public (int Height, int Width) Stride { get; }
+
+    /// <summary>The zero padding (height, width).</summary>
+    public (int Height, int Width) Padding { get; }
+
+    /// <summary>The dilation (height, width).</summary>
+    public (int Height, int Width) Dilation { get; }
+
+    /// <summary>The output size for an input of <paramref name="height"/> × <paramref name="width"/>.</summary>
+    /// <exception cref="ArgumentException">The padded input is smaller than the dilated kernel along an axis (named).</exception>
+    public (int Height, int Width) OutputSize(int height, int width)
+        => (Axis(height, Kernel.Height, Stride.Height, Padding.Height, Dilation.Height, "height"),
+            Axis(width, Kernel.Width, Stride.Width, Padding.Width, Dilation.Width, "width"));
+
+    /// <summary>
+    /// The int32 sums <c>[batch, C_out, H_out, W_out]</c> for the activations <paramref name="input"/>
+    /// (<c>[batch, C_in, height, width]</c>, row-major) of zero point <paramref name="zeroPoint"/>, on up to
+    /// <paramref name="threads"/> cores.
+    /// </summary>
+    /// <exception cref="ArgumentException">A size does not match the input's length, the input is smaller than the
+    /// dilated kernel, the output would exceed an array, or the zero point is not a byte.</exception>
+    public int[] Accumulate(byte[] input, int batch, int height, int width, int zeroPoint, int threads = 1)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        if (batch < 1 || height < 1 || width < 1) throw new ArgumentException($"an int8 convolution needs a positive batch and size, got {batch}x{height}x{width}");
+        if (zeroPoint is < 0 or > 255) throw new ArgumentException($"an unsigned 8-bit zero point is 0 to 255, got {zeroPoint}");
+        var cin = (long)InChannelsPerGroup * Groups;
+        if (batch * cin * height * width != input.Length)
+            throw new ArgumentException($"{input.Length} activations given for [{batch}, {cin}, {height}, {width}]");
+        var (oh, ow) = OutputSize(height, width);
+        var columns = (long)oh * ow;
+        var total = batch * OutChannels * columns;
+        if (total > Array.MaxLength) throw new ArgumentException($"the output [{batch}, {OutChannels}, {oh}, {ow}] exceeds an array");
+        var output = new int[total];
+        var depth = _groups[0].Depth;
+        var plane = height * width;
+        var direct = Kernel == (1, 1) && Stride == (1, 1) && Padding == (0, 0);
+        var taps = direct ? null : new byte[checked(depth * (int)columns)];
+        var perGroup = OutChannels / Groups;
+        for (var b = 0; b < batch; b++)
+            for (var g = 0; g < Groups; g++)
+            {
+                var inputOffset = (int)((b * cin + (long)g * InChannelsPerGroup) * plane);
+                var outputOffset = (int)(((long)b * OutChannels + (long)g * perGroup) * columns);
+                if (direct)
+                    Int8Gemm.Run(_groups[g], input, inputOffset, (int)columns, zeroPoint, output, outputOffset, threads);
+                else
+                {
+                    Gather(input, inputOffset, height, width, oh, ow, (byte)zeroPoint, taps!);
+                    Int8Gemm.Run(_groups[g], taps!, 0, (int)columns, zeroPoint, output, outputOffset, threads);
+                }
+            }
+        return output;
+    }
+
+    /// <summary>Lays out one image's group as rows (channel, kernel row, kernel column) of output pixels; a tap outside
+    /// the input takes the zero point.</summary>
+    private void Gather(byte[] input, int offset, int height, int width, int oh, int ow, byte zeroPoint, byte[] taps)
+    {
+        var row = 0;
+        for (var c = 0; c < InChannelsPerGroup; c++)
+        {
+            var channel = input.AsSpan(offset + c * height * width, height * width);
+            for (var i = 0; i < Kernel.Height; i++)
+                for (var j = 0; j < Kernel.Width; j++, row++)
+                {
+                    var dst = taps.AsSpan(row * oh * ow, oh * ow);
+                    for (var y = 0; y < oh; y++)
+                    {
+                        var iy = y * Stride.Height - Padding.Height + i * Dilation.Height;
+                        var line = dst.Slice(y * ow, ow);
+                        if (iy < 0 || iy >= height)
+                        {
+                            line.Fill(zeroPoint);
+                            continue;
+                        }
+                        var src = channel.Slice(iy * width, width);
+                        var x0 = j * Dilation.Width - Padding.Width;
+                        if (Stride.Width == 1 && x0 >= 0 && x0 + ow <= width)
+                        {
+                            src.Slice(x0, ow).CopyTo(line);
+                            continue;
+                        }
+                        for (var x = 0; x < ow; x++)
+                        {
+                            var ix = x0 + x * Stride.Width;
+                            line[x] = ix >= 0 && ix < width ? src[ix] : zeroPoint;
+                        }
+                    }
+                }
+        }
+    }
+
+    private static int Axis(int size, int kernel, int stride, int padding, int dilation, string axis)
+    {
+        long span = (long)dilation * (kernel - 1) + 1, padded = size + 2L * padding;
+        if (padded < span)
+            throw new ArgumentException($"the input {axis} {size} padded by {padding} is smaller than the dilated kernel ({span})");
+        return (int)((padded - span) / stride + 1);
+    }
+}
