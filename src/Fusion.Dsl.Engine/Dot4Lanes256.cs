@@ -41,4 +41,7 @@ internal readonly unsafe struct Dot4Lanes256(Vector256<int> v) : IDot4<Dot4Lanes
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Store(int* p) => V.Store(p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Subtract(int* src, int shift, int* dst) => (Vector256.Load(src) - Vector256.Create(shift)).Store(dst);
 }

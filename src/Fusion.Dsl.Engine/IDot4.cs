@@ -34,4 +34,7 @@ internal unsafe interface IDot4<TV> where TV : struct, IDot4<TV>
 
     /// <summary>Stores the lanes at <paramref name="p"/>.</summary>
     void Store(int* p);
+
+    /// <summary>Stores <see cref="Count"/> int32s from <paramref name="src"/>, each less <paramref name="shift"/>, to <paramref name="dst"/>.</summary>
+    static abstract void Subtract(int* src, int shift, int* dst);
 }

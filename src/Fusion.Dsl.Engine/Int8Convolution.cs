@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace Fusion.Dsl.Engine;
 
 /// <summary>
@@ -6,11 +8,15 @@ namespace Fusion.Dsl.Engine;
 /// zero padding that pads with <c>z</c> (so a padded tap adds nothing), stride, dilation and groups. The weights are
 /// packed once per group; each call lays the taps of one image and group out as a <c>[C_in/groups·kH·kW, H_out·W_out]</c>
 /// matrix (none for a 1×1 convolution of stride 1 without padding, which reads the input itself) and multiplies it by
-/// <see cref="Int8Gemm"/>. Requantizing the sums is the caller's: it owns the scales and the rounding.
+/// <see cref="Int8Gemm"/>; a depthwise convolution runs on <see cref="Int8Depthwise"/> instead. <see cref="Accumulate"/>
+/// returns the sums; <see cref="Requantize"/> requantizes them as they leave the kernels with the caller's constants.
 /// </summary>
 public sealed class Int8Convolution
 {
     private readonly Int8Weights[] _groups;
+
+    /// <summary>The depthwise form (one input channel per group, within float32's exact sums), or null for the GEMM.</summary>
+    private readonly Int8Depthwise? _depthwise;
 
     /// <summary>Packs the weights and checks the geometry.</summary>
     /// <param name="weights">Row-major <c>[C_out, C_in/groups, kH, kW]</c> signed 8-bit weights.</param>
@@ -44,6 +50,7 @@ public sealed class Int8Convolution
         Stride = stride;
         Padding = padding;
         Dilation = dilation;
+        if (inChannelsPerGroup == 1 && groups > 1 && depth <= Int8Depthwise.MaxTaps) _depthwise = new Int8Depthwise(weights, this);
     }
 
     /// <summary>C_out.</summary>
@@ -82,6 +89,49 @@ public sealed class Int8Convolution
     /// dilated kernel, the output would exceed an array, or the zero point is not a byte.</exception>
     public int[] Accumulate(byte[] input, int batch, int height, int width, int zeroPoint, int threads = 1)
     {
+        var (oh, ow) = Check(input, batch, height, width, zeroPoint);
+        var output = new int[batch * OutChannels * oh * ow];
+        if (_depthwise is not null)
+        {
+            _depthwise.Run(input, batch, height, width, zeroPoint, threads, (sums, offset, _) =>
+            {
+                for (var i = 0; i < sums.Length; i++) output[offset + i] = (int)sums[i];
+            });
+            return output;
+        }
+        Run(input, batch, height, width, zeroPoint, threads, (g, x, xOffset, columns, outputOffset) =>
+            Int8Gemm.Run(_groups[g], x, xOffset, columns, zeroPoint, output, outputOffset, threads));
+        return output;
+    }
+
+    /// <summary>
+    /// The requantized outputs <c>[batch, C_out, H_out, W_out]</c> as unsigned bytes: the sums of
+    /// <see cref="Accumulate"/>, each requantized by <paramref name="requantization"/> for its output channel as it
+    /// leaves the GEMM's registers (no int32 output is stored).
+    /// </summary>
+    /// <exception cref="ArgumentException">As <see cref="Accumulate"/>, or the requantization has another channel count.</exception>
+    public byte[] Requantize(byte[] input, int batch, int height, int width, int zeroPoint, Int8Requantization requantization, int threads = 1)
+    {
+        ArgumentNullException.ThrowIfNull(requantization);
+        if (requantization.Channels != OutChannels)
+            throw new ArgumentException($"the requantization has {requantization.Channels} channels, the convolution {OutChannels}");
+        var (oh, ow) = Check(input, batch, height, width, zeroPoint);
+        // Every byte is written below; a large output need not be zeroed first.
+        var output = GC.AllocateUninitializedArray<byte>(batch * OutChannels * oh * ow);
+        if (_depthwise is not null)
+        {
+            _depthwise.Run(input, batch, height, width, zeroPoint, threads, (sums, offset, channel) =>
+                requantization.Row(sums, output.AsSpan(offset, sums.Length), channel));
+            return output;
+        }
+        var perGroup = OutChannels / Groups;
+        Run(input, batch, height, width, zeroPoint, threads, (g, x, xOffset, columns, outputOffset) =>
+            Int8Gemm.Run(_groups[g], x, xOffset, columns, zeroPoint, requantization, g * perGroup, output, outputOffset, threads));
+        return output;
+    }
+
+    private (int Height, int Width) Check(byte[] input, int batch, int height, int width, int zeroPoint)
+    {
         ArgumentNullException.ThrowIfNull(input);
         if (batch < 1 || height < 1 || width < 1) throw new ArgumentException($"an int8 convolution needs a positive batch and size, got {batch}x{height}x{width}");
         if (zeroPoint is < 0 or > 255) throw new ArgumentException($"an unsigned 8-bit zero point is 0 to 255, got {zeroPoint}");
@@ -89,29 +139,37 @@ public sealed class Int8Convolution
         if (batch * cin * height * width != input.Length)
             throw new ArgumentException($"{input.Length} activations given for [{batch}, {cin}, {height}, {width}]");
         var (oh, ow) = OutputSize(height, width);
-        var columns = (long)oh * ow;
-        var total = batch * OutChannels * columns;
-        if (total > Array.MaxLength) throw new ArgumentException($"the output [{batch}, {OutChannels}, {oh}, {ow}] exceeds an array");
-        var output = new int[total];
-        var depth = _groups[0].Depth;
+        if ((long)batch * OutChannels * oh * ow > Array.MaxLength) throw new ArgumentException($"the output [{batch}, {OutChannels}, {oh}, {ow}] exceeds an array");
+        return (oh, ow);
+    }
+
+    /// <summary>One GEMM of a group's packed weights: group, activations, their offset, columns, output offset.</summary>
+    private delegate void GroupGemm(int group, byte[] x, int xOffset, int columns, int outputOffset);
+
+    /// <summary>Runs <paramref name="gemm"/> for every image and group, on the input itself (1×1, stride 1, no padding)
+    /// or on its gathered taps.</summary>
+    private void Run(byte[] input, int batch, int height, int width, int zeroPoint, int threads, GroupGemm gemm)
+    {
+        var (oh, ow) = OutputSize(height, width);
+        var columns = oh * ow;
+        var cin = InChannelsPerGroup * Groups;
         var plane = height * width;
         var direct = Kernel == (1, 1) && Stride == (1, 1) && Padding == (0, 0);
-        var taps = direct ? null : new byte[checked(depth * (int)columns)];
+        var taps = direct ? null : ArrayPool<byte>.Shared.Rent(checked(_groups[0].Depth * columns));
         var perGroup = OutChannels / Groups;
         for (var b = 0; b < batch; b++)
             for (var g = 0; g < Groups; g++)
             {
-                var inputOffset = (int)((b * cin + (long)g * InChannelsPerGroup) * plane);
-                var outputOffset = (int)(((long)b * OutChannels + (long)g * perGroup) * columns);
-                if (direct)
-                    Int8Gemm.Run(_groups[g], input, inputOffset, (int)columns, zeroPoint, output, outputOffset, threads);
+                var inputOffset = (b * cin + g * InChannelsPerGroup) * plane;
+                var outputOffset = (b * OutChannels + g * perGroup) * columns;
+                if (direct) gemm(g, input, inputOffset, columns, outputOffset);
                 else
                 {
                     Gather(input, inputOffset, height, width, oh, ow, (byte)zeroPoint, taps!);
-                    Int8Gemm.Run(_groups[g], taps!, 0, (int)columns, zeroPoint, output, outputOffset, threads);
+                    gemm(g, taps!, 0, columns, outputOffset);
                 }
             }
-        return output;
+        if (taps is not null) ArrayPool<byte>.Shared.Return(taps);
     }
 
     /// <summary>Lays out one image's group as rows (channel, kernel row, kernel column) of output pixels; a tap outside

@@ -91,6 +91,7 @@ internal static unsafe class Int8Gemm
     /// <exception cref="ArgumentException">A size does not match, or the zero point is not a byte.</exception>
     public static void Run(Int8Weights w, byte[] x, int columns, int zeroPoint, int[] c, int threads = 1)
     {
+        ArgumentNullException.ThrowIfNull(w);
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(c);
         if ((long)w.Depth * columns != x.Length) throw new ArgumentException($"{x.Length} activations given for {w.Depth}x{columns}");
@@ -107,37 +108,68 @@ internal static unsafe class Int8Gemm
     public static void Run(Int8Weights w, byte[] x, int xOffset, int columns, int zeroPoint, int[] c, int cOffset, int threads)
     {
         ArgumentNullException.ThrowIfNull(w);
-        ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(c);
+        if (cOffset < 0 || (long)w.Rows * columns > c.Length - (long)cOffset)
+            throw new ArgumentException($"room for {c.Length - (long)cOffset} results from offset {cOffset} given for {w.Rows}x{columns}");
+        Dispatch(w, x, xOffset, columns, zeroPoint, new Sink(c, cOffset, null, 0, null, 0), threads);
+    }
+
+    private static void Dispatch(Int8Weights w, byte[] x, int xOffset, int columns, int zeroPoint, Sink sink, int threads)
+    {
+        ArgumentNullException.ThrowIfNull(w);
+        ArgumentNullException.ThrowIfNull(x);
         if (columns <= 0) throw new ArgumentException($"an int8 GEMM needs at least one column, got {columns}");
         if (xOffset < 0 || (long)w.Depth * columns > x.Length - (long)xOffset)
             throw new ArgumentException($"{x.Length - (long)xOffset} activations from offset {xOffset} given for {w.Depth}x{columns}");
-        if (cOffset < 0 || (long)w.Rows * columns > c.Length - (long)cOffset)
-            throw new ArgumentException($"room for {c.Length - (long)cOffset} results from offset {cOffset} given for {w.Rows}x{columns}");
         if (zeroPoint is < 0 or > 255) throw new ArgumentException($"an unsigned 8-bit zero point is 0 to 255, got {zeroPoint}");
         if (Path == "scalar")
         {
-            Scalar(w, x, xOffset, columns, zeroPoint, c, cOffset);
+            Scalar(w, x, xOffset, columns, zeroPoint, sink);
             return;
         }
         var sevenBit = !x.AsSpan(xOffset, w.Depth * columns).ContainsAnyInRange((byte)128, (byte)255);
         if (Path == "AVX-512BW")
         {
-            if (sevenBit) Vectors<Dot4Lanes512, SevenBitForm>(w, x, xOffset, columns, zeroPoint, c, cOffset, threads);
-            else Vectors<Dot4Lanes512, ExactForm>(w, x, xOffset, columns, zeroPoint, c, cOffset, threads);
+            if (sevenBit) Vectors<Dot4Lanes512, SevenBitForm>(w, x, xOffset, columns, zeroPoint, sink, threads);
+            else Vectors<Dot4Lanes512, ExactForm>(w, x, xOffset, columns, zeroPoint, sink, threads);
         }
-        else if (sevenBit) Vectors<Dot4Lanes256, SevenBitForm>(w, x, xOffset, columns, zeroPoint, c, cOffset, threads);
-        else Vectors<Dot4Lanes256, ExactForm>(w, x, xOffset, columns, zeroPoint, c, cOffset, threads);
+        else if (sevenBit) Vectors<Dot4Lanes256, SevenBitForm>(w, x, xOffset, columns, zeroPoint, sink, threads);
+        else Vectors<Dot4Lanes256, ExactForm>(w, x, xOffset, columns, zeroPoint, sink, threads);
     }
 
-    private static void Scalar(Int8Weights w, byte[] x, int xOffset, int columns, int zeroPoint, int[] c, int cOffset)
+    /// <summary>
+    /// Computes the int8 GEMM as <see cref="Run(Int8Weights, byte[], int, int, int, int[], int, int)"/> and requantizes each
+    /// result with <paramref name="requantization"/> as its register tile leaves the kernel, writing unsigned bytes
+    /// <c>[w.Rows, columns]</c> to <paramref name="y"/> from <paramref name="yOffset"/>; row <c>r</c> is output channel
+    /// <paramref name="firstChannel"/> + r of the requantization.
+    /// </summary>
+    /// <exception cref="ArgumentException">A size or offset does not fit its array, the rows pass the requantization's
+    /// channels, or the zero point is not a byte.</exception>
+    public static void Run(Int8Weights w, byte[] x, int xOffset, int columns, int zeroPoint,
+        Int8Requantization requantization, int firstChannel, byte[] y, int yOffset, int threads)
+    {
+        ArgumentNullException.ThrowIfNull(requantization);
+        ArgumentNullException.ThrowIfNull(y);
+        ArgumentNullException.ThrowIfNull(w);
+        if (firstChannel < 0 || firstChannel + (long)w.Rows > requantization.Channels)
+            throw new ArgumentException($"rows {firstChannel}..{firstChannel + (long)w.Rows - 1} pass the requantization's {requantization.Channels} channels");
+        if (yOffset < 0 || (long)w.Rows * columns > y.Length - (long)yOffset)
+            throw new ArgumentException($"room for {y.Length - (long)yOffset} outputs from offset {yOffset} given for {w.Rows}x{columns}");
+        Dispatch(w, x, xOffset, columns, zeroPoint, new Sink(null, 0, y, yOffset, requantization, firstChannel), threads);
+    }
+
+    /// <summary>Where a GEMM's results go: int32 sums, or requantized bytes.</summary>
+    private readonly record struct Sink(int[]? C, int COffset, byte[]? Y, int YOffset, Int8Requantization? Requantization, int FirstChannel);
+
+    private static void Scalar(Int8Weights w, byte[] x, int xOffset, int columns, int zeroPoint, Sink sink)
     {
         for (var r = 0; r < w.Rows; r++)
             for (var j = 0; j < columns; j++)
             {
                 var sum = 0;
                 for (var k = 0; k < w.Depth; k++) sum += w.At(r, k) * (x[xOffset + k * columns + j] - zeroPoint);
-                c[cOffset + r * columns + j] = sum;
+                if (sink.Requantization is { } rq) sink.Y![sink.YOffset + r * columns + j] = rq.Apply(sum, sink.FirstChannel + r);
+                else sink.C![sink.COffset + r * columns + j] = sum;
             }
     }
 
@@ -146,7 +178,7 @@ internal static unsafe class Int8Gemm
     private readonly struct SevenBitForm : IForm { public static bool SevenBit => true; }
     private readonly struct ExactForm : IForm { public static bool SevenBit => false; }
 
-    private static void Vectors<TV, TForm>(Int8Weights w, byte[] x, int xOffset, int columns, int zeroPoint, int[] c, int cOffset, int threads)
+    private static void Vectors<TV, TForm>(Int8Weights w, byte[] x, int xOffset, int columns, int zeroPoint, Sink sink, int threads)
         where TV : struct, IDot4<TV> where TForm : struct, IForm
     {
         var nr = 2 * TV.Count;
@@ -178,9 +210,10 @@ internal static unsafe class Int8Gemm
             fixed (int* pw = w.Packed)
             fixed (int* pa = packed)
             fixed (int* sums = w.RowSums)
-            fixed (int* dst0 = c)
+            fixed (int* c0 = sink.C)
+            fixed (byte* y0 = sink.Y)
             {
-                var dst = dst0 + cOffset;
+                var rq = sink.Requantization;
                 for (var block = 0; block * MR < rows; block++)
                 {
                     Kernel<TV, TForm>(pw + (long)block * quads * MR, pa + (long)p * nr, padded, quads, tile, nr);
@@ -189,9 +222,17 @@ internal static unsafe class Int8Gemm
                     for (var i = 0; i < rowCount; i++)
                     {
                         var r = block * MR + i;
+                        // Σ w·(x − z) = Σ w·x − z·Σ w: the zero point costs one subtraction per output.
                         var shift = zeroPoint * sums[r];
-                        var row = dst + (long)r * columns + p * nr;
-                        for (var j = 0; j < colCount; j++) row[j] = tile[i * nr + j] - shift;
+                        var at = (long)r * columns + p * nr;
+                        if (rq is not null) rq.Row(tile + i * nr, shift, y0 + sink.YOffset + at, colCount, sink.FirstChannel + r);
+                        else
+                        {
+                            var row = c0 + sink.COffset + at;
+                            var j = 0;
+                            for (; j + TV.Count <= colCount; j += TV.Count) TV.Subtract(tile + i * nr + j, shift, row + j);
+                            for (; j < colCount; j++) row[j] = tile[i * nr + j] - shift;
+                        }
                     }
                 }
             }

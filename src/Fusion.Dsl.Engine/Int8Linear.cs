@@ -31,22 +31,46 @@ public sealed class Int8Linear
     /// exceed an array, or the zero point is not a byte.</exception>
     public int[] Accumulate(byte[] input, int zeroPoint, int threads = 1)
     {
+        var (columns, rows) = Columns(input);
+        var sums = new int[rows * OutFeatures];
+        Int8Gemm.Run(_weights, columns, 0, rows, zeroPoint, sums, 0, threads);
+        return Transpose(sums, OutFeatures, rows);
+    }
+
+    /// <summary>The requantized outputs <c>[rows, out_features]</c> as unsigned bytes: the sums of
+    /// <see cref="Accumulate"/>, each requantized by <paramref name="requantization"/> for its output feature as it
+    /// leaves the GEMM's registers.</summary>
+    /// <exception cref="ArgumentException">As <see cref="Accumulate"/>, or the requantization has another channel count.</exception>
+    public byte[] Requantize(byte[] input, int zeroPoint, Int8Requantization requantization, int threads = 1)
+    {
+        ArgumentNullException.ThrowIfNull(requantization);
+        if (requantization.Channels != OutFeatures)
+            throw new ArgumentException($"the requantization has {requantization.Channels} channels, the layer {OutFeatures} outputs");
+        var (columns, rows) = Columns(input);
+        var outputs = new byte[rows * OutFeatures];
+        Int8Gemm.Run(_weights, columns, 0, rows, zeroPoint, requantization, 0, outputs, 0, threads);
+        return Transpose(outputs, OutFeatures, rows);
+    }
+
+    /// <summary>The rows as GEMM columns: <c>[in_features, rows]</c>.</summary>
+    private (byte[] Columns, int Rows) Columns(byte[] input)
+    {
         ArgumentNullException.ThrowIfNull(input);
         if (input.Length == 0 || input.Length % InFeatures != 0)
             throw new ArgumentException($"{input.Length} activations are not rows of {InFeatures} features");
         var rows = input.Length / InFeatures;
         if ((long)rows * OutFeatures > Array.MaxLength) throw new ArgumentException($"the output [{rows}, {OutFeatures}] exceeds an array");
-        var columns = new byte[input.Length];
+        return (rows == 1 ? input : Transpose(input, rows, InFeatures), rows);
+    }
+
+    /// <summary><paramref name="source"/> <c>[rows, columns]</c> transposed (itself when it is one row or column).</summary>
+    private static T[] Transpose<T>(T[] source, int rows, int columns)
+    {
+        if (rows == 1 || columns == 1) return source;
+        var result = new T[source.Length];
         for (var r = 0; r < rows; r++)
-            for (var k = 0; k < InFeatures; k++)
-                columns[k * rows + r] = input[r * InFeatures + k];
-        var sums = new int[rows * OutFeatures];
-        Int8Gemm.Run(_weights, columns, 0, rows, zeroPoint, sums, 0, threads);
-        if (rows == 1) return sums;
-        var output = new int[sums.Length];
-        for (var o = 0; o < OutFeatures; o++)
-            for (var r = 0; r < rows; r++)
-                output[r * OutFeatures + o] = sums[o * rows + r];
-        return output;
+            for (var c = 0; c < columns; c++)
+                result[c * rows + r] = source[r * columns + c];
+        return result;
     }
 }

@@ -1,3 +1,4 @@
+using Fusion.Dsl.Engine;
 using Fusion.Dsl.Tensors;
 
 namespace Fusion.Dsl.Quantization;
@@ -50,35 +51,27 @@ internal sealed class OnednnRequantizer
     public bool Relu { get; }
 
     /// <summary>
-    /// Requantizes the int32 accumulators <paramref name="acc"/> (sum of (x - x_zp)·w, laid out as
-    /// [outer, channels, inner]) in place to quint8 values. The formula is oneDNN's, as PyTorch 1.13 sets it up through
-    /// ideep: with float32 reciprocals sx = 1/x_scale, sw[c] = 1/w_scale[c], sy = 1/y_scale (each taken in float64 and
-    /// narrowed), the bias is rescaled to b[c]·(sx·sw[c]) and the output scale is m[c] = sy / (sx·sw[c]); then
-    /// y = saturate(nearbyint(max?((acc + b[c]·(sx·sw[c]))·m[c], 0) + y_zp)), every step in float32, the zero point added
-    /// before rounding. This matched PyTorch's onednn Linear, Conv2d and their ReLU fusions on every one of about 900,000
-    /// generated outputs; folding the bias after scaling (acc·m + b/y_scale) or quantizing it to int32 first misses a few
-    /// hundred per million by one step.
+    /// The requantization of this module's int32 sums (Σ (x - x_zp)·w) for an input of scale
+    /// <paramref name="inputScale"/>, as PyTorch 1.13 sets oneDNN up through ideep: with float32 reciprocals
+    /// sx = 1/x_scale, sw[c] = 1/w_scale[c], sy = 1/y_scale (each taken in float64 and narrowed), the bias is rescaled to
+    /// b[c]·(sx·sw[c]) and the output scale is m[c] = sy / (sx·sw[c]); the engine's <see cref="Int8Requantization"/> then
+    /// computes y = saturate(nearbyint(max?((acc + b[c]·(sx·sw[c]))·m[c], 0) + y_zp)), every step in float32, the zero
+    /// point added before rounding. This matched PyTorch's onednn Linear, Conv2d and their ReLU fusions on every one of
+    /// about 900,000 generated outputs; folding the bias after scaling (acc·m + b/y_scale) or quantizing it to int32
+    /// first misses a few hundred per million by one step.
     /// </summary>
-    public void Apply(int[] acc, double inputScale, int outer, int inner)
+    public Int8Requantization For(double inputScale)
     {
         int channels = _inverseWeightScales.Length;
-        float sx = (float)(1.0 / inputScale), sy = (float)(1.0 / Scale), zp = ZeroPoint;
+        float sx = (float)(1.0 / inputScale), sy = (float)(1.0 / Scale);
+        var multipliers = new float[channels];
+        var biases = new float[channels];
         for (int c = 0; c < channels; c++)
         {
             float biasScale = sx * _inverseWeightScales[c];
-            float m = sy / biasScale;
-            float b = _bias is null ? 0f : _bias[c] * biasScale;
-            for (int o = 0; o < outer; o++)
-            {
-                int start = (o * channels + c) * inner;
-                for (int i = start; i < start + inner; i++)
-                {
-                    float v = ((float)acc[i] + b) * m;
-                    if (Relu) v = MathF.Max(v, 0f);
-                    v = MathF.Round(v + zp, MidpointRounding.ToEven);
-                    acc[i] = (int)Math.Clamp(v, 0f, 255f);
-                }
-            }
+            multipliers[c] = sy / biasScale;
+            biases[c] = _bias is null ? 0f : _bias[c] * biasScale;
         }
+        return new Int8Requantization(multipliers, biases, (int)ZeroPoint, Relu);
     }
 }

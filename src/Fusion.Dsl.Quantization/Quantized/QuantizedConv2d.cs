@@ -104,10 +104,19 @@ public sealed class QuantizedConv2d
         var (oh, ow) = OutputSize(h, w);
         var shape = new[] { n, cout, oh, ow };
         QuantizedChecks.OutputCount(shape, Name);
-        // An empty batch or image has nothing to sum (the kernel takes at least one pixel).
-        var acc = input.Count == 0 ? new int[n * cout * oh * ow] : _kernel.Accumulate(input.RawData, n, h, w, (int)input.ZeroPoint, threads);
-        _requantizer.Apply(acc, input.Scale, n, oh * ow);
-        return QuantizedTensor.Adopt(acc, shape, Scale, ZeroPoint, QuantizedDType.QUInt8);
+        // An empty batch or image has nothing to sum (the kernel takes at least one pixel): only the bias is left.
+        var requantization = _requantizer.For(input.Scale);
+        var data = input.Count == 0 ? Empty(shape, requantization) : _kernel.Requantize(input.RawData, n, h, w, (int)input.ZeroPoint, requantization, threads);
+        return QuantizedTensor.Adopt(data, shape, Scale, ZeroPoint, QuantizedDType.QUInt8);
+    }
+
+    /// <summary>The output of an input without elements: every output's sum is 0, so each channel holds its requantized bias.</summary>
+    private static byte[] Empty(int[] shape, Int8Requantization requantization)
+    {
+        var data = new byte[shape[0] * shape[1] * shape[2] * shape[3]];
+        var plane = shape[2] * shape[3];
+        for (int i = 0; i < data.Length; i++) data[i] = requantization.Apply(0, i / plane % shape[1]);
+        return data;
     }
 
     private (int Height, int Width) OutputSize(int height, int width)

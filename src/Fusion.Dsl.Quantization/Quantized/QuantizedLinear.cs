@@ -76,9 +76,8 @@ public sealed class QuantizedLinear
         var shape = (int[])input.RawShape.Clone();
         shape[^1] = n;
         QuantizedChecks.OutputCount(shape, Name);
-        // An empty batch has nothing to sum (the kernel takes at least one row).
-        var acc = rows == 0 ? [] : _kernel.Accumulate(input.RawData, (int)input.ZeroPoint, threads);
-        _requantizer.Apply(acc, input.Scale, rows, 1);
-        return QuantizedTensor.Adopt(acc, shape, Scale, ZeroPoint, QuantizedDType.QUInt8);
+        // An empty batch has nothing to compute (the kernel takes at least one row).
+        var data = rows == 0 ? [] : _kernel.Requantize(input.RawData, (int)input.ZeroPoint, _requantizer.For(input.Scale), threads);
+        return QuantizedTensor.Adopt(data, shape, Scale, ZeroPoint, QuantizedDType.QUInt8);
     }
 }

@@ -190,6 +190,10 @@ public sealed class QuantizedTensor
         return new QuantizedTensor(dtype, shape, data, ImmutableArray.Create(scale), ImmutableArray.Create(zeroPoint), null);
     }
 
+    /// <summary>A new per-tensor tensor taking ownership of the stored bytes <paramref name="data"/>.</summary>
+    internal static QuantizedTensor Adopt(byte[] data, int[] shape, double scale, long zeroPoint, QuantizedDType dtype)
+        => new(dtype, shape, data, ImmutableArray.Create(scale), ImmutableArray.Create(zeroPoint), null);
+
     /// <summary>The number of elements after the channel axis and the number of channels (1 and 1 per tensor).</summary>
     private (int Inner, int Channels) ChannelStride()
     {

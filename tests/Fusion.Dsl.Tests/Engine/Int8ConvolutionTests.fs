@@ -60,6 +60,9 @@ let private geometries =
       "groups 3", { plain with Groups = 3; InPerGroup = 2; OutChannels = 6 }
       "depthwise 3x3 stride 2", { plain with Batch = 2; Groups = 8; InPerGroup = 1; OutChannels = 8; Stride = (2, 2) }
       "depthwise with multiplier 2", { plain with Groups = 4; InPerGroup = 1; OutChannels = 8 }
+      "depthwise 5x4, stride (2, 3), padding (2, 1), dilation (1, 2)",
+      { plain with Batch = 2; Groups = 3; InPerGroup = 1; OutChannels = 3; Height = 13; Width = 17; Kernel = (5, 4); Stride = (2, 3); Padding = (2, 1); Dilation = (1, 2) }
+      "depthwise wider than a vector row (stride 1, 40 columns)", { plain with Groups = 2; InPerGroup = 1; OutChannels = 2; Height = 5; Width = 40 }
       "kernel as large as the padded input", { plain with Height = 2; Width = 3; Kernel = (4, 5); Padding = (1, 1) }
       "deep 3x3 (depth over a tile)", { plain with InPerGroup = 70; OutChannels = 9; Height = 5; Width = 6 } ]
 
@@ -78,6 +81,16 @@ let tests =
                     let w, x = random rng g top
                     let actual = (convolution g w).Accumulate(x, g.Batch, g.Height, g.Width, zero, 1)
                     expectExact $"{name}, activations 0..{top}, zero point {zero}" actual (definition g w x zero)
+        }
+        test "a depthwise kernel with the most taps float32 sums exactly (22x23), and one past it (23x23), give the definition's sums at the extremes" {
+            for kh, kw in [ 22, 23; 23, 23 ] do
+                let g = { Batch = 1; Groups = 2; InPerGroup = 1; OutChannels = 2; Height = kh + 1; Width = kw
+                          Kernel = (kh, kw); Stride = (1, 1); Padding = (0, 0); Dilation = (1, 1) }
+                let w = Array.create (2 * kh * kw) -128y
+                let x = Array.create (2 * (kh + 1) * kw) 255uy
+                let actual = (convolution g w).Accumulate(x, 1, kh + 1, kw, 0, 1)
+                expectExact $"{kh}x{kw} taps of 255·(−128)" actual (definition g w x 0)
+                Expect.equal actual.[0] (-128 * 255 * kh * kw) "the closed form"
         }
         test "the output size is PyTorch's floor((size + 2p − d(k − 1) − 1)/s) + 1" {
             for name, g in geometries do
