@@ -33,7 +33,7 @@ internal static class BenchQuantized
         var x = subject.Input;
         if (!json) Console.Error.WriteLine($"int8 forward of {subject.Name} (qconfig {qconfig}), {runs} runs after warm-up...");
         Tensor int8Output = null!;
-        var int8Ms = Timing.MedianMs(() => int8Output = model.Run(x, threads).Output, runs, warmup: 2);
+        var int8Ms = Timing.MedianMs(() => int8Output = model.Forward(x, threads), runs, warmup: 2);
         if (!json) Console.Error.WriteLine($"float forward, {runs} runs after warm-up...");
         using var session = EngineSession.Open(model.FloatModel, new EngineSessionOptions { Threads = threads });
         Tensor floatOutput = null!;

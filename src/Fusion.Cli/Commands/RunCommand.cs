@@ -47,7 +47,7 @@ internal static class RunCommand
     {
         var (quantized, qconfig) = QuantizedModelFile.Read(file);
         Tensor y;
-        try { y = quantized.Run(x, threads).Output; }
+        try { y = quantized.Forward(x, threads); }
         catch (ArgumentException e)
         {
             Console.Error.WriteLine($"fusion: forward failed: {e.Message}");

@@ -13,11 +13,11 @@ namespace Fusion.Dsl.Quantization;
 /// containers run their children or graph; a float value through an unconverted module runs in the float engine; a
 /// quantized value runs through the modules PyTorch's float modules accept quantized tensors for.
 /// </summary>
-internal sealed class QuantizedInterpreter(ImmutableDictionary<string, QuantizedLayer> layers, int? threads)
+internal sealed class QuantizedInterpreter(ImmutableDictionary<string, QuantizedLayer> layers, int? threads, bool record = true)
 {
     private const string ActivationPostProcess = ".activation_post_process";
 
-    /// <summary>Each converted layer's last output (a DeQuantize's input).</summary>
+    /// <summary>Each converted layer's last output (a DeQuantize's input), when the interpreter records them.</summary>
     public Dictionary<string, QuantizedTensor> Outputs { get; } = new(StringComparer.Ordinal);
 
     /// <summary>The cores the int8 kernels take (every core when the caller did not say).</summary>
@@ -112,7 +112,8 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
 
     private QuantizedTensor Record(string path, QuantizedTensor y)
     {
-        Outputs[path] = y;
+        // Kept only when asked: holding every layer's output to the end keeps them all alive through the pass.
+        if (record) Outputs[path] = y;
         return y;
     }
 

@@ -12,7 +12,7 @@ public sealed record QuantizedForwardResult(Tensor Output, QuantizedTensor? Quan
 
 /// <summary>
 /// A converted int8 model (PyTorch's <c>convert(prepared)</c>, as a value): the float model's structure and forward
-/// graphs, with the quantized layers PyTorch's convert swaps in at their paths. <see cref="Forward"/> runs it as PyTorch's
+/// graphs, with the quantized layers PyTorch's convert swaps in at their paths. <see cref="Forward(Tensor)"/> runs it as PyTorch's
 /// quantized model runs: <c>Quantize</c> quantizes, the quantized layers compute on quantized tensors as PyTorch's onednn
 /// engine does, <c>FloatFunctional</c> calls become <c>QFunctional</c> calls, <c>ReLU</c>, <c>MaxPool2d</c>,
 /// <c>AdaptiveAvgPool2d</c>, <c>Flatten</c> and reshapes run on quantized tensors, <c>DeQuantize</c> dequantizes, and
@@ -35,7 +35,17 @@ public sealed class QuantizedModel
     /// <summary>The quantized forward on <paramref name="input"/>, returning a float tensor (PyTorch's <c>qmodel(x)</c>
     /// after its <c>DeQuantStub</c>; a quantized output is dequantized).</summary>
     /// <exception cref="ArgumentException">The input does not fit, or a module meets a value it cannot take (the message names its path).</exception>
-    public Tensor Forward(Tensor input) => Run(input).Output;
+    public Tensor Forward(Tensor input) => Forward(input, null);
+
+    /// <summary>The quantized forward on up to <paramref name="threads"/> cores (every core when null), keeping no
+    /// layer's output past its use (<see cref="Run"/> keeps them all for inspection).</summary>
+    /// <exception cref="ArgumentException">As <see cref="Forward(Tensor)"/>.</exception>
+    public Tensor Forward(Tensor input, int? threads)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        if (input.DType != DType.Float32) throw new ArgumentException($"the input must be float32, got {input.DType}", nameof(input));
+        return Output(new QuantizedInterpreter(Layers, threads, record: false).Call(FloatModel, input, ""), ImmutableDictionary<string, QuantizedTensor>.Empty).Output;
+    }
 
     /// <summary>The quantized forward, with every converted layer's output.</summary>
     /// <param name="input">A float32 input.</param>
@@ -47,12 +57,13 @@ public sealed class QuantizedModel
         if (input.DType != DType.Float32) throw new ArgumentException($"the input must be float32, got {input.DType}", nameof(input));
         var interpreter = new QuantizedInterpreter(Layers, threads);
         var y = interpreter.Call(FloatModel, input, "");
-        var outputs = interpreter.Outputs.ToImmutableDictionary(StringComparer.Ordinal);
-        return y switch
-        {
-            Tensor t => new QuantizedForwardResult(t, null, outputs),
-            QuantizedTensor q => new QuantizedForwardResult(q.Dequantize(), q, outputs),
-            _ => throw new ArgumentException($"the model returned {QuantizedInterpreter.Describe(y)}, not a tensor"),
-        };
+        return Output(y, interpreter.Outputs.ToImmutableDictionary(StringComparer.Ordinal));
     }
+
+    private static QuantizedForwardResult Output(object? y, ImmutableDictionary<string, QuantizedTensor> outputs) => y switch
+    {
+        Tensor t => new QuantizedForwardResult(t, null, outputs),
+        QuantizedTensor q => new QuantizedForwardResult(q.Dequantize(), q, outputs),
+        _ => throw new ArgumentException($"the model returned {QuantizedInterpreter.Describe(y)}, not a tensor"),
+    };
 }

@@ -285,6 +285,9 @@ let tests =
                     Expect.equal (back.Layers.["module.fc"].Weight.IntRepr()) (q.Layers.["module.fc"].Weight.IntRepr()) "the same int8 weights"
                     let x = Fusion.Dsl.FSharp.Tensor.randn 7 [ 1; 3; 5; 5 ]
                     Expect.equal (back.Forward(x).ToArray()) (q.Forward(x).ToArray()) "the same int8 forward"
+                    let recorded = q.Run(x, Nullable 1).Output.ToArray()
+                    Expect.equal (q.Forward(x, Nullable 1).ToArray()) recorded "the forward that keeps no layer output gives Run's output"
+                    Expect.equal (q.Forward(x, Nullable 2).ToArray()) recorded "on two cores too"
                 finally
                     Directory.Delete(dir, true)
             }
