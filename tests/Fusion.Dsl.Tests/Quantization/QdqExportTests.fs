@@ -216,6 +216,30 @@ let tests =
                 printfn "Quantization.Qdq CLI residual/x86: ONNX Runtime %.5f equal to the API's int8 model, worst %d steps" fraction worst
                 Expect.isLessThanOrEqual worst maxSteps "within 1 step of the API's model"
             }
+            yield test "a Linear+ReLU on a rank-3 input (written as MatMul and Add, not Gemm) and a plain Linear, x86 (per-channel weights) and qnnpack (per-tensor): ONNX Runtime within 1 step of QuantizedModel" {
+                OnnxSupport.requireChecker ()
+                let seqOf (items: (string * Module) list) = Sequential.Create(ModuleChildren.Create(items |> List.map (fun (n, m) -> struct (n, m)) |> List.toArray)) :> Module
+                let model =
+                    Fusion.Dsl.Fuser.FuseModules(
+                        seqOf [ "quant", stub "QuantStub"; "fc1", Linear.Create(6, 8) :> Module; "relu", Activation.Create ActivationKind.ReLU :> Module
+                                "fc2", Linear.Create(8, 5) :> Module; "dequant", stub "DeQuantStub" ], [ "fc1"; "relu" ])
+                let data = [ for s in 1..3 -> Fusion.Dsl.FSharp.Tensor.randn s [ 2; 7; 6 ] ]
+                let x = Fusion.Dsl.FSharp.Tensor.randn 11 [ 2; 7; 6 ]
+                let dir, cleanup = OnnxSupport.tempDir ()
+                use _ = cleanup
+                for qc in [ "x86"; "qnnpack" ] do
+                    let o = EagerQuantization.Prepare(model, QConfigMapping.ForAll(QConfig.GetDefault qc))
+                    let q = EagerQuantization.Convert(o, EagerQuantization.Calibrate(o, data))
+                    Expect.equal q.Layers.["fc1"].TypeName "QuantizedLinearReLU" "the fused pair is a LinearReLU"
+                    Expect.isTrue ((q.Run x).LayerOutputs.ContainsKey "fc2") "a Sequential root whose first child is the QuantStub runs quantized, not in the float engine"
+                    let path = Path.Combine(dir, qc + ".onnx")
+                    QuantizedOnnx.Write(q, x.Shape.ToArray(), path)
+                    OnnxSupport.checkModels [ path ]
+                    let yq = finalQuantized q (q.Run x)
+                    let fraction, worst = compare (integers (OnnxSupport.ortRun path x) yq.Scale yq.ZeroPoint) (yq.IntRepr())
+                    printfn "Quantization.Qdq rank-3 Linear/%s: %d output elements, ONNX Runtime %.5f equal to QuantizedModel, worst %d steps" qc (yq.Count) fraction worst
+                    Expect.isLessThanOrEqual worst maxSteps (sprintf "%s: within %d step on every element" qc maxSteps)
+            }
             yield test "a quantized tensor meeting a module or operation without a quantized form is refused naming its path and type, and nothing is written" {
                 let dir, cleanup = OnnxSupport.tempDir ()
                 use _ = cleanup
