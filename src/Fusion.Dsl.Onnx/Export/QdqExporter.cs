@@ -59,12 +59,12 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
     private static readonly HashSet<string> FunctionalOps = new(StringComparer.Ordinal) { "add", "mul", "cat" };
 
     /// <summary>A quantized value's qparams and the names of their initializers.</summary>
-    private sealed record QParams(double Scale, long ZeroPoint, QuantizedDType DType, string ScaleName, string ZeroPointName);
+    private sealed record QdqParams(double Scale, long ZeroPoint, QuantizedDType DType, string ScaleName, string ZeroPointName);
 
     /// <summary>A float result of a FloatFunctional operation on quantized values, waiting for its observer call.</summary>
     private sealed record Pending(string Op, QuantizedDType DType, string Path);
 
-    private readonly Dictionary<OnnxValue, QParams> _quantized = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<OnnxValue, QdqParams> _quantized = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<OnnxValue, Pending> _pending = new(ReferenceEqualityComparer.Instance);
     private readonly List<TensorProto> _initializers = [];
     private OnnxGraphWriter W => exporter.Writer;
@@ -229,12 +229,12 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
 
     // ---- pieces ---------------------------------------------------------------------------------------------
 
-    private QParams Input(QuantizedLayer l, Module m, OnnxValue x, string path)
+    private QdqParams Input(QuantizedLayer l, Module m, OnnxValue x, string path)
         => _quantized.TryGetValue(x, out var q) ? q
             : throw OnnxExporter.Refuse(m, path, $"({l.TypeName}) takes a quantized tensor, got a float one; a QuantStub must run before it");
 
     /// <summary>The optional Relu and the layer's QuantizeLinear/DequantizeLinear after a float operator.</summary>
-    private OnnxValue Output(QuantizedLayer l, OnnxValue y, QParams input, string path, bool relu)
+    private OnnxValue Output(QuantizedLayer l, OnnxValue y, QdqParams input, string path, bool relu)
     {
         if (relu) y = W.Node("Relu", path + "/Relu", [y.Name], y.Shape);
         return QuantizeDequantize(y, ActivationQParams(path, l.Scale!.Value, l.ZeroPoint!.Value, input.DType), path);
@@ -242,7 +242,7 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
 
     /// <summary>The dequantized int8 weight (per channel along axis 0, or per tensor; zero points 0) and the bias:
     /// float32 as PyTorch keeps it, or int32 in steps of input scale × weight scale (see <see cref="QdqBias"/>).</summary>
-    private string[] WeightAndBias(QuantizedLayer l, QParams input, string path)
+    private string[] WeightAndBias(QuantizedLayer l, QdqParams input, string path)
     {
         var w = l.Weight!;
         var perChannel = w.IsPerChannel;
@@ -268,7 +268,7 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
     }
 
     /// <summary>QuantizeLinear then DequantizeLinear with <paramref name="q"/>: the quantized value, as the operators read it.</summary>
-    private OnnxValue QuantizeDequantize(OnnxValue y, QParams q, string path)
+    private OnnxValue QuantizeDequantize(OnnxValue y, QdqParams q, string path)
     {
         var quantized = W.Node("QuantizeLinear", path + "/QuantizeLinear", [y.Name, q.ScaleName, q.ZeroPointName], y.Shape);
         var dequantized = W.Node("DequantizeLinear", path + "/DequantizeLinear", [quantized.Name, q.ScaleName, q.ZeroPointName], y.Shape);
@@ -278,13 +278,13 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
 
     /// <summary>The per-tensor qparams of an activation, as scalar initializers named <c>PATH.scale</c> and
     /// <c>PATH.zero_point</c> (PyTorch's quantized state_dict names).</summary>
-    private QParams ActivationQParams(string path, double scale, long zeroPoint, QuantizedDType dtype)
+    private QdqParams ActivationQParams(string path, double scale, long zeroPoint, QuantizedDType dtype)
     {
         var scaleName = Floats(ModulePath.Join(path, "scale"), [(float)scale], perChannel: false);
         var zeroName = dtype == QuantizedDType.QUInt8
             ? Initializer(ModulePath.Join(path, "zero_point"), TensorProto.Types.DataType.Uint8, [], [(byte)zeroPoint])
             : Initializer(ModulePath.Join(path, "zero_point"), TensorProto.Types.DataType.Int8, [], [(byte)(sbyte)zeroPoint]);
-        return new QParams(scale, zeroPoint, dtype, scaleName, zeroName);
+        return new QdqParams(scale, zeroPoint, dtype, scaleName, zeroName);
     }
 
     private string Floats(string name, float[] values, bool perChannel)
