@@ -240,6 +240,27 @@ let tests =
                     printfn "Quantization.Qdq rank-3 Linear/%s: %d output elements, ONNX Runtime %.5f equal to QuantizedModel, worst %d steps" qc (yq.Count) fraction worst
                     Expect.isLessThanOrEqual worst maxSteps (sprintf "%s: within %d step on every element" qc maxSteps)
             }
+            yield test "a part kept float (None qconfig after the DeQuantStub) is exported float: ONNX Runtime's output equals QuantizedModel's within the float tolerance of OnnxSupport.OrtTol" {
+                OnnxSupport.requireChecker ()
+                let children =
+                    [| struct ("quant", stub "QuantStub"); struct ("c", conv 3 4); struct ("dequant", stub "DeQuantStub"); struct ("tail", conv 4 2)
+                       struct ("act", Activation.Create ActivationKind.SiLU :> Module) |]
+                let model = Sequential.Create(ModuleChildren.Create children) :> Module
+                let o = EagerQuantization.Prepare(model, QConfigMapping.ForAll(QConfig.GetDefault "x86").WithPath("tail", null).WithPath("act", null))
+                let q = EagerQuantization.Convert(o, EagerQuantization.Calibrate(o, [ for s in 1..2 -> Fusion.Dsl.FSharp.Tensor.randn s [ 2; 3; 6; 6 ] ]))
+                Expect.isFalse (q.Layers.ContainsKey "tail") "the tail stays float"
+                let dir, cleanup = OnnxSupport.tempDir ()
+                use _ = cleanup
+                let x = Fusion.Dsl.FSharp.Tensor.randn 5 [ 2; 3; 6; 6 ]
+                let path = Path.Combine(dir, "mixed.onnx")
+                QuantizedOnnx.Write(q, x.Shape.ToArray(), path)
+                OnnxSupport.checkModels [ path ]
+                let ours = q.Forward x
+                let err = (OnnxSupport.ortRun path x).MaxAbsDiff ours
+                let tol = OnnxSupport.OrtTol.abs + OnnxSupport.OrtTol.rel * ours.MaxAbs()
+                printfn "Quantization.Qdq float tail: max |ONNX Runtime - QuantizedModel| = %g (tolerance %g)" err tol
+                Expect.isLessThanOrEqual err tol "the float tail computes what our float engine computes on the dequantized values"
+            }
             yield test "a quantized tensor meeting a module or operation without a quantized form is refused naming its path and type, and nothing is written" {
                 let dir, cleanup = OnnxSupport.tempDir ()
                 use _ = cleanup
