@@ -94,7 +94,7 @@ public static class OnnxModel
     }
 
     internal static ModelProto Build(Module model, int[] inputShape, OnnxExportOptions options,
-        out IReadOnlyList<KeyValuePair<string, Tensors.Tensor>> initializers)
+        out IReadOnlyList<KeyValuePair<string, Tensors.Tensor>> initializers, Func<OnnxExporter, IExportHook>? hook = null, string? docString = null)
     {
         if (inputShape.Length == 0 || inputShape.Any(d => d <= 0))
             throw new ArgumentException($"the input shape must have positive entries, got [{string.Join(", ", inputShape)}]", nameof(inputShape));
@@ -104,13 +104,16 @@ public static class OnnxModel
         writer.Reserve(InputName);
         writer.Reserve(OutputName);
         var exporter = new OnnxExporter(writer, options);
+        exporter.Hook = hook?.Invoke(exporter);
         var result = exporter.Module(model, new OnnxValue(InputName, (int[])inputShape.Clone()), "");
+        exporter.Hook?.Finish(result);
         // The output must come from a node: a model that returns its input (an Identity) gets an Identity node.
         if (!writer.IsNodeOutput(result.Name)) result = writer.Node("Identity", "", [result.Name], result.Shape);
         writer.Rename(result.Name, OutputName);
 
         var graph = new GraphProto { Name = model.TypeName };
         graph.Node.AddRange(writer.Nodes);
+        if (exporter.Hook is { } h) graph.Initializer.AddRange(h.Initializers);
         graph.Input.Add(ValueInfo(InputName, inputShape, options.DynamicBatch));
         // With a dynamic batch, an output whose first dimension is the batch's size is declared with the symbolic batch.
         graph.Output.Add(ValueInfo(OutputName, result.Shape, options.DynamicBatch && result.Rank > 0 && result.Shape[0] == inputShape[0]));
@@ -119,7 +122,7 @@ public static class OnnxModel
             IrVersion = IrVersion,
             ProducerName = "Fusion.Dsl",
             ProducerVersion = typeof(OnnxModel).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "",
-            DocString = $"{model.TypeName} exported by Fusion.Dsl (inference semantics of Forward.Run)",
+            DocString = docString ?? $"{model.TypeName} exported by Fusion.Dsl (inference semantics of Forward.Run)",
             Graph = graph,
         };
         proto.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = options.Opset });

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Fusion.Dsl.IO;
+using Fusion.Dsl.Onnx;
 using Fusion.Dsl.Quantization;
 using Fusion.Dsl.Tensors;
 
@@ -9,7 +10,8 @@ namespace Fusion.Cli.Commands;
 /// <c>fusion quantize MODEL --qconfig x86 --calibration DATA --out OUT</c>: PyTorch's eager post-training quantization
 /// (prepare with <c>get_default_qconfig(NAME)</c> on every module, calibration on the data in the engine, convert) of a
 /// fused or unfused model with QuantStub/DeQuantStub, written as the float model in the model format plus its
-/// <c>.quantization.json</c> (see <see cref="QuantizedModelFile"/>). Bad input is refused in one line naming the file
+/// <c>.quantization.json</c> (see <see cref="QuantizedModelFile"/>), or, for an <c>.onnx</c> path, as ONNX in QDQ form
+/// (see <see cref="QuantizedOnnx"/>). Bad input is refused in one line naming the file
 /// or module, and nothing is written.
 /// </summary>
 internal static class QuantizeCommand
@@ -19,7 +21,7 @@ internal static class QuantizeCommand
         var model = new ModelSource.Options();
         var qconfig = new Option<string>("--qconfig") { Description = "the qconfig: " + string.Join(", ", QConfig.BackendNames) + " (PyTorch's get_default_qconfig)", Required = true };
         var calibration = new Option<string>("--calibration") { Description = "calibration data: a float32 .npy file of shape N,C,H,W (one batch), or a folder of them (one batch each, in name order)", Required = true };
-        var output = new Option<string>("--out") { Description = "the int8 model: X.json (writes X.json, X.safetensors, X.quantization.json) or a directory", Required = true };
+        var output = new Option<string>("--out") { Description = "the int8 model: X.json (writes X.json, X.safetensors, X.quantization.json), a directory, or X.onnx (ONNX QDQ form, which ONNX Runtime runs as int8)", Required = true };
         var threads = new Option<int>("--threads") { Description = "threads for the calibration passes (default: every core)" };
         threads.Validators.Add(Validate.Positive);
         output.Validators.Add(Validate.FileName);
@@ -34,12 +36,21 @@ internal static class QuantizeCommand
                 var src = model.Load(r);
                 var files = CalibrationFiles(r.GetValue(calibration)!);
                 var outPath = r.GetValue(output)!;
+                var onnx = outPath.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase);
                 var json = ModelFile.JsonPathFor(outPath);
-                OutputFile.RefuseInputs([json, ModelFile.TensorPathFor(json), QuantizedModelFile.QuantizationPathFor(json)], [.. files, .. src.InputFiles]);
+                OutputFile.RefuseInputs(onnx ? [outPath] : [json, ModelFile.TensorPathFor(json), QuantizedModelFile.QuantizationPathFor(json)], [.. files, .. src.InputFiles]);
                 var batches = files.Select(f => Batch(f, src)).ToList();
                 var observed = EagerQuantization.Prepare(src.Model, QConfigMapping.ForAll(qc));
                 var state = EagerQuantization.Calibrate(observed, batches, r.GetResult(threads) is null ? null : r.GetValue(threads));
                 var quantized = EagerQuantization.Convert(observed, state);
+                if (onnx)
+                {
+                    // The model's recorded input shape, else the first batch's; a layer without a QDQ form is refused by path.
+                    int[] shape = src.InputShape.IsEmpty ? [.. batches[0].Shape] : [.. src.InputShape];
+                    QuantizedOnnx.Write(quantized, shape, outPath, new OnnxExportOptions { DynamicBatch = src.DynamicBatch });
+                    Console.Out.WriteLine($"wrote {outPath}: ONNX QDQ form (opset {OnnxExportOptions.DefaultOpset}, input [{string.Join(", ", shape)}]) of {quantized.Layers.Count} quantized layers of {src.Label} (qconfig {name}), calibrated on {batches.Count} batch(es) of {batches.Sum(b => b.Size(0))} sample(s)");
+                    return 0;
+                }
                 var written = QuantizedModelFile.Write(outPath, quantized, name, src.InputShape.IsEmpty ? null : [.. src.InputShape]);
                 Console.Out.WriteLine($"wrote {json} and {written}: {quantized.Layers.Count} quantized layers of {src.Label} (qconfig {name}), calibrated on {batches.Count} batch(es) of {batches.Sum(b => b.Size(0))} sample(s)");
                 return 0;

@@ -50,7 +50,7 @@ internal sealed class GraphExporter(OnnxExporter exporter, UserModule owner, str
                     try
                     {
                         var call = op.Bind(node, Resolve);
-                        value = Call(call);
+                        value = exporter.Hook is { } hook ? hook.Operation(call, NodePath(node), () => Call(call)) : Call(call);
                         if (op.IsInplace(node)) Rebind(call.Get<OnnxValue>(op.Parameters[0].Name, "a tensor"), (OnnxValue)value!);
                     }
                     catch (GraphCallException e) { throw Refuse(node, e.Problem); }

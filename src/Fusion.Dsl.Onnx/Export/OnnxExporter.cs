@@ -26,8 +26,15 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
     /// <summary>The export's options.</summary>
     public OnnxExportOptions Options { get; } = options;
 
-    /// <summary>Exports <paramref name="m"/> called at <paramref name="path"/> on <paramref name="x"/>; returns its output.</summary>
-    public OnnxValue Module(Module m, OnnxValue x, string path)
+    /// <summary>What an export of a converted int8 model puts in front of the float forms (see <see cref="IExportHook"/>); null for a float export.</summary>
+    public IExportHook? Hook { get; set; }
+
+    /// <summary>Exports <paramref name="m"/> called at <paramref name="path"/> on <paramref name="x"/>; returns its output
+    /// (the <see cref="Hook"/>'s form when it gives one, else the float form).</summary>
+    public OnnxValue Module(Module m, OnnxValue x, string path) => Hook?.Module(m, x, path) ?? FloatModule(m, x, path);
+
+    /// <summary>Exports <paramref name="m"/> in its float form (its children still go through <see cref="Module"/>).</summary>
+    public OnnxValue FloatModule(Module m, OnnxValue x, string path)
     {
         if (m.PreHooks.Length != 0 || m.Hooks.Length != 0)
             throw Refuse(m, path, $"it has forward hooks ({string.Join(", ", m.PreHooks.Select(h => h.Name).Concat(m.Hooks.Select(h => h.Name)))}), .NET code that an ONNX graph cannot hold; remove them before exporting");

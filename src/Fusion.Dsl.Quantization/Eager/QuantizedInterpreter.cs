@@ -49,7 +49,9 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
                 return RunGraph(u, graph, x, path);
             case UserModule { IsIdentityStub: true }:
                 return x;
-            case Sequential or FusedModule when x is QuantizedTensor:
+            // A container holding converted layers (a Sequential whose first child is the QuantStub) runs child by
+            // child even on a float input; only a wholly float one runs in the float engine.
+            case Sequential or FusedModule when x is QuantizedTensor || HasLayersBelow(path):
             {
                 var v = x;
                 foreach (var c in m.Children) v = Call(c.Module, v, ModulePath.Join(path, c.Name));
@@ -81,6 +83,9 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
             throw Refuse(path, m, e.Message);
         }
     }
+
+    private bool HasLayersBelow(string path)
+        => path.Length == 0 ? !layers.IsEmpty : layers.Keys.Any(k => k.StartsWith(path + ".", StringComparison.Ordinal));
 
     private object? RunLayer(QuantizedLayer layer, Module m, object? x, string path)
     {

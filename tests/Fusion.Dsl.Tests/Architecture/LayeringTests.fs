@@ -15,7 +15,7 @@ let private assemblies =
       "Fusion.Dsl.Zoo", ([ "Fusion.Dsl" ], [])
       "Fusion.Dsl.Quantization", ([ "Fusion.Dsl"; "Fusion.Dsl.Engine" ], [])
       "Fusion.Dsl.Conformance", ([ "Fusion.Dsl"; "Fusion.Dsl.Engine" ], [])
-      "Fusion.Dsl.Onnx", ([ "Fusion.Dsl" ], [ "Google.Protobuf"; "Grpc.Tools" ])
+      "Fusion.Dsl.Onnx", ([ "Fusion.Dsl"; "Fusion.Dsl.Quantization" ], [ "Google.Protobuf"; "Grpc.Tools" ])
       "Fusion.Dsl.FSharp", ([ "Fusion.Dsl"; "Fusion.Dsl.Engine"; "Fusion.Dsl.Onnx"; "Fusion.Dsl.Quantization" ], [ "FSharp.Core" ])
       "Fusion.Dsl.FSharp.Testing", ([ "Fusion.Dsl" ], [ "FSharp.Core"; "FsCheck" ])
       "Fusion.Cli", ([ "Fusion.Dsl"; "Fusion.Dsl.Engine"; "Fusion.Dsl.Zoo"; "Fusion.Dsl.Conformance"; "Fusion.Dsl.Onnx"; "Fusion.Dsl.Quantization" ], [ "System.CommandLine" ]) ]

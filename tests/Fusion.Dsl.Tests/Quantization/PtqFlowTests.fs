@@ -42,7 +42,7 @@ let maxSteps = 1
 
 let private generator = Path.Combine(Support.repoRoot, "tests", "Fusion.Dsl.Tests", "Quantization", "ptq_fixtures.py")
 
-let private needTorch () =
+let internal needTorch () =
     Support.requireTool "PyTorch and torchvision (/usr/bin/python3 with python3-torch, python3-torchvision)" (Support.pythonHas [ "torch"; "torchvision"; "numpy" ])
 
 let private ulps (a: float32) (b: float32) =
@@ -52,7 +52,7 @@ let private ulps (a: float32) (b: float32) =
     abs (ordered a - ordered b)
 
 /// The generated fixtures, once per test run: the JSON and the temp folder (removed at exit) whose files it names.
-let private fixtures =
+let internal fixtures =
     lazy (
         let dir = Directory.CreateTempSubdirectory("fusion-ptq-").FullName
         AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> try Directory.Delete(dir, true) with _ -> ())
@@ -61,26 +61,37 @@ let private fixtures =
         if code <> 0 then failwithf "%s exited %d:\n%s%s" (Path.GetFileName generator) code stdout stderr
         JsonDocument.Parse(File.ReadAllText out), dir)
 
-type private Case = { Name: string; QConfig: string; Json: JsonElement; Root: string }
+type internal Case = { Name: string; QConfig: string; Json: JsonElement; Root: string }
 
-let private cases () =
+let internal cases () =
     let doc, root = fixtures.Force()
     [ for c in doc.RootElement.GetProperty("cases").EnumerateArray() ->
         { Name = c.GetProperty("name").GetString() |> nonNull; QConfig = c.GetProperty("qconfig").GetString() |> nonNull; Json = c; Root = root } ]
 
-let private file (c: Case) (rel: string) = Path.Combine(c.Root, rel)
-let private npy (c: Case) (e: JsonElement) = Npy.Read(file c (e.GetString() |> nonNull))
+let internal file (c: Case) (rel: string) = Path.Combine(c.Root, rel)
+let internal npy (c: Case) (e: JsonElement) = Npy.Read(file c (e.GetString() |> nonNull))
+
+/// The CLI, run as a child process from the repository root: exit code, stdout, stderr.
+let internal fusion (args: string list) = Support.exec "dotnet" (Path.Combine(AppContext.BaseDirectory, "fusion.dll") :: args) Support.repoRoot
+
+/// A folder `batches` in `dir` holding a copy of the case's calibration batches, for `fusion quantize --calibration`.
+let internal batchFolder (c: Case) (dir: string) =
+    let batches = Path.Combine(dir, "batches")
+    Directory.CreateDirectory batches |> ignore
+    for b in c.Json.GetProperty("batches").EnumerateArray() do
+        File.Copy(file c (b.GetString() |> nonNull), Path.Combine(batches, Path.GetFileName(b.GetString() |> nonNull)))
+    batches
 
 /// How the observers are calibrated: our engine runs the float model on the batches, or the observers are fed the
 /// float activations PyTorch's own observers saw (which checks the flow apart from the float engine's last bits).
 /// UnfusedPyTorchActivations starts from the unfused export and fuses it here with PyTorch's groups (Fuser.FuseModules).
-type private Calibration =
+type internal Calibration =
     | OurEngine
     | PyTorchActivations
     | UnfusedPyTorchActivations
 
 /// A case's qconfig: PyTorch's default by backend name, or the fixture's custom ones rebuilt from the same observers.
-let private qconfigOf (name: string) =
+let internal qconfigOf (name: string) =
     match name with
     | "custom_moving_average" ->
         QConfig(name, (fun () -> MovingAverageMinMaxObserver(QuantizationSettings(QuantizedDType.QUInt8, QScheme.PerTensorAffine)) :> Observer),
@@ -88,7 +99,7 @@ let private qconfigOf (name: string) =
     | backend -> QConfig.GetDefault backend
 
 /// Our flow on a case: the exported model (fused by PyTorch, or fused here) → prepare → calibrate → convert.
-let private ourFlow (calibration: Calibration) (c: Case) =
+let internal ourFlow (calibration: Calibration) (c: Case) =
     let model =
         match calibration with
         | UnfusedPyTorchActivations ->
@@ -294,14 +305,10 @@ let tests =
             test "fusion quantize writes an int8 model from an exported model and .npy batches that fusion run runs, and refuses an unknown qconfig, an empty set, NaN/Inf and a wrong shape in one line, writing nothing" {
                 needTorch ()
                 let c = cases () |> List.find (fun c -> c.Name = "residual/x86")
-                let fusion (args: string list) = Support.exec "dotnet" (Path.Combine(AppContext.BaseDirectory, "fusion.dll") :: args) Support.repoRoot
                 let dir = Directory.CreateTempSubdirectory("fusion-ptq-cli-").FullName
                 try
                     let model = file c (c.Json.GetProperty("model").GetString() |> nonNull)
-                    let batches = Path.Combine(dir, "batches")
-                    Directory.CreateDirectory batches |> ignore
-                    for b in c.Json.GetProperty("batches").EnumerateArray() do
-                        File.Copy(file c (b.GetString() |> nonNull), Path.Combine(batches, Path.GetFileName(b.GetString() |> nonNull)))
+                    let batches = batchFolder c dir
                     let out = Path.Combine(dir, "q.json")
                     let code, stdout, stderr = fusion [ "quantize"; model; "--qconfig"; "x86"; "--calibration"; batches; "--out"; out ]
                     Expect.equal code 0 (sprintf "quantize succeeds: %s%s" stdout stderr)

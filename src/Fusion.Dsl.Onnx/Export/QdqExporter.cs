@@ -1,0 +1,316 @@
+using System.Runtime.InteropServices;
+using Fusion.Dsl.Algebra;
+using Fusion.Dsl.Graphs;
+using Fusion.Dsl.Layers;
+using Fusion.Dsl.Onnx.Proto;
+using Fusion.Dsl.Quantization;
+using Fusion.Dsl.Tensors;
+using Google.Protobuf;
+using static Fusion.Dsl.Onnx.Export.OnnxGraphWriter;
+
+namespace Fusion.Dsl.Onnx.Export;
+
+/// <summary>
+/// Writes a converted int8 model (<see cref="QuantizedModel"/>) in ONNX's QDQ form, the form ONNX Runtime's own
+/// quantization tool writes and fuses into QLinearConv, QGemm, QLinearAdd, ... when it loads the file: every quantized
+/// value is the output of a <c>DequantizeLinear</c> fed by a <c>QuantizeLinear</c> with the value's scale and zero point
+/// (an 8-bit per-tensor activation), and each quantized operation is its float operator on dequantized inputs followed
+/// by a <c>QuantizeLinear</c> to its output qparams. It walks the model as <see cref="QuantizedModel.Forward"/> does,
+/// in front of the float exporter (<see cref="IExportHook"/>): a converted layer is written by its entry in
+/// <see cref="Layers"/>; a float module or graph operation on a quantized value that PyTorch runs on quantized tensors
+/// keeping their qparams (ReLU, pooling, flatten, reshape) is its float form re-quantized with the input's qparams; the
+/// add/add_relu/mul/cat of a converted <c>FloatFunctional</c> is the float operation quantized where the graph calls
+/// its <c>activation_post_process</c>; parts kept float are the float export. Anything else that meets a quantized
+/// value is refused with its path and type, as the quantized forward refuses it.
+/// </summary>
+internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, QdqBias bias) : IExportHook
+{
+    private const string ActivationPostProcess = ".activation_post_process";
+
+    /// <summary>
+    /// How each converted layer type is written, by <see cref="QuantizedLayer.TypeName"/>: adding a quantized layer type
+    /// is one entry here. A weight-free layer whose PyTorch forward is its float module's followed by quantization to the
+    /// layer's output qparams (quantized Hardswish, BatchNorm2d, ...) takes <see cref="FloatThenQuantize"/>.
+    /// </summary>
+    private static readonly Dictionary<string, Func<QdqExporter, QuantizedLayer, Module, OnnxValue, string, OnnxValue>> Layers = new(StringComparer.Ordinal)
+    {
+        ["Quantize"] = (e, l, m, x, p) => e.QuantizeInput(l, m, x, p),
+        ["DeQuantize"] = (e, l, m, x, p) => e.DequantizeOutput(m, x, p),
+        ["QuantizedConv2d"] = (e, l, m, x, p) => e.Conv(l, m, x, p, relu: false),
+        ["QuantizedConvReLU2d"] = (e, l, m, x, p) => e.Conv(l, m, x, p, relu: true),
+        ["QuantizedLinear"] = (e, l, m, x, p) => e.Linear(l, m, x, p, relu: false),
+        ["QuantizedLinearReLU"] = (e, l, m, x, p) => e.Linear(l, m, x, p, relu: true),
+    };
+
+    /// <summary>The float modules PyTorch runs on a quantized tensor, with the output keeping the input's qparams
+    /// (as <see cref="QuantizedModel"/>'s forward runs them); true when the module is the identity there.</summary>
+    private static bool? KeepsQParams(Module m) => m switch
+    {
+        Identity => true,
+        Dropout { Training: false } => true,
+        Activation { Kind: ActivationKind.ReLU } or Flatten or MaxPool2d or AdaptiveAvgPool2d => false,
+        _ => null,
+    };
+
+    /// <summary>The graph operations PyTorch runs on quantized tensors keeping their qparams.</summary>
+    private static readonly HashSet<string> QParamsKeepingOps = new(StringComparer.Ordinal) { "relu", "flatten", "reshape", "view", "contiguous", "adaptive_avg_pool2d" };
+
+    /// <summary>The operations of a converted FloatFunctional, quantized where its activation_post_process is called.</summary>
+    private static readonly HashSet<string> FunctionalOps = new(StringComparer.Ordinal) { "add", "mul", "cat" };
+
+    /// <summary>A quantized value's qparams and the names of their initializers.</summary>
+    private sealed record QdqParams(double Scale, long ZeroPoint, QuantizedDType DType, string ScaleName, string ZeroPointName);
+
+    /// <summary>A float result of a FloatFunctional operation on quantized values, waiting for its observer call.</summary>
+    private sealed record Pending(string Op, QuantizedDType DType, string Path);
+
+    private readonly Dictionary<OnnxValue, QdqParams> _quantized = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<OnnxValue, Pending> _pending = new(ReferenceEqualityComparer.Instance);
+    private readonly List<TensorProto> _initializers = [];
+    private OnnxGraphWriter W => exporter.Writer;
+
+    /// <inheritdoc/>
+    public IReadOnlyList<TensorProto> Initializers => _initializers;
+
+    // ---- the hook -------------------------------------------------------------------------------------------
+
+    /// <inheritdoc/>
+    public OnnxValue? Module(Module m, OnnxValue x, string path)
+    {
+        if (model.Layers.TryGetValue(path, out var layer))
+        {
+            if (_pending.ContainsKey(x)) throw Unobserved(x);
+            if (!Layers.TryGetValue(layer.TypeName, out var write))
+                throw OnnxExporter.Refuse(m, path, layer.TypeName == "QFunctional"
+                    ? "a converted FloatFunctional is called as a module; its add/add_relu/mul/cat calls are the quantized operations"
+                    : $"the quantized layer {layer.TypeName} has no QDQ form in this exporter");
+            return write(this, layer, m, x, path);
+        }
+        if (path.EndsWith(ActivationPostProcess, StringComparison.Ordinal)
+            && model.Layers.TryGetValue(path[..^ActivationPostProcess.Length], out var ff) && ff.TypeName == "QFunctional")
+            return Observed(ff, m, x, path);
+        if (_pending.ContainsKey(x)) throw Unobserved(x);
+        if (!_quantized.TryGetValue(x, out var q)) return null;
+        switch (m)
+        {
+            case UserModule or Sequential or FusedModule:
+                return null;
+        }
+        return KeepsQParams(m) switch
+        {
+            true => x,
+            false => QuantizeDequantize(exporter.FloatModule(m, x, path), q, path),
+            null => throw OnnxExporter.Refuse(m, path, "receives a quantized tensor, but has no quantized form (PyTorch's quantized forward would fail too); keep it float with a None qconfig and a DeQuantStub before it"),
+        };
+    }
+
+    /// <inheritdoc/>
+    public object? Operation(OpCall call, string path, Func<object?> floatForm)
+    {
+        var tensors = call.Op.Parameters.SelectMany(p => call.Value(p.Name) switch
+        {
+            OnnxValue v => [v],
+            object?[] list => list.OfType<OnnxValue>(),
+            _ => [],
+        }).ToList();
+        var name = call.Op.Name;
+        var pending = tensors.Where(_pending.ContainsKey).ToList();
+        if (pending.Count > 0)
+        {
+            // add followed by relu is add_relu: the relu is part of the FloatFunctional's operation.
+            if (name != "relu" || pending.Count != 1 || _pending[pending[0]].Op != "add") throw Unobserved(pending[0]);
+            var p = _pending[pending[0]];
+            _pending.Remove(pending[0]);
+            var y = (OnnxValue)floatForm()!;
+            _pending[y] = p with { Op = "add_relu" };
+            return y;
+        }
+        var quantized = tensors.Where(_quantized.ContainsKey).ToList();
+        if (quantized.Count == 0) return floatForm();
+        if (FunctionalOps.Contains(name))
+        {
+            if (quantized.Count != tensors.Count || name != "cat" && !(call.Value("other") is OnnxValue))
+                throw new OnnxExportException(path, name, $"{name} of a quantized tensor and {(name == "cat" ? "a float one" : "a scalar or float tensor")} has no quantized form (a converted FloatFunctional's {name} takes quantized tensors)");
+            var dtypes = quantized.Select(v => _quantized[v].DType).Distinct().ToList();
+            if (dtypes.Count != 1) throw new OnnxExportException(path, name, $"{name} of quint8 and qint8 tensors");
+            var y = (OnnxValue)floatForm()!;
+            _pending[y] = new Pending(name, dtypes[0], path);
+            return y;
+        }
+        if (name == "size") return floatForm();
+        if (!QParamsKeepingOps.Contains(name) || quantized.Count != 1)
+            throw new OnnxExportException(path, name, $"{call.Op} on a quantized tensor has no quantized form (PyTorch's quantized forward runs relu, flatten, reshape/view, contiguous, size and adaptive_avg_pool2d on quantized tensors)");
+        var value = floatForm();
+        return value is OnnxValue v && !ReferenceEquals(v, quantized[0]) ? QuantizeDequantize(v, _quantized[quantized[0]], path) : value;
+    }
+
+    /// <inheritdoc/>
+    public void Finish(OnnxValue result)
+    {
+        if (_pending.Count > 0) throw Unobserved(_pending.Keys.First());
+    }
+
+    // ---- converted layers -----------------------------------------------------------------------------------
+
+    /// <summary>QuantStub: the float input quantized, then dequantized for the operators that read it.</summary>
+    private OnnxValue QuantizeInput(QuantizedLayer l, Module m, OnnxValue x, string path)
+    {
+        if (_quantized.ContainsKey(x)) throw OnnxExporter.Refuse(m, path, "(Quantize) takes a float tensor, got a quantized one");
+        return QuantizeDequantize(x, ActivationQParams(path, l.Scale!.Value, l.ZeroPoint!.Value, l.DType!.Value), path);
+    }
+
+    /// <summary>DeQuantStub: the quantized value's DequantizeLinear output, now read as a float value.</summary>
+    private OnnxValue DequantizeOutput(Module m, OnnxValue x, string path)
+    {
+        if (!_quantized.ContainsKey(x)) throw OnnxExporter.Refuse(m, path, "(DeQuantize) takes a quantized tensor, got a float one");
+        return x with { };
+    }
+
+    /// <summary>A converted layer without weights whose PyTorch forward is its float module's, quantized to the layer's
+    /// output qparams (the entry for quantized element-wise modules such as Hardswish).</summary>
+    internal OnnxValue FloatThenQuantize(QuantizedLayer l, Module m, OnnxValue x, string path)
+    {
+        var q = Input(l, m, x, path);
+        var y = exporter.FloatModule(m, x, path);
+        return QuantizeDequantize(y, ActivationQParams(path, l.Scale!.Value, l.ZeroPoint!.Value, q.DType), path);
+    }
+
+    /// <summary>A quantized Conv2d (ConvReLU2d with <paramref name="relu"/>): a float Conv on the dequantized input and
+    /// the dequantized int8 weight, then Relu, then QuantizeLinear to the layer's qparams.</summary>
+    private OnnxValue Conv(QuantizedLayer l, Module m, OnnxValue x, string path, bool relu)
+    {
+        var q = Input(l, m, x, path);
+        var conv = m as Conv ?? (m is FusedModule f ? FusedChain.Of(f)?.Head.Module as Conv : null)
+                   ?? throw OnnxExporter.Refuse(m, path, $"({l.TypeName}) is not a Conv2d or a fused group headed by one in the float model");
+        if (conv.Rank != 2 || conv.Transposed || conv.PaddingMode != PaddingMode.Zeros)
+            throw OnnxExporter.Refuse(m, path, $"({l.TypeName}) a quantized Conv2d pads with zeros; this float module is {conv.TypeName} with padding mode {conv.PaddingMode}");
+        if (x.Rank != 4 || x.Shape[1] != conv.InChannels)
+            throw OnnxExporter.Refuse(m, path, $"({l.TypeName}) expects an input [N, {conv.InChannels}, H, W], got {x.ShapeText}");
+        var (left, right) = conv.Padding.Resolve(conv.KernelSize.AsSpan(), conv.Dilation.AsSpan());
+        var spatial = Enumerable.Range(0, 2).Select(i =>
+            (x.Shape[2 + i] + left[i] + right[i] - conv.Dilation[i] * (conv.KernelSize[i] - 1) - 1) / conv.Stride[i] + 1).ToArray();
+        if (spatial.Any(d => d <= 0)) throw OnnxExporter.Refuse(m, path, $"the input {x.ShapeText} is smaller than the kernel's reach");
+        var inputs = WeightAndBias(l, q, path);
+        var y = W.Node("Conv", path, [x.Name, .. inputs], [x.Shape[0], conv.OutChannels, .. spatial],
+            Ints("kernel_shape", conv.KernelSize), Ints("strides", conv.Stride), Ints("dilations", conv.Dilation),
+            Int("group", conv.Groups), Ints("pads", [.. left, .. right]));
+        return Output(l, y, q, path, relu);
+    }
+
+    /// <summary>A quantized Linear (LinearReLU with <paramref name="relu"/>): Gemm on a matrix input, else MatMul with the
+    /// transposed dequantized weight plus the bias, then Relu, then QuantizeLinear.</summary>
+    private OnnxValue Linear(QuantizedLayer l, Module m, OnnxValue x, string path, bool relu)
+    {
+        var q = Input(l, m, x, path);
+        var weight = l.Weight!;
+        int outFeatures = weight.Size(0), inFeatures = weight.Size(1);
+        if (x.Rank == 0 || x.Shape[^1] != inFeatures)
+            throw OnnxExporter.Refuse(m, path, $"({l.TypeName}) expects an input [..., {inFeatures}], got {x.ShapeText}");
+        int[] shape = [.. x.Shape[..^1], outFeatures];
+        var inputs = WeightAndBias(l, q, path);
+        OnnxValue y;
+        if (x.Rank == 2) y = W.Node("Gemm", path, [x.Name, .. inputs], shape, Int("transB", 1));
+        else
+        {
+            var wt = W.Node("Transpose", path + "/Transpose", [inputs[0]], [inFeatures, outFeatures], Ints("perm", [1, 0]));
+            y = W.Node("MatMul", path, [x.Name, wt.Name], shape);
+            if (inputs.Length == 2) y = W.Node("Add", path + "/Add", [y.Name, inputs[1]], shape);
+        }
+        return Output(l, y, q, path, relu);
+    }
+
+    /// <summary>A quantized FloatFunctional's result: the pending float operation quantized to its qparams.</summary>
+    private OnnxValue Observed(QuantizedLayer ff, Module m, OnnxValue x, string path)
+    {
+        if (!_pending.Remove(x, out var p))
+            throw OnnxExporter.Refuse(m, path, "is called on something other than the result of its FloatFunctional's add, add_relu, mul or cat on quantized tensors");
+        return QuantizeDequantize(x, ActivationQParams(path[..^ActivationPostProcess.Length], ff.Scale!.Value, ff.ZeroPoint!.Value, p.DType), path);
+    }
+
+    // ---- pieces ---------------------------------------------------------------------------------------------
+
+    private QdqParams Input(QuantizedLayer l, Module m, OnnxValue x, string path)
+        => _quantized.TryGetValue(x, out var q) ? q
+            : throw OnnxExporter.Refuse(m, path, $"({l.TypeName}) takes a quantized tensor, got a float one; a QuantStub must run before it");
+
+    /// <summary>The optional Relu and the layer's QuantizeLinear/DequantizeLinear after a float operator.</summary>
+    private OnnxValue Output(QuantizedLayer l, OnnxValue y, QdqParams input, string path, bool relu)
+    {
+        if (relu) y = W.Node("Relu", path + "/Relu", [y.Name], y.Shape);
+        return QuantizeDequantize(y, ActivationQParams(path, l.Scale!.Value, l.ZeroPoint!.Value, input.DType), path);
+    }
+
+    /// <summary>The dequantized int8 weight (per channel along axis 0, or per tensor; zero points 0) and the bias:
+    /// float32 as PyTorch keeps it, or int32 in steps of input scale × weight scale (see <see cref="QdqBias"/>).</summary>
+    private string[] WeightAndBias(QuantizedLayer l, QdqParams input, string path)
+    {
+        var w = l.Weight!;
+        var perChannel = w.IsPerChannel;
+        var scales = w.Scales.Select(s => (float)s).ToArray();
+        var wName = Initializer(ModulePath.Join(path, "weight"), TensorProto.Types.DataType.Int8, [.. w.Dimensions], w.IntRepr().Select(v => (byte)(sbyte)v).ToArray());
+        var wScale = Floats(ModulePath.Join(path, "weight_scale"), scales, perChannel);
+        var wZero = Initializer(ModulePath.Join(path, "weight_zero_point"), TensorProto.Types.DataType.Int8, perChannel ? [scales.Length] : [], new byte[scales.Length]);
+        var axis = perChannel ? new[] { Int("axis", 0) } : [];
+        var weight = W.Node("DequantizeLinear", path + "/weight/DequantizeLinear", [wName, wScale, wZero], [.. w.Dimensions], axis);
+        if (l.Bias is not { } b) return [weight.Name];
+        if (bias == QdqBias.Float) return [weight.Name, W.Initializer(ModulePath.Join(path, "bias"), b)];
+        // int32 in steps of (float)x_scale · (float)w_scale[c], as ONNX Runtime's quantizer writes it (round half to even).
+        int channels = b.Count;
+        var step = Enumerable.Range(0, channels).Select(c => (float)input.Scale * scales[perChannel ? c : 0]).ToArray();
+        var values = new int[channels];
+        var bf = b.Float32;
+        for (int c = 0; c < channels; c++)
+            values[c] = (int)Math.Clamp(Math.Round((double)bf[c] / step[c], MidpointRounding.ToEven), int.MinValue, int.MaxValue);
+        var bName = Initializer(ModulePath.Join(path, "bias"), TensorProto.Types.DataType.Int32, [channels], MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+        var bScale = Floats(ModulePath.Join(path, "bias_scale"), step, perChannel: true);
+        var bZero = Initializer(ModulePath.Join(path, "bias_zero_point"), TensorProto.Types.DataType.Int32, [channels], new byte[4 * channels]);
+        return [weight.Name, W.Node("DequantizeLinear", path + "/bias/DequantizeLinear", [bName, bScale, bZero], [channels], Int("axis", 0)).Name];
+    }
+
+    /// <summary>QuantizeLinear then DequantizeLinear with <paramref name="q"/>: the quantized value, as the operators read it.</summary>
+    private OnnxValue QuantizeDequantize(OnnxValue y, QdqParams q, string path)
+    {
+        var quantized = W.Node("QuantizeLinear", path + "/QuantizeLinear", [y.Name, q.ScaleName, q.ZeroPointName], y.Shape);
+        var dequantized = W.Node("DequantizeLinear", path + "/DequantizeLinear", [quantized.Name, q.ScaleName, q.ZeroPointName], y.Shape);
+        _quantized[dequantized] = q;
+        return dequantized;
+    }
+
+    /// <summary>The per-tensor qparams of an activation, as scalar initializers named <c>PATH.scale</c> and
+    /// <c>PATH.zero_point</c> (PyTorch's quantized state_dict names).</summary>
+    private QdqParams ActivationQParams(string path, double scale, long zeroPoint, QuantizedDType dtype)
+    {
+        var scaleName = Floats(ModulePath.Join(path, "scale"), [(float)scale], perChannel: false);
+        var zeroName = dtype == QuantizedDType.QUInt8
+            ? Initializer(ModulePath.Join(path, "zero_point"), TensorProto.Types.DataType.Uint8, [], [(byte)zeroPoint])
+            : Initializer(ModulePath.Join(path, "zero_point"), TensorProto.Types.DataType.Int8, [], [(byte)(sbyte)zeroPoint]);
+        return new QdqParams(scale, zeroPoint, dtype, scaleName, zeroName);
+    }
+
+    private string Floats(string name, float[] values, bool perChannel)
+        => Initializer(name, TensorProto.Types.DataType.Float, perChannel ? [values.Length] : [], MemoryMarshal.AsBytes(values.AsSpan()).ToArray());
+
+    /// <summary>A typed initializer under a unique name (<c>#2</c> when a module is called twice).</summary>
+    private string Initializer(string name, TensorProto.Types.DataType type, int[] dims, byte[] raw)
+    {
+        var unique = W.NewName(name);
+        var t = new TensorProto { Name = unique, DataType = (int)type, RawData = ByteString.CopyFrom(raw) };
+        foreach (var d in dims) t.Dims.Add(d);
+        _initializers.Add(t);
+        return unique;
+    }
+
+    private OnnxExportException Unobserved(OnnxValue x)
+        => new(_pending[x].Path, _pending[x].Op, "the result of a FloatFunctional operation on quantized tensors is used before its activation_post_process quantizes it (only add followed by relu, add_relu, may come between)");
+}
+
+/// <summary>How the bias of a quantized Conv2d or Linear is written in the QDQ graph.</summary>
+internal enum QdqBias
+{
+    /// <summary>As int32 in steps of input scale × weight scale, dequantized (what ONNX Runtime's quantizer writes and
+    /// fuses into QLinearConv).</summary>
+    Int32,
+
+    /// <summary>As the float32 bias PyTorch's quantized module keeps.</summary>
+    Float,
+}
