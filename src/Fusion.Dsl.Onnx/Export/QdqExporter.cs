@@ -15,7 +15,7 @@ namespace Fusion.Dsl.Onnx.Export;
 /// quantization tool writes and fuses into QLinearConv, QGemm, QLinearAdd, ... when it loads the file: every quantized
 /// value is the output of a <c>DequantizeLinear</c> fed by a <c>QuantizeLinear</c> with the value's scale and zero point
 /// (an 8-bit per-tensor activation), and each quantized operation is its float operator on dequantized inputs followed
-/// by a <c>QuantizeLinear</c> to its output qparams. It walks the model as <see cref="QuantizedModel.Forward"/> does,
+/// by a <c>QuantizeLinear</c> to its output qparams. It walks the model as <see cref="QuantizedModel.Forward(Fusion.Dsl.Tensors.Tensor)"/> does,
 /// in front of the float exporter (<see cref="IExportHook"/>): a converted layer is written by its entry in
 /// <see cref="Layers"/>; a float module or graph operation on a quantized value that PyTorch runs on quantized tensors
 /// keeping their qparams (ReLU, pooling, flatten, reshape) is its float form re-quantized with the input's qparams; the
