@@ -9,8 +9,10 @@ namespace Fusion.Cli.Commands;
 /// <c>fusion quantize MODEL --qconfig x86 --calibration DATA --out OUT</c>: PyTorch's eager post-training quantization
 /// (prepare with <c>get_default_qconfig(NAME)</c> on every module, calibration on the data in the engine, convert) of a
 /// fused or unfused model with QuantStub/DeQuantStub, written as the float model in the model format plus its
-/// <c>.quantization.json</c> (see <see cref="QuantizedModelFile"/>). Bad input is refused in one line naming the file
-/// or module, and nothing is written.
+/// <c>.quantization.json</c> (see <see cref="QuantizedModelFile"/>), or, when OUT ends in <c>.pt</c>, as PyTorch's
+/// quantized <c>state_dict</c> (see <see cref="QuantizedStateDict"/>), which <c>load_state_dict(strict=True)</c> takes
+/// into the model PyTorch's own prepare/convert builds. Bad input is refused in one line naming the file or module, and
+/// nothing is written.
 /// </summary>
 internal static class QuantizeCommand
 {
@@ -19,7 +21,7 @@ internal static class QuantizeCommand
         var model = new ModelSource.Options();
         var qconfig = new Option<string>("--qconfig") { Description = "the qconfig: " + string.Join(", ", QConfig.BackendNames) + " (PyTorch's get_default_qconfig)", Required = true };
         var calibration = new Option<string>("--calibration") { Description = "calibration data: a float32 .npy file of shape N,C,H,W (one batch), or a folder of them (one batch each, in name order)", Required = true };
-        var output = new Option<string>("--out") { Description = "the int8 model: X.json (writes X.json, X.safetensors, X.quantization.json) or a directory", Required = true };
+        var output = new Option<string>("--out") { Description = "the int8 model: X.json (writes X.json, X.safetensors, X.quantization.json), a directory, or X.pt (PyTorch's quantized state_dict, for load_state_dict(strict=True) into PyTorch's converted model)", Required = true };
         var threads = new Option<int>("--threads") { Description = "threads for the calibration passes (default: every core)" };
         threads.Validators.Add(Validate.Positive);
         output.Validators.Add(Validate.FileName);
@@ -34,12 +36,20 @@ internal static class QuantizeCommand
                 var src = model.Load(r);
                 var files = CalibrationFiles(r.GetValue(calibration)!);
                 var outPath = r.GetValue(output)!;
+                var torch = outPath.EndsWith(".pt", StringComparison.OrdinalIgnoreCase);
                 var json = ModelFile.JsonPathFor(outPath);
-                OutputFile.RefuseInputs([json, ModelFile.TensorPathFor(json), QuantizedModelFile.QuantizationPathFor(json)], [.. files, .. src.InputFiles]);
+                OutputFile.RefuseInputs(torch ? [outPath] : [json, ModelFile.TensorPathFor(json), QuantizedModelFile.QuantizationPathFor(json)], [.. files, .. src.InputFiles]);
                 var batches = files.Select(f => Batch(f, src)).ToList();
                 var observed = EagerQuantization.Prepare(src.Model, QConfigMapping.ForAll(qc));
                 var state = EagerQuantization.Calibrate(observed, batches, r.GetResult(threads) is null ? null : r.GetValue(threads));
                 var quantized = EagerQuantization.Convert(observed, state);
+                var summary = $"{quantized.Layers.Count} quantized layers of {src.Label} (qconfig {name}), calibrated on {batches.Count} batch(es) of {batches.Sum(b => b.Size(0))} sample(s)";
+                if (torch)
+                {
+                    QuantizedStateDict.Save(quantized, outPath);
+                    Console.Out.WriteLine($"wrote {outPath} (PyTorch's quantized state_dict): {summary}");
+                    return 0;
+                }
                 var written = QuantizedModelFile.Write(outPath, quantized, name, src.InputShape.IsEmpty ? null : [.. src.InputShape]);
                 Console.Out.WriteLine($"wrote {json} and {written}: {quantized.Layers.Count} quantized layers of {src.Label} (qconfig {name}), calibrated on {batches.Count} batch(es) of {batches.Sum(b => b.Size(0))} sample(s)");
                 return 0;

@@ -42,7 +42,7 @@ let maxSteps = 1
 
 let private generator = Path.Combine(Support.repoRoot, "tests", "Fusion.Dsl.Tests", "Quantization", "ptq_fixtures.py")
 
-let private needTorch () =
+let needTorch () =
     Support.requireTool "PyTorch and torchvision (/usr/bin/python3 with python3-torch, python3-torchvision)" (Support.pythonHas [ "torch"; "torchvision"; "numpy" ])
 
 let private ulps (a: float32) (b: float32) =
@@ -61,20 +61,20 @@ let private fixtures =
         if code <> 0 then failwithf "%s exited %d:\n%s%s" (Path.GetFileName generator) code stdout stderr
         JsonDocument.Parse(File.ReadAllText out), dir)
 
-type private Case = { Name: string; QConfig: string; Json: JsonElement; Root: string }
+type Case = { Name: string; QConfig: string; Json: JsonElement; Root: string }
 
-let private cases () =
+let cases () =
     let doc, root = fixtures.Force()
     [ for c in doc.RootElement.GetProperty("cases").EnumerateArray() ->
         { Name = c.GetProperty("name").GetString() |> nonNull; QConfig = c.GetProperty("qconfig").GetString() |> nonNull; Json = c; Root = root } ]
 
-let private file (c: Case) (rel: string) = Path.Combine(c.Root, rel)
-let private npy (c: Case) (e: JsonElement) = Npy.Read(file c (e.GetString() |> nonNull))
+let file (c: Case) (rel: string) = Path.Combine(c.Root, rel)
+let npy (c: Case) (e: JsonElement) = Npy.Read(file c (e.GetString() |> nonNull))
 
 /// How the observers are calibrated: our engine runs the float model on the batches, or the observers are fed the
 /// float activations PyTorch's own observers saw (which checks the flow apart from the float engine's last bits).
 /// UnfusedPyTorchActivations starts from the unfused export and fuses it here with PyTorch's groups (Fuser.FuseModules).
-type private Calibration =
+type Calibration =
     | OurEngine
     | PyTorchActivations
     | UnfusedPyTorchActivations
@@ -88,7 +88,7 @@ let private qconfigOf (name: string) =
     | backend -> QConfig.GetDefault backend
 
 /// Our flow on a case: the exported model (fused by PyTorch, or fused here) → prepare → calibrate → convert.
-let private ourFlow (calibration: Calibration) (c: Case) =
+let ourFlow (calibration: Calibration) (c: Case) =
     let model =
         match calibration with
         | UnfusedPyTorchActivations ->
