@@ -9,9 +9,13 @@ module Fusion.Dsl.Tests.Quantization.QuantizedStateDictTests
 open System
 open System.Collections.Generic
 open System.IO
+open System.IO.Compression
+open System.Text
 open System.Text.Json
 open Expecto
+open Fusion.Dsl.Algebra
 open Fusion.Dsl.IO
+open Fusion.Dsl.Layers
 open Fusion.Dsl.Quantization
 open Fusion.Dsl.Tensors
 open Fusion.Dsl.Tests
@@ -175,6 +179,59 @@ let private hostileCases =
           let w = p.[0] :?> TorchQTensor
           [| TorchQTensor(w.Signed, [| 10; 15 |], Array.zeroCreate 150, w.Scales, w.ZeroPoints, w.Axis); p.[1] |]))) ]
 
+/// A copy of the torch.save zip `src` at `dst` with each entry's bytes passed through `change` (by entry name).
+let private rewrite (src: string) (dst: string) (change: string -> byte[] -> byte[]) =
+    use input = ZipFile.OpenRead src
+    use output = ZipFile.Open(dst, ZipArchiveMode.Create)
+    for e in input.Entries do
+        use ms = new MemoryStream()
+        (use s = e.Open() in s.CopyTo ms)
+        use o = output.CreateEntry(e.FullName, CompressionLevel.NoCompression).Open()
+        o.Write(change e.FullName (ms.ToArray()))
+
+/// `bytes` with every occurrence of the ASCII text `a` replaced by `b`.
+let private replaceAscii (a: string) (b: string) (bytes: byte[]) =
+    Encoding.Latin1.GetBytes(Encoding.Latin1.GetString(bytes).Replace(a, b))
+
+/// PyTorch's file of convnet/x86 with one byte-level change, and what the quantized reader says about it.
+let private crafted (name: string) (says: string) (change: string -> byte[] -> byte[]) =
+    test (sprintf "a crafted file (%s) is refused by the quantized reader without running anything" name) {
+        needTorch ()
+        let c = cases () |> List.find (fun c -> c.Name = "convnet/x86")
+        let dir = Directory.CreateTempSubdirectory("fusion-qsd-crafted-").FullName
+        try
+            let path = Path.Combine(dir, "crafted.pt")
+            rewrite (file c (str c.Json "state_dict")) path change
+            let e = Support.throwsOf<ModelFormatException> (fun () -> QuantizedStateDict.Load(template c, path) |> ignore)
+            Expect.equal e.FileName path "the message names the file"
+            Expect.stringContains e.Message says "and the problem"
+        finally
+            Directory.Delete(dir, true)
+    }
+
+let private pickleOnly (f: byte[] -> byte[]) (name: string) (bytes: byte[]) = if name.EndsWith "/data.pkl" then f bytes else bytes
+
+let private craftedCases =
+    [ crafted "a qscheme outside the two PyTorch 1.13 pickles: per_channel_affine_float_qparams" "asks for the global 'torch.per_channel_affine_float_qparams'"
+          (pickleOnly (replaceAscii "torch\nper_channel_affine\n" "torch\nper_channel_affine_float_qparams\n"))
+      crafted "_rebuild_qtensor on a CharStorage" "views storage '2' of type torch.CharStorage, not torch.QInt8Storage or torch.QUInt8Storage"
+          (pickleOnly (replaceAscii "torch\nQInt8Storage\n" "torch\nCharStorage\n"))
+      crafted "float storages relabelled QInt8Storage" "storage '0' declares 1 QInt8Storage elements (1 bytes), but q_state_dict/data/0 holds 4 bytes"
+          (pickleOnly (replaceAscii "torch\nFloatStorage\n" "torch\nQInt8Storage\n"))
+      crafted "a quantized weight's storage cut short" "holds 100 bytes"
+          (fun name bytes -> if name.EndsWith "/data/2" then bytes.[..99] else bytes)
+      crafted "os.system in place of _rebuild_qtensor" "asks for the global 'os.system'"
+          (pickleOnly (replaceAscii "torch._utils\n_rebuild_qtensor\n" "os\nsystem\n")) ]
+
+/// A model whose middle convolution is kept float (a None qconfig between DeQuantStub and QuantStub), as PyTorch keeps it.
+let private partlyFloat () =
+    let stub name = UserModule.Create(name, ModuleChildren.Empty) :> Module
+    let conv () = Conv.Create(2, 3, 3, [| 3 |], padding = ConvPadding.Explicit 1) :> Module
+    let model = Sequential.Create(ModuleChildren.Create([| struct ("quant", stub "QuantStub"); struct ("c1", conv ()); struct ("dq", stub "DeQuantStub");
+                                                          struct ("c2", conv ()); struct ("q2", stub "QuantStub"); struct ("c3", conv ()); struct ("dequant", stub "DeQuantStub") |]))
+    let observed = EagerQuantization.Prepare(model, QConfigMapping.ForAll(QConfig.GetDefault "x86").WithPath("c2", null))
+    EagerQuantization.Convert(observed, EagerQuantization.Calibrate(observed, [ Fusion.Dsl.FSharp.Tensor.randn 3 [ 2; 3; 6; 6 ] ]))
+
 [<Tests>]
 let tests =
     testList "Quantization" [
@@ -182,6 +239,40 @@ let tests =
             yield pytorchToOurs
             yield oursToPytorch
             for t in hostileCases do yield t
+            for t in craftedCases do yield t
+            yield test "a file saved from another converted model is refused, naming a key it lacks or the first one the model lacks" {
+                needTorch ()
+                let convnet, residual = (cases () |> List.find (fun c -> c.Name = "convnet/x86")), (cases () |> List.find (fun c -> c.Name = "residual/x86"))
+                let e = Support.throwsOf<ModelFormatException> (fun () -> QuantizedStateDict.Load(template convnet, file residual (str residual.Json "state_dict")) |> ignore)
+                Expect.isNotNull e.Key "a key is named"
+                Expect.stringContains e.Message "conv1" "the first quantized layer of convnet that the residual file fits differently"
+            }
+            yield test "a module kept float (None qconfig) is written with its float tensors under its own keys and read back from them" {
+                let q = partlyFloat ()
+                let dir = Directory.CreateTempSubdirectory("fusion-qsd-float-").FullName
+                try
+                    let path = Path.Combine(dir, "q.pt")
+                    QuantizedStateDict.Save(q, path)
+                    let keys = [ for kv in QuantizedStateDict.Entries(q, path).Items -> kv.Key ]
+                    Expect.equal keys [ "quant.scale"; "quant.zero_point"; "c1.weight"; "c1.bias"; "c1.scale"; "c1.zero_point"; "c2.weight"; "c2.bias";
+                                        "q2.scale"; "q2.zero_point"; "c3.weight"; "c3.bias"; "c3.scale"; "c3.zero_point" ] "PyTorch's keys: c2 float, the rest quantized"
+                    let back = QuantizedStateDict.Load(q, path)
+                    Expect.equal (describe back) (describe q) "the quantized layers read back bit for bit"
+                    // The float convolution takes the file's tensors.
+                    let state = TorchCheckpoint.ReadQuantized path
+                    let doubled = Tensor.FromFloat32(ReadOnlySpan(((ModulePath.Get(q.FloatModel, "c2") :?> Conv).Weight.ToArray() |> Array.map (fun v -> v * 2.0f))), 3, 3, 3, 3)
+                    let path2 = Path.Combine(dir, "q2.pt")
+                    TorchCheckpoint.WriteValues(path2, TorchValueState([ for kv in state.Items -> if kv.Key = "c2.weight" then KeyValuePair(kv.Key, doubled :> obj) else kv ], state.Versions))
+                    let loaded = QuantizedStateDict.Load(q, path2)
+                    Expect.equal ((ModulePath.Get(loaded.FloatModel, "c2") :?> Conv).Weight.ToArray()) (doubled.ToArray()) "the float weight comes from the file"
+                    let x = Fusion.Dsl.FSharp.Tensor.randn 5 [ 1; 3; 6; 6 ]
+                    Expect.notEqual (loaded.Forward(x).ToArray()) (q.Forward(x).ToArray()) "and the forward uses it"
+                    TorchCheckpoint.WriteValues(path2, TorchValueState([ for kv in state.Items do if kv.Key <> "c2.bias" then yield kv ], state.Versions))
+                    let e = Support.throwsOf<ModelFormatException> (fun () -> QuantizedStateDict.Load(q, path2) |> ignore)
+                    Expect.equal e.Key "c2.bias" "a missing float tensor is named"
+                finally
+                    Directory.Delete(dir, true)
+            }
             yield test "the float state_dict reader refuses PyTorch's quantized file at _rebuild_qtensor, and the quantized reader admits no other global (torch.float16 as a dtype)" {
                 needTorch ()
                 let c = cases () |> List.find (fun c -> c.Name = "convnet/x86")
