@@ -235,7 +235,7 @@ public static class QuantizedStateDict
                     ? QuantizedTensor.FromIntRepr(q.Values, q.Shape, q.Scales, q.ZeroPoints, axis, QuantizedDType.QInt8)
                     : QuantizedTensor.FromIntRepr(q.Values, q.Shape, q.Scales[0], q.ZeroPoints[0], QuantizedDType.QInt8);
             }
-            catch (ArgumentException e) { throw Fail(name, $"the weight's quantization does not fit: {e.Message}", e); }
+            catch (ArgumentException e) { throw Fail(name, $"the weight's quantization does not fit: {Plain(e)}", e); }
         }
 
         /// <summary>A float32 bias [C_out] where the model has one, None where it has none.</summary>
@@ -276,8 +276,16 @@ public static class QuantizedStateDict
             catch (ArgumentException e)
             {
                 var key = e.ParamName switch { "zeroPoint" => "zero_point", "scale" => "scale", _ => name };
-                throw Fail(key, $"the {template.TypeName} at '{path}' refuses the file's parameters: {e.Message}", e);
+                throw Fail(key, $"the {template.TypeName} at '{path}' refuses the file's parameters: {Plain(e)}", e);
             }
+        }
+
+        /// <summary>A refusal's message in one line, without .NET's "(Parameter 'x')" and "Actual value was" additions,
+        /// which name our code rather than the file.</summary>
+        private static string Plain(ArgumentException e)
+        {
+            var m = e.Message.Split('\n')[0];
+            return e.ParamName is { } p ? m.Replace($" (Parameter '{p}')", "", StringComparison.Ordinal) : m;
         }
     }
 }

@@ -142,6 +142,7 @@ let private hostile (name: string) (key: string) (says: string) (change: List<Ke
             Expect.equal e.FileName path "the message names the file"
             Expect.equal e.Key key "and the key"
             Expect.stringContains e.Message says "and the problem"
+            Expect.isFalse (e.Message.Contains '\n' || e.Message.Contains "(Parameter '") "in one line, without .NET's parameter name"
         finally
             Directory.Delete(dir, true)
     }
@@ -232,6 +233,66 @@ let private partlyFloat () =
     let observed = EagerQuantization.Prepare(model, QConfigMapping.ForAll(QConfig.GetDefault "x86").WithPath("c2", null))
     EagerQuantization.Convert(observed, EagerQuantization.Calibrate(observed, [ Fusion.Dsl.FSharp.Tensor.randn 3 [ 2; 3; 6; 6 ] ]))
 
+/// A small converted model with every quantized layer type the format table has (Quantize, Conv, ConvReLU through a
+/// fused ReLU, Linear, DeQuantize), calibrated on seeded data: the base the fuzzer mutates, no PyTorch needed.
+let private everyType () =
+    let model =
+        EagerQuantization.QuantWrapper(
+            Sequential.Create(ModuleChildren.Create([| struct ("c", Conv.Create(2, 3, 4, [| 3 |], padding = ConvPadding.Explicit 1) :> Module)
+                                                       struct ("flat", Flatten.Create() :> Module)
+                                                       struct ("fc", Linear.Create(4 * 5 * 5, 3) :> Module) |])))
+    let observed = EagerQuantization.Prepare(model, QConfigMapping.ForAll(QConfig.GetDefault "x86"))
+    EagerQuantization.Convert(observed, EagerQuantization.Calibrate(observed, [ for s in 1..2 -> Fusion.Dsl.FSharp.Tensor.randn s [ 2; 3; 5; 5 ] ]))
+
+/// Mutated copies of a quantized state_dict (bytes of the pickle flipped, inserted or cut, a storage changed) end in a
+/// model or the reader's own refusal, within the fuzzers' bounds.
+let private fuzz =
+    test "mutated quantized state_dicts end in a model or a ModelFormatException, within bounds (no torch needed)" {
+        let seed = Fusion.Dsl.Tests.Fuzz.FuzzSupport.seed 29
+        let n = Fusion.Dsl.Tests.Fuzz.FuzzSupport.envInt "FUSION_FUZZ_QPT_CASES" 400
+        let q = everyType ()
+        let dir = Directory.CreateTempSubdirectory("fusion-qsd-fuzz-").FullName
+        try
+            let basePath = Path.Combine(dir, "base.pt")
+            QuantizedStateDict.Save(q, basePath)
+            let rng = Random seed
+            let mutable loaded, refused = 0, 0
+            let failures =
+                [ for i in 1 .. n do
+                    let r = Random(rng.Next())
+                    let path = Path.Combine(dir, "case.pt")
+                    if File.Exists path then File.Delete path
+                    let mutable what = ""
+                    // Half the cases change the pickle, half the storages' bytes in place (values, scales, zero points).
+                    let inPickle = r.Next 2 = 0
+                    rewrite basePath path (fun name bytes ->
+                        let pickle = name.EndsWith "/data.pkl"
+                        if (inPickle && pickle) || (not inPickle && name.Contains "/data/" && r.Next 3 = 0) then
+                            let b = ResizeArray bytes
+                            for _ in 1 .. r.Next(1, 4) do
+                                if b.Count > 0 then
+                                    let at = r.Next b.Count
+                                    match (if inPickle then r.Next 4 else 3) with
+                                    | 0 -> b.Insert(at, byte (r.Next 256)); what <- what + sprintf "%s: insert at %d; " name at
+                                    | 1 when not pickle || r.Next 4 = 0 -> b.RemoveRange(at, b.Count - at); what <- what + sprintf "%s: cut at %d; " name at
+                                    | _ -> b.[at] <- byte (r.Next 256); what <- what + sprintf "%s: byte %d := %d; " name at b.[at]
+                            b.ToArray()
+                        else bytes)
+                    let outcome =
+                        Fusion.Dsl.Tests.Fuzz.FuzzSupport.bounded (256L <<< 20) (fun () ->
+                            try
+                                QuantizedStateDict.Load(q, path) |> ignore
+                                loaded <- loaded + 1
+                            with :? ModelFormatException -> refused <- refused + 1; reraise ())
+                    match outcome with
+                    | Some f -> yield sprintf "case %d (seed %d) [%s]: %s" i seed what f
+                    | None -> () ]
+            printfn "fuzz: %d quantized .pt cases (seed %d): %d refused with ModelFormatException, %d loaded" n seed refused loaded
+            Expect.isEmpty failures (sprintf "%d of %d mutated files escaped the reader's errors or a bound:\n%s" failures.Length n (String.Join("\n", failures |> List.truncate 20)))
+        finally
+            Directory.Delete(dir, true)
+    }
+
 [<Tests>]
 let tests =
     testList "Quantization" [
@@ -240,6 +301,7 @@ let tests =
             yield oursToPytorch
             for t in hostileCases do yield t
             for t in craftedCases do yield t
+            yield fuzz
             yield test "a file saved from another converted model is refused, naming a key it lacks or the first one the model lacks" {
                 needTorch ()
                 let convnet, residual = (cases () |> List.find (fun c -> c.Name = "convnet/x86")), (cases () |> List.find (fun c -> c.Name = "residual/x86"))
