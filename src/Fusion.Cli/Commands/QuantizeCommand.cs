@@ -10,9 +10,10 @@ namespace Fusion.Cli.Commands;
 /// <c>fusion quantize MODEL --qconfig x86 --calibration DATA --out OUT</c>: PyTorch's eager post-training quantization
 /// (prepare with <c>get_default_qconfig(NAME)</c> on every module, calibration on the data in the engine, convert) of a
 /// fused or unfused model with QuantStub/DeQuantStub, written as the float model in the model format plus its
-/// <c>.quantization.json</c> (see <see cref="QuantizedModelFile"/>), or, for an <c>.onnx</c> path, as ONNX in QDQ form
-/// (see <see cref="QuantizedOnnx"/>). Bad input is refused in one line naming the file
-/// or module, and nothing is written.
+/// <c>.quantization.json</c> (see <see cref="QuantizedModelFile"/>); for an <c>.onnx</c> path, as ONNX in QDQ form
+/// (see <see cref="QuantizedOnnx"/>); when OUT ends in <c>.pt</c>, as PyTorch's quantized <c>state_dict</c> (see
+/// <see cref="QuantizedStateDict"/>), which <c>load_state_dict(strict=True)</c> takes into the model PyTorch's own
+/// prepare/convert builds. Bad input is refused in one line naming the file or module, and nothing is written.
 /// </summary>
 internal static class QuantizeCommand
 {
@@ -21,7 +22,7 @@ internal static class QuantizeCommand
         var model = new ModelSource.Options();
         var qconfig = new Option<string>("--qconfig") { Description = "the qconfig: " + string.Join(", ", QConfig.BackendNames) + " (PyTorch's get_default_qconfig)", Required = true };
         var calibration = new Option<string>("--calibration") { Description = "calibration data: a float32 .npy file of shape N,C,H,W (one batch), or a folder of them (one batch each, in name order)", Required = true };
-        var output = new Option<string>("--out") { Description = "the int8 model: X.json (writes X.json, X.safetensors, X.quantization.json), a directory, or X.onnx (ONNX QDQ form, which ONNX Runtime runs as int8)", Required = true };
+        var output = new Option<string>("--out") { Description = "the int8 model: X.json (writes X.json, X.safetensors, X.quantization.json), a directory, X.onnx (ONNX QDQ form, which ONNX Runtime runs as int8) or X.pt (PyTorch's quantized state_dict, for load_state_dict(strict=True) into PyTorch's converted model)", Required = true };
         var threads = new Option<int>("--threads") { Description = "threads for the calibration passes (default: every core)" };
         threads.Validators.Add(Validate.Positive);
         output.Validators.Add(Validate.FileName);
@@ -37,22 +38,30 @@ internal static class QuantizeCommand
                 var files = CalibrationFiles(r.GetValue(calibration)!);
                 var outPath = r.GetValue(output)!;
                 var onnx = outPath.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase);
+                var torch = outPath.EndsWith(".pt", StringComparison.OrdinalIgnoreCase);
                 var json = ModelFile.JsonPathFor(outPath);
-                OutputFile.RefuseInputs(onnx ? [outPath] : [json, ModelFile.TensorPathFor(json), QuantizedModelFile.QuantizationPathFor(json)], [.. files, .. src.InputFiles]);
+                OutputFile.RefuseInputs(onnx || torch ? [outPath] : [json, ModelFile.TensorPathFor(json), QuantizedModelFile.QuantizationPathFor(json)], [.. files, .. src.InputFiles]);
                 var batches = files.Select(f => Batch(f, src)).ToList();
                 var observed = EagerQuantization.Prepare(src.Model, QConfigMapping.ForAll(qc));
                 var state = EagerQuantization.Calibrate(observed, batches, r.GetResult(threads) is null ? null : r.GetValue(threads));
                 var quantized = EagerQuantization.Convert(observed, state);
+                var summary = $"{quantized.Layers.Count} quantized layers of {src.Label} (qconfig {name}), calibrated on {batches.Count} batch(es) of {batches.Sum(b => b.Size(0))} sample(s)";
                 if (onnx)
                 {
                     // The model's recorded input shape, else the first batch's; a layer without a QDQ form is refused by path.
                     int[] shape = src.InputShape.IsEmpty ? [.. batches[0].Shape] : [.. src.InputShape];
                     QuantizedOnnx.Write(quantized, shape, outPath, new OnnxExportOptions { DynamicBatch = src.DynamicBatch });
-                    Console.Out.WriteLine($"wrote {outPath}: ONNX QDQ form (opset {OnnxExportOptions.DefaultOpset}, input [{string.Join(", ", shape)}]) of {quantized.Layers.Count} quantized layers of {src.Label} (qconfig {name}), calibrated on {batches.Count} batch(es) of {batches.Sum(b => b.Size(0))} sample(s)");
+                    Console.Out.WriteLine($"wrote {outPath}: ONNX QDQ form (opset {OnnxExportOptions.DefaultOpset}, input [{string.Join(", ", shape)}]) of {summary}");
+                    return 0;
+                }
+                if (torch)
+                {
+                    QuantizedStateDict.Save(quantized, outPath);
+                    Console.Out.WriteLine($"wrote {outPath} (PyTorch's quantized state_dict): {summary}");
                     return 0;
                 }
                 var written = QuantizedModelFile.Write(outPath, quantized, name, src.InputShape.IsEmpty ? null : [.. src.InputShape]);
-                Console.Out.WriteLine($"wrote {json} and {written}: {quantized.Layers.Count} quantized layers of {src.Label} (qconfig {name}), calibrated on {batches.Count} batch(es) of {batches.Sum(b => b.Size(0))} sample(s)");
+                Console.Out.WriteLine($"wrote {json} and {written}: {summary}");
                 return 0;
             }
             catch (ArgumentException e)

@@ -136,6 +136,9 @@ def case(name, build, qconfig, shape, batches, fuse, seed, nudges=0, groups=None
     rng = np.random.default_rng(seed)
     data = [rng.normal(0.0, 1.0, size=shape).astype(np.float32) for _ in range(batches)]
     x = rng.normal(0.0, 1.0, size=shape).astype(np.float32)
+    # The fused float model (a converted model does not survive pickling in torch 1.13: its modules' __setstate__
+    # drops the hook dicts), from which quantized_state_dict_check.py builds PyTorch's converted model again.
+    torch.save(model, os.path.join(folder, "float_model.pt"))
     model.qconfig = CUSTOM[qconfig] if qconfig in CUSTOM else tq.get_default_qconfig(qconfig)
     prepared = tq.prepare(model, inplace=False)
     # What each observer sees, batch by batch: PyTorch's own float activations, saved so that the flow can be checked
@@ -149,6 +152,8 @@ def case(name, build, qconfig, shape, batches, fuse, seed, nudges=0, groups=None
         for d in data:
             prepared(torch.from_numpy(d))
     q = tq.convert(prepared, inplace=False)
+    # The converted model's state_dict as PyTorch saves it, for QuantizedStateDictTests.
+    torch.save(q.state_dict(), os.path.join(folder, "q_state_dict.pt"))
     outputs = {}
 
     def record(path, y):
@@ -185,6 +190,8 @@ def case(name, build, qconfig, shape, batches, fuse, seed, nudges=0, groups=None
     result = {"name": name, "qconfig": qconfig, "model": os.path.relpath(folder, ROOT),
             "batches": [save(folder, f"batch{i}.npy", d) for i, d in enumerate(data)],
             "input": save(folder, "input.npy", x), "output": save(folder, "output.npy", y.numpy()),
+            "state_dict": os.path.relpath(os.path.join(folder, "q_state_dict.pt"), ROOT),
+            "float_model": os.path.relpath(os.path.join(folder, "float_model.pt"), ROOT),
             "unfused": None if groups is None else {"model": os.path.relpath(os.path.join(folder, "unfused"), ROOT), "groups": groups},
             "layers": layers,
             "activations": {p: [save(folder, f"act_{p.replace('.', '_')}_{i}.npy", a) for i, a in enumerate(arrays)]

@@ -6,19 +6,24 @@ namespace Fusion.Dsl.IO;
 /// A torch storage type a state_dict may hold (<c>torch.FloatStorage</c>, ...): its element size and how one element
 /// becomes a value of this library's dtypes. Floating types become float32 (float16 and bfloat16 exactly, float64
 /// rounded to nearest, as <c>load_state_dict</c>'s copy into a float32 parameter does); integer and bool types become
-/// int64 exactly.
+/// int64 exactly. The 8-bit quantized storages (<c>QInt8Storage</c>, <c>QUInt8Storage</c>) hold the integers of a
+/// quantized tensor; only the quantized state_dict reader admits them (<see cref="Quantized"/>).
 /// </summary>
-internal readonly record struct StorageKind(string Name, int Size, bool Float)
+internal readonly record struct StorageKind(string Name, int Size, bool Float, bool Quantized = false)
 {
     private static readonly Dictionary<string, StorageKind> ByName = new StorageKind[]
     {
         new("FloatStorage", 4, true), new("HalfStorage", 2, true), new("BFloat16Storage", 2, true), new("DoubleStorage", 8, true),
         new("LongStorage", 8, false), new("IntStorage", 4, false), new("ShortStorage", 2, false),
         new("CharStorage", 1, false), new("ByteStorage", 1, false), new("BoolStorage", 1, false),
+        new("QInt8Storage", 1, false, true), new("QUInt8Storage", 1, false, true),
     }.ToDictionary(k => k.Name, StringComparer.Ordinal);
 
-    /// <summary>The names of the supported storage types (in module <c>torch</c>).</summary>
-    public static IEnumerable<string> Names => ByName.Keys;
+    /// <summary>The names of the storage types of a float state_dict (in module <c>torch</c>).</summary>
+    public static IEnumerable<string> Names => ByName.Values.Where(k => !k.Quantized).Select(k => k.Name);
+
+    /// <summary>The names of the storage types of quantized tensors (in module <c>torch</c>).</summary>
+    public static IEnumerable<string> QuantizedNames => ByName.Values.Where(k => k.Quantized).Select(k => k.Name);
 
     /// <summary>Whether <paramref name="name"/> is a supported storage type.</summary>
     public static bool IsKnown(string name) => ByName.ContainsKey(name);
@@ -49,8 +54,8 @@ internal readonly record struct StorageKind(string Name, int Size, bool Float)
             "LongStorage" => BinaryPrimitives.ReadInt64LittleEndian(at),
             "IntStorage" => BinaryPrimitives.ReadInt32LittleEndian(at),
             "ShortStorage" => BinaryPrimitives.ReadInt16LittleEndian(at),
-            "CharStorage" => (sbyte)at[0],
-            "ByteStorage" => at[0],
+            "CharStorage" or "QInt8Storage" => (sbyte)at[0],
+            "ByteStorage" or "QUInt8Storage" => at[0],
             _ => at[0] != 0 ? 1 : 0,
         };
     }

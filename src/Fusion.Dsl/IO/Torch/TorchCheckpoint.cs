@@ -59,6 +59,22 @@ public static class TorchCheckpoint
     internal static bool Claims(ReadOnlySpan<byte> head) => IsZip(head) || IsLegacy(head);
 
     internal static IReadOnlyList<KeyValuePair<string, Tensor>> Read(InputFile file, string path)
+        => Open(file, path, quantized: false).Items.Select(kv => new KeyValuePair<string, Tensor>(kv.Key, (Tensor)kv.Value!)).ToArray();
+
+    /// <summary>
+    /// Reads a quantized model's state_dict (PyTorch 1.13's <c>torch.save(qmodel.state_dict())</c>) through the restricted
+    /// unpickler with <see cref="TorchUnpickler.QuantizedGlobals"/>: tensors, quantized tensors, the packed params'
+    /// tuples, <c>torch.qint8</c> and None, with every storage checked as for <see cref="Read(string)"/>, and the
+    /// <c>_metadata</c> versions.
+    /// </summary>
+    /// <exception cref="ModelFormatException">As <see cref="Read(string)"/>, or a value of another kind (naming the key).</exception>
+    internal static TorchValueState ReadQuantized(string path)
+    {
+        using var file = InputFile.Open(path);
+        return Open(file, path, quantized: true);
+    }
+
+    private static TorchValueState Open(InputFile file, string path, bool quantized)
     {
         var head = file.Peek(512);
         if (IsLegacy(head))
@@ -71,10 +87,10 @@ public static class TorchCheckpoint
         {
             throw new ModelFormatException(path, null, $"is not a readable zip file (truncated or corrupt?): {e.Message}", e);
         }
-        using (zip) return ReadArchive(zip, path, file.Length);
+        using (zip) return ReadArchive(zip, path, file.Length, quantized);
     }
 
-    private static IReadOnlyList<KeyValuePair<string, Tensor>> ReadArchive(ZipArchive zip, string path, long fileLength)
+    private static TorchValueState ReadArchive(ZipArchive zip, string path, long fileLength, bool quantized)
     {
         var entries = new Dictionary<string, ZipArchiveEntry>(StringComparer.Ordinal);
         try
@@ -97,19 +113,29 @@ public static class TorchCheckpoint
         var pickleName = pickles[0];
         var prefix = pickleName[..^"data.pkl".Length];
 
-        var root = TorchUnpickler.Load(ReadEntry(entries[pickleName], path, pickleName, fileLength), path, pickleName);
-        var state = FindStateDict(root, path, out var wrapper);
+        var pickle = ReadEntry(entries[pickleName], path, pickleName, fileLength);
+        var root = quantized ? TorchUnpickler.LoadQuantized(pickle, path, pickleName) : TorchUnpickler.Load(pickle, path, pickleName);
+        string? wrapper = null;
+        var state = quantized
+            ? root as PickleDict ?? throw new ModelFormatException(path, null, $"the checkpoint holds a {TorchUnpickler.Describe(root)}, not a state_dict (a dict)")
+            : FindStateDict(root, path, out wrapper);
         var where = wrapper is null ? "" : $" (in the checkpoint's '{wrapper}' entry)";
 
         // Check every tensor against its storage before reading any storage.
         var views = new List<(string Key, TensorRef View, StorageKind Kind)>(state.Items.Count);
         var storages = new Dictionary<string, StorageRef>(StringComparer.Ordinal);
+        var keys = new List<string>(state.Items.Count);
         foreach (var (k, v) in state.Items)
         {
             if (k is not string key)
                 throw new ModelFormatException(path, null, $"a state_dict key is a {TorchUnpickler.Describe(k)}, not a string{where}");
-            if (v is not TensorRef view)
-                throw new ModelFormatException(path, key, $"the value is a {TorchUnpickler.Describe(v)}, not a tensor{where}");
+            keys.Add(key);
+            foreach (var view in Views(v, quantized, path, key, where))
+                Check(view, key);
+        }
+
+        void Check(TensorRef view, string key)
+        {
             var storage = view.Storage;
             if (storages.TryGetValue(storage.Key, out var seen) && seen != storage)
                 throw new ModelFormatException(path, key, $"storage '{storage.Key}' is declared as {seen.Type} of {seen.Numel} elements elsewhere and as {storage.Type} of {storage.Numel} here");
@@ -144,10 +170,8 @@ public static class TorchCheckpoint
         // Read each storage once, and let it go after the last tensor that views it.
         var uses = views.GroupBy(v => v.View.Storage.Key).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
         var cache = new Dictionary<string, byte[]>(StringComparer.Ordinal);
-        var result = new KeyValuePair<string, Tensor>[views.Count];
-        for (var i = 0; i < views.Count; i++)
+        byte[] Bytes(TensorRef view)
         {
-            var (key, view, kind) = views[i];
             var storageKey = view.Storage.Key;
             if (!cache.TryGetValue(storageKey, out var bytes))
             {
@@ -155,10 +179,92 @@ public static class TorchCheckpoint
                 bytes = ReadEntry(entries[entryName], path, entryName, fileLength);
                 cache[storageKey] = bytes;
             }
-            result[i] = new(key, Materialize(bytes, view, kind));
             if (--uses[storageKey] == 0) cache.Remove(storageKey);
+            return bytes;
         }
-        return Array.AsReadOnly(result);
+        var result = new KeyValuePair<string, object?>[keys.Count];
+        for (var i = 0; i < keys.Count; i++)
+            result[i] = new(keys[i], Value(state.Items[i].Value, Bytes, path, keys[i]));
+        return new TorchValueState(Array.AsReadOnly(result), quantized ? Versions(state, path) : []);
+    }
+
+    /// <summary>The tensor views a state_dict value holds: itself when a tensor; in a quantized state_dict, a quantized
+    /// tensor's data (and its per-channel scales and zero points), a tuple's tensors, nothing for None or a dtype.</summary>
+    private static IEnumerable<TensorRef> Views(object? value, bool quantized, string path, string key, string where)
+    {
+        switch (value)
+        {
+            case TensorRef t: return [t];
+            case QTensorRef q when quantized: return q.Scales is { } s && q.ZeroPoints is { } z ? [q.View, s, z] : [q.View];
+            case PickleTuple t when quantized && t.Items.All(i => i is not PickleTuple):
+                return t.Items.SelectMany(i => Views(i, quantized, path, key, where)).ToList();
+            case null or PickleGlobal { Module: "torch", Name: "qint8" or "quint8" } when quantized: return [];
+            default:
+                throw new ModelFormatException(path, key, quantized
+                    ? $"the value is a {TorchUnpickler.Describe(value)}, not a tensor, a quantized tensor, None, a dtype or a tuple of those"
+                    : $"the value is a {TorchUnpickler.Describe(value)}, not a tensor{where}");
+        }
+    }
+
+    /// <summary>A state_dict value with its storages read (see <see cref="TorchValueState"/>).</summary>
+    private static object? Value(object? value, Func<TensorRef, byte[]> bytes, string path, string key)
+    {
+        switch (value)
+        {
+            case TensorRef t:
+                var kind = StorageKind.Of(t.Storage.Type.Name);
+                if (kind.Quantized)
+                    throw new ModelFormatException(path, key, $"a plain tensor views storage '{t.Storage.Key}' of type {t.Storage.Type}, which only a quantized tensor may");
+                return Materialize(bytes(t), t, kind);
+            case QTensorRef q:
+                var data = Materialize(bytes(q.View), q.View, StorageKind.Of(q.View.Storage.Type.Name)).Int64;
+                var values = new int[data.Length];
+                for (var i = 0; i < values.Length; i++) values[i] = (int)data[i];
+                var signed = q.View.Storage.Type.Name == "QInt8Storage";
+                var shape = q.View.Size.Select(d => (int)d).ToArray();
+                if (q.Scales is not { } scales || q.ZeroPoints is not { } zps)
+                    return new TorchQTensor(signed, shape, values, [q.Scale], [q.ZeroPoint], null);
+                if (q.Axis is < 0 or > int.MaxValue)
+                    throw new ModelFormatException(path, key, $"the per-channel axis {q.Axis} is out of range");
+                var scaleKind = StorageKind.Of(scales.Storage.Type.Name);
+                var zpKind = StorageKind.Of(zps.Storage.Type.Name);
+                if (!scaleKind.Float || zpKind.Float || zpKind.Quantized)
+                    throw new ModelFormatException(path, key, $"per-channel scales are {scales.Storage.Type} and zero points {zps.Storage.Type}; PyTorch writes torch.DoubleStorage and torch.LongStorage");
+                var s = Doubles(bytes(scales), scales, scaleKind);
+                return new TorchQTensor(signed, shape, values, s, Materialize(bytes(zps), zps, zpKind).Int64.ToArray(), (int)q.Axis);
+            case PickleTuple t:
+                return t.Items.Select(i => Value(i, bytes, path, key)).ToArray();
+            case PickleGlobal g:
+                return new TorchDType(g.Name);
+            default:
+                return null;
+        }
+    }
+
+    /// <summary>A floating storage's elements as float64, exactly (a quantized tensor's per-channel scales are float64).</summary>
+    private static double[] Doubles(byte[] storage, TensorRef view, StorageKind kind)
+    {
+        var shape = view.Size.Select(d => (int)d).ToArray();
+        var values = new double[Tensor.Product(shape)];
+        var index = new int[shape.Length];
+        var src = view.Offset;
+        for (var i = 0; i < values.Length; i++)
+        {
+            values[i] = kind.Name == "DoubleStorage" ? BinaryPrimitives.ReadDoubleLittleEndian(storage.AsSpan((int)(src * 8), 8)) : kind.ReadFloat(storage, src);
+            src = Next(index, shape, view.Stride, src);
+        }
+        return values;
+    }
+
+    /// <summary>The <c>_metadata</c> versions by module path (none when the file has no <c>_metadata</c>).</summary>
+    private static IReadOnlyList<KeyValuePair<string, long>> Versions(PickleDict state, string path)
+    {
+        if (state.Attributes is not { } attributes || !attributes.TryGet("_metadata", out var m) || m is not PickleDict metadata) return [];
+        var versions = new List<KeyValuePair<string, long>>();
+        foreach (var (k, v) in metadata.Items)
+            if (k is string module && v is PickleDict entry && entry.TryGet("version", out var version) && version is long n)
+                versions.Add(new(module, n));
+        return versions;
     }
 
     /// <summary>The state_dict in the unpickled value: a dict of tensors, or one wrapped under a <see cref="WrapperKeys"/> entry.</summary>
@@ -315,15 +421,26 @@ public static class TorchCheckpoint
             if (t is null) throw new ModelFormatException(path, key, "the tensor is null");
             if (!seen.Add(key)) throw new ModelFormatException(path, key, "the key appears twice");
         }
-        var pickle = TorchPickler.StateDict(list, path);
+        WriteValues(path, new TorchValueState(list.Select(kv => new KeyValuePair<string, object?>(kv.Key, kv.Value)).ToList(), []));
+    }
+
+    /// <summary>
+    /// Writes a state_dict of values (see <see cref="TorchValueState"/>: tensors, quantized tensors, tuples, None, dtypes)
+    /// and its <c>_metadata</c> versions as a <c>torch.save</c> zip, through <see cref="OutputFile"/>.
+    /// </summary>
+    /// <exception cref="ModelFormatException">A value cannot be pickled, or the target is refused or cannot be written.</exception>
+    internal static void WriteValues(string path, TorchValueState state)
+    {
+        var storages = new List<object>();
+        var pickle = TorchPickler.Values(state.Items, state.Versions, path, storages);
         OutputFile.Write(path, stream =>
         {
             using var zip = new ZipArchive(stream, ZipArchiveMode.Create, leaveOpen: true);
             WriteEntry(zip, "data.pkl", s => s.Write(pickle));
-            for (var i = 0; i < list.Count; i++)
+            for (var i = 0; i < storages.Count; i++)
             {
-                var t = list[i].Value;
-                WriteEntry(zip, $"data/{i}", s => WriteStorage(s, t));
+                var payload = storages[i];
+                WriteEntry(zip, $"data/{i}", s => WriteStorage(s, payload));
             }
             // torch's reader requires the format version; 3 is what torch 1.6 to 2.x write.
             WriteEntry(zip, "version", s => s.Write("3\n"u8));
@@ -337,8 +454,20 @@ public static class TorchCheckpoint
         write(s);
     }
 
-    private static void WriteStorage(Stream s, Tensor t)
+    private static void WriteStorage(Stream s, object payload)
     {
+        Span<byte> d = stackalloc byte[8];
+        switch (payload)
+        {
+            case byte[] bytes: s.Write(bytes); return;
+            case double[] doubles:
+                foreach (var v in doubles) { BinaryPrimitives.WriteDoubleLittleEndian(d, v); s.Write(d); }
+                return;
+            case long[] longs:
+                foreach (var v in longs) { BinaryPrimitives.WriteInt64LittleEndian(d, v); s.Write(d); }
+                return;
+        }
+        var t = (Tensor)payload;
         if (BitConverter.IsLittleEndian)
         {
             if (t.DType == DType.Float32) s.Write(MemoryMarshal.AsBytes(t.Float32));

@@ -55,6 +55,14 @@ internal sealed record StorageRef(PickleGlobal Type, string Key, string Location
 internal sealed record TensorRef(StorageRef Storage, long Offset, long[] Size, long[] Stride);
 
 /// <summary>
+/// What <c>torch._utils._rebuild_qtensor(storage, offset, size, stride, quantizer_params, ...)</c> describes: a view of a
+/// <c>QInt8Storage</c> or <c>QUInt8Storage</c> with PyTorch 1.13's quantizer parameters, either
+/// <c>(torch.per_tensor_affine, scale, zero_point)</c> (<see cref="Scales"/> null) or
+/// <c>(torch.per_channel_affine, scales, zero_points, axis)</c> with the scales and zero points as tensors.
+/// </summary>
+internal sealed record QTensorRef(TensorRef View, double Scale, long ZeroPoint, TensorRef? Scales, TensorRef? ZeroPoints, long Axis);
+
+/// <summary>
 /// A restricted unpickler for the <c>data.pkl</c> of a <c>torch.save</c> checkpoint. It implements the data opcodes of
 /// protocols 2 to 5 (what <c>torch.save</c> and <c>pickle</c> write for dicts, lists, tuples, strings, numbers and
 /// tensors) and resolves a global only from <see cref="AllowedGlobals"/>: anything else (<c>posix.system</c>,
@@ -76,15 +84,29 @@ internal sealed class TorchUnpickler
     private const string Utils = "torch._utils";
     private const string RebuildTensor = "_rebuild_tensor_v2";
 
+    private const string RebuildQTensor = "_rebuild_qtensor";
+    private const string PerTensor = "per_tensor_affine";
+    private const string PerChannel = "per_channel_affine";
+
     /// <summary>Every global a state_dict pickle needs; the rest is refused.</summary>
     internal static readonly IReadOnlySet<string> AllowedGlobals = new HashSet<string>(
         new[] { "collections.OrderedDict", $"{Utils}.{RebuildTensor}", $"{Utils}._rebuild_parameter", $"{Utils}._rebuild_parameter_with_state" }
             .Concat(StorageKind.Names.Select(k => "torch." + k)), StringComparer.Ordinal);
 
+    /// <summary>
+    /// What a quantized model's state_dict (PyTorch 1.13's <c>torch.save(qmodel.state_dict())</c>) needs beyond
+    /// <see cref="AllowedGlobals"/>: <c>_rebuild_qtensor</c>, the two qschemes it pickles, the 8-bit quantized dtypes
+    /// (a quantized Linear's <c>_packed_params.dtype</c>) and the quantized storages. Nothing else.
+    /// </summary>
+    internal static readonly IReadOnlySet<string> QuantizedGlobals = new HashSet<string>(
+        AllowedGlobals.Concat([$"{Utils}.{RebuildQTensor}", "torch." + PerTensor, "torch." + PerChannel, "torch.qint8", "torch.quint8"])
+            .Concat(StorageKind.QuantizedNames.Select(k => "torch." + k)), StringComparer.Ordinal);
+
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
     private static readonly object Mark = new();
 
     private readonly byte[] _data;
+    private readonly IReadOnlySet<string> _allowed;
     private readonly string _source;
     private readonly string _entry;
     private readonly List<object?> _stack = new();
@@ -93,11 +115,15 @@ internal sealed class TorchUnpickler
     private int _pos;
     private int _opStart;
 
-    private TorchUnpickler(byte[] data, string source, string entry) { _data = data; _source = source; _entry = entry; }
+    private TorchUnpickler(byte[] data, IReadOnlySet<string> allowed, string source, string entry) { _data = data; _allowed = allowed; _source = source; _entry = entry; }
 
     /// <summary>Unpickles <paramref name="pickle"/>; errors name the file <paramref name="source"/> and the zip entry <paramref name="entry"/>.</summary>
     /// <exception cref="ModelFormatException">The pickle is malformed, uses an opcode outside the data subset, or names a global outside the allowlist.</exception>
-    public static object? Load(byte[] pickle, string source, string entry) => new TorchUnpickler(pickle, source, entry).Run();
+    public static object? Load(byte[] pickle, string source, string entry) => new TorchUnpickler(pickle, AllowedGlobals, source, entry).Run();
+
+    /// <summary>Unpickles a quantized state_dict: as <see cref="Load"/>, with <see cref="QuantizedGlobals"/> allowed.</summary>
+    /// <exception cref="ModelFormatException">As <see cref="Load"/>, or a quantized tensor with parameters that are not PyTorch 1.13's.</exception>
+    public static object? LoadQuantized(byte[] pickle, string source, string entry) => new TorchUnpickler(pickle, QuantizedGlobals, source, entry).Run();
 
     private object? Run()
     {
@@ -167,10 +193,15 @@ internal sealed class TorchUnpickler
     private object Global(string module, string name)
     {
         var full = module + "." + name;
-        if (!AllowedGlobals.Contains(full))
-            throw Fail($"the pickle asks for the global '{full}', which a state_dict does not need; refused without running anything " +
-                       "(a torch.save(model.state_dict()) file only names collections.OrderedDict, torch._utils._rebuild_tensor_v2, " +
-                       "torch._utils._rebuild_parameter and torch.*Storage types; save model.state_dict(), not the model or other objects)");
+        if (!_allowed.Contains(full))
+            throw Fail(ReferenceEquals(_allowed, QuantizedGlobals)
+                ? $"the pickle asks for the global '{full}', which a quantized state_dict does not need; refused without running anything " +
+                  "(PyTorch 1.13's torch.save(qmodel.state_dict()) names only collections.OrderedDict, torch._utils._rebuild_tensor_v2, " +
+                  "_rebuild_parameter and _rebuild_qtensor, torch.per_tensor_affine, torch.per_channel_affine, torch.qint8, torch.quint8 " +
+                  "and torch.*Storage types; save qmodel.state_dict(), not the model or other objects)"
+                : $"the pickle asks for the global '{full}', which a state_dict does not need; refused without running anything " +
+                  "(a torch.save(model.state_dict()) file only names collections.OrderedDict, torch._utils._rebuild_tensor_v2, " +
+                  "torch._utils._rebuild_parameter and torch.*Storage types; save model.state_dict(), not the model or other objects)");
         return new PickleGlobal(module, name);
     }
 
@@ -192,13 +223,37 @@ internal sealed class TorchUnpickler
                 var stride = Longs(a[3], $"{g} argument 3 (the stride)");
                 As<bool>(a[4], $"{g} argument 4 (requires_grad)");
                 return new TensorRef(storage, offset, size, stride);
+            case (Utils, RebuildQTensor):
+                return QTensor(g, a);
             case (Utils, "_rebuild_parameter" or "_rebuild_parameter_with_state"):
                 // (data, requires_grad, backward_hooks[, state]): a Parameter is its data here.
                 if (a.Length is < 3 or > 4) throw Fail($"{g} takes 3 or 4 arguments, got {a.Length}");
                 return As<TensorRef>(a[0], $"{g} argument 0 (the data)");
             default:
-                throw Fail($"the global '{g}' cannot be called (it names a storage type, which appears only in a storage's persistent id)");
+                throw Fail($"the global '{g}' cannot be called (it names a storage type, a dtype or a qscheme, which appear only as values)");
         }
+    }
+
+    /// <summary><c>_rebuild_qtensor(storage, offset, size, stride, quantizer_params, requires_grad, backward_hooks)</c>.</summary>
+    private QTensorRef QTensor(PickleGlobal g, object?[] a)
+    {
+        if (a.Length != 7) throw Fail($"{g} takes 7 arguments, got {a.Length}");
+        var storage = As<StorageRef>(a[0], $"{g} argument 0 (the storage)");
+        if (!StorageKind.Of(storage.Type.Name).Quantized)
+            throw Fail($"{g} views storage '{storage.Key}' of type {storage.Type}, not torch.QInt8Storage or torch.QUInt8Storage");
+        var view = new TensorRef(storage, As<long>(a[1], $"{g} argument 1 (the storage offset)"),
+            Longs(a[2], $"{g} argument 2 (the size)"), Longs(a[3], $"{g} argument 3 (the stride)"));
+        As<bool>(a[5], $"{g} argument 5 (requires_grad)");
+        var q = As<PickleTuple>(a[4], $"{g} argument 4 (the quantizer parameters)").Items;
+        return q switch
+        {
+            [PickleGlobal { Module: "torch", Name: PerTensor }, var scale, var zp] =>
+                new QTensorRef(view, As<double>(scale, "a per-tensor scale"), As<long>(zp, "a per-tensor zero point"), null, null, 0),
+            [PickleGlobal { Module: "torch", Name: PerChannel }, var scales, var zps, var axis] =>
+                new QTensorRef(view, 0, 0, As<TensorRef>(scales, "per-channel scales"), As<TensorRef>(zps, "per-channel zero points"), As<long>(axis, "a per-channel axis")),
+            _ => throw Fail($"{g}'s quantizer parameters are {Describe(a[4])} starting with {(q.Length > 0 ? Describe(q[0]) : "nothing")}, " +
+                            "not (torch.per_tensor_affine, scale, zero_point) or (torch.per_channel_affine, scales, zero_points, axis)"),
+        };
     }
 
     private void Build()
@@ -353,12 +408,13 @@ internal sealed class TorchUnpickler
         PickleGlobal g => $"global {g}",
         StorageRef s => $"storage '{s.Key}'",
         TensorRef => "tensor",
+        QTensorRef => "quantized tensor",
         _ => value.GetType().Name,
     };
 
     private static string PythonName(Type t) =>
         t == typeof(long) ? "int" : t == typeof(bool) ? "bool" : t == typeof(string) ? "str" : t == typeof(PickleTuple) ? "tuple"
-        : t == typeof(PickleDict) ? "dict" : t == typeof(List<object?>) ? "list" : t == typeof(StorageRef) ? "storage" : t == typeof(TensorRef) ? "tensor" : t.Name;
+        : t == typeof(PickleDict) ? "dict" : t == typeof(List<object?>) ? "list" : t == typeof(StorageRef) ? "storage" : t == typeof(TensorRef) ? "tensor" : t == typeof(double) ? "float" : t.Name;
 
     private ModelFormatException Fail(string problem) => new(_source, _entry, $"{problem} (at byte {_opStart} of the pickle)");
 }
