@@ -42,7 +42,7 @@ let maxSteps = 1
 
 let private generator = Path.Combine(Support.repoRoot, "tests", "Fusion.Dsl.Tests", "Quantization", "ptq_fixtures.py")
 
-let private needTorch () =
+let internal needTorch () =
     Support.requireTool "PyTorch and torchvision (/usr/bin/python3 with python3-torch, python3-torchvision)" (Support.pythonHas [ "torch"; "torchvision"; "numpy" ])
 
 let private ulps (a: float32) (b: float32) =
@@ -51,22 +51,27 @@ let private ulps (a: float32) (b: float32) =
         if i < 0L then -(i &&& 0x7FFFFFFFL) else i
     abs (ordered a - ordered b)
 
-/// The generated fixtures, once per test run: the JSON and the temp folder (removed at exit) whose files it names.
-let private fixtures =
+/// A fixture generator's output, once per test run: the JSON and the temp folder (removed at exit) whose files it names.
+let internal fixturesFrom (script: string) (prefix: string) =
     lazy (
-        let dir = Directory.CreateTempSubdirectory("fusion-ptq-").FullName
+        let dir = Directory.CreateTempSubdirectory(prefix).FullName
         AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> try Directory.Delete(dir, true) with _ -> ())
         let out = Path.Combine(dir, "fixtures.json")
-        let code, stdout, stderr = Support.exec Support.python3 [ generator; out ] dir
-        if code <> 0 then failwithf "%s exited %d:\n%s%s" (Path.GetFileName generator) code stdout stderr
+        let code, stdout, stderr = Support.exec Support.python3 [ script; out ] dir
+        if code <> 0 then failwithf "%s exited %d:\n%s%s" (Path.GetFileName script) code stdout stderr
         JsonDocument.Parse(File.ReadAllText out), dir)
 
-type private Case = { Name: string; QConfig: string; Json: JsonElement; Root: string }
+let private fixtures = fixturesFrom generator "fusion-ptq-"
 
-let private cases () =
-    let doc, root = fixtures.Force()
+type internal Case = { Name: string; QConfig: string; Json: JsonElement; Root: string }
+
+/// The cases of a generator's fixtures.
+let internal casesOf (generated: Lazy<JsonDocument * string>) =
+    let doc, root = generated.Force()
     [ for c in doc.RootElement.GetProperty("cases").EnumerateArray() ->
         { Name = c.GetProperty("name").GetString() |> nonNull; QConfig = c.GetProperty("qconfig").GetString() |> nonNull; Json = c; Root = root } ]
+
+let private cases () = casesOf fixtures
 
 let private file (c: Case) (rel: string) = Path.Combine(c.Root, rel)
 let private npy (c: Case) (e: JsonElement) = Npy.Read(file c (e.GetString() |> nonNull))
@@ -74,7 +79,7 @@ let private npy (c: Case) (e: JsonElement) = Npy.Read(file c (e.GetString() |> n
 /// How the observers are calibrated: our engine runs the float model on the batches, or the observers are fed the
 /// float activations PyTorch's own observers saw (which checks the flow apart from the float engine's last bits).
 /// UnfusedPyTorchActivations starts from the unfused export and fuses it here with PyTorch's groups (Fuser.FuseModules).
-type private Calibration =
+type internal Calibration =
     | OurEngine
     | PyTorchActivations
     | UnfusedPyTorchActivations
@@ -108,7 +113,7 @@ let private ourFlow (calibration: Calibration) (c: Case) =
     EagerQuantization.Convert(observed, state), state
 
 /// Every disagreement of one case with PyTorch, and the totals for the report line.
-let private compareCase (calibration: Calibration) (c: Case) =
+let internal compareCase (calibration: Calibration) (c: Case) =
     let q, state = ourFlow calibration c
     let scaleBound = match calibration with OurEngine -> engineScaleUlps | _ -> scaleUlps
     // PyTorch's int8 resnet18 is not a continuous function of its scales: moving one QFunctional's output scale by one
