@@ -200,24 +200,25 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
     private object? RunFunctional(string op, string ffPath, GraphNode call, Dictionary<string, object?> values)
     {
         var f = (QFunctional)layers[ffPath].Module!;
-        QuantizedTensor Q(object? v) => v as QuantizedTensor
-            ?? throw new ArgumentException($"FloatFunctional '{ffPath}'.{op} takes quantized tensors, got {Describe(v)}; a QuantStub must run before it");
         try
         {
+            var a = Bind(call, values);
+            QuantizedTensor Q(object? v) => v as QuantizedTensor
+                ?? throw new ArgumentException($"FloatFunctional '{ffPath}'.{op} takes quantized tensors, got {Describe(v)}; a QuantStub must run before it");
+            if (op != "cat" && a.Value("other") is not QuantizedTensor)
+                throw new ArgumentException($"FloatFunctional '{ffPath}'.{op} with a scalar ({op}_scalar) has no quantized form here");
             var y = op switch
             {
-                "add" or "add_relu" or "mul" when Arg(call, 1, "other", values) is not QuantizedTensor
-                    => throw new ArgumentException($"FloatFunctional '{ffPath}'.{op} with a scalar ({op}_scalar) has no quantized form here"),
-                "add" => KeepLayout(Q(Arg(call, 0, "input", values)), f.Add(Q(Arg(call, 0, "input", values)), Q(Arg(call, 1, "other", values)))),
-                "add_relu" => KeepLayout(Q(Arg(call, 0, "input", values)), f.AddRelu(Q(Arg(call, 0, "input", values)), Q(Arg(call, 1, "other", values)))),
-                "mul" => KeepLayout(Q(Arg(call, 0, "input", values)), f.Mul(Q(Arg(call, 0, "input", values)), Q(Arg(call, 1, "other", values)))),
-                "cat" => Cat(f, ((IEnumerable<object?>)(Arg(call, 0, "tensors", values) ?? Array.Empty<object?>())).Select(Q).ToList(),
-                    (int)(long)(Arg(call, 1, "dim", values) ?? 0L)),
+                "add" => KeepLayout(Q(a.Value("input")), f.Add(Q(a.Value("input")), Q(a.Value("other")))),
+                "add_relu" => KeepLayout(Q(a.Value("input")), f.AddRelu(Q(a.Value("input")), Q(a.Value("other")))),
+                "mul" => KeepLayout(Q(a.Value("input")), f.Mul(Q(a.Value("input")), Q(a.Value("other")))),
+                "cat" => Cat(f, (a.Value("tensors") as IReadOnlyList<object?> ?? throw a.Error("tensors", "a list of quantized tensors")).Select(Q).ToList(),
+                    (int)a.Long("dim")),
                 _ => throw new InvalidOperationException(op),
             };
             return Record(ffPath, y);
         }
-        catch (ArgumentException e) when (!e.Message.StartsWith("FloatFunctional", StringComparison.Ordinal))
+        catch (Exception e) when (e is ArgumentException or GraphCallException && !e.Message.StartsWith("FloatFunctional", StringComparison.Ordinal))
         {
             throw new ArgumentException($"FloatFunctional '{ffPath}'.{op}: {e.Message}", e);
         }
@@ -228,62 +229,72 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
     private QuantizedTensor Cat(QFunctional f, List<QuantizedTensor> parts, int dim)
         => Layout(f.Cat(parts, dim), parts.Count > 0 && parts.All(p => IsChannelsLast(p)) && (dim == 1 || dim == -3));
 
-    /// <summary>The graph operations a quantized tensor goes through in PyTorch's quantized models.</summary>
+    /// <summary>The node's call matched to its operation in the core's <see cref="GraphOps"/> table, as the engine and
+    /// the ONNX exporter read it.</summary>
+    private static OpCall Bind(GraphNode node, Dictionary<string, object?> values)
+    {
+        var op = GraphOps.Of(node) ?? throw new ArgumentException($"graph node '{node.Name}' ({node.Target}) has no quantized form here");
+        return op.Bind(node, a => Resolve(a, values, node), Describe);
+    }
+
+    /// <summary>A graph operation of the quantized forward: the interpreter (for the channels-last bookkeeping) and the
+    /// bound call in, the result out.</summary>
+    private delegate object? QuantizedOperation(QuantizedInterpreter it, OpCall a);
+
+    private static QuantizedTensor Self(OpCall a) => a.Get<QuantizedTensor>(a.Op.Parameters[0].Name, "a quantized tensor");
+
+    /// <summary>The graph operations a quantized tensor (or a Python value computed from one) goes through in PyTorch's
+    /// quantized models, by the target name of <see cref="GraphOps"/> (function and method alike).</summary>
+    private static readonly Dictionary<string, QuantizedOperation> Operations = new(StringComparer.Ordinal)
+    {
+        ["relu"] = (it, a) => it.KeepLayout(Self(a), new QuantizedReLU().Forward(Self(a))),
+        ["flatten"] = (_, a) => new QuantizedFlatten((int)a.Long("start_dim"), (int)a.Long("end_dim")).Forward(Self(a)),
+        ["contiguous"] = (_, a) => Self(a),
+        ["reshape"] = (_, a) => Self(a).Reshape(Tensor.ResolveShape(a.IntList("shape"), Self(a).Count)),
+        ["view"] = (_, a) => Self(a).Reshape(Tensor.ResolveShape(a.IntList("shape"), Self(a).Count)),
+        ["transpose"] = (_, a) => new QuantizedTranspose((int)a.Long("dim0"), (int)a.Long("dim1")).Forward(Self(a)),
+        ["chunk"] = (_, a) => new QuantizedChunk((int)a.Long("chunks"), (int)a.Long("dim")).Forward(Self(a)).Cast<object?>().ToList(),
+        ["mean"] = (it, a) => a.OptionalLong("dtype") is not null ? throw a.Error("dtype", "None")
+            : new QuantizedMean(a.IntList("dim"), a.Flag("keepdim")).Forward(Self(a), it.IsChannelsLast(Self(a))),
+        ["adaptive_avg_pool2d"] = (it, a) =>
+        {
+            var (h, w) = a.SizePair("output_size");
+            var q = Self(a);
+            return it.KeepLayout(q, new QuantizedAdaptiveAvgPool2d((h ?? q.Size(-2), w ?? q.Size(-1))).Forward(q, it.IsChannelsLast(q)));
+        },
+        ["size"] = (_, a) =>
+        {
+            var dims = Self(a).Dimensions;
+            return a.OptionalLong("dim") is { } d
+                ? (long)dims[Dimensions.Wrap(d, dims.Length) ?? throw a.Error("dim", $"a dimension of a rank-{dims.Length} tensor")]
+                : dims.Select(v => (object?)(long)v).ToList();
+        },
+        ["getitem"] = (_, a) => a.Value("a") is IReadOnlyList<object?> list ? PySequence.GetItem(list, a.Value("b")) : throw a.Error("a", "a tuple or list"),
+        ["floordiv"] = (_, a) => (a.Value("input"), a.Value("other")) is (long x, long y) && y != 0
+            ? Math.Floor((double)x / y) is var q && Math.Abs(q) < 1L << 53 ? (object)(long)q : throw a.Error("input", "a small integer")
+            : throw a.Error("other", "a nonzero integer, with an integer input"),
+    };
+
+    /// <summary>A graph operation through the table; a float tensor reaching one is refused (float parts stay inside modules).</summary>
     private object? Operation(GraphNode node, Dictionary<string, object?> values, string path)
     {
-        var method = node.Op == NodeOp.CallMethod;
-        var self = Arg(node, 0, method ? "self" : "input", values);
-        if (self is not QuantizedTensor q)
-        {
-            if (node.Target == "size" && self is QuantizedTensor or Tensor) return Size(self, node, values);
-            throw new ArgumentException($"graph node '{node.Name}' ({node.Target}) in '{Show(path)}' is a float operation on {Describe(self)}; the quantized forward runs graph operations on quantized tensors only (keep float parts inside modules)");
-        }
         try
         {
-            switch (node.Target)
-            {
-                case "relu":
-                    return KeepLayout(q, new QuantizedReLU().Forward(q));
-                case "flatten":
-                    return new QuantizedFlatten((int)(long)(Arg(node, 1, "start_dim", values) ?? 0L), (int)(long)(Arg(node, 2, "end_dim", values) ?? -1L)).Forward(q);
-                case "contiguous":
-                    return q;
-                case "reshape" or "view":
-                {
-                    var dims = node.Args.Length == 2 ? Arg(node, 1, "shape", values) : node.Args.Skip(1).Select(a => Resolve(a, values, node)).ToList();
-                    var shape = (dims is IEnumerable<object?> list ? list : [dims]).Select(d => (int)(long)d!).ToArray();
-                    return q.Reshape(Tensor.ResolveShape(shape, q.Count));
-                }
-                case "size":
-                    return Size(q, node, values);
-                case "adaptive_avg_pool2d":
-                {
-                    var o = Arg(node, 1, "output_size", values);
-                    var s = o is IEnumerable<object?> l ? l.Select(v => (int)(long)v!).ToArray() : [(int)(long)o!, (int)(long)o!];
-                    return KeepLayout(q, new QuantizedAdaptiveAvgPool2d((s[0], s[1])).Forward(q, IsChannelsLast(q)));
-                }
-                default:
-                    throw new ArgumentException($"graph node '{node.Name}' ({node.Target}) has no quantized form here");
-            }
+            var a = Bind(node, values);
+            if (a.Value(a.Op.Parameters[0].Name) is Tensor t)
+                throw new ArgumentException($"graph node '{node.Name}' ({node.Target}) in '{Show(path)}' is a float operation on {Describe(t)}; the quantized forward runs graph operations on quantized tensors only (keep float parts inside modules)");
+            if (!Operations.TryGetValue(a.Op.Name, out var run))
+                throw new ArgumentException($"graph node '{node.Name}' ({node.Target}) has no quantized form here");
+            return run(this, a);
+        }
+        catch (GraphCallException e)
+        {
+            throw new ArgumentException($"{e.Message} (in '{Show(path)}')", e);
         }
         catch (ArgumentException e) when (!e.Message.StartsWith("graph node", StringComparison.Ordinal))
         {
             throw new ArgumentException($"graph node '{node.Name}' ({node.Target}) in '{Show(path)}': {e.Message}", e);
         }
-    }
-
-    private static object Size(object? t, GraphNode node, Dictionary<string, object?> values)
-    {
-        var dims = t switch { QuantizedTensor q => q.Dimensions.ToArray(), Tensor f => f.Shape.ToArray(), _ => [] };
-        return Arg(node, 1, "dim", values) is long d
-            ? (long)dims[Dimensions.Wrap(d, dims.Length) ?? throw new ArgumentException($"graph node '{node.Name}': size dim {d} is out of range for rank {dims.Length}")]
-            : dims.Select(v => (object?)(long)v).ToList();
-    }
-
-    private static object? Arg(GraphNode node, int index, string name, Dictionary<string, object?> values)
-    {
-        if (index < node.Args.Length) return Resolve(node.Args[index], values, node);
-        return node.Kwarg(name) is { } k ? Resolve(k, values, node) : null;
     }
 
     private static object? Resolve(GraphArg a, Dictionary<string, object?> values, GraphNode node) => a switch

@@ -83,6 +83,13 @@ let private forward (c: Case) : QuantizedTensor =
         QuantizedMaxPool2d(pair (arg c "kernel"), pair (arg c "stride"), pair (arg c "padding"), pair (arg c "dilation"), (arg c "ceil_mode").GetBoolean()).Forward xs.Head
     | "adaptive_avg_pool2d" -> QuantizedAdaptiveAvgPool2d(pair (arg c "output_size")).Forward xs.Head
     | "flatten" -> QuantizedFlatten((arg c "start_dim").GetInt32(), (arg c "end_dim").GetInt32()).Forward xs.Head
+    | "mean" ->
+        QuantizedMean([| for d in (arg c "dim").EnumerateArray() -> d.GetInt32() |], (arg c "keepdim").GetBoolean()).Forward(xs.Head, (arg c "channels_last").GetBoolean())
+    | "transpose" -> QuantizedTranspose((arg c "dim0").GetInt32(), (arg c "dim1").GetInt32()).Forward xs.Head
+    | "chunk" ->
+        let pieces = QuantizedChunk((arg c "chunks").GetInt32(), (arg c "dim").GetInt32()).Forward xs.Head
+        Expect.equal pieces.Count ((arg c "pieces").GetInt32()) (sprintf "%s: as many pieces as PyTorch's" c.Name)
+        pieces.[(arg c "index").GetInt32()]
     | k -> failwithf "unknown kind %s" k
 
 /// How a case's output compares with PyTorch's: the fraction of equal elements, the largest difference in steps, and
@@ -170,6 +177,8 @@ let tests =
             matchesPyTorch "QFunctional add and add_relu" [ "add"; "add_relu" ] 30
             matchesPyTorch "QFunctional mul and cat" [ "mul"; "cat" ] 30
             matchesPyTorch "quantized ReLU, MaxPool2d, AdaptiveAvgPool2d and Flatten" [ "relu"; "max_pool2d"; "adaptive_avg_pool2d"; "flatten" ] 33
+            matchesPyTorch "quantized mean over the innermost dimensions, contiguous and channels-last" [ "mean" ] 15
+            matchesPyTorch "quantized transpose and chunk" [ "transpose"; "chunk" ] 13
 
             test "an observer's qparams quantize what it observed: per tensor as quantize_per_tensor, per channel along the axis" {
                 let x = Tensor.FromFloat32(ReadOnlySpan [| -1.0f; 0.25f; 2.0f; 0.5f; -0.75f; 3.5f |], 2, 3)

@@ -13,7 +13,8 @@ Case kinds:
   linear        - torch.ao.nn.quantized.Linear (args.relu: torch.nn.intrinsic.quantized.LinearReLU)
   conv2d        - torch.ao.nn.quantized.Conv2d (args.relu: torch.nn.intrinsic.quantized.ConvReLU2d)
   add, add_relu, mul, cat - torch.ao.nn.quantized.QFunctional with output scale/zero point
-  relu, max_pool2d, adaptive_avg_pool2d, flatten - the quantized functional forms
+  relu, max_pool2d, adaptive_avg_pool2d, flatten, mean, transpose, chunk - the quantized functional forms
+                  (mean's args.channels_last: PyTorch ran it on the input made channels-last; chunk's args.index: which piece)
 Every module case holds "inputs" (quantized tensors), "weight"/"bias" where the module has them, "args", the output
 "scale"/"zero_point" where the module sets them, and PyTorch's output "expected".
 """
@@ -267,6 +268,26 @@ def functional_cases():
         x = qinput(shape)
         y = torch.flatten(x, start, end)
         cases.append(module_case(f"flatten/{i}", "flatten", [x], y, {"start_dim": start, "end_dim": end}))
+    # mean over the innermost dimensions: a contiguous input (PyTorch's integer kernel) and a channels-last one (its
+    # float path, whose AVX2 sum runs channels in blocks of 32 and a tail), planes from 1x1 to 14x14.
+    for i, (shape, dims, keepdim) in enumerate([((2, 1024, 2, 2), [2, 3], False), ((2, 40, 7, 7), [2, 3], False),
+                                                 ((1, 100, 14, 14), [-2, -1], True), ((3, 8, 3, 5), [2, 3], False),
+                                                 ((2, 64, 5, 5), [2, 3], False), ((2, 1, 6, 6), [2, 3], False),
+                                                 ((2, 48, 1, 1), [2, 3], False), ((4, 9, 10), [2], False)]):
+        x = qinput(shape)
+        for layout in ("contiguous", "channels_last") if len(shape) == 4 else ("contiguous",):
+            xl = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
+            y = xl.mean(dims, keepdim=keepdim)
+            cases.append(module_case(f"mean/{i}/{layout}", "mean", [x], y, {"dim": dims, "keepdim": keepdim, "channels_last": layout == "channels_last"}))
+    # transpose(...).contiguous() as shufflenet's channel shuffle does it, and chunk's pieces.
+    for i, (shape, d0, d1) in enumerate([((2, 2, 58, 4, 4), 1, 2), ((3, 4, 5), 0, -1), ((6, 7), 1, 0)]):
+        x = qinput(shape)
+        cases.append(module_case(f"transpose/{i}", "transpose", [x], torch.transpose(x, d0, d1).contiguous(), {"dim0": d0, "dim1": d1}))
+    for i, (shape, chunks, dim) in enumerate([((2, 116, 4, 4), 2, 1), ((2, 7, 3), 3, 1), ((5, 4), 4, 0), ((3, 2), 5, -1)]):
+        x = qinput(shape)
+        for k, piece in enumerate(x.chunk(chunks, dim)):
+            cases.append(module_case(f"chunk/{i}/{k}", "chunk", [x], piece.contiguous(), {"chunks": chunks, "dim": dim, "index": k,
+                                                                                        "pieces": len(x.chunk(chunks, dim))}))
     return cases
 
 
