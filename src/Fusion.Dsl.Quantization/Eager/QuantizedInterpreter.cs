@@ -69,6 +69,8 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
                 Flatten f => new QuantizedFlatten(f.StartDim, f.EndDim).Forward(q),
                 MaxPool2d p => KeepLayout(q, new QuantizedMaxPool2d((p.KernelSize[0], p.KernelSize[1]), (p.Stride[0], p.Stride[1]),
                     (p.Padding[0], p.Padding[1]), (p.Dilation[0], p.Dilation[1]), p.CeilMode).Forward(q)),
+                AvgPool2d p => KeepLayout(q, new QuantizedAvgPool2d((p.KernelSize[0], p.KernelSize[1]), (p.Stride[0], p.Stride[1]),
+                    (p.Padding[0], p.Padding[1]), p.CeilMode, p.CountIncludePad).Forward(q, IsChannelsLast(q))),
                 AdaptiveAvgPool2d p => KeepLayout(q, new QuantizedAdaptiveAvgPool2d((p.OutputSize[0], p.OutputSize[1])).Forward(q, IsChannelsLast(q))),
                 _ => throw Refuse(path, m, "receives a quantized tensor, but has no quantized forward here (PyTorch's would fail too, or this project lacks it); keep it float with a None qconfig and a DeQuantStub before it"),
             };
@@ -241,6 +243,14 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
     /// bound call in, the result out.</summary>
     private delegate object? QuantizedOperation(QuantizedInterpreter it, OpCall a);
 
+    /// <summary>A pooling argument as (height, width): one integer for both, or two.</summary>
+    private static (int, int) Pair(int[] v) => v.Length switch
+    {
+        1 => (v[0], v[0]),
+        2 => (v[0], v[1]),
+        _ => throw new ArgumentException($"a pooling argument takes one or two integers, got {v.Length}"),
+    };
+
     private static QuantizedTensor Self(OpCall a) => a.Get<QuantizedTensor>(a.Op.Parameters[0].Name, "a quantized tensor");
 
     /// <summary>The graph operations a quantized tensor (or a Python value computed from one) goes through in PyTorch's
@@ -261,6 +271,21 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
             var (h, w) = a.SizePair("output_size");
             var q = Self(a);
             return it.KeepLayout(q, new QuantizedAdaptiveAvgPool2d((h ?? q.Size(-2), w ?? q.Size(-1))).Forward(q, it.IsChannelsLast(q)));
+        },
+        ["max_pool2d"] = (it, a) =>
+        {
+            if (a.Flag("return_indices")) throw a.Error("return_indices", "False (a quantized max pool returns no indices)");
+            var q = Self(a);
+            var (k, s, p, d) = (Pair(a.IntList("kernel_size")), Pair(a.IntListOr("stride", a.IntList("kernel_size"))), Pair(a.IntList("padding")), Pair(a.IntList("dilation")));
+            return it.KeepLayout(q, new QuantizedMaxPool2d(k, s, p, d, a.Flag("ceil_mode")).Forward(q));
+        },
+        ["avg_pool2d"] = (it, a) =>
+        {
+            var q = Self(a);
+            var (k, s, p) = (Pair(a.IntList("kernel_size")), Pair(a.IntListOr("stride", a.IntList("kernel_size"))), Pair(a.IntList("padding")));
+            var divisor = a.OptionalLong("divisor_override");
+            return it.KeepLayout(q, new QuantizedAvgPool2d(k, s, p, a.Flag("ceil_mode"), a.Flag("count_include_pad"), divisor is { } v ? checked((int)v) : null)
+                .Forward(q, it.IsChannelsLast(q)));
         },
         ["size"] = (_, a) =>
         {

@@ -85,6 +85,10 @@ let private forward (c: Case) : QuantizedTensor =
     | "flatten" -> QuantizedFlatten((arg c "start_dim").GetInt32(), (arg c "end_dim").GetInt32()).Forward xs.Head
     | "mean" ->
         QuantizedMean([| for d in (arg c "dim").EnumerateArray() -> d.GetInt32() |], (arg c "keepdim").GetBoolean()).Forward(xs.Head, (arg c "channels_last").GetBoolean())
+    | "avg_pool2d" ->
+        let divisor = match arg c "divisor_override" with d when d.ValueKind = JsonValueKind.Null -> Nullable() | d -> Nullable(d.GetInt32())
+        QuantizedAvgPool2d(pair (arg c "kernel"), pair (arg c "stride"), pair (arg c "padding"), (arg c "ceil_mode").GetBoolean(),
+                           (arg c "count_include_pad").GetBoolean(), divisor).Forward(xs.Head, (arg c "channels_last").GetBoolean())
     | "transpose" -> QuantizedTranspose((arg c "dim0").GetInt32(), (arg c "dim1").GetInt32()).Forward xs.Head
     | "chunk" ->
         let pieces = QuantizedChunk((arg c "chunks").GetInt32(), (arg c "dim").GetInt32()).Forward xs.Head
@@ -178,6 +182,7 @@ let tests =
             matchesPyTorch "QFunctional mul and cat" [ "mul"; "cat" ] 30
             matchesPyTorch "quantized ReLU, MaxPool2d, AdaptiveAvgPool2d and Flatten" [ "relu"; "max_pool2d"; "adaptive_avg_pool2d"; "flatten" ] 33
             matchesPyTorch "quantized mean over the innermost dimensions, contiguous and channels-last" [ "mean" ] 15
+            matchesPyTorch "quantized avg_pool2d, NCHW and NHWC kernels" [ "avg_pool2d" ] 15
             matchesPyTorch "quantized transpose and chunk" [ "transpose"; "chunk" ] 13
 
             test "an observer's qparams quantize what it observed: per tensor as quantize_per_tensor, per channel along the axis" {

@@ -13,8 +13,8 @@ Case kinds:
   linear        - torch.ao.nn.quantized.Linear (args.relu: torch.nn.intrinsic.quantized.LinearReLU)
   conv2d        - torch.ao.nn.quantized.Conv2d (args.relu: torch.nn.intrinsic.quantized.ConvReLU2d)
   add, add_relu, mul, cat - torch.ao.nn.quantized.QFunctional with output scale/zero point
-  relu, max_pool2d, adaptive_avg_pool2d, flatten, mean, transpose, chunk - the quantized functional forms
-                  (mean's args.channels_last: PyTorch ran it on the input made channels-last; chunk's args.index: which piece)
+  relu, max_pool2d, adaptive_avg_pool2d, flatten, mean, avg_pool2d, transpose, chunk - the quantized functional forms
+                  (mean's and avg_pool2d's args.channels_last: PyTorch ran it on the input made channels-last; chunk's args.index: which piece)
 Every module case holds "inputs" (quantized tensors), "weight"/"bias" where the module has them, "args", the output
 "scale"/"zero_point" where the module sets them, and PyTorch's output "expected".
 """
@@ -279,6 +279,21 @@ def functional_cases():
             xl = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
             y = xl.mean(dims, keepdim=keepdim)
             cases.append(module_case(f"mean/{i}/{layout}", "mean", [x], y, {"dim": dims, "keepdim": keepdim, "channels_last": layout == "channels_last"}))
+    # avg_pool2d (inception_v3's branch pools): padding, ceil_mode, count_include_pad and divisor_override, on a
+    # contiguous input (PyTorch's NCHW kernel; one channel is channels-last too) and a channels-last one (its NHWC kernel).
+    for i, (shape, kernel, stride, padding, ceil, include, divisor) in enumerate([
+            ((2, 8, 9, 9), 3, 1, 1, False, True, None), ((2, 5, 7, 6), 2, 2, 1, False, False, None),
+            ((1, 6, 10, 7), (3, 2), (2, 1), (1, 0), True, True, None), ((2, 4, 8, 11), 3, 2, 1, True, False, None),
+            ((1, 3, 6, 6), 2, 2, 0, False, True, 3), ((2, 1, 9, 8), 3, 1, 1, False, True, None),
+            ((2, 64, 5, 5), 3, 1, 1, False, True, None), ((3, 7, 7), 2, 1, 0, False, True, None)]):
+        x = qinput(shape)
+        for layout in ("contiguous", "channels_last") if len(shape) == 4 else ("contiguous",):
+            xl = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
+            y = F.avg_pool2d(xl, kernel, stride, padding, ceil_mode=ceil, count_include_pad=include, divisor_override=divisor)
+            pair = lambda v: list(v) if isinstance(v, tuple) else [v, v]
+            cases.append(module_case(f"avg_pool2d/{i}/{layout}", "avg_pool2d", [x], y,
+                                     {"kernel": pair(kernel), "stride": pair(stride), "padding": pair(padding), "ceil_mode": ceil,
+                                      "count_include_pad": include, "divisor_override": divisor, "channels_last": layout == "channels_last"}))
     # transpose(...).contiguous() as shufflenet's channel shuffle does it, and chunk's pieces.
     for i, (shape, d0, d1) in enumerate([((2, 2, 58, 4, 4), 1, 2), ((3, 4, 5), 0, -1), ((6, 7), 1, 0)]):
         x = qinput(shape)
