@@ -14,6 +14,8 @@ public enum ObservedKind
     Linear,
     /// <summary>A <c>FloatFunctional</c>: its <c>activation_post_process</c> slot is observed; becomes <c>nnq.QFunctional</c>.</summary>
     FloatFunctional,
+    /// <summary>A <c>Hardswish</c>: becomes <c>nnq.Hardswish</c> with the observed output qparams.</summary>
+    Hardswish,
 }
 
 /// <summary>One module whose output <see cref="EagerQuantization.Prepare"/> observes (PyTorch's <c>activation_post_process</c>).</summary>

@@ -64,6 +64,7 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
             return m switch
             {
                 Activation { Kind: ActivationKind.ReLU } => KeepLayout(q, new QuantizedReLU().Forward(q)),
+                Activation { Kind: ActivationKind.Hardsigmoid } => KeepLayout(q, new QuantizedHardsigmoid().Forward(q)),
                 Identity => q,
                 Dropout d when !d.Training => q,
                 Flatten f => new QuantizedFlatten(f.StartDim, f.EndDim).Forward(q),
@@ -103,6 +104,7 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
             {
                 QuantizedConv2d c => Layout(c.Forward(q), channelsLast: true),
                 QuantizedLinear l => l.Forward(q),
+                QuantizedHardswish h => KeepLayout(q, h.Forward(q)),
                 _ => throw new InvalidOperationException($"unknown quantized layer {layer.TypeName}"),
             });
         }
@@ -213,7 +215,7 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
             {
                 "add" => KeepLayout(Q(a.Value("input")), f.Add(Q(a.Value("input")), Q(a.Value("other")))),
                 "add_relu" => KeepLayout(Q(a.Value("input")), f.AddRelu(Q(a.Value("input")), Q(a.Value("other")))),
-                "mul" => KeepLayout(Q(a.Value("input")), f.Mul(Q(a.Value("input")), Q(a.Value("other")))),
+                "mul" => Layout(f.Mul(Q(a.Value("input")), Q(a.Value("other"))), IsChannelsLast(a.Value("input")) || IsChannelsLast(a.Value("other"))),
                 "cat" => Cat(f, (a.Value("tensors") as IReadOnlyList<object?> ?? throw a.Error("tensors", "a list of quantized tensors")).Select(Q).ToList(),
                     (int)a.Long("dim")),
                 _ => throw new InvalidOperationException(op),
@@ -258,6 +260,7 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
     private static readonly Dictionary<string, QuantizedOperation> Operations = new(StringComparer.Ordinal)
     {
         ["relu"] = (it, a) => it.KeepLayout(Self(a), new QuantizedReLU().Forward(Self(a))),
+        ["hardsigmoid"] = (it, a) => it.KeepLayout(Self(a), new QuantizedHardsigmoid().Forward(Self(a))),
         ["flatten"] = (_, a) => new QuantizedFlatten((int)a.Long("start_dim"), (int)a.Long("end_dim")).Forward(Self(a)),
         ["contiguous"] = (_, a) => Self(a),
         ["reshape"] = (_, a) => Self(a).Reshape(Tensor.ResolveShape(a.IntList("shape"), Self(a).Count)),

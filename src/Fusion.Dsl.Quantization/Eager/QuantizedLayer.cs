@@ -4,7 +4,7 @@ namespace Fusion.Dsl.Quantization;
 
 /// <summary>
 /// One module of a converted model (what PyTorch's <c>convert</c> swapped in at <see cref="Path"/>): <c>Quantize</c>,
-/// <c>DeQuantize</c>, a quantized Conv2d/ConvReLU2d or Linear/LinearReLU, or a <c>QFunctional</c>, with its output
+/// <c>DeQuantize</c>, a quantized Conv2d/ConvReLU2d, Linear/LinearReLU or Hardswish, or a <c>QFunctional</c>, with its output
 /// scale and zero point (none for <c>DeQuantize</c>) and its quantized weight and float bias where it has them.
 /// </summary>
 public sealed class QuantizedLayer
@@ -25,7 +25,7 @@ public sealed class QuantizedLayer
     public string Path { get; }
 
     /// <summary>PyTorch's class name of the quantized module: <c>Quantize</c>, <c>DeQuantize</c>, <c>QuantizedConv2d</c>,
-    /// <c>QuantizedConvReLU2d</c>, <c>QuantizedLinear</c>, <c>QuantizedLinearReLU</c> or <c>QFunctional</c>.</summary>
+    /// <c>QuantizedConvReLU2d</c>, <c>QuantizedLinear</c>, <c>QuantizedLinearReLU</c>, <c>QuantizedHardswish</c> or <c>QFunctional</c>.</summary>
     public string TypeName { get; }
 
     /// <summary>The output scale (null for <c>DeQuantize</c>).</summary>
@@ -43,7 +43,7 @@ public sealed class QuantizedLayer
     /// <summary>The output dtype of <c>Quantize</c>, else null.</summary>
     public QuantizedDType? DType { get; }
 
-    /// <summary>The runnable module: <see cref="QuantizedConv2d"/>, <see cref="QuantizedLinear"/>, <see cref="QFunctional"/>, or null.</summary>
+    /// <summary>The runnable module: <see cref="QuantizedConv2d"/>, <see cref="QuantizedLinear"/>, <see cref="QuantizedHardswish"/>, <see cref="QFunctional"/>, or null.</summary>
     internal object? Module { get; }
 
     internal static QuantizedLayer Quantize(string path, double scale, long zp, QuantizedDType dtype)
@@ -55,6 +55,8 @@ public sealed class QuantizedLayer
     internal static QuantizedLayer DeQuantize(string path) => new(path, "DeQuantize", null, null, null, null, null, null);
 
     internal static QuantizedLayer Functional(string path, QFunctional f) => new(path, "QFunctional", f.Scale, f.ZeroPoint, null, null, f, null);
+
+    internal static QuantizedLayer Hardswish(string path, QuantizedHardswish h) => new(path, "QuantizedHardswish", h.Scale, h.ZeroPoint, null, null, h, null);
 
     internal static QuantizedLayer Conv(string path, string typeName, QuantizedConv2d c) => new(path, typeName, c.Scale, c.ZeroPoint, c.Weight, c.Bias, c, null);
 

@@ -19,7 +19,7 @@ let private fixtures = fixturesFrom generator "fusion-qnets-"
 
 /// The networks and their input sides.
 let private networks =
-    [ "resnet50", 64; "mobilenet_v2", 64; "shufflenet_v2", 64; "googlenet", 64; "inception_v3", 80 ]
+    [ "resnet50", 64; "mobilenet_v2", 64; "shufflenet_v2", 64; "googlenet", 64; "inception_v3", 80; "mobilenet_v3_large", 64 ]
 
 let private matches (name: string) (side: int) =
     test (sprintf "torchvision quantizable %s after fuse_model(), x86, %dx%d, calibrated on PyTorch's float activations: PyTorch's qparams (scales within %d ulp, zero points equal) and its int8 outputs at every layer (>= %g exact, within %d step)" name side side scaleUlps exactFraction maxSteps) {

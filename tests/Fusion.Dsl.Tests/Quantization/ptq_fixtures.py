@@ -170,6 +170,9 @@ def case(name, build, qconfig, shape, batches, fuse, seed, nudges=0, groups=None
         elif isinstance(m, nnq.Quantize):
             m.register_forward_hook(hook(path))
             layers.append({"path": path, "type": "Quantize", "scale": float(m.scale), "zero_point": int(m.zero_point)})
+        elif isinstance(m, nnq.Hardswish):
+            m.register_forward_hook(hook(path))
+            layers.append({"path": path, "type": "QuantizedHardswish", "scale": float(m.scale), "zero_point": int(m.zero_point)})
         elif isinstance(m, nnq.DeQuantize):
             m.register_forward_hook(hook(path, of_input=True))
             layers.append({"path": path, "type": "DeQuantize"})

@@ -13,7 +13,8 @@ Case kinds:
   linear        - torch.ao.nn.quantized.Linear (args.relu: torch.nn.intrinsic.quantized.LinearReLU)
   conv2d        - torch.ao.nn.quantized.Conv2d (args.relu: torch.nn.intrinsic.quantized.ConvReLU2d)
   add, add_relu, mul, cat - torch.ao.nn.quantized.QFunctional with output scale/zero point
-  relu, max_pool2d, adaptive_avg_pool2d, flatten, mean, avg_pool2d, transpose, chunk - the quantized functional forms
+  relu, max_pool2d, adaptive_avg_pool2d, flatten, mean, avg_pool2d, hardsigmoid, transpose, chunk - the quantized functional forms
+  hardswish     - torch.ao.nn.quantized.Hardswish with output scale/zero point
                   (mean's and avg_pool2d's args.channels_last: PyTorch ran it on the input made channels-last; chunk's args.index: which piece)
 Every module case holds "inputs" (quantized tensors), "weight"/"bias" where the module has them, "args", the output
 "scale"/"zero_point" where the module sets them, and PyTorch's output "expected".
@@ -294,6 +295,21 @@ def functional_cases():
             cases.append(module_case(f"avg_pool2d/{i}/{layout}", "avg_pool2d", [x], y,
                                      {"kernel": pair(kernel), "stride": pair(stride), "padding": pair(padding), "ceil_mode": ceil,
                                       "count_include_pad": include, "divisor_override": divisor, "channels_last": layout == "channels_last"}))
+    # mul broadcasting, as mobilenet_v3's squeeze-excitation multiplies [N, C, H, W] by [N, C, 1, 1].
+    for i, (sa, sb) in enumerate([((2, 72, 1, 1), (2, 72, 8, 8)), ((2, 5, 6, 7), (2, 5, 1, 1)), ((3, 1, 4), (2, 1)), ((4,), (3, 1))]):
+        a, b = qinput(sa), qinput(sb)
+        qf = nnq.QFunctional()
+        qf.scale, qf.zero_point = float(log_uniform(0.005, 0.3)), int(rng.integers(0, 256))
+        cases.append(module_case(f"mul/broadcast/{i}", "mul", [a, b], qf.mul(a, b), {}, scale=qf.scale, zp=qf.zero_point))
+    # Hardswish (nnq.Hardswish with its output qparams) and hardsigmoid (PyTorch's fixed output qparams), over sizes
+    # that leave a tail after PyTorch's 64-element vector blocks, on quint8 and qint8 inputs.
+    for i, shape in enumerate([(2, 16, 9, 9), (3, 37), (1, 960, 1, 1), (5,), (2, 8, 7, 5)]):
+        dtype = torch.qint8 if i == 3 else torch.quint8
+        x = qinput(shape, dtype=dtype)
+        scale = float(log_uniform(0.005, 0.1))
+        zp = int(rng.integers(0, 256)) if dtype == torch.quint8 else int(rng.integers(-128, 128))
+        cases.append(module_case(f"hardswish/{i}", "hardswish", [x], nnq.Hardswish(scale, zp)(x), {}, scale=scale, zp=zp))
+        cases.append(module_case(f"hardsigmoid/{i}", "hardsigmoid", [x], F.hardsigmoid(x), {}))
     # transpose(...).contiguous() as shufflenet's channel shuffle does it, and chunk's pieces.
     for i, (shape, d0, d1) in enumerate([((2, 2, 58, 4, 4), 1, 2), ((3, 4, 5), 0, -1), ((6, 7), 1, 0)]):
         x = qinput(shape)
