@@ -64,6 +64,7 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
             return m switch
             {
                 Activation { Kind: ActivationKind.ReLU } => KeepLayout(q, new QuantizedReLU().Forward(q)),
+                Activation { Kind: ActivationKind.ReLU6 } => KeepLayout(q, new QuantizedReLU6().Forward(q)),
                 Activation { Kind: ActivationKind.Hardsigmoid } => KeepLayout(q, new QuantizedHardsigmoid().Forward(q)),
                 Identity => q,
                 Dropout d when !d.Training => q,
@@ -105,6 +106,7 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
                 QuantizedConv2d c => Layout(c.Forward(q), channelsLast: true),
                 QuantizedLinear l => l.Forward(q),
                 QuantizedHardswish h => KeepLayout(q, h.Forward(q)),
+                QuantizedReLU6 r => KeepLayout(q, r.Forward(q)),
                 _ => throw new InvalidOperationException($"unknown quantized layer {layer.TypeName}"),
             });
         }
@@ -260,6 +262,7 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
     private static readonly Dictionary<string, QuantizedOperation> Operations = new(StringComparer.Ordinal)
     {
         ["relu"] = (it, a) => it.KeepLayout(Self(a), new QuantizedReLU().Forward(Self(a))),
+        ["relu6"] = (it, a) => it.KeepLayout(Self(a), new QuantizedReLU6().Forward(Self(a))),
         ["hardsigmoid"] = (it, a) => it.KeepLayout(Self(a), new QuantizedHardsigmoid().Forward(Self(a))),
         ["flatten"] = (_, a) => new QuantizedFlatten((int)a.Long("start_dim"), (int)a.Long("end_dim")).Forward(Self(a)),
         ["contiguous"] = (_, a) => Self(a),

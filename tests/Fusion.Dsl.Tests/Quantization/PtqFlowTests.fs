@@ -228,9 +228,9 @@ let tests =
     testList "Quantization" [
         testList "PtqFlow" [
             for calibration in [ PyTorchActivations; OurEngine ] do
-                flowMatches calibration "small eager models (Conv+BN+ReLU, Linear, pooling, FloatFunctional add_relu/add/mul/cat), x86/fbgemm/onednn/qnnpack and a custom moving-average qconfig" (fun c -> not (c.Name.StartsWith "resnet18")) 10
+                flowMatches calibration "small eager models (Conv+BN+ReLU, Linear, pooling, FloatFunctional add_relu/add/mul/cat, ReLU6, Hardswish), x86/fbgemm/onednn/qnnpack and a custom moving-average qconfig" (fun c -> not (c.Name.StartsWith "resnet18")) 12
                 flowMatches calibration "torchvision quantizable resnet18 after fuse_model(), x86, 64x64" (fun c -> c.Name.StartsWith "resnet18") 1
-            flowMatches UnfusedPyTorchActivations "small eager models exported unfused" (fun c -> c.Json.TryGetProperty("unfused") |> fun (ok, u) -> ok && u.ValueKind <> JsonValueKind.Null) 10
+            flowMatches UnfusedPyTorchActivations "small eager models exported unfused" (fun c -> c.Json.TryGetProperty("unfused") |> fun (ok, u) -> ok && u.ValueKind <> JsonValueKind.Null) 12
 
             test "propagate_qconfig_: a path entry wins over a type entry, which wins over the parent's; None keeps a subtree float unless a descendant has its own entry" {
                 let a = QConfig.GetDefault "x86"

@@ -91,6 +91,7 @@ let private forward (c: Case) : QuantizedTensor =
                            (arg c "count_include_pad").GetBoolean(), divisor).Forward(xs.Head, (arg c "channels_last").GetBoolean())
     | "hardswish" -> QuantizedHardswish(outScale c, outZeroPoint c).Forward xs.Head
     | "hardsigmoid" -> QuantizedHardsigmoid().Forward xs.Head
+    | "relu6" -> QuantizedReLU6().Forward xs.Head
     | "transpose" -> QuantizedTranspose((arg c "dim0").GetInt32(), (arg c "dim1").GetInt32()).Forward xs.Head
     | "chunk" ->
         let pieces = QuantizedChunk((arg c "chunks").GetInt32(), (arg c "dim").GetInt32()).Forward xs.Head
@@ -185,7 +186,7 @@ let tests =
             matchesPyTorch "quantized ReLU, MaxPool2d, AdaptiveAvgPool2d and Flatten" [ "relu"; "max_pool2d"; "adaptive_avg_pool2d"; "flatten" ] 33
             matchesPyTorch "quantized mean over the innermost dimensions, contiguous and channels-last" [ "mean" ] 15
             matchesPyTorch "quantized avg_pool2d, NCHW and NHWC kernels" [ "avg_pool2d" ] 15
-            matchesPyTorch "quantized Hardswish and hardsigmoid" [ "hardswish"; "hardsigmoid" ] 10
+            matchesPyTorch "quantized Hardswish, hardsigmoid and ReLU6" [ "hardswish"; "hardsigmoid"; "relu6" ] 18
             matchesPyTorch "quantized transpose and chunk" [ "transpose"; "chunk" ] 13
 
             test "an observer's qparams quantize what it observed: per tensor as quantize_per_tensor, per channel along the axis" {

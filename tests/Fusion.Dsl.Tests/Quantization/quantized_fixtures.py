@@ -13,7 +13,7 @@ Case kinds:
   linear        - torch.ao.nn.quantized.Linear (args.relu: torch.nn.intrinsic.quantized.LinearReLU)
   conv2d        - torch.ao.nn.quantized.Conv2d (args.relu: torch.nn.intrinsic.quantized.ConvReLU2d)
   add, add_relu, mul, cat - torch.ao.nn.quantized.QFunctional with output scale/zero point
-  relu, max_pool2d, adaptive_avg_pool2d, flatten, mean, avg_pool2d, hardsigmoid, transpose, chunk - the quantized functional forms
+  relu, max_pool2d, adaptive_avg_pool2d, flatten, mean, avg_pool2d, hardsigmoid, relu6, transpose, chunk - the quantized functional forms
   hardswish     - torch.ao.nn.quantized.Hardswish with output scale/zero point
                   (mean's and avg_pool2d's args.channels_last: PyTorch ran it on the input made channels-last; chunk's args.index: which piece)
 Every module case holds "inputs" (quantized tensors), "weight"/"bias" where the module has them, "args", the output
@@ -310,6 +310,11 @@ def functional_cases():
         zp = int(rng.integers(0, 256)) if dtype == torch.quint8 else int(rng.integers(-128, 128))
         cases.append(module_case(f"hardswish/{i}", "hardswish", [x], nnq.Hardswish(scale, zp)(x), {}, scale=scale, zp=zp))
         cases.append(module_case(f"hardsigmoid/{i}", "hardsigmoid", [x], F.hardsigmoid(x), {}))
+        cases.append(module_case(f"relu6/{i}", "relu6", [x], nnq.ReLU6()(x), {}))
+    # relu6 where 6 lies beyond the dtype's range, and where 0 does
+    for i, (scale, zp) in enumerate([(0.01, 10), (0.05, 250), (0.02, 0)]):
+        x = qinput((3, 50), scale=scale, zp=zp)
+        cases.append(module_case(f"relu6/range/{i}", "relu6", [x], F.relu6(x), {}))
     # transpose(...).contiguous() as shufflenet's channel shuffle does it, and chunk's pieces.
     for i, (shape, d0, d1) in enumerate([((2, 2, 58, 4, 4), 1, 2), ((3, 4, 5), 0, -1), ((6, 7), 1, 0)]):
         x = qinput(shape)
