@@ -270,7 +270,7 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
         ["view"] = (_, a) => Self(a).Reshape(Tensor.ResolveShape(a.IntList("shape"), Self(a).Count)),
         ["transpose"] = (_, a) => new QuantizedTranspose((int)a.Long("dim0"), (int)a.Long("dim1")).Forward(Self(a)),
         ["chunk"] = (_, a) => new QuantizedChunk((int)a.Long("chunks"), (int)a.Long("dim")).Forward(Self(a)).Cast<object?>().ToList(),
-        ["mean"] = (it, a) => a.OptionalLong("dtype") is not null ? throw a.Error("dtype", "None")
+        ["mean"] = (it, a) => a.DTypeName("dtype") is not null ? throw a.Error("dtype", "None (a quantized mean keeps its dtype)")
             : new QuantizedMean(a.IntList("dim"), a.Flag("keepdim")).Forward(Self(a), it.IsChannelsLast(Self(a))),
         ["adaptive_avg_pool2d"] = (it, a) =>
         {
@@ -295,14 +295,15 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
         },
         ["size"] = (_, a) =>
         {
-            var dims = Self(a).Dimensions;
+            // Also on a float tensor (a model may read its input's batch size before its QuantStub).
+            var dims = a.Value("self") is Tensor t ? t.Dimensions : Self(a).Dimensions;
             return a.OptionalLong("dim") is { } d
                 ? (long)dims[Dimensions.Wrap(d, dims.Length) ?? throw a.Error("dim", $"a dimension of a rank-{dims.Length} tensor")]
                 : dims.Select(v => (object?)(long)v).ToList();
         },
         ["getitem"] = (_, a) => a.Value("a") is IReadOnlyList<object?> list ? PySequence.GetItem(list, a.Value("b")) : throw a.Error("a", "a tuple or list"),
         ["floordiv"] = (_, a) => (a.Value("input"), a.Value("other")) is (long x, long y) && y != 0
-            ? Math.Floor((double)x / y) is var q && Math.Abs(q) < 1L << 53 ? (object)(long)q : throw a.Error("input", "a small integer")
+            ? x / y - (x % y != 0 && (x < 0) != (y < 0) ? 1 : 0)
             : throw a.Error("other", "a nonzero integer, with an integer input"),
     };
 
@@ -312,7 +313,7 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
         try
         {
             var a = Bind(node, values);
-            if (a.Value(a.Op.Parameters[0].Name) is Tensor t)
+            if (a.Value(a.Op.Parameters[0].Name) is Tensor t && a.Op.Name != "size")
                 throw new ArgumentException($"graph node '{node.Name}' ({node.Target}) in '{Show(path)}' is a float operation on {Describe(t)}; the quantized forward runs graph operations on quantized tensors only (keep float parts inside modules)");
             if (!Operations.TryGetValue(a.Op.Name, out var run))
                 throw new ArgumentException($"graph node '{node.Name}' ({node.Target}) has no quantized form here");

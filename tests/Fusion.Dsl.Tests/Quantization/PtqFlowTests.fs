@@ -370,6 +370,28 @@ let tests =
                 let q = EagerQuantization.Convert(o, EagerQuantization.Calibrate(o, [ Tensor.Zeros [| 1; 4 |] ]))
                 refuses "module 'fc' (Linear) (QuantizedLinear) takes a quantized tensor, got a float tensor [1, 4]; a QuantStub must run before it" (fun () -> q.Forward(Tensor.Zeros [| 1; 4 |]) |> ignore)
             }
+            test "graph operations bind through GraphOps: sizes of the float input and of quantized tensors, floordiv, view and chunk run; a float tensor reaching another operation is refused" {
+                let x86 = QConfigMapping.ForAll(QConfig.GetDefault "x86")
+                let children = ModuleChildren.Create([| struct ("quant", stub "QuantStub"); struct ("c", conv 4 4); struct ("dequant", stub "DeQuantStub") |])
+                let g = Fusion.Dsl.Graphs.GraphBuilder()
+                let x = g.Input()
+                let n = g.Method("size", x, 0L)
+                let q = g.Call("c", g.Call("quant", x))
+                let half = g.Function("floordiv", g.Method("size", q, 1L), 2L)
+                let v = g.Method("view", q, n, 2L, half, 5L, 5L)
+                let first = g.Function("getitem", g.Method("chunk", v, 2L, 1L), 0L)
+                let model = UserModule.Create("Net", children, g.Output(g.Call("dequant", g.Method("view", first, n, half, 5L, 5L))))
+                let o = EagerQuantization.Prepare(model, x86)
+                let batch = Fusion.Dsl.FSharp.Tensor.randn 1 [ 2; 4; 5; 5 ]
+                let qm = EagerQuantization.Convert(o, EagerQuantization.Calibrate(o, [ batch ]))
+                Expect.equal (Seq.toList (qm.Forward(batch).Shape.ToArray())) [ 2; 2; 5; 5 ] "the first half of the channels"
+                let gf = Fusion.Dsl.Graphs.GraphBuilder()
+                let xf = gf.Input()
+                let floatRelu = UserModule.Create("Net", children, gf.Output(gf.Call("dequant", gf.Call("c", gf.Call("quant", gf.Function("relu", xf))))))
+                let obs = EagerQuantization.Prepare(floatRelu, x86)
+                let qf = EagerQuantization.Convert(obs, EagerQuantization.Calibrate(obs, [ batch ]))
+                refuses "is a float operation on a float tensor" (fun () -> qf.Forward(batch) |> ignore)
+            }
             test "a module PyTorch would quantize without a quantized form here, and a model without a QuantStub, are refused at prepare naming the path" {
                 let withBn = seqOf [ "quant", stub "QuantStub"; "c", conv 3 4; "bn", BatchNorm.Create(2, 4) :> Module; "dequant", stub "DeQuantStub" ]
                 refuses "module 'bn' (BatchNorm2d)" (fun () -> EagerQuantization.Prepare(withBn, QConfigMapping.ForAll(QConfig.GetDefault "x86")) |> ignore)
