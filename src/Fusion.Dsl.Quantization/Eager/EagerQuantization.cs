@@ -14,8 +14,9 @@ namespace Fusion.Dsl.Quantization;
 /// the default qconfig propagation list with a qconfig (not <c>DeQuantStub</c>), fused modules as one unit,
 /// <c>FloatFunctional</c>s through their <c>activation_post_process</c>, <c>Dropout</c> skipped. The quantized modules
 /// this project has are <c>Quantize</c>, <c>DeQuantize</c>, <c>Conv2d</c>, <c>ConvReLU2d</c>, <c>Linear</c>,
-/// <c>LinearReLU</c> and <c>QFunctional</c>; <c>ReLU</c>, <c>MaxPool2d</c>, <c>AdaptiveAvgPool2d</c>, <c>Flatten</c>,
-/// <c>Identity</c> and <c>Dropout</c> run on quantized tensors as PyTorch's float modules do. A module PyTorch would
+/// <c>LinearReLU</c>, <c>Hardswish</c>, <c>ReLU6</c> and <c>QFunctional</c>; <c>ReLU</c>, <c>Hardsigmoid</c>, <c>MaxPool2d</c>,
+/// <c>AvgPool2d</c>, <c>AdaptiveAvgPool2d</c>, <c>Flatten</c>, <c>Identity</c> and <c>Dropout</c> run on quantized
+/// tensors as PyTorch's float modules do. A module PyTorch would
 /// quantize that has no quantized form here is refused at <see cref="Prepare"/>, naming its path.
 /// </summary>
 public static class EagerQuantization
@@ -143,6 +144,8 @@ public static class EagerQuantization
             Linear => ObservedKind.Linear,
             FusedModule { TypeName: "ConvReLU2d" } f when f.Children[0].Module is Conv c && ConvSupported(c) => ObservedKind.Conv2d,
             FusedModule { TypeName: "LinearReLU" } => ObservedKind.Linear,
+            Activation { Kind: ActivationKind.Hardswish } => ObservedKind.Hardswish,
+            Activation { Kind: ActivationKind.ReLU6 } => ObservedKind.ReLU6,
             _ => null,
         };
         if (kind is { } k) return new ObservationPoint(path, path, m.TypeName, k, qc, m is FusedModule ? 2 : 1);
@@ -274,6 +277,8 @@ public static class EagerQuantization
                 ObservedKind.FloatFunctional => QuantizedLayer.Functional(p.Path, new QFunctional(scale, zp)),
                 ObservedKind.Conv2d => ConvLayer(p, m, scale, zp),
                 ObservedKind.Linear => LinearLayer(p, m, scale, zp),
+                ObservedKind.Hardswish => QuantizedLayer.Hardswish(p.Path, new QuantizedHardswish(scale, zp)),
+                ObservedKind.ReLU6 => QuantizedLayer.ReLU6(p.Path),
                 _ => throw new InvalidOperationException($"unknown observation kind {p.Kind}"),
             };
         }

@@ -14,6 +14,10 @@ public enum ObservedKind
     Linear,
     /// <summary>A <c>FloatFunctional</c>: its <c>activation_post_process</c> slot is observed; becomes <c>nnq.QFunctional</c>.</summary>
     FloatFunctional,
+    /// <summary>A <c>Hardswish</c>: becomes <c>nnq.Hardswish</c> with the observed output qparams.</summary>
+    Hardswish,
+    /// <summary>A <c>ReLU6</c>: observed as PyTorch observes it, becomes <c>nnq.ReLU6</c>, which keeps its input's qparams.</summary>
+    ReLU6,
 }
 
 /// <summary>One module whose output <see cref="EagerQuantization.Prepare"/> observes (PyTorch's <c>activation_post_process</c>).</summary>

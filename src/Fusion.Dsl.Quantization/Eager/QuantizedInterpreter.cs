@@ -69,11 +69,15 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
             return m switch
             {
                 Activation { Kind: ActivationKind.ReLU } => KeepLayout(q, new QuantizedReLU().Forward(q)),
+                Activation { Kind: ActivationKind.ReLU6 } => KeepLayout(q, new QuantizedReLU6().Forward(q)),
+                Activation { Kind: ActivationKind.Hardsigmoid } => KeepLayout(q, new QuantizedHardsigmoid().Forward(q)),
                 Identity => q,
                 Dropout d when !d.Training => q,
                 Flatten f => new QuantizedFlatten(f.StartDim, f.EndDim).Forward(q),
                 MaxPool2d p => KeepLayout(q, new QuantizedMaxPool2d((p.KernelSize[0], p.KernelSize[1]), (p.Stride[0], p.Stride[1]),
                     (p.Padding[0], p.Padding[1]), (p.Dilation[0], p.Dilation[1]), p.CeilMode).Forward(q)),
+                AvgPool2d p => KeepLayout(q, new QuantizedAvgPool2d((p.KernelSize[0], p.KernelSize[1]), (p.Stride[0], p.Stride[1]),
+                    (p.Padding[0], p.Padding[1]), p.CeilMode, p.CountIncludePad).Forward(q, IsChannelsLast(q))),
                 AdaptiveAvgPool2d p => KeepLayout(q, new QuantizedAdaptiveAvgPool2d((p.OutputSize[0], p.OutputSize[1])).Forward(q, IsChannelsLast(q))),
                 _ => throw Refuse(path, m, "receives a quantized tensor, but has no quantized forward here (PyTorch's would fail too, or this project lacks it); keep it float with a None qconfig and a DeQuantStub before it"),
             };
@@ -109,6 +113,8 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
             {
                 QuantizedConv2d c => Layout(c.Forward(q, Cores), channelsLast: true),
                 QuantizedLinear l => l.Forward(q, Cores),
+                QuantizedHardswish h => KeepLayout(q, h.Forward(q)),
+                QuantizedReLU6 r => KeepLayout(q, r.Forward(q)),
                 _ => throw new InvalidOperationException($"unknown quantized layer {layer.TypeName}"),
             });
         }
@@ -209,24 +215,25 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
     private object? RunFunctional(string op, string ffPath, GraphNode call, Dictionary<string, object?> values)
     {
         var f = (QFunctional)layers[ffPath].Module!;
-        QuantizedTensor Q(object? v) => v as QuantizedTensor
-            ?? throw new ArgumentException($"FloatFunctional '{ffPath}'.{op} takes quantized tensors, got {Describe(v)}; a QuantStub must run before it");
         try
         {
+            var a = Bind(call, values);
+            QuantizedTensor Q(object? v) => v as QuantizedTensor
+                ?? throw new ArgumentException($"FloatFunctional '{ffPath}'.{op} takes quantized tensors, got {Describe(v)}; a QuantStub must run before it");
+            if (op != "cat" && a.Value("other") is not QuantizedTensor)
+                throw new ArgumentException($"FloatFunctional '{ffPath}'.{op} with a scalar ({op}_scalar) has no quantized form here");
             var y = op switch
             {
-                "add" or "add_relu" or "mul" when Arg(call, 1, "other", values) is not QuantizedTensor
-                    => throw new ArgumentException($"FloatFunctional '{ffPath}'.{op} with a scalar ({op}_scalar) has no quantized form here"),
-                "add" => KeepLayout(Q(Arg(call, 0, "input", values)), f.Add(Q(Arg(call, 0, "input", values)), Q(Arg(call, 1, "other", values)))),
-                "add_relu" => KeepLayout(Q(Arg(call, 0, "input", values)), f.AddRelu(Q(Arg(call, 0, "input", values)), Q(Arg(call, 1, "other", values)))),
-                "mul" => KeepLayout(Q(Arg(call, 0, "input", values)), f.Mul(Q(Arg(call, 0, "input", values)), Q(Arg(call, 1, "other", values)))),
-                "cat" => Cat(f, ((IEnumerable<object?>)(Arg(call, 0, "tensors", values) ?? Array.Empty<object?>())).Select(Q).ToList(),
-                    (int)(long)(Arg(call, 1, "dim", values) ?? 0L)),
+                "add" => KeepLayout(Q(a.Value("input")), f.Add(Q(a.Value("input")), Q(a.Value("other")))),
+                "add_relu" => KeepLayout(Q(a.Value("input")), f.AddRelu(Q(a.Value("input")), Q(a.Value("other")))),
+                "mul" => Layout(f.Mul(Q(a.Value("input")), Q(a.Value("other"))), IsChannelsLast(a.Value("input")) || IsChannelsLast(a.Value("other"))),
+                "cat" => Cat(f, (a.Value("tensors") as IReadOnlyList<object?> ?? throw a.Error("tensors", "a list of quantized tensors")).Select(Q).ToList(),
+                    (int)a.Long("dim")),
                 _ => throw new InvalidOperationException(op),
             };
             return Record(ffPath, y);
         }
-        catch (ArgumentException e) when (!e.Message.StartsWith("FloatFunctional", StringComparison.Ordinal))
+        catch (Exception e) when (e is ArgumentException or GraphCallException && !e.Message.StartsWith("FloatFunctional", StringComparison.Ordinal))
         {
             throw new ArgumentException($"FloatFunctional '{ffPath}'.{op}: {e.Message}", e);
         }
@@ -237,62 +244,98 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
     private QuantizedTensor Cat(QFunctional f, List<QuantizedTensor> parts, int dim)
         => Layout(f.Cat(parts, dim), parts.Count > 0 && parts.All(p => IsChannelsLast(p)) && (dim == 1 || dim == -3));
 
-    /// <summary>The graph operations a quantized tensor goes through in PyTorch's quantized models.</summary>
+    /// <summary>The node's call matched to its operation in the core's <see cref="GraphOps"/> table, as the engine and
+    /// the ONNX exporter read it.</summary>
+    private static OpCall Bind(GraphNode node, Dictionary<string, object?> values)
+    {
+        var op = GraphOps.Of(node) ?? throw new ArgumentException($"graph node '{node.Name}' ({node.Target}) has no quantized form here");
+        return op.Bind(node, a => Resolve(a, values, node), Describe);
+    }
+
+    /// <summary>A graph operation of the quantized forward: the interpreter (for the channels-last bookkeeping) and the
+    /// bound call in, the result out.</summary>
+    private delegate object? QuantizedOperation(QuantizedInterpreter it, OpCall a);
+
+    /// <summary>A pooling argument as (height, width): one integer for both, or two.</summary>
+    private static (int, int) Pair(int[] v) => v.Length switch
+    {
+        1 => (v[0], v[0]),
+        2 => (v[0], v[1]),
+        _ => throw new ArgumentException($"a pooling argument takes one or two integers, got {v.Length}"),
+    };
+
+    private static QuantizedTensor Self(OpCall a) => a.Get<QuantizedTensor>(a.Op.Parameters[0].Name, "a quantized tensor");
+
+    /// <summary>The graph operations a quantized tensor (or a Python value computed from one) goes through in PyTorch's
+    /// quantized models, by the target name of <see cref="GraphOps"/> (function and method alike).</summary>
+    private static readonly Dictionary<string, QuantizedOperation> Operations = new(StringComparer.Ordinal)
+    {
+        ["relu"] = (it, a) => it.KeepLayout(Self(a), new QuantizedReLU().Forward(Self(a))),
+        ["relu6"] = (it, a) => it.KeepLayout(Self(a), new QuantizedReLU6().Forward(Self(a))),
+        ["hardsigmoid"] = (it, a) => it.KeepLayout(Self(a), new QuantizedHardsigmoid().Forward(Self(a))),
+        ["flatten"] = (_, a) => new QuantizedFlatten((int)a.Long("start_dim"), (int)a.Long("end_dim")).Forward(Self(a)),
+        ["contiguous"] = (_, a) => Self(a),
+        ["reshape"] = (_, a) => Self(a).Reshape(Tensor.ResolveShape(a.IntList("shape"), Self(a).Count)),
+        ["view"] = (_, a) => Self(a).Reshape(Tensor.ResolveShape(a.IntList("shape"), Self(a).Count)),
+        ["transpose"] = (_, a) => new QuantizedTranspose((int)a.Long("dim0"), (int)a.Long("dim1")).Forward(Self(a)),
+        ["chunk"] = (_, a) => new QuantizedChunk((int)a.Long("chunks"), (int)a.Long("dim")).Forward(Self(a)).Cast<object?>().ToList(),
+        ["mean"] = (it, a) => a.DTypeName("dtype") is not null ? throw a.Error("dtype", "None (a quantized mean keeps its dtype)")
+            : new QuantizedMean(a.IntList("dim"), a.Flag("keepdim")).Forward(Self(a), it.IsChannelsLast(Self(a))),
+        ["adaptive_avg_pool2d"] = (it, a) =>
+        {
+            var (h, w) = a.SizePair("output_size");
+            var q = Self(a);
+            return it.KeepLayout(q, new QuantizedAdaptiveAvgPool2d((h ?? q.Size(-2), w ?? q.Size(-1))).Forward(q, it.IsChannelsLast(q)));
+        },
+        ["max_pool2d"] = (it, a) =>
+        {
+            if (a.Flag("return_indices")) throw a.Error("return_indices", "False (a quantized max pool returns no indices)");
+            var q = Self(a);
+            var (k, s, p, d) = (Pair(a.IntList("kernel_size")), Pair(a.IntListOr("stride", a.IntList("kernel_size"))), Pair(a.IntList("padding")), Pair(a.IntList("dilation")));
+            return it.KeepLayout(q, new QuantizedMaxPool2d(k, s, p, d, a.Flag("ceil_mode")).Forward(q));
+        },
+        ["avg_pool2d"] = (it, a) =>
+        {
+            var q = Self(a);
+            var (k, s, p) = (Pair(a.IntList("kernel_size")), Pair(a.IntListOr("stride", a.IntList("kernel_size"))), Pair(a.IntList("padding")));
+            var divisor = a.OptionalLong("divisor_override");
+            return it.KeepLayout(q, new QuantizedAvgPool2d(k, s, p, a.Flag("ceil_mode"), a.Flag("count_include_pad"), divisor is { } v ? checked((int)v) : null)
+                .Forward(q, it.IsChannelsLast(q)));
+        },
+        ["size"] = (_, a) =>
+        {
+            // Also on a float tensor (a model may read its input's batch size before its QuantStub).
+            var dims = a.Value("self") is Tensor t ? t.Dimensions : Self(a).Dimensions;
+            return a.OptionalLong("dim") is { } d
+                ? (long)dims[Dimensions.Wrap(d, dims.Length) ?? throw a.Error("dim", $"a dimension of a rank-{dims.Length} tensor")]
+                : dims.Select(v => (object?)(long)v).ToList();
+        },
+        ["getitem"] = (_, a) => a.Value("a") is IReadOnlyList<object?> list ? PySequence.GetItem(list, a.Value("b")) : throw a.Error("a", "a tuple or list"),
+        ["floordiv"] = (_, a) => (a.Value("input"), a.Value("other")) is (long x, long y) && y != 0
+            ? x / y - (x % y != 0 && (x < 0) != (y < 0) ? 1 : 0)
+            : throw a.Error("other", "a nonzero integer, with an integer input"),
+    };
+
+    /// <summary>A graph operation through the table; a float tensor reaching one is refused (float parts stay inside modules).</summary>
     private object? Operation(GraphNode node, Dictionary<string, object?> values, string path)
     {
-        var method = node.Op == NodeOp.CallMethod;
-        var self = Arg(node, 0, method ? "self" : "input", values);
-        if (self is not QuantizedTensor q)
-        {
-            if (node.Target == "size" && self is QuantizedTensor or Tensor) return Size(self, node, values);
-            throw new ArgumentException($"graph node '{node.Name}' ({node.Target}) in '{Show(path)}' is a float operation on {Describe(self)}; the quantized forward runs graph operations on quantized tensors only (keep float parts inside modules)");
-        }
         try
         {
-            switch (node.Target)
-            {
-                case "relu":
-                    return KeepLayout(q, new QuantizedReLU().Forward(q));
-                case "flatten":
-                    return new QuantizedFlatten((int)(long)(Arg(node, 1, "start_dim", values) ?? 0L), (int)(long)(Arg(node, 2, "end_dim", values) ?? -1L)).Forward(q);
-                case "contiguous":
-                    return q;
-                case "reshape" or "view":
-                {
-                    var dims = node.Args.Length == 2 ? Arg(node, 1, "shape", values) : node.Args.Skip(1).Select(a => Resolve(a, values, node)).ToList();
-                    var shape = (dims is IEnumerable<object?> list ? list : [dims]).Select(d => (int)(long)d!).ToArray();
-                    return q.Reshape(Tensor.ResolveShape(shape, q.Count));
-                }
-                case "size":
-                    return Size(q, node, values);
-                case "adaptive_avg_pool2d":
-                {
-                    var o = Arg(node, 1, "output_size", values);
-                    var s = o is IEnumerable<object?> l ? l.Select(v => (int)(long)v!).ToArray() : [(int)(long)o!, (int)(long)o!];
-                    return KeepLayout(q, new QuantizedAdaptiveAvgPool2d((s[0], s[1])).Forward(q, IsChannelsLast(q)));
-                }
-                default:
-                    throw new ArgumentException($"graph node '{node.Name}' ({node.Target}) has no quantized form here");
-            }
+            var a = Bind(node, values);
+            if (a.Value(a.Op.Parameters[0].Name) is Tensor t && a.Op.Name != "size")
+                throw new ArgumentException($"graph node '{node.Name}' ({node.Target}) in '{Show(path)}' is a float operation on {Describe(t)}; the quantized forward runs graph operations on quantized tensors only (keep float parts inside modules)");
+            if (!Operations.TryGetValue(a.Op.Name, out var run))
+                throw new ArgumentException($"graph node '{node.Name}' ({node.Target}) has no quantized form here");
+            return run(this, a);
+        }
+        catch (GraphCallException e)
+        {
+            throw new ArgumentException($"{e.Message} (in '{Show(path)}')", e);
         }
         catch (ArgumentException e) when (!e.Message.StartsWith("graph node", StringComparison.Ordinal))
         {
             throw new ArgumentException($"graph node '{node.Name}' ({node.Target}) in '{Show(path)}': {e.Message}", e);
         }
-    }
-
-    private static object Size(object? t, GraphNode node, Dictionary<string, object?> values)
-    {
-        var dims = t switch { QuantizedTensor q => q.Dimensions.ToArray(), Tensor f => f.Shape.ToArray(), _ => [] };
-        return Arg(node, 1, "dim", values) is long d
-            ? (long)dims[Dimensions.Wrap(d, dims.Length) ?? throw new ArgumentException($"graph node '{node.Name}': size dim {d} is out of range for rank {dims.Length}")]
-            : dims.Select(v => (object?)(long)v).ToList();
-    }
-
-    private static object? Arg(GraphNode node, int index, string name, Dictionary<string, object?> values)
-    {
-        if (index < node.Args.Length) return Resolve(node.Args[index], values, node);
-        return node.Kwarg(name) is { } k ? Resolve(k, values, node) : null;
     }
 
     private static object? Resolve(GraphArg a, Dictionary<string, object?> values, GraphNode node) => a switch

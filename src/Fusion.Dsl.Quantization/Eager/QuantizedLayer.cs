@@ -4,8 +4,8 @@ namespace Fusion.Dsl.Quantization;
 
 /// <summary>
 /// One module of a converted model (what PyTorch's <c>convert</c> swapped in at <see cref="Path"/>): <c>Quantize</c>,
-/// <c>DeQuantize</c>, a quantized Conv2d/ConvReLU2d or Linear/LinearReLU, or a <c>QFunctional</c>, with its output
-/// scale and zero point (none for <c>DeQuantize</c>) and its quantized weight and float bias where it has them.
+/// <c>DeQuantize</c>, a quantized Conv2d/ConvReLU2d, Linear/LinearReLU, Hardswish or ReLU6, or a <c>QFunctional</c>, with its output
+/// scale and zero point (none for <c>DeQuantize</c> and <c>ReLU6</c>) and its quantized weight and float bias where it has them.
 /// </summary>
 public sealed class QuantizedLayer
 {
@@ -25,13 +25,13 @@ public sealed class QuantizedLayer
     public string Path { get; }
 
     /// <summary>PyTorch's class name of the quantized module: <c>Quantize</c>, <c>DeQuantize</c>, <c>QuantizedConv2d</c>,
-    /// <c>QuantizedConvReLU2d</c>, <c>QuantizedLinear</c>, <c>QuantizedLinearReLU</c> or <c>QFunctional</c>.</summary>
+    /// <c>QuantizedConvReLU2d</c>, <c>QuantizedLinear</c>, <c>QuantizedLinearReLU</c>, <c>QuantizedHardswish</c>, <c>QuantizedReLU6</c> or <c>QFunctional</c>.</summary>
     public string TypeName { get; }
 
-    /// <summary>The output scale (null for <c>DeQuantize</c>).</summary>
+    /// <summary>The output scale (null for <c>DeQuantize</c> and <c>QuantizedReLU6</c>, which keeps its input's).</summary>
     public double? Scale { get; }
 
-    /// <summary>The output zero point (null for <c>DeQuantize</c>).</summary>
+    /// <summary>The output zero point (null for <c>DeQuantize</c> and <c>QuantizedReLU6</c>).</summary>
     public long? ZeroPoint { get; }
 
     /// <summary>The qint8 weight of a Conv2d or Linear, else null.</summary>
@@ -43,7 +43,7 @@ public sealed class QuantizedLayer
     /// <summary>The output dtype of <c>Quantize</c>, else null.</summary>
     public QuantizedDType? DType { get; }
 
-    /// <summary>The runnable module: <see cref="QuantizedConv2d"/>, <see cref="QuantizedLinear"/>, <see cref="QFunctional"/>, or null.</summary>
+    /// <summary>The runnable module: <see cref="QuantizedConv2d"/>, <see cref="QuantizedLinear"/>, <see cref="QuantizedHardswish"/>, <see cref="QuantizedReLU6"/>, <see cref="QFunctional"/>, or null.</summary>
     internal object? Module { get; }
 
     internal static QuantizedLayer Quantize(string path, double scale, long zp, QuantizedDType dtype)
@@ -55,6 +55,10 @@ public sealed class QuantizedLayer
     internal static QuantizedLayer DeQuantize(string path) => new(path, "DeQuantize", null, null, null, null, null, null);
 
     internal static QuantizedLayer Functional(string path, QFunctional f) => new(path, "QFunctional", f.Scale, f.ZeroPoint, null, null, f, null);
+
+    internal static QuantizedLayer Hardswish(string path, QuantizedHardswish h) => new(path, "QuantizedHardswish", h.Scale, h.ZeroPoint, null, null, h, null);
+
+    internal static QuantizedLayer ReLU6(string path) => new(path, "QuantizedReLU6", null, null, null, null, new QuantizedReLU6(), null);
 
     internal static QuantizedLayer Conv(string path, string typeName, QuantizedConv2d c) => new(path, typeName, c.Scale, c.ZeroPoint, c.Weight, c.Bias, c, null);
 

@@ -104,6 +104,8 @@ public static class QuantizedModelFile
                     "Quantize" => QuantizedLayer.Quantize(layerPath, Scale(), Zp(), l.GetProperty("dtype").GetString() == "qint8" ? QuantizedDType.QInt8 : QuantizedDType.QUInt8),
                     "DeQuantize" => QuantizedLayer.DeQuantize(layerPath),
                     "QFunctional" => QuantizedLayer.Functional(layerPath, new QFunctional(Scale(), Zp())),
+                    "QuantizedReLU6" => QuantizedLayer.ReLU6(layerPath),
+                    "QuantizedHardswish" => QuantizedLayer.Hardswish(layerPath, new QuantizedHardswish(Scale(), Zp())),
                     "QuantizedConv2d" or "QuantizedConvReLU2d" => EagerQuantization.ConvLayer(layerPath, m, Weight(l, FloatWeight(m)), Scale(), Zp()),
                     "QuantizedLinear" or "QuantizedLinearReLU" => EagerQuantization.LinearLayer(layerPath, m, Weight(l, FloatWeight(m)), Scale(), Zp()),
                     _ => throw new ArgumentException($"unknown quantized layer type '{type}'"),

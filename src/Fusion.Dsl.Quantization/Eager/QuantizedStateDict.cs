@@ -51,6 +51,12 @@ public static class QuantizedStateDict
         ["QuantizedConvReLU2d"] = ConvFormat,
         ["QuantizedLinear"] = LinearFormat,
         ["QuantizedLinearReLU"] = LinearFormat,
+        // PyTorch 1.13's quantized Hardswish keeps its output scale and zero point as plain attributes, not buffers:
+        // its state_dict holds nothing of them, and load_state_dict leaves the module's own, as Load leaves the
+        // template's (a template that was never calibrated cannot stand in for them: fusion run refuses that case).
+        ["QuantizedHardswish"] = new(_ => [], r => r.Template),
+        // ReLU6 has no parameters at all.
+        ["QuantizedReLU6"] = new(_ => [], r => r.Template),
     }.ToImmutableDictionary(StringComparer.Ordinal);
 
     private static Format ConvFormat => new(

@@ -39,20 +39,43 @@ public sealed class QFunctional
     public QuantizedTensor AddRelu(QuantizedTensor a, QuantizedTensor b) => AddCore(a, b, relu: true, "add_relu");
 
     /// <summary><c>mul(a, b)</c>: the int32 product (a - a_zp)·(b - b_zp) times the float32 multiplier
-    /// a_scale·b_scale·(1/scale), rounded half to even, plus the zero point, saturated.</summary>
-    /// <exception cref="ArgumentException">As <see cref="Add"/>.</exception>
+    /// a_scale·b_scale·(1/scale), rounded half to even, plus the zero point, saturated. The shapes broadcast as
+    /// PyTorch's do (the squeeze-excitation of torchvision's mobilenet_v3 multiplies [N, C, H, W] by [N, C, 1, 1]).</summary>
+    /// <exception cref="ArgumentException">The shapes do not broadcast, the dtypes differ, an input is per channel, or the zero point does not fit their dtype.</exception>
     public QuantizedTensor Mul(QuantizedTensor a, QuantizedTensor b)
     {
-        var (qmin, qmax) = CheckPair(a, b, "mul");
+        var (qmin, qmax) = CheckPair(a, b, "mul", broadcast: true);
+        var shape = Broadcast.Shape(a.RawShape, b.RawShape)!;
         float multiplier = (float)(a.Scale * b.Scale * (1f / (float)Scale));
         int az = (int)a.ZeroPoint, bz = (int)b.ZeroPoint;
-        var y = new int[a.Count];
-        for (int i = 0; i < y.Length; i++)
+        var y = new int[QuantizedChecks.OutputCount(shape, "mul")];
+        var (sa, sb) = (BroadcastStrides(a.RawShape, shape), BroadcastStrides(b.RawShape, shape));
+        var index = new int[shape.Length];
+        for (int i = 0, ia = 0, ib = 0; i < y.Length; i++)
         {
-            float v = MathF.Round((float)((a[i] - az) * (b[i] - bz)) * multiplier, MidpointRounding.ToEven) + ZeroPoint;
+            float v = MathF.Round((float)((a[ia] - az) * (b[ib] - bz)) * multiplier, MidpointRounding.ToEven) + ZeroPoint;
             y[i] = (int)Math.Clamp(v, qmin, qmax);
+            for (int d = shape.Length - 1; d >= 0; d--)
+            {
+                ia += sa[d];
+                ib += sb[d];
+                if (++index[d] < shape[d]) break;
+                ia -= sa[d] * shape[d];
+                ib -= sb[d] * shape[d];
+                index[d] = 0;
+            }
         }
-        return QuantizedTensor.Adopt(y, (int[])a.RawShape.Clone(), Scale, ZeroPoint, a.DType);
+        return QuantizedTensor.Adopt(y, shape, Scale, ZeroPoint, a.DType);
+    }
+
+    /// <summary>The row-major strides of <paramref name="shape"/> read in the indices of the broadcast shape
+    /// <paramref name="to"/>: 0 along every dimension it broadcasts (or lacks).</summary>
+    private static int[] BroadcastStrides(int[] shape, int[] to)
+    {
+        var strides = new int[to.Length];
+        for (int d = shape.Length - 1, s = 1, o = to.Length - 1; d >= 0; s *= shape[d], d--, o--)
+            strides[o] = shape[d] == 1 && to[o] != 1 ? 0 : s;
+        return strides;
     }
 
     /// <summary><c>cat(tensors, dim)</c>: the inputs dequantized, concatenated along <paramref name="dim"/> and quantized
@@ -121,12 +144,17 @@ public sealed class QFunctional
         return QuantizedTensor.Adopt(y, (int[])a.RawShape.Clone(), Scale, ZeroPoint, a.DType);
     }
 
-    private (int Min, int Max) CheckPair(QuantizedTensor a, QuantizedTensor b, string op)
+    private (int Min, int Max) CheckPair(QuantizedTensor a, QuantizedTensor b, string op, bool broadcast = false)
     {
         ArgumentNullException.ThrowIfNull(a);
         QuantizedChecks.PerTensorInput(a, a.DType, op);
         QuantizedChecks.PerTensorInput(b, a.DType, op);
-        if (!a.RawShape.AsSpan().SequenceEqual(b.RawShape))
+        if (broadcast)
+        {
+            if (Broadcast.Shape(a.RawShape, b.RawShape) is null)
+                throw new ArgumentException($"{op}: shapes {Tensor.ShapeString(a.RawShape)} and {Tensor.ShapeString(b.RawShape)} do not broadcast", nameof(b));
+        }
+        else if (!a.RawShape.AsSpan().SequenceEqual(b.RawShape))
             throw new ArgumentException($"{op} takes two tensors of one shape, got {Tensor.ShapeString(a.RawShape)} and {Tensor.ShapeString(b.RawShape)}", nameof(b));
         QuantizedChecks.ZeroPoint(ZeroPoint, a.DType, op + " output");
         return QuantizedTensor.RangeOf(a.DType);

@@ -18,11 +18,12 @@ internal static class QuantizedChecks
         return (int[])shape.Clone();
     }
 
-    /// <summary>Refuses a scale that is not positive and finite.</summary>
-    public static void Scale(double scale, string what)
+    /// <summary>Refuses a scale that is not positive and finite; returns it.</summary>
+    public static double Scale(double scale, string what)
     {
         if (!(scale > 0) || !double.IsFinite(scale) || !float.IsFinite((float)scale) || (float)scale == 0f)
             throw new ArgumentOutOfRangeException(nameof(scale), scale, $"{what}: a scale must be positive and finite in float32, got {scale}");
+        return scale;
     }
 
     /// <summary>Refuses a zero point outside the range of <paramref name="dtype"/>.</summary>

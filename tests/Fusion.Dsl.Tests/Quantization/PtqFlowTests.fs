@@ -51,22 +51,27 @@ let private ulps (a: float32) (b: float32) =
         if i < 0L then -(i &&& 0x7FFFFFFFL) else i
     abs (ordered a - ordered b)
 
-/// The generated fixtures, once per test run: the JSON and the temp folder (removed at exit) whose files it names.
-let internal fixtures =
+/// A fixture generator's output, once per test run: the JSON and the temp folder (removed at exit) whose files it names.
+let internal fixturesFrom (script: string) (prefix: string) =
     lazy (
-        let dir = Directory.CreateTempSubdirectory("fusion-ptq-").FullName
+        let dir = Directory.CreateTempSubdirectory(prefix).FullName
         AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> try Directory.Delete(dir, true) with _ -> ())
         let out = Path.Combine(dir, "fixtures.json")
-        let code, stdout, stderr = Support.exec Support.python3 [ generator; out ] dir
-        if code <> 0 then failwithf "%s exited %d:\n%s%s" (Path.GetFileName generator) code stdout stderr
+        let code, stdout, stderr = Support.exec Support.python3 [ script; out ] dir
+        if code <> 0 then failwithf "%s exited %d:\n%s%s" (Path.GetFileName script) code stdout stderr
         JsonDocument.Parse(File.ReadAllText out), dir)
+
+let private fixtures = fixturesFrom generator "fusion-ptq-"
 
 type internal Case = { Name: string; QConfig: string; Json: JsonElement; Root: string }
 
-let internal cases () =
-    let doc, root = fixtures.Force()
+/// The cases of a generator's fixtures.
+let internal casesOf (generated: Lazy<JsonDocument * string>) =
+    let doc, root = generated.Force()
     [ for c in doc.RootElement.GetProperty("cases").EnumerateArray() ->
         { Name = c.GetProperty("name").GetString() |> nonNull; QConfig = c.GetProperty("qconfig").GetString() |> nonNull; Json = c; Root = root } ]
+
+let internal cases () = casesOf fixtures
 
 let internal file (c: Case) (rel: string) = Path.Combine(c.Root, rel)
 let internal npy (c: Case) (e: JsonElement) = Npy.Read(file c (e.GetString() |> nonNull))
@@ -119,7 +124,7 @@ let internal ourFlow (calibration: Calibration) (c: Case) =
     EagerQuantization.Convert(observed, state), state
 
 /// Every disagreement of one case with PyTorch, and the totals for the report line.
-let private compareCase (calibration: Calibration) (c: Case) =
+let internal compareCase (calibration: Calibration) (c: Case) =
     let q, state = ourFlow calibration c
     let scaleBound = match calibration with OurEngine -> engineScaleUlps | _ -> scaleUlps
     // PyTorch's int8 resnet18 is not a continuous function of its scales: moving one QFunctional's output scale by one
@@ -234,9 +239,9 @@ let tests =
     testList "Quantization" [
         testList "PtqFlow" [
             for calibration in [ PyTorchActivations; OurEngine ] do
-                flowMatches calibration "small eager models (Conv+BN+ReLU, Linear, pooling, FloatFunctional add_relu/add/mul/cat), x86/fbgemm/onednn/qnnpack and a custom moving-average qconfig" (fun c -> not (c.Name.StartsWith "resnet18")) 10
+                flowMatches calibration "small eager models (Conv+BN+ReLU, Linear, pooling, FloatFunctional add_relu/add/mul/cat, ReLU6, Hardswish), x86/fbgemm/onednn/qnnpack and a custom moving-average qconfig" (fun c -> not (c.Name.StartsWith "resnet18")) 12
                 flowMatches calibration "torchvision quantizable resnet18 after fuse_model(), x86, 64x64" (fun c -> c.Name.StartsWith "resnet18") 1
-            flowMatches UnfusedPyTorchActivations "small eager models exported unfused" (fun c -> c.Json.TryGetProperty("unfused") |> fun (ok, u) -> ok && u.ValueKind <> JsonValueKind.Null) 10
+            flowMatches UnfusedPyTorchActivations "small eager models exported unfused" (fun c -> c.Json.TryGetProperty("unfused") |> fun (ok, u) -> ok && u.ValueKind <> JsonValueKind.Null) 12
 
             test "propagate_qconfig_: a path entry wins over a type entry, which wins over the parent's; None keeps a subtree float unless a descendant has its own entry" {
                 let a = QConfig.GetDefault "x86"
@@ -384,6 +389,28 @@ let tests =
                 let o = EagerQuantization.Prepare(quantAfter, x86)
                 let q = EagerQuantization.Convert(o, EagerQuantization.Calibrate(o, [ Tensor.Zeros [| 1; 4 |] ]))
                 refuses "module 'fc' (Linear) (QuantizedLinear) takes a quantized tensor, got a float tensor [1, 4]; a QuantStub must run before it" (fun () -> q.Forward(Tensor.Zeros [| 1; 4 |]) |> ignore)
+            }
+            test "graph operations bind through GraphOps: sizes of the float input and of quantized tensors, floordiv, view and chunk run; a float tensor reaching another operation is refused" {
+                let x86 = QConfigMapping.ForAll(QConfig.GetDefault "x86")
+                let children = ModuleChildren.Create([| struct ("quant", stub "QuantStub"); struct ("c", conv 4 4); struct ("dequant", stub "DeQuantStub") |])
+                let g = Fusion.Dsl.Graphs.GraphBuilder()
+                let x = g.Input()
+                let n = g.Method("size", x, 0L)
+                let q = g.Call("c", g.Call("quant", x))
+                let half = g.Function("floordiv", g.Method("size", q, 1L), 2L)
+                let v = g.Method("view", q, n, 2L, half, 5L, 5L)
+                let first = g.Function("getitem", g.Method("chunk", v, 2L, 1L), 0L)
+                let model = UserModule.Create("Net", children, g.Output(g.Call("dequant", g.Method("view", first, n, half, 5L, 5L))))
+                let o = EagerQuantization.Prepare(model, x86)
+                let batch = Fusion.Dsl.FSharp.Tensor.randn 1 [ 2; 4; 5; 5 ]
+                let qm = EagerQuantization.Convert(o, EagerQuantization.Calibrate(o, [ batch ]))
+                Expect.equal (Seq.toList (qm.Forward(batch).Shape.ToArray())) [ 2; 2; 5; 5 ] "the first half of the channels"
+                let gf = Fusion.Dsl.Graphs.GraphBuilder()
+                let xf = gf.Input()
+                let floatRelu = UserModule.Create("Net", children, gf.Output(gf.Call("dequant", gf.Call("c", gf.Call("quant", gf.Function("relu", xf))))))
+                let obs = EagerQuantization.Prepare(floatRelu, x86)
+                let qf = EagerQuantization.Convert(obs, EagerQuantization.Calibrate(obs, [ batch ]))
+                refuses "is a float operation on a float tensor" (fun () -> qf.Forward(batch) |> ignore)
             }
             test "a module PyTorch would quantize without a quantized form here, and a model without a QuantStub, are refused at prepare naming the path" {
                 let withBn = seqOf [ "quant", stub "QuantStub"; "c", conv 3 4; "bn", BatchNorm.Create(2, 4) :> Module; "dequant", stub "DeQuantStub" ]

@@ -83,6 +83,20 @@ let private forward (c: Case) : QuantizedTensor =
         QuantizedMaxPool2d(pair (arg c "kernel"), pair (arg c "stride"), pair (arg c "padding"), pair (arg c "dilation"), (arg c "ceil_mode").GetBoolean()).Forward xs.Head
     | "adaptive_avg_pool2d" -> QuantizedAdaptiveAvgPool2d(pair (arg c "output_size")).Forward xs.Head
     | "flatten" -> QuantizedFlatten((arg c "start_dim").GetInt32(), (arg c "end_dim").GetInt32()).Forward xs.Head
+    | "mean" ->
+        QuantizedMean([| for d in (arg c "dim").EnumerateArray() -> d.GetInt32() |], (arg c "keepdim").GetBoolean()).Forward(xs.Head, (arg c "channels_last").GetBoolean())
+    | "avg_pool2d" ->
+        let divisor = match arg c "divisor_override" with d when d.ValueKind = JsonValueKind.Null -> Nullable() | d -> Nullable(d.GetInt32())
+        QuantizedAvgPool2d(pair (arg c "kernel"), pair (arg c "stride"), pair (arg c "padding"), (arg c "ceil_mode").GetBoolean(),
+                           (arg c "count_include_pad").GetBoolean(), divisor).Forward(xs.Head, (arg c "channels_last").GetBoolean())
+    | "hardswish" -> QuantizedHardswish(outScale c, outZeroPoint c).Forward xs.Head
+    | "hardsigmoid" -> QuantizedHardsigmoid().Forward xs.Head
+    | "relu6" -> QuantizedReLU6().Forward xs.Head
+    | "transpose" -> QuantizedTranspose((arg c "dim0").GetInt32(), (arg c "dim1").GetInt32()).Forward xs.Head
+    | "chunk" ->
+        let pieces = QuantizedChunk((arg c "chunks").GetInt32(), (arg c "dim").GetInt32()).Forward xs.Head
+        Expect.equal pieces.Count ((arg c "pieces").GetInt32()) (sprintf "%s: as many pieces as PyTorch's" c.Name)
+        pieces.[(arg c "index").GetInt32()]
     | k -> failwithf "unknown kind %s" k
 
 /// How a case's output compares with PyTorch's: the fraction of equal elements, the largest difference in steps, and
@@ -170,6 +184,10 @@ let tests =
             matchesPyTorch "QFunctional add and add_relu" [ "add"; "add_relu" ] 30
             matchesPyTorch "QFunctional mul and cat" [ "mul"; "cat" ] 30
             matchesPyTorch "quantized ReLU, MaxPool2d, AdaptiveAvgPool2d and Flatten" [ "relu"; "max_pool2d"; "adaptive_avg_pool2d"; "flatten" ] 33
+            matchesPyTorch "quantized mean over the innermost dimensions, contiguous and channels-last" [ "mean" ] 15
+            matchesPyTorch "quantized avg_pool2d, NCHW and NHWC kernels" [ "avg_pool2d" ] 15
+            matchesPyTorch "quantized Hardswish, hardsigmoid and ReLU6" [ "hardswish"; "hardsigmoid"; "relu6" ] 18
+            matchesPyTorch "quantized transpose and chunk" [ "transpose"; "chunk" ] 13
 
             test "an observer's qparams quantize what it observed: per tensor as quantize_per_tensor, per channel along the axis" {
                 let x = Tensor.FromFloat32(ReadOnlySpan [| -1.0f; 0.25f; 2.0f; 0.5f; -0.75f; 3.5f |], 2, 3)
@@ -254,6 +272,7 @@ let tests =
                 let a = input [| 1; 2; 3; 4 |] [| 2; 2 |]
                 refuses<ArgumentException> "one shape" (fun () -> qf.Add(a, input [| 1; 2; 3; 4 |] [| 4 |]) |> ignore)
                 refuses<ArgumentException> "torch.quint8" (fun () -> qf.Mul(a, QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2; 3; 4 |], [| 2; 2 |], 0.1, 0L, QuantizedDType.QInt8)) |> ignore)
+                refuses<ArgumentException> "do not broadcast" (fun () -> qf.Mul(a, input [| 1; 2; 3 |] [| 3 |]) |> ignore)
                 refuses<ArgumentException> "differ in dimension 1" (fun () -> qf.Cat([| a; input [| 1; 2; 3 |] [| 1; 3 |] |], 0) |> ignore)
                 refuses<ArgumentException> "dim 2 is out of range" (fun () -> qf.Cat([| a |], 2) |> ignore)
                 refuses<ArgumentException> "at least one tensor" (fun () -> qf.Cat([||], 0) |> ignore)

@@ -62,7 +62,12 @@ let private pytorchToOurs =
         Expect.isGreaterThanOrEqual all.Length 11 "the PtqFlow cases (convnet, residual, resnet18)"
         let problems = ResizeArray<string>()
         for c in all do
-            let q = QuantizedStateDict.Load(template c, file c (str c.Json "state_dict"))
+          // PyTorch 1.13 keeps a quantized Hardswish's qparams outside its state_dict, and load_state_dict leaves the
+          // module's own: such a file loads into a model converted from the same calibration, as in PyTorch.
+          let hasHardswish = (template c).Layers.Values |> Seq.exists (fun l -> l.TypeName = "QuantizedHardswish")
+          let t = if hasHardswish then fst (ourFlow PyTorchActivations c) else template c
+          do
+            let q = QuantizedStateDict.Load(t, file c (str c.Json "state_dict"))
             for l in c.Json.GetProperty("layers").EnumerateArray() do
                 let path = str l "path"
                 let ours = q.Layers.[path]

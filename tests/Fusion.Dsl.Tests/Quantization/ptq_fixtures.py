@@ -95,6 +95,33 @@ class Residual(nn.Module):
     groups = [["stem", "stem_bn", "stem_relu"], ["conv1", "bn1", "relu1"], ["conv2", "bn2"]]
 
 
+class ActNet(nn.Module):
+    """ReLU6 and Hardswish, each observed and converted on its own (nnq.ReLU6 keeps its input's qparams, nnq.Hardswish
+    has its own), after Conv+BN pairs."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.relu6 = nn.ReLU6()
+        self.conv2 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.bn2 = nn.BatchNorm2d(8)
+        self.hswish = nn.Hardswish()
+        self.avg = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 4)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.relu6(self.bn1(self.conv1(x)))
+        x = self.hswish(self.bn2(self.conv2(x)))
+        x = torch.flatten(self.avg(x), 1)
+        return self.dequant(self.fc(x))
+
+    groups = [["conv1", "bn1"], ["conv2", "bn2"]]
+
+
 # Custom qconfigs (observer factories), by the name the test rebuilds them under. A moving average is not idempotent, so
 # it shows that a fused module's observer sees each output twice, as PyTorch's Sequential-child observer does.
 CUSTOM = {
@@ -175,6 +202,12 @@ def case(name, build, qconfig, shape, batches, fuse, seed, nudges=0, groups=None
         elif isinstance(m, nnq.Quantize):
             m.register_forward_hook(hook(path))
             layers.append({"path": path, "type": "Quantize", "scale": float(m.scale), "zero_point": int(m.zero_point)})
+        elif isinstance(m, nnq.ReLU6):
+            m.register_forward_hook(hook(path))
+            layers.append({"path": path, "type": "QuantizedReLU6"})
+        elif isinstance(m, nnq.Hardswish):
+            m.register_forward_hook(hook(path))
+            layers.append({"path": path, "type": "QuantizedHardswish", "scale": float(m.scale), "zero_point": int(m.zero_point)})
         elif isinstance(m, nnq.DeQuantize):
             m.register_forward_hook(hook(path, of_input=True))
             layers.append({"path": path, "type": "DeQuantize"})
@@ -251,6 +284,8 @@ def main(out):
     for i, qc in enumerate(CUSTOM):
         cases.append(case(f"convnet/{qc}", ConvNet, qc, (2, 3, 16, 16), 4, fuse_groups(ConvNet.groups), 40 + i, groups=ConvNet.groups))
         cases.append(case(f"residual/{qc}", Residual, qc, (2, 3, 12, 12), 4, fuse_groups(Residual.groups), 50 + i, groups=Residual.groups))
+    for i, qc in enumerate(("x86", "qnnpack")):
+        cases.append(case(f"actnet/{qc}", ActNet, qc, (2, 3, 12, 12), 4, fuse_groups(ActNet.groups), 70 + i, groups=ActNet.groups))
     if len(sys.argv) < 3 or sys.argv[2] != "--small":
         cases.append(case("resnet18/x86", resnet18, "x86", (2, 3, 64, 64), 3, fuse_resnet, 30, nudges=5))
     with open(out, "w") as f:

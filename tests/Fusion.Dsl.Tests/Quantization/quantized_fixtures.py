@@ -13,7 +13,9 @@ Case kinds:
   linear        - torch.ao.nn.quantized.Linear (args.relu: torch.nn.intrinsic.quantized.LinearReLU)
   conv2d        - torch.ao.nn.quantized.Conv2d (args.relu: torch.nn.intrinsic.quantized.ConvReLU2d)
   add, add_relu, mul, cat - torch.ao.nn.quantized.QFunctional with output scale/zero point
-  relu, max_pool2d, adaptive_avg_pool2d, flatten - the quantized functional forms
+  relu, max_pool2d, adaptive_avg_pool2d, flatten, mean, avg_pool2d, hardsigmoid, relu6, transpose, chunk - the quantized functional forms
+  hardswish     - torch.ao.nn.quantized.Hardswish with output scale/zero point
+                  (mean's and avg_pool2d's args.channels_last: PyTorch ran it on the input made channels-last; chunk's args.index: which piece)
 Every module case holds "inputs" (quantized tensors), "weight"/"bias" where the module has them, "args", the output
 "scale"/"zero_point" where the module sets them, and PyTorch's output "expected".
 """
@@ -267,6 +269,61 @@ def functional_cases():
         x = qinput(shape)
         y = torch.flatten(x, start, end)
         cases.append(module_case(f"flatten/{i}", "flatten", [x], y, {"start_dim": start, "end_dim": end}))
+    # mean over the innermost dimensions: a contiguous input (PyTorch's integer kernel) and a channels-last one (its
+    # float path, whose AVX2 sum runs channels in blocks of 32 and a tail), planes from 1x1 to 14x14.
+    for i, (shape, dims, keepdim) in enumerate([((2, 1024, 2, 2), [2, 3], False), ((2, 40, 7, 7), [2, 3], False),
+                                                 ((1, 100, 14, 14), [-2, -1], True), ((3, 8, 3, 5), [2, 3], False),
+                                                 ((2, 64, 5, 5), [2, 3], False), ((2, 1, 6, 6), [2, 3], False),
+                                                 ((2, 48, 1, 1), [2, 3], False), ((4, 9, 10), [2], False)]):
+        x = qinput(shape)
+        for layout in ("contiguous", "channels_last") if len(shape) == 4 else ("contiguous",):
+            xl = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
+            y = xl.mean(dims, keepdim=keepdim)
+            cases.append(module_case(f"mean/{i}/{layout}", "mean", [x], y, {"dim": dims, "keepdim": keepdim, "channels_last": layout == "channels_last"}))
+    # avg_pool2d (inception_v3's branch pools): padding, ceil_mode, count_include_pad and divisor_override, on a
+    # contiguous input (PyTorch's NCHW kernel; one channel is channels-last too) and a channels-last one (its NHWC kernel).
+    for i, (shape, kernel, stride, padding, ceil, include, divisor) in enumerate([
+            ((2, 8, 9, 9), 3, 1, 1, False, True, None), ((2, 5, 7, 6), 2, 2, 1, False, False, None),
+            ((1, 6, 10, 7), (3, 2), (2, 1), (1, 0), True, True, None), ((2, 4, 8, 11), 3, 2, 1, True, False, None),
+            ((1, 3, 6, 6), 2, 2, 0, False, True, 3), ((2, 1, 9, 8), 3, 1, 1, False, True, None),
+            ((2, 64, 5, 5), 3, 1, 1, False, True, None), ((3, 7, 7), 2, 1, 0, False, True, None)]):
+        x = qinput(shape)
+        for layout in ("contiguous", "channels_last") if len(shape) == 4 else ("contiguous",):
+            xl = x.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else x
+            y = F.avg_pool2d(xl, kernel, stride, padding, ceil_mode=ceil, count_include_pad=include, divisor_override=divisor)
+            pair = lambda v: list(v) if isinstance(v, tuple) else [v, v]
+            cases.append(module_case(f"avg_pool2d/{i}/{layout}", "avg_pool2d", [x], y,
+                                     {"kernel": pair(kernel), "stride": pair(stride), "padding": pair(padding), "ceil_mode": ceil,
+                                      "count_include_pad": include, "divisor_override": divisor, "channels_last": layout == "channels_last"}))
+    # mul broadcasting, as mobilenet_v3's squeeze-excitation multiplies [N, C, H, W] by [N, C, 1, 1].
+    for i, (sa, sb) in enumerate([((2, 72, 1, 1), (2, 72, 8, 8)), ((2, 5, 6, 7), (2, 5, 1, 1)), ((3, 1, 4), (2, 1)), ((4,), (3, 1))]):
+        a, b = qinput(sa), qinput(sb)
+        qf = nnq.QFunctional()
+        qf.scale, qf.zero_point = float(log_uniform(0.005, 0.3)), int(rng.integers(0, 256))
+        cases.append(module_case(f"mul/broadcast/{i}", "mul", [a, b], qf.mul(a, b), {}, scale=qf.scale, zp=qf.zero_point))
+    # Hardswish (nnq.Hardswish with its output qparams) and hardsigmoid (PyTorch's fixed output qparams), over sizes
+    # that leave a tail after PyTorch's 64-element vector blocks, on quint8 and qint8 inputs.
+    for i, shape in enumerate([(2, 16, 9, 9), (3, 37), (1, 960, 1, 1), (5,), (2, 8, 7, 5)]):
+        dtype = torch.qint8 if i == 3 else torch.quint8
+        x = qinput(shape, dtype=dtype)
+        scale = float(log_uniform(0.005, 0.1))
+        zp = int(rng.integers(0, 256)) if dtype == torch.quint8 else int(rng.integers(-128, 128))
+        cases.append(module_case(f"hardswish/{i}", "hardswish", [x], nnq.Hardswish(scale, zp)(x), {}, scale=scale, zp=zp))
+        cases.append(module_case(f"hardsigmoid/{i}", "hardsigmoid", [x], F.hardsigmoid(x), {}))
+        cases.append(module_case(f"relu6/{i}", "relu6", [x], nnq.ReLU6()(x), {}))
+    # relu6 where 6 lies beyond the dtype's range, and where 0 does
+    for i, (scale, zp) in enumerate([(0.01, 10), (0.05, 250), (0.02, 0)]):
+        x = qinput((3, 50), scale=scale, zp=zp)
+        cases.append(module_case(f"relu6/range/{i}", "relu6", [x], F.relu6(x), {}))
+    # transpose(...).contiguous() as shufflenet's channel shuffle does it, and chunk's pieces.
+    for i, (shape, d0, d1) in enumerate([((2, 2, 58, 4, 4), 1, 2), ((3, 4, 5), 0, -1), ((6, 7), 1, 0)]):
+        x = qinput(shape)
+        cases.append(module_case(f"transpose/{i}", "transpose", [x], torch.transpose(x, d0, d1).contiguous(), {"dim0": d0, "dim1": d1}))
+    for i, (shape, chunks, dim) in enumerate([((2, 116, 4, 4), 2, 1), ((2, 7, 3), 3, 1), ((5, 4), 4, 0), ((3, 2), 5, -1)]):
+        x = qinput(shape)
+        for k, piece in enumerate(x.chunk(chunks, dim)):
+            cases.append(module_case(f"chunk/{i}/{k}", "chunk", [x], piece.contiguous(), {"chunks": chunks, "dim": dim, "index": k,
+                                                                                        "pieces": len(x.chunk(chunks, dim))}))
     return cases
 
 

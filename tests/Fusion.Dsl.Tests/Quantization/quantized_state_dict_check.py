@@ -20,9 +20,10 @@ import torch.ao.quantization as tq
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ptq_fixtures  # noqa: E402
 
-# FLOAT.pt pickles ptq_fixtures' classes as __main__.ConvNet and __main__.Residual.
+# FLOAT.pt pickles ptq_fixtures' classes as __main__.ConvNet, __main__.Residual and __main__.ActNet.
 __main__.ConvNet = ptq_fixtures.ConvNet
 __main__.Residual = ptq_fixtures.Residual
+__main__.ActNet = ptq_fixtures.ActNet
 torch.backends.quantized.engine = "onednn"
 warnings.filterwarnings("ignore")
 

@@ -1,0 +1,41 @@
+/// torchvision 0.14's quantizable networks through the eager post-training flow against PyTorch 1.13's onednn engine:
+/// network_fixtures.py (beside this file) builds each with quantize=False, fuses it with fuse_model(), exports it,
+/// and runs PyTorch's prepare with the x86 qconfig, calibration on seeded random batches, convert and the int8 forward,
+/// saving every observer's float activations. Here the exported model goes through our Prepare/Calibrate/Convert,
+/// calibrated on those activations, so the comparison is exact: PtqFlowTests' rules (scales within `scaleUlps`, zero
+/// points equal, every layer's integer output and the final one equal to PyTorch's for at least `exactFraction` of its
+/// elements and within `maxSteps` everywhere).
+module Fusion.Dsl.Tests.Quantization.NetworkTests
+
+open System
+open System.IO
+open Expecto
+open Fusion.Dsl.Tests
+open Fusion.Dsl.Tests.Quantization.PtqFlowTests
+
+let private generator = Path.Combine(Support.repoRoot, "tests", "Fusion.Dsl.Tests", "Quantization", "network_fixtures.py")
+
+let private fixtures = fixturesFrom generator "fusion-qnets-"
+
+/// The networks and their input sides.
+let private networks =
+    [ "resnet50", 64; "mobilenet_v2", 64; "shufflenet_v2", 64; "googlenet", 64; "inception_v3", 80; "mobilenet_v3_large", 64 ]
+
+let private matches (name: string) (side: int) =
+    test (sprintf "torchvision quantizable %s after fuse_model(), x86, %dx%d, calibrated on PyTorch's float activations: PyTorch's qparams (scales within %d ulp, zero points equal) and its int8 outputs at every layer (>= %g exact, within %d step)" name side side scaleUlps exactFraction maxSteps) {
+        needTorch ()
+        let c = casesOf fixtures |> List.find (fun c -> c.Name = name + "/x86")
+        let problems, u, n, e, w = compareCase PyTorchActivations c
+        if not problems.IsEmpty then
+            failtestf "%d disagreements with PyTorch:\n%s" problems.Length (String.Join("\n", List.truncate 30 problems))
+        printfn "%s: worst scale %d ulps; %d layer-output elements, %.5f exact, worst %d steps" c.Name u n (float e / float (max n 1)) w
+    }
+
+[<Tests>]
+let tests =
+    testList "Quantization" [
+        testList "Networks" [
+            for name, side in networks do
+                yield matches name side
+        ]
+    ]
