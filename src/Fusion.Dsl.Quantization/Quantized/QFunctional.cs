@@ -134,12 +134,16 @@ public sealed class QFunctional
         var (qmin, qmax) = CheckPair(a, b, op);
         float sa = (float)a.Scale, sb = (float)b.Scale, inverse = 1f / (float)Scale;
         long az = a.ZeroPoint, bz = b.ZeroPoint;
-        var y = new int[a.Count];
+        // The stored bytes read once as the dtype's values (the indexer would test the dtype per element).
+        bool signed = a.DType == QuantizedDType.QInt8;
+        byte[] ra = a.RawData, rb = b.RawData;
+        var y = GC.AllocateUninitializedArray<byte>(ra.Length);
         for (int i = 0; i < y.Length; i++)
         {
-            float sum = (float)(a[i] - az) * sa + (float)(b[i] - bz) * sb;
+            int va = signed ? (sbyte)ra[i] : ra[i], vb = signed ? (sbyte)rb[i] : rb[i];
+            float sum = (float)(va - az) * sa + (float)(vb - bz) * sb;
             if (relu) sum = MathF.Max(sum, 0f);
-            y[i] = QuantizedTensor.QuantizeValue(sum, inverse, ZeroPoint, qmin, qmax);
+            y[i] = unchecked((byte)QuantizedTensor.QuantizeValue(sum, inverse, ZeroPoint, qmin, qmax));
         }
         return QuantizedTensor.Adopt(y, (int[])a.RawShape.Clone(), Scale, ZeroPoint, a.DType);
     }

@@ -228,6 +228,7 @@ public sealed class QuantizedTensor
     /// <summary>PyTorch's scalar <c>quantize_val</c>: <c>zero_point + nearbyint(x * inverse)</c>, the sum in float32 as
     /// C++ converts it, then cast to int64 (a value beyond int64, which only a huge input reaches, becomes int64's
     /// minimum as on x86, hence the dtype's minimum) and clamped.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     internal static int QuantizeValue(float x, float inverse, long zeroPoint, int qmin, int qmax)
     {
         float sum = zeroPoint + MathF.Round(x * inverse, MidpointRounding.ToEven);

@@ -19,6 +19,12 @@ let private useItSection () =
     if not m.Success then failtest "README.md has no \"## Use it\" section"
     m.Groups[1].Value
 
+/// The README's "Quantize" section.
+let private quantizeSection () =
+    let m = Regex.Match(markdown "README.md", @"\n## Quantize\n(.*?)(\n## |\z)", RegexOptions.Singleline)
+    if not m.Success then failtest "README.md has no \"## Quantize\" section"
+    m.Groups[1].Value
+
 /// The package readme that every package carries.
 let private packageReadme () = markdown (Path.Combine("src", "PackageReadme.md"))
 
@@ -119,6 +125,27 @@ let tests =
             Expect.equal m.Groups[1].Value "2000" "two images of 1000 logits"
             let diff = Double.Parse(m.Groups[2].Value, Globalization.CultureInfo.InvariantCulture)
             Expect.isLessThanOrEqual diff deployTolerance "ONNX Runtime computes what the engine computes"
+        }
+        test "the Quantize commands export, quantize to PyTorch's state_dict and to ONNX, PyTorch loads the file strictly and runs it, and ONNX Runtime runs the QDQ file" {
+            Support.requireTool "PyTorch and torchvision (/usr/bin/python3 with python3-torch, python3-torchvision)" (Support.pythonHas [ "torch"; "torchvision"; "numpy" ])
+            let work = Directory.CreateTempSubdirectory("fusion-readme-quantize-").FullName
+            try
+                // The block as a reader runs it, with `fusion` the CLI this test program was built with; set -e stops at
+                // the first command that fails.
+                let prelude = sprintf "set -e\nfusion() { dotnet '%s' \"$@\"; }\nexport WORK='%s'\n" (built "fusion") work
+                let script = Path.Combine(work, "readme.sh")
+                File.WriteAllText(script, prelude + block "bash" (quantizeSection ()))
+                let code, out, err = Support.exec "bash" [ script ] Support.repoRoot
+                Expect.equal code 0 (out + err)
+                Expect.stringContains out "PyTorch runs the int8 model: (1, 1000)" "PyTorch's converted model took the file strictly and ran"
+                use session = new Microsoft.ML.OnnxRuntime.InferenceSession(Path.Combine(work, "int8.onnx"))
+                let x = Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float32>(Memory<float32>(Array.create (3 * 64 * 64) 0.5f), ReadOnlySpan<int>([| 1; 3; 64; 64 |]))
+                use results = session.Run([ Microsoft.ML.OnnxRuntime.NamedOnnxValue.CreateFromTensor(Seq.head session.InputMetadata.Keys, x) ])
+                let y = (Seq.head results).AsEnumerable<float32>() |> Seq.toArray
+                Expect.equal y.Length 1000 "ONNX Runtime computes the 1000 logits"
+                Expect.all y Single.IsFinite "all finite"
+            finally
+                Directory.Delete(work, true)
         }
         test "the package readme's F# and C# snippets run as shown" {
             let readme = packageReadme ()
