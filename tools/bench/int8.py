@@ -31,6 +31,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 from fusion_torch.model_file import export  # noqa: E402
+sys.path.insert(0, HERE)
+from pytorch_bench import median_ms  # noqa: E402
 
 FUSION = os.path.join(ROOT, "src", "Fusion.Cli", "bin", "Release", "net10.0", "fusion.dll")
 ORT = os.path.join(ROOT, "tools", "ort-bench", "bin", "Release", "net10.0", "Fusion.Dsl.OrtBench.dll")
@@ -81,17 +83,6 @@ def run(cmd):
     return p.stdout
 
 
-def median_ms(fn, runs, warmup=3):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
-
-
 def cpu_name():
     for line in run(["lscpu"]).splitlines():
         if line.startswith("Model name:"):
@@ -132,8 +123,8 @@ def main():
                 cells.setdefault((m, b, "ours float"), []).append(report["forward_float_ms"])
                 x = torch.randn(b, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
                 with torch.no_grad():
-                    cells.setdefault((m, b, "PyTorch int8"), []).append(median_ms(lambda: qmodel(x), a.runs))
-                    cells.setdefault((m, b, "PyTorch float"), []).append(median_ms(lambda: model(x), a.runs))
+                    cells.setdefault((m, b, "PyTorch int8"), []).append(median_ms(lambda: qmodel(x), a.runs, warmup=3))
+                    cells.setdefault((m, b, "PyTorch float"), []).append(median_ms(lambda: model(x), a.runs, warmup=3))
                 if qdq is not None:
                     p = subprocess.run(["dotnet", ORT, qdq, "--threads", str(a.threads), "--runs", str(a.runs), "--batch", str(b)],
                                        capture_output=True, text=True)
