@@ -165,7 +165,7 @@ public sealed class Int8Convolution
                 if (direct) gemm(g, input, inputOffset, columns, outputOffset);
                 else
                 {
-                    Gather(input, inputOffset, height, width, oh, ow, (byte)zeroPoint, taps!);
+                    Gather(input, inputOffset, height, width, oh, ow, (byte)zeroPoint, taps!, threads);
                     gemm(g, taps!, 0, columns, outputOffset);
                 }
             }
@@ -174,11 +174,10 @@ public sealed class Int8Convolution
 
     /// <summary>Lays out one image's group as rows (channel, kernel row, kernel column) of output pixels; a tap outside
     /// the input takes the zero point.</summary>
-    private void Gather(byte[] input, int offset, int height, int width, int oh, int ow, byte zeroPoint, byte[] taps)
-    {
-        var row = 0;
-        for (var c = 0; c < InChannelsPerGroup; c++)
+    private void Gather(byte[] input, int offset, int height, int width, int oh, int ow, byte zeroPoint, byte[] taps, int threads)
+        => Par.For(InChannelsPerGroup, threads, (long)Kernel.Height * Kernel.Width * oh * ow, c =>
         {
+            var row = c * Kernel.Height * Kernel.Width;
             var channel = input.AsSpan(offset + c * height * width, height * width);
             for (var i = 0; i < Kernel.Height; i++)
                 for (var j = 0; j < Kernel.Width; j++, row++)
@@ -195,20 +194,18 @@ public sealed class Int8Convolution
                         }
                         var src = channel.Slice(iy * width, width);
                         var x0 = j * Dilation.Width - Padding.Width;
-                        if (Stride.Width == 1 && x0 >= 0 && x0 + ow <= width)
-                        {
-                            src.Slice(x0, ow).CopyTo(line);
-                            continue;
-                        }
-                        for (var x = 0; x < ow; x++)
-                        {
-                            var ix = x0 + x * Stride.Width;
-                            line[x] = ix >= 0 && ix < width ? src[ix] : zeroPoint;
-                        }
+                        var sx = Stride.Width;
+                        // Outputs [first, last) read inside the row; those before and after read padding.
+                        var first = Math.Min(ow, x0 >= 0 ? 0 : (-x0 + sx - 1) / sx);
+                        var last = Math.Max(first, Math.Min(ow, x0 >= width ? 0 : (width - 1 - x0) / sx + 1));
+                        line[..first].Fill(zeroPoint);
+                        line[last..].Fill(zeroPoint);
+                        if (sx == 1) src.Slice(x0 + first, last - first).CopyTo(line[first..last]);
+                        else
+                            for (int x = first, ix = x0 + first * sx; x < last; x++, ix += sx) line[x] = src[ix];
                     }
                 }
-        }
-    }
+        });
 
     private static int Axis(int size, int kernel, int stride, int padding, int dilation, string axis)
     {

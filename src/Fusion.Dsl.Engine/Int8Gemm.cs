@@ -188,21 +188,33 @@ internal static unsafe class Int8Gemm
         // Activations as quads: word (q, j) holds x[4q .. 4q+3, j]; the depth's padding is zero, which meets zero weights.
         var length = checked(quads * padded);
         var packed = System.Buffers.ArrayPool<int>.Shared.Rent(length);
-        Array.Clear(packed, 0, length);
-        fixed (byte* px0 = x)
+        var depth = w.Depth;
+        // One task per quad row: four source rows interleaved into words, the columns past the end zeroed.
+        Par.For(quads, threads, 4L * padded, q =>
         {
-            var px = px0 + xOffset;
-            for (var q = 0; q < quads; q++)
-                for (var b = 0; b < 4 && 4 * q + b < w.Depth; b++)
+            fixed (byte* px = x)
+            fixed (int* dst = &packed[q * padded])
+            {
+                var s0 = px + xOffset + (long)4 * q * columns;
+                var present = Math.Min(4, depth - 4 * q);
+                if (present == 4)
                 {
-                    var src = px + (long)(4 * q + b) * columns;
-                    fixed (int* dst = &packed[q * padded])
+                    byte* s1 = s0 + columns, s2 = s1 + columns, s3 = s2 + columns;
+                    for (var j = 0; j < columns; j++) dst[j] = s0[j] | (s1[j] << 8) | (s2[j] << 16) | (s3[j] << 24);
+                }
+                else
+                {
+                    new Span<int>(dst, columns).Clear();
+                    for (var b = 0; b < present; b++)
                     {
+                        var src = s0 + (long)b * columns;
                         var bytes = (byte*)dst + b;
                         for (var j = 0; j < columns; j++) bytes[4 * j] = src[j];
                     }
                 }
-        }
+                new Span<int>(dst + columns, padded - columns).Clear();
+            }
+        });
         var rows = w.Rows;
         Par.For(panels, threads, (long)rows * quads * 4 * nr, p =>
         {
