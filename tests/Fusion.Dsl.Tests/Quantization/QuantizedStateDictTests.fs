@@ -383,6 +383,17 @@ let tests =
                     Expect.stringContains stderr (bad + ": stem.scale: the scale is -1") "naming the file and the key"
                     Expect.equal (stderr.Trim().Split('\n').Length) 1 "in one line"
                     Expect.isFalse (File.Exists y2) "nothing is written"
+                    // A quantized Hardswish's qparams are not in PyTorch's state_dict, and run's template is never
+                    // calibrated: the command refuses rather than run it with made-up qparams.
+                    let act = cases () |> List.find (fun c -> c.Name = "actnet/x86")
+                    let y3 = Path.Combine(dir, "y3.npy")
+                    let actFile = file act (str act.Json "state_dict")
+                    let code, _, stderr =
+                        fusion [ "run"; file act (str act.Json "model"); "--quantized-state-dict"; actFile; "--input"; file act (str act.Json "input"); "--out"; y3 ]
+                    Expect.equal code 1 "a model with a quantized Hardswish is refused"
+                    Expect.stringContains stderr (actFile + ": cannot restore the quantized Hardswish at 'hswish'") "naming the file and the layer"
+                    Expect.equal (stderr.Trim().Split('\n').Length) 1 "in one line"
+                    Expect.isFalse (File.Exists y3) "nothing is written"
                 finally
                     Directory.Delete(dir, true)
             }
