@@ -209,9 +209,9 @@ public sealed class Int8Convolution
 
     private static int Axis(int size, int kernel, int stride, int padding, int dilation, string axis)
     {
-        long span = (long)dilation * (kernel - 1) + 1, padded = size + 2L * padding;
-        if (padded < span)
-            throw new ArgumentException($"the input {axis} {size} padded by {padding} is smaller than the dilated kernel ({span})");
-        return (int)((padded - span) / stride + 1);
+        var length = Layers.SlidingWindow.ConvOutput(size, kernel, stride, padding, padding, dilation);
+        if (length < 1)
+            throw new ArgumentException($"the input {axis} {size} padded by {padding} is smaller than the dilated kernel ({(long)dilation * (kernel - 1) + 1})");
+        return (int)length;
     }
 }

@@ -70,10 +70,7 @@ public sealed class Int8Requantization
             var s = Vector256.Create(shift);
             for (; j + 16 <= count; j += 16)
             {
-                var lo = Convert(Vector256.ConvertToSingle(Vector256.Load(src + j) - s), b, m, zp);
-                var hi = Convert(Vector256.ConvertToSingle(Vector256.Load(src + j + 8) - s), b, m, zp);
-                var shorts = Vector256.Narrow(lo, hi);
-                Vector128.Narrow(shorts.GetLower(), shorts.GetUpper()).AsByte().Store(dst + j);
+                Store16(Vector256.ConvertToSingle(Vector256.Load(src + j) - s), Vector256.ConvertToSingle(Vector256.Load(src + j + 8) - s), b, m, zp, dst + j);
             }
         }
         for (; j < count; j++) dst[j] = Apply(src[j] - shift, channel);
@@ -95,8 +92,7 @@ public sealed class Int8Requantization
                 var zp = Vector256.Create((float)ZeroPoint);
                 for (; j + 16 <= sums.Length; j += 16)
                 {
-                    var shorts = Vector256.Narrow(Convert(Vector256.Load(src + j), b, m, zp), Convert(Vector256.Load(src + j + 8), b, m, zp));
-                    Vector128.Narrow(shorts.GetLower(), shorts.GetUpper()).AsByte().Store(d + j);
+                    Store16(Vector256.Load(src + j), Vector256.Load(src + j + 8), b, m, zp, d + j);
                 }
             }
             for (; j < sums.Length; j++) d[j] = Apply((int)src[j], channel);
@@ -110,6 +106,14 @@ public sealed class Int8Requantization
         fixed (int* s = src)
         fixed (byte* d = dst)
             Row(s, shift, d, src.Length, channel);
+    }
+
+    /// <summary>Sixteen sums (as float32) requantized and stored as bytes at <paramref name="dst"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private unsafe void Store16(Vector256<float> lo, Vector256<float> hi, Vector256<float> b, Vector256<float> m, Vector256<float> zp, byte* dst)
+    {
+        var shorts = Vector256.Narrow(Convert(lo, b, m, zp), Convert(hi, b, m, zp));
+        Vector128.Narrow(shorts.GetLower(), shorts.GetUpper()).AsByte().Store(dst);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -79,14 +79,13 @@ public sealed class QuantizedMaxPool2d
         return QuantizedTensor.Adopt(y, shape, input.Scale, input.ZeroPoint, input.DType);
     }
 
-    /// <summary>PyTorch's <c>pooling_output_shape</c>.</summary>
+    /// <summary>PyTorch's <c>pooling_output_shape</c> (the core's <see cref="Layers.SlidingWindow.PoolOutput"/>), refused
+    /// when the padded input is smaller than the dilated window.</summary>
     private int OutputSize(int size, int kernel, int stride, int padding, int dilation)
     {
-        long numerator = size + 2L * padding - (long)dilation * (kernel - 1) - 1 + (CeilMode ? stride - 1 : 0);
-        if (numerator < 0)
+        long output = Layers.SlidingWindow.PoolOutput(size, kernel, stride, padding, dilation, CeilMode);
+        if (output < 1)
             throw new ArgumentException($"{Name}: the input size {size} padded by {padding} is smaller than the dilated window");
-        long output = numerator / stride + 1;
-        if (CeilMode && (output - 1) * stride >= size + padding) output--;
         return (int)output;
     }
 }
