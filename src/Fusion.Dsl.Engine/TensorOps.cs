@@ -57,8 +57,8 @@ internal static unsafe class TensorOps
         else
         {
             var rank = shape.Length;
-            var sa = BroadcastStrides(a.Shape, rank);
-            var sb = BroadcastStrides(b.Shape, rank);
+            var sa = Broadcast.Strides(a.Shape, rank);
+            var sb = Broadcast.Strides(b.Shape, rank);
             var idx = new int[rank];
             long ia = 0, ib = 0;
             for (var i = 0; i < count; i++)
@@ -106,18 +106,6 @@ internal static unsafe class TensorOps
     /// <summary><see cref="Broadcast.Shape"/>, refusing shapes that do not broadcast as an input error.</summary>
     public static int[] BroadcastShape(ReadOnlySpan<int> a, ReadOnlySpan<int> b)
         => Broadcast.Shape(a, b) ?? throw new EngineInputException($"shapes {Tensor.ShapeString(a)} and {Tensor.ShapeString(b)} do not broadcast");
-
-    private static int[] BroadcastStrides(ReadOnlySpan<int> shape, int rank)
-    {
-        var strides = new int[rank];
-        var s = 1;
-        for (var i = shape.Length - 1; i >= 0; i--)
-        {
-            strides[rank - shape.Length + i] = shape[i] == 1 ? 0 : s;
-            s *= shape[i];
-        }
-        return strides;
-    }
 
     /// <summary>A dimension index with negatives counted from the end; <paramref name="rank"/> is the number of valid positions.</summary>
     public static int Dim(long dim, int rank, string what)

@@ -49,7 +49,7 @@ public sealed class QFunctional
         float multiplier = (float)(a.Scale * b.Scale * (1f / (float)Scale));
         int az = (int)a.ZeroPoint, bz = (int)b.ZeroPoint;
         var y = new int[QuantizedChecks.OutputCount(shape, "mul")];
-        var (sa, sb) = (BroadcastStrides(a.RawShape, shape), BroadcastStrides(b.RawShape, shape));
+        var (sa, sb) = (Broadcast.Strides(a.RawShape, shape.Length), Broadcast.Strides(b.RawShape, shape.Length));
         var index = new int[shape.Length];
         for (int i = 0, ia = 0, ib = 0; i < y.Length; i++)
         {
@@ -66,16 +66,6 @@ public sealed class QFunctional
             }
         }
         return QuantizedTensor.Adopt(y, shape, Scale, ZeroPoint, a.DType);
-    }
-
-    /// <summary>The row-major strides of <paramref name="shape"/> read in the indices of the broadcast shape
-    /// <paramref name="to"/>: 0 along every dimension it broadcasts (or lacks).</summary>
-    private static int[] BroadcastStrides(int[] shape, int[] to)
-    {
-        var strides = new int[to.Length];
-        for (int d = shape.Length - 1, s = 1, o = to.Length - 1; d >= 0; s *= shape[d], d--, o--)
-            strides[o] = shape[d] == 1 && to[o] != 1 ? 0 : s;
-        return strides;
     }
 
     /// <summary><c>cat(tensors, dim)</c>: the inputs dequantized, concatenated along <paramref name="dim"/> and quantized

@@ -20,4 +20,20 @@ public static class Broadcast
         }
         return shape;
     }
+
+    /// <summary>
+    /// The row-major strides of <paramref name="shape"/> read in the indices of a broadcast shape of rank
+    /// <paramref name="rank"/>: 0 along every dimension it broadcasts (size 1) or lacks (the leading ones).
+    /// </summary>
+    public static int[] Strides(ReadOnlySpan<int> shape, int rank)
+    {
+        var strides = new int[rank];
+        var s = 1;
+        for (var i = shape.Length - 1; i >= 0; i--)
+        {
+            strides[rank - shape.Length + i] = shape[i] == 1 ? 0 : s;
+            s *= shape[i];
+        }
+        return strides;
+    }
 }
