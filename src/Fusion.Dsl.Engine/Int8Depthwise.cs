@@ -46,48 +46,28 @@ internal sealed class Int8Depthwise
         var phaseWidth = (width + 2 * pw + sw - 1) / sw;
         var phasePlane = paddedHeight * phaseWidth;
         var taps = kh * kw;
+        // Whole vectors run past a row's last output: its extra lanes read at most Slack floats past the plane's last
+        // valid read and write at most Slack past the row, into the next row (computed after it) or the slack.
+        var planeLength = checked(sw * phasePlane + Slack);
+        var sumsLength = checked(oh * ow + Slack);
         Par.For(batch * g.OutChannels, threads, (long)taps * oh * ow, bc =>
         {
             var (b, oc) = Math.DivRem(bc, g.OutChannels);
             var ic = oc / multiplier;
-            var plane = ArrayPool<float>.Shared.Rent(sw * phasePlane);
-            var sums = ArrayPool<float>.Shared.Rent(oh * ow);
+            var plane = ArrayPool<float>.Shared.Rent(planeLength);
+            var sums = ArrayPool<float>.Shared.Rent(sumsLength);
             try
             {
-                Layout(input.AsSpan((b * g.Groups + ic) * height * width, height * width), height, width, zeroPoint, ph, pw, sw, phaseWidth, phasePlane, plane);
+                Layout(input.AsSpan((b * g.Groups + ic) * height * width, height * width), height, width, zeroPoint, ph, pw, sw, phaseWidth, phasePlane, plane, planeLength);
                 fixed (float* pp = plane)
                 fixed (float* acc0 = sums)
                 fixed (float* wt = &_weights[oc * taps])
                 {
-                    for (var y = 0; y < oh; y++)
-                    {
-                        var acc = acc0 + y * ow;
-                        var top = pp + y * sh * phaseWidth;
-                        var x = 0;
-                        // Eight outputs at a time, their sums in one register over every tap (loaded and stored once).
-                        if (Vector256.IsHardwareAccelerated)
-                            for (; x + 8 <= ow; x += 8)
-                            {
-                                var sum = Vector256<float>.Zero;
-                                for (var i = 0; i < kh; i++)
-                                {
-                                    var line = top + i * dh * phaseWidth + x;
-                                    for (var j = 0; j < kw; j++)
-                                        sum += Vector256.Create(wt[i * kw + j]) * Vector256.Load(line + (j * dw % sw) * phasePlane + j * dw / sw);
-                                }
-                                sum.Store(acc + x);
-                            }
-                        for (; x < ow; x++)
-                        {
-                            var sum = 0f;
-                            for (var i = 0; i < kh; i++)
-                            {
-                                var line = top + i * dh * phaseWidth + x;
-                                for (var j = 0; j < kw; j++) sum += wt[i * kw + j] * line[(j * dw % sw) * phasePlane + j * dw / sw];
-                            }
-                            acc[x] = sum;
-                        }
-                    }
+                    var shape = new PlaneShape(oh, ow, kh, kw, sh, dh, dw, sw, phaseWidth, phasePlane);
+                    // 512-bit vectors for wide rows; a row of 7 or 14 wastes less of a 256-bit one.
+                    if (Vector512.IsHardwareAccelerated && ow > 8) Rows<Lanes512>(pp, wt, acc0, shape);
+                    else if (Vector256.IsHardwareAccelerated) Rows<Lanes256>(pp, wt, acc0, shape);
+                    else RowsScalar(pp, wt, acc0, shape);
                     // One call per plane: a 7x7 plane requantizes in vectors as one run of 49, not seven tails of 7.
                     sink(new ReadOnlySpan<float>(acc0, oh * ow), bc * oh * ow, oc);
                 }
@@ -100,14 +80,64 @@ internal sealed class Int8Depthwise
         });
     }
 
+    /// <summary>Floats past a plane and its sums that whole vectors may touch: one 512-bit vector.</summary>
+    private const int Slack = 16;
+
+    /// <summary>The sizes one plane's loops need.</summary>
+    private readonly record struct PlaneShape(int OutHeight, int OutWidth, int KernelHeight, int KernelWidth, int StrideHeight,
+        int DilationHeight, int DilationWidth, int Phases, int PhaseWidth, int PhasePlane);
+
+    /// <summary>Every output row, <typeparamref name="TV"/>.Count outputs at a time with their sums in one register over
+    /// every tap; the last vector of a row runs past it (see <see cref="Slack"/>). The products and sums are integers
+    /// below 2^24, so a fused multiply-add is exact too.</summary>
+    private static unsafe void Rows<TV>(float* plane, float* wt, float* acc0, PlaneShape p) where TV : struct, ILanes<TV>
+    {
+        for (var y = 0; y < p.OutHeight; y++)
+        {
+            var acc = acc0 + y * p.OutWidth;
+            var top = plane + y * p.StrideHeight * p.PhaseWidth;
+            for (var x = 0; x < p.OutWidth; x += TV.Count)
+            {
+                var sum = TV.Zero;
+                for (var i = 0; i < p.KernelHeight; i++)
+                {
+                    var line = top + i * p.DilationHeight * p.PhaseWidth + x;
+                    for (var j = 0; j < p.KernelWidth; j++)
+                        sum = TV.FusedMultiplyAdd(TV.Broadcast(wt[i * p.KernelWidth + j]),
+                            TV.Load(line + (j * p.DilationWidth % p.Phases) * p.PhasePlane + j * p.DilationWidth / p.Phases), sum);
+                }
+                sum.Store(acc + x);
+            }
+        }
+    }
+
+    /// <summary>The scalar form of <see cref="Rows{TV}"/>, one output at a time.</summary>
+    private static unsafe void RowsScalar(float* plane, float* wt, float* acc0, PlaneShape p)
+    {
+        for (var y = 0; y < p.OutHeight; y++)
+            for (var x = 0; x < p.OutWidth; x++)
+            {
+                var top = plane + y * p.StrideHeight * p.PhaseWidth + x;
+                var sum = 0f;
+                for (var i = 0; i < p.KernelHeight; i++)
+                {
+                    var line = top + i * p.DilationHeight * p.PhaseWidth;
+                    for (var j = 0; j < p.KernelWidth; j++)
+                        sum += wt[i * p.KernelWidth + j] * line[(j * p.DilationWidth % p.Phases) * p.PhasePlane + j * p.DilationWidth / p.Phases];
+                }
+                acc0[y * p.OutWidth + x] = sum;
+            }
+    }
+
     /// <summary>Where an output plane's sums go: the sums, the flat output offset of its first element, its channel.</summary>
     public delegate void PlaneSink(ReadOnlySpan<float> sums, int offset, int channel);
 
     /// <summary>One input plane centred (x − z), zero-padded and split into <paramref name="phases"/> column phases.</summary>
     private static void Layout(ReadOnlySpan<byte> src, int height, int width, int zeroPoint, int ph, int pw, int phases,
-        int phaseWidth, int phasePlane, float[] plane)
+        int phaseWidth, int phasePlane, float[] plane, int length)
     {
-        plane.AsSpan(0, phases * phasePlane).Clear();
+        // The slack is cleared too: what the extra lanes read is then a number, whatever the pool held.
+        plane.AsSpan(0, length).Clear();
         for (var y = 0; y < height; y++)
         {
             var line = src.Slice(y * width, width);

@@ -75,7 +75,7 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
                 Dropout d when !d.Training => q,
                 Flatten f => new QuantizedFlatten(f.StartDim, f.EndDim).Forward(q),
                 MaxPool2d p => KeepLayout(q, new QuantizedMaxPool2d((p.KernelSize[0], p.KernelSize[1]), (p.Stride[0], p.Stride[1]),
-                    (p.Padding[0], p.Padding[1]), (p.Dilation[0], p.Dilation[1]), p.CeilMode).Forward(q)),
+                    (p.Padding[0], p.Padding[1]), (p.Dilation[0], p.Dilation[1]), p.CeilMode).Forward(q, Cores)),
                 AvgPool2d p => KeepLayout(q, new QuantizedAvgPool2d((p.KernelSize[0], p.KernelSize[1]), (p.Stride[0], p.Stride[1]),
                     (p.Padding[0], p.Padding[1]), p.CeilMode, p.CountIncludePad).Forward(q, IsChannelsLast(q))),
                 AdaptiveAvgPool2d p => KeepLayout(q, new QuantizedAdaptiveAvgPool2d((p.OutputSize[0], p.OutputSize[1])).Forward(q, IsChannelsLast(q))),
@@ -224,8 +224,8 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
                 throw new ArgumentException($"FloatFunctional '{ffPath}'.{op} with a scalar ({op}_scalar) has no quantized form here");
             var y = op switch
             {
-                "add" => KeepLayout(Q(a.Value("input")), f.Add(Q(a.Value("input")), Q(a.Value("other")))),
-                "add_relu" => KeepLayout(Q(a.Value("input")), f.AddRelu(Q(a.Value("input")), Q(a.Value("other")))),
+                "add" => KeepLayout(Q(a.Value("input")), f.Add(Q(a.Value("input")), Q(a.Value("other")), Cores)),
+                "add_relu" => KeepLayout(Q(a.Value("input")), f.AddRelu(Q(a.Value("input")), Q(a.Value("other")), Cores)),
                 "mul" => Layout(f.Mul(Q(a.Value("input")), Q(a.Value("other"))), IsChannelsLast(a.Value("input")) || IsChannelsLast(a.Value("other"))),
                 "cat" => Cat(f, (a.Value("tensors") as IReadOnlyList<object?> ?? throw a.Error("tensors", "a list of quantized tensors")).Select(Q).ToList(),
                     (int)a.Long("dim")),
@@ -292,7 +292,7 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
             if (a.Flag("return_indices")) throw a.Error("return_indices", "False (a quantized max pool returns no indices)");
             var q = Self(a);
             var (k, s, p, d) = (Pair(a.IntList("kernel_size")), Pair(a.IntListOr("stride", a.IntList("kernel_size"))), Pair(a.IntList("padding")), Pair(a.IntList("dilation")));
-            return it.KeepLayout(q, new QuantizedMaxPool2d(k, s, p, d, a.Flag("ceil_mode")).Forward(q));
+            return it.KeepLayout(q, new QuantizedMaxPool2d(k, s, p, d, a.Flag("ceil_mode")).Forward(q, it.Cores));
         },
         ["avg_pool2d"] = (it, a) =>
         {

@@ -32,11 +32,17 @@ public sealed class QFunctional
     /// <summary><c>add(a, b)</c>: each input dequantized as <c>(q - zp)·scale</c> in float32, the sum quantized as
     /// <c>torch.quantize_per_tensor</c> does.</summary>
     /// <exception cref="ArgumentException">The inputs differ in shape or dtype, are per channel, or the zero point does not fit their dtype.</exception>
-    public QuantizedTensor Add(QuantizedTensor a, QuantizedTensor b) => AddCore(a, b, relu: false, "add");
+    /// <param name="a">The first input.</param>
+    /// <param name="b">The second input, of <paramref name="a"/>'s shape and dtype.</param>
+    /// <param name="threads">The cores to share the elements among (each element's bits do not depend on it).</param>
+    public QuantizedTensor Add(QuantizedTensor a, QuantizedTensor b, int threads = 1) => AddCore(a, b, relu: false, "add", threads);
 
     /// <summary><c>add_relu(a, b)</c>: <see cref="Add"/> with negative sums set to 0 before quantizing.</summary>
     /// <exception cref="ArgumentException">As <see cref="Add"/>.</exception>
-    public QuantizedTensor AddRelu(QuantizedTensor a, QuantizedTensor b) => AddCore(a, b, relu: true, "add_relu");
+    /// <param name="a">The first input.</param>
+    /// <param name="b">The second input, of <paramref name="a"/>'s shape and dtype.</param>
+    /// <param name="threads">The cores to share the elements among (each element's bits do not depend on it).</param>
+    public QuantizedTensor AddRelu(QuantizedTensor a, QuantizedTensor b, int threads = 1) => AddCore(a, b, relu: true, "add_relu", threads);
 
     /// <summary><c>mul(a, b)</c>: the int32 product (a - a_zp)·(b - b_zp) times the float32 multiplier
     /// a_scale·b_scale·(1/scale), rounded half to even, plus the zero point, saturated. The shapes broadcast as
@@ -119,22 +125,20 @@ public sealed class QFunctional
         return QuantizedTensor.Adopt(y, shape, Scale, ZeroPoint, first.DType);
     }
 
-    private QuantizedTensor AddCore(QuantizedTensor a, QuantizedTensor b, bool relu, string op)
+    private QuantizedTensor AddCore(QuantizedTensor a, QuantizedTensor b, bool relu, string op, int threads)
     {
         var (qmin, qmax) = CheckPair(a, b, op);
-        float sa = (float)a.Scale, sb = (float)b.Scale, inverse = 1f / (float)Scale;
-        long az = a.ZeroPoint, bz = b.ZeroPoint;
-        // The stored bytes read once as the dtype's values (the indexer would test the dtype per element).
-        bool signed = a.DType == QuantizedDType.QInt8;
+        if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), threads, $"{op}: threads must be at least 1");
+        var add = new AddKernel((float)a.Scale, (float)b.Scale, 1f / (float)Scale, (int)a.ZeroPoint, (int)b.ZeroPoint, ZeroPoint,
+            qmin, qmax, relu, a.DType == QuantizedDType.QInt8);
         byte[] ra = a.RawData, rb = b.RawData;
         var y = GC.AllocateUninitializedArray<byte>(ra.Length);
-        for (int i = 0; i < y.Length; i++)
-        {
-            int va = signed ? (sbyte)ra[i] : ra[i], vb = signed ? (sbyte)rb[i] : rb[i];
-            float sum = (float)(va - az) * sa + (float)(vb - bz) * sb;
-            if (relu) sum = MathF.Max(sum, 0f);
-            y[i] = unchecked((byte)QuantizedTensor.QuantizeValue(sum, inverse, ZeroPoint, qmin, qmax));
-        }
+        // Independent elements: equal chunks, one per task, each a multiple of the vector step.
+        const int chunk = 1 << 15;
+        var chunks = (y.Length + chunk - 1) / chunk;
+        if (threads == 1 || chunks == 1) add.Run(ra, rb, y, 0, y.Length);
+        else Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads },
+            c => add.Run(ra, rb, y, c * chunk, Math.Min(chunk, y.Length - c * chunk)));
         return QuantizedTensor.Adopt(y, (int[])a.RawShape.Clone(), Scale, ZeroPoint, a.DType);
     }
 

@@ -1,3 +1,6 @@
+using System.Numerics;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using Fusion.Dsl.Tensors;
 
 namespace Fusion.Dsl.Quantization;
@@ -44,11 +47,14 @@ public sealed class QuantizedMaxPool2d
 
     /// <summary>The forward pass.</summary>
     /// <param name="input">A per-tensor quantized tensor of rank 3 or 4.</param>
+    /// <param name="threads">The cores to share the planes among (the result does not depend on it).</param>
     /// <exception cref="ArgumentException">Another rank, a per-channel input, or an input too small for the window.</exception>
-    public QuantizedTensor Forward(QuantizedTensor input)
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="threads"/> is below 1.</exception>
+    public QuantizedTensor Forward(QuantizedTensor input, int threads = 1)
     {
         ArgumentNullException.ThrowIfNull(input);
         QuantizedChecks.PerTensorInput(input, input.DType, Name);
+        if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), threads, $"{Name}: threads must be at least 1");
         if (input.Rank is not (3 or 4))
             throw new ArgumentException($"{Name} expects input of shape [N, C, H, W] or [C, H, W], got {Tensor.ShapeString(input.RawShape)}", nameof(input));
         int h = input.Size(-2), w = input.Size(-1), planes = input.Count / Math.Max(1, h * w);
@@ -57,26 +63,63 @@ public sealed class QuantizedMaxPool2d
         var shape = (int[])input.RawShape.Clone();
         shape[^2] = oh;
         shape[^1] = ow;
-        var y = new int[QuantizedChecks.OutputCount(shape, Name)];
-        var x = input.IntRepr();
-        for (int p = 0; p < planes; p++)
-            for (int i = 0; i < oh; i++)
-                for (int j = 0; j < ow; j++)
-                {
-                    int best = int.MinValue;
-                    for (int a = 0; a < Kernel.Height; a++)
-                    {
-                        int iy = i * Stride.Height - Padding.Height + a * Dilation.Height;
-                        if (iy < 0 || iy >= h) continue;
-                        for (int b = 0; b < Kernel.Width; b++)
-                        {
-                            int ix = j * Stride.Width - Padding.Width + b * Dilation.Width;
-                            if (ix >= 0 && ix < w) best = Math.Max(best, x[(p * h + iy) * w + ix]);
-                        }
-                    }
-                    y[(p * oh + i) * ow + j] = best;
-                }
+        var y = GC.AllocateUninitializedArray<byte>(QuantizedChecks.OutputCount(shape, Name));
+        var x = input.RawData;
+        var options = new ParallelOptions { MaxDegreeOfParallelism = threads };
+        if (input.DType == QuantizedDType.QInt8)
+            Parallel.For(0, planes, options, p => Plane(MemoryMarshal.Cast<byte, sbyte>(x.AsSpan(p * h * w, h * w)), h, w,
+                MemoryMarshal.Cast<byte, sbyte>(y.AsSpan(p * oh * ow, oh * ow)), oh, ow));
+        else
+            Parallel.For(0, planes, options, p => Plane(x.AsSpan(p * h * w, h * w), h, w, y.AsSpan(p * oh * ow, oh * ow), oh, ow));
         return QuantizedTensor.Adopt(y, shape, input.Scale, input.ZeroPoint, input.DType);
+    }
+
+    /// <summary>One plane: for each output row, the element-wise maximum of the window's input rows (a vector pass over
+    /// the row), then the maximum across each window's columns. Padded positions are skipped; a window wholly in the
+    /// padding, which the padding rule leaves only to dilated windows, gives the dtype's lowest value as PyTorch's
+    /// kernel starts from it.</summary>
+    private void Plane<T>(ReadOnlySpan<T> x, int h, int w, Span<T> y, int oh, int ow) where T : unmanaged, INumber<T>, IMinMaxValue<T>
+    {
+        Span<T> rowMax = w <= 1024 ? stackalloc T[w] : new T[w];
+        for (int i = 0; i < oh; i++)
+        {
+            var any = false;
+            for (int a = 0; a < Kernel.Height; a++)
+            {
+                int iy = i * Stride.Height - Padding.Height + a * Dilation.Height;
+                if (iy < 0 || iy >= h) continue;
+                var row = x.Slice(iy * w, w);
+                if (!any) row.CopyTo(rowMax);
+                else MaxInto(rowMax, row);
+                any = true;
+            }
+            var line = y.Slice(i * ow, ow);
+            if (!any)
+            {
+                line.Fill(T.MinValue);
+                continue;
+            }
+            for (int j = 0; j < ow; j++)
+            {
+                var best = T.MinValue;
+                for (int b = 0; b < Kernel.Width; b++)
+                {
+                    int ix = j * Stride.Width - Padding.Width + b * Dilation.Width;
+                    if (ix >= 0 && ix < w && rowMax[ix] > best) best = rowMax[ix];
+                }
+                line[j] = best;
+            }
+        }
+    }
+
+    /// <summary><paramref name="acc"/>[i] = max(<paramref name="acc"/>[i], <paramref name="row"/>[i]), vectorized.</summary>
+    private static void MaxInto<T>(Span<T> acc, ReadOnlySpan<T> row) where T : unmanaged, INumber<T>
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; i + Vector256<T>.Count <= acc.Length; i += Vector256<T>.Count)
+                Vector256.Max(Vector256.Create<T>(acc[i..]), Vector256.Create<T>(row[i..])).CopyTo(acc[i..]);
+        for (; i < acc.Length; i++) acc[i] = T.Max(acc[i], row[i]);
     }
 
     /// <summary>PyTorch's <c>pooling_output_shape</c> (the core's <see cref="Layers.SlidingWindow.PoolOutput"/>), refused

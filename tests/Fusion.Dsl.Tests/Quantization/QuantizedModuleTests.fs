@@ -267,6 +267,20 @@ let tests =
                 let big = QuantizedAdaptiveAvgPool2d(struct (1 <<< 24, 1 <<< 24))
                 refuses<ArgumentException> "over the limit" (fun () -> big.Forward(input [| 1 |] [| 1; 1; 1 |]) |> ignore)
             }
+            test "add, add_relu and max pooling give the same integers on several threads as on one (inputs of many chunks, both dtypes)" {
+                let rng = Random 7
+                // 2·64·37·41 elements: several of add's chunks and a tail that is not a whole vector.
+                let shape = [| 2; 64; 37; 41 |]
+                let count = Array.fold (*) 1 shape
+                for dtype, lo, hi in [ QuantizedDType.QUInt8, 0, 256; QuantizedDType.QInt8, -128, 128 ] do
+                    let q scale zp = QuantizedTensor.FromIntRepr(ReadOnlySpan(Array.init count (fun _ -> rng.Next(lo, hi))), shape, scale, zp, dtype)
+                    let a, b = q 0.031 (if lo = 0 then 7L else -3L), q 0.047 (if lo = 0 then 120L else 5L)
+                    let f = QFunctional(0.06, (if lo = 0 then 64L else 0L))
+                    Expect.equal (f.Add(a, b, 3).IntRepr()) (f.Add(a, b).IntRepr()) $"{dtype} add"
+                    Expect.equal (f.AddRelu(a, b, 3).IntRepr()) (f.AddRelu(a, b).IntRepr()) $"{dtype} add_relu"
+                    let pool = QuantizedMaxPool2d(struct (3, 3), struct (2, 2), struct (1, 1), struct (1, 1), true)
+                    Expect.equal (pool.Forward(a, 3).IntRepr()) (pool.Forward(a).IntRepr()) $"{dtype} max pool"
+            }
             test "QFunctional refuses tensors of different shapes or dtypes, and cat mismatched dimensions" {
                 let qf = QFunctional(0.1, 0L)
                 let a = input [| 1; 2; 3; 4 |] [| 2; 2 |]
