@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Fusion.Dsl.Engine;
 
@@ -57,11 +58,27 @@ public sealed class Int8Requantization
     }
 
     /// <summary>Requantizes <paramref name="count"/> sums of one channel, each less <paramref name="shift"/>, from
-    /// <paramref name="src"/> to <paramref name="dst"/>; 16 at a time in 256-bit vectors where they run, with the
+    /// <paramref name="src"/> to <paramref name="dst"/>; 16 at a time in 512-bit or 256-bit vectors where they run, with the
     /// scalar definition's bits (the same float32 operations in the same order, rounding half to even).</summary>
     internal unsafe void Row(int* src, int shift, byte* dst, int count, int channel)
     {
         var j = 0;
+        if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported)
+        {
+            var b = Vector512.Create(_biases[channel]);
+            var m = Vector512.Create(_multipliers[channel]);
+            var zp = Vector512.Create((float)ZeroPoint);
+            var s = Vector512.Create(shift);
+            for (; j + 16 <= count; j += 16)
+            {
+                var v = (Vector512.ConvertToSingle(Vector512.Load(src + j) - s) + b) * m;
+                if (Relu) v = Vector512.Max(v, Vector512<float>.Zero);
+                v = Vector512.Round(v + zp);
+                // Clamped to 0..255, so vpmovdb's truncation keeps every value.
+                var q = Vector512.ConvertToInt32(Vector512.Min(Vector512.Max(v, Vector512<float>.Zero), Vector512.Create(255f)));
+                Avx512F.ConvertToVector128Byte(q).Store(dst + j);
+            }
+        }
         if (Vector256.IsHardwareAccelerated)
         {
             var b = Vector256.Create(_biases[channel]);
