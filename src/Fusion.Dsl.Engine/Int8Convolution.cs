@@ -9,7 +9,8 @@ namespace Fusion.Dsl.Engine;
 /// packed once per group; each call lays the taps of one image and group out as a <c>[C_in/groups·kH·kW, H_out·W_out]</c>
 /// matrix (none for a 1×1 convolution of stride 1 without padding, which reads the input itself) and multiplies it by
 /// <see cref="Int8Gemm"/>; a depthwise convolution runs on <see cref="Int8Depthwise"/> instead. <see cref="Accumulate"/>
-/// returns the sums; <see cref="Requantize"/> requantizes them as they leave the kernels with the caller's constants.
+/// returns the sums; <see cref="Requantize(byte[], int, int, int, int, Int8Requantization, int)"/> requantizes them as they
+/// leave the kernels with the caller's constants, and its other overload adds a residual (a quantized add) on the way out.
 /// </summary>
 public sealed class Int8Convolution
 {
@@ -111,6 +112,36 @@ public sealed class Int8Convolution
     /// </summary>
     /// <exception cref="ArgumentException">As <see cref="Accumulate"/>, or the requantization has another channel count.</exception>
     public byte[] Requantize(byte[] input, int batch, int height, int width, int zeroPoint, Int8Requantization requantization, int threads = 1)
+        => RequantizeCore(input, batch, height, width, zeroPoint, requantization, null, null, threads);
+
+    /// <summary>
+    /// <see cref="Requantize(byte[], int, int, int, int, Int8Requantization, int)"/> followed by the quantized add
+    /// <paramref name="add"/> of each output (its first operand) and the element of <paramref name="residual"/> at the
+    /// same index (its second), in one pass: each output goes through the add as it leaves the requantization (in
+    /// registers on the GEMM path; a plane at a time, in the L1 cache, on the depthwise one). The bits are those of the
+    /// convolution and then <see cref="Int8Add.Run(byte[], byte[], byte[], int, int)"/>.
+    /// </summary>
+    /// <param name="input">As the other overload.</param>
+    /// <param name="batch">As the other overload.</param>
+    /// <param name="height">As the other overload.</param>
+    /// <param name="width">As the other overload.</param>
+    /// <param name="zeroPoint">As the other overload.</param>
+    /// <param name="requantization">As the other overload.</param>
+    /// <param name="residual">The add's second operand, <c>[batch, C_out, H_out, W_out]</c> stored bytes.</param>
+    /// <param name="add">The add (unsigned: the convolution's output is quint8).</param>
+    /// <param name="threads">As the other overload.</param>
+    /// <exception cref="ArgumentException">As the other overload, the residual's length is not the output's, or the add is signed.</exception>
+    public byte[] Requantize(byte[] input, int batch, int height, int width, int zeroPoint, Int8Requantization requantization,
+        byte[] residual, Int8Add add, int threads = 1)
+    {
+        ArgumentNullException.ThrowIfNull(residual);
+        ArgumentNullException.ThrowIfNull(add);
+        if (add.Signed) throw new ArgumentException("a convolution's output is quint8; the fused add must be unsigned");
+        return RequantizeCore(input, batch, height, width, zeroPoint, requantization, residual, add, threads);
+    }
+
+    private byte[] RequantizeCore(byte[] input, int batch, int height, int width, int zeroPoint, Int8Requantization requantization,
+        byte[]? residual, Int8Add? add, int threads)
     {
         ArgumentNullException.ThrowIfNull(requantization);
         if (requantization.Channels != OutChannels)
@@ -118,15 +149,20 @@ public sealed class Int8Convolution
         var (oh, ow) = Check(input, batch, height, width, zeroPoint);
         // Every byte is written below; a large output need not be zeroed first.
         var output = GC.AllocateUninitializedArray<byte>(batch * OutChannels * oh * ow);
+        if (residual is not null && residual.Length != output.Length)
+            throw new ArgumentException($"the residual holds {residual.Length} bytes, the output [{batch}, {OutChannels}, {oh}, {ow}] {output.Length}");
         if (_depthwise is not null)
         {
             _depthwise.Run(input, batch, height, width, zeroPoint, threads, (sums, offset, channel) =>
-                requantization.Row(sums, output.AsSpan(offset, sums.Length), channel));
+            {
+                requantization.Row(sums, output.AsSpan(offset, sums.Length), channel);
+                add?.Run(output, residual!, output, offset, sums.Length);
+            });
             return output;
         }
         var perGroup = OutChannels / Groups;
         Run(input, batch, height, width, zeroPoint, threads, (g, x, xOffset, columns, outputOffset) =>
-            Int8Gemm.Run(_groups[g], x, xOffset, columns, zeroPoint, requantization, g * perGroup, output, outputOffset, threads));
+            Int8Gemm.Run(_groups[g], x, xOffset, columns, zeroPoint, requantization, g * perGroup, output, outputOffset, residual, add, threads));
         return output;
     }
 

@@ -111,7 +111,7 @@ internal static unsafe class Int8Gemm
         ArgumentNullException.ThrowIfNull(c);
         if (cOffset < 0 || (long)w.Rows * columns > c.Length - (long)cOffset)
             throw new ArgumentException($"room for {c.Length - (long)cOffset} results from offset {cOffset} given for {w.Rows}x{columns}");
-        Dispatch(w, x, xOffset, columns, zeroPoint, new Sink(c, cOffset, null, 0, null, 0), threads);
+        Dispatch(w, x, xOffset, columns, zeroPoint, new Sink(c, cOffset, null, 0, null, 0, null, null), threads);
     }
 
     private static void Dispatch(Int8Weights w, byte[] x, int xOffset, int columns, int zeroPoint, Sink sink, int threads)
@@ -147,7 +147,20 @@ internal static unsafe class Int8Gemm
     /// channels, or the zero point is not a byte.</exception>
     public static void Run(Int8Weights w, byte[] x, int xOffset, int columns, int zeroPoint,
         Int8Requantization requantization, int firstChannel, byte[] y, int yOffset, int threads)
+        => Run(w, x, xOffset, columns, zeroPoint, requantization, firstChannel, y, yOffset, null, null, threads);
+
+    /// <summary>
+    /// As the requantizing overload, then, when <paramref name="add"/> is given, each requantized output goes through
+    /// <paramref name="add"/> with the element of <paramref name="residual"/> at the same index of the output (laid out
+    /// as <paramref name="y"/>) before it leaves the registers: a convolution and the quantized add after it in one
+    /// pass, with the bits of the two run one after the other.
+    /// </summary>
+    /// <exception cref="ArgumentException">As the requantizing overload, or the residual is shorter than the output.</exception>
+    public static void Run(Int8Weights w, byte[] x, int xOffset, int columns, int zeroPoint,
+        Int8Requantization requantization, int firstChannel, byte[] y, int yOffset, byte[]? residual, Int8Add? add, int threads)
     {
+        if (add is not null && (residual is null || residual.Length < y.Length))
+            throw new ArgumentException($"a fused add needs a residual laid out as the output ({y.Length} bytes), got {residual?.Length.ToString() ?? "none"}");
         ArgumentNullException.ThrowIfNull(requantization);
         ArgumentNullException.ThrowIfNull(y);
         ArgumentNullException.ThrowIfNull(w);
@@ -155,11 +168,12 @@ internal static unsafe class Int8Gemm
             throw new ArgumentException($"rows {firstChannel}..{firstChannel + (long)w.Rows - 1} pass the requantization's {requantization.Channels} channels");
         if (yOffset < 0 || (long)w.Rows * columns > y.Length - (long)yOffset)
             throw new ArgumentException($"room for {y.Length - (long)yOffset} outputs from offset {yOffset} given for {w.Rows}x{columns}");
-        Dispatch(w, x, xOffset, columns, zeroPoint, new Sink(null, 0, y, yOffset, requantization, firstChannel), threads);
+        Dispatch(w, x, xOffset, columns, zeroPoint, new Sink(null, 0, y, yOffset, requantization, firstChannel, add is null ? null : residual, add), threads);
     }
 
     /// <summary>Where a GEMM's results go: int32 sums, or requantized bytes.</summary>
-    private readonly record struct Sink(int[]? C, int COffset, byte[]? Y, int YOffset, Int8Requantization? Requantization, int FirstChannel);
+    private readonly record struct Sink(int[]? C, int COffset, byte[]? Y, int YOffset, Int8Requantization? Requantization, int FirstChannel,
+        byte[]? Residual, Int8Add? Add);
 
     private static void Scalar(Int8Weights w, byte[] x, int xOffset, int columns, int zeroPoint, Sink sink)
     {
@@ -168,7 +182,9 @@ internal static unsafe class Int8Gemm
             {
                 var sum = 0;
                 for (var k = 0; k < w.Depth; k++) sum += w.At(r, k) * (x[xOffset + k * columns + j] - zeroPoint);
-                if (sink.Requantization is { } rq) sink.Y![sink.YOffset + r * columns + j] = rq.Apply(sum, sink.FirstChannel + r);
+                var at = sink.YOffset + r * columns + j;
+                if (sink.Requantization is { } rq)
+                    sink.Y![at] = sink.Add is { } add ? add.Apply(rq.Apply(sum, sink.FirstChannel + r), sink.Residual![at]) : rq.Apply(sum, sink.FirstChannel + r);
                 else sink.C![sink.COffset + r * columns + j] = sum;
             }
     }
@@ -220,10 +236,16 @@ internal static unsafe class Int8Gemm
             fixed (int* sums = w.RowSums)
             fixed (int* c0 = sink.C)
             fixed (byte* y0 = sink.Y)
+            fixed (byte* r0 = sink.Residual)
             {
                 var rq = sink.Requantization;
                 for (var block = 0; block * MR < rows; block++)
                 {
+                    // A fused add reads the residual a short row per output row, a row length apart: ask for the next
+                    // block's rows while this one computes, so their loads do not wait on memory.
+                    if (sink.Add is not null && Sse.IsSupported)
+                        for (var i = MR * (block + 1); i < Math.Min(rows, MR * (block + 2)); i++)
+                            Sse.Prefetch0(r0 + sink.YOffset + (long)i * columns + p * nr);
                     Kernel<TV, TForm>(pw + (long)block * quads * MR, pa + (long)p * nr, padded, quads, tile, nr);
                     var rowCount = Math.Min(MR, rows - block * MR);
                     var colCount = Math.Min(nr, columns - p * nr);
@@ -233,7 +255,12 @@ internal static unsafe class Int8Gemm
                         // Σ w·(x − z) = Σ w·x − z·Σ w: the zero point costs one subtraction per output.
                         var shift = zeroPoint * sums[r];
                         var at = (long)r * columns + p * nr;
-                        if (rq is not null) rq.Row(tile + i * nr, shift, y0 + sink.YOffset + at, colCount, sink.FirstChannel + r);
+                        if (rq is not null)
+                        {
+                            var dst = y0 + sink.YOffset + at;
+                            if (sink.Add is { } add) rq.Row(tile + i * nr, shift, dst, colCount, sink.FirstChannel + r, r0 + sink.YOffset + at, add);
+                            else rq.Row(tile + i * nr, shift, dst, colCount, sink.FirstChannel + r);
+                        }
                         else
                         {
                             var row = c0 + sink.COffset + at;

@@ -81,9 +81,7 @@ public sealed class Int8Requantization
         }
         if (Vector256.IsHardwareAccelerated)
         {
-            var b = Vector256.Create(_biases[channel]);
-            var m = Vector256.Create(_multipliers[channel]);
-            var zp = Vector256.Create((float)ZeroPoint);
+            var (b, m, zp) = Vectors256(channel);
             var s = Vector256.Create(shift);
             for (; j + 16 <= count; j += 16)
             {
@@ -91,6 +89,30 @@ public sealed class Int8Requantization
             }
         }
         for (; j < count; j++) dst[j] = Apply(src[j] - shift, channel);
+    }
+
+    /// <summary>
+    /// <see cref="Row(int*, int, byte*, int, int)"/> followed by <paramref name="add"/> of each output (first operand) and
+    /// the byte of <paramref name="residual"/> at the same index (second), in registers: sixteen at a time in 256-bit
+    /// vectors where they run, with the bits of the two run one after the other.
+    /// </summary>
+    internal unsafe void Row(int* src, int shift, byte* dst, int count, int channel, byte* residual, Int8Add add)
+    {
+        var j = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var (b, m, zp) = Vectors256(channel);
+            var s = Vector256.Create(shift);
+            for (; j + 16 <= count; j += 16)
+            {
+                var lo = Convert(Vector256.ConvertToSingle(Vector256.Load(src + j) - s), b, m, zp);
+                var hi = Convert(Vector256.ConvertToSingle(Vector256.Load(src + j + 8) - s), b, m, zp);
+                var (r0, r1) = add.Widen(Vector128.Load(residual + j));
+                var shorts = Vector256.Narrow(add.One(lo, r0), add.One(hi, r1));
+                Vector128.Narrow(shorts.GetLower(), shorts.GetUpper()).AsByte().Store(dst + j);
+            }
+        }
+        for (; j < count; j++) dst[j] = add.Apply(Apply(src[j] - shift, channel), residual[j]);
     }
 
     /// <summary>Requantizes sums held exactly as float32 integers (the depthwise path's), one channel's row, with the
@@ -124,6 +146,10 @@ public sealed class Int8Requantization
         fixed (byte* d = dst)
             Row(s, shift, d, src.Length, channel);
     }
+
+    /// <summary>A channel's bias and multiplier and the zero point, each in every lane.</summary>
+    private (Vector256<float> Bias, Vector256<float> Multiplier, Vector256<float> ZeroPoint) Vectors256(int channel)
+        => (Vector256.Create(_biases[channel]), Vector256.Create(_multipliers[channel]), Vector256.Create((float)ZeroPoint));
 
     /// <summary>Sixteen sums (as float32) requantized and stored as bytes at <paramref name="dst"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

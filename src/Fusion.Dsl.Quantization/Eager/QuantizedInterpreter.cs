@@ -132,7 +132,14 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
 
     /// <summary>The traced operations of converted <c>FloatFunctional</c>s in one graph: the node that calls
     /// <c>ff.activation_post_process</c> computes the whole operation; the nodes it absorbs compute nothing.</summary>
-    private sealed record FunctionalCalls(Dictionary<string, (string Op, string FloatFunctional, GraphNode Call)> Calls, HashSet<string> Absorbed);
+    /// <summary><paramref name="Deferred"/>: the convolutions whose only use is an operand of a converted add or
+    /// add_relu (and the Identity modules between them, which pass the deferred convolution on); a forward that records
+    /// no layer outputs runs each inside its add (<see cref="QuantizedConv2d.ForwardAdd"/>).</summary>
+    private sealed record FunctionalCalls(Dictionary<string, (string Op, string FloatFunctional, GraphNode Call)> Calls, HashSet<string> Absorbed,
+        HashSet<string> Deferred);
+
+    /// <summary>A convolution not run yet: its add runs it (see <see cref="FunctionalCalls.Deferred"/>).</summary>
+    private sealed record DeferredConv(string Node, Module Module, QuantizedLayer Layer, object? Input, string Path);
 
     private FunctionalCalls FindFunctionalCalls(UserModule owner, Graph graph, string path)
     {
@@ -166,7 +173,32 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
             else throw new ArgumentException($"graph node '{n.Name}': FloatFunctional '{ffPath}' observes the result of '{op.Target}', which has no quantized form here (add, add_relu, mul and cat have)");
             calls[n.Name] = (kind, ffPath, call);
         }
-        return _functional[graph] = new FunctionalCalls(calls, absorbed);
+        var deferred = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (kind, _, call) in calls.Values)
+        {
+            if (kind is not ("add" or "add_relu")) continue;
+            // The first operand that is a converted convolution used by this add alone, directly or through Identity
+            // modules (a BatchNorm that fusion folded away) that pass it on.
+            foreach (var r in call.Args.OfType<RefArg>())
+            {
+                var through = new List<string>();
+                var n = byName.GetValueOrDefault(r.Node);
+                while (n is { Op: NodeOp.CallModule, Target: { } t, Args: [RefArg inner] } && users.GetValueOrDefault(n.Name) == 1
+                       && ModulePath.TryGet(owner, t, out var m) && m is Identity && !layers.ContainsKey(ModulePath.Join(path, t)))
+                {
+                    through.Add(n.Name);
+                    n = byName.GetValueOrDefault(inner.Node);
+                }
+                if (n is { Op: NodeOp.CallModule, Target: { } ct } && users.GetValueOrDefault(n.Name) == 1
+                    && layers.TryGetValue(ModulePath.Join(path, ct), out var l) && l.Module is QuantizedConv2d)
+                {
+                    deferred.Add(n.Name);
+                    deferred.UnionWith(through);
+                    break;
+                }
+            }
+        }
+        return _functional[graph] = new FunctionalCalls(calls, absorbed, deferred);
     }
 
     private static bool IsCall(GraphNode n, string target) => n.Op is NodeOp.CallFunction or NodeOp.CallMethod && n.Target == target;
@@ -197,7 +229,12 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
                     var target = node.Target!;
                     var module = ModulePath.Get(owner, target);
                     if (node.Args.Length != 1) throw new ArgumentException($"graph node '{node.Name}' calls '{target}' with {node.Args.Length} arguments; a quantized forward calls modules on one tensor");
-                    value = Call(module, Resolve(node.Args[0], values, node), ModulePath.Join(path, target));
+                    var modulePath = ModulePath.Join(path, target);
+                    var x = Resolve(node.Args[0], values, node);
+                    // Recording wants every layer's own output, so only a plain forward joins a convolution to its add.
+                    value = record || !ff.Deferred.Contains(node.Name) ? Call(module, x, modulePath)
+                        : x is DeferredConv passed ? passed
+                        : new DeferredConv(node.Name, module, layers[modulePath], x, modulePath);
                     break;
                 }
                 case NodeOp.CallFunction:
@@ -220,6 +257,12 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
             var a = Bind(call, values);
             QuantizedTensor Q(object? v) => v as QuantizedTensor
                 ?? throw new ArgumentException($"FloatFunctional '{ffPath}'.{op} takes quantized tensors, got {Describe(v)}; a QuantStub must run before it");
+            if (op is "add" or "add_relu")
+            {
+                if (FusedAdd(f, op == "add_relu", a.Value("input"), a.Value("other")) is { } fused) return Record(ffPath, fused);
+                // Not a pair the fused pass takes: the convolution runs on its own, then the plain add (which refuses what is wrong).
+                if (Undefer(values, a.Value("input")) | Undefer(values, a.Value("other"))) a = Bind(call, values);
+            }
             if (op != "cat" && a.Value("other") is not QuantizedTensor)
                 throw new ArgumentException($"FloatFunctional '{ffPath}'.{op} with a scalar ({op}_scalar) has no quantized form here");
             var y = op switch
@@ -237,6 +280,27 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
         {
             throw new ArgumentException($"FloatFunctional '{ffPath}'.{op}: {e.Message}", e);
         }
+    }
+
+    /// <summary>An add whose operand is a deferred convolution, run as one pass when the pair fits
+    /// (<see cref="QuantizedConv2d.ForwardAdd"/>), channels-last when the add's first operand is (a convolution's
+    /// output is); null otherwise.</summary>
+    private QuantizedTensor? FusedAdd(QFunctional f, bool relu, object? input, object? other)
+    {
+        var (deferred, rest, first) = input is DeferredConv d1 ? (d1, other, true) : other is DeferredConv d2 ? (d2, input, false) : (null, null, false);
+        if (deferred is null || rest is not QuantizedTensor residual || deferred.Input is not QuantizedTensor x || deferred.Layer.Module is not QuantizedConv2d conv)
+            return null;
+        try { return conv.ForwardAdd(x, residual, f, relu, Cores) is { } y ? Layout(y, first || IsChannelsLast(rest)) : null; }
+        catch (ArgumentException e) { throw Refuse(deferred.Path, deferred.Module, e.Message); }
+    }
+
+    /// <summary>Runs a deferred convolution on its own and puts its output where its node's value goes; false when
+    /// <paramref name="v"/> is no deferred convolution.</summary>
+    private bool Undefer(Dictionary<string, object?> values, object? v)
+    {
+        if (v is not DeferredConv d) return false;
+        values[d.Node] = Call(d.Module, d.Input, d.Path);
+        return true;
     }
 
     /// <summary>QFunctional.cat; channels-last inputs concatenated along channels give a channels-last result, as

@@ -127,13 +127,12 @@ public sealed class QFunctional
 
     private QuantizedTensor AddCore(QuantizedTensor a, QuantizedTensor b, bool relu, string op, int threads)
     {
-        var (qmin, qmax) = CheckPair(a, b, op);
+        CheckPair(a, b, op);
         if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), threads, $"{op}: threads must be at least 1");
-        var add = new AddKernel((float)a.Scale, (float)b.Scale, 1f / (float)Scale, (int)a.ZeroPoint, (int)b.ZeroPoint, ZeroPoint,
-            qmin, qmax, relu, a.DType == QuantizedDType.QInt8);
+        var add = new Engine.Int8Add(a.Scale, (int)a.ZeroPoint, b.Scale, (int)b.ZeroPoint, Scale, ZeroPoint, relu, a.DType == QuantizedDType.QInt8);
         byte[] ra = a.RawData, rb = b.RawData;
         var y = GC.AllocateUninitializedArray<byte>(ra.Length);
-        // Independent elements: equal chunks, one per task, each a multiple of the vector step.
+        // Independent elements: equal chunks, one per task.
         const int chunk = 1 << 15;
         var chunks = (y.Length + chunk - 1) / chunk;
         if (threads == 1 || chunks == 1) add.Run(ra, rb, y, 0, y.Length);

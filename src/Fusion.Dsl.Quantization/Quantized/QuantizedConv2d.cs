@@ -110,6 +110,29 @@ public sealed class QuantizedConv2d
         return QuantizedTensor.Adopt(data, shape, Scale, ZeroPoint, QuantizedDType.QUInt8);
     }
 
+    /// <summary>
+    /// <c>f.add(conv(input), residual)</c> (or <c>add_relu</c>) in one pass: the convolution's outputs go through the
+    /// quantized add as each row leaves the kernel, with the bits of the two run one after the other (the add's float32
+    /// sum of the two scaled terms does not depend on their order). Null when the pair does not fit that form (a
+    /// residual that is not a per-tensor quint8 tensor of the output's shape, or an empty input): the caller then runs
+    /// the two apart, which refuses what is wrong.
+    /// </summary>
+    internal QuantizedTensor? ForwardAdd(QuantizedTensor input, QuantizedTensor residual, QFunctional add, bool relu, int threads)
+    {
+        QuantizedChecks.PerTensorInput(input, QuantizedDType.QUInt8, Name);
+        int cout = Weight.Size(0), cinG = Weight.Size(1);
+        if (input.Rank != 4 || input.Size(1) != cinG * Groups || input.Count == 0) return null;
+        int n = input.Size(0), h = input.Size(2), w = input.Size(3);
+        var (oh, ow) = OutputSize(h, w);
+        var shape = new[] { n, cout, oh, ow };
+        if (residual.DType != QuantizedDType.QUInt8 || residual.Axis is not null || !residual.RawShape.AsSpan().SequenceEqual(shape)
+            || add.ZeroPoint is < 0 or > 255)
+            return null;
+        var fused = new Engine.Int8Add(Scale, (int)ZeroPoint, residual.Scale, (int)residual.ZeroPoint, add.Scale, add.ZeroPoint, relu, signed: false);
+        var data = _kernel.Requantize(input.RawData, n, h, w, (int)input.ZeroPoint, _requantizer.For(input.Scale), residual.RawData, fused, threads);
+        return QuantizedTensor.Adopt(data, shape, add.Scale, add.ZeroPoint, QuantizedDType.QUInt8);
+    }
+
     /// <summary>The output of an input without elements: every output's sum is 0, so each channel holds its requantized bias.</summary>
     private static byte[] Empty(int[] shape, Int8Requantization requantization)
     {

@@ -60,6 +60,28 @@ let tests =
                     if bytes.[i] <> definition sums.[i] bs.[c] ms.[c] 100 relu then
                         failtestf "groups %d, relu %b: element %d (channel %d) is %d, the definition gives %d" groups relu i c bytes.[i] (definition sums.[i] bs.[c] ms.[c] 100 relu)
         }
+        test "a convolution with a fused add gives its requantized bytes put through the add with the residual, element by element (GEMM and depthwise, 1 and 2 threads)" {
+            let rng = Random 12
+            let cout, h, w = 8, 13, 21
+            // A 3x3 and a 1x1 GEMM convolution (batch 2, so rows of tiles cross images) and a depthwise one.
+            for cin, groups, k, pad in [ 5, 1, 3, 1; 7, 1, 1, 0; 8, 8, 3, 1 ] do
+              let weights = Array.init (cout * (cin / groups) * k * k) (fun _ -> sbyte (rng.Next(-128, 128)))
+              let x = Array.init (2 * cin * h * w) (fun _ -> byte (rng.Next(0, 128)))
+              let conv = Int8Convolution(ReadOnlySpan weights, cout, cin / groups, struct (k, k), struct (1, 1), struct (pad, pad), struct (1, 1), groups)
+              let rq = Int8Requantization(Array.init cout (fun c -> 0.002f * float32 (c + 1)), Array.init cout (fun c -> float32 c - 3.0f), 90, false)
+              let residual = Array.init (2 * cout * h * w) (fun _ -> byte (rng.Next(0, 256)))
+              for relu in [ false; true ] do
+                let add = Int8Add(0.05, 90, 0.031, 128, 0.07, 10L, relu, false)
+                let plain = conv.Requantize(x, 2, h, w, 17, rq, 1)
+                for threads in [ 1; 2 ] do
+                    let fused = conv.Requantize(x, 2, h, w, 17, rq, residual, add, threads)
+                    for i in 0 .. plain.Length - 1 do
+                        let expected = add.Apply(plain.[i], residual.[i])
+                        if fused.[i] <> expected then
+                            failtestf "cin %d, groups %d, %dx%d, relu %b, %d threads: element %d is %d, the convolution then the add give %d" cin groups k k relu threads i fused.[i] expected
+              Expect.throwsT<ArgumentException> (fun () -> conv.Requantize(x, 2, h, w, 17, rq, residual.[1..], Int8Add(0.05, 90, 0.031, 128, 0.07, 10L, false, false)) |> ignore) "a residual one byte short"
+              Expect.throwsT<ArgumentException> (fun () -> conv.Requantize(x, 2, h, w, 17, rq, residual, Int8Add(0.05, 0, 0.031, 0, 0.07, 0L, false, true)) |> ignore) "a signed add after a quint8 convolution"
+        }
         test "the linear layer's requantized bytes are its sums requantized by the definition, feature by feature" {
             let rng = Random 10
             let rows, inF, outF = 7, 45, 19

@@ -177,6 +177,12 @@ let internal compareCase (calibration: Calibration) (c: Case) =
     for extra in Set.difference ourTypes theirs do problems.Add(sprintf "%s: we quantized it, PyTorch did not" extra)
     // The int8 forward on PyTorch's input, layer by layer.
     let result = q.Run(npy c (c.Json.GetProperty "input"))
+    // The plain forward runs each convolution inside the add that alone uses it (one pass, not two); its output must be
+    // the layer-by-layer run's, bit for bit.
+    let plain = q.Forward(npy c (c.Json.GetProperty "input"), Nullable 2).ToArray()
+    let recorded = result.Output.ToArray()
+    let differing = if plain.Length <> recorded.Length then plain.Length else Array.fold2 (fun n (x: float32) y -> if x = y then n else n + 1) 0 plain recorded
+    if differing > 0 then problems.Add(sprintf "the plain forward (convolutions joined to their adds) differs from the layer-by-layer run in %d of %d outputs" differing recorded.Length)
     let mutable elements, exact, worst = 0, 0, 0
     for o in c.Json.GetProperty("layer_outputs").EnumerateObject() |> Seq.filter (fun o -> envelope.IsNone || o.Name = "dequant") do
         let expected = npy c (o.Value.GetProperty "file")
