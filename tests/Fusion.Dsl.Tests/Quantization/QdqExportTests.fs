@@ -224,7 +224,7 @@ let private snapped (q: QuantizedModel) (x: Tensor) =
     QuantizedTensor.Quantize(x, l.Scale.Value, l.ZeroPoint.Value, l.DType.Value).Dequantize()
 
 /// ONNX Runtime's output of a QDQ file against QuantizedModel's on `x`, in the output's integers: fraction equal, worst steps.
-let private ortAgainstOurs (q: QuantizedModel) (path: string) (x: Tensor) =
+let internal ortAgainstOurs (q: QuantizedModel) (path: string) (x: Tensor) =
     let yq = finalQuantized q (q.Run x)
     let ort = OnnxSupport.ortRun path x
     Expect.sequenceEqual (ort.Shape.ToArray()) (Seq.toArray yq.Dimensions) "ONNX Runtime's output shape is ours"
