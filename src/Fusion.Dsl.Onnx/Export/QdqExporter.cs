@@ -145,8 +145,9 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
             _pending[y] = new Pending(name, dtypes[0], path);
             return y;
         }
-        // size reads a shape; getitem picks one piece of a chunk, each already quantized below.
-        if (name is "size" or "getitem") return floatForm();
+        // size reads a shape; getitem on a list picks one piece of a chunk, each already quantized below (indexing a
+        // quantized tensor itself has no quantized form, as in the quantized forward).
+        if (name == "size" || name == "getitem" && call.Value(call.Op.Parameters[0].Name) is object?[]) return floatForm();
         if (name == "hardsigmoid" && quantized.Count == 1)
             return QuantizeDequantize((OnnxValue)floatForm()!, HardsigmoidQParams(path, _quantized[quantized[0]].DType), path);
         if (!QParamsKeepingOps.Contains(name) || quantized.Count != 1)

@@ -390,6 +390,15 @@ let tests =
                 let e = Support.throwsOf<OnnxExportException> (fun () -> QuantizedOnnx.Write(convert plus, [| 1; 3; 5; 5 |], path))
                 Expect.stringContains e.Message "add" "names the operation"
                 Expect.isFalse (File.Exists path) "nothing is written"
+                // Indexing a quantized tensor itself (not the list a chunk returns) has no quantized form.
+                let gi = GraphBuilder()
+                let first = gi.Function("getitem", gi.Call("c", gi.Call("quant", gi.Input())), 0L)
+                let indexed = UserModule.Create("Net", ModuleChildren.Create([| struct ("quant", stub "QuantStub"); struct ("c", conv 3 4); struct ("dequant", stub "DeQuantStub") |]), gi.Output(gi.Call("dequant", first))) :> Module
+                let o = EagerQuantization.Prepare(indexed, x86)
+                let qi = EagerQuantization.Convert(o, EagerQuantization.Calibrate(o, data))
+                let e = Support.throwsOf<OnnxExportException> (fun () -> QuantizedOnnx.Write(qi, [| 1; 3; 5; 5 |], path))
+                Expect.stringContains e.Message "getitem" "names the operation"
+                Expect.isFalse (File.Exists path) "nothing is written"
             }
         ]
     ]
