@@ -22,7 +22,7 @@ internal static class QuantizeCommand
         var model = new ModelSource.Options();
         var qconfig = new Option<string>("--qconfig") { Description = "the qconfig: " + string.Join(", ", QConfig.BackendNames) + " (PyTorch's get_default_qconfig)", Required = true };
         var calibration = new Option<string>("--calibration") { Description = "calibration data: a float32 .npy file of shape N,C,H,W (one batch), or a folder of them (one batch each, in name order)", Required = true };
-        var output = new Option<string>("--out") { Description = "the int8 model: X.json (writes X.json, X.safetensors, X.quantization.json), a directory, X.onnx (ONNX QDQ form, which ONNX Runtime runs as int8) or X.pt (PyTorch's quantized state_dict, for load_state_dict(strict=True) into PyTorch's converted model)", Required = true };
+        var output = new Option<string>("--out") { Description = "the int8 model: X.json (writes X.json, X.safetensors, X.quantization.json), a directory, X.onnx (ONNX QDQ form with a symbolic batch, which ONNX Runtime runs as int8) or X.pt (PyTorch's quantized state_dict, for load_state_dict(strict=True) into PyTorch's converted model)", Required = true };
         var threads = new Option<int>("--threads") { Description = "threads for the calibration passes (default: every core)" };
         threads.Validators.Add(Validate.Positive);
         output.Validators.Add(Validate.FileName);
