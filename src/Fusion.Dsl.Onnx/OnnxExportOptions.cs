@@ -18,8 +18,9 @@ public sealed record OnnxExportOptions
     /// <summary>The ONNX opset (default domain) the graph is written for, between <see cref="MinOpset"/> and <see cref="MaxOpset"/>.</summary>
     public int Opset { get; init; } = DefaultOpset;
 
-    /// <summary>When true, the input's first dimension is the symbolic <c>batch</c>, so a consumer can run any batch size;
-    /// otherwise it is fixed to the first entry of the input shape.</summary>
+    /// <summary>When true, the input's first dimension is the symbolic <c>batch</c>, so a consumer can run any batch size
+    /// (a traced reshape whose leading size is its input's first dimension, as in <c>x.reshape(x.size(0), -1)</c>, copies
+    /// that dimension instead of writing the export's batch); otherwise it is fixed to the first entry of the input shape.</summary>
     public bool DynamicBatch { get; init; }
 
     /// <summary>When true, the initializers go to a file beside the model, <c>NAME.onnx.data</c>, as ONNX external data

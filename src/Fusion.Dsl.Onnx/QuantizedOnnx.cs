@@ -11,8 +11,9 @@ namespace Fusion.Dsl.Onnx;
 /// Conv2d and Linear weights are int8 initializers <c>PATH.weight</c> with per-channel (axis 0) or per-tensor scales
 /// and zero point 0, their biases int32 in steps of input scale × weight scale; a fused ReLU is a Relu before the
 /// output's QuantizeLinear; a FloatFunctional's add, add_relu, mul and cat are Add[, Relu], Mul and Concat on dequantized
-/// inputs, quantized to its qparams; ReLU, max and adaptive average pooling, flatten and reshapes run on dequantized
-/// values and are quantized again with the same qparams; parts kept float are exported as
+/// inputs, quantized to its qparams; a quantized Hardswish is HardSwish quantized to its own qparams; ReLU, ReLU6, max,
+/// average and adaptive average pooling, mean, flatten, reshapes, transpose and each piece of a chunk run on dequantized
+/// values and are quantized again with the same qparams, Hardsigmoid to PyTorch's fixed 1/256; parts kept float are exported as
 /// <see cref="OnnxModel.Write(Algebra.Module, int[], string, OnnxExportOptions?)"/> writes them.
 /// </summary>
 public static class QuantizedOnnx

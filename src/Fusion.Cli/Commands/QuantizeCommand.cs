@@ -11,7 +11,7 @@ namespace Fusion.Cli.Commands;
 /// (prepare with <c>get_default_qconfig(NAME)</c> on every module, calibration on the data in the engine, convert) of a
 /// fused or unfused model with QuantStub/DeQuantStub, written as the float model in the model format plus its
 /// <c>.quantization.json</c> (see <see cref="QuantizedModelFile"/>); for an <c>.onnx</c> path, as ONNX in QDQ form
-/// (see <see cref="QuantizedOnnx"/>); when OUT ends in <c>.pt</c>, as PyTorch's quantized <c>state_dict</c> (see
+/// (see <see cref="QuantizedOnnx"/>) with a symbolic batch; when OUT ends in <c>.pt</c>, as PyTorch's quantized <c>state_dict</c> (see
 /// <see cref="QuantizedStateDict"/>), which <c>load_state_dict(strict=True)</c> takes into the model PyTorch's own
 /// prepare/convert builds. Bad input is refused in one line naming the file or module, and nothing is written.
 /// </summary>
@@ -22,7 +22,7 @@ internal static class QuantizeCommand
         var model = new ModelSource.Options();
         var qconfig = new Option<string>("--qconfig") { Description = "the qconfig: " + string.Join(", ", QConfig.BackendNames) + " (PyTorch's get_default_qconfig)", Required = true };
         var calibration = new Option<string>("--calibration") { Description = "calibration data: a float32 .npy file of shape N,C,H,W (one batch), or a folder of them (one batch each, in name order)", Required = true };
-        var output = new Option<string>("--out") { Description = "the int8 model: X.json (writes X.json, X.safetensors, X.quantization.json), a directory, X.onnx (ONNX QDQ form, which ONNX Runtime runs as int8) or X.pt (PyTorch's quantized state_dict, for load_state_dict(strict=True) into PyTorch's converted model)", Required = true };
+        var output = new Option<string>("--out") { Description = "the int8 model: X.json (writes X.json, X.safetensors, X.quantization.json), a directory, X.onnx (ONNX QDQ form with a symbolic batch, which ONNX Runtime runs as int8) or X.pt (PyTorch's quantized state_dict, for load_state_dict(strict=True) into PyTorch's converted model)", Required = true };
         var threads = new Option<int>("--threads") { Description = "threads for the calibration passes (default: every core)" };
         threads.Validators.Add(Validate.Positive);
         output.Validators.Add(Validate.FileName);
@@ -49,9 +49,10 @@ internal static class QuantizeCommand
                 if (onnx)
                 {
                     // The model's recorded input shape, else the first batch's; a layer without a QDQ form is refused by path.
+                    // The batch is symbolic: the calibration batches' size says nothing about the batch the int8 model serves.
                     int[] shape = src.InputShape.IsEmpty ? [.. batches[0].Shape] : [.. src.InputShape];
-                    QuantizedOnnx.Write(quantized, shape, outPath, new OnnxExportOptions { DynamicBatch = src.DynamicBatch });
-                    Console.Out.WriteLine($"wrote {outPath}: ONNX QDQ form (opset {OnnxExportOptions.DefaultOpset}, input [{string.Join(", ", shape)}]) of {summary}");
+                    QuantizedOnnx.Write(quantized, shape, outPath, new OnnxExportOptions { DynamicBatch = true });
+                    Console.Out.WriteLine($"wrote {outPath}: ONNX QDQ form (opset {OnnxExportOptions.DefaultOpset}, input [batch, {string.Join(", ", shape[1..])}]) of {summary}");
                     return 0;
                 }
                 if (torch)

@@ -208,7 +208,13 @@ internal sealed class GraphExporter(OnnxExporter exporter, UserModule owner, str
         int[] resolved;
         try { resolved = Tensor.ResolveShape(shape, Tensor.Product(x.Shape)); }
         catch (ArgumentException e) { throw Refuse(node, $"cannot reshape {x.ShapeText} to ({string.Join(", ", shape)}): {e.Message}"); }
-        return W.Node("Reshape", NodePath(node), [x.Name, W.Int64s([.. shape.Select(d => (long)d)])], resolved);
+        // With a dynamic batch, a leading size equal to the value's own first dimension (x.reshape(x.size(0), -1), the
+        // view(batchsize, ...) of a channel shuffle: size() reads the export's batch as a constant) is written as ONNX's 0,
+        // "copy the input's dimension", so the batch stays symbolic. Where that dimension is not the batch it is a constant,
+        // and copying it gives the same size.
+        var target = shape.Select(d => (long)d).ToArray();
+        if (exporter.Options.DynamicBatch && x.Rank > 0 && target.Length > 0 && target[0] == x.Shape[0]) target[0] = 0;
+        return W.Node("Reshape", NodePath(node), [x.Name, W.Int64s(target)], resolved);
     }
 
     private object? Resolve(GraphArg arg) => arg switch

@@ -18,7 +18,8 @@ namespace Fusion.Dsl.Onnx.Export;
 /// by a <c>QuantizeLinear</c> to its output qparams. It walks the model as <see cref="QuantizedModel.Forward(Fusion.Dsl.Tensors.Tensor)"/> does,
 /// in front of the float exporter (<see cref="IExportHook"/>): a converted layer is written by its entry in
 /// <see cref="Layers"/>; a float module or graph operation on a quantized value that PyTorch runs on quantized tensors
-/// keeping their qparams (ReLU, pooling, flatten, reshape) is its float form re-quantized with the input's qparams; the
+/// keeping their qparams (ReLU, ReLU6, max and average pooling, mean, flatten, reshape, transpose, chunk) is its float
+/// form re-quantized with the input's qparams, and Hardsigmoid its float form quantized to PyTorch's fixed qparams; the
 /// add/add_relu/mul/cat of a converted <c>FloatFunctional</c> is the float operation quantized where the graph calls
 /// its <c>activation_post_process</c>; parts kept float are the float export. Anything else that meets a quantized
 /// value is refused with its path and type, as the quantized forward refuses it.
@@ -40,6 +41,8 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
         ["QuantizedConvReLU2d"] = (e, l, m, x, p) => e.Conv(l, m, x, p, relu: true),
         ["QuantizedLinear"] = (e, l, m, x, p) => e.Linear(l, m, x, p, relu: false),
         ["QuantizedLinearReLU"] = (e, l, m, x, p) => e.Linear(l, m, x, p, relu: true),
+        ["QuantizedHardswish"] = (e, l, m, x, p) => e.FloatThenQuantize(l, m, x, p),
+        ["QuantizedReLU6"] = (e, l, m, x, p) => e.KeepInputQParams(l, m, x, p),
     };
 
     /// <summary>The float modules PyTorch runs on a quantized tensor, with the output keeping the input's qparams
@@ -48,12 +51,15 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
     {
         Identity => true,
         Dropout { Training: false } => true,
-        Activation { Kind: ActivationKind.ReLU } or Flatten or MaxPool2d or AdaptiveAvgPool2d => false,
+        Activation { Kind: ActivationKind.ReLU or ActivationKind.ReLU6 } or Flatten or MaxPool2d or AvgPool2d or AdaptiveAvgPool2d => false,
         _ => null,
     };
 
-    /// <summary>The graph operations PyTorch runs on quantized tensors keeping their qparams.</summary>
-    private static readonly HashSet<string> QParamsKeepingOps = new(StringComparer.Ordinal) { "relu", "flatten", "reshape", "view", "contiguous", "adaptive_avg_pool2d" };
+    /// <summary>The graph operations PyTorch runs on quantized tensors keeping their qparams (chunk's every piece keeps them).</summary>
+    private static readonly HashSet<string> QParamsKeepingOps = new(StringComparer.Ordinal)
+    {
+        "relu", "relu6", "flatten", "reshape", "view", "contiguous", "adaptive_avg_pool2d", "avg_pool2d", "mean", "transpose", "chunk",
+    };
 
     /// <summary>The operations of a converted FloatFunctional, quantized where its activation_post_process is called.</summary>
     private static readonly HashSet<string> FunctionalOps = new(StringComparer.Ordinal) { "add", "mul", "cat" };
@@ -95,6 +101,8 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
         {
             case UserModule or Sequential or FusedModule:
                 return null;
+            case Activation { Kind: ActivationKind.Hardsigmoid }:
+                return QuantizeDequantize(exporter.FloatModule(m, x, path), HardsigmoidQParams(path, q.DType), path);
         }
         return KeepsQParams(m) switch
         {
@@ -137,11 +145,22 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
             _pending[y] = new Pending(name, dtypes[0], path);
             return y;
         }
-        if (name == "size") return floatForm();
+        // size reads a shape; getitem on a list picks one piece of a chunk, each already quantized below (indexing a
+        // quantized tensor itself has no quantized form, as in the quantized forward).
+        if (name == "size" || name == "getitem" && call.Value(call.Op.Parameters[0].Name) is object?[]) return floatForm();
+        if (name == "hardsigmoid" && quantized.Count == 1)
+            return QuantizeDequantize((OnnxValue)floatForm()!, HardsigmoidQParams(path, _quantized[quantized[0]].DType), path);
         if (!QParamsKeepingOps.Contains(name) || quantized.Count != 1)
-            throw new OnnxExportException(path, name, $"{call.Op} on a quantized tensor has no quantized form (PyTorch's quantized forward runs relu, flatten, reshape/view, contiguous, size and adaptive_avg_pool2d on quantized tensors)");
-        var value = floatForm();
-        return value is OnnxValue v && !ReferenceEquals(v, quantized[0]) ? QuantizeDequantize(v, _quantized[quantized[0]], path) : value;
+            throw new OnnxExportException(path, name, $"{call.Op} on a quantized tensor has no quantized form (PyTorch's quantized forward runs relu, relu6, hardsigmoid, flatten, reshape/view, contiguous, transpose, chunk, mean, size, avg_pool2d and adaptive_avg_pool2d on quantized tensors)");
+        var q = _quantized[quantized[0]];
+        // Each piece of a chunk (ONNX's Split) gets its own QuantizeLinear/DequantizeLinear with the input's qparams, so
+        // that ONNX Runtime sees DQ -> Split -> Q and later operators read a quantized value.
+        return floatForm() switch
+        {
+            OnnxValue v when !ReferenceEquals(v, quantized[0]) => QuantizeDequantize(v, q, path),
+            object?[] pieces => pieces.Select((p, i) => p is OnnxValue v ? QuantizeDequantize(v, q, $"{path}/{i}") : p).ToArray(),
+            var same => same,
+        };
     }
 
     /// <inheritdoc/>
@@ -174,6 +193,11 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
         var y = exporter.FloatModule(m, x, path);
         return QuantizeDequantize(y, ActivationQParams(path, l.Scale!.Value, l.ZeroPoint!.Value, q.DType), path);
     }
+
+    /// <summary>A converted layer that keeps its input's qparams (nnq.ReLU6): its float module quantized again with them,
+    /// which is exact, as PyTorch clamps the integers and the float Clip of dequantized integers lands on them.</summary>
+    private OnnxValue KeepInputQParams(QuantizedLayer l, Module m, OnnxValue x, string path)
+        => QuantizeDequantize(exporter.FloatModule(m, x, path), Input(l, m, x, path), path);
 
     /// <summary>A quantized Conv2d (ConvReLU2d with <paramref name="relu"/>): a float Conv on the dequantized input and
     /// the dequantized int8 weight, then Relu, then QuantizeLinear to the layer's qparams.</summary>
@@ -228,6 +252,11 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
     }
 
     // ---- pieces ---------------------------------------------------------------------------------------------
+
+    /// <summary>PyTorch's fixed output qparams of a quantized hardsigmoid: scale 1/256, zero point 0 for quint8 and
+    /// -128 for qint8 (see <see cref="QuantizedHardsigmoid"/>).</summary>
+    private QdqParams HardsigmoidQParams(string path, QuantizedDType dtype)
+        => ActivationQParams(path, QuantizedHardsigmoid.OutputScale, dtype == QuantizedDType.QInt8 ? -128 : 0, dtype);
 
     private QdqParams Input(QuantizedLayer l, Module m, OnnxValue x, string path)
         => _quantized.TryGetValue(x, out var q) ? q

@@ -39,6 +39,29 @@ let private dotnetReplDll () =
     | [| dll |] -> dll
     | found -> failtestf "expected one dotnet-repl.dll under %s or in the tool resolver cache (run `dotnet tool restore`), found %d" toolDir found.Length
 
+/// The least top-1 agreement the notebook's int8 network may print with the float network's labels. The set is labelled
+/// by the float model, so this is the fraction of top-1 decisions int8 rounding keeps: with logits that move about a
+/// third of an output step on average (the notebook prints it) only near-ties can flip, and 5% leaves room for them
+/// while a wrong scale or zero point, which moves logits by many steps, fails. Measured: 512 of 512.
+let private minAgreement = 0.95
+
+/// The most int8 output steps any logit of the notebook's int8 network may be from the float network's: each layer
+/// rounds once (half a step of its own scale), and four layers carry a few such roundings into the 10 logits.
+let private maxLogitSteps = 4.0
+
+/// The quantization section's printed results: the agreement line and the logit error line, checked against the bounds.
+let private checkQuantizationCells (stdout: string) (html: string list) =
+    let agreement = Text.RegularExpressions.Regex.Match(stdout, @"int8 top-1 agreement: (\d+) of (\d+)")
+    Expect.isTrue agreement.Success (sprintf "the quantization cell printed the int8 top-1 agreement; printed:\n%s" stdout)
+    let agree, total = int agreement.Groups.[1].Value, int agreement.Groups.[2].Value
+    Expect.isGreaterThan total 0 "the labelled set is not empty"
+    Expect.isGreaterThanOrEqual (float agree / float total) minAgreement (sprintf "int8 keeps at least %.0f%% of the float top-1 decisions (%d of %d)" (100.0 * minAgreement) agree total)
+    let error = Text.RegularExpressions.Regex.Match(stdout, @"int8 logit error: worst ([0-9.]+) steps")
+    Expect.isTrue error.Success "the quantization cell printed the worst logit error"
+    Expect.isLessThanOrEqual (float error.Groups.[1].Value) maxLogitSteps (sprintf "every int8 logit within %g output steps of the float one" maxLogitSteps)
+    Expect.exists html (fun h -> h.Contains "Plotly.newPlot" && h.Contains "\"type\":\"bar\"" && h.Contains "module.fc") "the per-layer scale chart, naming the layers"
+    Expect.exists html (fun h -> h.Contains "Plotly.newPlot" && h.Contains "\"type\":\"histogram\"") "the error histogram"
+
 /// Runs the notebook headless with dotnet-repl from `cwd` and checks that every cell ran without error.
 let private runNotebook (replCommand: string list) (notebook: string) (cwd: string) =
     let outPath = Path.Combine(elsewhere "fusion-nb-", "out.ipynb")
@@ -66,6 +89,13 @@ let private runNotebook (replCommand: string list) (notebook: string) (cwd: stri
             | _ -> () ]
     Expect.exists html (fun h -> h.Contains "class=\"fusion-module\"") "the notebook's formatter shows a model as the collapsible tree"
     Expect.exists html (fun h -> h.Contains "fusion-side-by-side") "the unfused and fused trees side by side"
+    let stdout =
+        String.Join("", [ for o in outputs do
+                            if o.GetProperty("output_type").GetString() = "stream" then
+                                let t = o.GetProperty "text"
+                                if t.ValueKind = JsonValueKind.Array then yield! [ for l in t.EnumerateArray() -> l.GetString() |> nonNull ]
+                                else yield t.GetString() |> nonNull ])
+    checkQuantizationCells stdout html
 
 /// Runs the quickstart script under dotnet fsi from `cwd` and checks that it reached its end.
 let private runScript (script: string) (cwd: string) =
@@ -83,7 +113,7 @@ let tests =
         test "quickstart.fsx runs from a folder outside the repository" {
             runScript (Path.Combine(docs, "quickstart.fsx")) (elsewhere "fusion-fsx-")
         }
-        test "the notebook runs headless with dotnet-repl from the repository root, every cell without error" {
+        test "the notebook runs headless with dotnet-repl from the repository root, every cell without error, and its int8 network keeps the float decisions it prints" {
             runNotebook [ "dotnet-repl" ] (Path.Combine("docs", "quickstart.ipynb")) Support.repoRoot
         }
         test "the notebook runs headless from a folder outside the repository" {

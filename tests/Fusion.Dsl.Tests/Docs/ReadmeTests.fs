@@ -126,7 +126,7 @@ let tests =
             let diff = Double.Parse(m.Groups[2].Value, Globalization.CultureInfo.InvariantCulture)
             Expect.isLessThanOrEqual diff deployTolerance "ONNX Runtime computes what the engine computes"
         }
-        test "the Quantize commands export, quantize to PyTorch's state_dict and to ONNX, PyTorch loads the file strictly and runs it, and ONNX Runtime runs the QDQ file" {
+        test "the Quantize commands export, quantize to PyTorch's state_dict and to ONNX, PyTorch loads the file strictly and runs it, and ONNX Runtime runs the QDQ file at batches 1 and 4" {
             Support.requireTool "PyTorch and torchvision (/usr/bin/python3 with python3-torch, python3-torchvision)" (Support.pythonHas [ "torch"; "torchvision"; "numpy" ])
             let work = Directory.CreateTempSubdirectory("fusion-readme-quantize-").FullName
             try
@@ -139,11 +139,13 @@ let tests =
                 Expect.equal code 0 (out + err)
                 Expect.stringContains out "PyTorch runs the int8 model: (1, 1000)" "PyTorch's converted model took the file strictly and ran"
                 use session = new Microsoft.ML.OnnxRuntime.InferenceSession(Path.Combine(work, "int8.onnx"))
-                let x = Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float32>(Memory<float32>(Array.create (3 * 64 * 64) 0.5f), ReadOnlySpan<int>([| 1; 3; 64; 64 |]))
-                use results = session.Run([ Microsoft.ML.OnnxRuntime.NamedOnnxValue.CreateFromTensor(Seq.head session.InputMetadata.Keys, x) ])
-                let y = (Seq.head results).AsEnumerable<float32>() |> Seq.toArray
-                Expect.equal y.Length 1000 "ONNX Runtime computes the 1000 logits"
-                Expect.all y Single.IsFinite "all finite"
+                // The README says any batch size runs: the model was exported for batch 1, so 4 is another.
+                for batch in [ 1; 4 ] do
+                    let x = Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float32>(Memory<float32>(Array.create (batch * 3 * 64 * 64) 0.5f), ReadOnlySpan<int>([| batch; 3; 64; 64 |]))
+                    use results = session.Run([ Microsoft.ML.OnnxRuntime.NamedOnnxValue.CreateFromTensor(Seq.head session.InputMetadata.Keys, x) ])
+                    let y = (Seq.head results).AsEnumerable<float32>() |> Seq.toArray
+                    Expect.equal y.Length (batch * 1000) (sprintf "ONNX Runtime computes the 1000 logits of each of %d image(s)" batch)
+                    Expect.all y Single.IsFinite "all finite"
             finally
                 Directory.Delete(work, true)
         }
