@@ -129,12 +129,14 @@ public sealed class Int8Add
     internal Vector256<int> One(Vector256<int> a, Vector256<int> b)
     {
         ref readonly var c = ref _vectors;
+        // The native max and min (maxps/minps) skip IEEE's NaN and signed-zero fix-ups: a sum is finite, ±0 give the same
+        // output, and a NaN product (0·∞ from a float32 scale that is subnormal) fails the range test and gives the minimum.
         var sum = Vector256.ConvertToSingle(a - c.ZeroA) * c.ScaleA + Vector256.ConvertToSingle(b - c.ZeroB) * c.ScaleB;
-        if (Relu) sum = Vector256.Max(sum, Vector256<float>.Zero);
+        if (Relu) sum = Vector256.MaxNative(sum, Vector256<float>.Zero);
         // Apply's zp + round(x·(1/scale)) and its clamp after the int64 cast: the sum is a whole number (or beyond every
         // 8-bit bound), so clamping first and truncating gives the same value; one beyond int64 gives the minimum.
         var q = Vector256.Round(sum * c.Inverse) + c.ZeroPoint;
         var inRange = Vector256.GreaterThanOrEqual(q, Vector256.Create(-9.223372E18f)) & Vector256.LessThan(q, Vector256.Create(9.223372E18f));
-        return Vector256.ConvertToInt32(Vector256.ConditionalSelect(inRange, Vector256.Min(Vector256.Max(q, c.Low), c.High), c.Low));
+        return Vector256.ConvertToInt32(Vector256.ConditionalSelect(inRange, Vector256.MinNative(Vector256.MaxNative(q, c.Low), c.High), c.Low));
     }
 }

@@ -72,10 +72,10 @@ public sealed class Int8Requantization
             for (; j + 16 <= count; j += 16)
             {
                 var v = (Vector512.ConvertToSingle(Vector512.Load(src + j) - s) + b) * m;
-                if (Relu) v = Vector512.Max(v, Vector512<float>.Zero);
+                if (Relu) v = Vector512.MaxNative(v, Vector512<float>.Zero);
                 v = Vector512.Round(v + zp);
                 // Clamped to 0..255, so vpmovdb's truncation keeps every value.
-                var q = Vector512.ConvertToInt32(Vector512.Min(Vector512.Max(v, Vector512<float>.Zero), Vector512.Create(255f)));
+                var q = Vector512.ConvertToInt32(Vector512.MinNative(Vector512.MaxNative(v, Vector512<float>.Zero), Vector512.Create(255f)));
                 Avx512F.ConvertToVector128Byte(q).Store(dst + j);
             }
         }
@@ -162,9 +162,11 @@ public sealed class Int8Requantization
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private Vector256<int> Convert(Vector256<float> sum, Vector256<float> b, Vector256<float> m, Vector256<float> zp)
     {
+        // The native max and min (maxps/minps) skip IEEE's NaN and signed-zero fix-ups: finite constants never make a NaN,
+        // and ±0 give the same byte.
         var v = (sum + b) * m;
-        if (Relu) v = Vector256.Max(v, Vector256<float>.Zero);
+        if (Relu) v = Vector256.MaxNative(v, Vector256<float>.Zero);
         v = Vector256.Round(v + zp);
-        return Vector256.ConvertToInt32(Vector256.Min(Vector256.Max(v, Vector256<float>.Zero), Vector256.Create(255f)));
+        return Vector256.ConvertToInt32(Vector256.MinNative(Vector256.MaxNative(v, Vector256<float>.Zero), Vector256.Create(255f)));
     }
 }
