@@ -50,27 +50,34 @@ internal sealed class Int8Depthwise
         // valid read and write at most Slack past the row, into the next row (computed after it) or the slack.
         var planeLength = checked(sw * phasePlane + Slack);
         var sumsLength = checked(oh * ow + Slack);
-        Par.For(batch * g.OutChannels, threads, (long)taps * oh * ow, bc =>
+        // Planes in a few runs per thread, each renting its buffers once: a 7x7 plane is too little work to pay for a
+        // task and two pool visits of its own.
+        var count = batch * g.OutChannels;
+        var runs = Math.Min(count, 8 * Math.Max(1, threads));
+        var shape = new PlaneShape(oh, ow, kh, kw, sh, dh, dw, sw, phaseWidth, phasePlane);
+        Par.For(runs, threads, (long)taps * oh * ow * count / runs, run =>
         {
-            var (b, oc) = Math.DivRem(bc, g.OutChannels);
-            var ic = oc / multiplier;
             var plane = ArrayPool<float>.Shared.Rent(planeLength);
             var sums = ArrayPool<float>.Shared.Rent(sumsLength);
             try
             {
-                Layout(input.AsSpan((b * g.Groups + ic) * height * width, height * width), height, width, zeroPoint, ph, pw, sw, phaseWidth, phasePlane, plane, planeLength);
                 fixed (float* pp = plane)
                 fixed (float* acc0 = sums)
-                fixed (float* wt = &_weights[oc * taps])
-                {
-                    var shape = new PlaneShape(oh, ow, kh, kw, sh, dh, dw, sw, phaseWidth, phasePlane);
-                    // 512-bit vectors for wide rows; a row of 7 or 14 wastes less of a 256-bit one.
-                    if (Vector512.IsHardwareAccelerated && ow > 8) Rows<Lanes512>(pp, wt, acc0, shape);
-                    else if (Vector256.IsHardwareAccelerated) Rows<Lanes256>(pp, wt, acc0, shape);
-                    else RowsScalar(pp, wt, acc0, shape);
-                    // One call per plane: a 7x7 plane requantizes in vectors as one run of 49, not seven tails of 7.
-                    sink(new ReadOnlySpan<float>(acc0, oh * ow), bc * oh * ow, oc);
-                }
+                    for (int bc = (int)((long)run * count / runs), end = (int)((long)(run + 1) * count / runs); bc < end; bc++)
+                    {
+                        var (b, oc) = Math.DivRem(bc, g.OutChannels);
+                        var ic = oc / multiplier;
+                        Layout(input.AsSpan((b * g.Groups + ic) * height * width, height * width), height, width, zeroPoint, ph, pw, sw, phaseWidth, phasePlane, plane, planeLength);
+                        fixed (float* wt = &_weights[oc * taps])
+                        {
+                            // 512-bit vectors for wide rows; a row of 7 or 14 wastes less of a 256-bit one.
+                            if (Vector512.IsHardwareAccelerated && ow > 8) Rows<Lanes512>(pp, wt, acc0, shape);
+                            else if (Vector256.IsHardwareAccelerated) Rows<Lanes256>(pp, wt, acc0, shape);
+                            else RowsScalar(pp, wt, acc0, shape);
+                        }
+                        // One call per plane: a 7x7 plane requantizes in vectors as one run of 49, not seven tails of 7.
+                        sink(new ReadOnlySpan<float>(acc0, oh * ow), bc * oh * ow, oc);
+                    }
             }
             finally
             {
