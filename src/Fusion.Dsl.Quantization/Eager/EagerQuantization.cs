@@ -336,6 +336,7 @@ internal static class ObserverFacts
     {
         PerChannelMinMaxObserver p => p.ChAxis,
         MovingAveragePerChannelMinMaxObserver p => p.ChAxis,
+        FakeQuantize f => f.ChAxis,
         _ => null,
     };
 
@@ -348,6 +349,7 @@ internal static class ObserverFacts
         PerChannelMinMaxObserver p => p.Settings.DType,
         MovingAveragePerChannelMinMaxObserver p => p.Settings.DType,
         FixedQParamsObserver f => f.DType,
+        FakeQuantize f => f.Settings.DType,
         _ => throw new ArgumentException($"unknown observer {o.GetType().Name}"),
     };
 }
