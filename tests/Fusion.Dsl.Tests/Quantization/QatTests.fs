@@ -225,6 +225,30 @@ let tests =
                 Expect.stringContains e.Message key "names the key"
                 Expect.stringContains e.Message (Tensor.ShapeString(replacement.Shape)) "names the file's shape"
 
+        testCase "a QAT state_dict with a key the model does not hold is refused, naming the key" <| fun () ->
+            needTorch ()
+            let c = modelCases () |> List.head
+            let source = file c (c.Json.GetProperty("state_dict").GetString() |> nonNull)
+            let bad = Path.Combine(root (), "unexpected_key.pt")
+            TorchCheckpoint.Write(bad, Seq.append (TorchCheckpoint.Read source) [ KeyValuePair("conv9.weight", Tensor.Zeros(1)) ])
+            let e = Support.throwsOf<ModelFormatException> (fun () -> QatStateDict.Load(prepared c, bad) |> ignore)
+            Expect.stringContains e.Message "conv9.weight" "names the key"
+            Expect.stringContains e.Message "unexpected" "says what is wrong"
+
+        testCase "the F# pipeline (Quantization.prepareQat |> forwardQat, loadQatStateDict |> convertQat) gives the C# flow's outputs" <| fun () ->
+            needTorch ()
+            let c = modelCases () |> List.head
+            let x = npy c (c.Json.GetProperty "input")
+            let qat = fused c |> Fusion.Dsl.FSharp.Quantization.prepareQat (QConfigMapping.ForAll(Fusion.Dsl.FSharp.Quantization.getDefaultQatQConfig c.QConfig))
+            let y, state = qat |> Fusion.Dsl.FSharp.Quantization.forwardQat true x qat.InitialState
+            let viaCs = EagerQat.ForwardQat(prepared c, (prepared c).InitialState, x, true)
+            Expect.equal (y.Float32.ToArray()) (viaCs.Output.Float32.ToArray()) "the same QAT forward"
+            Expect.equal (Seq.toArray state.FakeQuantizes.Keys |> Array.sort) (Seq.toArray viaCs.State.FakeQuantizes.Keys |> Array.sort) "the same state"
+            let model, loaded = qat |> Fusion.Dsl.FSharp.Quantization.loadQatStateDict (file c (c.Json.GetProperty("state_dict").GetString() |> nonNull))
+            let q = model |> Fusion.Dsl.FSharp.Quantization.convertQat loaded
+            let ck = QatStateDict.Load(prepared c, file c (c.Json.GetProperty("state_dict").GetString() |> nonNull))
+            Expect.equal (q.Forward(x).Float32.ToArray()) (EagerQat.ConvertQat(ck.Model, ck.State).Forward(x).Float32.ToArray()) "the same int8 forward"
+
         testCase "PrepareQat refuses a model in eval mode (PyTorch's prepare_qat requires training mode), naming the module" <| fun () ->
             needTorch ()
             let c = modelCases () |> List.head
