@@ -151,10 +151,10 @@ let tests =
             Expect.equal (fst (runningExtrema fq)) [| infinityf |] "the called module has seen nothing"
             Expect.notEqual (Seq.toArray r.State.Current.Scales) [| 1.0f |] "the returned state has the new scale"
 
-        testCase "ForwardQat after fuse_modules_qat and prepare_qat gives PyTorch's outputs for 3 training-mode forwards and an eval-mode one, within forwardTolSteps (ConvBnReLU2d, ConvBn2d, Conv2d, LinearReLU, Linear, FloatFunctional add_relu/add/mul/cat; x86 and qnnpack)" <| fun () ->
+        testCase "ForwardQat after fuse_modules_qat and prepare_qat gives PyTorch's outputs for 3 training-mode forwards and an eval-mode one, within forwardTolSteps (ConvBnReLU2d, ConvBn2d, ConvReLU2d, Conv2d, LinearReLU, Linear, FloatFunctional add_relu/add/mul/cat, ReLU6, Hardswish; x86 and qnnpack)" <| fun () ->
             needTorch ()
             let cases = modelCases ()
-            Expect.hasLength cases 4 "two models by two backends"
+            Expect.hasLength cases 7 "three models by two backends, and the ReLU6/Hardswish one"
             let problems = ResizeArray<string>()
             for c in cases do
                 let qat = prepared c
@@ -167,6 +167,7 @@ let tests =
                     let d = Array.map2 (fun (x: float32) y -> abs (x - y) / step) (ours.Float32.ToArray()) (theirs.Float32.ToArray())
                     let off = d |> Array.filter (fun v -> v > forwardTolSteps)
                     let what = if i < outs.Length then sprintf "training forward %d" i else "eval forward"
+                    printfn "%s %s: worst %.2g steps, %d of %d elements beyond %g steps" c.Name what (Array.max d) off.Length d.Length forwardTolSteps
                     if float off.Length > flipFraction * float d.Length || off |> Array.exists (fun v -> v > 1.0f + forwardTolSteps) then
                         problems.Add(sprintf "%s %s: %d of %d elements off by more than %g steps, worst %g" c.Name what off.Length d.Length forwardTolSteps (Array.max d)))
                 Expect.equal (Seq.toArray qat.InitialState.FakeQuantizes[QatState.ActivationKey last].Current.Scales) [| 1.0f |] (sprintf "%s: the forwards left the initial state as it was" c.Name)

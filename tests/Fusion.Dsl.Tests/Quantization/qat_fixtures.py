@@ -5,7 +5,7 @@
   observer and fake quantization switched on and off; after each call the output, scale, zero point and the observer's
   running min and max.
 * models: ptq_fixtures.py's small eager models (Conv+BN+ReLU, Conv+BN, Conv, Linear+ReLU, Linear; a residual block
-  with FloatFunctional add_relu, add, mul and cat) exported unfused in training mode with the repository's exporter, then fuse_modules_qat, prepare_qat with a backend's
+  with FloatFunctional add_relu, add, mul and cat; ReLU6 and Hardswish) and a Conv+ReLU one, exported unfused in training mode with the repository's exporter, then fuse_modules_qat, prepare_qat with a backend's
   default QAT qconfig, a few training-mode forwards under no_grad (no optimizer step: the observers and BatchNorm running
   statistics advance), the state_dict saved with torch.save, an eval-mode forward, and convert(qat_model.eval()) run on
   the onednn engine with every quantized layer's integer output.
@@ -66,6 +66,25 @@ def fake_quant_case(name, make, shape, seed):
     return {"name": name, "fused": isinstance(fq, tq.FusedMovingAvgObsFakeQuantize), "steps": steps}
 
 
+class ConvReLUNet(torch.nn.Module):
+    """The QAT ConvReLU2d (Conv+ReLU fused without a BatchNorm), then a strided Conv2d and a Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.conv = torch.nn.Conv2d(3, 6, 3, padding=1)
+        self.relu = torch.nn.ReLU()
+        self.down = torch.nn.Conv2d(6, 4, 2, stride=2)
+        self.fc = torch.nn.Linear(4 * 4 * 4, 3)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.down(self.relu(self.conv(self.quant(x))))
+        return self.dequant(self.fc(torch.flatten(x, 1)))
+
+    groups = [["conv", "relu"]]
+
+
 def model_case(name, build, qconfig, shape, steps, seed):
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -111,6 +130,9 @@ def main(out):
     for i, qc in enumerate(("x86", "qnnpack")):
         models.append(model_case(f"convnet/{qc}", ptq.ConvNet, qc, (4, 3, 12, 12), 3, 200 + i))
         models.append(model_case(f"residual/{qc}", ptq.Residual, qc, (4, 3, 10, 10), 3, 210 + i))
+        models.append(model_case(f"convrelu/{qc}", ConvReLUNet, qc, (4, 3, 8, 8), 3, 220 + i))
+    # ReLU6 and Hardswish, each with its own activation fake-quantize module, after Conv+BN pairs.
+    models.append(model_case("actnet/x86", ptq.ActNet, "x86", (4, 3, 12, 12), 3, 230))
     with open(out, "w") as f:
         json.dump({"torch": torch.__version__, "engine": torch.backends.quantized.engine, "fake_quant": fake, "cases": models}, f)
     print(f"{len(fake)} fake-quantize cases, {len(models)} QAT models")
