@@ -30,7 +30,8 @@ public static class EagerQat
     /// <param name="mapping">The qconfigs; their factories must make <see cref="FakeQuantize"/> modules (<see cref="QConfig.GetDefaultQat"/>).</param>
     /// <exception cref="ArgumentException">A module with a qconfig is in eval mode (PyTorch requires training mode); a
     /// module PyTorch would swap has no QAT form here (a <c>LinearBn1d</c>, a convolution other than 2-d with explicit
-    /// zero padding) — the message names its path; a qconfig makes observers rather than fake-quantize modules; a
+    /// zero padding) — the message names its path; a qconfig makes observers rather than fake-quantize modules, or
+    /// fake-quantizes activations per channel; a
     /// Conv+BatchNorm without running statistics; modules to quantize but no <c>QuantStub</c> with a qconfig.</exception>
     public static QatModel PrepareQat(Module model, QConfigMapping mapping)
     {
@@ -47,7 +48,10 @@ public static class EagerQat
         var batchNorms = ImmutableDictionary.CreateBuilder<string, BatchNormStatistics>(StringComparer.Ordinal);
         foreach (var p in points)
         {
-            fakeQuantizes[QatState.ActivationKey(p)] = Make(p, "activation", p.QConfig.Activation);
+            var activation = Make(p, "activation", p.QConfig.Activation);
+            if (activation.ChAxis is not null)
+                throw new ArgumentException($"qconfig '{p.QConfig.Name}' fake-quantizes the activations of '{p.Path}' per channel; activations are quantized per tensor", nameof(mapping));
+            fakeQuantizes[QatState.ActivationKey(p)] = activation;
             if (p.Kind is ObservedKind.Conv2d or ObservedKind.Linear)
                 fakeQuantizes[QatState.WeightKey(p)] = Make(p, "weight", p.QConfig.Weight);
             if (ModulePath.Get(model, p.Path) is FusedModule { Children: var c } && c[1].Module is BatchNorm bn)

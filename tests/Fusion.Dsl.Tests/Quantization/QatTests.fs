@@ -265,6 +265,15 @@ let tests =
             Expect.stringContains e.Message "'bn1' (BatchNorm2d)" "names the module"
             Expect.stringContains e.Message "WithPath(\"bn1\", null)" "says how to keep it float"
 
+        testCase "PrepareQat refuses a qconfig that fake-quantizes activations per channel, naming the module" <| fun () ->
+            needTorch ()
+            let c = modelCases () |> List.head
+            let qat = QConfig.GetDefaultQat "x86"
+            let perChannel = QConfig("per-channel activations", qat.Weight, qat.Weight)
+            let e = Support.throwsOf<ArgumentException> (fun () -> EagerQat.PrepareQat(fused c, QConfigMapping.ForAll perChannel) |> ignore)
+            Expect.stringContains e.Message "'quant'" "names the module"
+            Expect.stringContains e.Message "per channel" "says what is wrong"
+
         testCase "PrepareQat refuses a post-training qconfig (observers, not fake-quantize modules), naming the module" <| fun () ->
             needTorch ()
             let c = modelCases () |> List.head
