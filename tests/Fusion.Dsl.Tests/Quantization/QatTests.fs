@@ -204,6 +204,26 @@ let tests =
                 let qat = prepared c
                 EagerQat.ConvertQat(qat, snd (trained c qat)))
 
+        testCase "the int8 model ConvertQat makes from PyTorch's QAT state_dict takes PyTorch's converted state_dict strictly (same keys, shapes, dtypes) and then computes the same integers" <| fun () ->
+            needTorch ()
+            for c in modelCases () do
+                let ck = QatStateDict.Load(prepared c, file c (c.Json.GetProperty("state_dict").GetString() |> nonNull))
+                let ours = EagerQat.ConvertQat(ck.Model, ck.State)
+                let theirs = QuantizedStateDict.Load(ours, file c (c.Json.GetProperty("converted_state_dict").GetString() |> nonNull))
+                let x = npy c (c.Json.GetProperty "input")
+                Expect.equal (theirs.Forward(x).Float32.ToArray()) (ours.Forward(x).Float32.ToArray()) (sprintf "%s: PyTorch's converted parameters give our outputs" c.Name)
+
+        testCase "ForwardQat and ConvertQat refuse a state without one of the model's fake-quantize modules, naming it" <| fun () ->
+            needTorch ()
+            let cases = modelCases ()
+            let convnet = cases |> List.find (fun c -> c.Name.StartsWith "convnet")
+            let residual = prepared (cases |> List.find (fun c -> c.Name.StartsWith "residual"))
+            let other = (prepared convnet).InitialState
+            let e = Support.throwsOf<ArgumentException> (fun () -> EagerQat.ForwardQat(residual, other, npy convnet (convnet.Json.GetProperty "input"), true) |> ignore)
+            Expect.stringContains e.Message "fake-quantize module '" "names the missing module"
+            let e = Support.throwsOf<ArgumentException> (fun () -> EagerQat.ConvertQat(residual, other) |> ignore)
+            Expect.stringContains e.Message "fake-quantize module '" "names the missing module"
+
         testCase "a QAT state_dict missing a fake-quantize key is refused, naming the file and the key" <| fun () ->
             needTorch ()
             let c = modelCases () |> List.head

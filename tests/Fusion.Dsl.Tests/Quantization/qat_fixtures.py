@@ -8,7 +8,7 @@
   with FloatFunctional add_relu, add, mul and cat; ReLU6 and Hardswish) and a Conv+ReLU one, exported unfused in training mode with the repository's exporter, then fuse_modules_qat, prepare_qat with a backend's
   default QAT qconfig, a few training-mode forwards under no_grad (no optimizer step: the observers and BatchNorm running
   statistics advance), the state_dict saved with torch.save, an eval-mode forward, and convert(qat_model.eval()) run on
-  the onednn engine with every quantized layer's integer output.
+  the onednn engine with every quantized layer's integer output and its state_dict.
 
 Usage: /usr/bin/python3 qat_fixtures.py OUT.json"""
 import copy
@@ -108,6 +108,7 @@ def model_case(name, build, qconfig, shape, steps, seed):
     with torch.no_grad():
         eval_out = evaluated(torch.from_numpy(x)).numpy()
     q = tq.convert(copy.deepcopy(qat).eval())
+    torch.save(q.state_dict(), os.path.join(folder, "q_state_dict.pt"))
     layers, outputs = ptq.instrument(q)
     with torch.no_grad():
         y = q(torch.from_numpy(x))
@@ -116,6 +117,7 @@ def model_case(name, build, qconfig, shape, steps, seed):
             "batches": [ptq.save(folder, f"batch{i}.npy", b) for i, b in enumerate(batches)],
             "train_outputs": [ptq.save(folder, f"train_out{i}.npy", o) for i, o in enumerate(train_out)],
             "state_dict": os.path.relpath(os.path.join(folder, "qat_state_dict.pt"), ptq.ROOT),
+            "converted_state_dict": os.path.relpath(os.path.join(folder, "q_state_dict.pt"), ptq.ROOT),
             "input": ptq.save(folder, "input.npy", x), "eval_output": ptq.save(folder, "eval_out.npy", eval_out),
             "output": ptq.save(folder, "output.npy", y.numpy()),
             "layers": layers, "layer_outputs": ptq.layer_outputs(folder, outputs)}
