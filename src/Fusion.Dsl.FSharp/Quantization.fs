@@ -63,3 +63,6 @@ let loadQatStateDict (path: string) (qat: QatModel) =
 
 [<CompiledName("ConvertQat")>]
 let convertQat (state: QatState) (qat: QatModel) = EagerQat.ConvertQat(qat, state)
+
+[<CompiledName("SaveQatStateDict")>]
+let saveQatStateDict (path: string) (state: QatState) (qat: QatModel) = QatStateDict.Save(qat, state, path)

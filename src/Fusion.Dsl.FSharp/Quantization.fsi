@@ -67,3 +67,6 @@ val loadQatStateDict: path: string -> qat: QatModel -> QatModel * QatState
 /// `convert(qat_model.eval())`: the int8 model, Conv+BatchNorm folded with the state's running statistics.
 [<CompiledName("ConvertQat")>]
 val convertQat: state: QatState -> qat: QatModel -> QuantizedModel
+/// Writes the prepared model's parameters and `state` as the state_dict PyTorch's `prepare_qat` model takes strictly.
+[<CompiledName("SaveQatStateDict")>]
+val saveQatStateDict: path: string -> state: QatState -> qat: QatModel -> unit

@@ -259,7 +259,7 @@ public static class EagerQat
     }
 
     /// <summary>Refuses a state that lacks one of the model's fake-quantize modules or BatchNorm statistics.</summary>
-    private static void CheckState(QatModel qat, QatState state)
+    internal static void CheckState(QatModel qat, QatState state)
     {
         foreach (var key in qat.InitialState.FakeQuantizes.Keys)
             if (!state.FakeQuantizes.ContainsKey(key))

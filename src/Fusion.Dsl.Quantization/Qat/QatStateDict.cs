@@ -13,8 +13,9 @@ public sealed record QatCheckpoint(QatModel Model, QatState State);
 
 /// <summary>
 /// A QAT model's state_dict as PyTorch 1.13 saves it (<c>torch.save(qat_model.state_dict(), f)</c> after
-/// <c>prepare_qat</c> and training), read into a prepared model of ours so that <see cref="EagerQat.ConvertQat"/> makes
-/// the int8 model PyTorch's <c>convert</c> would. The keys, by QAT module at path <c>P</c>: <c>P.weight</c> and
+/// <c>prepare_qat</c> and training), both ways: <see cref="Load"/> reads one into a prepared model of ours so that
+/// <see cref="EagerQat.ConvertQat"/> makes the int8 model PyTorch's <c>convert</c> would; <see cref="Save"/> writes
+/// our prepared model and state so that PyTorch's QAT model takes it strictly and goes on training. The keys, by QAT module at path <c>P</c>: <c>P.weight</c> and
 /// <c>P.bias</c> (a fused <c>ConvReLU2d</c>/<c>LinearReLU</c> is one module in PyTorch, so its convolution's parameters
 /// sit at <c>P</c>, not <c>P.0</c>); for a Conv+BatchNorm also <c>P.bn.weight</c>, <c>P.bn.bias</c>,
 /// <c>P.bn.running_mean</c>, <c>P.bn.running_var</c>, <c>P.bn.num_batches_tracked</c>; for every fake-quantize module
@@ -36,24 +37,16 @@ public static class QatStateDict
         ArgumentNullException.ThrowIfNull(qat);
         ArgumentNullException.ThrowIfNull(path);
         var reader = new Reader(path, TorchCheckpoint.Read(path));
-        var fused = qat.Points.Where(p => ModulePath.Get(qat.Model, p.Path) is FusedModule).ToDictionary(p => p.Path, StringComparer.Ordinal);
         var model = qat.Model;
         var batchNorms = ImmutableDictionary.CreateBuilder<string, BatchNormStatistics>(StringComparer.Ordinal);
-        foreach (var (modulePath, m) in qat.Model.NamedModules().ToList())
+        foreach (var (modulePath, prefix, m, convBn) in StatefulModules(qat))
         {
-            if (m.State.Count == 0) continue;
-            // A fused QAT module's parts are one module in PyTorch: its convolution's tensors at the module's own path,
-            // its BatchNorm's under "bn".
-            var parent = modulePath.LastIndexOf('.') is var dot and > 0 ? modulePath[..dot] : null;
-            var prefix = parent is not null && fused.ContainsKey(parent)
-                ? (modulePath.EndsWith(".0", StringComparison.Ordinal) ? parent : ModulePath.Join(parent, "bn"))
-                : modulePath;
             var entries = m.State.Select(e => (e.Key, (Tensor?)reader.Take(ModulePath.Join(prefix, e.Key), e.Value))).ToArray();
             model = ModulePath.Replace(model, modulePath, ModulePath.Get(model, modulePath).WithState(TensorDict.Create(entries)));
-            if (m is BatchNorm && parent is not null && qat.InitialState.BatchNorms.ContainsKey(parent))
+            if (convBn is not null)
             {
                 var bn = (BatchNorm)ModulePath.Get(model, modulePath);
-                batchNorms[parent] = new BatchNormStatistics(bn.RunningMean!, bn.RunningVar!, bn.NumBatchesTracked is { } t ? t.Int64[0] : 0);
+                batchNorms[convBn] = new BatchNormStatistics(bn.RunningMean!, bn.RunningVar!, bn.NumBatchesTracked is { } t ? t.Int64[0] : 0);
             }
         }
         var fakeQuantizes = ImmutableDictionary.CreateBuilder<string, FakeQuantize>(StringComparer.Ordinal);
@@ -61,6 +54,90 @@ public static class QatStateDict
             fakeQuantizes[key] = reader.FakeQuantize(key, fq);
         reader.RefuseUnused();
         return new QatCheckpoint(qat.WithModel(model), new QatState(fakeQuantizes.ToImmutable(), batchNorms.ToImmutable()));
+    }
+
+    /// <summary>The <c>_version</c> of PyTorch 1.13's observers (per-tensor and per-channel min/max as 0-d and 1-d buffers).</summary>
+    private const long ObserverVersion = 3;
+
+    /// <summary>The <c>_version</c> of PyTorch's BatchNorm (with <c>num_batches_tracked</c>).</summary>
+    private const long BatchNormVersion = 2;
+
+    /// <summary>The <c>_version</c> of the QAT Conv+BatchNorm modules (the BatchNorm's tensors under <c>bn</c>).</summary>
+    private const long ConvBnVersion = 2;
+
+    /// <summary>
+    /// Writes the prepared model's parameters and <paramref name="state"/> under the keys of the class remarks, as a
+    /// <c>torch.save</c> zip that PyTorch's <c>prepare_qat</c> model of the same fused float model and qconfig takes with
+    /// <c>load_state_dict(torch.load(path), strict=True)</c> (integer buffers are written as int64; <c>load_state_dict</c>
+    /// copies them into PyTorch's int32 and uint8 buffers). Through a temporary file: nothing is left on failure.
+    /// </summary>
+    /// <exception cref="ArgumentException">The state lacks one of the model's fake-quantize modules or BatchNorms.</exception>
+    /// <exception cref="ModelFormatException">The file cannot be written.</exception>
+    public static void Save(QatModel qat, QatState state, string path)
+    {
+        ArgumentNullException.ThrowIfNull(qat);
+        ArgumentNullException.ThrowIfNull(state);
+        ArgumentNullException.ThrowIfNull(path);
+        EagerQat.CheckState(qat, state);
+        var items = new List<KeyValuePair<string, object?>>();
+        // The _metadata versions PyTorch 1.13 writes and its load_state_dict reads: without them a per-channel observer
+        // is read as the pre-1.8 format (min_vals/max_vals keys), so the file would not load strictly.
+        var versions = new List<KeyValuePair<string, long>>();
+        foreach (var (_, prefix, m, convBn) in StatefulModules(qat))
+        {
+            if (m is BatchNorm) versions.Add(new(prefix, BatchNormVersion));
+            if (convBn is not null) versions.Add(new(convBn, ConvBnVersion));
+            foreach (var (name, t) in m.State)
+            {
+                // A Conv+BatchNorm's running statistics live in the state, not in the model.
+                var stats = convBn is null ? null : state.BatchNorms[convBn];
+                var value = (stats, name) switch
+                {
+                    ({ } s, "running_mean") => s.RunningMean,
+                    ({ } s, "running_var") => s.RunningVar,
+                    ({ } s, "num_batches_tracked") => Tensor.ScalarInt64(s.NumBatchesTracked),
+                    _ => t,
+                };
+                items.Add(new(ModulePath.Join(prefix, name), value));
+            }
+        }
+        foreach (var (key, fq) in state.FakeQuantizes.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            items.Add(new(ModulePath.Join(key, "fake_quant_enabled"), Tensor.FromInt64([fq.FakeQuantEnabled ? 1 : 0], 1)));
+            items.Add(new(ModulePath.Join(key, "observer_enabled"), Tensor.FromInt64([fq.ObserverEnabled ? 1 : 0], 1)));
+            items.Add(new(ModulePath.Join(key, "scale"), Tensor.FromFloat32(fq.Current.Scales.AsSpan(), fq.Current.Scales.Length)));
+            items.Add(new(ModulePath.Join(key, "zero_point"), Tensor.FromInt64(fq.Current.ZeroPoints.AsSpan(), fq.Current.ZeroPoints.Length)));
+            items.Add(new(ModulePath.Join(key, "activation_post_process.eps"), Tensor.FromFloat32([fq.Settings.Eps], 1)));
+            var (min, max) = fq.Inner switch
+            {
+                MovingAverageMinMaxObserver o => (Tensor.FromFloat32([o.MinVal]), Tensor.FromFloat32([o.MaxVal])),
+                MovingAveragePerChannelMinMaxObserver o => (Tensor.FromFloat32(o.MinVals.AsSpan(), o.MinVals.Length), Tensor.FromFloat32(o.MaxVals.AsSpan(), o.MaxVals.Length)),
+                _ => throw new InvalidOperationException("unreachable: a fake-quantize module observes with a moving average"),
+            };
+            items.Add(new(ModulePath.Join(key, "activation_post_process.min_val"), min));
+            items.Add(new(ModulePath.Join(key, "activation_post_process.max_val"), max));
+            versions.Add(new(ModulePath.Join(key, "activation_post_process"), ObserverVersion));
+        }
+        TorchCheckpoint.WriteValues(path, new TorchValueState(items, versions));
+    }
+
+    /// <summary>
+    /// Every module of the prepared model that holds tensors, with the key prefix PyTorch's QAT model gives them: a fused
+    /// QAT module's parts are one module in PyTorch, so its convolution's (or linear's) tensors sit at the module's own
+    /// path and its BatchNorm's under <c>bn</c>. <c>ConvBn</c> is the fused module's path for a Conv+BatchNorm's
+    /// BatchNorm (whose running statistics are the state's), else null.
+    /// </summary>
+    private static IEnumerable<(string Path, string Prefix, Module Module, string? ConvBn)> StatefulModules(QatModel qat)
+    {
+        var fused = qat.Points.Where(p => ModulePath.Get(qat.Model, p.Path) is FusedModule).Select(p => p.Path).ToHashSet(StringComparer.Ordinal);
+        foreach (var (modulePath, m) in qat.Model.NamedModules())
+        {
+            if (m.State.Count == 0) continue;
+            var parent = modulePath.LastIndexOf('.') is var dot and > 0 ? modulePath[..dot] : null;
+            if (parent is null || !fused.Contains(parent)) yield return (modulePath, modulePath, m, null);
+            else if (modulePath.EndsWith(".0", StringComparison.Ordinal)) yield return (modulePath, parent, m, null);
+            else yield return (modulePath, ModulePath.Join(parent, "bn"), m, m is BatchNorm && qat.InitialState.BatchNorms.ContainsKey(parent) ? parent : null);
+        }
     }
 
     /// <summary>The file's tensors, taken key by key and checked against what the model holds.</summary>

@@ -224,6 +224,35 @@ let tests =
             let e = Support.throwsOf<ArgumentException> (fun () -> EagerQat.ConvertQat(residual, other) |> ignore)
             Expect.stringContains e.Message "fake-quantize module '" "names the missing module"
 
+        testCase "QatStateDict.Save of our state after our training-mode forwards loads strictly into PyTorch's prepare_qat model, whose eval forward then gives ours within forwardTolSteps, and loads back here unchanged" <| fun () ->
+            needTorch ()
+            let checker = Path.Combine(Support.repoRoot, "tests", "Fusion.Dsl.Tests", "Quantization", "qat_state_dict_check.py")
+            let problems = ResizeArray<string>()
+            for c in modelCases () do
+                let qat = prepared c
+                let _, state = trained c qat
+                let saved = Path.Combine(root (), c.Name.Replace('/', '_') + "_ours.pt")
+                let out = Path.Combine(root (), c.Name.Replace('/', '_') + "_ours_eval.npy")
+                QatStateDict.Save(qat, state, saved)
+                let args = [ checker; c.Json.GetProperty("builder").GetString() |> nonNull; string (c.Json.GetProperty("seed").GetInt32()); c.QConfig; saved; file c (c.Json.GetProperty("input").GetString() |> nonNull); out ]
+                let code, stdout, stderr = Support.exec Support.python3 args (root ())
+                if code <> 0 then problems.Add(sprintf "%s: PyTorch refused our file (exit %d): %s%s" c.Name code stdout stderr)
+                else
+                    let ours = EagerQat.ForwardQat(qat, state, npy c (c.Json.GetProperty "input"), false)
+                    let last = qat.Points |> Seq.filter (fun p -> p.Kind = ObservedKind.Linear) |> Seq.last
+                    let step = ours.State.FakeQuantizes[QatState.ActivationKey last].Current.Scales[0]
+                    let d = Array.map2 (fun (x: float32) y -> abs (x - y) / step) (ours.Output.Float32.ToArray()) (Npy.Read(out).Float32.ToArray()) |> Array.max
+                    if d > forwardTolSteps then problems.Add(sprintf "%s: PyTorch's eval forward with our state differs from ours by %g steps" c.Name d)
+                let back = QatStateDict.Load(qat, saved).State
+                for kv in state.FakeQuantizes do
+                    let b = back.FakeQuantizes[kv.Key]
+                    if Seq.toArray b.Current.Scales <> Seq.toArray kv.Value.Current.Scales || b.CalculateQParams().Scales <> kv.Value.CalculateQParams().Scales then
+                        problems.Add(sprintf "%s %s: not the same after saving and loading" c.Name kv.Key)
+                for kv in state.BatchNorms do
+                    if back.BatchNorms[kv.Key].RunningVar <> kv.Value.RunningVar || back.BatchNorms[kv.Key].NumBatchesTracked <> kv.Value.NumBatchesTracked then
+                        problems.Add(sprintf "%s %s: BatchNorm statistics not the same after saving and loading" c.Name kv.Key)
+            Expect.isEmpty problems (String.Join("\n", problems))
+
         testCase "a QAT state_dict missing a fake-quantize key is refused, naming the file and the key" <| fun () ->
             needTorch ()
             let c = modelCases () |> List.head
@@ -256,7 +285,7 @@ let tests =
             Expect.stringContains e.Message "conv9.weight" "names the key"
             Expect.stringContains e.Message "unexpected" "says what is wrong"
 
-        testCase "the F# pipeline (Quantization.prepareQat |> forwardQat, loadQatStateDict |> convertQat) gives the C# flow's outputs" <| fun () ->
+        testCase "the F# pipeline (Quantization.prepareQat |> forwardQat |> saveQatStateDict, loadQatStateDict |> convertQat) gives the C# flow's outputs" <| fun () ->
             needTorch ()
             let c = modelCases () |> List.head
             let x = npy c (c.Json.GetProperty "input")
@@ -269,6 +298,10 @@ let tests =
             let q = model |> Fusion.Dsl.FSharp.Quantization.convertQat loaded
             let ck = QatStateDict.Load(prepared c, file c (c.Json.GetProperty("state_dict").GetString() |> nonNull))
             Expect.equal (q.Forward(x).Float32.ToArray()) (EagerQat.ConvertQat(ck.Model, ck.State).Forward(x).Float32.ToArray()) "the same int8 forward"
+            let saved = Path.Combine(root (), "fsharp_qat.pt")
+            qat |> Fusion.Dsl.FSharp.Quantization.saveQatStateDict saved state
+            Expect.equal (Seq.toArray (QatStateDict.Load(qat, saved).State.FakeQuantizes[QatState.ActivationKey qat.Points[0]].Current.Scales))
+                (Seq.toArray state.FakeQuantizes[QatState.ActivationKey qat.Points[0]].Current.Scales) "saved and loaded back"
 
         testCase "PrepareQat refuses a model in eval mode (PyTorch's prepare_qat requires training mode), naming the module" <| fun () ->
             needTorch ()

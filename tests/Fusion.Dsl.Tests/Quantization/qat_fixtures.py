@@ -85,18 +85,28 @@ class ConvReLUNet(torch.nn.Module):
     groups = [["conv", "relu"]]
 
 
-def model_case(name, build, qconfig, shape, steps, seed):
+def float_model(build, seed):
+    """The case's float model in training mode: seeded weights, random BatchNorm statistics."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = build()
     ptq.randomize_bn(model, gen)
-    model.train()
+    return model.train()
+
+
+def prepare(model, build, qconfig):
+    """fuse_modules_qat with the builder's groups, then prepare_qat with the backend's default QAT qconfig."""
+    fused = tq.fuse_modules_qat(model, build.groups)
+    fused.qconfig = tq.get_default_qat_qconfig(qconfig)
+    return tq.prepare_qat(fused)
+
+
+def model_case(name, build, qconfig, shape, steps, seed):
+    model = float_model(build, seed)
     folder = os.path.join(ptq.ROOT, name.replace("/", "_"))
     os.makedirs(folder, exist_ok=True)
     export(model, os.path.join(folder, "unfused"), input_shape=list(shape))
-    fused = tq.fuse_modules_qat(model, build.groups)
-    fused.qconfig = tq.get_default_qat_qconfig(qconfig)
-    qat = tq.prepare_qat(fused)
+    qat = prepare(model, build, qconfig)
     rng = np.random.default_rng(seed)
     batches = [rng.normal(0.0, 1.0, size=shape).astype(np.float32) for _ in range(steps)]
     x = rng.normal(0.0, 1.0, size=shape).astype(np.float32)
@@ -112,7 +122,7 @@ def model_case(name, build, qconfig, shape, steps, seed):
     layers, outputs = ptq.instrument(q)
     with torch.no_grad():
         y = q(torch.from_numpy(x))
-    return {"name": name, "qconfig": qconfig, "unfused": os.path.relpath(os.path.join(folder, "unfused"), ptq.ROOT),
+    return {"name": name, "qconfig": qconfig, "builder": build.__name__, "seed": seed, "unfused": os.path.relpath(os.path.join(folder, "unfused"), ptq.ROOT),
             "groups": build.groups,
             "batches": [ptq.save(folder, f"batch{i}.npy", b) for i, b in enumerate(batches)],
             "train_outputs": [ptq.save(folder, f"train_out{i}.npy", o) for i, o in enumerate(train_out)],
@@ -121,6 +131,9 @@ def model_case(name, build, qconfig, shape, steps, seed):
             "input": ptq.save(folder, "input.npy", x), "eval_output": ptq.save(folder, "eval_out.npy", eval_out),
             "output": ptq.save(folder, "output.npy", y.numpy()),
             "layers": layers, "layer_outputs": ptq.layer_outputs(folder, outputs)}
+
+
+BUILDERS = {b.__name__: b for b in (ptq.ConvNet, ptq.Residual, ptq.ActNet, ConvReLUNet)}
 
 
 def main(out):
