@@ -14,7 +14,7 @@ namespace Fusion.Dsl.Quantization;
 /// PyTorch's <c>nniqat</c>/<c>nnqat</c> modules do and returns the new fake-quantize and BatchNorm state as a value;
 /// <see cref="ConvertQat"/> makes the int8 model, folding each Conv+BatchNorm's running statistics into its weights as
 /// PyTorch's <c>convert</c> does. There is no backward pass: weights change only by loading a state_dict trained in
-/// PyTorch (<see cref="QatStateDict.Load"/>).
+/// PyTorch (<see cref="QatStateDict.Load"/>); <see cref="QatStateDict.Save"/> hands a model and state back to PyTorch.
 /// <para>The QAT modules: <c>Conv2d</c>, <c>ConvReLU2d</c>, <c>ConvBn2d</c>, <c>ConvBnReLU2d</c>, <c>Linear</c> and
 /// <c>LinearReLU</c>, each with a weight fake-quantize module and an activation one; <c>QuantStub</c>s,
 /// <c>FloatFunctional</c>s, <c>Hardswish</c> and <c>ReLU6</c> get an activation fake-quantize module.</para>
@@ -31,8 +31,8 @@ public static class EagerQat
     /// <exception cref="ArgumentException">A module with a qconfig is in eval mode (PyTorch requires training mode); a
     /// module PyTorch would swap has no QAT form here (a <c>LinearBn1d</c>, a convolution other than 2-d with explicit
     /// zero padding) — the message names its path; a qconfig makes observers rather than fake-quantize modules, or
-    /// fake-quantizes activations per channel; a
-    /// Conv+BatchNorm without running statistics; modules to quantize but no <c>QuantStub</c> with a qconfig.</exception>
+    /// fake-quantizes activations per channel; a Conv+BatchNorm without running statistics; modules to quantize but no
+    /// <c>QuantStub</c> with a qconfig.</exception>
     public static QatModel PrepareQat(Module model, QConfigMapping mapping)
     {
         ArgumentNullException.ThrowIfNull(model);
