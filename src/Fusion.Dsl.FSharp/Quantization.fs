@@ -44,3 +44,25 @@ let quantize (mapping: QConfigMapping) (batches: Tensor seq) (model: Module) =
 
 [<CompiledName("Forward")>]
 let forward (input: Tensor) (model: QuantizedModel) = model.Forward input
+
+[<CompiledName("GetDefaultQatQConfig")>]
+let getDefaultQatQConfig (backend: string) = QConfig.GetDefaultQat backend
+
+[<CompiledName("PrepareQat")>]
+let prepareQat (mapping: QConfigMapping) (model: Module) = EagerQat.PrepareQat(model, mapping)
+
+[<CompiledName("ForwardQat")>]
+let forwardQat (training: bool) (input: Tensor) (state: QatState) (qat: QatModel) =
+    let r = EagerQat.ForwardQat(qat, state, input, training)
+    r.Output, r.State
+
+[<CompiledName("LoadQatStateDict")>]
+let loadQatStateDict (path: string) (qat: QatModel) =
+    let c = QatStateDict.Load(qat, path)
+    c.Model, c.State
+
+[<CompiledName("ConvertQat")>]
+let convertQat (state: QatState) (qat: QatModel) = EagerQat.ConvertQat(qat, state)
+
+[<CompiledName("SaveQatStateDict")>]
+let saveQatStateDict (path: string) (state: QatState) (qat: QatModel) = QatStateDict.Save(qat, state, path)

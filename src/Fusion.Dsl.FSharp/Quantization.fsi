@@ -47,3 +47,26 @@ val quantize: mapping: QConfigMapping -> batches: Tensor seq -> model: Module ->
 /// The int8 model's forward on a float input (a quantized output is dequantized).
 [<CompiledName("Forward")>]
 val forward: input: Tensor -> model: QuantizedModel -> Tensor
+/// `get_default_qat_qconfig(backend)` for "x86", "fbgemm", "onednn" or "qnnpack" (fused moving-average fake-quantize
+/// modules); raises ArgumentException for another name.
+[<CompiledName("GetDefaultQatQConfig")>]
+val getDefaultQatQConfig: backend: string -> QConfig
+/// `prepare_qat(model)` on a training-mode model fused with `Fuse.modulesQat`: the QAT modules and their initial state
+/// (`qat.InitialState`); raises ArgumentException naming a module in eval mode or without a QAT form here.
+[<CompiledName("PrepareQat")>]
+val prepareQat: mapping: QConfigMapping -> model: Module -> QatModel
+/// The QAT model's forward in training (`true`) or eval mode from `state`: the output and the new state (fake-quantize
+/// modules and Conv+BatchNorm running statistics); `state` is unchanged.
+[<CompiledName("ForwardQat")>]
+val forwardQat: training: bool -> input: Tensor -> state: QatState -> qat: QatModel -> Tensor * QatState
+/// A QAT state_dict PyTorch saved (`torch.save(qat_model.state_dict(), path)`) read into the prepared model: the model
+/// with the file's weights and the file's state; raises ModelFormatException naming the file and a missing,
+/// unexpected or wrongly shaped key.
+[<CompiledName("LoadQatStateDict")>]
+val loadQatStateDict: path: string -> qat: QatModel -> QatModel * QatState
+/// `convert(qat_model.eval())`: the int8 model, Conv+BatchNorm folded with the state's running statistics.
+[<CompiledName("ConvertQat")>]
+val convertQat: state: QatState -> qat: QatModel -> QuantizedModel
+/// Writes the prepared model's parameters and `state` as the state_dict PyTorch's `prepare_qat` model takes strictly.
+[<CompiledName("SaveQatStateDict")>]
+val saveQatStateDict: path: string -> state: QatState -> qat: QatModel -> unit

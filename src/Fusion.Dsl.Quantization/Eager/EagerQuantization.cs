@@ -88,7 +88,7 @@ public static class EagerQuantization
         foreach (var (path, m) in model.NamedModules())
             if (m.RunsInTraining && qconfigs[path] is not null)
                 throw new ArgumentException($"module '{Show(path)}' ({m.TypeName}) is in training mode; post-training quantization takes an eval-mode model (model.Eval())", nameof(model));
-        AddObservers(model, "", qconfigs, points);
+        AddObservers(model, "", qconfigs, points, Point);
         if (points.Count > 0 && !points.Any(p => p.Kind == ObservedKind.QuantStub))
             throw new ArgumentException($"the model has modules to quantize ({string.Join(", ", points.Take(3).Select(p => $"'{p.Path}'"))}...) but no QuantStub with a qconfig, so nothing turns its float input into a quantized tensor; put a QuantStub where quantization starts (or wrap the model with QuantWrapper)", nameof(model));
         var observers = ImmutableDictionary.CreateBuilder<string, Observer>(StringComparer.Ordinal);
@@ -103,10 +103,13 @@ public static class EagerQuantization
         return new ObservedModel(model, qconfigs, points.ToImmutable(), new CalibrationState(observers.ToImmutable(), calls, 0));
     }
 
-    private static string Show(string path) => path.Length == 0 ? "<root>" : path;
+    internal static string Show(string path) => path.Length == 0 ? "<root>" : path;
 
-    /// <summary><c>add_observer_</c>'s walk over <paramref name="module"/>'s children, then its own leaf rule.</summary>
-    private static void AddObservers(Module module, string path, ImmutableDictionary<string, QConfig?> qconfigs, ImmutableArray<ObservationPoint>.Builder points)
+    /// <summary><c>add_observer_</c>'s walk over <paramref name="module"/>'s children, then its own leaf rule; each module
+    /// PyTorch observes becomes a point through <paramref name="point"/> (post-training or QAT rules), which refuses what
+    /// convert cannot swap.</summary>
+    internal static void AddObservers(Module module, string path, ImmutableDictionary<string, QConfig?> qconfigs, ImmutableArray<ObservationPoint>.Builder points,
+        Func<string, Module, QConfig, ObservationPoint> point)
     {
         foreach (var c in module.Children)
         {
@@ -124,14 +127,14 @@ public static class EagerQuantization
             }
             if (child is FusedModule fused)
             {
-                if (qc is not null) points.Add(Point(childPath, fused, qc));
+                if (qc is not null) points.Add(point(childPath, fused, qc));
                 continue;
             }
-            AddObservers(child, childPath, qconfigs, points);
+            AddObservers(child, childPath, qconfigs, points, point);
         }
         if (module.Children.Count == 0 && module is not Sequential && InPropagationList(module) && qconfigs[path] is { } own
             && module is not UserModule { TypeName: "DeQuantStub" })
-            points.Add(Point(path, module, own));
+            points.Add(point(path, module, own));
     }
 
     /// <summary>The observation point of a module PyTorch observes, refused when convert has no quantized form of it here.</summary>
@@ -161,7 +164,7 @@ public static class EagerQuantization
         throw new ArgumentException($"module '{Show(path)}' ({m.TypeName}) would be quantized by PyTorch's eager convert, but Fusion.Dsl.Quantization has no quantized {m.TypeName}{hint}; to keep it float, give it a None qconfig (QConfigMapping.WithPath(\"{path}\", null)) and put DeQuantStub before it and QuantStub after it");
     }
 
-    private static bool ConvSupported(Conv c) => c.PaddingMode == PaddingMode.Zeros && c.Padding.Kind == PaddingKind.Explicit;
+    internal static bool ConvSupported(Conv c) => c.PaddingMode == PaddingMode.Zeros && c.Padding.Kind == PaddingKind.Explicit;
 
     /// <summary>Whether PyTorch's <c>get_default_qconfig_propagation_list()</c> holds the module's type (the static, QAT
     /// and dynamic mappings' float types and <c>Sequential</c>).</summary>
@@ -271,21 +274,34 @@ public static class EagerQuantization
             double scale = act.Scales[0];
             long zp = act.ZeroPoints[0];
             var m = ModulePath.Get(observed.Model, p.Path);
-            layers[p.Path] = p.Kind switch
+            layers[p.Path] = WeightlessLayer(p, scale, zp, ObserverFacts.DType(observer)) ?? p.Kind switch
             {
-                ObservedKind.QuantStub => QuantizedLayer.Quantize(p.Path, scale, zp, ObserverFacts.DType(observer)),
-                ObservedKind.FloatFunctional => QuantizedLayer.Functional(p.Path, new QFunctional(scale, zp)),
                 ObservedKind.Conv2d => ConvLayer(p, m, scale, zp),
                 ObservedKind.Linear => LinearLayer(p, m, scale, zp),
-                ObservedKind.Hardswish => QuantizedLayer.Hardswish(p.Path, new QuantizedHardswish(scale, zp)),
-                ObservedKind.ReLU6 => QuantizedLayer.ReLU6(p.Path),
                 _ => throw new InvalidOperationException($"unknown observation kind {p.Kind}"),
             };
         }
-        foreach (var (path, m) in observed.Model.NamedModules())
-            if (m is UserModule { TypeName: "DeQuantStub", Children.Count: 0 } && observed.QConfigs[path] is not null)
+        return new QuantizedModel(observed.Model, WithDeQuantize(observed, layers).ToImmutable());
+    }
+
+    /// <summary>The quantized layer of an observed module without a weight (<c>QuantStub</c>, <c>FloatFunctional</c>,
+    /// <c>Hardswish</c>, <c>ReLU6</c>) with its output scale and zero point; null for a weighted one.</summary>
+    internal static QuantizedLayer? WeightlessLayer(ObservationPoint p, double scale, long zp, QuantizedDType dtype) => p.Kind switch
+    {
+        ObservedKind.QuantStub => QuantizedLayer.Quantize(p.Path, scale, zp, dtype),
+        ObservedKind.FloatFunctional => QuantizedLayer.Functional(p.Path, new QFunctional(scale, zp)),
+        ObservedKind.Hardswish => QuantizedLayer.Hardswish(p.Path, new QuantizedHardswish(scale, zp)),
+        ObservedKind.ReLU6 => QuantizedLayer.ReLU6(p.Path),
+        _ => null,
+    };
+
+    /// <summary>The layers with a <c>DeQuantize</c> for every leaf <c>DeQuantStub</c> that has a qconfig, as convert swaps them.</summary>
+    internal static ImmutableDictionary<string, QuantizedLayer>.Builder WithDeQuantize(PreparedModel prepared, ImmutableDictionary<string, QuantizedLayer>.Builder layers)
+    {
+        foreach (var (path, m) in prepared.Model.NamedModules())
+            if (m is UserModule { TypeName: "DeQuantStub", Children.Count: 0 } && prepared.QConfigs[path] is not null)
                 layers[path] = QuantizedLayer.DeQuantize(path);
-        return new QuantizedModel(observed.Model, layers.ToImmutable());
+        return layers;
     }
 
     private static QuantizedTensor QuantizeWeight(ObservationPoint p, Tensor weight)
@@ -336,6 +352,7 @@ internal static class ObserverFacts
     {
         PerChannelMinMaxObserver p => p.ChAxis,
         MovingAveragePerChannelMinMaxObserver p => p.ChAxis,
+        FakeQuantize f => f.ChAxis,
         _ => null,
     };
 
@@ -348,6 +365,7 @@ internal static class ObserverFacts
         PerChannelMinMaxObserver p => p.Settings.DType,
         MovingAveragePerChannelMinMaxObserver p => p.Settings.DType,
         FixedQParamsObserver f => f.DType,
+        FakeQuantize f => f.Settings.DType,
         _ => throw new ArgumentException($"unknown observer {o.GetType().Name}"),
     };
 }

@@ -39,24 +39,13 @@ public sealed record ObservationPoint(string Path, string HookPath, string TypeN
 /// observer in <see cref="InitialState"/>. Calibration never changes it: <see cref="EagerQuantization.Calibrate(ObservedModel, IEnumerable{Tensors.Tensor}, int?)"/>
 /// returns the observers' state as a new value.
 /// </summary>
-public sealed class ObservedModel
+public sealed class ObservedModel : PreparedModel
 {
     internal ObservedModel(Module model, ImmutableDictionary<string, QConfig?> qconfigs, ImmutableArray<ObservationPoint> points, CalibrationState initial)
+        : base(model, qconfigs, points)
     {
-        Model = model;
-        QConfigs = qconfigs;
-        Points = points;
         InitialState = initial;
     }
-
-    /// <summary>The float model (the same instance that was prepared).</summary>
-    public Module Model { get; }
-
-    /// <summary>Every module's propagated qconfig by dotted path (<c>""</c> is the root); null is PyTorch's <c>None</c>.</summary>
-    public ImmutableDictionary<string, QConfig?> QConfigs { get; }
-
-    /// <summary>The observed modules, in <c>named_modules()</c> order.</summary>
-    public ImmutableArray<ObservationPoint> Points { get; }
 
     /// <summary>The observers before any calibration batch.</summary>
     public CalibrationState InitialState { get; }

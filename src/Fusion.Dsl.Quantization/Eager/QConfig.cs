@@ -57,6 +57,40 @@ public sealed class QConfig
         };
     }
 
+    /// <summary>
+    /// PyTorch 1.13's <c>get_default_qat_qconfig(backend)</c> (version 1): every factory makes a
+    /// <see cref="FakeQuantize"/> of the fused kind (<c>FusedMovingAvgObsFakeQuantize</c>). Activations: a
+    /// <see cref="MovingAverageMinMaxObserver"/> (quint8, per-tensor affine, quant_min 0, quant_max 255, averaging
+    /// constant 0.01) with <c>reduce_range=True</c> for <c>x86</c> and <c>fbgemm</c> (effective range 0..127), without
+    /// for <c>onednn</c> and <c>qnnpack</c>. Weights: <c>default_fused_per_channel_wt_fake_quant</c>
+    /// (<see cref="MovingAveragePerChannelMinMaxObserver"/>, qint8, per-channel symmetric, axis 0, range -128..127)
+    /// except for <c>qnnpack</c>, whose weights are per tensor (<c>default_fused_wt_fake_quant</c>: qint8, per-tensor
+    /// symmetric, -128..127). As <see cref="GetDefault"/>, an unknown backend is refused rather than answered with
+    /// PyTorch's fallback.
+    /// </summary>
+    /// <param name="backend">One of <see cref="BackendNames"/>.</param>
+    /// <exception cref="ArgumentException">Another name (the message lists the known ones).</exception>
+    public static QConfig GetDefaultQat(string backend)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        return backend switch
+        {
+            "x86" or "fbgemm" => new QConfig(backend + " qat", () => FakeActivation(reduceRange: true), FakePerChannelWeight),
+            "onednn" => new QConfig(backend + " qat", () => FakeActivation(reduceRange: false), FakePerChannelWeight),
+            "qnnpack" => new QConfig(backend + " qat", () => FakeActivation(reduceRange: false), FakePerTensorWeight),
+            _ => throw new ArgumentException($"unknown QAT qconfig '{backend}': the known ones are {string.Join(", ", BackendNames)}", nameof(backend)),
+        };
+    }
+
+    private static FakeQuantize FakeActivation(bool reduceRange)
+        => new(new MovingAverageMinMaxObserver(new QuantizationSettings(QuantizedDType.QUInt8, QScheme.PerTensorAffine, reduceRange, quantMin: 0, quantMax: 255)));
+
+    private static FakeQuantize FakePerChannelWeight()
+        => new(new MovingAveragePerChannelMinMaxObserver(new QuantizationSettings(QuantizedDType.QInt8, QScheme.PerChannelSymmetric, quantMin: -128, quantMax: 127), chAxis: 0));
+
+    private static FakeQuantize FakePerTensorWeight()
+        => new(new MovingAverageMinMaxObserver(new QuantizationSettings(QuantizedDType.QInt8, QScheme.PerTensorSymmetric, quantMin: -128, quantMax: 127)));
+
     /// <summary>PyTorch's <c>default_qconfig</c>: activations by a <see cref="MinMaxObserver"/> (quint8, affine,
     /// quant_min 0, quant_max 127), weights by <c>default_weight_observer</c> (qint8, per-tensor symmetric).</summary>
     public static QConfig DefaultQConfig { get; } = new("default_qconfig",

@@ -45,6 +45,9 @@ public sealed class MovingAverageMinMaxObserver : Observer
     /// <summary>The averaged maximum (-inf before the first batch).</summary>
     public float MaxVal { get; }
 
+    /// <summary>This observer with the running extrema a state_dict holds (+inf and -inf: nothing seen).</summary>
+    internal MovingAverageMinMaxObserver WithExtrema(float minVal, float maxVal) => new(Settings, AveragingConstant, minVal, maxVal);
+
     /// <inheritdoc/>
     public override MovingAverageMinMaxObserver Observe(Tensor batch)
     {

@@ -48,6 +48,9 @@ public sealed class MovingAveragePerChannelMinMaxObserver : Observer
     /// <summary>The averaged maximum per channel (empty before the first batch).</summary>
     public ImmutableArray<float> MaxVals { get; }
 
+    /// <summary>This observer with the running extrema a state_dict holds (empty: nothing seen).</summary>
+    internal MovingAveragePerChannelMinMaxObserver WithExtrema(ImmutableArray<float> minVals, ImmutableArray<float> maxVals) => new(Settings, ChAxis, AveragingConstant, minVals, maxVals);
+
     /// <inheritdoc/>
     /// <exception cref="ArgumentOutOfRangeException">ch_axis is outside the batch's rank.</exception>
     public override MovingAveragePerChannelMinMaxObserver Observe(Tensor batch)

@@ -123,20 +123,11 @@ let internal ourFlow (calibration: Calibration) (c: Case) =
             s
     EagerQuantization.Convert(observed, state), state
 
-/// Every disagreement of one case with PyTorch, and the totals for the report line.
-let internal compareCase (calibration: Calibration) (c: Case) =
-    let q, state = ourFlow calibration c
-    let scaleBound = match calibration with OurEngine -> engineScaleUlps | _ -> scaleUlps
-    // PyTorch's int8 resnet18 is not a continuous function of its scales: moving one QFunctional's output scale by one
-    // ulp moves a quarter of the final integers by up to 3 steps (the fixture measures it). Where our engine's
-    // calibration moves scales by a few ulps, the final output is held to the spread PyTorch itself shows under
-    // one-ulp moves, layer by layer comparison being meaningless there.
-    let envelope =
-        match calibration, c.Json.TryGetProperty "nudged" with
-        | OurEngine, (true, n) ->
-            let runs = [ for r in n.EnumerateArray() -> r.GetProperty("exact").GetDouble(), r.GetProperty("worst").GetInt32() ]
-            Some(runs |> List.map fst |> List.min, runs |> List.map snd |> List.max)
-        | _ -> None
+/// Every disagreement of converted model `q` with PyTorch's converted model of case `c`: each quantized layer's type,
+/// output scale (within `scaleBound` ulps) and zero point, weight scales (within `weightBound` ulps) and zero points; the
+/// layers each side has; each layer's integer output on the case's input (at least `exactFraction` exact and within
+/// `maxSteps` when `checkOutputs`, or within `envelope` for the final output). With the totals for the report line.
+let internal compareConverted (q: QuantizedModel) (c: Case) (scaleBound: int64) (weightBound: int64) (envelope: (float * int) option) (checkOutputs: bool) =
     let problems = ResizeArray<string>()
     let mutable worstUlps = 0L
     for l in c.Json.GetProperty("layers").EnumerateArray() do
@@ -161,17 +152,10 @@ let internal compareCase (calibration: Calibration) (c: Case) =
                 if mine.Length <> theirs.Length then problems.Add(sprintf "%s: %d weight scales, PyTorch %d" path mine.Length theirs.Length)
                 else
                     let u = Array.map2 ulps mine theirs |> Array.max
-                    let bound = if calibration = UnfusedPyTorchActivations then ourFoldingWeightUlps else scaleUlps
-                    if u > bound then problems.Add(sprintf "%s: weight scales differ by up to %d ulps (limit %d)" path u bound)
+                    if u > weightBound then problems.Add(sprintf "%s: weight scales differ by up to %d ulps (limit %d)" path u weightBound)
                     let zps = [| for v in l.GetProperty("weight_zero_points").EnumerateArray() -> v.GetInt64() |]
                     if Seq.toArray ours.Weight.ZeroPoints <> zps then problems.Add(sprintf "%s: weight zero points differ" path)
             | _ -> ()
-    // How often each observer saw an output, against PyTorch's count (a fused module's observer sees each output twice).
-    for a in c.Json.GetProperty("activations").EnumerateObject() do
-        match state.Calls.TryGetValue a.Name with
-        | true, n when n = a.Value.GetArrayLength() -> ()
-        | true, n -> problems.Add(sprintf "%s: the observer saw %d outputs, PyTorch's %d" a.Name n (a.Value.GetArrayLength()))
-        | _ -> problems.Add(sprintf "%s: PyTorch observes it, we do not" a.Name)
     let ourTypes = q.Layers.Keys |> Set.ofSeq
     let theirs = [ for l in c.Json.GetProperty("layers").EnumerateArray() -> l.GetProperty("path").GetString() |> nonNull ] |> Set.ofList
     for extra in Set.difference ourTypes theirs do problems.Add(sprintf "%s: we quantized it, PyTorch did not" extra)
@@ -204,10 +188,34 @@ let internal compareCase (calibration: Calibration) (c: Case) =
                 | Some(leastExact, mostSteps) ->
                     if fraction < leastExact || w > mostSteps then
                         problems.Add(sprintf "%s: %.5f of %d elements equal PyTorch's, worst %d steps; PyTorch under one-ulp scale moves keeps >= %.5f and <= %d steps" o.Name fraction a.Length w leastExact mostSteps)
-                | None when calibration = UnfusedPyTorchActivations -> ()
+                | None when not checkOutputs -> ()
                 | None ->
                     if fraction < exactFraction || w > maxSteps then
                         problems.Add(sprintf "%s: %.5f of %d elements equal PyTorch's (need %g), worst %d steps (limit %d)" o.Name fraction a.Length exactFraction w maxSteps)
+    problems, worstUlps, elements, exact, worst
+
+/// Every disagreement of one case's flow with PyTorch, and the totals for the report line.
+let internal compareCase (calibration: Calibration) (c: Case) =
+    let q, state = ourFlow calibration c
+    let scaleBound = match calibration with OurEngine -> engineScaleUlps | _ -> scaleUlps
+    // PyTorch's int8 resnet18 is not a continuous function of its scales: moving one QFunctional's output scale by one
+    // ulp moves a quarter of the final integers by up to 3 steps (the fixture measures it). Where our engine's
+    // calibration moves scales by a few ulps, the final output is held to the spread PyTorch itself shows under
+    // one-ulp moves, layer by layer comparison being meaningless there.
+    let envelope =
+        match calibration, c.Json.TryGetProperty "nudged" with
+        | OurEngine, (true, n) ->
+            let runs = [ for r in n.EnumerateArray() -> r.GetProperty("exact").GetDouble(), r.GetProperty("worst").GetInt32() ]
+            Some(runs |> List.map fst |> List.min, runs |> List.map snd |> List.max)
+        | _ -> None
+    let problems, worstUlps, elements, exact, worst =
+        compareConverted q c scaleBound (if calibration = UnfusedPyTorchActivations then ourFoldingWeightUlps else scaleUlps) envelope (calibration <> UnfusedPyTorchActivations)
+    // How often each observer saw an output, against PyTorch's count (a fused module's observer sees each output twice).
+    for a in c.Json.GetProperty("activations").EnumerateObject() do
+        match state.Calls.TryGetValue a.Name with
+        | true, n when n = a.Value.GetArrayLength() -> ()
+        | true, n -> problems.Add(sprintf "%s: the observer saw %d outputs, PyTorch's %d" a.Name n (a.Value.GetArrayLength()))
+        | _ -> problems.Add(sprintf "%s: PyTorch observes it, we do not" a.Name)
     List.ofSeq problems, worstUlps, elements, exact, worst
 
 let private flowMatches (calibration: Calibration) (title: string) (select: Case -> bool) (minimum: int) =

@@ -181,6 +181,27 @@ def case(name, build, qconfig, shape, batches, fuse, seed, nudges=0, groups=None
     q = tq.convert(prepared, inplace=False)
     # The converted model's state_dict as PyTorch saves it, for QuantizedStateDictTests.
     torch.save(q.state_dict(), os.path.join(folder, "q_state_dict.pt"))
+    layers, outputs = instrument(q)
+    with torch.no_grad():
+        y = q(torch.from_numpy(x))
+    result = {"name": name, "qconfig": qconfig, "model": os.path.relpath(folder, ROOT),
+            "batches": [save(folder, f"batch{i}.npy", d) for i, d in enumerate(data)],
+            "input": save(folder, "input.npy", x), "output": save(folder, "output.npy", y.numpy()),
+            "state_dict": os.path.relpath(os.path.join(folder, "q_state_dict.pt"), ROOT),
+            "float_model": os.path.relpath(os.path.join(folder, "float_model.pt"), ROOT),
+            "unfused": None if groups is None else {"model": os.path.relpath(os.path.join(folder, "unfused"), ROOT), "groups": groups},
+            "layers": layers,
+            "activations": {p: [save(folder, f"act_{p.replace('.', '_')}_{i}.npy", a) for i, a in enumerate(arrays)]
+                            for p, arrays in seen.items()},
+            "layer_outputs": layer_outputs(folder, outputs)}
+    if nudges:
+        result["nudged"] = nudged(q, torch.from_numpy(x), outputs["dequant"], nudges)
+    return result
+
+
+def instrument(q):
+    """The converted model's quantized layers (path, type, scale, zero point, weight qparams) and a dict that its next
+    forward fills with each layer's quantized output (a DeQuantize's input), through hooks on the modules."""
     outputs = {}
 
     def record(path, y):
@@ -218,23 +239,14 @@ def case(name, build, qconfig, shape, batches, fuse, seed, nudges=0, groups=None
             layers.append({"path": path, "type": "Quantized" + type(m).__name__, "scale": m.scale, "zero_point": m.zero_point,
                            "weight_scales": [float(s) for s in (w.q_per_channel_scales() if per_channel else [w.q_scale()])],
                            "weight_zero_points": [int(z) for z in (w.q_per_channel_zero_points() if per_channel else [w.q_zero_point()])]})
-    with torch.no_grad():
-        y = q(torch.from_numpy(x))
-    result = {"name": name, "qconfig": qconfig, "model": os.path.relpath(folder, ROOT),
-            "batches": [save(folder, f"batch{i}.npy", d) for i, d in enumerate(data)],
-            "input": save(folder, "input.npy", x), "output": save(folder, "output.npy", y.numpy()),
-            "state_dict": os.path.relpath(os.path.join(folder, "q_state_dict.pt"), ROOT),
-            "float_model": os.path.relpath(os.path.join(folder, "float_model.pt"), ROOT),
-            "unfused": None if groups is None else {"model": os.path.relpath(os.path.join(folder, "unfused"), ROOT), "groups": groups},
-            "layers": layers,
-            "activations": {p: [save(folder, f"act_{p.replace('.', '_')}_{i}.npy", a) for i, a in enumerate(arrays)]
-                            for p, arrays in seen.items()},
-            "layer_outputs": {p: {"file": save(folder, f"out_{p.replace('.', '_') or 'root'}.npy", t.int_repr().numpy()),
-                                  "scale": float(t.q_scale()), "zero_point": int(t.q_zero_point())}
-                              for p, t in outputs.items()}}
-    if nudges:
-        result["nudged"] = nudged(q, torch.from_numpy(x), outputs["dequant"], nudges)
-    return result
+    return layers, outputs
+
+
+def layer_outputs(folder, outputs):
+    """The recorded quantized outputs as fixture entries: each one's integers (.npy, as float32), scale and zero point."""
+    return {p: {"file": save(folder, f"out_{p.replace('.', '_') or 'root'}.npy", t.int_repr().numpy()),
+                "scale": float(t.q_scale()), "zero_point": int(t.q_zero_point())}
+            for p, t in outputs.items()}
 
 
 def nudged(q, x, reference, patterns):
