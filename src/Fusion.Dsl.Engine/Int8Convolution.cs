@@ -219,6 +219,11 @@ public sealed class Int8Convolution
                 for (var j = 0; j < Kernel.Width; j++, row++)
                 {
                     var dst = taps.AsSpan(row * oh * ow, oh * ow);
+                    if (Stride == (1, 1) && ow == width)
+                    {
+                        Shifted(channel, height, width, oh, i * Dilation.Height - Padding.Height, j * Dilation.Width - Padding.Width, zeroPoint, dst);
+                        continue;
+                    }
                     for (var y = 0; y < oh; y++)
                     {
                         var iy = y * Stride.Height - Padding.Height + i * Dilation.Height;
@@ -242,6 +247,38 @@ public sealed class Int8Convolution
                     }
                 }
         });
+
+    /// <summary>One tap's row of a stride-1 convolution whose output is as wide as its input: the input plane shifted
+    /// by (<paramref name="dy"/>, <paramref name="dx"/>), so the rows that read inside the input are one copy, after
+    /// which the |dx| columns that wrapped in from the neighbouring row, and the rows above and below the input, take
+    /// the zero point (one call per tap instead of one per output row).</summary>
+    private static void Shifted(ReadOnlySpan<byte> channel, int height, int width, int oh, int dy, int dx, byte zeroPoint, Span<byte> dst)
+    {
+        if (Math.Abs(dx) >= width)
+        {
+            // A dilated tap that lies beside the input for every output column.
+            dst.Fill(zeroPoint);
+            return;
+        }
+        // Output rows y read input row y + dy: those inside are [first, last).
+        var first = Math.Clamp(-dy, 0, oh);
+        var last = Math.Clamp(height - dy, first, oh);
+        dst[..(first * width)].Fill(zeroPoint);
+        dst[(last * width)..].Fill(zeroPoint);
+        if (first == last) return;
+        // Output (y, x) reads input element (y + dy)·width + x + dx; clip the run to the plane (what falls outside is
+        // a wrapped column, filled below).
+        int from = first * width, to = last * width;
+        int src = (first + dy) * width + dx;
+        if (src < 0) { from -= src; src = 0; }
+        if (src + (to - from) > channel.Length) to = from + channel.Length - src;
+        channel.Slice(src, to - from).CopyTo(dst[from..to]);
+        if (dx == 0) return;
+        // |dx| is a few columns: plain stores, not a Fill call per row.
+        var (start, count) = dx > 0 ? (width - dx, dx) : (0, -dx);
+        for (var y = first; y < last; y++)
+            for (int x = y * width + start, end = x + count; x < end; x++) dst[x] = zeroPoint;
+    }
 
     private static int Axis(int size, int kernel, int stride, int padding, int dilation, string axis)
     {

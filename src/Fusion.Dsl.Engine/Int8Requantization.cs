@@ -148,6 +148,7 @@ public sealed class Int8Requantization
     }
 
     /// <summary>A channel's bias and multiplier and the zero point, each in every lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private (Vector256<float> Bias, Vector256<float> Multiplier, Vector256<float> ZeroPoint) Vectors256(int channel)
         => (Vector256.Create(_biases[channel]), Vector256.Create(_multipliers[channel]), Vector256.Create((float)ZeroPoint));
 

@@ -58,6 +58,9 @@ let private geometries =
       "7x7 stride 2 padding 3 (a stem)", { plain with Batch = 2; Height = 17; Width = 15; Kernel = (7, 7); Stride = (2, 2); Padding = (3, 3) }
       "uneven kernel, stride, padding and dilation", { plain with Kernel = (2, 3); Stride = (2, 1); Padding = (0, 2); Dilation = (2, 3) }
       "groups 3", { plain with Groups = 3; InPerGroup = 2; OutChannels = 6 }
+      "stride 1, as wide as the input, dilated (2, 3) (shifted-plane taps)", { plain with Height = 8; Width = 10; Padding = (2, 3); Dilation = (2, 3) }
+      "stride 1, a tap wholly beside a 3-wide input (dilation 3, padding 3)", { plain with Height = 4; Width = 3; Padding = (3, 3); Dilation = (3, 3) }
+      "stride 1, taller output than input (padding 2 on a 3x3)", { plain with Padding = (2, 1) }
       "depthwise 3x3 stride 2", { plain with Batch = 2; Groups = 8; InPerGroup = 1; OutChannels = 8; Stride = (2, 2) }
       "depthwise with multiplier 2", { plain with Groups = 4; InPerGroup = 1; OutChannels = 8 }
       "depthwise 5x4, stride (2, 3), padding (2, 1), dilation (1, 2)",
