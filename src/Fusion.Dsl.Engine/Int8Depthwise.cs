@@ -55,6 +55,7 @@ internal sealed class Int8Depthwise
         var count = batch * g.OutChannels;
         var runs = Math.Min(count, 8 * Math.Max(1, threads));
         var shape = new PlaneShape(oh, ow, kh, kw, sh, dh, dw, sw, phaseWidth, phasePlane);
+        var offsets = TapOffsets(shape);
         Par.For(runs, threads, (long)taps * oh * ow * count / runs, run =>
         {
             var plane = ArrayPool<float>.Shared.Rent(planeLength);
@@ -63,6 +64,7 @@ internal sealed class Int8Depthwise
             {
                 fixed (float* pp = plane)
                 fixed (float* acc0 = sums)
+                fixed (int* tapAt = offsets)
                     for (int bc = (int)((long)run * count / runs), end = (int)((long)(run + 1) * count / runs); bc < end; bc++)
                     {
                         var (b, oc) = Math.DivRem(bc, g.OutChannels);
@@ -71,9 +73,9 @@ internal sealed class Int8Depthwise
                         fixed (float* wt = &_weights[oc * taps])
                         {
                             // 512-bit vectors for wide rows; a row of 7 or 14 wastes less of a 256-bit one.
-                            if (Vector512.IsHardwareAccelerated && ow > 8) Rows<Lanes512>(pp, wt, acc0, shape);
-                            else if (Vector256.IsHardwareAccelerated) Rows<Lanes256>(pp, wt, acc0, shape);
-                            else RowsScalar(pp, wt, acc0, shape);
+                            if (Vector512.IsHardwareAccelerated && ow > 8) Rows<Lanes512>(pp, wt, acc0, shape, tapAt);
+                            else if (Vector256.IsHardwareAccelerated) Rows<Lanes256>(pp, wt, acc0, shape, tapAt);
+                            else RowsScalar(pp, wt, acc0, shape, tapAt);
                         }
                         // One call per plane: a 7x7 plane requantizes in vectors as one run of 49, not seven tails of 7.
                         sink(new ReadOnlySpan<float>(acc0, oh * ow), bc * oh * ow, oc);
@@ -94,11 +96,28 @@ internal sealed class Int8Depthwise
     private readonly record struct PlaneShape(int OutHeight, int OutWidth, int KernelHeight, int KernelWidth, int StrideHeight,
         int DilationHeight, int DilationWidth, int Phases, int PhaseWidth, int PhasePlane);
 
+    /// <summary>Where each tap reads, from an output's own position in the laid-out plane: kernel row i, column j at
+    /// i·dh rows down, in column phase (j·dw) mod sw at (j·dw) / sw — computed once, not per output.</summary>
+    private static int[] TapOffsets(PlaneShape p)
+    {
+        var offsets = new int[p.KernelHeight * p.KernelWidth];
+        for (var i = 0; i < p.KernelHeight; i++)
+            for (var j = 0; j < p.KernelWidth; j++)
+                offsets[i * p.KernelWidth + j] = i * p.DilationHeight * p.PhaseWidth + (j * p.DilationWidth % p.Phases) * p.PhasePlane + j * p.DilationWidth / p.Phases;
+        return offsets;
+    }
+
     /// <summary>Every output row, <typeparamref name="TV"/>.Count outputs at a time with their sums in one register over
     /// every tap; the last vector of a row runs past it (see <see cref="Slack"/>). The products and sums are integers
-    /// below 2^24, so a fused multiply-add is exact too.</summary>
-    private static unsafe void Rows<TV>(float* plane, float* wt, float* acc0, PlaneShape p) where TV : struct, ILanes<TV>
+    /// below 2^24, so a fused multiply-add is exact too. A 3×3 kernel keeps its nine weights and offsets in registers.</summary>
+    private static unsafe void Rows<TV>(float* plane, float* wt, float* acc0, PlaneShape p, int* offsets) where TV : struct, ILanes<TV>
     {
+        var taps = p.KernelHeight * p.KernelWidth;
+        if (taps == 9)
+        {
+            Rows9<TV>(plane, wt, acc0, p, offsets);
+            return;
+        }
         for (var y = 0; y < p.OutHeight; y++)
         {
             var acc = acc0 + y * p.OutWidth;
@@ -106,32 +125,49 @@ internal sealed class Int8Depthwise
             for (var x = 0; x < p.OutWidth; x += TV.Count)
             {
                 var sum = TV.Zero;
-                for (var i = 0; i < p.KernelHeight; i++)
-                {
-                    var line = top + i * p.DilationHeight * p.PhaseWidth + x;
-                    for (var j = 0; j < p.KernelWidth; j++)
-                        sum = TV.FusedMultiplyAdd(TV.Broadcast(wt[i * p.KernelWidth + j]),
-                            TV.Load(line + (j * p.DilationWidth % p.Phases) * p.PhasePlane + j * p.DilationWidth / p.Phases), sum);
-                }
+                for (var t = 0; t < taps; t++) sum = TV.FusedMultiplyAdd(TV.Broadcast(wt[t]), TV.Load(top + x + offsets[t]), sum);
+                sum.Store(acc + x);
+            }
+        }
+    }
+
+    /// <summary><see cref="Rows{TV}"/> for nine taps, unrolled.</summary>
+    private static unsafe void Rows9<TV>(float* plane, float* wt, float* acc0, PlaneShape p, int* o) where TV : struct, ILanes<TV>
+    {
+        TV w0 = TV.Broadcast(wt[0]), w1 = TV.Broadcast(wt[1]), w2 = TV.Broadcast(wt[2]), w3 = TV.Broadcast(wt[3]), w4 = TV.Broadcast(wt[4]);
+        TV w5 = TV.Broadcast(wt[5]), w6 = TV.Broadcast(wt[6]), w7 = TV.Broadcast(wt[7]), w8 = TV.Broadcast(wt[8]);
+        int o0 = o[0], o1 = o[1], o2 = o[2], o3 = o[3], o4 = o[4], o5 = o[5], o6 = o[6], o7 = o[7], o8 = o[8];
+        for (var y = 0; y < p.OutHeight; y++)
+        {
+            var acc = acc0 + y * p.OutWidth;
+            var top = plane + y * p.StrideHeight * p.PhaseWidth;
+            for (var x = 0; x < p.OutWidth; x += TV.Count)
+            {
+                var l = top + x;
+                var sum = TV.FusedMultiplyAdd(w0, TV.Load(l + o0), TV.Zero);
+                sum = TV.FusedMultiplyAdd(w1, TV.Load(l + o1), sum);
+                sum = TV.FusedMultiplyAdd(w2, TV.Load(l + o2), sum);
+                sum = TV.FusedMultiplyAdd(w3, TV.Load(l + o3), sum);
+                sum = TV.FusedMultiplyAdd(w4, TV.Load(l + o4), sum);
+                sum = TV.FusedMultiplyAdd(w5, TV.Load(l + o5), sum);
+                sum = TV.FusedMultiplyAdd(w6, TV.Load(l + o6), sum);
+                sum = TV.FusedMultiplyAdd(w7, TV.Load(l + o7), sum);
+                sum = TV.FusedMultiplyAdd(w8, TV.Load(l + o8), sum);
                 sum.Store(acc + x);
             }
         }
     }
 
     /// <summary>The scalar form of <see cref="Rows{TV}"/>, one output at a time.</summary>
-    private static unsafe void RowsScalar(float* plane, float* wt, float* acc0, PlaneShape p)
+    private static unsafe void RowsScalar(float* plane, float* wt, float* acc0, PlaneShape p, int* offsets)
     {
+        var taps = p.KernelHeight * p.KernelWidth;
         for (var y = 0; y < p.OutHeight; y++)
             for (var x = 0; x < p.OutWidth; x++)
             {
-                var top = plane + y * p.StrideHeight * p.PhaseWidth + x;
+                var at = plane + y * p.StrideHeight * p.PhaseWidth + x;
                 var sum = 0f;
-                for (var i = 0; i < p.KernelHeight; i++)
-                {
-                    var line = top + i * p.DilationHeight * p.PhaseWidth;
-                    for (var j = 0; j < p.KernelWidth; j++)
-                        sum += wt[i * p.KernelWidth + j] * line[(j * p.DilationWidth % p.Phases) * p.PhasePlane + j * p.DilationWidth / p.Phases];
-                }
+                for (var t = 0; t < taps; t++) sum += wt[t] * at[offsets[t]];
                 acc0[y * p.OutWidth + x] = sum;
             }
     }
