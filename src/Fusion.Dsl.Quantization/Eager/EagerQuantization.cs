@@ -140,9 +140,9 @@ public static class EagerQuantization
         ObservedKind? kind = m switch
         {
             UserModule { TypeName: "QuantStub" } => ObservedKind.QuantStub,
-            Conv { Rank: 2, Transposed: false } c when ConvSupported(c) => ObservedKind.Conv2d,
+            Conv { Transposed: false } c when ConvSupported(c) => ObservedKind.Conv,
             Linear => ObservedKind.Linear,
-            FusedModule { TypeName: "ConvReLU2d" } f when f.Children[0].Module is Conv c && ConvSupported(c) => ObservedKind.Conv2d,
+            FusedModule { TypeName: "ConvReLU1d" or "ConvReLU2d" or "ConvReLU3d" } f when f.Children[0].Module is Conv c && ConvSupported(c) => ObservedKind.Conv,
             FusedModule { TypeName: "LinearReLU" } => ObservedKind.Linear,
             Activation { Kind: ActivationKind.Hardswish } => ObservedKind.Hardswish,
             Activation { Kind: ActivationKind.ReLU6 } => ObservedKind.ReLU6,
@@ -275,7 +275,7 @@ public static class EagerQuantization
             {
                 ObservedKind.QuantStub => QuantizedLayer.Quantize(p.Path, scale, zp, ObserverFacts.DType(observer)),
                 ObservedKind.FloatFunctional => QuantizedLayer.Functional(p.Path, new QFunctional(scale, zp)),
-                ObservedKind.Conv2d => ConvLayer(p, m, scale, zp),
+                ObservedKind.Conv => ConvLayer(p, m, scale, zp),
                 ObservedKind.Linear => LinearLayer(p, m, scale, zp),
                 ObservedKind.Hardswish => QuantizedLayer.Hardswish(p.Path, new QuantizedHardswish(scale, zp)),
                 ObservedKind.ReLU6 => QuantizedLayer.ReLU6(p.Path),
@@ -299,14 +299,13 @@ public static class EagerQuantization
     private static QuantizedLayer ConvLayer(ObservationPoint p, Module m, double scale, long zp)
         => ConvLayer(p.Path, m, QuantizeWeight(p, (m is FusedModule f ? (Conv)f.Children[0].Module : (Conv)m).Weight), scale, zp);
 
-    /// <summary>The quantized Conv2d or ConvReLU2d of float module <paramref name="m"/> with a quantized weight.</summary>
+    /// <summary>The quantized Conv1d/2d/3d or ConvReLU1d/2d/3d of float module <paramref name="m"/> with a quantized weight.</summary>
     internal static QuantizedLayer ConvLayer(string path, Module m, QuantizedTensor weight, double scale, long zp)
     {
         var (conv, relu) = m is FusedModule f ? ((Conv)f.Children[0].Module, true) : ((Conv)m, false);
-        var pad = conv.Padding.Amounts;
-        var layer = new QuantizedConv2d(weight, conv.Bias, scale, zp, (conv.Stride[0], conv.Stride[1]), (pad[0], pad[1]),
-            (conv.Dilation[0], conv.Dilation[1]), conv.Groups, relu);
-        return QuantizedLayer.Conv(path, relu ? "QuantizedConvReLU2d" : "QuantizedConv2d", layer);
+        var layer = new QuantizedConv(weight, conv.Bias, scale, zp, [.. conv.Stride],
+            conv.Padding.Resolve(conv.KernelSize.AsSpan(), conv.Dilation.AsSpan()).Left, [.. conv.Dilation], conv.Groups, relu);
+        return QuantizedLayer.Conv(path, layer);
     }
 
     private static QuantizedLayer LinearLayer(ObservationPoint p, Module m, double scale, long zp)

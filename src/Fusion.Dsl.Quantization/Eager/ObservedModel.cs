@@ -8,8 +8,9 @@ public enum ObservedKind
 {
     /// <summary>A <c>QuantStub</c>: its output (its input) sets the scale of <c>nnq.Quantize</c>.</summary>
     QuantStub,
-    /// <summary>A <c>Conv2d</c> or <c>ConvReLU2d</c>: becomes <c>nnq.Conv2d</c> / <c>nniq.ConvReLU2d</c>.</summary>
-    Conv2d,
+    /// <summary>A <c>Conv1d</c>/<c>2d</c>/<c>3d</c> or <c>ConvReLU1d</c>/<c>2d</c>/<c>3d</c>: becomes <c>nnq.Conv1d</c>/<c>2d</c>/<c>3d</c>
+    /// or <c>nniq.ConvReLU1d</c>/<c>2d</c>/<c>3d</c>.</summary>
+    Conv,
     /// <summary>A <c>Linear</c> or <c>LinearReLU</c>: becomes <c>nnq.Linear</c> / <c>nniq.LinearReLU</c>.</summary>
     Linear,
     /// <summary>A <c>FloatFunctional</c>: its <c>activation_post_process</c> slot is observed; becomes <c>nnq.QFunctional</c>.</summary>

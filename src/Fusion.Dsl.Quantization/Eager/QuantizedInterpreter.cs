@@ -111,7 +111,7 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
         {
             return Record(path, layer.Module switch
             {
-                QuantizedConv2d c => Layout(c.Forward(q, Cores), channelsLast: true),
+                QuantizedConv c => Layout(c.Forward(q, Cores), channelsLast: true),
                 QuantizedLinear l => l.Forward(q, Cores),
                 QuantizedHardswish h => KeepLayout(q, h.Forward(q)),
                 QuantizedReLU6 r => KeepLayout(q, r.Forward(q)),

@@ -13,7 +13,7 @@ namespace Fusion.Dsl.Quantization;
 /// <para>
 /// The keys of each quantized layer type (one entry of <see cref="Formats"/>, as its PyTorch module's
 /// <c>_save_to_state_dict</c> writes them): <c>Quantize</c> — <c>scale</c> [1] float32 and <c>zero_point</c> [1] int64
-/// buffers; quantized <c>Conv2d</c>/<c>ConvReLU2d</c> — <c>weight</c> (qint8, per tensor or per channel), <c>bias</c>
+/// buffers; quantized <c>Conv1d</c>/<c>2d</c>/<c>3d</c> and <c>ConvReLU1d</c>/<c>2d</c>/<c>3d</c> — <c>weight</c> (qint8, per tensor or per channel), <c>bias</c>
 /// (float32 or None), <c>scale</c> and <c>zero_point</c> (0-d float32 and int64); quantized <c>Linear</c>/<c>LinearReLU</c>
 /// — <c>scale</c>, <c>zero_point</c>, <c>_packed_params.dtype</c> (<c>torch.qint8</c>) and
 /// <c>_packed_params._packed_params</c>, the tuple (weight, bias), with <c>_metadata</c> version 3 for the module and its
@@ -47,8 +47,6 @@ public static class QuantizedStateDict
         ["QFunctional"] = new(
             l => OutputQParams(l),
             r => r.Checked(() => QuantizedLayer.Functional(r.Path, new QFunctional(r.Scale("scale"), r.ZeroPoint("zero_point"))), "scale")),
-        ["QuantizedConv2d"] = ConvFormat,
-        ["QuantizedConvReLU2d"] = ConvFormat,
         ["QuantizedLinear"] = LinearFormat,
         ["QuantizedLinearReLU"] = LinearFormat,
         // PyTorch 1.13's quantized Hardswish keeps its output scale and zero point as plain attributes, not buffers:
@@ -57,17 +55,17 @@ public static class QuantizedStateDict
         ["QuantizedHardswish"] = new(_ => [], r => r.Template),
         // ReLU6 has no parameters at all.
         ["QuantizedReLU6"] = new(_ => [], r => r.Template),
-    }.ToImmutableDictionary(StringComparer.Ordinal);
+    }.Concat(QuantizedConv.TypeNames.Select(t => KeyValuePair.Create(t, ConvFormat))).ToImmutableDictionary(StringComparer.Ordinal);
 
     private static Format ConvFormat => new(
         l => [("weight", ToTorch(l.Weight!)), ("bias", l.Bias), .. OutputQParams(l)],
         r =>
         {
-            var t = (QuantizedConv2d)r.Template.Module!;
+            var t = (QuantizedConv)r.Template.Module!;
             var (weight, bias) = (r.Weight("weight", t.Weight), r.Bias("bias", t.Bias));
             var (scale, zp) = (r.Scale("scale"), r.ZeroPoint("zero_point"));
-            return r.Checked(() => QuantizedLayer.Conv(r.Path, r.Template.TypeName,
-                new QuantizedConv2d(weight, bias, scale, zp, t.Stride, t.Padding, t.Dilation, t.Groups, t.FusedReLU)), "weight");
+            return r.Checked(() => QuantizedLayer.Conv(r.Path,
+                new QuantizedConv(weight, bias, scale, zp, [.. t.Stride], [.. t.Padding], [.. t.Dilation], t.Groups, t.FusedReLU)), "weight");
         });
 
     private static Format LinearFormat => new(

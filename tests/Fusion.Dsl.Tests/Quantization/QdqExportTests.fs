@@ -128,7 +128,7 @@ let private isolatedLayers (q: QuantizedModel) (path: string) (x: Tensor) =
             let ins = inputs |> List.map quantized
             let ours =
                 match q.Layers.[layer].Module, kind with
-                | :? QuantizedConv2d as c, _ -> c.Forward ins.[0]
+                | :? QuantizedConv as c, _ -> c.Forward ins.[0]
                 | :? QuantizedLinear as l, _ -> l.Forward ins.[0]
                 | :? QFunctional as f, "Add" -> f.Add(ins.[0], ins.[1])
                 | :? QFunctional as f, "add_relu" -> f.AddRelu(ins.[0], ins.[1])

@@ -71,9 +71,9 @@ let private forward (c: Case) : QuantizedTensor =
     let xs = inputs c
     match c.Kind with
     | "linear" -> QuantizedLinear(qtensor (c.Json.GetProperty "weight"), bias c, outScale c, outZeroPoint c, (arg c "relu").GetBoolean()).Forward xs.Head
-    | "conv2d" ->
-        QuantizedConv2d(qtensor (c.Json.GetProperty "weight"), bias c, outScale c, outZeroPoint c, pair (arg c "stride"), pair (arg c "padding"),
-                        pair (arg c "dilation"), (arg c "groups").GetInt32(), (arg c "relu").GetBoolean()).Forward xs.Head
+    | "conv1d" | "conv2d" | "conv3d" ->
+        QuantizedConv(qtensor (c.Json.GetProperty "weight"), bias c, outScale c, outZeroPoint c, ints (arg c "stride"), ints (arg c "padding"),
+                      ints (arg c "dilation"), (arg c "groups").GetInt32(), (arg c "relu").GetBoolean()).Forward xs.Head
     | "add" -> QFunctional(outScale c, outZeroPoint c).Add(xs.[0], xs.[1])
     | "add_relu" -> QFunctional(outScale c, outZeroPoint c).AddRelu(xs.[0], xs.[1])
     | "mul" -> QFunctional(outScale c, outZeroPoint c).Mul(xs.[0], xs.[1])
@@ -181,6 +181,7 @@ let tests =
             }
             matchesPyTorch "quantized Linear and LinearReLU" [ "linear" ] 45
             matchesPyTorch "quantized Conv2d and ConvReLU2d" [ "conv2d" ] 65
+            matchesPyTorch "quantized Conv1d, Conv3d, ConvReLU1d and ConvReLU3d" [ "conv1d"; "conv3d" ] 40
             matchesPyTorch "QFunctional add and add_relu" [ "add"; "add_relu" ] 30
             matchesPyTorch "QFunctional mul and cat" [ "mul"; "cat" ] 30
             matchesPyTorch "quantized ReLU, MaxPool2d, AdaptiveAvgPool2d and Flatten" [ "relu"; "max_pool2d"; "adaptive_avg_pool2d"; "flatten" ] 33
@@ -220,7 +221,7 @@ let tests =
                 refuses<ArgumentException> "0..255" (fun () -> QuantizedTensor.Quantize(floatTensor [| 2 |], 0.1, 256L, QuantizedDType.QUInt8) |> ignore)
                 refuses<ArgumentException> "0..255" (fun () -> QuantizedTensor.Quantize(floatTensor [| 2 |], 0.1, -1L, QuantizedDType.QUInt8) |> ignore)
                 refuses<ArgumentException> "-128..127" (fun () -> QuantizedTensor.Quantize(floatTensor [| 2 |], 0.1, 128L, QuantizedDType.QInt8) |> ignore)
-                refuses<ArgumentException> "0..255" (fun () -> QuantizedConv2d(weight [| 1; 1; 1; 1 |], null, 0.1, 300L) |> ignore)
+                refuses<ArgumentException> "0..255" (fun () -> QuantizedConv(weight [| 1; 1; 1; 1 |], null, 0.1, 300L) |> ignore)
                 refuses<ArgumentException> "-128..127" (fun () -> QFunctional(0.1, 200L).Add(QuantizedTensor.Quantize(floatTensor [| 2 |], 0.1, 0L, QuantizedDType.QInt8), QuantizedTensor.Quantize(floatTensor [| 2 |], 0.1, 0L, QuantizedDType.QInt8)) |> ignore)
             }
             test "values outside the dtype and shapes that do not hold them are refused" {
@@ -253,15 +254,27 @@ let tests =
                 refuses<ArgumentException> "quint8 input" (fun () -> lin.Forward(QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2; 3 |], [| 1; 3 |], 0.1, 0L, QuantizedDType.QInt8)) |> ignore)
                 let perChannel = QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2; 3 |], [| 1; 3 |], [ 0.1 ], [ 0L ], 0, QuantizedDType.QUInt8)
                 refuses<ArgumentException> "per-tensor" (fun () -> lin.Forward perChannel |> ignore)
-                let conv = QuantizedConv2d(weight [| 4; 1; 3; 3 |], null, 0.1, 0L, groups = 2)
+                let conv = QuantizedConv(weight [| 4; 1; 3; 3 |], null, 0.1, 0L, groups = 2)
                 refuses<ArgumentException> "[N, 2, H, W]" (fun () -> conv.Forward(input (Array.zeroCreate 27) [| 1; 3; 3; 3 |]) |> ignore)
                 refuses<ArgumentException> "smaller than the dilated kernel" (fun () -> conv.Forward(input (Array.zeroCreate 8) [| 1; 2; 2; 2 |]) |> ignore)
-                refuses<ArgumentException> "groups (3) must divide" (fun () -> QuantizedConv2d(weight [| 4; 1; 3; 3 |], null, 0.1, 0L, groups = 3) |> ignore)
+                refuses<ArgumentException> "groups (3) must divide" (fun () -> QuantizedConv(weight [| 4; 1; 3; 3 |], null, 0.1, 0L, groups = 3) |> ignore)
                 refuses<ArgumentException> "axis 1" (fun () ->
                     QuantizedLinear(QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2 |], [| 1; 2 |], [ 0.1; 0.1 ], [ 0L; 0L ], 1, QuantizedDType.QInt8), null, 0.1, 0L) |> ignore)
             }
+            test "Conv1d and Conv3d refuse an input of another rank, geometry of another length and an input shallower than the dilated kernel, naming the module" {
+                let conv1d = QuantizedConv(weight [| 4; 2; 3 |], null, 0.1, 0L)
+                Expect.equal (conv1d.Rank, conv1d.TypeName) (1, "QuantizedConv1d") "the rank is the weight's less 2"
+                refuses<ArgumentException> "quantized Conv1d expects input of shape [N, 2, W]" (fun () -> conv1d.Forward(input (Array.zeroCreate 18) [| 1; 2; 3; 3 |]) |> ignore)
+                refuses<ArgumentException> "the input length 2 padded by 0 is smaller than the dilated kernel (3)" (fun () -> conv1d.Forward(input (Array.zeroCreate 4) [| 1; 2; 2 |]) |> ignore)
+                let conv3d = QuantizedConv(weight [| 2; 1; 3; 1; 1 |], null, 0.1, 0L, [| 1; 1; 1 |], [| 0; 0; 0 |], [| 2; 1; 1 |], fuseRelu = true)
+                Expect.equal conv3d.TypeName "QuantizedConvReLU3d" "ReLU fused"
+                refuses<ArgumentException> "quantized ConvReLU3d expects input of shape [N, 1, D, H, W]" (fun () -> conv3d.Forward(input (Array.zeroCreate 8) [| 1; 2; 4 |]) |> ignore)
+                refuses<ArgumentException> "quantized ConvReLU3d: the input depth 4 padded by 0 is smaller than the dilated kernel (5)" (fun () -> conv3d.Forward(input (Array.zeroCreate 16) [| 1; 1; 4; 2; 2 |]) |> ignore)
+                refuses<ArgumentException> "takes 3 stride value(s)" (fun () -> QuantizedConv(weight [| 2; 1; 3; 1; 1 |], null, 0.1, 0L, [| 1; 1 |], [| 0; 0; 0 |], [| 1; 1; 1 |]) |> ignore)
+                refuses<ArgumentException> "1 to 3 kernel dimensions, got rank 6" (fun () -> QuantizedConv(weight [| 1; 1; 1; 1; 1; 1 |], null, 0.1, 0L) |> ignore)
+            }
             test "absurd sizes are refused before any memory is taken" {
-                refuses<ArgumentException> "over the limit" (fun () -> QuantizedConv2d(weight [| 1; 1; 1; 1 |], null, 0.1, 0L, stride = Int32.MaxValue) |> ignore)
+                refuses<ArgumentException> "over the limit" (fun () -> QuantizedConv(weight [| 1; 1; 1; 1 |], null, 0.1, 0L, stride = Int32.MaxValue) |> ignore)
                 refuses<ArgumentException> "more than" (fun () -> input [| 1 |] [| 65536; 65536; 65536 |] |> ignore)
                 refuses<ArgumentException> "over the limit" (fun () -> QuantizedAdaptiveAvgPool2d(struct (1 <<< 30, 1)) |> ignore)
                 let big = QuantizedAdaptiveAvgPool2d(struct (1 <<< 24, 1 <<< 24))

@@ -11,7 +11,7 @@ Case kinds:
   quantize      - a float32 tensor "x", qparams, PyTorch's quantize_per_tensor/quantize_per_channel result "expected"
                   and its dequantize() "dequantized"
   linear        - torch.ao.nn.quantized.Linear (args.relu: torch.nn.intrinsic.quantized.LinearReLU)
-  conv2d        - torch.ao.nn.quantized.Conv2d (args.relu: torch.nn.intrinsic.quantized.ConvReLU2d)
+  conv1d, conv2d, conv3d - torch.ao.nn.quantized.Conv1d/2d/3d (args.relu: torch.nn.intrinsic.quantized.ConvReLU1d/2d/3d)
   add, add_relu, mul, cat - torch.ao.nn.quantized.QFunctional with output scale/zero point
   relu, max_pool2d, adaptive_avg_pool2d, flatten, mean, avg_pool2d, hardsigmoid, relu6, transpose, chunk - the quantized functional forms
   hardswish     - torch.ao.nn.quantized.Hardswish with output scale/zero point
@@ -106,19 +106,22 @@ def linear_case(name, batch_shape, k, n, per_channel=False, relu=False, bias="no
     return module_case(name, "linear", [x], m(x), {"relu": relu}, w, b, scale, zp)
 
 
-def conv_case(name, n, cin, cout, hw, kernel, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, per_channel=False,
+def conv_case(name, n, cin, cout, spatial, kernel, stride=None, padding=None, dilation=None, groups=1, per_channel=False,
               relu=False, bias="normal", spread=1.0, x_zp=None, y_zp=None, w_scales=None):
-    x = qinput((n, cin) + hw, zp=x_zp)
+    """A quantized Conv1d/2d/3d (ConvReLU1d/2d/3d with relu), its rank the kernel's length."""
+    rank = len(kernel)
+    stride, padding, dilation = stride or (1,) * rank, padding or (0,) * rank, dilation or (1,) * rank
+    x = qinput((n, cin) + spatial, zp=x_zp)
     w = qweight((cout, cin // groups) + kernel, per_channel, w_scales)
     b = None if bias is None else torch.from_numpy(rng.normal(-3.0 if bias == "negative" else 0.0, 1.0, size=cout).astype(np.float32))
-    y = F.conv2d(x.dequantize(), w.dequantize(), b, stride, padding, dilation, groups)
+    y = getattr(F, f"conv{rank}d")(x.dequantize(), w.dequantize(), b, stride, padding, dilation, groups)
     scale, zp = output_qparams(y, spread, y_zp)
-    cls = nniq.ConvReLU2d if relu else nnq.Conv2d
+    cls = getattr(nniq, f"ConvReLU{rank}d") if relu else getattr(nnq, f"Conv{rank}d")
     m = cls(cin, cout, kernel, stride, padding, dilation, groups)
     m.set_weight_bias(w, b)
     m.scale, m.zero_point = scale, zp
     args = {"stride": list(stride), "padding": list(padding), "dilation": list(dilation), "groups": groups, "relu": relu}
-    return module_case(name, "conv2d", [x], m(x), args, w, b, scale, zp)
+    return module_case(name, f"conv{rank}d", [x], m(x), args, w, b, scale, zp)
 
 
 def quantize_cases():
@@ -219,6 +222,44 @@ def conv_cases():
                                stride=(int(rng.integers(1, 3)), int(rng.integers(1, 3))),
                                padding=(int(rng.integers(0, 3)), int(rng.integers(0, 3))), dilation=dilation, groups=groups,
                                per_channel=bool(i % 2), relu=bool(i % 3 == 0)))
+    return cases
+
+
+def conv_nd_cases():
+    """Conv1d and Conv3d (and their ReLU fusions): per-tensor and per-channel weights, groups, depthwise, stride,
+    padding, dilation, saturation, no bias, then seeded random geometries."""
+    cases = [
+        conv_case("conv1d/k3", 2, 4, 6, (17,), (3,)),
+        conv_case("conv1d/k3_per_channel_pad1_relu", 2, 4, 6, (17,), (3,), padding=(1,), per_channel=True, relu=True),
+        conv_case("conv1d/k1", 3, 8, 5, (9,), (1,)),
+        conv_case("conv1d/depthwise_stride2", 2, 8, 8, (20,), (5,), stride=(2,), padding=(2,), groups=8, per_channel=True),
+        conv_case("conv1d/grouped_dilated", 1, 6, 9, (25,), (3,), dilation=(3,), padding=(2,), groups=3),
+        conv_case("conv1d/no_bias_saturating", 2, 5, 7, (12,), (4,), bias=None, spread=0.2),
+        conv_case("conv1d/negative_bias_relu", 2, 4, 4, (10,), (3,), bias="negative", relu=True, x_zp=255, y_zp=0),
+        conv_case("conv1d/large", 2, 32, 64, (64,), (3,), padding=(1,), per_channel=True),
+        conv_case("conv3d/k3", 2, 3, 4, (5, 6, 7), (3, 3, 3)),
+        conv_case("conv3d/k3_per_channel_pad1_relu", 1, 4, 6, (4, 6, 5), (3, 3, 3), padding=(1, 1, 1), per_channel=True, relu=True),
+        conv_case("conv3d/k1", 2, 6, 5, (3, 4, 4), (1, 1, 1)),
+        conv_case("conv3d/depthwise", 1, 6, 6, (5, 7, 6), (3, 3, 3), padding=(1, 1, 1), groups=6, per_channel=True),
+        conv_case("conv3d/grouped_strided", 2, 6, 8, (7, 8, 9), (3, 2, 3), stride=(2, 1, 2), padding=(1, 0, 1), groups=2),
+        conv_case("conv3d/dilated_depth", 1, 3, 5, (9, 6, 6), (3, 3, 3), dilation=(2, 1, 1), padding=(2, 1, 0), per_channel=True),
+        conv_case("conv3d/pad_beyond_depth", 1, 2, 3, (1, 5, 5), (1, 3, 3), padding=(2, 1, 1)),
+        conv_case("conv3d/no_bias_saturating_relu", 2, 4, 4, (4, 5, 5), (2, 3, 3), bias=None, spread=0.2, relu=True),
+        conv_case("conv3d/large", 1, 16, 32, (8, 12, 12), (3, 3, 3), padding=(1, 1, 1), per_channel=True),
+    ]
+    for i in range(24):
+        rank = 1 if i % 2 == 0 else 3
+        groups = int(rng.choice([1, 1, 2, 3]))
+        cin, cout = groups * int(rng.integers(1, 5)), groups * int(rng.integers(1, 5))
+        if i % 5 == 0:
+            groups = cin = cout = int(rng.integers(1, 9))
+        kernel = tuple(int(rng.integers(1, 4)) for _ in range(rank))
+        dilation = tuple(int(rng.integers(1, 3)) for _ in range(rank))
+        spatial = tuple(int(rng.integers(d * (k - 1) + 1, 10 if rank == 3 else 30)) for k, d in zip(kernel, dilation))
+        cases.append(conv_case(f"conv{rank}d/random{i}", int(rng.integers(1, 3)), cin, cout, spatial, kernel,
+                               stride=tuple(int(rng.integers(1, 3)) for _ in range(rank)),
+                               padding=tuple(int(rng.integers(0, 3)) for _ in range(rank)), dilation=dilation, groups=groups,
+                               per_channel=bool(i % 4 < 2), relu=bool(i % 3 == 0)))
     return cases
 
 
@@ -361,7 +402,8 @@ def converted_cases():
 
 
 def main(out):
-    cases = quantize_cases() + linear_cases() + conv_cases() + functional_cases() + converted_cases()
+    # Kinds added later come last, so that the seeded inputs of the earlier cases stay as they were.
+    cases = quantize_cases() + linear_cases() + conv_cases() + functional_cases() + converted_cases() + conv_nd_cases()
     with open(out, "w") as f:
         json.dump({"torch": torch.__version__, "engine": torch.backends.quantized.engine, "cases": cases}, f)
     print(f"{len(cases)} cases")
