@@ -14,7 +14,8 @@ namespace Fusion.Dsl.Quantization;
 /// the default qconfig propagation list with a qconfig (not <c>DeQuantStub</c>), fused modules as one unit,
 /// <c>FloatFunctional</c>s through their <c>activation_post_process</c>, <c>Dropout</c> skipped. The quantized modules
 /// this project has are <c>Quantize</c>, <c>DeQuantize</c>, <c>Conv1d</c>, <c>Conv2d</c>, <c>Conv3d</c>, <c>ConvReLU1d</c>,
-/// <c>ConvReLU2d</c>, <c>ConvReLU3d</c> (zero padding), <c>Linear</c>, <c>LinearReLU</c>, <c>Hardswish</c>, <c>ReLU6</c> and <c>QFunctional</c>; <c>ReLU</c>, <c>Hardsigmoid</c>, <c>MaxPool2d</c>,
+/// <c>ConvReLU2d</c>, <c>ConvReLU3d</c> (zero padding), <c>BatchNorm2d</c>, <c>BatchNorm3d</c>, <c>BNReLU2d</c>,
+/// <c>BNReLU3d</c> (affine, with running statistics), <c>Linear</c>, <c>LinearReLU</c>, <c>Hardswish</c>, <c>ReLU6</c> and <c>QFunctional</c>; <c>ReLU</c>, <c>Hardsigmoid</c>, <c>MaxPool2d</c>,
 /// <c>AvgPool2d</c>, <c>AdaptiveAvgPool2d</c>, <c>Flatten</c>, <c>Identity</c> and <c>Dropout</c> run on quantized
 /// tensors as PyTorch's float modules do. A module PyTorch would
 /// quantize that has no quantized form here is refused at <see cref="Prepare"/>, naming its path.
@@ -144,6 +145,8 @@ public static class EagerQuantization
             Linear => ObservedKind.Linear,
             FusedModule { TypeName: "ConvReLU1d" or "ConvReLU2d" or "ConvReLU3d" } f when f.Children[0].Module is Conv c && ConvSupported(c) => ObservedKind.Conv,
             FusedModule { TypeName: "LinearReLU" } => ObservedKind.Linear,
+            BatchNorm { Rank: 2 or 3 } b when BatchNormSupported(b) => ObservedKind.BatchNorm,
+            FusedModule { TypeName: "BNReLU2d" or "BNReLU3d" } f when BatchNormSupported((BatchNorm)f.Children[0].Module) => ObservedKind.BatchNorm,
             Activation { Kind: ActivationKind.Hardswish } => ObservedKind.Hardswish,
             Activation { Kind: ActivationKind.ReLU6 } => ObservedKind.ReLU6,
             _ => null,
@@ -153,7 +156,8 @@ public static class EagerQuantization
         {
             FusedModule { TypeName: var t } when t.StartsWith("ConvBn", StringComparison.Ordinal) || t.StartsWith("LinearBn", StringComparison.Ordinal)
                 => "; fuse in eval mode (Fuser.FuseModules on model.Eval()), which folds the BatchNorm into the convolution",
-            BatchNorm => "; fuse it into the convolution before it (Fuser.FuseModules in eval mode)",
+            BatchNorm or FusedModule { TypeName: "BNReLU2d" or "BNReLU3d" }
+                => " without affine weights and running statistics (PyTorch's quantized batch norm reads both)",
             Conv c when c.PaddingMode != PaddingMode.Zeros || c.Padding.Kind != PaddingKind.Explicit
                 => $" with padding {c.Padding.Kind} and padding_mode {c.PaddingMode} (only explicit zero padding is)",
             _ => "",
@@ -162,6 +166,8 @@ public static class EagerQuantization
     }
 
     private static bool ConvSupported(Conv c) => c.PaddingMode == PaddingMode.Zeros && c.Padding.Kind == PaddingKind.Explicit;
+
+    private static bool BatchNormSupported(BatchNorm b) => b.Weight is not null && b.Bias is not null && b.RunningMean is not null && b.RunningVar is not null;
 
     /// <summary>Whether PyTorch's <c>get_default_qconfig_propagation_list()</c> holds the module's type (the static, QAT
     /// and dynamic mappings' float types and <c>Sequential</c>).</summary>
@@ -277,6 +283,7 @@ public static class EagerQuantization
                 ObservedKind.FloatFunctional => QuantizedLayer.Functional(p.Path, new QFunctional(scale, zp)),
                 ObservedKind.Conv => ConvLayer(p, m, scale, zp),
                 ObservedKind.Linear => LinearLayer(p, m, scale, zp),
+                ObservedKind.BatchNorm => BatchNormLayer(p.Path, m, scale, zp),
                 ObservedKind.Hardswish => QuantizedLayer.Hardswish(p.Path, new QuantizedHardswish(scale, zp)),
                 ObservedKind.ReLU6 => QuantizedLayer.ReLU6(p.Path),
                 _ => throw new InvalidOperationException($"unknown observation kind {p.Kind}"),
@@ -306,6 +313,15 @@ public static class EagerQuantization
         var layer = new QuantizedConv(weight, conv.Bias, scale, zp, [.. conv.Stride],
             conv.Padding.Resolve(conv.KernelSize.AsSpan(), conv.Dilation.AsSpan()).Left, [.. conv.Dilation], conv.Groups, relu);
         return QuantizedLayer.Conv(path, layer);
+    }
+
+    /// <summary>The quantized BatchNorm2d/3d or BNReLU2d/3d of float module <paramref name="m"/>: its parameters and
+    /// running statistics as they are (PyTorch's <c>from_float</c> copies them), the observed output qparams.</summary>
+    internal static QuantizedLayer BatchNormLayer(string path, Module m, double scale, long zp)
+    {
+        var (bn, relu) = m is FusedModule f ? ((BatchNorm)f.Children[0].Module, true) : ((BatchNorm)m, false);
+        var tracked = bn.NumBatchesTracked is { Count: 1 } n ? n.Int64[0] : 0;
+        return QuantizedLayer.BatchNorm(path, new QuantizedBatchNorm(bn.Rank, bn.Weight!, bn.Bias!, bn.RunningMean!, bn.RunningVar!, bn.Eps, scale, zp, relu, tracked));
     }
 
     private static QuantizedLayer LinearLayer(ObservationPoint p, Module m, double scale, long zp)

@@ -15,6 +15,9 @@ public enum ObservedKind
     Linear,
     /// <summary>A <c>FloatFunctional</c>: its <c>activation_post_process</c> slot is observed; becomes <c>nnq.QFunctional</c>.</summary>
     FloatFunctional,
+    /// <summary>A <c>BatchNorm2d</c>/<c>3d</c> or <c>BNReLU2d</c>/<c>3d</c>: becomes <c>nnq.BatchNorm2d</c>/<c>3d</c> or
+    /// <c>nniq.BNReLU2d</c>/<c>3d</c>.</summary>
+    BatchNorm,
     /// <summary>A <c>Hardswish</c>: becomes <c>nnq.Hardswish</c> with the observed output qparams.</summary>
     Hardswish,
     /// <summary>A <c>ReLU6</c>: observed as PyTorch observes it, becomes <c>nnq.ReLU6</c>, which keeps its input's qparams.</summary>

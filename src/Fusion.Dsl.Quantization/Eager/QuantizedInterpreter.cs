@@ -112,6 +112,8 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
             return Record(path, layer.Module switch
             {
                 QuantizedConv c => Layout(c.Forward(q, Cores), channelsLast: true),
+                // PyTorch's quantized batch norm writes channels-last output, as its convolutions do.
+                QuantizedBatchNorm b => Layout(b.Forward(q), channelsLast: true),
                 QuantizedLinear l => l.Forward(q, Cores),
                 QuantizedHardswish h => KeepLayout(q, h.Forward(q)),
                 QuantizedReLU6 r => KeepLayout(q, r.Forward(q)),

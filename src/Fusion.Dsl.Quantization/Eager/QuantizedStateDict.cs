@@ -17,7 +17,9 @@ namespace Fusion.Dsl.Quantization;
 /// (float32 or None), <c>scale</c> and <c>zero_point</c> (0-d float32 and int64); quantized <c>Linear</c>/<c>LinearReLU</c>
 /// — <c>scale</c>, <c>zero_point</c>, <c>_packed_params.dtype</c> (<c>torch.qint8</c>) and
 /// <c>_packed_params._packed_params</c>, the tuple (weight, bias), with <c>_metadata</c> version 3 for the module and its
-/// packed params (older versions name other keys); <c>QFunctional</c> — <c>scale</c> and <c>zero_point</c> (its
+/// packed params (older versions name other keys); quantized <c>BatchNorm2d</c>/<c>3d</c> and <c>BNReLU2d</c>/<c>3d</c> —
+/// <c>weight</c>, <c>bias</c>, <c>running_mean</c>, <c>running_var</c> (float32), <c>num_batches_tracked</c> (0-d int64),
+/// <c>scale</c> and <c>zero_point</c> ([1] float32 and int64), version 2; <c>QFunctional</c> — <c>scale</c> and <c>zero_point</c> (its
 /// <c>activation_post_process</c> is an Identity without state); <c>DeQuantize</c> — nothing. Modules kept float
 /// (a None qconfig) contribute their float state under their own keys, as in PyTorch.
 /// </para>
@@ -41,7 +43,7 @@ public static class QuantizedStateDict
     private static readonly ImmutableDictionary<string, Format> Formats = new Dictionary<string, Format>
     {
         ["Quantize"] = new(
-            l => [("scale", Tensor.FromFloat32([(float)l.Scale!.Value], 1)), ("zero_point", Tensor.FromInt64([l.ZeroPoint!.Value], 1))],
+            l => OneElementQParams(l),
             r => r.Checked(() => QuantizedLayer.Quantize(r.Path, r.Scale("scale", 1), r.ZeroPoint("zero_point", 1), r.Template.DType!.Value), "scale")),
         ["DeQuantize"] = new(_ => [], r => r.Template),
         ["QFunctional"] = new(
@@ -55,7 +57,9 @@ public static class QuantizedStateDict
         ["QuantizedHardswish"] = new(_ => [], r => r.Template),
         // ReLU6 has no parameters at all.
         ["QuantizedReLU6"] = new(_ => [], r => r.Template),
-    }.Concat(QuantizedConv.TypeNames.Select(t => KeyValuePair.Create(t, ConvFormat))).ToImmutableDictionary(StringComparer.Ordinal);
+    }.Concat(QuantizedConv.TypeNames.Select(t => KeyValuePair.Create(t, ConvFormat)))
+     .Concat(QuantizedBatchNorm.TypeNames.Select(t => KeyValuePair.Create(t, BatchNormFormat)))
+     .ToImmutableDictionary(StringComparer.Ordinal);
 
     private static Format ConvFormat => new(
         l => [("weight", ToTorch(l.Weight!)), ("bias", l.Bias), .. OutputQParams(l)],
@@ -68,6 +72,29 @@ public static class QuantizedStateDict
                 new QuantizedConv(weight, bias, scale, zp, [.. t.Stride], [.. t.Padding], [.. t.Dilation], t.Groups, t.FusedReLU)), "weight");
         });
 
+    /// <summary>A quantized batch norm: the float module's parameters, running statistics and <c>num_batches_tracked</c>
+    /// (PyTorch's <c>_BatchNorm</c> keys, _metadata version 2), then the output qparams as one-element tensors, because
+    /// <c>from_float</c> assigns <c>calculate_qparams()</c>'s results to them as they are (PyTorch keeps the zero point
+    /// int32; <c>load_state_dict</c> copies the int64 written here into it).</summary>
+    private static Format BatchNormFormat => new(
+        l =>
+        {
+            var b = (QuantizedBatchNorm)l.Module!;
+            return [("weight", b.Weight), ("bias", b.Bias), ("running_mean", b.RunningMean), ("running_var", b.RunningVar),
+                ("num_batches_tracked", Tensor.ScalarInt64(b.NumBatchesTracked)), .. OneElementQParams(l)];
+        },
+        r =>
+        {
+            var t = (QuantizedBatchNorm)r.Template.Module!;
+            int c = t.Weight.Count;
+            var (weight, bias, mean, var) = (r.Float("weight", c), r.Float("bias", c), r.Float("running_mean", c), r.Float("running_var", c));
+            var tracked = r.ZeroPoint("num_batches_tracked");
+            var (scale, zp) = (r.Scale("scale", 1), r.ZeroPoint("zero_point", 1));
+            return r.Checked(() => QuantizedLayer.BatchNorm(r.Path,
+                new QuantizedBatchNorm(t.Rank, weight, bias, mean, var, t.Eps, scale, zp, t.FusedReLU, tracked)), "weight");
+        },
+        ("", 2));
+
     private static Format LinearFormat => new(
         l => [.. OutputQParams(l), ("_packed_params.dtype", new TorchDType("qint8")), ("_packed_params._packed_params", new object?[] { ToTorch(l.Weight!), l.Bias })],
         r =>
@@ -79,6 +106,10 @@ public static class QuantizedStateDict
             return r.Checked(() => QuantizedLayer.Linear(r.Path, r.Template.TypeName, new QuantizedLinear(weight, bias, scale, zp, t.FusedReLU)), "_packed_params._packed_params");
         },
         ("", 3), ("_packed_params", 3));
+
+    /// <summary>Output qparams as the [1] float32 scale and [1] int64 zero point buffers of Quantize and batch norm.</summary>
+    private static IEnumerable<(string, object?)> OneElementQParams(QuantizedLayer l)
+        => [("scale", Tensor.FromFloat32([(float)l.Scale!.Value], 1)), ("zero_point", Tensor.FromInt64([l.ZeroPoint!.Value], 1))];
 
     private static IEnumerable<(string, object?)> OutputQParams(QuantizedLayer l)
         => [("scale", Tensor.FromFloat32([(float)l.Scale!.Value])), ("zero_point", Tensor.ScalarInt64(l.ZeroPoint!.Value))];
@@ -219,6 +250,9 @@ public static class QuantizedStateDict
             if (!(s > 0) || !double.IsFinite(s)) throw Fail(name, $"the scale is {s}; a scale must be positive and finite");
             return s;
         }
+
+        /// <summary>A float32 vector of <paramref name="length"/> elements (a batch norm's parameters and statistics).</summary>
+        public Tensor Float(string name, int length) => Tensor(name, DType.Float32, length);
 
         /// <summary>An output zero point: an int64 tensor of <paramref name="shape"/> (its range is checked by the layer).</summary>
         public long ZeroPoint(string name, params int[] shape) => Tensor(name, DType.Int64, shape).Int64[0];

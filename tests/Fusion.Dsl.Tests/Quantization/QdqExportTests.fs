@@ -261,17 +261,17 @@ let tests =
                 printfn "Quantization.Qdq float tail: max |ONNX Runtime - QuantizedModel| = %g (tolerance %g)" err tol
                 Expect.isLessThanOrEqual err tol "the float tail computes what our float engine computes on the dequantized values"
             }
-            yield test "a quantized Conv1d or Conv3d (no QDQ form here) is refused naming its path and layer type, and nothing is written" {
+            yield test "a quantized Conv1d, Conv3d or BatchNorm2d (no QDQ form here) is refused naming its path and layer type, and nothing is written" {
                 needTorch ()
                 let dir, cleanup = OnnxSupport.tempDir ()
                 use _ = cleanup
-                for name, layer in [ "conv1dnet/x86", "QuantizedConvReLU1d"; "conv3dnet/x86", "QuantizedConvReLU3d" ] do
+                for name, first, layer in [ "conv1dnet/x86", "conv1", "QuantizedConvReLU1d"; "conv3dnet/x86", "conv1", "QuantizedConvReLU3d"; "bnnet/x86", "bn_in", "QuantizedBatchNorm2d" ] do
                     let c = cases () |> List.find (fun c -> c.Name = name)
                     let q, _ = ourFlow PyTorchActivations c
                     let x = npy c (c.Json.GetProperty "input")
                     let path = Path.Combine(dir, "refused.onnx")
                     let e = Support.throwsOf<OnnxExportException> (fun () -> QuantizedOnnx.Write(q, x.Shape.ToArray(), path))
-                    Expect.equal e.ModulePath "conv1" (sprintf "%s: names the first layer without a QDQ form" name)
+                    Expect.equal e.ModulePath first (sprintf "%s: names the first layer without a QDQ form" name)
                     Expect.stringContains e.Message (sprintf "the quantized layer %s has no QDQ form" layer) "and its type"
                     Expect.isFalse (File.Exists path) "nothing is written"
             }

@@ -74,6 +74,10 @@ let private forward (c: Case) : QuantizedTensor =
     | "conv1d" | "conv2d" | "conv3d" ->
         QuantizedConv(qtensor (c.Json.GetProperty "weight"), bias c, outScale c, outZeroPoint c, ints (arg c "stride"), ints (arg c "padding"),
                       ints (arg c "dilation"), (arg c "groups").GetInt32(), (arg c "relu").GetBoolean()).Forward xs.Head
+    | "batch_norm" ->
+        let vector name = let v = floats (arg c name) in Tensor.FromFloat32(ReadOnlySpan v, v.Length)
+        QuantizedBatchNorm((arg c "rank").GetInt32(), vector "weight", vector "bias", vector "running_mean", vector "running_var", (arg c "eps").GetDouble(),
+                           outScale c, outZeroPoint c, (arg c "relu").GetBoolean()).Forward xs.Head
     | "add" -> QFunctional(outScale c, outZeroPoint c).Add(xs.[0], xs.[1])
     | "add_relu" -> QFunctional(outScale c, outZeroPoint c).AddRelu(xs.[0], xs.[1])
     | "mul" -> QFunctional(outScale c, outZeroPoint c).Mul(xs.[0], xs.[1])
@@ -182,6 +186,7 @@ let tests =
             matchesPyTorch "quantized Linear and LinearReLU" [ "linear" ] 45
             matchesPyTorch "quantized Conv2d and ConvReLU2d" [ "conv2d" ] 65
             matchesPyTorch "quantized Conv1d, Conv3d, ConvReLU1d and ConvReLU3d" [ "conv1d"; "conv3d" ] 40
+            matchesPyTorch "quantized BatchNorm2d, BatchNorm3d, BNReLU2d and BNReLU3d" [ "batch_norm" ] 12
             matchesPyTorch "QFunctional add and add_relu" [ "add"; "add_relu" ] 30
             matchesPyTorch "QFunctional mul and cat" [ "mul"; "cat" ] 30
             matchesPyTorch "quantized ReLU, MaxPool2d, AdaptiveAvgPool2d and Flatten" [ "relu"; "max_pool2d"; "adaptive_avg_pool2d"; "flatten" ] 33
@@ -272,6 +277,17 @@ let tests =
                 refuses<ArgumentException> "quantized ConvReLU3d: the input depth 4 padded by 0 is smaller than the dilated kernel (5)" (fun () -> conv3d.Forward(input (Array.zeroCreate 16) [| 1; 1; 4; 2; 2 |]) |> ignore)
                 refuses<ArgumentException> "takes 3 stride value(s)" (fun () -> QuantizedConv(weight [| 2; 1; 3; 1; 1 |], null, 0.1, 0L, [| 1; 1 |], [| 0; 0; 0 |], [| 1; 1; 1 |]) |> ignore)
                 refuses<ArgumentException> "1 to 3 kernel dimensions, got rank 6" (fun () -> QuantizedConv(weight [| 1; 1; 1; 1; 1; 1 |], null, 0.1, 0L) |> ignore)
+            }
+            test "BatchNorm refuses a rank other than 2 or 3, parameters of another length, a negative eps and an input of another rank or channel count, naming the module" {
+                let v (n: int) = Tensor.FromFloat32(ReadOnlySpan(Array.create n 1.0f), n)
+                refuses<ArgumentException> "BatchNorm2d and BatchNorm3d, not a batch norm over 1" (fun () -> QuantizedBatchNorm(1, v 3, v 3, v 3, v 3, 1e-5, 0.1, 0L) |> ignore)
+                refuses<ArgumentException> "quantized BNReLU2d: the running_var must be float32 of shape [3]" (fun () -> QuantizedBatchNorm(2, v 3, v 3, v 3, v 4, 1e-5, 0.1, 0L, true) |> ignore)
+                refuses<ArgumentException> "eps must be finite and not negative" (fun () -> QuantizedBatchNorm(3, v 3, v 3, v 3, v 3, -1.0, 0.1, 0L) |> ignore)
+                refuses<ArgumentException> "0..255" (fun () -> QuantizedBatchNorm(2, v 3, v 3, v 3, v 3, 1e-5, 0.1, 256L) |> ignore)
+                let bn = QuantizedBatchNorm(2, v 3, v 3, v 3, v 3, 1e-5, 0.1, 0L)
+                Expect.equal bn.TypeName "QuantizedBatchNorm2d" "PyTorch's class name"
+                refuses<ArgumentException> "quantized BatchNorm2d expects input of shape [N, 3, H, W]" (fun () -> bn.Forward(input (Array.zeroCreate 24) [| 1; 3; 2; 2; 2 |]) |> ignore)
+                refuses<ArgumentException> "quantized BatchNorm2d expects input of shape [N, 3, H, W]" (fun () -> bn.Forward(input (Array.zeroCreate 8) [| 1; 2; 2; 2 |]) |> ignore)
             }
             test "absurd sizes are refused before any memory is taken" {
                 refuses<ArgumentException> "over the limit" (fun () -> QuantizedConv(weight [| 1; 1; 1; 1 |], null, 0.1, 0L, stride = Int32.MaxValue) |> ignore)

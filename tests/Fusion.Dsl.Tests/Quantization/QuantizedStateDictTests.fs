@@ -190,7 +190,9 @@ let private hostileCases =
       // The 2-d form a 1-d weight takes inside the kernel is not PyTorch's Conv1d weight.
       hostileIn "conv1dnet/x86" "a Conv1d weight in 2-d form" "conv1.weight" "has shape [8, 3, 1, 5], but the model's is [8, 3, 5]" (replace "conv1.weight" (qtensor (fun w ->
           TorchQTensor(w.Signed, [| 8; 3; 1; 5 |], w.Values, w.Scales, w.ZeroPoints, w.Axis))))
-      hostileIn "conv3dnet/x86" "a Conv3d bias of the wrong length" "conv2.bias" "shape [8]" (replace "conv2.bias" (fun _ -> Tensor.Zeros [| 7 |] :> obj)) ]
+      hostileIn "conv3dnet/x86" "a Conv3d bias of the wrong length" "conv2.bias" "shape [8]" (replace "conv2.bias" (fun _ -> Tensor.Zeros [| 7 |] :> obj))
+      hostileIn "bnnet/x86" "a BatchNorm2d running_var of the wrong length" "bn_in.running_var" "but QuantizedBatchNorm2d keeps a Float32 tensor of shape [3]" (replace "bn_in.running_var" (fun _ -> Tensor.Zeros [| 4 |] :> obj))
+      hostileIn "bnnet/x86" "a BNReLU3d without num_batches_tracked" "bn3.num_batches_tracked" "is missing" (fun items -> items.RemoveAll(fun kv -> kv.Key = "bn3.num_batches_tracked") |> ignore) ]
 
 /// A copy of the torch.save zip `src` at `dst` with each entry's bytes passed through `change` (by entry name).
 let private rewrite (src: string) (dst: string) (change: string -> byte[] -> byte[]) =

@@ -1,6 +1,6 @@
 """Fixtures for the eager post-training quantization flow (PtqFlowTests.fs): small eager-mode models with QuantStub and
 DeQuantStub (fused Conv+BN+ReLU, Linear(+ReLU), pooling, a residual block with FloatFunctional add_relu, add, mul and
-cat, Conv1d and Conv3d networks) and torchvision's quantizable resnet18, each fused as its fuse_modules/fuse_model() does in eval mode, exported
+cat, Conv1d and Conv3d networks, batch norms on their own) and torchvision's quantizable resnet18, each fused as its fuse_modules/fuse_model() does in eval mode, exported
 with the repository's exporter (fusion_torch, the model format), then prepared with a named qconfig, calibrated on
 seeded random batches, converted and run on a seeded input by PyTorch 1.13's onednn engine. Written beside OUT.json:
 each case's model folder, its calibration batches and input (.npy, float32), and the integer output of every quantized
@@ -171,6 +171,32 @@ class Conv3dNet(nn.Module):
     groups = [["conv1", "bn1", "relu1"], ["conv3", "relu3"]]
 
 
+class BnNet(nn.Module):
+    """Batch norms PyTorch quantizes on their own: a BatchNorm2d on the input, a BatchNorm2d+ReLU (BNReLU2d) after a
+    convolution it is not fused into, then the same in 3-d (BatchNorm3d, BNReLU3d) on a view of the features."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.bn_in = nn.BatchNorm2d(3)
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU()
+        self.bn3 = nn.BatchNorm3d(2)
+        self.relu3 = nn.ReLU()
+        self.bn3b = nn.BatchNorm3d(2, eps=1e-3)
+        self.fc = nn.Linear(8 * 6 * 6, 5)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.relu(self.bn(self.conv(self.bn_in(x))))
+        x = self.bn3b(self.relu3(self.bn3(x.reshape(x.size(0), 2, 4, 6, 6))))
+        return self.dequant(self.fc(torch.flatten(x, 1)))
+
+    groups = [["bn", "relu"], ["bn3", "relu3"]]
+
+
 # Custom qconfigs (observer factories), by the name the test rebuilds them under. A moving average is not idempotent, so
 # it shows that a fused module's observer sees each output twice, as PyTorch's Sequential-child observer does.
 CUSTOM = {
@@ -257,6 +283,9 @@ def case(name, build, qconfig, shape, batches, fuse, seed, nudges=0, groups=None
         elif isinstance(m, nnq.Hardswish):
             m.register_forward_hook(hook(path))
             layers.append({"path": path, "type": "QuantizedHardswish", "scale": float(m.scale), "zero_point": int(m.zero_point)})
+        elif isinstance(m, (nnq.BatchNorm2d, nnq.BatchNorm3d)):
+            m.register_forward_hook(hook(path))
+            layers.append({"path": path, "type": "Quantized" + type(m).__name__, "scale": float(m.scale), "zero_point": int(m.zero_point)})
         elif isinstance(m, nnq.DeQuantize):
             m.register_forward_hook(hook(path, of_input=True))
             layers.append({"path": path, "type": "DeQuantize"})
@@ -338,6 +367,8 @@ def main(out):
     for i, qc in enumerate(("x86", "qnnpack")):
         cases.append(case(f"conv1dnet/{qc}", Conv1dNet, qc, (2, 3, 24), 4, fuse_groups(Conv1dNet.groups), 80 + i, groups=Conv1dNet.groups))
         cases.append(case(f"conv3dnet/{qc}", Conv3dNet, qc, (2, 3, 6, 8, 8), 4, fuse_groups(Conv3dNet.groups), 90 + i, groups=Conv3dNet.groups))
+    for i, qc in enumerate(("x86", "qnnpack")):
+        cases.append(case(f"bnnet/{qc}", BnNet, qc, (2, 3, 6, 6), 4, fuse_groups(BnNet.groups), 100 + i, groups=BnNet.groups))
     if len(sys.argv) < 3 or sys.argv[2] != "--small":
         cases.append(case("resnet18/x86", resnet18, "x86", (2, 3, 64, 64), 3, fuse_resnet, 30, nudges=5))
     with open(out, "w") as f:

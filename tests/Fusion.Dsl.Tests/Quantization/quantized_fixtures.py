@@ -15,6 +15,8 @@ Case kinds:
   add, add_relu, mul, cat - torch.ao.nn.quantized.QFunctional with output scale/zero point
   relu, max_pool2d, adaptive_avg_pool2d, flatten, mean, avg_pool2d, hardsigmoid, relu6, transpose, chunk - the quantized functional forms
   hardswish     - torch.ao.nn.quantized.Hardswish with output scale/zero point
+  batch_norm    - torch.ao.nn.quantized.BatchNorm2d/3d (args.relu: torch.nn.intrinsic.quantized.BNReLU2d/3d), its float
+                  parameters and running statistics in args
                   (mean's and avg_pool2d's args.channels_last: PyTorch ran it on the input made channels-last; chunk's args.index: which piece)
 Every module case holds "inputs" (quantized tensors), "weight"/"bias" where the module has them, "args", the output
 "scale"/"zero_point" where the module sets them, and PyTorch's output "expected".
@@ -263,6 +265,37 @@ def conv_nd_cases():
     return cases
 
 
+def batch_norm_cases():
+    """BatchNorm2d/3d and BNReLU2d/3d: channel counts around PyTorch's vector blocks (32 lanes on AVX2, 8-wide remainder,
+    scalar tail), eps from 1e-5 to 1e-1, tiny variances, saturating output qparams, input zero points at both ends."""
+    cases = []
+    for i, (shape, relu, spread, x_zp, eps) in enumerate([
+            ((2, 3, 5, 6), False, 1.0, None, 1e-5), ((2, 8, 4, 4), True, 1.0, None, 1e-5), ((1, 13, 6, 7), False, 1.0, 0, 1e-3),
+            ((2, 40, 3, 5), True, 1.0, 255, 1e-5), ((1, 64, 4, 4), False, 0.3, None, 0.1), ((2, 77, 3, 3), True, 0.3, None, 1e-5),
+            ((2, 3, 2, 4, 5), False, 1.0, None, 1e-5), ((1, 8, 3, 3, 3), True, 1.0, None, 1e-5), ((2, 45, 2, 3, 3), False, 1.0, None, 1e-4),
+            ((1, 70, 2, 2, 3), True, 0.3, None, 1e-5), ((0, 5, 3, 3), False, 1.0, None, 1e-5), ((3, 1, 9, 9), True, 1.0, None, 1e-5)]):
+        rank = len(shape) - 2
+        c = shape[1]
+        x = qinput(shape, zp=x_zp)
+        weight = torch.from_numpy(rng.uniform(0.25, 1.75, size=c).astype(np.float32))
+        bias = torch.from_numpy(rng.normal(0.0, 1.0, size=c).astype(np.float32))
+        mean = torch.from_numpy(rng.normal(0.0, 0.5, size=c).astype(np.float32))
+        var = torch.from_numpy(log_uniform(1e-4, 2.0, c).astype(np.float32))
+        bn = torch.nn.BatchNorm2d(c, eps=eps) if rank == 2 else torch.nn.BatchNorm3d(c, eps=eps)
+        bn.weight.data, bn.bias.data, bn.running_mean, bn.running_var = weight, bias, mean, var
+        bn.eval()
+        y = bn(x.dequantize()) if x.numel() else torch.zeros(1)
+        scale, zp = output_qparams(torch.relu(y) if relu else y, spread)
+        cls = getattr(nniq, f"BNReLU{rank}d") if relu else getattr(nnq, f"BatchNorm{rank}d")
+        m = cls(c, eps=eps)
+        m.weight.data, m.bias.data, m.running_mean, m.running_var = weight, bias, mean, var
+        m.scale, m.zero_point = torch.tensor(scale), torch.tensor(zp)
+        args = {"rank": rank, "relu": relu, "eps": eps, "weight": floats(weight), "bias": floats(bias), "running_mean": floats(mean),
+                "running_var": floats(var)}
+        cases.append(module_case(f"batch_norm{rank}d/{i}", "batch_norm", [x], m(x), args, scale=float(m.scale), zp=int(m.zero_point)))
+    return cases
+
+
 def functional_cases():
     cases = []
     shapes = [(2, 3, 4, 5), (1, 40), (7,), (2, 5, 9, 9), (3, 1, 33)]
@@ -403,7 +436,7 @@ def converted_cases():
 
 def main(out):
     # Kinds added later come last, so that the seeded inputs of the earlier cases stay as they were.
-    cases = quantize_cases() + linear_cases() + conv_cases() + functional_cases() + converted_cases() + conv_nd_cases()
+    cases = quantize_cases() + linear_cases() + conv_cases() + functional_cases() + converted_cases() + conv_nd_cases() + batch_norm_cases()
     with open(out, "w") as f:
         json.dump({"torch": torch.__version__, "engine": torch.backends.quantized.engine, "cases": cases}, f)
     print(f"{len(cases)} cases")
