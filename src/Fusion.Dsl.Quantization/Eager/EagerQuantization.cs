@@ -15,7 +15,7 @@ namespace Fusion.Dsl.Quantization;
 /// <c>FloatFunctional</c>s through their <c>activation_post_process</c>, <c>Dropout</c> skipped. The quantized modules
 /// this project has are <c>Quantize</c>, <c>DeQuantize</c>, <c>Conv1d</c>, <c>Conv2d</c>, <c>Conv3d</c>, <c>ConvReLU1d</c>,
 /// <c>ConvReLU2d</c>, <c>ConvReLU3d</c> (zero padding), <c>BatchNorm2d</c>, <c>BatchNorm3d</c>, <c>BNReLU2d</c>,
-/// <c>BNReLU3d</c> (affine, with running statistics), <c>Linear</c>, <c>LinearReLU</c>, <c>Hardswish</c>, <c>ReLU6</c> and <c>QFunctional</c>; <c>ReLU</c>, <c>Hardsigmoid</c>, <c>MaxPool2d</c>,
+/// <c>BNReLU3d</c> (affine, with running statistics), <c>LeakyReLU</c>, <c>ELU</c>, <c>Linear</c>, <c>LinearReLU</c>, <c>Hardswish</c>, <c>ReLU6</c> and <c>QFunctional</c>; <c>ReLU</c>, <c>Hardsigmoid</c>, <c>MaxPool2d</c>,
 /// <c>AvgPool2d</c>, <c>AdaptiveAvgPool2d</c>, <c>Flatten</c>, <c>Identity</c> and <c>Dropout</c> run on quantized
 /// tensors as PyTorch's float modules do. A module PyTorch would
 /// quantize that has no quantized form here is refused at <see cref="Prepare"/>, naming its path.
@@ -148,6 +148,8 @@ public static class EagerQuantization
             BatchNorm { Rank: 2 or 3 } b when BatchNormSupported(b) => ObservedKind.BatchNorm,
             FusedModule { TypeName: "BNReLU2d" or "BNReLU3d" } f when BatchNormSupported((BatchNorm)f.Children[0].Module) => ObservedKind.BatchNorm,
             Activation { Kind: ActivationKind.Hardswish } => ObservedKind.Hardswish,
+            OpaqueModule { Namespace: "torch.nn", TypeName: "LeakyReLU" } => ObservedKind.LeakyReLU,
+            OpaqueModule { Namespace: "torch.nn", TypeName: "ELU" } => ObservedKind.ELU,
             Activation { Kind: ActivationKind.ReLU6 } => ObservedKind.ReLU6,
             _ => null,
         };
@@ -285,6 +287,7 @@ public static class EagerQuantization
                 ObservedKind.Linear => LinearLayer(p, m, scale, zp),
                 ObservedKind.BatchNorm => BatchNormLayer(p.Path, m, scale, zp),
                 ObservedKind.Hardswish => QuantizedLayer.Hardswish(p.Path, new QuantizedHardswish(scale, zp)),
+                ObservedKind.LeakyReLU or ObservedKind.ELU => ActivationLayer(p.Path, m, scale, zp),
                 ObservedKind.ReLU6 => QuantizedLayer.ReLU6(p.Path),
                 _ => throw new InvalidOperationException($"unknown observation kind {p.Kind}"),
             };
@@ -322,6 +325,20 @@ public static class EagerQuantization
         var (bn, relu) = m is FusedModule f ? ((BatchNorm)f.Children[0].Module, true) : ((BatchNorm)m, false);
         var tracked = bn.NumBatchesTracked is { Count: 1 } n ? n.Int64[0] : 0;
         return QuantizedLayer.BatchNorm(path, new QuantizedBatchNorm(bn.Rank, bn.Weight!, bn.Bias!, bn.RunningMean!, bn.RunningVar!, bn.Eps, scale, zp, relu, tracked));
+    }
+
+    /// <summary>The quantized LeakyReLU or ELU of float module <paramref name="m"/>, with its recorded slope or alpha
+    /// (PyTorch's defaults when the exporter recorded none).</summary>
+    internal static QuantizedLayer ActivationLayer(string path, Module m, double scale, long zp)
+    {
+        var o = (OpaqueModule)m;
+        double Number(string name, double fallback) => o.Argument(name, fallback) is null ? fallback : o.NumberArgument(name);
+        return o.TypeName switch
+        {
+            "LeakyReLU" => QuantizedLayer.LeakyReLU(path, new QuantizedLeakyReLU(scale, zp, Number("negative_slope", 0.01))),
+            "ELU" => QuantizedLayer.ELU(path, new QuantizedELU(scale, zp, Number("alpha", 1.0))),
+            _ => throw new ArgumentException($"'{path}' ({o.TypeName}) is not a LeakyReLU or an ELU"),
+        };
     }
 
     private static QuantizedLayer LinearLayer(ObservationPoint p, Module m, double scale, long zp)

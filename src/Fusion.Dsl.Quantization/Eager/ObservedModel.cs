@@ -18,6 +18,10 @@ public enum ObservedKind
     /// <summary>A <c>BatchNorm2d</c>/<c>3d</c> or <c>BNReLU2d</c>/<c>3d</c>: becomes <c>nnq.BatchNorm2d</c>/<c>3d</c> or
     /// <c>nniq.BNReLU2d</c>/<c>3d</c>.</summary>
     BatchNorm,
+    /// <summary>A <c>LeakyReLU</c>: becomes <c>nnq.LeakyReLU</c> with the observed output qparams.</summary>
+    LeakyReLU,
+    /// <summary>An <c>ELU</c>: becomes <c>nnq.ELU</c> with the observed output qparams.</summary>
+    ELU,
     /// <summary>A <c>Hardswish</c>: becomes <c>nnq.Hardswish</c> with the observed output qparams.</summary>
     Hardswish,
     /// <summary>A <c>ReLU6</c>: observed as PyTorch observes it, becomes <c>nnq.ReLU6</c>, which keeps its input's qparams.</summary>

@@ -39,6 +39,11 @@ public static class QuantizedStateDict
         Func<LayerReader, QuantizedLayer> Load,
         params (string Module, long Version)[] Versions);
 
+    /// <summary>The quantized layer types whose output scale and zero point PyTorch 1.13 keeps as plain attributes,
+    /// outside the state_dict (<c>Hardswish</c>, <c>ELU</c>): <see cref="Load"/> leaves the template's, so only a template
+    /// converted from the same calibration can stand in for them.</summary>
+    public static IReadOnlySet<string> QParamsOutsideStateDict { get; } = new HashSet<string>(StringComparer.Ordinal) { "QuantizedHardswish", "QuantizedELU" };
+
     /// <summary>Every quantized layer type by <see cref="QuantizedLayer.TypeName"/>: adding one is adding an entry.</summary>
     private static readonly ImmutableDictionary<string, Format> Formats = new Dictionary<string, Format>
     {
@@ -55,6 +60,13 @@ public static class QuantizedStateDict
         // its state_dict holds nothing of them, and load_state_dict leaves the module's own, as Load leaves the
         // template's (a template that was never calibrated cannot stand in for them: fusion run refuses that case).
         ["QuantizedHardswish"] = new(_ => [], r => r.Template),
+        // LeakyReLU keeps them as 0-d buffers; its slope is an attribute, the template's.
+        ["QuantizedLeakyReLU"] = new(
+            l => OutputQParams(l),
+            r => r.Checked(() => QuantizedLayer.LeakyReLU(r.Path,
+                new QuantizedLeakyReLU(r.Scale("scale"), r.ZeroPoint("zero_point"), ((QuantizedLeakyReLU)r.Template.Module!).NegativeSlope)), "scale")),
+        // ELU keeps its qparams as plain attributes, as Hardswish does.
+        ["QuantizedELU"] = new(_ => [], r => r.Template),
         // ReLU6 has no parameters at all.
         ["QuantizedReLU6"] = new(_ => [], r => r.Template),
     }.Concat(QuantizedConv.TypeNames.Select(t => KeyValuePair.Create(t, ConvFormat)))

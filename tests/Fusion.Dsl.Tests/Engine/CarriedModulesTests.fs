@@ -49,7 +49,7 @@ let private multihead (e: int) (heads: int) (batchFirst: bool) =
 [<Tests>]
 let tests =
     testList "Engine.CarriedModules" [
-        test "Sigmoid, GELU, Hardtanh, Softmax and Tanh compute their formulas from their recorded arguments" {
+        test "Sigmoid, GELU, Hardtanh, Softmax, Tanh, LeakyReLU and ELU compute their formulas from their recorded arguments" {
             let x = wide 5 [| 2; 3; 4; 5 |]
             close "Sigmoid" (Forward.Run(carried "Sigmoid" [] [] [] false, x)) (NaiveReference.Map(x, fun v -> NaiveReference.Sigmoid v))
             close "GELU()" (Forward.Run(carried "GELU" [ "approximate", box "none" ] [] [] false, x)) (NaiveReference.Map(x, fun v -> NaiveReference.Gelu(v, false)))
@@ -57,6 +57,8 @@ let tests =
             close "Hardtanh(-2, 1)" (Forward.Run(carried "Hardtanh" [ "min_val", box -2.0; "max_val", box 1.0; "inplace", box false ] [] [] false, x)) (NaiveReference.Map(x, fun v -> Math.Clamp(v, -2.0, 1.0)))
             close "Softmax(dim=1)" (Forward.Run(carried "Softmax" [ "dim", box 1L ] [] [] false, x)) (NaiveReference.Softmax(x, 1))
             close "Tanh" (Forward.Run(carried "Tanh" [] [] [] false, x)) (NaiveReference.Map(x, fun v -> Math.Tanh v))
+            close "LeakyReLU(0.2)" (Forward.Run(carried "LeakyReLU" [ "negative_slope", box 0.2; "inplace", box false ] [] [] false, x)) (NaiveReference.Map(x, fun v -> if v > 0.0 then v else 0.2 * v))
+            close "ELU(0.7)" (Forward.Run(carried "ELU" [ "alpha", box 0.7; "inplace", box false ] [] [] false, x)) (NaiveReference.Map(x, fun v -> if v > 0.0 then v else 0.7 * (Math.Exp v - 1.0)))
         }
         test "LayerNorm reads normalized_shape, eps and its weight and bias; in a Sequential too" {
             let x = wide 6 [| 2; 5; 5; 8 |]

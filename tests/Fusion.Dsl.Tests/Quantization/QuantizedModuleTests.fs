@@ -93,6 +93,8 @@ let private forward (c: Case) : QuantizedTensor =
         let divisor = match arg c "divisor_override" with d when d.ValueKind = JsonValueKind.Null -> Nullable() | d -> Nullable(d.GetInt32())
         QuantizedAvgPool2d(pair (arg c "kernel"), pair (arg c "stride"), pair (arg c "padding"), (arg c "ceil_mode").GetBoolean(),
                            (arg c "count_include_pad").GetBoolean(), divisor).Forward(xs.Head, (arg c "channels_last").GetBoolean())
+    | "leaky_relu" -> QuantizedLeakyReLU(outScale c, outZeroPoint c, (arg c "negative_slope").GetDouble()).Forward xs.Head
+    | "elu" -> QuantizedELU(outScale c, outZeroPoint c, (arg c "alpha").GetDouble()).Forward xs.Head
     | "hardswish" -> QuantizedHardswish(outScale c, outZeroPoint c).Forward xs.Head
     | "hardsigmoid" -> QuantizedHardsigmoid().Forward xs.Head
     | "relu6" -> QuantizedReLU6().Forward xs.Head
@@ -187,6 +189,7 @@ let tests =
             matchesPyTorch "quantized Conv2d and ConvReLU2d" [ "conv2d" ] 65
             matchesPyTorch "quantized Conv1d, Conv3d, ConvReLU1d and ConvReLU3d" [ "conv1d"; "conv3d" ] 40
             matchesPyTorch "quantized BatchNorm2d, BatchNorm3d, BNReLU2d and BNReLU3d" [ "batch_norm" ] 12
+            matchesPyTorch "quantized LeakyReLU and ELU" [ "leaky_relu"; "elu" ] 12
             matchesPyTorch "QFunctional add and add_relu" [ "add"; "add_relu" ] 30
             matchesPyTorch "QFunctional mul and cat" [ "mul"; "cat" ] 30
             matchesPyTorch "quantized ReLU, MaxPool2d, AdaptiveAvgPool2d and Flatten" [ "relu"; "max_pool2d"; "adaptive_avg_pool2d"; "flatten" ] 33
@@ -288,6 +291,15 @@ let tests =
                 Expect.equal bn.TypeName "QuantizedBatchNorm2d" "PyTorch's class name"
                 refuses<ArgumentException> "quantized BatchNorm2d expects input of shape [N, 3, H, W]" (fun () -> bn.Forward(input (Array.zeroCreate 24) [| 1; 3; 2; 2; 2 |]) |> ignore)
                 refuses<ArgumentException> "quantized BatchNorm2d expects input of shape [N, 3, H, W]" (fun () -> bn.Forward(input (Array.zeroCreate 8) [| 1; 2; 2; 2 |]) |> ignore)
+            }
+            test "LeakyReLU and ELU refuse a non-finite slope or alpha, a bad scale, and an output zero point outside the input's dtype, naming the module" {
+                refuses<ArgumentException> "quantized LeakyReLU: negative_slope must be finite" (fun () -> QuantizedLeakyReLU(0.1, 0L, nan) |> ignore)
+                refuses<ArgumentException> "quantized ELU: alpha must be finite" (fun () -> QuantizedELU(0.1, 0L, infinity) |> ignore)
+                refuses<ArgumentOutOfRangeException> "quantized ELU output: a scale must be positive" (fun () -> QuantizedELU(0.0, 0L) |> ignore)
+                let qint8 = QuantizedTensor.Quantize(floatTensor [| 4 |], 0.1, 0L, QuantizedDType.QInt8)
+                refuses<ArgumentException> "quantized LeakyReLU output" (fun () -> QuantizedLeakyReLU(0.1, 200L).Forward qint8 |> ignore)
+                let perChannel = QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2; 3 |], [| 1; 3 |], [ 0.1 ], [ 0L ], 0, QuantizedDType.QUInt8)
+                refuses<ArgumentException> "quantized ELU takes a per-tensor quantized input" (fun () -> QuantizedELU(0.1, 0L).Forward perChannel |> ignore)
             }
             test "absurd sizes are refused before any memory is taken" {
                 refuses<ArgumentException> "over the limit" (fun () -> QuantizedConv(weight [| 1; 1; 1; 1 |], null, 0.1, 0L, stride = Int32.MaxValue) |> ignore)

@@ -64,7 +64,7 @@ let private pytorchToOurs =
         for c in all do
           // PyTorch 1.13 keeps a quantized Hardswish's qparams outside its state_dict, and load_state_dict leaves the
           // module's own: such a file loads into a model converted from the same calibration, as in PyTorch.
-          let hasHardswish = (template c).Layers.Values |> Seq.exists (fun l -> l.TypeName = "QuantizedHardswish")
+          let hasHardswish = (template c).Layers.Values |> Seq.exists (fun l -> QuantizedStateDict.QParamsOutsideStateDict.Contains l.TypeName)
           let t = if hasHardswish then fst (ourFlow PyTorchActivations c) else template c
           do
             let q = QuantizedStateDict.Load(t, file c (str c.Json "state_dict"))
@@ -192,6 +192,7 @@ let private hostileCases =
           TorchQTensor(w.Signed, [| 8; 3; 1; 5 |], w.Values, w.Scales, w.ZeroPoints, w.Axis))))
       hostileIn "conv3dnet/x86" "a Conv3d bias of the wrong length" "conv2.bias" "shape [8]" (replace "conv2.bias" (fun _ -> Tensor.Zeros [| 7 |] :> obj))
       hostileIn "bnnet/x86" "a BatchNorm2d running_var of the wrong length" "bn_in.running_var" "but QuantizedBatchNorm2d keeps a Float32 tensor of shape [3]" (replace "bn_in.running_var" (fun _ -> Tensor.Zeros [| 4 |] :> obj))
+      hostileIn "leakyelunet/x86" "a negative LeakyReLU scale" "lrelu.scale" "positive and finite" (replace "lrelu.scale" (scalar -0.1f))
       hostileIn "bnnet/x86" "a BNReLU3d without num_batches_tracked" "bn3.num_batches_tracked" "is missing" (fun items -> items.RemoveAll(fun kv -> kv.Key = "bn3.num_batches_tracked") |> ignore) ]
 
 /// A copy of the torch.save zip `src` at `dst` with each entry's bytes passed through `change` (by entry name).

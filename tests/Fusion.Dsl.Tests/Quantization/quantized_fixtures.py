@@ -15,6 +15,7 @@ Case kinds:
   add, add_relu, mul, cat - torch.ao.nn.quantized.QFunctional with output scale/zero point
   relu, max_pool2d, adaptive_avg_pool2d, flatten, mean, avg_pool2d, hardsigmoid, relu6, transpose, chunk - the quantized functional forms
   hardswish     - torch.ao.nn.quantized.Hardswish with output scale/zero point
+  leaky_relu, elu - torch.ao.nn.quantized.LeakyReLU (args.negative_slope) and ELU (args.alpha) with output scale/zero point
   batch_norm    - torch.ao.nn.quantized.BatchNorm2d/3d (args.relu: torch.nn.intrinsic.quantized.BNReLU2d/3d), its float
                   parameters and running statistics in args
                   (mean's and avg_pool2d's args.channels_last: PyTorch ran it on the input made channels-last; chunk's args.index: which piece)
@@ -296,6 +297,30 @@ def batch_norm_cases():
     return cases
 
 
+def leaky_relu_elu_cases():
+    """LeakyReLU and ELU (nnq modules with their output qparams): slopes and alphas from 1e-3 to 2, sizes that leave a
+    tail after PyTorch's vector blocks, quint8 and qint8 inputs, saturating output qparams."""
+    cases = []
+    for i, (shape, slope, spread, dtype) in enumerate([((2, 16, 9, 9), 0.01, 1.0, torch.quint8), ((3, 37), 0.2, 1.0, torch.quint8),
+                                                       ((1, 960, 1, 1), 0.5, 1.0, torch.quint8), ((5,), 1e-3, 1.0, torch.qint8),
+                                                       ((2, 8, 7, 5), 2.0, 0.3, torch.quint8), ((4, 100), 0.1, 1.0, torch.qint8)]):
+        x = qinput(shape, dtype=dtype)
+        for kind in ("leaky_relu", "elu"):
+            y = F.leaky_relu(x.dequantize(), slope) if kind == "leaky_relu" else F.elu(x.dequantize(), slope)
+            scale, zp = output_qparams(y, spread)
+            if dtype == torch.qint8:
+                zp -= 128
+            if kind == "leaky_relu":
+                m = nnq.LeakyReLU(scale, zp, slope)
+                args = {"negative_slope": slope}
+            else:
+                m = nnq.ELU(scale, zp, slope)
+                args = {"alpha": slope}
+            # LeakyReLU keeps its qparams as float32 and int64 buffers: its kernel sees the float32 scale.
+            cases.append(module_case(f"{kind}/{i}", kind, [x], m(x), args, scale=float(m.scale), zp=int(m.zero_point)))
+    return cases
+
+
 def functional_cases():
     cases = []
     shapes = [(2, 3, 4, 5), (1, 40), (7,), (2, 5, 9, 9), (3, 1, 33)]
@@ -436,7 +461,7 @@ def converted_cases():
 
 def main(out):
     # Kinds added later come last, so that the seeded inputs of the earlier cases stay as they were.
-    cases = quantize_cases() + linear_cases() + conv_cases() + functional_cases() + converted_cases() + conv_nd_cases() + batch_norm_cases()
+    cases = quantize_cases() + linear_cases() + conv_cases() + functional_cases() + converted_cases() + conv_nd_cases() + batch_norm_cases() + leaky_relu_elu_cases()
     with open(out, "w") as f:
         json.dump({"torch": torch.__version__, "engine": torch.backends.quantized.engine, "cases": cases}, f)
     print(f"{len(cases)} cases")

@@ -27,6 +27,7 @@ __main__.ActNet = ptq_fixtures.ActNet
 __main__.Conv1dNet = ptq_fixtures.Conv1dNet
 __main__.Conv3dNet = ptq_fixtures.Conv3dNet
 __main__.BnNet = ptq_fixtures.BnNet
+__main__.LeakyEluNet = ptq_fixtures.LeakyEluNet
 torch.backends.quantized.engine = "onednn"
 warnings.filterwarnings("ignore")
 
