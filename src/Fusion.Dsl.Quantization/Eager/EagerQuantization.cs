@@ -13,12 +13,14 @@ namespace Fusion.Dsl.Quantization;
 /// every step returns a new value. Which modules are observed and swapped follows PyTorch's eager rules: leaf modules of
 /// the default qconfig propagation list with a qconfig (not <c>DeQuantStub</c>), fused modules as one unit,
 /// <c>FloatFunctional</c>s through their <c>activation_post_process</c>, <c>Dropout</c> skipped. The quantized modules
-/// this project has are <c>Quantize</c>, <c>DeQuantize</c>, <c>Conv1d</c>, <c>Conv2d</c>, <c>Conv3d</c>, <c>ConvReLU1d</c>,
-/// <c>ConvReLU2d</c>, <c>ConvReLU3d</c> (zero padding), <c>BatchNorm2d</c>, <c>BatchNorm3d</c>, <c>BNReLU2d</c>,
-/// <c>BNReLU3d</c> (affine, with running statistics), <c>LeakyReLU</c>, <c>ELU</c>, <c>Linear</c>, <c>LinearReLU</c>, <c>Hardswish</c>, <c>ReLU6</c> and <c>QFunctional</c>; <c>ReLU</c>, <c>Hardsigmoid</c>, <c>MaxPool2d</c>,
-/// <c>AvgPool2d</c>, <c>AdaptiveAvgPool2d</c>, <c>Flatten</c>, <c>Identity</c> and <c>Dropout</c> run on quantized
-/// tensors as PyTorch's float modules do. A module PyTorch would
-/// quantize that has no quantized form here is refused at <see cref="Prepare"/>, naming its path.
+/// this project has are <c>Quantize</c>, <c>DeQuantize</c>; <c>Conv1d</c>, <c>Conv2d</c>, <c>Conv3d</c>, <c>ConvReLU1d</c>,
+/// <c>ConvReLU2d</c>, <c>ConvReLU3d</c> (zero padding); <c>BatchNorm2d</c>, <c>BatchNorm3d</c>, <c>BNReLU2d</c>,
+/// <c>BNReLU3d</c> (affine, with running statistics); <c>Linear</c>, <c>LinearReLU</c>; <c>LeakyReLU</c>, <c>ELU</c>,
+/// <c>Hardswish</c>, <c>ReLU6</c>; and <c>QFunctional</c>. <c>ReLU</c>, <c>Hardsigmoid</c>, <c>Sigmoid</c>,
+/// <c>MaxPool2d</c>, <c>AvgPool2d</c>, <c>AdaptiveAvgPool2d</c>, <c>Flatten</c>, <c>Identity</c> and <c>Dropout</c> run
+/// on quantized tensors as PyTorch's float modules do. A module PyTorch would quantize that has no quantized form here
+/// (ConvTranspose, LayerNorm, GroupNorm, InstanceNorm, PReLU, Embedding, the recurrent cells) is refused at
+/// <see cref="Prepare"/>, naming its path.
 /// </summary>
 public static class EagerQuantization
 {

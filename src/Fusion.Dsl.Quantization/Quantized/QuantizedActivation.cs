@@ -1,10 +1,11 @@
 namespace Fusion.Dsl.Quantization;
 
 /// <summary>
-/// The shape PyTorch's quantized element-wise activations with their own output qparams share (<c>Hardswish</c>,
-/// <c>LeakyReLU</c>, <c>ELU</c>): each element dequantized in float32, x = (q - zp)·scale, passed through the float
-/// function, quantized to the module's scale and zero point in the input's dtype (see <see cref="QuantizedElementwise"/>).
-/// A subclass is its function and its name.
+/// The shape PyTorch's quantized element-wise activations share (<c>Hardswish</c>, <c>LeakyReLU</c>, <c>ELU</c> with
+/// their own output qparams; <c>hardsigmoid</c> and <c>sigmoid</c> with PyTorch's fixed ones): each element dequantized
+/// in float32, x = (q - zp)·scale, passed through the float function, quantized to the output scale and zero point in
+/// the input's dtype (see <see cref="QuantizedElementwise"/>). A subclass is its function and its name, and its zero
+/// point per dtype where PyTorch fixes one.
 /// </summary>
 public abstract class QuantizedActivation
 {
@@ -31,6 +32,10 @@ public abstract class QuantizedActivation
     /// <summary>The float function, in float32 as PyTorch's kernel computes it.</summary>
     private protected abstract float Apply(float x);
 
+    /// <summary>The output zero point for an input of <paramref name="dtype"/>: <see cref="ZeroPoint"/>, unless PyTorch
+    /// fixes one per dtype.</summary>
+    private protected virtual long ZeroPointFor(QuantizedDType dtype) => ZeroPoint;
+
     /// <summary>The forward pass.</summary>
     /// <param name="input">A per-tensor quantized tensor.</param>
     /// <returns>A tensor of the input's shape and dtype with this module's qparams.</returns>
@@ -39,7 +44,8 @@ public abstract class QuantizedActivation
     {
         ArgumentNullException.ThrowIfNull(input);
         QuantizedChecks.PerTensorInput(input, input.DType, _name);
-        QuantizedChecks.ZeroPoint(ZeroPoint, input.DType, _name + " output");
-        return QuantizedElementwise.Map(input, Apply, Scale, ZeroPoint);
+        var zeroPoint = ZeroPointFor(input.DType);
+        QuantizedChecks.ZeroPoint(zeroPoint, input.DType, _name + " output");
+        return QuantizedElementwise.Map(input, Apply, Scale, zeroPoint);
     }
 }

@@ -97,6 +97,7 @@ let private forward (c: Case) : QuantizedTensor =
     | "elu" -> QuantizedELU(outScale c, outZeroPoint c, (arg c "alpha").GetDouble()).Forward xs.Head
     | "hardswish" -> QuantizedHardswish(outScale c, outZeroPoint c).Forward xs.Head
     | "hardsigmoid" -> QuantizedHardsigmoid().Forward xs.Head
+    | "sigmoid" -> QuantizedSigmoid().Forward xs.Head
     | "relu6" -> QuantizedReLU6().Forward xs.Head
     | "transpose" -> QuantizedTranspose((arg c "dim0").GetInt32(), (arg c "dim1").GetInt32()).Forward xs.Head
     | "chunk" ->
@@ -189,7 +190,7 @@ let tests =
             matchesPyTorch "quantized Conv2d and ConvReLU2d" [ "conv2d" ] 65
             matchesPyTorch "quantized Conv1d, Conv3d, ConvReLU1d and ConvReLU3d" [ "conv1d"; "conv3d" ] 40
             matchesPyTorch "quantized BatchNorm2d, BatchNorm3d, BNReLU2d and BNReLU3d" [ "batch_norm" ] 12
-            matchesPyTorch "quantized LeakyReLU and ELU" [ "leaky_relu"; "elu" ] 12
+            matchesPyTorch "quantized LeakyReLU and ELU, and sigmoid on a quantized tensor" [ "leaky_relu"; "elu"; "sigmoid" ] 18
             matchesPyTorch "QFunctional add and add_relu" [ "add"; "add_relu" ] 30
             matchesPyTorch "QFunctional mul and cat" [ "mul"; "cat" ] 30
             matchesPyTorch "quantized ReLU, MaxPool2d, AdaptiveAvgPool2d and Flatten" [ "relu"; "max_pool2d"; "adaptive_avg_pool2d"; "flatten" ] 33

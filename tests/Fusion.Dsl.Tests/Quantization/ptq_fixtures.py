@@ -198,7 +198,8 @@ class BnNet(nn.Module):
 
 
 class LeakyEluNet(nn.Module):
-    """LeakyReLU and ELU, each observed and converted on its own with its own output qparams, after convolutions."""
+    """LeakyReLU and ELU, each observed and converted on its own with its own output qparams, after convolutions; then
+    the float nn.Sigmoid, which convert leaves in place and PyTorch runs on the quantized tensor."""
 
     def __init__(self):
         super().__init__()
@@ -207,13 +208,14 @@ class LeakyEluNet(nn.Module):
         self.lrelu = nn.LeakyReLU(0.1)
         self.conv2 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
         self.elu = nn.ELU(0.8)
+        self.sig = nn.Sigmoid()
         self.avg = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(8, 4)
         self.dequant = tq.DeQuantStub()
 
     def forward(self, x):
         x = self.quant(x)
-        x = self.elu(self.conv2(self.lrelu(self.conv1(x))))
+        x = self.sig(self.elu(self.conv2(self.lrelu(self.conv1(x)))))
         return self.dequant(self.fc(torch.flatten(self.avg(x), 1)))
 
     groups = []

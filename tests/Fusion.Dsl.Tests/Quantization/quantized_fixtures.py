@@ -15,6 +15,7 @@ Case kinds:
   add, add_relu, mul, cat - torch.ao.nn.quantized.QFunctional with output scale/zero point
   relu, max_pool2d, adaptive_avg_pool2d, flatten, mean, avg_pool2d, hardsigmoid, relu6, transpose, chunk - the quantized functional forms
   hardswish     - torch.ao.nn.quantized.Hardswish with output scale/zero point
+  sigmoid       - torch.sigmoid on a quantized tensor (fixed output qparams)
   leaky_relu, elu - torch.ao.nn.quantized.LeakyReLU (args.negative_slope) and ELU (args.alpha) with output scale/zero point
   batch_norm    - torch.ao.nn.quantized.BatchNorm2d/3d (args.relu: torch.nn.intrinsic.quantized.BNReLU2d/3d), its float
                   parameters and running statistics in args
@@ -318,6 +319,8 @@ def leaky_relu_elu_cases():
                 args = {"alpha": slope}
             # LeakyReLU keeps its qparams as float32 and int64 buffers: its kernel sees the float32 scale.
             cases.append(module_case(f"{kind}/{i}", kind, [x], m(x), args, scale=float(m.scale), zp=int(m.zero_point)))
+        # sigmoid (the float nn.Sigmoid on a quantized tensor): PyTorch's fixed output qparams.
+        cases.append(module_case(f"sigmoid/{i}", "sigmoid", [x], torch.sigmoid(x), {}))
     return cases
 
 
