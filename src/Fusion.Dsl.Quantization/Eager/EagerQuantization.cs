@@ -15,11 +15,11 @@ namespace Fusion.Dsl.Quantization;
 /// <c>FloatFunctional</c>s through their <c>activation_post_process</c>, <c>Dropout</c> skipped. The quantized modules
 /// this project has are <c>Quantize</c>, <c>DeQuantize</c>; <c>Conv1d</c>, <c>Conv2d</c>, <c>Conv3d</c>, <c>ConvReLU1d</c>,
 /// <c>ConvReLU2d</c>, <c>ConvReLU3d</c> (zero padding); <c>BatchNorm2d</c>, <c>BatchNorm3d</c>, <c>BNReLU2d</c>,
-/// <c>BNReLU3d</c> (affine, with running statistics); <c>Linear</c>, <c>LinearReLU</c>; <c>LeakyReLU</c>, <c>ELU</c>,
+/// <c>BNReLU3d</c> (affine, with running statistics); <c>LayerNorm</c>; <c>Linear</c>, <c>LinearReLU</c>; <c>LeakyReLU</c>, <c>ELU</c>,
 /// <c>Hardswish</c>, <c>ReLU6</c>; and <c>QFunctional</c>. <c>ReLU</c>, <c>Hardsigmoid</c>, <c>Sigmoid</c>,
 /// <c>MaxPool2d</c>, <c>AvgPool2d</c>, <c>AdaptiveAvgPool2d</c>, <c>Flatten</c>, <c>Identity</c> and <c>Dropout</c> run
 /// on quantized tensors as PyTorch's float modules do. A module PyTorch would quantize that has no quantized form here
-/// (ConvTranspose, LayerNorm, GroupNorm, InstanceNorm, PReLU, Embedding, the recurrent cells) is refused at
+/// (ConvTranspose, GroupNorm, InstanceNorm, PReLU, Embedding, the recurrent cells) is refused at
 /// <see cref="Prepare"/>, naming its path.
 /// </summary>
 public static class EagerQuantization
@@ -152,6 +152,7 @@ public static class EagerQuantization
             Activation { Kind: ActivationKind.Hardswish } => ObservedKind.Hardswish,
             OpaqueModule { Namespace: "torch.nn", TypeName: "LeakyReLU" } => ObservedKind.LeakyReLU,
             OpaqueModule { Namespace: "torch.nn", TypeName: "ELU" } => ObservedKind.ELU,
+            OpaqueModule { Namespace: "torch.nn", TypeName: "LayerNorm" } => ObservedKind.LayerNorm,
             Activation { Kind: ActivationKind.ReLU6 } => ObservedKind.ReLU6,
             _ => null,
         };
@@ -290,6 +291,7 @@ public static class EagerQuantization
                 ObservedKind.BatchNorm => BatchNormLayer(p.Path, m, scale, zp),
                 ObservedKind.Hardswish => QuantizedLayer.Hardswish(p.Path, new QuantizedHardswish(scale, zp)),
                 ObservedKind.LeakyReLU or ObservedKind.ELU => ActivationLayer(p.Path, m, scale, zp),
+                ObservedKind.LayerNorm => LayerNormLayer(p.Path, m, scale, zp),
                 ObservedKind.ReLU6 => QuantizedLayer.ReLU6(p.Path),
                 _ => throw new InvalidOperationException($"unknown observation kind {p.Kind}"),
             };
@@ -341,6 +343,15 @@ public static class EagerQuantization
             "ELU" => QuantizedLayer.ELU(path, new QuantizedELU(scale, zp, Number("alpha", 1.0))),
             _ => throw new ArgumentException($"'{path}' ({o.TypeName}) is not a LeakyReLU or an ELU"),
         };
+    }
+
+    /// <summary>The quantized LayerNorm of float module <paramref name="m"/>: its normalized_shape, eps, weight and bias
+    /// as they are (PyTorch's <c>from_float</c> copies them), the observed output qparams.</summary>
+    internal static QuantizedLayer LayerNormLayer(string path, Module m, double scale, long zp)
+    {
+        var o = (OpaqueModule)m;
+        double eps = o.Argument("eps", null) is null ? 1e-5 : o.NumberArgument("eps");
+        return QuantizedLayer.LayerNorm(path, new QuantizedLayerNorm(o.SizesArgument("normalized_shape"), o.State.TryGet("weight"), o.State.TryGet("bias"), eps, scale, zp));
     }
 
     private static QuantizedLayer LinearLayer(ObservationPoint p, Module m, double scale, long zp)

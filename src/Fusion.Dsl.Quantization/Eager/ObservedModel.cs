@@ -18,6 +18,8 @@ public enum ObservedKind
     /// <summary>A <c>BatchNorm2d</c>/<c>3d</c> or <c>BNReLU2d</c>/<c>3d</c>: becomes <c>nnq.BatchNorm2d</c>/<c>3d</c> or
     /// <c>nniq.BNReLU2d</c>/<c>3d</c>.</summary>
     BatchNorm,
+    /// <summary>A <c>LayerNorm</c>: becomes <c>nnq.LayerNorm</c> with the observed output qparams.</summary>
+    LayerNorm,
     /// <summary>A <c>LeakyReLU</c>: becomes <c>nnq.LeakyReLU</c> with the observed output qparams.</summary>
     LeakyReLU,
     /// <summary>An <c>ELU</c>: becomes <c>nnq.ELU</c> with the observed output qparams.</summary>

@@ -116,6 +116,7 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
                 // PyTorch's quantized batch norm writes channels-last output, as its convolutions do.
                 QuantizedBatchNorm b => Layout(b.Forward(q), channelsLast: true),
                 QuantizedLinear l => l.Forward(q, Cores),
+                QuantizedLayerNorm n => n.Forward(q),
                 // PyTorch allocates ELU's output contiguous, whatever its input's layout (measured on 1.13); Hardswish
                 // and LeakyReLU keep their input's.
                 QuantizedELU e => e.Forward(q),

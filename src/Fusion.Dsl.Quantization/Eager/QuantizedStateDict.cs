@@ -19,7 +19,8 @@ namespace Fusion.Dsl.Quantization;
 /// <c>_packed_params._packed_params</c>, the tuple (weight, bias), with <c>_metadata</c> version 3 for the module and its
 /// packed params (older versions name other keys); quantized <c>BatchNorm2d</c>/<c>3d</c> and <c>BNReLU2d</c>/<c>3d</c> —
 /// <c>weight</c>, <c>bias</c>, <c>running_mean</c>, <c>running_var</c> (float32), <c>num_batches_tracked</c> (0-d int64),
-/// <c>scale</c> and <c>zero_point</c> ([1] float32 and int64), version 2; <c>QFunctional</c> — <c>scale</c> and <c>zero_point</c> (its
+/// <c>scale</c> and <c>zero_point</c> ([1] float32 and int64), version 2; quantized <c>LayerNorm</c> — <c>weight</c> and
+/// <c>bias</c> where it has elementwise affine, <c>scale</c> and <c>zero_point</c> (0-d); <c>QFunctional</c> — <c>scale</c> and <c>zero_point</c> (its
 /// <c>activation_post_process</c> is an Identity without state); <c>DeQuantize</c> — nothing. Modules kept float
 /// (a None qconfig) contribute their float state under their own keys, as in PyTorch.
 /// </para>
@@ -65,6 +66,21 @@ public static class QuantizedStateDict
             l => OutputQParams(l),
             r => r.Checked(() => QuantizedLayer.LeakyReLU(r.Path,
                 new QuantizedLeakyReLU(r.Scale("scale"), r.ZeroPoint("zero_point"), ((QuantizedLeakyReLU)r.Template.Module!).NegativeSlope)), "scale")),
+        // LayerNorm: its weight and bias when it has elementwise affine (no key otherwise), then 0-d qparams.
+        ["QuantizedLayerNorm"] = new(
+            l =>
+            {
+                var n = (QuantizedLayerNorm)l.Module!;
+                return [.. n.Weight is null ? [] : new (string, object?)[] { ("weight", n.Weight), ("bias", n.Bias) }, .. OutputQParams(l)];
+            },
+            r =>
+            {
+                var t = (QuantizedLayerNorm)r.Template.Module!;
+                int[] shape = [.. t.NormalizedShape];
+                var (weight, bias) = t.Weight is null ? (null, null) : (r.Float("weight", shape), r.Float("bias", shape));
+                var (scale, zp) = (r.Scale("scale"), r.ZeroPoint("zero_point"));
+                return r.Checked(() => QuantizedLayer.LayerNorm(r.Path, new QuantizedLayerNorm(shape, weight, bias, t.Eps, scale, zp)), "weight");
+            }),
         // ELU keeps its qparams as plain attributes, as Hardswish does.
         ["QuantizedELU"] = new(_ => [], r => r.Template),
         // ReLU6 has no parameters at all.
@@ -263,8 +279,8 @@ public static class QuantizedStateDict
             return s;
         }
 
-        /// <summary>A float32 vector of <paramref name="length"/> elements (a batch norm's parameters and statistics).</summary>
-        public Tensor Float(string name, int length) => Tensor(name, DType.Float32, length);
+        /// <summary>A float32 tensor of <paramref name="shape"/> (a batch norm's or LayerNorm's parameters and statistics).</summary>
+        public Tensor Float(string name, params int[] shape) => Tensor(name, DType.Float32, shape);
 
         /// <summary>An output zero point: an int64 tensor of <paramref name="shape"/> (its range is checked by the layer).</summary>
         public long ZeroPoint(string name, params int[] shape) => Tensor(name, DType.Int64, shape).Int64[0];

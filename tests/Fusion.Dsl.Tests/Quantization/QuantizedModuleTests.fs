@@ -98,6 +98,10 @@ let private forward (c: Case) : QuantizedTensor =
     | "hardswish" -> QuantizedHardswish(outScale c, outZeroPoint c).Forward xs.Head
     | "hardsigmoid" -> QuantizedHardsigmoid().Forward xs.Head
     | "sigmoid" -> QuantizedSigmoid().Forward xs.Head
+    | "layer_norm" ->
+        let shape = ints (arg c "normalized_shape")
+        let affine name = match arg c name with v when v.ValueKind = JsonValueKind.Null -> null | v -> Tensor.FromFloat32(ReadOnlySpan(floats v), shape)
+        QuantizedLayerNorm(shape, affine "weight", affine "bias", (arg c "eps").GetDouble(), outScale c, outZeroPoint c).Forward xs.Head
     | "relu6" -> QuantizedReLU6().Forward xs.Head
     | "transpose" -> QuantizedTranspose((arg c "dim0").GetInt32(), (arg c "dim1").GetInt32()).Forward xs.Head
     | "chunk" ->
@@ -190,6 +194,7 @@ let tests =
             matchesPyTorch "quantized Conv2d and ConvReLU2d" [ "conv2d" ] 65
             matchesPyTorch "quantized Conv1d, Conv3d, ConvReLU1d and ConvReLU3d" [ "conv1d"; "conv3d" ] 40
             matchesPyTorch "quantized BatchNorm2d, BatchNorm3d, BNReLU2d and BNReLU3d" [ "batch_norm" ] 12
+            matchesPyTorch "quantized LayerNorm" [ "layer_norm" ] 8
             matchesPyTorch "quantized LeakyReLU and ELU, and sigmoid on a quantized tensor" [ "leaky_relu"; "elu"; "sigmoid" ] 18
             matchesPyTorch "QFunctional add and add_relu" [ "add"; "add_relu" ] 30
             matchesPyTorch "QFunctional mul and cat" [ "mul"; "cat" ] 30
@@ -301,6 +306,15 @@ let tests =
                 refuses<ArgumentException> "quantized LeakyReLU output" (fun () -> QuantizedLeakyReLU(0.1, 200L).Forward qint8 |> ignore)
                 let perChannel = QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2; 3 |], [| 1; 3 |], [ 0.1 ], [ 0L ], 0, QuantizedDType.QUInt8)
                 refuses<ArgumentException> "quantized ELU takes a per-tensor quantized input" (fun () -> QuantizedELU(0.1, 0L).Forward perChannel |> ignore)
+            }
+            test "LayerNorm refuses an empty normalized_shape, a weight of another shape, a negative eps and an input whose trailing dimensions differ, naming the module" {
+                let t (shape: int[]) = Tensor.Zeros shape
+                refuses<ArgumentException> "quantized LayerNorm: normalized_shape must be one or more positive sizes" (fun () -> QuantizedLayerNorm([||], null, null, 1e-5, 0.1, 0L) |> ignore)
+                refuses<ArgumentException> "the weight must be float32 of shape [4, 5], got Float32 [20]" (fun () -> QuantizedLayerNorm([| 4; 5 |], t [| 20 |], t [| 4; 5 |], 1e-5, 0.1, 0L) |> ignore)
+                refuses<ArgumentException> "eps must be finite and not negative" (fun () -> QuantizedLayerNorm([| 5 |], null, null, -1.0, 0.1, 0L) |> ignore)
+                let ln = QuantizedLayerNorm([| 4; 5 |], null, null, 1e-5, 0.1, 0L)
+                refuses<ArgumentException> "normalises the trailing dimensions [4, 5], got an input of shape [2, 5, 4]" (fun () -> ln.Forward(input (Array.zeroCreate 40) [| 2; 5; 4 |]) |> ignore)
+                refuses<ArgumentException> "normalises the trailing dimensions [4, 5], got an input of shape [5]" (fun () -> ln.Forward(input (Array.zeroCreate 5) [| 5 |]) |> ignore)
             }
             test "absurd sizes are refused before any memory is taken" {
                 refuses<ArgumentException> "over the limit" (fun () -> QuantizedConv(weight [| 1; 1; 1; 1 |], null, 0.1, 0L, stride = Int32.MaxValue) |> ignore)

@@ -193,6 +193,8 @@ let private hostileCases =
       hostileIn "conv3dnet/x86" "a Conv3d bias of the wrong length" "conv2.bias" "shape [8]" (replace "conv2.bias" (fun _ -> Tensor.Zeros [| 7 |] :> obj))
       hostileIn "bnnet/x86" "a BatchNorm2d running_var of the wrong length" "bn_in.running_var" "but QuantizedBatchNorm2d keeps a Float32 tensor of shape [3]" (replace "bn_in.running_var" (fun _ -> Tensor.Zeros [| 4 |] :> obj))
       hostileIn "leakyelunet/x86" "a negative LeakyReLU scale" "lrelu.scale" "positive and finite" (replace "lrelu.scale" (scalar -0.1f))
+      hostileIn "layernormnet/x86" "a LayerNorm weight of another shape" "ln.weight" "keeps a Float32 tensor of shape [6, 6, 6]" (replace "ln.weight" (fun _ -> Tensor.Zeros [| 6; 36 |] :> obj))
+      hostileIn "layernormnet/x86" "a weight for a LayerNorm without elementwise affine" "ln2.weight" "is not a key of this converted model" (fun items -> items.Add(KeyValuePair("ln2.weight", Tensor.Zeros [| 16 |] :> obj)))
       hostileIn "bnnet/x86" "a BNReLU3d without num_batches_tracked" "bn3.num_batches_tracked" "is missing" (fun items -> items.RemoveAll(fun kv -> kv.Key = "bn3.num_batches_tracked") |> ignore) ]
 
 /// A copy of the torch.save zip `src` at `dst` with each entry's bytes passed through `change` (by entry name).

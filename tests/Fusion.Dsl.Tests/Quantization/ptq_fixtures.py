@@ -1,6 +1,6 @@
 """Fixtures for the eager post-training quantization flow (PtqFlowTests.fs): small eager-mode models with QuantStub and
 DeQuantStub (fused Conv+BN+ReLU, Linear(+ReLU), pooling, a residual block with FloatFunctional add_relu, add, mul and
-cat, Conv1d and Conv3d networks, batch norms on their own, LeakyReLU and ELU) and torchvision's quantizable resnet18, each fused as its fuse_modules/fuse_model() does in eval mode, exported
+cat, Conv1d and Conv3d networks, batch norms on their own, LeakyReLU, ELU and LayerNorm) and torchvision's quantizable resnet18, each fused as its fuse_modules/fuse_model() does in eval mode, exported
 with the repository's exporter (fusion_torch, the model format), then prepared with a named qconfig, calibrated on
 seeded random batches, converted and run on a seeded input by PyTorch 1.13's onednn engine. Written beside OUT.json:
 each case's model folder, its calibration batches and input (.npy, float32), and the integer output of every quantized
@@ -221,6 +221,25 @@ class LeakyEluNet(nn.Module):
     groups = []
 
 
+class LayerNormNet(nn.Module):
+    """LayerNorm over a convolution's [C, H, W] and, without elementwise affine, over a Linear's features."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.ln = nn.LayerNorm([6, 6, 6])
+        self.fc1 = nn.Linear(6 * 6 * 6, 16)
+        self.ln2 = nn.LayerNorm(16, elementwise_affine=False)
+        self.fc2 = nn.Linear(16, 4)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.ln2(self.fc1(torch.flatten(self.ln(self.conv(x)), 1)))
+        return self.dequant(self.fc2(x))
+
+
 # Custom qconfigs (observer factories), by the name the test rebuilds them under. A moving average is not idempotent, so
 # it shows that a fused module's observer sees each output twice, as PyTorch's Sequential-child observer does.
 CUSTOM = {
@@ -310,7 +329,7 @@ def case(name, build, qconfig, shape, batches, fuse, seed, nudges=0, groups=None
         elif isinstance(m, (nnq.BatchNorm2d, nnq.BatchNorm3d)):
             m.register_forward_hook(hook(path))
             layers.append({"path": path, "type": "Quantized" + type(m).__name__, "scale": float(m.scale), "zero_point": int(m.zero_point)})
-        elif isinstance(m, (nnq.LeakyReLU, nnq.ELU)):
+        elif isinstance(m, (nnq.LeakyReLU, nnq.ELU, nnq.LayerNorm)):
             m.register_forward_hook(hook(path))
             layers.append({"path": path, "type": "Quantized" + type(m).__name__, "scale": float(m.scale), "zero_point": int(m.zero_point)})
         elif isinstance(m, nnq.DeQuantize):
@@ -398,6 +417,7 @@ def main(out):
         cases.append(case(f"bnnet/{qc}", BnNet, qc, (2, 3, 6, 6), 4, fuse_groups(BnNet.groups), 100 + i, groups=BnNet.groups))
     for i, qc in enumerate(("x86", "qnnpack")):
         cases.append(case(f"leakyelunet/{qc}", LeakyEluNet, qc, (2, 3, 10, 10), 4, lambda m: m, 110 + i))
+        cases.append(case(f"layernormnet/{qc}", LayerNormNet, qc, (2, 3, 6, 6), 4, lambda m: m, 120 + i))
     if len(sys.argv) < 3 or sys.argv[2] != "--small":
         cases.append(case("resnet18/x86", resnet18, "x86", (2, 3, 64, 64), 3, fuse_resnet, 30, nudges=5))
     with open(out, "w") as f:

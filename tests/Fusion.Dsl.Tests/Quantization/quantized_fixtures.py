@@ -16,6 +16,7 @@ Case kinds:
   relu, max_pool2d, adaptive_avg_pool2d, flatten, mean, avg_pool2d, hardsigmoid, relu6, transpose, chunk - the quantized functional forms
   hardswish     - torch.ao.nn.quantized.Hardswish with output scale/zero point
   sigmoid       - torch.sigmoid on a quantized tensor (fixed output qparams)
+  layer_norm    - torch.ao.nn.quantized.LayerNorm (args: normalized_shape, eps, weight and bias or None)
   leaky_relu, elu - torch.ao.nn.quantized.LeakyReLU (args.negative_slope) and ELU (args.alpha) with output scale/zero point
   batch_norm    - torch.ao.nn.quantized.BatchNorm2d/3d (args.relu: torch.nn.intrinsic.quantized.BNReLU2d/3d), its float
                   parameters and running statistics in args
@@ -324,6 +325,29 @@ def leaky_relu_elu_cases():
     return cases
 
 
+def layer_norm_cases():
+    """LayerNorm over one to three trailing dimensions, with and without elementwise affine, groups from 5 to 4096
+    elements (sums of squares past float32's exact integers), eps up to 1e-1, quint8 and qint8 inputs."""
+    cases = []
+    for i, (shape, normalized, affine, eps, dtype) in enumerate([
+            ((4, 8), (8,), True, 1e-5, torch.quint8), ((2, 3, 37), (37,), True, 1e-5, torch.quint8), ((2, 5, 6, 6), (5, 6, 6), True, 1e-5, torch.quint8),
+            ((3, 4, 5), (4, 5), False, 1e-3, torch.quint8), ((2, 4096), (4096,), True, 1e-5, torch.quint8), ((6, 100), (100,), True, 0.1, torch.qint8),
+            ((1, 7, 5), (5,), False, 1e-5, torch.qint8), ((2, 64, 3, 3), (64, 3, 3), True, 1e-5, torch.quint8)]):
+        x = qinput(shape, dtype=dtype)
+        weight = torch.from_numpy(rng.uniform(0.5, 1.5, size=normalized).astype(np.float32)) if affine else None
+        bias = torch.from_numpy(rng.normal(0.0, 0.3, size=normalized).astype(np.float32)) if affine else None
+        y = F.layer_norm(x.dequantize(), normalized, weight, bias, eps)
+        scale, zp = output_qparams(y)
+        if dtype == torch.qint8:
+            zp -= 128
+        m = nnq.LayerNorm(list(normalized), None if weight is None else torch.nn.Parameter(weight),
+                          None if bias is None else torch.nn.Parameter(bias), scale, zp, eps=eps, elementwise_affine=affine)
+        args = {"normalized_shape": list(normalized), "eps": eps, "weight": None if weight is None else floats(weight),
+                "bias": None if bias is None else floats(bias)}
+        cases.append(module_case(f"layer_norm/{i}", "layer_norm", [x], m(x), args, scale=float(m.scale), zp=int(m.zero_point)))
+    return cases
+
+
 def functional_cases():
     cases = []
     shapes = [(2, 3, 4, 5), (1, 40), (7,), (2, 5, 9, 9), (3, 1, 33)]
@@ -464,7 +488,7 @@ def converted_cases():
 
 def main(out):
     # Kinds added later come last, so that the seeded inputs of the earlier cases stay as they were.
-    cases = quantize_cases() + linear_cases() + conv_cases() + functional_cases() + converted_cases() + conv_nd_cases() + batch_norm_cases() + leaky_relu_elu_cases()
+    cases = quantize_cases() + linear_cases() + conv_cases() + functional_cases() + converted_cases() + conv_nd_cases() + batch_norm_cases() + leaky_relu_elu_cases() + layer_norm_cases()
     with open(out, "w") as f:
         json.dump({"torch": torch.__version__, "engine": torch.backends.quantized.engine, "cases": cases}, f)
     print(f"{len(cases)} cases")
