@@ -36,6 +36,8 @@ internal static class CarriedModules
         [("torch.nn", "Hardtanh")] = Unary("Hardtanh", (ev, m, x) => PointwiseKernels.Hardtanh(x, Number(m, "min_val"), Number(m, "max_val"), ev.Pass)),
         [("torch.nn", "LeakyReLU")] = Unary("LeakyReLU", (ev, m, x) => PointwiseKernels.LeakyRelu(x, Number(m, "negative_slope"), ev.Pass)),
         [("torch.nn", "ELU")] = Unary("ELU", (ev, m, x) => PointwiseKernels.Elu(x, Number(m, "alpha"), ev.Pass)),
+        [("torch.nn", "GroupNorm")] = Unary("GroupNorm", (ev, m, x) => NormKernels.GroupNorm(x, Int(m, "num_groups"),
+            m.State.TryGet("weight"), m.State.TryGet("bias"), Number(m, "eps"), ev.Pass)),
         [("torch.nn", "Softmax")] = Unary("Softmax", (ev, m, x) => ReduceKernels.Softmax(x, Arg(m, "dim", null) is long d ? d : null, ev.Pass)),
         [("torch.nn", "LayerNorm")] = Unary("LayerNorm", (ev, m, x) => NormKernels.LayerNorm(x, Ints(m, "normalized_shape"),
             m.State.TryGet("weight"), m.State.TryGet("bias"), Number(m, "eps"), ev.Pass)),

@@ -15,11 +15,11 @@ namespace Fusion.Dsl.Quantization;
 /// <c>FloatFunctional</c>s through their <c>activation_post_process</c>, <c>Dropout</c> skipped. The quantized modules
 /// this project has are <c>Quantize</c>, <c>DeQuantize</c>; <c>Conv1d</c>, <c>Conv2d</c>, <c>Conv3d</c>, <c>ConvReLU1d</c>,
 /// <c>ConvReLU2d</c>, <c>ConvReLU3d</c> (zero padding); <c>BatchNorm2d</c>, <c>BatchNorm3d</c>, <c>BNReLU2d</c>,
-/// <c>BNReLU3d</c> (affine, with running statistics); <c>LayerNorm</c>; <c>Linear</c>, <c>LinearReLU</c>; <c>LeakyReLU</c>, <c>ELU</c>,
+/// <c>BNReLU3d</c> (affine, with running statistics); <c>LayerNorm</c>, <c>GroupNorm</c>; <c>Linear</c>, <c>LinearReLU</c>; <c>LeakyReLU</c>, <c>ELU</c>,
 /// <c>Hardswish</c>, <c>ReLU6</c>; and <c>QFunctional</c>. <c>ReLU</c>, <c>Hardsigmoid</c>, <c>Sigmoid</c>,
 /// <c>MaxPool2d</c>, <c>AvgPool2d</c>, <c>AdaptiveAvgPool2d</c>, <c>Flatten</c>, <c>Identity</c> and <c>Dropout</c> run
 /// on quantized tensors as PyTorch's float modules do. A module PyTorch would quantize that has no quantized form here
-/// (ConvTranspose, GroupNorm, InstanceNorm, PReLU, Embedding, the recurrent cells) is refused at
+/// (ConvTranspose, InstanceNorm, PReLU, Embedding, the recurrent cells) is refused at
 /// <see cref="Prepare"/>, naming its path.
 /// </summary>
 public static class EagerQuantization
@@ -153,6 +153,7 @@ public static class EagerQuantization
             OpaqueModule { Namespace: "torch.nn", TypeName: "LeakyReLU" } => ObservedKind.LeakyReLU,
             OpaqueModule { Namespace: "torch.nn", TypeName: "ELU" } => ObservedKind.ELU,
             OpaqueModule { Namespace: "torch.nn", TypeName: "LayerNorm" } => ObservedKind.LayerNorm,
+            OpaqueModule { Namespace: "torch.nn", TypeName: "GroupNorm" } => ObservedKind.GroupNorm,
             Activation { Kind: ActivationKind.ReLU6 } => ObservedKind.ReLU6,
             _ => null,
         };
@@ -292,6 +293,7 @@ public static class EagerQuantization
                 ObservedKind.Hardswish => QuantizedLayer.Hardswish(p.Path, new QuantizedHardswish(scale, zp)),
                 ObservedKind.LeakyReLU or ObservedKind.ELU => ActivationLayer(p.Path, m, scale, zp),
                 ObservedKind.LayerNorm => LayerNormLayer(p.Path, m, scale, zp),
+                ObservedKind.GroupNorm => GroupNormLayer(p.Path, m, scale, zp),
                 ObservedKind.ReLU6 => QuantizedLayer.ReLU6(p.Path),
                 _ => throw new InvalidOperationException($"unknown observation kind {p.Kind}"),
             };
@@ -352,6 +354,16 @@ public static class EagerQuantization
         var o = (OpaqueModule)m;
         double eps = o.Argument("eps", null) is null ? 1e-5 : o.NumberArgument("eps");
         return QuantizedLayer.LayerNorm(path, new QuantizedLayerNorm(o.SizesArgument("normalized_shape"), o.State.TryGet("weight"), o.State.TryGet("bias"), eps, scale, zp));
+    }
+
+    /// <summary>The quantized GroupNorm of float module <paramref name="m"/>: its num_groups, num_channels, eps, weight
+    /// and bias as they are, the observed output qparams.</summary>
+    internal static QuantizedLayer GroupNormLayer(string path, Module m, double scale, long zp)
+    {
+        var o = (OpaqueModule)m;
+        double eps = o.Argument("eps", null) is null ? 1e-5 : o.NumberArgument("eps");
+        return QuantizedLayer.GroupNorm(path, new QuantizedGroupNorm(o.CountArgument("num_groups"), o.CountArgument("num_channels"),
+            o.State.TryGet("weight"), o.State.TryGet("bias"), eps, scale, zp));
     }
 
     private static QuantizedLayer LinearLayer(ObservationPoint p, Module m, double scale, long zp)

@@ -20,6 +20,8 @@ public enum ObservedKind
     BatchNorm,
     /// <summary>A <c>LayerNorm</c>: becomes <c>nnq.LayerNorm</c> with the observed output qparams.</summary>
     LayerNorm,
+    /// <summary>A <c>GroupNorm</c>: becomes <c>nnq.GroupNorm</c> with the observed output qparams.</summary>
+    GroupNorm,
     /// <summary>A <c>LeakyReLU</c>: becomes <c>nnq.LeakyReLU</c> with the observed output qparams.</summary>
     LeakyReLU,
     /// <summary>An <c>ELU</c>: becomes <c>nnq.ELU</c> with the observed output qparams.</summary>

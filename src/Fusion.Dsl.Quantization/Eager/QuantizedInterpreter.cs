@@ -117,6 +117,7 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
                 QuantizedBatchNorm b => Layout(b.Forward(q), channelsLast: true),
                 QuantizedLinear l => l.Forward(q, Cores),
                 QuantizedLayerNorm n => n.Forward(q),
+                QuantizedGroupNorm g => g.Forward(q),
                 // PyTorch allocates ELU's output contiguous, whatever its input's layout (measured on 1.13); Hardswish
                 // and LeakyReLU keep their input's.
                 QuantizedELU e => e.Forward(q),

@@ -25,7 +25,7 @@ public sealed class QuantizedLayer
     public string Path { get; }
 
     /// <summary>PyTorch's class name of the quantized module: <c>Quantize</c>, <c>DeQuantize</c>, <c>QuantizedConv1d</c>/<c>2d</c>/<c>3d</c>,
-    /// <c>QuantizedConvReLU1d</c>/<c>2d</c>/<c>3d</c>, <c>QuantizedBatchNorm2d</c>/<c>3d</c>, <c>QuantizedBNReLU2d</c>/<c>3d</c>, <c>QuantizedLayerNorm</c>, <c>QuantizedLinear</c>, <c>QuantizedLinearReLU</c>,
+    /// <c>QuantizedConvReLU1d</c>/<c>2d</c>/<c>3d</c>, <c>QuantizedBatchNorm2d</c>/<c>3d</c>, <c>QuantizedBNReLU2d</c>/<c>3d</c>, <c>QuantizedLayerNorm</c>, <c>QuantizedGroupNorm</c>, <c>QuantizedLinear</c>, <c>QuantizedLinearReLU</c>,
     /// <c>QuantizedLeakyReLU</c>, <c>QuantizedELU</c>, <c>QuantizedHardswish</c>, <c>QuantizedReLU6</c> or <c>QFunctional</c>.</summary>
     public string TypeName { get; }
 
@@ -44,7 +44,7 @@ public sealed class QuantizedLayer
     /// <summary>The output dtype of <c>Quantize</c>, else null.</summary>
     public QuantizedDType? DType { get; }
 
-    /// <summary>The runnable module: <see cref="QuantizedConv"/>, <see cref="QuantizedBatchNorm"/>, <see cref="QuantizedLayerNorm"/>, <see cref="QuantizedLinear"/>, <see cref="QuantizedLeakyReLU"/>, <see cref="QuantizedELU"/>, <see cref="QuantizedHardswish"/>, <see cref="QuantizedReLU6"/>, <see cref="QFunctional"/>, or null.</summary>
+    /// <summary>The runnable module: <see cref="QuantizedConv"/>, <see cref="QuantizedBatchNorm"/>, <see cref="QuantizedLayerNorm"/>, <see cref="QuantizedGroupNorm"/>, <see cref="QuantizedLinear"/>, <see cref="QuantizedLeakyReLU"/>, <see cref="QuantizedELU"/>, <see cref="QuantizedHardswish"/>, <see cref="QuantizedReLU6"/>, <see cref="QFunctional"/>, or null.</summary>
     internal object? Module { get; }
 
     internal static QuantizedLayer Quantize(string path, double scale, long zp, QuantizedDType dtype)
@@ -60,6 +60,8 @@ public sealed class QuantizedLayer
     internal static QuantizedLayer Hardswish(string path, QuantizedHardswish h) => new(path, "QuantizedHardswish", h.Scale, h.ZeroPoint, null, null, h, null);
 
     internal static QuantizedLayer LayerNorm(string path, QuantizedLayerNorm l) => new(path, "QuantizedLayerNorm", l.Scale, l.ZeroPoint, null, null, l, null);
+
+    internal static QuantizedLayer GroupNorm(string path, QuantizedGroupNorm g) => new(path, "QuantizedGroupNorm", g.Scale, g.ZeroPoint, null, null, g, null);
 
     internal static QuantizedLayer LeakyReLU(string path, QuantizedLeakyReLU l) => new(path, "QuantizedLeakyReLU", l.Scale, l.ZeroPoint, null, null, l, null);
 

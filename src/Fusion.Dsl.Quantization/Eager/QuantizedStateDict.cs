@@ -20,7 +20,8 @@ namespace Fusion.Dsl.Quantization;
 /// packed params (older versions name other keys); quantized <c>BatchNorm2d</c>/<c>3d</c> and <c>BNReLU2d</c>/<c>3d</c> —
 /// <c>weight</c>, <c>bias</c>, <c>running_mean</c>, <c>running_var</c> (float32), <c>num_batches_tracked</c> (0-d int64),
 /// <c>scale</c> and <c>zero_point</c> ([1] float32 and int64), version 2; quantized <c>LayerNorm</c> — <c>weight</c> and
-/// <c>bias</c> where it has elementwise affine, <c>scale</c> and <c>zero_point</c> (0-d); <c>QFunctional</c> — <c>scale</c> and <c>zero_point</c> (its
+/// <c>bias</c> where it has elementwise affine, <c>scale</c> and <c>zero_point</c> (0-d); quantized <c>GroupNorm</c> —
+/// likewise, its <c>weight</c> and <c>bias</c> [C]; <c>QFunctional</c> — <c>scale</c> and <c>zero_point</c> (its
 /// <c>activation_post_process</c> is an Identity without state); <c>DeQuantize</c> — nothing. Modules kept float
 /// (a None qconfig) contribute their float state under their own keys, as in PyTorch.
 /// </para>
@@ -80,6 +81,20 @@ public static class QuantizedStateDict
                 var (weight, bias) = t.Weight is null ? (null, null) : (r.Float("weight", shape), r.Float("bias", shape));
                 var (scale, zp) = (r.Scale("scale"), r.ZeroPoint("zero_point"));
                 return r.Checked(() => QuantizedLayer.LayerNorm(r.Path, new QuantizedLayerNorm(shape, weight, bias, t.Eps, scale, zp)), "weight");
+            }),
+        // GroupNorm: as LayerNorm, its affine parameters being [C].
+        ["QuantizedGroupNorm"] = new(
+            l =>
+            {
+                var g = (QuantizedGroupNorm)l.Module!;
+                return [.. g.Weight is null ? [] : new (string, object?)[] { ("weight", g.Weight), ("bias", g.Bias) }, .. OutputQParams(l)];
+            },
+            r =>
+            {
+                var t = (QuantizedGroupNorm)r.Template.Module!;
+                var (weight, bias) = t.Weight is null ? (null, null) : (r.Float("weight", t.NumChannels), r.Float("bias", t.NumChannels));
+                var (scale, zp) = (r.Scale("scale"), r.ZeroPoint("zero_point"));
+                return r.Checked(() => QuantizedLayer.GroupNorm(r.Path, new QuantizedGroupNorm(t.NumGroups, t.NumChannels, weight, bias, t.Eps, scale, zp)), "weight");
             }),
         // ELU keeps its qparams as plain attributes, as Hardswish does.
         ["QuantizedELU"] = new(_ => [], r => r.Template),

@@ -63,6 +63,17 @@ public sealed class QuantizedLayerNorm
     /// <summary>The output zero point.</summary>
     public long ZeroPoint { get; }
 
+    /// <summary>PyTorch's normalisation constants of one group of integers: its mean in input steps less the zero point,
+    /// and x_scale / sqrt(var + eps) — from exact integer sums, the moments in float32, the square root in float64.</summary>
+    internal static (float Mean, float Factor) Moments(ReadOnlySpan<int> q, float xScale, float xZero, double eps)
+    {
+        long sum = 0, squares = 0;
+        foreach (var v in q) { sum += v; squares += (long)v * v; }
+        float shiftedMean = (float)sum / q.Length;
+        float variance = MathF.Max((float)squares / q.Length - shiftedMean * shiftedMean, 0f);
+        return (shiftedMean - xZero, (float)(xScale / Math.Sqrt(variance * xScale * xScale + eps)));
+    }
+
     /// <summary>The forward pass.</summary>
     /// <param name="input">A per-tensor quantized tensor whose last dimensions are <see cref="NormalizedShape"/>.</param>
     /// <returns>A tensor of the input's shape and dtype with the module's qparams.</returns>
@@ -82,12 +93,7 @@ public sealed class QuantizedLayerNorm
         var (qmin, qmax) = QuantizedTensor.RangeOf(input.DType);
         for (int start = 0; start < q.Length; start += n)
         {
-            long sum = 0, squares = 0;
-            for (int j = 0; j < n; j++) { sum += q[start + j]; squares += (long)q[start + j] * q[start + j]; }
-            float shiftedMean = (float)sum / n;
-            float mean = shiftedMean - xZero;
-            float variance = MathF.Max((float)squares / n - shiftedMean * shiftedMean, 0f);
-            float k1 = (float)(xScale / Math.Sqrt(variance * xScale * xScale + Eps));
+            var (mean, k1) = Moments(q.AsSpan(start, n), xScale, xZero, Eps);
             for (int j = 0; j < n; j++)
             {
                 float y = ((q[start + j] - xZero) - mean) * k1;

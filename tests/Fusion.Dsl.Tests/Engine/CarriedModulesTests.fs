@@ -71,6 +71,15 @@ let tests =
             Expect.stringContains e.Message "normalized_shape [8]" "the mismatch is named"
             Expect.isFalse e.Unsupported "a wrong input, not an unsupported module"
         }
+        test "GroupNorm normalises each group of channels as LayerNorm normalises the group's elements, and refuses groups that do not divide the channels" {
+            let x = wide 11 [| 2; 6; 3; 4 |]
+            let gn = carried "GroupNorm" [ "num_groups", box 3L; "num_channels", box 6L; "eps", box 1e-5; "affine", box false ] [] [] false
+            let grouped = NaiveReference.LayerNorm(Tensor.FromFloat32(ReadOnlySpan(x.ToArray()), 2, 3, 24), 1, null, null, 1e-5)
+            close "GroupNorm(3, 6)" (Forward.Run(gn, x)) (Tensor.FromFloat32(ReadOnlySpan(grouped.ToArray()), 2, 6, 3, 4))
+            let bad = carried "GroupNorm" [ "num_groups", box 4L; "num_channels", box 6L; "eps", box 1e-5; "affine", box false ] [] [] false
+            let e = Support.throwsOf<ForwardException> (fun () -> Forward.Run(bad, x) |> ignore)
+            Expect.stringContains e.Message "num_groups (4) must divide the 6 channels" "the mismatch is named"
+        }
         test "the Dropout variants are the identity in eval and refused as unsupported in training" {
             let x = wide 10 [| 2; 3; 4; 4 |]
             expectSameBits "Dropout2d eval" (Forward.Run(carried "Dropout2d" [ "p", box 0.3; "inplace", box false ] [] [] false, x)) x

@@ -261,11 +261,11 @@ let tests =
                 printfn "Quantization.Qdq float tail: max |ONNX Runtime - QuantizedModel| = %g (tolerance %g)" err tol
                 Expect.isLessThanOrEqual err tol "the float tail computes what our float engine computes on the dequantized values"
             }
-            yield test "a quantized Conv1d, Conv3d, BatchNorm2d, LeakyReLU or LayerNorm (no QDQ form here) is refused naming its path and layer type, and nothing is written" {
+            yield test "a quantized Conv1d, Conv3d, BatchNorm2d, LeakyReLU, LayerNorm or GroupNorm (no QDQ form here) is refused naming its path and layer type, and nothing is written" {
                 needTorch ()
                 let dir, cleanup = OnnxSupport.tempDir ()
                 use _ = cleanup
-                for name, first, layer in [ "conv1dnet/x86", "conv1", "QuantizedConvReLU1d"; "conv3dnet/x86", "conv1", "QuantizedConvReLU3d"; "bnnet/x86", "bn_in", "QuantizedBatchNorm2d"; "leakyelunet/x86", "lrelu", "QuantizedLeakyReLU"; "layernormnet/x86", "ln", "QuantizedLayerNorm" ] do
+                for name, first, layer in [ "conv1dnet/x86", "conv1", "QuantizedConvReLU1d"; "conv3dnet/x86", "conv1", "QuantizedConvReLU3d"; "bnnet/x86", "bn_in", "QuantizedBatchNorm2d"; "leakyelunet/x86", "lrelu", "QuantizedLeakyReLU"; "layernormnet/x86", "ln", "QuantizedLayerNorm"; "groupnormnet/x86", "gn", "QuantizedGroupNorm" ] do
                     let c = cases () |> List.find (fun c -> c.Name = name)
                     let q, _ = ourFlow PyTorchActivations c
                     let x = npy c (c.Json.GetProperty "input")

@@ -98,6 +98,10 @@ let private forward (c: Case) : QuantizedTensor =
     | "hardswish" -> QuantizedHardswish(outScale c, outZeroPoint c).Forward xs.Head
     | "hardsigmoid" -> QuantizedHardsigmoid().Forward xs.Head
     | "sigmoid" -> QuantizedSigmoid().Forward xs.Head
+    | "group_norm" ->
+        let channels = xs.Head.Size 1
+        let affine name = match arg c name with v when v.ValueKind = JsonValueKind.Null -> null | v -> Tensor.FromFloat32(ReadOnlySpan(floats v), channels)
+        QuantizedGroupNorm((arg c "num_groups").GetInt32(), channels, affine "weight", affine "bias", (arg c "eps").GetDouble(), outScale c, outZeroPoint c).Forward xs.Head
     | "layer_norm" ->
         let shape = ints (arg c "normalized_shape")
         let affine name = match arg c name with v when v.ValueKind = JsonValueKind.Null -> null | v -> Tensor.FromFloat32(ReadOnlySpan(floats v), shape)
@@ -195,6 +199,7 @@ let tests =
             matchesPyTorch "quantized Conv1d, Conv3d, ConvReLU1d and ConvReLU3d" [ "conv1d"; "conv3d" ] 40
             matchesPyTorch "quantized BatchNorm2d, BatchNorm3d, BNReLU2d and BNReLU3d" [ "batch_norm" ] 12
             matchesPyTorch "quantized LayerNorm" [ "layer_norm" ] 8
+            matchesPyTorch "quantized GroupNorm" [ "group_norm" ] 7
             matchesPyTorch "quantized LeakyReLU and ELU, and sigmoid on a quantized tensor" [ "leaky_relu"; "elu"; "sigmoid" ] 18
             matchesPyTorch "QFunctional add and add_relu" [ "add"; "add_relu" ] 30
             matchesPyTorch "QFunctional mul and cat" [ "mul"; "cat" ] 30
@@ -315,6 +320,13 @@ let tests =
                 let ln = QuantizedLayerNorm([| 4; 5 |], null, null, 1e-5, 0.1, 0L)
                 refuses<ArgumentException> "normalises the trailing dimensions [4, 5], got an input of shape [2, 5, 4]" (fun () -> ln.Forward(input (Array.zeroCreate 40) [| 2; 5; 4 |]) |> ignore)
                 refuses<ArgumentException> "normalises the trailing dimensions [4, 5], got an input of shape [5]" (fun () -> ln.Forward(input (Array.zeroCreate 5) [| 5 |]) |> ignore)
+            }
+            test "GroupNorm refuses groups that do not divide the channels, a weight of another shape, and an input of rank 2 or another channel count, as PyTorch does" {
+                refuses<ArgumentException> "num_groups (4) must be positive and divide the 6 channels" (fun () -> QuantizedGroupNorm(4, 6, null, null, 1e-5, 0.1, 0L) |> ignore)
+                refuses<ArgumentException> "the bias must be float32 of shape [6]" (fun () -> QuantizedGroupNorm(3, 6, Tensor.Zeros [| 6 |], Tensor.Zeros [| 3 |], 1e-5, 0.1, 0L) |> ignore)
+                let gn = QuantizedGroupNorm(3, 6, null, null, 1e-5, 0.1, 0L)
+                refuses<ArgumentException> "at least one spatial dimension, got [2, 6]" (fun () -> gn.Forward(input (Array.zeroCreate 12) [| 2; 6 |]) |> ignore)
+                refuses<ArgumentException> "expects input of shape [N, 6, *spatial]" (fun () -> gn.Forward(input (Array.zeroCreate 8) [| 1; 4; 2 |]) |> ignore)
             }
             test "absurd sizes are refused before any memory is taken" {
                 refuses<ArgumentException> "over the limit" (fun () -> QuantizedConv(weight [| 1; 1; 1; 1 |], null, 0.1, 0L, stride = Int32.MaxValue) |> ignore)

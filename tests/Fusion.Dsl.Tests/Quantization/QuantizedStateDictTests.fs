@@ -195,6 +195,7 @@ let private hostileCases =
       hostileIn "leakyelunet/x86" "a negative LeakyReLU scale" "lrelu.scale" "positive and finite" (replace "lrelu.scale" (scalar -0.1f))
       hostileIn "layernormnet/x86" "a LayerNorm weight of another shape" "ln.weight" "keeps a Float32 tensor of shape [6, 6, 6]" (replace "ln.weight" (fun _ -> Tensor.Zeros [| 6; 36 |] :> obj))
       hostileIn "layernormnet/x86" "a weight for a LayerNorm without elementwise affine" "ln2.weight" "is not a key of this converted model" (fun items -> items.Add(KeyValuePair("ln2.weight", Tensor.Zeros [| 16 |] :> obj)))
+      hostileIn "groupnormnet/x86" "a GroupNorm bias of the wrong length" "gn.bias" "keeps a Float32 tensor of shape [6]" (replace "gn.bias" (fun _ -> Tensor.Zeros [| 5 |] :> obj))
       hostileIn "bnnet/x86" "a BNReLU3d without num_batches_tracked" "bn3.num_batches_tracked" "is missing" (fun items -> items.RemoveAll(fun kv -> kv.Key = "bn3.num_batches_tracked") |> ignore) ]
 
 /// A copy of the torch.save zip `src` at `dst` with each entry's bytes passed through `change` (by entry name).

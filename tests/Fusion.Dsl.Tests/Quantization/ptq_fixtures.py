@@ -1,6 +1,6 @@
 """Fixtures for the eager post-training quantization flow (PtqFlowTests.fs): small eager-mode models with QuantStub and
 DeQuantStub (fused Conv+BN+ReLU, Linear(+ReLU), pooling, a residual block with FloatFunctional add_relu, add, mul and
-cat, Conv1d and Conv3d networks, batch norms on their own, LeakyReLU, ELU and LayerNorm) and torchvision's quantizable resnet18, each fused as its fuse_modules/fuse_model() does in eval mode, exported
+cat, Conv1d and Conv3d networks, batch norms on their own, LeakyReLU, ELU, LayerNorm and GroupNorm) and torchvision's quantizable resnet18, each fused as its fuse_modules/fuse_model() does in eval mode, exported
 with the repository's exporter (fusion_torch, the model format), then prepared with a named qconfig, calibrated on
 seeded random batches, converted and run on a seeded input by PyTorch 1.13's onednn engine. Written beside OUT.json:
 each case's model folder, its calibration batches and input (.npy, float32), and the integer output of every quantized
@@ -240,6 +240,25 @@ class LayerNormNet(nn.Module):
         return self.dequant(self.fc2(x))
 
 
+class GroupNormNet(nn.Module):
+    """GroupNorm after a convolution (3 groups of 2 channels) and, without affine, one channel per group."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.gn = nn.GroupNorm(3, 6)
+        self.conv2 = nn.Conv2d(6, 4, 3, stride=2, padding=1)
+        self.gn2 = nn.GroupNorm(4, 4, affine=False)
+        self.fc = nn.Linear(4 * 4 * 4, 5)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.gn2(self.conv2(self.gn(self.conv(x))))
+        return self.dequant(self.fc(torch.flatten(x, 1)))
+
+
 # Custom qconfigs (observer factories), by the name the test rebuilds them under. A moving average is not idempotent, so
 # it shows that a fused module's observer sees each output twice, as PyTorch's Sequential-child observer does.
 CUSTOM = {
@@ -329,7 +348,7 @@ def case(name, build, qconfig, shape, batches, fuse, seed, nudges=0, groups=None
         elif isinstance(m, (nnq.BatchNorm2d, nnq.BatchNorm3d)):
             m.register_forward_hook(hook(path))
             layers.append({"path": path, "type": "Quantized" + type(m).__name__, "scale": float(m.scale), "zero_point": int(m.zero_point)})
-        elif isinstance(m, (nnq.LeakyReLU, nnq.ELU, nnq.LayerNorm)):
+        elif isinstance(m, (nnq.LeakyReLU, nnq.ELU, nnq.LayerNorm, nnq.GroupNorm)):
             m.register_forward_hook(hook(path))
             layers.append({"path": path, "type": "Quantized" + type(m).__name__, "scale": float(m.scale), "zero_point": int(m.zero_point)})
         elif isinstance(m, nnq.DeQuantize):
@@ -418,6 +437,7 @@ def main(out):
     for i, qc in enumerate(("x86", "qnnpack")):
         cases.append(case(f"leakyelunet/{qc}", LeakyEluNet, qc, (2, 3, 10, 10), 4, lambda m: m, 110 + i))
         cases.append(case(f"layernormnet/{qc}", LayerNormNet, qc, (2, 3, 6, 6), 4, lambda m: m, 120 + i))
+        cases.append(case(f"groupnormnet/{qc}", GroupNormNet, qc, (2, 3, 8, 8), 4, lambda m: m, 130 + i))
     if len(sys.argv) < 3 or sys.argv[2] != "--small":
         cases.append(case("resnet18/x86", resnet18, "x86", (2, 3, 64, 64), 3, fuse_resnet, 30, nudges=5))
     with open(out, "w") as f:

@@ -16,6 +16,7 @@ Case kinds:
   relu, max_pool2d, adaptive_avg_pool2d, flatten, mean, avg_pool2d, hardsigmoid, relu6, transpose, chunk - the quantized functional forms
   hardswish     - torch.ao.nn.quantized.Hardswish with output scale/zero point
   sigmoid       - torch.sigmoid on a quantized tensor (fixed output qparams)
+  group_norm    - torch.ao.nn.quantized.GroupNorm (args: num_groups, eps, weight and bias or None)
   layer_norm    - torch.ao.nn.quantized.LayerNorm (args: normalized_shape, eps, weight and bias or None)
   leaky_relu, elu - torch.ao.nn.quantized.LeakyReLU (args.negative_slope) and ELU (args.alpha) with output scale/zero point
   batch_norm    - torch.ao.nn.quantized.BatchNorm2d/3d (args.relu: torch.nn.intrinsic.quantized.BNReLU2d/3d), its float
@@ -348,6 +349,29 @@ def layer_norm_cases():
     return cases
 
 
+def group_norm_cases():
+    """GroupNorm: one group, one channel per group and between, with and without affine, planes that leave a tail after
+    PyTorch's vector blocks, quint8 and qint8 inputs."""
+    cases = []
+    for i, (shape, groups, affine, eps, dtype) in enumerate([
+            ((2, 6, 5, 5), 3, True, 1e-5, torch.quint8), ((2, 8, 4, 4), 1, True, 1e-5, torch.quint8), ((1, 6, 7, 9), 6, True, 1e-3, torch.quint8),
+            ((3, 4, 37), 2, False, 1e-5, torch.quint8), ((2, 32, 8, 8), 8, True, 1e-5, torch.quint8), ((2, 6, 3, 3, 3), 2, True, 1e-5, torch.qint8),
+            ((4, 12, 1), 4, True, 0.1, torch.quint8)]):
+        c = shape[1]
+        x = qinput(shape, dtype=dtype)
+        weight = torch.from_numpy(rng.uniform(0.5, 1.5, size=c).astype(np.float32)) if affine else None
+        bias = torch.from_numpy(rng.normal(0.0, 0.3, size=c).astype(np.float32)) if affine else None
+        y = F.group_norm(x.dequantize(), groups, weight, bias, eps)
+        scale, zp = output_qparams(y)
+        if dtype == torch.qint8:
+            zp -= 128
+        m = nnq.GroupNorm(groups, c, None if weight is None else torch.nn.Parameter(weight), None if bias is None else torch.nn.Parameter(bias),
+                          scale, zp, eps=eps, affine=affine)
+        args = {"num_groups": groups, "eps": eps, "weight": None if weight is None else floats(weight), "bias": None if bias is None else floats(bias)}
+        cases.append(module_case(f"group_norm/{i}", "group_norm", [x], m(x), args, scale=float(m.scale), zp=int(m.zero_point)))
+    return cases
+
+
 def functional_cases():
     cases = []
     shapes = [(2, 3, 4, 5), (1, 40), (7,), (2, 5, 9, 9), (3, 1, 33)]
@@ -488,7 +512,7 @@ def converted_cases():
 
 def main(out):
     # Kinds added later come last, so that the seeded inputs of the earlier cases stay as they were.
-    cases = quantize_cases() + linear_cases() + conv_cases() + functional_cases() + converted_cases() + conv_nd_cases() + batch_norm_cases() + leaky_relu_elu_cases() + layer_norm_cases()
+    cases = quantize_cases() + linear_cases() + conv_cases() + functional_cases() + converted_cases() + conv_nd_cases() + batch_norm_cases() + leaky_relu_elu_cases() + layer_norm_cases() + group_norm_cases()
     with open(out, "w") as f:
         json.dump({"torch": torch.__version__, "engine": torch.backends.quantized.engine, "cases": cases}, f)
     print(f"{len(cases)} cases")

@@ -29,6 +29,7 @@ __main__.Conv3dNet = ptq_fixtures.Conv3dNet
 __main__.BnNet = ptq_fixtures.BnNet
 __main__.LeakyEluNet = ptq_fixtures.LeakyEluNet
 __main__.LayerNormNet = ptq_fixtures.LayerNormNet
+__main__.GroupNormNet = ptq_fixtures.GroupNormNet
 torch.backends.quantized.engine = "onednn"
 warnings.filterwarnings("ignore")
 
