@@ -15,11 +15,12 @@ namespace Fusion.Dsl.Quantization;
 /// <c>FloatFunctional</c>s through their <c>activation_post_process</c>, <c>Dropout</c> skipped. The quantized modules
 /// this project has are <c>Quantize</c>, <c>DeQuantize</c>; <c>Conv1d</c>, <c>Conv2d</c>, <c>Conv3d</c>, <c>ConvReLU1d</c>,
 /// <c>ConvReLU2d</c>, <c>ConvReLU3d</c> (zero padding); <c>BatchNorm2d</c>, <c>BatchNorm3d</c>, <c>BNReLU2d</c>,
-/// <c>BNReLU3d</c> (affine, with running statistics); <c>LayerNorm</c>, <c>GroupNorm</c>; <c>Linear</c>, <c>LinearReLU</c>; <c>LeakyReLU</c>, <c>ELU</c>,
+/// <c>BNReLU3d</c> (affine, with running statistics); <c>LayerNorm</c>, <c>GroupNorm</c>,
+/// <c>InstanceNorm1d</c>/<c>2d</c>/<c>3d</c>; <c>Linear</c>, <c>LinearReLU</c>; <c>LeakyReLU</c>, <c>ELU</c>,
 /// <c>Hardswish</c>, <c>ReLU6</c>; and <c>QFunctional</c>. <c>ReLU</c>, <c>Hardsigmoid</c>, <c>Sigmoid</c>,
 /// <c>MaxPool2d</c>, <c>AvgPool2d</c>, <c>AdaptiveAvgPool2d</c>, <c>Flatten</c>, <c>Identity</c> and <c>Dropout</c> run
 /// on quantized tensors as PyTorch's float modules do. A module PyTorch would quantize that has no quantized form here
-/// (ConvTranspose, InstanceNorm, PReLU, Embedding, the recurrent cells) is refused at
+/// (ConvTranspose, PReLU, Embedding, the recurrent cells) is refused at
 /// <see cref="Prepare"/>, naming its path.
 /// </summary>
 public static class EagerQuantization
@@ -153,7 +154,7 @@ public static class EagerQuantization
             OpaqueModule { Namespace: "torch.nn", TypeName: "LeakyReLU" } => ObservedKind.LeakyReLU,
             OpaqueModule { Namespace: "torch.nn", TypeName: "ELU" } => ObservedKind.ELU,
             OpaqueModule { Namespace: "torch.nn", TypeName: "LayerNorm" } => ObservedKind.LayerNorm,
-            OpaqueModule { Namespace: "torch.nn", TypeName: "GroupNorm" } => ObservedKind.GroupNorm,
+            OpaqueModule { Namespace: "torch.nn", TypeName: "GroupNorm" or "InstanceNorm1d" or "InstanceNorm2d" or "InstanceNorm3d" } => ObservedKind.GroupNorm,
             Activation { Kind: ActivationKind.ReLU6 } => ObservedKind.ReLU6,
             _ => null,
         };
@@ -356,14 +357,17 @@ public static class EagerQuantization
         return QuantizedLayer.LayerNorm(path, new QuantizedLayerNorm(o.SizesArgument("normalized_shape"), o.State.TryGet("weight"), o.State.TryGet("bias"), eps, scale, zp));
     }
 
-    /// <summary>The quantized GroupNorm of float module <paramref name="m"/>: its num_groups, num_channels, eps, weight
-    /// and bias as they are, the observed output qparams.</summary>
+    /// <summary>The quantized GroupNorm or InstanceNorm1d/2d/3d of float module <paramref name="m"/>: its groups (one per
+    /// channel for an instance norm), eps, weight and bias as they are, the observed output qparams.</summary>
     internal static QuantizedLayer GroupNormLayer(string path, Module m, double scale, long zp)
     {
         var o = (OpaqueModule)m;
         double eps = o.Argument("eps", null) is null ? 1e-5 : o.NumberArgument("eps");
-        return QuantizedLayer.GroupNorm(path, new QuantizedGroupNorm(o.CountArgument("num_groups"), o.CountArgument("num_channels"),
-            o.State.TryGet("weight"), o.State.TryGet("bias"), eps, scale, zp));
+        // PyTorch's quantized instance norm is its quantized group norm with one group per channel.
+        var (groups, channels) = o.TypeName == "GroupNorm"
+            ? (o.CountArgument("num_groups"), o.CountArgument("num_channels"))
+            : (o.CountArgument("num_features"), o.CountArgument("num_features"));
+        return QuantizedLayer.GroupNorm(path, "Quantized" + o.TypeName, new QuantizedGroupNorm(groups, channels, o.State.TryGet("weight"), o.State.TryGet("bias"), eps, scale, zp));
     }
 
     private static QuantizedLayer LinearLayer(ObservationPoint p, Module m, double scale, long zp)

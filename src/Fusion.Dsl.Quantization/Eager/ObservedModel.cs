@@ -20,7 +20,8 @@ public enum ObservedKind
     BatchNorm,
     /// <summary>A <c>LayerNorm</c>: becomes <c>nnq.LayerNorm</c> with the observed output qparams.</summary>
     LayerNorm,
-    /// <summary>A <c>GroupNorm</c>: becomes <c>nnq.GroupNorm</c> with the observed output qparams.</summary>
+    /// <summary>A <c>GroupNorm</c> or <c>InstanceNorm1d</c>/<c>2d</c>/<c>3d</c>: becomes <c>nnq.GroupNorm</c> or
+    /// <c>nnq.InstanceNorm1d</c>/<c>2d</c>/<c>3d</c> with the observed output qparams.</summary>
     GroupNorm,
     /// <summary>A <c>LeakyReLU</c>: becomes <c>nnq.LeakyReLU</c> with the observed output qparams.</summary>
     LeakyReLU,

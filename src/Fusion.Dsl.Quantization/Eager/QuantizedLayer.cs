@@ -25,7 +25,7 @@ public sealed class QuantizedLayer
     public string Path { get; }
 
     /// <summary>PyTorch's class name of the quantized module: <c>Quantize</c>, <c>DeQuantize</c>, <c>QuantizedConv1d</c>/<c>2d</c>/<c>3d</c>,
-    /// <c>QuantizedConvReLU1d</c>/<c>2d</c>/<c>3d</c>, <c>QuantizedBatchNorm2d</c>/<c>3d</c>, <c>QuantizedBNReLU2d</c>/<c>3d</c>, <c>QuantizedLayerNorm</c>, <c>QuantizedGroupNorm</c>, <c>QuantizedLinear</c>, <c>QuantizedLinearReLU</c>,
+    /// <c>QuantizedConvReLU1d</c>/<c>2d</c>/<c>3d</c>, <c>QuantizedBatchNorm2d</c>/<c>3d</c>, <c>QuantizedBNReLU2d</c>/<c>3d</c>, <c>QuantizedLayerNorm</c>, <c>QuantizedGroupNorm</c>, <c>QuantizedInstanceNorm1d</c>/<c>2d</c>/<c>3d</c>, <c>QuantizedLinear</c>, <c>QuantizedLinearReLU</c>,
     /// <c>QuantizedLeakyReLU</c>, <c>QuantizedELU</c>, <c>QuantizedHardswish</c>, <c>QuantizedReLU6</c> or <c>QFunctional</c>.</summary>
     public string TypeName { get; }
 
@@ -61,7 +61,7 @@ public sealed class QuantizedLayer
 
     internal static QuantizedLayer LayerNorm(string path, QuantizedLayerNorm l) => new(path, "QuantizedLayerNorm", l.Scale, l.ZeroPoint, null, null, l, null);
 
-    internal static QuantizedLayer GroupNorm(string path, QuantizedGroupNorm g) => new(path, "QuantizedGroupNorm", g.Scale, g.ZeroPoint, null, null, g, null);
+    internal static QuantizedLayer GroupNorm(string path, string typeName, QuantizedGroupNorm g) => new(path, typeName, g.Scale, g.ZeroPoint, null, null, g, null);
 
     internal static QuantizedLayer LeakyReLU(string path, QuantizedLeakyReLU l) => new(path, "QuantizedLeakyReLU", l.Scale, l.ZeroPoint, null, null, l, null);
 

@@ -106,7 +106,8 @@ public static class QuantizedModelFile
                     "QFunctional" => QuantizedLayer.Functional(layerPath, new QFunctional(Scale(), Zp())),
                     "QuantizedReLU6" => QuantizedLayer.ReLU6(layerPath),
                     "QuantizedLayerNorm" => EagerQuantization.LayerNormLayer(layerPath, m, Scale(), Zp()),
-                    "QuantizedGroupNorm" => EagerQuantization.GroupNormLayer(layerPath, m, Scale(), Zp()),
+                    "QuantizedGroupNorm" or "QuantizedInstanceNorm1d" or "QuantizedInstanceNorm2d" or "QuantizedInstanceNorm3d"
+                        => EagerQuantization.GroupNormLayer(layerPath, m, Scale(), Zp()),
                     "QuantizedLeakyReLU" or "QuantizedELU" => EagerQuantization.ActivationLayer(layerPath, m, Scale(), Zp()),
                     "QuantizedHardswish" => QuantizedLayer.Hardswish(layerPath, new QuantizedHardswish(Scale(), Zp())),
                     var t when QuantizedBatchNorm.TypeNames.Contains(t!) => EagerQuantization.BatchNormLayer(layerPath, m, Scale(), Zp()),

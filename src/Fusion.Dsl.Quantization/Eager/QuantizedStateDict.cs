@@ -21,7 +21,7 @@ namespace Fusion.Dsl.Quantization;
 /// <c>weight</c>, <c>bias</c>, <c>running_mean</c>, <c>running_var</c> (float32), <c>num_batches_tracked</c> (0-d int64),
 /// <c>scale</c> and <c>zero_point</c> ([1] float32 and int64), version 2; quantized <c>LayerNorm</c> — <c>weight</c> and
 /// <c>bias</c> where it has elementwise affine, <c>scale</c> and <c>zero_point</c> (0-d); quantized <c>GroupNorm</c> —
-/// likewise, its <c>weight</c> and <c>bias</c> [C]; <c>QFunctional</c> — <c>scale</c> and <c>zero_point</c> (its
+/// and <c>InstanceNorm1d</c>/<c>2d</c>/<c>3d</c> — likewise, their <c>weight</c> and <c>bias</c> [C]; <c>QFunctional</c> — <c>scale</c> and <c>zero_point</c> (its
 /// <c>activation_post_process</c> is an Identity without state); <c>DeQuantize</c> — nothing. Modules kept float
 /// (a None qconfig) contribute their float state under their own keys, as in PyTorch.
 /// </para>
@@ -82,26 +82,13 @@ public static class QuantizedStateDict
                 var (scale, zp) = (r.Scale("scale"), r.ZeroPoint("zero_point"));
                 return r.Checked(() => QuantizedLayer.LayerNorm(r.Path, new QuantizedLayerNorm(shape, weight, bias, t.Eps, scale, zp)), "weight");
             }),
-        // GroupNorm: as LayerNorm, its affine parameters being [C].
-        ["QuantizedGroupNorm"] = new(
-            l =>
-            {
-                var g = (QuantizedGroupNorm)l.Module!;
-                return [.. g.Weight is null ? [] : new (string, object?)[] { ("weight", g.Weight), ("bias", g.Bias) }, .. OutputQParams(l)];
-            },
-            r =>
-            {
-                var t = (QuantizedGroupNorm)r.Template.Module!;
-                var (weight, bias) = t.Weight is null ? (null, null) : (r.Float("weight", t.NumChannels), r.Float("bias", t.NumChannels));
-                var (scale, zp) = (r.Scale("scale"), r.ZeroPoint("zero_point"));
-                return r.Checked(() => QuantizedLayer.GroupNorm(r.Path, new QuantizedGroupNorm(t.NumGroups, t.NumChannels, weight, bias, t.Eps, scale, zp)), "weight");
-            }),
         // ELU keeps its qparams as plain attributes, as Hardswish does.
         ["QuantizedELU"] = new(_ => [], r => r.Template),
         // ReLU6 has no parameters at all.
         ["QuantizedReLU6"] = new(_ => [], r => r.Template),
     }.Concat(QuantizedConv.TypeNames.Select(t => KeyValuePair.Create(t, ConvFormat)))
      .Concat(QuantizedBatchNorm.TypeNames.Select(t => KeyValuePair.Create(t, BatchNormFormat)))
+     .Concat(new[] { "QuantizedGroupNorm", "QuantizedInstanceNorm1d", "QuantizedInstanceNorm2d", "QuantizedInstanceNorm3d" }.Select(t => KeyValuePair.Create(t, GroupNormFormat)))
      .ToImmutableDictionary(StringComparer.Ordinal);
 
     private static Format ConvFormat => new(
@@ -137,6 +124,22 @@ public static class QuantizedStateDict
                 new QuantizedBatchNorm(t.Rank, weight, bias, mean, var, t.Eps, scale, zp, t.FusedReLU, tracked)), "weight");
         },
         ("", 2));
+
+    /// <summary>A quantized GroupNorm or InstanceNorm: as LayerNorm, its weight and bias [C] where it has affine
+    /// parameters, then 0-d qparams.</summary>
+    private static Format GroupNormFormat => new(
+        l =>
+        {
+            var g = (QuantizedGroupNorm)l.Module!;
+            return [.. g.Weight is null ? [] : new (string, object?)[] { ("weight", g.Weight), ("bias", g.Bias) }, .. OutputQParams(l)];
+        },
+        r =>
+        {
+            var t = (QuantizedGroupNorm)r.Template.Module!;
+            var (weight, bias) = t.Weight is null ? (null, null) : (r.Float("weight", t.NumChannels), r.Float("bias", t.NumChannels));
+            var (scale, zp) = (r.Scale("scale"), r.ZeroPoint("zero_point"));
+            return r.Checked(() => QuantizedLayer.GroupNorm(r.Path, r.Template.TypeName, new QuantizedGroupNorm(t.NumGroups, t.NumChannels, weight, bias, t.Eps, scale, zp)), "weight");
+        });
 
     private static Format LinearFormat => new(
         l => [.. OutputQParams(l), ("_packed_params.dtype", new TorchDType("qint8")), ("_packed_params._packed_params", new object?[] { ToTorch(l.Weight!), l.Bias })],

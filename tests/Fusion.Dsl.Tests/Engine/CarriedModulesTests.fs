@@ -71,7 +71,7 @@ let tests =
             Expect.stringContains e.Message "normalized_shape [8]" "the mismatch is named"
             Expect.isFalse e.Unsupported "a wrong input, not an unsupported module"
         }
-        test "GroupNorm normalises each group of channels as LayerNorm normalises the group's elements, and refuses groups that do not divide the channels" {
+        test "GroupNorm normalises each group of channels as LayerNorm normalises the group's elements, and refuses groups that do not divide the channels; InstanceNorm is one group per channel, running statistics unsupported" {
             let x = wide 11 [| 2; 6; 3; 4 |]
             let gn = carried "GroupNorm" [ "num_groups", box 3L; "num_channels", box 6L; "eps", box 1e-5; "affine", box false ] [] [] false
             let grouped = NaiveReference.LayerNorm(Tensor.FromFloat32(ReadOnlySpan(x.ToArray()), 2, 3, 24), 1, null, null, 1e-5)
@@ -79,6 +79,12 @@ let tests =
             let bad = carried "GroupNorm" [ "num_groups", box 4L; "num_channels", box 6L; "eps", box 1e-5; "affine", box false ] [] [] false
             let e = Support.throwsOf<ForwardException> (fun () -> Forward.Run(bad, x) |> ignore)
             Expect.stringContains e.Message "num_groups (4) must divide the 6 channels" "the mismatch is named"
+            let inorm = carried "InstanceNorm2d" [ "num_features", box 6L; "eps", box 1e-5; "affine", box false; "track_running_stats", box false ] [] [] false
+            let perChannel = carried "GroupNorm" [ "num_groups", box 6L; "num_channels", box 6L; "eps", box 1e-5; "affine", box false ] [] [] false
+            close "InstanceNorm2d(6) is GroupNorm(6, 6)" (Forward.Run(inorm, x)) (Forward.Run(perChannel, x))
+            let tracked = carried "InstanceNorm2d" [ "num_features", box 6L; "eps", box 1e-5; "affine", box false; "track_running_stats", box true ] [] [] false
+            let e = Support.throwsOf<ForwardException> (fun () -> Forward.Run(tracked, x) |> ignore)
+            Expect.isTrue e.Unsupported "running statistics are not computed"
         }
         test "the Dropout variants are the identity in eval and refused as unsupported in training" {
             let x = wide 10 [| 2; 3; 4; 4 |]

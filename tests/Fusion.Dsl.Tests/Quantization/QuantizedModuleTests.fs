@@ -199,7 +199,7 @@ let tests =
             matchesPyTorch "quantized Conv1d, Conv3d, ConvReLU1d and ConvReLU3d" [ "conv1d"; "conv3d" ] 40
             matchesPyTorch "quantized BatchNorm2d, BatchNorm3d, BNReLU2d and BNReLU3d" [ "batch_norm" ] 12
             matchesPyTorch "quantized LayerNorm" [ "layer_norm" ] 8
-            matchesPyTorch "quantized GroupNorm" [ "group_norm" ] 7
+            matchesPyTorch "quantized GroupNorm and InstanceNorm1d/2d/3d" [ "group_norm" ] 11
             matchesPyTorch "quantized LeakyReLU and ELU, and sigmoid on a quantized tensor" [ "leaky_relu"; "elu"; "sigmoid" ] 18
             matchesPyTorch "QFunctional add and add_relu" [ "add"; "add_relu" ] 30
             matchesPyTorch "QFunctional mul and cat" [ "mul"; "cat" ] 30

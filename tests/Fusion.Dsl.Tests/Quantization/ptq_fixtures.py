@@ -241,7 +241,8 @@ class LayerNormNet(nn.Module):
 
 
 class GroupNormNet(nn.Module):
-    """GroupNorm after a convolution (3 groups of 2 channels) and, without affine, one channel per group."""
+    """GroupNorm after a convolution (3 groups of 2 channels) and, without affine, one channel per group; then an
+    affine InstanceNorm2d."""
 
     def __init__(self):
         super().__init__()
@@ -250,12 +251,13 @@ class GroupNormNet(nn.Module):
         self.gn = nn.GroupNorm(3, 6)
         self.conv2 = nn.Conv2d(6, 4, 3, stride=2, padding=1)
         self.gn2 = nn.GroupNorm(4, 4, affine=False)
+        self.inorm = nn.InstanceNorm2d(4, affine=True)
         self.fc = nn.Linear(4 * 4 * 4, 5)
         self.dequant = tq.DeQuantStub()
 
     def forward(self, x):
         x = self.quant(x)
-        x = self.gn2(self.conv2(self.gn(self.conv(x))))
+        x = self.inorm(self.gn2(self.conv2(self.gn(self.conv(x)))))
         return self.dequant(self.fc(torch.flatten(x, 1)))
 
 
@@ -348,7 +350,7 @@ def case(name, build, qconfig, shape, batches, fuse, seed, nudges=0, groups=None
         elif isinstance(m, (nnq.BatchNorm2d, nnq.BatchNorm3d)):
             m.register_forward_hook(hook(path))
             layers.append({"path": path, "type": "Quantized" + type(m).__name__, "scale": float(m.scale), "zero_point": int(m.zero_point)})
-        elif isinstance(m, (nnq.LeakyReLU, nnq.ELU, nnq.LayerNorm, nnq.GroupNorm)):
+        elif isinstance(m, (nnq.LeakyReLU, nnq.ELU, nnq.LayerNorm, nnq.GroupNorm, nnq.InstanceNorm1d, nnq.InstanceNorm2d, nnq.InstanceNorm3d)):
             m.register_forward_hook(hook(path))
             layers.append({"path": path, "type": "Quantized" + type(m).__name__, "scale": float(m.scale), "zero_point": int(m.zero_point)})
         elif isinstance(m, nnq.DeQuantize):

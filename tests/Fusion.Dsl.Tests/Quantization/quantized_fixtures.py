@@ -16,7 +16,8 @@ Case kinds:
   relu, max_pool2d, adaptive_avg_pool2d, flatten, mean, avg_pool2d, hardsigmoid, relu6, transpose, chunk - the quantized functional forms
   hardswish     - torch.ao.nn.quantized.Hardswish with output scale/zero point
   sigmoid       - torch.sigmoid on a quantized tensor (fixed output qparams)
-  group_norm    - torch.ao.nn.quantized.GroupNorm (args: num_groups, eps, weight and bias or None)
+  group_norm    - torch.ao.nn.quantized.GroupNorm and InstanceNorm1d/2d/3d (args: num_groups, C for an instance norm, eps,
+                  weight and bias or None)
   layer_norm    - torch.ao.nn.quantized.LayerNorm (args: normalized_shape, eps, weight and bias or None)
   leaky_relu, elu - torch.ao.nn.quantized.LeakyReLU (args.negative_slope) and ELU (args.alpha) with output scale/zero point
   batch_norm    - torch.ao.nn.quantized.BatchNorm2d/3d (args.relu: torch.nn.intrinsic.quantized.BNReLU2d/3d), its float
@@ -369,6 +370,17 @@ def group_norm_cases():
                           scale, zp, eps=eps, affine=affine)
         args = {"num_groups": groups, "eps": eps, "weight": None if weight is None else floats(weight), "bias": None if bias is None else floats(bias)}
         cases.append(module_case(f"group_norm/{i}", "group_norm", [x], m(x), args, scale=float(m.scale), zp=int(m.zero_point)))
+    # InstanceNorm1d/2d/3d: PyTorch's quantized instance norm is its group norm with one group per channel.
+    for i, (shape, affine) in enumerate([((2, 5, 17), True), ((2, 4, 6, 7), True), ((1, 3, 6, 6), False), ((2, 3, 3, 4, 5), True)]):
+        c, rank = shape[1], len(shape) - 2
+        x = qinput(shape)
+        weight = torch.from_numpy(rng.uniform(0.5, 1.5, size=c).astype(np.float32)) if affine else None
+        bias = torch.from_numpy(rng.normal(0.0, 0.3, size=c).astype(np.float32)) if affine else None
+        scale, zp = output_qparams(F.instance_norm(x.dequantize(), weight=weight, bias=bias))
+        m = getattr(nnq, f"InstanceNorm{rank}d")(c, None if weight is None else torch.nn.Parameter(weight),
+                                                 None if bias is None else torch.nn.Parameter(bias), scale, zp, affine=affine)
+        args = {"num_groups": c, "eps": m.eps, "weight": None if weight is None else floats(weight), "bias": None if bias is None else floats(bias)}
+        cases.append(module_case(f"instance_norm{rank}d/{i}", "group_norm", [x], m(x), args, scale=float(m.scale), zp=int(m.zero_point)))
     return cases
 
 
