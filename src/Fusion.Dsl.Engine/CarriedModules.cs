@@ -34,6 +34,13 @@ internal static class CarriedModules
         [("torch.nn", "Tanh")] = Unary("Tanh", (ev, _, x) => PointwiseKernels.Tanh(x, ev.Pass)),
         [("torch.nn", "GELU")] = Unary("GELU", (ev, m, x) => PointwiseKernels.Gelu(x, PointwiseKernels.GeluOf(Arg(m, "approximate", "none") as string), ev.Pass)),
         [("torch.nn", "Hardtanh")] = Unary("Hardtanh", (ev, m, x) => PointwiseKernels.Hardtanh(x, Number(m, "min_val"), Number(m, "max_val"), ev.Pass)),
+        [("torch.nn", "LeakyReLU")] = Unary("LeakyReLU", (ev, m, x) => PointwiseKernels.LeakyRelu(x, Number(m, "negative_slope"), ev.Pass)),
+        [("torch.nn", "ELU")] = Unary("ELU", (ev, m, x) => PointwiseKernels.Elu(x, Number(m, "alpha"), ev.Pass)),
+        [("torch.nn", "GroupNorm")] = Unary("GroupNorm", (ev, m, x) => NormKernels.GroupNorm(x, Int(m, "num_groups"),
+            m.State.TryGet("weight"), m.State.TryGet("bias"), Number(m, "eps"), ev.Pass)),
+        [("torch.nn", "InstanceNorm1d")] = Unary("InstanceNorm1d", (ev, m, x) => InstanceNorm(ev, m, x, 1)),
+        [("torch.nn", "InstanceNorm2d")] = Unary("InstanceNorm2d", (ev, m, x) => InstanceNorm(ev, m, x, 2)),
+        [("torch.nn", "InstanceNorm3d")] = Unary("InstanceNorm3d", (ev, m, x) => InstanceNorm(ev, m, x, 3)),
         [("torch.nn", "Softmax")] = Unary("Softmax", (ev, m, x) => ReduceKernels.Softmax(x, Arg(m, "dim", null) is long d ? d : null, ev.Pass)),
         [("torch.nn", "LayerNorm")] = Unary("LayerNorm", (ev, m, x) => NormKernels.LayerNorm(x, Ints(m, "normalized_shape"),
             m.State.TryGet("weight"), m.State.TryGet("bias"), Number(m, "eps"), ev.Pass)),
@@ -74,6 +81,17 @@ internal static class CarriedModules
         var p = Number(m, "p");
         if (!m.Training || p == 0) return x;
         throw new EngineInputException($"{m.TypeName}(p={p}) in training mode has a random result in PyTorch; put the model in eval mode to evaluate it", unsupported: true);
+    }
+
+    /// <summary>InstanceNorm1d/2d/3d on a batched input, with each instance's own statistics (one group per channel);
+    /// running statistics in eval mode and unbatched inputs are refused as unsupported.</summary>
+    private static Tensor InstanceNorm(Evaluator ev, OpaqueModule m, Tensor x, int rank)
+    {
+        if (Flag(m, "track_running_stats", false))
+            throw new EngineInputException($"{m.TypeName} with track_running_stats=True normalises by its running statistics in eval mode, which the engine does not compute", unsupported: true);
+        if (x.Rank != rank + 2)
+            throw new EngineInputException($"{m.TypeName} takes a batched input of rank {rank + 2}, got {Tensor.ShapeString(x.Shape)}", unsupported: x.Rank == rank + 1);
+        return NormKernels.GroupNorm(x, x.Shape[1], m.State.TryGet("weight"), m.State.TryGet("bias"), Number(m, "eps"), ev.Pass);
     }
 
     /// <summary>A recorded attribute, or <paramref name="fallback"/> when the exporter did not record it.</summary>

@@ -100,6 +100,13 @@ internal static unsafe class NormKernels
             if (t is not null && (t.DType != DType.Float32 || t.Count != row))
                 throw new EngineInputException($"layer_norm: {name} must be a float32 tensor of {row} elements (normalized_shape {Tensor.ShapeString(normalizedShape)}), got {t.DType} {Tensor.ShapeString(t.Shape)}");
         if (!(eps >= 0)) throw new EngineInputException($"layer_norm: eps must be a non-negative number, got {eps}");
+        return NormaliseRows(x, row, weight, bias, eps, pass, (_, i) => i);
+    }
+
+    /// <summary>Every row of <paramref name="row"/> consecutive elements normalised by its own moments, then scaled and
+    /// shifted by the weight and bias element <paramref name="affine"/> gives for (row, position).</summary>
+    private static Tensor NormaliseRows(Tensor x, int row, Tensor? weight, Tensor? bias, double eps, Pass pass, Func<int, int, int> affine)
+    {
         var src = x.RawFloat32;
         var rows = row == 0 ? 0 : src.Length / row;
         var output = pass.Output(src.Length);
@@ -108,15 +115,45 @@ internal static unsafe class NormKernels
         {
             var s = src.AsSpan(r * row, row);
             var d = output.AsSpan(r * row, row);
-            double sum = 0;
-            foreach (var v in s) sum += v;
-            var mean = sum / row;
-            double sq = 0;
-            foreach (var v in s) sq += (v - mean) * (v - mean);
-            var inv = 1 / Math.Sqrt(sq / row + eps);
+            var (mean, inv) = Moments(s, eps);
             for (var i = 0; i < row; i++)
-                d[i] = (float)((s[i] - mean) * inv * (w is null ? 1.0 : w[i]) + (b is null ? 0.0 : b[i]));
+            {
+                var c = affine(r, i);
+                d[i] = (float)((s[i] - mean) * inv * (w is null ? 1.0 : w[c]) + (b is null ? 0.0 : b[c]));
+            }
         });
         return Tensor.Adopt(output, x.Shape.ToArray());
+    }
+
+    /// <summary>The mean of <paramref name="s"/> and 1 / sqrt(biased variance + eps), in float64 (two passes, so that
+    /// the variance does not cancel).</summary>
+    private static (double Mean, double Inverse) Moments(ReadOnlySpan<float> s, double eps)
+    {
+        double sum = 0;
+        foreach (var v in s) sum += v;
+        var mean = sum / s.Length;
+        double sq = 0;
+        foreach (var v in s) sq += (v - mean) * (v - mean);
+        return (mean, 1 / Math.Sqrt(sq / s.Length + eps));
+    }
+
+    /// <summary><c>group_norm</c> over an input [N, C, *] (and <c>instance_norm</c> with instance statistics, which is
+    /// one group per channel): each of the <paramref name="groups"/> groups of C / groups channels is normalised by its
+    /// own mean and biased variance (in float64), then scaled by the per-channel weight and shifted by the bias.</summary>
+    /// <exception cref="EngineInputException">Groups that do not divide the channels, parameters of another length, a negative eps.</exception>
+    public static Tensor GroupNorm(Tensor x, int groups, Tensor? weight, Tensor? bias, double eps, Pass pass)
+    {
+        if (x.Rank < 2) throw new EngineInputException($"group_norm: the input must be [N, C, *], got {Tensor.ShapeString(x.Shape)}");
+        var channels = x.Shape[1];
+        if (groups < 1 || channels % groups != 0)
+            throw new EngineInputException($"group_norm: num_groups ({groups}) must divide the {channels} channels");
+        foreach (var (t, name) in new[] { (weight, "weight"), (bias, "bias") })
+            if (t is not null && (t.DType != DType.Float32 || t.Count != channels))
+                throw new EngineInputException($"group_norm: {name} must be a float32 tensor of {channels} elements, got {t.DType} {Tensor.ShapeString(t.Shape)}");
+        if (!(eps >= 0)) throw new EngineInputException($"group_norm: eps must be a non-negative number, got {eps}");
+        var plane = channels == 0 || x.Shape[0] == 0 ? 0 : x.Count / (x.Shape[0] * channels);
+        var perGroup = channels / groups;
+        // Row r is group r % groups of its image; element i of it lies in the group's channel i / plane.
+        return NormaliseRows(x, perGroup * plane, weight, bias, eps, pass, (r, i) => r % groups * perGroup + i / plane);
     }
 }

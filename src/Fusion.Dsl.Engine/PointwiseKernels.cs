@@ -4,7 +4,7 @@ namespace Fusion.Dsl.Engine;
 
 /// <summary>
 /// Element-wise functions that are not a fused group's epilogue (<see cref="Act"/> covers those and the sigmoid):
-/// GELU in both of PyTorch's forms and <c>hardtanh</c>'s clamp to any range.
+/// GELU in both of PyTorch's forms, <c>hardtanh</c>'s clamp to any range, <c>leaky_relu</c> and <c>elu</c>.
 /// </summary>
 internal static class PointwiseKernels
 {
@@ -42,6 +42,20 @@ internal static class PointwiseKernels
         if (min > max) throw new EngineInputException($"hardtanh: min_val ({min}) must not exceed max_val ({max})");
         float lo = (float)min, hi = (float)max;
         return Map(x, pass, v => float.IsNaN(v) ? v : Math.Clamp(v, lo, hi));
+    }
+
+    /// <summary><c>leaky_relu(x, negative_slope)</c>: x where x &gt; 0, else x·slope (the slope in float32, as PyTorch's kernel takes it).</summary>
+    public static Tensor LeakyRelu(Tensor x, double negativeSlope, Pass pass)
+    {
+        var slope = (float)negativeSlope;
+        return Map(x, pass, v => v > 0 ? v : v * slope);
+    }
+
+    /// <summary><c>elu(x, alpha)</c>: x where x &gt; 0, else (exp(x) − 1)·alpha, in float32.</summary>
+    public static Tensor Elu(Tensor x, double alpha, Pass pass)
+    {
+        var a = (float)alpha;
+        return Map(x, pass, v => v > 0 ? v : (MathF.Exp(v) - 1f) * a);
     }
 
     private static float GeluErf(float v)

@@ -64,10 +64,10 @@ internal static class RunCommand
         try { observed = EagerQuantization.Prepare(src.Model, QConfigMapping.ForAll(QConfig.GetDefault("x86"))); }
         catch (ArgumentException e) { throw new ModelFormatException(src.Label, null, $"cannot be converted as PyTorch's eager flow would: {e.Message}", e); }
         var template = EagerQuantization.Convert(observed, observed.InitialState);
-        // PyTorch 1.13 keeps a quantized Hardswish's scale and zero point outside the state_dict: this template, never
-        // calibrated, has none to give it.
-        if (template.Layers.Values.FirstOrDefault(l => l.TypeName == "QuantizedHardswish") is { } h)
-            throw new ModelFormatException(file, null, $"cannot restore the quantized Hardswish at '{h.Path}': PyTorch 1.13 keeps its scale and zero point outside its state_dict; quantize the float model here (fusion quantize) instead");
+        // PyTorch 1.13 keeps a quantized Hardswish's or ELU's scale and zero point outside the state_dict: this template,
+        // never calibrated, has none to give it.
+        if (template.Layers.Values.FirstOrDefault(l => QuantizedStateDict.QParamsOutsideStateDict.Contains(l.TypeName)) is { } h)
+            throw new ModelFormatException(file, null, $"cannot restore the quantized {h.TypeName["Quantized".Length..]} at '{h.Path}': PyTorch 1.13 keeps its scale and zero point outside its state_dict; quantize the float model here (fusion quantize) instead");
         return QuantizedStateDict.Load(template, file);
     }
 

@@ -13,11 +13,15 @@ namespace Fusion.Dsl.Quantization;
 /// every step returns a new value. Which modules are observed and swapped follows PyTorch's eager rules: leaf modules of
 /// the default qconfig propagation list with a qconfig (not <c>DeQuantStub</c>), fused modules as one unit,
 /// <c>FloatFunctional</c>s through their <c>activation_post_process</c>, <c>Dropout</c> skipped. The quantized modules
-/// this project has are <c>Quantize</c>, <c>DeQuantize</c>, <c>Conv2d</c>, <c>ConvReLU2d</c>, <c>Linear</c>,
-/// <c>LinearReLU</c>, <c>Hardswish</c>, <c>ReLU6</c> and <c>QFunctional</c>; <c>ReLU</c>, <c>Hardsigmoid</c>, <c>MaxPool2d</c>,
-/// <c>AvgPool2d</c>, <c>AdaptiveAvgPool2d</c>, <c>Flatten</c>, <c>Identity</c> and <c>Dropout</c> run on quantized
-/// tensors as PyTorch's float modules do. A module PyTorch would
-/// quantize that has no quantized form here is refused at <see cref="Prepare"/>, naming its path.
+/// this project has are <c>Quantize</c>, <c>DeQuantize</c>; <c>Conv1d</c>, <c>Conv2d</c>, <c>Conv3d</c>, <c>ConvReLU1d</c>,
+/// <c>ConvReLU2d</c>, <c>ConvReLU3d</c> (zero padding); <c>BatchNorm2d</c>, <c>BatchNorm3d</c>, <c>BNReLU2d</c>,
+/// <c>BNReLU3d</c> (affine, with running statistics); <c>LayerNorm</c>, <c>GroupNorm</c>,
+/// <c>InstanceNorm1d</c>/<c>2d</c>/<c>3d</c>; <c>Linear</c>, <c>LinearReLU</c>; <c>LeakyReLU</c>, <c>ELU</c>,
+/// <c>Hardswish</c>, <c>ReLU6</c>; and <c>QFunctional</c>. <c>ReLU</c>, <c>Hardsigmoid</c>, <c>Sigmoid</c>,
+/// <c>MaxPool2d</c>, <c>AvgPool2d</c>, <c>AdaptiveAvgPool2d</c>, <c>Flatten</c>, <c>Identity</c> and <c>Dropout</c> run
+/// on quantized tensors as PyTorch's float modules do. A module PyTorch would quantize that has no quantized form here
+/// (ConvTranspose, PReLU, Embedding, the recurrent cells) is refused at
+/// <see cref="Prepare"/>, naming its path.
 /// </summary>
 public static class EagerQuantization
 {
@@ -143,11 +147,17 @@ public static class EagerQuantization
         ObservedKind? kind = m switch
         {
             UserModule { TypeName: "QuantStub" } => ObservedKind.QuantStub,
-            Conv { Rank: 2, Transposed: false } c when ConvSupported(c) => ObservedKind.Conv2d,
+            Conv { Transposed: false } c when ConvSupported(c) => ObservedKind.Conv,
             Linear => ObservedKind.Linear,
-            FusedModule { TypeName: "ConvReLU2d" } f when f.Children[0].Module is Conv c && ConvSupported(c) => ObservedKind.Conv2d,
+            FusedModule { TypeName: "ConvReLU1d" or "ConvReLU2d" or "ConvReLU3d" } f when f.Children[0].Module is Conv c && ConvSupported(c) => ObservedKind.Conv,
             FusedModule { TypeName: "LinearReLU" } => ObservedKind.Linear,
+            BatchNorm { Rank: 2 or 3 } b when BatchNormSupported(b) => ObservedKind.BatchNorm,
+            FusedModule { TypeName: "BNReLU2d" or "BNReLU3d" } f when BatchNormSupported((BatchNorm)f.Children[0].Module) => ObservedKind.BatchNorm,
             Activation { Kind: ActivationKind.Hardswish } => ObservedKind.Hardswish,
+            OpaqueModule { Namespace: "torch.nn", TypeName: "LeakyReLU" } => ObservedKind.LeakyReLU,
+            OpaqueModule { Namespace: "torch.nn", TypeName: "ELU" } => ObservedKind.ELU,
+            OpaqueModule { Namespace: "torch.nn", TypeName: "LayerNorm" } => ObservedKind.LayerNorm,
+            OpaqueModule { Namespace: "torch.nn", TypeName: "GroupNorm" or "InstanceNorm1d" or "InstanceNorm2d" or "InstanceNorm3d" } => ObservedKind.GroupNorm,
             Activation { Kind: ActivationKind.ReLU6 } => ObservedKind.ReLU6,
             _ => null,
         };
@@ -156,7 +166,8 @@ public static class EagerQuantization
         {
             FusedModule { TypeName: var t } when t.StartsWith("ConvBn", StringComparison.Ordinal) || t.StartsWith("LinearBn", StringComparison.Ordinal)
                 => "; fuse in eval mode (Fuser.FuseModules on model.Eval()), which folds the BatchNorm into the convolution",
-            BatchNorm => "; fuse it into the convolution before it (Fuser.FuseModules in eval mode)",
+            BatchNorm or FusedModule { TypeName: "BNReLU2d" or "BNReLU3d" }
+                => " without affine weights and running statistics (PyTorch's quantized batch norm reads both)",
             Conv c when c.PaddingMode != PaddingMode.Zeros || c.Padding.Kind != PaddingKind.Explicit
                 => $" with padding {c.Padding.Kind} and padding_mode {c.PaddingMode} (only explicit zero padding is)",
             _ => "",
@@ -165,6 +176,8 @@ public static class EagerQuantization
     }
 
     internal static bool ConvSupported(Conv c) => c.PaddingMode == PaddingMode.Zeros && c.Padding.Kind == PaddingKind.Explicit;
+
+    private static bool BatchNormSupported(BatchNorm b) => b.Weight is not null && b.Bias is not null && b.RunningMean is not null && b.RunningVar is not null;
 
     /// <summary>Whether PyTorch's <c>get_default_qconfig_propagation_list()</c> holds the module's type (the static, QAT
     /// and dynamic mappings' float types and <c>Sequential</c>).</summary>
@@ -276,8 +289,12 @@ public static class EagerQuantization
             var m = ModulePath.Get(observed.Model, p.Path);
             layers[p.Path] = WeightlessLayer(p, scale, zp, ObserverFacts.DType(observer)) ?? p.Kind switch
             {
-                ObservedKind.Conv2d => ConvLayer(p, m, scale, zp),
+                ObservedKind.Conv => ConvLayer(p, m, scale, zp),
                 ObservedKind.Linear => LinearLayer(p, m, scale, zp),
+                ObservedKind.BatchNorm => BatchNormLayer(p.Path, m, scale, zp),
+                ObservedKind.LeakyReLU or ObservedKind.ELU => ActivationLayer(p.Path, m, scale, zp),
+                ObservedKind.LayerNorm => LayerNormLayer(p.Path, m, scale, zp),
+                ObservedKind.GroupNorm => GroupNormLayer(p.Path, m, scale, zp),
                 _ => throw new InvalidOperationException($"unknown observation kind {p.Kind}"),
             };
         }
@@ -315,14 +332,58 @@ public static class EagerQuantization
     private static QuantizedLayer ConvLayer(ObservationPoint p, Module m, double scale, long zp)
         => ConvLayer(p.Path, m, QuantizeWeight(p, (m is FusedModule f ? (Conv)f.Children[0].Module : (Conv)m).Weight), scale, zp);
 
-    /// <summary>The quantized Conv2d or ConvReLU2d of float module <paramref name="m"/> with a quantized weight.</summary>
+    /// <summary>The quantized Conv1d/2d/3d or ConvReLU1d/2d/3d of float module <paramref name="m"/> with a quantized weight.</summary>
     internal static QuantizedLayer ConvLayer(string path, Module m, QuantizedTensor weight, double scale, long zp)
     {
         var (conv, relu) = m is FusedModule f ? ((Conv)f.Children[0].Module, true) : ((Conv)m, false);
-        var pad = conv.Padding.Amounts;
-        var layer = new QuantizedConv2d(weight, conv.Bias, scale, zp, (conv.Stride[0], conv.Stride[1]), (pad[0], pad[1]),
-            (conv.Dilation[0], conv.Dilation[1]), conv.Groups, relu);
-        return QuantizedLayer.Conv(path, relu ? "QuantizedConvReLU2d" : "QuantizedConv2d", layer);
+        var layer = new QuantizedConv(weight, conv.Bias, scale, zp, [.. conv.Stride],
+            conv.Padding.Resolve(conv.KernelSize.AsSpan(), conv.Dilation.AsSpan()).Left, [.. conv.Dilation], conv.Groups, relu);
+        return QuantizedLayer.Conv(path, layer);
+    }
+
+    /// <summary>The quantized BatchNorm2d/3d or BNReLU2d/3d of float module <paramref name="m"/>: its parameters and
+    /// running statistics as they are (PyTorch's <c>from_float</c> copies them), the observed output qparams.</summary>
+    internal static QuantizedLayer BatchNormLayer(string path, Module m, double scale, long zp)
+    {
+        var (bn, relu) = m is FusedModule f ? ((BatchNorm)f.Children[0].Module, true) : ((BatchNorm)m, false);
+        var tracked = bn.NumBatchesTracked is { Count: 1 } n ? n.Int64[0] : 0;
+        return QuantizedLayer.BatchNorm(path, new QuantizedBatchNorm(bn.Rank, bn.Weight!, bn.Bias!, bn.RunningMean!, bn.RunningVar!, bn.Eps, scale, zp, relu, tracked));
+    }
+
+    /// <summary>The quantized LeakyReLU or ELU of float module <paramref name="m"/>, with its recorded slope or alpha
+    /// (PyTorch's defaults when the exporter recorded none).</summary>
+    internal static QuantizedLayer ActivationLayer(string path, Module m, double scale, long zp)
+    {
+        var o = (OpaqueModule)m;
+        double Number(string name, double fallback) => o.Argument(name, fallback) is null ? fallback : o.NumberArgument(name);
+        return o.TypeName switch
+        {
+            "LeakyReLU" => QuantizedLayer.LeakyReLU(path, new QuantizedLeakyReLU(scale, zp, Number("negative_slope", 0.01))),
+            "ELU" => QuantizedLayer.ELU(path, new QuantizedELU(scale, zp, Number("alpha", 1.0))),
+            _ => throw new ArgumentException($"'{path}' ({o.TypeName}) is not a LeakyReLU or an ELU"),
+        };
+    }
+
+    /// <summary>The quantized LayerNorm of float module <paramref name="m"/>: its normalized_shape, eps, weight and bias
+    /// as they are (PyTorch's <c>from_float</c> copies them), the observed output qparams.</summary>
+    internal static QuantizedLayer LayerNormLayer(string path, Module m, double scale, long zp)
+    {
+        var o = (OpaqueModule)m;
+        double eps = o.Argument("eps", null) is null ? 1e-5 : o.NumberArgument("eps");
+        return QuantizedLayer.LayerNorm(path, new QuantizedLayerNorm(o.SizesArgument("normalized_shape"), o.State.TryGet("weight"), o.State.TryGet("bias"), eps, scale, zp));
+    }
+
+    /// <summary>The quantized GroupNorm or InstanceNorm1d/2d/3d of float module <paramref name="m"/>: its groups (one per
+    /// channel for an instance norm), eps, weight and bias as they are, the observed output qparams.</summary>
+    internal static QuantizedLayer GroupNormLayer(string path, Module m, double scale, long zp)
+    {
+        var o = (OpaqueModule)m;
+        double eps = o.Argument("eps", null) is null ? 1e-5 : o.NumberArgument("eps");
+        // PyTorch's quantized instance norm is its quantized group norm with one group per channel.
+        var (groups, channels) = o.TypeName == "GroupNorm"
+            ? (o.CountArgument("num_groups"), o.CountArgument("num_channels"))
+            : (o.CountArgument("num_features"), o.CountArgument("num_features"));
+        return QuantizedLayer.GroupNorm(path, "Quantized" + o.TypeName, new QuantizedGroupNorm(groups, channels, o.State.TryGet("weight"), o.State.TryGet("bias"), eps, scale, zp));
     }
 
     private static QuantizedLayer LinearLayer(ObservationPoint p, Module m, double scale, long zp)

@@ -8,12 +8,25 @@ public enum ObservedKind
 {
     /// <summary>A <c>QuantStub</c>: its output (its input) sets the scale of <c>nnq.Quantize</c>.</summary>
     QuantStub,
-    /// <summary>A <c>Conv2d</c> or <c>ConvReLU2d</c>: becomes <c>nnq.Conv2d</c> / <c>nniq.ConvReLU2d</c>.</summary>
-    Conv2d,
+    /// <summary>A <c>Conv1d</c>/<c>2d</c>/<c>3d</c> or <c>ConvReLU1d</c>/<c>2d</c>/<c>3d</c>: becomes <c>nnq.Conv1d</c>/<c>2d</c>/<c>3d</c>
+    /// or <c>nniq.ConvReLU1d</c>/<c>2d</c>/<c>3d</c>.</summary>
+    Conv,
     /// <summary>A <c>Linear</c> or <c>LinearReLU</c>: becomes <c>nnq.Linear</c> / <c>nniq.LinearReLU</c>.</summary>
     Linear,
     /// <summary>A <c>FloatFunctional</c>: its <c>activation_post_process</c> slot is observed; becomes <c>nnq.QFunctional</c>.</summary>
     FloatFunctional,
+    /// <summary>A <c>BatchNorm2d</c>/<c>3d</c> or <c>BNReLU2d</c>/<c>3d</c>: becomes <c>nnq.BatchNorm2d</c>/<c>3d</c> or
+    /// <c>nniq.BNReLU2d</c>/<c>3d</c>.</summary>
+    BatchNorm,
+    /// <summary>A <c>LayerNorm</c>: becomes <c>nnq.LayerNorm</c> with the observed output qparams.</summary>
+    LayerNorm,
+    /// <summary>A <c>GroupNorm</c> or <c>InstanceNorm1d</c>/<c>2d</c>/<c>3d</c>: becomes <c>nnq.GroupNorm</c> or
+    /// <c>nnq.InstanceNorm1d</c>/<c>2d</c>/<c>3d</c> with the observed output qparams.</summary>
+    GroupNorm,
+    /// <summary>A <c>LeakyReLU</c>: becomes <c>nnq.LeakyReLU</c> with the observed output qparams.</summary>
+    LeakyReLU,
+    /// <summary>An <c>ELU</c>: becomes <c>nnq.ELU</c> with the observed output qparams.</summary>
+    ELU,
     /// <summary>A <c>Hardswish</c>: becomes <c>nnq.Hardswish</c> with the observed output qparams.</summary>
     Hardswish,
     /// <summary>A <c>ReLU6</c>: observed as PyTorch observes it, becomes <c>nnq.ReLU6</c>, which keeps its input's qparams.</summary>

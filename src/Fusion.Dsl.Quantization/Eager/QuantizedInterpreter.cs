@@ -71,6 +71,7 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
                 Activation { Kind: ActivationKind.ReLU } => KeepLayout(q, new QuantizedReLU().Forward(q)),
                 Activation { Kind: ActivationKind.ReLU6 } => KeepLayout(q, new QuantizedReLU6().Forward(q)),
                 Activation { Kind: ActivationKind.Hardsigmoid } => KeepLayout(q, new QuantizedHardsigmoid().Forward(q)),
+                OpaqueModule { Namespace: "torch.nn", TypeName: "Sigmoid" } => KeepLayout(q, new QuantizedSigmoid().Forward(q)),
                 Identity => q,
                 Dropout d when !d.Training => q,
                 Flatten f => new QuantizedFlatten(f.StartDim, f.EndDim).Forward(q),
@@ -111,9 +112,16 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
         {
             return Record(path, layer.Module switch
             {
-                QuantizedConv2d c => Layout(c.Forward(q, Cores), channelsLast: true),
+                QuantizedConv c => Layout(c.Forward(q, Cores), channelsLast: true),
+                // PyTorch's quantized batch norm writes channels-last output, as its convolutions do.
+                QuantizedBatchNorm b => Layout(b.Forward(q), channelsLast: true),
                 QuantizedLinear l => l.Forward(q, Cores),
-                QuantizedHardswish h => KeepLayout(q, h.Forward(q)),
+                QuantizedLayerNorm n => n.Forward(q),
+                QuantizedGroupNorm g => g.Forward(q),
+                // PyTorch allocates ELU's output contiguous, whatever its input's layout (measured on 1.13); Hardswish
+                // and LeakyReLU keep their input's.
+                QuantizedELU e => e.Forward(q),
+                QuantizedActivation a => KeepLayout(q, a.Forward(q)),
                 QuantizedReLU6 r => KeepLayout(q, r.Forward(q)),
                 _ => throw new InvalidOperationException($"unknown quantized layer {layer.TypeName}"),
             });
@@ -134,7 +142,7 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
     /// <c>ff.activation_post_process</c> computes the whole operation; the nodes it absorbs compute nothing.</summary>
     /// <summary><paramref name="Deferred"/>: the convolutions whose only use is an operand of a converted add or
     /// add_relu (and the Identity modules between them, which pass the deferred convolution on); a forward that records
-    /// no layer outputs runs each inside its add (<see cref="QuantizedConv2d.ForwardAdd"/>).</summary>
+    /// no layer outputs runs each inside its add (<see cref="QuantizedConv.ForwardAdd"/>).</summary>
     private sealed record FunctionalCalls(Dictionary<string, (string Op, string FloatFunctional, GraphNode Call)> Calls, HashSet<string> Absorbed,
         HashSet<string> Deferred);
 
@@ -190,7 +198,7 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
                     n = byName.GetValueOrDefault(inner.Node);
                 }
                 if (n is { Op: NodeOp.CallModule, Target: { } ct } && users.GetValueOrDefault(n.Name) == 1
-                    && layers.TryGetValue(ModulePath.Join(path, ct), out var l) && l.Module is QuantizedConv2d)
+                    && layers.TryGetValue(ModulePath.Join(path, ct), out var l) && l.Module is QuantizedConv)
                 {
                     deferred.Add(n.Name);
                     deferred.UnionWith(through);
@@ -283,12 +291,12 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
     }
 
     /// <summary>An add whose operand is a deferred convolution, run as one pass when the pair fits
-    /// (<see cref="QuantizedConv2d.ForwardAdd"/>), channels-last when the add's first operand is (a convolution's
+    /// (<see cref="QuantizedConv.ForwardAdd"/>), channels-last when the add's first operand is (a convolution's
     /// output is); null otherwise.</summary>
     private QuantizedTensor? FusedAdd(QFunctional f, bool relu, object? input, object? other)
     {
         var (deferred, rest, first) = input is DeferredConv d1 ? (d1, other, true) : other is DeferredConv d2 ? (d2, input, false) : (null, null, false);
-        if (deferred is null || rest is not QuantizedTensor residual || deferred.Input is not QuantizedTensor x || deferred.Layer.Module is not QuantizedConv2d conv)
+        if (deferred is null || rest is not QuantizedTensor residual || deferred.Input is not QuantizedTensor x || deferred.Layer.Module is not QuantizedConv conv)
             return null;
         try { return conv.ForwardAdd(x, residual, f, relu, Cores) is { } y ? Layout(y, first || IsChannelsLast(rest)) : null; }
         catch (ArgumentException e) { throw Refuse(deferred.Path, deferred.Module, e.Message); }
@@ -337,6 +345,7 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
         ["relu"] = (it, a) => it.KeepLayout(Self(a), new QuantizedReLU().Forward(Self(a))),
         ["relu6"] = (it, a) => it.KeepLayout(Self(a), new QuantizedReLU6().Forward(Self(a))),
         ["hardsigmoid"] = (it, a) => it.KeepLayout(Self(a), new QuantizedHardsigmoid().Forward(Self(a))),
+        ["sigmoid"] = (it, a) => it.KeepLayout(Self(a), new QuantizedSigmoid().Forward(Self(a))),
         ["flatten"] = (_, a) => new QuantizedFlatten((int)a.Long("start_dim"), (int)a.Long("end_dim")).Forward(Self(a)),
         ["contiguous"] = (_, a) => Self(a),
         ["reshape"] = (_, a) => Self(a).Reshape(Tensor.ResolveShape(a.IntList("shape"), Self(a).Count)),

@@ -105,8 +105,13 @@ public static class QuantizedModelFile
                     "DeQuantize" => QuantizedLayer.DeQuantize(layerPath),
                     "QFunctional" => QuantizedLayer.Functional(layerPath, new QFunctional(Scale(), Zp())),
                     "QuantizedReLU6" => QuantizedLayer.ReLU6(layerPath),
+                    "QuantizedLayerNorm" => EagerQuantization.LayerNormLayer(layerPath, m, Scale(), Zp()),
+                    "QuantizedGroupNorm" or "QuantizedInstanceNorm1d" or "QuantizedInstanceNorm2d" or "QuantizedInstanceNorm3d"
+                        => EagerQuantization.GroupNormLayer(layerPath, m, Scale(), Zp()),
+                    "QuantizedLeakyReLU" or "QuantizedELU" => EagerQuantization.ActivationLayer(layerPath, m, Scale(), Zp()),
                     "QuantizedHardswish" => QuantizedLayer.Hardswish(layerPath, new QuantizedHardswish(Scale(), Zp())),
-                    "QuantizedConv2d" or "QuantizedConvReLU2d" => EagerQuantization.ConvLayer(layerPath, m, Weight(l, FloatWeight(m)), Scale(), Zp()),
+                    var t when QuantizedBatchNorm.TypeNames.Contains(t!) => EagerQuantization.BatchNormLayer(layerPath, m, Scale(), Zp()),
+                    var t when QuantizedConv.TypeNames.Contains(t!) => EagerQuantization.ConvLayer(layerPath, m, Weight(l, FloatWeight(m)), Scale(), Zp()),
                     "QuantizedLinear" or "QuantizedLinearReLU" => EagerQuantization.LinearLayer(layerPath, m, Weight(l, FloatWeight(m)), Scale(), Zp()),
                     _ => throw new ArgumentException($"unknown quantized layer type '{type}'"),
                 };

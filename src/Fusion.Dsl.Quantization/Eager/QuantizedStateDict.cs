@@ -13,11 +13,15 @@ namespace Fusion.Dsl.Quantization;
 /// <para>
 /// The keys of each quantized layer type (one entry of <see cref="Formats"/>, as its PyTorch module's
 /// <c>_save_to_state_dict</c> writes them): <c>Quantize</c> — <c>scale</c> [1] float32 and <c>zero_point</c> [1] int64
-/// buffers; quantized <c>Conv2d</c>/<c>ConvReLU2d</c> — <c>weight</c> (qint8, per tensor or per channel), <c>bias</c>
+/// buffers; quantized <c>Conv1d</c>/<c>2d</c>/<c>3d</c> and <c>ConvReLU1d</c>/<c>2d</c>/<c>3d</c> — <c>weight</c> (qint8, per tensor or per channel), <c>bias</c>
 /// (float32 or None), <c>scale</c> and <c>zero_point</c> (0-d float32 and int64); quantized <c>Linear</c>/<c>LinearReLU</c>
 /// — <c>scale</c>, <c>zero_point</c>, <c>_packed_params.dtype</c> (<c>torch.qint8</c>) and
 /// <c>_packed_params._packed_params</c>, the tuple (weight, bias), with <c>_metadata</c> version 3 for the module and its
-/// packed params (older versions name other keys); <c>QFunctional</c> — <c>scale</c> and <c>zero_point</c> (its
+/// packed params (older versions name other keys); quantized <c>BatchNorm2d</c>/<c>3d</c> and <c>BNReLU2d</c>/<c>3d</c> —
+/// <c>weight</c>, <c>bias</c>, <c>running_mean</c>, <c>running_var</c> (float32), <c>num_batches_tracked</c> (0-d int64),
+/// <c>scale</c> and <c>zero_point</c> ([1] float32 and int64), version 2; quantized <c>LayerNorm</c> — <c>weight</c> and
+/// <c>bias</c> where it has elementwise affine, <c>scale</c> and <c>zero_point</c> (0-d); quantized <c>GroupNorm</c> —
+/// and <c>InstanceNorm1d</c>/<c>2d</c>/<c>3d</c> — likewise, their <c>weight</c> and <c>bias</c> [C]; <c>QFunctional</c> — <c>scale</c> and <c>zero_point</c> (its
 /// <c>activation_post_process</c> is an Identity without state); <c>DeQuantize</c> — nothing. Modules kept float
 /// (a None qconfig) contribute their float state under their own keys, as in PyTorch.
 /// </para>
@@ -37,37 +41,104 @@ public static class QuantizedStateDict
         Func<LayerReader, QuantizedLayer> Load,
         params (string Module, long Version)[] Versions);
 
+    /// <summary>The quantized layer types whose output scale and zero point PyTorch 1.13 keeps as plain attributes,
+    /// outside the state_dict (<c>Hardswish</c>, <c>ELU</c>): <see cref="Load"/> leaves the template's, so only a template
+    /// converted from the same calibration can stand in for them.</summary>
+    public static IReadOnlySet<string> QParamsOutsideStateDict { get; } = new HashSet<string>(StringComparer.Ordinal) { "QuantizedHardswish", "QuantizedELU" };
+
     /// <summary>Every quantized layer type by <see cref="QuantizedLayer.TypeName"/>: adding one is adding an entry.</summary>
     private static readonly ImmutableDictionary<string, Format> Formats = new Dictionary<string, Format>
     {
         ["Quantize"] = new(
-            l => [("scale", Tensor.FromFloat32([(float)l.Scale!.Value], 1)), ("zero_point", Tensor.FromInt64([l.ZeroPoint!.Value], 1))],
+            l => OneElementQParams(l),
             r => r.Checked(() => QuantizedLayer.Quantize(r.Path, r.Scale("scale", 1), r.ZeroPoint("zero_point", 1), r.Template.DType!.Value), "scale")),
         ["DeQuantize"] = new(_ => [], r => r.Template),
         ["QFunctional"] = new(
             l => OutputQParams(l),
             r => r.Checked(() => QuantizedLayer.Functional(r.Path, new QFunctional(r.Scale("scale"), r.ZeroPoint("zero_point"))), "scale")),
-        ["QuantizedConv2d"] = ConvFormat,
-        ["QuantizedConvReLU2d"] = ConvFormat,
         ["QuantizedLinear"] = LinearFormat,
         ["QuantizedLinearReLU"] = LinearFormat,
         // PyTorch 1.13's quantized Hardswish keeps its output scale and zero point as plain attributes, not buffers:
         // its state_dict holds nothing of them, and load_state_dict leaves the module's own, as Load leaves the
         // template's (a template that was never calibrated cannot stand in for them: fusion run refuses that case).
         ["QuantizedHardswish"] = new(_ => [], r => r.Template),
+        // LeakyReLU keeps them as 0-d buffers; its slope is an attribute, the template's.
+        ["QuantizedLeakyReLU"] = new(
+            l => OutputQParams(l),
+            r => r.Checked(() => QuantizedLayer.LeakyReLU(r.Path,
+                new QuantizedLeakyReLU(r.Scale("scale"), r.ZeroPoint("zero_point"), ((QuantizedLeakyReLU)r.Template.Module!).NegativeSlope)), "scale")),
+        // LayerNorm: its weight and bias when it has elementwise affine (no key otherwise), then 0-d qparams.
+        ["QuantizedLayerNorm"] = new(
+            l =>
+            {
+                var n = (QuantizedLayerNorm)l.Module!;
+                return [.. n.Weight is null ? [] : new (string, object?)[] { ("weight", n.Weight), ("bias", n.Bias) }, .. OutputQParams(l)];
+            },
+            r =>
+            {
+                var t = (QuantizedLayerNorm)r.Template.Module!;
+                int[] shape = [.. t.NormalizedShape];
+                var (weight, bias) = t.Weight is null ? (null, null) : (r.Float("weight", shape), r.Float("bias", shape));
+                var (scale, zp) = (r.Scale("scale"), r.ZeroPoint("zero_point"));
+                return r.Checked(() => QuantizedLayer.LayerNorm(r.Path, new QuantizedLayerNorm(shape, weight, bias, t.Eps, scale, zp)), "weight");
+            }),
+        // ELU keeps its qparams as plain attributes, as Hardswish does.
+        ["QuantizedELU"] = new(_ => [], r => r.Template),
         // ReLU6 has no parameters at all.
         ["QuantizedReLU6"] = new(_ => [], r => r.Template),
-    }.ToImmutableDictionary(StringComparer.Ordinal);
+    }.Concat(QuantizedConv.TypeNames.Select(t => KeyValuePair.Create(t, ConvFormat)))
+     .Concat(QuantizedBatchNorm.TypeNames.Select(t => KeyValuePair.Create(t, BatchNormFormat)))
+     .Concat(new[] { "QuantizedGroupNorm", "QuantizedInstanceNorm1d", "QuantizedInstanceNorm2d", "QuantizedInstanceNorm3d" }.Select(t => KeyValuePair.Create(t, GroupNormFormat)))
+     .ToImmutableDictionary(StringComparer.Ordinal);
 
     private static Format ConvFormat => new(
         l => [("weight", ToTorch(l.Weight!)), ("bias", l.Bias), .. OutputQParams(l)],
         r =>
         {
-            var t = (QuantizedConv2d)r.Template.Module!;
+            var t = (QuantizedConv)r.Template.Module!;
             var (weight, bias) = (r.Weight("weight", t.Weight), r.Bias("bias", t.Bias));
             var (scale, zp) = (r.Scale("scale"), r.ZeroPoint("zero_point"));
-            return r.Checked(() => QuantizedLayer.Conv(r.Path, r.Template.TypeName,
-                new QuantizedConv2d(weight, bias, scale, zp, t.Stride, t.Padding, t.Dilation, t.Groups, t.FusedReLU)), "weight");
+            return r.Checked(() => QuantizedLayer.Conv(r.Path,
+                new QuantizedConv(weight, bias, scale, zp, [.. t.Stride], [.. t.Padding], [.. t.Dilation], t.Groups, t.FusedReLU)), "weight");
+        });
+
+    /// <summary>A quantized batch norm: the float module's parameters, running statistics and <c>num_batches_tracked</c>
+    /// (PyTorch's <c>_BatchNorm</c> keys, _metadata version 2), then the output qparams as one-element tensors, because
+    /// <c>from_float</c> assigns <c>calculate_qparams()</c>'s results to them as they are (PyTorch keeps the zero point
+    /// int32; <c>load_state_dict</c> copies the int64 written here into it).</summary>
+    private static Format BatchNormFormat => new(
+        l =>
+        {
+            var b = (QuantizedBatchNorm)l.Module!;
+            return [("weight", b.Weight), ("bias", b.Bias), ("running_mean", b.RunningMean), ("running_var", b.RunningVar),
+                ("num_batches_tracked", Tensor.ScalarInt64(b.NumBatchesTracked)), .. OneElementQParams(l)];
+        },
+        r =>
+        {
+            var t = (QuantizedBatchNorm)r.Template.Module!;
+            int c = t.Weight.Count;
+            var (weight, bias, mean, var) = (r.Float("weight", c), r.Float("bias", c), r.Float("running_mean", c), r.Float("running_var", c));
+            var tracked = r.ZeroPoint("num_batches_tracked");
+            var (scale, zp) = (r.Scale("scale", 1), r.ZeroPoint("zero_point", 1));
+            return r.Checked(() => QuantizedLayer.BatchNorm(r.Path,
+                new QuantizedBatchNorm(t.Rank, weight, bias, mean, var, t.Eps, scale, zp, t.FusedReLU, tracked)), "weight");
+        },
+        ("", 2));
+
+    /// <summary>A quantized GroupNorm or InstanceNorm: as LayerNorm, its weight and bias [C] where it has affine
+    /// parameters, then 0-d qparams.</summary>
+    private static Format GroupNormFormat => new(
+        l =>
+        {
+            var g = (QuantizedGroupNorm)l.Module!;
+            return [.. g.Weight is null ? [] : new (string, object?)[] { ("weight", g.Weight), ("bias", g.Bias) }, .. OutputQParams(l)];
+        },
+        r =>
+        {
+            var t = (QuantizedGroupNorm)r.Template.Module!;
+            var (weight, bias) = t.Weight is null ? (null, null) : (r.Float("weight", t.NumChannels), r.Float("bias", t.NumChannels));
+            var (scale, zp) = (r.Scale("scale"), r.ZeroPoint("zero_point"));
+            return r.Checked(() => QuantizedLayer.GroupNorm(r.Path, r.Template.TypeName, new QuantizedGroupNorm(t.NumGroups, t.NumChannels, weight, bias, t.Eps, scale, zp)), "weight");
         });
 
     private static Format LinearFormat => new(
@@ -81,6 +152,10 @@ public static class QuantizedStateDict
             return r.Checked(() => QuantizedLayer.Linear(r.Path, r.Template.TypeName, new QuantizedLinear(weight, bias, scale, zp, t.FusedReLU)), "_packed_params._packed_params");
         },
         ("", 3), ("_packed_params", 3));
+
+    /// <summary>Output qparams as the [1] float32 scale and [1] int64 zero point buffers of Quantize and batch norm.</summary>
+    private static IEnumerable<(string, object?)> OneElementQParams(QuantizedLayer l)
+        => [("scale", Tensor.FromFloat32([(float)l.Scale!.Value], 1)), ("zero_point", Tensor.FromInt64([l.ZeroPoint!.Value], 1))];
 
     private static IEnumerable<(string, object?)> OutputQParams(QuantizedLayer l)
         => [("scale", Tensor.FromFloat32([(float)l.Scale!.Value])), ("zero_point", Tensor.ScalarInt64(l.ZeroPoint!.Value))];
@@ -221,6 +296,9 @@ public static class QuantizedStateDict
             if (!(s > 0) || !double.IsFinite(s)) throw Fail(name, $"the scale is {s}; a scale must be positive and finite");
             return s;
         }
+
+        /// <summary>A float32 tensor of <paramref name="shape"/> (a batch norm's or LayerNorm's parameters and statistics).</summary>
+        public Tensor Float(string name, params int[] shape) => Tensor(name, DType.Float32, shape);
 
         /// <summary>An output zero point: an int64 tensor of <paramref name="shape"/> (its range is checked by the layer).</summary>
         public long ZeroPoint(string name, params int[] shape) => Tensor(name, DType.Int64, shape).Int64[0];

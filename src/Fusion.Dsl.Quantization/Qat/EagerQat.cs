@@ -52,7 +52,7 @@ public static class EagerQat
             if (activation.ChAxis is not null)
                 throw new ArgumentException($"qconfig '{p.QConfig.Name}' fake-quantizes the activations of '{p.Path}' per channel; activations are quantized per tensor", nameof(mapping));
             fakeQuantizes[QatState.ActivationKey(p)] = activation;
-            if (p.Kind is ObservedKind.Conv2d or ObservedKind.Linear)
+            if (p.Kind is ObservedKind.Conv or ObservedKind.Linear)
                 fakeQuantizes[QatState.WeightKey(p)] = Make(p, "weight", p.QConfig.Weight);
             if (ModulePath.Get(model, p.Path) is FusedModule { Children: var c } && c[1].Module is BatchNorm bn)
                 batchNorms[p.Path] = new BatchNormStatistics(
@@ -72,9 +72,9 @@ public static class EagerQat
         ObservedKind? kind = m switch
         {
             UserModule { TypeName: "QuantStub" } => ObservedKind.QuantStub,
-            Conv { Rank: 2, Transposed: false } c when EagerQuantization.ConvSupported(c) => ObservedKind.Conv2d,
+            Conv { Rank: 2, Transposed: false } c when EagerQuantization.ConvSupported(c) => ObservedKind.Conv,
             Linear => ObservedKind.Linear,
-            FusedModule { TypeName: "ConvReLU2d" or "ConvBn2d" or "ConvBnReLU2d" } f when f.Children[0].Module is Conv c && EagerQuantization.ConvSupported(c) => ObservedKind.Conv2d,
+            FusedModule { TypeName: "ConvReLU2d" or "ConvBn2d" or "ConvBnReLU2d" } f when f.Children[0].Module is Conv c && EagerQuantization.ConvSupported(c) => ObservedKind.Conv,
             FusedModule { TypeName: "LinearReLU" } => ObservedKind.Linear,
             Activation { Kind: ActivationKind.Hardswish } => ObservedKind.Hardswish,
             Activation { Kind: ActivationKind.ReLU6 } => ObservedKind.ReLU6,
@@ -110,7 +110,7 @@ public static class EagerQat
         var bns = state.BatchNorms.ToDictionary(StringComparer.Ordinal);
         var model = qat.Model.Train(training);
         var swapped = new List<KeyValuePair<string, Module>>();
-        foreach (var p in qat.Points.Where(p => p.Kind is ObservedKind.Conv2d or ObservedKind.Linear))
+        foreach (var p in qat.Points.Where(p => p.Kind is ObservedKind.Conv or ObservedKind.Linear))
             swapped.Add(new(p.Path, QatModule(p, ModulePath.Get(model, p.Path), fq, bns, training)));
         model = ModulePath.ReplaceAll(model, swapped);
         foreach (var p in qat.Points)
@@ -219,7 +219,7 @@ public static class EagerQat
             var m = ModulePath.Get(qat.Model, p.Path);
             layers[p.Path] = EagerQuantization.WeightlessLayer(p, scale, zp, act.Settings.DType) ?? p.Kind switch
             {
-                ObservedKind.Conv2d => ConvertConv(p, m, state, scale, zp),
+                ObservedKind.Conv => ConvertConv(p, m, state, scale, zp),
                 ObservedKind.Linear => ConvertLinear(p, m, state, scale, zp),
                 _ => throw new InvalidOperationException($"unknown QAT point kind {p.Kind}"),
             };

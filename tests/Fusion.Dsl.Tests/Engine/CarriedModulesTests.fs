@@ -49,7 +49,7 @@ let private multihead (e: int) (heads: int) (batchFirst: bool) =
 [<Tests>]
 let tests =
     testList "Engine.CarriedModules" [
-        test "Sigmoid, GELU, Hardtanh, Softmax and Tanh compute their formulas from their recorded arguments" {
+        test "Sigmoid, GELU, Hardtanh, Softmax, Tanh, LeakyReLU and ELU compute their formulas from their recorded arguments" {
             let x = wide 5 [| 2; 3; 4; 5 |]
             close "Sigmoid" (Forward.Run(carried "Sigmoid" [] [] [] false, x)) (NaiveReference.Map(x, fun v -> NaiveReference.Sigmoid v))
             close "GELU()" (Forward.Run(carried "GELU" [ "approximate", box "none" ] [] [] false, x)) (NaiveReference.Map(x, fun v -> NaiveReference.Gelu(v, false)))
@@ -57,6 +57,8 @@ let tests =
             close "Hardtanh(-2, 1)" (Forward.Run(carried "Hardtanh" [ "min_val", box -2.0; "max_val", box 1.0; "inplace", box false ] [] [] false, x)) (NaiveReference.Map(x, fun v -> Math.Clamp(v, -2.0, 1.0)))
             close "Softmax(dim=1)" (Forward.Run(carried "Softmax" [ "dim", box 1L ] [] [] false, x)) (NaiveReference.Softmax(x, 1))
             close "Tanh" (Forward.Run(carried "Tanh" [] [] [] false, x)) (NaiveReference.Map(x, fun v -> Math.Tanh v))
+            close "LeakyReLU(0.2)" (Forward.Run(carried "LeakyReLU" [ "negative_slope", box 0.2; "inplace", box false ] [] [] false, x)) (NaiveReference.Map(x, fun v -> if v > 0.0 then v else 0.2 * v))
+            close "ELU(0.7)" (Forward.Run(carried "ELU" [ "alpha", box 0.7; "inplace", box false ] [] [] false, x)) (NaiveReference.Map(x, fun v -> if v > 0.0 then v else 0.7 * (Math.Exp v - 1.0)))
         }
         test "LayerNorm reads normalized_shape, eps and its weight and bias; in a Sequential too" {
             let x = wide 6 [| 2; 5; 5; 8 |]
@@ -68,6 +70,21 @@ let tests =
             let e = Support.throwsOf<ForwardException> (fun () -> Forward.Run(norm, wide 9 [| 2; 8; 5 |]) |> ignore)
             Expect.stringContains e.Message "normalized_shape [8]" "the mismatch is named"
             Expect.isFalse e.Unsupported "a wrong input, not an unsupported module"
+        }
+        test "GroupNorm normalises each group of channels as LayerNorm normalises the group's elements, and refuses groups that do not divide the channels; InstanceNorm is one group per channel, running statistics unsupported" {
+            let x = wide 11 [| 2; 6; 3; 4 |]
+            let gn = carried "GroupNorm" [ "num_groups", box 3L; "num_channels", box 6L; "eps", box 1e-5; "affine", box false ] [] [] false
+            let grouped = NaiveReference.LayerNorm(Tensor.FromFloat32(ReadOnlySpan(x.ToArray()), 2, 3, 24), 1, null, null, 1e-5)
+            close "GroupNorm(3, 6)" (Forward.Run(gn, x)) (Tensor.FromFloat32(ReadOnlySpan(grouped.ToArray()), 2, 6, 3, 4))
+            let bad = carried "GroupNorm" [ "num_groups", box 4L; "num_channels", box 6L; "eps", box 1e-5; "affine", box false ] [] [] false
+            let e = Support.throwsOf<ForwardException> (fun () -> Forward.Run(bad, x) |> ignore)
+            Expect.stringContains e.Message "num_groups (4) must divide the 6 channels" "the mismatch is named"
+            let inorm = carried "InstanceNorm2d" [ "num_features", box 6L; "eps", box 1e-5; "affine", box false; "track_running_stats", box false ] [] [] false
+            let perChannel = carried "GroupNorm" [ "num_groups", box 6L; "num_channels", box 6L; "eps", box 1e-5; "affine", box false ] [] [] false
+            close "InstanceNorm2d(6) is GroupNorm(6, 6)" (Forward.Run(inorm, x)) (Forward.Run(perChannel, x))
+            let tracked = carried "InstanceNorm2d" [ "num_features", box 6L; "eps", box 1e-5; "affine", box false; "track_running_stats", box true ] [] [] false
+            let e = Support.throwsOf<ForwardException> (fun () -> Forward.Run(tracked, x) |> ignore)
+            Expect.isTrue e.Unsupported "running statistics are not computed"
         }
         test "the Dropout variants are the identity in eval and refused as unsupported in training" {
             let x = wide 10 [| 2; 3; 4; 4 |]

@@ -427,10 +427,14 @@ let tests =
                 refuses "is a float operation on a float tensor" (fun () -> qf.Forward(batch) |> ignore)
             }
             test "a module PyTorch would quantize without a quantized form here, and a model without a QuantStub, are refused at prepare naming the path" {
-                let withBn = seqOf [ "quant", stub "QuantStub"; "c", conv 3 4; "bn", BatchNorm.Create(2, 4) :> Module; "dequant", stub "DeQuantStub" ]
-                refuses "module 'bn' (BatchNorm2d)" (fun () -> EagerQuantization.Prepare(withBn, QConfigMapping.ForAll(QConfig.GetDefault "x86")) |> ignore)
-                // With a None qconfig the BatchNorm stays float and is not refused.
-                EagerQuantization.Prepare(withBn, QConfigMapping.ForAll(QConfig.GetDefault "x86").WithPath("bn", null)) |> ignore
+                let transposed = seqOf [ "quant", stub "QuantStub"; "c", conv 3 4; "up", Conv.Create(2, 4, 4, [| 2 |], stride = [| 2 |], transposed = true) :> Module; "dequant", stub "DeQuantStub" ]
+                refuses "module 'up' (ConvTranspose2d)" (fun () -> EagerQuantization.Prepare(transposed, QConfigMapping.ForAll(QConfig.GetDefault "x86")) |> ignore)
+                // With a None qconfig the ConvTranspose2d stays float and is not refused.
+                EagerQuantization.Prepare(transposed, QConfigMapping.ForAll(QConfig.GetDefault "x86").WithPath("up", null)) |> ignore
+                // PyTorch's quantized batch norm reads the affine weights and the running statistics: a BatchNorm2d without them is refused.
+                let plainBn = seqOf [ "quant", stub "QuantStub"; "c", conv 3 4; "bn", BatchNorm.Create(2, 4, affine = false) :> Module; "dequant", stub "DeQuantStub" ]
+                refuses "module 'bn' (BatchNorm2d) would be quantized by PyTorch's eager convert, but Fusion.Dsl.Quantization has no quantized BatchNorm2d without affine weights and running statistics" (fun () ->
+                    EagerQuantization.Prepare(plainBn, QConfigMapping.ForAll(QConfig.GetDefault "x86")) |> ignore)
                 let noStub = seqOf [ "c", conv 3 4 ]
                 refuses "no QuantStub" (fun () -> EagerQuantization.Prepare(noStub, QConfigMapping.ForAll(QConfig.GetDefault "x86")) |> ignore)
             }

@@ -129,7 +129,7 @@ let private isolatedLayers (q: QuantizedModel) (path: string) (x: Tensor) =
             let ins = inputs |> List.map quantized
             let ours =
                 match q.Layers.[layer].Module, kind with
-                | :? QuantizedConv2d as c, _ -> c.Forward ins.[0]
+                | :? QuantizedConv as c, _ -> c.Forward ins.[0]
                 | :? QuantizedLinear as l, _ -> l.Forward ins.[0]
                 | :? QFunctional as f, "Add" -> f.Add(ins.[0], ins.[1])
                 | :? QFunctional as f, "add_relu" -> f.AddRelu(ins.[0], ins.[1])
@@ -358,6 +358,20 @@ let tests =
                 let tol = OnnxSupport.OrtTol.abs + OnnxSupport.OrtTol.rel * ours.MaxAbs()
                 printfn "Quantization.Qdq float tail: max |ONNX Runtime - QuantizedModel| = %g (tolerance %g)" err tol
                 Expect.isLessThanOrEqual err tol "the float tail computes what our float engine computes on the dequantized values"
+            }
+            yield test "a quantized Conv1d, Conv3d, BatchNorm2d, LeakyReLU, LayerNorm or GroupNorm (no QDQ form here) is refused naming its path and layer type, and nothing is written" {
+                needTorch ()
+                let dir, cleanup = OnnxSupport.tempDir ()
+                use _ = cleanup
+                for name, first, layer in [ "conv1dnet/x86", "conv1", "QuantizedConvReLU1d"; "conv3dnet/x86", "conv1", "QuantizedConvReLU3d"; "bnnet/x86", "bn_in", "QuantizedBatchNorm2d"; "leakyelunet/x86", "lrelu", "QuantizedLeakyReLU"; "layernormnet/x86", "ln", "QuantizedLayerNorm"; "groupnormnet/x86", "gn", "QuantizedGroupNorm" ] do
+                    let c = cases () |> List.find (fun c -> c.Name = name)
+                    let q, _ = ourFlow PyTorchActivations c
+                    let x = npy c (c.Json.GetProperty "input")
+                    let path = Path.Combine(dir, "refused.onnx")
+                    let e = Support.throwsOf<OnnxExportException> (fun () -> QuantizedOnnx.Write(q, x.Shape.ToArray(), path))
+                    Expect.equal e.ModulePath first (sprintf "%s: names the first layer without a QDQ form" name)
+                    Expect.stringContains e.Message (sprintf "the quantized layer %s has no QDQ form" layer) "and its type"
+                    Expect.isFalse (File.Exists path) "nothing is written"
             }
             yield test "a quantized tensor meeting a module or operation without a quantized form is refused naming its path and type, and nothing is written" {
                 let dir, cleanup = OnnxSupport.tempDir ()

@@ -71,9 +71,13 @@ let private forward (c: Case) : QuantizedTensor =
     let xs = inputs c
     match c.Kind with
     | "linear" -> QuantizedLinear(qtensor (c.Json.GetProperty "weight"), bias c, outScale c, outZeroPoint c, (arg c "relu").GetBoolean()).Forward xs.Head
-    | "conv2d" ->
-        QuantizedConv2d(qtensor (c.Json.GetProperty "weight"), bias c, outScale c, outZeroPoint c, pair (arg c "stride"), pair (arg c "padding"),
-                        pair (arg c "dilation"), (arg c "groups").GetInt32(), (arg c "relu").GetBoolean()).Forward xs.Head
+    | "conv1d" | "conv2d" | "conv3d" ->
+        QuantizedConv(qtensor (c.Json.GetProperty "weight"), bias c, outScale c, outZeroPoint c, ints (arg c "stride"), ints (arg c "padding"),
+                      ints (arg c "dilation"), (arg c "groups").GetInt32(), (arg c "relu").GetBoolean()).Forward xs.Head
+    | "batch_norm" ->
+        let vector name = let v = floats (arg c name) in Tensor.FromFloat32(ReadOnlySpan v, v.Length)
+        QuantizedBatchNorm((arg c "rank").GetInt32(), vector "weight", vector "bias", vector "running_mean", vector "running_var", (arg c "eps").GetDouble(),
+                           outScale c, outZeroPoint c, (arg c "relu").GetBoolean()).Forward xs.Head
     | "add" -> QFunctional(outScale c, outZeroPoint c).Add(xs.[0], xs.[1])
     | "add_relu" -> QFunctional(outScale c, outZeroPoint c).AddRelu(xs.[0], xs.[1])
     | "mul" -> QFunctional(outScale c, outZeroPoint c).Mul(xs.[0], xs.[1])
@@ -89,8 +93,19 @@ let private forward (c: Case) : QuantizedTensor =
         let divisor = match arg c "divisor_override" with d when d.ValueKind = JsonValueKind.Null -> Nullable() | d -> Nullable(d.GetInt32())
         QuantizedAvgPool2d(pair (arg c "kernel"), pair (arg c "stride"), pair (arg c "padding"), (arg c "ceil_mode").GetBoolean(),
                            (arg c "count_include_pad").GetBoolean(), divisor).Forward(xs.Head, (arg c "channels_last").GetBoolean())
+    | "leaky_relu" -> QuantizedLeakyReLU(outScale c, outZeroPoint c, (arg c "negative_slope").GetDouble()).Forward xs.Head
+    | "elu" -> QuantizedELU(outScale c, outZeroPoint c, (arg c "alpha").GetDouble()).Forward xs.Head
     | "hardswish" -> QuantizedHardswish(outScale c, outZeroPoint c).Forward xs.Head
     | "hardsigmoid" -> QuantizedHardsigmoid().Forward xs.Head
+    | "sigmoid" -> QuantizedSigmoid().Forward xs.Head
+    | "group_norm" ->
+        let channels = xs.Head.Size 1
+        let affine name = match arg c name with v when v.ValueKind = JsonValueKind.Null -> null | v -> Tensor.FromFloat32(ReadOnlySpan(floats v), channels)
+        QuantizedGroupNorm((arg c "num_groups").GetInt32(), channels, affine "weight", affine "bias", (arg c "eps").GetDouble(), outScale c, outZeroPoint c).Forward xs.Head
+    | "layer_norm" ->
+        let shape = ints (arg c "normalized_shape")
+        let affine name = match arg c name with v when v.ValueKind = JsonValueKind.Null -> null | v -> Tensor.FromFloat32(ReadOnlySpan(floats v), shape)
+        QuantizedLayerNorm(shape, affine "weight", affine "bias", (arg c "eps").GetDouble(), outScale c, outZeroPoint c).Forward xs.Head
     | "relu6" -> QuantizedReLU6().Forward xs.Head
     | "transpose" -> QuantizedTranspose((arg c "dim0").GetInt32(), (arg c "dim1").GetInt32()).Forward xs.Head
     | "chunk" ->
@@ -181,6 +196,11 @@ let tests =
             }
             matchesPyTorch "quantized Linear and LinearReLU" [ "linear" ] 45
             matchesPyTorch "quantized Conv2d and ConvReLU2d" [ "conv2d" ] 65
+            matchesPyTorch "quantized Conv1d, Conv3d, ConvReLU1d and ConvReLU3d" [ "conv1d"; "conv3d" ] 40
+            matchesPyTorch "quantized BatchNorm2d, BatchNorm3d, BNReLU2d and BNReLU3d" [ "batch_norm" ] 12
+            matchesPyTorch "quantized LayerNorm" [ "layer_norm" ] 8
+            matchesPyTorch "quantized GroupNorm and InstanceNorm1d/2d/3d" [ "group_norm" ] 11
+            matchesPyTorch "quantized LeakyReLU and ELU, and sigmoid on a quantized tensor" [ "leaky_relu"; "elu"; "sigmoid" ] 18
             matchesPyTorch "QFunctional add and add_relu" [ "add"; "add_relu" ] 30
             matchesPyTorch "QFunctional mul and cat" [ "mul"; "cat" ] 30
             matchesPyTorch "quantized ReLU, MaxPool2d, AdaptiveAvgPool2d and Flatten" [ "relu"; "max_pool2d"; "adaptive_avg_pool2d"; "flatten" ] 33
@@ -220,7 +240,7 @@ let tests =
                 refuses<ArgumentException> "0..255" (fun () -> QuantizedTensor.Quantize(floatTensor [| 2 |], 0.1, 256L, QuantizedDType.QUInt8) |> ignore)
                 refuses<ArgumentException> "0..255" (fun () -> QuantizedTensor.Quantize(floatTensor [| 2 |], 0.1, -1L, QuantizedDType.QUInt8) |> ignore)
                 refuses<ArgumentException> "-128..127" (fun () -> QuantizedTensor.Quantize(floatTensor [| 2 |], 0.1, 128L, QuantizedDType.QInt8) |> ignore)
-                refuses<ArgumentException> "0..255" (fun () -> QuantizedConv2d(weight [| 1; 1; 1; 1 |], null, 0.1, 300L) |> ignore)
+                refuses<ArgumentException> "0..255" (fun () -> QuantizedConv(weight [| 1; 1; 1; 1 |], null, 0.1, 300L) |> ignore)
                 refuses<ArgumentException> "-128..127" (fun () -> QFunctional(0.1, 200L).Add(QuantizedTensor.Quantize(floatTensor [| 2 |], 0.1, 0L, QuantizedDType.QInt8), QuantizedTensor.Quantize(floatTensor [| 2 |], 0.1, 0L, QuantizedDType.QInt8)) |> ignore)
             }
             test "values outside the dtype and shapes that do not hold them are refused" {
@@ -253,15 +273,63 @@ let tests =
                 refuses<ArgumentException> "quint8 input" (fun () -> lin.Forward(QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2; 3 |], [| 1; 3 |], 0.1, 0L, QuantizedDType.QInt8)) |> ignore)
                 let perChannel = QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2; 3 |], [| 1; 3 |], [ 0.1 ], [ 0L ], 0, QuantizedDType.QUInt8)
                 refuses<ArgumentException> "per-tensor" (fun () -> lin.Forward perChannel |> ignore)
-                let conv = QuantizedConv2d(weight [| 4; 1; 3; 3 |], null, 0.1, 0L, groups = 2)
+                let conv = QuantizedConv(weight [| 4; 1; 3; 3 |], null, 0.1, 0L, groups = 2)
                 refuses<ArgumentException> "[N, 2, H, W]" (fun () -> conv.Forward(input (Array.zeroCreate 27) [| 1; 3; 3; 3 |]) |> ignore)
                 refuses<ArgumentException> "smaller than the dilated kernel" (fun () -> conv.Forward(input (Array.zeroCreate 8) [| 1; 2; 2; 2 |]) |> ignore)
-                refuses<ArgumentException> "groups (3) must divide" (fun () -> QuantizedConv2d(weight [| 4; 1; 3; 3 |], null, 0.1, 0L, groups = 3) |> ignore)
+                refuses<ArgumentException> "groups (3) must divide" (fun () -> QuantizedConv(weight [| 4; 1; 3; 3 |], null, 0.1, 0L, groups = 3) |> ignore)
                 refuses<ArgumentException> "axis 1" (fun () ->
                     QuantizedLinear(QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2 |], [| 1; 2 |], [ 0.1; 0.1 ], [ 0L; 0L ], 1, QuantizedDType.QInt8), null, 0.1, 0L) |> ignore)
             }
+            test "Conv1d and Conv3d refuse an input of another rank, geometry of another length and an input shallower than the dilated kernel, naming the module" {
+                let conv1d = QuantizedConv(weight [| 4; 2; 3 |], null, 0.1, 0L)
+                Expect.equal (conv1d.Rank, conv1d.TypeName) (1, "QuantizedConv1d") "the rank is the weight's less 2"
+                refuses<ArgumentException> "quantized Conv1d expects input of shape [N, 2, W]" (fun () -> conv1d.Forward(input (Array.zeroCreate 18) [| 1; 2; 3; 3 |]) |> ignore)
+                refuses<ArgumentException> "the input length 2 padded by 0 is smaller than the dilated kernel (3)" (fun () -> conv1d.Forward(input (Array.zeroCreate 4) [| 1; 2; 2 |]) |> ignore)
+                let conv3d = QuantizedConv(weight [| 2; 1; 3; 1; 1 |], null, 0.1, 0L, [| 1; 1; 1 |], [| 0; 0; 0 |], [| 2; 1; 1 |], fuseRelu = true)
+                Expect.equal conv3d.TypeName "QuantizedConvReLU3d" "ReLU fused"
+                refuses<ArgumentException> "quantized ConvReLU3d expects input of shape [N, 1, D, H, W]" (fun () -> conv3d.Forward(input (Array.zeroCreate 8) [| 1; 2; 4 |]) |> ignore)
+                refuses<ArgumentException> "quantized ConvReLU3d: the input depth 4 padded by 0 is smaller than the dilated kernel (5)" (fun () -> conv3d.Forward(input (Array.zeroCreate 16) [| 1; 1; 4; 2; 2 |]) |> ignore)
+                refuses<ArgumentException> "takes 3 stride value(s)" (fun () -> QuantizedConv(weight [| 2; 1; 3; 1; 1 |], null, 0.1, 0L, [| 1; 1 |], [| 0; 0; 0 |], [| 1; 1; 1 |]) |> ignore)
+                refuses<ArgumentException> "1 to 3 kernel dimensions, got rank 6" (fun () -> QuantizedConv(weight [| 1; 1; 1; 1; 1; 1 |], null, 0.1, 0L) |> ignore)
+            }
+            test "BatchNorm refuses a rank other than 2 or 3, parameters of another length, a negative eps and an input of another rank or channel count, naming the module" {
+                let v (n: int) = Tensor.FromFloat32(ReadOnlySpan(Array.create n 1.0f), n)
+                refuses<ArgumentException> "BatchNorm2d and BatchNorm3d, not a batch norm over 1" (fun () -> QuantizedBatchNorm(1, v 3, v 3, v 3, v 3, 1e-5, 0.1, 0L) |> ignore)
+                refuses<ArgumentException> "quantized BNReLU2d: the running_var must be float32 of shape [3]" (fun () -> QuantizedBatchNorm(2, v 3, v 3, v 3, v 4, 1e-5, 0.1, 0L, true) |> ignore)
+                refuses<ArgumentException> "eps must be finite and not negative" (fun () -> QuantizedBatchNorm(3, v 3, v 3, v 3, v 3, -1.0, 0.1, 0L) |> ignore)
+                refuses<ArgumentException> "0..255" (fun () -> QuantizedBatchNorm(2, v 3, v 3, v 3, v 3, 1e-5, 0.1, 256L) |> ignore)
+                let bn = QuantizedBatchNorm(2, v 3, v 3, v 3, v 3, 1e-5, 0.1, 0L)
+                Expect.equal bn.TypeName "QuantizedBatchNorm2d" "PyTorch's class name"
+                refuses<ArgumentException> "quantized BatchNorm2d expects input of shape [N, 3, H, W]" (fun () -> bn.Forward(input (Array.zeroCreate 24) [| 1; 3; 2; 2; 2 |]) |> ignore)
+                refuses<ArgumentException> "quantized BatchNorm2d expects input of shape [N, 3, H, W]" (fun () -> bn.Forward(input (Array.zeroCreate 8) [| 1; 2; 2; 2 |]) |> ignore)
+            }
+            test "LeakyReLU and ELU refuse a non-finite slope or alpha, a bad scale, and an output zero point outside the input's dtype, naming the module" {
+                refuses<ArgumentException> "quantized LeakyReLU: negative_slope must be finite" (fun () -> QuantizedLeakyReLU(0.1, 0L, nan) |> ignore)
+                refuses<ArgumentException> "quantized ELU: alpha must be finite" (fun () -> QuantizedELU(0.1, 0L, infinity) |> ignore)
+                refuses<ArgumentOutOfRangeException> "quantized ELU output: a scale must be positive" (fun () -> QuantizedELU(0.0, 0L) |> ignore)
+                let qint8 = QuantizedTensor.Quantize(floatTensor [| 4 |], 0.1, 0L, QuantizedDType.QInt8)
+                refuses<ArgumentException> "quantized LeakyReLU output" (fun () -> QuantizedLeakyReLU(0.1, 200L).Forward qint8 |> ignore)
+                let perChannel = QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2; 3 |], [| 1; 3 |], [ 0.1 ], [ 0L ], 0, QuantizedDType.QUInt8)
+                refuses<ArgumentException> "quantized ELU takes a per-tensor quantized input" (fun () -> QuantizedELU(0.1, 0L).Forward perChannel |> ignore)
+            }
+            test "LayerNorm refuses an empty normalized_shape, a weight of another shape, a negative eps and an input whose trailing dimensions differ, naming the module" {
+                let t (shape: int[]) = Tensor.Zeros shape
+                refuses<ArgumentException> "quantized LayerNorm: normalized_shape must be one or more positive sizes" (fun () -> QuantizedLayerNorm([||], null, null, 1e-5, 0.1, 0L) |> ignore)
+                refuses<ArgumentException> "the weight must be float32 of shape [4, 5], got Float32 [20]" (fun () -> QuantizedLayerNorm([| 4; 5 |], t [| 20 |], t [| 4; 5 |], 1e-5, 0.1, 0L) |> ignore)
+                refuses<ArgumentException> "eps must be finite and not negative" (fun () -> QuantizedLayerNorm([| 5 |], null, null, -1.0, 0.1, 0L) |> ignore)
+                let ln = QuantizedLayerNorm([| 4; 5 |], null, null, 1e-5, 0.1, 0L)
+                refuses<ArgumentException> "normalises the trailing dimensions [4, 5], got an input of shape [2, 5, 4]" (fun () -> ln.Forward(input (Array.zeroCreate 40) [| 2; 5; 4 |]) |> ignore)
+                refuses<ArgumentException> "normalises the trailing dimensions [4, 5], got an input of shape [5]" (fun () -> ln.Forward(input (Array.zeroCreate 5) [| 5 |]) |> ignore)
+            }
+            test "GroupNorm refuses groups that do not divide the channels, a weight of another shape, and an input of rank 2 or another channel count, as PyTorch does" {
+                refuses<ArgumentException> "num_groups (4) must be positive and divide the 6 channels" (fun () -> QuantizedGroupNorm(4, 6, null, null, 1e-5, 0.1, 0L) |> ignore)
+                refuses<ArgumentException> "the bias must be float32 of shape [6]" (fun () -> QuantizedGroupNorm(3, 6, Tensor.Zeros [| 6 |], Tensor.Zeros [| 3 |], 1e-5, 0.1, 0L) |> ignore)
+                let gn = QuantizedGroupNorm(3, 6, null, null, 1e-5, 0.1, 0L)
+                refuses<ArgumentException> "at least one spatial dimension, got [2, 6]" (fun () -> gn.Forward(input (Array.zeroCreate 12) [| 2; 6 |]) |> ignore)
+                refuses<ArgumentException> "expects input of shape [N, 6, *spatial]" (fun () -> gn.Forward(input (Array.zeroCreate 8) [| 1; 4; 2 |]) |> ignore)
+            }
             test "absurd sizes are refused before any memory is taken" {
-                refuses<ArgumentException> "over the limit" (fun () -> QuantizedConv2d(weight [| 1; 1; 1; 1 |], null, 0.1, 0L, stride = Int32.MaxValue) |> ignore)
+                refuses<ArgumentException> "over the limit" (fun () -> QuantizedConv(weight [| 1; 1; 1; 1 |], null, 0.1, 0L, stride = Int32.MaxValue) |> ignore)
                 refuses<ArgumentException> "more than" (fun () -> input [| 1 |] [| 65536; 65536; 65536 |] |> ignore)
                 refuses<ArgumentException> "over the limit" (fun () -> QuantizedAdaptiveAvgPool2d(struct (1 <<< 30, 1)) |> ignore)
                 let big = QuantizedAdaptiveAvgPool2d(struct (1 <<< 24, 1 <<< 24))

@@ -64,7 +64,7 @@ let private pytorchToOurs =
         for c in all do
           // PyTorch 1.13 keeps a quantized Hardswish's qparams outside its state_dict, and load_state_dict leaves the
           // module's own: such a file loads into a model converted from the same calibration, as in PyTorch.
-          let hasHardswish = (template c).Layers.Values |> Seq.exists (fun l -> l.TypeName = "QuantizedHardswish")
+          let hasHardswish = (template c).Layers.Values |> Seq.exists (fun l -> QuantizedStateDict.QParamsOutsideStateDict.Contains l.TypeName)
           let t = if hasHardswish then fst (ourFlow PyTorchActivations c) else template c
           do
             let q = QuantizedStateDict.Load(t, file c (str c.Json "state_dict"))
@@ -130,11 +130,11 @@ let private oursToPytorch =
             Directory.Delete(dir, true)
     }
 
-/// The convnet/x86 case's state as we write it, with one entry changed, written to a file, and the refusal it gets.
-let private hostile (name: string) (key: string) (says: string) (change: List<KeyValuePair<string, obj>> -> unit) =
+/// A case's state as we write it, with one entry changed, written to a file, and the refusal it gets.
+let private hostileIn (caseName: string) (name: string) (key: string) (says: string) (change: List<KeyValuePair<string, obj>> -> unit) =
     test (sprintf "a file with %s is refused naming the file and '%s'" name key) {
         needTorch ()
-        let c = cases () |> List.find (fun c -> c.Name = "convnet/x86")
+        let c = cases () |> List.find (fun c -> c.Name = caseName)
         let q, _ = ourFlow PyTorchActivations c
         let dir = Directory.CreateTempSubdirectory("fusion-qsd-bad-").FullName
         try
@@ -151,6 +151,9 @@ let private hostile (name: string) (key: string) (says: string) (change: List<Ke
         finally
             Directory.Delete(dir, true)
     }
+
+/// The convnet/x86 case's state with one entry changed, and the refusal it gets.
+let private hostile = hostileIn "convnet/x86"
 
 let private replace (key: string) (f: obj -> obj) (items: List<KeyValuePair<string, obj>>) =
     let i = items.FindIndex(fun kv -> kv.Key = key)
@@ -183,7 +186,17 @@ let private hostileCases =
       hostile "a packed bias of the wrong length" "fc2._packed_params._packed_params" "shape [10]" (replace "fc2._packed_params._packed_params" (packed (fun p -> [| p.[0]; Tensor.Zeros [| 9 |] |])))
       hostile "a packed weight that disagrees with the model" "fc2._packed_params._packed_params" "has shape [10, 15]" (replace "fc2._packed_params._packed_params" (packed (fun p ->
           let w = p.[0] :?> TorchQTensor
-          [| TorchQTensor(w.Signed, [| 10; 15 |], Array.zeroCreate 150, w.Scales, w.ZeroPoints, w.Axis); p.[1] |]))) ]
+          [| TorchQTensor(w.Signed, [| 10; 15 |], Array.zeroCreate 150, w.Scales, w.ZeroPoints, w.Axis); p.[1] |])))
+      // The 2-d form a 1-d weight takes inside the kernel is not PyTorch's Conv1d weight.
+      hostileIn "conv1dnet/x86" "a Conv1d weight in 2-d form" "conv1.weight" "has shape [8, 3, 1, 5], but the model's is [8, 3, 5]" (replace "conv1.weight" (qtensor (fun w ->
+          TorchQTensor(w.Signed, [| 8; 3; 1; 5 |], w.Values, w.Scales, w.ZeroPoints, w.Axis))))
+      hostileIn "conv3dnet/x86" "a Conv3d bias of the wrong length" "conv2.bias" "shape [8]" (replace "conv2.bias" (fun _ -> Tensor.Zeros [| 7 |] :> obj))
+      hostileIn "bnnet/x86" "a BatchNorm2d running_var of the wrong length" "bn_in.running_var" "but QuantizedBatchNorm2d keeps a Float32 tensor of shape [3]" (replace "bn_in.running_var" (fun _ -> Tensor.Zeros [| 4 |] :> obj))
+      hostileIn "leakyelunet/x86" "a negative LeakyReLU scale" "lrelu.scale" "positive and finite" (replace "lrelu.scale" (scalar -0.1f))
+      hostileIn "layernormnet/x86" "a LayerNorm weight of another shape" "ln.weight" "keeps a Float32 tensor of shape [6, 6, 6]" (replace "ln.weight" (fun _ -> Tensor.Zeros [| 6; 36 |] :> obj))
+      hostileIn "layernormnet/x86" "a weight for a LayerNorm without elementwise affine" "ln2.weight" "is not a key of this converted model" (fun items -> items.Add(KeyValuePair("ln2.weight", Tensor.Zeros [| 16 |] :> obj)))
+      hostileIn "groupnormnet/x86" "a GroupNorm bias of the wrong length" "gn.bias" "keeps a Float32 tensor of shape [6]" (replace "gn.bias" (fun _ -> Tensor.Zeros [| 5 |] :> obj))
+      hostileIn "bnnet/x86" "a BNReLU3d without num_batches_tracked" "bn3.num_batches_tracked" "is missing" (fun items -> items.RemoveAll(fun kv -> kv.Key = "bn3.num_batches_tracked") |> ignore) ]
 
 /// A copy of the torch.save zip `src` at `dst` with each entry's bytes passed through `change` (by entry name).
 let private rewrite (src: string) (dst: string) (change: string -> byte[] -> byte[]) =

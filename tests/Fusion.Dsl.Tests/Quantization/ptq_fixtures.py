@@ -1,6 +1,6 @@
 """Fixtures for the eager post-training quantization flow (PtqFlowTests.fs): small eager-mode models with QuantStub and
 DeQuantStub (fused Conv+BN+ReLU, Linear(+ReLU), pooling, a residual block with FloatFunctional add_relu, add, mul and
-cat) and torchvision's quantizable resnet18, each fused as its fuse_modules/fuse_model() does in eval mode, exported
+cat, Conv1d and Conv3d networks, batch norms on their own, LeakyReLU, ELU, LayerNorm and GroupNorm) and torchvision's quantizable resnet18, each fused as its fuse_modules/fuse_model() does in eval mode, exported
 with the repository's exporter (fusion_torch, the model format), then prepared with a named qconfig, calibrated on
 seeded random batches, converted and run on a seeded input by PyTorch 1.13's onednn engine. Written beside OUT.json:
 each case's model folder, its calibration batches and input (.npy, float32), and the integer output of every quantized
@@ -122,6 +122,145 @@ class ActNet(nn.Module):
     groups = [["conv1", "bn1"], ["conv2", "bn2"]]
 
 
+class Conv1dNet(nn.Module):
+    """Conv1d: Conv+BN+ReLU (ConvReLU1d with the BatchNorm folded), a grouped, strided, dilated Conv+ReLU without bias,
+    a depthwise Conv1d, then Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.conv1 = nn.Conv1d(3, 8, 5, padding=2)
+        self.bn1 = nn.BatchNorm1d(8)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv1d(8, 8, 3, stride=2, padding=2, dilation=2, groups=4, bias=False)
+        self.relu2 = nn.ReLU()
+        self.dw = nn.Conv1d(8, 8, 3, padding=1, groups=8)
+        self.fc = nn.Linear(8 * 12, 5)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.relu1(self.bn1(self.conv1(x)))
+        x = self.dw(self.relu2(self.conv2(x)))
+        return self.dequant(self.fc(torch.flatten(x, 1)))
+
+    groups = [["conv1", "bn1", "relu1"], ["conv2", "relu2"]]
+
+
+class Conv3dNet(nn.Module):
+    """Conv3d: Conv+BN+ReLU (ConvReLU3d), a grouped strided Conv3d, a 1x1x1 Conv+ReLU, then Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.conv1 = nn.Conv3d(3, 6, 3, padding=1)
+        self.bn1 = nn.BatchNorm3d(6)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv3d(6, 8, 3, stride=2, padding=1, groups=2)
+        self.conv3 = nn.Conv3d(8, 4, 1)
+        self.relu3 = nn.ReLU()
+        self.fc = nn.Linear(4 * 3 * 4 * 4, 5)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.relu1(self.bn1(self.conv1(x)))
+        x = self.relu3(self.conv3(self.conv2(x)))
+        return self.dequant(self.fc(torch.flatten(x, 1)))
+
+    groups = [["conv1", "bn1", "relu1"], ["conv3", "relu3"]]
+
+
+class BnNet(nn.Module):
+    """Batch norms PyTorch quantizes on their own: a BatchNorm2d on the input, a BatchNorm2d+ReLU (BNReLU2d) after a
+    convolution it is not fused into, then the same in 3-d (BatchNorm3d, BNReLU3d) on a view of the features."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.bn_in = nn.BatchNorm2d(3)
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU()
+        self.bn3 = nn.BatchNorm3d(2)
+        self.relu3 = nn.ReLU()
+        self.bn3b = nn.BatchNorm3d(2, eps=1e-3)
+        self.fc = nn.Linear(8 * 6 * 6, 5)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.relu(self.bn(self.conv(self.bn_in(x))))
+        x = self.bn3b(self.relu3(self.bn3(x.reshape(x.size(0), 2, 4, 6, 6))))
+        return self.dequant(self.fc(torch.flatten(x, 1)))
+
+    groups = [["bn", "relu"], ["bn3", "relu3"]]
+
+
+class LeakyEluNet(nn.Module):
+    """LeakyReLU and ELU, each observed and converted on its own with its own output qparams, after convolutions; then
+    the float nn.Sigmoid, which convert leaves in place and PyTorch runs on the quantized tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.lrelu = nn.LeakyReLU(0.1)
+        self.conv2 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.elu = nn.ELU(0.8)
+        self.sig = nn.Sigmoid()
+        self.avg = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 4)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.sig(self.elu(self.conv2(self.lrelu(self.conv1(x)))))
+        return self.dequant(self.fc(torch.flatten(self.avg(x), 1)))
+
+    groups = []
+
+
+class LayerNormNet(nn.Module):
+    """LayerNorm over a convolution's [C, H, W] and, without elementwise affine, over a Linear's features."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.ln = nn.LayerNorm([6, 6, 6])
+        self.fc1 = nn.Linear(6 * 6 * 6, 16)
+        self.ln2 = nn.LayerNorm(16, elementwise_affine=False)
+        self.fc2 = nn.Linear(16, 4)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.ln2(self.fc1(torch.flatten(self.ln(self.conv(x)), 1)))
+        return self.dequant(self.fc2(x))
+
+
+class GroupNormNet(nn.Module):
+    """GroupNorm after a convolution (3 groups of 2 channels) and, without affine, one channel per group; then an
+    affine InstanceNorm2d."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.gn = nn.GroupNorm(3, 6)
+        self.conv2 = nn.Conv2d(6, 4, 3, stride=2, padding=1)
+        self.gn2 = nn.GroupNorm(4, 4, affine=False)
+        self.inorm = nn.InstanceNorm2d(4, affine=True)
+        self.fc = nn.Linear(4 * 4 * 4, 5)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.inorm(self.gn2(self.conv2(self.gn(self.conv(x)))))
+        return self.dequant(self.fc(torch.flatten(x, 1)))
+
+
 # Custom qconfigs (observer factories), by the name the test rebuilds them under. A moving average is not idempotent, so
 # it shows that a fused module's observer sees each output twice, as PyTorch's Sequential-child observer does.
 CUSTOM = {
@@ -133,7 +272,7 @@ CUSTOM = {
 def randomize_bn(model, gen):
     """Random BatchNorm statistics, so that folding them into the convolutions changes the weights."""
     for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
             n = m.num_features
             m.weight.data = torch.rand(n, generator=gen) * 1.5 + 0.25
             m.bias.data = torch.randn(n, generator=gen) * 0.5
@@ -229,10 +368,16 @@ def instrument(q):
         elif isinstance(m, nnq.Hardswish):
             m.register_forward_hook(hook(path))
             layers.append({"path": path, "type": "QuantizedHardswish", "scale": float(m.scale), "zero_point": int(m.zero_point)})
+        elif isinstance(m, (nnq.BatchNorm2d, nnq.BatchNorm3d)):
+            m.register_forward_hook(hook(path))
+            layers.append({"path": path, "type": "Quantized" + type(m).__name__, "scale": float(m.scale), "zero_point": int(m.zero_point)})
+        elif isinstance(m, (nnq.LeakyReLU, nnq.ELU, nnq.LayerNorm, nnq.GroupNorm, nnq.InstanceNorm1d, nnq.InstanceNorm2d, nnq.InstanceNorm3d)):
+            m.register_forward_hook(hook(path))
+            layers.append({"path": path, "type": "Quantized" + type(m).__name__, "scale": float(m.scale), "zero_point": int(m.zero_point)})
         elif isinstance(m, nnq.DeQuantize):
             m.register_forward_hook(hook(path, of_input=True))
             layers.append({"path": path, "type": "DeQuantize"})
-        elif isinstance(m, (nnq.Conv2d, nnq.Linear)):
+        elif isinstance(m, (nnq.Conv1d, nnq.Conv2d, nnq.Conv3d, nnq.Linear)):
             m.register_forward_hook(hook(path))
             w = m.weight()
             per_channel = w.qscheme() in (torch.per_channel_symmetric, torch.per_channel_affine)
@@ -298,6 +443,15 @@ def main(out):
         cases.append(case(f"residual/{qc}", Residual, qc, (2, 3, 12, 12), 4, fuse_groups(Residual.groups), 50 + i, groups=Residual.groups))
     for i, qc in enumerate(("x86", "qnnpack")):
         cases.append(case(f"actnet/{qc}", ActNet, qc, (2, 3, 12, 12), 4, fuse_groups(ActNet.groups), 70 + i, groups=ActNet.groups))
+    for i, qc in enumerate(("x86", "qnnpack")):
+        cases.append(case(f"conv1dnet/{qc}", Conv1dNet, qc, (2, 3, 24), 4, fuse_groups(Conv1dNet.groups), 80 + i, groups=Conv1dNet.groups))
+        cases.append(case(f"conv3dnet/{qc}", Conv3dNet, qc, (2, 3, 6, 8, 8), 4, fuse_groups(Conv3dNet.groups), 90 + i, groups=Conv3dNet.groups))
+    for i, qc in enumerate(("x86", "qnnpack")):
+        cases.append(case(f"bnnet/{qc}", BnNet, qc, (2, 3, 6, 6), 4, fuse_groups(BnNet.groups), 100 + i, groups=BnNet.groups))
+    for i, qc in enumerate(("x86", "qnnpack")):
+        cases.append(case(f"leakyelunet/{qc}", LeakyEluNet, qc, (2, 3, 10, 10), 4, lambda m: m, 110 + i))
+        cases.append(case(f"layernormnet/{qc}", LayerNormNet, qc, (2, 3, 6, 6), 4, lambda m: m, 120 + i))
+        cases.append(case(f"groupnormnet/{qc}", GroupNormNet, qc, (2, 3, 8, 8), 4, lambda m: m, 130 + i))
     if len(sys.argv) < 3 or sys.argv[2] != "--small":
         cases.append(case("resnet18/x86", resnet18, "x86", (2, 3, 64, 64), 3, fuse_resnet, 30, nudges=5))
     with open(out, "w") as f:

@@ -11,10 +11,17 @@ Case kinds:
   quantize      - a float32 tensor "x", qparams, PyTorch's quantize_per_tensor/quantize_per_channel result "expected"
                   and its dequantize() "dequantized"
   linear        - torch.ao.nn.quantized.Linear (args.relu: torch.nn.intrinsic.quantized.LinearReLU)
-  conv2d        - torch.ao.nn.quantized.Conv2d (args.relu: torch.nn.intrinsic.quantized.ConvReLU2d)
+  conv1d, conv2d, conv3d - torch.ao.nn.quantized.Conv1d/2d/3d (args.relu: torch.nn.intrinsic.quantized.ConvReLU1d/2d/3d)
   add, add_relu, mul, cat - torch.ao.nn.quantized.QFunctional with output scale/zero point
   relu, max_pool2d, adaptive_avg_pool2d, flatten, mean, avg_pool2d, hardsigmoid, relu6, transpose, chunk - the quantized functional forms
   hardswish     - torch.ao.nn.quantized.Hardswish with output scale/zero point
+  sigmoid       - torch.sigmoid on a quantized tensor (fixed output qparams)
+  group_norm    - torch.ao.nn.quantized.GroupNorm and InstanceNorm1d/2d/3d (args: num_groups, C for an instance norm, eps,
+                  weight and bias or None)
+  layer_norm    - torch.ao.nn.quantized.LayerNorm (args: normalized_shape, eps, weight and bias or None)
+  leaky_relu, elu - torch.ao.nn.quantized.LeakyReLU (args.negative_slope) and ELU (args.alpha) with output scale/zero point
+  batch_norm    - torch.ao.nn.quantized.BatchNorm2d/3d (args.relu: torch.nn.intrinsic.quantized.BNReLU2d/3d), its float
+                  parameters and running statistics in args
                   (mean's and avg_pool2d's args.channels_last: PyTorch ran it on the input made channels-last; chunk's args.index: which piece)
 Every module case holds "inputs" (quantized tensors), "weight"/"bias" where the module has them, "args", the output
 "scale"/"zero_point" where the module sets them, and PyTorch's output "expected".
@@ -106,19 +113,22 @@ def linear_case(name, batch_shape, k, n, per_channel=False, relu=False, bias="no
     return module_case(name, "linear", [x], m(x), {"relu": relu}, w, b, scale, zp)
 
 
-def conv_case(name, n, cin, cout, hw, kernel, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, per_channel=False,
+def conv_case(name, n, cin, cout, spatial, kernel, stride=None, padding=None, dilation=None, groups=1, per_channel=False,
               relu=False, bias="normal", spread=1.0, x_zp=None, y_zp=None, w_scales=None):
-    x = qinput((n, cin) + hw, zp=x_zp)
+    """A quantized Conv1d/2d/3d (ConvReLU1d/2d/3d with relu), its rank the kernel's length."""
+    rank = len(kernel)
+    stride, padding, dilation = stride or (1,) * rank, padding or (0,) * rank, dilation or (1,) * rank
+    x = qinput((n, cin) + spatial, zp=x_zp)
     w = qweight((cout, cin // groups) + kernel, per_channel, w_scales)
     b = None if bias is None else torch.from_numpy(rng.normal(-3.0 if bias == "negative" else 0.0, 1.0, size=cout).astype(np.float32))
-    y = F.conv2d(x.dequantize(), w.dequantize(), b, stride, padding, dilation, groups)
+    y = getattr(F, f"conv{rank}d")(x.dequantize(), w.dequantize(), b, stride, padding, dilation, groups)
     scale, zp = output_qparams(y, spread, y_zp)
-    cls = nniq.ConvReLU2d if relu else nnq.Conv2d
+    cls = getattr(nniq, f"ConvReLU{rank}d") if relu else getattr(nnq, f"Conv{rank}d")
     m = cls(cin, cout, kernel, stride, padding, dilation, groups)
     m.set_weight_bias(w, b)
     m.scale, m.zero_point = scale, zp
     args = {"stride": list(stride), "padding": list(padding), "dilation": list(dilation), "groups": groups, "relu": relu}
-    return module_case(name, "conv2d", [x], m(x), args, w, b, scale, zp)
+    return module_case(name, f"conv{rank}d", [x], m(x), args, w, b, scale, zp)
 
 
 def quantize_cases():
@@ -219,6 +229,158 @@ def conv_cases():
                                stride=(int(rng.integers(1, 3)), int(rng.integers(1, 3))),
                                padding=(int(rng.integers(0, 3)), int(rng.integers(0, 3))), dilation=dilation, groups=groups,
                                per_channel=bool(i % 2), relu=bool(i % 3 == 0)))
+    return cases
+
+
+def conv_nd_cases():
+    """Conv1d and Conv3d (and their ReLU fusions): per-tensor and per-channel weights, groups, depthwise, stride,
+    padding, dilation, saturation, no bias, then seeded random geometries."""
+    cases = [
+        conv_case("conv1d/k3", 2, 4, 6, (17,), (3,)),
+        conv_case("conv1d/k3_per_channel_pad1_relu", 2, 4, 6, (17,), (3,), padding=(1,), per_channel=True, relu=True),
+        conv_case("conv1d/k1", 3, 8, 5, (9,), (1,)),
+        conv_case("conv1d/depthwise_stride2", 2, 8, 8, (20,), (5,), stride=(2,), padding=(2,), groups=8, per_channel=True),
+        conv_case("conv1d/grouped_dilated", 1, 6, 9, (25,), (3,), dilation=(3,), padding=(2,), groups=3),
+        conv_case("conv1d/no_bias_saturating", 2, 5, 7, (12,), (4,), bias=None, spread=0.2),
+        conv_case("conv1d/negative_bias_relu", 2, 4, 4, (10,), (3,), bias="negative", relu=True, x_zp=255, y_zp=0),
+        conv_case("conv1d/large", 2, 32, 64, (64,), (3,), padding=(1,), per_channel=True),
+        conv_case("conv3d/k3", 2, 3, 4, (5, 6, 7), (3, 3, 3)),
+        conv_case("conv3d/k3_per_channel_pad1_relu", 1, 4, 6, (4, 6, 5), (3, 3, 3), padding=(1, 1, 1), per_channel=True, relu=True),
+        conv_case("conv3d/k1", 2, 6, 5, (3, 4, 4), (1, 1, 1)),
+        conv_case("conv3d/depthwise", 1, 6, 6, (5, 7, 6), (3, 3, 3), padding=(1, 1, 1), groups=6, per_channel=True),
+        conv_case("conv3d/grouped_strided", 2, 6, 8, (7, 8, 9), (3, 2, 3), stride=(2, 1, 2), padding=(1, 0, 1), groups=2),
+        conv_case("conv3d/dilated_depth", 1, 3, 5, (9, 6, 6), (3, 3, 3), dilation=(2, 1, 1), padding=(2, 1, 0), per_channel=True),
+        conv_case("conv3d/pad_beyond_depth", 1, 2, 3, (1, 5, 5), (1, 3, 3), padding=(2, 1, 1)),
+        conv_case("conv3d/no_bias_saturating_relu", 2, 4, 4, (4, 5, 5), (2, 3, 3), bias=None, spread=0.2, relu=True),
+        conv_case("conv3d/large", 1, 16, 32, (8, 12, 12), (3, 3, 3), padding=(1, 1, 1), per_channel=True),
+    ]
+    for i in range(24):
+        rank = 1 if i % 2 == 0 else 3
+        groups = int(rng.choice([1, 1, 2, 3]))
+        cin, cout = groups * int(rng.integers(1, 5)), groups * int(rng.integers(1, 5))
+        if i % 5 == 0:
+            groups = cin = cout = int(rng.integers(1, 9))
+        kernel = tuple(int(rng.integers(1, 4)) for _ in range(rank))
+        dilation = tuple(int(rng.integers(1, 3)) for _ in range(rank))
+        spatial = tuple(int(rng.integers(d * (k - 1) + 1, 10 if rank == 3 else 30)) for k, d in zip(kernel, dilation))
+        cases.append(conv_case(f"conv{rank}d/random{i}", int(rng.integers(1, 3)), cin, cout, spatial, kernel,
+                               stride=tuple(int(rng.integers(1, 3)) for _ in range(rank)),
+                               padding=tuple(int(rng.integers(0, 3)) for _ in range(rank)), dilation=dilation, groups=groups,
+                               per_channel=bool(i % 4 < 2), relu=bool(i % 3 == 0)))
+    return cases
+
+
+def batch_norm_cases():
+    """BatchNorm2d/3d and BNReLU2d/3d: channel counts around PyTorch's vector blocks (32 lanes on AVX2, 8-wide remainder,
+    scalar tail), eps from 1e-5 to 1e-1, tiny variances, saturating output qparams, input zero points at both ends."""
+    cases = []
+    for i, (shape, relu, spread, x_zp, eps) in enumerate([
+            ((2, 3, 5, 6), False, 1.0, None, 1e-5), ((2, 8, 4, 4), True, 1.0, None, 1e-5), ((1, 13, 6, 7), False, 1.0, 0, 1e-3),
+            ((2, 40, 3, 5), True, 1.0, 255, 1e-5), ((1, 64, 4, 4), False, 0.3, None, 0.1), ((2, 77, 3, 3), True, 0.3, None, 1e-5),
+            ((2, 3, 2, 4, 5), False, 1.0, None, 1e-5), ((1, 8, 3, 3, 3), True, 1.0, None, 1e-5), ((2, 45, 2, 3, 3), False, 1.0, None, 1e-4),
+            ((1, 70, 2, 2, 3), True, 0.3, None, 1e-5), ((0, 5, 3, 3), False, 1.0, None, 1e-5), ((3, 1, 9, 9), True, 1.0, None, 1e-5)]):
+        rank = len(shape) - 2
+        c = shape[1]
+        x = qinput(shape, zp=x_zp)
+        weight = torch.from_numpy(rng.uniform(0.25, 1.75, size=c).astype(np.float32))
+        bias = torch.from_numpy(rng.normal(0.0, 1.0, size=c).astype(np.float32))
+        mean = torch.from_numpy(rng.normal(0.0, 0.5, size=c).astype(np.float32))
+        var = torch.from_numpy(log_uniform(1e-4, 2.0, c).astype(np.float32))
+        bn = torch.nn.BatchNorm2d(c, eps=eps) if rank == 2 else torch.nn.BatchNorm3d(c, eps=eps)
+        bn.weight.data, bn.bias.data, bn.running_mean, bn.running_var = weight, bias, mean, var
+        bn.eval()
+        y = bn(x.dequantize()) if x.numel() else torch.zeros(1)
+        scale, zp = output_qparams(torch.relu(y) if relu else y, spread)
+        cls = getattr(nniq, f"BNReLU{rank}d") if relu else getattr(nnq, f"BatchNorm{rank}d")
+        m = cls(c, eps=eps)
+        m.weight.data, m.bias.data, m.running_mean, m.running_var = weight, bias, mean, var
+        m.scale, m.zero_point = torch.tensor(scale), torch.tensor(zp)
+        args = {"rank": rank, "relu": relu, "eps": eps, "weight": floats(weight), "bias": floats(bias), "running_mean": floats(mean),
+                "running_var": floats(var)}
+        cases.append(module_case(f"batch_norm{rank}d/{i}", "batch_norm", [x], m(x), args, scale=float(m.scale), zp=int(m.zero_point)))
+    return cases
+
+
+def leaky_relu_elu_cases():
+    """LeakyReLU and ELU (nnq modules with their output qparams): slopes and alphas from 1e-3 to 2, sizes that leave a
+    tail after PyTorch's vector blocks, quint8 and qint8 inputs, saturating output qparams."""
+    cases = []
+    for i, (shape, slope, spread, dtype) in enumerate([((2, 16, 9, 9), 0.01, 1.0, torch.quint8), ((3, 37), 0.2, 1.0, torch.quint8),
+                                                       ((1, 960, 1, 1), 0.5, 1.0, torch.quint8), ((5,), 1e-3, 1.0, torch.qint8),
+                                                       ((2, 8, 7, 5), 2.0, 0.3, torch.quint8), ((4, 100), 0.1, 1.0, torch.qint8)]):
+        x = qinput(shape, dtype=dtype)
+        for kind in ("leaky_relu", "elu"):
+            y = F.leaky_relu(x.dequantize(), slope) if kind == "leaky_relu" else F.elu(x.dequantize(), slope)
+            scale, zp = output_qparams(y, spread)
+            if dtype == torch.qint8:
+                zp -= 128
+            if kind == "leaky_relu":
+                m = nnq.LeakyReLU(scale, zp, slope)
+                args = {"negative_slope": slope}
+            else:
+                m = nnq.ELU(scale, zp, slope)
+                args = {"alpha": slope}
+            # LeakyReLU keeps its qparams as float32 and int64 buffers: its kernel sees the float32 scale.
+            cases.append(module_case(f"{kind}/{i}", kind, [x], m(x), args, scale=float(m.scale), zp=int(m.zero_point)))
+        # sigmoid (the float nn.Sigmoid on a quantized tensor): PyTorch's fixed output qparams.
+        cases.append(module_case(f"sigmoid/{i}", "sigmoid", [x], torch.sigmoid(x), {}))
+    return cases
+
+
+def layer_norm_cases():
+    """LayerNorm over one to three trailing dimensions, with and without elementwise affine, groups from 5 to 4096
+    elements (sums of squares past float32's exact integers), eps up to 1e-1, quint8 and qint8 inputs."""
+    cases = []
+    for i, (shape, normalized, affine, eps, dtype) in enumerate([
+            ((4, 8), (8,), True, 1e-5, torch.quint8), ((2, 3, 37), (37,), True, 1e-5, torch.quint8), ((2, 5, 6, 6), (5, 6, 6), True, 1e-5, torch.quint8),
+            ((3, 4, 5), (4, 5), False, 1e-3, torch.quint8), ((2, 4096), (4096,), True, 1e-5, torch.quint8), ((6, 100), (100,), True, 0.1, torch.qint8),
+            ((1, 7, 5), (5,), False, 1e-5, torch.qint8), ((2, 64, 3, 3), (64, 3, 3), True, 1e-5, torch.quint8)]):
+        x = qinput(shape, dtype=dtype)
+        weight = torch.from_numpy(rng.uniform(0.5, 1.5, size=normalized).astype(np.float32)) if affine else None
+        bias = torch.from_numpy(rng.normal(0.0, 0.3, size=normalized).astype(np.float32)) if affine else None
+        y = F.layer_norm(x.dequantize(), normalized, weight, bias, eps)
+        scale, zp = output_qparams(y)
+        if dtype == torch.qint8:
+            zp -= 128
+        m = nnq.LayerNorm(list(normalized), None if weight is None else torch.nn.Parameter(weight),
+                          None if bias is None else torch.nn.Parameter(bias), scale, zp, eps=eps, elementwise_affine=affine)
+        args = {"normalized_shape": list(normalized), "eps": eps, "weight": None if weight is None else floats(weight),
+                "bias": None if bias is None else floats(bias)}
+        cases.append(module_case(f"layer_norm/{i}", "layer_norm", [x], m(x), args, scale=float(m.scale), zp=int(m.zero_point)))
+    return cases
+
+
+def group_norm_cases():
+    """GroupNorm: one group, one channel per group and between, with and without affine, planes that leave a tail after
+    PyTorch's vector blocks, quint8 and qint8 inputs."""
+    cases = []
+    for i, (shape, groups, affine, eps, dtype) in enumerate([
+            ((2, 6, 5, 5), 3, True, 1e-5, torch.quint8), ((2, 8, 4, 4), 1, True, 1e-5, torch.quint8), ((1, 6, 7, 9), 6, True, 1e-3, torch.quint8),
+            ((3, 4, 37), 2, False, 1e-5, torch.quint8), ((2, 32, 8, 8), 8, True, 1e-5, torch.quint8), ((2, 6, 3, 3, 3), 2, True, 1e-5, torch.qint8),
+            ((4, 12, 1), 4, True, 0.1, torch.quint8)]):
+        c = shape[1]
+        x = qinput(shape, dtype=dtype)
+        weight = torch.from_numpy(rng.uniform(0.5, 1.5, size=c).astype(np.float32)) if affine else None
+        bias = torch.from_numpy(rng.normal(0.0, 0.3, size=c).astype(np.float32)) if affine else None
+        y = F.group_norm(x.dequantize(), groups, weight, bias, eps)
+        scale, zp = output_qparams(y)
+        if dtype == torch.qint8:
+            zp -= 128
+        m = nnq.GroupNorm(groups, c, None if weight is None else torch.nn.Parameter(weight), None if bias is None else torch.nn.Parameter(bias),
+                          scale, zp, eps=eps, affine=affine)
+        args = {"num_groups": groups, "eps": eps, "weight": None if weight is None else floats(weight), "bias": None if bias is None else floats(bias)}
+        cases.append(module_case(f"group_norm/{i}", "group_norm", [x], m(x), args, scale=float(m.scale), zp=int(m.zero_point)))
+    # InstanceNorm1d/2d/3d: PyTorch's quantized instance norm is its group norm with one group per channel.
+    for i, (shape, affine) in enumerate([((2, 5, 17), True), ((2, 4, 6, 7), True), ((1, 3, 6, 6), False), ((2, 3, 3, 4, 5), True)]):
+        c, rank = shape[1], len(shape) - 2
+        x = qinput(shape)
+        weight = torch.from_numpy(rng.uniform(0.5, 1.5, size=c).astype(np.float32)) if affine else None
+        bias = torch.from_numpy(rng.normal(0.0, 0.3, size=c).astype(np.float32)) if affine else None
+        scale, zp = output_qparams(F.instance_norm(x.dequantize(), weight=weight, bias=bias))
+        m = getattr(nnq, f"InstanceNorm{rank}d")(c, None if weight is None else torch.nn.Parameter(weight),
+                                                 None if bias is None else torch.nn.Parameter(bias), scale, zp, affine=affine)
+        args = {"num_groups": c, "eps": m.eps, "weight": None if weight is None else floats(weight), "bias": None if bias is None else floats(bias)}
+        cases.append(module_case(f"instance_norm{rank}d/{i}", "group_norm", [x], m(x), args, scale=float(m.scale), zp=int(m.zero_point)))
     return cases
 
 
@@ -361,7 +523,8 @@ def converted_cases():
 
 
 def main(out):
-    cases = quantize_cases() + linear_cases() + conv_cases() + functional_cases() + converted_cases()
+    # Kinds added later come last, so that the seeded inputs of the earlier cases stay as they were.
+    cases = quantize_cases() + linear_cases() + conv_cases() + functional_cases() + converted_cases() + conv_nd_cases() + batch_norm_cases() + leaky_relu_elu_cases() + layer_norm_cases() + group_norm_cases()
     with open(out, "w") as f:
         json.dump({"torch": torch.__version__, "engine": torch.backends.quantized.engine, "cases": cases}, f)
     print(f"{len(cases)} cases")

@@ -20,10 +20,16 @@ import torch.ao.quantization as tq
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ptq_fixtures  # noqa: E402
 
-# FLOAT.pt pickles ptq_fixtures' classes as __main__.ConvNet, __main__.Residual and __main__.ActNet.
+# FLOAT.pt pickles ptq_fixtures' classes as __main__.ConvNet, __main__.Residual, ... (one alias per model class).
 __main__.ConvNet = ptq_fixtures.ConvNet
 __main__.Residual = ptq_fixtures.Residual
 __main__.ActNet = ptq_fixtures.ActNet
+__main__.Conv1dNet = ptq_fixtures.Conv1dNet
+__main__.Conv3dNet = ptq_fixtures.Conv3dNet
+__main__.BnNet = ptq_fixtures.BnNet
+__main__.LeakyEluNet = ptq_fixtures.LeakyEluNet
+__main__.LayerNormNet = ptq_fixtures.LayerNormNet
+__main__.GroupNormNet = ptq_fixtures.GroupNormNet
 torch.backends.quantized.engine = "onednn"
 warnings.filterwarnings("ignore")
 
