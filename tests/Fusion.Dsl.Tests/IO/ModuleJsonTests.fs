@@ -171,8 +171,8 @@ let tests =
             Expect.equal (canonical (JsonDocument.Parse(ModuleJson.Write m).RootElement)) (canonical (JsonDocument.Parse(json).RootElement)) "the same JSON"
         }
         test "extra_repr on a modelled layer, or an opaque argument that is an object, is refused" {
-            readFails ((seqJson (convJson "")).Replace("\"training\":false,\"args\"", "\"training\":false,\"extra_repr\":\"x\",\"args\"")) (convTensors ()) [ "extra_repr"; "opaque" ]
-            readFails """{"type":"GELU","namespace":"torch.nn","opaque":true,"training":false,"args":{"approximate":{"a":1}}}""" (Dictionary()) [ "approximate"; "an object" ]
+            readFails ((seqJson (convJson "")).Replace("\"training\":false,\"args\"", "\"training\":false,\"extra_repr\":\"x\",\"args\"")) (convTensors ()) [ "extra_repr"; "opaque" ] |> ignore
+            readFails """{"type":"GELU","namespace":"torch.nn","opaque":true,"training":false,"args":{"approximate":{"a":1}}}""" (Dictionary()) [ "approximate"; "an object" ] |> ignore
         }
         test "an unknown namespace is refused" {
             readFails (seqJson ((convJson "").Replace("\"namespace\":\"torch.nn\",\"training\":false,\"args\":{\"in", "\"namespace\":\"torch.quantized\",\"training\":false,\"args\":{\"in"))) (convTensors ()) [ "torch.quantized"; "model.0" ] |> ignore
