@@ -143,29 +143,18 @@ public sealed class QuantizedConv
     /// <exception cref="ArgumentException">As <see cref="Forward(QuantizedTensor)"/>.</exception>
     public QuantizedTensor Forward(QuantizedTensor input, int threads)
     {
-        QuantizedChecks.PerTensorInput(input, QuantizedDType.QUInt8, Name);
-        int cout = Weight.Size(0), cin = Weight.Size(1) * Groups;
-        if (input.Rank != Rank + 2 || input.Size(1) != cin)
-            throw new ArgumentException($"{Name} expects input of shape [N, {cin}, {string.Join(", ", SpatialNames[(3 - Rank)..])}], got {Tensor.ShapeString(input.RawShape)}", nameof(input));
-        int n = input.Size(0);
-        // The input as [N, C_in, D, H, W], D and H being 1 where the convolution has fewer dimensions.
-        int[] size = [.. Enumerable.Repeat(1, 3 - Rank), .. input.Dimensions.Skip(2)];
-        int od = DepthOutput(size[0]);
-        var (oh, ow) = OutputSize(size[1], size[2]);
-        int[] spatialOut = [od, oh, ow];
-        int[] shape = [n, cout, .. spatialOut[(3 - Rank)..]];
-        QuantizedChecks.OutputCount(shape, Name);
+        var (n, size, od, oh, ow, shape) = Plan(input);
         var requantization = _requantizer.For(input.Scale);
         // An empty batch or image has nothing to sum (the kernel takes at least one pixel): only the bias is left.
         if (input.Count == 0) return QuantizedTensor.Adopt(Empty(shape, requantization), shape, Scale, ZeroPoint, QuantizedDType.QUInt8);
         var zp = (int)input.ZeroPoint;
         byte[] data;
-        if (size[0] == 1 && _depth.Kernel == 1 && _depth.Padding == 0)
+        if (ReadsInputDirectly(size))
             data = _kernel.Requantize(input.RawData, n, size[1], size[2], zp, requantization, threads);
         else
         {
-            var planes = DepthTaps(input.RawData, n, cin, size, od, (byte)zp);
-            data = FromDepthMajor(_kernel.Requantize(planes, n * od, size[1], size[2], zp, requantization, threads), n, cout, od, oh * ow);
+            var planes = DepthTaps(input.RawData, n, Weight.Size(1) * Groups, size, od, (byte)zp);
+            data = FromDepthMajor(_kernel.Requantize(planes, n * od, size[1], size[2], zp, requantization, threads), n, Weight.Size(0), od, oh * ow);
         }
         return QuantizedTensor.Adopt(data, shape, Scale, ZeroPoint, QuantizedDType.QUInt8);
     }
@@ -176,27 +165,41 @@ public sealed class QuantizedConv
     /// of the two scaled terms does not depend on their order). Null when the pair does not fit that form (a residual
     /// that is not a per-tensor quint8 tensor of the output's shape, an empty input, or a 3-d convolution with a depth
     /// kernel, whose output the 2-d kernel writes in another order): the caller then runs the two apart, which refuses
-    /// what is wrong.
+    /// what is wrong. An input the convolution refuses is refused here, with <see cref="Forward(QuantizedTensor, int)"/>'s message.
     /// </summary>
     internal QuantizedTensor? ForwardAdd(QuantizedTensor input, QuantizedTensor residual, QFunctional add, bool relu, int threads)
     {
-        QuantizedChecks.PerTensorInput(input, QuantizedDType.QUInt8, Name);
-        int cout = Weight.Size(0), cin = Weight.Size(1) * Groups;
-        if (input.Rank != Rank + 2 || input.Size(1) != cin || input.Count == 0) return null;
-        int n = input.Size(0);
-        int[] size = [.. Enumerable.Repeat(1, 3 - Rank), .. input.Dimensions.Skip(2)];
-        if (size[0] != 1 || _depth.Kernel != 1 || _depth.Padding != 0) return null;
-        int od = DepthOutput(size[0]);
-        var (oh, ow) = OutputSize(size[1], size[2]);
-        int[] spatialOut = [od, oh, ow];
-        int[] shape = [n, cout, .. spatialOut[(3 - Rank)..]];
-        if (residual.DType != QuantizedDType.QUInt8 || residual.Axis is not null || !residual.RawShape.AsSpan().SequenceEqual(shape)
+        var (n, size, _, _, _, shape) = Plan(input);
+        if (input.Count == 0 || !ReadsInputDirectly(size)
+            || residual.DType != QuantizedDType.QUInt8 || residual.Axis is not null || !residual.RawShape.AsSpan().SequenceEqual(shape)
             || add.ZeroPoint is < 0 or > 255)
             return null;
         var fused = new Engine.Int8Add(Scale, (int)ZeroPoint, residual.Scale, (int)residual.ZeroPoint, add.Scale, add.ZeroPoint, relu, signed: false);
         var data = _kernel.Requantize(input.RawData, n, size[1], size[2], (int)input.ZeroPoint, _requantizer.For(input.Scale), residual.RawData, fused, threads);
         return QuantizedTensor.Adopt(data, shape, add.Scale, add.ZeroPoint, QuantizedDType.QUInt8);
     }
+
+    /// <summary>One call's sizes, the input checked: the batch, the input as [D, H, W] (D and H being 1 where the
+    /// convolution has fewer dimensions), the output's depth, height and width, and its shape [N, C_out, *spatial_out].</summary>
+    private (int Batch, int[] Size, int DepthOut, int HeightOut, int WidthOut, int[] Shape) Plan(QuantizedTensor input)
+    {
+        QuantizedChecks.PerTensorInput(input, QuantizedDType.QUInt8, Name);
+        int cout = Weight.Size(0), cin = Weight.Size(1) * Groups;
+        if (input.Rank != Rank + 2 || input.Size(1) != cin)
+            throw new ArgumentException($"{Name} expects input of shape [N, {cin}, {string.Join(", ", SpatialNames[(3 - Rank)..])}], got {Tensor.ShapeString(input.RawShape)}", nameof(input));
+        int n = input.Size(0);
+        int[] size = [.. Enumerable.Repeat(1, 3 - Rank), .. input.Dimensions.Skip(2)];
+        int od = DepthOutput(size[0]);
+        var (oh, ow) = OutputSize(size[1], size[2]);
+        int[] spatialOut = [od, oh, ow];
+        int[] shape = [n, cout, .. spatialOut[(3 - Rank)..]];
+        QuantizedChecks.OutputCount(shape, Name);
+        return (n, size, od, oh, ow, shape);
+    }
+
+    /// <summary>Whether the 2-d kernel reads the input itself (no depth, or a depth kernel of 1 without padding) rather
+    /// than the depth taps <see cref="DepthTaps"/> lays out.</summary>
+    private bool ReadsInputDirectly(int[] size) => size[0] == 1 && _depth.Kernel == 1 && _depth.Padding == 0;
 
     private static readonly string[] SpatialNames = ["D", "H", "W"];
 
