@@ -70,6 +70,21 @@ public sealed class Int8Add
             Run(pa + start, pb + start, py + start, count);
     }
 
+    /// <summary>Every element of <paramref name="a"/> and <paramref name="b"/> into <paramref name="y"/>, in equal chunks
+    /// shared among up to <paramref name="threads"/> cores (each element's bits do not depend on it).</summary>
+    /// <exception cref="ArgumentException">The arrays differ in length, or <paramref name="threads"/> is below 1.</exception>
+    public void Run(byte[] a, byte[] b, byte[] y, int threads)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        ArgumentNullException.ThrowIfNull(y);
+        if (a.Length != y.Length || b.Length != y.Length)
+            throw new ArgumentException($"an int8 add takes arrays of one length, got {a.Length}, {b.Length} and {y.Length}");
+        if (threads < 1) throw new ArgumentException($"an int8 add needs at least one thread, got {threads}");
+        const int chunk = 1 << 15;
+        Par.For((y.Length + chunk - 1) / chunk, threads, chunk, c => Run(a, b, y, c * chunk, Math.Min(chunk, y.Length - c * chunk)));
+    }
+
     /// <summary><paramref name="count"/> elements from the pointers (the caller has checked them); <paramref name="y"/>
     /// may be <paramref name="a"/> or <paramref name="b"/>, as each vector is read before it is written.</summary>
     internal unsafe void Run(byte* a, byte* b, byte* y, int count)

@@ -130,14 +130,8 @@ public sealed class QFunctional
         CheckPair(a, b, op);
         if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), threads, $"{op}: threads must be at least 1");
         var add = new Engine.Int8Add(a.Scale, (int)a.ZeroPoint, b.Scale, (int)b.ZeroPoint, Scale, ZeroPoint, relu, a.DType == QuantizedDType.QInt8);
-        byte[] ra = a.RawData, rb = b.RawData;
-        var y = GC.AllocateUninitializedArray<byte>(ra.Length);
-        // Independent elements: equal chunks, one per task.
-        const int chunk = 1 << 15;
-        var chunks = (y.Length + chunk - 1) / chunk;
-        if (threads == 1 || chunks == 1) add.Run(ra, rb, y, 0, y.Length);
-        else Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads },
-            c => add.Run(ra, rb, y, c * chunk, Math.Min(chunk, y.Length - c * chunk)));
+        var y = GC.AllocateUninitializedArray<byte>(a.RawData.Length);
+        add.Run(a.RawData, b.RawData, y, threads);
         return QuantizedTensor.Adopt(y, (int[])a.RawShape.Clone(), Scale, ZeroPoint, a.DType);
     }
 
