@@ -241,11 +241,6 @@ internal static unsafe class Int8Gemm
                 var rq = sink.Requantization;
                 for (var block = 0; block * MR < rows; block++)
                 {
-                    // A fused add reads the residual a short row per output row, a row length apart: ask for the next
-                    // block's rows while this one computes, so their loads do not wait on memory.
-                    if (sink.Add is not null && Sse.IsSupported)
-                        for (var i = MR * (block + 1); i < Math.Min(rows, MR * (block + 2)); i++)
-                            Sse.Prefetch0(r0 + sink.YOffset + (long)i * columns + p * nr);
                     Kernel<TV, TForm>(pw + (long)block * quads * MR, pa + (long)p * nr, padded, quads, tile, nr);
                     var rowCount = Math.Min(MR, rows - block * MR);
                     var colCount = Math.Min(nr, columns - p * nr);
