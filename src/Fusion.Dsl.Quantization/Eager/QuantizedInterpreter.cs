@@ -139,10 +139,10 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
     // ---- graphs -------------------------------------------------------------------------------------------
 
     /// <summary>The traced operations of converted <c>FloatFunctional</c>s in one graph: the node that calls
-    /// <c>ff.activation_post_process</c> computes the whole operation; the nodes it absorbs compute nothing.</summary>
-    /// <summary><paramref name="Deferred"/>: the convolutions whose only use is an operand of a converted add or
-    /// add_relu (and the Identity modules between them, which pass the deferred convolution on); a forward that records
-    /// no layer outputs runs each inside its add (<see cref="QuantizedConv.ForwardAdd"/>).</summary>
+    /// <c>ff.activation_post_process</c> computes the whole operation; the nodes it absorbs compute nothing.
+    /// <paramref name="Deferred"/>: the convolutions whose only use is an operand of a converted add or add_relu (and the
+    /// Identity modules between them, which pass the deferred convolution on); a forward that records no layer outputs
+    /// runs each inside its add (<see cref="QuantizedConv.ForwardAdd"/>).</summary>
     private sealed record FunctionalCalls(Dictionary<string, (string Op, string FloatFunctional, GraphNode Call)> Calls, HashSet<string> Absorbed,
         HashSet<string> Deferred);
 

@@ -327,6 +327,24 @@ def leaky_relu_elu_cases():
     return cases
 
 
+def norm_affine(size, affine):
+    """A norm's weight ~ U(0.5, 1.5) and bias ~ N(0, 0.3) of `size`, drawn in that order, or (None, None)."""
+    if not affine:
+        return None, None
+    return (torch.from_numpy(rng.uniform(0.5, 1.5, size=size).astype(np.float32)),
+            torch.from_numpy(rng.normal(0.0, 0.3, size=size).astype(np.float32)))
+
+
+def parameter(t):
+    """`t` as an nn.Parameter, None as None."""
+    return None if t is None else torch.nn.Parameter(t)
+
+
+def optional_floats(t):
+    """`t` as a list of floats, None as None."""
+    return None if t is None else floats(t)
+
+
 def layer_norm_cases():
     """LayerNorm over one to three trailing dimensions, with and without elementwise affine, groups from 5 to 4096
     elements (sums of squares past float32's exact integers), eps up to 1e-1, quint8 and qint8 inputs."""
@@ -336,16 +354,13 @@ def layer_norm_cases():
             ((3, 4, 5), (4, 5), False, 1e-3, torch.quint8), ((2, 4096), (4096,), True, 1e-5, torch.quint8), ((6, 100), (100,), True, 0.1, torch.qint8),
             ((1, 7, 5), (5,), False, 1e-5, torch.qint8), ((2, 64, 3, 3), (64, 3, 3), True, 1e-5, torch.quint8)]):
         x = qinput(shape, dtype=dtype)
-        weight = torch.from_numpy(rng.uniform(0.5, 1.5, size=normalized).astype(np.float32)) if affine else None
-        bias = torch.from_numpy(rng.normal(0.0, 0.3, size=normalized).astype(np.float32)) if affine else None
+        weight, bias = norm_affine(normalized, affine)
         y = F.layer_norm(x.dequantize(), normalized, weight, bias, eps)
         scale, zp = output_qparams(y)
         if dtype == torch.qint8:
             zp -= 128
-        m = nnq.LayerNorm(list(normalized), None if weight is None else torch.nn.Parameter(weight),
-                          None if bias is None else torch.nn.Parameter(bias), scale, zp, eps=eps, elementwise_affine=affine)
-        args = {"normalized_shape": list(normalized), "eps": eps, "weight": None if weight is None else floats(weight),
-                "bias": None if bias is None else floats(bias)}
+        m = nnq.LayerNorm(list(normalized), parameter(weight), parameter(bias), scale, zp, eps=eps, elementwise_affine=affine)
+        args = {"normalized_shape": list(normalized), "eps": eps, "weight": optional_floats(weight), "bias": optional_floats(bias)}
         cases.append(module_case(f"layer_norm/{i}", "layer_norm", [x], m(x), args, scale=float(m.scale), zp=int(m.zero_point)))
     return cases
 
@@ -360,26 +375,22 @@ def group_norm_cases():
             ((4, 12, 1), 4, True, 0.1, torch.quint8)]):
         c = shape[1]
         x = qinput(shape, dtype=dtype)
-        weight = torch.from_numpy(rng.uniform(0.5, 1.5, size=c).astype(np.float32)) if affine else None
-        bias = torch.from_numpy(rng.normal(0.0, 0.3, size=c).astype(np.float32)) if affine else None
+        weight, bias = norm_affine(c, affine)
         y = F.group_norm(x.dequantize(), groups, weight, bias, eps)
         scale, zp = output_qparams(y)
         if dtype == torch.qint8:
             zp -= 128
-        m = nnq.GroupNorm(groups, c, None if weight is None else torch.nn.Parameter(weight), None if bias is None else torch.nn.Parameter(bias),
-                          scale, zp, eps=eps, affine=affine)
-        args = {"num_groups": groups, "eps": eps, "weight": None if weight is None else floats(weight), "bias": None if bias is None else floats(bias)}
+        m = nnq.GroupNorm(groups, c, parameter(weight), parameter(bias), scale, zp, eps=eps, affine=affine)
+        args = {"num_groups": groups, "eps": eps, "weight": optional_floats(weight), "bias": optional_floats(bias)}
         cases.append(module_case(f"group_norm/{i}", "group_norm", [x], m(x), args, scale=float(m.scale), zp=int(m.zero_point)))
     # InstanceNorm1d/2d/3d: PyTorch's quantized instance norm is its group norm with one group per channel.
     for i, (shape, affine) in enumerate([((2, 5, 17), True), ((2, 4, 6, 7), True), ((1, 3, 6, 6), False), ((2, 3, 3, 4, 5), True)]):
         c, rank = shape[1], len(shape) - 2
         x = qinput(shape)
-        weight = torch.from_numpy(rng.uniform(0.5, 1.5, size=c).astype(np.float32)) if affine else None
-        bias = torch.from_numpy(rng.normal(0.0, 0.3, size=c).astype(np.float32)) if affine else None
+        weight, bias = norm_affine(c, affine)
         scale, zp = output_qparams(F.instance_norm(x.dequantize(), weight=weight, bias=bias))
-        m = getattr(nnq, f"InstanceNorm{rank}d")(c, None if weight is None else torch.nn.Parameter(weight),
-                                                 None if bias is None else torch.nn.Parameter(bias), scale, zp, affine=affine)
-        args = {"num_groups": c, "eps": m.eps, "weight": None if weight is None else floats(weight), "bias": None if bias is None else floats(bias)}
+        m = getattr(nnq, f"InstanceNorm{rank}d")(c, parameter(weight), parameter(bias), scale, zp, affine=affine)
+        args = {"num_groups": c, "eps": m.eps, "weight": optional_floats(weight), "bias": optional_floats(bias)}
         cases.append(module_case(f"instance_norm{rank}d/{i}", "group_norm", [x], m(x), args, scale=float(m.scale), zp=int(m.zero_point)))
     return cases
 
