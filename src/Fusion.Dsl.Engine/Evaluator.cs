@@ -15,21 +15,33 @@ internal sealed class Evaluator(Pass pass)
     public Pass Pass { get; } = pass;
 
     /// <summary>PyTorch's <c>module(x)</c>: pre-hooks (each may replace the input), the forward, hooks (each may replace the output).</summary>
-    public Tensor Call(Module m, Tensor x, string path)
+    public Tensor Call(Module m, Tensor x, string path) => Call(m, x, null, path);
+
+    /// <summary>
+    /// A call with a second argument: the residual of a two-input fused module (<see cref="FusedModule.InputCount"/> = 2), a
+    /// float32 tensor or a number added to its convolution's output. Hooks see the first input.
+    /// </summary>
+    public Tensor Call(Module m, Tensor x, object? residual, string path)
     {
         foreach (var pre in m.PreHooks) x = pre.Run(m, x) ?? x;
-        var y = Evaluate(m, x, path);
+        var y = Evaluate(m, x, residual, path);
         foreach (var hook in m.Hooks) y = hook.Run(m, x, y) ?? y;
         return y;
     }
 
-    private Tensor Evaluate(Module m, Tensor x, string path)
+    private Tensor Evaluate(Module m, Tensor x, object? residual, string path)
     {
         if (x.DType != DType.Float32) throw new ForwardException(path, m.TypeName, $"expected a float32 input, got {x.DType}");
+        var inputs = m is FusedModule fm ? fm.InputCount : 1;
+        if ((residual is null ? 1 : 2) != inputs)
+            throw new ForwardException(path, m.TypeName, inputs == 2
+                ? "takes two inputs, the input and the residual added to its convolution's output; call it from a forward graph with both"
+                : "takes one input, but was called with a second one");
         try
         {
             return m switch
             {
+                FusedModule { InputCount: 2 } f => RunResidual(f, x, residual!, path),
                 Conv c => RunConv(c, x, path, Epilogue.Bias(c.Bias?.RawFloat32)),
                 BatchNorm bn => RunBatchNorm(bn, x, path, Act.None),
                 Linear l => RunLinear(l, x, path, Epilogue.Bias(l.Bias?.RawFloat32)),
@@ -194,6 +206,32 @@ internal sealed class Evaluator(Pass pass)
             default:
                 return RunChildren(f, x, path);
         }
+    }
+
+    /// <summary>
+    /// <c>act(conv(x) + residual)</c>: the convolution with its bias in the epilogue, PyTorch's broadcasting add of the
+    /// residual into the fresh output, then the activation in place, the same operations in the same order as the unfused
+    /// graph (so every bit agrees), with one buffer fewer. A child with hooks runs as its own call.
+    /// </summary>
+    private Tensor RunResidual(FusedModule f, Tensor x, object residual, string path)
+    {
+        if (residual is Tensor { DType: not DType.Float32 } t0)
+            throw new ForwardException(path, f.TypeName, $"expected a float32 residual, got {t0.DType}");
+        if (residual is not (Tensor or long or double))
+            throw new ForwardException(path, f.TypeName, $"the residual must be a tensor or a number, got {residual.GetType().Name}");
+        var chain = FusedChain.Of(f);
+        var head = f.Children[0];
+        var y = chain?.Head.Module is Conv c
+            ? RunConv(c, x, ModulePath.Join(path, head.Name), Epilogue.Bias(c.Bias?.RawFloat32))
+            : Call(head.Module, x, ModulePath.Join(path, head.Name));
+        var z = residual is Tensor r ? TensorOps.Apply(TensorOps.Binary.Add, y, r, Pass) : TensorOps.Apply(TensorOps.Binary.Add, y, PyValues.Number(residual), Pass);
+        Pass.Release(y, x, z);
+        if (f.Children.Count == 1) return z;
+        var act = f.Children[1];
+        if (chain?.ActivationModule is { } a) return TensorOps.Activation(z, Epilogue.ActOf(a.Kind), Pass, inPlace: true);
+        var w = Call(act.Module, z, ModulePath.Join(path, act.Name));
+        Pass.Release(z, x, w);
+        return w;
     }
 
     // ---- user containers ----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ namespace Fusion.Dsl.Engine;
 
 /// <summary>
 /// Runs a user container's torch.fx-style graph: every node in order (as torch.fx's generated code does, including
-/// nodes whose value is unused), module calls through <see cref="Evaluator.Call"/> at their dotted path, and the free
+/// nodes whose value is unused), module calls through <see cref="Evaluator.Call(Algebra.Module, Tensors.Tensor, string)"/> at their dotted path, and the free
 /// functions and tensor methods with PyTorch's argument conventions (positional or keyword, torch's defaults).
 /// In-place activations are honoured within the graph (values sharing the overwritten tensor read the result); a
 /// container module that overwrites its own input inside (a Sequential starting with <c>ReLU(inplace=True)</c>) is not
@@ -43,6 +43,11 @@ internal static class GraphInterpreter
                 case NodeOp.CallModule:
                 {
                     var module = ModulePath.Get(owner, node.Target!);
+                    if (module is FusedModule { InputCount: 2 } twoInputs)
+                    {
+                        value = ev.Call(twoInputs, ResidualInputs(node, values, out var residual), residual, ModulePath.Join(path, node.Target!));
+                        break;
+                    }
                     if (module is OpaqueModule o && !IsOneTensorCall(node, values))
                     {
                         value = CallCarried(ev, o, node, values);
@@ -176,6 +181,16 @@ internal static class GraphInterpreter
     }
 
     /// <summary>The one tensor a module call passes (a layer is called with its input alone).</summary>
+    /// <summary>The input and the residual of a two-input fused module's call, passed positionally.</summary>
+    private static Tensor ResidualInputs(GraphNode node, Dictionary<string, object?> values, out object? residual)
+    {
+        if (node.Args.Length != 2 || node.Kwargs.Length != 0)
+            throw new EngineInputException($"graph node '{node.Name}': module {node.Target} takes the input and the residual as two positional arguments, got {node.Args.Length} positional and {node.Kwargs.Length} keyword arguments");
+        residual = Resolve(node.Args[1], values);
+        return Resolve(node.Args[0], values) as Tensor
+               ?? throw new EngineInputException($"graph node '{node.Name}': module {node.Target} must be called with a tensor, got {Describe(Resolve(node.Args[0], values))}");
+    }
+
     private static Tensor ModuleInput(GraphNode node, Dictionary<string, object?> values)
     {
         if (node.Args.Length + node.Kwargs.Length != 1)

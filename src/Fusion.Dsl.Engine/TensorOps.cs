@@ -10,10 +10,11 @@ internal static unsafe class TensorOps
     /// <summary>Elements per work item of the element-wise operations (64 KiB of floats: cache-sized, enough to amortise a task).</summary>
     private const int Chunk = 1 << 14;
 
-    /// <summary>An activation over every element.</summary>
-    public static Tensor Activation(Tensor x, Act act, Pass pass)
+    /// <summary>An activation over every element; with <paramref name="inPlace"/>, into <paramref name="x"/> itself (which
+    /// must be a buffer the caller owns).</summary>
+    public static Tensor Activation(Tensor x, Act act, Pass pass, bool inPlace = false)
     {
-        var output = pass.Output(x.Count);
+        var output = inPlace ? x.RawFloat32 : pass.Output(x.Count);
         var src = x.RawFloat32;
         var chunks = (x.Count + Chunk - 1) / Chunk;
         Par.For(chunks, pass.Threads, Chunk, (int i) =>
@@ -22,7 +23,7 @@ internal static unsafe class TensorOps
             var len = Math.Min(Chunk, src.Length - start);
             fixed (float* s = src, d = output) Epilogue.ApplyRun(s + start, d + start, len, 1f, 0f, false, act);
         });
-        return Tensor.Adopt(output, x.Shape.ToArray());
+        return inPlace ? x : Tensor.Adopt(output, x.Shape.ToArray());
     }
 
     /// <summary>Binary operations with broadcasting.</summary>

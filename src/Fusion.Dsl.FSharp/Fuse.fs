@@ -43,3 +43,9 @@ let autoWith (rules: RuleSet) (model: Module) = toLists (Fuser.FindFusableGroups
 
 [<CompiledName("FoldConstants")>]
 let foldConstants (model: Module) = Fuser.FoldGraphConstants model
+
+[<CompiledName("Graphs")>]
+let graphs (rules: RuleSet) (model: Module) = Fuser.FuseGraphs(model, rules)
+
+[<CompiledName("FindGraphs")>]
+let findGraphs (rules: RuleSet) (model: Module) = List.ofSeq (Fuser.FindGraphFusions(model, rules))

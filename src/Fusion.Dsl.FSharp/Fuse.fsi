@@ -37,3 +37,11 @@ val autoWith: rules: RuleSet -> model: Module -> string list list
 /// (see GraphConstantFolding); the model itself when there is nothing to fold.
 [<CompiledName("FoldConstants")>]
 val foldConstants: model: Module -> Module
+/// Applies the rule set's graph rules wherever their patterns match in the forward graphs (`RuleSet.Extended` fuses a
+/// residual add, and the ReLU after it, into the convolution before it); the model itself when none applies.
+/// `model |> Fuse.modulesWith RuleSet.Extended (Fuse.autoWith RuleSet.Extended model) |> Fuse.graphs RuleSet.Extended`.
+[<CompiledName("Graphs")>]
+val graphs: rules: RuleSet -> model: Module -> Module
+/// The rewrites `graphs` performs, in order.
+[<CompiledName("FindGraphs")>]
+val findGraphs: rules: RuleSet -> model: Module -> GraphFusion list

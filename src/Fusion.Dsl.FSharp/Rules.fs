@@ -57,3 +57,12 @@ module Rules =
 
     [<CompiledName("ToList")>]
     let toList (rules: RuleSet) = List.ofSeq rules
+
+    [<CompiledName("Extended")>]
+    let extended = RuleSet.Extended
+
+    [<CompiledName("AddGraph")>]
+    let addGraph (rule: GraphRule) (rules: RuleSet) = rules.WithGraph rule
+
+    [<CompiledName("GraphRules")>]
+    let graphRules (rules: RuleSet) = List.ofSeq rules.GraphRules

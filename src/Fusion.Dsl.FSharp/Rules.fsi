@@ -47,3 +47,12 @@ module Rules =
     /// The rules in order.
     [<CompiledName("ToList")>]
     val toList: rules: RuleSet -> FusionRule list
+    /// PyTorch's defaults plus this project's patterns and the residual-add graph rules (RuleSet.Extended).
+    [<CompiledName("Extended")>]
+    val extended: RuleSet
+    /// The set with the graph rule `rule` added; a graph rule of the same name already there is replaced in place.
+    [<CompiledName("AddGraph")>]
+    val addGraph: rule: GraphRule -> rules: RuleSet -> RuleSet
+    /// The graph rules in the order the rewriter prefers them.
+    [<CompiledName("GraphRules")>]
+    val graphRules: rules: RuleSet -> GraphRule list

@@ -42,20 +42,30 @@ internal static class AutoCommand
             if (training > 0)
                 (r.GetValue(json) ? Console.Error : Console.Out).WriteLine(
                     $"note: {training} module(s) are in training mode, and eval fusion folds a BatchNorm only in eval mode, so groups holding one were left out; add --eval to fuse the model as model.eval() would, or --qat for fuse_modules_qat");
+            var options = new FuseOptions { Rules = rules };
+            // No group found: the model stays as it is (fuse_modules refuses an empty list; auto found nothing to fuse).
+            Fusion.Dsl.Algebra.Module Chains() => groups.Count == 0 ? src.Model
+                : isQat ? Fuser.FuseModulesQat(src.Model, groups.Select(g => (IEnumerable<string>)g), options)
+                : Fuser.FuseModules(src.Model, groups.Select(g => (IEnumerable<string>)g), options);
+            // Graph rules (the extended set's residual adds) match the chain-fused model: the Identity a folded BatchNorm leaves
+            // sits between a convolution and its add.
+            var chains = rules.GraphRules.Length == 0 && r.GetValue(output) is null ? src.Model : Chains();
+            var graphFusions = rules.GraphRules.Length == 0 ? [] : Fuser.FindGraphFusions(chains, rules);
             if (r.GetValue(json)) Console.Out.WriteLine(JsonSerializer.Serialize(groups));
             else
             {
                 Console.Out.WriteLine($"{src.Label}: {groups.Count} fusable group(s) with the {rulesName} rules");
                 foreach (var g in groups)
                     Console.Out.WriteLine("  " + string.Join(", ", g) + "   (" + string.Join(" + ", g.Select(p => Fusion.Dsl.Algebra.ModulePath.Get(src.Model, p).TypeName)) + ")");
+                if (rules.GraphRules.Length > 0)
+                {
+                    Console.Out.WriteLine($"then {graphFusions.Count} graph rewrite(s):");
+                    foreach (var f in graphFusions) Console.Out.WriteLine("  " + f);
+                }
             }
             if (r.GetValue(output) is { } outPath)
             {
-                var options = new FuseOptions { Rules = rules };
-                // No group found: the model is written as it is (fuse_modules refuses an empty list; auto found nothing to fuse).
-                var fused = groups.Count == 0 ? src.Model
-                    : isQat ? Fuser.FuseModulesQat(src.Model, groups.Select(g => (IEnumerable<string>)g), options)
-                    : Fuser.FuseModules(src.Model, groups.Select(g => (IEnumerable<string>)g), options);
+                var fused = graphFusions.Count == 0 ? chains : Fuser.FuseGraphs(chains, rules);
                 // With --json the standard output is the JSON alone; the note goes to standard error.
                 var previous = Console.Out;
                 if (r.GetValue(json)) Console.SetOut(Console.Error);

@@ -36,6 +36,13 @@ internal sealed class GraphExporter(OnnxExporter exporter, UserModule owner, str
                 {
                     var target = node.Target!;
                     var module = ModulePath.Get(owner, target);
+                    if (module is FusedModule { InputCount: 2 } twoInputs)
+                    {
+                        if (node.Args.Length != 2 || node.Kwargs.Length != 0 || Resolve(node.Args[0]) is not OnnxValue first || Resolve(node.Args[1]) is not OnnxValue residual)
+                            throw Refuse(node, $"module {target} ({twoInputs.TypeName}) is called with something other than an input tensor and a residual tensor");
+                        value = exporter.Residual(twoInputs, first, residual, ModulePath.Join(path, target));
+                        break;
+                    }
                     if (node.Args.Length + node.Kwargs.Length != 1 || Resolve(node.Args.Length == 1 ? node.Args[0] : node.Kwargs[0].Value) is not OnnxValue x)
                         throw Refuse(node, $"module {target} is called with something other than one tensor");
                     value = exporter.Module(module, x, ModulePath.Join(path, target));

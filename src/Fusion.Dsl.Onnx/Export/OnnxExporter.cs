@@ -287,10 +287,29 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
     /// </summary>
     private OnnxValue Fused(FusedModule f, OnnxValue x, string path)
     {
+        if (f.InputCount == 2)
+            throw Refuse(f, path, "takes two inputs, the input and the residual added to its convolution's output; it is exported where a forward graph calls it with both");
         // Only a group with a BatchNorm folds; the others are written child by child (a Conv and a Relu node).
         if (FusedChain.Of(f) is not { BatchNorm: not null } chain || FoldedHead(f, chain, path, x.Rank) is not { } folded) return Children(f, x, path);
         var y = Module(folded, x, ModulePath.Join(path, chain.Head.Name));
         return chain.Activation is { } a ? Activation(((Activation)a.Module).Kind, y, ModulePath.Join(path, a.Name)) : y;
+    }
+
+    /// <summary>
+    /// A two-input fused module (<c>ConvAdd{N}d</c>, <c>ConvAddReLU{N}d</c>) called with <paramref name="x"/> and
+    /// <paramref name="residual"/>: the convolution's node, an <c>Add</c> of the residual (broadcasting as PyTorch does), then
+    /// the activation. ONNX Runtime fuses the three again where its kernels can.
+    /// </summary>
+    public OnnxValue Residual(FusedModule f, OnnxValue x, OnnxValue residual, string path)
+    {
+        if (f.PreHooks.Length != 0 || f.Hooks.Length != 0)
+            throw Refuse(f, path, "it has forward hooks, .NET code that an ONNX graph cannot hold; remove them before exporting");
+        var head = f.Children[0];
+        var y = Module(head.Module, x, ModulePath.Join(path, head.Name));
+        var shape = Broadcast.Shape(y.Shape, residual.Shape)
+                    ?? throw Refuse(f, path, $"its convolution's output {y.ShapeText} and the residual {residual.ShapeText} do not broadcast");
+        var z = Writer.Node("Add", path + "/Add", [y.Name, residual.Name], shape);
+        return f.Children.Count == 1 ? z : Module(f.Children[1].Module, z, ModulePath.Join(path, f.Children[1].Name));
     }
 
     /// <summary>

@@ -121,6 +121,17 @@ public static class Fuser
     /// </summary>
     public static Module FoldGraphConstants(Module model) => GraphConstantFolding.Apply(model);
 
+    /// <summary>
+    /// Applies the graph rules of <paramref name="rules"/> (<see cref="RuleSet.GraphRules"/>; e.g. <see cref="RuleSet.Extended"/>'s
+    /// residual adds, after the chains are fused) wherever their patterns match in the model's forward graphs (see
+    /// <see cref="GraphRewriter"/> for the checks). Returns a new model sharing every untouched module with
+    /// <paramref name="model"/>, or <paramref name="model"/> itself when no rule applies.
+    /// </summary>
+    public static Module FuseGraphs(Module model, RuleSet rules) => GraphRewriter.Apply(model, rules);
+
+    /// <summary>The rewrites <see cref="FuseGraphs"/> performs on <paramref name="model"/>, in order.</summary>
+    public static IReadOnlyList<GraphFusion> FindGraphFusions(Module model, RuleSet rules) => GraphRewriter.Find(model, rules);
+
     private static T CheckNotNull<T>(T? value) where T : class
         => value ?? throw FusionException.Create(FusionErrorKind.InvalidGroups, -1, [], [], "modules_to_fuse is null",
             "give a list of dotted module names or a list of such lists");

@@ -5,7 +5,8 @@ namespace Fusion.Dsl.Layers;
 /// <summary>
 /// A fused group read as what every fused kind is: a head (Conv, Linear or BatchNorm), then an optional BatchNorm,
 /// then an optional activation. The one decomposition the engine (one kernel with an epilogue) and the ONNX exporter
-/// (one folded node) take a group apart by.
+/// (one folded node) take a group apart by. In a two-input group (<see cref="FusedModule.InputCount"/> = 2) the residual is
+/// added to the head's output before the activation.
 /// </summary>
 /// <param name="Head">The first child.</param>
 /// <param name="Norm">The BatchNorm after the head, or null.</param>

@@ -8,6 +8,8 @@ namespace Fusion.Dsl.Layers;
 /// PyTorch's <c>torch.ao.nn.intrinsic</c> modules (<c>ConvReLU2d</c>, <c>ConvBn2d</c>, <c>ConvBnReLU2d</c>, <c>LinearReLU</c>,
 /// <c>LinearBn1d</c>, <c>BNReLU2d</c>, ...). Kinds PyTorch lacks (<c>ConvReLU6_2d</c>, <c>LinearBnReLU1d</c>, ...) live in the
 /// <c>fusion.dsl</c> namespace. The child kinds are checked against the type name when built.
+/// <c>ConvAdd{N}d</c> and <c>ConvAddReLU{N}d</c> (made by the graph rules of <see cref="Rules.RuleSet.Extended"/>) take two
+/// inputs, <c>(x, residual)</c>, and compute <c>conv(x) + residual</c>, then the ReLU; every other kind takes one.
 /// </summary>
 public sealed class FusedModule : Module
 {
@@ -23,6 +25,10 @@ public sealed class FusedModule : Module
     /// <inheritdoc />
     public override string Namespace => Signatures[TypeName].PyTorch ? Namespaces.Intrinsic : Namespaces.FusionDsl;
 
+    /// <summary>How many tensors a call passes: 2 for <c>ConvAdd{N}d</c> and <c>ConvAddReLU{N}d</c> (the input and the residual
+    /// added to the convolution's output), 1 for every other kind.</summary>
+    public int InputCount => Signatures[TypeName].Inputs;
+
     /// <summary>The child modules in order.</summary>
     public IEnumerable<Module> Modules => Children.Select(c => c.Module);
 
@@ -34,28 +40,31 @@ public sealed class FusedModule : Module
         return new FusedModule(ModuleParts.Leaf(modules[0].Training) with { Children = ModuleChildren.Numbered(modules) }, typeName);
     }
 
-    private static readonly FrozenDictionary<string, (bool PyTorch, string[] Children)> Signatures = BuildSignatures();
+    private static readonly FrozenDictionary<string, (bool PyTorch, string[] Children, int Inputs)> Signatures = BuildSignatures();
 
-    private static FrozenDictionary<string, (bool, string[])> BuildSignatures()
+    private static FrozenDictionary<string, (bool, string[], int)> BuildSignatures()
     {
-        var d = new Dictionary<string, (bool, string[])>();
+        var d = new Dictionary<string, (bool, string[], int)>();
         foreach (var n in new[] { 1, 2, 3 })
         {
-            d[$"ConvReLU{n}d"] = (true, [$"Conv{n}d", "ReLU"]);
-            d[$"ConvBn{n}d"] = (true, [$"Conv{n}d", $"BatchNorm{n}d"]);
-            d[$"ConvBnReLU{n}d"] = (true, [$"Conv{n}d", $"BatchNorm{n}d", "ReLU"]);
-            d[$"BNReLU{n}d"] = (n != 1, [$"BatchNorm{n}d", "ReLU"]);
+            d[$"ConvReLU{n}d"] = (true, [$"Conv{n}d", "ReLU"], 1);
+            d[$"ConvBn{n}d"] = (true, [$"Conv{n}d", $"BatchNorm{n}d"], 1);
+            d[$"ConvBnReLU{n}d"] = (true, [$"Conv{n}d", $"BatchNorm{n}d", "ReLU"], 1);
+            d[$"BNReLU{n}d"] = (n != 1, [$"BatchNorm{n}d", "ReLU"], 1);
             // This project's own kinds (issue: patterns PyTorch lacks).
-            d[$"ConvReLU6_{n}d"] = (false, [$"Conv{n}d", "ReLU6"]);
-            d[$"ConvHardswish{n}d"] = (false, [$"Conv{n}d", "Hardswish"]);
-            d[$"ConvBnReLU6_{n}d"] = (false, [$"Conv{n}d", $"BatchNorm{n}d", "ReLU6"]);
-            d[$"ConvBnHardswish{n}d"] = (false, [$"Conv{n}d", $"BatchNorm{n}d", "Hardswish"]);
-            d[$"ConvTransposeReLU{n}d"] = (false, [$"ConvTranspose{n}d", "ReLU"]);
+            d[$"ConvReLU6_{n}d"] = (false, [$"Conv{n}d", "ReLU6"], 1);
+            d[$"ConvHardswish{n}d"] = (false, [$"Conv{n}d", "Hardswish"], 1);
+            d[$"ConvBnReLU6_{n}d"] = (false, [$"Conv{n}d", $"BatchNorm{n}d", "ReLU6"], 1);
+            d[$"ConvBnHardswish{n}d"] = (false, [$"Conv{n}d", $"BatchNorm{n}d", "Hardswish"], 1);
+            d[$"ConvTransposeReLU{n}d"] = (false, [$"ConvTranspose{n}d", "ReLU"], 1);
+            // Two inputs: relu(conv(x) + residual), made by the residual graph rules.
+            d[$"ConvAdd{n}d"] = (false, [$"Conv{n}d"], 2);
+            d[$"ConvAddReLU{n}d"] = (false, [$"Conv{n}d", "ReLU"], 2);
         }
-        d["LinearReLU"] = (true, ["Linear", "ReLU"]);
-        d["LinearBn1d"] = (true, ["Linear", "BatchNorm1d"]);
-        d["LinearReLU6"] = (false, ["Linear", "ReLU6"]);
-        d["LinearBnReLU1d"] = (false, ["Linear", "BatchNorm1d", "ReLU"]);
+        d["LinearReLU"] = (true, ["Linear", "ReLU"], 1);
+        d["LinearBn1d"] = (true, ["Linear", "BatchNorm1d"], 1);
+        d["LinearReLU6"] = (false, ["Linear", "ReLU6"], 1);
+        d["LinearBnReLU1d"] = (false, ["Linear", "BatchNorm1d", "ReLU"], 1);
         return d.ToFrozenDictionary();
     }
 

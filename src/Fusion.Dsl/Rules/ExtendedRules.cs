@@ -32,6 +32,37 @@ internal static class ExtendedRules
         yield return BnLinear();
     }
 
+    /// <summary>
+    /// The graph rules: for N = 1, 2, 3, <c>conv{N}d_add_relu</c> (<c>relu(conv(x) + residual)</c>, the ReLU a module or the
+    /// function or method, the add in either order) and then <c>conv{N}d_add</c> (<c>conv(x) + residual</c>). The convolution
+    /// becomes <c>ConvAddReLU{N}d</c> or <c>ConvAdd{N}d</c> at its own path, called where the last matched node was with
+    /// <c>(x, residual)</c>: the residual join of a ResNet block after its Conv+BatchNorm fusion (the Identity left where the
+    /// BatchNorm was is looked through). The arithmetic is unchanged (the same addition, then the same ReLU), so the rewrite
+    /// keeps every bit of the output.
+    /// </summary>
+    public static IEnumerable<GraphRule> BuildGraph()
+    {
+        int[] ranks = [1, 2, 3];
+        foreach (var relu in new[] { true, false })
+            foreach (var n in ranks)
+                yield return ConvAdd(n, relu);
+    }
+
+    private static GraphRule ConvAdd(int n, bool relu)
+    {
+        var conv = GraphPattern.Module("conv", [$"Conv{n}d"], GraphPattern.Input("x"));
+        var add = GraphPattern.Op("add", "add", true, conv, GraphPattern.Input("residual"));
+        var pattern = relu ? GraphPattern.Either(GraphPattern.Module("relu", ["ReLU"], add), GraphPattern.Op("relu", "relu", false, add)) : add;
+        return GraphRule.Create(relu ? $"conv{n}d_add_relu" : $"conv{n}d_add", pattern, "conv", GraphResult.Call("x", "residual"),
+            m =>
+            {
+                var c = m.Module("conv");
+                return relu
+                    ? FusedModule.Create($"ConvAddReLU{n}d", c, Activation.Create(ActivationKind.ReLU, training: c.Training))
+                    : FusedModule.Create($"ConvAdd{n}d", c);
+            });
+    }
+
     /// <summary>(ConvNd, BatchNormNd, activation): eval folds into the conv and wraps it with the activation; QAT keeps all three.</summary>
     private static FusionRule ConvBnActivation(int n, string activation, string evalForm, string qatForm) => FusionRule.Create(
         $"conv{n}d_bn{n}d_{activation.ToLowerInvariant()}", FusionPattern.Of($"Conv{n}d", $"BatchNorm{n}d", activation),

@@ -7,21 +7,27 @@ namespace Fusion.Dsl.Rules;
 /// An ordered, immutable collection of <see cref="FusionRule"/>s with at most one rule per pattern, looked up by a group's
 /// sequence of module kinds. <see cref="Default"/> holds PyTorch's 16 default patterns in PyTorch's order;
 /// <see cref="With"/> and <see cref="Override"/> add rules, a rule for an existing pattern replacing the old one in place
-/// (PyTorch's <c>additional_fuser_method_mapping</c> winning over the defaults).
+/// (PyTorch's <c>additional_fuser_method_mapping</c> winning over the defaults). A set also holds <see cref="GraphRules"/>,
+/// rules over forward graphs that <see cref="GraphRewriter"/> applies where their patterns match (at most one per name).
 /// </summary>
 public sealed class RuleSet : IReadOnlyList<FusionRule>
 {
     private readonly ImmutableArray<FusionRule> _rules;
     private readonly ImmutableDictionary<FusionPattern, FusionRule> _byPattern;
 
-    private RuleSet(ImmutableArray<FusionRule> rules)
+    private RuleSet(ImmutableArray<FusionRule> rules, ImmutableArray<GraphRule> graphRules)
     {
         _rules = rules;
         _byPattern = rules.ToImmutableDictionary(r => r.Pattern);
+        GraphRules = graphRules;
     }
 
     /// <summary>No rules: every group is refused with <see cref="FusionErrorKind.NoRule"/>.</summary>
-    public static RuleSet Empty { get; } = new(ImmutableArray<FusionRule>.Empty);
+    public static RuleSet Empty { get; } = new([], []);
+
+    /// <summary>The rules over forward graphs, in the order <see cref="GraphRewriter"/> prefers them; none in
+    /// <see cref="Default"/>.</summary>
+    public ImmutableArray<GraphRule> GraphRules { get; }
 
     /// <summary>
     /// PyTorch's default mapping (<c>_DEFAULT_OP_LIST_TO_FUSER_METHOD</c>), in its order: (ConvNd, BatchNormNd),
@@ -34,10 +40,18 @@ public sealed class RuleSet : IReadOnlyList<FusionRule>
     /// <see cref="Default"/> (unchanged, first) plus patterns PyTorch lacks, fused into this project's own <c>fusion.dsl</c> kinds:
     /// (ConvNd, ReLU6), (ConvNd, Hardswish), (ConvNd, BatchNormNd, ReLU6 | Hardswish), (ConvTransposeNd, ReLU),
     /// (ConvTransposeNd, BatchNormNd, ReLU), (BatchNormNd, ConvNd) for a convolution that does not zero-pad, for N = 1, 2, 3;
-    /// (Linear, ReLU6), (Linear, BatchNorm1d, ReLU), (BatchNorm1d, ReLU), (BatchNorm1d, Linear). A model fused with them is no
-    /// longer loadable by PyTorch's <c>torch.ao.nn.intrinsic</c>.
+    /// (Linear, ReLU6), (Linear, BatchNorm1d, ReLU), (BatchNorm1d, ReLU), (BatchNorm1d, Linear); and the graph rules
+    /// <c>conv{N}d_add_relu</c> and <c>conv{N}d_add</c>, which fuse a residual add (and the ReLU after it) into the convolution
+    /// before it as <c>ConvAddReLU{N}d</c> / <c>ConvAdd{N}d</c>, a module called with the input and the residual. A model fused
+    /// with them is no longer loadable by PyTorch's <c>torch.ao.nn.intrinsic</c>.
     /// </summary>
-    public static RuleSet Extended { get; } = Default.Override(ExtendedRules.Build());
+    public static RuleSet Extended { get; } = Default.Override(ExtendedRules.Build()).OverrideGraph(ExtendedRules.BuildGraph());
+
+    /// <summary>
+    /// Only graph rules: <c>conv_mul_constant</c> and <c>conv_add_constant</c>, which fold a per-channel constant multiplied
+    /// into or added to a convolution's output into its weights and bias (see <see cref="GraphConstantFolding"/>).
+    /// </summary>
+    public static RuleSet ConstantFolding { get; } = Empty.OverrideGraph(ConstantFoldingRules.Build());
 
     /// <summary>
     /// The kind a module has for rule matching: its type name, except that a user-defined module (namespace
@@ -67,7 +81,7 @@ public sealed class RuleSet : IReadOnlyList<FusionRule>
                     throw new ArgumentException(
                         $"rules '{list[j].Name}' and '{list[i].Name}' both match {list[i].Pattern}; use With/Override to replace a rule");
         }
-        return new RuleSet(list);
+        return new RuleSet(list, []);
     }
 
     /// <summary>This set with <paramref name="rule"/>: it replaces, in place, a rule with the same pattern, or is added last.</summary>
@@ -76,8 +90,29 @@ public sealed class RuleSet : IReadOnlyList<FusionRule>
         ArgumentNullException.ThrowIfNull(rule);
         for (var i = 0; i < _rules.Length; i++)
             if (_rules[i].Pattern.Equals(rule.Pattern))
-                return ReferenceEquals(_rules[i], rule) ? this : new RuleSet(_rules.SetItem(i, rule));
-        return new RuleSet(_rules.Add(rule));
+                return ReferenceEquals(_rules[i], rule) ? this : new RuleSet(_rules.SetItem(i, rule), GraphRules);
+        return new RuleSet(_rules.Add(rule), GraphRules);
+    }
+
+    /// <summary>This set with the graph rule <paramref name="rule"/>: it replaces, in place, a graph rule of the same name, or
+    /// is added last.</summary>
+    public RuleSet WithGraph(GraphRule rule)
+    {
+        ArgumentNullException.ThrowIfNull(rule);
+        for (var i = 0; i < GraphRules.Length; i++)
+            if (GraphRules[i].Name == rule.Name)
+                return ReferenceEquals(GraphRules[i], rule) ? this : new RuleSet(_rules, GraphRules.SetItem(i, rule));
+        return new RuleSet(_rules, GraphRules.Add(rule));
+    }
+
+    /// <summary>This set with every graph rule of <paramref name="rules"/> applied by <see cref="WithGraph"/> in order;
+    /// the same instance when there are none.</summary>
+    public RuleSet OverrideGraph(IEnumerable<GraphRule> rules)
+    {
+        ArgumentNullException.ThrowIfNull(rules);
+        var result = this;
+        foreach (var r in rules) result = result.WithGraph(r);
+        return result;
     }
 
     /// <summary>This set with every rule of <paramref name="rules"/> applied by <see cref="With"/> in order (later ones win);
