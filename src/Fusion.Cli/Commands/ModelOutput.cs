@@ -86,7 +86,7 @@ internal static class ModelOutput
             return;
         }
         dynamicBatch |= src.DynamicBatch;
-        if (IsOnnx(path) && src.Onnx is { } source)
+        if (IsOnnx(path) && src.Onnx is { } source && !GraphChanged(src.Model, model))
         {
             OnnxModel.Write(source, model, path, new OnnxExportOptions { DynamicBatch = dynamicBatch });
             Console.Out.WriteLine($"wrote {path} (the graph of {src.Label} with the fused modules' changes{(dynamicBatch ? ", dynamic batch" : "")})");
@@ -95,6 +95,9 @@ internal static class ModelOutput
         if (IsOnnx(path))
         {
             if (src.InputShape.IsEmpty) throw new UsageException($"writing {path} needs the input shape: give --input-shape, e.g. 1,3,224,224");
+            // The write-back keeps the file's graph; graph rules (fusion auto --rules extended) rewrote it.
+            if (src.Onnx is not null)
+                Console.Out.WriteLine($"note: graph rules changed the forward graph of {src.Label}, so {path} is exported afresh from the fused model instead of written back into the file's graph");
             OnnxModel.Write(model, [.. src.InputShape], path, new OnnxExportOptions { DynamicBatch = dynamicBatch });
             Console.Out.WriteLine($"wrote {path} (ONNX opset {OnnxExportOptions.DefaultOpset}, input [{string.Join(", ", src.InputShape)}]{(dynamicBatch ? ", dynamic batch" : "")})");
             return;
@@ -102,4 +105,8 @@ internal static class ModelOutput
         var written = ModelFile.Write(path, model, src.InputShape.IsEmpty ? null : src.InputShape, description);
         Console.Out.WriteLine($"wrote {written} and {ModelFile.TensorPathFor(written)}");
     }
+
+    /// <summary>Whether <paramref name="fused"/>'s root graph differs from <paramref name="original"/>'s (graph rules ran).</summary>
+    private static bool GraphChanged(Fusion.Dsl.Algebra.Module original, Fusion.Dsl.Algebra.Module fused)
+        => original is Fusion.Dsl.Layers.UserModule { Forward: { } before } && fused is Fusion.Dsl.Layers.UserModule { Forward: { } after } && !before.Equals(after);
 }

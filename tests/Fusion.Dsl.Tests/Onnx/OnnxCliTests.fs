@@ -28,6 +28,20 @@ let tests =
             let actual = ortRun fused x
             Expect.isLessThanOrEqual (actual.MaxAbsDiff reference) (OrtTol.abs + OrtTol.rel * reference.MaxAbs()) "fused file, unfused file"
         }
+        test "auto --rules extended on an .onnx resnet18: its residual joins become graph rewrites, so the .onnx is exported afresh, and ONNX Runtime agrees with the source" {
+            let dir, cleanup = tempDir ()
+            use _ = cleanup
+            let source, fused = Path.Combine(dir, "r.onnx"), Path.Combine(dir, "r-extended.onnx")
+            let code, out, err = run [ "export"; "--model"; "resnet18"; "--input-shape"; "1,3,32,32"; "--onnx"; source ]
+            Expect.equal code 0 (out + err)
+            let code2, out2, err2 = run [ "auto"; source; "--rules"; "extended"; "--out"; fused ]
+            Expect.equal code2 0 (out2 + err2)
+            Expect.stringContains out2 "then 8 graph rewrite(s)" "resnet18's 8 residual joins"
+            Expect.stringContains out2 "exported afresh" "says why the file's graph was not kept"
+            let x = randomInput 5 [| 1; 3; 32; 32 |]
+            let reference = ortRun source x
+            Expect.isLessThanOrEqual ((ortRun fused x).MaxAbsDiff reference) (OrtTol.abs + OrtTol.rel * reference.MaxAbs()) "fused file, unfused file"
+        }
         test "fuse on an .onnx file with explicit groups writes .onnx" {
             let dir, cleanup = tempDir ()
             use _ = cleanup
