@@ -8,13 +8,15 @@ namespace Fusion.Dsl.Onnx;
 /// QuantizeLinear/DequantizeLinear pairs around float operators, the form ONNX Runtime's quantization tool writes and
 /// fuses at load time into QLinearConv, QGemm, QLinearAdd, QLinearConcat, ... Activations are 8-bit per-tensor
 /// (uint8 for quint8) with their scale and zero point as scalar initializers <c>PATH.scale</c>/<c>PATH.zero_point</c>;
-/// Conv2d and Linear weights are int8 initializers <c>PATH.weight</c> with per-channel (axis 0) or per-tensor scales
-/// and zero point 0, their biases int32 in steps of input scale × weight scale; a fused ReLU is a Relu before the
-/// output's QuantizeLinear; a FloatFunctional's add, add_relu, mul and cat are Add[, Relu], Mul and Concat on dequantized
-/// inputs, quantized to its qparams; a quantized Hardswish is HardSwish quantized to its own qparams; ReLU, ReLU6, max,
-/// average and adaptive average pooling, mean, flatten, reshapes, transpose and each piece of a chunk run on dequantized
-/// values and are quantized again with the same qparams, Hardsigmoid to PyTorch's fixed 1/256; parts kept float are exported as
-/// <see cref="OnnxModel.Write(Algebra.Module, int[], string, OnnxExportOptions?)"/> writes them.
+/// Conv1d/2d/3d and Linear weights are int8 initializers <c>PATH.weight</c> with per-channel (axis 0) or per-tensor
+/// scales and zero point 0, their biases int32 in steps of input scale × weight scale; a fused ReLU (ConvReLU, LinearReLU,
+/// BNReLU) is a Relu before the output's QuantizeLinear; a FloatFunctional's add, add_relu, mul and cat are Add[, Relu],
+/// Mul and Concat on dequantized inputs, quantized to its qparams; a quantized Hardswish, LeakyReLU, ELU, BatchNorm,
+/// LayerNorm (opset 17 or later), GroupNorm or InstanceNorm is its float operator quantized to its own qparams; ReLU,
+/// ReLU6, max, average and adaptive average pooling, mean, flatten, reshapes, transpose and each piece of a chunk run on
+/// dequantized values and are quantized again with the same qparams, Hardsigmoid and sigmoid to PyTorch's fixed 1/256;
+/// parts kept float are exported as <see cref="OnnxModel.Write(Algebra.Module, int[], string, OnnxExportOptions?)"/>
+/// writes them.
 /// </summary>
 public static class QuantizedOnnx
 {

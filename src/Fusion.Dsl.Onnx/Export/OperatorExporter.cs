@@ -142,7 +142,7 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
     }
 
     /// <summary>A library module the engine computes although it is carried as opaque (nn.Sigmoid, nn.GELU, nn.Hardtanh,
-    /// nn.Softmax, nn.LayerNorm, the dropouts), or null for another.</summary>
+    /// nn.LeakyReLU, nn.ELU, nn.Softmax, nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d/2d/3d, the dropouts), or null for another.</summary>
     public OnnxValue? Carried(OpaqueModule m, OnnxValue x, string path)
     {
         try { return WriteCarried(m, x, path); }
@@ -176,6 +176,20 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
             {
                 OnnxValue? Param(string name) => m.State.TryGet(name) is { } t ? new OnnxValue(W.Initializer(ModulePath.Join(path, name), t), [.. t.Shape]) : null;
                 return LayerNorm(x, m.SizesArgument("normalized_shape"), Param("weight"), Param("bias"), m.NumberArgument("eps"), path);
+            }
+            case "LeakyReLU":
+                return W.Node("LeakyRelu", path, [x.Name], x.Shape, OnnxGraphWriter.Float("alpha", (float)m.NumberArgument("negative_slope")));
+            case "ELU":
+                return W.Node("Elu", path, [x.Name], x.Shape, OnnxGraphWriter.Float("alpha", (float)m.NumberArgument("alpha")));
+            case "GroupNorm":
+                return GroupNorm(x, m.CountArgument("num_groups"), m.CountArgument("num_channels"), m.State.TryGet("weight"), m.State.TryGet("bias"), m.NumberArgument("eps"), path);
+            case "InstanceNorm1d" or "InstanceNorm2d" or "InstanceNorm3d":
+            {
+                if (m.FlagArgument("track_running_stats", false))
+                    throw new Problem($"{m.TypeName} with track_running_stats=True normalises by its running statistics in eval mode, which the engine does not compute");
+                var rank = m.TypeName[^2] - '0';
+                if (x.Rank != rank + 2) throw new Problem($"{m.TypeName} takes a batched input of rank {rank + 2}, got {x.ShapeText}");
+                return GroupNorm(x, x.Shape[1], m.CountArgument("num_features"), m.State.TryGet("weight"), m.State.TryGet("bias"), m.NumberArgument("eps"), path);
             }
             case "Dropout1d" or "Dropout2d" or "Dropout3d" or "AlphaDropout" or "FeatureAlphaDropout":
                 return !m.Training || m.NumberArgument("p") == 0 ? x : throw OnnxExporter.Refuse(m, path, "dropout in training mode has a random result; call Eval() to export its inference form (the identity)");
@@ -225,6 +239,37 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
         string[] inputs = bias is null ? [x.Name, scale] : [x.Name, scale, bias.Name];
         return W.Node("LayerNormalization", path, inputs, x.Shape,
             OnnxGraphWriter.Int("axis", x.Rank - normalized.Length), OnnxGraphWriter.Float("epsilon", (float)eps));
+    }
+
+    /// <summary>
+    /// GroupNorm (an instance norm is one group per channel): each sample's groups normalised by their own mean and
+    /// biased variance, then the per-channel weight and bias. ONNX's GroupNormalization is opset 18 (and changed its
+    /// scale to per channel in 21), so it is written as InstanceNormalization (opset 6), directly when every channel is
+    /// its own group, else on the input reshaped to [N, groups, rest] with unit scale and zero bias, reshaped back and
+    /// followed by the weight's Mul and the bias's Add over [C, 1, ...].
+    /// </summary>
+    private OnnxValue GroupNorm(OnnxValue x, int groups, int channels, Tensor? weight, Tensor? bias, double eps, string path)
+    {
+        if (x.Rank < 2 || x.Shape[1] != channels || groups <= 0 || channels % groups != 0)
+            throw new Problem($"group norm of {groups} groups over {channels} channels does not fit an input of shape {x.ShapeText}");
+        var epsilon = OnnxGraphWriter.Float("epsilon", (float)eps);
+        if (groups == channels)
+        {
+            var scale = W.Initializer(ModulePath.Join(path, "weight"), weight ?? Tensor.Full(1f, channels));
+            var shift = W.Initializer(ModulePath.Join(path, "bias"), bias ?? Tensor.Zeros(channels));
+            return W.Node("InstanceNormalization", path, [x.Name, scale, shift], x.Shape, epsilon);
+        }
+        var rest = x.Shape[1..].Aggregate(1, (a, d) => checked(a * d)) / groups;
+        // 0 copies the batch size, so a dynamic batch stays dynamic.
+        var grouped = W.Node("Reshape", path + "/Reshape", [x.Name, W.Int64s(0, groups, rest)], [x.Shape[0], groups, rest]);
+        var normed = W.Node("InstanceNormalization", path, [grouped.Name, W.Initializer(path + "/ones", Tensor.Full(1f, groups)), W.Initializer(path + "/zeros", Tensor.Zeros(groups))],
+            grouped.Shape, epsilon);
+        var y = W.Node("Reshape", path + "/Unreshape", [normed.Name, W.Int64s([0, .. x.Shape[1..].Select(d => (long)d)])], x.Shape);
+        // The weight and bias [C] as [C, 1, ...], broadcasting over the spatial axes.
+        int[] column = [channels, .. Enumerable.Repeat(1, x.Rank - 2)];
+        if (weight is not null) y = W.Node("Mul", path + "/Mul", [y.Name, W.Initializer(ModulePath.Join(path, "weight"), weight.Reshape(column))], x.Shape);
+        if (bias is not null) y = W.Node("Add", path + "/Add", [y.Name, W.Initializer(ModulePath.Join(path, "bias"), bias.Reshape(column))], x.Shape);
+        return y;
     }
 
     private OnnxValue MatMul(OnnxValue a, OnnxValue b, string path)

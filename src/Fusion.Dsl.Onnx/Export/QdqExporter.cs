@@ -7,6 +7,7 @@ using Fusion.Dsl.Quantization;
 using Fusion.Dsl.Tensors;
 using Google.Protobuf;
 using static Fusion.Dsl.Onnx.Export.OnnxGraphWriter;
+using LayerWriter = System.Func<Fusion.Dsl.Onnx.Export.QdqExporter, Fusion.Dsl.Quantization.QuantizedLayer, Fusion.Dsl.Algebra.Module, Fusion.Dsl.Onnx.Export.OnnxValue, string, Fusion.Dsl.Onnx.Export.OnnxValue>;
 
 namespace Fusion.Dsl.Onnx.Export;
 
@@ -19,10 +20,10 @@ namespace Fusion.Dsl.Onnx.Export;
 /// in front of the float exporter (<see cref="IExportHook"/>): a converted layer is written by its entry in
 /// <see cref="Layers"/>; a float module or graph operation on a quantized value that PyTorch runs on quantized tensors
 /// keeping their qparams (ReLU, ReLU6, max and average pooling, mean, flatten, reshape, transpose, chunk) is its float
-/// form re-quantized with the input's qparams, and Hardsigmoid its float form quantized to PyTorch's fixed qparams; the
-/// add/add_relu/mul/cat of a converted <c>FloatFunctional</c> is the float operation quantized where the graph calls
-/// its <c>activation_post_process</c>; parts kept float are the float export. Anything else that meets a quantized
-/// value is refused with its path and type, as the quantized forward refuses it.
+/// form re-quantized with the input's qparams, and Hardsigmoid and Sigmoid their float form quantized to PyTorch's fixed
+/// qparams; the add/add_relu/mul/cat of a converted <c>FloatFunctional</c> is the float operation quantized where the
+/// graph calls its <c>activation_post_process</c>; parts kept float are the float export. Anything else that meets a
+/// quantized value is refused with its path and type, as the quantized forward refuses it.
 /// </summary>
 internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, QdqBias bias) : IExportHook
 {
@@ -30,19 +31,36 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
 
     /// <summary>
     /// How each converted layer type is written, by <see cref="QuantizedLayer.TypeName"/>: adding a quantized layer type
-    /// is one entry here. A weight-free layer whose PyTorch forward is its float module's followed by quantization to the
-    /// layer's output qparams (quantized Hardswish, BatchNorm2d, ...) takes <see cref="FloatThenQuantize"/>.
+    /// is one entry here (or one in <see cref="Refused"/>, with the reason). A weight-free layer whose PyTorch forward is
+    /// its float module's followed by quantization to the layer's output qparams (quantized Hardswish, BatchNorm, BNReLU,
+    /// LeakyReLU, ELU, LayerNorm, GroupNorm, InstanceNorm) takes <see cref="FloatThenQuantize"/>.
     /// </summary>
-    private static readonly Dictionary<string, Func<QdqExporter, QuantizedLayer, Module, OnnxValue, string, OnnxValue>> Layers = new(StringComparer.Ordinal)
+    internal static readonly IReadOnlyDictionary<string, LayerWriter> Layers =
+        new Dictionary<string, LayerWriter>(StringComparer.Ordinal)
+        {
+            ["Quantize"] = (e, l, m, x, p) => e.QuantizeInput(l, m, x, p),
+            ["DeQuantize"] = (e, l, m, x, p) => e.DequantizeOutput(m, x, p),
+            ["QuantizedLinear"] = (e, l, m, x, p) => e.Linear(l, m, x, p, relu: false),
+            ["QuantizedLinearReLU"] = (e, l, m, x, p) => e.Linear(l, m, x, p, relu: true),
+            ["QuantizedReLU6"] = (e, l, m, x, p) => e.KeepInputQParams(l, m, x, p),
+        }
+        .Concat(new[] { 1, 2, 3 }.SelectMany(r => new[]
+        {
+            KeyValuePair.Create<string, LayerWriter>($"QuantizedConv{r}d", (e, l, m, x, p) => e.Conv(l, m, x, p, r, relu: false)),
+            KeyValuePair.Create<string, LayerWriter>($"QuantizedConvReLU{r}d", (e, l, m, x, p) => e.Conv(l, m, x, p, r, relu: true)),
+        }))
+        .Concat(new[]
+        {
+            "QuantizedHardswish", "QuantizedBatchNorm2d", "QuantizedBatchNorm3d", "QuantizedBNReLU2d", "QuantizedBNReLU3d", "QuantizedLeakyReLU", "QuantizedELU",
+            "QuantizedLayerNorm", "QuantizedGroupNorm", "QuantizedInstanceNorm1d", "QuantizedInstanceNorm2d", "QuantizedInstanceNorm3d",
+        }.Select(t => KeyValuePair.Create<string, LayerWriter>(t, (e, l, m, x, p) => e.FloatThenQuantize(l, m, x, p))))
+        .ToDictionary(StringComparer.Ordinal);
+
+    /// <summary>The converted layer types this exporter refuses, by <see cref="QuantizedLayer.TypeName"/>, with the reason
+    /// the refusal gives: a <c>QFunctional</c> is written through its add/add_relu/mul/cat calls, never as a module call.</summary>
+    internal static readonly IReadOnlyDictionary<string, string> Refused = new Dictionary<string, string>(StringComparer.Ordinal)
     {
-        ["Quantize"] = (e, l, m, x, p) => e.QuantizeInput(l, m, x, p),
-        ["DeQuantize"] = (e, l, m, x, p) => e.DequantizeOutput(m, x, p),
-        ["QuantizedConv2d"] = (e, l, m, x, p) => e.Conv(l, m, x, p, relu: false),
-        ["QuantizedConvReLU2d"] = (e, l, m, x, p) => e.Conv(l, m, x, p, relu: true),
-        ["QuantizedLinear"] = (e, l, m, x, p) => e.Linear(l, m, x, p, relu: false),
-        ["QuantizedLinearReLU"] = (e, l, m, x, p) => e.Linear(l, m, x, p, relu: true),
-        ["QuantizedHardswish"] = (e, l, m, x, p) => e.FloatThenQuantize(l, m, x, p),
-        ["QuantizedReLU6"] = (e, l, m, x, p) => e.KeepInputQParams(l, m, x, p),
+        ["QFunctional"] = "a converted FloatFunctional is called as a module; its add/add_relu/mul/cat calls are the quantized operations",
     };
 
     /// <summary>The float modules PyTorch runs on a quantized tensor, with the output keeping the input's qparams
@@ -58,7 +76,7 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
     /// <summary>The graph operations PyTorch runs on quantized tensors keeping their qparams (chunk's every piece keeps them).</summary>
     private static readonly HashSet<string> QParamsKeepingOps = new(StringComparer.Ordinal)
     {
-        "relu", "relu6", "flatten", "reshape", "view", "contiguous", "adaptive_avg_pool2d", "avg_pool2d", "mean", "transpose", "chunk",
+        "relu", "relu6", "flatten", "reshape", "view", "contiguous", "adaptive_avg_pool2d", "avg_pool2d", "max_pool2d", "mean", "transpose", "chunk",
     };
 
     /// <summary>The operations of a converted FloatFunctional, quantized where its activation_post_process is called.</summary>
@@ -87,9 +105,8 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
         {
             if (_pending.ContainsKey(x)) throw Unobserved(x);
             if (!Layers.TryGetValue(layer.TypeName, out var write))
-                throw OnnxExporter.Refuse(m, path, layer.TypeName == "QFunctional"
-                    ? "a converted FloatFunctional is called as a module; its add/add_relu/mul/cat calls are the quantized operations"
-                    : $"the quantized layer {layer.TypeName} has no QDQ form in this exporter");
+                throw OnnxExporter.Refuse(m, path, Refused.GetValueOrDefault(layer.TypeName)
+                    ?? $"the quantized layer {layer.TypeName} has no QDQ form in this exporter; keep it float with a None qconfig (a DeQuantStub before it, a QuantStub after it) to export the rest");
             return write(this, layer, m, x, path);
         }
         if (path.EndsWith(ActivationPostProcess, StringComparison.Ordinal)
@@ -101,8 +118,8 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
         {
             case UserModule or Sequential or FusedModule:
                 return null;
-            case Activation { Kind: ActivationKind.Hardsigmoid }:
-                return QuantizeDequantize(exporter.FloatModule(m, x, path), HardsigmoidQParams(path, q.DType), path);
+            case Activation { Kind: ActivationKind.Hardsigmoid } or OpaqueModule { Namespace: "torch.nn", TypeName: "Sigmoid" }:
+                return QuantizeDequantize(exporter.FloatModule(m, x, path), UnitIntervalQParams(path, q.DType), path);
         }
         return KeepsQParams(m) switch
         {
@@ -148,10 +165,10 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
         // size reads a shape; getitem on a list picks one piece of a chunk, each already quantized below (indexing a
         // quantized tensor itself has no quantized form, as in the quantized forward).
         if (name == "size" || name == "getitem" && call.Value(call.Op.Parameters[0].Name) is object?[]) return floatForm();
-        if (name == "hardsigmoid" && quantized.Count == 1)
-            return QuantizeDequantize((OnnxValue)floatForm()!, HardsigmoidQParams(path, _quantized[quantized[0]].DType), path);
+        if (name is "hardsigmoid" or "sigmoid" && quantized.Count == 1)
+            return QuantizeDequantize((OnnxValue)floatForm()!, UnitIntervalQParams(path, _quantized[quantized[0]].DType), path);
         if (!QParamsKeepingOps.Contains(name) || quantized.Count != 1)
-            throw new OnnxExportException(path, name, $"{call.Op} on a quantized tensor has no quantized form (PyTorch's quantized forward runs relu, relu6, hardsigmoid, flatten, reshape/view, contiguous, transpose, chunk, mean, size, avg_pool2d and adaptive_avg_pool2d on quantized tensors)");
+            throw new OnnxExportException(path, name, $"{call.Op} on a quantized tensor has no quantized form (PyTorch's quantized forward runs relu, relu6, hardsigmoid, sigmoid, flatten, reshape/view, contiguous, transpose, chunk, mean, size, max_pool2d, avg_pool2d and adaptive_avg_pool2d on quantized tensors)");
         var q = _quantized[quantized[0]];
         // Each piece of a chunk (ONNX's Split) gets its own QuantizeLinear/DequantizeLinear with the input's qparams, so
         // that ONNX Runtime sees DQ -> Split -> Q and later operators read a quantized value.
@@ -186,12 +203,15 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
     }
 
     /// <summary>A converted layer without weights whose PyTorch forward is its float module's, quantized to the layer's
-    /// output qparams (the entry for quantized element-wise modules such as Hardswish).</summary>
+    /// output qparams (Hardswish, LeakyReLU, ELU, BatchNorm, LayerNorm, GroupNorm, InstanceNorm); a fused BNReLU is its
+    /// BatchNorm's float form and a Relu, as <see cref="EagerQuantization"/> reads the fused pair.</summary>
     internal OnnxValue FloatThenQuantize(QuantizedLayer l, Module m, OnnxValue x, string path)
     {
         var q = Input(l, m, x, path);
-        var y = exporter.FloatModule(m, x, path);
-        return QuantizeDequantize(y, ActivationQParams(path, l.Scale!.Value, l.ZeroPoint!.Value, q.DType), path);
+        // The fused group's children are not walked (the hook would see a quantized value reach a bare BatchNorm): its
+        // head is written in float form here and its ReLU by Output.
+        var (head, headPath, relu) = m is FusedModule { Children: [var first, ..] } ? (first.Module, ModulePath.Join(path, first.Name), true) : (m, path, false);
+        return Output(l, exporter.FloatModule(head, x, headPath), q, path, relu);
     }
 
     /// <summary>A converted layer that keeps its input's qparams (nnq.ReLU6): its float module quantized again with them,
@@ -199,19 +219,20 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
     private OnnxValue KeepInputQParams(QuantizedLayer l, Module m, OnnxValue x, string path)
         => QuantizeDequantize(exporter.FloatModule(m, x, path), Input(l, m, x, path), path);
 
-    /// <summary>A quantized Conv2d (ConvReLU2d with <paramref name="relu"/>): a float Conv on the dequantized input and
-    /// the dequantized int8 weight, then Relu, then QuantizeLinear to the layer's qparams.</summary>
-    private OnnxValue Conv(QuantizedLayer l, Module m, OnnxValue x, string path, bool relu)
+    /// <summary>A quantized Conv1d/2d/3d (ConvReLU with <paramref name="relu"/>) of spatial rank <paramref name="rank"/>:
+    /// a float Conv on the dequantized input and the dequantized int8 weight, then Relu, then QuantizeLinear to the
+    /// layer's qparams.</summary>
+    private OnnxValue Conv(QuantizedLayer l, Module m, OnnxValue x, string path, int rank, bool relu)
     {
         var q = Input(l, m, x, path);
         var conv = m as Conv ?? (m is FusedModule f ? FusedChain.Of(f)?.Head.Module as Conv : null)
-                   ?? throw OnnxExporter.Refuse(m, path, $"({l.TypeName}) is not a Conv2d or a fused group headed by one in the float model");
-        if (conv.Rank != 2 || conv.Transposed || conv.PaddingMode != PaddingMode.Zeros)
-            throw OnnxExporter.Refuse(m, path, $"({l.TypeName}) a quantized Conv2d pads with zeros; this float module is {conv.TypeName} with padding mode {conv.PaddingMode}");
-        if (x.Rank != 4 || x.Shape[1] != conv.InChannels)
-            throw OnnxExporter.Refuse(m, path, $"({l.TypeName}) expects an input [N, {conv.InChannels}, H, W], got {x.ShapeText}");
+                   ?? throw OnnxExporter.Refuse(m, path, $"({l.TypeName}) is not a Conv{rank}d or a fused group headed by one in the float model");
+        if (conv.Rank != rank || conv.Transposed || conv.PaddingMode != PaddingMode.Zeros)
+            throw OnnxExporter.Refuse(m, path, $"({l.TypeName}) a quantized Conv{rank}d pads with zeros; this float module is {conv.TypeName} with padding mode {conv.PaddingMode}");
+        if (x.Rank != rank + 2 || x.Shape[1] != conv.InChannels)
+            throw OnnxExporter.Refuse(m, path, $"({l.TypeName}) expects an input [N, {conv.InChannels}, {string.Join(", ", "DHW"[(3 - rank)..].Select(c => c.ToString()))}], got {x.ShapeText}");
         var (left, right) = conv.Padding.Resolve(conv.KernelSize.AsSpan(), conv.Dilation.AsSpan());
-        var spatial = Enumerable.Range(0, 2).Select(i =>
+        var spatial = Enumerable.Range(0, rank).Select(i =>
             (x.Shape[2 + i] + left[i] + right[i] - conv.Dilation[i] * (conv.KernelSize[i] - 1) - 1) / conv.Stride[i] + 1).ToArray();
         if (spatial.Any(d => d <= 0)) throw OnnxExporter.Refuse(m, path, $"the input {x.ShapeText} is smaller than the kernel's reach");
         var inputs = WeightAndBias(l, q, path);
@@ -253,9 +274,9 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
 
     // ---- pieces ---------------------------------------------------------------------------------------------
 
-    /// <summary>PyTorch's fixed output qparams of a quantized hardsigmoid: scale 1/256, zero point 0 for quint8 and
-    /// -128 for qint8 (see <see cref="QuantizedHardsigmoid"/>).</summary>
-    private QdqParams HardsigmoidQParams(string path, QuantizedDType dtype)
+    /// <summary>PyTorch's fixed output qparams of a quantized hardsigmoid and sigmoid (outputs in [0, 1]): scale 1/256,
+    /// zero point 0 for quint8 and -128 for qint8 (see <see cref="QuantizedHardsigmoid"/>, <see cref="QuantizedSigmoid"/>).</summary>
+    private QdqParams UnitIntervalQParams(string path, QuantizedDType dtype)
         => ActivationQParams(path, QuantizedHardsigmoid.OutputScale, dtype == QuantizedDType.QInt8 ? -128 : 0, dtype);
 
     private QdqParams Input(QuantizedLayer l, Module m, OnnxValue x, string path)
@@ -333,7 +354,7 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
         => new(_pending[x].Path, _pending[x].Op, "the result of a FloatFunctional operation on quantized tensors is used before its activation_post_process quantizes it (only add followed by relu, add_relu, may come between)");
 }
 
-/// <summary>How the bias of a quantized Conv2d or Linear is written in the QDQ graph.</summary>
+/// <summary>How the bias of a quantized convolution (1-d, 2-d or 3-d) or Linear is written in the QDQ graph.</summary>
 internal enum QdqBias
 {
     /// <summary>As int32 in steps of input scale × weight scale, dequantized (what ONNX Runtime's quantizer writes and

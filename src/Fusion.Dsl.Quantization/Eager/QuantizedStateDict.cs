@@ -33,6 +33,10 @@ namespace Fusion.Dsl.Quantization;
 /// </summary>
 public static class QuantizedStateDict
 {
+    /// <summary>Every quantized layer type (<see cref="QuantizedLayer.TypeName"/>) this format knows, which is every type
+    /// <see cref="EagerQuantization.Convert"/> and QAT's convert build: the exporters' completeness tests enumerate it.</summary>
+    internal static IEnumerable<string> LayerTypes => Formats.Keys;
+
     /// <summary>How one quantized layer type is written and read: its entries (keys relative to the layer's path, in
     /// PyTorch's order), how a layer is rebuilt from them over the template layer, and its <c>_metadata</c> versions
     /// (by module path relative to the layer; PyTorch's default 1 is not written).</summary>

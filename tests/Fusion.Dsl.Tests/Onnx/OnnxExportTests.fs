@@ -177,6 +177,22 @@ let tests =
             let x = randomInput 11 [| 1; 3; 6; 6 |]
             expectOrtMatches "opset 20" (export dir "ops20" model x (Some(OnnxExportOptions(Opset = 20)))) model x
         }
+        test "the carried nn.LeakyReLU, nn.ELU, nn.GroupNorm (affine and not, per channel) and nn.InstanceNorm1d/2d/3d export as LeakyRelu, Elu and InstanceNormalization with the engine's meaning" {
+            let carried (typeName: string) (args: (string * objnull) list) (state: (string * Fusion.Dsl.Tensors.Tensor) list) =
+                OpaqueModule.Create(typeName, "torch.nn", [ for k, v in args -> System.Collections.Generic.KeyValuePair(k, v) ], "",
+                    ModuleChildren.Empty, TensorDict.Create([| for n, t in state -> struct (n, t) |]), false) :> Module
+            let affine (c: int) (seed: int) = [ "weight", randomInput seed [| c |]; "bias", randomInput (seed + 1) [| c |] ]
+            let norm typeName (c: int) (extra: (string * objnull) list) (state: (string * Fusion.Dsl.Tensors.Tensor) list) =
+                carried typeName ([ "eps", box 1e-5; "affine", box (not state.IsEmpty) ] @ extra) state
+            let instance (rank: int) (state: (string * Fusion.Dsl.Tensors.Tensor) list) =
+                norm $"InstanceNorm{rank}d" 6 [ "num_features", box 6L; "track_running_stats", box false ] state
+            let group (groups: int) (state: (string * Fusion.Dsl.Tensors.Tensor) list) = norm "GroupNorm" 6 [ "num_groups", box (int64 groups); "num_channels", box 6L ] state
+            let chain (modules: Module list) = Sequential.Create([| for m in modules -> m |]) :> Module
+            let activations = [ carried "LeakyReLU" [ "negative_slope", box 0.2; "inplace", box false ] []; carried "ELU" [ "alpha", box 0.7; "inplace", box false ] [] ]
+            verify [ "norms 2d", chain (activations @ [ group 3 (affine 6 20); group 2 []; group 6 (affine 6 22); instance 2 (affine 6 24); instance 2 [] ]), randomInput 12 [| 2; 6; 5; 4 |], None
+                     "norms 1d", chain [ instance 1 (affine 6 26); group 3 [] ], randomInput 13 [| 2; 6; 7 |], None
+                     "norms 3d", chain [ instance 3 []; group 2 (affine 6 28) ], randomInput 14 [| 2; 6; 3; 4; 5 |], Some(OnnxExportOptions(DynamicBatch = true)) ]
+        }
         test "a dynamic-batch export runs in ONNX Runtime on another batch size" {
             let zoo = ModelZoo.Create("mobilenet_v2", seed = 1, widthMult = 0.25, numClasses = 10)
             let dir, cleanup = tempDir ()

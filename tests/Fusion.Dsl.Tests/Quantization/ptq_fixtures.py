@@ -261,6 +261,30 @@ class GroupNormNet(nn.Module):
         return self.dequant(self.fc(torch.flatten(x, 1)))
 
 
+class InstanceNormNet(nn.Module):
+    """InstanceNorm3d after a Conv3d, then on a view of its features as [N, C, L] an InstanceNorm1d and a GroupNorm of 2
+    groups; the affine ones with random weights and biases (drawn from the case's seed), not the identity's."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.conv = nn.Conv3d(3, 4, 3, padding=1)
+        self.in3 = nn.InstanceNorm3d(4, affine=True)
+        self.in1 = nn.InstanceNorm1d(4)
+        self.gn = nn.GroupNorm(2, 4)
+        self.fc = nn.Linear(4 * 4 * 6 * 6, 5)
+        self.dequant = tq.DeQuantStub()
+        with torch.no_grad():
+            for norm in (self.in3, self.gn):
+                norm.weight.uniform_(0.5, 1.5)
+                norm.bias.normal_(0.0, 0.5)
+
+    def forward(self, x):
+        x = self.in3(self.conv(self.quant(x)))
+        x = self.gn(self.in1(x.reshape(x.size(0), 4, -1)))
+        return self.dequant(self.fc(torch.flatten(x, 1)))
+
+
 # Custom qconfigs (observer factories), by the name the test rebuilds them under. A moving average is not idempotent, so
 # it shows that a fused module's observer sees each output twice, as PyTorch's Sequential-child observer does.
 CUSTOM = {
@@ -452,6 +476,7 @@ def main(out):
         cases.append(case(f"leakyelunet/{qc}", LeakyEluNet, qc, (2, 3, 10, 10), 4, lambda m: m, 110 + i))
         cases.append(case(f"layernormnet/{qc}", LayerNormNet, qc, (2, 3, 6, 6), 4, lambda m: m, 120 + i))
         cases.append(case(f"groupnormnet/{qc}", GroupNormNet, qc, (2, 3, 8, 8), 4, lambda m: m, 130 + i))
+        cases.append(case(f"instancenormnet/{qc}", InstanceNormNet, qc, (2, 3, 4, 6, 6), 4, lambda m: m, 140 + i))
     if len(sys.argv) < 3 or sys.argv[2] != "--small":
         cases.append(case("resnet18/x86", resnet18, "x86", (2, 3, 64, 64), 3, fuse_resnet, 30, nudges=5))
     with open(out, "w") as f:

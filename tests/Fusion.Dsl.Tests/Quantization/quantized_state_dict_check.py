@@ -30,6 +30,7 @@ __main__.BnNet = ptq_fixtures.BnNet
 __main__.LeakyEluNet = ptq_fixtures.LeakyEluNet
 __main__.LayerNormNet = ptq_fixtures.LayerNormNet
 __main__.GroupNormNet = ptq_fixtures.GroupNormNet
+__main__.InstanceNormNet = ptq_fixtures.InstanceNormNet
 torch.backends.quantized.engine = "onednn"
 warnings.filterwarnings("ignore")
 
