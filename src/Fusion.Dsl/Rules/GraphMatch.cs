@@ -17,10 +17,17 @@ public sealed class GraphMatch
     private readonly ImmutableDictionary<string, GraphArg> _values;
 
     internal GraphMatch(string container, UserModule owner, GraphNode root, ImmutableDictionary<string, GraphNode> nodes,
-        ImmutableDictionary<string, GraphArg> values, ImmutableArray<GraphNode> matched)
+        ImmutableDictionary<string, GraphArg> values, ImmutableArray<GraphNode> matched, int firstIndex, int rootIndex)
     {
         Container = container; Owner = owner; Root = root; _nodes = nodes; _values = values; Nodes = matched;
+        FirstIndex = firstIndex; RootIndex = rootIndex;
     }
+
+    /// <summary>The position in <see cref="Graph"/> of the first matched node.</summary>
+    internal int FirstIndex { get; }
+
+    /// <summary>The position in <see cref="Graph"/> of <see cref="Root"/>.</summary>
+    internal int RootIndex { get; }
 
     /// <summary>Dotted path, from the model root, of the container whose graph holds the match (<c>""</c> for the root).</summary>
     public string Container { get; }

@@ -19,8 +19,10 @@ namespace Fusion.Dsl.Rules;
 /// module runs from exactly one known place (<c>called-once</c>) and no <c>get_attr</c> reads its state (<c>state-read</c>);
 /// and for a result that is a new call, placed where the root was, no in-place operation lies between the first matched node
 /// and the root (<c>in-place-between</c>), since the matched modules then read their inputs later than before.</para>
-/// <para>The match applied next is the one whose first node comes earliest in the graph, and among those the rule earliest
-/// in the set; every rewrite removes at least one node, so rewriting ends.</para>
+/// <para>Rewriting goes in rounds: each takes the matches in the order of their first node in the graph, then of their rule
+/// in the set (so <c>conv → add → relu</c> is taken whole before <c>conv → add</c>, and of two convolutions at a join the
+/// earlier one), skipping a match that shares a node with one already taken; every rewrite removes at least one node, so
+/// rewriting ends.</para>
 /// </remarks>
 public static class GraphRewriter
 {
@@ -96,26 +98,32 @@ public static class GraphRewriter
         public HashSet<string> AttributeReads { get; }
     }
 
+    /// <summary>
+    /// Rewrites one container's graph in rounds. A round finds every match (<see cref="Matches"/>, in order) on the graph as it
+    /// is, takes each that passes the checks and shares no node with one taken before it, and applies them all in one pass
+    /// over the graph; rounds repeat until one takes nothing (a fold can enable another: <c>conv → mul → add</c>). Finding all
+    /// matches once per round, not once per rewrite, keeps a graph with thousands of joins linear in its size per round.
+    /// </summary>
     private static UserModule RewriteContainer(UserModule container, string path, RuleSet rules, Context context, List<GraphFusion>? log)
     {
         var current = container;
-        while (Next(current, path, rules, context) is { } found)
+        while (true)
         {
-            var (rule, m) = found;
-            var target = m.Node(rule.Replaces).Target!;
-            var replacement = rule.Applier(m) ?? throw new InvalidOperationException($"graph rule '{rule.Name}' returned no module");
-            current = ((UserModule)ModulePath.Replace(current, target, replacement)).WithForward(Rewrite(m, rule, target));
-            log?.Add(Site(rule, m));
+            var taken = new List<(GraphRule Rule, GraphMatch Match)>();
+            var touched = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var (rule, m) in Matches(current, path, rules))
+            {
+                if (m.Nodes.Any(n => touched.Contains(n.Name)) || Check(rule, m, context) is not null) continue;
+                taken.Add((rule, m));
+                touched.UnionWith(m.Nodes.Select(n => n.Name));
+            }
+            if (taken.Count == 0) return current;
+            var modules = taken.Select(t => KeyValuePair.Create(t.Match.Node(t.Rule.Replaces).Target!,
+                t.Rule.Applier(t.Match) ?? throw new InvalidOperationException($"graph rule '{t.Rule.Name}' returned no module"))).ToList();
+            current = ((UserModule)ModulePath.ReplaceAll(current, modules)).WithForward(Rewrite(current.Forward!, taken));
+            if (log is not null) log.AddRange(taken.Select(t => Site(t.Rule, t.Match)));
         }
-        return current;
     }
-
-    /// <summary>The match that applies next: the one whose first node comes earliest in the graph, and among those the
-    /// rule earliest in the set (so <c>conv → add → relu</c> is taken whole before <c>conv → add</c> alone).</summary>
-    private static (GraphRule, GraphMatch)? Next(UserModule container, string path, RuleSet rules, Context context)
-        => Matches(container, path, rules).FirstOrDefault(x => Check(x.Rule, x.Match, context) is null) is { Rule: not null } found
-            ? (found.Rule, found.Match)
-            : null;
 
     /// <summary>Every structural match in <paramref name="container"/>'s graph, ordered by first node, then by rule.</summary>
     private static IEnumerable<(GraphRule Rule, GraphMatch Match)> Matches(UserModule container, string path, RuleSet rules)
@@ -123,12 +131,12 @@ public static class GraphRewriter
         var graph = container.Forward!;
         var byName = graph.Nodes.ToDictionary(n => n.Name, StringComparer.Ordinal);
         var index = graph.Nodes.Select((n, i) => (n.Name, i)).ToDictionary(t => t.Name, t => t.i, StringComparer.Ordinal);
-        var found = new List<(int First, int Rule, GraphRule, GraphMatch)>();
+        var found = new List<(int Rule, GraphRule, GraphMatch)>();
         for (var r = 0; r < rules.GraphRules.Length; r++)
             foreach (var node in graph.Nodes)
-                foreach (var m in Match(rules.GraphRules[r].Pattern, container, path, node, byName))
-                    found.Add((index[m.Nodes[0].Name], r, rules.GraphRules[r], m));
-        return found.OrderBy(f => f.First).ThenBy(f => f.Rule).Select(f => (f.Item3, f.Item4));
+                foreach (var m in Match(rules.GraphRules[r].Pattern, container, path, node, byName, index))
+                    found.Add((r, rules.GraphRules[r], m));
+        return found.OrderBy(f => f.Item3.FirstIndex).ThenBy(f => f.Rule).Select(f => (f.Item2, f.Item3));
     }
 
     private static GraphFusion Site(GraphRule rule, GraphMatch m) => new(rule.Name, m.Container, m.Root.Name, m.ModulePathOf(rule.Replaces));
@@ -159,9 +167,7 @@ public static class GraphRewriter
             return new(FusionErrorKind.UnsafeDataflow, "state-read", $"a get_attr reads '{read}', which the rewrite of '{replaced}' would change");
         if (rule.Result.IsCall)
         {
-            var first = graph.Nodes.IndexOf(m.Nodes[0]);
-            var root = graph.Nodes.IndexOf(m.Root);
-            for (var i = first + 1; i < root; i++)
+            for (var i = m.FirstIndex + 1; i < m.RootIndex; i++)
             {
                 var n = graph.Nodes[i];
                 if (!inside.Contains(n.Name) && Mutates(m.Owner, n))
@@ -190,17 +196,17 @@ public static class GraphRewriter
 
     /// <summary>Every match of <paramref name="pattern"/> with <paramref name="node"/> as its root (an Either or a commutative
     /// operation can match in several ways: <c>x + conv(x)</c> where x is itself a convolution's output).</summary>
-    private static IEnumerable<GraphMatch> Match(GraphPattern pattern, UserModule container, string path, GraphNode node, Dictionary<string, GraphNode> byName)
+    private static IEnumerable<GraphMatch> Match(GraphPattern pattern, UserModule container, string path, GraphNode node,
+        Dictionary<string, GraphNode> byName, Dictionary<string, int> index)
     {
-        var graph = container.Forward!;
         foreach (var b in MatchNode(pattern, node, container, byName, Bindings.Empty))
         {
             // An input part must be a value computed outside the match (x + conv(x) binds x twice, which is fine; conv(x) +
             // conv(x)'s "residual" would be the matched node itself).
             var inside = b.Matched.Select(n => n.Name).ToHashSet(StringComparer.Ordinal);
             if (b.Values.Values.OfType<RefArg>().Any(r => inside.Contains(r.Node))) continue;
-            var ordered = graph.Nodes.Where(n => inside.Contains(n.Name)).ToImmutableArray();
-            yield return new GraphMatch(path, container, node, b.Nodes, b.Values, ordered);
+            var ordered = b.Matched.OrderBy(n => index[n.Name]).ToImmutableArray();
+            yield return new GraphMatch(path, container, node, b.Nodes, b.Values, ordered, index[ordered[0].Name], index[node.Name]);
         }
     }
 
@@ -298,40 +304,46 @@ public static class GraphRewriter
 
     // ---- rewriting --------------------------------------------------------------------------------------------
 
-    /// <summary>The graph after <paramref name="rule"/> at <paramref name="m"/>: the root replaced by the result, the other
-    /// matched nodes removed (but the reused one), and a <c>get_attr</c> only they read removed with them.</summary>
-    private static Graph Rewrite(GraphMatch m, GraphRule rule, string target)
+    /// <summary>The graph after the <paramref name="taken"/> rewrites (they share no node): each root replaced by its result,
+    /// the other matched nodes removed (but a reused one), and a <c>get_attr</c> only removed nodes read removed with them.</summary>
+    private static Graph Rewrite(Graph graph, IReadOnlyList<(GraphRule Rule, GraphMatch Match)> taken)
     {
-        var graph = m.Graph;
-        var kept = rule.Result.IsCall ? null : m.Node(rule.Replaces).Name;
-        var removed = m.Nodes.Where(n => n.Name != kept && !ReferenceEquals(n, m.Root)).Select(n => n.Name).ToHashSet(StringComparer.Ordinal);
-        removed.Add(m.Root.Name);
-        var passed = (rule.Result.Arguments ?? []).SelectMany(a => m.Value(a).References).ToHashSet(StringComparer.Ordinal);
+        var removed = new HashSet<string>(StringComparer.Ordinal);
+        var calls = new Dictionary<string, GraphNode>(StringComparer.Ordinal);
+        var reused = new Dictionary<string, string>(StringComparer.Ordinal);
+        var passed = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (rule, m) in taken)
+        {
+            var kept = rule.Result.IsCall ? null : m.Node(rule.Replaces).Name;
+            foreach (var n in m.Nodes)
+                if (n.Name != kept) removed.Add(n.Name);
+            if (rule.Result.Arguments is { } args)
+            {
+                calls[m.Root.Name] = new GraphNode(NodeOp.CallModule, m.Root.Name, m.Node(rule.Replaces).Target, args.Select(m.Value));
+                passed.UnionWith(args.SelectMany(a => m.Value(a).References));
+            }
+            else reused[m.Root.Name] = kept!;
+        }
         foreach (var n in graph.Nodes)
             if (n.Op == NodeOp.GetAttr && !passed.Contains(n.Name) && graph.Consumers(n.Name) is { Length: > 0 } readers && readers.All(r => removed.Contains(r.Name)))
                 removed.Add(n.Name);
         var nodes = new List<GraphNode>(graph.Nodes.Length);
         foreach (var n in graph.Nodes)
         {
-            if (ReferenceEquals(n, m.Root))
-            {
-                if (rule.Result.Arguments is { } args)
-                    nodes.Add(new GraphNode(NodeOp.CallModule, n.Name, target, args.Select(m.Value)));
-                continue;
-            }
-            if (removed.Contains(n.Name)) continue;
-            nodes.Add(kept is not null && n.Inputs.Contains(m.Root.Name)
-                ? new GraphNode(n.Op, n.Name, n.Target, n.Args.Select(a => Substitute(a, m.Root.Name, kept)),
-                    n.Kwargs.Select(kv => KeyValuePair.Create(kv.Key, Substitute(kv.Value, m.Root.Name, kept))))
+            if (calls.TryGetValue(n.Name, out var call)) nodes.Add(call);
+            else if (removed.Contains(n.Name)) continue;
+            else nodes.Add(reused.Count > 0 && n.Inputs.Any(reused.ContainsKey)
+                ? new GraphNode(n.Op, n.Name, n.Target, n.Args.Select(a => Substitute(a, reused)),
+                    n.Kwargs.Select(kv => KeyValuePair.Create(kv.Key, Substitute(kv.Value, reused))))
                 : n);
         }
         return new Graph(nodes);
     }
 
-    private static GraphArg Substitute(GraphArg arg, string from, string to) => arg switch
+    private static GraphArg Substitute(GraphArg arg, Dictionary<string, string> reused) => arg switch
     {
-        RefArg r when r.Node == from => GraphArg.Ref(to),
-        ListArg l => GraphArg.List(l.Items.Select(i => Substitute(i, from, to)).ToArray()),
+        RefArg r when reused.TryGetValue(r.Node, out var to) => GraphArg.Ref(to),
+        ListArg l => GraphArg.List(l.Items.Select(i => Substitute(i, reused)).ToArray()),
         _ => arg,
     };
 }

@@ -136,6 +136,22 @@ let tests =
             Expect.isTrue (obj.ReferenceEquals(head, ModulePath.Get(model, "conv2"))) "the fused module holds the original conv2"
             Expect.isTrue (obj.ReferenceEquals(Fuser.FuseGraphs(fused, RuleSet.Extended), fused)) "a second pass finds nothing"
         }
+        yield test "a chain of 2,000 residual joins is rewritten whole (matches are found once per round, not once per rewrite)" {
+            let g = GraphBuilder()
+            let mutable x = g.Input()
+            let children = ResizeArray<NamedModule>()
+            for i in 0 .. 1999 do
+                children.Add(NamedModule($"c{i}", Conv.Create(2, 2, 2, [| 1 |], seed = i)))
+                children.Add(NamedModule($"r{i}", Activation.Create ActivationKind.ReLU))
+                x <- g.Call($"r{i}", g.AddValues(g.Call($"c{i}", x), x))
+            let model = UserModule.Create("Chain", ModuleChildren.Create children, g.Output x) :> Module
+            let fused = Fuser.FuseGraphs(model, RuleSet.Extended)
+            let joins = fused.NamedModules() |> Seq.filter (fun kv -> kv.Value.TypeName = "ConvAddReLU2d") |> Seq.length
+            Expect.equal joins 2000 "every join fused"
+            Expect.isEmpty (operations fused) "no add is left"
+            let x0 = randomTensor (Random 3) [| 1; 2; 3; 3 |]
+            Expect.isTrue ((Forward.Run(fused, x0)).Equals(Forward.Run(model, x0))) "the same bits"
+        }
         yield test "the unfused block (BatchNorm still between conv2 and the add) does not match, and Default has no graph rules" {
             let model = block ModuleCall Plain
             Expect.isEmpty (GraphRewriter.Candidates(model, RuleSet.Extended)) "a BatchNorm is not looked through"
