@@ -110,11 +110,19 @@ let private fused (c: Case) =
 /// A case's QAT model prepared here: prepare_qat with the backend's default QAT qconfig.
 let private prepared (c: Case) = EagerQat.PrepareQat(fused c, QConfigMapping.ForAll(QConfig.GetDefaultQat c.QConfig))
 
-/// Our training-mode forwards over the case's batches from the initial state: each output, and the final state.
+/// The training forward before which the case applied freeze_bn_stats, or -1.
+let private freezeAt (c: Case) =
+    match c.Json.TryGetProperty "freeze_at" with
+    | true, v when v.ValueKind = JsonValueKind.Number -> v.GetInt32()
+    | _ -> -1
+
+/// Our training-mode forwards over the case's batches from the initial state (freezing the BatchNorm statistics where
+/// the case did): each output, and the final state.
 let private trained (c: Case) (qat: QatModel) =
     let mutable state = qat.InitialState
     let outputs =
-        [ for b in c.Json.GetProperty("batches").EnumerateArray() ->
+        [ for i, b in Seq.indexed (c.Json.GetProperty("batches").EnumerateArray()) ->
+            if i = freezeAt c then state <- EagerQat.FreezeBnStats(qat, state)
             let r = EagerQat.ForwardQat(qat, state, npy c b, true)
             state <- r.State
             r.Output ]
@@ -151,10 +159,10 @@ let tests =
             Expect.equal (fst (runningExtrema fq)) [| infinityf |] "the called module has seen nothing"
             Expect.notEqual (Seq.toArray r.State.Current.Scales) [| 1.0f |] "the returned state has the new scale"
 
-        testCase "ForwardQat after fuse_modules_qat and prepare_qat gives PyTorch's outputs for 3 training-mode forwards and an eval-mode one, within forwardTolSteps (ConvBnReLU2d, ConvBn2d, ConvReLU2d, Conv2d, LinearReLU, Linear, FloatFunctional add_relu/add/mul/cat, ReLU6, Hardswish; x86 and qnnpack)" <| fun () ->
+        testCase "ForwardQat after fuse_modules_qat and prepare_qat gives PyTorch's outputs for 3 or 4 training-mode forwards and an eval-mode one, within forwardTolSteps (ConvBnReLU1d/2d/3d, ConvBn1d/2d/3d, ConvReLU2d/3d, Conv2d/3d, the unswapped ConvReLU1d and Conv1d, LinearBn1d, LinearReLU, Linear, FloatFunctional add_relu/add/mul/cat, ReLU6, Hardswish; freeze_bn_stats; x86 and qnnpack)" <| fun () ->
             needTorch ()
             let cases = modelCases ()
-            Expect.hasLength cases 7 "three models by two backends, and the ReLU6/Hardswish one"
+            Expect.hasLength cases 13 "five models by two backends, the ReLU6/Hardswish one and two with freeze_bn_stats"
             let problems = ResizeArray<string>()
             for c in cases do
                 let qat = prepared c
@@ -334,4 +342,38 @@ let tests =
             Expect.stringContains e.Message "'quant'" "names the module"
             Expect.stringContains e.Message "GetDefaultQat" "says what to use"
 
+
+        testCase "FreezeBnStats freezes the Conv+BatchNorm modules' statistics and leaves LinearBn1d's updating, as PyTorch's model.apply(freeze_bn_stats); a frozen forward leaves them as they were; UpdateBnStats undoes it" <| fun () ->
+            needTorch ()
+            let c = modelCases () |> List.find (fun c -> c.Name = "conv1d_frozen/x86")
+            let qat = prepared c
+            let frozen = EagerQat.FreezeBnStats(qat, qat.InitialState)
+            Expect.equal [ for kv in frozen.BatchNorms |> Seq.sortBy (fun kv -> kv.Key) -> kv.Key, kv.Value.Frozen ] [ "conv1", true; "conv2", true; "fc1", false ] "ConvBnReLU1d and ConvBn1d frozen, LinearBn1d not"
+            let after = EagerQat.ForwardQat(qat, frozen, npy c (c.Json.GetProperty "input"), true).State
+            for p in [ "conv1"; "conv2" ] do
+                Expect.equal after.BatchNorms[p].NumBatchesTracked frozen.BatchNorms[p].NumBatchesTracked (sprintf "%s: no batch tracked" p)
+                Expect.equal (after.BatchNorms[p].RunningMean.Float32.ToArray()) (frozen.BatchNorms[p].RunningMean.Float32.ToArray()) (sprintf "%s: running mean kept" p)
+            Expect.equal after.BatchNorms["fc1"].NumBatchesTracked (frozen.BatchNorms["fc1"].NumBatchesTracked + 1L) "LinearBn1d tracked the batch"
+            Expect.isFalse (EagerQat.UpdateBnStats(qat, frozen).BatchNorms |> Seq.exists (fun kv -> kv.Value.Frozen)) "updating again"
+
+        testCase "PrepareQat refuses a LinearBn1d whose BatchNorm tracks no running statistics, naming its path" <| fun () ->
+            let model = EagerQuantization.QuantWrapper(Fusion.Dsl.Layers.FusedModule.Create("LinearBn1d", TestModels.linear 4 3 1 true, TestModels.bnNoStats 1 3 true)).Train()
+            let e = Support.throwsOf<ArgumentException> (fun () -> EagerQat.PrepareQat(model, QConfigMapping.ForAll(QConfig.GetDefaultQat "x86")) |> ignore)
+            Expect.stringContains e.Message "'module'" "names the module"
+            Expect.stringContains e.Message "running statistics" "says what is missing"
+
+        testCase "ForwardQat refuses a 3-d input to a LinearBn1d (its BatchNorm1d reads dimension 1 as features), naming its path; a 2-d one runs" <| fun () ->
+            let model = EagerQuantization.QuantWrapper(Fusion.Dsl.Layers.FusedModule.Create("LinearBn1d", TestModels.linear 4 3 1 true, TestModels.bn 1 3 2 true)).Train()
+            let qat = EagerQat.PrepareQat(model, QConfigMapping.ForAll(QConfig.GetDefaultQat "x86"))
+            let e = Support.throwsOf<ArgumentException> (fun () -> EagerQat.ForwardQat(qat, qat.InitialState, Tensor.Zeros(2, 3, 4), true) |> ignore)
+            Expect.stringContains e.Message "LinearBn1d 'module'" "names the module"
+            Expect.stringContains e.Message "[2, 3, 4]" "names the shape"
+            let ok = EagerQat.ForwardQat(qat, qat.InitialState, Tensor.Generate((fun i -> float32 i * 0.1f), [| 5; 4 |]), true)
+            Expect.equal (ok.Output.Shape.ToArray()) [| 5; 3 |] "a [N, in_features] input runs"
+
+        testCase "PrepareQat refuses a Linear+BatchNorm1d+ReLU group (PyTorch 1.13's fuse_modules_qat has no fuser method for it), naming its path and PyTorch's reason" <| fun () ->
+            let fused = Fusion.Dsl.Layers.FusedModule.Create("LinearBnReLU1d", TestModels.linear 4 3 1 true, TestModels.bn 1 3 2 true, TestModels.relu true)
+            let e = Support.throwsOf<ArgumentException> (fun () -> EagerQat.PrepareQat(EagerQuantization.QuantWrapper(fused).Train(), QConfigMapping.ForAll(QConfig.GetDefaultQat "x86")) |> ignore)
+            Expect.stringContains e.Message "'module' (LinearBnReLU1d)" "names the module"
+            Expect.stringContains e.Message "no fuser method" "gives PyTorch's reason"
     ]
