@@ -355,6 +355,9 @@ let tests =
                 Expect.equal (after.BatchNorms[p].RunningMean.Float32.ToArray()) (frozen.BatchNorms[p].RunningMean.Float32.ToArray()) (sprintf "%s: running mean kept" p)
             Expect.equal after.BatchNorms["fc1"].NumBatchesTracked (frozen.BatchNorms["fc1"].NumBatchesTracked + 1L) "LinearBn1d tracked the batch"
             Expect.isFalse (EagerQat.UpdateBnStats(qat, frozen).BatchNorms |> Seq.exists (fun kv -> kv.Value.Frozen)) "updating again"
+            let viaFs = qat |> Fusion.Dsl.FSharp.Quantization.freezeBnStats qat.InitialState
+            Expect.equal [ for kv in viaFs.BatchNorms |> Seq.sortBy (fun kv -> kv.Key) -> kv.Value.Frozen ] [ true; true; false ] "the F# freezeBnStats is the same"
+            Expect.isFalse (qat |> Fusion.Dsl.FSharp.Quantization.updateBnStats viaFs).BatchNorms["conv1"].Frozen "the F# updateBnStats undoes it"
 
         testCase "PrepareQat refuses a LinearBn1d whose BatchNorm tracks no running statistics, naming its path" <| fun () ->
             let model = EagerQuantization.QuantWrapper(Fusion.Dsl.Layers.FusedModule.Create("LinearBn1d", TestModels.linear 4 3 1 true, TestModels.bnNoStats 1 3 true)).Train()
