@@ -117,16 +117,19 @@ let private freezeAt (c: Case) =
     | _ -> -1
 
 /// Our training-mode forwards over the case's batches from the initial state (freezing the BatchNorm statistics where
-/// the case did): each output, and the final state.
-let private trained (c: Case) (qat: QatModel) =
+/// the case did): each output with the state after it.
+let private trainedSteps (c: Case) (qat: QatModel) =
     let mutable state = qat.InitialState
-    let outputs =
-        [ for i, b in Seq.indexed (c.Json.GetProperty("batches").EnumerateArray()) ->
-            if i = freezeAt c then state <- EagerQat.FreezeBnStats(qat, state)
-            let r = EagerQat.ForwardQat(qat, state, npy c b, true)
-            state <- r.State
-            r.Output ]
-    outputs, state
+    [ for i, b in Seq.indexed (c.Json.GetProperty("batches").EnumerateArray()) ->
+        if i = freezeAt c then state <- EagerQat.FreezeBnStats(qat, state)
+        let r = EagerQat.ForwardQat(qat, state, npy c b, true)
+        state <- r.State
+        r.Output, r.State ]
+
+/// Our training-mode forwards: each output, and the final state.
+let private trained (c: Case) (qat: QatModel) =
+    let steps = trainedSteps c qat
+    List.map fst steps, snd (List.last steps)
 
 /// Every model case converted by `convert` against PyTorch's converted model (PtqFlowTests.compareConverted), scales
 /// within `bound` ulps; prints each case's totals.
@@ -181,25 +184,30 @@ let tests =
                 Expect.equal (Seq.toArray qat.InitialState.FakeQuantizes[QatState.ActivationKey last].Current.Scales) [| 1.0f |] (sprintf "%s: the forwards left the initial state as it was" c.Name)
             Expect.isEmpty problems (String.Join("\n", problems))
 
-        testCase "after 3 training-mode forwards the fake-quantize scales are within stateScaleUlps of the state_dict PyTorch saved, zero points equal, BatchNorm running statistics within bnStatTol" <| fun () ->
+        testCase "after each training-mode forward (and at the end) the fake-quantize scales are within stateScaleUlps of the state_dict PyTorch saved, zero points equal, BatchNorm running statistics within bnStatTol" <| fun () ->
             needTorch ()
             let problems = ResizeArray<string>()
             for c in modelCases () do
                 let qat = prepared c
-                let _, ours = trained c qat
-                let theirs = (QatStateDict.Load(qat, file c (c.Json.GetProperty("state_dict").GetString() |> nonNull))).State
-                Expect.equal (Set.ofSeq ours.FakeQuantizes.Keys) (Set.ofSeq theirs.FakeQuantizes.Keys) (sprintf "%s: the same fake-quantize modules as PyTorch's" c.Name)
-                for kv in theirs.FakeQuantizes do
-                    let mine = ours.FakeQuantizes[kv.Key]
-                    let u = Array.map2 ulps (Seq.toArray mine.Current.Scales) (Seq.toArray kv.Value.Current.Scales) |> Array.max
-                    if u > stateScaleUlps then problems.Add(sprintf "%s %s: scale %d ulps from PyTorch's" c.Name kv.Key u)
-                    if Seq.toArray mine.Current.ZeroPoints <> Seq.toArray kv.Value.Current.ZeroPoints then problems.Add(sprintf "%s %s: zero points differ" c.Name kv.Key)
-                for kv in theirs.BatchNorms do
-                    let mine = ours.BatchNorms[kv.Key]
-                    if mine.NumBatchesTracked <> kv.Value.NumBatchesTracked then problems.Add(sprintf "%s %s: %d batches tracked, PyTorch %d" c.Name kv.Key mine.NumBatchesTracked kv.Value.NumBatchesTracked)
-                    for what, (a: Tensor), (b: Tensor) in [ "running_mean", mine.RunningMean, kv.Value.RunningMean; "running_var", mine.RunningVar, kv.Value.RunningVar ] do
-                        let d = Array.map2 (fun (x: float32) y -> abs (x - y)) (a.Float32.ToArray()) (b.Float32.ToArray()) |> Array.max
-                        if d > bnStatTol then problems.Add(sprintf "%s %s: %s differs by %g" c.Name kv.Key what d)
+                let steps = trainedSteps c qat
+                let saved = [ for f in c.Json.GetProperty("step_state_dicts").EnumerateArray() -> f ] @ [ c.Json.GetProperty("state_dict") ]
+                let ours = List.map snd steps @ [ snd (List.last steps) ]
+                Expect.equal saved.Length ours.Length (sprintf "%s: one saved state_dict per step" c.Name)
+                for i, (f, ours: QatState) in List.indexed (List.zip saved ours) do
+                    let at = if i < steps.Length then sprintf "%s after step %d" c.Name i else sprintf "%s at the end" c.Name
+                    let theirs = (QatStateDict.Load(qat, file c (f.GetString() |> nonNull))).State
+                    Expect.equal (Set.ofSeq ours.FakeQuantizes.Keys) (Set.ofSeq theirs.FakeQuantizes.Keys) (sprintf "%s: the same fake-quantize modules as PyTorch's" at)
+                    for kv in theirs.FakeQuantizes do
+                        let mine = ours.FakeQuantizes[kv.Key]
+                        let u = Array.map2 ulps (Seq.toArray mine.Current.Scales) (Seq.toArray kv.Value.Current.Scales) |> Array.max
+                        if u > stateScaleUlps then problems.Add(sprintf "%s %s: scale %d ulps from PyTorch's" at kv.Key u)
+                        if Seq.toArray mine.Current.ZeroPoints <> Seq.toArray kv.Value.Current.ZeroPoints then problems.Add(sprintf "%s %s: zero points differ" at kv.Key)
+                    for kv in theirs.BatchNorms do
+                        let mine = ours.BatchNorms[kv.Key]
+                        if mine.NumBatchesTracked <> kv.Value.NumBatchesTracked then problems.Add(sprintf "%s %s: %d batches tracked, PyTorch %d" at kv.Key mine.NumBatchesTracked kv.Value.NumBatchesTracked)
+                        for what, (a: Tensor), (b: Tensor) in [ "running_mean", mine.RunningMean, kv.Value.RunningMean; "running_var", mine.RunningVar, kv.Value.RunningVar ] do
+                            let d = Array.map2 (fun (x: float32) y -> abs (x - y)) (a.Float32.ToArray()) (b.Float32.ToArray()) |> Array.max
+                            if d > bnStatTol then problems.Add(sprintf "%s %s: %s differs by %g" at kv.Key what d)
             Expect.isEmpty problems (String.Join("\n", problems))
 
         testCase "ConvertQat of the state_dict PyTorch saved after QAT steps equals PyTorch's convert(qat_model.eval()): scales within loadedScaleUlps, int8 layer outputs at least exactFraction exact and within maxSteps" <| fun () ->

@@ -7,7 +7,7 @@
 * models: ptq_fixtures.py's small eager models (Conv+BN+ReLU, Conv+BN, Conv, Linear+ReLU, Linear; a residual block
   with FloatFunctional add_relu, add, mul and cat; ReLU6 and Hardswish) and a Conv+ReLU one, exported unfused in training mode with the repository's exporter, then fuse_modules_qat, prepare_qat with a backend's
   default QAT qconfig, a few training-mode forwards under no_grad (no optimizer step: the observers and BatchNorm running
-  statistics advance), the state_dict saved with torch.save, an eval-mode forward, and convert(qat_model.eval()) run on
+  statistics advance), the state_dict saved with torch.save after each of them and at the end, an eval-mode forward, and convert(qat_model.eval()) run on
   the onednn engine with every quantized layer's integer output and its state_dict.
 * the same for 1-d and 3-d networks (ConvBn/ConvBnReLU/ConvReLU/Conv in 1-d and 3-d, LinearBn1d), and for two cases
   whose Conv+BN modules get freeze_bn_stats (model.apply) before the third of four training forwards.
@@ -169,6 +169,7 @@ def model_case(name, build, qconfig, shape, steps, seed, freeze_at=None):
                 # function's type set leaves LinearBn1d updating).
                 qat.apply(nniqat.freeze_bn_stats)
             train_out.append(qat(torch.from_numpy(b)).numpy())
+            torch.save(qat.state_dict(), os.path.join(folder, f"qat_state_dict_step{i}.pt"))
     torch.save(qat.state_dict(), os.path.join(folder, "qat_state_dict.pt"))
     # Eval mode on a copy: the fake-quantize modules still observe in eval mode, so the saved state stays the one above.
     evaluated = copy.deepcopy(qat).eval()
@@ -184,6 +185,7 @@ def model_case(name, build, qconfig, shape, steps, seed, freeze_at=None):
             "batches": [ptq.save(folder, f"batch{i}.npy", b) for i, b in enumerate(batches)],
             "train_outputs": [ptq.save(folder, f"train_out{i}.npy", o) for i, o in enumerate(train_out)],
             "state_dict": os.path.relpath(os.path.join(folder, "qat_state_dict.pt"), ptq.ROOT),
+            "step_state_dicts": [os.path.relpath(os.path.join(folder, f"qat_state_dict_step{i}.pt"), ptq.ROOT) for i in range(steps)],
             "converted_state_dict": os.path.relpath(os.path.join(folder, "q_state_dict.pt"), ptq.ROOT),
             "input": ptq.save(folder, "input.npy", x), "eval_output": ptq.save(folder, "eval_out.npy", eval_out),
             "output": ptq.save(folder, "output.npy", y.numpy()),
