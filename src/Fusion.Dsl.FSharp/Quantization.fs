@@ -61,6 +61,12 @@ let loadQatStateDict (path: string) (qat: QatModel) =
     let c = QatStateDict.Load(qat, path)
     c.Model, c.State
 
+[<CompiledName("FreezeBnStats")>]
+let freezeBnStats (state: QatState) (qat: QatModel) = EagerQat.FreezeBnStats(qat, state)
+
+[<CompiledName("UpdateBnStats")>]
+let updateBnStats (state: QatState) (qat: QatModel) = EagerQat.UpdateBnStats(qat, state)
+
 [<CompiledName("ConvertQat")>]
 let convertQat (state: QatState) (qat: QatModel) = EagerQat.ConvertQat(qat, state)
 

@@ -51,12 +51,14 @@ val forward: input: Tensor -> model: QuantizedModel -> Tensor
 /// modules); raises ArgumentException for another name.
 [<CompiledName("GetDefaultQatQConfig")>]
 val getDefaultQatQConfig: backend: string -> QConfig
-/// `prepare_qat(model)` on a training-mode model fused with `Fuse.modulesQat`: the QAT modules and their initial state
+/// `prepare_qat(model)` on a training-mode model fused with `Fuse.modulesQat`: the QAT modules (Conv2d/3d,
+/// ConvReLU2d/3d, ConvBn1d/2d/3d, ConvBnReLU1d/2d/3d, Linear, LinearReLU, LinearBn1d; Conv1d and ConvReLU1d stay float
+/// with their outputs fake-quantized, as PyTorch 1.13's mapping leaves them) and their initial state
 /// (`qat.InitialState`); raises ArgumentException naming a module in eval mode or without a QAT form here.
 [<CompiledName("PrepareQat")>]
 val prepareQat: mapping: QConfigMapping -> model: Module -> QatModel
 /// The QAT model's forward in training (`true`) or eval mode from `state`: the output and the new state (fake-quantize
-/// modules and Conv+BatchNorm running statistics); `state` is unchanged.
+/// modules and Conv+BatchNorm / LinearBn1d running statistics); `state` is unchanged.
 [<CompiledName("ForwardQat")>]
 val forwardQat: training: bool -> input: Tensor -> state: QatState -> qat: QatModel -> Tensor * QatState
 /// A QAT state_dict PyTorch saved (`torch.save(qat_model.state_dict(), path)`) read into the prepared model: the model
@@ -64,7 +66,14 @@ val forwardQat: training: bool -> input: Tensor -> state: QatState -> qat: QatMo
 /// unexpected or wrongly shaped key.
 [<CompiledName("LoadQatStateDict")>]
 val loadQatStateDict: path: string -> qat: QatModel -> QatModel * QatState
-/// `convert(qat_model.eval())`: the int8 model, Conv+BatchNorm folded with the state's running statistics.
+/// `model.apply(freeze_bn_stats)`: the state with every Conv+BatchNorm's statistics frozen (used, not updated, in
+/// training mode too); LinearBn1d keeps updating, as PyTorch 1.13's function leaves it.
+[<CompiledName("FreezeBnStats")>]
+val freezeBnStats: state: QatState -> qat: QatModel -> QatState
+/// `model.apply(update_bn_stats)`: the inverse of `freezeBnStats`.
+[<CompiledName("UpdateBnStats")>]
+val updateBnStats: state: QatState -> qat: QatModel -> QatState
+/// `convert(qat_model.eval())`: the int8 model, Conv+BatchNorm and LinearBn1d folded with the state's running statistics.
 [<CompiledName("ConvertQat")>]
 val convertQat: state: QatState -> qat: QatModel -> QuantizedModel
 /// Writes the prepared model's parameters and `state` as the state_dict PyTorch's `prepare_qat` model takes strictly.

@@ -4,8 +4,9 @@ using Fusion.Dsl.Tensors;
 namespace Fusion.Dsl.Quantization;
 
 /// <summary>
-/// The float32 arithmetic of PyTorch 1.13's Conv+BatchNorm QAT modules (<c>_ConvBnNd._forward_approximate</c>), of
-/// <c>fuse_conv_bn_weights</c> as <c>convert</c> calls it, and of a training-mode BatchNorm's running-statistics update
+/// The float32 arithmetic of PyTorch 1.13's Conv+BatchNorm and Linear+BatchNorm QAT modules
+/// (<c>_ConvBnNd._forward_approximate</c> and <c>LinearBn1d.forward</c>, the same steps), of <c>fuse_conv_bn_weights</c>
+/// and <c>fuse_linear_bn_weights</c> as <c>convert</c> calls them, and of a training-mode BatchNorm's running-statistics update
 /// (ATen's <c>batch_norm_cpu_update_stats_template</c>), operation for operation: the Python scalar eps is added as
 /// float32, sums are accumulated in float64 as ATen's CPU <c>acc_type</c> does. This project's own folding
 /// (<c>Fuser.FuseModules</c>) rounds once in float64 instead, which is closer to the real numbers but not to PyTorch's bits.
@@ -32,24 +33,35 @@ internal static class ConvBnMath
         return Tensor.FromFloat32(result, [.. weight.Dimensions]);
     }
 
-    /// <summary><c>fuse_conv_bn_weights</c>: the convolution's weight and bias with the BatchNorm (its running statistics
-    /// <paramref name="stats"/>) folded in.</summary>
-    public static (Tensor Weight, Tensor Bias) Fold(Conv conv, BatchNorm bn, BatchNormStatistics stats)
+    /// <summary>Where the BatchNorm's scale enters a folded bias: the two PyTorch functions multiply in different orders,
+    /// which changes the float32 result.</summary>
+    public enum FoldOrder
+    {
+        /// <summary><c>fuse_conv_bn_weights</c>: <c>(b - mean) * rsqrt(var + eps) * gamma + beta</c>.</summary>
+        Conv,
+
+        /// <summary><c>fuse_linear_bn_weights</c>: <c>(b - mean) * (gamma * rsqrt(var + eps)) + beta</c>.</summary>
+        Linear,
+    }
+
+    /// <summary><c>fuse_conv_bn_weights</c> or <c>fuse_linear_bn_weights</c>: the layer's weight (output channels first)
+    /// and bias with the BatchNorm (its running statistics <paramref name="stats"/>) folded in.</summary>
+    public static (Tensor Weight, Tensor Bias) Fold(Tensor weight, Tensor? layerBias, BatchNorm bn, BatchNormStatistics stats, FoldOrder order)
     {
         var (bw, bb) = Affine(bn);
         var rm = stats.RunningMean.Float32;
         var rv = stats.RunningVar.Float32;
         int n = rm.Length;
-        var convBias = conv.Bias is { } b ? b.Float32.ToArray() : new float[n];
+        var b = layerBias is { } t ? t.Float32.ToArray() : new float[n];
         var factor = new float[n];
         var bias = new float[n];
         for (int c = 0; c < n; c++)
         {
             float rsqrt = 1f / MathF.Sqrt(rv[c] + (float)bn.Eps);
             factor[c] = bw[c] * rsqrt;
-            bias[c] = (convBias[c] - rm[c]) * rsqrt * bw[c] + bb[c];
+            bias[c] = order == FoldOrder.Conv ? (b[c] - rm[c]) * rsqrt * bw[c] + bb[c] : (b[c] - rm[c]) * factor[c] + bb[c];
         }
-        return (ScaleOutputChannels(conv.Weight, factor), Tensor.FromFloat32(bias, n));
+        return (ScaleOutputChannels(weight, factor), Tensor.FromFloat32(bias, n));
     }
 
     /// <summary>
@@ -89,7 +101,7 @@ internal static class ConvBnMath
             mean[c] = (float)(momentum * m + (1 - momentum) * rm[c]);
             variance[c] = (float)(momentum * unbiased + (1 - momentum) * rv[c]);
         }
-        return new BatchNormStatistics(Tensor.FromFloat32(mean, channels), Tensor.FromFloat32(variance, channels), tracked);
+        return stats with { RunningMean = Tensor.FromFloat32(mean, channels), RunningVar = Tensor.FromFloat32(variance, channels), NumBatchesTracked = tracked };
     }
 
     private static (float[] Weight, float[] Bias) Affine(BatchNorm bn)

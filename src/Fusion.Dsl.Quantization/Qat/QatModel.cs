@@ -29,12 +29,14 @@ public sealed class QatModel : PreparedModel
 /// <param name="RunningMean">The running mean, one float32 per channel.</param>
 /// <param name="RunningVar">The running (unbiased) variance, one float32 per channel.</param>
 /// <param name="NumBatchesTracked">How many training batches updated them.</param>
-public sealed record BatchNormStatistics(Tensor RunningMean, Tensor RunningVar, long NumBatchesTracked);
+/// <param name="Frozen">PyTorch's <c>freeze_bn</c> (<see cref="EagerQat.FreezeBnStats"/>): the BatchNorm normalises with
+/// these statistics and leaves them as they are, in training mode too.</param>
+public sealed record BatchNormStatistics(Tensor RunningMean, Tensor RunningVar, long NumBatchesTracked, bool Frozen = false);
 
 /// <summary>
 /// What a QAT model's forwards change, as an immutable value: each fake-quantize module by its PyTorch module path
 /// (<c>conv1.weight_fake_quant</c>, <c>conv1.activation_post_process</c>, <c>quant.activation_post_process</c>,
-/// <c>add.activation_post_process</c>) and the running statistics of each fused Conv+BatchNorm's BatchNorm by the
+/// <c>add.activation_post_process</c>) and the running statistics of each fused Conv+BatchNorm or Linear+BatchNorm module's BatchNorm by the
 /// fused module's path.
 /// </summary>
 public sealed class QatState
@@ -48,7 +50,7 @@ public sealed class QatState
     /// <summary>The fake-quantize modules by PyTorch module path.</summary>
     public ImmutableDictionary<string, FakeQuantize> FakeQuantizes { get; }
 
-    /// <summary>The BatchNorm statistics of each Conv+BatchNorm QAT module, by its path.</summary>
+    /// <summary>The BatchNorm statistics of each Conv+BatchNorm and Linear+BatchNorm QAT module, by its path.</summary>
     public ImmutableDictionary<string, BatchNormStatistics> BatchNorms { get; }
 
     /// <summary>This state with every fake-quantize module's flags set (PyTorch's <c>model.apply(disable_observer)</c>

@@ -17,7 +17,8 @@ public sealed record QatCheckpoint(QatModel Model, QatState State);
 /// <see cref="EagerQat.ConvertQat"/> makes the int8 model PyTorch's <c>convert</c> would; <see cref="Save"/> writes
 /// our prepared model and state so that PyTorch's QAT model takes it strictly and goes on training. The keys, by QAT module at path <c>P</c>: <c>P.weight</c> and
 /// <c>P.bias</c> (a fused <c>ConvReLU2d</c>/<c>LinearReLU</c> is one module in PyTorch, so its convolution's parameters
-/// sit at <c>P</c>, not <c>P.0</c>); for a Conv+BatchNorm also <c>P.bn.weight</c>, <c>P.bn.bias</c>,
+/// sit at <c>P</c>, not <c>P.0</c>; a <c>ConvReLU1d</c>, which <c>prepare_qat</c> does not swap, keeps <c>P.0.weight</c>
+/// and has no <c>P.weight_fake_quant</c>, as a <c>Conv1d</c> has none); for a Conv+BatchNorm or <c>LinearBn1d</c> also <c>P.bn.weight</c>, <c>P.bn.bias</c>,
 /// <c>P.bn.running_mean</c>, <c>P.bn.running_var</c>, <c>P.bn.num_batches_tracked</c>; for every fake-quantize module
 /// <c>F</c> (<c>P.weight_fake_quant</c>, <c>P.activation_post_process</c>): <c>F.fake_quant_enabled</c>,
 /// <c>F.observer_enabled</c>, <c>F.scale</c>, <c>F.zero_point</c>, <c>F.activation_post_process.eps</c>,
@@ -86,7 +87,8 @@ public static class QatStateDict
         foreach (var (_, prefix, m, convBn) in StatefulModules(qat))
         {
             if (m is BatchNorm) versions.Add(new(prefix, BatchNormVersion));
-            if (convBn is not null) versions.Add(new(convBn, ConvBnVersion));
+            // LinearBn1d has nn.Module's version (1), which load_state_dict does not read.
+            if (convBn is not null && ModulePath.Get(qat.Model, convBn).TypeName.StartsWith("ConvBn", StringComparison.Ordinal)) versions.Add(new(convBn, ConvBnVersion));
             foreach (var (name, t) in m.State)
             {
                 // A Conv+BatchNorm's running statistics live in the state, not in the model.
@@ -129,7 +131,9 @@ public static class QatStateDict
     /// </summary>
     private static IEnumerable<(string Path, string Prefix, Module Module, string? ConvBn)> StatefulModules(QatModel qat)
     {
-        var fused = qat.Points.Where(p => ModulePath.Get(qat.Model, p.Path) is FusedModule).Select(p => p.Path).ToHashSet(StringComparer.Ordinal);
+        // A ConvReLU1d stays PyTorch's Sequential-like intrinsic module (prepare_qat does not swap it): its keys keep ".0".
+        var fused = qat.Points.Where(p => ModulePath.Get(qat.Model, p.Path) is FusedModule f && EagerQat.HasWeightFakeQuant(f))
+            .Select(p => p.Path).ToHashSet(StringComparer.Ordinal);
         foreach (var (modulePath, m) in qat.Model.NamedModules())
         {
             if (m.State.Count == 0) continue;

@@ -110,15 +110,26 @@ let private fused (c: Case) =
 /// A case's QAT model prepared here: prepare_qat with the backend's default QAT qconfig.
 let private prepared (c: Case) = EagerQat.PrepareQat(fused c, QConfigMapping.ForAll(QConfig.GetDefaultQat c.QConfig))
 
-/// Our training-mode forwards over the case's batches from the initial state: each output, and the final state.
-let private trained (c: Case) (qat: QatModel) =
+/// The training forward before which the case applied freeze_bn_stats, or -1.
+let private freezeAt (c: Case) =
+    match c.Json.TryGetProperty "freeze_at" with
+    | true, v when v.ValueKind = JsonValueKind.Number -> v.GetInt32()
+    | _ -> -1
+
+/// Our training-mode forwards over the case's batches from the initial state (freezing the BatchNorm statistics where
+/// the case did): each output with the state after it.
+let private trainedSteps (c: Case) (qat: QatModel) =
     let mutable state = qat.InitialState
-    let outputs =
-        [ for b in c.Json.GetProperty("batches").EnumerateArray() ->
-            let r = EagerQat.ForwardQat(qat, state, npy c b, true)
-            state <- r.State
-            r.Output ]
-    outputs, state
+    [ for i, b in Seq.indexed (c.Json.GetProperty("batches").EnumerateArray()) ->
+        if i = freezeAt c then state <- EagerQat.FreezeBnStats(qat, state)
+        let r = EagerQat.ForwardQat(qat, state, npy c b, true)
+        state <- r.State
+        r.Output, r.State ]
+
+/// Our training-mode forwards: each output, and the final state.
+let private trained (c: Case) (qat: QatModel) =
+    let steps = trainedSteps c qat
+    List.map fst steps, snd (List.last steps)
 
 /// Every model case converted by `convert` against PyTorch's converted model (PtqFlowTests.compareConverted), scales
 /// within `bound` ulps; prints each case's totals.
@@ -151,10 +162,10 @@ let tests =
             Expect.equal (fst (runningExtrema fq)) [| infinityf |] "the called module has seen nothing"
             Expect.notEqual (Seq.toArray r.State.Current.Scales) [| 1.0f |] "the returned state has the new scale"
 
-        testCase "ForwardQat after fuse_modules_qat and prepare_qat gives PyTorch's outputs for 3 training-mode forwards and an eval-mode one, within forwardTolSteps (ConvBnReLU2d, ConvBn2d, ConvReLU2d, Conv2d, LinearReLU, Linear, FloatFunctional add_relu/add/mul/cat, ReLU6, Hardswish; x86 and qnnpack)" <| fun () ->
+        testCase "ForwardQat after fuse_modules_qat and prepare_qat gives PyTorch's outputs for 3 or 4 training-mode forwards and an eval-mode one, within forwardTolSteps (ConvBnReLU1d/2d/3d, ConvBn1d/2d/3d, ConvReLU2d/3d, Conv2d/3d, the unswapped ConvReLU1d and Conv1d, LinearBn1d, LinearReLU, Linear, FloatFunctional add_relu/add/mul/cat, ReLU6, Hardswish; freeze_bn_stats; x86 and qnnpack)" <| fun () ->
             needTorch ()
             let cases = modelCases ()
-            Expect.hasLength cases 7 "three models by two backends, and the ReLU6/Hardswish one"
+            Expect.hasLength cases 13 "five models by two backends, the ReLU6/Hardswish one and two with freeze_bn_stats"
             let problems = ResizeArray<string>()
             for c in cases do
                 let qat = prepared c
@@ -173,25 +184,30 @@ let tests =
                 Expect.equal (Seq.toArray qat.InitialState.FakeQuantizes[QatState.ActivationKey last].Current.Scales) [| 1.0f |] (sprintf "%s: the forwards left the initial state as it was" c.Name)
             Expect.isEmpty problems (String.Join("\n", problems))
 
-        testCase "after 3 training-mode forwards the fake-quantize scales are within stateScaleUlps of the state_dict PyTorch saved, zero points equal, BatchNorm running statistics within bnStatTol" <| fun () ->
+        testCase "after each training-mode forward (and at the end) the fake-quantize scales are within stateScaleUlps of the state_dict PyTorch saved, zero points equal, BatchNorm running statistics within bnStatTol" <| fun () ->
             needTorch ()
             let problems = ResizeArray<string>()
             for c in modelCases () do
                 let qat = prepared c
-                let _, ours = trained c qat
-                let theirs = (QatStateDict.Load(qat, file c (c.Json.GetProperty("state_dict").GetString() |> nonNull))).State
-                Expect.equal (Set.ofSeq ours.FakeQuantizes.Keys) (Set.ofSeq theirs.FakeQuantizes.Keys) (sprintf "%s: the same fake-quantize modules as PyTorch's" c.Name)
-                for kv in theirs.FakeQuantizes do
-                    let mine = ours.FakeQuantizes[kv.Key]
-                    let u = Array.map2 ulps (Seq.toArray mine.Current.Scales) (Seq.toArray kv.Value.Current.Scales) |> Array.max
-                    if u > stateScaleUlps then problems.Add(sprintf "%s %s: scale %d ulps from PyTorch's" c.Name kv.Key u)
-                    if Seq.toArray mine.Current.ZeroPoints <> Seq.toArray kv.Value.Current.ZeroPoints then problems.Add(sprintf "%s %s: zero points differ" c.Name kv.Key)
-                for kv in theirs.BatchNorms do
-                    let mine = ours.BatchNorms[kv.Key]
-                    if mine.NumBatchesTracked <> kv.Value.NumBatchesTracked then problems.Add(sprintf "%s %s: %d batches tracked, PyTorch %d" c.Name kv.Key mine.NumBatchesTracked kv.Value.NumBatchesTracked)
-                    for what, (a: Tensor), (b: Tensor) in [ "running_mean", mine.RunningMean, kv.Value.RunningMean; "running_var", mine.RunningVar, kv.Value.RunningVar ] do
-                        let d = Array.map2 (fun (x: float32) y -> abs (x - y)) (a.Float32.ToArray()) (b.Float32.ToArray()) |> Array.max
-                        if d > bnStatTol then problems.Add(sprintf "%s %s: %s differs by %g" c.Name kv.Key what d)
+                let steps = trainedSteps c qat
+                let saved = [ for f in c.Json.GetProperty("step_state_dicts").EnumerateArray() -> f ] @ [ c.Json.GetProperty("state_dict") ]
+                let ours = List.map snd steps @ [ snd (List.last steps) ]
+                Expect.equal saved.Length ours.Length (sprintf "%s: one saved state_dict per step" c.Name)
+                for i, (f, ours: QatState) in List.indexed (List.zip saved ours) do
+                    let at = if i < steps.Length then sprintf "%s after step %d" c.Name i else sprintf "%s at the end" c.Name
+                    let theirs = (QatStateDict.Load(qat, file c (f.GetString() |> nonNull))).State
+                    Expect.equal (Set.ofSeq ours.FakeQuantizes.Keys) (Set.ofSeq theirs.FakeQuantizes.Keys) (sprintf "%s: the same fake-quantize modules as PyTorch's" at)
+                    for kv in theirs.FakeQuantizes do
+                        let mine = ours.FakeQuantizes[kv.Key]
+                        let u = Array.map2 ulps (Seq.toArray mine.Current.Scales) (Seq.toArray kv.Value.Current.Scales) |> Array.max
+                        if u > stateScaleUlps then problems.Add(sprintf "%s %s: scale %d ulps from PyTorch's" at kv.Key u)
+                        if Seq.toArray mine.Current.ZeroPoints <> Seq.toArray kv.Value.Current.ZeroPoints then problems.Add(sprintf "%s %s: zero points differ" at kv.Key)
+                    for kv in theirs.BatchNorms do
+                        let mine = ours.BatchNorms[kv.Key]
+                        if mine.NumBatchesTracked <> kv.Value.NumBatchesTracked then problems.Add(sprintf "%s %s: %d batches tracked, PyTorch %d" at kv.Key mine.NumBatchesTracked kv.Value.NumBatchesTracked)
+                        for what, (a: Tensor), (b: Tensor) in [ "running_mean", mine.RunningMean, kv.Value.RunningMean; "running_var", mine.RunningVar, kv.Value.RunningVar ] do
+                            let d = Array.map2 (fun (x: float32) y -> abs (x - y)) (a.Float32.ToArray()) (b.Float32.ToArray()) |> Array.max
+                            if d > bnStatTol then problems.Add(sprintf "%s %s: %s differs by %g" at kv.Key what d)
             Expect.isEmpty problems (String.Join("\n", problems))
 
         testCase "ConvertQat of the state_dict PyTorch saved after QAT steps equals PyTorch's convert(qat_model.eval()): scales within loadedScaleUlps, int8 layer outputs at least exactFraction exact and within maxSteps" <| fun () ->
@@ -334,4 +350,41 @@ let tests =
             Expect.stringContains e.Message "'quant'" "names the module"
             Expect.stringContains e.Message "GetDefaultQat" "says what to use"
 
+
+        testCase "FreezeBnStats freezes the Conv+BatchNorm modules' statistics and leaves LinearBn1d's updating, as PyTorch's model.apply(freeze_bn_stats); a frozen forward leaves them as they were; UpdateBnStats undoes it" <| fun () ->
+            needTorch ()
+            let c = modelCases () |> List.find (fun c -> c.Name = "conv1d_frozen/x86")
+            let qat = prepared c
+            let frozen = EagerQat.FreezeBnStats(qat, qat.InitialState)
+            Expect.equal [ for kv in frozen.BatchNorms |> Seq.sortBy (fun kv -> kv.Key) -> kv.Key, kv.Value.Frozen ] [ "conv1", true; "conv2", true; "fc1", false ] "ConvBnReLU1d and ConvBn1d frozen, LinearBn1d not"
+            let after = EagerQat.ForwardQat(qat, frozen, npy c (c.Json.GetProperty "input"), true).State
+            for p in [ "conv1"; "conv2" ] do
+                Expect.equal after.BatchNorms[p].NumBatchesTracked frozen.BatchNorms[p].NumBatchesTracked (sprintf "%s: no batch tracked" p)
+                Expect.equal (after.BatchNorms[p].RunningMean.Float32.ToArray()) (frozen.BatchNorms[p].RunningMean.Float32.ToArray()) (sprintf "%s: running mean kept" p)
+            Expect.equal after.BatchNorms["fc1"].NumBatchesTracked (frozen.BatchNorms["fc1"].NumBatchesTracked + 1L) "LinearBn1d tracked the batch"
+            Expect.isFalse (EagerQat.UpdateBnStats(qat, frozen).BatchNorms |> Seq.exists (fun kv -> kv.Value.Frozen)) "updating again"
+            let viaFs = qat |> Fusion.Dsl.FSharp.Quantization.freezeBnStats qat.InitialState
+            Expect.equal [ for kv in viaFs.BatchNorms |> Seq.sortBy (fun kv -> kv.Key) -> kv.Value.Frozen ] [ true; true; false ] "the F# freezeBnStats is the same"
+            Expect.isFalse (qat |> Fusion.Dsl.FSharp.Quantization.updateBnStats viaFs).BatchNorms["conv1"].Frozen "the F# updateBnStats undoes it"
+
+        testCase "PrepareQat refuses a LinearBn1d whose BatchNorm tracks no running statistics, naming its path" <| fun () ->
+            let model = EagerQuantization.QuantWrapper(Fusion.Dsl.Layers.FusedModule.Create("LinearBn1d", TestModels.linear 4 3 1 true, TestModels.bnNoStats 1 3 true)).Train()
+            let e = Support.throwsOf<ArgumentException> (fun () -> EagerQat.PrepareQat(model, QConfigMapping.ForAll(QConfig.GetDefaultQat "x86")) |> ignore)
+            Expect.stringContains e.Message "'module'" "names the module"
+            Expect.stringContains e.Message "running statistics" "says what is missing"
+
+        testCase "ForwardQat refuses a 3-d input to a LinearBn1d (its BatchNorm1d reads dimension 1 as features), naming its path; a 2-d one runs" <| fun () ->
+            let model = EagerQuantization.QuantWrapper(Fusion.Dsl.Layers.FusedModule.Create("LinearBn1d", TestModels.linear 4 3 1 true, TestModels.bn 1 3 2 true)).Train()
+            let qat = EagerQat.PrepareQat(model, QConfigMapping.ForAll(QConfig.GetDefaultQat "x86"))
+            let e = Support.throwsOf<ArgumentException> (fun () -> EagerQat.ForwardQat(qat, qat.InitialState, Tensor.Zeros(2, 3, 4), true) |> ignore)
+            Expect.stringContains e.Message "LinearBn1d 'module'" "names the module"
+            Expect.stringContains e.Message "[2, 3, 4]" "names the shape"
+            let ok = EagerQat.ForwardQat(qat, qat.InitialState, Tensor.Generate((fun i -> float32 i * 0.1f), [| 5; 4 |]), true)
+            Expect.equal (ok.Output.Shape.ToArray()) [| 5; 3 |] "a [N, in_features] input runs"
+
+        testCase "PrepareQat refuses a Linear+BatchNorm1d+ReLU group (PyTorch 1.13's fuse_modules_qat has no fuser method for it), naming its path and PyTorch's reason" <| fun () ->
+            let fused = Fusion.Dsl.Layers.FusedModule.Create("LinearBnReLU1d", TestModels.linear 4 3 1 true, TestModels.bn 1 3 2 true, TestModels.relu true)
+            let e = Support.throwsOf<ArgumentException> (fun () -> EagerQat.PrepareQat(EagerQuantization.QuantWrapper(fused).Train(), QConfigMapping.ForAll(QConfig.GetDefaultQat "x86")) |> ignore)
+            Expect.stringContains e.Message "'module' (LinearBnReLU1d)" "names the module"
+            Expect.stringContains e.Message "no fuser method" "gives PyTorch's reason"
     ]
