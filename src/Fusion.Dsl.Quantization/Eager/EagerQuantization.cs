@@ -14,13 +14,14 @@ namespace Fusion.Dsl.Quantization;
 /// the default qconfig propagation list with a qconfig (not <c>DeQuantStub</c>), fused modules as one unit,
 /// <c>FloatFunctional</c>s through their <c>activation_post_process</c>, <c>Dropout</c> skipped. The quantized modules
 /// this project has are <c>Quantize</c>, <c>DeQuantize</c>; <c>Conv1d</c>, <c>Conv2d</c>, <c>Conv3d</c>, <c>ConvReLU1d</c>,
-/// <c>ConvReLU2d</c>, <c>ConvReLU3d</c> (zero padding); <c>BatchNorm2d</c>, <c>BatchNorm3d</c>, <c>BNReLU2d</c>,
+/// <c>ConvReLU2d</c>, <c>ConvReLU3d</c> (zero padding); <c>ConvTranspose1d</c>, <c>ConvTranspose2d</c>,
+/// <c>ConvTranspose3d</c> (zero padding and output_padding, a per-tensor weight observer); <c>BatchNorm2d</c>, <c>BatchNorm3d</c>, <c>BNReLU2d</c>,
 /// <c>BNReLU3d</c> (affine, with running statistics); <c>LayerNorm</c>, <c>GroupNorm</c>,
 /// <c>InstanceNorm1d</c>/<c>2d</c>/<c>3d</c>; <c>Linear</c>, <c>LinearReLU</c>; <c>LeakyReLU</c>, <c>ELU</c>,
 /// <c>Hardswish</c>, <c>ReLU6</c>; and <c>QFunctional</c>. <c>ReLU</c>, <c>Hardsigmoid</c>, <c>Sigmoid</c>,
 /// <c>MaxPool2d</c>, <c>AvgPool2d</c>, <c>AdaptiveAvgPool2d</c>, <c>Flatten</c>, <c>Identity</c> and <c>Dropout</c> run
 /// on quantized tensors as PyTorch's float modules do. A module PyTorch would quantize that has no quantized form here
-/// (ConvTranspose, PReLU, Embedding, the recurrent cells) is refused at
+/// (PReLU, Embedding, EmbeddingBag, the recurrent cells) is refused at
 /// <see cref="Prepare"/>, naming its path.
 /// </summary>
 public static class EagerQuantization
@@ -148,6 +149,7 @@ public static class EagerQuantization
         {
             UserModule { TypeName: "QuantStub" } => ObservedKind.QuantStub,
             Conv { Transposed: false } c when ConvSupported(c) => ObservedKind.Conv,
+            Conv { Transposed: true } c when ConvSupported(c) && ConvTransposeSupported(path, c, qc) => ObservedKind.ConvTranspose,
             Linear => ObservedKind.Linear,
             FusedModule { TypeName: "ConvReLU1d" or "ConvReLU2d" or "ConvReLU3d" } f when f.Children[0].Module is Conv c && ConvSupported(c) => ObservedKind.Conv,
             FusedModule { TypeName: "LinearReLU" } => ObservedKind.Linear,
@@ -176,6 +178,20 @@ public static class EagerQuantization
     }
 
     internal static bool ConvSupported(Conv c) => c.PaddingMode == PaddingMode.Zeros && c.Padding.Kind == PaddingKind.Explicit;
+
+    /// <summary>A ConvTranspose1d/2d/3d that PyTorch 1.13 quantizes on the onednn engine: its qconfig's weight observer
+    /// per tensor (<c>assert_valid_qconfig</c>, run by <c>prepare</c>, refuses a per-channel one) and its output_padding
+    /// 0 (onednn's <c>conv_transpose_prepack</c> refuses any other at convert; this refuses it at prepare, before
+    /// calibration is spent on it).</summary>
+    /// <exception cref="ArgumentException">Either, naming the module and what to change.</exception>
+    private static bool ConvTransposeSupported(string path, Conv c, QConfig qc)
+    {
+        if (ObserverFacts.Axis(qc.Weight()) is not null)
+            throw new ArgumentException($"module '{Show(path)}' ({c.TypeName}): qconfig '{qc.Name}' observes its weight per channel, and PyTorch 1.13 refuses that for transposed convolutions (\"Per channel weight observer is not supported yet for ConvTranspose{{n}}d.\"); give it a qconfig with a per-tensor weight observer (QConfig.GetDefault(\"qnnpack\") or QConfig.DefaultQConfig) through QConfigMapping.WithPath(\"{path}\", ...)");
+        if (c.OutputPadding.Any(p => p != 0))
+            throw new ArgumentException($"module '{Show(path)}' ({c.TypeName}) has output_padding {ModuleRepr.Tuple(c.OutputPadding)}, but PyTorch's onednn engine quantizes only transposed convolutions with output_padding 0 (its convert fails: \"ONEDNN only supports zero output_padding\"); keep it float with a None qconfig (QConfigMapping.WithPath(\"{path}\", null)) and a DeQuantStub before it and a QuantStub after it");
+        return true;
+    }
 
     private static bool BatchNormSupported(BatchNorm b) => b.Weight is not null && b.Bias is not null && b.RunningMean is not null && b.RunningVar is not null;
 
@@ -290,6 +306,7 @@ public static class EagerQuantization
             layers[p.Path] = WeightlessLayer(p, scale, zp, ObserverFacts.DType(observer)) ?? p.Kind switch
             {
                 ObservedKind.Conv => ConvLayer(p, m, scale, zp),
+                ObservedKind.ConvTranspose => ConvTransposeLayer(p.Path, m, QuantizeWeight(p, ((Conv)m).Weight), scale, zp),
                 ObservedKind.Linear => LinearLayer(p, m, scale, zp),
                 ObservedKind.BatchNorm => BatchNormLayer(p.Path, m, scale, zp),
                 ObservedKind.LeakyReLU or ObservedKind.ELU => ActivationLayer(p.Path, m, scale, zp),
@@ -339,6 +356,15 @@ public static class EagerQuantization
         var layer = new QuantizedConv(weight, conv.Bias, scale, zp, [.. conv.Stride],
             conv.Padding.Resolve(conv.KernelSize.AsSpan(), conv.Dilation.AsSpan()).Left, [.. conv.Dilation], conv.Groups, relu);
         return QuantizedLayer.Conv(path, layer);
+    }
+
+    /// <summary>The quantized ConvTranspose1d/2d/3d of float module <paramref name="m"/> with a quantized (per-tensor) weight.</summary>
+    internal static QuantizedLayer ConvTransposeLayer(string path, Module m, QuantizedTensor weight, double scale, long zp)
+    {
+        var conv = (Conv)m;
+        var padding = conv.Padding.Resolve(conv.KernelSize.AsSpan(), conv.Dilation.AsSpan()).Left;
+        var layer = new QuantizedConvTranspose(weight, conv.Bias, scale, zp, [.. conv.Stride], padding, [.. conv.OutputPadding], [.. conv.Dilation], conv.Groups);
+        return QuantizedLayer.ConvTranspose(path, layer);
     }
 
     /// <summary>The quantized BatchNorm2d/3d or BNReLU2d/3d of float module <paramref name="m"/>: its parameters and

@@ -11,6 +11,8 @@ public enum ObservedKind
     /// <summary>A <c>Conv1d</c>/<c>2d</c>/<c>3d</c> or <c>ConvReLU1d</c>/<c>2d</c>/<c>3d</c>: becomes <c>nnq.Conv1d</c>/<c>2d</c>/<c>3d</c>
     /// or <c>nniq.ConvReLU1d</c>/<c>2d</c>/<c>3d</c>.</summary>
     Conv,
+    /// <summary>A <c>ConvTranspose1d</c>/<c>2d</c>/<c>3d</c>: becomes <c>nnq.ConvTranspose1d</c>/<c>2d</c>/<c>3d</c>.</summary>
+    ConvTranspose,
     /// <summary>A <c>Linear</c> or <c>LinearReLU</c>: becomes <c>nnq.Linear</c> / <c>nniq.LinearReLU</c>.</summary>
     Linear,
     /// <summary>A <c>FloatFunctional</c>: its <c>activation_post_process</c> slot is observed; becomes <c>nnq.QFunctional</c>.</summary>

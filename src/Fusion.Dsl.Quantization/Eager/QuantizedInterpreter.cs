@@ -113,6 +113,8 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
             return Record(path, layer.Module switch
             {
                 QuantizedConv c => Layout(c.Forward(q, Cores), channelsLast: true),
+                // PyTorch's onednn transposed convolution writes channels-last output too (measured on 1.13).
+                QuantizedConvTranspose c => Layout(c.Forward(q, Cores), channelsLast: true),
                 // PyTorch's quantized batch norm writes channels-last output, as its convolutions do.
                 QuantizedBatchNorm b => Layout(b.Forward(q), channelsLast: true),
                 QuantizedLinear l => l.Forward(q, Cores),

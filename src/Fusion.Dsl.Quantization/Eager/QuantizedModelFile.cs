@@ -112,6 +112,7 @@ public static class QuantizedModelFile
                     "QuantizedHardswish" => QuantizedLayer.Hardswish(layerPath, new QuantizedHardswish(Scale(), Zp())),
                     var t when QuantizedBatchNorm.TypeNames.Contains(t!) => EagerQuantization.BatchNormLayer(layerPath, m, Scale(), Zp()),
                     var t when QuantizedConv.TypeNames.Contains(t!) => EagerQuantization.ConvLayer(layerPath, m, Weight(l, FloatWeight(m)), Scale(), Zp()),
+                    var t when QuantizedConvTranspose.TypeNames.Contains(t!) => EagerQuantization.ConvTransposeLayer(layerPath, m, Weight(l, FloatWeight(m)), Scale(), Zp()),
                     "QuantizedLinear" or "QuantizedLinearReLU" => EagerQuantization.LinearLayer(layerPath, m, Weight(l, FloatWeight(m)), Scale(), Zp()),
                     _ => throw new ArgumentException($"unknown quantized layer type '{type}'"),
                 };

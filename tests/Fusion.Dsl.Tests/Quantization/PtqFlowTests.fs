@@ -9,6 +9,7 @@
 module Fusion.Dsl.Tests.Quantization.PtqFlowTests
 
 open System
+open System.Collections.Generic
 open System.IO
 open System.Text.Json
 open Expecto
@@ -426,11 +427,44 @@ let tests =
                 let qf = EagerQuantization.Convert(obs, EagerQuantization.Calibrate(obs, [ batch ]))
                 refuses "is a float operation on a float tensor" (fun () -> qf.Forward(batch) |> ignore)
             }
+            test "a ConvTranspose is refused at prepare as PyTorch refuses it: a per-channel weight observer (x86's default) with PyTorch's assertion, output_padding with onednn's; with qnnpack's per-tensor weights it is observed and converted" {
+                let up = Conv.Create(2, 4, 4, [| 2 |], stride = [| 2 |], transposed = true) :> Module
+                let transposed = seqOf [ "quant", stub "QuantStub"; "c", conv 3 4; "up", up; "dequant", stub "DeQuantStub" ]
+                refuses "module 'up' (ConvTranspose2d): qconfig 'x86' observes its weight per channel, and PyTorch 1.13 refuses that for transposed convolutions (\"Per channel weight observer is not supported yet for ConvTranspose{n}d.\")" (fun () ->
+                    EagerQuantization.Prepare(transposed, QConfigMapping.ForAll(QConfig.GetDefault "x86")) |> ignore)
+                // x86 for the rest, qnnpack's per-tensor weights for the transposed convolution: as PyTorch users set it.
+                let mixed = QConfigMapping.ForAll(QConfig.GetDefault "x86").WithPath("up", QConfig.GetDefault "qnnpack")
+                let observed = EagerQuantization.Prepare(transposed, mixed)
+                Expect.equal [ for p in observed.Points -> p.Path, p.Kind ] [ "quant", ObservedKind.QuantStub; "c", ObservedKind.Conv; "up", ObservedKind.ConvTranspose ] "the transposed convolution is observed"
+                let batch = Fusion.Dsl.FSharp.Tensor.randn 3 [ 2; 3; 5; 5 ]
+                let q = EagerQuantization.Convert(observed, EagerQuantization.Calibrate(observed, [ batch ]))
+                Expect.equal q.Layers.["up"].TypeName "QuantizedConvTranspose2d" "convert swaps in the quantized ConvTranspose2d"
+                Expect.isNull (box q.Layers.["up"].Weight.Axis) "its weight is per tensor"
+                Expect.equal (Seq.toList (q.Forward(batch).Shape.ToArray())) [ 2; 4; 10; 10 ] "and the int8 model upsamples"
+                let dir = Directory.CreateTempSubdirectory("fusion-ptq-convtranspose-").FullName
+                try
+                    QuantizedModelFile.Write(Path.Combine(dir, "q.json"), q, "x86+qnnpack") |> ignore
+                    let struct (back, _) = QuantizedModelFile.Read(Path.Combine(dir, "q.json"))
+                    Expect.equal (back.Layers.["up"].Weight.IntRepr()) (q.Layers.["up"].Weight.IntRepr()) "the model file gives back the same int8 weight"
+                    Expect.equal (back.Forward(batch).ToArray()) (q.Forward(batch).ToArray()) "and the same int8 forward"
+                finally
+                    Directory.Delete(dir, true)
+                let alone = seqOf [ "quant", stub "QuantStub"; "up", up; "dequant", stub "DeQuantStub" ]
+                let o = EagerQuantization.Prepare(alone, QConfigMapping.ForAll(QConfig.GetDefault "qnnpack"))
+                let qa = EagerQuantization.Convert(o, EagerQuantization.Calibrate(o, [ Fusion.Dsl.FSharp.Tensor.randn 4 [ 1; 4; 3; 3 ] ]))
+                refuses "module 'up' (ConvTranspose2d) quantized ConvTranspose2d expects input of shape [N, 4, H, W], got [1, 3, 3, 3]" (fun () ->
+                    qa.Forward(Tensor.Zeros [| 1; 3; 3; 3 |]) |> ignore)
+                let padded = seqOf [ "quant", stub "QuantStub"; "up", Conv.Create(1, 4, 4, [| 3 |], stride = [| 2 |], outputPadding = [| 1 |], transposed = true) :> Module; "dequant", stub "DeQuantStub" ]
+                refuses "module 'up' (ConvTranspose1d) has output_padding (1,), but PyTorch's onednn engine quantizes only transposed convolutions with output_padding 0" (fun () ->
+                    EagerQuantization.Prepare(padded, QConfigMapping.ForAll(QConfig.GetDefault "qnnpack")) |> ignore)
+            }
             test "a module PyTorch would quantize without a quantized form here, and a model without a QuantStub, are refused at prepare naming the path" {
-                let transposed = seqOf [ "quant", stub "QuantStub"; "c", conv 3 4; "up", Conv.Create(2, 4, 4, [| 2 |], stride = [| 2 |], transposed = true) :> Module; "dequant", stub "DeQuantStub" ]
-                refuses "module 'up' (ConvTranspose2d)" (fun () -> EagerQuantization.Prepare(transposed, QConfigMapping.ForAll(QConfig.GetDefault "x86")) |> ignore)
-                // With a None qconfig the ConvTranspose2d stays float and is not refused.
-                EagerQuantization.Prepare(transposed, QConfigMapping.ForAll(QConfig.GetDefault "x86").WithPath("up", null)) |> ignore
+                let cell = OpaqueModule.Create("GRUCell", "torch.nn", [ KeyValuePair("input_size", box 4L); KeyValuePair("hidden_size", box 4L) ]) :> Module
+                let recurrent = seqOf [ "quant", stub "QuantStub"; "c", conv 3 4; "cell", cell; "dequant", stub "DeQuantStub" ]
+                refuses "module 'cell' (GRUCell) would be quantized by PyTorch's eager convert, but Fusion.Dsl.Quantization has no quantized GRUCell" (fun () ->
+                    EagerQuantization.Prepare(recurrent, QConfigMapping.ForAll(QConfig.GetDefault "x86")) |> ignore)
+                // With a None qconfig the GRUCell stays float and is not refused.
+                EagerQuantization.Prepare(recurrent, QConfigMapping.ForAll(QConfig.GetDefault "x86").WithPath("cell", null)) |> ignore
                 // PyTorch's quantized batch norm reads the affine weights and the running statistics: a BatchNorm2d without them is refused.
                 let plainBn = seqOf [ "quant", stub "QuantStub"; "c", conv 3 4; "bn", BatchNorm.Create(2, 4, affine = false) :> Module; "dequant", stub "DeQuantStub" ]
                 refuses "module 'bn' (BatchNorm2d) would be quantized by PyTorch's eager convert, but Fusion.Dsl.Quantization has no quantized BatchNorm2d without affine weights and running statistics" (fun () ->

@@ -74,6 +74,10 @@ let private forward (c: Case) : QuantizedTensor =
     | "conv1d" | "conv2d" | "conv3d" ->
         QuantizedConv(qtensor (c.Json.GetProperty "weight"), bias c, outScale c, outZeroPoint c, ints (arg c "stride"), ints (arg c "padding"),
                       ints (arg c "dilation"), (arg c "groups").GetInt32(), (arg c "relu").GetBoolean()).Forward xs.Head
+    | "conv_transpose1d" | "conv_transpose2d" | "conv_transpose3d" ->
+        let stride = ints (arg c "stride")
+        QuantizedConvTranspose(qtensor (c.Json.GetProperty "weight"), bias c, outScale c, outZeroPoint c, stride, ints (arg c "padding"),
+                               Array.zeroCreate stride.Length, ints (arg c "dilation"), (arg c "groups").GetInt32()).Forward xs.Head
     | "batch_norm" ->
         let vector name = let v = floats (arg c name) in Tensor.FromFloat32(ReadOnlySpan v, v.Length)
         QuantizedBatchNorm((arg c "rank").GetInt32(), vector "weight", vector "bias", vector "running_mean", vector "running_var", (arg c "eps").GetDouble(),
@@ -198,6 +202,7 @@ let tests =
             matchesPyTorch "quantized Conv2d and ConvReLU2d" [ "conv2d" ] 65
             matchesPyTorch "quantized Conv1d, Conv3d, ConvReLU1d and ConvReLU3d" [ "conv1d"; "conv3d" ] 40
             matchesPyTorch "quantized BatchNorm2d, BatchNorm3d, BNReLU2d and BNReLU3d" [ "batch_norm" ] 12
+            matchesPyTorch "quantized ConvTranspose1d, ConvTranspose2d and ConvTranspose3d" [ "conv_transpose1d"; "conv_transpose2d"; "conv_transpose3d" ] 30
             matchesPyTorch "quantized LayerNorm" [ "layer_norm" ] 8
             matchesPyTorch "quantized GroupNorm and InstanceNorm1d/2d/3d" [ "group_norm" ] 11
             matchesPyTorch "quantized LeakyReLU and ELU, and sigmoid on a quantized tensor" [ "leaky_relu"; "elu"; "sigmoid" ] 18
@@ -291,6 +296,25 @@ let tests =
                 refuses<ArgumentException> "quantized ConvReLU3d: the input depth 4 padded by 0 is smaller than the dilated kernel (5)" (fun () -> conv3d.Forward(input (Array.zeroCreate 16) [| 1; 1; 4; 2; 2 |]) |> ignore)
                 refuses<ArgumentException> "takes 3 stride value(s)" (fun () -> QuantizedConv(weight [| 2; 1; 3; 1; 1 |], null, 0.1, 0L, [| 1; 1 |], [| 0; 0; 0 |], [| 1; 1; 1 |]) |> ignore)
                 refuses<ArgumentException> "1 to 3 kernel dimensions, got rank 6" (fun () -> QuantizedConv(weight [| 1; 1; 1; 1; 1; 1 |], null, 0.1, 0L) |> ignore)
+            }
+            test "ConvTranspose refuses what PyTorch's onednn refuses (a per-channel weight, output_padding), groups that do not divide C_in, an input of another rank or channel count, and an output dimension below 1, naming the module" {
+                let ct = QuantizedConvTranspose(weight [| 4; 3; 3; 3 |], null, 0.1, 0L, [| 2; 2 |], [| 1; 1 |], [| 0; 0 |], [| 1; 1 |], groups = 2)
+                Expect.equal (ct.Rank, ct.TypeName, ct.OutChannels) (2, "QuantizedConvTranspose2d", 6) "the output channels are groups times the weight's second dimension"
+                let perChannel = QuantizedTensor.FromIntRepr(ReadOnlySpan(Array.create 36 1), [| 4; 1; 3; 3 |], [ 0.1; 0.1; 0.1; 0.1 ], [ 0L; 0L; 0L; 0L ], 0, QuantizedDType.QInt8)
+                refuses<ArgumentException> "Per Channel Quantization is currently disabled for transposed conv" (fun () ->
+                    QuantizedConvTranspose(perChannel, null, 0.1, 0L, [| 1; 1 |], [| 0; 0 |], [| 0; 0 |], [| 1; 1 |]) |> ignore)
+                refuses<ArgumentException> "ONEDNN only supports zero output_padding" (fun () ->
+                    QuantizedConvTranspose(weight [| 2; 2; 3 |], null, 0.1, 0L, [| 2 |], [| 0 |], [| 1 |], [| 1 |]) |> ignore)
+                refuses<ArgumentException> "groups (3) must divide the 4 input channels" (fun () ->
+                    QuantizedConvTranspose(weight [| 4; 1; 3; 3 |], null, 0.1, 0L, [| 1; 1 |], [| 0; 0 |], [| 0; 0 |], [| 1; 1 |], groups = 3) |> ignore)
+                refuses<ArgumentException> "the bias must be float32 of shape [6]" (fun () ->
+                    QuantizedConvTranspose(weight [| 4; 3; 3; 3 |], floatTensor [| 4 |], 0.1, 0L, [| 1; 1 |], [| 0; 0 |], [| 0; 0 |], [| 1; 1 |], groups = 2) |> ignore)
+                refuses<ArgumentException> "quantized ConvTranspose2d expects input of shape [N, 4, H, W]" (fun () -> ct.Forward(input (Array.zeroCreate 27) [| 1; 3; 3; 3 |]) |> ignore)
+                refuses<ArgumentException> "quantized ConvTranspose2d expects input of shape [N, 4, H, W]" (fun () -> ct.Forward(input (Array.zeroCreate 12) [| 1; 4; 3 |]) |> ignore)
+                let padded = QuantizedConvTranspose(weight [| 2; 4; 3 |], null, 0.1, 0L, [| 1 |], [| 2 |], [| 0 |], [| 1 |])
+                refuses<ArgumentException> "quantized ConvTranspose1d: the output w would be -1" (fun () -> padded.Forward(input (Array.zeroCreate 2) [| 1; 2; 1 |]) |> ignore)
+                let y = padded.Forward(input [||] [| 0; 2; 5 |])
+                Expect.equal (Seq.toList y.Dimensions) [ 0; 4; 3 ] "an empty batch gives an empty output of the right shape, as PyTorch's"
             }
             test "BatchNorm refuses a rank other than 2 or 3, parameters of another length, a negative eps and an input of another rank or channel count, naming the module" {
                 let v (n: int) = Tensor.FromFloat32(ReadOnlySpan(Array.create n 1.0f), n)

@@ -1,6 +1,6 @@
 """Fixtures for the eager post-training quantization flow (PtqFlowTests.fs): small eager-mode models with QuantStub and
 DeQuantStub (fused Conv+BN+ReLU, Linear(+ReLU), pooling, a residual block with FloatFunctional add_relu, add, mul and
-cat, Conv1d and Conv3d networks, batch norms on their own, LeakyReLU, ELU, LayerNorm and GroupNorm) and torchvision's quantizable resnet18, each fused as its fuse_modules/fuse_model() does in eval mode, exported
+cat, Conv1d and Conv3d networks, batch norms on their own, LeakyReLU, ELU, LayerNorm and GroupNorm, ConvTranspose1d/2d/3d) and torchvision's quantizable resnet18, each fused as its fuse_modules/fuse_model() does in eval mode, exported
 with the repository's exporter (fusion_torch, the model format), then prepared with a named qconfig, calibrated on
 seeded random batches, converted and run on a seeded input by PyTorch 1.13's onednn engine. Written beside OUT.json:
 each case's model folder, its calibration batches and input (.npy, float32), and the integer output of every quantized
@@ -261,6 +261,50 @@ class GroupNormNet(nn.Module):
         return self.dequant(self.fc(torch.flatten(x, 1)))
 
 
+class ConvTransposeNet(nn.Module):
+    """ConvTranspose2d as a decoder upsamples: a Conv+ReLU, a strided ConvTranspose2d (kernel 4, stride 2, padding 1)
+    then a ReLU, a grouped, dilated ConvTranspose2d without bias. PyTorch 1.13 quantizes transposed convolutions with
+    per-tensor weights only (qnnpack's qconfig)."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.up1 = nn.ConvTranspose2d(8, 6, 4, stride=2, padding=1)
+        self.relu1 = nn.ReLU()
+        self.up2 = nn.ConvTranspose2d(6, 6, 3, padding=2, dilation=2, groups=3, bias=False)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.relu1(self.up1(self.relu(self.conv(x))))
+        return self.dequant(self.up2(x))
+
+    groups = [["conv", "relu"]]
+
+
+class ConvTranspose1d3dNet(nn.Module):
+    """ConvTranspose1d (strided, then grouped) on [N, C, L], then ConvTranspose3d (strided, then padded) on a view of
+    its output as [N, 2, 2, L', 4]."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.up1 = nn.ConvTranspose1d(4, 8, 3, stride=2)
+        self.up2 = nn.ConvTranspose1d(8, 16, 2, groups=2)
+        self.up3 = nn.ConvTranspose3d(2, 4, 2, stride=2)
+        self.up4 = nn.ConvTranspose3d(4, 3, 3, padding=1)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.up2(self.up1(self.quant(x)))
+        x = x.reshape(x.size(0), 2, 2, 4, x.size(2)).transpose(3, 4).contiguous()
+        return self.dequant(self.up4(self.up3(x)))
+
+    groups = []
+
+
 # Custom qconfigs (observer factories), by the name the test rebuilds them under. A moving average is not idempotent, so
 # it shows that a fused module's observer sees each output twice, as PyTorch's Sequential-child observer does.
 CUSTOM = {
@@ -377,7 +421,7 @@ def instrument(q):
         elif isinstance(m, nnq.DeQuantize):
             m.register_forward_hook(hook(path, of_input=True))
             layers.append({"path": path, "type": "DeQuantize"})
-        elif isinstance(m, (nnq.Conv1d, nnq.Conv2d, nnq.Conv3d, nnq.Linear)):
+        elif isinstance(m, (nnq.Conv1d, nnq.Conv2d, nnq.Conv3d, nnq.Linear, nnq.ConvTranspose1d, nnq.ConvTranspose2d, nnq.ConvTranspose3d)):
             m.register_forward_hook(hook(path))
             w = m.weight()
             per_channel = w.qscheme() in (torch.per_channel_symmetric, torch.per_channel_affine)
@@ -452,6 +496,9 @@ def main(out):
         cases.append(case(f"leakyelunet/{qc}", LeakyEluNet, qc, (2, 3, 10, 10), 4, lambda m: m, 110 + i))
         cases.append(case(f"layernormnet/{qc}", LayerNormNet, qc, (2, 3, 6, 6), 4, lambda m: m, 120 + i))
         cases.append(case(f"groupnormnet/{qc}", GroupNormNet, qc, (2, 3, 8, 8), 4, lambda m: m, 130 + i))
+    cases.append(case("convtransposenet/qnnpack", ConvTransposeNet, "qnnpack", (2, 3, 6, 6), 4, fuse_groups(ConvTransposeNet.groups), 140,
+                      groups=ConvTransposeNet.groups))
+    cases.append(case("convtranspose1d3dnet/qnnpack", ConvTranspose1d3dNet, "qnnpack", (2, 4, 5), 4, lambda m: m, 141))
     if len(sys.argv) < 3 or sys.argv[2] != "--small":
         cases.append(case("resnet18/x86", resnet18, "x86", (2, 3, 64, 64), 3, fuse_resnet, 30, nudges=5))
     with open(out, "w") as f:

@@ -20,6 +20,8 @@ Case kinds:
                   weight and bias or None)
   layer_norm    - torch.ao.nn.quantized.LayerNorm (args: normalized_shape, eps, weight and bias or None)
   leaky_relu, elu - torch.ao.nn.quantized.LeakyReLU (args.negative_slope) and ELU (args.alpha) with output scale/zero point
+  conv_transpose1d, conv_transpose2d, conv_transpose3d - torch.ao.nn.quantized.ConvTranspose1d/2d/3d (args: stride, padding,
+                  dilation, groups; output_padding 0)
   batch_norm    - torch.ao.nn.quantized.BatchNorm2d/3d (args.relu: torch.nn.intrinsic.quantized.BNReLU2d/3d), its float
                   parameters and running statistics in args
                   (mean's and avg_pool2d's args.channels_last: PyTorch ran it on the input made channels-last; chunk's args.index: which piece)
@@ -500,6 +502,59 @@ def functional_cases():
     return cases
 
 
+def conv_transpose_case(name, n, cin, cout, spatial, kernel, stride=None, padding=None, dilation=None, groups=1,
+                        bias="normal", spread=1.0, x_zp=None, y_zp=None):
+    """A quantized ConvTranspose1d/2d/3d, its rank the kernel's length; a per-tensor weight [C_in, C_out / groups,
+    *kernel] (PyTorch 1.13 takes no other for transposed convolutions) and output_padding 0 (onednn takes no other)."""
+    rank = len(kernel)
+    stride, padding, dilation = stride or (1,) * rank, padding or (0,) * rank, dilation or (1,) * rank
+    x = qinput((n, cin) + tuple(spatial), zp=x_zp)
+    w = qweight((cin, cout // groups) + tuple(kernel), False)
+    b = None if bias is None else torch.from_numpy(rng.normal(-3.0 if bias == "negative" else 0.0, 1.0, size=cout).astype(np.float32))
+    f = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[rank]
+    scale, zp = output_qparams(f(x.dequantize(), w.dequantize(), b, stride, padding, 0, groups, dilation), spread, y_zp)
+    cls = {1: nnq.ConvTranspose1d, 2: nnq.ConvTranspose2d, 3: nnq.ConvTranspose3d}[rank]
+    m = cls(cin, cout, kernel, stride=stride, padding=padding, groups=groups, bias=b is not None, dilation=dilation)
+    m.set_weight_bias(w, b)
+    m.scale, m.zero_point = scale, zp
+    args = {"stride": list(stride), "padding": list(padding), "dilation": list(dilation), "groups": groups}
+    return module_case(name, f"conv_transpose{rank}d", [x], m(x), args, w, b, scale, zp)
+
+
+def conv_transpose_cases():
+    """ConvTranspose1d/2d/3d: stride (the upsampling case), padding, dilation, groups, depthwise, no bias, saturation,
+    input zero points at both ends, then seeded random geometries."""
+    cases = [
+        conv_transpose_case("conv_transpose2d/k3", 2, 4, 6, (5, 6), (3, 3)),
+        conv_transpose_case("conv_transpose2d/k2_stride2", 1, 8, 4, (7, 7), (2, 2), stride=(2, 2)),
+        conv_transpose_case("conv_transpose2d/k4_stride2_pad1", 2, 6, 6, (6, 5), (4, 4), stride=(2, 2), padding=(1, 1)),
+        conv_transpose_case("conv_transpose2d/grouped_dilated", 1, 6, 9, (6, 6), (3, 3), dilation=(2, 2), padding=(1, 2), groups=3),
+        conv_transpose_case("conv_transpose2d/depthwise", 2, 8, 8, (5, 5), (3, 3), stride=(2, 1), groups=8),
+        conv_transpose_case("conv_transpose2d/no_bias_saturating", 2, 5, 7, (6, 4), (3, 2), bias=None, spread=0.2),
+        conv_transpose_case("conv_transpose2d/negative_bias_zero_points_at_ends", 2, 4, 4, (5, 5), (3, 3), bias="negative", x_zp=255, y_zp=0),
+        conv_transpose_case("conv_transpose2d/large", 1, 32, 16, (12, 12), (3, 3), stride=(2, 2), padding=(1, 1)),
+        conv_transpose_case("conv_transpose1d/k3", 2, 4, 6, (17,), (3,)),
+        conv_transpose_case("conv_transpose1d/stride2_pad1", 2, 4, 3, (9,), (4,), stride=(2,), padding=(1,)),
+        conv_transpose_case("conv_transpose1d/grouped_dilated", 1, 6, 4, (8,), (3,), dilation=(3,), groups=2),
+        conv_transpose_case("conv_transpose3d/k3", 1, 3, 4, (3, 4, 5), (3, 3, 3)),
+        conv_transpose_case("conv_transpose3d/stride2_grouped", 2, 4, 6, (3, 3, 4), (2, 2, 2), stride=(2, 2, 2), groups=2),
+        conv_transpose_case("conv_transpose3d/pad_dilated_no_bias", 1, 2, 3, (4, 4, 4), (3, 2, 3), padding=(1, 0, 1), dilation=(1, 2, 1), bias=None),
+    ]
+    for i in range(18):
+        rank = [1, 2, 3][i % 3]
+        groups = int(rng.choice([1, 1, 2, 3]))
+        cin, cout = groups * int(rng.integers(1, 5)), groups * int(rng.integers(1, 5))
+        kernel = tuple(int(rng.integers(1, 4)) for _ in range(rank))
+        dilation = tuple(int(rng.integers(1, 3)) for _ in range(rank))
+        # padding at most dilation·(kernel − 1) / 2, so that every output dimension stays at least 1
+        padding = tuple(int(rng.integers(0, d * (k - 1) // 2 + 1)) for k, d in zip(kernel, dilation))
+        spatial = tuple(int(rng.integers(1, 6 if rank == 3 else 12)) for _ in range(rank))
+        cases.append(conv_transpose_case(f"conv_transpose{rank}d/random{i}", int(rng.integers(1, 3)), cin, cout, spatial, kernel,
+                                         stride=tuple(int(rng.integers(1, 4)) for _ in range(rank)), padding=padding,
+                                         dilation=dilation, groups=groups, bias="normal" if i % 4 else None))
+    return cases
+
+
 def converted_cases():
     """The quantized modules torch.ao.quantization's eager convert() makes from a small float network (onednn's default
     qconfig: histogram-observed activations, per-channel symmetric weights), each replayed on the input it saw."""
@@ -536,6 +591,7 @@ def converted_cases():
 def main(out):
     # Kinds added later come last, so that the seeded inputs of the earlier cases stay as they were.
     cases = quantize_cases() + linear_cases() + conv_cases() + functional_cases() + converted_cases() + conv_nd_cases() + batch_norm_cases() + leaky_relu_elu_cases() + layer_norm_cases() + group_norm_cases()
+    cases += conv_transpose_cases()
     with open(out, "w") as f:
         json.dump({"torch": torch.__version__, "engine": torch.backends.quantized.engine, "cases": cases}, f)
     print(f"{len(cases)} cases")
