@@ -35,6 +35,8 @@ internal static class CarriedModules
         [("torch.nn", "GELU")] = Unary("GELU", (ev, m, x) => PointwiseKernels.Gelu(x, PointwiseKernels.GeluOf(Arg(m, "approximate", "none") as string), ev.Pass)),
         [("torch.nn", "Hardtanh")] = Unary("Hardtanh", (ev, m, x) => PointwiseKernels.Hardtanh(x, Number(m, "min_val"), Number(m, "max_val"), ev.Pass)),
         [("torch.nn", "LeakyReLU")] = Unary("LeakyReLU", (ev, m, x) => PointwiseKernels.LeakyRelu(x, Number(m, "negative_slope"), ev.Pass)),
+        [("torch.nn", "PReLU")] = Unary("PReLU", (ev, m, x) => PointwiseKernels.PRelu(x,
+            m.State.TryGet("weight") ?? throw new EngineInputException("PReLU has no weight in its state"), ev.Pass)),
         [("torch.nn", "ELU")] = Unary("ELU", (ev, m, x) => PointwiseKernels.Elu(x, Number(m, "alpha"), ev.Pass)),
         [("torch.nn", "GroupNorm")] = Unary("GroupNorm", (ev, m, x) => NormKernels.GroupNorm(x, Int(m, "num_groups"),
             m.State.TryGet("weight"), m.State.TryGet("bias"), Number(m, "eps"), ev.Pass)),

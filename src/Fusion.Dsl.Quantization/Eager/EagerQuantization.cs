@@ -18,10 +18,10 @@ namespace Fusion.Dsl.Quantization;
 /// <c>ConvTranspose3d</c> (zero padding and output_padding, a per-tensor weight observer); <c>BatchNorm2d</c>, <c>BatchNorm3d</c>, <c>BNReLU2d</c>,
 /// <c>BNReLU3d</c> (affine, with running statistics); <c>LayerNorm</c>, <c>GroupNorm</c>,
 /// <c>InstanceNorm1d</c>/<c>2d</c>/<c>3d</c>; <c>Linear</c>, <c>LinearReLU</c>; <c>LeakyReLU</c>, <c>ELU</c>,
-/// <c>Hardswish</c>, <c>ReLU6</c>; and <c>QFunctional</c>. <c>ReLU</c>, <c>Hardsigmoid</c>, <c>Sigmoid</c>,
+/// <c>Hardswish</c>, <c>ReLU6</c>, <c>PReLU</c>; and <c>QFunctional</c>. <c>ReLU</c>, <c>Hardsigmoid</c>, <c>Sigmoid</c>,
 /// <c>MaxPool2d</c>, <c>AvgPool2d</c>, <c>AdaptiveAvgPool2d</c>, <c>Flatten</c>, <c>Identity</c> and <c>Dropout</c> run
 /// on quantized tensors as PyTorch's float modules do. A module PyTorch would quantize that has no quantized form here
-/// (PReLU, Embedding, EmbeddingBag, the recurrent cells) is refused at
+/// (Embedding, EmbeddingBag, the recurrent cells) is refused at
 /// <see cref="Prepare"/>, naming its path.
 /// </summary>
 public static class EagerQuantization
@@ -158,6 +158,7 @@ public static class EagerQuantization
             Activation { Kind: ActivationKind.Hardswish } => ObservedKind.Hardswish,
             OpaqueModule { Namespace: "torch.nn", TypeName: "LeakyReLU" } => ObservedKind.LeakyReLU,
             OpaqueModule { Namespace: "torch.nn", TypeName: "ELU" } => ObservedKind.ELU,
+            OpaqueModule { Namespace: "torch.nn", TypeName: "PReLU" } => ObservedKind.PReLU,
             OpaqueModule { Namespace: "torch.nn", TypeName: "LayerNorm" } => ObservedKind.LayerNorm,
             OpaqueModule { Namespace: "torch.nn", TypeName: "GroupNorm" or "InstanceNorm1d" or "InstanceNorm2d" or "InstanceNorm3d" } => ObservedKind.GroupNorm,
             Activation { Kind: ActivationKind.ReLU6 } => ObservedKind.ReLU6,
@@ -311,6 +312,7 @@ public static class EagerQuantization
                 ObservedKind.BatchNorm => BatchNormLayer(p.Path, m, scale, zp),
                 ObservedKind.LeakyReLU or ObservedKind.ELU => ActivationLayer(p.Path, m, scale, zp),
                 ObservedKind.LayerNorm => LayerNormLayer(p.Path, m, scale, zp),
+                ObservedKind.PReLU => PReLULayer(p.Path, m, UnobservedWeightQParams(p), scale, zp),
                 ObservedKind.GroupNorm => GroupNormLayer(p.Path, m, scale, zp),
                 _ => throw new InvalidOperationException($"unknown observation kind {p.Kind}"),
             };
@@ -388,6 +390,26 @@ public static class EagerQuantization
             "ELU" => QuantizedLayer.ELU(path, new QuantizedELU(scale, zp, Number("alpha", 1.0))),
             _ => throw new ArgumentException($"'{path}' ({o.TypeName}) is not a LeakyReLU or an ELU"),
         };
+    }
+
+    /// <summary>What PyTorch 1.13's <c>nnq.PReLU.from_float</c> quantizes the slopes with: the qparams of a fresh weight
+    /// observer that has seen nothing (it calls <c>calculate_qparams()</c> without observing the weight), which for
+    /// PyTorch's observers are scale 1.0 and zero point 0.</summary>
+    private static (double Scale, long ZeroPoint) UnobservedWeightQParams(ObservationPoint p)
+    {
+        var observer = p.QConfig.Weight() ?? throw new ArgumentException($"qconfig '{p.QConfig.Name}' made no weight observer for '{p.Path}'");
+        var q = observer.CalculateQParams();
+        return q.Scales.Length == 0 ? (1.0, 0) : (q.Scales[0], q.ZeroPoints[0]);
+    }
+
+    /// <summary>The quantized PReLU of float module <paramref name="m"/>: its float slopes quantized per tensor to quint8
+    /// with <paramref name="weight"/>'s scale and zero point (as <c>from_float</c> does), the observed output qparams.</summary>
+    internal static QuantizedLayer PReLULayer(string path, Module m, (double Scale, long ZeroPoint) weight, double scale, long zp)
+    {
+        var o = (OpaqueModule)m;
+        var slopes = o.State.TryGet("weight") ?? throw new ArgumentException($"PReLU '{path}' has no weight in its state");
+        var q = QuantizedTensor.Quantize(slopes, weight.Scale, weight.ZeroPoint, QuantizedDType.QUInt8);
+        return QuantizedLayer.PReLU(path, new QuantizedPReLU(q, scale, zp));
     }
 
     /// <summary>The quantized LayerNorm of float module <paramref name="m"/>: its normalized_shape, eps, weight and bias

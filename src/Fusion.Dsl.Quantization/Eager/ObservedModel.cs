@@ -29,6 +29,9 @@ public enum ObservedKind
     LeakyReLU,
     /// <summary>An <c>ELU</c>: becomes <c>nnq.ELU</c> with the observed output qparams.</summary>
     ELU,
+    /// <summary>A <c>PReLU</c>: becomes <c>nnq.PReLU</c> with the observed output qparams and its slopes quantized as
+    /// PyTorch 1.13's <c>from_float</c> quantizes them.</summary>
+    PReLU,
     /// <summary>A <c>Hardswish</c>: becomes <c>nnq.Hardswish</c> with the observed output qparams.</summary>
     Hardswish,
     /// <summary>A <c>ReLU6</c>: observed as PyTorch observes it, becomes <c>nnq.ReLU6</c>, which keeps its input's qparams.</summary>

@@ -125,6 +125,8 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
                 QuantizedELU e => e.Forward(q),
                 QuantizedActivation a => KeepLayout(q, a.Forward(q)),
                 QuantizedReLU6 r => KeepLayout(q, r.Forward(q)),
+                // quantized::prelu allocates its output in its input's memory format (measured on 1.13).
+                QuantizedPReLU p => KeepLayout(q, p.Forward(q)),
                 _ => throw new InvalidOperationException($"unknown quantized layer {layer.TypeName}"),
             });
         }

@@ -43,9 +43,9 @@ public static class QuantizedStateDict
         params (string Module, long Version)[] Versions);
 
     /// <summary>The quantized layer types whose output scale and zero point PyTorch 1.13 keeps as plain attributes,
-    /// outside the state_dict (<c>Hardswish</c>, <c>ELU</c>): <see cref="Load"/> leaves the template's, so only a template
+    /// outside the state_dict (<c>Hardswish</c>, <c>ELU</c>, <c>PReLU</c> with its slopes too): <see cref="Load"/> leaves the template's, so only a template
     /// converted from the same calibration can stand in for them.</summary>
-    public static IReadOnlySet<string> QParamsOutsideStateDict { get; } = new HashSet<string>(StringComparer.Ordinal) { "QuantizedHardswish", "QuantizedELU" };
+    public static IReadOnlySet<string> QParamsOutsideStateDict { get; } = new HashSet<string>(StringComparer.Ordinal) { "QuantizedHardswish", "QuantizedELU", "QuantizedPReLU" };
 
     /// <summary>Every quantized layer type by <see cref="QuantizedLayer.TypeName"/>: adding one is adding an entry.</summary>
     private static readonly ImmutableDictionary<string, Format> Formats = new Dictionary<string, Format>
@@ -85,6 +85,8 @@ public static class QuantizedStateDict
             }),
         // ELU keeps its qparams as plain attributes, as Hardswish does.
         ["QuantizedELU"] = new(_ => [], r => r.Template),
+        // PReLU keeps its qparams and its quantized slopes as plain attributes: its state_dict is empty.
+        ["QuantizedPReLU"] = new(_ => [], r => r.Template),
         // ReLU6 has no parameters at all.
         ["QuantizedReLU6"] = new(_ => [], r => r.Template),
     }.Concat(QuantizedConv.TypeNames.Select(t => KeyValuePair.Create(t, ConvFormat)))

@@ -60,6 +60,20 @@ let tests =
             close "LeakyReLU(0.2)" (Forward.Run(carried "LeakyReLU" [ "negative_slope", box 0.2; "inplace", box false ] [] [] false, x)) (NaiveReference.Map(x, fun v -> if v > 0.0 then v else 0.2 * v))
             close "ELU(0.7)" (Forward.Run(carried "ELU" [ "alpha", box 0.7; "inplace", box false ] [] [] false, x)) (NaiveReference.Map(x, fun v -> if v > 0.0 then v else 0.7 * (Math.Exp v - 1.0)))
         }
+        test "PReLU multiplies negative inputs by its one weight, or by its channel's (dimension 1), and refuses a weight count other than the channels" {
+            let x = wide 5 [| 2; 3; 4; 5 |]
+            let one = Tensor.FromFloat32(ReadOnlySpan [| 0.25f |], 1)
+            close "PReLU()" (Forward.Run(carried "PReLU" [ "num_parameters", box 1L ] [ "weight", one ] [] false, x)) (NaiveReference.Map(x, fun v -> if v > 0.0 then v else float 0.25f * v))
+            let w = Tensor.FromFloat32(ReadOnlySpan [| 0.1f; -0.5f; 2.0f |], 3)
+            let perChannel = carried "PReLU" [ "num_parameters", box 3L ] [ "weight", w ] [] false
+            let xs, ys = x.ToArray(), Forward.Run(perChannel, x).ToArray()
+            for i in 0 .. xs.Length - 1 do
+                let slope = [| 0.1f; -0.5f; 2.0f |].[i / 20 % 3]
+                Expect.equal ys.[i] (if xs.[i] > 0.0f then xs.[i] else xs.[i] * slope) "PyTorch's x·w[c], bit for bit"
+            let e = Support.throwsOf<ForwardException> (fun () -> Forward.Run(perChannel, wide 9 [| 2; 4; 5 |]) |> ignore)
+            Expect.stringContains e.Message "PReLU has 3 parameters, one per channel, but its input [2, 4, 5] has 4 channels" "the mismatch is named"
+            Expect.isFalse e.Unsupported "a wrong input, not an unsupported module"
+        }
         test "LayerNorm reads normalized_shape, eps and its weight and bias; in a Sequential too" {
             let x = wide 6 [| 2; 5; 5; 8 |]
             let w, b = wide 7 [| 8 |], wide 8 [| 8 |]

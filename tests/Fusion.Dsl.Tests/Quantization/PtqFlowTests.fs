@@ -458,6 +458,28 @@ let tests =
                 refuses "module 'up' (ConvTranspose1d) has output_padding (1,), but PyTorch's onednn engine quantizes only transposed convolutions with output_padding 0" (fun () ->
                     EagerQuantization.Prepare(padded, QConfigMapping.ForAll(QConfig.GetDefault "qnnpack")) |> ignore)
             }
+            test "a PReLU is observed and converted as PyTorch 1.13 does (its slopes quantized to quint8 with an unobserved observer's scale 1.0 and zero point 0, so 0.25 becomes 0 and 2.7 becomes 3), and reads back from the model file" {
+                let w = Tensor.FromFloat32(ReadOnlySpan [| 0.25f; -0.6f; 1.4f; 2.7f |], 4)
+                let prelu = OpaqueModule.Create("PReLU", "torch.nn", [ KeyValuePair("num_parameters", box 4L) ], state = TensorDict.Create(struct ("weight", w))) :> Module
+                let model = seqOf [ "quant", stub "QuantStub"; "c", conv 3 4; "act", prelu; "dequant", stub "DeQuantStub" ]
+                for backend in [ "x86"; "qnnpack" ] do
+                    let observed = EagerQuantization.Prepare(model, QConfigMapping.ForAll(QConfig.GetDefault backend))
+                    Expect.equal [ for p in observed.Points -> p.Path ] [ "quant"; "c"; "act" ] "the PReLU's output is observed"
+                    let batch = Fusion.Dsl.FSharp.Tensor.randn 5 [ 2; 3; 5; 5 ]
+                    let q = EagerQuantization.Convert(observed, EagerQuantization.Calibrate(observed, [ batch ]))
+                    let layer = q.Layers.["act"]
+                    Expect.equal layer.TypeName "QuantizedPReLU" "convert swaps in the quantized PReLU"
+                    Expect.equal (layer.Weight.DType, layer.Weight.Scale, layer.Weight.ZeroPoint) (QuantizedDType.QUInt8, 1.0, 0L) "quint8 slopes with scale 1.0 and zero point 0"
+                    Expect.equal (layer.Weight.IntRepr()) [| 0; 0; 1; 3 |] "the slopes rounded to integers and clamped at 0, as PyTorch's"
+                    let dir = Directory.CreateTempSubdirectory("fusion-ptq-prelu-").FullName
+                    try
+                        QuantizedModelFile.Write(Path.Combine(dir, "q.json"), q, backend) |> ignore
+                        let struct (back, _) = QuantizedModelFile.Read(Path.Combine(dir, "q.json"))
+                        Expect.equal (back.Layers.["act"].Weight.IntRepr()) (layer.Weight.IntRepr()) "the model file gives back the same slopes"
+                        Expect.equal (back.Forward(batch).ToArray()) (q.Forward(batch).ToArray()) "and the same int8 forward"
+                    finally
+                        Directory.Delete(dir, true)
+            }
             test "a module PyTorch would quantize without a quantized form here, and a model without a QuantStub, are refused at prepare naming the path" {
                 let cell = OpaqueModule.Create("GRUCell", "torch.nn", [ KeyValuePair("input_size", box 4L); KeyValuePair("hidden_size", box 4L) ]) :> Module
                 let recurrent = seqOf [ "quant", stub "QuantStub"; "c", conv 3 4; "cell", cell; "dequant", stub "DeQuantStub" ]

@@ -98,6 +98,7 @@ let private forward (c: Case) : QuantizedTensor =
         QuantizedAvgPool2d(pair (arg c "kernel"), pair (arg c "stride"), pair (arg c "padding"), (arg c "ceil_mode").GetBoolean(),
                            (arg c "count_include_pad").GetBoolean(), divisor).Forward(xs.Head, (arg c "channels_last").GetBoolean())
     | "leaky_relu" -> QuantizedLeakyReLU(outScale c, outZeroPoint c, (arg c "negative_slope").GetDouble()).Forward xs.Head
+    | "prelu" -> QuantizedPReLU(qtensor (c.Json.GetProperty "weight"), outScale c, outZeroPoint c).Forward xs.Head
     | "elu" -> QuantizedELU(outScale c, outZeroPoint c, (arg c "alpha").GetDouble()).Forward xs.Head
     | "hardswish" -> QuantizedHardswish(outScale c, outZeroPoint c).Forward xs.Head
     | "hardsigmoid" -> QuantizedHardsigmoid().Forward xs.Head
@@ -206,6 +207,7 @@ let tests =
             matchesPyTorch "quantized LayerNorm" [ "layer_norm" ] 8
             matchesPyTorch "quantized GroupNorm and InstanceNorm1d/2d/3d" [ "group_norm" ] 11
             matchesPyTorch "quantized LeakyReLU and ELU, and sigmoid on a quantized tensor" [ "leaky_relu"; "elu"; "sigmoid" ] 18
+            matchesPyTorch "quantized PReLU (one slope or one per channel, exact and inexact quantized 1.0, both dtypes)" [ "prelu" ] 24
             matchesPyTorch "QFunctional add and add_relu" [ "add"; "add_relu" ] 30
             matchesPyTorch "QFunctional mul and cat" [ "mul"; "cat" ] 30
             matchesPyTorch "quantized ReLU, MaxPool2d, AdaptiveAvgPool2d and Flatten" [ "relu"; "max_pool2d"; "adaptive_avg_pool2d"; "flatten" ] 33
@@ -315,6 +317,18 @@ let tests =
                 refuses<ArgumentException> "quantized ConvTranspose1d: the output w would be -1" (fun () -> padded.Forward(input (Array.zeroCreate 2) [| 1; 2; 1 |]) |> ignore)
                 let y = padded.Forward(input [||] [| 0; 2; 5 |])
                 Expect.equal (Seq.toList y.Dimensions) [ 0; 4; 3 ] "an empty batch gives an empty output of the right shape, as PyTorch's"
+            }
+            test "PReLU refuses a per-channel or matrix weight, an input of another dtype or without dimensions, and channels other than its slopes, naming the module" {
+                let slopes (n: int) = QuantizedTensor.FromIntRepr(ReadOnlySpan(Array.create n 1), [| n |], 1.0, 0L, QuantizedDType.QUInt8)
+                refuses<ArgumentException> "quantized PReLU takes a per-tensor quantized weight [num_parameters], got a per-channel one" (fun () ->
+                    QuantizedPReLU(QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2 |], [| 2 |], [ 0.1; 0.1 ], [ 0L; 0L ], 0, QuantizedDType.QUInt8), 0.1, 0L) |> ignore)
+                refuses<ArgumentException> "got shape [1, 2]" (fun () -> QuantizedPReLU(QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2 |], [| 1; 2 |], 1.0, 0L, QuantizedDType.QUInt8), 0.1, 0L) |> ignore)
+                refuses<ArgumentException> "0..255" (fun () -> QuantizedPReLU(slopes 1, 0.1, -1L) |> ignore)
+                let p = QuantizedPReLU(slopes 3, 0.1, 0L)
+                refuses<ArgumentException> "quantized PReLU takes torch.quint8 input, not torch.qint8" (fun () -> p.Forward(QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2; 3 |], [| 1; 3 |], 0.1, 0L, QuantizedDType.QInt8)) |> ignore)
+                refuses<ArgumentException> "quantized PReLU has 3 slopes, one per channel, and expects input of shape [N, 3, ...], got [1, 4]" (fun () -> p.Forward(input [| 1; 2; 3; 4 |] [| 1; 4 |]) |> ignore)
+                refuses<ArgumentException> "zero-dim input tensor is not allowed" (fun () -> QuantizedPReLU(slopes 1, 0.1, 0L).Forward(input [| 1 |] [||]) |> ignore)
+                Expect.equal (Seq.toList (QuantizedPReLU(slopes 1, 0.1, 0L).Forward(input [| 1; 2; 3 |] [| 3 |])).Dimensions) [ 3 ] "one slope takes a 1-d input, as PyTorch's"
             }
             test "BatchNorm refuses a rank other than 2 or 3, parameters of another length, a negative eps and an input of another rank or channel count, naming the module" {
                 let v (n: int) = Tensor.FromFloat32(ReadOnlySpan(Array.create n 1.0f), n)

@@ -1,6 +1,6 @@
 """Fixtures for the eager post-training quantization flow (PtqFlowTests.fs): small eager-mode models with QuantStub and
 DeQuantStub (fused Conv+BN+ReLU, Linear(+ReLU), pooling, a residual block with FloatFunctional add_relu, add, mul and
-cat, Conv1d and Conv3d networks, batch norms on their own, LeakyReLU, ELU, LayerNorm and GroupNorm, ConvTranspose1d/2d/3d) and torchvision's quantizable resnet18, each fused as its fuse_modules/fuse_model() does in eval mode, exported
+cat, Conv1d and Conv3d networks, batch norms on their own, LeakyReLU, ELU, LayerNorm and GroupNorm, ConvTranspose1d/2d/3d, PReLU) and torchvision's quantizable resnet18, each fused as its fuse_modules/fuse_model() does in eval mode, exported
 with the repository's exporter (fusion_torch, the model format), then prepared with a named qconfig, calibrated on
 seeded random batches, converted and run on a seeded input by PyTorch 1.13's onednn engine. Written beside OUT.json:
 each case's model folder, its calibration batches and input (.npy, float32), and the integer output of every quantized
@@ -305,6 +305,30 @@ class ConvTranspose1d3dNet(nn.Module):
     groups = []
 
 
+class PReLUNet(nn.Module):
+    """PReLU with one slope per channel after a convolution, and with one slope after a Linear; slopes set away from
+    integers, which PyTorch 1.13's from_float rounds (its weight observer never sees them)."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.prelu = nn.PReLU(4)
+        self.fc = nn.Linear(4 * 6 * 6, 8)
+        self.prelu2 = nn.PReLU()
+        self.dequant = tq.DeQuantStub()
+        with torch.no_grad():
+            self.prelu.weight.copy_(torch.tensor([0.25, -0.6, 1.4, 2.7]))
+            self.prelu2.weight.fill_(0.2)
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.prelu(self.conv(x))
+        return self.dequant(self.prelu2(self.fc(torch.flatten(x, 1))))
+
+    groups = []
+
+
 # Custom qconfigs (observer factories), by the name the test rebuilds them under. A moving average is not idempotent, so
 # it shows that a fused module's observer sees each output twice, as PyTorch's Sequential-child observer does.
 CUSTOM = {
@@ -415,6 +439,10 @@ def instrument(q):
         elif isinstance(m, (nnq.BatchNorm2d, nnq.BatchNorm3d)):
             m.register_forward_hook(hook(path))
             layers.append({"path": path, "type": "Quantized" + type(m).__name__, "scale": float(m.scale), "zero_point": int(m.zero_point)})
+        elif isinstance(m, nnq.PReLU):
+            m.register_forward_hook(hook(path))
+            layers.append({"path": path, "type": "QuantizedPReLU", "scale": float(m.scale), "zero_point": int(m.zero_point),
+                           "weight_scales": [float(m.weight.q_scale())], "weight_zero_points": [int(m.weight.q_zero_point())]})
         elif isinstance(m, (nnq.LeakyReLU, nnq.ELU, nnq.LayerNorm, nnq.GroupNorm, nnq.InstanceNorm1d, nnq.InstanceNorm2d, nnq.InstanceNorm3d)):
             m.register_forward_hook(hook(path))
             layers.append({"path": path, "type": "Quantized" + type(m).__name__, "scale": float(m.scale), "zero_point": int(m.zero_point)})
@@ -496,6 +524,8 @@ def main(out):
         cases.append(case(f"leakyelunet/{qc}", LeakyEluNet, qc, (2, 3, 10, 10), 4, lambda m: m, 110 + i))
         cases.append(case(f"layernormnet/{qc}", LayerNormNet, qc, (2, 3, 6, 6), 4, lambda m: m, 120 + i))
         cases.append(case(f"groupnormnet/{qc}", GroupNormNet, qc, (2, 3, 8, 8), 4, lambda m: m, 130 + i))
+    for i, qc in enumerate(("x86", "qnnpack")):
+        cases.append(case(f"prelunet/{qc}", PReLUNet, qc, (2, 3, 6, 6), 4, lambda m: m, 150 + i))
     cases.append(case("convtransposenet/qnnpack", ConvTransposeNet, "qnnpack", (2, 3, 6, 6), 4, fuse_groups(ConvTransposeNet.groups), 140,
                       groups=ConvTransposeNet.groups))
     cases.append(case("convtranspose1d3dnet/qnnpack", ConvTranspose1d3dNet, "qnnpack", (2, 4, 5), 4, lambda m: m, 141))

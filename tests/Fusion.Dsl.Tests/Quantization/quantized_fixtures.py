@@ -22,6 +22,7 @@ Case kinds:
   leaky_relu, elu - torch.ao.nn.quantized.LeakyReLU (args.negative_slope) and ELU (args.alpha) with output scale/zero point
   conv_transpose1d, conv_transpose2d, conv_transpose3d - torch.ao.nn.quantized.ConvTranspose1d/2d/3d (args: stride, padding,
                   dilation, groups; output_padding 0)
+  prelu         - torch.ao.nn.quantized.PReLU with its quantized slopes "weight" and output scale/zero point
   batch_norm    - torch.ao.nn.quantized.BatchNorm2d/3d (args.relu: torch.nn.intrinsic.quantized.BNReLU2d/3d), its float
                   parameters and running statistics in args
                   (mean's and avg_pool2d's args.channels_last: PyTorch ran it on the input made channels-last; chunk's args.index: which piece)
@@ -555,6 +556,34 @@ def conv_transpose_cases():
     return cases
 
 
+def prelu_cases():
+    """torch.ao.nn.quantized.PReLU: one slope or one per channel, weight qparams whose quantized 1.0 is exact (scale 1.0,
+    zero point 0, as from_float makes them), inexact and saturated, negative slopes, both dtypes of 2-d to 4-d inputs,
+    saturating output qparams."""
+    cases = []
+    weight_qparams = [(1.0, 0), (0.25, 0), (0.3, 10), (0.004, 0), (0.02, 200), (0.7, 128)]
+    for i in range(24):
+        dtype = torch.qint8 if i % 6 == 5 else torch.quint8
+        rank = [2, 3, 4][i % 3]
+        c = int(rng.integers(1, 6))
+        shape = (int(rng.integers(1, 3)), c) + tuple(int(rng.integers(1, 13)) for _ in range(rank - 2))
+        n = 1 if i % 2 == 0 else c
+        x = qinput(shape, dtype=dtype)
+        ws, wz = weight_qparams[i % len(weight_qparams)]
+        if dtype == torch.qint8:
+            wz -= 128
+        w = torch.quantize_per_tensor(torch.from_numpy(rng.uniform(-1.5, 2.0, size=n).astype(np.float32)), ws, wz, dtype)
+        scale, zp = output_qparams(F.prelu(x.dequantize(), w.dequantize()), 0.3 if i % 7 == 3 else 1.0)
+        if dtype == torch.qint8:
+            zp -= 128
+        m = nnq.PReLU(scale, zp, n)
+        m.set_weight(w)
+        c_ = module_case(f"prelu/{i}", "prelu", [x], m(x), {}, scale=scale, zp=zp)
+        c_["weight"] = qtensor(w)
+        cases.append(c_)
+    return cases
+
+
 def converted_cases():
     """The quantized modules torch.ao.quantization's eager convert() makes from a small float network (onednn's default
     qconfig: histogram-observed activations, per-channel symmetric weights), each replayed on the input it saw."""
@@ -591,7 +620,7 @@ def converted_cases():
 def main(out):
     # Kinds added later come last, so that the seeded inputs of the earlier cases stay as they were.
     cases = quantize_cases() + linear_cases() + conv_cases() + functional_cases() + converted_cases() + conv_nd_cases() + batch_norm_cases() + leaky_relu_elu_cases() + layer_norm_cases() + group_norm_cases()
-    cases += conv_transpose_cases()
+    cases += conv_transpose_cases() + prelu_cases()
     with open(out, "w") as f:
         json.dump({"torch": torch.__version__, "engine": torch.backends.quantized.engine, "cases": cases}, f)
     print(f"{len(cases)} cases")
