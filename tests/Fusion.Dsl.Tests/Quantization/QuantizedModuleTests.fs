@@ -66,6 +66,17 @@ let private bias (c: Case) =
     | b when b.ValueKind = JsonValueKind.Null -> null
     | b -> let v = floats b in Tensor.FromFloat32(ReadOnlySpan v, v.Length)
 
+/// A JSON argument as the Python value a graph holds: null, a bool, an integer (long), a float (double), a string or a list.
+let rec private pyValue (e: JsonElement) : objnull =
+    match e.ValueKind with
+    | JsonValueKind.Null -> null
+    | JsonValueKind.True -> box true
+    | JsonValueKind.False -> box false
+    | JsonValueKind.String -> box (e.GetString())
+    | JsonValueKind.Array -> box [ for v in e.EnumerateArray() -> pyValue v ]
+    | JsonValueKind.Number -> match e.TryGetInt64() with | true, l when not (e.GetRawText().Contains ".") -> box l | _ -> box (e.GetDouble())
+    | k -> failwithf "unexpected JSON %A" k
+
 /// Our output for a module case.
 let private forward (c: Case) : QuantizedTensor =
     let xs = inputs c
@@ -98,6 +109,10 @@ let private forward (c: Case) : QuantizedTensor =
         QuantizedAvgPool2d(pair (arg c "kernel"), pair (arg c "stride"), pair (arg c "padding"), (arg c "ceil_mode").GetBoolean(),
                            (arg c "count_include_pad").GetBoolean(), divisor).Forward(xs.Head, (arg c "channels_last").GetBoolean())
     | "leaky_relu" -> QuantizedLeakyReLU(outScale c, outZeroPoint c, (arg c "negative_slope").GetDouble()).Forward xs.Head
+    | "upsample" ->
+        let spec = Fusion.Dsl.Engine.Interpolation.FromArguments(pyValue (arg c "size"), pyValue (arg c "scale_factor"), pyValue (arg c "mode"),
+                                                                 pyValue (arg c "align_corners"), pyValue (arg c "recompute_scale_factor"))
+        QuantizedUpsample(spec).Forward(xs.Head, (arg c "channels_last").GetBoolean())
     | "prelu" -> QuantizedPReLU(qtensor (c.Json.GetProperty "weight"), outScale c, outZeroPoint c).Forward xs.Head
     | "elu" -> QuantizedELU(outScale c, outZeroPoint c, (arg c "alpha").GetDouble()).Forward xs.Head
     | "hardswish" -> QuantizedHardswish(outScale c, outZeroPoint c).Forward xs.Head
@@ -207,6 +222,7 @@ let tests =
             matchesPyTorch "quantized LayerNorm" [ "layer_norm" ] 8
             matchesPyTorch "quantized GroupNorm and InstanceNorm1d/2d/3d" [ "group_norm" ] 11
             matchesPyTorch "quantized LeakyReLU and ELU, and sigmoid on a quantized tensor" [ "leaky_relu"; "elu"; "sigmoid" ] 18
+            matchesPyTorch "F.interpolate/nn.Upsample on quantized tensors, nearest and bilinear (align_corners both ways), NCHW and NHWC kernels" [ "upsample" ] 150
             matchesPyTorch "quantized PReLU (one slope or one per channel, exact and inexact quantized 1.0, both dtypes)" [ "prelu" ] 24
             matchesPyTorch "QFunctional add and add_relu" [ "add"; "add_relu" ] 30
             matchesPyTorch "QFunctional mul and cat" [ "mul"; "cat" ] 30
@@ -329,6 +345,21 @@ let tests =
                 refuses<ArgumentException> "quantized PReLU has 3 slopes, one per channel, and expects input of shape [N, 3, ...], got [1, 4]" (fun () -> p.Forward(input [| 1; 2; 3; 4 |] [| 1; 4 |]) |> ignore)
                 refuses<ArgumentException> "zero-dim input tensor is not allowed" (fun () -> QuantizedPReLU(slopes 1, 0.1, 0L).Forward(input [| 1 |] [||]) |> ignore)
                 Expect.equal (Seq.toList (QuantizedPReLU(slopes 1, 0.1, 0L).Forward(input [| 1; 2; 3 |] [| 3 |])).Dimensions) [ 3 ] "one slope takes a 1-d input, as PyTorch's"
+            }
+            test "upsampling refuses what F.interpolate refuses (size and scale_factor together or neither, align_corners with nearest, recompute_scale_factor with a size), other modes, a non-4-d input and an output dimension of 0" {
+                let spec (size: objnull) (scale: objnull) (mode: string) (align: objnull) (recompute: objnull) =
+                    Fusion.Dsl.Engine.Interpolation.FromArguments(size, scale, mode, align, recompute)
+                refuses<ArgumentException> "only one of size or scale_factor should be defined" (fun () -> spec (box 4L) (box 2.0) "nearest" null null |> ignore)
+                refuses<ArgumentException> "either size or scale_factor should be defined" (fun () -> spec null null "nearest" null null |> ignore)
+                refuses<ArgumentException> "align_corners option can only be set with the interpolating modes" (fun () -> spec null (box 2.0) "nearest" (box false) null |> ignore)
+                refuses<ArgumentException> "recompute_scale_factor is not meaningful with an explicit size" (fun () -> spec (box 4L) null "bilinear" null (box true) |> ignore)
+                refuses<ArgumentException> "mode 'bicubic' is not supported here" (fun () -> spec null (box 2.0) "bicubic" null null |> ignore)
+                refuses<ArgumentException> "size takes one value or two (height, width)" (fun () -> spec (box [ box 1L; box 2L; box 3L ]) null "nearest" null null |> ignore)
+                let up = QuantizedUpsample(spec null (box 0.4) "nearest" null null)
+                refuses<ArgumentException> "quantized upsample_nearest2d takes a 4-d input [N, C, H, W], got [1, 2, 3]" (fun () -> up.Forward(input (Array.zeroCreate 6) [| 1; 2; 3 |]) |> ignore)
+                refuses<ArgumentException> "input and output sizes should be greater than 0, but got input (H: 2, W: 2) output (H: 0, W: 0)" (fun () -> up.Forward(input (Array.zeroCreate 4) [| 1; 1; 2; 2 |]) |> ignore)
+                let y = up.Forward(input (Array.init 25 id) [| 1; 1; 5; 5 |])
+                Expect.equal (Seq.toList y.Dimensions, y.Scale, y.ZeroPoint) ([ 1; 1; 2; 2 ], 0.1, 3L) "the output keeps the input's qparams"
             }
             test "BatchNorm refuses a rank other than 2 or 3, parameters of another length, a negative eps and an input of another rank or channel count, naming the module" {
                 let v (n: int) = Tensor.FromFloat32(ReadOnlySpan(Array.create n 1.0f), n)

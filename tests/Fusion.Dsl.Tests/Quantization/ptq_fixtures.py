@@ -1,6 +1,6 @@
 """Fixtures for the eager post-training quantization flow (PtqFlowTests.fs): small eager-mode models with QuantStub and
 DeQuantStub (fused Conv+BN+ReLU, Linear(+ReLU), pooling, a residual block with FloatFunctional add_relu, add, mul and
-cat, Conv1d and Conv3d networks, batch norms on their own, LeakyReLU, ELU, LayerNorm and GroupNorm, ConvTranspose1d/2d/3d, PReLU) and torchvision's quantizable resnet18, each fused as its fuse_modules/fuse_model() does in eval mode, exported
+cat, Conv1d and Conv3d networks, batch norms on their own, LeakyReLU, ELU, LayerNorm and GroupNorm, ConvTranspose1d/2d/3d, PReLU, upsampling on quantized tensors) and torchvision's quantizable resnet18, each fused as its fuse_modules/fuse_model() does in eval mode, exported
 with the repository's exporter (fusion_torch, the model format), then prepared with a named qconfig, calibrated on
 seeded random batches, converted and run on a seeded input by PyTorch 1.13's onednn engine. Written beside OUT.json:
 each case's model folder, its calibration batches and input (.npy, float32), and the integer output of every quantized
@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import torch.ao.quantization as tq
 import torch.ao.nn.quantized as nnq
 
@@ -259,6 +260,33 @@ class GroupNormNet(nn.Module):
         x = self.quant(x)
         x = self.inorm(self.gn2(self.conv2(self.gn(self.conv(x)))))
         return self.dequant(self.fc(torch.flatten(x, 1)))
+
+
+class UpsampleNet(nn.Module):
+    """A decoder's upsampling on quantized tensors: nn.Upsample (nearest, scale 2) after a convolution, F.interpolate
+    (bilinear, by size) and nn.UpsamplingBilinear2d (align_corners) after the next ones, F.interpolate (nearest, scale
+    1.5) last; the convolutions' channels-last outputs take PyTorch's NHWC kernels."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.up1 = nn.Upsample(scale_factor=2, mode="nearest")
+        self.conv2 = nn.Conv2d(8, 6, 3, padding=1)
+        self.conv3 = nn.Conv2d(6, 12, 1)
+        self.up3 = nn.UpsamplingBilinear2d(scale_factor=2)
+        self.conv4 = nn.Conv2d(12, 4, 3, padding=1)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.up1(self.relu1(self.conv1(x)))
+        x = F.interpolate(self.conv2(x), size=(11, 13), mode="bilinear", align_corners=False)
+        x = self.conv4(self.up3(self.conv3(x)))
+        return self.dequant(F.interpolate(x, scale_factor=1.5, mode="nearest"))
+
+    groups = [["conv1", "relu1"]]
 
 
 class ConvTransposeNet(nn.Module):
@@ -526,6 +554,9 @@ def main(out):
         cases.append(case(f"groupnormnet/{qc}", GroupNormNet, qc, (2, 3, 8, 8), 4, lambda m: m, 130 + i))
     for i, qc in enumerate(("x86", "qnnpack")):
         cases.append(case(f"prelunet/{qc}", PReLUNet, qc, (2, 3, 6, 6), 4, lambda m: m, 150 + i))
+    for i, qc in enumerate(("x86", "qnnpack")):
+        cases.append(case(f"upsamplenet/{qc}", UpsampleNet, qc, (2, 3, 5, 6), 4, fuse_groups(UpsampleNet.groups), 160 + i,
+                          groups=UpsampleNet.groups))
     cases.append(case("convtransposenet/qnnpack", ConvTransposeNet, "qnnpack", (2, 3, 6, 6), 4, fuse_groups(ConvTransposeNet.groups), 140,
                       groups=ConvTransposeNet.groups))
     cases.append(case("convtranspose1d3dnet/qnnpack", ConvTranspose1d3dNet, "qnnpack", (2, 4, 5), 4, lambda m: m, 141))

@@ -22,6 +22,8 @@ Case kinds:
   leaky_relu, elu - torch.ao.nn.quantized.LeakyReLU (args.negative_slope) and ELU (args.alpha) with output scale/zero point
   conv_transpose1d, conv_transpose2d, conv_transpose3d - torch.ao.nn.quantized.ConvTranspose1d/2d/3d (args: stride, padding,
                   dilation, groups; output_padding 0)
+  upsample      - F.interpolate on a quantized tensor (args: size, scale_factor, mode, align_corners,
+                  recompute_scale_factor, channels_last: PyTorch ran it on the input made channels-last)
   prelu         - torch.ao.nn.quantized.PReLU with its quantized slopes "weight" and output scale/zero point
   batch_norm    - torch.ao.nn.quantized.BatchNorm2d/3d (args.relu: torch.nn.intrinsic.quantized.BNReLU2d/3d), its float
                   parameters and running statistics in args
@@ -584,6 +586,51 @@ def prelu_cases():
     return cases
 
 
+def upsample_cases():
+    """F.interpolate on quantized tensors (what nn.Upsample, UpsamplingNearest2d and UpsamplingBilinear2d call):
+    nearest and bilinear with align_corners both ways, by size and by scale factor (integer, fractional, below 1, a
+    size that does not change, recompute_scale_factor), on contiguous and channels-last inputs (PyTorch's NCHW and NHWC
+    kernels, and the NHWC kernel's 8-channel vector blocks and scalar tail), one channel, 1x1 planes (which PyTorch 1.13
+    runs through its NHWC kernel into a contiguous output), both dtypes."""
+    cases = []
+    fixed = [((2, 3, 4, 5), None, (2.0, 2.0), None), ((1, 4, 3, 3), None, (1.2, 1.2), None), ((2, 3, 6, 4), (6, 4), None, None),
+             ((1, 3, 5, 7), None, (1.5, 0.5), None), ((2, 2, 4, 4), None, (1.7, 2.3), True), ((1, 3, 1, 1), None, (3.0, 2.0), None),
+             ((2, 1, 5, 3), (7, 2), None, None), ((1, 5, 2, 6), None, (1.3, 1.0), None), ((1, 8, 9, 9), (18, 17), None, None),
+             ((2, 19, 5, 4), None, (2.0, 2.5), None), ((1, 33, 3, 4), (7, 5), None, None), ((1, 12, 4, 4), None, (1.0, 1.0), None)]
+    shapes = fixed + [None] * 30
+    for i, spec in enumerate(shapes):
+        if spec is None:
+            n, c = int(rng.integers(1, 3)), int(rng.integers(1, 6))
+            shape = (n, c, int(rng.integers(1, 9)), int(rng.integers(1, 9)))
+            if i % 3 == 0:
+                size, sf, rec = (int(rng.integers(1, 17)), int(rng.integers(1, 17))), None, None
+            else:
+                size = None
+                sf = (float(rng.choice([2.0, 3.0, 1.5, 0.5, 2.5, 1.7, 1.25, 4.0])), float(rng.choice([2.0, 1.3, 0.75, 3.0, 1.0])))
+                rec = bool(i % 4 == 0) if i % 2 else None
+        else:
+            shape, size, sf, rec = spec
+        dtype = torch.qint8 if i % 7 == 6 else torch.quint8
+        for channels_last in (False, True):
+            x = qinput(shape, dtype=dtype)
+            if channels_last:
+                # channels-last strides as a quantized convolution's output has them, also where the layouts coincide
+                # (x.contiguous(memory_format=...) would keep a 1x1 plane's contiguous strides)
+                cl = torch._empty_affine_quantized(x.shape, scale=x.q_scale(), zero_point=x.q_zero_point(), dtype=x.dtype,
+                                                   memory_format=torch.channels_last)
+                x = cl.copy_(x)
+            for mode, align in (("nearest", None), ("bilinear", False), ("bilinear", True)):
+                try:
+                    y = F.interpolate(x, size=size, scale_factor=sf, mode=mode, align_corners=align, recompute_scale_factor=rec)
+                except RuntimeError:
+                    continue   # an output dimension of 0 (PyTorch asserts)
+                args = {"size": None if size is None else list(size), "scale_factor": None if sf is None else list(sf), "mode": mode,
+                        "align_corners": align, "recompute_scale_factor": rec, "channels_last": channels_last}
+                cases.append(module_case(f"upsample/{i}/{mode}{'' if align is None else '_align' if align else ''}{'/cl' if channels_last else ''}",
+                                         "upsample", [x.contiguous()], y.contiguous(), args))
+    return cases
+
+
 def converted_cases():
     """The quantized modules torch.ao.quantization's eager convert() makes from a small float network (onednn's default
     qconfig: histogram-observed activations, per-channel symmetric weights), each replayed on the input it saw."""
@@ -620,7 +667,7 @@ def converted_cases():
 def main(out):
     # Kinds added later come last, so that the seeded inputs of the earlier cases stay as they were.
     cases = quantize_cases() + linear_cases() + conv_cases() + functional_cases() + converted_cases() + conv_nd_cases() + batch_norm_cases() + leaky_relu_elu_cases() + layer_norm_cases() + group_norm_cases()
-    cases += conv_transpose_cases() + prelu_cases()
+    cases += conv_transpose_cases() + prelu_cases() + upsample_cases()
     with open(out, "w") as f:
         json.dump({"torch": torch.__version__, "engine": torch.backends.quantized.engine, "cases": cases}, f)
     print(f"{len(cases)} cases")
