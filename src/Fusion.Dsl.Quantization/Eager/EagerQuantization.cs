@@ -19,7 +19,8 @@ namespace Fusion.Dsl.Quantization;
 /// <c>BNReLU3d</c> (affine, with running statistics); <c>LayerNorm</c>, <c>GroupNorm</c>,
 /// <c>InstanceNorm1d</c>/<c>2d</c>/<c>3d</c>; <c>Linear</c>, <c>LinearReLU</c>; <c>LeakyReLU</c>, <c>ELU</c>,
 /// <c>Hardswish</c>, <c>ReLU6</c>, <c>PReLU</c>; and <c>QFunctional</c>. <c>ReLU</c>, <c>Hardsigmoid</c>, <c>Sigmoid</c>,
-/// <c>MaxPool2d</c>, <c>AvgPool2d</c>, <c>AdaptiveAvgPool2d</c>, <c>Flatten</c>, <c>Identity</c> and <c>Dropout</c> run
+/// <c>MaxPool2d</c>, <c>AvgPool2d</c>, <c>AdaptiveAvgPool2d</c>, <c>Flatten</c>, <c>Identity</c>, <c>Dropout</c>,
+/// <c>Upsample</c>, <c>UpsamplingNearest2d</c> and <c>UpsamplingBilinear2d</c> (and <c>F.interpolate</c> in a graph) run
 /// on quantized tensors as PyTorch's float modules do. A module PyTorch would quantize that has no quantized form here
 /// (Embedding, EmbeddingBag, the recurrent cells) is refused at
 /// <see cref="Prepare"/>, naming its path.
@@ -173,6 +174,9 @@ public static class EagerQuantization
                 => " without affine weights and running statistics (PyTorch's quantized batch norm reads both)",
             Conv c when c.PaddingMode != PaddingMode.Zeros || c.Padding.Kind != PaddingKind.Explicit
                 => $" with padding {c.Padding.Kind} and padding_mode {c.PaddingMode} (only explicit zero padding is)",
+            OpaqueModule { Namespace: "torch.nn", TypeName: "Embedding" or "EmbeddingBag" }
+                => " (PyTorch 1.13 quantizes it weight-only, and only with float_qparams_weight_only_qconfig: quint8 or quint4x2 rows with float scales and offsets, "
+                   + "which this library does not have; under another qconfig PyTorch's convert fails: \"Embedding quantization is only supported with float_qparams_weight_only_qconfig.\")",
             _ => "",
         };
         throw new ArgumentException($"module '{Show(path)}' ({m.TypeName}) would be quantized by PyTorch's eager convert, but Fusion.Dsl.Quantization has no quantized {m.TypeName}{hint}; to keep it float, give it a None qconfig (QConfigMapping.WithPath(\"{path}\", null)) and put DeQuantStub before it and QuantStub after it");

@@ -485,6 +485,9 @@ let tests =
                 let recurrent = seqOf [ "quant", stub "QuantStub"; "c", conv 3 4; "cell", cell; "dequant", stub "DeQuantStub" ]
                 refuses "module 'cell' (GRUCell) would be quantized by PyTorch's eager convert, but Fusion.Dsl.Quantization has no quantized GRUCell" (fun () ->
                     EagerQuantization.Prepare(recurrent, QConfigMapping.ForAll(QConfig.GetDefault "x86")) |> ignore)
+                let embedding = OpaqueModule.Create("Embedding", "torch.nn", [ KeyValuePair("num_embeddings", box 10L); KeyValuePair("embedding_dim", box 4L) ]) :> Module
+                refuses "module 'emb' (Embedding) would be quantized by PyTorch's eager convert, but Fusion.Dsl.Quantization has no quantized Embedding (PyTorch 1.13 quantizes it weight-only, and only with float_qparams_weight_only_qconfig" (fun () ->
+                    EagerQuantization.Prepare(seqOf [ "quant", stub "QuantStub"; "emb", embedding; "dequant", stub "DeQuantStub" ], QConfigMapping.ForAll(QConfig.GetDefault "x86")) |> ignore)
                 // With a None qconfig the GRUCell stays float and is not refused.
                 EagerQuantization.Prepare(recurrent, QConfigMapping.ForAll(QConfig.GetDefault "x86").WithPath("cell", null)) |> ignore
                 // PyTorch's quantized batch norm reads the affine weights and the running statistics: a BatchNorm2d without them is refused.
