@@ -480,6 +480,24 @@ let tests =
                     finally
                         Directory.Delete(dir, true)
             }
+            test "an nn.Upsample in a converted model takes the convolution's quantized output; an input it cannot take is refused naming the module, in the float calibration and in the int8 forward" {
+                let upsample (mode: string) =
+                    OpaqueModule.Create("Upsample", "torch.nn", [ KeyValuePair("size", null); KeyValuePair("scale_factor", box 2.0); KeyValuePair("mode", box mode)
+                                                                  KeyValuePair("align_corners", (if mode = "nearest" then null else box false)); KeyValuePair("recompute_scale_factor", null) ]) :> Module
+                let model = seqOf [ "quant", stub "QuantStub"; "c", conv 3 4; "up", upsample "bilinear"; "dequant", stub "DeQuantStub" ]
+                let observed = EagerQuantization.Prepare(model, QConfigMapping.ForAll(QConfig.GetDefault "x86"))
+                Expect.equal [ for p in observed.Points -> p.Path ] [ "quant"; "c" ] "the upsampling is not observed (PyTorch's prepare leaves it alone)"
+                let batch = Fusion.Dsl.FSharp.Tensor.randn 2 [ 1; 3; 4; 4 ]
+                let q = EagerQuantization.Convert(observed, EagerQuantization.Calibrate(observed, [ batch ]))
+                let r = q.Run(batch)
+                Expect.equal (Seq.toList (r.Output.Shape.ToArray())) [ 1; 4; 8; 8 ] "the int8 model upsamples"
+                let conv1d = Conv.Create(1, 3, 4, [| 3 |], padding = ConvPadding.Explicit 1) :> Module
+                let flat = seqOf [ "quant", stub "QuantStub"; "c", conv1d; "up", upsample "nearest"; "dequant", stub "DeQuantStub" ]
+                let o = EagerQuantization.Prepare(flat, QConfigMapping.ForAll(QConfig.GetDefault "x86"))
+                refuses "module 'up' (Upsample)" (fun () -> EagerQuantization.Calibrate(o, [ Tensor.Zeros [| 1; 3; 5 |] ]) |> ignore)
+                let uncalibrated = EagerQuantization.Convert(o, o.InitialState)
+                refuses "module 'up' (Upsample) quantized upsample_nearest2d takes a 4-d input [N, C, H, W], got [1, 4, 5]" (fun () -> uncalibrated.Forward(Tensor.Zeros [| 1; 3; 5 |]) |> ignore)
+            }
             test "a module PyTorch would quantize without a quantized form here, and a model without a QuantStub, are refused at prepare naming the path" {
                 let cell = OpaqueModule.Create("GRUCell", "torch.nn", [ KeyValuePair("input_size", box 4L); KeyValuePair("hidden_size", box 4L) ]) :> Module
                 let recurrent = seqOf [ "quant", stub "QuantStub"; "c", conv 3 4; "cell", cell; "dequant", stub "DeQuantStub" ]
