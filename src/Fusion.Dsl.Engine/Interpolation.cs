@@ -118,8 +118,11 @@ public sealed record Interpolation(int[]? Size, double[]? ScaleFactor, string Mo
         int planes = n * c;
         if (!Bilinear)
         {
-            var rows = Nearest(h, oh, scaleH);
-            var cols = Nearest(w, ow, scaleW);
+            // PyTorch picks its NHWC kernel for an input that is channels-last contiguous too (one channel, or a 1x1
+            // plane); it alone keeps nearest_idx's special cases.
+            bool nhwc = c == 1 || (h == 1 && w == 1);
+            var rows = Nearest(h, oh, scaleH, nhwc);
+            var cols = Nearest(w, ow, scaleW, nhwc);
             Par.For(planes, pass.Threads, (long)oh * ow, (int p) =>
             {
                 for (int i = 0; i < oh; i++)
@@ -149,14 +152,16 @@ public sealed record Interpolation(int[]? Size, double[]? ScaleFactor, string Mo
         return Tensor.Adopt(output, [n, c, oh, ow]);
     }
 
-    /// <summary>PyTorch's float <c>nearest_idx</c>: the same index where the size is unchanged, half of it where it
-    /// doubles, else min(floor(o · scale), in − 1) in float32.</summary>
-    private int[] Nearest(int input, int output, double? scale)
+    /// <summary>The source index of each output along one dimension as PyTorch's float kernels compute it:
+    /// min(floor(o · scale), in − 1) in float32; the NHWC kernel's <c>nearest_idx</c> takes the same index where the size
+    /// is unchanged and half of it where it doubles (measured on 1.13: the NCHW kernel does not, so a scale factor of
+    /// 1.25 on 2 rows gives rows 0, 0 there and 0, 1 in NHWC).</summary>
+    private int[] Nearest(int input, int output, double? scale, bool nhwc)
     {
         var index = new int[output];
         float s = KernelScale(input, output, scale);
         for (int o = 0; o < output; o++)
-            index[o] = output == input ? o : output == 2 * input ? o >> 1 : Math.Min((int)MathF.Floor(o * s), input - 1);
+            index[o] = nhwc && output == input ? o : nhwc && output == 2 * input ? o >> 1 : Math.Min((int)MathF.Floor(o * s), input - 1);
         return index;
     }
 

@@ -7,6 +7,7 @@ module Fusion.Dsl.Tests.Quantization.QuantizedModuleTests
 
 open System
 open System.IO
+open System.Collections.Generic
 open System.Text.Json
 open Expecto
 open Fusion.Dsl.Tensors
@@ -15,6 +16,10 @@ open Fusion.Dsl.Tests
 
 /// The least fraction of a case's output elements that must equal PyTorch's exactly.
 let exactFraction = 0.999
+
+/// The engine's float interpolate against PyTorch's on the same input: bilinear's weights and sums in float32 may be
+/// grouped otherwise than PyTorch's CPU kernel, a few float32 ulps of the output's magnitude (measured: 4.4e-7); nearest copies exactly.
+let floatInterpolateRel = 2e-6
 
 /// The most quantization steps any output element may differ from PyTorch's.
 let maxSteps = 1
@@ -345,6 +350,26 @@ let tests =
                 refuses<ArgumentException> "quantized PReLU has 3 slopes, one per channel, and expects input of shape [N, 3, ...], got [1, 4]" (fun () -> p.Forward(input [| 1; 2; 3; 4 |] [| 1; 4 |]) |> ignore)
                 refuses<ArgumentException> "zero-dim input tensor is not allowed" (fun () -> QuantizedPReLU(slopes 1, 0.1, 0L).Forward(input [| 1 |] [||]) |> ignore)
                 Expect.equal (Seq.toList (QuantizedPReLU(slopes 1, 0.1, 0L).Forward(input [| 1; 2; 3 |] [| 3 |])).Dimensions) [ 3 ] "one slope takes a 1-d input, as PyTorch's"
+            }
+            test "the engine's float interpolate (what calibration runs) equals PyTorch's float F.interpolate on every upsample fixture's input: nearest exactly, bilinear within floatInterpolateRel" {
+                needTorch ()
+                let mine = cases.Force() |> List.filter (fun c -> c.Kind = "upsample")
+                Expect.isGreaterThanOrEqual mine.Length 150 "the upsample cases"
+                let mutable worstBilinear = 0.0
+                let failures =
+                    [ for c in mine do
+                        let x = (inputs c).Head.Dequantize()
+                        let args = [ for name in [ "size"; "scale_factor"; "mode"; "align_corners"; "recompute_scale_factor" ] -> KeyValuePair(name, pyValue (arg c name)) ]
+                        let m = Fusion.Dsl.Layers.OpaqueModule.Create("Upsample", "torch.nn", args)
+                        let ours = Fusion.Dsl.Engine.Forward.Run(m, x).ToArray()
+                        let theirs = floats (c.Json.GetProperty "float_expected")
+                        let scale = theirs |> Array.fold (fun a v -> max a (abs v)) 1e-30f
+                        let worst = if ours.Length <> theirs.Length then infinity else Array.fold2 (fun a (u: float32) v -> max a (float (abs (u - v)) / float scale)) 0.0 ours theirs
+                        let limit = if (arg c "mode").GetString() = "nearest" then 0.0 else floatInterpolateRel
+                        if limit > 0.0 then worstBilinear <- max worstBilinear worst
+                        if worst > limit then yield sprintf "%s: largest difference %.3g of the output's magnitude (limit %g)" c.Name worst limit ]
+                if not failures.IsEmpty then failtestf "%d cases differ:\n%s" failures.Length (String.Join("\n", List.truncate 15 failures))
+                printfn "float interpolate: %d cases, bilinear's largest difference %.3g of the output's magnitude" mine.Length worstBilinear
             }
             test "upsampling refuses what F.interpolate refuses (size and scale_factor together or neither, align_corners with nearest, recompute_scale_factor with a size), other modes, a non-4-d input and an output dimension of 0" {
                 let spec (size: objnull) (scale: objnull) (mode: string) (align: objnull) (recompute: objnull) =

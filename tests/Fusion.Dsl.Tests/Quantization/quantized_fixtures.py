@@ -23,7 +23,8 @@ Case kinds:
   conv_transpose1d, conv_transpose2d, conv_transpose3d - torch.ao.nn.quantized.ConvTranspose1d/2d/3d (args: stride, padding,
                   dilation, groups; output_padding 0)
   upsample      - F.interpolate on a quantized tensor (args: size, scale_factor, mode, align_corners,
-                  recompute_scale_factor, channels_last: PyTorch ran it on the input made channels-last)
+                  recompute_scale_factor, channels_last: PyTorch ran it on the input made channels-last), and
+                  "float_expected": PyTorch's float F.interpolate of the dequantized input
   prelu         - torch.ao.nn.quantized.PReLU with its quantized slopes "weight" and output scale/zero point
   batch_norm    - torch.ao.nn.quantized.BatchNorm2d/3d (args.relu: torch.nn.intrinsic.quantized.BNReLU2d/3d), its float
                   parameters and running statistics in args
@@ -626,8 +627,12 @@ def upsample_cases():
                     continue   # an output dimension of 0 (PyTorch asserts)
                 args = {"size": None if size is None else list(size), "scale_factor": None if sf is None else list(sf), "mode": mode,
                         "align_corners": align, "recompute_scale_factor": rec, "channels_last": channels_last}
-                cases.append(module_case(f"upsample/{i}/{mode}{'' if align is None else '_align' if align else ''}{'/cl' if channels_last else ''}",
-                                         "upsample", [x.contiguous()], y.contiguous(), args))
+                case_ = module_case(f"upsample/{i}/{mode}{'' if align is None else '_align' if align else ''}{'/cl' if channels_last else ''}",
+                                    "upsample", [x.contiguous()], y.contiguous(), args)
+                # PyTorch's float forward on the dequantized input, for the engine's float interpolate (calibration's)
+                case_["float_expected"] = floats(F.interpolate(x.dequantize().contiguous(), size=size, scale_factor=sf, mode=mode,
+                                                               align_corners=align, recompute_scale_factor=rec))
+                cases.append(case_)
     return cases
 
 
