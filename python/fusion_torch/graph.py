@@ -39,6 +39,8 @@ FUNCTIONS = {
     F.dropout: ("dropout", ("input", "p", "training", "inplace")),
     torch.flatten: ("flatten", ("input", "start_dim", "end_dim")),
     torch.cat: ("cat", ("tensors", "dim")),
+    F.interpolate: ("interpolate", ("input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor",
+                                    "antialias")),
     F.adaptive_avg_pool2d: ("adaptive_avg_pool2d", ("input", "output_size")),
     F.avg_pool2d: ("avg_pool2d", ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
                                   "divisor_override")),

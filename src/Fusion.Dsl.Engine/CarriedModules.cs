@@ -35,6 +35,11 @@ internal static class CarriedModules
         [("torch.nn", "GELU")] = Unary("GELU", (ev, m, x) => PointwiseKernels.Gelu(x, PointwiseKernels.GeluOf(Arg(m, "approximate", "none") as string), ev.Pass)),
         [("torch.nn", "Hardtanh")] = Unary("Hardtanh", (ev, m, x) => PointwiseKernels.Hardtanh(x, Number(m, "min_val"), Number(m, "max_val"), ev.Pass)),
         [("torch.nn", "LeakyReLU")] = Unary("LeakyReLU", (ev, m, x) => PointwiseKernels.LeakyRelu(x, Number(m, "negative_slope"), ev.Pass)),
+        [("torch.nn", "PReLU")] = Unary("PReLU", (ev, m, x) => PointwiseKernels.PRelu(x,
+            m.State.TryGet("weight") ?? throw new EngineInputException("PReLU has no weight in its state"), ev.Pass)),
+        [("torch.nn", "Upsample")] = Unary("Upsample", Upsample),
+        [("torch.nn", "UpsamplingNearest2d")] = Unary("UpsamplingNearest2d", Upsample),
+        [("torch.nn", "UpsamplingBilinear2d")] = Unary("UpsamplingBilinear2d", Upsample),
         [("torch.nn", "ELU")] = Unary("ELU", (ev, m, x) => PointwiseKernels.Elu(x, Number(m, "alpha"), ev.Pass)),
         [("torch.nn", "GroupNorm")] = Unary("GroupNorm", (ev, m, x) => NormKernels.GroupNorm(x, Int(m, "num_groups"),
             m.State.TryGet("weight"), m.State.TryGet("bias"), Number(m, "eps"), ev.Pass)),
@@ -73,6 +78,18 @@ internal static class CarriedModules
         var node = new GraphNode(NodeOp.CallModule, "input", m.TypeName, [GraphArg.Ref("input")]);
         return Call(ev, m, node, _ => x) as Tensor
                ?? throw new EngineInputException($"{m.Namespace}.{m.TypeName} returns more than a tensor; call it from a graph that unpacks its result");
+    }
+
+    /// <summary>nn.Upsample and its two fixed-mode subclasses: <c>F.interpolate</c> with the recorded size,
+    /// scale_factor, mode, align_corners and recompute_scale_factor.</summary>
+    private static Tensor Upsample(Evaluator ev, OpaqueModule m, Tensor x) => UpsampleOf(m).Forward(x, ev.Pass);
+
+    /// <summary>The interpolation an nn.Upsample (or UpsamplingNearest2d/UpsamplingBilinear2d) records.</summary>
+    /// <exception cref="EngineInputException">Recorded arguments <c>F.interpolate</c> refuses, or a mode not supported here.</exception>
+    private static Interpolation UpsampleOf(OpaqueModule m)
+    {
+        try { return Interpolation.FromModule(m); }
+        catch (ArgumentException e) { throw new EngineInputException(e.Message, unsupported: e.Message.Contains("not supported", StringComparison.Ordinal)); }
     }
 
     /// <summary>Dropout of every kind: the identity in eval mode (or with p = 0); random in training, so refused.</summary>

@@ -273,6 +273,13 @@ internal static class GraphInterpreter
                 var parts = list.Select(v => v as Tensor ?? throw a.Error("tensors", "a list of tensors")).ToArray();
                 return TensorOps.Cat(parts, a.Long("dim"), t);
             }
+            case "interpolate":
+            {
+                Interpolation spec;
+                try { spec = Interpolation.FromArguments(a.Value("size"), a.Value("scale_factor"), a.Value("mode"), a.Value("align_corners"), a.Value("recompute_scale_factor"), a.Value("antialias")); }
+                catch (ArgumentException e) { throw Unsupported(node, e.Message); }
+                return spec.Forward(X(), t);
+            }
             case "adaptive_avg_pool2d":
             {
                 var (h, w) = a.SizePair("output_size");

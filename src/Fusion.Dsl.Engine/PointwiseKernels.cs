@@ -51,6 +51,29 @@ internal static class PointwiseKernels
         return Map(x, pass, v => v > 0 ? v : v * slope);
     }
 
+    /// <summary><c>prelu(x, weight)</c>: x where x &gt; 0, else x·weight[c] in float32, c the channel (dimension 1) when
+    /// the weight has more than one element, else the one weight for every element.</summary>
+    /// <exception cref="EngineInputException">The weight has more than one element and the input no dimension 1 of that
+    /// size (PyTorch's "Mismatch of parameter numbers and input channel size").</exception>
+    public static Tensor PRelu(Tensor x, Tensor weight, Pass pass)
+    {
+        var w = weight.Float32;
+        if (w.Length == 1) return LeakyRelu(x, w[0], pass);
+        if (x.Rank < 2 || x.Shape[1] != w.Length)
+            throw new EngineInputException($"PReLU has {w.Length} parameters, one per channel, but its input {Tensor.ShapeString(x.Shape)} has {(x.Rank < 2 ? "no channel dimension" : $"{x.Shape[1]} channels")} (PyTorch: \"Mismatch of parameter numbers and input channel size\")");
+        var src = x.RawFloat32;
+        var output = pass.Output(src.Length);
+        int inner = 1;
+        for (int d = 2; d < x.Rank; d++) inner *= x.Shape[d];
+        var slopes = w.ToArray();
+        Par.For((src.Length + Chunk - 1) / Chunk, pass.Threads, Chunk, (int i) =>
+        {
+            var end = Math.Min(src.Length, (i + 1) * Chunk);
+            for (var k = i * Chunk; k < end; k++) output[k] = src[k] > 0 ? src[k] : src[k] * slopes[k / inner % slopes.Length];
+        });
+        return Tensor.Adopt(output, x.Shape.ToArray());
+    }
+
     /// <summary><c>elu(x, alpha)</c>: x where x &gt; 0, else (exp(x) − 1)·alpha, in float32.</summary>
     public static Tensor Elu(Tensor x, double alpha, Pass pass)
     {

@@ -14,13 +14,15 @@ namespace Fusion.Dsl.Quantization;
 /// the default qconfig propagation list with a qconfig (not <c>DeQuantStub</c>), fused modules as one unit,
 /// <c>FloatFunctional</c>s through their <c>activation_post_process</c>, <c>Dropout</c> skipped. The quantized modules
 /// this project has are <c>Quantize</c>, <c>DeQuantize</c>; <c>Conv1d</c>, <c>Conv2d</c>, <c>Conv3d</c>, <c>ConvReLU1d</c>,
-/// <c>ConvReLU2d</c>, <c>ConvReLU3d</c> (zero padding); <c>BatchNorm2d</c>, <c>BatchNorm3d</c>, <c>BNReLU2d</c>,
+/// <c>ConvReLU2d</c>, <c>ConvReLU3d</c> (zero padding); <c>ConvTranspose1d</c>, <c>ConvTranspose2d</c>,
+/// <c>ConvTranspose3d</c> (zero padding and output_padding, a per-tensor weight observer); <c>BatchNorm2d</c>, <c>BatchNorm3d</c>, <c>BNReLU2d</c>,
 /// <c>BNReLU3d</c> (affine, with running statistics); <c>LayerNorm</c>, <c>GroupNorm</c>,
 /// <c>InstanceNorm1d</c>/<c>2d</c>/<c>3d</c>; <c>Linear</c>, <c>LinearReLU</c>; <c>LeakyReLU</c>, <c>ELU</c>,
-/// <c>Hardswish</c>, <c>ReLU6</c>; and <c>QFunctional</c>. <c>ReLU</c>, <c>Hardsigmoid</c>, <c>Sigmoid</c>,
-/// <c>MaxPool2d</c>, <c>AvgPool2d</c>, <c>AdaptiveAvgPool2d</c>, <c>Flatten</c>, <c>Identity</c> and <c>Dropout</c> run
+/// <c>Hardswish</c>, <c>ReLU6</c>, <c>PReLU</c>; and <c>QFunctional</c>. <c>ReLU</c>, <c>Hardsigmoid</c>, <c>Sigmoid</c>,
+/// <c>MaxPool2d</c>, <c>AvgPool2d</c>, <c>AdaptiveAvgPool2d</c>, <c>Flatten</c>, <c>Identity</c>, <c>Dropout</c>,
+/// <c>Upsample</c>, <c>UpsamplingNearest2d</c> and <c>UpsamplingBilinear2d</c> (and <c>F.interpolate</c> in a graph) run
 /// on quantized tensors as PyTorch's float modules do. A module PyTorch would quantize that has no quantized form here
-/// (ConvTranspose, PReLU, Embedding, the recurrent cells) is refused at
+/// (Embedding, EmbeddingBag, the recurrent cells) is refused at
 /// <see cref="Prepare"/>, naming its path.
 /// </summary>
 public static class EagerQuantization
@@ -148,6 +150,7 @@ public static class EagerQuantization
         {
             UserModule { TypeName: "QuantStub" } => ObservedKind.QuantStub,
             Conv { Transposed: false } c when ConvSupported(c) => ObservedKind.Conv,
+            Conv { Transposed: true } c when ConvSupported(c) && ConvTransposeSupported(path, c, qc) => ObservedKind.ConvTranspose,
             Linear => ObservedKind.Linear,
             FusedModule { TypeName: "ConvReLU1d" or "ConvReLU2d" or "ConvReLU3d" } f when f.Children[0].Module is Conv c && ConvSupported(c) => ObservedKind.Conv,
             FusedModule { TypeName: "LinearReLU" } => ObservedKind.Linear,
@@ -156,6 +159,7 @@ public static class EagerQuantization
             Activation { Kind: ActivationKind.Hardswish } => ObservedKind.Hardswish,
             OpaqueModule { Namespace: "torch.nn", TypeName: "LeakyReLU" } => ObservedKind.LeakyReLU,
             OpaqueModule { Namespace: "torch.nn", TypeName: "ELU" } => ObservedKind.ELU,
+            OpaqueModule { Namespace: "torch.nn", TypeName: "PReLU" } => ObservedKind.PReLU,
             OpaqueModule { Namespace: "torch.nn", TypeName: "LayerNorm" } => ObservedKind.LayerNorm,
             OpaqueModule { Namespace: "torch.nn", TypeName: "GroupNorm" or "InstanceNorm1d" or "InstanceNorm2d" or "InstanceNorm3d" } => ObservedKind.GroupNorm,
             Activation { Kind: ActivationKind.ReLU6 } => ObservedKind.ReLU6,
@@ -170,12 +174,29 @@ public static class EagerQuantization
                 => " without affine weights and running statistics (PyTorch's quantized batch norm reads both)",
             Conv c when c.PaddingMode != PaddingMode.Zeros || c.Padding.Kind != PaddingKind.Explicit
                 => $" with padding {c.Padding.Kind} and padding_mode {c.PaddingMode} (only explicit zero padding is)",
+            OpaqueModule { Namespace: "torch.nn", TypeName: "Embedding" or "EmbeddingBag" }
+                => " (PyTorch 1.13 quantizes it weight-only, and only with float_qparams_weight_only_qconfig: quint8 or quint4x2 rows with float scales and offsets, "
+                   + "which this library does not have; under another qconfig PyTorch's convert fails: \"Embedding quantization is only supported with float_qparams_weight_only_qconfig.\")",
             _ => "",
         };
         throw new ArgumentException($"module '{Show(path)}' ({m.TypeName}) would be quantized by PyTorch's eager convert, but Fusion.Dsl.Quantization has no quantized {m.TypeName}{hint}; to keep it float, give it a None qconfig (QConfigMapping.WithPath(\"{path}\", null)) and put DeQuantStub before it and QuantStub after it");
     }
 
     internal static bool ConvSupported(Conv c) => c.PaddingMode == PaddingMode.Zeros && c.Padding.Kind == PaddingKind.Explicit;
+
+    /// <summary>A ConvTranspose1d/2d/3d that PyTorch 1.13 quantizes on the onednn engine: its qconfig's weight observer
+    /// per tensor (<c>assert_valid_qconfig</c>, run by <c>prepare</c>, refuses a per-channel one) and its output_padding
+    /// 0 (onednn's <c>conv_transpose_prepack</c> refuses any other at convert; this refuses it at prepare, before
+    /// calibration is spent on it).</summary>
+    /// <exception cref="ArgumentException">Either, naming the module and what to change.</exception>
+    private static bool ConvTransposeSupported(string path, Conv c, QConfig qc)
+    {
+        if (ObserverFacts.Axis(qc.Weight()) is not null)
+            throw new ArgumentException($"module '{Show(path)}' ({c.TypeName}): qconfig '{qc.Name}' observes its weight per channel, and PyTorch 1.13 refuses that for transposed convolutions (\"Per channel weight observer is not supported yet for ConvTranspose{{n}}d.\"); give it a qconfig with a per-tensor weight observer (QConfig.GetDefault(\"qnnpack\") or QConfig.DefaultQConfig) through QConfigMapping.WithPath(\"{path}\", ...)");
+        if (c.OutputPadding.Any(p => p != 0))
+            throw new ArgumentException($"module '{Show(path)}' ({c.TypeName}) has output_padding {ModuleRepr.Tuple(c.OutputPadding)}, but PyTorch's onednn engine quantizes only transposed convolutions with output_padding 0 (its convert fails: \"ONEDNN only supports zero output_padding\"); keep it float with a None qconfig (QConfigMapping.WithPath(\"{path}\", null)) and a DeQuantStub before it and a QuantStub after it");
+        return true;
+    }
 
     private static bool BatchNormSupported(BatchNorm b) => b.Weight is not null && b.Bias is not null && b.RunningMean is not null && b.RunningVar is not null;
 
@@ -290,10 +311,12 @@ public static class EagerQuantization
             layers[p.Path] = WeightlessLayer(p, scale, zp, ObserverFacts.DType(observer)) ?? p.Kind switch
             {
                 ObservedKind.Conv => ConvLayer(p, m, scale, zp),
+                ObservedKind.ConvTranspose => ConvTransposeLayer(p.Path, m, QuantizeWeight(p, ((Conv)m).Weight), scale, zp),
                 ObservedKind.Linear => LinearLayer(p, m, scale, zp),
                 ObservedKind.BatchNorm => BatchNormLayer(p.Path, m, scale, zp),
                 ObservedKind.LeakyReLU or ObservedKind.ELU => ActivationLayer(p.Path, m, scale, zp),
                 ObservedKind.LayerNorm => LayerNormLayer(p.Path, m, scale, zp),
+                ObservedKind.PReLU => PReLULayer(p.Path, m, UnobservedWeightQParams(p), scale, zp),
                 ObservedKind.GroupNorm => GroupNormLayer(p.Path, m, scale, zp),
                 _ => throw new InvalidOperationException($"unknown observation kind {p.Kind}"),
             };
@@ -341,6 +364,15 @@ public static class EagerQuantization
         return QuantizedLayer.Conv(path, layer);
     }
 
+    /// <summary>The quantized ConvTranspose1d/2d/3d of float module <paramref name="m"/> with a quantized (per-tensor) weight.</summary>
+    internal static QuantizedLayer ConvTransposeLayer(string path, Module m, QuantizedTensor weight, double scale, long zp)
+    {
+        var conv = (Conv)m;
+        var padding = conv.Padding.Resolve(conv.KernelSize.AsSpan(), conv.Dilation.AsSpan()).Left;
+        var layer = new QuantizedConvTranspose(weight, conv.Bias, scale, zp, [.. conv.Stride], padding, [.. conv.OutputPadding], [.. conv.Dilation], conv.Groups);
+        return QuantizedLayer.ConvTranspose(path, layer);
+    }
+
     /// <summary>The quantized BatchNorm2d/3d or BNReLU2d/3d of float module <paramref name="m"/>: its parameters and
     /// running statistics as they are (PyTorch's <c>from_float</c> copies them), the observed output qparams.</summary>
     internal static QuantizedLayer BatchNormLayer(string path, Module m, double scale, long zp)
@@ -362,6 +394,26 @@ public static class EagerQuantization
             "ELU" => QuantizedLayer.ELU(path, new QuantizedELU(scale, zp, Number("alpha", 1.0))),
             _ => throw new ArgumentException($"'{path}' ({o.TypeName}) is not a LeakyReLU or an ELU"),
         };
+    }
+
+    /// <summary>What PyTorch 1.13's <c>nnq.PReLU.from_float</c> quantizes the slopes with: the qparams of a fresh weight
+    /// observer that has seen nothing (it calls <c>calculate_qparams()</c> without observing the weight), which for
+    /// PyTorch's observers are scale 1.0 and zero point 0.</summary>
+    private static (double Scale, long ZeroPoint) UnobservedWeightQParams(ObservationPoint p)
+    {
+        var observer = p.QConfig.Weight() ?? throw new ArgumentException($"qconfig '{p.QConfig.Name}' made no weight observer for '{p.Path}'");
+        var q = observer.CalculateQParams();
+        return q.Scales.Length == 0 ? (1.0, 0) : (q.Scales[0], q.ZeroPoints[0]);
+    }
+
+    /// <summary>The quantized PReLU of float module <paramref name="m"/>: its float slopes quantized per tensor to quint8
+    /// with <paramref name="weight"/>'s scale and zero point (as <c>from_float</c> does), the observed output qparams.</summary>
+    internal static QuantizedLayer PReLULayer(string path, Module m, (double Scale, long ZeroPoint) weight, double scale, long zp)
+    {
+        var o = (OpaqueModule)m;
+        var slopes = o.State.TryGet("weight") ?? throw new ArgumentException($"PReLU '{path}' has no weight in its state");
+        var q = QuantizedTensor.Quantize(slopes, weight.Scale, weight.ZeroPoint, QuantizedDType.QUInt8);
+        return QuantizedLayer.PReLU(path, new QuantizedPReLU(q, scale, zp));
     }
 
     /// <summary>The quantized LayerNorm of float module <paramref name="m"/>: its normalized_shape, eps, weight and bias

@@ -11,6 +11,8 @@ public enum ObservedKind
     /// <summary>A <c>Conv1d</c>/<c>2d</c>/<c>3d</c> or <c>ConvReLU1d</c>/<c>2d</c>/<c>3d</c>: becomes <c>nnq.Conv1d</c>/<c>2d</c>/<c>3d</c>
     /// or <c>nniq.ConvReLU1d</c>/<c>2d</c>/<c>3d</c>.</summary>
     Conv,
+    /// <summary>A <c>ConvTranspose1d</c>/<c>2d</c>/<c>3d</c>: becomes <c>nnq.ConvTranspose1d</c>/<c>2d</c>/<c>3d</c>.</summary>
+    ConvTranspose,
     /// <summary>A <c>Linear</c> or <c>LinearReLU</c>: becomes <c>nnq.Linear</c> / <c>nniq.LinearReLU</c>.</summary>
     Linear,
     /// <summary>A <c>FloatFunctional</c>: its <c>activation_post_process</c> slot is observed; becomes <c>nnq.QFunctional</c>.</summary>
@@ -27,6 +29,9 @@ public enum ObservedKind
     LeakyReLU,
     /// <summary>An <c>ELU</c>: becomes <c>nnq.ELU</c> with the observed output qparams.</summary>
     ELU,
+    /// <summary>A <c>PReLU</c>: becomes <c>nnq.PReLU</c> with the observed output qparams and its slopes quantized as
+    /// PyTorch 1.13's <c>from_float</c> quantizes them.</summary>
+    PReLU,
     /// <summary>A <c>Hardswish</c>: becomes <c>nnq.Hardswish</c> with the observed output qparams.</summary>
     Hardswish,
     /// <summary>A <c>ReLU6</c>: observed as PyTorch observes it, becomes <c>nnq.ReLU6</c>, which keeps its input's qparams.</summary>

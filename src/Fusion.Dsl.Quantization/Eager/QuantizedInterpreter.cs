@@ -72,6 +72,8 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
                 Activation { Kind: ActivationKind.ReLU6 } => KeepLayout(q, new QuantizedReLU6().Forward(q)),
                 Activation { Kind: ActivationKind.Hardsigmoid } => KeepLayout(q, new QuantizedHardsigmoid().Forward(q)),
                 OpaqueModule { Namespace: "torch.nn", TypeName: "Sigmoid" } => KeepLayout(q, new QuantizedSigmoid().Forward(q)),
+                OpaqueModule { Namespace: "torch.nn", TypeName: "Upsample" or "UpsamplingNearest2d" or "UpsamplingBilinear2d" } o
+                    => KeepLayout(q, new QuantizedUpsample(Interpolation.FromModule(o)).Forward(q, IsChannelsLast(q))),
                 Identity => q,
                 Dropout d when !d.Training => q,
                 Flatten f => new QuantizedFlatten(f.StartDim, f.EndDim).Forward(q),
@@ -113,6 +115,8 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
             return Record(path, layer.Module switch
             {
                 QuantizedConv c => Layout(c.Forward(q, Cores), channelsLast: true),
+                // PyTorch's onednn transposed convolution writes channels-last output too (measured on 1.13).
+                QuantizedConvTranspose c => Layout(c.Forward(q, Cores), channelsLast: true),
                 // PyTorch's quantized batch norm writes channels-last output, as its convolutions do.
                 QuantizedBatchNorm b => Layout(b.Forward(q), channelsLast: true),
                 QuantizedLinear l => l.Forward(q, Cores),
@@ -123,6 +127,8 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
                 QuantizedELU e => e.Forward(q),
                 QuantizedActivation a => KeepLayout(q, a.Forward(q)),
                 QuantizedReLU6 r => KeepLayout(q, r.Forward(q)),
+                // quantized::prelu allocates its output in its input's memory format (measured on 1.13).
+                QuantizedPReLU p => KeepLayout(q, p.Forward(q)),
                 _ => throw new InvalidOperationException($"unknown quantized layer {layer.TypeName}"),
             });
         }
@@ -354,6 +360,13 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
         ["chunk"] = (_, a) => new QuantizedChunk((int)a.Long("chunks"), (int)a.Long("dim")).Forward(Self(a)).Cast<object?>().ToList(),
         ["mean"] = (it, a) => a.DTypeName("dtype") is not null ? throw a.Error("dtype", "None (a quantized mean keeps its dtype)")
             : new QuantizedMean(a.IntList("dim"), a.Flag("keepdim")).Forward(Self(a), it.IsChannelsLast(Self(a))),
+        ["interpolate"] = (it, a) =>
+        {
+            var q = Self(a);
+            var spec = Interpolation.FromArguments(a.Value("size"), a.Value("scale_factor"), a.Value("mode"), a.Value("align_corners"),
+                a.Value("recompute_scale_factor"), a.Value("antialias"));
+            return it.KeepLayout(q, new QuantizedUpsample(spec).Forward(q, it.IsChannelsLast(q)));
+        },
         ["adaptive_avg_pool2d"] = (it, a) =>
         {
             var (h, w) = a.SizePair("output_size");

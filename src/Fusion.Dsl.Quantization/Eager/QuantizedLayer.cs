@@ -4,7 +4,7 @@ namespace Fusion.Dsl.Quantization;
 
 /// <summary>
 /// One module of a converted model (what PyTorch's <c>convert</c> swapped in at <see cref="Path"/>): <c>Quantize</c>,
-/// <c>DeQuantize</c>, a quantized Conv1d/2d/3d or ConvReLU1d/2d/3d, BatchNorm2d/3d or BNReLU2d/3d, Linear/LinearReLU, Hardswish or ReLU6, or a <c>QFunctional</c>, with its output
+/// <c>DeQuantize</c>, a quantized Conv1d/2d/3d or ConvReLU1d/2d/3d, ConvTranspose1d/2d/3d, BatchNorm2d/3d or BNReLU2d/3d, Linear/LinearReLU, a norm, LeakyReLU, ELU, PReLU, Hardswish or ReLU6, or a <c>QFunctional</c>, with its output
 /// scale and zero point (none for <c>DeQuantize</c> and <c>ReLU6</c>) and its quantized weight and float bias where it has them.
 /// </summary>
 public sealed class QuantizedLayer
@@ -25,8 +25,9 @@ public sealed class QuantizedLayer
     public string Path { get; }
 
     /// <summary>PyTorch's class name of the quantized module: <c>Quantize</c>, <c>DeQuantize</c>, <c>QuantizedConv1d</c>/<c>2d</c>/<c>3d</c>,
-    /// <c>QuantizedConvReLU1d</c>/<c>2d</c>/<c>3d</c>, <c>QuantizedBatchNorm2d</c>/<c>3d</c>, <c>QuantizedBNReLU2d</c>/<c>3d</c>, <c>QuantizedLayerNorm</c>, <c>QuantizedGroupNorm</c>, <c>QuantizedInstanceNorm1d</c>/<c>2d</c>/<c>3d</c>, <c>QuantizedLinear</c>, <c>QuantizedLinearReLU</c>,
-    /// <c>QuantizedLeakyReLU</c>, <c>QuantizedELU</c>, <c>QuantizedHardswish</c>, <c>QuantizedReLU6</c> or <c>QFunctional</c>.</summary>
+    /// <c>QuantizedConvReLU1d</c>/<c>2d</c>/<c>3d</c>, <c>QuantizedConvTranspose1d</c>/<c>2d</c>/<c>3d</c> (PyTorch 1.13's
+    /// repr misspells these <c>QuantizedConvTranpose</c>), <c>QuantizedBatchNorm2d</c>/<c>3d</c>, <c>QuantizedBNReLU2d</c>/<c>3d</c>, <c>QuantizedLayerNorm</c>, <c>QuantizedGroupNorm</c>, <c>QuantizedInstanceNorm1d</c>/<c>2d</c>/<c>3d</c>, <c>QuantizedLinear</c>, <c>QuantizedLinearReLU</c>,
+    /// <c>QuantizedLeakyReLU</c>, <c>QuantizedELU</c>, <c>QuantizedPReLU</c>, <c>QuantizedHardswish</c>, <c>QuantizedReLU6</c> or <c>QFunctional</c>.</summary>
     public string TypeName { get; }
 
     /// <summary>The output scale (null for <c>DeQuantize</c> and <c>QuantizedReLU6</c>, which keeps its input's).</summary>
@@ -35,16 +36,16 @@ public sealed class QuantizedLayer
     /// <summary>The output zero point (null for <c>DeQuantize</c> and <c>QuantizedReLU6</c>).</summary>
     public long? ZeroPoint { get; }
 
-    /// <summary>The qint8 weight of a convolution or Linear, else null.</summary>
+    /// <summary>The qint8 weight of a convolution, transposed convolution or Linear, the quint8 slopes of a PReLU, else null.</summary>
     public QuantizedTensor? Weight { get; }
 
-    /// <summary>The float32 bias of a convolution or Linear that has one, else null.</summary>
+    /// <summary>The float32 bias of a convolution, transposed convolution or Linear that has one, else null.</summary>
     public Tensor? Bias { get; }
 
     /// <summary>The output dtype of <c>Quantize</c>, else null.</summary>
     public QuantizedDType? DType { get; }
 
-    /// <summary>The runnable module: <see cref="QuantizedConv"/>, <see cref="QuantizedBatchNorm"/>, <see cref="QuantizedLayerNorm"/>, <see cref="QuantizedGroupNorm"/>, <see cref="QuantizedLinear"/>, <see cref="QuantizedLeakyReLU"/>, <see cref="QuantizedELU"/>, <see cref="QuantizedHardswish"/>, <see cref="QuantizedReLU6"/>, <see cref="QFunctional"/>, or null.</summary>
+    /// <summary>The runnable module: <see cref="QuantizedConv"/>, <see cref="QuantizedConvTranspose"/>, <see cref="QuantizedBatchNorm"/>, <see cref="QuantizedLayerNorm"/>, <see cref="QuantizedGroupNorm"/>, <see cref="QuantizedLinear"/>, <see cref="QuantizedLeakyReLU"/>, <see cref="QuantizedELU"/>, <see cref="QuantizedPReLU"/>, <see cref="QuantizedHardswish"/>, <see cref="QuantizedReLU6"/>, <see cref="QFunctional"/>, or null.</summary>
     internal object? Module { get; }
 
     internal static QuantizedLayer Quantize(string path, double scale, long zp, QuantizedDType dtype)
@@ -65,11 +66,15 @@ public sealed class QuantizedLayer
 
     internal static QuantizedLayer LeakyReLU(string path, QuantizedLeakyReLU l) => new(path, "QuantizedLeakyReLU", l.Scale, l.ZeroPoint, null, null, l, null);
 
+    internal static QuantizedLayer PReLU(string path, QuantizedPReLU p) => new(path, "QuantizedPReLU", p.Scale, p.ZeroPoint, p.Weight, null, p, null);
+
     internal static QuantizedLayer ELU(string path, QuantizedELU e) => new(path, "QuantizedELU", e.Scale, e.ZeroPoint, null, null, e, null);
 
     internal static QuantizedLayer ReLU6(string path) => new(path, "QuantizedReLU6", null, null, null, null, new QuantizedReLU6(), null);
 
     internal static QuantizedLayer Conv(string path, QuantizedConv c) => new(path, c.TypeName, c.Scale, c.ZeroPoint, c.Weight, c.Bias, c, null);
+
+    internal static QuantizedLayer ConvTranspose(string path, QuantizedConvTranspose c) => new(path, c.TypeName, c.Scale, c.ZeroPoint, c.Weight, c.Bias, c, null);
 
     internal static QuantizedLayer BatchNorm(string path, QuantizedBatchNorm b) => new(path, b.TypeName, b.Scale, b.ZeroPoint, null, null, b, null);
 

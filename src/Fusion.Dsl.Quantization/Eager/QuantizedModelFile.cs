@@ -109,9 +109,11 @@ public static class QuantizedModelFile
                     "QuantizedGroupNorm" or "QuantizedInstanceNorm1d" or "QuantizedInstanceNorm2d" or "QuantizedInstanceNorm3d"
                         => EagerQuantization.GroupNormLayer(layerPath, m, Scale(), Zp()),
                     "QuantizedLeakyReLU" or "QuantizedELU" => EagerQuantization.ActivationLayer(layerPath, m, Scale(), Zp()),
+                    "QuantizedPReLU" => EagerQuantization.PReLULayer(layerPath, m, WeightQParams(l), Scale(), Zp()),
                     "QuantizedHardswish" => QuantizedLayer.Hardswish(layerPath, new QuantizedHardswish(Scale(), Zp())),
                     var t when QuantizedBatchNorm.TypeNames.Contains(t!) => EagerQuantization.BatchNormLayer(layerPath, m, Scale(), Zp()),
                     var t when QuantizedConv.TypeNames.Contains(t!) => EagerQuantization.ConvLayer(layerPath, m, Weight(l, FloatWeight(m)), Scale(), Zp()),
+                    var t when QuantizedConvTranspose.TypeNames.Contains(t!) => EagerQuantization.ConvTransposeLayer(layerPath, m, Weight(l, FloatWeight(m)), Scale(), Zp()),
                     "QuantizedLinear" or "QuantizedLinearReLU" => EagerQuantization.LinearLayer(layerPath, m, Weight(l, FloatWeight(m)), Scale(), Zp()),
                     _ => throw new ArgumentException($"unknown quantized layer type '{type}'"),
                 };
@@ -131,6 +133,13 @@ public static class QuantizedModelFile
         Linear l => l.Weight,
         _ => throw new ArgumentException($"module {m.TypeName} has no weight to quantize"),
     };
+
+    /// <summary>A per-tensor weight's recorded scale and zero point.</summary>
+    private static (double, long) WeightQParams(JsonElement layer)
+    {
+        var w = layer.GetProperty("weight");
+        return (w.GetProperty("scales")[0].GetDouble(), w.GetProperty("zero_points")[0].GetInt64());
+    }
 
     private static QuantizedTensor Weight(JsonElement layer, Tensor floatWeight)
     {

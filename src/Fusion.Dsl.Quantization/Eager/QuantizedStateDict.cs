@@ -14,7 +14,8 @@ namespace Fusion.Dsl.Quantization;
 /// The keys of each quantized layer type (one entry of <see cref="Formats"/>, as its PyTorch module's
 /// <c>_save_to_state_dict</c> writes them): <c>Quantize</c> — <c>scale</c> [1] float32 and <c>zero_point</c> [1] int64
 /// buffers; quantized <c>Conv1d</c>/<c>2d</c>/<c>3d</c> and <c>ConvReLU1d</c>/<c>2d</c>/<c>3d</c> — <c>weight</c> (qint8, per tensor or per channel), <c>bias</c>
-/// (float32 or None), <c>scale</c> and <c>zero_point</c> (0-d float32 and int64); quantized <c>Linear</c>/<c>LinearReLU</c>
+/// (float32 or None), <c>scale</c> and <c>zero_point</c> (0-d float32 and int64); quantized <c>ConvTranspose1d</c>/<c>2d</c>/<c>3d</c>
+/// — the same keys, the weight [C_in, C_out / groups, *kernel] per tensor; quantized <c>Linear</c>/<c>LinearReLU</c>
 /// — <c>scale</c>, <c>zero_point</c>, <c>_packed_params.dtype</c> (<c>torch.qint8</c>) and
 /// <c>_packed_params._packed_params</c>, the tuple (weight, bias), with <c>_metadata</c> version 3 for the module and its
 /// packed params (older versions name other keys); quantized <c>BatchNorm2d</c>/<c>3d</c> and <c>BNReLU2d</c>/<c>3d</c> —
@@ -46,9 +47,9 @@ public static class QuantizedStateDict
         params (string Module, long Version)[] Versions);
 
     /// <summary>The quantized layer types whose output scale and zero point PyTorch 1.13 keeps as plain attributes,
-    /// outside the state_dict (<c>Hardswish</c>, <c>ELU</c>): <see cref="Load"/> leaves the template's, so only a template
+    /// outside the state_dict (<c>Hardswish</c>, <c>ELU</c>, <c>PReLU</c> with its slopes too): <see cref="Load"/> leaves the template's, so only a template
     /// converted from the same calibration can stand in for them.</summary>
-    public static IReadOnlySet<string> QParamsOutsideStateDict { get; } = new HashSet<string>(StringComparer.Ordinal) { "QuantizedHardswish", "QuantizedELU" };
+    public static IReadOnlySet<string> QParamsOutsideStateDict { get; } = new HashSet<string>(StringComparer.Ordinal) { "QuantizedHardswish", "QuantizedELU", "QuantizedPReLU" };
 
     /// <summary>Every quantized layer type by <see cref="QuantizedLayer.TypeName"/>: adding one is adding an entry.</summary>
     private static readonly ImmutableDictionary<string, Format> Formats = new Dictionary<string, Format>
@@ -88,9 +89,12 @@ public static class QuantizedStateDict
             }),
         // ELU keeps its qparams as plain attributes, as Hardswish does.
         ["QuantizedELU"] = new(_ => [], r => r.Template),
+        // PReLU keeps its qparams and its quantized slopes as plain attributes: its state_dict is empty.
+        ["QuantizedPReLU"] = new(_ => [], r => r.Template),
         // ReLU6 has no parameters at all.
         ["QuantizedReLU6"] = new(_ => [], r => r.Template),
     }.Concat(QuantizedConv.TypeNames.Select(t => KeyValuePair.Create(t, ConvFormat)))
+     .Concat(QuantizedConvTranspose.TypeNames.Select(t => KeyValuePair.Create(t, ConvTransposeFormat)))
      .Concat(QuantizedBatchNorm.TypeNames.Select(t => KeyValuePair.Create(t, BatchNormFormat)))
      .Concat(new[] { "QuantizedGroupNorm", "QuantizedInstanceNorm1d", "QuantizedInstanceNorm2d", "QuantizedInstanceNorm3d" }.Select(t => KeyValuePair.Create(t, GroupNormFormat)))
      .ToImmutableDictionary(StringComparer.Ordinal);
@@ -104,6 +108,19 @@ public static class QuantizedStateDict
             var (scale, zp) = (r.Scale("scale"), r.ZeroPoint("zero_point"));
             return r.Checked(() => QuantizedLayer.Conv(r.Path,
                 new QuantizedConv(weight, bias, scale, zp, [.. t.Stride], [.. t.Padding], [.. t.Dilation], t.Groups, t.FusedReLU)), "weight");
+        });
+
+    /// <summary>A quantized ConvTranspose1d/2d/3d: the keys of a quantized convolution (its <c>_ConvNd</c> base writes
+    /// them), the weight [C_in, C_out / groups, *kernel] per tensor.</summary>
+    private static Format ConvTransposeFormat => new(
+        l => [("weight", ToTorch(l.Weight!)), ("bias", l.Bias), .. OutputQParams(l)],
+        r =>
+        {
+            var t = (QuantizedConvTranspose)r.Template.Module!;
+            var (weight, bias) = (r.Weight("weight", t.Weight), r.Bias("bias", t.Bias));
+            var (scale, zp) = (r.Scale("scale"), r.ZeroPoint("zero_point"));
+            return r.Checked(() => QuantizedLayer.ConvTranspose(r.Path, new QuantizedConvTranspose(weight, bias, scale, zp, [.. t.Stride], [.. t.Padding],
+                new int[t.Rank], [.. t.Dilation], t.Groups)), "weight");
         });
 
     /// <summary>A quantized batch norm: the float module's parameters, running statistics and <c>num_batches_tracked</c>

@@ -4,7 +4,7 @@ using Fusion.Dsl.Tensors;
 namespace Fusion.Dsl.Quantization;
 
 /// <summary>
-/// The weight, bias and output qparams of a quantized Linear or Conv2d, checked as PyTorch's onednn engine checks them,
+/// The weight, bias and output qparams of a quantized Linear, convolution or transposed convolution, checked as PyTorch's onednn engine checks them,
 /// and the requantization of their int32 accumulators to quint8 outputs.
 /// </summary>
 internal sealed class OnednnRequantizer
@@ -15,26 +15,29 @@ internal sealed class OnednnRequantizer
     /// <summary>Checks a module's parameters: a qint8 weight whose first dimension is the output channel count,
     /// quantized per tensor or per channel along axis 0 with every zero point 0 (onednn takes symmetric weights only);
     /// a float32 bias of one element per output channel or none; a positive finite output scale and a quint8
-    /// output zero point.</summary>
-    public OnednnRequantizer(string module, QuantizedTensor weight, Tensor? bias, double scale, long zeroPoint, bool relu)
+    /// output zero point. A transposed convolution, whose weight's first dimension is its input channels, gives its
+    /// output channel count as <paramref name="outChannels"/> (its weight is per tensor).</summary>
+    public OnednnRequantizer(string module, QuantizedTensor weight, Tensor? bias, double scale, long zeroPoint, bool relu, int? outChannels = null)
     {
         ArgumentNullException.ThrowIfNull(weight);
+        if (outChannels is not null && weight.IsPerChannel)
+            throw new ArgumentException($"{module} takes a weight quantized per tensor", nameof(weight));
         if (weight.DType != QuantizedDType.QInt8)
             throw new ArgumentException($"{module} takes a torch.qint8 weight, not {QuantizationSettings.DTypeName(weight.DType)}", nameof(weight));
         if (weight.Axis is { } axis && axis != 0)
             throw new ArgumentException($"{module} takes a weight quantized per output channel (axis 0), not along axis {axis}", nameof(weight));
         if (weight.ZeroPoints.Any(z => z != 0))
             throw new ArgumentException($"{module}: onednn supports only symmetric weights, whose zero points are 0, got {weight.ZeroPoints.First(z => z != 0)}", nameof(weight));
-        int outChannels = weight.Size(0);
+        int channels = outChannels ?? weight.Size(0);
         if (bias is not null)
         {
-            if (bias.DType != DType.Float32 || bias.Rank != 1 || bias.Count != outChannels)
-                throw new ArgumentException($"{module}: the bias must be float32 of shape [{outChannels}], got {bias.DType} {Tensor.ShapeString(bias.Shape)}", nameof(bias));
+            if (bias.DType != DType.Float32 || bias.Rank != 1 || bias.Count != channels)
+                throw new ArgumentException($"{module}: the bias must be float32 of shape [{channels}], got {bias.DType} {Tensor.ShapeString(bias.Shape)}", nameof(bias));
             _bias = bias.Float32.ToArray();
         }
         QuantizedChecks.Output(scale, zeroPoint, QuantizedDType.QUInt8, module);
-        _inverseWeightScales = new float[outChannels];
-        for (int c = 0; c < outChannels; c++)
+        _inverseWeightScales = new float[channels];
+        for (int c = 0; c < channels; c++)
             _inverseWeightScales[c] = (float)(1.0 / weight.Scales[weight.IsPerChannel ? c : 0]);
         Scale = scale;
         ZeroPoint = zeroPoint;

@@ -71,19 +71,7 @@ public sealed class QuantizedAdaptiveAvgPool2d
                 }
             }
         }
-        if (alsoChannelsLast && !channelsLast && input.Size(1) > 1 && oh * ow > 1) y = AsPyTorchLaysOut(y, input.Size(0), input.Size(1), oh * ow);
+        if (alsoChannelsLast && !channelsLast && input.Size(1) > 1 && oh * ow > 1) y = NhwcIntoContiguous.Apply(y, input.Size(0), input.Size(1), oh * ow);
         return QuantizedTensor.Adopt(y, shape, input.Scale, input.ZeroPoint, input.DType);
-    }
-
-    /// <summary>The [N, C, P] result as PyTorch 1.13 returns it from its NHWC kernel for 1×1 planes: the [N, P, C]
-    /// buffer read as [N, C, P].</summary>
-    private static int[] AsPyTorchLaysOut(int[] y, int n, int channels, int plane)
-    {
-        var buffer = new int[y.Length];
-        for (int b = 0; b < n; b++)
-            for (int c = 0; c < channels; c++)
-                for (int p = 0; p < plane; p++)
-                    buffer[(b * plane + p) * channels + c] = y[(b * channels + c) * plane + p];
-        return buffer;
     }
 }

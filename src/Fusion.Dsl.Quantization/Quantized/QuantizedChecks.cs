@@ -81,4 +81,38 @@ internal static class QuantizedChecks
     /// <summary>The element count of an output of <paramref name="shape"/>, refused when over <see cref="Limits.MaxElements"/>.</summary>
     public static int OutputCount(int[] shape, string module)
         => Limits.ElementCount(shape) ?? throw new ArgumentException($"{module}: the output shape {Tensor.ShapeString(shape)} is over the limit of {Limits.MaxElements} elements");
+
+    /// <summary>A convolution's geometry, refused when it does not fit: one stride, padding and dilation value (and
+    /// each array of <paramref name="more"/>) per spatial dimension, every weight dimension, stride and dilation at
+    /// least 1, padding at least 0, groups at least 1.</summary>
+    public static void ConvGeometry(string module, int rank, QuantizedTensor weight, int[] stride, int[] padding, int[] dilation, int groups,
+        params (int[] Values, string Name)[] more)
+    {
+        foreach (var (values, what) in new[] { (stride, nameof(stride)), (padding, nameof(padding)), (dilation, nameof(dilation)) }.Concat(more))
+            if (values.Length != rank)
+                throw new ArgumentException($"{module} takes {rank} {what} value(s), one per spatial dimension, got {values.Length}", what);
+        Limits.RequireArguments(module, "weight dimension", weight.Dimensions, 1);
+        Limits.RequireArguments(module, "stride", stride, 1);
+        Limits.RequireArguments(module, "padding", padding, 0);
+        Limits.RequireArguments(module, "dilation", dilation, 1);
+        Limits.RequireArgument(module, "groups", groups, 1);
+    }
+
+    /// <summary>A rank-1..3 geometry as three values, the missing leading dimensions <paramref name="fill"/> (a 1-d or
+    /// 2-d convolution is a 3-d one of depth, and height, 1).</summary>
+    public static int[] Pad3(int[] values, int fill) => [.. Enumerable.Repeat(fill, 3 - values.Length), .. values];
+
+    /// <summary>A convolution's input checked: per-tensor quint8 [N, <paramref name="channels"/>, *spatial] of
+    /// <paramref name="rank"/> spatial dimensions. Returns the batch and the spatial size as [D, H, W] (D and H 1 where
+    /// the convolution has fewer dimensions).</summary>
+    public static (int Batch, int[] Size) ConvInput(QuantizedTensor input, string module, int rank, int channels)
+    {
+        PerTensorInput(input, QuantizedDType.QUInt8, module);
+        if (input.Rank != rank + 2 || input.Size(1) != channels)
+            throw new ArgumentException($"{module} expects input of shape [N, {channels}, {string.Join(", ", SpatialNames[(3 - rank)..])}], got {Tensor.ShapeString(input.RawShape)}", nameof(input));
+        return (input.Size(0), Pad3([.. input.Dimensions.Skip(2)], 1));
+    }
+
+    /// <summary>The names of a convolution's spatial dimensions, outermost first.</summary>
+    public static readonly string[] SpatialNames = ["D", "H", "W"];
 }

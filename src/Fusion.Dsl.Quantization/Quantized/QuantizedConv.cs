@@ -53,20 +53,13 @@ public sealed class QuantizedConv
             throw new ArgumentException($"a quantized convolution takes a weight [C_out, C_in / groups, *kernel] with 1 to 3 kernel dimensions, got rank {weight.Rank}", nameof(weight));
         Rank = weight.Rank - 2;
         Name = $"quantized Conv{(fuseRelu ? "ReLU" : "")}{Rank}d";
-        foreach (var (values, what) in new[] { (stride, nameof(stride)), (padding, nameof(padding)), (dilation, nameof(dilation)) })
-            if (values.Length != Rank)
-                throw new ArgumentException($"{Name} takes {Rank} {what} value(s), one per spatial dimension, got {values.Length}", what);
-        Limits.RequireArguments(Name, "weight dimension", weight.Dimensions, 1);
-        Limits.RequireArguments(Name, "stride", stride, 1);
-        Limits.RequireArguments(Name, "padding", padding, 0);
-        Limits.RequireArguments(Name, "dilation", dilation, 1);
-        Limits.RequireArgument(Name, "groups", groups, 1);
+        QuantizedChecks.ConvGeometry(Name, Rank, weight, stride, padding, dilation, groups);
         if (weight.Size(0) % groups != 0)
             throw new ArgumentException($"{Name}: groups ({groups}) must divide the {weight.Size(0)} output channels", nameof(groups));
         _requantizer = new OnednnRequantizer(Name, weight, bias, scale, zeroPoint, fuseRelu);
         // Below rank 3 the missing leading spatial dimensions have size 1: kernel 1, stride 1, no padding, dilation 1.
-        int[] Pad3(int[] v, int fill) => [.. Enumerable.Repeat(fill, 3 - Rank), .. v];
-        int[] k = Pad3([.. weight.Dimensions.Skip(2)], 1), s = Pad3(stride, 1), p = Pad3(padding, 0), d = Pad3(dilation, 1);
+        int[] k = QuantizedChecks.Pad3([.. weight.Dimensions.Skip(2)], 1), s = QuantizedChecks.Pad3(stride, 1),
+            p = QuantizedChecks.Pad3(padding, 0), d = QuantizedChecks.Pad3(dilation, 1);
         _depth = (k[0], s[0], p[0], d[0]);
         _kernel = new Int8Convolution(MemoryMarshal.Cast<byte, sbyte>(weight.RawData), weight.Size(0), checked(weight.Size(1) * k[0]),
             (k[1], k[2]), (s[1], s[2]), (p[1], p[2]), (d[1], d[2]), groups);
@@ -183,12 +176,8 @@ public sealed class QuantizedConv
     /// convolution has fewer dimensions), the output's depth, height and width, and its shape [N, C_out, *spatial_out].</summary>
     private (int Batch, int[] Size, int DepthOut, int HeightOut, int WidthOut, int[] Shape) Plan(QuantizedTensor input)
     {
-        QuantizedChecks.PerTensorInput(input, QuantizedDType.QUInt8, Name);
-        int cout = Weight.Size(0), cin = Weight.Size(1) * Groups;
-        if (input.Rank != Rank + 2 || input.Size(1) != cin)
-            throw new ArgumentException($"{Name} expects input of shape [N, {cin}, {string.Join(", ", SpatialNames[(3 - Rank)..])}], got {Tensor.ShapeString(input.RawShape)}", nameof(input));
-        int n = input.Size(0);
-        int[] size = [.. Enumerable.Repeat(1, 3 - Rank), .. input.Dimensions.Skip(2)];
+        int cout = Weight.Size(0);
+        var (n, size) = QuantizedChecks.ConvInput(input, Name, Rank, Weight.Size(1) * Groups);
         int od = DepthOutput(size[0]);
         var (oh, ow) = OutputSize(size[1], size[2]);
         int[] spatialOut = [od, oh, ow];
@@ -200,8 +189,6 @@ public sealed class QuantizedConv
     /// <summary>Whether the 2-d kernel reads the input itself (no depth, or a depth kernel of 1 without padding) rather
     /// than the depth taps <see cref="DepthTaps"/> lays out.</summary>
     private bool ReadsInputDirectly(int[] size) => size[0] == 1 && _depth.Kernel == 1 && _depth.Padding == 0;
-
-    private static readonly string[] SpatialNames = ["D", "H", "W"];
 
     /// <summary>The 2-d kernel's input for a 3-d convolution: [N · D_out, C_in · kD, H, W], image (n, od) channel
     /// (c, kd) holding input plane (n, c, od·stride − padding + kd·dilation), or the zero point where that lies outside.</summary>

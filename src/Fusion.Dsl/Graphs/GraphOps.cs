@@ -53,6 +53,8 @@ public static class GraphOps
         new(NodeOp.CallFunction, "stochastic_depth", [P("input"), P("p"), P("mode"), Opt("training", true)]),
         new(NodeOp.CallMethod, "sigmoid", [P("self")]),
         new(NodeOp.CallMethod, "softmax", [P("self"), P("dim"), Opt("dtype")]),
+        // Resampling: F.interpolate (nearest and bilinear are computed).
+        new(NodeOp.CallFunction, "interpolate", [P("input"), Opt("size"), Opt("scale_factor"), Opt("mode", "nearest"), Opt("align_corners"), Opt("recompute_scale_factor"), Opt("antialias", false)]),
         // Pooling and reductions.
         new(NodeOp.CallFunction, "avg_pool2d", [P("input"), P("kernel_size"), Opt("stride"), Opt("padding", 0L), Opt("ceil_mode", false), Opt("count_include_pad", true), Opt("divisor_override")]),
         new(NodeOp.CallFunction, "max_pool2d", [P("input"), P("kernel_size"), Opt("stride"), Opt("padding", 0L), Opt("dilation", 1L), Opt("ceil_mode", false), Opt("return_indices", false)]),

@@ -60,6 +60,37 @@ let tests =
             close "LeakyReLU(0.2)" (Forward.Run(carried "LeakyReLU" [ "negative_slope", box 0.2; "inplace", box false ] [] [] false, x)) (NaiveReference.Map(x, fun v -> if v > 0.0 then v else 0.2 * v))
             close "ELU(0.7)" (Forward.Run(carried "ELU" [ "alpha", box 0.7; "inplace", box false ] [] [] false, x)) (NaiveReference.Map(x, fun v -> if v > 0.0 then v else 0.7 * (Math.Exp v - 1.0)))
         }
+        test "PReLU multiplies negative inputs by its one weight, or by its channel's (dimension 1), and refuses a weight count other than the channels" {
+            let x = wide 5 [| 2; 3; 4; 5 |]
+            let one = Tensor.FromFloat32(ReadOnlySpan [| 0.25f |], 1)
+            close "PReLU()" (Forward.Run(carried "PReLU" [ "num_parameters", box 1L ] [ "weight", one ] [] false, x)) (NaiveReference.Map(x, fun v -> if v > 0.0 then v else float 0.25f * v))
+            let w = Tensor.FromFloat32(ReadOnlySpan [| 0.1f; -0.5f; 2.0f |], 3)
+            let perChannel = carried "PReLU" [ "num_parameters", box 3L ] [ "weight", w ] [] false
+            let xs, ys = x.ToArray(), Forward.Run(perChannel, x).ToArray()
+            for i in 0 .. xs.Length - 1 do
+                let slope = [| 0.1f; -0.5f; 2.0f |].[i / 20 % 3]
+                Expect.equal ys.[i] (if xs.[i] > 0.0f then xs.[i] else xs.[i] * slope) "PyTorch's x·w[c], bit for bit"
+            let e = Support.throwsOf<ForwardException> (fun () -> Forward.Run(perChannel, wide 9 [| 2; 4; 5 |]) |> ignore)
+            Expect.stringContains e.Message "PReLU has 3 parameters, one per channel, but its input [2, 4, 5] has 4 channels" "the mismatch is named"
+            Expect.isFalse e.Unsupported "a wrong input, not an unsupported module"
+        }
+        test "Upsample, UpsamplingNearest2d and UpsamplingBilinear2d interpolate as F.interpolate does; other modes are unsupported, both size and scale_factor refused" {
+            let x = Tensor.FromFloat32(ReadOnlySpan [| 1.0f; 2.0f; 3.0f; 4.0f |], 1, 1, 2, 2)
+            let nearest = carried "Upsample" [ "size", null; "scale_factor", box 2.0; "mode", box "nearest"; "align_corners", null; "recompute_scale_factor", null ] [] [] false
+            Expect.equal (Forward.Run(nearest, x).ToArray()) [| 1.0f; 1.0f; 2.0f; 2.0f; 1.0f; 1.0f; 2.0f; 2.0f; 3.0f; 3.0f; 4.0f; 4.0f; 3.0f; 3.0f; 4.0f; 4.0f |] "each value repeated 2x2"
+            let sized = carried "UpsamplingNearest2d" [ "size", box [ box 3L; box 1L ]; "scale_factor", null; "mode", box "nearest"; "align_corners", null; "recompute_scale_factor", null ] [] [] false
+            Expect.equal (Forward.Run(sized, x).ToArray()) [| 1.0f; 1.0f; 3.0f |] "size (3, 1): rows floor(o·2/3), column 0"
+            let bilinear = carried "UpsamplingBilinear2d" [ "size", null; "scale_factor", box 1.5; "mode", box "bilinear"; "align_corners", box true; "recompute_scale_factor", null ] [] [] false
+            Expect.equal (Forward.Run(bilinear, x).ToArray()) [| 1.0f; 1.5f; 2.0f; 2.0f; 2.5f; 3.0f; 3.0f; 3.5f; 4.0f |] "align_corners: the corners kept, the midpoints averaged"
+            let halfPixel = carried "Upsample" [ "size", box [ box 2L; box 4L ]; "scale_factor", null; "mode", box "bilinear"; "align_corners", box false; "recompute_scale_factor", null ] [] [] false
+            Expect.equal (Forward.Run(halfPixel, x).ToArray()) [| 1.0f; 1.25f; 1.75f; 2.0f; 3.0f; 3.25f; 3.75f; 4.0f |] "half-pixel centres, clamped at the edges"
+            let bicubic = carried "Upsample" [ "size", null; "scale_factor", box 2.0; "mode", box "bicubic"; "align_corners", box false; "recompute_scale_factor", null ] [] [] false
+            let e = Support.throwsOf<ForwardException> (fun () -> Forward.Run(bicubic, x) |> ignore)
+            Expect.stringContains e.Message "mode 'bicubic' is not supported here" "the mode is named"
+            Expect.isTrue e.Unsupported "an unsupported mode, not a wrong input"
+            let both = carried "Upsample" [ "size", box 4L; "scale_factor", box 2.0; "mode", box "nearest"; "align_corners", null; "recompute_scale_factor", null ] [] [] false
+            Expect.stringContains (Support.throwsOf<ForwardException> (fun () -> Forward.Run(both, x) |> ignore)).Message "only one of size or scale_factor should be defined" "PyTorch's message"
+        }
         test "LayerNorm reads normalized_shape, eps and its weight and bias; in a Sequential too" {
             let x = wide 6 [| 2; 5; 5; 8 |]
             let w, b = wide 7 [| 8 |], wide 8 [| 8 |]

@@ -9,6 +9,7 @@
 module Fusion.Dsl.Tests.Quantization.PtqFlowTests
 
 open System
+open System.Collections.Generic
 open System.IO
 open System.Text.Json
 open Expecto
@@ -426,11 +427,87 @@ let tests =
                 let qf = EagerQuantization.Convert(obs, EagerQuantization.Calibrate(obs, [ batch ]))
                 refuses "is a float operation on a float tensor" (fun () -> qf.Forward(batch) |> ignore)
             }
+            test "a ConvTranspose is refused at prepare as PyTorch refuses it: a per-channel weight observer (x86's default) with PyTorch's assertion, output_padding with onednn's; with qnnpack's per-tensor weights it is observed and converted" {
+                let up = Conv.Create(2, 4, 4, [| 2 |], stride = [| 2 |], transposed = true) :> Module
+                let transposed = seqOf [ "quant", stub "QuantStub"; "c", conv 3 4; "up", up; "dequant", stub "DeQuantStub" ]
+                refuses "module 'up' (ConvTranspose2d): qconfig 'x86' observes its weight per channel, and PyTorch 1.13 refuses that for transposed convolutions (\"Per channel weight observer is not supported yet for ConvTranspose{n}d.\")" (fun () ->
+                    EagerQuantization.Prepare(transposed, QConfigMapping.ForAll(QConfig.GetDefault "x86")) |> ignore)
+                // x86 for the rest, qnnpack's per-tensor weights for the transposed convolution: as PyTorch users set it.
+                let mixed = QConfigMapping.ForAll(QConfig.GetDefault "x86").WithPath("up", QConfig.GetDefault "qnnpack")
+                let observed = EagerQuantization.Prepare(transposed, mixed)
+                Expect.equal [ for p in observed.Points -> p.Path, p.Kind ] [ "quant", ObservedKind.QuantStub; "c", ObservedKind.Conv; "up", ObservedKind.ConvTranspose ] "the transposed convolution is observed"
+                let batch = Fusion.Dsl.FSharp.Tensor.randn 3 [ 2; 3; 5; 5 ]
+                let q = EagerQuantization.Convert(observed, EagerQuantization.Calibrate(observed, [ batch ]))
+                Expect.equal q.Layers.["up"].TypeName "QuantizedConvTranspose2d" "convert swaps in the quantized ConvTranspose2d"
+                Expect.isNull (box q.Layers.["up"].Weight.Axis) "its weight is per tensor"
+                Expect.equal (Seq.toList (q.Forward(batch).Shape.ToArray())) [ 2; 4; 10; 10 ] "and the int8 model upsamples"
+                let dir = Directory.CreateTempSubdirectory("fusion-ptq-convtranspose-").FullName
+                try
+                    QuantizedModelFile.Write(Path.Combine(dir, "q.json"), q, "x86+qnnpack") |> ignore
+                    let struct (back, _) = QuantizedModelFile.Read(Path.Combine(dir, "q.json"))
+                    Expect.equal (back.Layers.["up"].Weight.IntRepr()) (q.Layers.["up"].Weight.IntRepr()) "the model file gives back the same int8 weight"
+                    Expect.equal (back.Forward(batch).ToArray()) (q.Forward(batch).ToArray()) "and the same int8 forward"
+                finally
+                    Directory.Delete(dir, true)
+                let alone = seqOf [ "quant", stub "QuantStub"; "up", up; "dequant", stub "DeQuantStub" ]
+                let o = EagerQuantization.Prepare(alone, QConfigMapping.ForAll(QConfig.GetDefault "qnnpack"))
+                let qa = EagerQuantization.Convert(o, EagerQuantization.Calibrate(o, [ Fusion.Dsl.FSharp.Tensor.randn 4 [ 1; 4; 3; 3 ] ]))
+                refuses "module 'up' (ConvTranspose2d) quantized ConvTranspose2d expects input of shape [N, 4, H, W], got [1, 3, 3, 3]" (fun () ->
+                    qa.Forward(Tensor.Zeros [| 1; 3; 3; 3 |]) |> ignore)
+                let padded = seqOf [ "quant", stub "QuantStub"; "up", Conv.Create(1, 4, 4, [| 3 |], stride = [| 2 |], outputPadding = [| 1 |], transposed = true) :> Module; "dequant", stub "DeQuantStub" ]
+                refuses "module 'up' (ConvTranspose1d) has output_padding (1,), but PyTorch's onednn engine quantizes only transposed convolutions with output_padding 0" (fun () ->
+                    EagerQuantization.Prepare(padded, QConfigMapping.ForAll(QConfig.GetDefault "qnnpack")) |> ignore)
+            }
+            test "a PReLU is observed and converted as PyTorch 1.13 does (its slopes quantized to quint8 with an unobserved observer's scale 1.0 and zero point 0, so 0.25 becomes 0 and 2.7 becomes 3), and reads back from the model file" {
+                let w = Tensor.FromFloat32(ReadOnlySpan [| 0.25f; -0.6f; 1.4f; 2.7f |], 4)
+                let prelu = OpaqueModule.Create("PReLU", "torch.nn", [ KeyValuePair("num_parameters", box 4L) ], state = TensorDict.Create(struct ("weight", w))) :> Module
+                let model = seqOf [ "quant", stub "QuantStub"; "c", conv 3 4; "act", prelu; "dequant", stub "DeQuantStub" ]
+                for backend in [ "x86"; "qnnpack" ] do
+                    let observed = EagerQuantization.Prepare(model, QConfigMapping.ForAll(QConfig.GetDefault backend))
+                    Expect.equal [ for p in observed.Points -> p.Path ] [ "quant"; "c"; "act" ] "the PReLU's output is observed"
+                    let batch = Fusion.Dsl.FSharp.Tensor.randn 5 [ 2; 3; 5; 5 ]
+                    let q = EagerQuantization.Convert(observed, EagerQuantization.Calibrate(observed, [ batch ]))
+                    let layer = q.Layers.["act"]
+                    Expect.equal layer.TypeName "QuantizedPReLU" "convert swaps in the quantized PReLU"
+                    Expect.equal (layer.Weight.DType, layer.Weight.Scale, layer.Weight.ZeroPoint) (QuantizedDType.QUInt8, 1.0, 0L) "quint8 slopes with scale 1.0 and zero point 0"
+                    Expect.equal (layer.Weight.IntRepr()) [| 0; 0; 1; 3 |] "the slopes rounded to integers and clamped at 0, as PyTorch's"
+                    let dir = Directory.CreateTempSubdirectory("fusion-ptq-prelu-").FullName
+                    try
+                        QuantizedModelFile.Write(Path.Combine(dir, "q.json"), q, backend) |> ignore
+                        let struct (back, _) = QuantizedModelFile.Read(Path.Combine(dir, "q.json"))
+                        Expect.equal (back.Layers.["act"].Weight.IntRepr()) (layer.Weight.IntRepr()) "the model file gives back the same slopes"
+                        Expect.equal (back.Forward(batch).ToArray()) (q.Forward(batch).ToArray()) "and the same int8 forward"
+                    finally
+                        Directory.Delete(dir, true)
+            }
+            test "an nn.Upsample in a converted model takes the convolution's quantized output; an input it cannot take is refused naming the module, in the float calibration and in the int8 forward" {
+                let upsample (mode: string) =
+                    OpaqueModule.Create("Upsample", "torch.nn", [ KeyValuePair("size", null); KeyValuePair("scale_factor", box 2.0); KeyValuePair("mode", box mode)
+                                                                  KeyValuePair("align_corners", (if mode = "nearest" then null else box false)); KeyValuePair("recompute_scale_factor", null) ]) :> Module
+                let model = seqOf [ "quant", stub "QuantStub"; "c", conv 3 4; "up", upsample "bilinear"; "dequant", stub "DeQuantStub" ]
+                let observed = EagerQuantization.Prepare(model, QConfigMapping.ForAll(QConfig.GetDefault "x86"))
+                Expect.equal [ for p in observed.Points -> p.Path ] [ "quant"; "c" ] "the upsampling is not observed (PyTorch's prepare leaves it alone)"
+                let batch = Fusion.Dsl.FSharp.Tensor.randn 2 [ 1; 3; 4; 4 ]
+                let q = EagerQuantization.Convert(observed, EagerQuantization.Calibrate(observed, [ batch ]))
+                let r = q.Run(batch)
+                Expect.equal (Seq.toList (r.Output.Shape.ToArray())) [ 1; 4; 8; 8 ] "the int8 model upsamples"
+                let conv1d = Conv.Create(1, 3, 4, [| 3 |], padding = ConvPadding.Explicit 1) :> Module
+                let flat = seqOf [ "quant", stub "QuantStub"; "c", conv1d; "up", upsample "nearest"; "dequant", stub "DeQuantStub" ]
+                let o = EagerQuantization.Prepare(flat, QConfigMapping.ForAll(QConfig.GetDefault "x86"))
+                refuses "module 'up' (Upsample)" (fun () -> EagerQuantization.Calibrate(o, [ Tensor.Zeros [| 1; 3; 5 |] ]) |> ignore)
+                let uncalibrated = EagerQuantization.Convert(o, o.InitialState)
+                refuses "module 'up' (Upsample) quantized upsample_nearest2d takes a 4-d input [N, C, H, W], got [1, 4, 5]" (fun () -> uncalibrated.Forward(Tensor.Zeros [| 1; 3; 5 |]) |> ignore)
+            }
             test "a module PyTorch would quantize without a quantized form here, and a model without a QuantStub, are refused at prepare naming the path" {
-                let transposed = seqOf [ "quant", stub "QuantStub"; "c", conv 3 4; "up", Conv.Create(2, 4, 4, [| 2 |], stride = [| 2 |], transposed = true) :> Module; "dequant", stub "DeQuantStub" ]
-                refuses "module 'up' (ConvTranspose2d)" (fun () -> EagerQuantization.Prepare(transposed, QConfigMapping.ForAll(QConfig.GetDefault "x86")) |> ignore)
-                // With a None qconfig the ConvTranspose2d stays float and is not refused.
-                EagerQuantization.Prepare(transposed, QConfigMapping.ForAll(QConfig.GetDefault "x86").WithPath("up", null)) |> ignore
+                let cell = OpaqueModule.Create("GRUCell", "torch.nn", [ KeyValuePair("input_size", box 4L); KeyValuePair("hidden_size", box 4L) ]) :> Module
+                let recurrent = seqOf [ "quant", stub "QuantStub"; "c", conv 3 4; "cell", cell; "dequant", stub "DeQuantStub" ]
+                refuses "module 'cell' (GRUCell) would be quantized by PyTorch's eager convert, but Fusion.Dsl.Quantization has no quantized GRUCell" (fun () ->
+                    EagerQuantization.Prepare(recurrent, QConfigMapping.ForAll(QConfig.GetDefault "x86")) |> ignore)
+                let embedding = OpaqueModule.Create("Embedding", "torch.nn", [ KeyValuePair("num_embeddings", box 10L); KeyValuePair("embedding_dim", box 4L) ]) :> Module
+                refuses "module 'emb' (Embedding) would be quantized by PyTorch's eager convert, but Fusion.Dsl.Quantization has no quantized Embedding (PyTorch 1.13 quantizes it weight-only, and only with float_qparams_weight_only_qconfig" (fun () ->
+                    EagerQuantization.Prepare(seqOf [ "quant", stub "QuantStub"; "emb", embedding; "dequant", stub "DeQuantStub" ], QConfigMapping.ForAll(QConfig.GetDefault "x86")) |> ignore)
+                // With a None qconfig the GRUCell stays float and is not refused.
+                EagerQuantization.Prepare(recurrent, QConfigMapping.ForAll(QConfig.GetDefault "x86").WithPath("cell", null)) |> ignore
                 // PyTorch's quantized batch norm reads the affine weights and the running statistics: a BatchNorm2d without them is refused.
                 let plainBn = seqOf [ "quant", stub "QuantStub"; "c", conv 3 4; "bn", BatchNorm.Create(2, 4, affine = false) :> Module; "dequant", stub "DeQuantStub" ]
                 refuses "module 'bn' (BatchNorm2d) would be quantized by PyTorch's eager convert, but Fusion.Dsl.Quantization has no quantized BatchNorm2d without affine weights and running statistics" (fun () ->

@@ -7,6 +7,7 @@ module Fusion.Dsl.Tests.Quantization.QuantizedModuleTests
 
 open System
 open System.IO
+open System.Collections.Generic
 open System.Text.Json
 open Expecto
 open Fusion.Dsl.Tensors
@@ -15,6 +16,10 @@ open Fusion.Dsl.Tests
 
 /// The least fraction of a case's output elements that must equal PyTorch's exactly.
 let exactFraction = 0.999
+
+/// The engine's float interpolate against PyTorch's on the same input: bilinear's weights and sums in float32 may be
+/// grouped otherwise than PyTorch's CPU kernel, a few float32 ulps of the output's magnitude (measured: 4.4e-7); nearest copies exactly.
+let floatInterpolateRel = 2e-6
 
 /// The most quantization steps any output element may differ from PyTorch's.
 let maxSteps = 1
@@ -66,6 +71,17 @@ let private bias (c: Case) =
     | b when b.ValueKind = JsonValueKind.Null -> null
     | b -> let v = floats b in Tensor.FromFloat32(ReadOnlySpan v, v.Length)
 
+/// A JSON argument as the Python value a graph holds: null, a bool, an integer (long), a float (double), a string or a list.
+let rec private pyValue (e: JsonElement) : objnull =
+    match e.ValueKind with
+    | JsonValueKind.Null -> null
+    | JsonValueKind.True -> box true
+    | JsonValueKind.False -> box false
+    | JsonValueKind.String -> box (e.GetString())
+    | JsonValueKind.Array -> box [ for v in e.EnumerateArray() -> pyValue v ]
+    | JsonValueKind.Number -> match e.TryGetInt64() with | true, l when not (e.GetRawText().Contains ".") -> box l | _ -> box (e.GetDouble())
+    | k -> failwithf "unexpected JSON %A" k
+
 /// Our output for a module case.
 let private forward (c: Case) : QuantizedTensor =
     let xs = inputs c
@@ -74,6 +90,10 @@ let private forward (c: Case) : QuantizedTensor =
     | "conv1d" | "conv2d" | "conv3d" ->
         QuantizedConv(qtensor (c.Json.GetProperty "weight"), bias c, outScale c, outZeroPoint c, ints (arg c "stride"), ints (arg c "padding"),
                       ints (arg c "dilation"), (arg c "groups").GetInt32(), (arg c "relu").GetBoolean()).Forward xs.Head
+    | "conv_transpose1d" | "conv_transpose2d" | "conv_transpose3d" ->
+        let stride = ints (arg c "stride")
+        QuantizedConvTranspose(qtensor (c.Json.GetProperty "weight"), bias c, outScale c, outZeroPoint c, stride, ints (arg c "padding"),
+                               Array.zeroCreate stride.Length, ints (arg c "dilation"), (arg c "groups").GetInt32()).Forward xs.Head
     | "batch_norm" ->
         let vector name = let v = floats (arg c name) in Tensor.FromFloat32(ReadOnlySpan v, v.Length)
         QuantizedBatchNorm((arg c "rank").GetInt32(), vector "weight", vector "bias", vector "running_mean", vector "running_var", (arg c "eps").GetDouble(),
@@ -94,6 +114,11 @@ let private forward (c: Case) : QuantizedTensor =
         QuantizedAvgPool2d(pair (arg c "kernel"), pair (arg c "stride"), pair (arg c "padding"), (arg c "ceil_mode").GetBoolean(),
                            (arg c "count_include_pad").GetBoolean(), divisor).Forward(xs.Head, (arg c "channels_last").GetBoolean())
     | "leaky_relu" -> QuantizedLeakyReLU(outScale c, outZeroPoint c, (arg c "negative_slope").GetDouble()).Forward xs.Head
+    | "upsample" ->
+        let spec = Fusion.Dsl.Engine.Interpolation.FromArguments(pyValue (arg c "size"), pyValue (arg c "scale_factor"), pyValue (arg c "mode"),
+                                                                 pyValue (arg c "align_corners"), pyValue (arg c "recompute_scale_factor"))
+        QuantizedUpsample(spec).Forward(xs.Head, (arg c "channels_last").GetBoolean())
+    | "prelu" -> QuantizedPReLU(qtensor (c.Json.GetProperty "weight"), outScale c, outZeroPoint c).Forward xs.Head
     | "elu" -> QuantizedELU(outScale c, outZeroPoint c, (arg c "alpha").GetDouble()).Forward xs.Head
     | "hardswish" -> QuantizedHardswish(outScale c, outZeroPoint c).Forward xs.Head
     | "hardsigmoid" -> QuantizedHardsigmoid().Forward xs.Head
@@ -198,9 +223,12 @@ let tests =
             matchesPyTorch "quantized Conv2d and ConvReLU2d" [ "conv2d" ] 65
             matchesPyTorch "quantized Conv1d, Conv3d, ConvReLU1d and ConvReLU3d" [ "conv1d"; "conv3d" ] 40
             matchesPyTorch "quantized BatchNorm2d, BatchNorm3d, BNReLU2d and BNReLU3d" [ "batch_norm" ] 12
+            matchesPyTorch "quantized ConvTranspose1d, ConvTranspose2d and ConvTranspose3d" [ "conv_transpose1d"; "conv_transpose2d"; "conv_transpose3d" ] 30
             matchesPyTorch "quantized LayerNorm" [ "layer_norm" ] 8
             matchesPyTorch "quantized GroupNorm and InstanceNorm1d/2d/3d" [ "group_norm" ] 11
             matchesPyTorch "quantized LeakyReLU and ELU, and sigmoid on a quantized tensor" [ "leaky_relu"; "elu"; "sigmoid" ] 18
+            matchesPyTorch "F.interpolate/nn.Upsample on quantized tensors, nearest and bilinear (align_corners both ways), NCHW and NHWC kernels" [ "upsample" ] 150
+            matchesPyTorch "quantized PReLU (one slope or one per channel, exact and inexact quantized 1.0, both dtypes)" [ "prelu" ] 24
             matchesPyTorch "QFunctional add and add_relu" [ "add"; "add_relu" ] 30
             matchesPyTorch "QFunctional mul and cat" [ "mul"; "cat" ] 30
             matchesPyTorch "quantized ReLU, MaxPool2d, AdaptiveAvgPool2d and Flatten" [ "relu"; "max_pool2d"; "adaptive_avg_pool2d"; "flatten" ] 33
@@ -291,6 +319,72 @@ let tests =
                 refuses<ArgumentException> "quantized ConvReLU3d: the input depth 4 padded by 0 is smaller than the dilated kernel (5)" (fun () -> conv3d.Forward(input (Array.zeroCreate 16) [| 1; 1; 4; 2; 2 |]) |> ignore)
                 refuses<ArgumentException> "takes 3 stride value(s)" (fun () -> QuantizedConv(weight [| 2; 1; 3; 1; 1 |], null, 0.1, 0L, [| 1; 1 |], [| 0; 0; 0 |], [| 1; 1; 1 |]) |> ignore)
                 refuses<ArgumentException> "1 to 3 kernel dimensions, got rank 6" (fun () -> QuantizedConv(weight [| 1; 1; 1; 1; 1; 1 |], null, 0.1, 0L) |> ignore)
+            }
+            test "ConvTranspose refuses what PyTorch's onednn refuses (a per-channel weight, output_padding), groups that do not divide C_in, an input of another rank or channel count, and an output dimension below 1, naming the module" {
+                let ct = QuantizedConvTranspose(weight [| 4; 3; 3; 3 |], null, 0.1, 0L, [| 2; 2 |], [| 1; 1 |], [| 0; 0 |], [| 1; 1 |], groups = 2)
+                Expect.equal (ct.Rank, ct.TypeName, ct.OutChannels) (2, "QuantizedConvTranspose2d", 6) "the output channels are groups times the weight's second dimension"
+                let perChannel = QuantizedTensor.FromIntRepr(ReadOnlySpan(Array.create 36 1), [| 4; 1; 3; 3 |], [ 0.1; 0.1; 0.1; 0.1 ], [ 0L; 0L; 0L; 0L ], 0, QuantizedDType.QInt8)
+                refuses<ArgumentException> "Per Channel Quantization is currently disabled for transposed conv" (fun () ->
+                    QuantizedConvTranspose(perChannel, null, 0.1, 0L, [| 1; 1 |], [| 0; 0 |], [| 0; 0 |], [| 1; 1 |]) |> ignore)
+                refuses<ArgumentException> "ONEDNN only supports zero output_padding" (fun () ->
+                    QuantizedConvTranspose(weight [| 2; 2; 3 |], null, 0.1, 0L, [| 2 |], [| 0 |], [| 1 |], [| 1 |]) |> ignore)
+                refuses<ArgumentException> "groups (3) must divide the 4 input channels" (fun () ->
+                    QuantizedConvTranspose(weight [| 4; 1; 3; 3 |], null, 0.1, 0L, [| 1; 1 |], [| 0; 0 |], [| 0; 0 |], [| 1; 1 |], groups = 3) |> ignore)
+                refuses<ArgumentException> "the bias must be float32 of shape [6]" (fun () ->
+                    QuantizedConvTranspose(weight [| 4; 3; 3; 3 |], floatTensor [| 4 |], 0.1, 0L, [| 1; 1 |], [| 0; 0 |], [| 0; 0 |], [| 1; 1 |], groups = 2) |> ignore)
+                refuses<ArgumentException> "quantized ConvTranspose2d expects input of shape [N, 4, H, W]" (fun () -> ct.Forward(input (Array.zeroCreate 27) [| 1; 3; 3; 3 |]) |> ignore)
+                refuses<ArgumentException> "quantized ConvTranspose2d expects input of shape [N, 4, H, W]" (fun () -> ct.Forward(input (Array.zeroCreate 12) [| 1; 4; 3 |]) |> ignore)
+                let padded = QuantizedConvTranspose(weight [| 2; 4; 3 |], null, 0.1, 0L, [| 1 |], [| 2 |], [| 0 |], [| 1 |])
+                refuses<ArgumentException> "quantized ConvTranspose1d: the output w would be -1" (fun () -> padded.Forward(input (Array.zeroCreate 2) [| 1; 2; 1 |]) |> ignore)
+                let y = padded.Forward(input [||] [| 0; 2; 5 |])
+                Expect.equal (Seq.toList y.Dimensions) [ 0; 4; 3 ] "an empty batch gives an empty output of the right shape, as PyTorch's"
+            }
+            test "PReLU refuses a per-channel or matrix weight, an input of another dtype or without dimensions, and channels other than its slopes, naming the module" {
+                let slopes (n: int) = QuantizedTensor.FromIntRepr(ReadOnlySpan(Array.create n 1), [| n |], 1.0, 0L, QuantizedDType.QUInt8)
+                refuses<ArgumentException> "quantized PReLU takes a per-tensor quantized weight [num_parameters], got a per-channel one" (fun () ->
+                    QuantizedPReLU(QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2 |], [| 2 |], [ 0.1; 0.1 ], [ 0L; 0L ], 0, QuantizedDType.QUInt8), 0.1, 0L) |> ignore)
+                refuses<ArgumentException> "got shape [1, 2]" (fun () -> QuantizedPReLU(QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2 |], [| 1; 2 |], 1.0, 0L, QuantizedDType.QUInt8), 0.1, 0L) |> ignore)
+                refuses<ArgumentException> "0..255" (fun () -> QuantizedPReLU(slopes 1, 0.1, -1L) |> ignore)
+                let p = QuantizedPReLU(slopes 3, 0.1, 0L)
+                refuses<ArgumentException> "quantized PReLU takes torch.quint8 input, not torch.qint8" (fun () -> p.Forward(QuantizedTensor.FromIntRepr(ReadOnlySpan [| 1; 2; 3 |], [| 1; 3 |], 0.1, 0L, QuantizedDType.QInt8)) |> ignore)
+                refuses<ArgumentException> "quantized PReLU has 3 slopes, one per channel, and expects input of shape [N, 3, ...], got [1, 4]" (fun () -> p.Forward(input [| 1; 2; 3; 4 |] [| 1; 4 |]) |> ignore)
+                refuses<ArgumentException> "zero-dim input tensor is not allowed" (fun () -> QuantizedPReLU(slopes 1, 0.1, 0L).Forward(input [| 1 |] [||]) |> ignore)
+                Expect.equal (Seq.toList (QuantizedPReLU(slopes 1, 0.1, 0L).Forward(input [| 1; 2; 3 |] [| 3 |])).Dimensions) [ 3 ] "one slope takes a 1-d input, as PyTorch's"
+            }
+            test "the engine's float interpolate (what calibration runs) equals PyTorch's float F.interpolate on every upsample fixture's input: nearest exactly, bilinear within floatInterpolateRel" {
+                needTorch ()
+                let mine = cases.Force() |> List.filter (fun c -> c.Kind = "upsample")
+                Expect.isGreaterThanOrEqual mine.Length 150 "the upsample cases"
+                let mutable worstBilinear = 0.0
+                let failures =
+                    [ for c in mine do
+                        let x = (inputs c).Head.Dequantize()
+                        let args = [ for name in [ "size"; "scale_factor"; "mode"; "align_corners"; "recompute_scale_factor" ] -> KeyValuePair(name, pyValue (arg c name)) ]
+                        let m = Fusion.Dsl.Layers.OpaqueModule.Create("Upsample", "torch.nn", args)
+                        let ours = Fusion.Dsl.Engine.Forward.Run(m, x).ToArray()
+                        let theirs = floats (c.Json.GetProperty "float_expected")
+                        let scale = theirs |> Array.fold (fun a v -> max a (abs v)) 1e-30f
+                        let worst = if ours.Length <> theirs.Length then infinity else Array.fold2 (fun a (u: float32) v -> max a (float (abs (u - v)) / float scale)) 0.0 ours theirs
+                        let limit = if (arg c "mode").GetString() = "nearest" then 0.0 else floatInterpolateRel
+                        if limit > 0.0 then worstBilinear <- max worstBilinear worst
+                        if worst > limit then yield sprintf "%s: largest difference %.3g of the output's magnitude (limit %g)" c.Name worst limit ]
+                if not failures.IsEmpty then failtestf "%d cases differ:\n%s" failures.Length (String.Join("\n", List.truncate 15 failures))
+                printfn "float interpolate: %d cases, bilinear's largest difference %.3g of the output's magnitude" mine.Length worstBilinear
+            }
+            test "upsampling refuses what F.interpolate refuses (size and scale_factor together or neither, align_corners with nearest, recompute_scale_factor with a size), other modes, a non-4-d input and an output dimension of 0" {
+                let spec (size: objnull) (scale: objnull) (mode: string) (align: objnull) (recompute: objnull) =
+                    Fusion.Dsl.Engine.Interpolation.FromArguments(size, scale, mode, align, recompute)
+                refuses<ArgumentException> "only one of size or scale_factor should be defined" (fun () -> spec (box 4L) (box 2.0) "nearest" null null |> ignore)
+                refuses<ArgumentException> "either size or scale_factor should be defined" (fun () -> spec null null "nearest" null null |> ignore)
+                refuses<ArgumentException> "align_corners option can only be set with the interpolating modes" (fun () -> spec null (box 2.0) "nearest" (box false) null |> ignore)
+                refuses<ArgumentException> "recompute_scale_factor is not meaningful with an explicit size" (fun () -> spec (box 4L) null "bilinear" null (box true) |> ignore)
+                refuses<ArgumentException> "mode 'bicubic' is not supported here" (fun () -> spec null (box 2.0) "bicubic" null null |> ignore)
+                refuses<ArgumentException> "size takes one value or two (height, width)" (fun () -> spec (box [ box 1L; box 2L; box 3L ]) null "nearest" null null |> ignore)
+                let up = QuantizedUpsample(spec null (box 0.4) "nearest" null null)
+                refuses<ArgumentException> "quantized upsample_nearest2d takes a 4-d input [N, C, H, W], got [1, 2, 3]" (fun () -> up.Forward(input (Array.zeroCreate 6) [| 1; 2; 3 |]) |> ignore)
+                refuses<ArgumentException> "input and output sizes should be greater than 0, but got input (H: 2, W: 2) output (H: 0, W: 0)" (fun () -> up.Forward(input (Array.zeroCreate 4) [| 1; 1; 2; 2 |]) |> ignore)
+                let y = up.Forward(input (Array.init 25 id) [| 1; 1; 5; 5 |])
+                Expect.equal (Seq.toList y.Dimensions, y.Scale, y.ZeroPoint) ([ 1; 1; 2; 2 ], 0.1, 3L) "the output keeps the input's qparams"
             }
             test "BatchNorm refuses a rank other than 2 or 3, parameters of another length, a negative eps and an input of another rank or channel count, naming the module" {
                 let v (n: int) = Tensor.FromFloat32(ReadOnlySpan(Array.create n 1.0f), n)

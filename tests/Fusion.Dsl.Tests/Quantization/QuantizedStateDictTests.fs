@@ -29,10 +29,11 @@ let private str (e: JsonElement) (name: string) = e.GetProperty(name).GetString(
 let private pytorchLoads (c: Case) (ours: string) (resaved: string) (report: string) =
     Support.exec Support.python3 [ checker; file c (str c.Json "float_model"); c.QConfig; file c (str c.Json "state_dict"); ours; file c (str c.Json "input"); resaved; report ] (Path.GetDirectoryName ours |> nonNull)
 
-/// Our converted model of a case, uncalibrated: only its structure matters to Load.
+/// Our converted model of a case, uncalibrated: only its structure matters to Load. Prepared with the case's qconfig,
+/// since a transposed convolution takes none with per-channel weights (x86's).
 let private template (c: Case) =
     let model = ModelFile.Read(file c (c.Json.GetProperty("model").GetString() |> nonNull))
-    let observed = EagerQuantization.Prepare(model, QConfigMapping.ForAll(QConfig.GetDefault "x86"))
+    let observed = EagerQuantization.Prepare(model, QConfigMapping.ForAll(qconfigOf c.QConfig))
     EagerQuantization.Convert(observed, observed.InitialState)
 
 /// Every parameter of every layer, as text that shows each bit (scales as their float64 bits).

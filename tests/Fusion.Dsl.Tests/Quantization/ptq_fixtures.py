@@ -1,6 +1,6 @@
 """Fixtures for the eager post-training quantization flow (PtqFlowTests.fs): small eager-mode models with QuantStub and
 DeQuantStub (fused Conv+BN+ReLU, Linear(+ReLU), pooling, a residual block with FloatFunctional add_relu, add, mul and
-cat, Conv1d and Conv3d networks, batch norms on their own, LeakyReLU, ELU, LayerNorm and GroupNorm) and torchvision's quantizable resnet18, each fused as its fuse_modules/fuse_model() does in eval mode, exported
+cat, Conv1d and Conv3d networks, batch norms on their own, LeakyReLU, ELU, LayerNorm and GroupNorm, ConvTranspose1d/2d/3d, PReLU, upsampling on quantized tensors) and torchvision's quantizable resnet18, each fused as its fuse_modules/fuse_model() does in eval mode, exported
 with the repository's exporter (fusion_torch, the model format), then prepared with a named qconfig, calibrated on
 seeded random batches, converted and run on a seeded input by PyTorch 1.13's onednn engine. Written beside OUT.json:
 each case's model folder, its calibration batches and input (.npy, float32), and the integer output of every quantized
@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import torch.ao.quantization as tq
 import torch.ao.nn.quantized as nnq
 
@@ -285,6 +286,101 @@ class InstanceNormNet(nn.Module):
         return self.dequant(self.fc(torch.flatten(x, 1)))
 
 
+class UpsampleNet(nn.Module):
+    """A decoder's upsampling on quantized tensors: nn.Upsample (nearest, scale 2) after a convolution, F.interpolate
+    (bilinear, by size) and nn.UpsamplingBilinear2d (align_corners) after the next ones, F.interpolate (nearest, scale
+    1.5) last; the convolutions' channels-last outputs take PyTorch's NHWC kernels."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.up1 = nn.Upsample(scale_factor=2, mode="nearest")
+        self.conv2 = nn.Conv2d(8, 6, 3, padding=1)
+        self.conv3 = nn.Conv2d(6, 12, 1)
+        self.up3 = nn.UpsamplingBilinear2d(scale_factor=2)
+        self.conv4 = nn.Conv2d(12, 4, 3, padding=1)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.up1(self.relu1(self.conv1(x)))
+        x = F.interpolate(self.conv2(x), size=(11, 13), mode="bilinear", align_corners=False)
+        x = self.conv4(self.up3(self.conv3(x)))
+        return self.dequant(F.interpolate(x, scale_factor=1.5, mode="nearest"))
+
+    groups = [["conv1", "relu1"]]
+
+
+class ConvTransposeNet(nn.Module):
+    """ConvTranspose2d as a decoder upsamples: a Conv+ReLU, a strided ConvTranspose2d (kernel 4, stride 2, padding 1)
+    then a ReLU, a grouped, dilated ConvTranspose2d without bias. PyTorch 1.13 quantizes transposed convolutions with
+    per-tensor weights only (qnnpack's qconfig)."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.up1 = nn.ConvTranspose2d(8, 6, 4, stride=2, padding=1)
+        self.relu1 = nn.ReLU()
+        self.up2 = nn.ConvTranspose2d(6, 6, 3, padding=2, dilation=2, groups=3, bias=False)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.relu1(self.up1(self.relu(self.conv(x))))
+        return self.dequant(self.up2(x))
+
+    groups = [["conv", "relu"]]
+
+
+class ConvTranspose1d3dNet(nn.Module):
+    """ConvTranspose1d (strided, then grouped) on [N, C, L], then ConvTranspose3d (strided, then padded) on a view of
+    its output as [N, 2, 2, L', 4]."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.up1 = nn.ConvTranspose1d(4, 8, 3, stride=2)
+        self.up2 = nn.ConvTranspose1d(8, 16, 2, groups=2)
+        self.up3 = nn.ConvTranspose3d(2, 4, 2, stride=2)
+        self.up4 = nn.ConvTranspose3d(4, 3, 3, padding=1)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.up2(self.up1(self.quant(x)))
+        x = x.reshape(x.size(0), 2, 2, 4, x.size(2)).transpose(3, 4).contiguous()
+        return self.dequant(self.up4(self.up3(x)))
+
+    groups = []
+
+
+class PReLUNet(nn.Module):
+    """PReLU with one slope per channel after a convolution, and with one slope after a Linear; slopes set away from
+    integers, which PyTorch 1.13's from_float rounds (its weight observer never sees them)."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.prelu = nn.PReLU(4)
+        self.fc = nn.Linear(4 * 6 * 6, 8)
+        self.prelu2 = nn.PReLU()
+        self.dequant = tq.DeQuantStub()
+        with torch.no_grad():
+            self.prelu.weight.copy_(torch.tensor([0.25, -0.6, 1.4, 2.7]))
+            self.prelu2.weight.fill_(0.2)
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.prelu(self.conv(x))
+        return self.dequant(self.prelu2(self.fc(torch.flatten(x, 1))))
+
+    groups = []
+
+
 # Custom qconfigs (observer factories), by the name the test rebuilds them under. A moving average is not idempotent, so
 # it shows that a fused module's observer sees each output twice, as PyTorch's Sequential-child observer does.
 CUSTOM = {
@@ -395,13 +491,17 @@ def instrument(q):
         elif isinstance(m, (nnq.BatchNorm2d, nnq.BatchNorm3d)):
             m.register_forward_hook(hook(path))
             layers.append({"path": path, "type": "Quantized" + type(m).__name__, "scale": float(m.scale), "zero_point": int(m.zero_point)})
+        elif isinstance(m, nnq.PReLU):
+            m.register_forward_hook(hook(path))
+            layers.append({"path": path, "type": "QuantizedPReLU", "scale": float(m.scale), "zero_point": int(m.zero_point),
+                           "weight_scales": [float(m.weight.q_scale())], "weight_zero_points": [int(m.weight.q_zero_point())]})
         elif isinstance(m, (nnq.LeakyReLU, nnq.ELU, nnq.LayerNorm, nnq.GroupNorm, nnq.InstanceNorm1d, nnq.InstanceNorm2d, nnq.InstanceNorm3d)):
             m.register_forward_hook(hook(path))
             layers.append({"path": path, "type": "Quantized" + type(m).__name__, "scale": float(m.scale), "zero_point": int(m.zero_point)})
         elif isinstance(m, nnq.DeQuantize):
             m.register_forward_hook(hook(path, of_input=True))
             layers.append({"path": path, "type": "DeQuantize"})
-        elif isinstance(m, (nnq.Conv1d, nnq.Conv2d, nnq.Conv3d, nnq.Linear)):
+        elif isinstance(m, (nnq.Conv1d, nnq.Conv2d, nnq.Conv3d, nnq.Linear, nnq.ConvTranspose1d, nnq.ConvTranspose2d, nnq.ConvTranspose3d)):
             m.register_forward_hook(hook(path))
             w = m.weight()
             per_channel = w.qscheme() in (torch.per_channel_symmetric, torch.per_channel_affine)
@@ -477,6 +577,14 @@ def main(out):
         cases.append(case(f"layernormnet/{qc}", LayerNormNet, qc, (2, 3, 6, 6), 4, lambda m: m, 120 + i))
         cases.append(case(f"groupnormnet/{qc}", GroupNormNet, qc, (2, 3, 8, 8), 4, lambda m: m, 130 + i))
         cases.append(case(f"instancenormnet/{qc}", InstanceNormNet, qc, (2, 3, 4, 6, 6), 4, lambda m: m, 140 + i))
+    for i, qc in enumerate(("x86", "qnnpack")):
+        cases.append(case(f"prelunet/{qc}", PReLUNet, qc, (2, 3, 6, 6), 4, lambda m: m, 150 + i))
+    for i, qc in enumerate(("x86", "qnnpack")):
+        cases.append(case(f"upsamplenet/{qc}", UpsampleNet, qc, (2, 3, 5, 6), 4, fuse_groups(UpsampleNet.groups), 160 + i,
+                          groups=UpsampleNet.groups))
+    cases.append(case("convtransposenet/qnnpack", ConvTransposeNet, "qnnpack", (2, 3, 6, 6), 4, fuse_groups(ConvTransposeNet.groups), 170,
+                      groups=ConvTransposeNet.groups))
+    cases.append(case("convtranspose1d3dnet/qnnpack", ConvTranspose1d3dNet, "qnnpack", (2, 4, 5), 4, lambda m: m, 171))
     if len(sys.argv) < 3 or sys.argv[2] != "--small":
         cases.append(case("resnet18/x86", resnet18, "x86", (2, 3, 64, 64), 3, fuse_resnet, 30, nudges=5))
     with open(out, "w") as f:

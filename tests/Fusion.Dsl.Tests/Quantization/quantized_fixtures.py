@@ -20,6 +20,12 @@ Case kinds:
                   weight and bias or None)
   layer_norm    - torch.ao.nn.quantized.LayerNorm (args: normalized_shape, eps, weight and bias or None)
   leaky_relu, elu - torch.ao.nn.quantized.LeakyReLU (args.negative_slope) and ELU (args.alpha) with output scale/zero point
+  conv_transpose1d, conv_transpose2d, conv_transpose3d - torch.ao.nn.quantized.ConvTranspose1d/2d/3d (args: stride, padding,
+                  dilation, groups; output_padding 0)
+  upsample      - F.interpolate on a quantized tensor (args: size, scale_factor, mode, align_corners,
+                  recompute_scale_factor, channels_last: PyTorch ran it on the input made channels-last), and
+                  "float_expected": PyTorch's float F.interpolate of the dequantized input
+  prelu         - torch.ao.nn.quantized.PReLU with its quantized slopes "weight" and output scale/zero point
   batch_norm    - torch.ao.nn.quantized.BatchNorm2d/3d (args.relu: torch.nn.intrinsic.quantized.BNReLU2d/3d), its float
                   parameters and running statistics in args
                   (mean's and avg_pool2d's args.channels_last: PyTorch ran it on the input made channels-last; chunk's args.index: which piece)
@@ -500,6 +506,136 @@ def functional_cases():
     return cases
 
 
+def conv_transpose_case(name, n, cin, cout, spatial, kernel, stride=None, padding=None, dilation=None, groups=1,
+                        bias="normal", spread=1.0, x_zp=None, y_zp=None):
+    """A quantized ConvTranspose1d/2d/3d, its rank the kernel's length; a per-tensor weight [C_in, C_out / groups,
+    *kernel] (PyTorch 1.13 takes no other for transposed convolutions) and output_padding 0 (onednn takes no other)."""
+    rank = len(kernel)
+    stride, padding, dilation = stride or (1,) * rank, padding or (0,) * rank, dilation or (1,) * rank
+    x = qinput((n, cin) + tuple(spatial), zp=x_zp)
+    w = qweight((cin, cout // groups) + tuple(kernel), False)
+    b = None if bias is None else torch.from_numpy(rng.normal(-3.0 if bias == "negative" else 0.0, 1.0, size=cout).astype(np.float32))
+    f = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[rank]
+    scale, zp = output_qparams(f(x.dequantize(), w.dequantize(), b, stride, padding, 0, groups, dilation), spread, y_zp)
+    cls = {1: nnq.ConvTranspose1d, 2: nnq.ConvTranspose2d, 3: nnq.ConvTranspose3d}[rank]
+    m = cls(cin, cout, kernel, stride=stride, padding=padding, groups=groups, bias=b is not None, dilation=dilation)
+    m.set_weight_bias(w, b)
+    m.scale, m.zero_point = scale, zp
+    args = {"stride": list(stride), "padding": list(padding), "dilation": list(dilation), "groups": groups}
+    return module_case(name, f"conv_transpose{rank}d", [x], m(x), args, w, b, scale, zp)
+
+
+def conv_transpose_cases():
+    """ConvTranspose1d/2d/3d: stride (the upsampling case), padding, dilation, groups, depthwise, no bias, saturation,
+    input zero points at both ends, then seeded random geometries."""
+    cases = [
+        conv_transpose_case("conv_transpose2d/k3", 2, 4, 6, (5, 6), (3, 3)),
+        conv_transpose_case("conv_transpose2d/k2_stride2", 1, 8, 4, (7, 7), (2, 2), stride=(2, 2)),
+        conv_transpose_case("conv_transpose2d/k4_stride2_pad1", 2, 6, 6, (6, 5), (4, 4), stride=(2, 2), padding=(1, 1)),
+        conv_transpose_case("conv_transpose2d/grouped_dilated", 1, 6, 9, (6, 6), (3, 3), dilation=(2, 2), padding=(1, 2), groups=3),
+        conv_transpose_case("conv_transpose2d/depthwise", 2, 8, 8, (5, 5), (3, 3), stride=(2, 1), groups=8),
+        conv_transpose_case("conv_transpose2d/no_bias_saturating", 2, 5, 7, (6, 4), (3, 2), bias=None, spread=0.2),
+        conv_transpose_case("conv_transpose2d/negative_bias_zero_points_at_ends", 2, 4, 4, (5, 5), (3, 3), bias="negative", x_zp=255, y_zp=0),
+        conv_transpose_case("conv_transpose2d/large", 1, 32, 16, (12, 12), (3, 3), stride=(2, 2), padding=(1, 1)),
+        conv_transpose_case("conv_transpose1d/k3", 2, 4, 6, (17,), (3,)),
+        conv_transpose_case("conv_transpose1d/stride2_pad1", 2, 4, 3, (9,), (4,), stride=(2,), padding=(1,)),
+        conv_transpose_case("conv_transpose1d/grouped_dilated", 1, 6, 4, (8,), (3,), dilation=(3,), groups=2),
+        conv_transpose_case("conv_transpose3d/k3", 1, 3, 4, (3, 4, 5), (3, 3, 3)),
+        conv_transpose_case("conv_transpose3d/stride2_grouped", 2, 4, 6, (3, 3, 4), (2, 2, 2), stride=(2, 2, 2), groups=2),
+        conv_transpose_case("conv_transpose3d/pad_dilated_no_bias", 1, 2, 3, (4, 4, 4), (3, 2, 3), padding=(1, 0, 1), dilation=(1, 2, 1), bias=None),
+    ]
+    for i in range(18):
+        rank = [1, 2, 3][i % 3]
+        groups = int(rng.choice([1, 1, 2, 3]))
+        cin, cout = groups * int(rng.integers(1, 5)), groups * int(rng.integers(1, 5))
+        kernel = tuple(int(rng.integers(1, 4)) for _ in range(rank))
+        dilation = tuple(int(rng.integers(1, 3)) for _ in range(rank))
+        # padding at most dilation·(kernel − 1) / 2, so that every output dimension stays at least 1
+        padding = tuple(int(rng.integers(0, d * (k - 1) // 2 + 1)) for k, d in zip(kernel, dilation))
+        spatial = tuple(int(rng.integers(1, 6 if rank == 3 else 12)) for _ in range(rank))
+        cases.append(conv_transpose_case(f"conv_transpose{rank}d/random{i}", int(rng.integers(1, 3)), cin, cout, spatial, kernel,
+                                         stride=tuple(int(rng.integers(1, 4)) for _ in range(rank)), padding=padding,
+                                         dilation=dilation, groups=groups, bias="normal" if i % 4 else None))
+    return cases
+
+
+def prelu_cases():
+    """torch.ao.nn.quantized.PReLU: one slope or one per channel, weight qparams whose quantized 1.0 is exact (scale 1.0,
+    zero point 0, as from_float makes them), inexact and saturated, negative slopes, both dtypes of 2-d to 4-d inputs,
+    saturating output qparams."""
+    cases = []
+    weight_qparams = [(1.0, 0), (0.25, 0), (0.3, 10), (0.004, 0), (0.02, 200), (0.7, 128)]
+    for i in range(24):
+        dtype = torch.qint8 if i % 6 == 5 else torch.quint8
+        rank = [2, 3, 4][i % 3]
+        c = int(rng.integers(1, 6))
+        shape = (int(rng.integers(1, 3)), c) + tuple(int(rng.integers(1, 13)) for _ in range(rank - 2))
+        n = 1 if i % 2 == 0 else c
+        x = qinput(shape, dtype=dtype)
+        ws, wz = weight_qparams[i % len(weight_qparams)]
+        if dtype == torch.qint8:
+            wz -= 128
+        w = torch.quantize_per_tensor(torch.from_numpy(rng.uniform(-1.5, 2.0, size=n).astype(np.float32)), ws, wz, dtype)
+        scale, zp = output_qparams(F.prelu(x.dequantize(), w.dequantize()), 0.3 if i % 7 == 3 else 1.0)
+        if dtype == torch.qint8:
+            zp -= 128
+        m = nnq.PReLU(scale, zp, n)
+        m.set_weight(w)
+        c_ = module_case(f"prelu/{i}", "prelu", [x], m(x), {}, scale=scale, zp=zp)
+        c_["weight"] = qtensor(w)
+        cases.append(c_)
+    return cases
+
+
+def upsample_cases():
+    """F.interpolate on quantized tensors (what nn.Upsample, UpsamplingNearest2d and UpsamplingBilinear2d call):
+    nearest and bilinear with align_corners both ways, by size and by scale factor (integer, fractional, below 1, a
+    size that does not change, recompute_scale_factor), on contiguous and channels-last inputs (PyTorch's NCHW and NHWC
+    kernels, and the NHWC kernel's 8-channel vector blocks and scalar tail), one channel, 1x1 planes (which PyTorch 1.13
+    runs through its NHWC kernel into a contiguous output), both dtypes."""
+    cases = []
+    fixed = [((2, 3, 4, 5), None, (2.0, 2.0), None), ((1, 4, 3, 3), None, (1.2, 1.2), None), ((2, 3, 6, 4), (6, 4), None, None),
+             ((1, 3, 5, 7), None, (1.5, 0.5), None), ((2, 2, 4, 4), None, (1.7, 2.3), True), ((1, 3, 1, 1), None, (3.0, 2.0), None),
+             ((2, 1, 5, 3), (7, 2), None, None), ((1, 5, 2, 6), None, (1.3, 1.0), None), ((1, 8, 9, 9), (18, 17), None, None),
+             ((2, 19, 5, 4), None, (2.0, 2.5), None), ((1, 33, 3, 4), (7, 5), None, None), ((1, 12, 4, 4), None, (1.0, 1.0), None)]
+    shapes = fixed + [None] * 30
+    for i, spec in enumerate(shapes):
+        if spec is None:
+            n, c = int(rng.integers(1, 3)), int(rng.integers(1, 6))
+            shape = (n, c, int(rng.integers(1, 9)), int(rng.integers(1, 9)))
+            if i % 3 == 0:
+                size, sf, rec = (int(rng.integers(1, 17)), int(rng.integers(1, 17))), None, None
+            else:
+                size = None
+                sf = (float(rng.choice([2.0, 3.0, 1.5, 0.5, 2.5, 1.7, 1.25, 4.0])), float(rng.choice([2.0, 1.3, 0.75, 3.0, 1.0])))
+                rec = bool(i % 4 == 0) if i % 2 else None
+        else:
+            shape, size, sf, rec = spec
+        dtype = torch.qint8 if i % 7 == 6 else torch.quint8
+        for channels_last in (False, True):
+            x = qinput(shape, dtype=dtype)
+            if channels_last:
+                # channels-last strides as a quantized convolution's output has them, also where the layouts coincide
+                # (x.contiguous(memory_format=...) would keep a 1x1 plane's contiguous strides)
+                cl = torch._empty_affine_quantized(x.shape, scale=x.q_scale(), zero_point=x.q_zero_point(), dtype=x.dtype,
+                                                   memory_format=torch.channels_last)
+                x = cl.copy_(x)
+            for mode, align in (("nearest", None), ("bilinear", False), ("bilinear", True)):
+                try:
+                    y = F.interpolate(x, size=size, scale_factor=sf, mode=mode, align_corners=align, recompute_scale_factor=rec)
+                except RuntimeError:
+                    continue   # an output dimension of 0 (PyTorch asserts)
+                args = {"size": None if size is None else list(size), "scale_factor": None if sf is None else list(sf), "mode": mode,
+                        "align_corners": align, "recompute_scale_factor": rec, "channels_last": channels_last}
+                case_ = module_case(f"upsample/{i}/{mode}{'' if align is None else '_align' if align else ''}{'/cl' if channels_last else ''}",
+                                    "upsample", [x.contiguous()], y.contiguous(), args)
+                # PyTorch's float forward on the dequantized input, for the engine's float interpolate (calibration's)
+                case_["float_expected"] = floats(F.interpolate(x.dequantize().contiguous(), size=size, scale_factor=sf, mode=mode,
+                                                               align_corners=align, recompute_scale_factor=rec))
+                cases.append(case_)
+    return cases
+
+
 def converted_cases():
     """The quantized modules torch.ao.quantization's eager convert() makes from a small float network (onednn's default
     qconfig: histogram-observed activations, per-channel symmetric weights), each replayed on the input it saw."""
@@ -536,6 +672,7 @@ def converted_cases():
 def main(out):
     # Kinds added later come last, so that the seeded inputs of the earlier cases stay as they were.
     cases = quantize_cases() + linear_cases() + conv_cases() + functional_cases() + converted_cases() + conv_nd_cases() + batch_norm_cases() + leaky_relu_elu_cases() + layer_norm_cases() + group_norm_cases()
+    cases += conv_transpose_cases() + prelu_cases() + upsample_cases()
     with open(out, "w") as f:
         json.dump({"torch": torch.__version__, "engine": torch.backends.quantized.engine, "cases": cases}, f)
     print(f"{len(cases)} cases")

@@ -31,6 +31,10 @@ __main__.LeakyEluNet = ptq_fixtures.LeakyEluNet
 __main__.LayerNormNet = ptq_fixtures.LayerNormNet
 __main__.GroupNormNet = ptq_fixtures.GroupNormNet
 __main__.InstanceNormNet = ptq_fixtures.InstanceNormNet
+__main__.ConvTransposeNet = ptq_fixtures.ConvTransposeNet
+__main__.PReLUNet = ptq_fixtures.PReLUNet
+__main__.UpsampleNet = ptq_fixtures.UpsampleNet
+__main__.ConvTranspose1d3dNet = ptq_fixtures.ConvTranspose1d3dNet
 torch.backends.quantized.engine = "onednn"
 warnings.filterwarnings("ignore")
 
