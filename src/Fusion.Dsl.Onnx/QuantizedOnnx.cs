@@ -12,7 +12,9 @@ namespace Fusion.Dsl.Onnx;
 /// scales and zero point 0, their biases int32 in steps of input scale × weight scale; a fused ReLU (ConvReLU, LinearReLU,
 /// BNReLU) is a Relu before the output's QuantizeLinear; a FloatFunctional's add, add_relu, mul and cat are Add[, Relu],
 /// Mul and Concat on dequantized inputs, quantized to its qparams; a quantized Hardswish, LeakyReLU, ELU, BatchNorm,
-/// LayerNorm (opset 17 or later), GroupNorm or InstanceNorm is its float operator quantized to its own qparams; ReLU,
+/// LayerNorm (opset 17 or later), GroupNorm or InstanceNorm is its float operator quantized to its own qparams; a quantized
+/// ConvTranspose1d/2d/3d is ConvTranspose on its per-tensor int8 weight, a quantized PReLU is PRelu with its quantized slopes,
+/// each quantized to its own qparams; ReLU,
 /// ReLU6, max, average and adaptive average pooling, mean, flatten, reshapes, transpose and each piece of a chunk run on
 /// dequantized values and are quantized again with the same qparams, Hardsigmoid and sigmoid to PyTorch's fixed 1/256;
 /// parts kept float are exported as <see cref="OnnxModel.Write(Algebra.Module, int[], string, OnnxExportOptions?)"/>

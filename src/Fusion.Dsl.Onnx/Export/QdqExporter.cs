@@ -43,11 +43,13 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
             ["QuantizedLinear"] = (e, l, m, x, p) => e.Linear(l, m, x, p, relu: false),
             ["QuantizedLinearReLU"] = (e, l, m, x, p) => e.Linear(l, m, x, p, relu: true),
             ["QuantizedReLU6"] = (e, l, m, x, p) => e.KeepInputQParams(l, m, x, p),
+            ["QuantizedPReLU"] = (e, l, m, x, p) => e.PReLU(l, m, x, p),
         }
         .Concat(new[] { 1, 2, 3 }.SelectMany(r => new[]
         {
             KeyValuePair.Create<string, LayerWriter>($"QuantizedConv{r}d", (e, l, m, x, p) => e.Conv(l, m, x, p, r, relu: false)),
             KeyValuePair.Create<string, LayerWriter>($"QuantizedConvReLU{r}d", (e, l, m, x, p) => e.Conv(l, m, x, p, r, relu: true)),
+            KeyValuePair.Create<string, LayerWriter>($"QuantizedConvTranspose{r}d", (e, l, m, x, p) => e.ConvTranspose(l, m, x, p, r)),
         }))
         .Concat(new[]
         {
@@ -125,7 +127,7 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
         {
             true => x,
             false => QuantizeDequantize(exporter.FloatModule(m, x, path), q, path),
-            null => throw OnnxExporter.Refuse(m, path, "receives a quantized tensor, but has no quantized form (PyTorch's quantized forward would fail too); keep it float with a None qconfig and a DeQuantStub before it"),
+            null => throw OnnxExporter.Refuse(m, path, "receives a quantized tensor, and this exporter has no QDQ form for it on one (upsampling is one PyTorch runs quantized but this exporter does not write yet); keep it float with a None qconfig and a DeQuantStub before it"),
         };
     }
 
@@ -168,7 +170,7 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
         if (name is "hardsigmoid" or "sigmoid" && quantized.Count == 1)
             return QuantizeDequantize((OnnxValue)floatForm()!, UnitIntervalQParams(path, _quantized[quantized[0]].DType), path);
         if (!QParamsKeepingOps.Contains(name) || quantized.Count != 1)
-            throw new OnnxExportException(path, name, $"{call.Op} on a quantized tensor has no quantized form (PyTorch's quantized forward runs relu, relu6, hardsigmoid, sigmoid, flatten, reshape/view, contiguous, transpose, chunk, mean, size, max_pool2d, avg_pool2d and adaptive_avg_pool2d on quantized tensors)");
+            throw new OnnxExportException(path, name, $"{call.Op} on a quantized tensor has no QDQ form in this exporter (it writes relu, relu6, hardsigmoid, sigmoid, flatten, reshape/view, contiguous, transpose, chunk, mean, size, max_pool2d, avg_pool2d and adaptive_avg_pool2d on quantized tensors; interpolate is run quantized by PyTorch and by QuantizedModel, but not written yet)");
         var q = _quantized[quantized[0]];
         // Each piece of a chunk (ONNX's Split) gets its own QuantizeLinear/DequantizeLinear with the input's qparams, so
         // that ONNX Runtime sees DQ -> Split -> Q and later operators read a quantized value.
@@ -240,6 +242,40 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
             Ints("kernel_shape", conv.KernelSize), Ints("strides", conv.Stride), Ints("dilations", conv.Dilation),
             Int("group", conv.Groups), Ints("pads", [.. left, .. right]));
         return Output(l, y, q, path, relu);
+    }
+
+    /// <summary>A quantized ConvTranspose1d/2d/3d: ConvTranspose on the dequantized input and per-tensor weight (PyTorch
+    /// refuses per-channel weights and output padding for it, so neither reaches here), then QuantizeLinear.</summary>
+    private OnnxValue ConvTranspose(QuantizedLayer l, Module m, OnnxValue x, string path, int rank)
+    {
+        var q = Input(l, m, x, path);
+        if (m is not Conv { Transposed: true } conv || conv.Rank != rank || conv.PaddingMode != PaddingMode.Zeros || conv.OutputPadding.Any(p => p != 0))
+            throw OnnxExporter.Refuse(m, path, $"({l.TypeName}) is not a ConvTranspose{rank}d with zero padding mode and no output padding in the float model");
+        if (x.Rank != rank + 2 || x.Shape[1] != conv.InChannels)
+            throw OnnxExporter.Refuse(m, path, $"({l.TypeName}) expects an input [N, {conv.InChannels}, ...] of rank {rank + 2}, got {x.ShapeText}");
+        var (left, right) = conv.Padding.Resolve(conv.KernelSize.AsSpan(), conv.Dilation.AsSpan());
+        var spatial = Enumerable.Range(0, rank).Select(i => (int)SlidingWindow.ConvTransposeOutput(x.Shape[2 + i], conv.KernelSize[i], conv.Stride[i],
+            left[i], right[i], conv.Dilation[i], 0)).ToArray();
+        if (spatial.Any(d => d <= 0)) throw OnnxExporter.Refuse(m, path, $"the padding leaves no output for the input {x.ShapeText}");
+        var y = W.Node("ConvTranspose", path, [x.Name, .. WeightAndBias(l, q, path)], [x.Shape[0], conv.OutChannels, .. spatial],
+            Ints("kernel_shape", conv.KernelSize), Ints("strides", conv.Stride), Ints("dilations", conv.Dilation),
+            Int("group", conv.Groups), Ints("pads", [.. left, .. right]));
+        return Output(l, y, q, path, relu: false);
+    }
+
+    /// <summary>A quantized PReLU: PRelu on the dequantized input with the slopes as the quantized module holds them
+    /// (PyTorch's convert quantizes them, so a slope can round to 0), shaped [C, 1, ...] to broadcast along the channels,
+    /// then QuantizeLinear.</summary>
+    private OnnxValue PReLU(QuantizedLayer l, Module m, OnnxValue x, string path)
+    {
+        var q = Input(l, m, x, path);
+        var slopes = l.Weight!.Dequantize();
+        var channels = slopes.Count;
+        if (channels != 1 && (x.Rank < 2 || x.Shape[1] != channels))
+            throw OnnxExporter.Refuse(m, path, $"({l.TypeName}) has {channels} slopes, one per channel, but the input is {x.ShapeText}");
+        int[] shape = channels == 1 ? [1] : [channels, .. Enumerable.Repeat(1, x.Rank - 2)];
+        var slope = W.Initializer(ModulePath.Join(path, "weight"), slopes.Reshape(shape));
+        return Output(l, W.Node("PRelu", path, [x.Name, slope], x.Shape), q, path, relu: false);
     }
 
     /// <summary>A quantized Linear (LinearReLU with <paramref name="relu"/>): Gemm on a matrix input, else MatMul with the
