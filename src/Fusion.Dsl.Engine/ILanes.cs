@@ -31,12 +31,9 @@ internal unsafe interface ILanes<TV> where TV : struct, ILanes<TV>
     /// <summary><c>act(x·scale + shift)</c>: <see cref="Epilogue.Apply(Vector256{float}, Vector256{float}, Vector256{float}, bool, Act)"/> at this width.</summary>
     static abstract TV Apply(TV x, TV scale, TV shift, bool hasScale, Act act);
 
-    /// <summary>The activation alone: <see cref="Epilogue.Activate(Vector256{float}, Act)"/> at this width.</summary>
-    static abstract TV Activate(TV x, Act act);
-
-    /// <summary><c>a₀ b₀ a₁ b₁ …</c>: the first <see cref="Count"/> values in <paramref name="first"/>, the rest in
-    /// <paramref name="second"/>.</summary>
-    static abstract void Interleave(TV a, TV b, out TV first, out TV second);
+    /// <summary>Writes <c>a₀ b₀ a₁ b₁ …</c> to <paramref name="dst"/>, at most <paramref name="room"/> of the
+    /// 2·<see cref="Count"/> values (<paramref name="scratch"/> holds 2·<see cref="Count"/> floats).</summary>
+    static abstract void StoreInterleaved(TV a, TV b, float* dst, int room, float* scratch);
 
     /// <summary>Lane-wise sum.</summary>
     static abstract TV operator +(TV a, TV b);

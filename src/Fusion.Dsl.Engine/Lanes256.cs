@@ -30,15 +30,21 @@ internal readonly unsafe struct Lanes256(Vector256<float> v) : ILanes<Lanes256>
     public static Lanes256 Apply(Lanes256 x, Lanes256 scale, Lanes256 shift, bool hasScale, Act act) => new(Epilogue.Apply(x.V, scale.V, shift.V, hasScale, act));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Lanes256 Activate(Lanes256 x, Act act) => new(Epilogue.Activate(x.V, act));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Interleave(Lanes256 a, Lanes256 b, out Lanes256 first, out Lanes256 second)
+    public static void StoreInterleaved(Lanes256 a, Lanes256 b, float* dst, int room, float* scratch)
     {
         var lo = Avx.UnpackLow(a.V, b.V);
         var hi = Avx.UnpackHigh(a.V, b.V);
-        first = new(Avx2.Permute2x128(lo, hi, 0x20));
-        second = new(Avx2.Permute2x128(lo, hi, 0x31));
+        var first = Avx2.Permute2x128(lo, hi, 0x20);
+        var second = Avx2.Permute2x128(lo, hi, 0x31);
+        if (room >= 16)
+        {
+            Vector256.Store(first, dst);
+            Vector256.Store(second, dst + 8);
+            return;
+        }
+        Vector256.Store(first, scratch);
+        Vector256.Store(second, scratch + 8);
+        for (var q = 0; q < room; q++) dst[q] = scratch[q];
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

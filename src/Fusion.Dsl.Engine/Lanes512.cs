@@ -34,19 +34,25 @@ internal readonly unsafe struct Lanes512(Vector512<float> v) : ILanes<Lanes512>
     public static Lanes512 Apply(Lanes512 x, Lanes512 scale, Lanes512 shift, bool hasScale, Act act) => new(Epilogue.Apply(x.V, scale.V, shift.V, hasScale, act));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Lanes512 Activate(Lanes512 x, Act act) => new(Epilogue.Activate(x.V, act));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Interleave(Lanes512 a, Lanes512 b, out Lanes512 first, out Lanes512 second)
+    public static void StoreInterleaved(Lanes512 a, Lanes512 b, float* dst, int room, float* scratch)
     {
         // Unpacks work within 128-bit lanes: lo = [a0 b0 a1 b1 | a4 b4 a5 b5 | ...], hi = [a2 b2 a3 b3 | a6 b6 a7 b7 | ...].
         var lo = Avx512F.UnpackLow(a.V, b.V);
         var hi = Avx512F.UnpackHigh(a.V, b.V);
         fixed (int* index = InterleaveIndex)
         {
-            first = new(Avx512F.PermuteVar16x32x2(lo, Vector512.Load(index), hi));
-            second = new(Avx512F.PermuteVar16x32x2(lo, Vector512.Load(index + 16), hi));
+            var first = Avx512F.PermuteVar16x32x2(lo, Vector512.Load(index), hi);
+            var second = Avx512F.PermuteVar16x32x2(lo, Vector512.Load(index + 16), hi);
+            if (room >= 32)
+            {
+                Vector512.Store(first, dst);
+                Vector512.Store(second, dst + 16);
+                return;
+            }
+            Vector512.Store(first, scratch);
+            Vector512.Store(second, scratch + 16);
         }
+        for (var q = 0; q < room; q++) dst[q] = scratch[q];
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -505,8 +505,8 @@ internal static unsafe class Winograd
     /// <paramref name="oy"/> and <c>oy + 1</c>): blocks of <c>TV.Count</c> tiles, as in <see cref="InputRow"/>; a row
     /// of fewer tiles than a block is one block whose surplus lanes (read past the row, inside the buffer) are never
     /// stored. Returns the first tile left to scalar code (always <paramref name="tw"/>). With a residual plane
-    /// <paramref name="res"/> the epilogue's values are interleaved first, and the residual (same layout as
-    /// <paramref name="plane"/>) is added to them before the activation.
+    /// <paramref name="res"/> (same layout as <paramref name="plane"/>) the epilogue's values are stored without the
+    /// activation, then <see cref="AddResidual"/> adds the residual and applies it.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int OutputRow<TV>(float* src, int tw, long xiStride, float* plane, float* res, int oy, int oh, int ow, float scale, float shift,
@@ -528,43 +528,30 @@ internal static unsafe class Winograd
             RowSum(s, 3, xiStride, out TV s30, out var s31);
             var ox = 2 * tx;
             var at = (long)oy * ow + ox;
-            StoreInterleaved(TV.Apply(s00 + s10 + s20, vs, vb, hasScale, early), TV.Apply(s01 + s11 + s21, vs, vb, hasScale, early),
-                plane + at, res == null ? null : res + at, ow - ox, scratch, act);
+            TV.StoreInterleaved(TV.Apply(s00 + s10 + s20, vs, vb, hasScale, early), TV.Apply(s01 + s11 + s21, vs, vb, hasScale, early),
+                plane + at, ow - ox, scratch);
+            if (res != null) AddResidual(plane + at, res + at, Math.Min(2 * n, ow - ox), act);
             if (oy + 1 < oh)
-                StoreInterleaved(TV.Apply(s10 - s20 - s30, vs, vb, hasScale, early), TV.Apply(s11 - s21 - s31, vs, vb, hasScale, early),
-                    plane + at + ow, res == null ? null : res + at + ow, ow - ox, scratch, act);
+            {
+                TV.StoreInterleaved(TV.Apply(s10 - s20 - s30, vs, vb, hasScale, early), TV.Apply(s11 - s21 - s31, vs, vb, hasScale, early),
+                    plane + at + ow, ow - ox, scratch);
+                if (res != null) AddResidual(plane + at + ow, res + at + ow, Math.Min(2 * n, ow - ox), act);
+            }
         }
         return tx;
     }
 
     /// <summary>
-    /// Writes <c>a₀ b₀ a₁ b₁ …</c> to <paramref name="dst"/>, at most <paramref name="room"/> of the 2·<c>TV.Count</c>
-    /// values (<paramref name="scratch"/> holds 2·<c>TV.Count</c> floats); with a non-null <paramref name="res"/> (the
-    /// residual at <paramref name="dst"/>'s index) each value gets its residual added and then <paramref name="act"/>.
-    /// Only the <paramref name="room"/> residual values that exist are read: a short run goes through the scratch.
+    /// <c>dst[q] = act(dst[q] + res[q])</c> for the <paramref name="count"/> values just stored (still in L1): the residual
+    /// added to the stored float32 epilogue values, then the activation, as the unfused graph does. Kept out of line and
+    /// after the interleaved store, so the transform's loop without a residual is the code it was before residuals.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreInterleaved<TV>(TV a, TV b, float* dst, float* res, int room, float* scratch, Act act) where TV : struct, ILanes<TV>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void AddResidual(float* dst, float* res, int count, Act act)
     {
-        var n = TV.Count;
-        TV.Interleave(a, b, out var first, out var second);
-        if (room >= 2 * n)
-        {
-            if (res != null)
-            {
-                first = TV.Activate(first + TV.Load(res), act);
-                second = TV.Activate(second + TV.Load(res + n), act);
-            }
-            first.Store(dst);
-            second.Store(dst + n);
-            return;
-        }
-        first.Store(scratch);
-        second.Store(scratch + n);
-        if (res == null)
-            for (var q = 0; q < room; q++) dst[q] = scratch[q];
-        else
-            for (var q = 0; q < room; q++) dst[q] = Epilogue.Activate(scratch[q] + res[q], act);
+        var q = 0;
+        for (; q <= count - 8; q += 8) Vector256.Store(Epilogue.Activate(Vector256.Load(dst + q) + Vector256.Load(res + q), act), dst + q);
+        for (; q < count; q++) dst[q] = Epilogue.Activate(dst[q] + res[q], act);
     }
 
     /// <summary>Row <paramref name="i"/> of a block of tiles times A: <c>(m₀ + m₁ + m₂, m₁ - m₂ - m₃)</c>.</summary>
