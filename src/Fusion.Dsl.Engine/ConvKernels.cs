@@ -20,12 +20,31 @@ internal static unsafe class ConvKernels
     private const int PackConv = 0;
     private const int PackTransposed = 1;
 
-    /// <summary>The convolution of a batched input <c>[N, C, *spatial]</c> (checked by the caller) through <paramref name="ep"/>.</summary>
+    /// <summary>
+    /// The convolution of a batched input <c>[N, C, *spatial]</c> (checked by the caller) through <paramref name="ep"/>.
+    /// An epilogue with a residual needs a convolution that <see cref="TakesResidual"/> and a residual as long as the output.
+    /// </summary>
     public static Tensor Forward(Conv conv, Tensor input, Epilogue ep, Pass pass)
     {
         var geo = ConvGeometry.Create(conv, input.Shape);
+        if (ep.Residual is { } residual)
+        {
+            if (!TakesResidual(geo)) throw new ArgumentException("this convolution's path (depthwise or transposed) takes no residual in its epilogue", nameof(ep));
+            if (residual.Length != (long)geo.Batch * geo.OutChannels * geo.OutVolume)
+                throw new ArgumentException($"the residual has {residual.Length} elements, the output {(long)geo.Batch * geo.OutChannels * geo.OutVolume}", nameof(ep));
+        }
         return geo.Transposed ? Transposed(conv, geo, input, ep, pass) : Direct(conv, geo, input, ep, pass);
     }
+
+    /// <summary>
+    /// Whether the convolution's path adds an <see cref="Epilogue.Residual"/> as it stores: the GEMM paths (1×1, Toeplitz,
+    /// gathered columns) and Winograd do. Depthwise and transposed convolutions write their planes through
+    /// <see cref="Epilogue.ApplyRun"/>, so their callers add a residual in a separate pass.
+    /// </summary>
+    public static bool TakesResidual(ConvGeometry geo) => !geo.Transposed && !IsDepthwise(geo);
+
+    /// <summary>One input channel per group over several groups: the direct depthwise kernel's convolutions.</summary>
+    private static bool IsDepthwise(ConvGeometry geo) => geo.InGroupChannels == 1 && geo.Groups > 1;
 
     /// <summary>How a forward convolution's GEMM reads its B operand.</summary>
     private enum Plan
@@ -65,7 +84,7 @@ internal static unsafe class ConvKernels
         if (Winograd.Applies(geo) && Winograd.TryForward(conv, geo, input, ep, pass) is { } fast) return fast;
         var threads = pass.Threads;
         var output = pass.Output(checked(geo.Batch * geo.OutChannels * geo.OutVolume));
-        var depthwise = geo.InGroupChannels == 1 && geo.Groups > 1;
+        var depthwise = IsDepthwise(geo);
         var plan = depthwise ? Plan.Toeplitz : ChoosePlan(geo, threads);
         // A depthwise plane is read by its own output plane only (no channel multiplier): lay it out inside that task,
         // into a buffer that stays in L2, instead of writing the whole laid-out input to memory and reading it back.

@@ -21,14 +21,32 @@ internal enum Act
 /// What a kernel does to each accumulated value before storing it, per output channel <c>c</c>:
 /// <c>act(acc · Scale[c] + Shift[c])</c>. A plain bias is <c>Shift</c>; an eval BatchNorm folds into both;
 /// a fused ReLU/ReLU6/Hardswish becomes <see cref="Activation"/>. Null arrays mean 1 and 0.
+/// With a <see cref="Residual"/> the store is <c>act((acc · Scale[c] + Shift[c]) + Residual[i])</c>, <c>i</c> being the
+/// output's own index: the three float32 operations of the unfused graph (the convolution's store, the add, the
+/// activation) in its order, so the bits agree with it.
 /// </summary>
 internal readonly struct Epilogue
 {
-    public Epilogue(float[]? scale, float[]? shift, Act act) { Scale = scale; Shift = shift; Activation = act; }
+    public Epilogue(float[]? scale, float[]? shift, Act act, float[]? residual = null)
+    {
+        Scale = scale;
+        Shift = shift;
+        Activation = act;
+        Residual = residual;
+    }
 
     public float[]? Scale { get; }
     public float[]? Shift { get; }
     public Act Activation { get; }
+
+    /// <summary>
+    /// A tensor of exactly the output's shape and layout added before the activation (element <c>i</c> to output
+    /// element <c>i</c>), or null. Only the GEMM and Winograd convolution paths take one (<see cref="ConvKernels.TakesResidual"/>);
+    /// each checks its length against the output's before it indexes. With an activation that calls out
+    /// (<see cref="CallsOut"/>) the vector and scalar forms differ in the last ulps, so callers that must match a separate
+    /// activation pass apply such an activation afterwards.
+    /// </summary>
+    public float[]? Residual { get; }
 
     public static Epilogue None => default;
     public static Epilogue Bias(float[]? bias, Act act = Act.None) => new(null, bias, act);
@@ -84,6 +102,33 @@ internal readonly struct Epilogue
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Apply(float x, float scale, float shift, bool hasScale, Act act)
         => Activate(hasScale ? MathF.FusedMultiplyAdd(x, scale, shift) : x + shift, act);
+
+    /// <summary>
+    /// One value through <c>act((x·scale + shift) + r)</c>: the epilogue's value rounded to float32, then the residual added
+    /// in float32, then the activation, as the unfused graph computes them (never one FMA with the residual folded in).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Apply(float x, float scale, float shift, bool hasScale, float r, Act act)
+        => Activate((hasScale ? MathF.FusedMultiplyAdd(x, scale, shift) : x + shift) + r, act);
+
+    /// <summary>
+    /// A vector through <c>act(x·scale + shift)</c>, or with a non-null <paramref name="residual"/> through
+    /// <c>act((x·scale + shift) + residual[0..8))</c> (the order of <see cref="Apply(float, float, float, bool, float, Act)"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector256<float> Apply(Vector256<float> x, Vector256<float> scale, Vector256<float> shift, bool hasScale, float* residual, Act act)
+    {
+        var y = hasScale ? Vector256.FusedMultiplyAdd(x, scale, shift) : x + shift;
+        return Activate(residual == null ? y : y + Vector256.Load(residual), act);
+    }
+
+    /// <summary>The 512-bit form of <see cref="Apply(Vector256{float}, Vector256{float}, Vector256{float}, bool, float*, Act)"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector512<float> Apply(Vector512<float> x, Vector512<float> scale, Vector512<float> shift, bool hasScale, float* residual, Act act)
+    {
+        var y = hasScale ? Vector512.FusedMultiplyAdd(x, scale, shift) : x + shift;
+        return Activate(residual == null ? y : y + Vector512.Load(residual), act);
+    }
 
     /// <summary>A vector through <c>act(x·scale + shift)</c>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

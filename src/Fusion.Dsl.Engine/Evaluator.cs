@@ -95,13 +95,7 @@ internal sealed class Evaluator(Pass pass)
     /// <summary>A convolution (batched or unbatched input) through <paramref name="ep"/>.</summary>
     private Tensor RunConv(Conv c, Tensor x, string path, Epilogue ep)
     {
-        var batched = x.Rank == c.Rank + 2;
-        if (!batched && x.Rank != c.Rank + 1 || x.Size(batched ? 1 : 0) != c.InChannels || x.Shape[(batched ? 2 : 1)..].Contains(0))
-        {
-            var dims = SpatialNames[c.Rank - 1];
-            throw new ForwardException(path, c.TypeName,
-                $"expected input of shape [N, {c.InChannels}, {dims}] (or unbatched [{c.InChannels}, {dims}]) with {c.InChannels} input channels, got {Tensor.ShapeString(x.Shape)}");
-        }
+        var batched = CheckConvInput(c, x, path);
         try
         {
             var input = batched ? x : x.Reshape([1, .. x.Shape]);
@@ -112,6 +106,19 @@ internal sealed class Evaluator(Pass pass)
         {
             throw new ForwardException(path, c.TypeName, e.Message);
         }
+    }
+
+    /// <summary>Refuses an input a convolution cannot take; returns whether it is batched (else one image without the batch axis).</summary>
+    private static bool CheckConvInput(Conv c, Tensor x, string path)
+    {
+        var batched = x.Rank == c.Rank + 2;
+        if (!batched && x.Rank != c.Rank + 1 || x.Size(batched ? 1 : 0) != c.InChannels || x.Shape[(batched ? 2 : 1)..].Contains(0))
+        {
+            var dims = SpatialNames[c.Rank - 1];
+            throw new ForwardException(path, c.TypeName,
+                $"expected input of shape [N, {c.InChannels}, {dims}] (or unbatched [{c.InChannels}, {dims}]) with {c.InChannels} input channels, got {Tensor.ShapeString(x.Shape)}");
+        }
+        return batched;
     }
 
     private static void CheckBatchNormInput(BatchNorm bn, Tensor x, string path)
@@ -209,9 +216,12 @@ internal sealed class Evaluator(Pass pass)
     }
 
     /// <summary>
-    /// <c>act(conv(x) + residual)</c>: the convolution with its bias in the epilogue, PyTorch's broadcasting add of the
-    /// residual into the fresh output, then the activation in place, the same operations in the same order as the unfused
-    /// graph (so every bit agrees), with one buffer fewer. A child with hooks runs as its own call.
+    /// <c>act(conv(x) + residual)</c>, the same operations in the same order as the unfused graph (so every bit agrees).
+    /// A residual of exactly the output's shape, on a convolution path that <see cref="ConvKernels.TakesResidual"/>, is
+    /// added in the convolution's epilogue as each value is stored (with the activation, unless that calls out and must
+    /// round as the separate pass does); anything else (a broadcast residual, a number, a depthwise or transposed
+    /// convolution) gets the convolution with its bias in the epilogue, PyTorch's broadcasting add of the residual into
+    /// a fresh output, then the activation in place. A child with hooks runs as its own call.
     /// </summary>
     private Tensor RunResidual(FusedModule f, Tensor x, object residual, string path)
     {
@@ -221,6 +231,13 @@ internal sealed class Evaluator(Pass pass)
             throw new ForwardException(path, f.TypeName, $"the residual must be a tensor or a number, got {residual.GetType().Name}");
         var chain = FusedChain.Of(f);
         var head = f.Children[0];
+        if (chain is { Head.Module: Conv conv, Norm: null } && residual is Tensor same && InEpilogue(conv, x, same, ModulePath.Join(path, head.Name)))
+        {
+            var kind = chain.ActivationModule is { } am ? Epilogue.ActOf(am.Kind) : Act.None;
+            var inKernel = Epilogue.CallsOut(kind) ? Act.None : kind;
+            var fused = RunConv(conv, x, ModulePath.Join(path, head.Name), new Epilogue(null, conv.Bias?.RawFloat32, inKernel, same.RawFloat32));
+            return inKernel == kind ? fused : TensorOps.Activation(fused, kind, Pass, inPlace: true);
+        }
         var y = chain?.Head.Module is Conv c
             ? RunConv(c, x, ModulePath.Join(path, head.Name), Epilogue.Bias(c.Bias?.RawFloat32))
             : Call(head.Module, x, ModulePath.Join(path, head.Name));
@@ -232,6 +249,22 @@ internal sealed class Evaluator(Pass pass)
         var w = Call(act.Module, z, ModulePath.Join(path, act.Name));
         Pass.Release(z, x, w);
         return w;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="r"/> can be added in <paramref name="c"/>'s epilogue: it has exactly the output's shape
+    /// (so element i of each is at index i) and the path the geometry chooses takes a residual. An input the convolution
+    /// refuses is refused here with RunConv's message.
+    /// </summary>
+    private static bool InEpilogue(Conv c, Tensor x, Tensor r, string path)
+    {
+        var batched = CheckConvInput(c, x, path);
+        int[] shape = batched ? x.Shape.ToArray() : [1, .. x.Shape];
+        ConvGeometry geo;
+        try { geo = ConvGeometry.Create(c, shape); }
+        catch (EngineInputException) { return false; }  // RunConv reports it, named as the convolution
+        var output = geo.OutputShape;
+        return ConvKernels.TakesResidual(geo) && r.Shape.SequenceEqual(batched ? output.AsSpan() : output.AsSpan(1));
     }
 
     // ---- user containers ----------------------------------------------------------------------------------

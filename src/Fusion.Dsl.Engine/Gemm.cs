@@ -183,10 +183,13 @@ internal static unsafe class Gemm
     /// <summary>
     /// Runs <c>batch·groups</c> GEMMs of <paramref name="m"/>×<paramref name="k"/> by <paramref name="k"/>×<c>b.Columns</c>.
     /// <paramref name="packedA"/> comes from <see cref="PackA"/>; the epilogue's channel for row <c>r</c> of group <c>g</c>
-    /// is <c>g·m + r</c>.
+    /// is <c>g·m + r</c>. An epilogue's <see cref="Epilogue.Residual"/> is read at the index each result is stored at in
+    /// <c>c.Data</c>, so it must be exactly as long (checked here, before any pointer is taken).
     /// </summary>
     public static void Run(float[] packedA, int m, int k, BSource b, CTarget c, Epilogue ep, int batch, int groups, int threads)
     {
+        if (ep.Residual is { } residual && residual.Length != c.Data.Length)
+            throw new ArgumentException($"the residual has {residual.Length} elements, the output {c.Data.Length}: it must have the output's shape", nameof(ep));
         var n = b.Columns;
         if (n == 0 || m == 0) return;
         var nPanels = (n + NR - 1) / NR;
@@ -244,10 +247,13 @@ internal static unsafe class Gemm
             {
                 fixed (float* aBase = packedA, bData = b.Data, cData = c.Data, bp = buf, accBase = acc)
                 fixed (int* koff = b.KOff, colBase = b.ColBase, colMap = c.ColMap)
-                fixed (float* epScale = ep.Scale, epShift = ep.Shift)
+                fixed (float* epScale = ep.Scale, epShift = ep.Shift, resData = ep.Residual)
                 {
                     var src = bData + b.Offset + n * b.ImageStride + g * b.GroupStride;
-                    var cBase = cData + c.Offset + n * c.ImageStride + g * c.GroupStride;
+                    var cOffset = c.Offset + n * c.ImageStride + g * c.GroupStride;
+                    var cBase = cData + cOffset;
+                    // The residual's counterpart of cBase: same length as C (checked in Run), so every index valid in C is valid here.
+                    var rBase = resData == null ? null : resData + cOffset;
                     var a = aBase + g * aGroupStride;
                     if (acc is null)
                     {
@@ -259,11 +265,11 @@ internal static unsafe class Gemm
                         {
                             if (Vector512.IsHardwareAccelerated && q + 1 < q1)
                             {
-                                PanelPair(a, q, p0, p1, bp, panelFloats, tile, cBase, colMap, g, epScale, epShift);
+                                PanelPair(a, q, p0, p1, bp, panelFloats, tile, cBase, rBase, colMap, g, epScale, epShift);
                                 q++;
                                 continue;
                             }
-                            for (var p = p0; p < p1; p++) Panel(a, q, p, bp + (long)(p - p0) * panelFloats, tile, cBase, colMap, g);
+                            for (var p = p0; p < p1; p++) Panel(a, q, p, bp + (long)(p - p0) * panelFloats, tile, cBase, rBase, colMap, g);
                         }
                         return;
                     }
@@ -293,7 +299,7 @@ internal static unsafe class Gemm
                         for (var p = p0; p < p1; p++)
                         {
                             var v0 = p * NR;
-                            Store(tiles + (p - p0) * MR * NR, Math.Min(MR, m - m0), Math.Min(NR, b.Columns - v0), v0, m0, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
+                            Store(tiles + (p - p0) * MR * NR, Math.Min(MR, m - m0), Math.Min(NR, b.Columns - v0), v0, m0, g * m, cBase, rBase, c.RowStride, c.ColStride, colMap, ep);
                         }
                     }
                 }
@@ -307,17 +313,18 @@ internal static unsafe class Gemm
 
         /// <summary>
         /// The tile of row panel <paramref name="q"/> and column panel <paramref name="p"/> (packed at
-        /// <paramref name="bPanel"/>) over the whole depth, written to C through the epilogue.
+        /// <paramref name="bPanel"/>) over the whole depth, written to C through the epilogue (<paramref name="rBase"/>: the
+        /// residual's counterpart of <paramref name="cBase"/>, or null).
         /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private void Panel(float* a, int q, int p, float* bPanel, float* tile, float* cBase, int* colMap, int g)
+        private void Panel(float* a, int q, int p, float* bPanel, float* tile, float* cBase, float* rBase, int* colMap, int g)
         {
             var m0 = q * MR;
             var v0 = p * NR;
             var nc = Math.Min(NR, b.Columns - v0);
             var mr = Math.Min(MR, m - m0);
             MultiplyTile(a + (long)q * k * MR, bPanel, k, tile, false, nc);
-            Store(tile, mr, nc, v0, m0, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
+            Store(tile, mr, nc, v0, m0, g * m, cBase, rBase, c.RowStride, c.ColStride, colMap, ep);
         }
 
         /// <summary>
@@ -325,7 +332,7 @@ internal static unsafe class Gemm
         /// AVX-512 kernel wherever the second column panel has more than <c>NR/2</c> valid columns (where the 256-bit path
         /// runs its full kernel too, so the bits agree), single tiles elsewhere.
         /// </summary>
-        private void PanelPair(float* a, int q, int p0, int p1, float* bp, int panelFloats, float* tile, float* cBase, int* colMap, int g,
+        private void PanelPair(float* a, int q, int p0, int p1, float* bp, int panelFloats, float* tile, float* cBase, float* rBase, int* colMap, int g,
                                float* epScale, float* epShift)
         {
             // Twelve full rows whose 32 columns are two runs of C take the epilogue in registers.
@@ -339,8 +346,8 @@ internal static unsafe class Gemm
                 var nc1 = p + 1 < p1 ? Math.Min(NR, b.Columns - v0 - NR) : 0;
                 if (nc1 <= NR / 2)
                 {
-                    Panel(a, q, p, bPanel, tile, cBase, colMap, g);
-                    Panel(a, q + 1, p, bPanel, tile, cBase, colMap, g);
+                    Panel(a, q, p, bPanel, tile, cBase, rBase, colMap, g);
+                    Panel(a, q + 1, p, bPanel, tile, cBase, rBase, colMap, g);
                     continue;
                 }
                 if (direct)
@@ -351,7 +358,8 @@ internal static unsafe class Gemm
                     {
                         var channel = g * m + m0;
                         GemmKernel512.Kernel(aPanel, aPanel + (long)k * MR, bPanel, bPanel + panelFloats, k, null, null, null, null, false, d0, d1, c.RowStride,
-                            epScale == null ? null : epScale + channel, epShift == null ? null : epShift + channel, ep.Activation);
+                            epScale == null ? null : epScale + channel, epShift == null ? null : epShift + channel, ep.Activation,
+                            rBase == null ? null : rBase + (d0 - cBase), rBase == null ? null : rBase + (d1 - cBase));
                         p++;
                         continue;
                     }
@@ -360,10 +368,10 @@ internal static unsafe class Gemm
                 GemmKernel512.Kernel(aPanel, aPanel + (long)k * MR, bPanel, bPanel + panelFloats, k, tile, tile + t, tile + 2 * t, tile + 3 * t, false);
                 var mr0 = Math.Min(MR, m - m0);
                 var mr1 = Math.Min(MR, m - m0 - MR);
-                Store(tile, mr0, NR, v0, m0, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
-                Store(tile + t, mr0, nc1, v0 + NR, m0, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
-                Store(tile + 2 * t, mr1, NR, v0, m0 + MR, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
-                Store(tile + 3 * t, mr1, nc1, v0 + NR, m0 + MR, g * m, cBase, c.RowStride, c.ColStride, colMap, ep);
+                Store(tile, mr0, NR, v0, m0, g * m, cBase, rBase, c.RowStride, c.ColStride, colMap, ep);
+                Store(tile + t, mr0, nc1, v0 + NR, m0, g * m, cBase, rBase, c.RowStride, c.ColStride, colMap, ep);
+                Store(tile + 2 * t, mr1, NR, v0, m0 + MR, g * m, cBase, rBase, c.RowStride, c.ColStride, colMap, ep);
+                Store(tile + 3 * t, mr1, nc1, v0 + NR, m0 + MR, g * m, cBase, rBase, c.RowStride, c.ColStride, colMap, ep);
                 p++;
             }
         }
@@ -566,23 +574,27 @@ internal static unsafe class Gemm
         Vector256.Store(c50, tile + 80); Vector256.Store(c51, tile + 88);
     }
 
-    /// <summary>One 16-value tile row through the epilogue of its channel into <paramref name="dst"/>: one 512-bit vector where the hardware has them, two 256-bit ones otherwise (the same bits).</summary>
+    /// <summary>
+    /// One 16-value tile row through the epilogue of its channel into <paramref name="dst"/>, with <paramref name="act"/>
+    /// and, when <paramref name="res"/> is not null, the 16 residual values there added before it: one 512-bit vector
+    /// where the hardware has them, two 256-bit ones otherwise (the same bits).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Row(float* src, float* dst, int channel, Epilogue ep)
+    private static void Row(float* src, float* dst, int channel, Epilogue ep, Act act, float* res)
     {
         if (Vector512.IsHardwareAccelerated)
         {
             var ws = Vector512.Create(ep.Scale is null ? 1f : ep.Scale[channel]);
             var wb = Vector512.Create(ep.Shift is null ? 0f : ep.Shift[channel]);
-            Vector512.Store(Epilogue.Apply(Vector512.Load(src), ws, wb, ep.Scale is not null, ep.Activation), dst);
+            Vector512.Store(Epilogue.Apply(Vector512.Load(src), ws, wb, ep.Scale is not null, res, act), dst);
             return;
         }
         var lo = Vector256.Load(src);
         var hi = Vector256.Load(src + 8);
         var vs = Vector256.Create(ep.Scale is null ? 1f : ep.Scale[channel]);
         var vb = Vector256.Create(ep.Shift is null ? 0f : ep.Shift[channel]);
-        Vector256.Store(Epilogue.Apply(lo, vs, vb, ep.Scale is not null, ep.Activation), dst);
-        Vector256.Store(Epilogue.Apply(hi, vs, vb, ep.Scale is not null, ep.Activation), dst + 8);
+        Vector256.Store(Epilogue.Apply(lo, vs, vb, ep.Scale is not null, res, act), dst);
+        Vector256.Store(Epilogue.Apply(hi, vs, vb, ep.Scale is not null, res == null ? null : res + 8, act), dst + 8);
     }
 
     /// <summary>
@@ -625,39 +637,55 @@ internal static unsafe class Gemm
     /// <summary>
     /// Writes the valid <paramref name="mr"/>×<paramref name="nc"/> part of a tile through the epilogue: the epilogue runs
     /// on whole tile rows in vectors (lanes past <paramref name="nc"/> are never stored), then each run of consecutive
-    /// output columns is copied out (one run unless a Toeplitz view drops columns inside the tile).
+    /// output columns is copied out (one run unless a Toeplitz view drops columns inside the tile). With a residual
+    /// (<paramref name="res"/>, the residual's counterpart of <paramref name="c"/>) a tile row written in place keeps
+    /// <c>x·scale + shift</c>, and the copy-out adds the residual and applies the activation, so no value is activated twice.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Store(float* tile, int mr, int nc, int v0, int m0, int channel0, float* c, int rs, int cs, int* colMap, Epilogue ep)
+    private static void Store(float* tile, int mr, int nc, int v0, int m0, int channel0, float* c, float* res, int rs, int cs, int* colMap, Epilogue ep)
     {
         // A full tile bound for one run goes through the epilogue straight into C, without writing the tile back first;
         // otherwise in place, then copied out.
         var direct = DirectTarget(nc, v0, m0, c, rs, cs, colMap);
+        var act = ep.Activation;
+        if (direct != null)
+        {
+            for (var r = 0; r < mr; r++)
+            {
+                var d = direct + (long)r * rs;
+                Row(tile + r * NR, d, channel0 + m0 + r, ep, act, res == null ? null : res + (d - c));
+            }
+            return;
+        }
         for (var r = 0; r < mr; r++)
         {
             var t = tile + r * NR;
-            Row(t, direct != null ? direct + (long)r * rs : t, channel0 + m0 + r, ep);
+            Row(t, t, channel0 + m0 + r, ep, res == null ? act : Act.None, null);
         }
-        if (direct != null) return;
+        // What the copy-out still owes each value: the residual and the activation, or nothing.
+        var owed = res == null ? Act.None : act;
         if (cs != 1)
         {
             // A transposed destination (Linear's [rows, features]): element by element.
             for (var r = 0; r < mr; r++)
-            {
-                var row = c + (long)(m0 + r) * rs;
                 for (var j = 0; j < nc; j++)
                 {
                     var col = colMap == null ? v0 + j : colMap[v0 + j];
-                    if (col >= 0) row[(long)col * cs] = tile[r * NR + j];
+                    if (col < 0) continue;
+                    var at = (long)(m0 + r) * rs + (long)col * cs;
+                    c[at] = res == null ? tile[r * NR + j] : Epilogue.Activate(tile[r * NR + j] + res[at], owed);
                 }
-            }
             return;
         }
         // One run of consecutive output columns per row (always so without a column map), starting at column `first`.
         var first = RunStart(nc, v0, cs, colMap);
         if (first >= 0)
         {
-            for (var r = 0; r < mr; r++) CopyRun(tile + r * NR, c + (long)(m0 + r) * rs + first, nc);
+            for (var r = 0; r < mr; r++)
+            {
+                var at = (long)(m0 + r) * rs + first;
+                CopyRun(tile + r * NR, c + at, res == null ? null : res + at, nc, owed);
+            }
             return;
         }
         for (var j = 0; j < nc;)
@@ -667,16 +695,29 @@ internal static unsafe class Gemm
             while (j + 1 < nc && colMap[v0 + j + 1] == colMap[v0 + j] + 1) j++;
             j++;
             var dst = colMap[v0 + start];
-            for (var r = 0; r < mr; r++) CopyRun(tile + r * NR + start, c + (long)(m0 + r) * rs + dst, j - start);
+            for (var r = 0; r < mr; r++)
+            {
+                var at = (long)(m0 + r) * rs + dst;
+                CopyRun(tile + r * NR + start, c + at, res == null ? null : res + at, j - start, owed);
+            }
         }
     }
 
-    /// <summary>Copies a run of at most <see cref="NR"/> values (a full tile row is written by the epilogue directly).</summary>
+    /// <summary>
+    /// Copies a run of at most <see cref="NR"/> values (a full tile row is written by the epilogue directly), or with a
+    /// residual run <paramref name="res"/> stores <c>act(src + res)</c>, the add and activation the tile still owes.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void CopyRun(float* src, float* dst, int n)
+    private static void CopyRun(float* src, float* dst, float* res, int n, Act act)
     {
         var i = 0;
-        if (n >= 8) { Vector256.Store(Vector256.Load(src), dst); i = 8; }
-        for (; i < n; i++) dst[i] = src[i];
+        if (res == null)
+        {
+            if (n >= 8) { Vector256.Store(Vector256.Load(src), dst); i = 8; }
+            for (; i < n; i++) dst[i] = src[i];
+            return;
+        }
+        if (n >= 8) { Vector256.Store(Epilogue.Activate(Vector256.Load(src) + Vector256.Load(res), act), dst); i = 8; }
+        for (; i < n; i++) dst[i] = Epilogue.Activate(src[i] + res[i], act);
     }
 }

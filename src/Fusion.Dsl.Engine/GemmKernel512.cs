@@ -27,13 +27,17 @@ internal static unsafe class GemmKernel512
     /// 1 and 0), the same bits as the tiles through <see cref="Gemm"/>'s store. For shallow products (mobilenet's 1x1
     /// convolutions have depths of 16 to 160) writing tiles and reading them back costs a fifth of the multiply-adds.
     /// The activation must not call out (<see cref="Epilogue.CallsOut"/>): nothing after the loop may call a method, or
-    /// the JIT keeps the accumulators in memory (the reason given on the 256-bit kernel).
+    /// the JIT keeps the accumulators in memory (the reason given on the 256-bit kernel). With a non-null
+    /// <paramref name="r0"/> (and <paramref name="r1"/>), the residual rows laid out as <paramref name="d0"/> and
+    /// <paramref name="d1"/>, each row's value <c>x·scale + shift</c> gets its residual added before the activation, the
+    /// order of <see cref="Epilogue.Apply(float, float, float, bool, float, Act)"/>.
     /// </para>
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Kernel(float* a0, float* a1, float* b0, float* b1, int k,
                               float* t00, float* t01, float* t10, float* t11, bool accumulate,
-                              float* d0 = null, float* d1 = null, long rowStride = 0, float* scale = null, float* shift = null, Act act = Act.None)
+                              float* d0 = null, float* d1 = null, long rowStride = 0, float* scale = null, float* shift = null, Act act = Act.None,
+                              float* r0 = null, float* r1 = null)
     {
         const int nr = Gemm.NR, mr = Gemm.MR;
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
@@ -114,6 +118,11 @@ internal static unsafe class GemmKernel512
             var vb = Vector512.Create(shift == null ? 0f : shift[r]);
             lo = scale == null ? lo + vb : Vector512.FusedMultiplyAdd(lo, vs, vb);
             hi = scale == null ? hi + vb : Vector512.FusedMultiplyAdd(hi, vs, vb);
+            if (r0 != null)
+            {
+                lo += Vector512.Load(r0 + r * rowStride);
+                hi += Vector512.Load(r1 + r * rowStride);
+            }
             Vector512.Store(Epilogue.ActivatePiecewise(lo, act), d0 + r * rowStride);
             Vector512.Store(Epilogue.ActivatePiecewise(hi, act), d1 + r * rowStride);
         }

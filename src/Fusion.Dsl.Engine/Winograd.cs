@@ -70,10 +70,13 @@ internal static unsafe class Winograd
     /// when the input or the weight holds an infinity or a NaN: the transforms add a value to itself with opposite signs,
     /// so an infinity would come out as NaN where the direct product gives ±∞, and such layers go to the GEMM path.
     /// Computed in passes over tile rows that hold at most <paramref name="chunkFloats"/> transformed values (tests pass
-    /// less than <see cref="ChunkFloats"/> to reach several passes on small inputs; the passes change no bit).
+    /// less than <see cref="ChunkFloats"/> to reach several passes on small inputs; the passes change no bit). An
+    /// epilogue's residual is added in the output transform, element by element of the output (it must be as long).
     /// </summary>
     public static Tensor? TryForward(Conv conv, ConvGeometry geo, Tensor input, Epilogue ep, Pass forwardPass, long chunkFloats = ChunkFloats)
     {
+        if (ep.Residual is { } residual && residual.Length != (long)geo.Batch * geo.OutChannels * geo.OutVolume)
+            throw new ArgumentException($"the residual has {residual.Length} elements, the output {(long)geo.Batch * geo.OutChannels * geo.OutVolume}: it must have the output's shape", nameof(ep));
         var threads = forwardPass.Threads;
         var x = input.RawFloat32;
         int cin = geo.InChannels, cout = geo.OutChannels, oh = geo.Out[1], ow = geo.Out[2];
@@ -89,7 +92,7 @@ internal static unsafe class Winograd
         var tiles = chunkRows * tw;
         // The output transform finds channel co·images + n's epilogue at that index: each channel's entry, repeated per image.
         static float[]? PerImage(float[]? a, int k) => a is null || k == 1 ? a : [.. a.SelectMany(f => Enumerable.Repeat(f, k))];
-        var wideEp = new Epilogue(PerImage(ep.Scale, images), PerImage(ep.Shift, images), ep.Activation);
+        var wideEp = new Epilogue(PerImage(ep.Scale, images), PerImage(ep.Shift, images), ep.Activation, ep.Residual);
         var weight = conv.Weight;
         var packedU = forwardPass.Pack(weight, (PackWinograd, 1, 0), () => PackWeights(weight, cin, cout, threads));
         if (packedU.Length == 0) return null;
@@ -108,7 +111,7 @@ internal static unsafe class Winograd
                 {
                     var pass = Math.Min(images, geo.Batch - n0);
                     // A last, shorter pass repeats each channel's entry fewer times.
-                    var passEp = pass == images ? wideEp : new Epilogue(PerImage(ep.Scale, pass), PerImage(ep.Shift, pass), ep.Activation);
+                    var passEp = pass == images ? wideEp : new Epilogue(PerImage(ep.Scale, pass), PerImage(ep.Shift, pass), ep.Activation, ep.Residual);
                     var count = rows * tw;
                     var columns = pass * count;
                     var koff = new int[cin];
@@ -444,7 +447,8 @@ internal static unsafe class Winograd
     /// <summary>
     /// <c>Y = Aᵀ M A</c> of the tiles in tile rows <c>[ty0, ty0 + th)</c> of output channel <paramref name="co"/>, with
     /// <c>Aᵀ = [[1,1,1,0],[0,1,-1,-1]]</c>, through the epilogue into the output plane (tiles past an odd height or width
-    /// write only their valid half).
+    /// write only their valid half). The epilogue's residual, when it has one, is read at the output's own indices (its
+    /// length was checked against the output's by <see cref="TryForward"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void TransformOutput(float[] m, int co, int cout, float[] output, long planeStart, int oh, int ow, int ty0, int th, int tw, Epilogue ep)
@@ -454,10 +458,11 @@ internal static unsafe class Winograd
         var (scale, shift) = ep.At(co);
         var hasScale = ep.Scale is not null;
         var act = ep.Activation;
-        fixed (float* ms = m, os = output)
+        fixed (float* ms = m, os = output, rs = ep.Residual)
         {
             var src = ms + (long)co * tiles;
             var plane = os + planeStart;
+            var resPlane = rs == null ? null : rs + planeStart;
             var y = stackalloc float[32];  // room for one interleaved 512-bit block pair
             for (var ty = 0; ty < th; ty++)
             {
@@ -465,9 +470,9 @@ internal static unsafe class Winograd
                 var tx = 0;
                 // Sixteen or eight tiles per block, as in TransformInput.
                 if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported && tw >= Lanes512.Count)
-                    tx = OutputRow<Lanes512>(src + (long)ty * tw, tw, xiStride, plane, oy, oh, ow, scale, shift, hasScale, act, y);
+                    tx = OutputRow<Lanes512>(src + (long)ty * tw, tw, xiStride, plane, resPlane, oy, oh, ow, scale, shift, hasScale, act, y);
                 else if (Avx2.IsSupported)
-                    tx = OutputRow<Lanes256>(src + (long)ty * tw, tw, xiStride, plane, oy, oh, ow, scale, shift, hasScale, act, y);
+                    tx = OutputRow<Lanes256>(src + (long)ty * tw, tw, xiStride, plane, resPlane, oy, oh, ow, scale, shift, hasScale, act, y);
                 for (; tx < tw; tx++)
                 {
                     var s = src + (long)ty * tw + tx;
@@ -476,32 +481,42 @@ internal static unsafe class Winograd
                     RowSum(s, 1, xiStride, ref s10, ref s11);
                     RowSum(s, 2, xiStride, ref s20, ref s21);
                     RowSum(s, 3, xiStride, ref s30, ref s31);
-                    var ox = 2 * tx;
-                    var row0 = plane + (long)oy * ow + ox;
-                    row0[0] = Epilogue.Apply(s00 + s10 + s20, scale, shift, hasScale, act);
-                    if (ox + 1 < ow) row0[1] = Epilogue.Apply(s01 + s11 + s21, scale, shift, hasScale, act);
+                    var at = (long)oy * ow + 2 * tx;
+                    var two = 2 * tx + 1 < ow;
+                    Put(plane + at, resPlane == null ? null : resPlane + at, s00 + s10 + s20, s01 + s11 + s21, two, scale, shift, hasScale, act);
                     if (oy + 1 >= oh) continue;
-                    var row1 = row0 + ow;
-                    row1[0] = Epilogue.Apply(s10 - s20 - s30, scale, shift, hasScale, act);
-                    if (ox + 1 < ow) row1[1] = Epilogue.Apply(s11 - s21 - s31, scale, shift, hasScale, act);
+                    at += ow;
+                    Put(plane + at, resPlane == null ? null : resPlane + at, s10 - s20 - s30, s11 - s21 - s31, two, scale, shift, hasScale, act);
                 }
             }
         }
+    }
+
+    /// <summary>One or two (<paramref name="two"/>) adjacent outputs of the scalar tail through the epilogue, each with its residual when <paramref name="res"/> is not null.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Put(float* dst, float* res, float v0, float v1, bool two, float scale, float shift, bool hasScale, Act act)
+    {
+        dst[0] = res == null ? Epilogue.Apply(v0, scale, shift, hasScale, act) : Epilogue.Apply(v0, scale, shift, hasScale, res[0], act);
+        if (two) dst[1] = res == null ? Epilogue.Apply(v1, scale, shift, hasScale, act) : Epilogue.Apply(v1, scale, shift, hasScale, res[1], act);
     }
 
     /// <summary>
     /// The vector part of <see cref="TransformOutput"/> for the tile row at <paramref name="src"/> (output rows
     /// <paramref name="oy"/> and <c>oy + 1</c>): blocks of <c>TV.Count</c> tiles, as in <see cref="InputRow"/>; a row
     /// of fewer tiles than a block is one block whose surplus lanes (read past the row, inside the buffer) are never
-    /// stored. Returns the first tile left to scalar code (always <paramref name="tw"/>).
+    /// stored. Returns the first tile left to scalar code (always <paramref name="tw"/>). With a residual plane
+    /// <paramref name="res"/> (same layout as <paramref name="plane"/>) the epilogue's values are stored without the
+    /// activation, then <see cref="AddResidual"/> adds the residual and applies it.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int OutputRow<TV>(float* src, int tw, long xiStride, float* plane, int oy, int oh, int ow, float scale, float shift,
+    private static int OutputRow<TV>(float* src, int tw, long xiStride, float* plane, float* res, int oy, int oh, int ow, float scale, float shift,
                                      bool hasScale, Act act, float* scratch) where TV : struct, ILanes<TV>
     {
         var n = TV.Count;
         var vs = TV.Broadcast(scale);
         var vb = TV.Broadcast(shift);
+        // Without a residual the activation goes with the scale and shift; with one it must wait for the add.
+        var early = res == null ? act : Act.None;
         var tx = 0;
         for (; tx < tw; tx += n)
         {
@@ -512,13 +527,31 @@ internal static unsafe class Winograd
             RowSum(s, 2, xiStride, out TV s20, out var s21);
             RowSum(s, 3, xiStride, out TV s30, out var s31);
             var ox = 2 * tx;
-            TV.StoreInterleaved(TV.Apply(s00 + s10 + s20, vs, vb, hasScale, act), TV.Apply(s01 + s11 + s21, vs, vb, hasScale, act),
-                plane + (long)oy * ow + ox, ow - ox, scratch);
+            var at = (long)oy * ow + ox;
+            TV.StoreInterleaved(TV.Apply(s00 + s10 + s20, vs, vb, hasScale, early), TV.Apply(s01 + s11 + s21, vs, vb, hasScale, early),
+                plane + at, ow - ox, scratch);
+            if (res != null) AddResidual(plane + at, res + at, Math.Min(2 * n, ow - ox), act);
             if (oy + 1 < oh)
-                TV.StoreInterleaved(TV.Apply(s10 - s20 - s30, vs, vb, hasScale, act), TV.Apply(s11 - s21 - s31, vs, vb, hasScale, act),
-                    plane + (long)(oy + 1) * ow + ox, ow - ox, scratch);
+            {
+                TV.StoreInterleaved(TV.Apply(s10 - s20 - s30, vs, vb, hasScale, early), TV.Apply(s11 - s21 - s31, vs, vb, hasScale, early),
+                    plane + at + ow, ow - ox, scratch);
+                if (res != null) AddResidual(plane + at + ow, res + at + ow, Math.Min(2 * n, ow - ox), act);
+            }
         }
         return tx;
+    }
+
+    /// <summary>
+    /// <c>dst[q] = act(dst[q] + res[q])</c> for the <paramref name="count"/> values just stored (still in L1): the residual
+    /// added to the stored float32 epilogue values, then the activation, as the unfused graph does. Kept out of line and
+    /// after the interleaved store, so the transform's loop without a residual is the code it was before residuals.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void AddResidual(float* dst, float* res, int count, Act act)
+    {
+        var q = 0;
+        for (; q <= count - 8; q += 8) Vector256.Store(Epilogue.Activate(Vector256.Load(dst + q) + Vector256.Load(res + q), act), dst + q);
+        for (; q < count; q++) dst[q] = Epilogue.Activate(dst[q] + res[q], act);
     }
 
     /// <summary>Row <paramref name="i"/> of a block of tiles times A: <c>(m₀ + m₁ + m₂, m₁ - m₂ - m₃)</c>.</summary>

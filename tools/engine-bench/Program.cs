@@ -11,6 +11,10 @@
 //                                                                     the dataflow check, the dataflow analysis alone) and a
 //                                                                     series of 25 fusions (ms / page faults / gen2 collections);
 //                                                                     BENCH_AFTER_FORWARD=1 runs 10 forward passes first
+//   dotnet run -c Release --project tools/engine-bench -- file PATH [threads]  a model file (fusion-model/1 JSON) on a random
+//                                                                     input of its shape: wall and CPU ms per forward pass
+//   dotnet run -c Release --project tools/engine-bench -- joins [threads]    resnet18/50's residual joins: conv, separate add and
+//                                                                     ReLU against the add and ReLU in the conv's epilogue
 //   dotnet run -c Release --project tools/engine-bench -- int8 [threads]     the int8 GEMM on resnet50's 1x1 shapes against the
 //                                                                     float 1x1 convolution of the same shape (GOP/s each;
 //                                                                     7-bit activations, then the full byte range)
@@ -18,13 +22,14 @@ using System.Diagnostics;
 using Fusion.Dsl;
 using Fusion.Dsl.Algebra;
 using Fusion.Dsl.Engine;
+using Fusion.Dsl.IO;
 using Fusion.Dsl.Layers;
 using Fusion.Dsl.Tensors;
 using Fusion.Dsl.Zoo;
 
 var mode = args.Length > 0 ? args[0] : "conv";
-var netName = mode is "net" or "profile" or "fuse" ? (args.Length > 1 ? args[1] : "resnet18") : "";
-var rest = mode is "net" or "profile" or "fuse" ? args.Skip(2).ToArray() : args.Skip(1).ToArray();
+var netName = mode is "net" or "profile" or "fuse" or "file" ? (args.Length > 1 ? args[1] : "resnet18") : "";
+var rest = mode is "net" or "profile" or "fuse" or "file" ? args.Skip(2).ToArray() : args.Skip(1).ToArray();
 var threads = rest.Length > 0 ? int.Parse(rest[0], System.Globalization.CultureInfo.InvariantCulture) : Environment.ProcessorCount;
 var options = new ForwardOptions { Threads = threads };
 Console.WriteLine($"{mode}, threads={threads}, cores={Environment.ProcessorCount}");
@@ -85,6 +90,29 @@ switch (mode)
         for (var i = 0; i < 20; i++) Forward.Run(fusedNet, x, options);
         var faults = (MinorFaults() - flt0) / 20;
         Console.WriteLine($"{netName} {Tensor.ShapeString(x.Shape)}: unfused {tu:F2} ms, fused {tf:F2} ms ({tu / tf:F2}x); fused pass: {faults} page faults");
+        break;
+    }
+    case "joins":
+        // resnet18's residual joins (3x3 C->C, Winograd) and resnet50's (1x1 expansions, GEMM) as ConvAddReLU computes them.
+        foreach (var (cin, cout, size, k) in new[] { (64, 64, 56, 3), (128, 128, 28, 3), (256, 256, 14, 3), (512, 512, 7, 3),
+                                                     (64, 256, 56, 1), (128, 512, 28, 1), (256, 1024, 14, 1), (512, 2048, 7, 1) })
+            JoinBench(cin, cout, size, k);
+        break;
+    case "file":
+    {
+        // A model file as written (e.g. by fusion auto --rules extended) on a random input of its input shape: wall and
+        // CPU time per forward pass, medians, three rounds.
+        var content = ModelFile.ReadContent(netName);
+        var x = Random(new Random(1), [.. content.InputShape]);
+        var rounds = new List<string>();
+        // One session: weights packed once, buffers recycled, as a server runs the model.
+        using var session = EngineSession.Open(content.Model, new EngineSessionOptions { Threads = threads });
+        for (var round = 0; round < 3; round++)
+        {
+            var t = Median(() => session.Run(x));
+            rounds.Add($"{t:F2}/{Cpu:F2}");
+        }
+        Console.WriteLine($"{netName} {Tensor.ShapeString(x.Shape)}: wall/CPU ms per pass (medians, 3 rounds) {string.Join("  ", rounds)}");
         break;
     }
     case "profile":
@@ -180,6 +208,48 @@ void ConvBench(int cin, int cout, int size, int k, int stride, int pad, int grou
     Console.WriteLine($"  GC gen0/1/2 so far: {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}, pause {GC.GetTotalPauseDuration().TotalMilliseconds:F0} ms");
     Console.WriteLine($"conv {cin}->{cout} k{k} s{stride} g{groups} at {size}x{size}: {t:F3} ms = {flops / t / 1e6:F1} GFLOP/s (best sample {flops / best / 1e6:F1}, per CPU-second {flops / cpuMs / 1e6:F1}); " +
                       $"ConvReLU fused {tf:F3} ms vs conv then ReLU {tp:F3} ms");
+}
+
+// relu(conv(x) + r) two ways, in alternating rounds, on one pass with a buffer pool as a session runs it: the convolution
+// with its bias, a separate add into a fresh buffer and the ReLU in place (the engine before the residual epilogue), and
+// the add and ReLU in the convolution's epilogue. The two must give the same bits.
+void JoinBench(int cin, int cout, int size, int k)
+{
+    var conv = Conv.Create(2, cin, cout, [k], padding: ConvPadding.Explicit(k / 2), seed: 1);
+    var x = Random(new Random(2), 1, cin, size, size);
+    var r = Random(new Random(3), 1, cout, size, size);
+    var bias = conv.Bias!.ToArray();
+    var residual = r.ToArray();  // copied once: the engine reads the residual tensor's own array
+    var pool = new Pass(threads, new PackStore(), new BufferPool(1L << 30));
+    // The timed forms give their outputs back to the pool (as the next layer would); the check keeps them.
+    Tensor Separate(Pass pass)
+    {
+        var y = ConvKernels.Forward(conv, x, Epilogue.Bias(bias), pass);
+        var z = TensorOps.Apply(TensorOps.Binary.Add, y, r, pass);
+        pass.Release(y);
+        return TensorOps.Activation(z, Act.ReLU, pass, inPlace: true);
+    }
+    Tensor InEpilogue(Pass pass) => ConvKernels.Forward(conv, x, new Epilogue(null, bias, Act.ReLU, residual), pass);
+    Tensor Timed(Func<Pass, Tensor> form)
+    {
+        var z = form(pool);
+        pool.Release(z);
+        return z;
+    }
+    var same = InEpilogue(new Pass(threads, new PackStore(), null)).Equals(Separate(new Pass(threads, new PackStore(), null)));
+    var rounds = new List<string>();
+    // Wall time and CPU time (all threads) per call: on a shared machine the CPU time is the steadier of the two.
+    var cpu = new List<string>();
+    for (var round = 0; round < 3; round++)
+    {
+        var ts = Median(() => Timed(Separate));
+        var cs = Cpu;
+        var te = Median(() => Timed(InEpilogue));
+        rounds.Add($"{ts:F3}/{te:F3}");
+        cpu.Add($"{cs:F3}/{Cpu:F3}");
+    }
+    Console.WriteLine($"join {cin}->{cout} k{k} at {size}x{size}: separate/epilogue, medians of 3 rounds: wall ms {string.Join("  ", rounds)}; " +
+                      $"CPU ms {string.Join("  ", cpu)}; same bits {same}");
 }
 
 static double Median(Func<Tensor> run)
