@@ -53,6 +53,17 @@ internal static class ModelOutput
     {
         TorchCheckpoint.Write(path, model.StateDict());
         Console.Out.WriteLine($"wrote {path} (load it with model.load_state_dict(torch.load(path)))");
+        NoteFusionsPyTorchLacks(model);
+    }
+
+    /// <summary>A state_dict of a model holding this project's own fused kinds (extended rules) has their layout, which no
+    /// PyTorch model has: say so, naming the first few, rather than let the load instruction stand alone.</summary>
+    private static void NoteFusionsPyTorchLacks(Module model)
+    {
+        var own = model.NamedModules().Where(kv => kv.Value.Namespace == Namespaces.FusionDsl).ToList();
+        if (own.Count == 0) return;
+        var named = string.Join(", ", own.Take(3).Select(kv => $"{kv.Value.TypeName} at '{kv.Key}'"));
+        Console.Out.WriteLine($"note: the model holds {own.Count} fusion(s) PyTorch has no module for ({named}{(own.Count > 3 ? ", ..." : "")}); their state_dict keys (PATH.0.weight) load only into a model fused the same way here, not into a PyTorch model");
     }
 
     /// <summary>The <c>--dynamic-batch</c> option of a command that may write ONNX.</summary>
@@ -83,6 +94,7 @@ internal static class ModelOutput
         {
             SafeTensors.Write(path, model.StateDict());
             Console.Out.WriteLine($"wrote {path} (load it with model.load_state_dict(fusion_torch.load_state_dict(path)))");
+            NoteFusionsPyTorchLacks(model);
             return;
         }
         dynamicBatch |= src.DynamicBatch;

@@ -79,6 +79,9 @@ let tests =
                 Expect.equal joins count $"every residual join became a {kind}"
                 expectClose "fused with the extended rules" Support.Tol.networkRel Support.Tol.networkAbs (Forward.Run(model, x)) expected
                 expectOrtComputesPyTorch model onnx x expected
+                // As a checkpoint its keys are this project's layout: the CLI says no PyTorch model takes them.
+                let out2 = auto dir [ "--rules"; "extended" ] (Path.Combine(workDir.Value, name + "-extended.pt"))
+                Expect.stringContains out2 "fusion(s) PyTorch has no module for" "the note says PyTorch has no module for them"
             }
         yield test "tiny_maxvit fused and exported afresh (Gather of its tensor constants, Einsum, Transpose, Tanh) runs in ONNX Runtime as in PyTorch" {
             let dir, x, expected = network "tiny_maxvit"
