@@ -87,12 +87,15 @@ def qweight(shape, per_channel, scales=None):
     return torch._make_per_tensor_quantized_tensor(ints, float(log_uniform(1e-3, 0.05)) if scales is None else scales, 0)
 
 
-def output_qparams(y, spread=1.0, zp=None):
-    """Output qparams covering the float result's range, shrunk by `spread` (below 1 forces saturation)."""
+def output_qparams(y, spread=1.0, zp=None, dtype=torch.quint8):
+    """Output qparams covering the float result's range, shrunk by `spread` (below 1 forces saturation); a computed zero
+    point is moved into qint8's range for a qint8 output."""
     lo, hi = float(y.min()), float(y.max())
     scale = max((hi - lo) / 255.0 * spread, 1e-6)
     if zp is None:
         zp = int(np.clip(round(-lo / scale), 0, 255)) if spread >= 1.0 else int(np.clip(round(-(lo + hi) / 2 / scale) + 128, 0, 255))
+        if dtype == torch.qint8:
+            zp -= 128
     return scale, zp
 
 
@@ -317,9 +320,7 @@ def leaky_relu_elu_cases():
         x = qinput(shape, dtype=dtype)
         for kind in ("leaky_relu", "elu"):
             y = F.leaky_relu(x.dequantize(), slope) if kind == "leaky_relu" else F.elu(x.dequantize(), slope)
-            scale, zp = output_qparams(y, spread)
-            if dtype == torch.qint8:
-                zp -= 128
+            scale, zp = output_qparams(y, spread, dtype=dtype)
             if kind == "leaky_relu":
                 m = nnq.LeakyReLU(scale, zp, slope)
                 args = {"negative_slope": slope}
@@ -362,9 +363,7 @@ def layer_norm_cases():
         x = qinput(shape, dtype=dtype)
         weight, bias = norm_affine(normalized, affine)
         y = F.layer_norm(x.dequantize(), normalized, weight, bias, eps)
-        scale, zp = output_qparams(y)
-        if dtype == torch.qint8:
-            zp -= 128
+        scale, zp = output_qparams(y, dtype=dtype)
         m = nnq.LayerNorm(list(normalized), parameter(weight), parameter(bias), scale, zp, eps=eps, elementwise_affine=affine)
         args = {"normalized_shape": list(normalized), "eps": eps, "weight": optional_floats(weight), "bias": optional_floats(bias)}
         cases.append(module_case(f"layer_norm/{i}", "layer_norm", [x], m(x), args, scale=float(m.scale), zp=int(m.zero_point)))
@@ -383,9 +382,7 @@ def group_norm_cases():
         x = qinput(shape, dtype=dtype)
         weight, bias = norm_affine(c, affine)
         y = F.group_norm(x.dequantize(), groups, weight, bias, eps)
-        scale, zp = output_qparams(y)
-        if dtype == torch.qint8:
-            zp -= 128
+        scale, zp = output_qparams(y, dtype=dtype)
         m = nnq.GroupNorm(groups, c, parameter(weight), parameter(bias), scale, zp, eps=eps, affine=affine)
         args = {"num_groups": groups, "eps": eps, "weight": optional_floats(weight), "bias": optional_floats(bias)}
         cases.append(module_case(f"group_norm/{i}", "group_norm", [x], m(x), args, scale=float(m.scale), zp=int(m.zero_point)))
@@ -576,9 +573,7 @@ def prelu_cases():
         if dtype == torch.qint8:
             wz -= 128
         w = torch.quantize_per_tensor(torch.from_numpy(rng.uniform(-1.5, 2.0, size=n).astype(np.float32)), ws, wz, dtype)
-        scale, zp = output_qparams(F.prelu(x.dequantize(), w.dequantize()), 0.3 if i % 7 == 3 else 1.0)
-        if dtype == torch.qint8:
-            zp -= 128
+        scale, zp = output_qparams(F.prelu(x.dequantize(), w.dequantize()), 0.3 if i % 7 == 3 else 1.0, dtype=dtype)
         m = nnq.PReLU(scale, zp, n)
         m.set_weight(w)
         c_ = module_case(f"prelu/{i}", "prelu", [x], m(x), {}, scale=scale, zp=zp)
