@@ -153,16 +153,10 @@ internal static class GraphInterpreter
         }
     }
 
+    // UserModule checks every get_attr when it is created, so a miss here means a graph and container that disagree.
     private static Tensor Attribute(UserModule owner, GraphNode node)
-    {
-        var target = node.Target!;
-        var dot = target.LastIndexOf('.');
-        if (!ModulePath.TryGet(owner, dot < 0 ? "" : target[..dot], out var module))
-            throw new EngineInputException($"graph node '{node.Name}' reads attribute '{target}' of a module that does not exist");
-        var name = dot < 0 ? target : target[(dot + 1)..];
-        return module.State.TryGet(name)
-               ?? throw new EngineInputException($"graph node '{node.Name}' reads attribute '{target}', which is not a parameter or buffer (entries there: {string.Join(", ", module.State.Names)})");
-    }
+        => owner.Attribute(node.Target!)
+           ?? throw new EngineInputException($"graph node '{node.Name}' reads attribute '{node.Target}', which is not a parameter or buffer of a module of {owner.TypeName}");
 
     /// <summary>Whether a module call passes exactly one tensor (by position or keyword), as a layer is called.</summary>
     private static bool IsOneTensorCall(GraphNode node, Dictionary<string, object?> values)

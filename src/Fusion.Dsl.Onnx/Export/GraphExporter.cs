@@ -89,10 +89,7 @@ internal sealed class GraphExporter(OnnxExporter exporter, UserModule owner, str
     private OnnxValue Attribute(GraphNode node)
     {
         var target = node.Target!;
-        var dot = target.LastIndexOf('.');
-        var module = dot < 0 ? owner : ModulePath.Get(owner, target[..dot]);
-        var tensor = module.State.TryGet(dot < 0 ? target : target[(dot + 1)..])
-                     ?? throw Refuse(node, $"reads attribute '{target}', which is not a parameter or buffer");
+        var tensor = owner.Attribute(target) ?? throw Refuse(node, $"reads attribute '{target}', which is not a parameter or buffer");
         return new OnnxValue(W.Initializer(ModulePath.Join(path, target), tensor), [.. tensor.Shape]);
     }
 

@@ -36,6 +36,26 @@ public sealed class UserModule : Module
     public static UserModule Create(string typeName, ModuleChildren children, Graph? forward = null, bool training = false, TensorDict? state = null)
         => new(ModuleParts.Leaf(training, state) with { Children = children }, typeName, forward);
 
+    /// <summary>
+    /// The parameter or buffer a <c>get_attr</c> node of a graph in this container reads: <paramref name="target"/> is its
+    /// dotted path relative to this container, the last segment naming an entry of the owning module's state (as PyTorch's
+    /// <c>getattr</c> chain resolves it). Null when the module or the entry does not exist; a graph of this container
+    /// never reads such a target, as creating it checks.
+    /// </summary>
+    public Tensors.Tensor? Attribute(string target)
+    {
+        ArgumentNullException.ThrowIfNull(target);
+        var (owner, name) = SplitAttribute(target);
+        return ModulePath.TryGet(this, owner, out var m) ? m.State.TryGet(name) : null;
+    }
+
+    /// <summary>A <c>get_attr</c> target as the owning module's path (<c>""</c> for this container) and the entry's name.</summary>
+    private static (string Owner, string Name) SplitAttribute(string target)
+    {
+        var dot = target.LastIndexOf('.');
+        return dot < 0 ? ("", target) : (target[..dot], target[(dot + 1)..]);
+    }
+
     /// <summary>This container with another forward graph (same instance when it is the same graph).</summary>
     public UserModule WithForward(Graph? forward) => ReferenceEquals(forward, Forward) ? this : new UserModule(Parts, TypeName, forward);
 
@@ -47,11 +67,10 @@ public sealed class UserModule : Module
         foreach (var node in g.Nodes.Where(n => n.Op == NodeOp.GetAttr))
         {
             var target = node.Target!;
-            var dot = target.LastIndexOf('.');
-            var owner = dot < 0 ? "" : target[..dot];
+            var (owner, name) = SplitAttribute(target);
             if (!ModulePath.TryGet(this, owner, out var m))
                 throw new ArgumentException($"{TypeName}: graph node '{node.Name}' reads '{target}', but module '{owner}' does not exist ({ModulePath.Describe(this, owner)})");
-            if (m.State.TryGet(target[(dot + 1)..]) is null)
+            if (m.State.TryGet(name) is null)
                 throw new ArgumentException($"{TypeName}: graph node '{node.Name}' reads '{target}', which is not a parameter or buffer of '{owner}' (it has: {string.Join(", ", m.State.Names)})");
         }
     }

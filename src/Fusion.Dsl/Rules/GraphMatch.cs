@@ -2,7 +2,6 @@ using System.Collections.Immutable;
 using Fusion.Dsl.Algebra;
 using Fusion.Dsl.Graphs;
 using Fusion.Dsl.Layers;
-using Fusion.Dsl.Tensors;
 
 namespace Fusion.Dsl.Rules;
 
@@ -74,21 +73,12 @@ public sealed class GraphMatch
     public object? Constant(string name) => Value(name) switch
     {
         ConstArg c => c.Value,
-        RefArg r when Graph.Nodes.FirstOrDefault(n => n.Name == r.Node) is { Op: NodeOp.GetAttr } attr => Attribute(Owner, attr.Target!),
+        RefArg r when Graph.Nodes.FirstOrDefault(n => n.Name == r.Node) is { Op: NodeOp.GetAttr } attr => Owner.Attribute(attr.Target!),
         _ => null,
     };
 
     /// <summary>Names a module part for messages: <c>'layer1.0.conv2' (Conv2d)</c>.</summary>
     public string Describe(string name) => $"'{ModulePathOf(name)}' ({Module(name).TypeName})";
-
-    /// <summary>The tensor a <c>get_attr</c> of <paramref name="target"/> reads from <paramref name="container"/>, or null.</summary>
-    internal static Tensor? Attribute(Module container, string target)
-    {
-        var dot = target.LastIndexOf('.');
-        var owner = container;
-        if (dot >= 0 && !ModulePath.TryGet(container, target[..dot], out owner)) return null;
-        return owner.State.TryGet(dot < 0 ? target : target[(dot + 1)..]);
-    }
 
     private static KeyNotFoundException Unbound(string name, string what)
         => new($"the graph pattern binds no {what} part named '{name}'; the rule is defined wrongly");
