@@ -1,6 +1,9 @@
 """The module tree of the model format (`model`): PyTorch's type names, namespaces and constructor arguments for the
 layers Fusion.Dsl models (its registry of layer kinds, src/Fusion.Dsl/Layers/LayerKinds.cs), and every other library module
 carried as opaque."""
+import json
+from pathlib import Path
+
 import torch.nn as nn
 
 from .errors import ExportError
@@ -8,23 +11,9 @@ from .errors import ExportError
 TORCH_NN, INTRINSIC, USER = "torch.nn", "torch.ao.nn.intrinsic", "user"
 
 # torch.nn layers Fusion.Dsl reads and runs, by class name (the class must be torch's own, not a subclass), with the
-# constructor arguments it keeps, read from the module's attributes of the same name. A test checks this table against
-# the .NET registry's schema (LayerKinds.SchemaJson): a layer kind added there is added here.
-_CONV = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias", "padding_mode")
-_BATCH_NORM = ("num_features", "eps", "momentum", "affine", "track_running_stats")
-LAYERS = {
-    **{f"Conv{n}d": _CONV for n in (1, 2, 3)},
-    **{f"ConvTranspose{n}d": _CONV + ("output_padding",) for n in (1, 2, 3)},
-    **{f"BatchNorm{n}d": _BATCH_NORM for n in (1, 2, 3)},
-    "Linear": ("in_features", "out_features", "bias"),
-    **{name: ("inplace",) for name in ("ReLU", "ReLU6", "Hardswish", "Hardsigmoid", "SiLU")},
-    "Identity": (),
-    "Dropout": ("p", "inplace"),
-    "Flatten": ("start_dim", "end_dim"),
-    "MaxPool2d": ("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
-    "AvgPool2d": ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"),
-    "AdaptiveAvgPool2d": ("output_size",),
-}
+# constructor arguments it keeps, read from the module's attributes of the same name. layers.json is generated from the
+# .NET registry (LayerKinds, by tools/layer-codegen) and a .NET test fails when it is stale, so the two cannot drift.
+LAYERS = {name: tuple(args) for name, args in json.loads((Path(__file__).parent / "layers.json").read_text()).items()}
 # torch.nn containers: Sequential runs its children in order; ModuleList and ModuleDict only hold them.
 CONTAINERS = {"Sequential", "ModuleList", "ModuleDict"}
 # PyTorch's fused modules (torch.ao.nn.intrinsic, also re-exported as torch.nn.intrinsic).

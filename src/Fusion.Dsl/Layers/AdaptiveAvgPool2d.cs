@@ -39,7 +39,8 @@ public sealed class AdaptiveAvgPool2d : Module
         (m, x) => [.. x[..^2], .. ((AdaptiveAvgPool2d)m).OutputSize],
         new Dictionary<string, object?> { ["output_size"] = 1 },
         [1, 2, 5, 5],
-        scalarArguments: m => ((AdaptiveAvgPool2d)m).ScalarArguments);
+        scalarArguments: m => ((AdaptiveAvgPool2d)m).ScalarArguments,
+        note: "1 or (1, 1), kept in the form given");
 
     /// <summary>Creates an AdaptiveAvgPool2d; one entry means a square output, kept as an integer (see <see cref="OutputSizeIsScalar"/>).</summary>
     /// <exception cref="ArgumentException">An entry is not positive, or there are not 1 or 2 entries.</exception>

@@ -49,7 +49,8 @@ public sealed class AvgPool2d : Module
         (m, x) => PoolArgs.OutputShape(x, ((AvgPool2d)m).KernelSize, ((AvgPool2d)m).Stride, ((AvgPool2d)m).Padding, [1, 1], ((AvgPool2d)m).CeilMode),
         new Dictionary<string, object?> { ["kernel_size"] = 2 },
         [1, 2, 6, 6],
-        scalarArguments: m => ((AvgPool2d)m).ScalarArguments);
+        scalarArguments: m => ((AvgPool2d)m).ScalarArguments,
+        note: "stride defaults to the kernel size; sizes keep the form given (int or pair), as PyTorch prints them");
 
     /// <summary>
     /// Creates an AvgPool2d; <paramref name="stride"/> defaults to the kernel size as in PyTorch. Each size takes one entry

@@ -61,7 +61,8 @@ public sealed class BatchNorm : Module
             new Dictionary<string, object?> { ["num_features"] = 3 },
             rank == 1 ? [2, 3] : [2, 3, .. Enumerable.Repeat(4 - rank, rank)],
             neededState: a => (a.Bool("affine") ? new[] { "weight", "bias" } : []).Concat(
-                a.Bool("track_running_stats") ? ["running_mean", "running_var", "num_batches_tracked"] : []));
+                a.Bool("track_running_stats") ? ["running_mean", "running_var", "num_batches_tracked"] : []),
+            note: "weight 1, bias 0, running mean 0, running variance 1; a null momentum is PyTorch's momentum=None (a cumulative average)");
 
     private static readonly string[] Buffers = ["running_mean", "running_var", "num_batches_tracked"];
 

@@ -54,29 +54,42 @@ public sealed class Conv : Module
     public Tensor? Bias => State.TryGet("bias");
 
     /// <inheritdoc />
-    public override string TypeName => (Transposed ? "ConvTranspose" : "Conv") + Rank + "d";
+    public override string TypeName => Names[Transposed ? 1 : 0][Rank - 1];
 
-    /// <summary>The six kinds <c>Conv1d/2d/3d</c> and <c>ConvTranspose1d/2d/3d</c>, arguments in the order <see cref="Arguments"/> lists them.</summary>
+    // Built once: rules and codecs ask for the name of every convolution they meet.
+    private static readonly string[][] Names = [["Conv1d", "Conv2d", "Conv3d"], ["ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]];
+
+    /// <summary>The six kinds <c>Conv1d/2d/3d</c> and <c>ConvTranspose1d/2d/3d</c>, arguments in the order <see cref="Arguments"/> lists
+    /// them (the order PyTorch's fixtures write; a transposed convolution's constructor takes them in another).</summary>
     internal static IEnumerable<LayerDescriptor> Descriptors =>
         from transposed in new[] { false, true }
         from rank in new[] { 1, 2, 3 }
         select new LayerDescriptor((transposed ? "ConvTranspose" : "Conv") + rank + "d", typeof(Conv),
             [
                 Need("in_channels", K.Int), Need("out_channels", K.Int), Need("kernel_size", K.Size), Opt("stride", K.Size, new[] { 1 }),
-                Opt("padding", K.ConvPadding, ConvPadding.Explicit(0)), Opt("dilation", K.Size, new[] { 1 }), Opt("groups", K.Int, 1),
+                // A transposed convolution's padding is amounts only (PyTorch has no "same" for it).
+                transposed ? Opt("padding", K.Size, new[] { 0 }) : Opt("padding", K.ConvPadding, ConvPadding.Explicit(0)),
+                Opt("dilation", K.Size, new[] { 1 }), Opt("groups", K.Int, 1),
                 Opt("bias", K.Bool, true), Opt("padding_mode", K.PaddingMode, PaddingMode.Zeros),
                 .. transposed ? new[] { Opt("output_padding", K.Size, new[] { 0 }) } : [],
             ],
             ["weight", "bias"],
-            a => Create(rank, a.Int("in_channels"), a.Int("out_channels"), a.Size("kernel_size"), a.Size("stride"), a.Padding("padding"),
+            a => Create(rank, a.Int("in_channels"), a.Int("out_channels"), a.Size("kernel_size"), a.Size("stride"),
+                transposed ? ConvPadding.Explicit(a.Size("padding")) : a.Padding("padding"),
                 a.Size("dilation"), a.Int("groups"), a.Bool("bias"), a.PaddingMode("padding_mode"), transposed,
-                transposed ? a.Size("output_padding") : null, a.State.TryGet("weight"), a.State.TryGet("bias"), a.Training),
+                transposed ? a.Size("output_padding") : null, a.State.TryGet("weight"), a.State.TryGet("bias"), a.Training, a.Seed),
             (m, x) => OutputShape((Conv)m, x),
             transposed
                 ? new Dictionary<string, object?> { ["in_channels"] = 2, ["out_channels"] = 3, ["kernel_size"] = 3, ["stride"] = 2 }
                 : new Dictionary<string, object?> { ["in_channels"] = 2, ["out_channels"] = 3, ["kernel_size"] = 3, ["padding"] = 1 },
             [1, 2, .. Enumerable.Repeat(5 - rank / 3, rank)],
-            neededState: a => a.Bool("bias") ? ["weight", "bias"] : ["weight"]);
+            neededState: a => a.Bool("bias") ? ["weight", "bias"] : ["weight"],
+            seeded: true,
+            seedAfter: transposed ? "dilation" : null,
+            constructorOrder: transposed
+                ? ["in_channels", "out_channels", "kernel_size", "stride", "padding", "output_padding", "groups", "bias", "dilation", "padding_mode"]
+                : null,
+            note: transposed ? null : "a padding also takes \"same\" or \"valid\"");
 
     /// <summary>Shape PyTorch gives the weight for these hyperparameters.</summary>
     public int[] WeightShape => Transposed

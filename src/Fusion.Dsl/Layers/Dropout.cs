@@ -26,7 +26,8 @@ public sealed class Dropout : Module
     /// <summary>The kind <c>Dropout</c>.</summary>
     internal static LayerDescriptor Descriptor { get; } = new("Dropout", typeof(Dropout),
         [Opt("p", K.Double, 0.5), Opt("inplace", K.Bool, false)], [],
-        a => Create(a.Double("p"), a.Bool("inplace"), a.Training), LayerDescriptor.SameShape, new Dictionary<string, object?>(), [2, 3]);
+        a => Create(a.Double("p"), a.Bool("inplace"), a.Training), LayerDescriptor.SameShape, new Dictionary<string, object?>(), [2, 3],
+        note: "the identity in eval mode");
 
     /// <summary>Creates a Dropout module.</summary>
     /// <exception cref="ArgumentException"><paramref name="p"/> is outside [0, 1].</exception>

@@ -11,9 +11,9 @@ public sealed class LayerArguments
 {
     private readonly Dictionary<string, object?> _given;
 
-    internal LayerArguments(LayerDescriptor descriptor, Dictionary<string, object?> given, TensorDict state, bool training)
+    internal LayerArguments(LayerDescriptor descriptor, Dictionary<string, object?> given, TensorDict state, bool training, int seed)
     {
-        Descriptor = descriptor; _given = given; State = state; Training = training;
+        Descriptor = descriptor; _given = given; State = state; Training = training; Seed = seed;
     }
 
     /// <summary>The layer kind these arguments are for.</summary>
@@ -24,6 +24,9 @@ public sealed class LayerArguments
 
     /// <summary>The training flag to build with.</summary>
     public bool Training { get; }
+
+    /// <summary>The seed a <see cref="LayerDescriptor.Seeded"/> kind draws the tensors <see cref="State"/> lacks from.</summary>
+    public int Seed { get; }
 
     /// <summary>Whether the argument was given (rather than left at its default).</summary>
     public bool Has(string name) => _given.ContainsKey(name);

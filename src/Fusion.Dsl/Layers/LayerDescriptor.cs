@@ -21,12 +21,19 @@ public sealed class LayerDescriptor
 
     internal LayerDescriptor(string typeName, Type moduleType, LayerParameter[] parameters, string[] stateNames,
         Func<LayerArguments, Module> create, Func<Module, int[], int[]> outputShape, IReadOnlyDictionary<string, object?> example,
-        int[] exampleInput, Func<LayerArguments, IEnumerable<string>>? neededState = null, Func<Module, IEnumerable<string>>? scalarArguments = null)
+        int[] exampleInput, Func<LayerArguments, IEnumerable<string>>? neededState = null, Func<Module, IEnumerable<string>>? scalarArguments = null,
+        bool seeded = false, string? seedAfter = null, string? note = null, string[]? constructorOrder = null)
     {
         TypeName = typeName; ModuleType = moduleType; Parameters = [.. parameters]; StateNames = [.. stateNames];
         _create = create; _outputShape = outputShape; _example = example; ExampleInput = [.. exampleInput];
         _neededState = neededState ?? (_ => []);
         _scalarArguments = scalarArguments ?? (_ => []);
+        Seeded = seeded; SeedAfter = seedAfter; Note = note;
+        var kept = Parameters.Where(p => p.Written).Select(p => p.Name).ToArray();
+        if (constructorOrder is not null && !constructorOrder.Order(StringComparer.Ordinal).SequenceEqual(kept.Order(StringComparer.Ordinal)))
+            throw new ArgumentException($"{typeName}'s constructor order must name each kept argument once", nameof(constructorOrder));
+        ConstructorOrder = [.. constructorOrder ?? kept];
+        if (seedAfter is not null && Parameter(seedAfter) is null) throw new ArgumentException($"{typeName} has no argument '{seedAfter}' to put the seed after", nameof(seedAfter));
     }
 
     /// <summary>PyTorch's class name (<c>Conv2d</c>), which is also <see cref="Module.TypeName"/> of every instance.</summary>
@@ -38,11 +45,30 @@ public sealed class LayerDescriptor
     /// <summary>The .NET class of its instances (several kinds can share one: <see cref="Conv"/> is all six convolutions).</summary>
     public Type ModuleType { get; }
 
-    /// <summary>The constructor arguments in PyTorch's order.</summary>
+    /// <summary>The constructor arguments in the order <see cref="Module.Arguments"/> lists them and files write them.</summary>
     public ImmutableArray<LayerParameter> Parameters { get; }
 
     /// <summary>The names of the own tensors an instance can hold, in <c>state_dict</c> order (which exist depends on the arguments).</summary>
     public ImmutableArray<string> StateNames { get; }
+
+    /// <summary>The names of the kept arguments in the order PyTorch's constructor takes them, which the factories follow (it differs
+    /// from <see cref="Parameters"/> for a transposed convolution, whose <c>output_padding</c> PyTorch added later).</summary>
+    public ImmutableArray<string> ConstructorOrder { get; }
+
+    /// <summary>Whether the kind draws its tensors at random when they are not given (PyTorch's <c>reset_parameters</c>), so that
+    /// building it takes a seed (<see cref="LayerArguments.Seed"/>) and its factories a <c>seed</c> argument.</summary>
+    public bool Seeded { get; }
+
+    /// <summary>
+    /// The argument after which the F# factory takes <c>seed</c>, or null for last. An argument added to the kind after its F#
+    /// factory had <c>seed</c> goes after it (ConvTranspose's <c>padding_mode</c>), so existing positional F# calls keep their
+    /// meaning; the C# factory always takes <c>seed</c> last.
+    /// </summary>
+    public string? SeedAfter { get; }
+
+    /// <summary>What a user of the factories needs to know beyond PyTorch's constructor (one sentence, or null): the generated
+    /// C# and F# factory documentation carries it.</summary>
+    public string? Note { get; }
 
     /// <summary>The input shape the <see cref="Example"/> accepts.</summary>
     public ImmutableArray<int> ExampleInput { get; }
@@ -68,7 +94,7 @@ public sealed class LayerDescriptor
     /// value other than the default for an unsupported one are refused by name.
     /// </summary>
     /// <exception cref="ArgumentException">An argument is refused.</exception>
-    public LayerArguments Bind(IEnumerable<KeyValuePair<string, object?>>? arguments, TensorDict? state = null, bool training = false)
+    public LayerArguments Bind(IEnumerable<KeyValuePair<string, object?>>? arguments, TensorDict? state = null, bool training = false, int seed = 0)
     {
         var given = new Dictionary<string, object?>(StringComparer.Ordinal);
         foreach (var (name, value) in arguments ?? [])
@@ -80,7 +106,7 @@ public sealed class LayerDescriptor
         }
         foreach (var p in Parameters)
             if (p.Required && !given.ContainsKey(p.Name)) throw new ArgumentException($"{TypeName} needs the argument '{p.Name}'");
-        return new LayerArguments(this, given, state ?? TensorDict.Empty, training);
+        return new LayerArguments(this, given, state ?? TensorDict.Empty, training, seed);
     }
 
     /// <summary>The own tensors these arguments imply (<c>bias</c> only when <c>bias=True</c>): a reader checks a file names them
@@ -101,10 +127,11 @@ public sealed class LayerDescriptor
         return _create(arguments);
     }
 
-    /// <summary>Builds the layer from PyTorch-named arguments: <c>Create([new("in_channels", 3), ...])</c>.</summary>
+    /// <summary>Builds the layer from PyTorch-named arguments: <c>Create([new("in_channels", 3), ...])</c>; a <see cref="Seeded"/>
+    /// kind draws the tensors <paramref name="state"/> lacks from <paramref name="seed"/>.</summary>
     /// <exception cref="ArgumentException">An argument is refused (see <see cref="Bind"/>), or the layer rejects the values.</exception>
-    public Module Create(IEnumerable<KeyValuePair<string, object?>>? arguments = null, TensorDict? state = null, bool training = false)
-        => Create(Bind(arguments, state, training));
+    public Module Create(IEnumerable<KeyValuePair<string, object?>>? arguments = null, TensorDict? state = null, bool training = false, int seed = 0)
+        => Create(Bind(arguments, state, training, seed));
 
     /// <summary>
     /// An instance's arguments in the form PyTorch keeps them, which is what a file holds: <see cref="Module.Arguments"/>, except

@@ -98,7 +98,7 @@ public sealed class LayerParameter
                     "reflect" => PaddingMode.Reflect,
                     "replicate" => PaddingMode.Replicate,
                     "circular" => PaddingMode.Circular,
-                    _ => throw new ArgumentException(Wrong("zeros, reflect, replicate or circular")),
+                    _ => throw new ArgumentException(Wrong("'zeros', 'reflect', 'replicate' or 'circular'")),
                 };
             default:
                 throw new InvalidOperationException($"argument kind {Kind} has no conversion");

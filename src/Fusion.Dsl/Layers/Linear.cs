@@ -38,11 +38,12 @@ public sealed class Linear : Module
     internal static LayerDescriptor Descriptor { get; } = new("Linear", typeof(Linear),
         [Need("in_features", K.Int), Need("out_features", K.Int), Opt("bias", K.Bool, true)],
         ["weight", "bias"],
-        a => Create(a.Int("in_features"), a.Int("out_features"), a.Bool("bias"), a.State.TryGet("weight"), a.State.TryGet("bias"), a.Training),
+        a => Create(a.Int("in_features"), a.Int("out_features"), a.Bool("bias"), a.State.TryGet("weight"), a.State.TryGet("bias"), a.Training, a.Seed),
         (m, x) => [.. x[..^1], ((Linear)m).OutFeatures],
         new Dictionary<string, object?> { ["in_features"] = 4, ["out_features"] = 3 },
         [2, 4],
-        neededState: a => a.Bool("bias") ? ["weight", "bias"] : ["weight"]);
+        neededState: a => a.Bool("bias") ? ["weight", "bias"] : ["weight"],
+        seeded: true);
 
     /// <summary>Creates a Linear layer; missing tensors are drawn with PyTorch's default initialisation from <paramref name="seed"/>.</summary>
     /// <exception cref="ArgumentException">A tensor has the wrong shape.</exception>

@@ -51,7 +51,8 @@ public sealed class MaxPool2d : Module
         (m, x) => PoolArgs.OutputShape(x, ((MaxPool2d)m).KernelSize, ((MaxPool2d)m).Stride, ((MaxPool2d)m).Padding, ((MaxPool2d)m).Dilation, ((MaxPool2d)m).CeilMode),
         new Dictionary<string, object?> { ["kernel_size"] = 2 },
         [1, 2, 6, 6],
-        scalarArguments: m => ((MaxPool2d)m).ScalarArguments);
+        scalarArguments: m => ((MaxPool2d)m).ScalarArguments,
+        note: "stride defaults to the kernel size; sizes keep the form given (int or pair), as PyTorch prints them");
 
     /// <summary>
     /// Creates a MaxPool2d; <paramref name="stride"/> defaults to the kernel size as in PyTorch. Each size takes one entry

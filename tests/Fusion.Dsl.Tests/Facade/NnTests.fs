@@ -50,7 +50,8 @@ let tests =
         test "padding_mode is PyTorch's string; an unknown one is refused by name" {
             Expect.equal (N.Conv1d(2, 2, 3, paddingMode = "reflect")).PaddingMode PaddingMode.Reflect "reflect"
             let e = Support.throwsOf<ArgumentException> (fun () -> N.Conv1d(2, 2, 3, paddingMode = "mirror") |> ignore)
-            Expect.stringContains e.Message "'mirror'" "names the bad value"
+            Expect.stringContains e.Message "\"mirror\"" "names the bad value"
+            Expect.stringContains e.Message "padding_mode" "names the argument"
         }
         test "BatchNorm, Linear and the activations have PyTorch's defaults" {
             let bn = N.BatchNorm2d 16
