@@ -5,8 +5,14 @@ module Fusion.Dsl.Tests.Main
 open Expecto
 open Expecto.Impl
 
-[<EntryPoint>]
-let main argv =
+/// Points TMPDIR (which .NET's Path.GetTempPath and the Python and dotnet children read) at a folder of this run and
+/// returns it: the tests make temporary folders in some forty places, and a run used to leave hundreds behind in /tmp.
+let private runTemp () =
+    let dir = System.IO.Directory.CreateTempSubdirectory("fusion-tests-").FullName
+    System.Environment.SetEnvironmentVariable("TMPDIR", dir)
+    dir
+
+let private run argv =
     let mutable counts = None
     let printer =
         { TestPrinters.defaultPrinter with
@@ -45,3 +51,12 @@ let main argv =
     | None ->
         closing "0 passed, 1 failed"
         if rc = 0 then 1 else rc
+
+[<EntryPoint>]
+let main argv =
+    let temp = runTemp ()
+    try run argv
+    finally
+        // FUSION_KEEP_TEMP=1 keeps the files of a failed run for a look.
+        if System.Environment.GetEnvironmentVariable "FUSION_KEEP_TEMP" <> "1" then
+            try System.IO.Directory.Delete(temp, true) with e -> eprintfn "could not remove %s: %s" temp e.Message
