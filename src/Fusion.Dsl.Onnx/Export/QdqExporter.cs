@@ -19,10 +19,11 @@ namespace Fusion.Dsl.Onnx.Export;
 /// by a <c>QuantizeLinear</c> to its output qparams. It walks the model as <see cref="QuantizedModel.Forward(Fusion.Dsl.Tensors.Tensor)"/> does,
 /// in front of the float exporter (<see cref="IExportHook"/>): a converted layer is written by its entry in
 /// <see cref="Layers"/>; a float module or graph operation on a quantized value that PyTorch runs on quantized tensors
-/// keeping their qparams (ReLU, ReLU6, max and average pooling, mean, flatten, reshape, transpose, chunk) is its float
-/// form re-quantized with the input's qparams, and Hardsigmoid and Sigmoid their float form quantized to PyTorch's fixed
-/// qparams; the add/add_relu/mul/cat of a converted <c>FloatFunctional</c> is the float operation quantized where the
-/// graph calls its <c>activation_post_process</c>; parts kept float are the float export. Anything else that meets a
+/// keeping their qparams (ReLU, ReLU6, max and average pooling, mean, flatten, reshape, transpose, chunk, and
+/// upsampling: interpolate and the Upsample modules, as Resize) is its float form re-quantized with the input's qparams,
+/// and Hardsigmoid and Sigmoid their float form quantized to PyTorch's fixed qparams; the add/add_relu/mul/cat of a
+/// converted <c>FloatFunctional</c> is the float operation quantized where the graph calls its
+/// <c>activation_post_process</c>; parts kept float are the float export. Anything else that meets a
 /// quantized value is refused with its path and type, as the quantized forward refuses it.
 /// </summary>
 internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, QdqBias bias) : IExportHook
@@ -72,13 +73,16 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
         Identity => true,
         Dropout { Training: false } => true,
         Activation { Kind: ActivationKind.ReLU or ActivationKind.ReLU6 } or Flatten or MaxPool2d or AvgPool2d or AdaptiveAvgPool2d => false,
+        // PyTorch's quantized upsample_nearest2d/upsample_bilinear2d keep the input's qparams: DequantizeLinear, Resize,
+        // QuantizeLinear with the same ones (ONNX Runtime then runs a nearest Resize on the 8-bit values directly).
+        OpaqueModule { Namespace: "torch.nn", TypeName: "Upsample" or "UpsamplingNearest2d" or "UpsamplingBilinear2d" } => false,
         _ => null,
     };
 
     /// <summary>The graph operations PyTorch runs on quantized tensors keeping their qparams (chunk's every piece keeps them).</summary>
     private static readonly HashSet<string> QParamsKeepingOps = new(StringComparer.Ordinal)
     {
-        "relu", "relu6", "flatten", "reshape", "view", "contiguous", "adaptive_avg_pool2d", "avg_pool2d", "max_pool2d", "mean", "transpose", "chunk",
+        "relu", "relu6", "flatten", "reshape", "view", "contiguous", "adaptive_avg_pool2d", "avg_pool2d", "max_pool2d", "mean", "transpose", "chunk", "interpolate",
     };
 
     /// <summary>The operations of a converted FloatFunctional, quantized where its activation_post_process is called.</summary>
@@ -127,7 +131,7 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
         {
             true => x,
             false => QuantizeDequantize(exporter.FloatModule(m, x, path), q, path),
-            null => throw OnnxExporter.Refuse(m, path, "receives a quantized tensor, and this exporter has no QDQ form for it on one (upsampling is one PyTorch runs quantized but this exporter does not write yet); keep it float with a None qconfig and a DeQuantStub before it"),
+            null => throw OnnxExporter.Refuse(m, path, "receives a quantized tensor, and this exporter has no QDQ form for it on one; keep it float with a None qconfig and a DeQuantStub before it"),
         };
     }
 
@@ -170,7 +174,7 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
         if (name is "hardsigmoid" or "sigmoid" && quantized.Count == 1)
             return QuantizeDequantize((OnnxValue)floatForm()!, UnitIntervalQParams(path, _quantized[quantized[0]].DType), path);
         if (!QParamsKeepingOps.Contains(name) || quantized.Count != 1)
-            throw new OnnxExportException(path, name, $"{call.Op} on a quantized tensor has no QDQ form in this exporter (it writes relu, relu6, hardsigmoid, sigmoid, flatten, reshape/view, contiguous, transpose, chunk, mean, size, max_pool2d, avg_pool2d and adaptive_avg_pool2d on quantized tensors; interpolate is run quantized by PyTorch and by QuantizedModel, but not written yet)");
+            throw new OnnxExportException(path, name, $"{call.Op} on a quantized tensor has no QDQ form in this exporter (it writes relu, relu6, hardsigmoid, sigmoid, flatten, reshape/view, contiguous, transpose, chunk, mean, size, max_pool2d, avg_pool2d, adaptive_avg_pool2d and interpolate on quantized tensors)");
         var q = _quantized[quantized[0]];
         // Each piece of a chunk (ONNX's Split) gets its own QuantizeLinear/DequantizeLinear with the input's qparams, so
         // that ONNX Runtime sees DQ -> Split -> Q and later operators read a quantized value.
