@@ -85,6 +85,11 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
         "relu", "relu6", "flatten", "reshape", "view", "contiguous", "adaptive_avg_pool2d", "avg_pool2d", "max_pool2d", "mean", "transpose", "chunk", "interpolate",
     };
 
+    /// <summary>The graph operations written on a quantized tensor: those keeping its qparams, hardsigmoid and sigmoid
+    /// (PyTorch's fixed qparams), and size and getitem, which read its shape or pick a piece of its chunk.</summary>
+    internal static readonly IReadOnlySet<string> QuantizedOperations =
+        QParamsKeepingOps.Concat(["hardsigmoid", "sigmoid", "size", "getitem"]).ToHashSet(StringComparer.Ordinal);
+
     /// <summary>The operations of a converted FloatFunctional, quantized where its activation_post_process is called.</summary>
     private static readonly HashSet<string> FunctionalOps = new(StringComparer.Ordinal) { "add", "mul", "cat" };
 
@@ -174,7 +179,7 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
         if (name is "hardsigmoid" or "sigmoid" && quantized.Count == 1)
             return QuantizeDequantize((OnnxValue)floatForm()!, UnitIntervalQParams(path, _quantized[quantized[0]].DType), path);
         if (!QParamsKeepingOps.Contains(name) || quantized.Count != 1)
-            throw new OnnxExportException(path, name, $"{call.Op} on a quantized tensor has no QDQ form in this exporter (it writes relu, relu6, hardsigmoid, sigmoid, flatten, reshape/view, contiguous, transpose, chunk, mean, size, max_pool2d, avg_pool2d, adaptive_avg_pool2d and interpolate on quantized tensors)");
+            throw new OnnxExportException(path, name, $"{call.Op} on a quantized tensor has no QDQ form in this exporter (it writes {string.Join(", ", QuantizedOperations.Order(StringComparer.Ordinal))} on quantized tensors)");
         var q = _quantized[quantized[0]];
         // Each piece of a chunk (ONNX's Split) gets its own QuantizeLinear/DequantizeLinear with the input's qparams, so
         // that ONNX Runtime sees DQ -> Split -> Q and later operators read a quantized value.

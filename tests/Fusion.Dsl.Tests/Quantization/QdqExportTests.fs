@@ -9,8 +9,9 @@
 /// numbers against PyTorch's own int8 output where the fixture has it (the small models and resnet18/x86: PyTorch as a
 /// second oracle) and for the float-bias form (ONNX Runtime 1.31 quantizes a float bias itself: the same results).
 /// The fixtures of the later quantized layers (`newLayerFixtures`: Conv1d/3d, BatchNorm and BNReLU, LeakyReLU, ELU,
-/// sigmoid, LayerNorm, GroupNorm, InstanceNorm1d/2d/3d, PReLU, ConvTranspose1d/2d/3d, upsampling) go through the same checks, and a completeness test holds every
-/// quantized layer type the converter builds to a QDQ form or a stated, tested refusal.
+/// sigmoid, LayerNorm, GroupNorm, InstanceNorm1d/2d/3d, PReLU, ConvTranspose1d/2d/3d, upsampling) go through the same
+/// checks; completeness tests hold every quantized layer type the converter builds to a QDQ form or a stated, tested
+/// refusal, and every graph operation the quantized forward runs (upsampling's interpolate among them) to a QDQ form.
 module Fusion.Dsl.Tests.Quantization.QdqExportTests
 
 open System
@@ -531,6 +532,16 @@ let tests =
                 // Each stated refusal is checked by the refusal test above.
                 Expect.equal refused (Set.ofList [ "QFunctional" ]) "the refusals the test above checks"
                 printfn "Quantization.Qdq: %d quantized layer types, %d written in QDQ form, refused: %s; Convert made %d of them on the fixtures" all.Count (Set.intersect all written).Count (String.Join(", ", refused)) emitted.Count
+            }
+            yield test "every graph operation the quantized forward runs (QuantizedInterpreter's table, interpolate among them) has a QDQ form in QdqExporter" {
+                let written = Set.ofSeq Fusion.Dsl.Onnx.Export.QdqExporter.QuantizedOperations
+                // floordiv takes Python integers only (x.size(1) // 2), never a quantized tensor: the float exporter computes it.
+                let pythonOnly = Set.ofList [ "floordiv" ]
+                let run = Set.ofSeq QuantizedInterpreter.OperationNames
+                let missing = Set.difference run (Set.union written pythonOnly)
+                Expect.isEmpty missing (sprintf "operations the quantized forward runs without a QDQ form: %s" (String.Join(", ", missing)))
+                Expect.isTrue (run.Contains "interpolate") "the table this checks holds upsampling"
+                printfn "Quantization.Qdq: %d graph operations run quantized, all written in QDQ form but %s (Python integers only)" run.Count (String.Join(", ", pythonOnly))
             }
             yield test "a quantized tensor meeting a module or operation without a quantized form is refused naming its path and type, and nothing is written" {
                 let dir, cleanup = OnnxSupport.tempDir ()
