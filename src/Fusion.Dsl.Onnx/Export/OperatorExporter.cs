@@ -137,17 +137,28 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
             case "einsum":
                 return Einsum(a, path);
             case "interpolate":
-            {
-                Interpolation spec;
-                try { spec = Interpolation.FromArguments(a.Value("size"), a.Value("scale_factor"), a.Value("mode"), a.Value("align_corners"), a.Value("recompute_scale_factor"), a.Value("antialias")); }
-                catch (ArgumentException e) { throw new Problem(e.Message); }
-                return Resize(X(), spec, path);
-            }
+                return Resize(X(), InterpolationOf(a), path);
             case "_assert":
                 return a.Value("condition") is true ? null : throw a.Error("condition", "a condition that holds for the export's input shape");
             default:
                 return NotHandled;
         }
+    }
+
+    /// <summary>The <c>F.interpolate</c> call <paramref name="a"/> written on <paramref name="x"/>, which the QDQ export
+    /// passes in place of the call's input (the same integers dequantized in steps of their scale).</summary>
+    /// <exception cref="GraphCallException">The arguments do not fit, or the call has no ONNX form (the message says why).</exception>
+    public OnnxValue Interpolate(OpCall a, OnnxValue x, string path)
+    {
+        try { return Resize(x, InterpolationOf(a), path); }
+        catch (Problem p) { throw new GraphCallException(a.Node, p.Message); }
+    }
+
+    /// <summary>The interpolation an <c>F.interpolate</c> call asks for, checked as PyTorch checks it.</summary>
+    private static Interpolation InterpolationOf(OpCall a)
+    {
+        try { return Interpolation.FromArguments(a.Value("size"), a.Value("scale_factor"), a.Value("mode"), a.Value("align_corners"), a.Value("recompute_scale_factor"), a.Value("antialias")); }
+        catch (ArgumentException e) { throw new Problem(e.Message); }
     }
 
     /// <summary>A library module the engine computes although it is carried as opaque (nn.Sigmoid, nn.GELU, nn.Hardtanh,

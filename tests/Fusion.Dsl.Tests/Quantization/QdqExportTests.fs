@@ -258,23 +258,21 @@ let private newLayerFixtures =
 /// as far from PyTorch's own int8 output as from ours (ours equals PyTorch's there).
 let private normChainSteps = 2
 
-/// The most steps ONNX Runtime's output of the upsampling fixtures may differ from ours end to end (every layer and every
-/// upsampling on ONNX Runtime's own inputs is still held to `maxSteps`). ONNX Runtime runs a nearest Resize on the 8-bit
-/// values (an exact copy) but a bilinear one on the dequantized floats, quantizing the result again: where PyTorch's
-/// integer interpolation lands exactly on a half step (the weights of a scale of 2 or 1.5 are multiples of 1/4 and 1/6)
-/// it rounds to even, and ONNX Runtime's float result lies a rounding error to either side, so up to 6% of a bilinear
-/// upsampling's integers are one step off. The upsampling then copies each such difference to several neighbours, and
-/// the convolution after it sums them: measured 2 steps (upsampleformsnet/x86 on the fixture's input, 0.86 of the
-/// integers equal; upsamplenet on a random batch of 5), with the convolution itself within one step on ONNX Runtime's
-/// input. The single-operation test (`qdqSteps`) holds each upsampling form to `maxSteps` end to end.
+/// The most steps ONNX Runtime's output of upsamplenet may differ from ours end to end (every convolution and every
+/// upsampling on ONNX Runtime's own inputs is still held to `maxSteps`): four convolutions with an upsampling after each
+/// of the first three, so a one-step rounding difference of a convolution is copied by the upsampling to several
+/// neighbours, and the next convolution (conv4: 3x3 over 12 channels, 108 taps) sums them. Measured under qnnpack on a
+/// random batch of 5: 2 steps (0.972 of 25,740 integers equal), every layer on ONNX Runtime's inputs within 1; on the
+/// fixture's own input and under x86, 1. upsampleformsnet (two convolutions among five upsamplings) and each
+/// upsampling form alone (`qdqSteps`) are held to `maxSteps`.
 let private upsampleChainSteps = 2
 
 /// The end-to-end bound of a new-layer fixture: `maxSteps`, except the LayerNorm chain (see `normChainSteps`) and
-/// the convolutions after upsamplings (see `upsampleChainSteps`).
+/// upsamplenet's convolutions after upsamplings (see `upsampleChainSteps`).
 let private endToEndSteps (name: string) =
     match name with
     | "layernormnet" -> normChainSteps
-    | "upsamplenet" | "upsampleformsnet" -> upsampleChainSteps
+    | "upsamplenet" -> upsampleChainSteps
     | _ -> maxSteps
 
 let private conv (cin: int) (cout: int) = Conv.Create(2, cin, cout, [| 3 |], padding = ConvPadding.Explicit 1) :> Module
