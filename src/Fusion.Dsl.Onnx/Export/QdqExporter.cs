@@ -75,10 +75,15 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
         Dropout { Training: false } => true,
         Activation { Kind: ActivationKind.ReLU or ActivationKind.ReLU6 } or Flatten or MaxPool2d or AvgPool2d or AdaptiveAvgPool2d => false,
         // PyTorch's quantized upsample_nearest2d/upsample_bilinear2d keep the input's qparams: DequantizeLinear, Resize,
-        // QuantizeLinear with the same ones (ONNX Runtime then runs a nearest Resize on the 8-bit values directly).
-        OpaqueModule { Namespace: "torch.nn", TypeName: "Upsample" or "UpsamplingNearest2d" or "UpsamplingBilinear2d" } => false,
+        // QuantizeLinear with the same ones (ONNX Runtime then runs a nearest Resize on the 8-bit values directly; a
+        // bilinear one is written in steps of the scale, see BilinearInSteps).
+        _ when Upsampling(m) => false,
         _ => null,
     };
+
+    /// <summary>Whether <paramref name="m"/> is nn.Upsample, nn.UpsamplingNearest2d or nn.UpsamplingBilinear2d.</summary>
+    private static bool Upsampling(Module m)
+        => m is OpaqueModule { Namespace: "torch.nn", TypeName: "Upsample" or "UpsamplingNearest2d" or "UpsamplingBilinear2d" };
 
     /// <summary>The graph operations PyTorch runs on quantized tensors keeping their qparams (chunk's every piece keeps them).</summary>
     private static readonly HashSet<string> QParamsKeepingOps = new(StringComparer.Ordinal)
@@ -133,7 +138,7 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
         {
             case UserModule or Sequential or FusedModule:
                 return null;
-            case OpaqueModule { Namespace: "torch.nn" } o when KeepsQParams(m) == false && o.Argument("mode", "nearest") is "bilinear":
+            case OpaqueModule o when Upsampling(o) && o.Argument("mode", "nearest") is "bilinear":
                 return BilinearInSteps(x, q, path, steps => exporter.FloatModule(m, steps, path));
             case Activation { Kind: ActivationKind.Hardsigmoid } or OpaqueModule { Namespace: "torch.nn", TypeName: "Sigmoid" }:
                 return QuantizeDequantize(exporter.FloatModule(m, x, path), UnitIntervalQParams(path, q.DType), path);

@@ -97,7 +97,7 @@ public static class EagerQat
         var why = m switch
         {
             // fuse_modules_qat has no fuser method for (Linear, BatchNorm1d, ReLU), so PyTorch 1.13 has no QAT module to match.
-            FusedModule { TypeName: "LinearBnReLU1d" }
+            { TypeName: "LinearBnReLU1d" }
                 => "; PyTorch 1.13 has none (fuse_modules_qat finds no fuser method for (Linear, BatchNorm1d, ReLU)): fuse only [linear, bn] into LinearBn1d and keep the ReLU apart",
             // PyTorch 1.13's DEFAULT_QAT_MODULE_MAPPINGS has neither: its prepare_qat keeps the float module and
             // fake-quantizes only the output (no weight fake-quantize), a path this library does not model for them.
