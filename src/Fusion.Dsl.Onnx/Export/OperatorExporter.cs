@@ -1,7 +1,9 @@
 using System.Globalization;
 using Fusion.Dsl.Algebra;
+using Fusion.Dsl.Engine;
 using Fusion.Dsl.Graphs;
 using Fusion.Dsl.Layers;
+using Fusion.Dsl.Onnx.Proto;
 using Fusion.Dsl.Tensors;
 
 namespace Fusion.Dsl.Onnx.Export;
@@ -134,11 +136,29 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
                 return Swap(X(), a, "axis0", "axis1", path);
             case "einsum":
                 return Einsum(a, path);
+            case "interpolate":
+                return Resize(X(), InterpolationOf(a), path);
             case "_assert":
                 return a.Value("condition") is true ? null : throw a.Error("condition", "a condition that holds for the export's input shape");
             default:
                 return NotHandled;
         }
+    }
+
+    /// <summary>The <c>F.interpolate</c> call <paramref name="a"/> written on <paramref name="x"/>, which the QDQ export
+    /// passes in place of the call's input (the same integers dequantized in steps of their scale).</summary>
+    /// <exception cref="GraphCallException">The arguments do not fit, or the call has no ONNX form (the message says why).</exception>
+    public OnnxValue Interpolate(OpCall a, OnnxValue x, string path)
+    {
+        try { return Resize(x, InterpolationOf(a), path); }
+        catch (Problem p) { throw new GraphCallException(a.Node, p.Message); }
+    }
+
+    /// <summary>The interpolation an <c>F.interpolate</c> call asks for, checked as PyTorch checks it.</summary>
+    private static Interpolation InterpolationOf(OpCall a)
+    {
+        try { return Interpolation.FromArguments(a.Value("size"), a.Value("scale_factor"), a.Value("mode"), a.Value("align_corners"), a.Value("recompute_scale_factor"), a.Value("antialias")); }
+        catch (ArgumentException e) { throw new Problem(e.Message); }
     }
 
     /// <summary>A library module the engine computes although it is carried as opaque (nn.Sigmoid, nn.GELU, nn.Hardtanh,
@@ -191,6 +211,8 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
                 if (x.Rank != rank + 2) throw new Problem($"{m.TypeName} takes a batched input of rank {rank + 2}, got {x.ShapeText}");
                 return GroupNorm(x, x.Shape[1], m.CountArgument("num_features"), m.State.TryGet("weight"), m.State.TryGet("bias"), m.NumberArgument("eps"), path);
             }
+            case "Upsample" or "UpsamplingNearest2d" or "UpsamplingBilinear2d":
+                return Resize(x, Interpolation.FromModule(m), path);
             case "Dropout1d" or "Dropout2d" or "Dropout3d" or "AlphaDropout" or "FeatureAlphaDropout":
                 return !m.Training || m.NumberArgument("p") == 0 ? x : throw OnnxExporter.Refuse(m, path, "dropout in training mode has a random result; call Eval() to export its inference form (the identity)");
             default:
@@ -270,6 +292,48 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
         if (weight is not null) y = W.Node("Mul", path + "/Mul", [y.Name, W.Initializer(ModulePath.Join(path, "weight"), weight.Reshape(column))], x.Shape);
         if (bias is not null) y = W.Node("Add", path + "/Add", [y.Name, W.Initializer(ModulePath.Join(path, "bias"), bias.Reshape(column))], x.Shape);
         return y;
+    }
+
+    /// <summary>
+    /// <c>F.interpolate</c> (and the upsampling modules) as ONNX's Resize with the attributes torch.onnx writes for it at
+    /// opset 11 and later: nearest as <c>asymmetric</c> coordinates and <c>floor</c> rounding (PyTorch's source index
+    /// min(floor(o · s), in − 1)), bilinear as <c>linear</c> with <c>half_pixel</c> coordinates (PyTorch's
+    /// max(s · (o + 0.5) − 0.5, 0): ONNX Runtime clamps a negative coordinate to 0 as well) or <c>align_corners</c>. A
+    /// scale factor the kernels take is written as Resize's scales, so the coordinates use it as PyTorch's kernels do;
+    /// a size (or a recomputed scale factor) as its sizes, the batch and channels read from the input's shape so that
+    /// a dynamic batch stays dynamic. The engine's NHWC nearest kernel (one channel or a 1×1 plane) keeps two special
+    /// cases that PyTorch's float NHWC kernel has and this does not: an output of the input's size or twice it, reached
+    /// by a scale factor other than 1 or 2.
+    /// </summary>
+    internal OnnxValue Resize(OnnxValue x, Interpolation spec, string path)
+    {
+        if (x.Rank != 4) throw new Problem($"interpolate ({spec.Mode}) takes a 4-d input [N, C, H, W] here, got {x.ShapeText}");
+        int h = x.Shape[2], w = x.Shape[3];
+        (int Height, int Width, double? ScaleHeight, double? ScaleWidth) output;
+        try { output = spec.Output(h, w); }
+        catch (ArgumentException e) { throw new Problem(e.Message); }
+        var (oh, ow, sh, sw) = output;
+        int[] shape = [x.Shape[0], x.Shape[1], oh, ow];
+        string scales = "", sizes = "";
+        if (sh is { } scaleH && sw is { } scaleW)
+        {
+            // Resize computes the output size as floor(in · scale) with the scale in float32; PyTorch's floor(in · scale)
+            // is in float64. They agree but for a scale factor that float32 does not hold closely enough.
+            float fh = (float)scaleH, fw = (float)scaleW;
+            if (MathF.Floor(h * fh) != oh || MathF.Floor(w * fw) != ow)
+                throw new Problem($"{spec}: ONNX's Resize computes the output size in float32 as {MathF.Floor(h * fh)} x {MathF.Floor(w * fw)}, PyTorch's is {oh} x {ow}; give interpolate a size instead");
+            scales = W.Initializer(path + "/scales", Tensor.FromFloat32([1f, 1f, fh, fw], 4));
+        }
+        else
+        {
+            var batchAndChannels = W.Node("Slice", path + "/Slice", [W.Node("Shape", path + "/Shape", [x.Name], [4]).Name, W.Int64s(0), W.Int64s(2)], [2]);
+            sizes = W.Node("Concat", path + "/Concat", [batchAndChannels.Name, W.Int64s(oh, ow)], [4], OnnxGraphWriter.Int("axis", 0)).Name;
+        }
+        AttributeProto[] attributes = spec.Bilinear
+            ? [OnnxGraphWriter.String("mode", "linear"), OnnxGraphWriter.String("coordinate_transformation_mode", spec.AlignCorners ? "align_corners" : "half_pixel")]
+            : [OnnxGraphWriter.String("mode", "nearest"), OnnxGraphWriter.String("coordinate_transformation_mode", "asymmetric"), OnnxGraphWriter.String("nearest_mode", "floor")];
+        string[] inputs = sizes.Length == 0 ? [x.Name, "", scales] : [x.Name, "", "", sizes];
+        return W.Node("Resize", path, inputs, shape, attributes);
     }
 
     private OnnxValue MatMul(OnnxValue a, OnnxValue b, string path)

@@ -15,15 +15,17 @@ namespace Fusion.Dsl.Onnx.Export;
 /// Writes a converted int8 model (<see cref="QuantizedModel"/>) in ONNX's QDQ form, the form ONNX Runtime's own
 /// quantization tool writes and fuses into QLinearConv, QGemm, QLinearAdd, ... when it loads the file: every quantized
 /// value is the output of a <c>DequantizeLinear</c> fed by a <c>QuantizeLinear</c> with the value's scale and zero point
-/// (an 8-bit per-tensor activation), and each quantized operation is its float operator on dequantized inputs followed
-/// by a <c>QuantizeLinear</c> to its output qparams. It walks the model as <see cref="QuantizedModel.Forward(Fusion.Dsl.Tensors.Tensor)"/> does,
-/// in front of the float exporter (<see cref="IExportHook"/>): a converted layer is written by its entry in
-/// <see cref="Layers"/>; a float module or graph operation on a quantized value that PyTorch runs on quantized tensors
-/// keeping their qparams (ReLU, ReLU6, max and average pooling, mean, flatten, reshape, transpose, chunk) is its float
-/// form re-quantized with the input's qparams, and Hardsigmoid and Sigmoid their float form quantized to PyTorch's fixed
-/// qparams; the add/add_relu/mul/cat of a converted <c>FloatFunctional</c> is the float operation quantized where the
-/// graph calls its <c>activation_post_process</c>; parts kept float are the float export. Anything else that meets a
-/// quantized value is refused with its path and type, as the quantized forward refuses it.
+/// (an 8-bit per-tensor activation; a bilinear upsampling's <c>QuantizeLinear</c> takes scale 1 instead, see
+/// <see cref="BilinearInSteps"/>), and each quantized operation is its float operator on dequantized inputs followed
+/// by a <c>QuantizeLinear</c> to its output qparams. It walks the model as
+/// <see cref="QuantizedModel.Forward(Fusion.Dsl.Tensors.Tensor)"/> does, in front of the float exporter
+/// (<see cref="IExportHook"/>): a converted layer is written by its entry in <see cref="Layers"/>; a float module or
+/// graph operation on a quantized value that PyTorch runs on quantized tensors keeping their qparams (ReLU, ReLU6, max
+/// and average pooling, mean, flatten, reshape, transpose, chunk, and upsampling: interpolate and the Upsample modules
+/// as Resize) is its float form re-quantized with the input's qparams, and Hardsigmoid and Sigmoid their float form
+/// quantized to PyTorch's fixed qparams; the add/add_relu/mul/cat of a converted <c>FloatFunctional</c> is the float
+/// operation quantized where the graph calls its <c>activation_post_process</c>; parts kept float are the float export.
+/// Anything else that meets a quantized value is refused with its path and type, as the quantized forward refuses it.
 /// </summary>
 internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, QdqBias bias) : IExportHook
 {
@@ -72,14 +74,27 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
         Identity => true,
         Dropout { Training: false } => true,
         Activation { Kind: ActivationKind.ReLU or ActivationKind.ReLU6 } or Flatten or MaxPool2d or AvgPool2d or AdaptiveAvgPool2d => false,
+        // PyTorch's quantized upsample_nearest2d/upsample_bilinear2d keep the input's qparams: DequantizeLinear, Resize,
+        // QuantizeLinear with the same ones (ONNX Runtime then runs a nearest Resize on the 8-bit values directly; a
+        // bilinear one is written in steps of the scale, see BilinearInSteps).
+        _ when Upsampling(m) => false,
         _ => null,
     };
+
+    /// <summary>Whether <paramref name="m"/> is nn.Upsample, nn.UpsamplingNearest2d or nn.UpsamplingBilinear2d.</summary>
+    private static bool Upsampling(Module m)
+        => m is OpaqueModule { Namespace: "torch.nn", TypeName: "Upsample" or "UpsamplingNearest2d" or "UpsamplingBilinear2d" };
 
     /// <summary>The graph operations PyTorch runs on quantized tensors keeping their qparams (chunk's every piece keeps them).</summary>
     private static readonly HashSet<string> QParamsKeepingOps = new(StringComparer.Ordinal)
     {
-        "relu", "relu6", "flatten", "reshape", "view", "contiguous", "adaptive_avg_pool2d", "avg_pool2d", "max_pool2d", "mean", "transpose", "chunk",
+        "relu", "relu6", "flatten", "reshape", "view", "contiguous", "adaptive_avg_pool2d", "avg_pool2d", "max_pool2d", "mean", "transpose", "chunk", "interpolate",
     };
+
+    /// <summary>The graph operations written on a quantized tensor: those keeping its qparams, hardsigmoid and sigmoid
+    /// (PyTorch's fixed qparams), and size and getitem, which read its shape or pick a piece of its chunk.</summary>
+    internal static readonly IReadOnlySet<string> QuantizedOperations =
+        QParamsKeepingOps.Concat(["hardsigmoid", "sigmoid", "size", "getitem"]).ToHashSet(StringComparer.Ordinal);
 
     /// <summary>The operations of a converted FloatFunctional, quantized where its activation_post_process is called.</summary>
     private static readonly HashSet<string> FunctionalOps = new(StringComparer.Ordinal) { "add", "mul", "cat" };
@@ -92,6 +107,9 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
 
     private readonly Dictionary<OnnxValue, QdqParams> _quantized = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<OnnxValue, Pending> _pending = new(ReferenceEqualityComparer.Instance);
+
+    /// <summary>The 8-bit tensor (its QuantizeLinear's output) each quantized value dequantizes.</summary>
+    private readonly Dictionary<OnnxValue, string> _integers = new(ReferenceEqualityComparer.Instance);
     private readonly List<TensorProto> _initializers = [];
     private OnnxGraphWriter W => exporter.Writer;
 
@@ -120,6 +138,8 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
         {
             case UserModule or Sequential or FusedModule:
                 return null;
+            case OpaqueModule o when Upsampling(o) && o.Argument("mode", "nearest") is "bilinear":
+                return BilinearInSteps(x, q, path, steps => exporter.FloatModule(m, steps, path));
             case Activation { Kind: ActivationKind.Hardsigmoid } or OpaqueModule { Namespace: "torch.nn", TypeName: "Sigmoid" }:
                 return QuantizeDequantize(exporter.FloatModule(m, x, path), UnitIntervalQParams(path, q.DType), path);
         }
@@ -127,7 +147,7 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
         {
             true => x,
             false => QuantizeDequantize(exporter.FloatModule(m, x, path), q, path),
-            null => throw OnnxExporter.Refuse(m, path, "receives a quantized tensor, and this exporter has no QDQ form for it on one (upsampling is one PyTorch runs quantized but this exporter does not write yet); keep it float with a None qconfig and a DeQuantStub before it"),
+            null => throw OnnxExporter.Refuse(m, path, "receives a quantized tensor, and this exporter has no QDQ form for it on one; keep it float with a None qconfig and a DeQuantStub before it"),
         };
     }
 
@@ -170,8 +190,10 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
         if (name is "hardsigmoid" or "sigmoid" && quantized.Count == 1)
             return QuantizeDequantize((OnnxValue)floatForm()!, UnitIntervalQParams(path, _quantized[quantized[0]].DType), path);
         if (!QParamsKeepingOps.Contains(name) || quantized.Count != 1)
-            throw new OnnxExportException(path, name, $"{call.Op} on a quantized tensor has no QDQ form in this exporter (it writes relu, relu6, hardsigmoid, sigmoid, flatten, reshape/view, contiguous, transpose, chunk, mean, size, max_pool2d, avg_pool2d and adaptive_avg_pool2d on quantized tensors; interpolate is run quantized by PyTorch and by QuantizedModel, but not written yet)");
+            throw new OnnxExportException(path, name, $"{call.Op} on a quantized tensor has no QDQ form in this exporter (it writes {string.Join(", ", QuantizedOperations.Order(StringComparer.Ordinal))} on quantized tensors)");
         var q = _quantized[quantized[0]];
+        if (name == "interpolate" && call.Value("mode") is "bilinear")
+            return BilinearInSteps(quantized[0], q, path, steps => exporter.Operators.Interpolate(call, steps, path));
         // Each piece of a chunk (ONNX's Split) gets its own QuantizeLinear/DequantizeLinear with the input's qparams, so
         // that ONNX Runtime sees DQ -> Split -> Q and later operators read a quantized value.
         return floatForm() switch
@@ -354,12 +376,32 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
     }
 
     /// <summary>QuantizeLinear then DequantizeLinear with <paramref name="q"/>: the quantized value, as the operators read it.</summary>
-    private OnnxValue QuantizeDequantize(OnnxValue y, QdqParams q, string path)
+    private OnnxValue QuantizeDequantize(OnnxValue y, QdqParams q, string path) => QuantizeDequantize(y, q.ScaleName, q, path);
+
+    /// <summary>QuantizeLinear with scale <paramref name="quantizeScale"/> (the value's own, or 1 for a value in steps of
+    /// it) and <paramref name="q"/>'s zero point, then DequantizeLinear with <paramref name="q"/>.</summary>
+    private OnnxValue QuantizeDequantize(OnnxValue y, string quantizeScale, QdqParams q, string path)
     {
-        var quantized = W.Node("QuantizeLinear", path + "/QuantizeLinear", [y.Name, q.ScaleName, q.ZeroPointName], y.Shape);
+        var quantized = W.Node("QuantizeLinear", path + "/QuantizeLinear", [y.Name, quantizeScale, q.ZeroPointName], y.Shape);
         var dequantized = W.Node("DequantizeLinear", path + "/DequantizeLinear", [quantized.Name, q.ScaleName, q.ZeroPointName], y.Shape);
         _quantized[dequantized] = q;
+        _integers[dequantized] = quantized.Name;
         return dequantized;
+    }
+
+    /// <summary>
+    /// A bilinear upsampling of quantized value <paramref name="x"/> (its output keeps <paramref name="q"/>): the float
+    /// Resize (<paramref name="resize"/>) on x's 8-bit integers dequantized with scale 1, so that it interpolates
+    /// x − zero point as PyTorch's integer kernel does, exactly where the weights are multiples of a power of two
+    /// (a scale factor of 2), and QuantizeLinear with scale 1 rounds half steps to even as PyTorch's nearbyint does; the
+    /// integers are then read on with q. With q's own scale on both sides the float products land a rounding error to
+    /// either side of those half steps, and ONNX Runtime's integers differed from PyTorch's on up to 5% of them.
+    /// </summary>
+    private OnnxValue BilinearInSteps(OnnxValue x, QdqParams q, string path, Func<OnnxValue, OnnxValue> resize)
+    {
+        var unit = W.Scalar(1f);
+        var steps = W.Node("DequantizeLinear", path + "/steps/DequantizeLinear", [_integers[x], unit, q.ZeroPointName], x.Shape);
+        return QuantizeDequantize(resize(steps), unit, q, path);
     }
 
     /// <summary>The per-tensor qparams of an activation, as scalar initializers named <c>PATH.scale</c> and

@@ -402,6 +402,10 @@ internal sealed class QuantizedInterpreter(ImmutableDictionary<string, Quantized
             : throw a.Error("other", "a nonzero integer, with an integer input"),
     };
 
+    /// <summary>The names of the graph operations the quantized forward runs (<see cref="Operations"/>), for the exporters'
+    /// completeness checks.</summary>
+    internal static IReadOnlyCollection<string> OperationNames => Operations.Keys;
+
     /// <summary>A graph operation through the table; a float tensor reaching one is refused (float parts stay inside modules).</summary>
     private object? Operation(GraphNode node, Dictionary<string, object?> values, string path)
     {

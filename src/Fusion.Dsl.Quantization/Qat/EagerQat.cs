@@ -23,7 +23,9 @@ namespace Fusion.Dsl.Quantization;
 /// <see cref="ConvertQat"/> as post-training quantization does. <c>QuantStub</c>s, <c>FloatFunctional</c>s,
 /// <c>Hardswish</c> and <c>ReLU6</c> get an activation fake-quantize module. <see cref="FreezeBnStats"/> and
 /// <see cref="UpdateBnStats"/> are PyTorch's <c>freeze_bn_stats</c> and <c>update_bn_stats</c>. PyTorch 1.13 has no
-/// QAT Linear+BatchNorm+ReLU (<c>fuse_modules_qat</c> refuses the group), so neither has this.</para>
+/// QAT Linear+BatchNorm+ReLU (<c>fuse_modules_qat</c> refuses the group), so neither has this. The mapping has no
+/// <c>ConvTranspose1d</c>/<c>2d</c>/<c>3d</c> or <c>PReLU</c> either; PyTorch's <c>prepare_qat</c> keeps them float with
+/// only their output fake-quantized, which this does not model: <see cref="PrepareQat"/> refuses them, saying so.</para>
 /// </summary>
 public static class EagerQat
 {
@@ -36,7 +38,8 @@ public static class EagerQat
     /// <param name="mapping">The qconfigs; their factories must make <see cref="FakeQuantize"/> modules (<see cref="QConfig.GetDefaultQat"/>).</param>
     /// <exception cref="ArgumentException">A module with a qconfig is in eval mode (PyTorch requires training mode); a
     /// module PyTorch would swap or observe has no QAT form here (a convolution without explicit zero padding, a
-    /// transposed one, this project's own fused kinds such as <c>LinearBnReLU1d</c>) — the message names its path; a
+    /// transposed one or a PReLU, which PyTorch 1.13 has no QAT module for either, this project's own fused kinds such as
+    /// <c>LinearBnReLU1d</c>) — the message names its path; a
     /// qconfig makes observers rather than fake-quantize modules, or fake-quantizes activations per channel; a
     /// Conv+BatchNorm or <c>LinearBn1d</c> whose BatchNorm has no running statistics; modules to quantize but no
     /// <c>QuantStub</c> with a qconfig.</exception>
@@ -91,10 +94,17 @@ public static class EagerQat
         // An unswapped fused module (ConvReLU1d) is still PyTorch's Sequential with the fake-quantize module as its last
         // child, which its forward hook calls again: the output is fake-quantized twice, as prepare's observers observe twice.
         if (kind is { } k) return new ObservationPoint(path, path, m.TypeName, k, qc, m is FusedModule && !HasWeightFakeQuant(m) ? 2 : 1);
-        // fuse_modules_qat has no fuser method for (Linear, BatchNorm1d, ReLU), so PyTorch 1.13 has no QAT module to match.
-        var why = m.TypeName == "LinearBnReLU1d"
-            ? "; PyTorch 1.13 has none (fuse_modules_qat finds no fuser method for (Linear, BatchNorm1d, ReLU)): fuse only [linear, bn] into LinearBn1d and keep the ReLU apart"
-            : "";
+        var why = m switch
+        {
+            // fuse_modules_qat has no fuser method for (Linear, BatchNorm1d, ReLU), so PyTorch 1.13 has no QAT module to match.
+            { TypeName: "LinearBnReLU1d" }
+                => "; PyTorch 1.13 has none (fuse_modules_qat finds no fuser method for (Linear, BatchNorm1d, ReLU)): fuse only [linear, bn] into LinearBn1d and keep the ReLU apart",
+            // PyTorch 1.13's DEFAULT_QAT_MODULE_MAPPINGS has neither: its prepare_qat keeps the float module and
+            // fake-quantizes only the output (no weight fake-quantize), a path this library does not model for them.
+            Conv { Transposed: true } or OpaqueModule { Namespace: "torch.nn", TypeName: "PReLU" }
+                => $"; PyTorch 1.13 has no QAT form of it either (DEFAULT_QAT_MODULE_MAPPINGS has no {m.TypeName}: its prepare_qat keeps the float module with only its output fake-quantized)",
+            _ => "",
+        };
         throw new ArgumentException($"module '{EagerQuantization.Show(path)}' ({m.TypeName}) would be swapped or observed by PyTorch's prepare_qat, but Fusion.Dsl.Quantization has no QAT {m.TypeName}{why}; to keep it float, give it a None qconfig (QConfigMapping.WithPath(\"{path}\", null))");
     }
 

@@ -193,6 +193,30 @@ let tests =
                      "norms 1d", chain [ instance 1 (affine 6 26); group 3 [] ], randomInput 13 [| 2; 6; 7 |], None
                      "norms 3d", chain [ instance 3 []; group 2 (affine 6 28) ], randomInput 14 [| 2; 6; 3; 4; 5 |], Some(OnnxExportOptions(DynamicBatch = true)) ]
         }
+        test "F.interpolate and the carried nn.Upsample, nn.UpsamplingNearest2d and nn.UpsamplingBilinear2d export as Resize with the engine's meaning (nearest and bilinear, by scale factor and by size, align_corners both ways, a recomputed scale factor), at opsets 14 and 17 and with a dynamic batch run at another batch size" {
+            let b = GraphBuilder()
+            let x = b.Input()
+            let size (h: int64) (w: int64) = [| box h; box w |]
+            // conv -> Upsample nearest x2 -> interpolate bilinear by size -> UpsamplingBilinear2d (align_corners) x2
+            // -> UpsamplingNearest2d by size -> interpolate bilinear x1.5, align_corners -> interpolate bilinear x1.3
+            // recomputed -> interpolate nearest x1.5.
+            let y = b.Call("up1", b.Call("conv", x))
+            let y = b.Call("up2", b.Function("interpolate", y, size 11L 13L, null, "bilinear", false))
+            let y = b.Function("interpolate", b.Call("up3", y), null, 1.5, "bilinear", true)
+            let y = b.Function("interpolate", b.Function("interpolate", y, null, 1.3, "bilinear", false, true), null, 1.5, "nearest")
+            let children =
+                [ NamedModule("conv", Conv.Create(2, 3, 4, [| 3 |], padding = ConvPadding.Explicit(1), seed = 12))
+                  NamedModule("up1", upsampling "Upsample" null (box 2.0) "nearest" null)
+                  NamedModule("up2", upsampling "UpsamplingBilinear2d" null (box 2.0) "bilinear" (box true))
+                  NamedModule("up3", upsampling "UpsamplingNearest2d" (box (size 29L 31L)) null "nearest" null) ]
+            let model = UserModule.Create("Upsampling", ModuleChildren.Create children, b.Output y) :> Module
+            let x = randomInput 15 [| 2; 3; 5; 6 |]
+            verify [ "upsampling", model, x, None; "upsampling14", model, x, Some(OnnxExportOptions(Opset = 14, DynamicBatch = true)) ]
+            let dir, cleanup = tempDir ()
+            use _ = cleanup
+            let path = export dir "dynamic" model x (Some(OnnxExportOptions(DynamicBatch = true)))
+            expectOrtMatches "batch 3" path model (randomInput 16 [| 3; 3; 5; 6 |])
+        }
         test "a dynamic-batch export runs in ONNX Runtime on another batch size" {
             let zoo = ModelZoo.Create("mobilenet_v2", seed = 1, widthMult = 0.25, numClasses = 10)
             let dir, cleanup = tempDir ()
@@ -268,6 +292,18 @@ let tests =
             }
             test "uneven adaptive pooling is refused by path" {
                 expectRefused (Sequential.Create(AdaptiveAvgPool2d.Create([| 3 |]))) "0" "windows of different sizes"
+            }
+            test "an upsampling by a scale factor whose output size float32 computes differently is refused by path" {
+                // PyTorch's floor(30 · 2.1) in float64 is 63, ONNX's Resize computes floor(30 · 2.1f) = 62 in float32.
+                let up = upsampling "Upsample" null (box 2.1) "nearest" null
+                let dir, cleanup = tempDir ()
+                use _ = cleanup
+                let file = Path.Combine(dir, "m.onnx")
+                let e = Support.throwsOf<OnnxExportException> (fun () -> OnnxModel.Write(Sequential.Create(up), [| 1; 3; 4; 30 |], file))
+                Expect.equal e.ModulePath "0" "names the module"
+                Expect.stringContains e.Message "62" "says what ONNX would compute"
+                Expect.stringContains e.Message "give interpolate a size instead" "and what to do"
+                Expect.isFalse (File.Exists file) "nothing is written"
             }
         ]
         test "a ConvBnReLU2d kept whole in eval mode exports as one Conv with the BatchNorm folded and one Relu" {

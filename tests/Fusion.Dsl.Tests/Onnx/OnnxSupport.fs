@@ -76,6 +76,15 @@ let export (dir: string) (name: string) (model: Module) (x: Fusion.Dsl.Tensors.T
     OnnxModel.Write(model, x.Shape.ToArray(), path, Option.toObj options)
     path
 
+/// An nn.Upsample, nn.UpsamplingNearest2d or nn.UpsamplingBilinear2d as the model format carries it: an opaque torch.nn
+/// module holding its F.interpolate arguments (null for Python's None).
+let upsampling (typeName: string) (size: objnull) (scale: objnull) (mode: string) (align: objnull) : Module =
+    let args =
+        [ Collections.Generic.KeyValuePair("size", size); Collections.Generic.KeyValuePair("scale_factor", scale)
+          Collections.Generic.KeyValuePair("mode", box mode); Collections.Generic.KeyValuePair("align_corners", align)
+          Collections.Generic.KeyValuePair("recompute_scale_factor", null) ]
+    Fusion.Dsl.Layers.OpaqueModule.Create(typeName, "torch.nn", args)
+
 /// A deterministic input of the given shape, uniform in [-1, 1).
 let randomInput (seed: int) (shape: int[]) =
     let r = Random(seed)

@@ -387,4 +387,16 @@ let tests =
             let e = Support.throwsOf<ArgumentException> (fun () -> EagerQat.PrepareQat(EagerQuantization.QuantWrapper(fused).Train(), QConfigMapping.ForAll(QConfig.GetDefaultQat "x86")) |> ignore)
             Expect.stringContains e.Message "'module' (LinearBnReLU1d)" "names the module"
             Expect.stringContains e.Message "no fuser method" "gives PyTorch's reason"
+
+        testCase "PrepareQat refuses ConvTranspose1d/2d/3d and PReLU (PyTorch 1.13's DEFAULT_QAT_MODULE_MAPPINGS has no QAT module for them), naming the path, PyTorch's reason and how to keep it float" <| fun () ->
+            let prelu = Fusion.Dsl.Layers.OpaqueModule.Create("PReLU", "torch.nn", [ KeyValuePair("num_parameters", box 1L) ], state = Fusion.Dsl.Algebra.TensorDict.Create([| struct ("weight", Tensor.Full(0.25f, 1)) |]))
+            let refused : (string * Fusion.Dsl.Algebra.Module) list =
+                [ for rank in 1..3 -> sprintf "ConvTranspose%dd" rank, Fusion.Dsl.Layers.Conv.Create(rank, 3, 4, [| 2 |], transposed = true) :> Fusion.Dsl.Algebra.Module ]
+                @ [ "PReLU", prelu ]
+            for typeName, m in refused do
+                let e = Support.throwsOf<ArgumentException> (fun () -> EagerQat.PrepareQat(EagerQuantization.QuantWrapper(m).Train(), QConfigMapping.ForAll(QConfig.GetDefaultQat "qnnpack")) |> ignore)
+                Expect.stringContains e.Message (sprintf "'module' (%s)" typeName) "names the module"
+                Expect.stringContains e.Message "PyTorch 1.13 has no QAT form of it" "says PyTorch has none"
+                Expect.stringContains e.Message (sprintf "DEFAULT_QAT_MODULE_MAPPINGS has no %s" typeName) "and where"
+                Expect.stringContains e.Message "WithPath(\"module\", null)" "says how to keep it float"
     ]

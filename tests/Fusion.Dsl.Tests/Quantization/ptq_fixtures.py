@@ -1,6 +1,6 @@
 """Fixtures for the eager post-training quantization flow (PtqFlowTests.fs): small eager-mode models with QuantStub and
 DeQuantStub (fused Conv+BN+ReLU, Linear(+ReLU), pooling, a residual block with FloatFunctional add_relu, add, mul and
-cat, Conv1d and Conv3d networks, batch norms on their own, LeakyReLU, ELU, LayerNorm and GroupNorm, ConvTranspose1d/2d/3d, PReLU, upsampling on quantized tensors) and torchvision's quantizable resnet18, each fused as its fuse_modules/fuse_model() does in eval mode, exported
+cat, Conv1d and Conv3d networks, batch norms on their own, LeakyReLU, ELU, LayerNorm and GroupNorm, ConvTranspose1d/2d/3d, PReLU, upsampling on quantized tensors in every form) and torchvision's quantizable resnet18, each fused as its fuse_modules/fuse_model() does in eval mode, exported
 with the repository's exporter (fusion_torch, the model format), then prepared with a named qconfig, calibrated on
 seeded random batches, converted and run on a seeded input by PyTorch 1.13's onednn engine. Written beside OUT.json:
 each case's model folder, its calibration batches and input (.npy, float32), and the integer output of every quantized
@@ -313,6 +313,26 @@ class UpsampleNet(nn.Module):
     groups = [["conv1", "relu1"]]
 
 
+class UpsampleFormsNet(nn.Module):
+    """The upsampling forms UpsampleNet lacks: F.interpolate bilinear by scale factor on the QuantStub's contiguous
+    output (PyTorch's NCHW kernel), nn.UpsamplingNearest2d by size after a convolution, F.interpolate bilinear by size
+    with align_corners, nearest by size after a convolution, and bilinear with a recomputed scale factor."""
+
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.up1 = nn.UpsamplingNearest2d(size=(15, 17))
+        self.conv2 = nn.Conv2d(8, 4, 1)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = F.interpolate(self.quant(x), scale_factor=2, mode="bilinear", align_corners=False)
+        x = F.interpolate(self.up1(self.conv1(x)), size=(19, 23), mode="bilinear", align_corners=True)
+        x = F.interpolate(self.conv2(x), size=(21, 25), mode="nearest")
+        return self.dequant(F.interpolate(x, scale_factor=1.3, mode="bilinear", recompute_scale_factor=True))
+
+
 class ConvTransposeNet(nn.Module):
     """ConvTranspose2d as a decoder upsamples: a Conv+ReLU, a strided ConvTranspose2d (kernel 4, stride 2, padding 1)
     then a ReLU, a grouped, dilated ConvTranspose2d without bias. PyTorch 1.13 quantizes transposed convolutions with
@@ -582,6 +602,8 @@ def main(out):
     for i, qc in enumerate(("x86", "qnnpack")):
         cases.append(case(f"upsamplenet/{qc}", UpsampleNet, qc, (2, 3, 5, 6), 4, fuse_groups(UpsampleNet.groups), 160 + i,
                           groups=UpsampleNet.groups))
+    for i, qc in enumerate(("x86", "qnnpack")):
+        cases.append(case(f"upsampleformsnet/{qc}", UpsampleFormsNet, qc, (2, 3, 5, 6), 4, lambda m: m, 180 + i))
     cases.append(case("convtransposenet/qnnpack", ConvTransposeNet, "qnnpack", (2, 3, 6, 6), 4, fuse_groups(ConvTransposeNet.groups), 170,
                       groups=ConvTransposeNet.groups))
     cases.append(case("convtranspose1d3dnet/qnnpack", ConvTranspose1d3dNet, "qnnpack", (2, 4, 5), 4, lambda m: m, 171))

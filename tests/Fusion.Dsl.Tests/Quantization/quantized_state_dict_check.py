@@ -34,6 +34,7 @@ __main__.InstanceNormNet = ptq_fixtures.InstanceNormNet
 __main__.ConvTransposeNet = ptq_fixtures.ConvTransposeNet
 __main__.PReLUNet = ptq_fixtures.PReLUNet
 __main__.UpsampleNet = ptq_fixtures.UpsampleNet
+__main__.UpsampleFormsNet = ptq_fixtures.UpsampleFormsNet
 __main__.ConvTranspose1d3dNet = ptq_fixtures.ConvTranspose1d3dNet
 torch.backends.quantized.engine = "onednn"
 warnings.filterwarnings("ignore")
