@@ -1,3 +1,5 @@
+using System.Numerics;
+using System.Runtime.Intrinsics;
 using Fusion.Dsl.Tensors;
 
 namespace Fusion.Dsl.Engine;
@@ -31,7 +33,7 @@ internal static class PointwiseKernels
 
     /// <summary><c>gelu(x) = x·Φ(x)</c> exactly (through erf) or with PyTorch's tanh approximation.</summary>
     public static Tensor Gelu(Tensor x, GeluForm form, Pass pass)
-        => form == GeluForm.Erf ? Map(x, pass, GeluErf) : Map(x, pass, GeluTanh);
+        => form == GeluForm.Erf ? MapRuns(x, pass, GeluErf) : Map(x, pass, GeluTanh);
 
     /// <summary><c>tanh(x)</c>, through <see cref="MathF.Tanh"/>.</summary>
     public static Tensor Tanh(Tensor x, Pass pass) => Map(x, pass, MathF.Tanh);
@@ -81,12 +83,72 @@ internal static class PointwiseKernels
         return Map(x, pass, v => v > 0 ? v : (MathF.Exp(v) - 1f) * a);
     }
 
-    private static float GeluErf(float v)
+    /// <summary>
+    /// <c>x·Φ(x) = x·(1 − erfc(x/√2)/2)</c> over <paramref name="src"/> into <paramref name="dst"/>, in float64 vectors (through
+    /// erfc the negative tail keeps its relative accuracy), erfc by Numerical Recipes' Chebyshev fit (fractional error below
+    /// 1.2e-7 everywhere; .NET has no erf, and float32 results need no more), eight lanes at a time where 512-bit vectors
+    /// run, else <see cref="Vector{T}"/>'s width. The last partial block is padded and goes through the same code, so
+    /// an element's bits do not depend on where it stands. Measured: the scalar form (a delegate call and a libm <c>exp</c>
+    /// per element) was 41% of convnext_tiny's forward pass (`perf record` over `fusion bench`).
+    /// </summary>
+    private static void GeluErf(ReadOnlySpan<float> src, Span<float> dst)
     {
-        // x·Φ(x) = x·(1 − erfc(x/√2)/2): through erfc the negative tail keeps its relative accuracy.
-        var x = (double)v;
-        return (float)(x * (1 - 0.5 * Erfc(x / Math.Sqrt(2))));
+        var n = Vector512.IsHardwareAccelerated ? Vector512<float>.Count : Vector<float>.Count;
+        var k = 0;
+        for (; k + n <= src.Length; k += n) GeluErfBlock(src[k..], dst[k..]);
+        if (k == src.Length) return;
+        Span<float> tail = stackalloc float[n];
+        tail.Clear();
+        src[k..].CopyTo(tail);
+        GeluErfBlock(tail, tail);
+        tail[..(src.Length - k)].CopyTo(dst[k..]);
     }
+
+    /// <summary>One block of <see cref="GeluErf(ReadOnlySpan{float}, Span{float})"/> (its width's elements).</summary>
+    private static void GeluErfBlock(ReadOnlySpan<float> src, Span<float> dst)
+    {
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var v = Vector512.Create(src);
+            Vector512.Narrow(GeluErf(Vector512.WidenLower(v)), GeluErf(Vector512.WidenUpper(v))).CopyTo(dst);
+        }
+        else
+        {
+            Vector.Widen(new Vector<float>(src), out var lo, out var hi);
+            Vector.Narrow(GeluErf(lo), GeluErf(hi)).CopyTo(dst);
+        }
+    }
+
+    private static Vector512<double> GeluErf(Vector512<double> x)
+    {
+        var z = x / Vector512.Create(Math.Sqrt(2));
+        var a = Vector512.Abs(z);
+        var one = Vector512<double>.One;
+        var t = one / (one + Vector512.Create(0.5) * a);
+        var poly = Vector512.Create(0.17087277);
+        foreach (var c in ErfcCoefficients) poly = Vector512.Create(c) + t * poly;
+        var r = t * Vector512.Exp(-a * a - Vector512.Create(1.26551223) + t * poly);
+        var erfc = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(z, Vector512<double>.Zero), r, Vector512.Create(2.0) - r);
+        return x * (one - Vector512.Create(0.5) * erfc);
+    }
+
+    /// <summary><see cref="GeluErf(Vector512{double})"/> at <see cref="Vector{T}"/>'s width, the same operations in the same order
+    /// (written twice: .NET 10 has no public interface over both vector types, and 512-bit lanes measured faster on convnext_tiny).</summary>
+    private static Vector<double> GeluErf(Vector<double> x)
+    {
+        var z = x / Vector.Create(Math.Sqrt(2));
+        var a = Vector.Abs(z);
+        var one = Vector<double>.One;
+        var t = one / (one + Vector.Create(0.5) * a);
+        var poly = Vector.Create(0.17087277);
+        foreach (var c in ErfcCoefficients) poly = Vector.Create(c) + t * poly;
+        var r = t * Vector.Exp(-a * a - Vector.Create(1.26551223) + t * poly);
+        var erfc = Vector.ConditionalSelect(Vector.GreaterThanOrEqual(z, Vector<double>.Zero), r, Vector.Create(2.0) - r);
+        return x * (one - Vector.Create(0.5) * erfc);
+    }
+
+    /// <summary>The Chebyshev fit's coefficients after the last (0.17087277), in Horner order.</summary>
+    private static readonly double[] ErfcCoefficients = [-0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806, 0.09678418, 0.37409196, 1.00002368];
 
     private static float GeluTanh(float v)
     {
@@ -94,19 +156,22 @@ internal static class PointwiseKernels
         return (float)(0.5 * x * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x))));
     }
 
-    /// <summary>
-    /// The complementary error function with fractional error below 1.2e-7 everywhere (Numerical Recipes' Chebyshev
-    /// fit): .NET has no erf, and float32 results need no more.
-    /// </summary>
-    public static double Erfc(double z)
+    /// <summary><paramref name="run"/> over every chunk of the elements into a new tensor of the same shape.</summary>
+    private static Tensor MapRuns(Tensor x, Pass pass, SpanMap run)
     {
-        if (double.IsNaN(z)) return z;
-        var a = Math.Abs(z);
-        var t = 1 / (1 + 0.5 * a);
-        var r = t * Math.Exp(-a * a - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
-            + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
-        return z >= 0 ? r : 2 - r;
+        var src = x.RawFloat32;
+        var output = pass.Output(src.Length);
+        Par.For((src.Length + Chunk - 1) / Chunk, pass.Threads, Chunk, (int i) =>
+        {
+            var start = i * Chunk;
+            var length = Math.Min(src.Length, start + Chunk) - start;
+            run(src.AsSpan(start, length), output.AsSpan(start, length));
+        });
+        return Tensor.Adopt(output, x.Shape.ToArray());
     }
+
+    /// <summary>An element-wise function over a run of elements.</summary>
+    private delegate void SpanMap(ReadOnlySpan<float> src, Span<float> dst);
 
     /// <summary><paramref name="f"/> of every element into a new tensor of the same shape.</summary>
     private static Tensor Map(Tensor x, Pass pass, Func<float, float> f)

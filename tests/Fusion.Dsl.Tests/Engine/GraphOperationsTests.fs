@@ -52,6 +52,22 @@ let tests =
             close "relu6" (one (fn "y" "relu6" [ r "x" ] []) x) (NaiveReference.Activation(ActivationKind.ReLU6, x))
             close "hardtanh" (one (fn "y" "hardtanh" [ r "x"; c (box -0.5); c (box 2L) ] []) x) (NaiveReference.Map(x, fun v -> Math.Clamp(v, -0.5, 2.0)))
         }
+        test "gelu gives an element the same bits wherever it stands (vector body or padded tail), and PyTorch's special values" {
+            // 37 values: more than two vectors of any width, so the last ones land in a padded tail.
+            let values = wide 3 [| 37 |]
+            let y = one (fn "y" "gelu" [ r "x" ] []) values
+            for shift in [ 1; 5; 16 ] do
+                let moved = Tensor.FromFloat32(Array.init (37 + shift) (fun i -> if i < shift then 0f else float32 values.[i - shift]), [| 37 + shift |])
+                let ym = one (fn "y" "gelu" [ r "x" ] []) moved
+                for i in 0 .. 36 do
+                    Expect.equal (BitConverter.SingleToInt32Bits(float32 ym.[i + shift])) (BitConverter.SingleToInt32Bits(float32 y.[i])) $"element {i} moved by {shift}"
+            // torch.nn.functional.gelu(torch.tensor([nan, inf, -inf, 3.0])) in PyTorch 1.13: [nan, inf, nan, 2.995950222015381].
+            let special = one (fn "y" "gelu" [ r "x" ] []) (Tensor.FromFloat32([| Single.NaN; Single.PositiveInfinity; Single.NegativeInfinity; 3f |], [| 4 |]))
+            Expect.isTrue (Double.IsNaN special.[0]) "gelu(nan) is nan"
+            Expect.equal special.[1] Double.PositiveInfinity "gelu(inf) is inf"
+            Expect.isTrue (Double.IsNaN special.[2]) "gelu(-inf) is nan, as PyTorch's x·Φ(x) gives"
+            Expect.isLessThanOrEqual (abs (special.[3] - 2.995950222015381)) (Support.Tol.kernelAbs + Support.Tol.kernelRel * 3.0) "gelu(3)"
+        }
         test "softmax and mean reduce the dimensions PyTorch names, keepdim or not" {
             let x = wide 2 [| 2; 3; 4; 5 |]
             close "softmax(x, -1)" (one (fn "y" "softmax" [ r "x" ] [ "dim", i64 -1 ]) x) (NaiveReference.Softmax(x, 3))
