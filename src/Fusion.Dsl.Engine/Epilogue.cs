@@ -192,7 +192,11 @@ internal readonly struct Epilogue
     /// <summary>Whether <paramref name="act"/>'s vector form calls a method (the exponential of SiLU and Sigmoid).</summary>
     public static bool CallsOut(Act act) => act is Act.SiLU or Act.Sigmoid;
 
-    /// <summary>Scalar counterpart of <see cref="Activate(Vector256{float}, Act)"/>.</summary>
+    /// <summary>
+    /// Scalar counterpart of <see cref="Activate(Vector256{float}, Act)"/>, lane for lane the same value: the exponential of SiLU and
+    /// Sigmoid is the vector one on a single lane (<c>MathF.Exp</c> differs from it in the last ulp), so an element gives the same
+    /// bits whether a kernel reaches it in a vector, in a tail, or on a machine without wide vectors.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Activate(float v, Act act) => act switch
     {
@@ -201,7 +205,10 @@ internal readonly struct Epilogue
         Act.ReLU6 => MathF.Min(MathF.Max(v, 0f), 6f),
         Act.Hardswish => v * MathF.Min(MathF.Max(v + 3f, 0f), 6f) / 6f,
         Act.Hardsigmoid => MathF.Min(MathF.Max(v + 3f, 0f), 6f) / 6f,
-        Act.Sigmoid => 1f / (1f + MathF.Exp(-v)),
-        _ => v / (1f + MathF.Exp(-v)),
+        Act.Sigmoid => 1f / (1f + Exp(-v)),
+        _ => v / (1f + Exp(-v)),
     };
+
+    /// <summary>The vector exponential on one lane.</summary>
+    private static float Exp(float x) => Vector128.Exp(Vector128.CreateScalar(x)).ToScalar();
 }

@@ -56,6 +56,8 @@ public sealed class FusedModule : Module
             d[$"ConvHardswish{n}d"] = (false, [$"Conv{n}d", "Hardswish"], 1);
             d[$"ConvBnReLU6_{n}d"] = (false, [$"Conv{n}d", $"BatchNorm{n}d", "ReLU6"], 1);
             d[$"ConvBnHardswish{n}d"] = (false, [$"Conv{n}d", $"BatchNorm{n}d", "Hardswish"], 1);
+            d[$"ConvSiLU{n}d"] = (false, [$"Conv{n}d", "SiLU"], 1);
+            d[$"ConvBnSiLU{n}d"] = (false, [$"Conv{n}d", $"BatchNorm{n}d", "SiLU"], 1);
             d[$"ConvTransposeReLU{n}d"] = (false, [$"ConvTranspose{n}d", "ReLU"], 1);
             // Two inputs: relu(conv(x) + residual), made by the residual graph rules.
             d[$"ConvAdd{n}d"] = (false, [$"Conv{n}d"], 2);

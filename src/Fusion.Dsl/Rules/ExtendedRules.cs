@@ -6,8 +6,8 @@ namespace Fusion.Dsl.Rules;
 
 /// <summary>
 /// Fusion patterns PyTorch lacks, added on top of its defaults by <see cref="RuleSet.Extended"/>. Their fused containers are this
-/// project's own kinds in the <c>fusion.dsl</c> namespace (<c>ConvReLU6_2d</c>, <c>ConvHardswish2d</c>, <c>ConvBnReLU6_2d</c>,
-/// <c>ConvBnHardswish2d</c>, <c>ConvTransposeReLU2d</c>, <c>LinearReLU6</c>, <c>LinearBnReLU1d</c>, <c>BNReLU1d</c>), which
+/// project's own kinds in the <c>fusion.dsl</c> namespace (<c>ConvReLU6_2d</c>, <c>ConvHardswish2d</c>, <c>ConvSiLU2d</c>,
+/// <c>ConvBnReLU6_2d</c>, <c>ConvBnHardswish2d</c>, <c>ConvBnSiLU2d</c>, <c>ConvTransposeReLU2d</c>, <c>LinearReLU6</c>, <c>LinearBnReLU1d</c>, <c>BNReLU1d</c>), which
 /// PyTorch cannot load: a model fused with them runs here (or after unfusing), not in <c>torch.ao.nn.intrinsic</c>.
 /// As for the defaults, eval folds BatchNorm into the neighbouring layer and QAT keeps it where a QAT container exists.
 /// </summary>
@@ -22,6 +22,9 @@ internal static class ExtendedRules
             yield return Wrap($"conv{n}d_hardswish", $"ConvHardswish{n}d", $"Conv{n}d", "Hardswish");
             yield return ConvBnActivation(n, "ReLU6", $"ConvReLU6_{n}d", $"ConvBnReLU6_{n}d");
             yield return ConvBnActivation(n, "Hardswish", $"ConvHardswish{n}d", $"ConvBnHardswish{n}d");
+            // EfficientNet's Conv2dNormActivation: the SiLU then runs in the convolution's stores instead of a pass of its own.
+            yield return Wrap($"conv{n}d_silu", $"ConvSiLU{n}d", $"Conv{n}d", "SiLU");
+            yield return ConvBnActivation(n, "SiLU", $"ConvSiLU{n}d", $"ConvBnSiLU{n}d");
             yield return Wrap($"convtranspose{n}d_relu", $"ConvTransposeReLU{n}d", $"ConvTranspose{n}d", "ReLU");
             yield return ConvTransposeBnReLU(n);
             yield return BnConv(n);

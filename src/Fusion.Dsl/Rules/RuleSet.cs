@@ -38,7 +38,7 @@ public sealed class RuleSet : IReadOnlyList<FusionRule>
 
     /// <summary>
     /// <see cref="Default"/> (unchanged, first) plus patterns PyTorch lacks, fused into this project's own <c>fusion.dsl</c> kinds:
-    /// (ConvNd, ReLU6), (ConvNd, Hardswish), (ConvNd, BatchNormNd, ReLU6 | Hardswish), (ConvTransposeNd, ReLU),
+    /// (ConvNd, ReLU6 | Hardswish | SiLU), (ConvNd, BatchNormNd, ReLU6 | Hardswish | SiLU), (ConvTransposeNd, ReLU),
     /// (ConvTransposeNd, BatchNormNd, ReLU), (BatchNormNd, ConvNd) for a convolution that does not zero-pad, for N = 1, 2, 3;
     /// (Linear, ReLU6), (Linear, BatchNorm1d, ReLU), (BatchNorm1d, ReLU), (BatchNorm1d, Linear); and the graph rules
     /// <c>conv{N}d_add_relu</c> and <c>conv{N}d_add</c>, which fuse a residual add (and the ReLU after it) into the convolution

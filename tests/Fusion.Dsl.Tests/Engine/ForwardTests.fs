@@ -36,15 +36,17 @@ let tests =
                 [ Conv.Create(2, 8, 12, [| 3 |], padding = ConvPadding.Explicit 1, seed = 1)              // Toeplitz GEMM
                   Conv.Create(2, 8, 12, [| 3 |], [| 2 |], ConvPadding.Explicit 1, seed = 2)               // gather GEMM
                   Conv.Create(2, 8, 8, [| 3 |], padding = ConvPadding.Explicit 1, groups = 8, seed = 3)   // depthwise
+                  Conv.Create(2, 16, 16, [| 3 |], padding = ConvPadding.Explicit 1, seed = 5)             // Winograd
                   Conv.Create(1, 8, 6, [| 3 |], [| 2 |], ConvPadding.Explicit 1, transposed = true, seed = 4) ] // transposed
             for conv in convs do
                 let groups =
                     if conv.Transposed then [ $"ConvTransposeReLU{conv.Rank}d", ActivationKind.ReLU ]
                     else [ $"ConvReLU{conv.Rank}d", ActivationKind.ReLU
                            $"ConvReLU6_{conv.Rank}d", ActivationKind.ReLU6
-                           $"ConvHardswish{conv.Rank}d", ActivationKind.Hardswish ]
+                           $"ConvHardswish{conv.Rank}d", ActivationKind.Hardswish
+                           $"ConvSiLU{conv.Rank}d", ActivationKind.SiLU ]
                 for name, kind in groups do
-                    let x = randomTensor rng (if conv.Rank = 2 then [| 2; 8; 11; 13 |] else [| 2; 8; 9 |])
+                    let x = randomTensor rng (if conv.Rank = 2 then [| 2; conv.InChannels; 11; 13 |] else [| 2; 8; 9 |])
                     let fused = FusedModule.Create(name, conv, act kind)
                     let parts = Sequential.Create(conv :> Module, act kind)
                     expectSameBits $"{name} (groups {conv.Groups})" (Forward.Run(fused, x)) (Forward.Run(parts, x))

@@ -18,6 +18,7 @@ let private extended = FuseOptions(Rules = RuleSet.Extended)
 let private fuse (model: Module) (group: string list) = Fuser.FuseModules(model, group, extended)
 let private fuseQat (model: Module) (group: string list) = Fuser.FuseModulesQat(model, group, extended)
 let private hardswish (training: bool) : Module = Activation.Create(ActivationKind.Hardswish, training = training)
+let private silu (training: bool) : Module = Activation.Create(ActivationKind.SiLU, training = training)
 let private f64 (t: Fusion.Dsl.Tensors.Tensor) = Array.init t.Count (fun i -> float t.[i])
 
 /// A folded layer's parameters match the float64 formula to one float32 rounding.
@@ -58,8 +59,8 @@ let tests =
         }
 
         for rank in [ 1; 2; 3 ] do
-            test (sprintf "Conv%dd with ReLU6 or Hardswish wraps into this project's container in both modes" rank) {
-                for act, name in [ relu6, sprintf "ConvReLU6_%dd" rank; hardswish, sprintf "ConvHardswish%dd" rank ] do
+            test (sprintf "Conv%dd with ReLU6, Hardswish or SiLU wraps into this project's container in both modes" rank) {
+                for act, name in [ relu6, sprintf "ConvReLU6_%dd" rank; hardswish, sprintf "ConvHardswish%dd" rank; silu, sprintf "ConvSiLU%dd" rank ] do
                     let c, a = conv rank 3 4 1 1 false, act false
                     for fused in [ fuse (seq false [ c; a ]) [ "0"; "1" ]; fuseQat (seq false [ c; a ]) [ "0"; "1" ] ] do
                         let f = at "0" fused
@@ -70,10 +71,11 @@ let tests =
                         Expect.equal (kindAt "1" fused) "Identity" "second position"
             }
 
-            test (sprintf "Conv%dd+BatchNorm+ReLU6/Hardswish: eval folds into the conv, QAT keeps all three" rank) {
+            test (sprintf "Conv%dd+BatchNorm+ReLU6/Hardswish/SiLU: eval folds into the conv, QAT keeps all three" rank) {
                 for act, evalName, qatName in
                     [ relu6, sprintf "ConvReLU6_%dd" rank, sprintf "ConvBnReLU6_%dd" rank
-                      hardswish, sprintf "ConvHardswish%dd" rank, sprintf "ConvBnHardswish%dd" rank ] do
+                      hardswish, sprintf "ConvHardswish%dd" rank, sprintf "ConvBnHardswish%dd" rank
+                      silu, sprintf "ConvSiLU%dd" rank, sprintf "ConvBnSiLU%dd" rank ] do
                     let c, n, a = conv rank 3 4 2 1 false, bn rank 4 2 false, act false
                     let fused = fuse (seq false [ c; n; a ]) [ "0"; "1"; "2" ]
                     Expect.equal (kindAt "0" fused) evalName "eval form"
