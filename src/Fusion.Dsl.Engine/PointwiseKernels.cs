@@ -133,7 +133,8 @@ internal static class PointwiseKernels
     }
 
     /// <summary><see cref="GeluErf(Vector512{double})"/> at <see cref="Vector{T}"/>'s width, the same operations in the same order
-    /// (written twice: .NET 10 has no public interface over both vector types, and 512-bit lanes measured faster on convnext_tiny).</summary>
+    /// (written twice: .NET 10 has no public interface over both vector types, and <see cref="Vector{T}"/> stays 256-bit wide
+    /// on AVX-512 machines unless the process asks otherwise).</summary>
     private static Vector<double> GeluErf(Vector<double> x)
     {
         var z = x / Vector.Create(Math.Sqrt(2));
