@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text;
-using System.Text.Json;
 using Fusion.Dsl.Layers;
 using K = Fusion.Dsl.Layers.LayerArgumentKind;
 
@@ -81,14 +80,10 @@ public static class LayerCode
     public static string FSharpPatternSignatures(IReadOnlyList<LayerDescriptor> kinds)
         => GeneratedFiles.Lines(kinds.SelectMany(d => new[] { $"/// Matches `{d.TypeName}`.", $"val (|{d.TypeName}|_|): Module -> {d.ModuleType.Name} option" }));
 
-    /// <summary>The Python exporter's table of layers, <c>{type: [arguments the module keeps]}</c>: <see cref="LayerKinds.SchemaJson"/>'s
-    /// content for the kinds found, indented.</summary>
+    /// <summary>The Python exporter's table of layers, <c>{type: [arguments the module keeps]}</c>: <see cref="LayerKinds.SchemaJson(IEnumerable{LayerDescriptor}, bool)"/>
+    /// for the kinds found, indented.</summary>
     public static string PythonSchema(IReadOnlyList<LayerDescriptor> kinds)
-    {
-        var schema = kinds.OrderBy(d => d.TypeName, StringComparer.Ordinal)
-            .ToDictionary(d => d.TypeName, d => d.Parameters.Where(p => p.Written).Select(p => p.Name).ToArray());
-        return JsonSerializer.Serialize(schema, new JsonSerializerOptions { WriteIndented = true }).Replace("\r\n", "\n", StringComparison.Ordinal) + "\n";
-    }
+        => LayerKinds.SchemaJson(kinds, indented: true).Replace("\r\n", "\n", StringComparison.Ordinal) + "\n";
 
     /// <summary>The model format's table of <c>args</c> by type: kinds with the same arguments share a row.</summary>
     public static string MarkdownArguments(IReadOnlyList<LayerDescriptor> kinds)

@@ -43,7 +43,15 @@ public static class LayerKinds
     /// The kinds as JSON, <c>{type name: [argument names the module keeps, in order]}</c> sorted by name: what the Python exporter's
     /// list of layers (<c>fusion_torch.modules.layer_schema()</c>) is checked against (a test fails when they differ).
     /// </summary>
-    public static string SchemaJson()
-        => JsonSerializer.Serialize(Kinds.OrderBy(d => d.TypeName, StringComparer.Ordinal)
-            .ToDictionary(d => d.TypeName, d => d.Parameters.Where(p => p.Written).Select(p => p.Name).ToArray()));
+    public static string SchemaJson() => SchemaJson(Kinds);
+
+    /// <summary><see cref="SchemaJson()"/> for <paramref name="kinds"/> (the layer code generator passes the kinds it finds
+    /// declared, before they are registered), indented one key per line when <paramref name="indented"/>.</summary>
+    public static string SchemaJson(IEnumerable<LayerDescriptor> kinds, bool indented = false)
+    {
+        ArgumentNullException.ThrowIfNull(kinds);
+        return JsonSerializer.Serialize(kinds.OrderBy(d => d.TypeName, StringComparer.Ordinal)
+            .ToDictionary(d => d.TypeName, d => d.Parameters.Where(p => p.Written).Select(p => p.Name).ToArray()),
+            new JsonSerializerOptions { WriteIndented = indented });
+    }
 }
