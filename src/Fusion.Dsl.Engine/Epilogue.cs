@@ -42,9 +42,7 @@ internal readonly struct Epilogue
     /// <summary>
     /// A tensor of exactly the output's shape and layout added before the activation (element <c>i</c> to output
     /// element <c>i</c>), or null. Only the GEMM and Winograd convolution paths take one (<see cref="ConvKernels.TakesResidual"/>);
-    /// each checks its length against the output's before it indexes. With an activation that calls out
-    /// (<see cref="CallsOut"/>) the vector and scalar forms differ in the last ulps, so callers that must match a separate
-    /// activation pass apply such an activation afterwards.
+    /// each checks its length against the output's before it indexes.
     /// </summary>
     public float[]? Residual { get; }
 

@@ -233,10 +233,9 @@ internal sealed class Evaluator(Pass pass)
         var head = f.Children[0];
         if (chain is { Head.Module: Conv conv, Norm: null } && residual is Tensor same && InEpilogue(conv, x, same, ModulePath.Join(path, head.Name)))
         {
+            // Every activation's scalar and vector forms agree bit for bit (Epilogue.Activate), so it goes in the stores too.
             var kind = chain.ActivationModule is { } am ? Epilogue.ActOf(am.Kind) : Act.None;
-            var inKernel = Epilogue.CallsOut(kind) ? Act.None : kind;
-            var fused = RunConv(conv, x, ModulePath.Join(path, head.Name), new Epilogue(null, conv.Bias?.RawFloat32, inKernel, same.RawFloat32));
-            return inKernel == kind ? fused : TensorOps.Activation(fused, kind, Pass, inPlace: true);
+            return RunConv(conv, x, ModulePath.Join(path, head.Name), new Epilogue(null, conv.Bias?.RawFloat32, kind, same.RawFloat32));
         }
         var y = chain?.Head.Module is Conv c
             ? RunConv(c, x, ModulePath.Join(path, head.Name), Epilogue.Bias(c.Bias?.RawFloat32))
