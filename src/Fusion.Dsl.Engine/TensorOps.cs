@@ -38,7 +38,11 @@ internal static unsafe class TensorOps
         _ => x / y,
     };
 
-    /// <summary><c>a op b</c> with PyTorch's broadcasting (trailing dimensions aligned; size 1 stretches).</summary>
+    /// <summary>
+    /// <c>a op b</c> with PyTorch's broadcasting (trailing dimensions aligned; size 1 stretches). The output is cut into rows
+    /// along which both operands advance by 0 or 1 (<see cref="Rows"/>), and blocks of rows are shared among the threads:
+    /// a squeeze-excitation's <c>[N, C, H, W] * [N, C, 1, 1]</c> is one vector times one number per plane.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Tensor Apply(Binary op, Tensor a, Tensor b, Pass pass)
     {
@@ -46,50 +50,146 @@ internal static unsafe class TensorOps
         var count = Tensor.Product(shape);
         var output = pass.Output(count);
         float[] x = a.RawFloat32, y = b.RawFloat32;
-        if (a.Shape.SequenceEqual(b.Shape))
+        if (count == 0) return Tensor.Adopt(output, shape);
+        var rows = Rows.Of(shape, a.Shape, b.Shape);
+        if (rows.Length >= Chunk)
         {
-            var chunks = (count + Chunk - 1) / Chunk;
-            Par.For(chunks, pass.Threads, Chunk, (int i) =>
+            // Long rows (same shapes are one row): pieces of a row are the work items.
+            var pieces = (rows.Length + Chunk - 1) / Chunk;
+            Par.For(rows.Count * pieces, pass.Threads, Chunk, (int item) =>
             {
-                var start = i * Chunk;
-                fixed (float* px = x, py = y, pd = output) Same(op, px + start, py + start, pd + start, Math.Min(Chunk, count - start));
+                var r = item / pieces;
+                var j = (item - r * pieces) * Chunk;
+                var (ia, ib) = rows.Start(r, out _);
+                fixed (float* px = x, py = y, pd = output)
+                    Run(op, px + ia + j * rows.StepA, rows.StepA, py + ib + j * rows.StepB, rows.StepB,
+                        pd + (long)r * rows.Length + j, Math.Min(Chunk, rows.Length - j));
             });
+            return Tensor.Adopt(output, shape);
+        }
+        // Short rows: blocks of rows are the work items.
+        var perBlock = Chunk / rows.Length;
+        var blocks = (rows.Count + perBlock - 1) / perBlock;
+        Par.For(blocks, pass.Threads, (long)perBlock * rows.Length, (int block) =>
+        {
+            var r0 = block * perBlock;
+            var r1 = Math.Min(rows.Count, r0 + perBlock);
+            var (ia, ib) = rows.Start(r0, out var idx);
+            fixed (float* px = x, py = y, pd = output)
+                for (var r = r0; r < r1; r++)
+                {
+                    Run(op, px + ia, rows.StepA, py + ib, rows.StepB, pd + (long)r * rows.Length, rows.Length);
+                    rows.Advance(idx, ref ia, ref ib);
+                }
+        });
+        return Tensor.Adopt(output, shape);
+    }
+
+    /// <summary>
+    /// A broadcast output as <see cref="Count"/> rows of <see cref="Length"/> elements: the shape with its size-1
+    /// dimensions dropped and neighbours merged wherever both operands step through them as one dimension. Along a row
+    /// each operand steps by 1 or stays (0); from row to row, by the outer dimensions' strides.
+    /// </summary>
+    private sealed class Rows
+    {
+        private readonly int[] _outer, _strideA, _strideB;
+
+        private Rows(int[] outer, int[] strideA, int[] strideB, int length, int stepA, int stepB)
+        {
+            (_outer, _strideA, _strideB, Length, StepA, StepB) = (outer, strideA, strideB, length, stepA, stepB);
+            Count = 1;
+            foreach (var n in outer) Count *= n;
+        }
+
+        public int Length { get; }
+        public int Count { get; }
+        public int StepA { get; }
+        public int StepB { get; }
+
+        public static Rows Of(int[] shape, ReadOnlySpan<int> a, ReadOnlySpan<int> b)
+        {
+            var sa = Broadcast.Strides(a, shape.Length);
+            var sb = Broadcast.Strides(b, shape.Length);
+            var dims = new List<(int Size, int A, int B)>();
+            for (var d = 0; d < shape.Length; d++)
+            {
+                if (shape[d] == 1) continue;
+                // Merge into the previous dimension when both operands step through the pair as through one dimension.
+                if (dims.Count > 0 && dims[^1].A == sa[d] * shape[d] && dims[^1].B == sb[d] * shape[d])
+                    dims[^1] = (dims[^1].Size * shape[d], sa[d], sb[d]);
+                else dims.Add((shape[d], sa[d], sb[d]));
+            }
+            // One element (every size 1): a row of one, both operands at their only element.
+            if (dims.Count == 0) return new Rows([], [], [], 1, 0, 0);
+            var inner = dims[^1];
+            dims.RemoveAt(dims.Count - 1);
+            return new Rows([.. dims.Select(d => d.Size)], [.. dims.Select(d => d.A)], [.. dims.Select(d => d.B)], inner.Size, inner.A, inner.B);
+        }
+
+        /// <summary>Where row <paramref name="row"/> starts in each operand, and its outer index for <see cref="Advance"/>.</summary>
+        public (long A, long B) Start(int row, out int[] idx)
+        {
+            idx = new int[_outer.Length];
+            long ia = 0, ib = 0;
+            for (var d = _outer.Length - 1; d >= 0; d--)
+            {
+                idx[d] = row % _outer[d];
+                row /= _outer[d];
+                ia += (long)idx[d] * _strideA[d];
+                ib += (long)idx[d] * _strideB[d];
+            }
+            return (ia, ib);
+        }
+
+        /// <summary>Moves the offsets to the next row.</summary>
+        public void Advance(int[] idx, ref long ia, ref long ib)
+        {
+            for (var d = _outer.Length - 1; d >= 0; d--)
+            {
+                idx[d]++;
+                ia += _strideA[d];
+                ib += _strideB[d];
+                if (idx[d] < _outer[d]) return;
+                ia -= (long)_strideA[d] * _outer[d];
+                ib -= (long)_strideB[d] * _outer[d];
+                idx[d] = 0;
+            }
+        }
+    }
+
+    /// <summary>
+    /// <paramref name="n"/> results of <c>x op y</c> where each operand steps by 1 or stays at one element (step 0). The
+    /// vector and scalar forms are the same IEEE operation, so the bits do not depend on where a row starts.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Run(Binary op, float* x, int stepX, float* y, int stepY, float* d, int n)
+    {
+        if (stepX == 1 && stepY == 1) { Same(op, x, y, d, n); return; }
+        if (stepX == 0 && stepY == 0) { for (var j = 0; j < n; j++) d[j] = Op(op, x[0], y[0]); return; }
+        var i = 0;
+        if (stepY == 0)
+        {
+            var v = Vector256.Create(y[0]);
+            for (; i <= n - 8; i += 8) Vector256.Store(Op(op, Vector256.Load(x + i), v), d + i);
+            for (; i < n; i++) d[i] = Op(op, x[i], y[0]);
         }
         else
         {
-            var rank = shape.Length;
-            var sa = Broadcast.Strides(a.Shape, rank);
-            var sb = Broadcast.Strides(b.Shape, rank);
-            var idx = new int[rank];
-            long ia = 0, ib = 0;
-            for (var i = 0; i < count; i++)
-            {
-                output[i] = Op(op, x[ia], y[ib]);
-                for (var d = rank - 1; d >= 0; d--)
-                {
-                    idx[d]++;
-                    ia += sa[d];
-                    ib += sb[d];
-                    if (idx[d] < shape[d]) break;
-                    ia -= (long)sa[d] * shape[d];
-                    ib -= (long)sb[d] * shape[d];
-                    idx[d] = 0;
-                }
-            }
+            var u = Vector256.Create(x[0]);
+            for (; i <= n - 8; i += 8) Vector256.Store(Op(op, u, Vector256.Load(y + i)), d + i);
+            for (; i < n; i++) d[i] = Op(op, x[0], y[i]);
         }
-        return Tensor.Adopt(output, shape);
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Op(Binary op, Vector256<float> u, Vector256<float> v)
+        => op switch { Binary.Add => u + v, Binary.Mul => u * v, Binary.Sub => u - v, _ => u / v };
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Same(Binary op, float* x, float* y, float* d, int count)
     {
         var i = 0;
-        for (; i <= count - 8; i += 8)
-        {
-            var u = Vector256.Load(x + i);
-            var v = Vector256.Load(y + i);
-            Vector256.Store(op switch { Binary.Add => u + v, Binary.Mul => u * v, Binary.Sub => u - v, _ => u / v }, d + i);
-        }
+        for (; i <= count - 8; i += 8) Vector256.Store(Op(op, Vector256.Load(x + i), Vector256.Load(y + i)), d + i);
         for (; i < count; i++) d[i] = Op(op, x[i], y[i]);
     }
 
@@ -100,7 +200,16 @@ internal static unsafe class TensorOps
         var s = (float)scalar;
         var src = a.RawFloat32;
         var output = pass.Output(src.Length);
-        for (var i = 0; i < src.Length; i++) output[i] = scalarFirst ? Op(op, s, src[i]) : Op(op, src[i], s);
+        var chunks = (src.Length + Chunk - 1) / Chunk;
+        Par.For(chunks, pass.Threads, Chunk, (int i) =>
+        {
+            var start = i * Chunk;
+            var len = Math.Min(Chunk, src.Length - start);
+            var number = s;
+            fixed (float* ps = src, pd = output)
+                if (scalarFirst) Run(op, &number, 0, ps + start, 1, pd + start, len);
+                else Run(op, ps + start, 1, &number, 0, pd + start, len);
+        });
         return Tensor.Adopt(output, a.Shape.ToArray());
     }
 
