@@ -12,6 +12,9 @@
 //                                                                     the dataflow check, the dataflow analysis alone) and a
 //                                                                     series of 25 fusions (ms / page faults / gen2 collections);
 //                                                                     BENCH_AFTER_FORWARD=1 runs 10 forward passes first
+//   dotnet run -c Release --project tools/engine-bench -- first NAME [threads]  a fresh fusion plus its first forward pass, in a
+//                                                                     loop of BENCH_SECONDS (20) for a profiler: median, page
+//                                                                     faults and gen2 collections per run
 //   dotnet run -c Release --project tools/engine-bench -- file PATH [threads]  a model file (fusion-model/1 JSON) on a random
 //                                                                     input of its shape: wall and CPU ms per forward pass
 //   dotnet run -c Release --project tools/engine-bench -- joins [threads]    resnet18/50's residual joins: conv, separate add and
@@ -29,8 +32,8 @@ using Fusion.Dsl.Tensors;
 using Fusion.Dsl.Zoo;
 
 var mode = args.Length > 0 ? args[0] : "conv";
-var netName = mode is "net" or "profile" or "fuse" or "file" ? (args.Length > 1 ? args[1] : "resnet18") : "";
-var rest = mode is "net" or "profile" or "fuse" or "file" ? args.Skip(2).ToArray() : args.Skip(1).ToArray();
+var netName = mode is "net" or "profile" or "fuse" or "file" or "first" ? (args.Length > 1 ? args[1] : "resnet18") : "";
+var rest = mode is "net" or "profile" or "fuse" or "file" or "first" ? args.Skip(2).ToArray() : args.Skip(1).ToArray();
 var threads = rest.Length > 0 ? int.Parse(rest[0], System.Globalization.CultureInfo.InvariantCulture) : Environment.ProcessorCount;
 var options = new ForwardOptions { Threads = threads };
 Console.WriteLine($"{mode}, threads={threads}, cores={Environment.ProcessorCount}");
@@ -91,6 +94,33 @@ switch (mode)
         for (var i = 0; i < 20; i++) Forward.Run(fusedNet, x, options);
         var faults = (MinorFaults() - flt0) / 20;
         Console.WriteLine($"{netName} {Tensor.ShapeString(x.Shape)}: unfused {tu:F2} ms, fused {tf:F2} ms ({tu / tf:F2}x); fused pass: {faults} page faults");
+        break;
+    }
+    case "first":
+    {
+        // Fusion as a user meets it, in a loop for a profiler: a fresh fusion of a zoo network, then the first pass
+        // through it (folding and packing every weight), BENCH_SECONDS long (default 20). Prints the median, page faults
+        // and gen2 collections per iteration.
+        var z = ModelZoo.Create(netName, seed: 1, randomizeBatchNorm: true);
+        var groups = z.FuseGroups.Select(g => (IEnumerable<string>)g).ToList();
+        var x = Random(new Random(1), z.InputShape);
+        Forward.Run(Fuser.FuseModules(z.Model, groups), x, options);
+        var seconds = double.Parse(Environment.GetEnvironmentVariable("BENCH_SECONDS") ?? "20", System.Globalization.CultureInfo.InvariantCulture);
+        var times = new List<double>();
+        var (f0, g0) = (MinorFaults(), GC.CollectionCount(2));
+        var total = Stopwatch.StartNew();
+        while (total.Elapsed.TotalSeconds < seconds)
+        {
+            var sw = Stopwatch.StartNew();
+            Forward.Run(Fuser.FuseModules(z.Model, groups), x, options);
+            times.Add(sw.Elapsed.TotalMilliseconds);
+        }
+        times.Sort();
+        var n = times.Count;
+        Console.WriteLine($"{netName}: fuse + first forward median {times[n / 2]:F1} ms over {n} runs (min {times[0]:F1}); " +
+                          $"per run {(MinorFaults() - f0) / n} page faults, {(double)(GC.CollectionCount(2) - g0) / n:F2} gen2");
+        var steady = Fuser.FuseModules(z.Model, groups);
+        Console.WriteLine($"steady forward (same fused model again) {Median(() => Forward.Run(steady, x, options)):F1} ms");
         break;
     }
     case "joins":
