@@ -54,6 +54,16 @@ let tests =
                 expectClose $"case {i}: {m} on {Tensor.ShapeString x.Shape}" Support.Tol.kernelRel Support.Tol.kernelAbs
                     (Forward.Run(m, x)) (NaiveReference.AdaptiveAvgPool2d(x, o.[0], o.[1]))
         }
+        // Windows of whole rows are summed as one run in vector partial sums: the global pool of a squeeze-excitation or a
+        // classifier head, a column of row bands, and long rows inside a window.
+        for o, shape in [ [| 1; 1 |], [| 2; 16; 56; 56 |]; [| 1; 1 |], [| 1; 8; 7; 7 |]; [| 3; 1 |], [| 1; 4; 40; 37 |]; [| 2; 2 |], [| 1; 3; 9; 90 |] ] do
+            test $"AdaptiveAvgPool2d({o.[0]}, {o.[1]}) over {Tensor.ShapeString shape} equals the reference, one thread and two giving the same bits" {
+                let m = AdaptiveAvgPool2d.Create(o)
+                let x = randomTensor (Random 9) shape
+                let fast = Forward.Run(m, x, twoThreads)
+                expectClose "adaptive average" Support.Tol.kernelRel Support.Tol.kernelAbs fast (NaiveReference.AdaptiveAvgPool2d(x, o.[0], o.[1]))
+                expectSameBits "threads 1 vs 2" (Forward.Run(m, x, oneThread)) fast
+            }
         test "pools accept an unbatched [C, H, W] input" {
             let x = randomTensor (Random 6) [| 3; 7; 7 |]
             let m = MaxPool2d.Create([| 3 |], [| 2 |], [| 1 |])
