@@ -7,6 +7,7 @@
 //                                                                     (BENCH_DETAIL=1: per conv shape; hooks turn buffer recycling off)
 //   BENCH_NORECYCLE=1 with `net`: a no-op hook on both models turns intermediate buffer recycling off, for comparison
 //   dotnet run -c Release --project tools/engine-bench -- layers [threads]    resnet18/mobilenet conv shapes (GFLOP/s each)
+//   dotnet run -c Release --project tools/engine-bench -- linear [threads]    convnext_tiny's Linear shapes (GFLOP/s each, one session)
 //   dotnet run -c Release --project tools/engine-bench -- layers50 [threads]  resnet50's bottleneck conv shapes (GFLOP/s each)
 //   dotnet run -c Release --project tools/engine-bench -- fuse NAME [threads]  fusion's parts (medians: whole fusion, without
 //                                                                     the dataflow check, the dataflow analysis alone) and a
@@ -123,6 +124,12 @@ switch (mode)
         Console.WriteLine($"steady forward (same fused model again) {Median(() => Forward.Run(steady, x, options)):F1} ms");
         break;
     }
+    case "linear":
+        // convnext_tiny's Linear layers at 224x224 (channels-last tokens: [1, H, W, C]), in one session each.
+        foreach (var (tokens, inF, outF) in new[] { (56, 96, 384), (56, 384, 96), (28, 192, 768), (28, 768, 192),
+                                                    (14, 384, 1536), (14, 1536, 384), (7, 768, 3072), (7, 3072, 768) })
+            LinearBench(tokens, inF, outF);
+        break;
     case "joins":
         // resnet18's residual joins (3x3 C->C, Winograd) and resnet50's (1x1 expansions, GEMM) as ConvAddReLU computes them.
         foreach (var (cin, cout, size, k) in new[] { (64, 64, 56, 3), (128, 128, 28, 3), (256, 256, 14, 3), (512, 512, 7, 3),
@@ -219,6 +226,17 @@ void Int8Bench(int cin, int cout, int size)
     var input = Random(new Random(2), 1, cin, size, size);
     var t = Median(() => Forward.Run(conv, input, options));
     Console.WriteLine($"{line} float32 conv {t:F3} ms = {ops / t / 1e6:F1} GFLOP/s");
+}
+
+void LinearBench(int side, int inF, int outF)
+{
+    var linear = Linear.Create(inF, outF, seed: 1);
+    var input = Random(new Random(2), 1, side, side, inF);
+    var flops = 2.0 * side * side * inF * outF;
+    using var session = EngineSession.Open(linear, new EngineSessionOptions { Threads = threads });
+    Best = double.MaxValue;
+    var t = Median(() => session.Run(input));
+    Console.WriteLine($"linear {inF}->{outF} on {side}x{side} tokens: {t:F3} ms = {flops / t / 1e6:F1} GFLOP/s (best sample {flops / Best / 1e6:F1}, per CPU-second {flops / Cpu / 1e6:F1})");
 }
 
 void ConvShapes((int In, int Out, int Size, int K, int Stride, int Pad, int Groups)[] shapes)
