@@ -666,15 +666,19 @@ internal static unsafe class Gemm
         var owed = res == null ? Act.None : act;
         if (cs != 1)
         {
-            // A transposed destination (Linear's [rows, features]): element by element.
-            for (var r = 0; r < mr; r++)
-                for (var j = 0; j < nc; j++)
+            // A transposed destination (Linear's [rows, features]): column by column, so that each column's values, a
+            // run of consecutive features when rs = 1, are written together instead of one cache line per value in turn.
+            for (var j = 0; j < nc; j++)
+            {
+                var col = colMap == null ? v0 + j : colMap[v0 + j];
+                if (col < 0) continue;
+                var at0 = (long)m0 * rs + (long)col * cs;
+                for (var r = 0; r < mr; r++)
                 {
-                    var col = colMap == null ? v0 + j : colMap[v0 + j];
-                    if (col < 0) continue;
-                    var at = (long)(m0 + r) * rs + (long)col * cs;
+                    var at = at0 + (long)r * rs;
                     c[at] = res == null ? tile[r * NR + j] : Epilogue.Activate(tile[r * NR + j] + res[at], owed);
                 }
+            }
             return;
         }
         // One run of consecutive output columns per row (always so without a column map), starting at column `first`.
