@@ -22,6 +22,11 @@ internal interface IExportHook
     /// <summary>Checks the graph's <paramref name="result"/> once the whole model is written (a value left half-done is refused).</summary>
     void Finish(OnnxValue result);
 
+    /// <summary>Whether <paramref name="x"/> stands for a quantized tensor (a DequantizeLinear's output), for a float form
+    /// whose meaning differs on one: PyTorch's quantized nearest upsampling has none of its float NHWC kernel's special
+    /// cases.</summary>
+    bool Quantized(OnnxValue x);
+
     /// <summary>Initializers of types the float export does not write (8-bit and int32 tensors), built as protobuf tensors.</summary>
     IReadOnlyList<TensorProto> Initializers { get; }
 }

@@ -301,9 +301,10 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
     /// max(s · (o + 0.5) − 0.5, 0): ONNX Runtime clamps a negative coordinate to 0 as well) or <c>align_corners</c>. A
     /// scale factor the kernels take is written as Resize's scales, so the coordinates use it as PyTorch's kernels do;
     /// a size (or a recomputed scale factor) as its sizes, the batch and channels read from the input's shape so that
-    /// a dynamic batch stays dynamic. The engine's NHWC nearest kernel (one channel or a 1×1 plane) keeps two special
-    /// cases that PyTorch's float NHWC kernel has and this does not: an output of the input's size or twice it, reached
-    /// by a scale factor other than 1 or 2.
+    /// a dynamic batch stays dynamic. PyTorch's NHWC nearest kernel (one channel or a 1×1 plane), and the engine with it,
+    /// copies an output of the input's size and halves one of twice it whatever the scale factor; such an axis is written
+    /// with the scale 1 or 2 that gives Resize the same rows. On a quantized input (a QDQ export) PyTorch's quantized
+    /// kernel has none of those cases, and copies its input only when neither size changes.
     /// </summary>
     internal OnnxValue Resize(OnnxValue x, Interpolation spec, string path)
     {
@@ -322,6 +323,18 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
             float fh = (float)scaleH, fw = (float)scaleW;
             if (MathF.Floor(h * fh) != oh || MathF.Floor(w * fw) != ow)
                 throw new Problem($"{spec}: ONNX's Resize computes the output size in float32 as {MathF.Floor(h * fh)} x {MathF.Floor(w * fw)}, PyTorch's is {oh} x {ow}; give interpolate a size instead");
+            if (!spec.Bilinear && exporter.Hook?.Quantized(x) == true)
+            {
+                // PyTorch's quantized nearest upsampling copies its input when neither size changes, whatever the scale.
+                if (oh == h && ow == w) (fh, fw) = (1f, 1f);
+            }
+            else if (!spec.Bilinear && (x.Shape[1] == 1 || (h == 1 && w == 1)))
+            {
+                // PyTorch's float NHWC kernel (one channel, or a 1x1 plane) copies an unchanged size and halves a doubled
+                // one whatever the scale factor; a scale of exactly 1 or 2 makes Resize's floor(o / scale) do the same.
+                fh = oh == h ? 1f : oh == 2 * h ? 2f : fh;
+                fw = ow == w ? 1f : ow == 2 * w ? 2f : fw;
+            }
             scales = W.Initializer(path + "/scales", Tensor.FromFloat32([1f, 1f, fh, fw], 4));
         }
         else

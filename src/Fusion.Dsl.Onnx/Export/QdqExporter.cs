@@ -205,6 +205,9 @@ internal sealed class QdqExporter(OnnxExporter exporter, QuantizedModel model, Q
     }
 
     /// <inheritdoc/>
+    public bool Quantized(OnnxValue x) => _quantized.ContainsKey(x);
+
+    /// <inheritdoc/>
     public void Finish(OnnxValue result)
     {
         if (_pending.Count > 0) throw Unobserved(_pending.Keys.First());

@@ -217,6 +217,16 @@ let tests =
             let path = export dir "dynamic" model x (Some(OnnxExportOptions(DynamicBatch = true)))
             expectOrtMatches "batch 3" path model (randomInput 16 [| 3; 3; 5; 6 |])
         }
+        test "nearest upsampling of a one-channel or 1x1-plane input keeps PyTorch's NHWC special cases in ONNX (an output of the input's size or twice it, reached by another scale factor)" {
+            // PyTorch 1.13 runs such an input through its NHWC kernel, whose nearest_idx copies an unchanged size and
+            // halves a doubled one whatever the scale factor: 1.25 on 2 rows gives rows 0, 1 (not 0, 0), 2.2 on 3 rows
+            // gives 6 rows 0, 0, 1, 1, 2, 2 (not 0, 0, 0, 1, 1, 2).
+            let up scale = Sequential.Create(upsampling "Upsample" null (box scale) "nearest" null) :> Module
+            verify [ "one channel, 1.25 on 2 x 4", up 1.25, randomInput 17 [| 1; 1; 2; 4 |], None
+                     "one channel, 2.2 on 3 x 3", up 2.2, randomInput 18 [| 2; 1; 3; 3 |], Some(OnnxExportOptions(DynamicBatch = true))
+                     "1x1 planes, 1.5 and 2.5", Sequential.Create(upsampling "Upsample" null (box [| box 1.5; box 2.5 |]) "nearest" null), randomInput 19 [| 1; 4; 1; 1 |], None
+                     "several channels keep the NCHW kernel's rows, 1.25 on 2 x 4", up 1.25, randomInput 20 [| 1; 3; 2; 4 |], None ]
+        }
         test "a dynamic-batch export runs in ONNX Runtime on another batch size" {
             let zoo = ModelZoo.Create("mobilenet_v2", seed = 1, widthMult = 0.25, numClasses = 10)
             let dir, cleanup = tempDir ()

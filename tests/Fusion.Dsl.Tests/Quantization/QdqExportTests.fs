@@ -459,6 +459,26 @@ let tests =
                     printfn "Quantization.Qdq rank-3 Linear/%s: %d output elements, ONNX Runtime %.5f equal to QuantizedModel, worst %d steps" qc (yq.Count) fraction worst
                     Expect.isLessThanOrEqual worst maxSteps (sprintf "%s: within %d step on every element" qc maxSteps)
             }
+            yield test "quantized nearest upsampling of a one-channel input keeps PyTorch's quantized rows in QDQ (none of the float NHWC kernel's special cases; an unchanged size copies): ONNX Runtime's integers equal QuantizedModel's" {
+                OnnxSupport.requireChecker ()
+                let seqOf (items: (string * Module) list) = Sequential.Create(ModuleChildren.Create(items |> List.map (fun (n, m) -> struct (n, m)) |> List.toArray)) :> Module
+                let dir, cleanup = OnnxSupport.tempDir ()
+                use _ = cleanup
+                // 1.25 on 2 x 4: 2 x 5, rows 0, 0 in the quantized kernel (the float NHWC kernel would copy rows 0, 1);
+                // 1.25 on 2 x 2: 2 x 2, a copy in the quantized kernel (floor(o / 1.25) would repeat row 0).
+                for name, shape in [ "2x4", [ 1; 1; 2; 4 ]; "2x2", [ 1; 1; 2; 2 ] ] do
+                    let model = seqOf [ "quant", stub "QuantStub"; "up", OnnxSupport.upsampling "Upsample" null (box 1.25) "nearest" null; "dequant", stub "DeQuantStub" ]
+                    let data = [ for s in 1..3 -> Fusion.Dsl.FSharp.Tensor.randn s shape ]
+                    let x = Fusion.Dsl.FSharp.Tensor.randn 11 shape
+                    let o = EagerQuantization.Prepare(model, QConfigMapping.ForAll(QConfig.GetDefault "x86"))
+                    let q = EagerQuantization.Convert(o, EagerQuantization.Calibrate(o, data))
+                    let path = Path.Combine(dir, name + ".onnx")
+                    QuantizedOnnx.Write(q, x.Shape.ToArray(), path)
+                    OnnxSupport.checkModels [ path ]
+                    let yq = finalQuantized q (q.Run x)
+                    let fraction, worst = compare (integers (OnnxSupport.ortRun path x) yq.Scale yq.ZeroPoint) (yq.IntRepr())
+                    Expect.equal worst 0 (sprintf "%s: every integer equal (%.3f equal)" name fraction)
+            }
             yield test "a part kept float (None qconfig after the DeQuantStub) is exported float: ONNX Runtime's output equals QuantizedModel's within the float tolerance of OnnxSupport.OrtTol" {
                 OnnxSupport.requireChecker ()
                 let children =
