@@ -12,7 +12,8 @@
 //   dotnet run -c Release --project tools/engine-bench -- fuse NAME [threads]  fusion's parts (medians: whole fusion, without
 //                                                                     the dataflow check, the dataflow analysis alone) and a
 //                                                                     series of 25 fusions (ms / page faults / gen2 collections);
-//                                                                     BENCH_AFTER_FORWARD=1 runs 10 forward passes first
+//                                                                     BENCH_AFTER_FORWARD=1 runs 10 forward passes first;
+//                                                                     BENCH_SECONDS=S loops fusions S seconds for a profiler
 //   dotnet run -c Release --project tools/engine-bench -- first NAME [threads]  a fresh fusion plus its first forward pass, in a
 //                                                                     loop of BENCH_SECONDS (20) for a profiler: median, page
 //                                                                     faults and gen2 collections per run
@@ -79,6 +80,14 @@ switch (mode)
             series.Add($"{sw.Elapsed.TotalMilliseconds:F0}/{MinorFaults() - f0}/{GC.CollectionCount(2) - g0}");
         }
         Console.WriteLine($"series of 25 fusions (ms/page faults/gen2): {string.Join(" ", series)}");
+        if (Environment.GetEnvironmentVariable("BENCH_SECONDS") is { } loopFor)
+        {
+            // A loop of fusions for a profiler.
+            var until = Stopwatch.StartNew();
+            var count = 0;
+            while (until.Elapsed.TotalSeconds < double.Parse(loopFor, System.Globalization.CultureInfo.InvariantCulture)) { Fuser.FuseModules(z.Model, groups); count++; }
+            Console.WriteLine($"{count} fusions in {until.Elapsed.TotalSeconds:F1} s");
+        }
         var noCheck = new FuseOptions { AllowUnsafeDataflow = true };
         Console.WriteLine($"fusion {MedianMs(() => Fuser.FuseModules(z.Model, groups)):F2} ms, {Allocated(() => Fuser.FuseModules(z.Model, groups)) / 1e6:F1} MB; " +
                           $"without the dataflow check {MedianMs(() => Fuser.FuseModules(z.Model, groups, noCheck)):F2} ms; " +
