@@ -279,13 +279,21 @@ internal static unsafe class ConvKernels
                         inPlane = lay;
                     }
                     DepthwisePlane(inPlane, w + (long)co * geo.KernelVolume, tapOff, geo.KernelVolume, tmp, columns);
-                    // Only the Toeplitz columns inside each output row are written, through the epilogue.
+                    // Only the Toeplitz columns inside each output row are written, through the epilogue: row by row, or
+                    // for rows narrower than a 512-bit vector (7- and 14-wide maps, all masked tail row by row) over the
+                    // whole run at once and then copied out. The same operations per value either way, so the same bits.
                     int[] sub = geo.Sub, o = geo.Out;
                     var plane = d + (long)idx * geo.OutVolume;
+                    var narrow = o[2] < 16;
+                    if (narrow) Epilogue.ApplyRun(tmp, tmp, columns, scale, shift, ep.Scale is not null, ep.Activation);
                     for (var od = 0; od < o[0]; od++)
                         for (var oh = 0; oh < o[1]; oh++)
-                            Epilogue.ApplyRun(tmp + ((long)od * sub[1] + oh) * sub[2], plane + ((long)od * o[1] + oh) * o[2], o[2],
-                                scale, shift, ep.Scale is not null, ep.Activation);
+                        {
+                            var from = tmp + ((long)od * sub[1] + oh) * sub[2];
+                            var to = plane + ((long)od * o[1] + oh) * o[2];
+                            if (narrow) new ReadOnlySpan<float>(from, o[2]).CopyTo(new Span<float>(to, o[2]));
+                            else Epilogue.ApplyRun(from, to, o[2], scale, shift, ep.Scale is not null, ep.Activation);
+                        }
                 }
             }
             finally

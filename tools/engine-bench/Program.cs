@@ -49,7 +49,7 @@ switch (mode)
         // (in, out, size, kernel, stride, padding, groups): resnet18's and mobilenet's characteristic convolutions.
         ConvShapes([(3, 64, 224, 7, 2, 3, 1), (64, 64, 56, 3, 1, 1, 1), (64, 128, 56, 3, 2, 1, 1), (64, 128, 56, 1, 2, 0, 1),
                     (128, 128, 28, 3, 1, 1, 1), (256, 256, 14, 3, 1, 1, 1), (512, 512, 7, 3, 1, 1, 1), (96, 96, 56, 3, 1, 1, 96),
-                    (96, 96, 112, 3, 2, 1, 96)]);
+                    (96, 96, 112, 3, 2, 1, 96), (576, 576, 14, 3, 1, 1, 576), (960, 960, 7, 3, 1, 1, 960)]);
         break;
     case "layers50":
         // resnet50's bottleneck shapes: 1x1 reductions and expansions and the 3x3 in between, at 56, 28, 14 and 7.

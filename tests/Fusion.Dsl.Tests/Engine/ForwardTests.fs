@@ -51,6 +51,16 @@ let tests =
                     let parts = Sequential.Create(conv :> Module, act kind)
                     expectSameBits $"{name} (groups {conv.Groups})" (Forward.Run(fused, x)) (Forward.Run(parts, x))
         }
+        test "a depthwise Conv + activation fused is bit-identical to the conv then the activation on rows narrower and wider than 16 (the epilogue over the whole plane, or row by row)" {
+            let rng = Random 24
+            let conv = Conv.Create(2, 8, 8, [| 3 |], padding = ConvPadding.Explicit 1, groups = 8, seed = 6)
+            let strided = Conv.Create(2, 8, 8, [| 3 |], [| 2 |], ConvPadding.Explicit 1, groups = 8, seed = 7)
+            for c, shape in [ conv, [| 2; 8; 7; 7 |]; conv, [| 1; 8; 5; 23 |]; strided, [| 1; 8; 14; 14 |]; strided, [| 1; 8; 9; 40 |] ] do
+                for name, kind in [ "ConvReLU6_2d", ActivationKind.ReLU6; "ConvSiLU2d", ActivationKind.SiLU; "ConvHardswish2d", ActivationKind.Hardswish ] do
+                    let x = randomTensor rng shape
+                    let fused = FusedModule.Create(name, c, act kind)
+                    expectSameBits $"{name} on {Tensor.ShapeString shape}" (Forward.Run(fused, x)) (Forward.Run(Sequential.Create(c :> Module, act kind), x))
+        }
         test "Conv + eval BatchNorm (+ ReLU) fused equals the three layers run one by one" {
             let rng = Random 22
             for rank in 1 .. 3 do
