@@ -284,7 +284,7 @@ internal static unsafe class ConvKernels
                     // whole run at once and then copied out. The same operations per value either way, so the same bits.
                     int[] sub = geo.Sub, o = geo.Out;
                     var plane = d + (long)idx * geo.OutVolume;
-                    var narrow = o[2] < 16;
+                    var narrow = o[2] < Vector512<float>.Count;
                     if (narrow) Epilogue.ApplyRun(tmp, tmp, columns, scale, shift, ep.Scale is not null, ep.Activation);
                     for (var od = 0; od < o[0]; od++)
                         for (var oh = 0; oh < o[1]; oh++)

@@ -19,6 +19,15 @@ namespace Fusion.Dsl.Engine;
 /// <param name="RecomputeScaleFactor">Whether the kernels take in / out rather than the scale factors.</param>
 public sealed record Interpolation(int[]? Size, double[]? ScaleFactor, string Mode, bool AlignCorners, bool RecomputeScaleFactor)
 {
+    /// <summary>
+    /// Whether PyTorch 1.13 runs a contiguous <c>[N, C, H, W]</c> input with <paramref name="channels"/> channels and an
+    /// <paramref name="height"/> × <paramref name="width"/> plane through its NHWC upsampling kernels: one channel or a
+    /// 1×1 plane is channels-last contiguous too. Those kernels round differently (float nearest keeps
+    /// <c>nearest_idx</c>'s special cases, bilinear takes float64 source positions), so the engine, the quantized
+    /// upsampling and the ONNX export all ask this.
+    /// </summary>
+    public static bool TakesNhwcKernels(int channels, int height, int width) => channels == 1 || (height == 1 && width == 1);
+
     /// <summary>The arguments as <c>F.interpolate</c> takes them (Python values: an integer or a list of two, a number
     /// or a list of two, a string, None or a bool), checked as PyTorch checks them.</summary>
     /// <exception cref="ArgumentException">Both or neither of size and scale_factor, a mode other than nearest and
@@ -118,9 +127,8 @@ public sealed record Interpolation(int[]? Size, double[]? ScaleFactor, string Mo
         int planes = n * c;
         if (!Bilinear)
         {
-            // PyTorch picks its NHWC kernel for an input that is channels-last contiguous too (one channel, or a 1x1
-            // plane); it alone keeps nearest_idx's special cases.
-            bool nhwc = c == 1 || (h == 1 && w == 1);
+            // Only PyTorch's NHWC kernel keeps nearest_idx's special cases.
+            bool nhwc = TakesNhwcKernels(c, h, w);
             var rows = Nearest(h, oh, scaleH, nhwc);
             var cols = Nearest(w, ow, scaleW, nhwc);
             Par.For(planes, pass.Threads, (long)oh * ow, (int p) =>

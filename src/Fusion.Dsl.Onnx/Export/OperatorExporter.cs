@@ -328,7 +328,7 @@ internal sealed class OperatorExporter(OnnxExporter exporter)
                 // PyTorch's quantized nearest upsampling copies its input when neither size changes, whatever the scale.
                 if (oh == h && ow == w) (fh, fw) = (1f, 1f);
             }
-            else if (!spec.Bilinear && (x.Shape[1] == 1 || (h == 1 && w == 1)))
+            else if (!spec.Bilinear && Interpolation.TakesNhwcKernels(x.Shape[1], h, w))
             {
                 // PyTorch's float NHWC kernel (one channel, or a 1x1 plane) copies an unchanged size and halves a doubled
                 // one whatever the scale factor; a scale of exactly 1 or 2 makes Resize's floor(o / scale) do the same.

@@ -64,7 +64,7 @@ public sealed class QuantizedUpsample
         var x = input.IntRepr();
         int zp = (int)input.ZeroPoint;
         var (qmin, qmax) = QuantizedTensor.RangeOf(input.DType);
-        bool nhwc = channelsLast || c == 1 || (h == 1 && w == 1);
+        bool nhwc = channelsLast || Interpolation.TakesNhwcKernels(c, h, w);
         var y = new int[n * c * oh * ow];
         if (oh == h && ow == w && (!Interpolation.Bilinear || !nhwc))
             Array.Copy(x, y, x.Length);
