@@ -48,15 +48,11 @@ internal sealed class Evaluator(Pass pass)
                 Activation a => TensorOps.Activation(x, Epilogue.ActOf(a.Kind), Pass),
                 Identity => x,
                 Dropout d => RunDropout(d, x, path),
-                Flatten f => TensorOps.Flatten(x, f.StartDim, f.EndDim),
-                MaxPool2d p => PoolKernels.Planes(x, t => PoolKernels.MaxPool(p, t, Pass)),
-                AvgPool2d p => PoolKernels.Planes(x, t => PoolKernels.AvgPool(p, t, Pass)),
-                AdaptiveAvgPool2d p => PoolKernels.Planes(x, t => PoolKernels.AdaptiveAvgPool(t, p.OutputSize[0], p.OutputSize[1], Pass)),
                 Sequential s => RunChildren(s, x, path),
                 FusedModule f => RunFused(f, x, path),
                 UserModule u => RunUser(u, x, path),
                 OpaqueModule o => CarriedModules.Call(this, o, x),
-                _ => throw new ForwardException(path, m.TypeName, "the engine has no forward for this kind of module"),
+                _ => RunKind(m, x, path),
             };
         }
         catch (EngineInputException e)
@@ -264,6 +260,22 @@ internal sealed class Evaluator(Pass pass)
         catch (EngineInputException) { return false; }  // RunConv reports it, named as the convolution
         var output = geo.OutputShape;
         return ConvKernels.TakesResidual(geo) && r.Shape.SequenceEqual(batched ? output.AsSpan() : output.AsSpan(1));
+    }
+
+    /// <summary>
+    /// Any other layer kind: its forward registered beside its kernel (<see cref="LayerForwards"/>), else its definition in
+    /// table operations (<see cref="LayerDescriptor.Define"/>) with the input checked first by the kind's shape rule (which
+    /// refuses with PyTorch's message), run as a graph at the module's own path.
+    /// </summary>
+    private Tensor RunKind(Module m, Tensor x, string path)
+    {
+        var kind = LayerKinds.Of(m);
+        if (kind is not null && LayerForwards.Of(kind) is { } forward) return forward(this, m, x);
+        if (kind is not { IsDefinedByOperations: true })
+            throw new ForwardException(path, m.TypeName, "the engine has no forward for this kind of module");
+        kind.OutputShape(m, x.Shape.ToArray());
+        var defined = kind.Define(m)!;
+        return GraphInterpreter.Run(this, defined, defined.Forward!, x, path);
     }
 
     // ---- user containers ----------------------------------------------------------------------------------

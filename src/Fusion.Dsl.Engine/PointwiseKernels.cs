@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.Intrinsics;
+using Fusion.Dsl.Layers;
 using Fusion.Dsl.Tensors;
 
 namespace Fusion.Dsl.Engine;
@@ -74,6 +75,44 @@ internal static class PointwiseKernels
             for (var k = i * Chunk; k < end; k++) output[k] = src[k] > 0 ? src[k] : src[k] * slopes[k / inner % slopes.Length];
         });
         return Tensor.Adopt(output, x.Shape.ToArray());
+    }
+
+    /// <summary>
+    /// <c>GLU</c>'s forward, <c>a · σ(b)</c> with <c>a</c> and <c>b</c> the halves of the input along <c>dim</c>, in one pass:
+    /// each piece of the output takes σ of its piece of <c>b</c> (the engine's one sigmoid, <see cref="Epilogue.ApplyRun"/>)
+    /// and is multiplied by its piece of <c>a</c> in place, so every element rounds as the kind's definition (<c>chunk</c>,
+    /// <c>sigmoid</c>, <c>mul</c>) rounds; the completeness test holds the two to each other. For each index before
+    /// <c>dim</c>, the two halves and the output are each one contiguous run.
+    /// </summary>
+    [LayerForward("GLU")]
+    public static unsafe Tensor GluForward(Evaluator ev, GLU m, Tensor x)
+    {
+        // The kind's shape rule refuses what PyTorch refuses (an odd or missing axis), with PyTorch's words.
+        var shape = LayerKinds.Of(m)!.OutputShape(m, x.Shape.ToArray());
+        var dim = m.Dim < 0 ? m.Dim + x.Rank : m.Dim;
+        var outer = 1;
+        for (var i = 0; i < dim; i++) outer *= shape[i];
+        var count = 1;
+        foreach (var s in shape) count *= s;
+        var y = ev.Pass.Output(count);
+        if (count == 0) return Tensor.Adopt(y, shape);
+        var run = count / outer;
+        var pieces = (run + Chunk - 1) / Chunk;
+        var src = x.RawFloat32;
+        Par.For(outer * pieces, ev.Pass.Threads, Chunk, i =>
+        {
+            int o = i / pieces, start = i % pieces * Chunk, len = Math.Min(Chunk, run - start);
+            fixed (float* s = src, t = y)
+            {
+                float* a = s + 2L * o * run + start, dst = t + (long)o * run + start;
+                Epilogue.ApplyRun(a + run, dst, len, 1f, 0f, false, Act.Sigmoid);
+                var k = 0;
+                for (; k + Vector<float>.Count <= len; k += Vector<float>.Count)
+                    (Vector.Load(a + k) * Vector.Load(dst + k)).Store(dst + k);
+                for (; k < len; k++) dst[k] = a[k] * dst[k];
+            }
+        });
+        return Tensor.Adopt(y, shape);
     }
 
     /// <summary><c>elu(x, alpha)</c>: x where x &gt; 0, else (exp(x) − 1)·alpha, in float32.</summary>

@@ -33,6 +33,19 @@ internal static unsafe class PoolKernels
         return y.Reshape(y.Shape[1..].ToArray());
     }
 
+    /// <summary>The forward of <c>MaxPool2d</c>.</summary>
+    [LayerForward("MaxPool2d")]
+    public static Tensor MaxPool2dForward(Evaluator ev, MaxPool2d m, Tensor x) => Planes(x, t => MaxPool(m, t, ev.Pass));
+
+    /// <summary>The forward of <c>AvgPool2d</c>.</summary>
+    [LayerForward("AvgPool2d")]
+    public static Tensor AvgPool2dForward(Evaluator ev, AvgPool2d m, Tensor x) => Planes(x, t => AvgPool(m, t, ev.Pass));
+
+    /// <summary>The forward of <c>AdaptiveAvgPool2d</c> (null sizes keep the input's).</summary>
+    [LayerForward("AdaptiveAvgPool2d")]
+    public static Tensor AdaptiveAvgPool2dForward(Evaluator ev, AdaptiveAvgPool2d m, Tensor x)
+        => Planes(x, t => AdaptiveAvgPool(t, m.OutputSize[0], m.OutputSize[1], ev.Pass));
+
     public static Tensor MaxPool(MaxPool2d m, Tensor x, Pass pass)
     {
         int n = x.Size(0), c = x.Size(1), h = x.Size(2), w = x.Size(3);

@@ -222,6 +222,10 @@ internal static unsafe class TensorOps
         => Dimensions.Wrap(dim, rank)
            ?? throw new EngineInputException($"{what}: dimension {dim} is out of range for a tensor of rank {rank} (expected [{-Math.Max(rank, 1)}, {Math.Max(rank, 1) - 1}])");
 
+    /// <summary>The forward of <c>Flatten</c>.</summary>
+    [LayerForward("Flatten")]
+    public static Tensor FlattenForward(Evaluator ev, Layers.Flatten m, Tensor x) => Flatten(x, m.StartDim, m.EndDim);
+
     /// <summary><c>torch.flatten(x, start_dim, end_dim)</c>; a scalar becomes a one-element vector.</summary>
     public static Tensor Flatten(Tensor x, long startDim, long endDim)
     {

@@ -71,6 +71,8 @@ type Nn =
         Fusion.Dsl.Nn.Dropout(defaultArg p 0.5, defaultArg inplace false)
     static member Flatten(?start_dim, ?end_dim) : Module =
         Fusion.Dsl.Nn.Flatten(defaultArg start_dim 1, defaultArg end_dim (-1))
+    static member GLU(?dim) : Module =
+        Fusion.Dsl.Nn.GLU(defaultArg dim (-1))
     static member Identity() : Module =
         Fusion.Dsl.Nn.Identity()
     static member Linear(in_features, out_features, ?bias, ?seed) : Module =

@@ -78,6 +78,9 @@ type Nn =
     /// `nn.Flatten`.
     static member Flatten:
         ?start_dim: int * ?end_dim: int -> Module
+    /// `nn.GLU`.
+    static member GLU:
+        ?dim: int -> Module
     /// `nn.Identity`.
     static member Identity:
         unit -> Module

@@ -31,6 +31,7 @@ let (|ConvTranspose2d|_|) (m: Module) = layer<Conv> "ConvTranspose2d" m
 let (|ConvTranspose3d|_|) (m: Module) = layer<Conv> "ConvTranspose3d" m
 let (|Dropout|_|) (m: Module) = layer<Dropout> "Dropout" m
 let (|Flatten|_|) (m: Module) = layer<Flatten> "Flatten" m
+let (|GLU|_|) (m: Module) = layer<GLU> "GLU" m
 let (|Identity|_|) (m: Module) = layer<Identity> "Identity" m
 let (|Linear|_|) (m: Module) = layer<Linear> "Linear" m
 let (|MaxPool2d|_|) (m: Module) = layer<MaxPool2d> "MaxPool2d" m

@@ -44,6 +44,8 @@ val (|ConvTranspose3d|_|): Module -> Conv option
 val (|Dropout|_|): Module -> Dropout option
 /// Matches `Flatten`.
 val (|Flatten|_|): Module -> Flatten option
+/// Matches `GLU`.
+val (|GLU|_|): Module -> GLU option
 /// Matches `Identity`.
 val (|Identity|_|): Module -> Identity option
 /// Matches `Linear`.

@@ -28,6 +28,7 @@ public static class NaiveReference
         MaxPool2d p => MaxPool2d(p, input),
         AvgPool2d p => AvgPool2d(p, input),
         AdaptiveAvgPool2d p => AdaptiveAvgPool2d(input, p.OutputSize[0], p.OutputSize[1]),
+        GLU g => Glu(input, g.Dim),
         _ => throw new NotSupportedException($"the naive reference has no forward for {m.Namespace}.{m.TypeName}"),
     };
 
@@ -317,6 +318,29 @@ public static class NaiveReference
 
     /// <summary>Row-major position of <paramref name="idx"/> in <paramref name="shape"/> (any rank).</summary>
     private static int At(int[] shape, int[] idx) => shape.Length == 0 ? 0 : Flat(shape, idx);
+
+    /// <summary>PyTorch's <c>F.glu(input, dim)</c> by its definition: element (…, i, …) of the output is
+    /// <c>x[…, i, …] · σ(x[…, i + n/2, …])</c> along the halved axis of size n.</summary>
+    public static Tensor Glu(Tensor input, int dim)
+    {
+        var shape = input.Dimensions.ToArray();
+        var d = dim < 0 ? dim + shape.Length : dim;
+        var half = shape[d] / 2;
+        var outer = shape[..d].Aggregate(1, (p, q) => p * q);
+        var inner = shape[(d + 1)..].Aggregate(1, (p, q) => p * q);
+        var x = input.ToArray();
+        var y = new float[outer * half * inner];
+        for (var o = 0; o < outer; o++)
+            for (var i = 0; i < half; i++)
+                for (var k = 0; k < inner; k++)
+                {
+                    double a = x[(o * shape[d] + i) * inner + k], b = x[(o * shape[d] + i + half) * inner + k];
+                    y[(o * half + i) * inner + k] = (float)(a * Sigmoid(b));
+                }
+        int[] outShape = [.. shape];
+        outShape[d] = half;
+        return Tensor.FromFloat32(y, outShape);
+    }
 
     /// <summary>The logistic function <c>1 / (1 + e^-x)</c> in double.</summary>
     public static double Sigmoid(double v) => 1 / (1 + Math.Exp(-v));

@@ -30,6 +30,7 @@ public static class GeneratedFiles
         return
         [
             ("src/Fusion.Dsl/Layers/LayerKinds.cs", "registry", LayerCode.Registry(declarations)),
+            ("src/Fusion.Dsl.Engine/LayerForwards.cs", "forwards", LayerCode.EngineForwards(LayerRegistry.EngineForwards(kinds))),
             ("src/Fusion.Dsl/Facade/Nn.cs", "factories", LayerCode.CSharpFactories(kinds)),
             ("src/Fusion.Dsl.FSharp/Nn.fs", "factories", LayerCode.FSharpFactories(kinds)),
             ("src/Fusion.Dsl.FSharp/Nn.fsi", "factories", LayerCode.FSharpFactorySignatures(kinds)),

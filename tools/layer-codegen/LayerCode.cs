@@ -8,7 +8,7 @@ namespace Fusion.Dsl.LayerCodegen;
 /// <summary>
 /// The text each consumer of the layer kinds needs, made from the descriptors alone: the registry's list, the C# and F#
 /// factories (typed parameters under PyTorch's names and defaults, forwarding to the descriptor's own factory), the F# active
-/// patterns, the Python exporter's schema and the model format's table of arguments. Pure functions of the descriptors.
+/// patterns, the engine's table of forwards, the Python exporter's schema and the model format's table of arguments. Pure functions of the descriptors.
 /// </summary>
 public static class LayerCode
 {
@@ -17,6 +17,12 @@ public static class LayerCode
     /// <summary>The entries of <c>LayerKinds</c>' list: each declaring class's property.</summary>
     public static string Registry(IReadOnlyList<LayerDeclaration> declarations)
         => GeneratedFiles.Lines(Fill("        ", [.. declarations.Select(d => (d.Member == "Descriptors" ? ".. " : "") + $"{d.Owner.Name}.{d.Member},")], ""));
+
+    /// <summary>The entries of the engine's <c>LayerForwards</c> table: each kind's marked forward, its module cast to the class the
+    /// method takes.</summary>
+    public static string EngineForwards(IReadOnlyList<EngineForward> forwards)
+        => GeneratedFiles.Lines(forwards.Select(f =>
+            $"            [\"{f.TypeName}\"] = (ev, m, x) => {f.Method}(ev, ({(f.ModuleType.Namespace == typeof(LayerKinds).Namespace ? f.ModuleType.Name : "global::" + f.ModuleType.FullName)})m, x),"));
 
     /// <summary>The C# factories of <c>Fusion.Dsl.Nn</c>.</summary>
     public static string CSharpFactories(IReadOnlyList<LayerDescriptor> kinds)

@@ -53,6 +53,7 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
             Sequential s => Children(s, x, path),
             FusedModule f => Fused(f, x, path),
             UserModule u => User(u, x, path),
+            _ when LayerKinds.Of(m) is { IsDefinedByOperations: true } kind => Defined(kind, m, x, path),
             OpaqueModule o => Operators.Carried(o, x, path) ?? throw Refuse(m, path, $"{o.Namespace}.{o.TypeName} is carried as an opaque module and has no ONNX form here; export the model with torch.onnx.export after loading the fused weights back into PyTorch"),
             _ => throw Refuse(m, path, OnnxLayerCoverage.NotExported.GetValueOrDefault(m.TypeName) ?? "the exporter has no ONNX form for this kind of module"),
         };
@@ -72,6 +73,16 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
         if (u.Forward is not null) return new GraphExporter(this, u, path).Run(u.Forward, x);
         if (u.IsIdentityStub) return x;
         throw Refuse(u, path, "a user container without a forward graph has no known behaviour (the engine cannot run it either)");
+    }
+
+    /// <summary>A kind stated by table operations (<see cref="LayerDescriptor.Define"/>): its input checked by the kind's shape
+    /// rule, then its definition's graph written as the operations' ONNX forms under the module's path.</summary>
+    private OnnxValue Defined(LayerDescriptor kind, Module m, OnnxValue x, string path)
+    {
+        try { kind.OutputShape(m, x.Shape); }
+        catch (ArgumentException e) { throw Refuse(m, path, e.Message); }
+        var defined = kind.Define(m)!;
+        return new GraphExporter(this, defined, path).Run(defined.Forward!, x);
     }
 
     // ---- layers ---------------------------------------------------------------------------------------------

@@ -235,6 +235,12 @@ public static class Nn
     public static Flatten Flatten(int startDim = 1, int endDim = -1)
         => Layer<Flatten>("Flatten", 0, Arg("start_dim", startDim), Arg("end_dim", endDim));
 
+    /// <summary><c>nn.GLU</c>.</summary>
+    /// <param name="dim">PyTorch's <c>dim</c> (default <c>-1</c>).</param>
+    /// <exception cref="ArgumentException">An argument is refused (see <see cref="LayerDescriptor.Bind"/>), or the GLU rejects the values.</exception>
+    public static GLU GLU(int dim = -1)
+        => Layer<GLU>("GLU", 0, Arg("dim", dim));
+
     /// <summary><c>nn.Identity</c>.</summary>
     /// <exception cref="ArgumentException">An argument is refused (see <see cref="LayerDescriptor.Bind"/>), or the Identity rejects the values.</exception>
     public static Identity Identity()

@@ -27,7 +27,8 @@ public sealed class Dropout : Module
     internal static LayerDescriptor Descriptor { get; } = new("Dropout", typeof(Dropout),
         [Opt("p", K.Double, 0.5), Opt("inplace", K.Bool, false)], [],
         a => Create(a.Double("p"), a.Bool("inplace"), a.Training), LayerDescriptor.SameShape, new Dictionary<string, object?>(), [2, 3],
-        note: "the identity in eval mode");
+        note: "the identity in eval mode",
+        notImported: "an inference graph has no dropout (the exporter writes the identity), and an ONNX Dropout node is read as an alias of its input");
 
     /// <summary>Creates a Dropout module.</summary>
     /// <exception cref="ArgumentException"><paramref name="p"/> is outside [0, 1].</exception>

@@ -18,7 +18,8 @@ public sealed class Identity : Module
 
     /// <summary>The kind <c>Identity</c>.</summary>
     internal static LayerDescriptor Descriptor { get; } =
-        new("Identity", typeof(Identity), [], [], a => Create(a.Training), LayerDescriptor.SameShape, new Dictionary<string, object?>(), [2, 3]);
+        new("Identity", typeof(Identity), [], [], a => Create(a.Training), LayerDescriptor.SameShape, new Dictionary<string, object?>(), [2, 3],
+            notImported: "the exporter writes no node for it, and an ONNX Identity node is read as an alias of its input, not a module");
 
     /// <summary>An Identity with the given training flag.</summary>
     public static Identity Create(bool training = false) => training ? TrainingInstance : EvalInstance;

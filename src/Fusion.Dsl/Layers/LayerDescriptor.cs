@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using Fusion.Dsl.Algebra;
+using Fusion.Dsl.Graphs;
 
 namespace Fusion.Dsl.Layers;
 
@@ -18,17 +19,20 @@ public sealed class LayerDescriptor
     private readonly Func<Module, IEnumerable<string>> _scalarArguments;
     private readonly IReadOnlyDictionary<string, object?> _example;
     private readonly Func<Module, int[], int[]> _outputShape;
+    private readonly Func<Module, Graph>? _definition;
 
     internal LayerDescriptor(string typeName, Type moduleType, LayerParameter[] parameters, string[] stateNames,
         Func<LayerArguments, Module> create, Func<Module, int[], int[]> outputShape, IReadOnlyDictionary<string, object?> example,
         int[] exampleInput, Func<LayerArguments, IEnumerable<string>>? neededState = null, Func<Module, IEnumerable<string>>? scalarArguments = null,
-        bool seeded = false, string? seedAfter = null, string? note = null, string[]? constructorOrder = null)
+        bool seeded = false, string? seedAfter = null, string? note = null, string[]? constructorOrder = null,
+        Func<Module, Graph>? definition = null, string? notExported = null, string? notImported = null)
     {
         TypeName = typeName; ModuleType = moduleType; Parameters = [.. parameters]; StateNames = [.. stateNames];
         _create = create; _outputShape = outputShape; _example = example; ExampleInput = [.. exampleInput];
         _neededState = neededState ?? (_ => []);
         _scalarArguments = scalarArguments ?? (_ => []);
         Seeded = seeded; SeedAfter = seedAfter; Note = note;
+        _definition = definition; NotExported = notExported; NotImported = notImported;
         var kept = Parameters.Where(p => p.Written).Select(p => p.Name).ToArray();
         if (constructorOrder is not null && !constructorOrder.Order(StringComparer.Ordinal).SequenceEqual(kept.Order(StringComparer.Ordinal)))
             throw new ArgumentException($"{typeName}'s constructor order must name each kept argument once", nameof(constructorOrder));
@@ -69,6 +73,21 @@ public sealed class LayerDescriptor
     /// <summary>What a user of the factories needs to know beyond PyTorch's constructor (one sentence, or null): the generated
     /// C# and F# factory documentation carries it.</summary>
     public string? Note { get; }
+
+    /// <summary>
+    /// Whether the kind states its forward as a graph of table operations (<see cref="Define"/>): the engine runs that graph
+    /// unless a kernel of its own is registered for the kind, and the ONNX exporter writes it unless it maps the kind itself,
+    /// so such a kind needs no engine or ONNX code. Where both exist, the completeness test holds the kernel to the definition.
+    /// </summary>
+    public bool IsDefinedByOperations => _definition is not null;
+
+    /// <summary>Why the ONNX exporter refuses every instance of the kind, or null when it writes one (the completeness test
+    /// holds the exporter to it).</summary>
+    public string? NotExported { get; }
+
+    /// <summary>Why an ONNX import never builds the kind, or null when importing an export builds it again (the completeness
+    /// test holds the importer to it). A kind exported as its definition's operators reads back as those operations.</summary>
+    public string? NotImported { get; }
 
     /// <summary>The input shape the <see cref="Example"/> accepts.</summary>
     public ImmutableArray<int> ExampleInput { get; }
@@ -158,6 +177,19 @@ public sealed class LayerDescriptor
         if (!Describes(module)) throw new ArgumentException($"{module.Namespace}.{module.TypeName} is not a {TypeName}", nameof(module));
         ArgumentNullException.ThrowIfNull(input);
         return _outputShape(module, [.. input]);
+    }
+
+    /// <summary>
+    /// <paramref name="module"/> as a user container of the same type name whose forward graph is the kind's definition in
+    /// table operations (<see cref="GraphOps"/>) over the input and the module's own tensors (read by <c>get_attr</c> of
+    /// their names), or null when the kind states none. Callers check the input against <see cref="OutputShape"/> first,
+    /// which refuses what PyTorch refuses by name.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="module"/> is not of this kind.</exception>
+    public UserModule? Define(Module module)
+    {
+        if (!Describes(module)) throw new ArgumentException($"{module.Namespace}.{module.TypeName} is not a {TypeName}", nameof(module));
+        return _definition is null ? null : UserModule.Create(TypeName, ModuleChildren.Empty, _definition(module), module.Training, module.State);
     }
 
     /// <summary>The shape rule of a layer whose output has its input's shape (activations, BatchNorm, Identity, Dropout).</summary>

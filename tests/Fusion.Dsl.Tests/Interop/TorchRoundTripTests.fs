@@ -30,7 +30,7 @@ module private RoundTripTol =
     let same = 0.0
 
 let private networks = [ "resnet18"; "resnet50"; "mobilenet_v2"; "googlenet"; "mobilenet_v3_large" ]
-let private userModels = [ "nested"; "reused"; "buffers"; "list_iterated"; "list_indexed"; "dict"; "sequential"; "qat" ]
+let private userModels = [ "nested"; "reused"; "buffers"; "list_iterated"; "list_indexed"; "dict"; "gated"; "sequential"; "qat" ]
 /// The cases also fused by `fusion fuse` (a process each, ~1.5 s of CPU): the CLI runs the library's code, so one
 /// network, the containers and --qat prove its wiring; the library fuses every case.
 let private cliCases = [ "resnet18"; "list_iterated"; "dict"; "qat" ]

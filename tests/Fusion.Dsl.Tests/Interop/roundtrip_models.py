@@ -103,6 +103,23 @@ class ListIndexed(nn.Module):
         return self.layers[3](x) + x
 
 
+class Gated(nn.Module):
+    """nn.GLU, a layer kind Fusion.Dsl defines by graph operations alone: the channels of a fused block halved, then the
+    features of a Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = _cbr(3, 8)
+        self.gate = nn.GLU(dim=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4, 6)
+        self.out = nn.GLU()
+
+    def forward(self, x):
+        x = self.pool(self.gate(self.stem(x))).flatten(1)
+        return self.out(self.fc(x))
+
+
 class Dict(nn.Module):
     """A ModuleDict indexed by key and iterated over its values."""
 

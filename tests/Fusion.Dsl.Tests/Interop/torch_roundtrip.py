@@ -79,6 +79,7 @@ CASES = {
                       [[f"blocks.{i}.0", f"blocks.{i}.1", f"blocks.{i}.2"] for i in range(3)], False),
     "list_indexed": ("roundtrip_models:ListIndexed", {}, [1, 3, 10, 10], [["layers.0", "layers.1", "layers.2"]], False),
     "dict": ("roundtrip_models:Dict", {}, [1, 3, 10, 10], [["stem.conv", "stem.bn", "stem.act"]], False),
+    "gated": ("roundtrip_models:Gated", {}, [2, 3, 10, 10], [["stem.0", "stem.1", "stem.2"]], False),
     "sequential": ("roundtrip_models:sequential_root", {}, [1, 3, 10, 10], [["0", "1", "2"], ["5", "6"]], False),
     "qat": ("roundtrip_models:QatNet", {}, [2, 3, 10, 10], [["conv1", "bn1", "relu1"], ["conv2", "bn2"], ["fc", "relu2"]],
             True),

@@ -101,12 +101,18 @@ let private consumers (dir: string) : (string * (LayerDescriptor -> string optio
       "naive reference", fun d -> attempt (fun () ->
           let x = input d
           close (Forward.Run(d.Example(), x)) (NaiveReference.Forward(d.Example(), x)) |> Option.map (sprintf "engine against the reference: %s"))
+      "engine kernel against the definition", fun d -> attempt (fun () ->
+          // A kind with both: the registered kernel computes what its definition, run as a graph, computes.
+          if isNull (LayerForwards.Of d) || not d.IsDefinedByOperations then None
+          else
+              let x = input d
+              close (Forward.Run(d.Example(), x)) (Forward.Run(d.Define(d.Example()), x)) |> Option.map (sprintf "kernel against the definition: %s"))
       "ONNX export", fun d ->
           let refusal = OnnxLayerCoverage.NotExported.GetValueOrDefault d.TypeName
           match (try OnnxModel.Write(d.Example(), Seq.toArray d.ExampleInput, onnx d); None with e -> Some e) with
           | Some(:? OnnxExportException) when not (isNull refusal) -> None
-          | Some e -> Some $"refused without a stated refusal in OnnxLayerCoverage.NotExported: {e.Message}"
-          | None when not (isNull refusal) -> Some "OnnxLayerCoverage.NotExported states a refusal, but the example exports"
+          | Some e -> Some $"refused without a stated refusal (the descriptor's notExported): {e.Message}"
+          | None when not (isNull refusal) -> Some "the descriptor's notExported states a refusal, but the example exports"
           | None -> attempt (fun () -> close (ortRun (onnx d) (input d)) (Forward.Run(d.Example(), input d)) |> Option.map (sprintf "ONNX Runtime against the engine: %s"))
       "ONNX import", fun d ->
           let refusal = OnnxLayerCoverage.NotImported.GetValueOrDefault d.TypeName
@@ -115,10 +121,10 @@ let private consumers (dir: string) : (string * (LayerDescriptor -> string optio
           | None -> None
           | Some m ->
               let found = m.NamedModules() |> Seq.exists (fun kv -> d.Describes kv.Value)
-              if found && not (isNull refusal) then Some "OnnxLayerCoverage.NotImported states it is never built, but importing its export builds one"
+              if found && not (isNull refusal) then Some "the descriptor's notImported states it is never built, but importing its export builds one"
               elif not found && isNull refusal then
                   let kinds = m.NamedModules() |> Seq.map (fun kv -> kv.Value.TypeName) |> String.concat ", "
-                  Some $"importing its export builds no {d.TypeName} (got {kinds}), and OnnxLayerCoverage.NotImported states no refusal"
+                  Some $"importing its export builds no {d.TypeName} (got {kinds}), and the descriptor's notImported states no refusal"
               else None ]
 
 let private dir = lazy (Directory.CreateTempSubdirectory("fusion-completeness-").FullName)

@@ -46,6 +46,23 @@ let tests =
                 Expect.isTrue (m.State.Names |> Seq.forall (fun n -> d.StateNames.Contains n)) "state names are declared"
                 Expect.equal (d.Create(d.ArgumentsOf m, m.State, m.Training)) m "rebuilt equal"
             }
+            if d.IsDefinedByOperations then
+                test $"{d.TypeName}: its definition calls only table operations and reads only the module's own tensors" {
+                    let m = d.Example()
+                    let defined = d.Define m
+                    Expect.isTrue (obj.ReferenceEquals(defined.State, m.State)) "the container shares the module's tensors"
+                    for node in defined.Forward.Nodes do
+                        match node.Op with
+                        | Fusion.Dsl.Graphs.NodeOp.CallFunction | Fusion.Dsl.Graphs.NodeOp.CallMethod ->
+                            Expect.isNotNull (Fusion.Dsl.Graphs.GraphOps.Of node) $"node {node.Name} calls {node.Target}, which is not in GraphOps"
+                        | Fusion.Dsl.Graphs.NodeOp.GetAttr -> Expect.contains d.StateNames (nonNull node.Target) $"node {node.Name} reads an own tensor"
+                        | Fusion.Dsl.Graphs.NodeOp.CallModule -> failtest $"node {node.Name} calls a module; a definition is operations only"
+                        | _ -> ()
+                }
+            else
+                test $"{d.TypeName}: a kind without a definition has none to give" {
+                    Expect.isNull (d.Define(d.Example())) "Define gives null"
+                }
             test $"{d.TypeName}: the example reads back from the model format equal" {
                 let m = d.Example()
                 let json = ModuleJson.Write m
