@@ -345,10 +345,11 @@ public static class NaiveReference
     /// <summary>The logistic function <c>1 / (1 + e^-x)</c> in double.</summary>
     public static double Sigmoid(double v) => 1 / (1 + Math.Exp(-v));
 
-    /// <summary>GELU by its definition <c>x·Φ(x) = x·(1 + erf(x/√2))/2</c> (erf from MathNet), or PyTorch's tanh form.</summary>
+    /// <summary>GELU by its definition <c>x·Φ(x) = x·erfc(−x/√2)/2</c> (erfc from MathNet: <c>1 + erf</c> would cancel to
+    /// nothing in the negative tail), or PyTorch's tanh form.</summary>
     public static double Gelu(double v, bool tanh) => tanh
         ? 0.5 * v * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (v + 0.044715 * v * v * v)))
-        : 0.5 * v * (1 + MathNet.Numerics.SpecialFunctions.Erf(v / Math.Sqrt(2)));
+        : 0.5 * v * MathNet.Numerics.SpecialFunctions.Erfc(-v / Math.Sqrt(2));
 
     /// <summary>An element-wise function of double on every element.</summary>
     public static Tensor Map(Tensor x, Func<double, double> f)

@@ -8,6 +8,8 @@
 //   BENCH_NORECYCLE=1 with `net`: a no-op hook on both models turns intermediate buffer recycling off, for comparison
 //   dotnet run -c Release --project tools/engine-bench -- layers [threads]    resnet18/mobilenet conv shapes (GFLOP/s each)
 //   dotnet run -c Release --project tools/engine-bench -- linear [threads]    convnext_tiny's Linear shapes (GFLOP/s each, one session)
+//   dotnet run -c Release --project tools/engine-bench -- gelu [threads]      GELU (erf form) on convnext_tiny's four stage sizes
+//                                                                     (ns per element each, one session)
 //   dotnet run -c Release --project tools/engine-bench -- layers50 [threads]  resnet50's bottleneck conv shapes (GFLOP/s each)
 //   dotnet run -c Release --project tools/engine-bench -- fuse NAME [threads]  fusion's parts (medians: whole fusion, without
 //                                                                     the dataflow check, the dataflow analysis alone) and a
@@ -139,6 +141,11 @@ switch (mode)
                                                     (14, 384, 1536), (14, 1536, 384), (7, 768, 3072), (7, 3072, 768) })
             LinearBench(tokens, inF, outF);
         break;
+    case "gelu":
+        // convnext_tiny's GELUs at 224x224: [1, H, W, 4C] after each block's first Linear.
+        foreach (var (side, c) in new[] { (56, 384), (28, 768), (14, 1536), (7, 3072) })
+            GeluBench(side, c);
+        break;
     case "joins":
         // resnet18's residual joins (3x3 C->C, Winograd) and resnet50's (1x1 expansions, GEMM) as ConvAddReLU computes them.
         foreach (var (cin, cout, size, k) in new[] { (64, 64, 56, 3), (128, 128, 28, 3), (256, 256, 14, 3), (512, 512, 7, 3),
@@ -246,6 +253,17 @@ void LinearBench(int side, int inF, int outF)
     Best = double.MaxValue;
     var t = Median(() => session.Run(input));
     Console.WriteLine($"linear {inF}->{outF} on {side}x{side} tokens: {t:F3} ms = {flops / t / 1e6:F1} GFLOP/s (best sample {flops / Best / 1e6:F1}, per CPU-second {flops / Cpu / 1e6:F1})");
+}
+
+void GeluBench(int side, int channels)
+{
+    var gelu = OpaqueModule.Create("GELU", "torch.nn", [new("approximate", "none")]);
+    var input = Random(new Random(3), 1, side, side, channels);
+    var n = (double)side * side * channels;
+    using var session = EngineSession.Open(gelu, new EngineSessionOptions { Threads = threads });
+    Best = double.MaxValue;
+    var t = Median(() => session.Run(input));
+    Console.WriteLine($"gelu on [1, {side}, {side}, {channels}]: {t:F3} ms = {t * 1e6 / n:F2} ns per element (per CPU-second {Cpu * 1e6 / n:F2})");
 }
 
 void ConvShapes((int In, int Out, int Size, int K, int Stride, int Pad, int Groups)[] shapes)

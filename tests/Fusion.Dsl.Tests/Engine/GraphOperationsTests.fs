@@ -40,6 +40,15 @@ let private refuses (nodes: GraphNode list) (x: Tensor) (parts: string list) =
     for p in parts do Expect.stringContains e.Message p $"the message names {p}"
     e
 
+/// GELU's relative error per element: the erfc fit's 1.2e-7 and about a dozen float32 roundings, of which the one that
+/// grows is the exponential's argument −x²/2, carried to a few of its ulps (about 4e-6 relative at x = −6, where the
+/// argument is 18; 2e-5 at x = −13, where it is 85 and the result 1e-37). A lost tail is off by 1.
+module private GeluTol =
+    /// Where networks' activations live.
+    let bulkRel = 5e-6
+    /// Out to x = −13, where the result is 1e-37 and PyTorch's own float32 form gives 0.
+    let tailRel = 3e-5
+
 [<Tests>]
 let tests =
     testList "Engine.GraphOperations" [
@@ -51,6 +60,22 @@ let tests =
             close "gelu tanh" (one (fn "y" "gelu" [ r "x" ] [ "approximate", c "tanh" ]) x) (NaiveReference.Map(x, fun v -> NaiveReference.Gelu(v, true)))
             close "relu6" (one (fn "y" "relu6" [ r "x" ] []) x) (NaiveReference.Activation(ActivationKind.ReLU6, x))
             close "hardtanh" (one (fn "y" "hardtanh" [ r "x"; c (box -0.5); c (box 2L) ] []) x) (NaiveReference.Map(x, fun v -> Math.Clamp(v, -0.5, 2.0)))
+        }
+        test "gelu keeps every element's relative accuracy, the negative tail included, from -13 to 13" {
+            // 2^16 + 7 points: float32 GELU through erfc (its fit's fractional error is 1.2e-7) against the definition in
+            // float64 through MathNet's erfc; a form that computed 1 + erf for x < 0 would lose the tail entirely.
+            let n = 65543
+            let x = Tensor.FromFloat32(Array.init n (fun i -> float32 (-13.0 + 26.0 * float i / float (n - 1))), [| n |])
+            let y = one (fn "y" "gelu" [ r "x" ] []) x
+            let worst (inside: float -> bool) =
+                seq { for i in 0 .. n - 1 do
+                        let expected = float32 (NaiveReference.Gelu(x.[i], false))
+                        if expected <> 0f && inside x.[i] then yield abs (y.[i] - float expected) / abs (float expected), x.[i] }
+                |> Seq.maxBy fst
+            let bulk, bulkAt = worst (fun v -> abs v <= 6.0)
+            Expect.isLessThanOrEqual bulk GeluTol.bulkRel $"|x| <= 6: worst relative error {bulk} at x = {bulkAt}"
+            let tail, tailAt = worst (fun _ -> true)
+            Expect.isLessThanOrEqual tail GeluTol.tailRel $"|x| <= 13: worst relative error {tail} at x = {tailAt}"
         }
         test "gelu gives an element the same bits wherever it stands (vector body or padded tail), and PyTorch's special values" {
             // 37 values: more than two vectors of any width, so the last ones land in a padded tail.
