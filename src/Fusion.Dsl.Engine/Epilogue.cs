@@ -154,8 +154,8 @@ internal readonly struct Epilogue
                 return v * Vector256.Min(Vector256.Max(v + Vector256.Create(3f), Vector256<float>.Zero), Vector256.Create(6f)) / Vector256.Create(6f);
             case Act.Hardsigmoid:
                 return Vector256.Min(Vector256.Max(v + Vector256.Create(3f), Vector256<float>.Zero), Vector256.Create(6f)) / Vector256.Create(6f);
-            case Act.Sigmoid: return Vector256<float>.One / (Vector256<float>.One + Vector256.Exp(-v));
-            default: return v / (Vector256<float>.One + Vector256.Exp(-v));
+            case Act.Sigmoid: return Vector256<float>.One / (Vector256<float>.One + FloatExp.Exp(-v));
+            default: return v / (Vector256<float>.One + FloatExp.Exp(-v));
         }
     }
 
@@ -163,8 +163,8 @@ internal readonly struct Epilogue
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Activate(Vector512<float> v, Act act) => act switch
     {
-        Act.SiLU => v / (Vector512<float>.One + Vector512.Exp(-v)),
-        Act.Sigmoid => Vector512<float>.One / (Vector512<float>.One + Vector512.Exp(-v)),
+        Act.SiLU => v / (Vector512<float>.One + FloatExp.Exp(-v)),
+        Act.Sigmoid => Vector512<float>.One / (Vector512<float>.One + FloatExp.Exp(-v)),
         _ => ActivatePiecewise(v, act),
     };
 
@@ -192,7 +192,7 @@ internal readonly struct Epilogue
 
     /// <summary>
     /// Scalar counterpart of <see cref="Activate(Vector256{float}, Act)"/>, lane for lane the same value: the exponential of SiLU and
-    /// Sigmoid is the vector one on a single lane (<c>MathF.Exp</c> differs from it in the last ulp), so an element gives the same
+    /// Sigmoid is the vector one on a single lane (<see cref="FloatExp"/>; <c>MathF.Exp</c> differs from it in the last ulp), so an element gives the same
     /// bits whether a kernel reaches it in a vector, in a tail, or on a machine without wide vectors.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -208,5 +208,5 @@ internal readonly struct Epilogue
     };
 
     /// <summary>The vector exponential on one lane.</summary>
-    private static float Exp(float x) => Vector128.Exp(Vector128.CreateScalar(x)).ToScalar();
+    private static float Exp(float x) => FloatExp.Exp(x);
 }

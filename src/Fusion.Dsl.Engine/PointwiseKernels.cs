@@ -168,7 +168,7 @@ internal static class PointwiseKernels
         poly = Vector512.Create(0.09678418f) + t * poly;
         poly = Vector512.Create(0.37409196f) + t * poly;
         poly = Vector512.Create(1.00002368f) + t * poly;
-        var r = t * Vector512.Exp(-a * a - Vector512.Create(1.26551223f) + t * poly);
+        var r = t * FloatExp.Exp(-a * a - Vector512.Create(1.26551223f) + t * poly);
         var erfc = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(z, Vector512<float>.Zero), r, Vector512.Create(2f) - r);
         return x * (Vector512.Create(0.5f) * erfc);
     }
@@ -191,7 +191,7 @@ internal static class PointwiseKernels
         poly = Vector.Create(0.09678418f) + t * poly;
         poly = Vector.Create(0.37409196f) + t * poly;
         poly = Vector.Create(1.00002368f) + t * poly;
-        var r = t * Vector.Exp(-a * a - Vector.Create(1.26551223f) + t * poly);
+        var r = t * FloatExp.Exp(-a * a - Vector.Create(1.26551223f) + t * poly);
         var erfc = Vector.ConditionalSelect(Vector.GreaterThanOrEqual(z, Vector<float>.Zero), r, Vector.Create(2f) - r);
         return x * (Vector.Create(0.5f) * erfc);
     }
