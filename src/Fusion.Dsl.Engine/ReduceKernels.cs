@@ -1,3 +1,4 @@
+using System.Numerics;
 using Fusion.Dsl.Tensors;
 
 namespace Fusion.Dsl.Engine;
@@ -65,6 +66,11 @@ internal static class ReduceKernels
         var outer = size * inner == 0 ? 0 : x.Count / (size * inner);
         var src = x.RawFloat32;
         var output = pass.Output(src.Length);
+        if (inner == 1 && size > 0)
+        {
+            Par.For(outer, pass.Threads, 3L * size, o => SoftmaxRow(src, output, (long)o * size, size));
+            return Tensor.Adopt(output, x.Shape.ToArray());
+        }
         Par.For(outer, pass.Threads, 3L * size * inner, o =>
         {
             var e = new double[size];
@@ -79,6 +85,49 @@ internal static class ReduceKernels
             }
         });
         return Tensor.Adopt(output, x.Shape.ToArray());
+    }
+
+    /// <summary>
+    /// One contiguous row of <see cref="Softmax"/> (the last axis, as every attention's is): the maximum, then
+    /// <c>e = exp(x − max)</c> in float32 vectors of <see cref="Vector{T}"/>'s width through <see cref="FloatExp"/> (written
+    /// to the output), summed in float64 lanes, then each <c>e</c> times the float32 reciprocal of the sum, as PyTorch's vectorised softmax scales. A tail
+    /// element takes the same exponential on one lane, so its bits do not depend on where the row's vectors end. Measured
+    /// (`tools/engine-bench softmax 2`, vit_b_16's and swin_t's attention shapes): 9.7-11.4 ns per element per CPU-second
+    /// with a float64 <c>Math.Exp</c> per element.
+    /// </summary>
+    private static unsafe void SoftmaxRow(float[] src, float[] output, long start, int size)
+    {
+        var n = Vector<float>.Count;
+        fixed (float* s0 = src, d0 = output)
+        {
+            float* s = s0 + start, d = d0 + start;
+            var k = 0;
+            var max = float.NegativeInfinity;
+            if (size >= n)
+            {
+                var m = Vector.Load(s);
+                for (k = n; k <= size - n; k += n) m = Vector.Max(m, Vector.Load(s + k));
+                for (var lane = 0; lane < n; lane++) max = MathF.Max(max, m[lane]);
+            }
+            for (; k < size; k++) max = MathF.Max(max, s[k]);
+            var vmax = new Vector<float>(max);
+            var lo = Vector<double>.Zero;
+            var hi = Vector<double>.Zero;
+            for (k = 0; k <= size - n; k += n)
+            {
+                var e = FloatExp.Exp(Vector.Load(s + k) - vmax);
+                e.Store(d + k);
+                Vector.Widen(e, out var l, out var h);
+                lo += l;
+                hi += h;
+            }
+            var sum = Vector.Sum(lo + hi);
+            for (; k < size; k++) sum += d[k] = FloatExp.Exp(s[k] - max);
+            var scale = (float)(1.0 / sum);
+            var vs = new Vector<float>(scale);
+            for (k = 0; k <= size - n; k += n) (Vector.Load(d + k) * vs).Store(d + k);
+            for (; k < size; k++) d[k] *= scale;
+        }
     }
 
     /// <summary><c>F.normalize(x, dim=-1)</c>: each last-dimension row divided by max(‖row‖₂, 1e-12).</summary>

@@ -10,6 +10,8 @@
 //   dotnet run -c Release --project tools/engine-bench -- linear [threads]    convnext_tiny's Linear shapes (GFLOP/s each, one session)
 //   dotnet run -c Release --project tools/engine-bench -- gelu [threads]      GELU (erf form) on convnext_tiny's four stage sizes
 //                                                                     (ns per element each, one session)
+//   dotnet run -c Release --project tools/engine-bench -- softmax [threads]   softmax over the last axis of attention scores (vit_b_16's
+//                                                                     [12, 197, 197], swin_t's [64, 3, 49, 49]; ns per element)
 //   dotnet run -c Release --project tools/engine-bench -- layers50 [threads]  resnet50's bottleneck conv shapes (GFLOP/s each)
 //   dotnet run -c Release --project tools/engine-bench -- fuse NAME [threads]  fusion's parts (medians: whole fusion, without
 //                                                                     the dataflow check, the dataflow analysis alone) and a
@@ -146,6 +148,10 @@ switch (mode)
         foreach (var (side, c) in new[] { (56, 384), (28, 768), (14, 1536), (7, 3072) })
             GeluBench(side, c);
         break;
+    case "softmax":
+        foreach (var shape in new[] { new[] { 1, 12, 197, 197 }, new[] { 64, 3, 49, 49 } })
+            SoftmaxBench(shape);
+        break;
     case "joins":
         // resnet18's residual joins (3x3 C->C, Winograd) and resnet50's (1x1 expansions, GEMM) as ConvAddReLU computes them.
         foreach (var (cin, cout, size, k) in new[] { (64, 64, 56, 3), (128, 128, 28, 3), (256, 256, 14, 3), (512, 512, 7, 3),
@@ -264,6 +270,17 @@ void GeluBench(int side, int channels)
     Best = double.MaxValue;
     var t = Median(() => session.Run(input));
     Console.WriteLine($"gelu on [1, {side}, {side}, {channels}]: {t:F3} ms = {t * 1e6 / n:F2} ns per element (per CPU-second {Cpu * 1e6 / n:F2})");
+}
+
+void SoftmaxBench(int[] shape)
+{
+    var softmax = OpaqueModule.Create("Softmax", "torch.nn", [new("dim", -1L)]);
+    var input = Random(new Random(4), shape);
+    var n = (double)input.Count;
+    using var session = EngineSession.Open(softmax, new EngineSessionOptions { Threads = threads });
+    Best = double.MaxValue;
+    var t = Median(() => session.Run(input));
+    Console.WriteLine($"softmax(dim=-1) on [{string.Join(", ", shape)}]: {t:F3} ms = {t * 1e6 / n:F2} ns per element (per CPU-second {Cpu * 1e6 / n:F2})");
 }
 
 void ConvShapes((int In, int Out, int Size, int K, int Stride, int Pad, int Groups)[] shapes)

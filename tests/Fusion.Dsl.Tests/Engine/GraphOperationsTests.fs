@@ -49,6 +49,13 @@ module private GeluTol =
     /// Out to x = −13, where the result is 1e-37 and PyTorch's own float32 form gives 0.
     let tailRel = 3e-5
 
+/// Softmax per element: the float32 exponential (one ulp) of x − max rounded in float32 (a few ulps of |x − max|, up to
+/// 24 here), the float64 sum, the float32 reciprocal and the product: a few 1e-7 relative; a wrong maximum or sum is off
+/// by far more.
+module private SoftmaxTol =
+    let rel = 4e-6
+    let abs = 1e-12
+
 [<Tests>]
 let tests =
     testList "Engine.GraphOperations" [
@@ -92,6 +99,26 @@ let tests =
             Expect.equal special.[1] Double.PositiveInfinity "gelu(inf) is inf"
             Expect.isTrue (Double.IsNaN special.[2]) "gelu(-inf) is nan, as PyTorch's x·Φ(x) gives"
             Expect.isLessThanOrEqual (abs (special.[3] - 2.995950222015381)) (Support.Tol.kernelAbs + Support.Tol.kernelRel * 3.0) "gelu(3)"
+        }
+        test "softmax over the last axis: rows of every length around the vector width, each element within its own tolerance" {
+            // Lengths 1-40, 197 (vit_b_16's tokens) and 1000: whole vectors, tails, and rows shorter than one vector.
+            for len in [ 1 .. 40 ] @ [ 197; 1000 ] do
+                let x = Tensor.FromFloat32(Array.init (3 * len) (fun i -> float32 (Math.Sin(float i * 1.7) * 12.0)), [| 3; len |])
+                let y = one (fn "y" "softmax" [ r "x" ] [ "dim", i64 -1 ]) x
+                let expected = NaiveReference.Softmax(x, 1)
+                for i in 0 .. 3 * len - 1 do
+                    Expect.isLessThanOrEqual (abs (y.[i] - expected.[i])) (SoftmaxTol.rel * expected.[i] + SoftmaxTol.abs) $"length {len}, element {i}"
+        }
+        test "softmax keeps PyTorch's special values: an all -inf row and one with +inf or NaN give NaN, -inf gives 0, large values shift" {
+            // torch.softmax(torch.tensor([[-inf, -inf], [0, -inf], [inf, 0], [nan, 1], [1e4, 1e4 - 3]]), -1) in PyTorch 1.13:
+            // [[nan, nan], [1, 0], [nan, nan], [nan, nan], [0.9526, 0.0474]].
+            let inf = Single.PositiveInfinity
+            let x = Tensor.FromFloat32([| -inf; -inf; 0f; -inf; inf; 0f; Single.NaN; 1f; 1e4f; 1e4f - 3f |], [| 5; 2 |])
+            let y = one (fn "y" "softmax" [ r "x" ] [ "dim", i64 -1 ]) x
+            for i in [ 0; 1; 4; 5; 6; 7 ] do Expect.isTrue (Double.IsNaN y.[i]) $"element {i} is NaN"
+            Expect.equal y.[2] 1.0 "exp(0) / exp(0)"
+            Expect.equal y.[3] 0.0 "exp(-inf) is 0"
+            Expect.isLessThanOrEqual (abs (y.[8] - 1.0 / (1.0 + Math.Exp -3.0))) 1e-6 "shifted by the maximum"
         }
         test "softmax and mean reduce the dimensions PyTorch names, keepdim or not" {
             let x = wide 2 [| 2; 3; 4; 5 |]
