@@ -7,7 +7,7 @@ namespace Fusion.Dsl.Engine;
 
 /// <summary>
 /// Element-wise functions that are not a fused group's epilogue (<see cref="Act"/> covers those and the sigmoid):
-/// GELU in both of PyTorch's forms, <c>hardtanh</c>'s clamp to any range, <c>leaky_relu</c> and <c>elu</c>.
+/// GELU in both of PyTorch's forms, <c>hardtanh</c>'s clamp to any range, <c>leaky_relu</c>, <c>elu</c>, and GLU's gate.
 /// </summary>
 internal static class PointwiseKernels
 {

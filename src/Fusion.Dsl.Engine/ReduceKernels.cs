@@ -3,7 +3,8 @@ using Fusion.Dsl.Tensors;
 
 namespace Fusion.Dsl.Engine;
 
-/// <summary>Reductions along dimensions: <c>mean</c> and <c>softmax</c>, accumulated in double and rounded once.</summary>
+/// <summary>Reductions along dimensions: <c>mean</c> and <c>softmax</c>, accumulated in double (a softmax along a contiguous
+/// row takes its exponentials in float32 vectors, as PyTorch's does; see <c>SoftmaxRow</c>).</summary>
 internal static class ReduceKernels
 {
     /// <summary>
