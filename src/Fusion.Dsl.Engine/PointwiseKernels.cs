@@ -89,11 +89,10 @@ internal static class PointwiseKernels
     {
         // The kind's shape rule refuses what PyTorch refuses (an odd or missing axis), with PyTorch's words.
         var shape = LayerKinds.Of(m)!.OutputShape(m, x.Shape.ToArray());
-        var dim = m.Dim < 0 ? m.Dim + x.Rank : m.Dim;
+        var dim = Dimensions.Wrap(m.Dim, x.Rank)!.Value;
         var outer = 1;
         for (var i = 0; i < dim; i++) outer *= shape[i];
-        var count = 1;
-        foreach (var s in shape) count *= s;
+        var count = Tensor.Product(shape);
         var y = ev.Pass.Output(count);
         if (count == 0) return Tensor.Adopt(y, shape);
         var run = count / outer;
@@ -106,10 +105,7 @@ internal static class PointwiseKernels
             {
                 float* a = s + 2L * o * run + start, dst = t + (long)o * run + start;
                 Epilogue.ApplyRun(a + run, dst, len, 1f, 0f, false, Act.Sigmoid);
-                var k = 0;
-                for (; k + Vector<float>.Count <= len; k += Vector<float>.Count)
-                    (Vector.Load(a + k) * Vector.Load(dst + k)).Store(dst + k);
-                for (; k < len; k++) dst[k] = a[k] * dst[k];
+                TensorOps.Same(TensorOps.Binary.Mul, a, dst, dst, len);
             }
         });
         return Tensor.Adopt(y, shape);

@@ -185,8 +185,9 @@ internal static unsafe class TensorOps
     private static Vector256<float> Op(Binary op, Vector256<float> u, Vector256<float> v)
         => op switch { Binary.Add => u + v, Binary.Mul => u * v, Binary.Sub => u - v, _ => u / v };
 
+    /// <summary><c>d[i] = x[i] op y[i]</c> over <paramref name="count"/> values; <paramref name="d"/> may be either input.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Same(Binary op, float* x, float* y, float* d, int count)
+    internal static void Same(Binary op, float* x, float* y, float* d, int count)
     {
         var i = 0;
         for (; i <= count - 8; i += 8) Vector256.Store(Op(op, Vector256.Load(x + i), Vector256.Load(y + i)), d + i);

@@ -1,5 +1,6 @@
 using Fusion.Dsl.Algebra;
 using Fusion.Dsl.Graphs;
+using Fusion.Dsl.Tensors;
 using static Fusion.Dsl.Layers.LayerParameter;
 using K = Fusion.Dsl.Layers.LayerArgumentKind;
 
@@ -50,9 +51,8 @@ public sealed class GLU : Module
     private static int[] OutputShape(GLU m, int[] x)
     {
         if (x.Length == 0) throw new ArgumentException("glu does not support scalars because halving size must be even");
-        var d = m.Dim < 0 ? m.Dim + x.Length : m.Dim;
-        if (d < 0 || d >= x.Length)
-            throw new ArgumentException($"Dimension out of range (expected to be in range of [{-x.Length}, {x.Length - 1}], but got {m.Dim})");
+        var d = Dimensions.Wrap(m.Dim, x.Length)
+                ?? throw new ArgumentException($"Dimension out of range (expected to be in range of [{-x.Length}, {x.Length - 1}], but got {m.Dim})");
         if (x[d] % 2 != 0) throw new ArgumentException($"Halving dimension must be even, but dimension {d} is size {x[d]}");
         var y = (int[])x.Clone();
         y[d] /= 2;
