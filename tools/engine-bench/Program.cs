@@ -146,11 +146,11 @@ switch (mode)
     case "gelu":
         // convnext_tiny's GELUs at 224x224: [1, H, W, 4C] after each block's first Linear.
         foreach (var (side, c) in new[] { (56, 384), (28, 768), (14, 1536), (7, 3072) })
-            GeluBench(side, c);
+            ElementBench("gelu", OpaqueModule.Create("GELU", "torch.nn", [new("approximate", "none")]), Random(new Random(3), 1, side, side, c));
         break;
     case "softmax":
         foreach (var shape in new[] { new[] { 1, 12, 197, 197 }, new[] { 64, 3, 49, 49 } })
-            SoftmaxBench(shape);
+            ElementBench("softmax(dim=-1)", OpaqueModule.Create("Softmax", "torch.nn", [new("dim", -1L)]), Random(new Random(4), shape));
         break;
     case "joins":
         // resnet18's residual joins (3x3 C->C, Winograd) and resnet50's (1x1 expansions, GEMM) as ConvAddReLU computes them.
@@ -261,26 +261,14 @@ void LinearBench(int side, int inF, int outF)
     Console.WriteLine($"linear {inF}->{outF} on {side}x{side} tokens: {t:F3} ms = {flops / t / 1e6:F1} GFLOP/s (best sample {flops / Best / 1e6:F1}, per CPU-second {flops / Cpu / 1e6:F1})");
 }
 
-void GeluBench(int side, int channels)
+// An element-wise module in its own session: ms per pass and ns per element (GELU, softmax).
+void ElementBench(string label, Module module, Tensor input)
 {
-    var gelu = OpaqueModule.Create("GELU", "torch.nn", [new("approximate", "none")]);
-    var input = Random(new Random(3), 1, side, side, channels);
-    var n = (double)side * side * channels;
-    using var session = EngineSession.Open(gelu, new EngineSessionOptions { Threads = threads });
-    Best = double.MaxValue;
-    var t = Median(() => session.Run(input));
-    Console.WriteLine($"gelu on [1, {side}, {side}, {channels}]: {t:F3} ms = {t * 1e6 / n:F2} ns per element (per CPU-second {Cpu * 1e6 / n:F2})");
-}
-
-void SoftmaxBench(int[] shape)
-{
-    var softmax = OpaqueModule.Create("Softmax", "torch.nn", [new("dim", -1L)]);
-    var input = Random(new Random(4), shape);
     var n = (double)input.Count;
-    using var session = EngineSession.Open(softmax, new EngineSessionOptions { Threads = threads });
+    using var session = EngineSession.Open(module, new EngineSessionOptions { Threads = threads });
     Best = double.MaxValue;
     var t = Median(() => session.Run(input));
-    Console.WriteLine($"softmax(dim=-1) on [{string.Join(", ", shape)}]: {t:F3} ms = {t * 1e6 / n:F2} ns per element (per CPU-second {Cpu * 1e6 / n:F2})");
+    Console.WriteLine($"{label} on [{string.Join(", ", input.Shape.ToArray())}]: {t:F3} ms = {t * 1e6 / n:F2} ns per element (per CPU-second {Cpu * 1e6 / n:F2})");
 }
 
 void ConvShapes((int In, int Out, int Size, int K, int Stride, int Pad, int Groups)[] shapes)
