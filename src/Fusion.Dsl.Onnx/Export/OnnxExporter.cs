@@ -55,7 +55,7 @@ internal sealed class OnnxExporter(OnnxGraphWriter writer, OnnxExportOptions opt
             UserModule u => User(u, x, path),
             _ when LayerKinds.Of(m) is { IsDefinedByOperations: true } kind => Defined(kind, m, x, path),
             OpaqueModule o => Operators.Carried(o, x, path) ?? throw Refuse(m, path, $"{o.Namespace}.{o.TypeName} is carried as an opaque module and has no ONNX form here; export the model with torch.onnx.export after loading the fused weights back into PyTorch"),
-            _ => throw Refuse(m, path, OnnxLayerCoverage.NotExported.GetValueOrDefault(m.TypeName) ?? "the exporter has no ONNX form for this kind of module"),
+            _ => throw Refuse(m, path, LayerKinds.Of(m)?.NotExported ?? "the exporter has no ONNX form for this kind of module"),
         };
     }
 

@@ -108,14 +108,14 @@ let private consumers (dir: string) : (string * (LayerDescriptor -> string optio
               let x = input d
               close (Forward.Run(d.Example(), x)) (Forward.Run(d.Define(d.Example()), x)) |> Option.map (sprintf "kernel against the definition: %s"))
       "ONNX export", fun d ->
-          let refusal = OnnxLayerCoverage.NotExported.GetValueOrDefault d.TypeName
+          let refusal = d.NotExported
           match (try OnnxModel.Write(d.Example(), Seq.toArray d.ExampleInput, onnx d); None with e -> Some e) with
           | Some(:? OnnxExportException) when not (isNull refusal) -> None
           | Some e -> Some $"refused without a stated refusal (the descriptor's notExported): {e.Message}"
           | None when not (isNull refusal) -> Some "the descriptor's notExported states a refusal, but the example exports"
           | None -> attempt (fun () -> close (ortRun (onnx d) (input d)) (Forward.Run(d.Example(), input d)) |> Option.map (sprintf "ONNX Runtime against the engine: %s"))
       "ONNX import", fun d ->
-          let refusal = OnnxLayerCoverage.NotImported.GetValueOrDefault d.TypeName
+          let refusal = d.NotImported
           match (try Some(OnnxModel.Read(onnx d)) with _ -> None) with
           | None when isNull refusal -> Some "its export does not read back (see ONNX export)"
           | None -> None
