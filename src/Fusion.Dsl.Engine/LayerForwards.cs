@@ -28,7 +28,4 @@ internal static class LayerForwards
 
     /// <summary>The registered forward of <paramref name="kind"/>, or null.</summary>
     public static Func<Evaluator, Module, Tensor, Tensor>? Of(LayerDescriptor kind) => Table.GetValueOrDefault(kind.TypeName);
-
-    /// <summary>The kinds with a registered forward, by type name.</summary>
-    public static IEnumerable<string> Kinds => Table.Keys;
 }
